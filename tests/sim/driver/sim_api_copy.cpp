@@ -80,45 +80,45 @@ CUresult do_memset(const char* name, uintptr_t dst, uint32_t value, unsigned ele
 }  // namespace
 
 // Unified-addressing copies; the typed variants check nothing more than the unified one does.
-#define SIM_COPY_SYNC(fn, per_thread)                                                          \
-  SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n) {                           \
+#define POOLSHIM_SIM_COPY_SYNC(fn, per_thread)                                                          \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n) {                           \
     return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                              \
   }
-#define SIM_COPY_ASYNC(fn, per_thread)                                                         \
-  SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {                \
+#define POOLSHIM_SIM_COPY_ASYNC(fn, per_thread)                                                         \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {                \
     return do_copy(#fn, dst, src, n, s, per_thread, true);                                     \
   }
-SIM_COPY_SYNC(cuMemcpy, false)
-SIM_COPY_SYNC(cuMemcpy_ptds, true)
-SIM_COPY_SYNC(cuMemcpyDtoD_v2, false)
-SIM_COPY_SYNC(cuMemcpyDtoD_v2_ptds, true)
-SIM_COPY_ASYNC(cuMemcpyAsync, false)
-SIM_COPY_ASYNC(cuMemcpyAsync_ptsz, true)
-SIM_COPY_ASYNC(cuMemcpyDtoDAsync_v2, false)
-SIM_COPY_ASYNC(cuMemcpyDtoDAsync_v2_ptsz, true)
+POOLSHIM_SIM_COPY_SYNC(cuMemcpy, false)
+POOLSHIM_SIM_COPY_SYNC(cuMemcpy_ptds, true)
+POOLSHIM_SIM_COPY_SYNC(cuMemcpyDtoD_v2, false)
+POOLSHIM_SIM_COPY_SYNC(cuMemcpyDtoD_v2_ptds, true)
+POOLSHIM_SIM_COPY_ASYNC(cuMemcpyAsync, false)
+POOLSHIM_SIM_COPY_ASYNC(cuMemcpyAsync_ptsz, true)
+POOLSHIM_SIM_COPY_ASYNC(cuMemcpyDtoDAsync_v2, false)
+POOLSHIM_SIM_COPY_ASYNC(cuMemcpyDtoDAsync_v2_ptsz, true)
 
-SIM_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+POOLSHIM_SIM_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
   return do_copy("cuMemcpyHtoD_v2", dst, reinterpret_cast<uintptr_t>(src), n, nullptr, false, false);
 }
-SIM_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void* src, size_t n) {
+POOLSHIM_SIM_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void* src, size_t n) {
   return do_copy("cuMemcpyHtoD_v2_ptds", dst, reinterpret_cast<uintptr_t>(src), n, nullptr, true, false);
 }
-SIM_API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+POOLSHIM_SIM_API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
   return do_copy("cuMemcpyDtoH_v2", reinterpret_cast<uintptr_t>(dst), src, n, nullptr, false, false);
 }
-SIM_API CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t n) {
+POOLSHIM_SIM_API CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t n) {
   return do_copy("cuMemcpyDtoH_v2_ptds", reinterpret_cast<uintptr_t>(dst), src, n, nullptr, true, false);
 }
-SIM_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
+POOLSHIM_SIM_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
   return do_copy("cuMemcpyHtoDAsync_v2", dst, reinterpret_cast<uintptr_t>(src), n, s, false, true);
 }
-SIM_API CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
+POOLSHIM_SIM_API CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
   return do_copy("cuMemcpyHtoDAsync_v2_ptsz", dst, reinterpret_cast<uintptr_t>(src), n, s, true, true);
 }
-SIM_API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
+POOLSHIM_SIM_API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
   return do_copy("cuMemcpyDtoHAsync_v2", reinterpret_cast<uintptr_t>(dst), src, n, s, false, true);
 }
-SIM_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t n, CUstream s) {
+POOLSHIM_SIM_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t n, CUstream s) {
   return do_copy("cuMemcpyDtoHAsync_v2_ptsz", reinterpret_cast<uintptr_t>(dst), src, n, s, true, true);
 }
 
@@ -130,39 +130,39 @@ CUresult check_peer_ctx(CUcontext a, CUcontext b) {
   return ctx_alive(a) && ctx_alive(b) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
 }
 }  // namespace
-#define SIM_COPY_PEER(fn, per_thread)                                                           \
-  SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) { \
+#define POOLSHIM_SIM_COPY_PEER(fn, per_thread)                                                           \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) { \
     if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                       \
     return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                               \
   }
-#define SIM_COPY_PEER_ASYNC(fn, per_thread)                                                      \
-  SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n,    \
+#define POOLSHIM_SIM_COPY_PEER_ASYNC(fn, per_thread)                                                      \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n,    \
                       CUstream s) {                                                              \
     if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                        \
     return do_copy(#fn, dst, src, n, s, per_thread, true);                                       \
   }
-SIM_COPY_PEER(cuMemcpyPeer, false)
-SIM_COPY_PEER(cuMemcpyPeer_ptds, true)
-SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync, false)
-SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync_ptsz, true)
+POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer, false)
+POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer_ptds, true)
+POOLSHIM_SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync, false)
+POOLSHIM_SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync_ptsz, true)
 
-#define SIM_MEMSET(fn, type, elem, per_thread)                                   \
-  SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n) {                       \
+#define POOLSHIM_SIM_MEMSET(fn, type, elem, per_thread)                                   \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n) {                       \
     return do_memset(#fn, dst, v, elem, n, nullptr, per_thread, false);         \
   }
-#define SIM_MEMSET_ASYNC(fn, type, elem, per_thread)                             \
-  SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n, CUstream s) {           \
+#define POOLSHIM_SIM_MEMSET_ASYNC(fn, type, elem, per_thread)                             \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n, CUstream s) {           \
     return do_memset(#fn, dst, v, elem, n, s, per_thread, true);                \
   }
-SIM_MEMSET(cuMemsetD8_v2, unsigned char, 1, false)
-SIM_MEMSET(cuMemsetD8_v2_ptds, unsigned char, 1, true)
-SIM_MEMSET(cuMemsetD16_v2, unsigned short, 2, false)
-SIM_MEMSET(cuMemsetD16_v2_ptds, unsigned short, 2, true)
-SIM_MEMSET(cuMemsetD32_v2, unsigned int, 4, false)
-SIM_MEMSET(cuMemsetD32_v2_ptds, unsigned int, 4, true)
-SIM_MEMSET_ASYNC(cuMemsetD8Async, unsigned char, 1, false)
-SIM_MEMSET_ASYNC(cuMemsetD8Async_ptsz, unsigned char, 1, true)
-SIM_MEMSET_ASYNC(cuMemsetD16Async, unsigned short, 2, false)
-SIM_MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, true)
-SIM_MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, false)
-SIM_MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, true)
+POOLSHIM_SIM_MEMSET(cuMemsetD8_v2, unsigned char, 1, false)
+POOLSHIM_SIM_MEMSET(cuMemsetD8_v2_ptds, unsigned char, 1, true)
+POOLSHIM_SIM_MEMSET(cuMemsetD16_v2, unsigned short, 2, false)
+POOLSHIM_SIM_MEMSET(cuMemsetD16_v2_ptds, unsigned short, 2, true)
+POOLSHIM_SIM_MEMSET(cuMemsetD32_v2, unsigned int, 4, false)
+POOLSHIM_SIM_MEMSET(cuMemsetD32_v2_ptds, unsigned int, 4, true)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD8Async, unsigned char, 1, false)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD8Async_ptsz, unsigned char, 1, true)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async, unsigned short, 2, false)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, true)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, false)
+POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, true)

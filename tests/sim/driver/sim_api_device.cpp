@@ -99,7 +99,7 @@ int attribute_value(CUdevice_attribute a, int dev) {
 
 }  // namespace
 
-SIM_API CUresult cuInit(unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuInit(unsigned int flags) {
   if (CUresult r = api_enter("cuInit", false); r != CUDA_SUCCESS) return r;
   if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -112,21 +112,21 @@ SIM_API CUresult cuInit(unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDriverGetVersion(int* version) {
+POOLSHIM_SIM_API CUresult cuDriverGetVersion(int* version) {
   if (CUresult r = api_enter("cuDriverGetVersion", false); r != CUDA_SUCCESS) return r;
   if (version == nullptr) return CUDA_ERROR_INVALID_VALUE;
   *version = k_driver_version;
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGetCount(int* count) {
+POOLSHIM_SIM_API CUresult cuDeviceGetCount(int* count) {
   if (CUresult r = api_enter("cuDeviceGetCount"); r != CUDA_SUCCESS) return r;
   if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
   *count = get().cfg.devices;
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGet(CUdevice* device, int ordinal) {
+POOLSHIM_SIM_API CUresult cuDeviceGet(CUdevice* device, int ordinal) {
   if (CUresult r = api_enter("cuDeviceGet"); r != CUDA_SUCCESS) return r;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(ordinal); r != CUDA_SUCCESS) return r;
@@ -134,7 +134,7 @@ SIM_API CUresult cuDeviceGet(CUdevice* device, int ordinal) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceGetName"); r != CUDA_SUCCESS) return r;
   if (name == nullptr || len <= 0) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -142,7 +142,7 @@ SIM_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceGetUuid_v2"); r != CUDA_SUCCESS) return r;
   if (uuid == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -153,9 +153,9 @@ SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) { return cuDeviceGetUuid_v2(uuid, dev); }
+POOLSHIM_SIM_API CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) { return cuDeviceGetUuid_v2(uuid, dev); }
 
-SIM_API CUresult cuDeviceGetPCIBusId(char* bus_id, int len, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDeviceGetPCIBusId(char* bus_id, int len, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceGetPCIBusId"); r != CUDA_SUCCESS) return r;
   if (bus_id == nullptr || len <= 0) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -163,7 +163,7 @@ SIM_API CUresult cuDeviceGetPCIBusId(char* bus_id, int len, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceTotalMem_v2"); r != CUDA_SUCCESS) return r;
   if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -171,7 +171,7 @@ SIM_API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceGetAttribute(int* value, CUdevice_attribute attrib, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDeviceGetAttribute(int* value, CUdevice_attribute attrib, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceGetAttribute"); r != CUDA_SUCCESS) return r;
   if (value == nullptr || attrib <= 0 || attrib >= CU_DEVICE_ATTRIBUTE_MAX) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -179,7 +179,7 @@ SIM_API CUresult cuDeviceGetAttribute(int* value, CUdevice_attribute attrib, CUd
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDeviceCanAccessPeer(int* can, CUdevice dev, CUdevice peer) {
+POOLSHIM_SIM_API CUresult cuDeviceCanAccessPeer(int* can, CUdevice dev, CUdevice peer) {
   if (CUresult r = api_enter("cuDeviceCanAccessPeer"); r != CUDA_SUCCESS) return r;
   if (can == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (check_device(dev) != CUDA_SUCCESS || check_device(peer) != CUDA_SUCCESS) return CUDA_ERROR_INVALID_DEVICE;
@@ -189,7 +189,7 @@ SIM_API CUresult cuDeviceCanAccessPeer(int* can, CUdevice dev, CUdevice peer) {
 
 // --- primary contexts -----------------------------------------------------------------------
 
-SIM_API CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
   if (CUresult r = api_enter("cuDevicePrimaryCtxRetain"); r != CUDA_SUCCESS) return r;
   if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -222,19 +222,19 @@ CUresult reset_primary(CUdevice dev, bool release_one) {
 }
 }  // namespace
 
-SIM_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   if (CUresult r = api_enter("cuDevicePrimaryCtxRelease_v2"); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   return reset_primary(dev, true);
 }
 
-SIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
   if (CUresult r = api_enter("cuDevicePrimaryCtxReset_v2"); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   return reset_primary(dev, false);
 }
 
-SIM_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int* flags, int* active) {
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int* flags, int* active) {
   if (CUresult r = api_enter("cuDevicePrimaryCtxGetState"); r != CUDA_SUCCESS) return r;
   if (flags == nullptr || active == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -246,7 +246,7 @@ SIM_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int* flags, i
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags) {
   if (CUresult r = api_enter("cuDevicePrimaryCtxSetFlags_v2"); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   state& g = get();
@@ -259,7 +259,7 @@ SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 
 // --- created contexts and the per-thread stack ------------------------------------------------
 
-SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*params*/, unsigned int flags, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*params*/, unsigned int flags, CUdevice dev) {
   if (CUresult r = api_enter("cuCtxCreate_v4"); r != CUDA_SUCCESS) return r;
   if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
@@ -271,16 +271,16 @@ SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*params*/, 
 }
 
 // The pre-12.5 ABI (flags, device), still what an old program's cudaVersion selects.
-SIM_API CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+POOLSHIM_SIM_API CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
   return cuCtxCreate_v4(pctx, nullptr, flags, dev);
 }
 
-SIM_API CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* /*params*/, int /*num*/, unsigned int flags,
+POOLSHIM_SIM_API CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* /*params*/, int /*num*/, unsigned int flags,
                                 CUdevice dev) {
   return cuCtxCreate_v4(pctx, nullptr, flags, dev);
 }
 
-SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
+POOLSHIM_SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
   if (CUresult r = api_enter("cuCtxDestroy_v2"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -294,14 +294,14 @@ SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxGetCurrent(CUcontext* pctx) {
+POOLSHIM_SIM_API CUresult cuCtxGetCurrent(CUcontext* pctx) {
   if (CUresult r = api_enter("cuCtxGetCurrent"); r != CUDA_SUCCESS) return r;
   if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
   *pctx = current_ctx();
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxSetCurrent(CUcontext ctx) {
+POOLSHIM_SIM_API CUresult cuCtxSetCurrent(CUcontext ctx) {
   if (CUresult r = api_enter("cuCtxSetCurrent"); r != CUDA_SUCCESS) return r;
   auto& st = this_thread().ctx_stack;
   if (ctx == nullptr) {
@@ -316,7 +316,7 @@ SIM_API CUresult cuCtxSetCurrent(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
+POOLSHIM_SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
   if (CUresult r = api_enter("cuCtxPushCurrent_v2"); r != CUDA_SUCCESS) return r;
   {
     std::lock_guard<std::mutex> lk(get().mu);
@@ -326,7 +326,7 @@ SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
+POOLSHIM_SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
   if (CUresult r = api_enter("cuCtxPopCurrent_v2"); r != CUDA_SUCCESS) return r;
   auto& st = this_thread().ctx_stack;
   if (st.empty()) return CUDA_ERROR_INVALID_CONTEXT;
@@ -335,7 +335,7 @@ SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxGetDevice(CUdevice* device) {
+POOLSHIM_SIM_API CUresult cuCtxGetDevice(CUdevice* device) {
   if (CUresult r = api_enter("cuCtxGetDevice"); r != CUDA_SUCCESS) return r;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -345,7 +345,7 @@ SIM_API CUresult cuCtxGetDevice(CUdevice* device) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
+POOLSHIM_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   if (CUresult r = api_enter("cuCtxGetId"); r != CUDA_SUCCESS) return r;
   if (id == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -355,7 +355,7 @@ SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxSynchronize() {
+POOLSHIM_SIM_API CUresult cuCtxSynchronize() {
   if (CUresult r = api_enter("cuCtxSynchronize"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -366,7 +366,7 @@ SIM_API CUresult cuCtxSynchronize() {
   return sticky_or(CUDA_SUCCESS);
 }
 
-SIM_API CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags) {
   if (CUresult r = api_enter("cuCtxEnablePeerAccess"); r != CUDA_SUCCESS) return r;
   if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -378,7 +378,7 @@ SIM_API CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuCtxDisablePeerAccess(CUcontext peer) {
+POOLSHIM_SIM_API CUresult cuCtxDisablePeerAccess(CUcontext peer) {
   if (CUresult r = api_enter("cuCtxDisablePeerAccess"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;

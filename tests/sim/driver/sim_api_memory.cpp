@@ -49,7 +49,7 @@ CUresult alloc_prologue(const void* out, size_t size, CUcontext* ctx) {
 
 }  // namespace
 
-SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
+POOLSHIM_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   if (CUresult r = api_enter("cuMemAlloc_v2"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
@@ -60,7 +60,7 @@ SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height, unsigned int elem) {
+POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height, unsigned int elem) {
   if (CUresult r = api_enter("cuMemAllocPitch_v2"); r != CUDA_SUCCESS) return r;
   if (pitch == nullptr || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
     return CUDA_ERROR_INVALID_VALUE;
@@ -75,7 +75,7 @@ SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t wid
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
+POOLSHIM_SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
   if (CUresult r = api_enter("cuMemFree_v2"); r != CUDA_SUCCESS) return r;
   // cuMemFree(0) is accepted as a no-op, like cudaFree(NULL). Not stated in cuda.h: GPU to verify.
   if (dptr == 0) return CUDA_SUCCESS;
@@ -104,7 +104,7 @@ SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-SIM_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
   if (CUresult r = api_enter("cuMemAllocManaged"); r != CUDA_SUCCESS) return r;
   if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -120,7 +120,7 @@ SIM_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned 
 
 // --- pinned and registered host memory --------------------------------------------------------
 
-SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) {
   if (CUresult r = api_enter("cuMemHostAlloc"); r != CUDA_SUCCESS) return r;
   constexpr unsigned known = CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED;
   if ((flags & ~known) != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -134,11 +134,11 @@ SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) 
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
+POOLSHIM_SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
   return cuMemHostAlloc(pp, bytesize, 0);
 }
 
-SIM_API CUresult cuMemFreeHost(void* p) {
+POOLSHIM_SIM_API CUresult cuMemFreeHost(void* p) {
   if (CUresult r = api_enter("cuMemFreeHost"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -154,7 +154,7 @@ SIM_API CUresult cuMemFreeHost(void* p) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* p, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* p, unsigned int flags) {
   if (CUresult r = api_enter("cuMemHostGetDevicePointer_v2"); r != CUDA_SUCCESS) return r;
   if (dptr == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -168,7 +168,7 @@ SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* p, unsign
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
+POOLSHIM_SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
   if (CUresult r = api_enter("cuMemHostGetFlags"); r != CUDA_SUCCESS) return r;
   if (flags == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -180,7 +180,7 @@ SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int flags) {
   if (CUresult r = api_enter("cuMemHostRegister_v2"); r != CUDA_SUCCESS) return r;
   constexpr unsigned known = CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
                              CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY;
@@ -205,7 +205,7 @@ SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int fla
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemHostUnregister(void* p) {
+POOLSHIM_SIM_API CUresult cuMemHostUnregister(void* p) {
   if (CUresult r = api_enter("cuMemHostUnregister"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -249,22 +249,23 @@ CUresult free_async(CUdeviceptr dptr, CUstream hs, bool ptsz) {
   // arena span returns to the free list only when the stream reaches the free.
   int dev = r->device;
   size_t off = r->arena_offset, span = r->arena_span;
-  get().regions.erase(dptr);
-  return enqueue(s, [dev, off, span] {
+  CUresult res = enqueue(s, [dev, off, span] {
     std::lock_guard<std::mutex> relk(get().mu);
     arena_release(dev, off, span);
   });
+  if (res == CUDA_SUCCESS) get().regions.erase(dptr);
+  return res;
 }
 }  // namespace
 
-SIM_API CUresult cuMemAllocAsync(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, false); }
-SIM_API CUresult cuMemAllocAsync_ptsz(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, true); }
-SIM_API CUresult cuMemFreeAsync(CUdeviceptr d, CUstream s) { return free_async(d, s, false); }
-SIM_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr d, CUstream s) { return free_async(d, s, true); }
+POOLSHIM_SIM_API CUresult cuMemAllocAsync(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, false); }
+POOLSHIM_SIM_API CUresult cuMemAllocAsync_ptsz(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, true); }
+POOLSHIM_SIM_API CUresult cuMemFreeAsync(CUdeviceptr d, CUstream s) { return free_async(d, s, false); }
+POOLSHIM_SIM_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr d, CUstream s) { return free_async(d, s, true); }
 
 // --- queries ----------------------------------------------------------------------------------
 
-SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
+POOLSHIM_SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
   if (CUresult r = api_enter("cuMemGetInfo_v2"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
@@ -275,7 +276,7 @@ SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
+POOLSHIM_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
   if (CUresult r = api_enter("cuMemGetAddressRange_v2"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   region* r = find_region(dptr);
@@ -366,14 +367,14 @@ CUresult pointer_attribute(void* data, CUpointer_attribute attr, uintptr_t p, co
 
 }  // namespace
 
-SIM_API CUresult cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr ptr) {
+POOLSHIM_SIM_API CUresult cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr ptr) {
   if (CUresult r = api_enter("cuPointerGetAttribute"); r != CUDA_SUCCESS) return r;
   if (data == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   return pointer_attribute(data, attribute, ptr, find_region(ptr), true);
 }
 
-SIM_API CUresult cuPointerGetAttributes(unsigned int n, CUpointer_attribute* attributes, void** data, CUdeviceptr ptr) {
+POOLSHIM_SIM_API CUresult cuPointerGetAttributes(unsigned int n, CUpointer_attribute* attributes, void** data, CUdeviceptr ptr) {
   if (CUresult r = api_enter("cuPointerGetAttributes"); r != CUDA_SUCCESS) return r;
   if (n == 0 || attributes == nullptr || data == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);

@@ -48,12 +48,12 @@ CUresult with_stream(const char* name, CUstream hs, bool pt, F f) {
 
 }  // namespace
 
-SIM_API CUresult cuStreamCreate(CUstream* ph, unsigned int flags) { return stream_create(ph, flags, 0); }
-SIM_API CUresult cuStreamCreateWithPriority(CUstream* ph, unsigned int flags, int priority) {
+POOLSHIM_SIM_API CUresult cuStreamCreate(CUstream* ph, unsigned int flags) { return stream_create(ph, flags, 0); }
+POOLSHIM_SIM_API CUresult cuStreamCreateWithPriority(CUstream* ph, unsigned int flags, int priority) {
   return stream_create(ph, flags, priority);
 }
 
-SIM_API CUresult cuStreamDestroy_v2(CUstream hs) {
+POOLSHIM_SIM_API CUresult cuStreamDestroy_v2(CUstream hs) {
   if (CUresult r = api_enter("cuStreamDestroy_v2"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   if (hs == nullptr || hs == CU_STREAM_LEGACY || hs == CU_STREAM_PER_THREAD) return CUDA_ERROR_INVALID_HANDLE;
@@ -190,44 +190,44 @@ CUresult event_record(CUevent e, CUstream hs, unsigned flags, bool pt) {
 
 }  // namespace
 
-SIM_API CUresult cuStreamSynchronize(CUstream s) { return stream_synchronize(s, false); }
-SIM_API CUresult cuStreamSynchronize_ptsz(CUstream s) { return stream_synchronize(s, true); }
-SIM_API CUresult cuStreamQuery(CUstream s) { return stream_query(s, false); }
-SIM_API CUresult cuStreamQuery_ptsz(CUstream s) { return stream_query(s, true); }
-SIM_API CUresult cuStreamGetFlags(CUstream s, unsigned int* f) { return stream_get_flags(s, f, false); }
-SIM_API CUresult cuStreamGetFlags_ptsz(CUstream s, unsigned int* f) { return stream_get_flags(s, f, true); }
-SIM_API CUresult cuStreamGetId(CUstream s, unsigned long long* id) { return stream_get_id(s, id, false); }
-SIM_API CUresult cuStreamGetId_ptsz(CUstream s, unsigned long long* id) { return stream_get_id(s, id, true); }
-SIM_API CUresult cuStreamGetPriority(CUstream s, int* p) { return stream_get_priority(s, p, false); }
-SIM_API CUresult cuStreamGetPriority_ptsz(CUstream s, int* p) { return stream_get_priority(s, p, true); }
-SIM_API CUresult cuStreamGetCtx(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, false); }
-SIM_API CUresult cuStreamGetCtx_ptsz(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, true); }
-SIM_API CUresult cuStreamGetCtx_v2(CUstream s, CUcontext* c, CUgreenCtx* gc) {
+POOLSHIM_SIM_API CUresult cuStreamSynchronize(CUstream s) { return stream_synchronize(s, false); }
+POOLSHIM_SIM_API CUresult cuStreamSynchronize_ptsz(CUstream s) { return stream_synchronize(s, true); }
+POOLSHIM_SIM_API CUresult cuStreamQuery(CUstream s) { return stream_query(s, false); }
+POOLSHIM_SIM_API CUresult cuStreamQuery_ptsz(CUstream s) { return stream_query(s, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetFlags(CUstream s, unsigned int* f) { return stream_get_flags(s, f, false); }
+POOLSHIM_SIM_API CUresult cuStreamGetFlags_ptsz(CUstream s, unsigned int* f) { return stream_get_flags(s, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetId(CUstream s, unsigned long long* id) { return stream_get_id(s, id, false); }
+POOLSHIM_SIM_API CUresult cuStreamGetId_ptsz(CUstream s, unsigned long long* id) { return stream_get_id(s, id, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetPriority(CUstream s, int* p) { return stream_get_priority(s, p, false); }
+POOLSHIM_SIM_API CUresult cuStreamGetPriority_ptsz(CUstream s, int* p) { return stream_get_priority(s, p, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetCtx(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, false); }
+POOLSHIM_SIM_API CUresult cuStreamGetCtx_ptsz(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetCtx_v2(CUstream s, CUcontext* c, CUgreenCtx* gc) {
   if (gc != nullptr) *gc = nullptr;  // green contexts are not simulated
   return stream_get_ctx(s, c, false);
 }
-SIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream s, CUcontext* c, CUgreenCtx* gc) {
+POOLSHIM_SIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream s, CUcontext* c, CUgreenCtx* gc) {
   if (gc != nullptr) *gc = nullptr;
   return stream_get_ctx(s, c, true);
 }
-SIM_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, false); }
-SIM_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, true); }
-SIM_API CUresult cuStreamAddCallback(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
+POOLSHIM_SIM_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, false); }
+POOLSHIM_SIM_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, true); }
+POOLSHIM_SIM_API CUresult cuStreamAddCallback(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
   return stream_add_callback(s, cb, d, f, false);
 }
-SIM_API CUresult cuStreamAddCallback_ptsz(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
+POOLSHIM_SIM_API CUresult cuStreamAddCallback_ptsz(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
   return stream_add_callback(s, cb, d, f, true);
 }
-SIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, false); }
-SIM_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, true); }
-SIM_API CUresult cuEventRecord(CUevent e, CUstream s) { return event_record(e, s, 0, false); }
-SIM_API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) { return event_record(e, s, 0, true); }
-SIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, false); }
-SIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, false); }
+POOLSHIM_SIM_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, true); }
+POOLSHIM_SIM_API CUresult cuEventRecord(CUevent e, CUstream s) { return event_record(e, s, 0, false); }
+POOLSHIM_SIM_API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) { return event_record(e, s, 0, true); }
+POOLSHIM_SIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, false); }
+POOLSHIM_SIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, true); }
 
 // --- events -----------------------------------------------------------------------------------
 
-SIM_API CUresult cuEventCreate(CUevent* ph, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuEventCreate(CUevent* ph, unsigned int flags) {
   if (CUresult r = api_enter("cuEventCreate"); r != CUDA_SUCCESS) return r;
   constexpr unsigned known = CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
   if (ph == nullptr || (flags & ~known) != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -244,7 +244,7 @@ SIM_API CUresult cuEventCreate(CUevent* ph, unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuEventDestroy_v2(CUevent e) {
+POOLSHIM_SIM_API CUresult cuEventDestroy_v2(CUevent e) {
   if (CUresult r = api_enter("cuEventDestroy_v2"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
@@ -255,7 +255,7 @@ SIM_API CUresult cuEventDestroy_v2(CUevent e) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuEventQuery(CUevent e) {
+POOLSHIM_SIM_API CUresult cuEventQuery(CUevent e) {
   if (CUresult r = api_enter("cuEventQuery"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
@@ -264,7 +264,7 @@ SIM_API CUresult cuEventQuery(CUevent e) {
   return sticky_or(e->stream->completed >= e->seq ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY);
 }
 
-SIM_API CUresult cuEventSynchronize(CUevent e) {
+POOLSHIM_SIM_API CUresult cuEventSynchronize(CUevent e) {
   if (CUresult r = api_enter("cuEventSynchronize"); r != CUDA_SUCCESS) return r;
   std::unique_lock<std::mutex> lk(get().mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
@@ -273,7 +273,7 @@ SIM_API CUresult cuEventSynchronize(CUevent e) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-SIM_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
+POOLSHIM_SIM_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
   if (CUresult r = api_enter("cuEventElapsedTime_v2"); r != CUDA_SUCCESS) return r;
   if (ms == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -330,10 +330,10 @@ CUresult wait_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned 
 
 }  // namespace
 
-SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, false); }
-SIM_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, true); }
-SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, false); }
-SIM_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, false); }
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, false); }
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, true); }
 
 // --- capture ----------------------------------------------------------------------------------
 
@@ -416,22 +416,22 @@ CUresult get_capture_info(CUstream hs, CUstreamCaptureStatus* status, cuuint64_t
 
 }  // namespace
 
-SIM_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, false); }
-SIM_API CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, true); }
-SIM_API CUresult cuStreamEndCapture(CUstream s, CUgraph* g) { return end_capture(s, g, false); }
-SIM_API CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph* g) { return end_capture(s, g, true); }
-SIM_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, false); }
-SIM_API CUresult cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, true); }
-SIM_API CUresult cuStreamGetCaptureInfo_v3(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, false); }
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, true); }
+POOLSHIM_SIM_API CUresult cuStreamEndCapture(CUstream s, CUgraph* g) { return end_capture(s, g, false); }
+POOLSHIM_SIM_API CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph* g) { return end_capture(s, g, true); }
+POOLSHIM_SIM_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, false); }
+POOLSHIM_SIM_API CUresult cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
                                            const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
   return get_capture_info(s, st, id, g, d, e, n, false);
 }
-SIM_API CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
                                                 const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
   return get_capture_info(s, st, id, g, d, e, n, true);
 }
 
-SIM_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
+POOLSHIM_SIM_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
   if (CUresult r = api_enter("cuThreadExchangeStreamCaptureMode"); r != CUDA_SUCCESS) return r;
   if (mode == nullptr || *mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
   std::swap(this_thread().capture_mode, *mode);
@@ -440,7 +440,7 @@ SIM_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
 
 // --- graphs -----------------------------------------------------------------------------------
 
-SIM_API CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph, unsigned long long /*flags*/) {
+POOLSHIM_SIM_API CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph, unsigned long long /*flags*/) {
   if (CUresult r = api_enter("cuGraphInstantiateWithFlags"); r != CUDA_SUCCESS) return r;
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -467,10 +467,10 @@ CUresult graph_launch(CUgraphExec x, CUstream hs, bool pt) {
 }
 }  // namespace
 
-SIM_API CUresult cuGraphLaunch(CUgraphExec x, CUstream s) { return graph_launch(x, s, false); }
-SIM_API CUresult cuGraphLaunch_ptsz(CUgraphExec x, CUstream s) { return graph_launch(x, s, true); }
+POOLSHIM_SIM_API CUresult cuGraphLaunch(CUgraphExec x, CUstream s) { return graph_launch(x, s, false); }
+POOLSHIM_SIM_API CUresult cuGraphLaunch_ptsz(CUgraphExec x, CUstream s) { return graph_launch(x, s, true); }
 
-SIM_API CUresult cuGraphExecDestroy(CUgraphExec x) {
+POOLSHIM_SIM_API CUresult cuGraphExecDestroy(CUgraphExec x) {
   if (CUresult r = api_enter("cuGraphExecDestroy"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
@@ -479,7 +479,7 @@ SIM_API CUresult cuGraphExecDestroy(CUgraphExec x) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuGraphDestroy(CUgraph graph) {
+POOLSHIM_SIM_API CUresult cuGraphDestroy(CUgraph graph) {
   if (CUresult r = api_enter("cuGraphDestroy"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);

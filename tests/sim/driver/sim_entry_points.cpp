@@ -20,11 +20,11 @@ template <class F>
 void* fn_ptr(F* f) { return reinterpret_cast<void*>(f); }
 void* fn_ptr(std::nullptr_t) { return nullptr; }
 
-#define SIM_EP(name, version, fn, pt) {name, version, fn_ptr(&fn), fn_ptr(pt)},
+#define POOLSHIM_SIM_EP(name, version, fn, pt) {name, version, fn_ptr(&fn), fn_ptr(pt)},
 const entry k_entries[] = {
 #include "entry_points.inc"
 };
-#undef SIM_EP
+#undef POOLSHIM_SIM_EP
 
 CUresult lookup(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
                 CUdriverProcAddressQueryResult* status) {
@@ -98,26 +98,26 @@ const error_text* find_error(CUresult e) {
 
 }  // namespace
 
-SIM_API CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
+POOLSHIM_SIM_API CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
                                      CUdriverProcAddressQueryResult* status) {
   if (CUresult r = api_enter("cuGetProcAddress_v2", false); r != CUDA_SUCCESS) return r;
   return lookup(symbol, pfn, cuda_version, flags, status);
 }
 
 // The CUDA 11.3 ABI (no status argument), still exported under the plain name.
-SIM_API CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) {
+POOLSHIM_SIM_API CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) {
   if (CUresult r = api_enter("cuGetProcAddress", false); r != CUDA_SUCCESS) return r;
   return lookup(symbol, pfn, cuda_version, flags, nullptr);
 }
 
-SIM_API CUresult cuGetErrorString(CUresult error, const char** str) {
+POOLSHIM_SIM_API CUresult cuGetErrorString(CUresult error, const char** str) {
   if (str == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const error_text* t = find_error(error);
   *str = t ? t->text : nullptr;
   return t ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
-SIM_API CUresult cuGetErrorName(CUresult error, const char** str) {
+POOLSHIM_SIM_API CUresult cuGetErrorName(CUresult error, const char** str) {
   if (str == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const error_text* t = find_error(error);
   *str = t ? t->name : nullptr;

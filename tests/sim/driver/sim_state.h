@@ -265,4 +265,4 @@ CUresult sticky_or(CUresult r);
 }  // namespace sim
 
 // Export marker for the cu* entry points (the library is built with -fvisibility=hidden).
-#define SIM_API extern "C" __attribute__((visibility("default")))
+#define POOLSHIM_SIM_API extern "C" __attribute__((visibility("default")))

@@ -82,7 +82,7 @@ constexpr char k_ipc_magic[8] = {'P', 'S', 'I', 'M', 'I', 'P', 'C', '1'};
 
 }  // namespace
 
-SIM_API CUresult cuMemGetAllocationGranularity(size_t* gran, const CUmemAllocationProp* prop,
+POOLSHIM_SIM_API CUresult cuMemGetAllocationGranularity(size_t* gran, const CUmemAllocationProp* prop,
                                                CUmemAllocationGranularity_flags option) {
   if (CUresult r = api_enter("cuMemGetAllocationGranularity"); r != CUDA_SUCCESS) return r;
   if (gran == nullptr || prop == nullptr || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
@@ -93,7 +93,7 @@ SIM_API CUresult cuMemGetAllocationGranularity(size_t* gran, const CUmemAllocati
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
+POOLSHIM_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
                              unsigned long long flags) {
   if (CUresult r = api_enter("cuMemCreate"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr || prop == nullptr || flags != 0 || size == 0 || !granular(size) ||
@@ -127,7 +127,7 @@ SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, 
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
+POOLSHIM_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
   if (CUresult r = api_enter("cuMemRelease"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
@@ -140,7 +140,7 @@ SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAllocationHandle handle,
+POOLSHIM_SIM_API CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAllocationHandle handle,
                                               CUmemAllocationHandleType type, unsigned long long flags) {
   if (CUresult r = api_enter("cuMemExportToShareableHandle"); r != CUDA_SUCCESS) return r;
   if (shareable == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -158,7 +158,7 @@ SIM_API CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAlloc
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle, void* os_handle,
+POOLSHIM_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle, void* os_handle,
                                                 CUmemAllocationHandleType type) {
   if (CUresult r = api_enter("cuMemImportFromShareableHandle"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
@@ -184,7 +184,7 @@ SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* ha
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp* prop, CUmemGenericAllocationHandle handle) {
+POOLSHIM_SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp* prop, CUmemGenericAllocationHandle handle) {
   if (CUresult r = api_enter("cuMemGetAllocationPropertiesFromHandle"); r != CUDA_SUCCESS) return r;
   if (prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -194,7 +194,7 @@ SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp* pro
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
+POOLSHIM_SIM_API CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
                                      unsigned long long flags) {
   if (CUresult r = api_enter("cuMemAddressReserve"); r != CUDA_SUCCESS) return r;
   if (ptr == nullptr || size == 0 || size % 4096 != 0 || flags != 0 || addr % 4096 != 0 ||
@@ -216,7 +216,7 @@ SIM_API CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t align
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
+POOLSHIM_SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
   if (CUresult r = api_enter("cuMemAddressFree"); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   auto& res = get().reservations;
@@ -232,7 +232,7 @@ SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+POOLSHIM_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
                           unsigned long long flags) {
   if (CUresult r = api_enter("cuMemMap"); r != CUDA_SUCCESS) return r;
   if (flags != 0 || offset != 0 || size == 0 || !granular(size) || !granular(ptr)) return CUDA_ERROR_INVALID_VALUE;
@@ -265,7 +265,7 @@ SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGene
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
+POOLSHIM_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
   if (CUresult r = api_enter("cuMemUnmap"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -287,7 +287,7 @@ SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc, size_t count) {
+POOLSHIM_SIM_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc, size_t count) {
   if (CUresult r = api_enter("cuMemSetAccess"); r != CUDA_SUCCESS) return r;
   if (desc == nullptr || count == 0) return CUDA_ERROR_INVALID_VALUE;
   for (size_t i = 0; i < count; ++i) {
@@ -315,7 +315,7 @@ SIM_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessD
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemGetAccess(unsigned long long* flags, const CUmemLocation* location, CUdeviceptr ptr) {
+POOLSHIM_SIM_API CUresult cuMemGetAccess(unsigned long long* flags, const CUmemLocation* location, CUdeviceptr ptr) {
   if (CUresult r = api_enter("cuMemGetAccess"); r != CUDA_SUCCESS) return r;
   if (flags == nullptr || location == nullptr || !valid_device_location(*location)) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -328,7 +328,7 @@ SIM_API CUresult cuMemGetAccess(unsigned long long* flags, const CUmemLocation* 
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handle, void* addr) {
+POOLSHIM_SIM_API CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handle, void* addr) {
   if (CUresult r = api_enter("cuMemRetainAllocationHandle"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -350,7 +350,7 @@ SIM_API CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handl
 
 // --- legacy IPC -------------------------------------------------------------------------------
 
-SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
+POOLSHIM_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
   if (CUresult r = api_enter("cuIpcGetMemHandle"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -374,7 +374,7 @@ SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int flags) {
+POOLSHIM_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int flags) {
   if (CUresult r = api_enter("cuIpcOpenMemHandle_v2"); r != CUDA_SUCCESS) return r;
   if (pdptr == nullptr || (flags & ~static_cast<unsigned>(CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)) != 0)
     return CUDA_ERROR_INVALID_VALUE;
@@ -428,7 +428,7 @@ SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle
   return CUDA_SUCCESS;
 }
 
-SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
+POOLSHIM_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
   if (CUresult r = api_enter("cuIpcCloseMemHandle"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);

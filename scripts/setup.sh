@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what poolshim needs to build and test on Debian 12: compilers, CMake, GoogleTest,
+# Google Benchmark, spdlog/fmt, libunwind, elfutils, valgrind. Idempotent and non-interactive:
+# it installs only what is missing. The CUDA Toolkit 13 is not a Debian package; it is checked.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/setup.sh [--check]
+
+Installs the Debian packages poolshim needs (apt-get, as root) and checks that the CUDA
+Toolkit 13 is installed (CUDAToolkit_ROOT, else /usr/local/cuda).
+  --check   only report what is missing; install nothing (exit 1 if anything is)
+USAGE
+}
+
+check_only=0
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  --check) check_only=1 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+esac
+
+packages=(
+  build-essential cmake ninja-build pkg-config python3
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
+  valgrind binutils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if ((check_only)); then
+    echo "setup.sh: missing packages: ${missing[*]}"
+  else
+    echo "setup.sh: installing ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+cuda_root="${CUDAToolkit_ROOT:-/usr/local/cuda}"
+if [[ ! -x "$cuda_root/bin/nvcc" || ! -f "$cuda_root/include/cuda.h" ]]; then
+  cat >&2 <<MSG
+setup.sh: the CUDA Toolkit was not found at $cuda_root (need bin/nvcc and include/cuda.h).
+  poolshim builds against the real CUDA 13 headers and libcudart, even on machines without a GPU.
+  Install the CUDA Toolkit 13.x from NVIDIA (it is not in Debian's archive), then re-run, or set
+  CUDAToolkit_ROOT to where it is installed.
+MSG
+  exit 1
+fi
+version=$("$cuda_root/bin/nvcc" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+if [[ "$version" != "13" ]]; then
+  echo "setup.sh: CUDA Toolkit at $cuda_root is release ${version:-unknown}; poolshim needs 13.x" >&2
+  exit 1
+fi
+if ((check_only)) && ((${#missing[@]})); then exit 1; fi
+echo "setup.sh: dependencies present (CUDA $version at $cuda_root)"

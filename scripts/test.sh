@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The project's test entry: installs dependencies, configures, builds, and runs ctest; then builds
+# everything that is not preloaded with ASan+UBSan and runs those tests again. Prints ctest's
+# summary lines and exits non-zero on any failure. CI runs exactly this (.ci/run).
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/test.sh [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
+
+Runs setup, configure, build and ctest (build/), then the ASan+UBSan pass (build-asan/).
+  --no-sanitize    skip the ASan+UBSan pass
+  --jobs N         parallel build and test jobs (default: number of cores)
+  --build-dir DIR  main build folder (default: build); the sanitizer pass uses DIR-asan
+  -- ARGS          extra arguments for ctest (e.g. -R sim_conformance)
+USAGE
+}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build"
+jobs=$(nproc)
+sanitize=1
+ctest_args=()
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --no-sanitize) sanitize=0 ;;
+    --jobs) jobs="$2"; shift ;;
+    --build-dir) build="$2"; shift ;;
+    --) shift; ctest_args=("$@"); break ;;
+    *) echo "test.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+"$root/scripts/setup.sh"
+
+status=0
+run_pass() {  # name build-dir cmake-args...
+  local name=$1 dir=$2; shift 2
+  echo "== $name: configure and build ($dir)"
+  cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs" || return 1
+  echo "== $name: ctest"
+  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 "${ctest_args[@]}")
+}
+
+mkdir -p "$(dirname "$build")"
+start=$SECONDS
+run_pass "main" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
+if ((sanitize)); then
+  # Only tests that do not preload anything run here: a sanitizer runtime cannot be preloaded
+  # into an uninstrumented program. Labels: unit and sim (the simulator and its suite).
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_pass "asan+ubsan" "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+      || status=1
+fi
+echo "== test.sh: $((SECONDS - start)) s, $([[ $status -eq 0 ]] && echo passed || echo FAILED)"
+exit $status
