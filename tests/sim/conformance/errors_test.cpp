@@ -1,0 +1,86 @@
+// Error semantics that need a process of their own: a sticky error (a faulting stream operation
+// poisons every later call, and cudaGetLastError cannot clear it) and allocation fault injection.
+// Both are driven by simulator settings, so the parent tests are simulator-only; each runs its
+// child test in a fresh process with the setting in its environment, keeping this process healthy.
+#include "child_process.h"
+#include "conformance.h"
+
+namespace conformance {
+namespace {
+
+constexpr const char* child_env = "POOLSHIM_CONF_ERRORS_CHILD";
+
+// ---- sticky error -------------------------------------------------------------------------------
+
+TEST(StickyError, AFaultingStreamOperationPoisonsEveryLaterCall) {
+  POOLSHIM_SKIP_UNLESS_SIMULATOR("faults are injected with POOLSHIM_SIM_FAULT_AT_OP");
+  const std::string child = "StickyErrorChild.AfterTheFaultEveryCallReturnsIllegalAddress";
+  auto r = run_child_test(child, {"POOLSHIM_SIM_FAULT_AT_OP=2", std::string(child_env) + "=1"});
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
+                               << "\n" << r.output;
+}
+
+TEST(StickyErrorChild, AfterTheFaultEveryCallReturnsIllegalAddress) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of StickyError";
+  auto s = make_stream(cudaStreamNonBlocking);
+  void* d = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaMalloc(&d, 4096));
+  // Stream operation 1 runs normally.
+  ASSERT_EQ(cudaSuccess, cudaMemsetAsync(d, 1, 4096, s.get()));
+  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(s.get()));
+  // Stream operation 2 faults when it executes; the enqueue itself may or may not report it.
+  cudaError_t enqueued = cudaMemsetAsync(d, 2, 4096, s.get());
+  EXPECT_TRUE(enqueued == cudaSuccess || enqueued == cudaErrorIllegalAddress) << enqueued;
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaStreamSynchronize(s.get()));
+  // From now on every call returns the same error (driver_types.h: "any further CUDA work will
+  // return the same error").
+  void* q = nullptr;
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaMalloc(&q, 4096));
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaDeviceSynchronize());
+  char host[16] = {};
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaMemcpy(host, d, sizeof host, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaGetLastError());
+  // Reading the last error did not clear the condition.
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaMalloc(&q, 4096));
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaStreamQuery(s.get()));
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaFree(d));
+  EXPECT_EQ(cudaErrorIllegalAddress, cudaGetLastError());
+  (void)s.release();  // destroying it would only return the same error
+}
+
+// ---- allocation fault injection -----------------------------------------------------------------
+
+TEST(FaultInjection, TheNthAllocationFailsWithOutOfMemoryAndLaterOnesSucceed) {
+  POOLSHIM_SKIP_UNLESS_SIMULATOR("allocation failures are injected with POOLSHIM_SIM_FAIL_ALLOC_AT");
+  const std::string child = "FaultInjectionChild.SecondAndFourthAllocationsFail";
+  auto r = run_child_test(child, {"POOLSHIM_SIM_FAIL_ALLOC_AT=2,4", std::string(child_env) + "=1"});
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
+                               << "\n" << r.output;
+}
+
+TEST(FaultInjectionChild, SecondAndFourthAllocationsFail) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of FaultInjection";
+  clear_last_error();
+  void* p[5] = {};
+  EXPECT_EQ(cudaSuccess, cudaMalloc(&p[0], 4096));
+  EXPECT_EQ(cudaErrorMemoryAllocation, cudaMalloc(&p[1], 4096));
+  EXPECT_EQ(cudaErrorMemoryAllocation, cudaGetLastError());
+  EXPECT_EQ(cudaSuccess, cudaGetLastError());
+  EXPECT_EQ(cudaSuccess, cudaMalloc(&p[2], 4096));
+  // Allocations of every kind count: the 4th is a stream-ordered one.
+  auto s = make_stream(cudaStreamNonBlocking);
+  EXPECT_EQ(cudaErrorMemoryAllocation, cudaMallocAsync(&p[3], 4096, s.get()));
+  clear_last_error();
+  EXPECT_EQ(cudaSuccess, cudaMalloc(&p[4], 4096));
+  // The injected failure is not sticky: memory works.
+  fill_device(p[4], 0x44, 4096);
+  EXPECT_TRUE(device_bytes_are(p[4], 0x44, 4096));
+  for (void* q : p) {
+    if (q != nullptr) {
+      EXPECT_EQ(cudaSuccess, cudaFree(q));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace conformance
