@@ -335,15 +335,21 @@ POOLSHIM_SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxGetDevice(CUdevice* device) {
-  if (CUresult r = api_enter("cuCtxGetDevice"); r != CUDA_SUCCESS) return r;
+// CUDA 13 ABI: the context is an argument; NULL means the current one.
+POOLSHIM_SIM_API CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
+  if (CUresult r = api_enter("cuCtxGetDevice_v2"); r != CUDA_SUCCESS) return r;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
-  CUcontext c = nullptr;
-  if (CUresult r = require_ctx(&c); r != CUDA_SUCCESS) return r;
-  *device = c->device;
+  if (ctx == nullptr) {
+    if (CUresult r = require_ctx(&ctx); r != CUDA_SUCCESS) return r;
+  } else if (!ctx_alive(ctx)) {
+    return CUDA_ERROR_INVALID_CONTEXT;
+  }
+  *device = ctx->device;
   return CUDA_SUCCESS;
 }
+
+POOLSHIM_SIM_API CUresult cuCtxGetDevice(CUdevice* device) { return cuCtxGetDevice_v2(device, nullptr); }
 
 POOLSHIM_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   if (CUresult r = api_enter("cuCtxGetId"); r != CUDA_SUCCESS) return r;
@@ -355,16 +361,21 @@ POOLSHIM_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxSynchronize() {
-  if (CUresult r = api_enter("cuCtxSynchronize"); r != CUDA_SUCCESS) return r;
+POOLSHIM_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) {
+  if (CUresult r = api_enter("cuCtxSynchronize_v2"); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
-  CUcontext c = nullptr;
-  if (CUresult r = require_ctx(&c); r != CUDA_SUCCESS) return r;
+  if (ctx == nullptr) {
+    if (CUresult r = require_ctx(&ctx); r != CUDA_SUCCESS) return r;
+  } else if (!ctx_alive(ctx)) {
+    return CUDA_ERROR_INVALID_CONTEXT;
+  }
   if (CUresult r = check_unsafe_call(); r != CUDA_SUCCESS) return r;
-  sync_context_locked(lk, c);
+  sync_context_locked(lk, ctx);
   return sticky_or(CUDA_SUCCESS);
 }
+
+POOLSHIM_SIM_API CUresult cuCtxSynchronize() { return cuCtxSynchronize_v2(nullptr); }
 
 POOLSHIM_SIM_API CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags) {
   if (CUresult r = api_enter("cuCtxEnablePeerAccess"); r != CUDA_SUCCESS) return r;
