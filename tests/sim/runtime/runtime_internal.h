@@ -1,0 +1,222 @@
+// Private to the simulator's libcudart.so.13: the driver table reached through cuGetProcAddress_v2,
+// the api() wrapper every export runs its body in (sticky error, lazy driver load, context, last
+// error), and the declarations the toolkit headers make only for nvcc or for per-thread builds.
+#pragma once
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <new>
+
+// Every runtime export carries this; everything else stays hidden (-fvisibility=hidden), and the
+// version script puts the exports under the node `libcudart.so.13`.
+#define POOLSHIM_RT_API extern "C" __attribute__((visibility("default")))
+
+// The per-thread-default-stream exports and the nvcc start-up entry points. cuda_runtime_api.h
+// declares the former only with CUDA_API_PER_THREAD_DEFAULT_STREAM (and then under the plain
+// names' macros), crt/host_runtime.h and crt/device_functions.h the latter only inside nvcc.
+// Signatures follow those headers exactly.
+extern "C" {
+cudaError_t CUDARTAPI cudaMemcpy_ptds(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind);
+cudaError_t CUDARTAPI cudaMemset_ptds(void* devPtr, int value, size_t count);
+cudaError_t CUDARTAPI cudaMemcpyAsync_ptsz(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
+                                           cudaStream_t stream);
+cudaError_t CUDARTAPI cudaMemsetAsync_ptsz(void* devPtr, int value, size_t count, cudaStream_t stream);
+cudaError_t CUDARTAPI cudaMallocAsync_ptsz(void** devPtr, size_t size, cudaStream_t hStream);
+cudaError_t CUDARTAPI cudaFreeAsync_ptsz(void* devPtr, cudaStream_t hStream);
+cudaError_t CUDARTAPI cudaStreamSynchronize_ptsz(cudaStream_t stream);
+cudaError_t CUDARTAPI cudaStreamQuery_ptsz(cudaStream_t stream);
+cudaError_t CUDARTAPI cudaStreamWaitEvent_ptsz(cudaStream_t stream, cudaEvent_t event, unsigned int flags);
+cudaError_t CUDARTAPI cudaStreamGetFlags_ptsz(cudaStream_t hStream, unsigned int* flags);
+cudaError_t CUDARTAPI cudaStreamGetId_ptsz(cudaStream_t hStream, unsigned long long* streamId);
+cudaError_t CUDARTAPI cudaStreamGetPriority_ptsz(cudaStream_t hStream, int* priority);
+cudaError_t CUDARTAPI cudaStreamBeginCapture_ptsz(cudaStream_t stream, enum cudaStreamCaptureMode mode);
+cudaError_t CUDARTAPI cudaStreamEndCapture_ptsz(cudaStream_t stream, cudaGraph_t* pGraph);
+cudaError_t CUDARTAPI cudaStreamIsCapturing_ptsz(cudaStream_t stream, enum cudaStreamCaptureStatus* pCaptureStatus);
+cudaError_t CUDARTAPI cudaLaunchHostFunc_ptsz(cudaStream_t stream, cudaHostFn_t fn, void* userData);
+cudaError_t CUDARTAPI cudaStreamAddCallback_ptsz(cudaStream_t stream, cudaStreamCallback_t callback, void* userData,
+                                                 unsigned int flags);
+cudaError_t CUDARTAPI cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream);
+cudaError_t CUDARTAPI cudaEventRecordWithFlags_ptsz(cudaEvent_t event, cudaStream_t stream, unsigned int flags);
+cudaError_t CUDARTAPI cudaGraphLaunch_ptsz(cudaGraphExec_t graphExec, cudaStream_t stream);
+cudaError_t CUDARTAPI cudaLaunchKernel_ptsz(const void* func, dim3 gridDim, dim3 blockDim, void** args,
+                                            size_t sharedMem, cudaStream_t stream);
+cudaError_t CUDARTAPI cudaGetDriverEntryPoint_ptsz(const char* symbol, void** funcPtr, unsigned long long flags,
+                                                   enum cudaDriverEntryPointQueryResult* driverStatus);
+cudaError_t CUDARTAPI cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void** funcPtr,
+                                                            unsigned int cudaVersion, unsigned long long flags,
+                                                            enum cudaDriverEntryPointQueryResult* driverStatus);
+
+void** CUDARTAPI __cudaRegisterFatBinary(void* fatCubin);
+void CUDARTAPI __cudaRegisterFatBinaryEnd(void** fatCubinHandle);
+void CUDARTAPI __cudaUnregisterFatBinary(void** fatCubinHandle);
+char CUDARTAPI __cudaInitModule(void** fatCubinHandle);
+void CUDARTAPI __cudaRegisterFunction(void** fatCubinHandle, const char* hostFun, char* deviceFun,
+                                      const char* deviceName, int thread_limit, uint3* tid, uint3* bid, dim3* bDim,
+                                      dim3* gDim, int* wSize);
+void CUDARTAPI __cudaRegisterVar(void** fatCubinHandle, char* hostVar, char* deviceAddress, const char* deviceName,
+                                 int ext, size_t size, int constant, int global);
+void CUDARTAPI __cudaRegisterManagedVar(void** fatCubinHandle, void** hostVarPtrAddress, char* deviceAddress,
+                                        const char* deviceName, int ext, size_t size, int constant, int global);
+unsigned CUDARTAPI __cudaPushCallConfiguration(dim3 gridDim, dim3 blockDim, size_t sharedMem,
+                                               struct CUstream_st* stream);
+cudaError_t CUDARTAPI __cudaPopCallConfiguration(dim3* gridDim, dim3* blockDim, size_t* sharedMem, void* stream);
+cudaError_t CUDARTAPI __cudaGetKernel(cudaKernel_t* kernel, const void* func);
+cudaError_t CUDARTAPI __cudaLaunchKernel(cudaKernel_t kernel, dim3 gridDim, dim3 blockDim, void** args,
+                                         size_t sharedMem, cudaStream_t stream);
+cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim, dim3 blockDim, void** args,
+                                              size_t sharedMem, cudaStream_t stream);
+}
+
+// X(name, PFN type at cudaVersion 13000, has a per-thread-stream variant): every driver entry point
+// this runtime uses, and no other. `name` is the base name handed to cuGetProcAddress_v2; as a
+// member name it goes through cuda.h's macros (cuMemAlloc -> cuMemAlloc_v2), consistently so.
+#define POOLSHIM_RT_DRIVER_ENTRIES(X)                                                   \
+  X(cuInit, PFN_cuInit_v2000, 0)                                                        \
+  X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020, 0)                                \
+  X(cuDeviceGet, PFN_cuDeviceGet_v2000, 0)                                              \
+  X(cuDeviceGetCount, PFN_cuDeviceGetCount_v2000, 0)                                    \
+  X(cuDeviceGetName, PFN_cuDeviceGetName_v2000, 0)                                      \
+  X(cuDeviceGetUuid, PFN_cuDeviceGetUuid_v11040, 0)                                     \
+  X(cuDeviceTotalMem, PFN_cuDeviceTotalMem_v3020, 0)                                    \
+  X(cuDeviceGetAttribute, PFN_cuDeviceGetAttribute_v2000, 0)                            \
+  X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000, 0)                          \
+  X(cuDevicePrimaryCtxRetain, PFN_cuDevicePrimaryCtxRetain_v7000, 0)                    \
+  X(cuDevicePrimaryCtxRelease, PFN_cuDevicePrimaryCtxRelease_v11000, 0)                 \
+  X(cuDevicePrimaryCtxReset, PFN_cuDevicePrimaryCtxReset_v11000, 0)                     \
+  X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000, 0)                                      \
+  X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000, 0)                                      \
+  X(cuCtxGetDevice, PFN_cuCtxGetDevice_v13000, 0)                                       \
+  X(cuCtxSynchronize, PFN_cuCtxSynchronize_v13000, 0)                                   \
+  X(cuCtxEnablePeerAccess, PFN_cuCtxEnablePeerAccess_v4000, 0)                          \
+  X(cuCtxDisablePeerAccess, PFN_cuCtxDisablePeerAccess_v4000, 0)                        \
+  X(cuMemAlloc, PFN_cuMemAlloc_v3020, 0)                                                \
+  X(cuMemAllocPitch, PFN_cuMemAllocPitch_v3020, 0)                                      \
+  X(cuMemFree, PFN_cuMemFree_v3020, 0)                                                  \
+  X(cuMemGetInfo, PFN_cuMemGetInfo_v3020, 0)                                            \
+  X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020, 0)                                        \
+  X(cuMemFreeHost, PFN_cuMemFreeHost_v2000, 0)                                          \
+  X(cuMemHostGetDevicePointer, PFN_cuMemHostGetDevicePointer_v3020, 0)                  \
+  X(cuMemHostGetFlags, PFN_cuMemHostGetFlags_v2030, 0)                                  \
+  X(cuMemHostRegister, PFN_cuMemHostRegister_v6050, 0)                                  \
+  X(cuMemHostUnregister, PFN_cuMemHostUnregister_v4000, 0)                              \
+  X(cuMemAllocManaged, PFN_cuMemAllocManaged_v6000, 0)                                  \
+  X(cuMemAllocAsync, PFN_cuMemAllocAsync_v11020, 1)                                     \
+  X(cuMemFreeAsync, PFN_cuMemFreeAsync_v11020, 1)                                       \
+  X(cuMemcpy, PFN_cuMemcpy_v4000, 1)                                                    \
+  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000, 1)                                          \
+  X(cuMemcpyPeer, PFN_cuMemcpyPeer_v4000, 0)                                            \
+  X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000, 0)                                  \
+  X(cuMemsetD8, PFN_cuMemsetD8_v3020, 1)                                                \
+  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 1)                                      \
+  X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000, 0)                        \
+  X(cuIpcGetMemHandle, PFN_cuIpcGetMemHandle_v4010, 0)                                  \
+  X(cuIpcOpenMemHandle, PFN_cuIpcOpenMemHandle_v11000, 0)                               \
+  X(cuIpcCloseMemHandle, PFN_cuIpcCloseMemHandle_v4010, 0)                              \
+  X(cuStreamCreate, PFN_cuStreamCreate_v2000, 0)                                        \
+  X(cuStreamCreateWithPriority, PFN_cuStreamCreateWithPriority_v5050, 0)                \
+  X(cuStreamDestroy, PFN_cuStreamDestroy_v4000, 0)                                      \
+  X(cuStreamSynchronize, PFN_cuStreamSynchronize_v2000, 1)                              \
+  X(cuStreamQuery, PFN_cuStreamQuery_v2000, 1)                                          \
+  X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020, 1)                                  \
+  X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050, 1)                                    \
+  X(cuStreamGetId, PFN_cuStreamGetId_v12000, 1)                                         \
+  X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050, 1)                              \
+  X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000, 1)                                   \
+  X(cuStreamAddCallback, PFN_cuStreamAddCallback_v5000, 1)                              \
+  X(cuStreamBeginCapture, PFN_cuStreamBeginCapture_v10010, 1)                           \
+  X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000, 1)                               \
+  X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000, 1)                             \
+  X(cuThreadExchangeStreamCaptureMode, PFN_cuThreadExchangeStreamCaptureMode_v10010, 0) \
+  X(cuEventCreate, PFN_cuEventCreate_v2000, 0)                                          \
+  X(cuEventRecord, PFN_cuEventRecord_v2000, 1)                                          \
+  X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010, 1)                       \
+  X(cuEventQuery, PFN_cuEventQuery_v2000, 0)                                            \
+  X(cuEventSynchronize, PFN_cuEventSynchronize_v2000, 0)                                \
+  X(cuEventElapsedTime, PFN_cuEventElapsedTime_v12080, 0)                               \
+  X(cuEventDestroy, PFN_cuEventDestroy_v4000, 0)                                        \
+  X(cuGraphInstantiateWithFlags, PFN_cuGraphInstantiateWithFlags_v11040, 0)             \
+  X(cuGraphLaunch, PFN_cuGraphLaunch_v10000, 1)                                         \
+  X(cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000, 0)                               \
+  X(cuGraphDestroy, PFN_cuGraphDestroy_v10000, 0)
+
+namespace poolshim::sim_rt {
+
+inline constexpr int runtime_cuda_version = CUDART_VERSION;  // 13000: the ABI every lookup asks for
+
+struct driver_table {
+#define POOLSHIM_RT_MEMBER(name, pfn, per_thread) pfn name = nullptr;
+  POOLSHIM_RT_DRIVER_ENTRIES(POOLSHIM_RT_MEMBER)
+#undef POOLSHIM_RT_MEMBER
+  PFN_cuGetProcAddress_v12000 get_proc_address = nullptr;  // from dlsym, the one lookup not made through itself
+};
+
+// Which default stream a stream argument of 0 means: the plain exports use the legacy stream, the
+// _ptds/_ptsz exports the calling thread's per-thread stream. The two tables differ only in the
+// entries marked per_thread above, which come from the driver's per-thread lookup.
+enum class default_stream { legacy, per_thread };
+
+// The driver table for `s`. Valid only inside an api() body with needs::driver or needs::context.
+const driver_table& driver(default_stream s = default_stream::legacy) noexcept;
+
+enum class needs {
+  nothing,  // no driver: pure bookkeeping (still returns a sticky error)
+  driver,   // libcuda.so.1 loaded and cuInit succeeded
+  context,  // and a context current on this thread (the primary context of the current device)
+};
+
+cudaError_t enter(needs n) noexcept;
+cudaError_t leave(cudaError_t e) noexcept;
+
+// Runs `body` as a runtime call: a sticky error short-cuts it, the driver and context are set up
+// as `n` asks, and a failure becomes this thread's last error (and the process's sticky error if
+// it is one of those).
+template <class Body>
+cudaError_t api(needs n, Body&& body) noexcept {
+  cudaError_t e = enter(n);
+  if (e == cudaSuccess) {
+    try {
+      e = body();
+    } catch (const std::bad_alloc&) {
+      e = cudaErrorMemoryAllocation;
+    }
+  }
+  return leave(e);
+}
+
+// CUresult -> cudaError_t. Pure: leave() is where sticky errors are recorded.
+cudaError_t from_driver(CUresult r) noexcept;
+
+// The runtime's current device: the device of the current context if one is current, else the
+// device chosen with cudaSetDevice on this thread (0 by default).
+int current_device() noexcept;
+
+// The primary context of `device`, retained once per process on first need.
+CUresult primary_context(int device, CUcontext* ctx) noexcept;
+
+// Loads the driver if that has not happened yet; cudaSuccess when libcuda.so.1 and every entry
+// point above were found (whether or not cuInit then succeeded).
+cudaError_t driver_load_error() noexcept;
+
+// Defined in runtime_errors.cpp: nullptr for a code the runtime does not know.
+const char* error_name(int code) noexcept;
+const char* error_description(int code) noexcept;
+
+inline CUdeviceptr to_dptr(const void* p) noexcept {
+  return static_cast<CUdeviceptr>(reinterpret_cast<std::uintptr_t>(p));
+}
+inline void* from_dptr(CUdeviceptr p) noexcept { return reinterpret_cast<void*>(static_cast<std::uintptr_t>(p)); }
+
+}  // namespace poolshim::sim_rt
+
+// Defines a plain export and its per-thread-default-stream twin (`name` + `suffix`, _ptds or _ptsz)
+// from one body, `impl<default_stream>`, so the two never drift apart.
+#define POOLSHIM_RT_STREAM_PAIR(name, suffix, impl, params, args)                     \
+  POOLSHIM_RT_API cudaError_t CUDARTAPI name params {                                 \
+    return poolshim::sim_rt::impl<poolshim::sim_rt::default_stream::legacy> args;     \
+  }                                                                                   \
+  POOLSHIM_RT_API cudaError_t CUDARTAPI name##suffix params {                         \
+    return poolshim::sim_rt::impl<poolshim::sim_rt::default_stream::per_thread> args; \
+  }
