@@ -209,11 +209,10 @@ CUresult reset_primary(CUdevice dev, bool release_one) {
   std::unique_lock<std::mutex> lk(g.mu);
   auto d = static_cast<size_t>(dev);
   CUcontext c = g.primary[d];
+  // A reset frees the context's state but does not release it: the retain count stays.
   if (release_one) {
     if (c == nullptr || g.primary_refs[d] == 0) return CUDA_ERROR_INVALID_CONTEXT;
     if (--g.primary_refs[d] > 0) return CUDA_SUCCESS;
-  } else {
-    g.primary_refs[d] = 0;
   }
   if (c == nullptr) return CUDA_SUCCESS;
   teardown_context(lk, c);

@@ -28,7 +28,12 @@ void worker_loop(CUstream s) {
     g.cv.wait(lk, [&] {
       return (!s->queue.empty() && deps_met(s->queue.front())) || (s->destroyed && s->queue.empty());
     });
-    if (s->queue.empty()) break;  // destroyed and drained
+    if (s->queue.empty()) {  // destroyed and drained: only now does it stop counting for syncs
+      g.streams.erase(s);
+      g.graveyard.push_back(s);  // ops and events may still name it
+      g.cv.notify_all();
+      break;
+    }
     op o = std::move(s->queue.front());
     s->queue.pop_front();
     lk.unlock();
@@ -64,11 +69,10 @@ CUstream new_stream(CUcontext c, stream_role role, unsigned flags, int priority)
 }
 
 void retire_stream(CUstream s) {
-  state& g = get();
+  // The stream stays in g.streams until its worker has drained it: work queued before the
+  // destroy still runs, and device or context synchronisation still waits for it.
   s->destroyed = true;
-  g.streams.erase(s);
-  g.graveyard.push_back(s);  // ops and events may still name it
-  g.cv.notify_all();
+  get().cv.notify_all();
 }
 
 CUresult resolve_stream(CUstream s, bool per_thread_variant, CUstream* out) {
