@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -106,8 +107,10 @@ inline ::testing::AssertionResult all_bytes_are(const void* p, unsigned char val
   const auto* b = static_cast<const unsigned char*>(p);
   for (std::size_t i = 0; i < n; ++i) {
     if (b[i] != value) {
-      return ::testing::AssertionFailure() << "byte " << i << " is 0x" << std::hex << int(b[i])
-                                           << ", expected 0x" << int(value);
+      std::ostringstream why;
+      why << "byte " << i << " of " << n << " is 0x" << std::hex << int(b[i]) << ", expected 0x"
+          << int(value);
+      return ::testing::AssertionFailure() << why.str();
     }
   }
   return ::testing::AssertionSuccess();

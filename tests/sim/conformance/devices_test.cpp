@@ -247,6 +247,27 @@ TEST(DriverEntryPoints, DriverGetProcAddressAgreesWithTheRuntimeLookup) {
   EXPECT_EQ(CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, status);
 }
 
+TEST(DriverEntryPoints, AddressRangeOfAnInteriorPointerIsItsWholeAllocation) {
+  init_device0();
+  auto range = driver_fn<PFN_cuMemGetAddressRange_v3020>("cuMemGetAddressRange");
+  ASSERT_NE(nullptr, range);
+  constexpr std::size_t n = 3 * 4096 + 100;
+  auto d = device_alloc(n);
+  const auto start = reinterpret_cast<CUdeviceptr>(d.get());
+  CUdeviceptr base = 0;
+  std::size_t size = 0;
+  ASSERT_EQ(CUDA_SUCCESS, range(&base, &size, start + 5000));
+  EXPECT_EQ(start, base);
+  EXPECT_GE(size, n);
+  // Either output may be NULL.
+  base = 0;
+  ASSERT_EQ(CUDA_SUCCESS, range(&base, nullptr, start + n - 1));
+  EXPECT_EQ(start, base);
+  size = 0;
+  ASSERT_EQ(CUDA_SUCCESS, range(nullptr, &size, start));
+  EXPECT_GE(size, n);
+}
+
 TEST(DriverEntryPoints, PointerAttributeOfPlainHostMemoryIsInvalidValue) {
   init_device0();
   auto get_attr = driver_fn<PFN_cuPointerGetAttribute_v4000>("cuPointerGetAttribute");

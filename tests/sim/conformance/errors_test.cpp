@@ -1,7 +1,10 @@
-// Error semantics that need a process of their own: a sticky error (a faulting stream operation
-// poisons every later call, and cudaGetLastError cannot clear it) and allocation fault injection.
-// Both are driven by simulator settings, so the parent tests are simulator-only; each runs its
-// child test in a fresh process with the setting in its environment, keeping this process healthy.
+// Error and lifetime semantics: the per-thread last error; and, each in a process of its own, a
+// sticky error (a faulting stream operation poisons every later call, and cudaGetLastError cannot
+// clear it), allocation fault injection, and cudaDeviceReset. Sticky errors and fault injection
+// are driven by simulator settings, so those parents are simulator-only; every parent runs its
+// child test in a fresh process (with the setting in its environment), keeping this one healthy.
+#include <thread>
+
 #include "child_process.h"
 #include "conformance.h"
 
@@ -9,6 +12,18 @@ namespace conformance {
 namespace {
 
 constexpr const char* child_env = "POOLSHIM_CONF_ERRORS_CHILD";
+
+TEST(LastError, IsKeptPerThread) {
+  clear_last_error();
+  cudaError_t in_other = cudaSuccess, seen_by_other = cudaErrorUnknown;
+  std::thread([&] { in_other = cudaMalloc(nullptr, 16); }).join();
+  EXPECT_EQ(cudaErrorInvalidValue, in_other);
+  EXPECT_EQ(cudaSuccess, cudaGetLastError()) << "another thread's error leaked into this one";
+  EXPECT_EQ(cudaErrorInvalidValue, cudaMalloc(nullptr, 16));
+  std::thread([&] { seen_by_other = cudaGetLastError(); }).join();
+  EXPECT_EQ(cudaSuccess, seen_by_other) << "this thread's error leaked into another one";
+  EXPECT_EQ(cudaErrorInvalidValue, cudaGetLastError());
+}
 
 // ---- sticky error -------------------------------------------------------------------------------
 
@@ -80,6 +95,38 @@ TEST(FaultInjectionChild, SecondAndFourthAllocationsFail) {
       EXPECT_EQ(cudaSuccess, cudaFree(q));
     }
   }
+}
+
+// ---- device reset ----------------------------------------------------------------------------------
+
+TEST(DeviceReset, FreesAllocationsAndTheNextCallReinitialises) {
+  const std::string child = "DeviceResetChild.ResetReleasesMemoryAndCudaKeepsWorking";
+  auto r = run_child_test(child, {std::string(child_env) + "=1"});
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
+                               << "\n" << r.output;
+}
+
+TEST(DeviceResetChild, ResetReleasesMemoryAndCudaKeepsWorking) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of DeviceReset";
+  constexpr std::size_t big = std::size_t{256} << 20, slack = std::size_t{64} << 20;
+  init_device0();
+  void* p = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaMalloc(&p, big));
+  std::size_t free1 = 0, free2 = 0, total = 0;
+  ASSERT_EQ(cudaSuccess, cudaMemGetInfo(&free1, &total));
+  // "immediately frees all cudaMalloc ... memory of the device"; "the next call reinitialises".
+  ASSERT_EQ(cudaSuccess, cudaDeviceReset());
+  ASSERT_EQ(cudaSuccess, cudaMemGetInfo(&free2, &total));
+  EXPECT_GE(free2, free1 + (big - slack)) << "the allocation outlived the reset";
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) == cudaSuccess) {
+    EXPECT_NE(cudaMemoryTypeDevice, a.type) << "a freed allocation is still described as device memory";
+  }
+  clear_last_error();
+  auto q = device_alloc(4096);
+  ASSERT_NE(nullptr, q.get());
+  fill_device(q.get(), 0x18, 4096);
+  EXPECT_TRUE(device_bytes_are(q.get(), 0x18, 4096));
 }
 
 }  // namespace

@@ -78,6 +78,21 @@ TEST(Ipc, OpeningAHandleInItsOwnProcessFails) {
   EXPECT_TRUE(device_bytes_are(d.get(), 0x21, ipc_bytes));
 }
 
+TEST(Ipc, HandleOfAnInteriorPointerIsTheHandleOfItsAllocation) {
+  init_device0();
+  auto d = device_alloc(ipc_bytes);
+  cudaIpcMemHandle_t base{}, inner{};
+  ASSERT_EQ(cudaSuccess, cudaIpcGetMemHandle(&base, d.get()));
+  // The importer receives the allocation's base, so exporters send the offset themselves (ucx,
+  // tensorpipe; CUDA_FACTS §8, UNV: a GPU run verifies).
+  ASSERT_EQ(cudaSuccess, cudaIpcGetMemHandle(&inner, bytes(d) + 4096));
+  EXPECT_EQ(0, std::memcmp(&base, &inner, sizeof base));
+  // Asking again is cheap and gives the same handle.
+  cudaIpcMemHandle_t again{};
+  ASSERT_EQ(cudaSuccess, cudaIpcGetMemHandle(&again, d.get()));
+  EXPECT_EQ(0, std::memcmp(&base, &again, sizeof base));
+}
+
 TEST(Ipc, GetMemHandleOfHostMemoryIsInvalidValue) {
   init_device0();
   clear_last_error();

@@ -1,6 +1,8 @@
 // Device memory: cudaMalloc/cudaFree contracts (alignment, size 0, errors, OOM and the last-error
 // state), cudaMemGetInfo, pitch, managed and stream-ordered allocations, the synchronising
 // cudaFree, and (simulator only) that device memory is not host memory.
+#include <cudaTypedefs.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <thread>
@@ -154,14 +156,29 @@ TEST(Memory, MallocPitchGivesAlignedRowsThatHoldTheWidth) {
   EXPECT_GE(pitch, width);
   EXPECT_EQ(0u, reinterpret_cast<std::uintptr_t>(p) % 256);
   EXPECT_EQ(0u, pitch % 32) << "pitch " << pitch;
-  // A 2D round trip through the pitched rows keeps every row intact.
-  std::vector<unsigned char> in(width * height), out(width * height, 0);
-  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<unsigned char>(i * 7 + i / width);
-  ASSERT_EQ(cudaSuccess, cudaMemcpy2D(p, pitch, in.data(), width, width, height,
-                                      cudaMemcpyHostToDevice));
-  ASSERT_EQ(cudaSuccess, cudaMemcpy2D(out.data(), width, p, pitch, width, height,
-                                      cudaMemcpyDeviceToHost));
-  EXPECT_EQ(in, out);
+  // The allocation holds all rows (its range, asked of the driver, starts at p).
+  auto range = driver_fn<PFN_cuMemGetAddressRange_v3020>("cuMemGetAddressRange");
+  ASSERT_NE(nullptr, range);
+  CUdeviceptr base = 0;
+  std::size_t size = 0;
+  ASSERT_EQ(CUDA_SUCCESS, range(&base, &size, reinterpret_cast<CUdeviceptr>(p)));
+  EXPECT_EQ(reinterpret_cast<CUdeviceptr>(p), base);
+  EXPECT_GE(size, pitch * (height - 1) + width);
+  // Every row fits: a copy of `width` bytes at each row's start stays inside the allocation (the
+  // simulator rejects a copy that leaves it), and rows do not overlap. Row by row with cudaMemcpy
+  // rather than cudaMemcpy2D, which the simulator's runtime does not export.
+  std::vector<unsigned char> row(width);
+  for (std::size_t r = 0; r < height; ++r) {
+    std::memset(row.data(), static_cast<int>(r + 1), width);
+    ASSERT_EQ(cudaSuccess, cudaMemcpy(static_cast<char*>(p) + r * pitch, row.data(), width,
+                                      cudaMemcpyHostToDevice))
+        << "row " << r;
+  }
+  for (std::size_t r = 0; r < height; ++r) {
+    EXPECT_TRUE(device_bytes_are(static_cast<char*>(p) + r * pitch,
+                                 static_cast<unsigned char>(r + 1), width))
+        << "row " << r;
+  }
 }
 
 TEST(Memory, ManagedMemoryIsAccessibleFromHostAndDevice) {
@@ -220,6 +237,36 @@ TEST(Memory, FreeReturnsOnlyAfterOtherStreamsHaveDrained) {
   EXPECT_EQ(cudaSuccess, cudaFree(unrelated.release()));
   EXPECT_EQ(cudaSuccess, cudaStreamQuery(s.get())) << "cudaFree returned before the stream drained";
   EXPECT_TRUE(g.finished());
+}
+
+// The same synchronisation covers a stream destroyed with work still pending: that work still
+// runs (cudaStreamDestroy) and is part of what the device must finish before memory is released.
+TEST(Memory, FreeAlsoWaitsForWorkOfADestroyedStream) {
+  auto unrelated = device_alloc(MiB);
+  auto src = device_alloc(4096);
+  fill_device(src.get(), 0x4a, 4096);
+  auto out = pinned_alloc(4096);
+  std::memset(out.get(), 0, 4096);
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  gate g;
+  ASSERT_EQ(cudaSuccess, g.block(s));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), src.get(), 4096, cudaMemcpyDeviceToHost, s));
+  ASSERT_EQ(cudaSuccess, cudaStreamDestroy(s));
+  ASSERT_TRUE(g.wait_entered());
+  std::jthread opener([&] {
+    std::this_thread::sleep_for(150ms);
+    g.open();
+  });
+  EXPECT_EQ(cudaSuccess, cudaFree(unrelated.release()));
+  EXPECT_TRUE(g.finished()) << "cudaFree returned before the destroyed stream drained";
+  EXPECT_TRUE(all_bytes_are(out.get(), 0x4a, 4096));
+  opener.join();
+  if (::testing::Test::HasFailure()) {
+    // The work may still be pending: keep its buffers alive rather than free them under it.
+    (void)out.release();
+    (void)src.release();
+  }
 }
 
 // Simulator only: on a GPU a host access to cudaMalloc memory is undefined (usually SIGSEGV), so

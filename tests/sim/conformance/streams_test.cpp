@@ -233,6 +233,31 @@ TEST(Streams, StreamSynchronizeWaitsOnlyForItsStream) {
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(a.get()));
 }
 
+TEST(Streams, DestroyingAStreamWithPendingWorkLetsTheWorkFinish) {
+  auto d = device_alloc(n);
+  fill_device(d.get(), 0x2e, n);
+  auto out = pinned_alloc(n);
+  std::memset(out.get(), 0, n);
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  gate g;
+  ASSERT_EQ(cudaSuccess, g.block(s));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, s));
+  // "the function will return immediately and the resources associated with stream will be
+  // released automatically once the device has completed all work in stream".
+  EXPECT_EQ(cudaSuccess, cudaStreamDestroy(s));
+  EXPECT_FALSE(g.finished());
+  g.open();
+  ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
+  EXPECT_TRUE(g.finished());
+  EXPECT_TRUE(all_bytes_are(out.get(), 0x2e, n)) << "the destroyed stream's work was dropped";
+  if (::testing::Test::HasFailure()) {
+    // The work may still be pending: keep its buffers alive rather than free them under it.
+    (void)out.release();
+    (void)d.release();
+  }
+}
+
 // ---- events ---------------------------------------------------------------------------------------
 
 TEST(Events, QueryIsNotReadyUntilTheRecordedWorkCompletes) {
