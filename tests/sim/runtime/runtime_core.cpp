@@ -36,12 +36,12 @@ void say(const char* a, const char* b) noexcept {
   (void)ignored;
 }
 
-bool fetch(PFN_cuGetProcAddress_v12000 lookup, const char* name, void** slot, cuuint64_t flags) noexcept {
+bool fetch(PFN_cuGetProcAddress_v12000 lookup, const char* name, int version, void** slot, cuuint64_t flags) noexcept {
   CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-  CUresult r = lookup(name, slot, runtime_cuda_version, flags, &status);
+  CUresult r = lookup(name, slot, version, flags, &status);
   if (r != CUDA_SUCCESS || status != CU_GET_PROC_ADDRESS_SUCCESS || *slot == nullptr) {
     *slot = nullptr;
-    say("libcuda.so.1 does not provide (cudaVersion 13000) ", name);
+    say("libcuda.so.1 does not provide ", name);
     return false;
   }
   return true;
@@ -57,11 +57,12 @@ void load_driver() noexcept {
   s.per_thread.get_proc_address = lookup;
 
   bool complete = true;
-#define POOLSHIM_RT_FETCH(name, pfn, has_per_thread)                                                       \
-  complete &= fetch(lookup, #name, reinterpret_cast<void**>(&s.legacy.name), CU_GET_PROC_ADDRESS_DEFAULT); \
-  if (has_per_thread) {                                                                                    \
-    complete &= fetch(lookup, #name, reinterpret_cast<void**>(&s.per_thread.name),                         \
-                      CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);                                      \
+#define POOLSHIM_RT_FETCH(name, pfn, version, has_per_thread)                                     \
+  complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.legacy.name),             \
+                    CU_GET_PROC_ADDRESS_DEFAULT);                                                 \
+  if (has_per_thread) {                                                                           \
+    complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.per_thread.name),       \
+                      CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);                             \
   } else {                                                                                                 \
     s.per_thread.name = s.legacy.name;                                                                     \
   }
