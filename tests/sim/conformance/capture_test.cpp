@@ -6,7 +6,7 @@
 namespace conformance {
 namespace {
 
-constexpr std::size_t n = 64 * 1024;
+constexpr std::size_t n = std::size_t{64} << 10;
 
 struct graph_destroy {
   void operator()(cudaGraph_t g) const noexcept { cudaGraphDestroy(g); }

@@ -46,8 +46,7 @@ struct child_result {
 // Runs the test `test` ("Suite.Name") of this binary in a fresh process, with `env` ("K=V")
 // added to (or replacing entries of) this process's environment. When pass_fd >= 0 the child gets
 // it as descriptor `inherited_fd`. The child is killed after `limit`.
-inline child_result run_child_test(const std::string& test, const std::vector<std::string>& env,
-                                   int pass_fd = -1,
+inline child_result run_child_test(const std::string& test, const std::vector<std::string>& env, int pass_fd = -1,
                                    std::chrono::seconds limit = std::chrono::seconds(60)) {
   child_result r;
   char exe[4096];
@@ -108,8 +107,7 @@ inline child_result run_child_test(const std::string& test, const std::vector<st
   const auto deadline = std::chrono::steady_clock::now() + limit;
   char buf[4096];
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       r.timed_out = true;
       kill(pid, SIGKILL);

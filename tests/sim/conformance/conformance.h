@@ -23,25 +23,44 @@
 // failed EXPECT_EQ shows "cudaErrorInvalidValue (1)" instead of a bare number.
 inline const char* conformance_error_name(int e) {
   switch (e) {
-    case 0: return "success";
-    case 1: return "InvalidValue";
-    case 2: return "MemoryAllocation/OutOfMemory";
-    case 101: return "InvalidDevice";
-    case 201: return "DeviceUninitialized/InvalidContext";
-    case 209: return "NoKernelImageForDevice";
-    case 400: return "InvalidResourceHandle";
-    case 500: return "NotFound";
-    case 600: return "NotReady";
-    case 700: return "IllegalAddress";
-    case 704: return "PeerAccessAlreadyEnabled";
-    case 705: return "PeerAccessNotEnabled";
-    case 712: return "HostMemoryAlreadyRegistered";
-    case 713: return "HostMemoryNotRegistered";
-    case 801: return "NotSupported";
-    case 900: return "StreamCaptureUnsupported";
-    case 901: return "StreamCaptureInvalidated";
-    case 906: return "StreamCaptureImplicit";
-    default: return "?";
+    case 0:
+      return "success";
+    case 1:
+      return "InvalidValue";
+    case 2:
+      return "MemoryAllocation/OutOfMemory";
+    case 101:
+      return "InvalidDevice";
+    case 201:
+      return "DeviceUninitialized/InvalidContext";
+    case 209:
+      return "NoKernelImageForDevice";
+    case 400:
+      return "InvalidResourceHandle";
+    case 500:
+      return "NotFound";
+    case 600:
+      return "NotReady";
+    case 700:
+      return "IllegalAddress";
+    case 704:
+      return "PeerAccessAlreadyEnabled";
+    case 705:
+      return "PeerAccessNotEnabled";
+    case 712:
+      return "HostMemoryAlreadyRegistered";
+    case 713:
+      return "HostMemoryNotRegistered";
+    case 801:
+      return "NotSupported";
+    case 900:
+      return "StreamCaptureUnsupported";
+    case 901:
+      return "StreamCaptureInvalidated";
+    case 906:
+      return "StreamCaptureImplicit";
+    default:
+      return "?";
   }
 }
 inline void PrintTo(cudaError_t e, std::ostream* os) {
@@ -108,15 +127,13 @@ inline ::testing::AssertionResult all_bytes_are(const void* p, unsigned char val
   for (std::size_t i = 0; i < n; ++i) {
     if (b[i] != value) {
       std::ostringstream why;
-      why << "byte " << i << " of " << n << " is 0x" << std::hex << int(b[i]) << ", expected 0x"
-          << int(value);
+      why << "byte " << i << " of " << n << " is 0x" << std::hex << int(b[i]) << ", expected 0x" << int(value);
       return ::testing::AssertionFailure() << why.str();
     }
   }
   return ::testing::AssertionSuccess();
 }
-inline ::testing::AssertionResult device_bytes_are(const void* dev, unsigned char value,
-                                                   std::size_t n) {
+inline ::testing::AssertionResult device_bytes_are(const void* dev, unsigned char value, std::size_t n) {
   std::string host(n, '\0');
   cudaError_t e = cudaMemcpy(host.data(), dev, n, cudaMemcpyDeviceToHost);
   if (e != cudaSuccess) return ::testing::AssertionFailure() << "cudaMemcpy D2H returned " << e;
@@ -137,9 +154,9 @@ inline bool on_simulator() {
   }();
   return sim;
 }
-#define POOLSHIM_SKIP_UNLESS_SIMULATOR(why)                                                        \
-  do {                                                                                             \
-    if (!::conformance::on_simulator()) GTEST_SKIP() << "simulator-only: " << why;                 \
+#define POOLSHIM_SKIP_UNLESS_SIMULATOR(why)                                        \
+  do {                                                                             \
+    if (!::conformance::on_simulator()) GTEST_SKIP() << "simulator-only: " << why; \
   } while (0)
 
 inline int device_count() {
@@ -220,22 +237,21 @@ class gate {
 };
 
 // Polls cudaStreamQuery for `span`: succeeds only if the stream stays NotReady all the time.
-inline ::testing::AssertionResult stays_not_ready(
-    cudaStream_t s, std::chrono::milliseconds span = std::chrono::milliseconds(100)) {
+inline ::testing::AssertionResult stays_not_ready(cudaStream_t s,
+                                                  std::chrono::milliseconds span = std::chrono::milliseconds(100)) {
   const auto end = std::chrono::steady_clock::now() + span;
   do {
     cudaError_t e = cudaStreamQuery(s);
     if (e != cudaErrorNotReady) {
-      return ::testing::AssertionFailure() << "cudaStreamQuery returned " << int(e)
-                                           << " while the stream should still be waiting";
+      return ::testing::AssertionFailure()
+             << "cudaStreamQuery returned " << int(e) << " while the stream should still be waiting";
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   } while (std::chrono::steady_clock::now() < end);
   return ::testing::AssertionSuccess();
 }
 // Polls until the stream is idle (cudaSuccess) or `limit` passes; returns the last query result.
-inline cudaError_t wait_idle(cudaStream_t s,
-                             std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+inline cudaError_t wait_idle(cudaStream_t s, std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
   const auto end = std::chrono::steady_clock::now() + limit;
   cudaError_t e;
   while ((e = cudaStreamQuery(s)) == cudaErrorNotReady && std::chrono::steady_clock::now() < end) {
@@ -252,8 +268,7 @@ template <class Fn>
 Fn driver_fn(const char* name, unsigned version = 13000) {
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSymbolNotFound;
-  if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &status) !=
-          cudaSuccess ||
+  if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &status) != cudaSuccess ||
       status != cudaDriverEntryPointSuccess) {
     return nullptr;
   }

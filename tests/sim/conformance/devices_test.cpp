@@ -138,8 +138,7 @@ TEST(DriverEntryPoints, MemAllocIsFoundAndAllocatesDeviceMemory) {
   init_device0();
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSymbolNotFound;
-  ASSERT_EQ(cudaSuccess,
-            cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn, 13000, cudaEnableDefault, &status));
+  ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn, 13000, cudaEnableDefault, &status));
   EXPECT_EQ(cudaDriverEntryPointSuccess, status);
   ASSERT_NE(nullptr, fn);
   auto mem_alloc = reinterpret_cast<PFN_cuMemAlloc_v3020>(fn);
@@ -163,8 +162,8 @@ TEST(DriverEntryPoints, MemAllocIsFoundAndAllocatesDeviceMemory) {
 TEST(DriverEntryPoints, UnknownSymbolIsSuccessWithNullAndSymbolNotFound) {
   void* fn = reinterpret_cast<void*>(0x1);
   cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSuccess;
-  EXPECT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuNoSuchFunctionPoolshim", &fn, 13000,
-                                                          cudaEnableDefault, &status));
+  EXPECT_EQ(cudaSuccess,
+            cudaGetDriverEntryPointByVersion("cuNoSuchFunctionPoolshim", &fn, 13000, cudaEnableDefault, &status));
   EXPECT_EQ(nullptr, fn);
   EXPECT_EQ(cudaDriverEntryPointSymbolNotFound, status);
 }
@@ -173,13 +172,11 @@ TEST(DriverEntryPoints, VersionBelowTheSymbolsIntroductionIsVersionNotSufficient
   void* fn = reinterpret_cast<void*>(0x1);
   cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSuccess;
   // cuMemCreate appeared in CUDA 10.2.
-  EXPECT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemCreate", &fn, 10000,
-                                                          cudaEnableDefault, &status));
+  EXPECT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemCreate", &fn, 10000, cudaEnableDefault, &status));
   EXPECT_EQ(nullptr, fn);
   EXPECT_EQ(cudaDriverEntryPointVersionNotSufficent, status);
   fn = nullptr;
-  EXPECT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemCreate", &fn, 10020,
-                                                          cudaEnableDefault, &status));
+  EXPECT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemCreate", &fn, 10020, cudaEnableDefault, &status));
   EXPECT_NE(nullptr, fn);
   EXPECT_EQ(cudaDriverEntryPointSuccess, status);
 }
@@ -194,31 +191,28 @@ TEST(DriverEntryPoints, VersionAboveTheDriverIsInvalidValue) {
   // "If the specified CUDA version is greater than the driver version, the API will return
   // cudaErrorInvalidValue."
   EXPECT_EQ(cudaErrorInvalidValue,
-            cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn,
-                                             static_cast<unsigned>(driver) + 1000,
-                                             cudaEnableDefault, &status));
+            cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn, static_cast<unsigned>(driver) + 1000, cudaEnableDefault,
+                                             &status));
   clear_last_error();
 }
 
 TEST(DriverEntryPoints, PerThreadFlagSelectsThePerThreadVariantOnlyWhereOneExists) {
   void* legacy = nullptr;
   void* per_thread = nullptr;
-  ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemcpyAsync", &legacy, 13000,
-                                                          cudaEnableLegacyStream, nullptr));
+  ASSERT_EQ(cudaSuccess,
+            cudaGetDriverEntryPointByVersion("cuMemcpyAsync", &legacy, 13000, cudaEnableLegacyStream, nullptr));
   ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemcpyAsync", &per_thread, 13000,
-                                                          cudaEnablePerThreadDefaultStream,
-                                                          nullptr));
+                                                          cudaEnablePerThreadDefaultStream, nullptr));
   ASSERT_NE(nullptr, legacy);
   ASSERT_NE(nullptr, per_thread);
   EXPECT_NE(legacy, per_thread) << "cuMemcpyAsync has a _ptsz variant";
   // "If a per-thread version is not found, the API will return the legacy version."
   void* alloc_legacy = nullptr;
   void* alloc_pt = nullptr;
-  ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemAlloc", &alloc_legacy, 13000,
-                                                          cudaEnableLegacyStream, nullptr));
+  ASSERT_EQ(cudaSuccess,
+            cudaGetDriverEntryPointByVersion("cuMemAlloc", &alloc_legacy, 13000, cudaEnableLegacyStream, nullptr));
   ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion("cuMemAlloc", &alloc_pt, 13000,
-                                                          cudaEnablePerThreadDefaultStream,
-                                                          nullptr));
+                                                          cudaEnablePerThreadDefaultStream, nullptr));
   EXPECT_NE(nullptr, alloc_legacy);
   EXPECT_EQ(alloc_legacy, alloc_pt);
 }
@@ -230,19 +224,15 @@ TEST(DriverEntryPoints, DriverGetProcAddressAgreesWithTheRuntimeLookup) {
   for (const char* name : {"cuMemAlloc", "cuMemFree", "cuMemCreate", "cuIpcGetMemHandle"}) {
     void* from_driver = nullptr;
     CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-    ASSERT_EQ(CUDA_SUCCESS, get_proc(name, &from_driver, 13000, CU_GET_PROC_ADDRESS_DEFAULT,
-                                     &status))
-        << name;
+    ASSERT_EQ(CUDA_SUCCESS, get_proc(name, &from_driver, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status)) << name;
     EXPECT_EQ(CU_GET_PROC_ADDRESS_SUCCESS, status) << name;
     void* from_runtime = nullptr;
-    ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion(name, &from_runtime, 13000,
-                                                            cudaEnableDefault, nullptr));
+    ASSERT_EQ(cudaSuccess, cudaGetDriverEntryPointByVersion(name, &from_runtime, 13000, cudaEnableDefault, nullptr));
     EXPECT_EQ(from_driver, from_runtime) << name;
   }
   void* none = reinterpret_cast<void*>(0x1);
   CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SUCCESS;
-  EXPECT_EQ(CUDA_SUCCESS, get_proc("cuNoSuchFunctionPoolshim", &none, 13000,
-                                   CU_GET_PROC_ADDRESS_DEFAULT, &status));
+  EXPECT_EQ(CUDA_SUCCESS, get_proc("cuNoSuchFunctionPoolshim", &none, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status));
   EXPECT_EQ(nullptr, none);
   EXPECT_EQ(CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, status);
 }
@@ -276,11 +266,9 @@ TEST(DriverEntryPoints, PointerAttributeOfPlainHostMemoryIsInvalidValue) {
   unsigned type = 0;
   // Unlike cudaPointerGetAttributes, the driver's singular query fails on non-CUDA memory.
   EXPECT_EQ(CUDA_ERROR_INVALID_VALUE,
-            get_attr(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-                     reinterpret_cast<CUdeviceptr>(&on_stack)));
+            get_attr(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, reinterpret_cast<CUdeviceptr>(&on_stack)));
   auto d = device_alloc(4096);
-  ASSERT_EQ(CUDA_SUCCESS, get_attr(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-                                   reinterpret_cast<CUdeviceptr>(d.get())));
+  ASSERT_EQ(CUDA_SUCCESS, get_attr(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, reinterpret_cast<CUdeviceptr>(d.get())));
   EXPECT_EQ(static_cast<unsigned>(CU_MEMORYTYPE_DEVICE), type);
   int ipc_capable = 0;  // "a boolean": the driver may write one byte only
   ASSERT_EQ(CUDA_SUCCESS, get_attr(&ipc_capable, CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE,

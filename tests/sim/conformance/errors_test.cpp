@@ -31,8 +31,7 @@ TEST(StickyError, AFaultingStreamOperationPoisonsEveryLaterCall) {
   POOLSHIM_SKIP_UNLESS_SIMULATOR("faults are injected with POOLSHIM_SIM_FAULT_AT_OP");
   const std::string child = "StickyErrorChild.AfterTheFaultEveryCallReturnsIllegalAddress";
   auto r = run_child_test(child, {"POOLSHIM_SIM_FAULT_AT_OP=2", std::string(child_env) + "=1"});
-  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
-                               << "\n" << r.output;
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
 }
 
 TEST(StickyErrorChild, AfterTheFaultEveryCallReturnsIllegalAddress) {
@@ -69,8 +68,7 @@ TEST(FaultInjection, TheNthAllocationFailsWithOutOfMemoryAndLaterOnesSucceed) {
   POOLSHIM_SKIP_UNLESS_SIMULATOR("allocation failures are injected with POOLSHIM_SIM_FAIL_ALLOC_AT");
   const std::string child = "FaultInjectionChild.SecondAndFourthAllocationsFail";
   auto r = run_child_test(child, {"POOLSHIM_SIM_FAIL_ALLOC_AT=2,4", std::string(child_env) + "=1"});
-  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
-                               << "\n" << r.output;
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
 }
 
 TEST(FaultInjectionChild, SecondAndFourthAllocationsFail) {
@@ -97,13 +95,43 @@ TEST(FaultInjectionChild, SecondAndFourthAllocationsFail) {
   }
 }
 
+// ---- memory limit ------------------------------------------------------------------------------
+
+TEST(MemoryLimit, ConfiguredDeviceMemoryIsTheTotalAndIsEnforced) {
+  POOLSHIM_SKIP_UNLESS_SIMULATOR("device memory is sized with POOLSHIM_SIM_DEVICE_MEMORY");
+  const std::string child = "MemoryLimitChild.SixtyFourMebibytesHoldOneFortyEightMebibyteBlock";
+  auto r = run_child_test(child, {"POOLSHIM_SIM_DEVICE_MEMORY=64M", std::string(child_env) + "=1"});
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
+}
+
+TEST(MemoryLimitChild, SixtyFourMebibytesHoldOneFortyEightMebibyteBlock) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of MemoryLimit";
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  std::size_t free_bytes = 0, total = 0;
+  ASSERT_EQ(cudaSuccess, cudaMemGetInfo(&free_bytes, &total));
+  EXPECT_EQ(64 * MiB, total);
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaSuccess, cudaGetDeviceProperties(&prop, 0));
+  EXPECT_EQ(64 * MiB, prop.totalGlobalMem);
+  void* a = nullptr;
+  void* b = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaMalloc(&a, 48 * MiB));
+  clear_last_error();
+  EXPECT_EQ(cudaErrorMemoryAllocation, cudaMalloc(&b, 48 * MiB));
+  clear_last_error();
+  ASSERT_EQ(cudaSuccess, cudaFree(a));
+  EXPECT_EQ(cudaSuccess, cudaMalloc(&b, 48 * MiB)) << "freed memory did not come back";
+  if (b != nullptr) {
+    EXPECT_EQ(cudaSuccess, cudaFree(b));
+  }
+}
+
 // ---- device reset ----------------------------------------------------------------------------------
 
 TEST(DeviceReset, FreesAllocationsAndTheNextCallReinitialises) {
   const std::string child = "DeviceResetChild.ResetReleasesMemoryAndCudaKeepsWorking";
   auto r = run_child_test(child, {std::string(child_env) + "=1"});
-  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal
-                               << "\n" << r.output;
+  EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
 }
 
 TEST(DeviceResetChild, ResetReleasesMemoryAndCudaKeepsWorking) {

@@ -11,7 +11,7 @@ namespace {
 constexpr std::size_t page = 4096;
 
 TEST(PinnedHost, MallocHostMemoryIsHostAccessibleAndUsableByCopies) {
-  constexpr std::size_t n = 64 * 1024;
+  constexpr std::size_t n = std::size_t{64} << 10;
   auto h = pinned_alloc(n);
   ASSERT_NE(nullptr, h.get());
   for (std::size_t i = 0; i < n; ++i) h.get()[i] = static_cast<unsigned char>(i);
@@ -23,9 +23,9 @@ TEST(PinnedHost, MallocHostMemoryIsHostAccessibleAndUsableByCopies) {
 }
 
 TEST(PinnedHost, HostGetFlagsReportsTheFlagsOfHostAlloc) {
-  for (unsigned flags : {cudaHostAllocPortable, cudaHostAllocMapped, cudaHostAllocWriteCombined,
-                         cudaHostAllocPortable | cudaHostAllocMapped,
-                         cudaHostAllocMapped | cudaHostAllocWriteCombined}) {
+  for (unsigned flags :
+       {cudaHostAllocPortable, cudaHostAllocMapped, cudaHostAllocWriteCombined,
+        cudaHostAllocPortable | cudaHostAllocMapped, cudaHostAllocMapped | cudaHostAllocWriteCombined}) {
     void* h = nullptr;
     ASSERT_EQ(cudaSuccess, cudaHostAlloc(&h, 3 * page, flags)) << "flags " << flags;
     pinned_ptr owner(static_cast<unsigned char*>(h));
@@ -132,8 +132,7 @@ class HostRegister : public ::testing::Test {
 TEST_F(HostRegister, RegisteringTwiceIsHostMemoryAlreadyRegistered) {
   clear_last_error();
   ASSERT_EQ(cudaSuccess, cudaHostRegister(mem_, 4 * page, cudaHostRegisterDefault));
-  EXPECT_EQ(cudaErrorHostMemoryAlreadyRegistered,
-            cudaHostRegister(mem_, 4 * page, cudaHostRegisterDefault));
+  EXPECT_EQ(cudaErrorHostMemoryAlreadyRegistered, cudaHostRegister(mem_, 4 * page, cudaHostRegisterDefault));
   EXPECT_EQ(cudaErrorHostMemoryAlreadyRegistered, cudaGetLastError());
   EXPECT_EQ(cudaSuccess, cudaGetLastError());
 }
@@ -158,11 +157,9 @@ TEST_F(HostRegister, RegisteredMemoryIsUsableByAsyncCopiesAndKeepsItsContents) {
   EXPECT_TRUE(all_bytes_are(mem_, 0x19, 4 * page)) << "registration changed the contents";
   auto d = device_alloc(4 * page);
   auto s = make_stream(cudaStreamNonBlocking);
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(d.get(), mem_, 4 * page, cudaMemcpyHostToDevice, s.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), mem_, 4 * page, cudaMemcpyHostToDevice, s.get()));
   ASSERT_EQ(cudaSuccess, cudaMemsetAsync(d.get(), 0x2a, page, s.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(mem_, d.get(), 4 * page, cudaMemcpyDeviceToHost, s.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(mem_, d.get(), 4 * page, cudaMemcpyDeviceToHost, s.get()));
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(s.get()));
   auto* b = static_cast<unsigned char*>(mem_);
   EXPECT_TRUE(all_bytes_are(b, 0x2a, page));

@@ -35,8 +35,7 @@ TEST(Ipc, HandleOpenedInAnotherProcessSharesTheBytesBothWays) {
   ASSERT_EQ(cudaSuccess, cudaIpcGetMemHandle(&h, d.get()));
   const std::string child = "IpcChild.OpensTheParentsHandleChecksItAndWritesAReply";
   auto r = run_child_test(child, {std::string(handle_env) + "=" + to_hex(&h, sizeof h)});
-  ASSERT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n"
-                               << r.output;
+  ASSERT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
   EXPECT_TRUE(device_bytes_are(d.get(), child_bytes, ipc_bytes)) << "the child's writes are lost";
 }
 
@@ -109,10 +108,8 @@ struct vmm_api {
       driver_fn<PFN_cuMemGetAllocationGranularity_v10020>("cuMemGetAllocationGranularity");
   PFN_cuMemCreate_v10020 create = driver_fn<PFN_cuMemCreate_v10020>("cuMemCreate");
   PFN_cuMemRelease_v10020 release = driver_fn<PFN_cuMemRelease_v10020>("cuMemRelease");
-  PFN_cuMemAddressReserve_v10020 reserve =
-      driver_fn<PFN_cuMemAddressReserve_v10020>("cuMemAddressReserve");
-  PFN_cuMemAddressFree_v10020 address_free =
-      driver_fn<PFN_cuMemAddressFree_v10020>("cuMemAddressFree");
+  PFN_cuMemAddressReserve_v10020 reserve = driver_fn<PFN_cuMemAddressReserve_v10020>("cuMemAddressReserve");
+  PFN_cuMemAddressFree_v10020 address_free = driver_fn<PFN_cuMemAddressFree_v10020>("cuMemAddressFree");
   PFN_cuMemMap_v10020 map = driver_fn<PFN_cuMemMap_v10020>("cuMemMap");
   PFN_cuMemUnmap_v10020 unmap = driver_fn<PFN_cuMemUnmap_v10020>("cuMemUnmap");
   PFN_cuMemSetAccess_v10020 set_access = driver_fn<PFN_cuMemSetAccess_v10020>("cuMemSetAccess");
@@ -121,12 +118,11 @@ struct vmm_api {
   PFN_cuMemImportFromShareableHandle_v10020 import_handle =
       driver_fn<PFN_cuMemImportFromShareableHandle_v10020>("cuMemImportFromShareableHandle");
   PFN_cuIpcGetMemHandle_v4010 ipc_get = driver_fn<PFN_cuIpcGetMemHandle_v4010>("cuIpcGetMemHandle");
-  PFN_cuPointerGetAttribute_v4000 get_attr =
-      driver_fn<PFN_cuPointerGetAttribute_v4000>("cuPointerGetAttribute");
+  PFN_cuPointerGetAttribute_v4000 get_attr = driver_fn<PFN_cuPointerGetAttribute_v4000>("cuPointerGetAttribute");
 
   bool complete() const {
-    return granularity && create && release && reserve && address_free && map && unmap &&
-           set_access && export_handle && import_handle && ipc_get && get_attr;
+    return granularity && create && release && reserve && address_free && map && unmap && set_access && export_handle &&
+           import_handle && ipc_get && get_attr;
   }
 };
 
@@ -189,8 +185,7 @@ class Vmm : public ::testing::Test {
     init_device0();
     ASSERT_TRUE(api_.complete()) << "a VMM driver entry point is missing";
     CUmemAllocationProp prop = device0_prop(CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
-    ASSERT_EQ(CUDA_SUCCESS,
-              api_.granularity(&gran_, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    ASSERT_EQ(CUDA_SUCCESS, api_.granularity(&gran_, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
   }
   CUmemGenericAllocationHandle create(std::size_t size) {
     CUmemAllocationProp prop = device0_prop(CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
@@ -206,8 +201,7 @@ TEST_F(Vmm, AllocationGranularityIsAPowerOfTwo) {
   EXPECT_TRUE(is_power_of_two(gran_)) << gran_;
   CUmemAllocationProp prop = device0_prop(CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
   std::size_t recommended = 0;
-  ASSERT_EQ(CUDA_SUCCESS,
-            api_.granularity(&recommended, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  ASSERT_EQ(CUDA_SUCCESS, api_.granularity(&recommended, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
   EXPECT_TRUE(is_power_of_two(recommended)) << recommended;
   EXPECT_EQ(0u, recommended % gran_);
   if (on_simulator()) {
@@ -245,8 +239,7 @@ TEST_F(Vmm, LegacyIpcOfVmmMemoryIsRefused) {
     vmm_mapping m(api_, h, gran_, true);
     ASSERT_TRUE(m.ok());
     int capable = 0;  // "a boolean": the driver may write one byte only
-    ASSERT_EQ(CUDA_SUCCESS,
-              api_.get_attr(&capable, CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE, m.va()));
+    ASSERT_EQ(CUDA_SUCCESS, api_.get_attr(&capable, CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE, m.va()));
     EXPECT_EQ(0, capable);
     // No legacy IPC on cuMemCreate memory (NVIDIA, "Introducing Low-Level GPU Virtual Memory
     // Management"). The exact code is UNV; INVALID_VALUE is the simulator's and a GPU run verifies.
@@ -269,8 +262,7 @@ TEST_F(Vmm, ExportedHandleImportedInAnotherProcessSharesTheBytesBothWays) {
     fill_device(m.ptr(), parent_bytes, gran_);
 
     int fd = -1;
-    ASSERT_EQ(CUDA_SUCCESS,
-              api_.export_handle(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    ASSERT_EQ(CUDA_SUCCESS, api_.export_handle(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
     ASSERT_GE(fd, 0);
     int sv[2];
     ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
@@ -278,12 +270,10 @@ TEST_F(Vmm, ExportedHandleImportedInAnotherProcessSharesTheBytesBothWays) {
     EXPECT_TRUE(send_fd(sv[0], fd));
     close(fd);  // the exporter's copy; the one in flight keeps the memory shareable
     const std::string child = "VmmChild.ImportsTheParentsHandleMapsItAndWritesAReply";
-    auto r = run_child_test(child, {std::string(vmm_size_env) + "=" + std::to_string(gran_)},
-                            sv[1]);
+    auto r = run_child_test(child, {std::string(vmm_size_env) + "=" + std::to_string(gran_)}, sv[1]);
     close(sv[0]);
     close(sv[1]);
-    EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n"
-                                 << r.output;
+    EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
     EXPECT_TRUE(device_bytes_are(m.ptr(), child_bytes, gran_)) << "the child's writes are lost";
   }
   EXPECT_EQ(CUDA_SUCCESS, api_.release(h));
@@ -303,9 +293,8 @@ TEST(VmmChild, ImportsTheParentsHandleMapsItAndWritesAReply) {
   ASSERT_TRUE(api.complete());
   CUmemGenericAllocationHandle h = 0;
   // The descriptor is passed by value, cast to a pointer; the importer closes it.
-  ASSERT_EQ(CUDA_SUCCESS,
-            api.import_handle(&h, reinterpret_cast<void*>(static_cast<std::uintptr_t>(fd)),
-                              CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR));
+  ASSERT_EQ(CUDA_SUCCESS, api.import_handle(&h, reinterpret_cast<void*>(static_cast<std::uintptr_t>(fd)),
+                                            CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR));
   close(fd);
   {
     vmm_mapping m(api, h, size, true);
@@ -322,8 +311,7 @@ TEST(VmmChild, ImportsTheParentsHandleMapsItAndWritesAReply) {
     ASSERT_TRUE(m.ok());
     clear_last_error();
     std::string junk(4096, '\x11');
-    EXPECT_EQ(cudaErrorInvalidValue,
-              cudaMemcpy(m.ptr(), junk.data(), junk.size(), cudaMemcpyHostToDevice));
+    EXPECT_EQ(cudaErrorInvalidValue, cudaMemcpy(m.ptr(), junk.data(), junk.size(), cudaMemcpyHostToDevice));
     clear_last_error();
   }
   EXPECT_EQ(CUDA_SUCCESS, api.release(h));

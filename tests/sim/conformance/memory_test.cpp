@@ -18,8 +18,8 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 
 TEST(Memory, MallocReturnsPointersAlignedToAtLeast256Bytes) {
   // "at least 256 bytes" is the Programming Guide's figure for cudaMalloc.
-  for (std::size_t size : {std::size_t{1}, std::size_t{3}, std::size_t{255}, std::size_t{257},
-                           std::size_t{4097}, MiB + 1}) {
+  for (std::size_t size :
+       {std::size_t{1}, std::size_t{3}, std::size_t{255}, std::size_t{257}, std::size_t{4097}, MiB + 1}) {
     std::vector<device_ptr> held;
     for (int i = 0; i < 4; ++i) {
       held.push_back(device_alloc(size));
@@ -38,8 +38,7 @@ TEST(Memory, AllocationsDoNotOverlap) {
     fill_device(held.back().get(), static_cast<unsigned char>(i + 1), 1000);
   }
   for (int i = 0; i < 16; ++i) {
-    EXPECT_TRUE(device_bytes_are(held[i].get(), static_cast<unsigned char>(i + 1), 1000))
-        << "allocation " << i;
+    EXPECT_TRUE(device_bytes_are(held[i].get(), static_cast<unsigned char>(i + 1), 1000)) << "allocation " << i;
   }
 }
 
@@ -170,19 +169,17 @@ TEST(Memory, MallocPitchGivesAlignedRowsThatHoldTheWidth) {
   std::vector<unsigned char> row(width);
   for (std::size_t r = 0; r < height; ++r) {
     std::memset(row.data(), static_cast<int>(r + 1), width);
-    ASSERT_EQ(cudaSuccess, cudaMemcpy(static_cast<char*>(p) + r * pitch, row.data(), width,
-                                      cudaMemcpyHostToDevice))
+    ASSERT_EQ(cudaSuccess, cudaMemcpy(static_cast<char*>(p) + r * pitch, row.data(), width, cudaMemcpyHostToDevice))
         << "row " << r;
   }
   for (std::size_t r = 0; r < height; ++r) {
-    EXPECT_TRUE(device_bytes_are(static_cast<char*>(p) + r * pitch,
-                                 static_cast<unsigned char>(r + 1), width))
+    EXPECT_TRUE(device_bytes_are(static_cast<char*>(p) + r * pitch, static_cast<unsigned char>(r + 1), width))
         << "row " << r;
   }
 }
 
 TEST(Memory, ManagedMemoryIsAccessibleFromHostAndDevice) {
-  constexpr std::size_t n = 64 * 1024;
+  constexpr std::size_t n = std::size_t{64} << 10;
   void* m = nullptr;
   ASSERT_EQ(cudaSuccess, cudaMallocManaged(&m, n, cudaMemAttachGlobal));
   device_ptr owner(m);
@@ -197,7 +194,7 @@ TEST(Memory, ManagedMemoryIsAccessibleFromHostAndDevice) {
 }
 
 TEST(Memory, MallocAsyncAndFreeAsyncAreStreamOrdered) {
-  constexpr std::size_t n = 256 * 1024;
+  constexpr std::size_t n = std::size_t{256} << 10;
   auto s = make_stream(cudaStreamNonBlocking);
   auto out = pinned_alloc(n);
   ASSERT_NE(nullptr, out.get());

@@ -12,7 +12,7 @@ namespace conformance {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr std::size_t n = 256 * 1024;
+constexpr std::size_t n = std::size_t{256} << 10;
 constexpr unsigned char reader_bytes = 0xaa, writer_bytes = 0x55;
 
 // How a cache makes the next user of a block wait for the block's previous users.
@@ -95,8 +95,7 @@ TEST(TooEarlyReuse, NaiveCacheLetsAWriterCorruptAPendingRead) {
   reuse_scenario sc(fence_mode::none);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(sc.reader.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
   sc.cache.deallocate(sc.b, n, sc.reader.get());  // the host is done with B; S1 is not
   void* w = sc.cache.allocate(n, sc.writer.get());
   ASSERT_EQ(sc.b, w) << "the cache must reuse the block for this scenario";
@@ -115,9 +114,8 @@ TEST(TooEarlyReuse, StreamWaitOnAFenceEventPreventsTheCorruption) {
   reuse_scenario sc(fence_mode::stream_wait);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(sc.reader.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
-  sc.cache.deallocate(sc.b, n, sc.reader.get());  // records the fence after the read
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
+  sc.cache.deallocate(sc.b, n, sc.reader.get());    // records the fence after the read
   void* w = sc.cache.allocate(n, sc.writer.get());  // S2 waits for the fence
   ASSERT_EQ(sc.b, w);
   ASSERT_EQ(cudaSuccess, cudaMemsetAsync(w, writer_bytes, n, sc.writer.get()));
@@ -134,8 +132,7 @@ TEST(TooEarlyReuse, HostWaitOnAFenceEventPreventsTheCorruption) {
   reuse_scenario sc(fence_mode::host_wait);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(sc.reader.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(sc.out.get(), sc.b, n, cudaMemcpyDeviceToHost, sc.reader.get()));
   sc.cache.deallocate(sc.b, n, sc.reader.get());
   ASSERT_TRUE(g.wait_entered());
   std::jthread opener([&] {

@@ -14,7 +14,7 @@ namespace conformance {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr std::size_t n = 64 * 1024;
+constexpr std::size_t n = std::size_t{64} << 10;
 
 TEST(Streams, WorkIsAsynchronousUntilTheHostFunctionReturns) {
   auto s = make_stream();
@@ -61,10 +61,8 @@ TEST(Streams, LegacyStreamWaitsForBlockingStreams) {
   std::memset(out.get(), 0, n);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(blocking.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, blocking.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, cudaStreamLegacy));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, blocking.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, cudaStreamLegacy));
   EXPECT_TRUE(stays_not_ready(cudaStreamLegacy));
   g.open();
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(cudaStreamLegacy));
@@ -81,10 +79,8 @@ TEST(Streams, BlockingStreamsWaitForTheLegacyStream) {
   std::memset(out.get(), 0, n);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(cudaStreamLegacy));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, cudaStreamLegacy));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, blocking.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, cudaStreamLegacy));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, blocking.get()));
   EXPECT_TRUE(stays_not_ready(blocking.get()));
   g.open();
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(blocking.get()));
@@ -100,10 +96,8 @@ TEST(Streams, NonBlockingStreamDoesNotWaitForTheLegacyStream) {
   std::memset(out.get(), 0, n);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(cudaStreamLegacy));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, cudaStreamLegacy));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, nonblocking.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, cudaStreamLegacy));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, nonblocking.get()));
   EXPECT_EQ(cudaSuccess, wait_idle(nonblocking.get())) << "non-blocking stream waited for legacy";
   EXPECT_FALSE(g.finished());
   EXPECT_TRUE(all_bytes_are(out.get(), 0x01, n));  // read before the legacy stream's write
@@ -209,8 +203,7 @@ TEST(Streams, DeviceSynchronizeWaitsForEveryStream) {
   fill_device(d.get(), 0x21, n);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(nonblocking.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, nonblocking.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, nonblocking.get()));
   ASSERT_TRUE(g.wait_entered());
   std::jthread opener([&] {
     std::this_thread::sleep_for(100ms);
@@ -345,12 +338,10 @@ TEST(Events, StreamWaitEventOrdersWorkAcrossStreams) {
   auto e = make_event(cudaEventDisableTiming);
   gate g;
   ASSERT_EQ(cudaSuccess, g.block(producer.get()));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, producer.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), src.get(), n, cudaMemcpyHostToDevice, producer.get()));
   ASSERT_EQ(cudaSuccess, cudaEventRecord(e.get(), producer.get()));
   ASSERT_EQ(cudaSuccess, cudaStreamWaitEvent(consumer.get(), e.get(), 0));
-  ASSERT_EQ(cudaSuccess,
-            cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, consumer.get()));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), d.get(), n, cudaMemcpyDeviceToHost, consumer.get()));
   EXPECT_TRUE(stays_not_ready(consumer.get()));
   g.open();
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(consumer.get()));

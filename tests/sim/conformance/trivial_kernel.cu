@@ -16,8 +16,7 @@ cudaError_t launch_trivial_kernel_with_chevrons(int* out) {
 
 cudaError_t launch_trivial_kernel_with_api(int* out) {
   void* args[] = {&out};
-  return cudaLaunchKernel(reinterpret_cast<const void*>(&trivial_kernel), dim3(1), dim3(1), args,
-                          0, nullptr);
+  return cudaLaunchKernel(reinterpret_cast<const void*>(&trivial_kernel), dim3(1), dim3(1), args, 0, nullptr);
 }
 
 }  // namespace conformance
