@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test entry: installs dependencies, configures, builds, and runs ctest; then builds
-# everything that is not preloaded with ASan+UBSan and runs those tests again. Prints ctest's
+# everything that is not preloaded with ASan+UBSan, and again with TSan, and runs the tests again. Prints ctest's
 # summary lines and exits non-zero on any failure. CI runs exactly this (.ci/run).
 set -euo pipefail
 
@@ -8,10 +8,11 @@ usage() {
   cat <<'USAGE'
 usage: scripts/test.sh [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
 
-Runs setup, configure, build and ctest (build/), then the ASan+UBSan pass (build-asan/).
-  --no-sanitize    skip the ASan+UBSan pass
+Runs setup, configure, build and ctest (build/), then the same tests built with ASan+UBSan
+(DIR-asan/) and with TSan (DIR-tsan/).
+  --no-sanitize    skip both sanitizer passes
   --jobs N         parallel build and test jobs (default: number of cores)
-  --build-dir DIR  main build folder (default: build); the sanitizer pass uses DIR-asan
+  --build-dir DIR  main build folder (default: build); the sanitizer passes use DIR-asan, DIR-tsan
   -- ARGS          extra arguments for ctest (e.g. -R sim_conformance)
 USAGE
 }
@@ -50,10 +51,13 @@ mkdir -p "$(dirname "$build")"
 start=$SECONDS
 run_pass "main" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 if ((sanitize)); then
-  # Only tests that do not preload anything run here: a sanitizer runtime cannot be preloaded
-  # into an uninstrumented program. Labels: unit and sim (the simulator and its suite).
+  # Tests that preload a library into an uninstrumented program are not registered in these
+  # builds: a sanitizer runtime cannot be preloaded.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_pass "asan+ubsan" "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+      || status=1
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_pass "tsan" "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
       || status=1
 fi
 echo "== test.sh: $((SECONDS - start)) s, $([[ $status -eq 0 ]] && echo passed || echo FAILED)"
