@@ -1,0 +1,66 @@
+// poolshim configuration: the one table of every option (name, type, default, meaning), shared by
+// the shim, the daemon and the tools. Each option is read once from its POOLSHIM_* environment
+// variable; a bad value warns once and keeps the default. `poolshimd --help` and the README list
+// this table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+// POOLSHIM_OPTION(field, ENV_NAME, type, default, help)
+//   type is one of: mode, free_sync, size, flag, level, string
+#define POOLSHIM_CONFIG_OPTIONS(X)                                                                     \
+  X(mode, "POOLSHIM_MODE", mode, ::poolshim::run_mode::pool,                                           \
+    "pool: serve allocations from the caching pool; observe: track and report, allocate through "    \
+    "the real driver; off: pass everything through untouched")                                       \
+  X(free_sync, "POOLSHIM_FREE_SYNC", free_sync, ::poolshim::free_sync_mode::device,                    \
+    "device: a free of pooled memory synchronises the contexts that may use it (like cudaFree); "    \
+    "fence: no host sync, a freed block is reused only after a fence passed every stream")           \
+  X(log_level, "POOLSHIM_LOG_LEVEL", level, 3,                                                         \
+    "log level: trace, debug, info, warn, error, critical, off (or 0-6)")                             \
+  X(summary, "POOLSHIM_SUMMARY", flag, false,                                                          \
+    "1: print one line to stderr at exit (allocations, pool hits, peak device and pinned bytes)")    \
+  X(small_limit, "POOLSHIM_SMALL_LIMIT", size, std::size_t{1} << 20,                                   \
+    "largest request served from shared 2 MiB segments; larger ones get a dedicated segment")        \
+  X(thread_cache_bytes, "POOLSHIM_THREAD_CACHE", size, std::size_t{4} << 20,                           \
+    "bytes of small blocks each thread may keep for itself (0 disables the per-thread caches)")      \
+  X(device_cache_limit, "POOLSHIM_DEVICE_CACHE_LIMIT", size, std::size_t{0},                           \
+    "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")       \
+  X(socket, "POOLSHIM_SOCKET", string, "",                                                             \
+    "daemon socket path (default: /run/poolshim/poolshimd.sock, then $XDG_RUNTIME_DIR/poolshim/, "   \
+    "then /tmp/poolshim-$UID/)")
+
+namespace poolshim {
+
+enum class run_mode : std::uint8_t { pool, observe, off };
+
+// `unsafe` disables both protections; it exists only so a test can show what goes wrong without
+// them, and it is never a default.
+enum class free_sync_mode : std::uint8_t { device, fence, unsafe };
+
+struct config {
+#define POOLSHIM_CONFIG_FIELD_mode run_mode
+#define POOLSHIM_CONFIG_FIELD_free_sync free_sync_mode
+#define POOLSHIM_CONFIG_FIELD_level int
+#define POOLSHIM_CONFIG_FIELD_flag bool
+#define POOLSHIM_CONFIG_FIELD_size std::size_t
+#define POOLSHIM_CONFIG_FIELD_string const char*
+#define POOLSHIM_CONFIG_MEMBER(field, env, type, def, help) POOLSHIM_CONFIG_FIELD_##type field = def;
+  POOLSHIM_CONFIG_OPTIONS(POOLSHIM_CONFIG_MEMBER)
+#undef POOLSHIM_CONFIG_MEMBER
+};
+
+// One parsed option: what the environment said and whether it was accepted.
+struct config_issue {
+  const char* env;    // variable name
+  const char* value;  // the rejected text
+};
+
+// Parses the environment (getenv) into a config. Rejected values keep their default and are
+// reported through `on_issue` (may be null), once per variable. Does not allocate.
+config read_config(void (*on_issue)(const config_issue&) = nullptr) noexcept;
+
+// Parses one value of the given option's type; exposed for tests and for the daemon's flags.
+bool parse_size(const char* text, std::size_t* out) noexcept;
+
+}  // namespace poolshim
