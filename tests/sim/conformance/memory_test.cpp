@@ -164,8 +164,8 @@ TEST(Memory, MallocPitchGivesAlignedRowsThatHoldTheWidth) {
   EXPECT_EQ(reinterpret_cast<CUdeviceptr>(p), base);
   EXPECT_GE(size, pitch * (height - 1) + width);
   // Every row fits: a copy of `width` bytes at each row's start stays inside the allocation (the
-  // simulator rejects a copy that leaves it), and rows do not overlap. Row by row with cudaMemcpy
-  // rather than cudaMemcpy2D, which the simulator's runtime does not export.
+  // simulator rejects a copy that leaves it), and rows do not overlap. Row by row with cudaMemcpy;
+  // the 2D calls have their own test below.
   std::vector<unsigned char> row(width);
   for (std::size_t r = 0; r < height; ++r) {
     std::memset(row.data(), static_cast<int>(r + 1), width);
@@ -282,6 +282,41 @@ TEST(DeviceMemory, HostDereferenceOfDevicePointerFaults) {
       },
       "");
   EXPECT_DEATH({ *static_cast<volatile unsigned char*>(p.get()) = 1; }, "");
+}
+
+// cudaMemcpy2D moves `height` rows of `width` bytes between pitched layouts and leaves the bytes
+// between rows alone; cudaMemset2D fills only the rows' first `width` bytes.
+TEST(Memory, Memcpy2DAndMemset2DTouchOnlyTheRows) {
+  constexpr std::size_t width = 300, height = 5;
+  void* p = nullptr;
+  std::size_t pitch = 0;
+  ASSERT_EQ(cudaSuccess, cudaMallocPitch(&p, &pitch, width, height));
+  device_ptr owner(p);
+  ASSERT_GT(pitch, width) << "the test needs padding between rows";
+  ASSERT_EQ(cudaSuccess, cudaMemset(p, 0xee, pitch * height));
+  constexpr std::size_t host_pitch = 400;
+  std::vector<unsigned char> src(host_pitch * height, 0);
+  for (std::size_t r = 0; r < height; ++r) std::memset(src.data() + r * host_pitch, static_cast<int>(r + 1), width);
+  ASSERT_EQ(cudaSuccess, cudaMemcpy2D(p, pitch, src.data(), host_pitch, width, height, cudaMemcpyHostToDevice));
+  std::vector<unsigned char> all(pitch * height);
+  ASSERT_EQ(cudaSuccess, cudaMemcpy(all.data(), p, all.size(), cudaMemcpyDeviceToHost));
+  for (std::size_t r = 0; r < height; ++r) {
+    EXPECT_TRUE(all_bytes_are(all.data() + r * pitch, static_cast<unsigned char>(r + 1), width)) << "row " << r;
+    EXPECT_TRUE(all_bytes_are(all.data() + r * pitch + width, 0xee, pitch - width)) << "padding of row " << r;
+  }
+  ASSERT_EQ(cudaSuccess, cudaMemset2D(p, pitch, 0x11, width / 2, height));
+  std::vector<unsigned char> back(host_pitch * height, 0);
+  ASSERT_EQ(cudaSuccess, cudaMemcpy2D(back.data(), host_pitch, p, pitch, width, height, cudaMemcpyDeviceToHost));
+  for (std::size_t r = 0; r < height; ++r) {
+    EXPECT_TRUE(all_bytes_are(back.data() + r * host_pitch, 0x11, width / 2)) << "row " << r;
+    EXPECT_TRUE(all_bytes_are(back.data() + r * host_pitch + width / 2, static_cast<unsigned char>(r + 1),
+                              width - width / 2))
+        << "row " << r;
+  }
+  // A pitch narrower than the width is refused.
+  EXPECT_EQ(cudaErrorInvalidPitchValue,
+            cudaMemcpy2D(p, width - 1, src.data(), host_pitch, width, height, cudaMemcpyHostToDevice));
+  clear_last_error();
 }
 
 }  // namespace

@@ -14,17 +14,30 @@ namespace {
 
 bool deviceish(mem_class c) { return c == mem_class::device || c == mem_class::managed; }
 
-CUresult do_copy(const char* name, uintptr_t dst, uintptr_t src, size_t n, CUstream hs, bool per_thread, bool async) {
+// Rows of a copy, relative to the first byte of each side's span: `rows` rows of `width` bytes,
+// `dst_pitch`/`src_pitch` apart (a 1D copy is one row).
+struct copy_shape {
+  size_t width = 0, rows = 1, dst_pitch = 0, src_pitch = 0;
+  size_t dst_span() const { return rows == 0 ? 0 : (rows - 1) * dst_pitch + width; }
+  size_t src_span() const { return rows == 0 ? 0 : (rows - 1) * src_pitch + width; }
+  void run(uint8_t* to, const uint8_t* from) const {
+    if (rows == 1) { std::memmove(to, from, width); return; }
+    for (size_t y = 0; y < rows; ++y) std::memmove(to + y * dst_pitch, from + y * src_pitch, width);
+  }
+};
+
+CUresult submit_copy(const char* name, uintptr_t dst, uintptr_t src, copy_shape shape, CUstream hs, bool per_thread,
+                     bool async) {
   if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
   CUstream s = nullptr;
   if (CUresult r = resolve_stream(hs, per_thread, &s); r != CUDA_SUCCESS) return r;
-  if (n == 0) return CUDA_SUCCESS;
+  if (shape.width == 0 || shape.rows == 0) return CUDA_SUCCESS;
   int dev = s->ctx->device;
   resolved d, sr;
-  if (CUresult r = resolve_range(dst, n, true, dev, &d); r != CUDA_SUCCESS) return r;
-  if (CUresult r = resolve_range(src, n, false, dev, &sr); r != CUDA_SUCCESS) return r;
+  if (CUresult r = resolve_range(dst, shape.dst_span(), true, dev, &d); r != CUDA_SUCCESS) return r;
+  if (CUresult r = resolve_range(src, shape.src_span(), false, dev, &sr); r != CUDA_SUCCESS) return r;
 
   bool src_pageable = sr.cls == mem_class::pageable;
   bool dst_pageable = d.cls == mem_class::pageable;
@@ -45,31 +58,69 @@ CUresult do_copy(const char* name, uintptr_t dst, uintptr_t src, size_t n, CUstr
   std::function<void()> run;
   if (src_pageable && !wait_after) {
     if (!async) wait_stream_locked(lk, s, s->enqueued);  // "a stream sync is performed before the copy"
-    auto staged = std::make_shared<std::vector<uint8_t>>(sr.ptr, sr.ptr + n);
-    run = [to = d.ptr, staged] { std::memcpy(to, staged->data(), staged->size()); };
+    auto staged = std::make_shared<std::vector<uint8_t>>(sr.ptr, sr.ptr + shape.src_span());
+    run = [to = d.ptr, staged, shape] { shape.run(to, staged->data()); };
   } else {
-    run = [to = d.ptr, from = sr.ptr, n] { std::memmove(to, from, n); };
+    run = [to = d.ptr, from = sr.ptr, shape] { shape.run(to, from); };
   }
   if (CUresult r = enqueue(s, std::move(run)); r != CUDA_SUCCESS) return r;
   if (wait_after && !s->capture) wait_stream_locked(lk, s, s->enqueued);
   return sticky_or(CUDA_SUCCESS);
 }
 
+CUresult do_copy(const char* name, uintptr_t dst, uintptr_t src, size_t n, CUstream hs, bool per_thread, bool async) {
+  copy_shape shape;
+  shape.width = n;
+  return submit_copy(name, dst, src, shape, hs, per_thread, async);
+}
+
+// cuMemcpy2D: host, device and unified operands; arrays are not simulated.
+CUresult do_copy_2d(const char* name, const CUDA_MEMCPY2D* p, CUstream hs, bool per_thread, bool async) {
+  if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto side = [](CUmemorytype type, const void* host, CUdeviceptr dev, size_t x, size_t y, size_t pitch,
+                 uintptr_t* out) {
+    uintptr_t base = 0;
+    switch (type) {
+      case CU_MEMORYTYPE_HOST: base = reinterpret_cast<uintptr_t>(host); break;
+      case CU_MEMORYTYPE_DEVICE: case CU_MEMORYTYPE_UNIFIED: base = dev; break;
+      default: return CUDA_ERROR_NOT_SUPPORTED;  // CUarray operands
+    }
+    *out = base + y * pitch + x;
+    return CUDA_SUCCESS;
+  };
+  if (p->Height > 1 && (p->srcPitch < p->WidthInBytes || p->dstPitch < p->WidthInBytes)) return CUDA_ERROR_INVALID_VALUE;
+  uintptr_t src = 0, dst = 0;
+  if (CUresult r = side(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcXInBytes, p->srcY, p->srcPitch, &src); r != CUDA_SUCCESS) return r;
+  if (CUresult r = side(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstXInBytes, p->dstY, p->dstPitch, &dst); r != CUDA_SUCCESS) return r;
+  copy_shape shape;
+  shape.width = p->WidthInBytes;
+  shape.rows = p->Height;
+  shape.dst_pitch = p->dstPitch;
+  shape.src_pitch = p->srcPitch;
+  return submit_copy(name, dst, src, shape, hs, per_thread, async);
+}
+
+// A memset of `rows` rows of `count` elements, `pitch` bytes apart (a 1D memset is one row).
 CUresult do_memset(const char* name, uintptr_t dst, uint32_t value, unsigned elem, size_t count, CUstream hs,
-                   bool per_thread, bool async) {
+                   bool per_thread, bool async, size_t rows = 1, size_t pitch = 0) {
   if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (dst % elem != 0) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
   CUstream s = nullptr;
   if (CUresult r = resolve_stream(hs, per_thread, &s); r != CUDA_SUCCESS) return r;
-  if (count == 0) return CUDA_SUCCESS;
+  if (count == 0 || rows == 0) return CUDA_SUCCESS;
+  if (rows > 1 && pitch < count * elem) return CUDA_ERROR_INVALID_VALUE;
+  size_t span = (rows - 1) * pitch + count * elem;
   resolved d;
-  if (CUresult r = resolve_range(dst, count * elem, true, s->ctx->device, &d); r != CUDA_SUCCESS) return r;
+  if (CUresult r = resolve_range(dst, span, true, s->ctx->device, &d); r != CUDA_SUCCESS) return r;
   if (d.cls == mem_class::pageable) return CUDA_ERROR_INVALID_VALUE;  // not CUDA memory
-  auto run = [to = d.ptr, value, elem, count] {
-    if (elem == 1) { std::memset(to, static_cast<int>(value & 0xff), count); return; }
-    for (size_t i = 0; i < count; ++i) std::memcpy(to + i * elem, &value, elem);  // little-endian low bytes
+  auto run = [to = d.ptr, value, elem, count, rows, pitch] {
+    for (size_t y = 0; y < rows; ++y) {
+      uint8_t* row = to + y * pitch;
+      if (elem == 1) { std::memset(row, static_cast<int>(value & 0xff), count); continue; }
+      for (size_t i = 0; i < count; ++i) std::memcpy(row + i * elem, &value, elem);  // little-endian low bytes
+    }
   };
   if (CUresult r = enqueue(s, std::move(run)); r != CUDA_SUCCESS) return r;
   // Synchronous memsets are asynchronous except when the target is pinned host memory.
@@ -166,3 +217,31 @@ POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async, unsigned short, 2, false)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, true)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, false)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, true)
+
+#define POOLSHIM_SIM_COPY_2D(fn, per_thread)                                                        \
+  POOLSHIM_SIM_API CUresult fn(const CUDA_MEMCPY2D* p) { return do_copy_2d(#fn, p, nullptr, per_thread, false); }
+#define POOLSHIM_SIM_COPY_2D_ASYNC(fn, per_thread)                                                  \
+  POOLSHIM_SIM_API CUresult fn(const CUDA_MEMCPY2D* p, CUstream s) { return do_copy_2d(#fn, p, s, per_thread, true); }
+POOLSHIM_SIM_COPY_2D(cuMemcpy2D_v2, false)
+POOLSHIM_SIM_COPY_2D(cuMemcpy2D_v2_ptds, true)
+POOLSHIM_SIM_COPY_2D(cuMemcpy2DUnaligned_v2, false)
+POOLSHIM_SIM_COPY_2D(cuMemcpy2DUnaligned_v2_ptds, true)
+POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2, false)
+POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2_ptsz, true)
+
+#define POOLSHIM_SIM_MEMSET_2D(fn, type, elem, per_thread)                                     \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h) {     \
+    return do_memset(#fn, dst, v, elem, w, nullptr, per_thread, false, h, pitch);               \
+  }
+#define POOLSHIM_SIM_MEMSET_2D_ASYNC(fn, type, elem, per_thread)                                          \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h, CUstream s) {    \
+    return do_memset(#fn, dst, v, elem, w, s, per_thread, true, h, pitch);                                 \
+  }
+POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2, unsigned char, 1, false)
+POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2_ptds, unsigned char, 1, true)
+POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D32_v2, unsigned int, 4, false)
+POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D32_v2_ptds, unsigned int, 4, true)
+POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D8Async, unsigned char, 1, false)
+POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D8Async_ptsz, unsigned char, 1, true)
+POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D32Async, unsigned int, 4, false)
+POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D32Async_ptsz, unsigned int, 4, true)

@@ -21,6 +21,13 @@
 extern "C" {
 cudaError_t CUDARTAPI cudaMemcpy_ptds(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind);
 cudaError_t CUDARTAPI cudaMemset_ptds(void* devPtr, int value, size_t count);
+cudaError_t CUDARTAPI cudaMemcpy2D_ptds(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                                       size_t height, enum cudaMemcpyKind kind);
+cudaError_t CUDARTAPI cudaMemcpy2DAsync_ptsz(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                                            size_t height, enum cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t CUDARTAPI cudaMemset2D_ptds(void* devPtr, size_t pitch, int value, size_t width, size_t height);
+cudaError_t CUDARTAPI cudaMemset2DAsync_ptsz(void* devPtr, size_t pitch, int value, size_t width, size_t height,
+                                            cudaStream_t stream);
 cudaError_t CUDARTAPI cudaMemcpyAsync_ptsz(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
                                            cudaStream_t stream);
 cudaError_t CUDARTAPI cudaMemsetAsync_ptsz(void* devPtr, int value, size_t count, cudaStream_t stream);
@@ -112,6 +119,10 @@ cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim,
   X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000, 4000, 0)                                  \
   X(cuMemsetD8, PFN_cuMemsetD8_v3020, 3020, 1)                                                \
   X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 3020, 1)                                      \
+  X(cuMemcpy2D, PFN_cuMemcpy2D_v3020, 3020, 1)                                                \
+  X(cuMemcpy2DAsync, PFN_cuMemcpy2DAsync_v3020, 3020, 1)                                      \
+  X(cuMemsetD2D8, PFN_cuMemsetD2D8_v3020, 3020, 1)                                            \
+  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020, 3020, 1)                                  \
   X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000, 7000, 0)                        \
   X(cuIpcGetMemHandle, PFN_cuIpcGetMemHandle_v4010, 4010, 0)                                  \
   X(cuIpcOpenMemHandle, PFN_cuIpcOpenMemHandle_v11000, 11000, 0)                               \

@@ -59,6 +59,63 @@ cudaError_t memset_async(void* devPtr, int value, size_t count, cudaStream_t str
   });
 }
 
+// 2D copies go to cuMemcpy2D with unified operands: under unified addressing the driver tells
+// host from device memory itself, as cudart does for cudaMemcpyDefault.
+CUDA_MEMCPY2D copy_2d_params(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height) {
+  CUDA_MEMCPY2D p{};
+  p.srcMemoryType = CU_MEMORYTYPE_UNIFIED;
+  p.srcDevice = to_dptr(src);
+  p.srcPitch = spitch;
+  p.dstMemoryType = CU_MEMORYTYPE_UNIFIED;
+  p.dstDevice = to_dptr(dst);
+  p.dstPitch = dpitch;
+  p.WidthInBytes = width;
+  p.Height = height;
+  return p;
+}
+
+template <default_stream S>
+cudaError_t memcpy_2d_sync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                           cudaMemcpyKind kind) {
+  return api(needs::context, [&]() -> cudaError_t {
+    if (!valid_copy_kind(kind)) return cudaErrorInvalidMemcpyDirection;
+    if (width == 0 || height == 0) return cudaSuccess;
+    if (dpitch < width || spitch < width) return cudaErrorInvalidPitchValue;
+    CUDA_MEMCPY2D p = copy_2d_params(dst, dpitch, src, spitch, width, height);
+    return from_driver(driver(S).cuMemcpy2D(&p));
+  });
+}
+
+template <default_stream S>
+cudaError_t memcpy_2d_async(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                            cudaMemcpyKind kind, cudaStream_t stream) {
+  return api(needs::context, [&]() -> cudaError_t {
+    if (!valid_copy_kind(kind)) return cudaErrorInvalidMemcpyDirection;
+    if (width == 0 || height == 0) return cudaSuccess;
+    if (dpitch < width || spitch < width) return cudaErrorInvalidPitchValue;
+    CUDA_MEMCPY2D p = copy_2d_params(dst, dpitch, src, spitch, width, height);
+    return from_driver(driver(S).cuMemcpy2DAsync(&p, stream));
+  });
+}
+
+template <default_stream S>
+cudaError_t memset_2d_sync(void* devPtr, size_t pitch, int value, size_t width, size_t height) {
+  return api(needs::context, [&]() -> cudaError_t {
+    if (width == 0 || height == 0) return cudaSuccess;
+    return from_driver(
+        driver(S).cuMemsetD2D8(to_dptr(devPtr), pitch, static_cast<unsigned char>(value), width, height));
+  });
+}
+
+template <default_stream S>
+cudaError_t memset_2d_async(void* devPtr, size_t pitch, int value, size_t width, size_t height, cudaStream_t stream) {
+  return api(needs::context, [&]() -> cudaError_t {
+    if (width == 0 || height == 0) return cudaSuccess;
+    return from_driver(driver(S).cuMemsetD2D8Async(to_dptr(devPtr), pitch, static_cast<unsigned char>(value), width,
+                                                   height, stream));
+  });
+}
+
 template <default_stream S>
 cudaError_t malloc_async(void** devPtr, size_t size, cudaStream_t stream) {
   return api(needs::context, [&]() -> cudaError_t {
@@ -209,6 +266,21 @@ POOLSHIM_RT_STREAM_PAIR(cudaMemcpyAsync, _ptsz, memcpy_async,
 POOLSHIM_RT_STREAM_PAIR(cudaMemset, _ptds, memset_sync, (void* devPtr, int value, size_t count), (devPtr, value, count))
 POOLSHIM_RT_STREAM_PAIR(cudaMemsetAsync, _ptsz, memset_async,
                         (void* devPtr, int value, size_t count, cudaStream_t stream), (devPtr, value, count, stream))
+
+POOLSHIM_RT_STREAM_PAIR(cudaMemcpy2D, _ptds, memcpy_2d_sync,
+                        (void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind kind),
+                        (dst, dpitch, src, spitch, width, height, kind))
+POOLSHIM_RT_STREAM_PAIR(cudaMemcpy2DAsync, _ptsz, memcpy_2d_async,
+                        (void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind kind, cudaStream_t stream),
+                        (dst, dpitch, src, spitch, width, height, kind, stream))
+POOLSHIM_RT_STREAM_PAIR(cudaMemset2D, _ptds, memset_2d_sync,
+                        (void* devPtr, size_t pitch, int value, size_t width, size_t height),
+                        (devPtr, pitch, value, width, height))
+POOLSHIM_RT_STREAM_PAIR(cudaMemset2DAsync, _ptsz, memset_2d_async,
+                        (void* devPtr, size_t pitch, int value, size_t width, size_t height, cudaStream_t stream),
+                        (devPtr, pitch, value, width, height, stream))
 
 // libcudart.so.13 has no per-thread variants of the peer copies.
 POOLSHIM_RT_API cudaError_t CUDARTAPI cudaMemcpyPeer(void* dst, int dstDevice, const void* src, int srcDevice,
