@@ -1,0 +1,223 @@
+// libpoolshim.so's driver hooks: one exported extern "C" definition per hooked ABI variant, with
+// the exact prototype cuda.h gives it (every variant is declared: __CUDA_API_VERSION_INTERNAL, as
+// the driver itself is built). Each takes the re-entry guard and calls the seam in
+// intercept/driver_hooks.h; a nested call (our own, or the driver calling an export through its
+// PLT) goes straight to the real function. No logic here.
+#define __CUDA_API_VERSION_INTERNAL 1
+#include <cuda.h>
+
+#include "intercept/driver_hooks.h"
+#include "intercept/hook_list.h"
+#include "intercept/real_driver.h"
+#include "intercept/reentry_guard.h"
+
+#define POOLSHIM_HOOK extern "C" __attribute__((visibility("default")))
+
+using poolshim::real;
+using poolshim::driver_hooks::default_stream;
+using poolshim::intercept::reentry_guard;
+namespace driver_hooks = poolshim::driver_hooks;
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAlloc_v2(dptr, bytesize);
+  return driver_hooks::mem_alloc(dptr, bytesize);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, size_t WidthInBytes, size_t Height,
+                                                  unsigned int ElementSizeBytes) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+  return driver_hooks::mem_alloc_pitch(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemFree_v2(dptr);
+  return driver_hooks::mem_free(dptr);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocHost_v2(void** pp, size_t bytesize) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocHost_v2(pp, bytesize);
+  return driver_hooks::mem_alloc_host(pp, bytesize);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemHostAlloc(void** pp, size_t bytesize, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemHostAlloc(pp, bytesize, Flags);
+  return driver_hooks::mem_host_alloc(pp, bytesize, Flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemFreeHost(void* p) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemFreeHost(p);
+  return driver_hooks::mem_free_host(p);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr* pdptr, void* p, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemHostGetDevicePointer_v2(pdptr, p, Flags);
+  return driver_hooks::mem_host_get_device_pointer(pdptr, p, Flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemHostGetFlags(unsigned int* pFlags, void* p) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemHostGetFlags(pFlags, p);
+  return driver_hooks::mem_host_get_flags(pFlags, p);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemGetInfo_v2(size_t* free, size_t* total) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemGetInfo_v2(free, total);
+  return driver_hooks::mem_get_info(free, total);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocManaged(dptr, bytesize, flags);
+  return driver_hooks::mem_alloc_managed(dptr, bytesize, flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocAsync(dptr, bytesize, hStream);
+  return driver_hooks::mem_alloc_async(dptr, bytesize, hStream, default_stream::legacy);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
+  return driver_hooks::mem_alloc_async(dptr, bytesize, hStream, default_stream::per_thread);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemFreeAsync(dptr, hStream);
+  return driver_hooks::mem_free_async(dptr, hStream, default_stream::legacy);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemFreeAsync_ptsz(dptr, hStream);
+  return driver_hooks::mem_free_async(dptr, hStream, default_stream::per_thread);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                                           const CUmemAllocationProp* prop, unsigned long long flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemCreate(handle, size, prop, flags);
+  return driver_hooks::mem_create(handle, size, prop, flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemRelease(handle);
+  return driver_hooks::mem_release(handle);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuIpcGetMemHandle(CUipcMemHandle* pHandle, CUdeviceptr dptr) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuIpcGetMemHandle(pHandle, dptr);
+  return driver_hooks::ipc_get_mem_handle(pHandle, dptr);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuIpcOpenMemHandle_v2(pdptr, handle, Flags);
+  return driver_hooks::ipc_open_mem_handle(pdptr, handle, Flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuIpcCloseMemHandle(dptr);
+  return driver_hooks::ipc_close_mem_handle(dptr);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamCreate(CUstream* phStream, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamCreate(phStream, Flags);
+  return driver_hooks::stream_create(phStream, Flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamCreateWithPriority(CUstream* phStream, unsigned int flags, int priority) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamCreateWithPriority(phStream, flags, priority);
+  return driver_hooks::stream_create_with_priority(phStream, flags, priority);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamDestroy_v2(hStream);
+  return driver_hooks::stream_destroy(hStream);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxCreate_v2(pctx, flags, dev);
+  return driver_hooks::ctx_create_v2(pctx, flags, dev);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* paramsArray, int numParams,
+                                              unsigned int flags, CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxCreate_v3(pctx, paramsArray, numParams, flags, dev);
+  return driver_hooks::ctx_create_v3(pctx, paramsArray, numParams, flags, dev);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* ctxCreateParams, unsigned int flags,
+                                              CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxCreate_v4(pctx, ctxCreateParams, flags, dev);
+  return driver_hooks::ctx_create_v4(pctx, ctxCreateParams, flags, dev);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxDestroy_v2(ctx);
+  return driver_hooks::ctx_destroy(ctx);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamBeginCapture_v2(hStream, mode);
+  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::legacy);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamBeginCapture_v2_ptsz(hStream, mode);
+  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::per_thread);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamEndCapture(hStream, phGraph);
+  return driver_hooks::stream_end_capture(hStream, phGraph, default_stream::legacy);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamEndCapture_ptsz(CUstream hStream, CUgraph* phGraph) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamEndCapture_ptsz(hStream, phGraph);
+  return driver_hooks::stream_end_capture(hStream, phGraph, default_stream::per_thread);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuGetProcAddress_v1(symbol, pfn, cudaVersion, flags);
+  return driver_hooks::get_proc_address_v1(symbol, pfn, cudaVersion, flags);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuGetProcAddress_v2(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags,
+                                                   CUdriverProcAddressQueryResult* symbolStatus) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
+  return driver_hooks::get_proc_address_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
+}
+
+// What dlsym and cuGetProcAddress hand out, by hook id (the order of POOLSHIM_DRIVER_HOOKS).
+void* const poolshim::intercept::k_hook_wrappers[poolshim::intercept::k_hook_count] = {
+#define POOLSHIM_HOOK_WRAPPER(id, fn, base, version, per_thread) reinterpret_cast<void*>(&fn),
+    POOLSHIM_DRIVER_HOOKS(POOLSHIM_HOOK_WRAPPER)
+#undef POOLSHIM_HOOK_WRAPPER
+};

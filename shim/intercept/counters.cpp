@@ -1,0 +1,102 @@
+// The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
+#include "intercept/counters.h"
+
+#include <cstring>
+#include <type_traits>
+
+#include "intercept/process.h"
+
+namespace poolshim::intercept {
+
+constinit counters g_counters;
+
+static_assert(std::is_trivially_copyable_v<poolshim_counters>);
+
+void snapshot_counters(poolshim_counters* out) noexcept {
+  std::memset(out, 0, sizeof *out);
+  out->version = POOLSHIM_COUNTERS_VERSION;
+  out->hook_count = static_cast<std::uint32_t>(k_hook_count);
+  out->mode = static_cast<std::uint32_t>(mode());
+#define POOLSHIM_COUNTER_COPY(name) out->name = g_counters.name.load(std::memory_order_relaxed);
+  POOLSHIM_COUNTER_FIELDS(POOLSHIM_COUNTER_COPY)
+#undef POOLSHIM_COUNTER_COPY
+  for (std::size_t i = 0; i < k_hook_count; ++i)
+    out->hook_calls[i] = g_counters.hook_calls[i].load(std::memory_order_relaxed);
+}
+
+void reset_counters() noexcept {
+#define POOLSHIM_COUNTER_RESET(name) g_counters.name.store(0, std::memory_order_relaxed);
+  POOLSHIM_COUNTER_FIELDS(POOLSHIM_COUNTER_RESET)
+#undef POOLSHIM_COUNTER_RESET
+  for (auto& c : g_counters.hook_calls) c.store(0, std::memory_order_relaxed);
+}
+
+namespace {
+
+struct line_writer {
+  char* buf;
+  std::size_t cap;
+  std::size_t len = 0;
+
+  void put(const char* s) noexcept {
+    while (*s && len + 1 < cap) buf[len++] = *s++;
+  }
+  void put_u64(std::uint64_t v) noexcept {
+    char d[24];
+    int n = 0;
+    do {
+      d[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v);
+    while (n && len + 1 < cap) buf[len++] = d[--n];
+  }
+  void field(const char* name, std::uint64_t v) noexcept {
+    put(" ");
+    put(name);
+    put("=");
+    put_u64(v);
+  }
+};
+
+const char* mode_name(run_mode m) noexcept {
+  switch (m) {
+    case run_mode::pool:
+      return "pool";
+    case run_mode::observe:
+      return "observe";
+    case run_mode::off:
+      return "off";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::size_t format_summary(char* buf, std::size_t cap) noexcept {
+  if (cap == 0) return 0;
+  poolshim_counters c;
+  snapshot_counters(&c);
+  std::uint64_t calls = 0;
+  for (std::size_t i = 0; i < k_hook_count; ++i) calls += c.hook_calls[i];
+  line_writer w{buf, cap};
+  w.put("poolshim: summary mode=");
+  w.put(mode_name(mode()));
+  w.field("hook_calls", calls);
+  w.field("device_allocs", c.device_allocs);
+  w.field("device_bytes", c.device_alloc_bytes);
+  w.field("device_frees", c.device_frees);
+  w.field("host_allocs", c.host_allocs);
+  w.field("host_bytes", c.host_alloc_bytes);
+  w.field("host_frees", c.host_frees);
+  w.field("managed_allocs", c.managed_allocs);
+  w.field("async_allocs", c.async_allocs);
+  w.field("vmm_creates", c.vmm_creates);
+  w.field("lookups_wrapped", c.lookups_wrapped);
+  w.field("lookups_unknown", c.lookups_unknown);
+  w.put("\n");
+  if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
+  buf[w.len] = '\0';
+  return w.len;
+}
+
+}  // namespace poolshim::intercept

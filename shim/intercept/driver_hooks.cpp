@@ -1,0 +1,254 @@
+// Observe mode behind the seam (driver_hooks.h): count, forward to the real driver, count what
+// succeeded. No locks, no allocation, no logging: relaxed atomics only. POOLSHIM_MODE=off forwards
+// without counting. `pool` mode behaves as observe until the pool is plugged in here.
+#include "intercept/driver_hooks.h"
+
+#include "intercept/counters.h"
+#include "intercept/process.h"
+#include "intercept/real_driver.h"
+
+namespace poolshim::driver_hooks {
+
+using intercept::bump;
+using intercept::count_call;
+using intercept::g_counters;
+using intercept::hook_id;
+using intercept::tracking;
+
+namespace {
+constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
+}  // namespace
+
+CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAlloc_v2(dptr, bytes);
+  count_call(hook_id::mem_alloc);
+  CUresult r = d.cuMemAlloc_v2(dptr, bytes);
+  if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
+  return r;
+}
+
+CUresult mem_alloc_pitch(CUdeviceptr* dptr, std::size_t* pitch, std::size_t width, std::size_t height,
+                         unsigned element_bytes) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAllocPitch_v2(dptr, pitch, width, height, element_bytes);
+  count_call(hook_id::mem_alloc_pitch);
+  CUresult r = d.cuMemAllocPitch_v2(dptr, pitch, width, height, element_bytes);
+  if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, *pitch * height);
+  return r;
+}
+
+CUresult mem_free(CUdeviceptr dptr) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemFree_v2(dptr);
+  count_call(hook_id::mem_free);
+  CUresult r = d.cuMemFree_v2(dptr);
+  if (ok(r)) bump(g_counters.device_frees);
+  return r;
+}
+
+CUresult mem_alloc_host(void** pp, std::size_t bytes) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAllocHost_v2(pp, bytes);
+  count_call(hook_id::mem_alloc_host);
+  CUresult r = d.cuMemAllocHost_v2(pp, bytes);
+  if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
+  return r;
+}
+
+CUresult mem_host_alloc(void** pp, std::size_t bytes, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemHostAlloc(pp, bytes, flags);
+  count_call(hook_id::mem_host_alloc);
+  CUresult r = d.cuMemHostAlloc(pp, bytes, flags);
+  if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
+  return r;
+}
+
+CUresult mem_free_host(void* p) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemFreeHost(p);
+  count_call(hook_id::mem_free_host);
+  CUresult r = d.cuMemFreeHost(p);
+  if (ok(r)) bump(g_counters.host_frees);
+  return r;
+}
+
+CUresult mem_host_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (tracking()) count_call(hook_id::mem_host_get_device_pointer);
+  return d.cuMemHostGetDevicePointer_v2(dptr, p, flags);
+}
+
+CUresult mem_host_get_flags(unsigned* flags, void* p) noexcept {
+  const real_driver& d = real();
+  if (tracking()) count_call(hook_id::mem_host_get_flags);
+  return d.cuMemHostGetFlags(flags, p);
+}
+
+CUresult mem_get_info(std::size_t* free, std::size_t* total) noexcept {
+  const real_driver& d = real();
+  if (tracking()) count_call(hook_id::mem_get_info);
+  return d.cuMemGetInfo_v2(free, total);
+}
+
+CUresult mem_alloc_managed(CUdeviceptr* dptr, std::size_t bytes, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAllocManaged(dptr, bytes, flags);
+  count_call(hook_id::mem_alloc_managed);
+  CUresult r = d.cuMemAllocManaged(dptr, bytes, flags);
+  if (ok(r)) bump(g_counters.managed_allocs), bump(g_counters.managed_alloc_bytes, bytes);
+  return r;
+}
+
+CUresult mem_alloc_async(CUdeviceptr* dptr, std::size_t bytes, CUstream stream, default_stream s) noexcept {
+  const real_driver& d = real();
+  auto fn = s == default_stream::per_thread ? d.cuMemAllocAsync_ptsz : d.cuMemAllocAsync;
+  if (!tracking()) return fn(dptr, bytes, stream);
+  count_call(s == default_stream::per_thread ? hook_id::mem_alloc_async_ptsz : hook_id::mem_alloc_async);
+  CUresult r = fn(dptr, bytes, stream);
+  if (ok(r)) bump(g_counters.async_allocs), bump(g_counters.async_alloc_bytes, bytes);
+  return r;
+}
+
+CUresult mem_free_async(CUdeviceptr dptr, CUstream stream, default_stream s) noexcept {
+  const real_driver& d = real();
+  auto fn = s == default_stream::per_thread ? d.cuMemFreeAsync_ptsz : d.cuMemFreeAsync;
+  if (!tracking()) return fn(dptr, stream);
+  count_call(s == default_stream::per_thread ? hook_id::mem_free_async_ptsz : hook_id::mem_free_async);
+  CUresult r = fn(dptr, stream);
+  if (ok(r)) bump(g_counters.async_frees);
+  return r;
+}
+
+CUresult mem_create(CUmemGenericAllocationHandle* handle, std::size_t bytes, const CUmemAllocationProp* prop,
+                    unsigned long long flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemCreate(handle, bytes, prop, flags);
+  count_call(hook_id::mem_create);
+  CUresult r = d.cuMemCreate(handle, bytes, prop, flags);
+  if (ok(r)) bump(g_counters.vmm_creates), bump(g_counters.vmm_create_bytes, bytes);
+  return r;
+}
+
+CUresult mem_release(CUmemGenericAllocationHandle handle) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemRelease(handle);
+  count_call(hook_id::mem_release);
+  CUresult r = d.cuMemRelease(handle);
+  if (ok(r)) bump(g_counters.vmm_releases);
+  return r;
+}
+
+CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuIpcGetMemHandle(handle, dptr);
+  count_call(hook_id::ipc_get_mem_handle);
+  CUresult r = d.cuIpcGetMemHandle(handle, dptr);
+  if (ok(r)) bump(g_counters.ipc_exports);
+  return r;
+}
+
+CUresult ipc_open_mem_handle(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
+  count_call(hook_id::ipc_open_mem_handle);
+  CUresult r = d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
+  if (ok(r)) bump(g_counters.ipc_opens);
+  return r;
+}
+
+CUresult ipc_close_mem_handle(CUdeviceptr dptr) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuIpcCloseMemHandle(dptr);
+  count_call(hook_id::ipc_close_mem_handle);
+  CUresult r = d.cuIpcCloseMemHandle(dptr);
+  if (ok(r)) bump(g_counters.ipc_closes);
+  return r;
+}
+
+CUresult stream_create(CUstream* stream, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuStreamCreate(stream, flags);
+  count_call(hook_id::stream_create);
+  CUresult r = d.cuStreamCreate(stream, flags);
+  if (ok(r)) bump(g_counters.streams_created);
+  return r;
+}
+
+CUresult stream_create_with_priority(CUstream* stream, unsigned flags, int priority) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuStreamCreateWithPriority(stream, flags, priority);
+  count_call(hook_id::stream_create_with_priority);
+  CUresult r = d.cuStreamCreateWithPriority(stream, flags, priority);
+  if (ok(r)) bump(g_counters.streams_created);
+  return r;
+}
+
+CUresult stream_destroy(CUstream stream) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuStreamDestroy_v2(stream);
+  count_call(hook_id::stream_destroy);
+  CUresult r = d.cuStreamDestroy_v2(stream);
+  if (ok(r)) bump(g_counters.streams_destroyed);
+  return r;
+}
+
+CUresult ctx_create_v2(CUcontext* ctx, unsigned flags, CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuCtxCreate_v2(ctx, flags, dev);
+  count_call(hook_id::ctx_create_v2);
+  CUresult r = d.cuCtxCreate_v2(ctx, flags, dev);
+  if (ok(r)) bump(g_counters.contexts_created);
+  return r;
+}
+
+CUresult ctx_create_v3(CUcontext* ctx, CUexecAffinityParam* params, int num_params, unsigned flags,
+                       CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuCtxCreate_v3(ctx, params, num_params, flags, dev);
+  count_call(hook_id::ctx_create_v3);
+  CUresult r = d.cuCtxCreate_v3(ctx, params, num_params, flags, dev);
+  if (ok(r)) bump(g_counters.contexts_created);
+  return r;
+}
+
+CUresult ctx_create_v4(CUcontext* ctx, CUctxCreateParams* params, unsigned flags, CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuCtxCreate_v4(ctx, params, flags, dev);
+  count_call(hook_id::ctx_create_v4);
+  CUresult r = d.cuCtxCreate_v4(ctx, params, flags, dev);
+  if (ok(r)) bump(g_counters.contexts_created);
+  return r;
+}
+
+CUresult ctx_destroy(CUcontext ctx) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuCtxDestroy_v2(ctx);
+  count_call(hook_id::ctx_destroy);
+  CUresult r = d.cuCtxDestroy_v2(ctx);
+  if (ok(r)) bump(g_counters.contexts_destroyed);
+  return r;
+}
+
+CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept {
+  const real_driver& d = real();
+  auto fn = s == default_stream::per_thread ? d.cuStreamBeginCapture_v2_ptsz : d.cuStreamBeginCapture_v2;
+  if (!tracking()) return fn(stream, capture_mode);
+  count_call(s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture);
+  CUresult r = fn(stream, capture_mode);
+  if (ok(r)) bump(g_counters.captures_begun);
+  return r;
+}
+
+CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) noexcept {
+  const real_driver& d = real();
+  auto fn = s == default_stream::per_thread ? d.cuStreamEndCapture_ptsz : d.cuStreamEndCapture;
+  if (!tracking()) return fn(stream, graph);
+  count_call(s == default_stream::per_thread ? hook_id::stream_end_capture_ptsz : hook_id::stream_end_capture);
+  CUresult r = fn(stream, graph);
+  if (ok(r)) bump(g_counters.captures_ended);
+  return r;
+}
+
+}  // namespace poolshim::driver_hooks
