@@ -96,18 +96,18 @@ void after_fork_in_child() noexcept {
 
 void on_driver_resolved(const real_driver& driver) noexcept {
   (void)current_config();
-  if (tracking()) {
-    pthread_atfork(nullptr, nullptr, [] { after_fork_in_child(); });
-    // The process's `dlsym` must be ours, or runtime lookups bypass us.
-    void* resolved = real_dlsym()(RTLD_DEFAULT, "dlsym");
-    if (resolved != nullptr && resolved != reinterpret_cast<void*>(&::dlsym)) note_interposer(interposer::dlsym);
-    void* gpa = real_dlsym()(RTLD_DEFAULT, "cuGetProcAddress_v2");
-    void* ours = k_hook_wrappers[static_cast<unsigned>(hook_id::get_proc_address_v2)];
-    if (gpa != nullptr && gpa != ours && gpa != reinterpret_cast<void*>(driver.cuGetProcAddress_v2))
-      note_interposer(interposer::get_proc_address);
-  }
-  POOLSHIM_LOG_DEBUG("driver resolved: libcuda.so.1 {} (mode {})", driver.loaded ? "loaded" : "not found",
-                     static_cast<int>(mode()));
+  if (!tracking()) return;  // off: pure passthrough, nothing registered, nothing logged
+  pthread_atfork(nullptr, nullptr, [] { after_fork_in_child(); });
+  // The process's `dlsym` must be ours, or runtime lookups bypass us.
+  void* resolved = real_dlsym()(RTLD_DEFAULT, "dlsym");
+  if (resolved != nullptr && resolved != reinterpret_cast<void*>(&::dlsym)) note_interposer(interposer::dlsym);
+  // So must an exported cuGetProcAddress_v2 that -lcuda programs bind to.
+  void* gpa = real_dlsym()(RTLD_DEFAULT, "cuGetProcAddress_v2");
+  void* ours = k_hook_wrappers[static_cast<unsigned>(hook_id::get_proc_address_v2)];
+  if (gpa != nullptr && ours != nullptr && gpa != ours && gpa != reinterpret_cast<void*>(driver.cuGetProcAddress_v2))
+    note_interposer(interposer::get_proc_address);
+  POOLSHIM_LOG_DEBUG("driver resolved: libcuda.so.1 {}, mode {}", driver.loaded ? "loaded" : "not found",
+                     mode() == run_mode::pool ? "pool" : "observe");
   report_interposers();
 }
 
