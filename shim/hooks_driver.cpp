@@ -3,7 +3,7 @@
 // the driver itself is built). Each takes the re-entry guard and calls the seam in
 // intercept/driver_hooks.h; a nested call (our own, or the driver calling an export through its
 // PLT) goes straight to the real function. No logic here.
-#define __CUDA_API_VERSION_INTERNAL 1
+#define __CUDA_API_VERSION_INTERNAL 1  // NOLINT(readability-identifier-naming): cuda.h's switch
 #include <cuda.h>
 
 #include "intercept/driver_hooks.h"
@@ -217,6 +217,7 @@ POOLSHIM_HOOK CUresult CUDAAPI cuGetProcAddress_v2(const char* symbol, void** pf
 
 // What dlsym and cuGetProcAddress hand out, by hook id (the order of POOLSHIM_DRIVER_HOOKS).
 void* const poolshim::intercept::k_hook_wrappers[poolshim::intercept::k_hook_count] = {
+// NOLINTNEXTLINE(bugprone-macro-parentheses): the argument is a function name
 #define POOLSHIM_HOOK_WRAPPER(id, fn, base, version, per_thread) reinterpret_cast<void*>(&fn),
     POOLSHIM_DRIVER_HOOKS(POOLSHIM_HOOK_WRAPPER)
 #undef POOLSHIM_HOOK_WRAPPER

@@ -43,6 +43,7 @@ namespace poolshim::intercept {
 static_assert(k_hook_count <= POOLSHIM_MAX_HOOKS, "poolshim_counters.hook_calls is too small");
 
 struct counters {
+// NOLINTNEXTLINE(bugprone-macro-parentheses): the argument is a member name
 #define POOLSHIM_COUNTER_MEMBER(name) std::atomic<std::uint64_t> name{0};
   POOLSHIM_COUNTER_FIELDS(POOLSHIM_COUNTER_MEMBER)
 #undef POOLSHIM_COUNTER_MEMBER
