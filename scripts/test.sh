@@ -40,14 +40,14 @@ status=0
 run_pass() {  # name build-dir cmake-args...
   local name=$1 dir=$2; shift 2
   echo "== $name: configure and build ($dir)"
-  cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
-    { cat "$dir.configure.log"; return 1; }
+  mkdir -p "$dir"
+  cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir/configure.log" 2>&1 ||
+    { cat "$dir/configure.log"; return 1; }
   cmake --build "$dir" -j "$jobs" || return 1
   echo "== $name: ctest"
   (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 "${ctest_args[@]}")
 }
 
-mkdir -p "$(dirname "$build")"
 start=$SECONDS
 run_pass "main" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 if ((sanitize)); then
