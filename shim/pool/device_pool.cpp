@@ -1,0 +1,487 @@
+// device_pool's slow paths: thread-cache set-up and flushes, the shared best-fit allocator, large
+// per-class caches, new segments, fence-pending blocks, release of idle segments and the OOM path.
+// One mutex guards the shared state; the source is never called with it held on the way up (a
+// cuMemAlloc_v2 may take milliseconds), only on rare failure clean-ups.
+#include "pool/device_pool.h"
+
+#include <algorithm>
+#include <bit>
+#include <new>
+
+namespace poolshim::pool {
+namespace {
+
+device_pool_options normalise(device_pool_options o) noexcept {
+  o.small_limit = std::clamp<std::size_t>(o.small_limit, pointer_map::kMinSegment, std::size_t{1} << 20);
+  o.small_limit &= ~(kSmallGranule - 1);
+  o.segment_size = std::max(round_small(o.segment_size), 2 * o.small_limit);
+  return o;
+}
+
+void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
+  std::uint64_t p = peak.load(std::memory_order_relaxed);
+  while (p < value && !peak.compare_exchange_weak(p, value, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+device_pool::device_pool(segment_resource& source, fence& reuse_fence, device_pool_options options) noexcept
+    : source_(source),
+      fence_(reuse_fence),
+      completed_(reuse_fence.completed_epoch()),
+      free_epoch_(reuse_fence.current_epoch()),
+      options_(normalise(options)),
+      small_bins_(options_.small_limit >> kSmallShift),
+      cache_slot_(options_.thread_cache_bytes != 0 ? acquire_cache_slot() : kNoCacheSlot),
+      small_(arena_) {}
+
+device_pool::~device_pool() {
+  lock_cache_registry();
+  for (thread_cache* tc = caches_; tc != nullptr; tc = tc->next) orphan_thread_cache(tc);
+  caches_ = nullptr;
+  release_cache_slot(cache_slot_);
+  unlock_cache_registry();
+  for (segment_info* lists : {segments_, spare_infos_}) {
+    while (segment_info* s = lists) {
+      lists = s->next;
+      if (s->seg.size != 0) source_.deallocate(s->seg);
+      delete[] s->owned_table;
+      delete s;
+    }
+  }
+}
+
+// ---- thread caches ----
+
+thread_cache* device_pool::local_cache() noexcept {
+  if (cache_slot_ == kNoCacheSlot) return nullptr;
+  thread_cache* tc = tl_thread_caches[cache_slot_];
+  if (tc == &g_empty_thread_cache || tc->owner.load(std::memory_order_acquire) != this) return adopt_cache();
+  if (tc->flush_requested.load(std::memory_order_relaxed)) {
+    tc->flush_requested.store(false, std::memory_order_relaxed);
+    flush_cache(tc);
+  }
+  return tc;
+}
+
+thread_cache* device_pool::adopt_cache() noexcept {
+  thread_cache* old = tl_thread_caches[cache_slot_];
+  auto* tc = new (std::nothrow) thread_cache;
+  if (tc == nullptr) return nullptr;
+  tc->limit = options_.thread_cache_bytes;
+  tc->owner.store(this, std::memory_order_relaxed);
+  lock_cache_registry();
+  tc->next = caches_;
+  if (caches_ != nullptr) caches_->prev = tc;
+  caches_ = tc;
+  unlock_cache_registry();
+  tl_thread_caches[cache_slot_] = tc;
+  // `old` can only be the orphan of a destroyed pool that held this slot before.
+  if (old != &g_empty_thread_cache) destroy_thread_cache(old);
+  arm_thread_cache_exit();
+  return tc;
+}
+
+bool device_pool::make_bin(thread_cache* tc, tcache_bin& bin, std::size_t block_bytes) noexcept {
+  if (bin.cap != 0) return true;
+  if (block_bytes > tc->limit) return false;
+  const auto n = static_cast<std::uint32_t>(std::min<std::size_t>(tc->limit / block_bytes, kMaxBinCount));
+  const std::uint32_t cap = std::bit_floor(n);
+  delete[] bin.slots;  // a bin is never shrunk in place; this only runs on a fresh cache
+  bin.slots = new (std::nothrow) tcache_slot[cap];
+  if (bin.slots == nullptr) return false;
+  bin.head = bin.count = 0;
+  bin.mask = cap - 1;
+  bin.cap = cap;
+  return true;
+}
+
+void device_pool::flush_cache(thread_cache* tc) noexcept {
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < small_bins_; ++i) {
+    tcache_bin& b = tc->bins[i];
+    while (b.count != 0) {
+      const tcache_slot s = b.slots[b.head];
+      b.head = (b.head + 1) & b.mask;
+      --b.count;
+      return_small_locked(s.blk, s.epoch);
+    }
+  }
+  tc->bytes = 0;
+}
+
+void device_pool::flush_thread_cache() noexcept {
+  if (cache_slot_ == kNoCacheSlot) return;
+  thread_cache* tc = tl_thread_caches[cache_slot_];
+  if (tc != &g_empty_thread_cache && tc->owner.load(std::memory_order_acquire) == this) flush_cache(tc);
+}
+
+void device_pool::request_flushes() noexcept {
+  lock_cache_registry();
+  for (thread_cache* tc = caches_; tc != nullptr; tc = tc->next) {
+    tc->flush_requested.store(true, std::memory_order_relaxed);
+  }
+  unlock_cache_registry();
+}
+
+void device_pool::retire_cache(thread_cache* tc) noexcept {
+  flush_cache(tc);
+  if (tc->prev != nullptr)
+    tc->prev->next = tc->next;
+  else
+    caches_ = tc->next;
+  if (tc->next != nullptr) tc->next->prev = tc->prev;
+  retired_hits_.fetch_add(tc->hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  slow_in_use_.fetch_add(tc->in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+// ---- shared state (mutex_ held) ----
+
+void device_pool::hand_out_locked(block* b, block_state state, bool hit) noexcept {
+  b->state.store(state, std::memory_order_relaxed);
+  out_of_shared_ += b->size;
+  update_peak(peak_in_use_, out_of_shared_);
+  slow_in_use_.fetch_add(static_cast<std::int64_t>(b->size), std::memory_order_relaxed);
+  if (hit) slow_hits_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void device_pool::return_small_locked(block* b, std::uint64_t epoch) noexcept {
+  out_of_shared_ -= b->size;
+  b->ready_epoch = epoch;
+  if (epoch <= completed_->load(std::memory_order_acquire)) {
+    small_.deallocate(b);
+  } else {
+    b->state.store(block_state::pending, std::memory_order_relaxed);
+    b->link = pending_;
+    pending_ = b;
+  }
+}
+
+void device_pool::process_pending_locked() noexcept {
+  if (pending_ == nullptr) return;
+  const std::uint64_t done = completed_->load(std::memory_order_acquire);
+  for (block** pp = &pending_; *pp != nullptr;) {
+    block* b = *pp;
+    if (b->ready_epoch <= done) {
+      *pp = b->link;
+      b->link = nullptr;
+      small_.deallocate(b);
+    } else {
+      pp = &b->link;
+    }
+  }
+}
+
+segment_info* device_pool::make_segment_info(bool large) noexcept {
+  segment_info* s = spare_infos_;
+  if (s != nullptr) {
+    spare_infos_ = s->next;
+  } else {
+    s = new (std::nothrow) segment_info;
+    if (s == nullptr) return nullptr;
+  }
+  s->prev = s->next = nullptr;
+  s->used = 0;
+  s->large = large;
+  if (large) {
+    s->table = &s->single;
+    s->table_len = 1;
+    return s;
+  }
+  const std::size_t len = small_.table_len(options_.segment_size);
+  if (s->owned_table == nullptr) {
+    s->owned_table = new (std::nothrow) std::atomic<block*>[len]();
+    if (s->owned_table == nullptr) {
+      s->next = spare_infos_;
+      spare_infos_ = s;
+      return nullptr;
+    }
+  }
+  s->table = s->owned_table;
+  s->table_len = len;
+  return s;
+}
+
+// ---- allocation ----
+
+status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexcept {
+  if (bytes == 0 || out == nullptr) return status::invalid_argument;
+  slow_requests_.fetch_add(1, std::memory_order_relaxed);
+  if (bytes <= options_.small_limit) return allocate_small(round_small(bytes), out);
+  if (bytes > kMaxLargeRequest) return status::out_of_memory;
+  return allocate_large(bytes, out);
+}
+
+status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept {
+  local_cache();  // installs this thread's cache and honours a flush request
+  for (int attempt = 0;; ++attempt) {
+    {
+      std::lock_guard lock(mutex_);
+      process_pending_locked();
+      if (block* b = small_.allocate(bytes)) {
+        hand_out_locked(b, block_state::small_allocated, true);
+        *out = b->addr;
+        return status::ok;
+      }
+    }
+    segment_info* s = nullptr;
+    status st = new_segment(options_.segment_size, false, &s);
+    if (st == status::ok) {
+      std::lock_guard lock(mutex_);
+      // Another thread may have taken part of the new segment already; a 2 * small_limit segment
+      // still holds this request unless two others raced for it, then the loop tries again.
+      if (block* b = small_.allocate_from(s, bytes)) {
+        hand_out_locked(b, block_state::small_allocated, false);
+        *out = b->addr;
+        return status::ok;
+      }
+      continue;
+    }
+    if (st != status::out_of_memory || attempt != 0) return st;
+    recover_from_oom();
+  }
+}
+
+status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept {
+  const std::size_t size = large_class_size(bytes);
+  const unsigned cls = large_class_index(size);
+  for (int attempt = 0;; ++attempt) {
+    {
+      std::lock_guard lock(mutex_);
+      const std::uint64_t done = completed_->load(std::memory_order_acquire);
+      block* prev = nullptr;
+      for (block* b = large_head_[cls]; b != nullptr; prev = b, b = b->link) {
+        if (b->ready_epoch > done) continue;
+        (prev != nullptr ? prev->link : large_head_[cls]) = b->link;
+        if (large_tail_[cls] == b) large_tail_[cls] = prev;
+        b->link = nullptr;
+        hand_out_locked(b, block_state::large_allocated, true);
+        *out = b->addr;
+        return status::ok;
+      }
+    }
+    segment_info* s = nullptr;
+    status st = new_segment(size, true, &s);
+    if (st == status::ok) {
+      std::lock_guard lock(mutex_);
+      block* b = s->single.load(std::memory_order_relaxed);
+      hand_out_locked(b, block_state::large_allocated, false);
+      *out = b->addr;
+      return status::ok;
+    }
+    if (st != status::out_of_memory || attempt != 0) return st;
+    recover_from_oom();
+  }
+}
+
+status device_pool::new_segment(std::size_t bytes, bool large, segment_info** out) noexcept {
+  segment seg;
+  const status st = source_.allocate(bytes, &seg);
+  if (st != status::ok) return st;
+  std::lock_guard lock(mutex_);
+  segment_info* s = make_segment_info(large);
+  block* b = large && s != nullptr ? arena_.make() : nullptr;
+  bool ok = s != nullptr && (!large || b != nullptr);
+  if (ok) {
+    s->seg = seg;
+    s->size_class = large ? large_class_index(bytes) : 0;
+    s->used = large ? seg.size : 0;  // a large segment is idle only once released from its class cache
+    if (large) {
+      b->addr = seg.base;
+      b->size = seg.size;
+      b->seg = s;
+      b->state.store(block_state::large_cached, std::memory_order_relaxed);
+      s->single.store(b, std::memory_order_release);
+    }
+    ok = map_.insert(s);
+    if (ok && !large && !small_.add_segment(s)) {
+      map_.erase(s);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    if (b != nullptr) arena_.recycle(b);
+    if (s != nullptr) {
+      s->single.store(nullptr, std::memory_order_relaxed);
+      s->seg = segment{};
+      s->next = spare_infos_;
+      spare_infos_ = s;
+    }
+    source_.deallocate(seg);
+    return status::out_of_memory;
+  }
+  s->next = segments_;
+  if (segments_ != nullptr) segments_->prev = s;
+  segments_ = s;
+  update_peak(peak_reserved_, reserved_.fetch_add(seg.size, std::memory_order_relaxed) + seg.size);
+  segment_count_.fetch_add(1, std::memory_order_relaxed);
+  *out = s;
+  return status::ok;
+}
+
+// ---- free ----
+
+status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
+  block* b = map_.find_block(p);
+  if (b == nullptr) return owns(p) ? status::invalid_pointer : status::unknown_pointer;
+  const block_state state = b->state.load(std::memory_order_relaxed);
+  if (state == block_state::small_allocated) {
+    const std::size_t size = b->size;
+    thread_cache* tc = local_cache();
+    const std::uint64_t epoch = fence_.epoch_for_free();
+    if (tc != nullptr) {
+      tcache_bin& bin = tc->bins[(size >> kSmallShift) - 1];
+      if (make_bin(tc, bin, size) && bin.count < bin.cap && tc->bytes + size <= tc->limit) {
+        block_state expected = block_state::small_allocated;
+        if (!b->state.compare_exchange_strong(expected, block_state::cached, std::memory_order_relaxed)) {
+          return status::invalid_pointer;
+        }
+        bin.slots[(bin.head + bin.count) & bin.mask] = tcache_slot{b, epoch};
+        ++bin.count;
+        tc->bytes += size;
+        relaxed_add(tc->in_use, -static_cast<std::int64_t>(size));
+        return status::ok;
+      }
+    }
+    std::lock_guard lock(mutex_);
+    block_state expected = block_state::small_allocated;
+    if (!b->state.compare_exchange_strong(expected, block_state::pending, std::memory_order_relaxed)) {
+      return status::invalid_pointer;
+    }
+    return_small_locked(b, epoch);
+    slow_in_use_.fetch_sub(static_cast<std::int64_t>(size), std::memory_order_relaxed);
+    return status::ok;
+  }
+  if (state == block_state::large_allocated) {
+    const std::uint64_t epoch = fence_.epoch_for_free();
+    std::lock_guard lock(mutex_);
+    block_state expected = block_state::large_allocated;
+    if (!b->state.compare_exchange_strong(expected, block_state::large_cached, std::memory_order_relaxed)) {
+      return status::invalid_pointer;
+    }
+    b->ready_epoch = epoch;
+    const unsigned cls = b->seg->size_class;
+    b->link = nullptr;
+    (large_tail_[cls] != nullptr ? large_tail_[cls]->link : large_head_[cls]) = b;
+    large_tail_[cls] = b;
+    out_of_shared_ -= b->size;
+    slow_in_use_.fetch_sub(static_cast<std::int64_t>(b->size), std::memory_order_relaxed);
+    return status::ok;
+  }
+  return status::invalid_pointer;
+}
+
+// ---- release and OOM ----
+
+std::size_t device_pool::release_segments() noexcept {
+  segment_info* doomed = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    process_pending_locked();
+    const std::uint64_t done = completed_->load(std::memory_order_acquire);
+    for (unsigned cls = 0; cls < kLargeClasses; ++cls) {
+      block* prev = nullptr;
+      for (block* b = large_head_[cls]; b != nullptr;) {
+        block* next = b->link;
+        if (b->ready_epoch <= done) {
+          (prev != nullptr ? prev->link : large_head_[cls]) = next;
+          if (large_tail_[cls] == b) large_tail_[cls] = prev;
+          b->seg->used = 0;
+        } else {
+          prev = b;
+        }
+        b = next;
+      }
+    }
+    for (segment_info* s = segments_; s != nullptr;) {
+      segment_info* next = s->next;
+      const bool idle = s->large ? s->used == 0 : best_fit_allocator::idle(s);
+      if (idle) {
+        if (s->large) {
+          arena_.recycle(s->single.load(std::memory_order_relaxed));
+          s->single.store(nullptr, std::memory_order_release);
+        } else {
+          small_.remove_segment(s);
+        }
+        map_.erase(s);
+        (s->prev != nullptr ? s->prev->next : segments_) = next;
+        if (next != nullptr) next->prev = s->prev;
+        s->next = doomed;
+        doomed = s;
+      }
+      s = next;
+    }
+  }
+  std::size_t bytes = 0;
+  segment_info* last = nullptr;
+  for (segment_info* s = doomed; s != nullptr; s = s->next) {
+    source_.deallocate(s->seg);
+    bytes += s->seg.size;
+    reserved_.fetch_sub(s->seg.size, std::memory_order_relaxed);
+    segment_count_.fetch_sub(1, std::memory_order_relaxed);
+    s->seg = segment{};
+    last = s;
+  }
+  if (last != nullptr) {
+    std::lock_guard lock(mutex_);
+    last->next = spare_infos_;
+    spare_infos_ = doomed;
+  }
+  return bytes;
+}
+
+std::size_t device_pool::release_idle() noexcept {
+  flush_thread_cache();
+  request_flushes();
+  return release_segments();
+}
+
+void device_pool::recover_from_oom() noexcept {
+  oom_recoveries_.fetch_add(1, std::memory_order_relaxed);
+  release_idle();
+  std::uint64_t needed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (block* b = pending_; b != nullptr; b = b->link) needed = std::max(needed, b->ready_epoch);
+    for (unsigned cls = 0; cls < kLargeClasses; ++cls) {
+      for (block* b = large_head_[cls]; b != nullptr; b = b->link) needed = std::max(needed, b->ready_epoch);
+    }
+  }
+  if (needed > completed_->load(std::memory_order_acquire)) {
+    fence_.wait_for(needed);
+    release_segments();
+  }
+}
+
+// ---- queries ----
+
+std::size_t device_pool::block_size(std::uintptr_t p) const noexcept {
+  const block* b = map_.find_block(p);
+  if (b == nullptr) return 0;
+  const block_state s = b->state.load(std::memory_order_relaxed);
+  return s == block_state::small_allocated || s == block_state::large_allocated ? b->size : 0;
+}
+
+pool_stats device_pool::stats() const noexcept {
+  std::uint64_t hits = retired_hits_.load(std::memory_order_relaxed);
+  std::int64_t in_use = slow_in_use_.load(std::memory_order_relaxed);
+  lock_cache_registry();
+  for (const thread_cache* tc = caches_; tc != nullptr; tc = tc->next) {
+    hits += tc->hits.load(std::memory_order_relaxed);
+    in_use += tc->in_use.load(std::memory_order_relaxed);
+  }
+  unlock_cache_registry();
+  pool_stats r;
+  r.requests = slow_requests_.load(std::memory_order_relaxed) + hits;
+  r.pool_hits = slow_hits_.load(std::memory_order_relaxed) + hits;
+  r.bytes_in_use = static_cast<std::uint64_t>(std::max<std::int64_t>(in_use, 0));
+  r.bytes_reserved = reserved_.load(std::memory_order_relaxed);
+  r.peak_in_use = peak_in_use_.load(std::memory_order_relaxed);
+  r.peak_reserved = peak_reserved_.load(std::memory_order_relaxed);
+  r.segments = segment_count_.load(std::memory_order_relaxed);
+  r.oom_recoveries = oom_recoveries_.load(std::memory_order_relaxed);
+  return r;
+}
+
+}  // namespace poolshim::pool

@@ -1,0 +1,163 @@
+// The device pool: small requests (<= small_limit) from shared segments through per-thread caches
+// and a best-fit allocator, large ones in dedicated segments cached whole per size class.
+// Hit-path budget (allocate+free pair, small block, thread cache warm): <= 100 ns and a few dozen
+// instructions — a TLS load, a pointer-map lookup (two dependent loads), a ring pop/push, one
+// acquire load of the completed epoch and one of the fence's current epoch; no locks, syscalls, allocation, logging,
+// exceptions or read-modify-write atomics. Everything else is in device_pool.cpp (*_slow).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "pool/best_fit_allocator.h"
+#include "pool/block.h"
+#include "pool/fence.h"
+#include "pool/pointer_map.h"
+#include "pool/segment_resource.h"
+#include "pool/size_classes.h"
+#include "pool/thread_cache.h"
+
+namespace poolshim::pool {
+
+struct device_pool_options {
+  std::size_t small_limit = std::size_t{1} << 20;         // clamped to [256 KiB, 1 MiB]
+  std::size_t segment_size = std::size_t{2} << 20;        // small segments; at least 2 * small_limit
+  std::size_t thread_cache_bytes = std::size_t{4} << 20;  // per thread and pool; 0 disables the caches
+};
+
+// Statistics, generated from one list (mimalloc's model). Byte counts are exact when no thread is
+// inside the pool. peak_in_use is the peak of bytes out of the shared pool (in use or held by
+// thread caches): an upper bound of the true peak, exact when thread caches are off.
+#define POOLSHIM_POOL_STATS(X)                                                   \
+  X(requests)       /* allocate calls that reached the pool with a valid size */ \
+  X(pool_hits)      /* served from cached memory, without a new segment */       \
+  X(bytes_in_use)   /* bytes of live blocks (block sizes, after rounding) */     \
+  X(bytes_reserved) /* bytes of segments held from the source */                 \
+  X(peak_in_use)                                                                 \
+  X(peak_reserved)                                                               \
+  X(segments)       /* segments held from the source */                          \
+  X(oom_recoveries) /* times the out-of-memory path ran */
+
+struct pool_stats {
+#define POOLSHIM_POOL_STATS_FIELD(name) std::uint64_t name = 0;
+  POOLSHIM_POOL_STATS(POOLSHIM_POOL_STATS_FIELD)
+#undef POOLSHIM_POOL_STATS_FIELD
+};
+
+class device_pool final : private thread_cache_owner {
+ public:
+  // `source` and `reuse_fence` must outlive the pool.
+  device_pool(segment_resource& source, fence& reuse_fence, device_pool_options options = {}) noexcept;
+  device_pool(const device_pool&) = delete;
+  device_pool& operator=(const device_pool&) = delete;
+  ~device_pool();  // returns every segment to the source, live blocks included
+
+  // *out = the block's address. invalid_argument for 0 bytes; out_of_memory after the OOM path.
+  status allocate(std::size_t bytes, std::uintptr_t* out) noexcept;
+  // ok; unknown_pointer if p is not in this pool (pass it on); invalid_pointer for an interior
+  // pointer or a block that is not live (double free).
+  status deallocate(std::uintptr_t p) noexcept;
+
+  bool owns(std::uintptr_t p) const noexcept { return map_.find_segment(p) != nullptr; }
+  // Size of the live block starting at p (after rounding), or 0.
+  std::size_t block_size(std::uintptr_t p) const noexcept;
+  // Returns idle memory to the source: this thread's cache, ready free segments and cached large
+  // blocks; other threads flush their caches on their next slow path. Returns the bytes released.
+  std::size_t release_idle() noexcept;
+  // Moves this thread's cached blocks back to the shared pool.
+  void flush_thread_cache() noexcept;
+  pool_stats stats() const noexcept;
+  const device_pool_options& options() const noexcept { return options_; }
+  segment_resource& source() const noexcept { return source_; }
+
+ private:
+  [[gnu::noinline]] status allocate_slow(std::size_t bytes, std::uintptr_t* out) noexcept;
+  [[gnu::noinline]] status deallocate_slow(std::uintptr_t p) noexcept;
+
+  status allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept;
+  status allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept;
+  status new_segment(std::size_t bytes, bool large, segment_info** out) noexcept;
+  void hand_out_locked(block* b, block_state state, bool hit) noexcept;
+  void return_small_locked(block* b, std::uint64_t epoch) noexcept;
+  void process_pending_locked() noexcept;
+  std::size_t release_segments() noexcept;
+  void recover_from_oom() noexcept;
+  thread_cache* local_cache() noexcept;
+  thread_cache* adopt_cache() noexcept;
+  bool make_bin(thread_cache* tc, tcache_bin& bin, std::size_t block_bytes) noexcept;
+  void flush_cache(thread_cache* tc) noexcept;
+  void request_flushes() noexcept;
+  void retire_cache(thread_cache* tc) noexcept override;
+  segment_info* make_segment_info(bool large) noexcept;
+  void add_in_use(std::int64_t delta) noexcept;
+
+  segment_resource& source_;
+  fence& fence_;
+  const std::atomic<std::uint64_t>* const completed_;
+  const std::atomic<std::uint64_t>* const free_epoch_;  // the fence's current epoch
+  const device_pool_options options_;
+  const std::size_t small_bins_;  // bins below this index are served by the thread caches
+  const std::size_t cache_slot_;
+  pointer_map map_;
+
+  mutable std::mutex mutex_;  // everything below, except the atomics
+  block_arena arena_;
+  best_fit_allocator small_;
+  block* pending_ = nullptr;            // small blocks waiting for their epoch (via block::link)
+  block* large_head_[kLargeClasses]{};  // per-class FIFO of whole cached large blocks
+  block* large_tail_[kLargeClasses]{};
+  segment_info* segments_ = nullptr;
+  segment_info* spare_infos_ = nullptr;
+  std::size_t out_of_shared_ = 0;  // bytes in use or in thread caches
+
+  thread_cache* caches_ = nullptr;  // under the registry lock
+  std::atomic<std::uint64_t> slow_requests_{0};
+  std::atomic<std::uint64_t> slow_hits_{0};
+  std::atomic<std::uint64_t> retired_hits_{0};
+  std::atomic<std::int64_t> slow_in_use_{0};  // in use changed on slow paths and by retired caches
+  std::atomic<std::uint64_t> reserved_{0};
+  std::atomic<std::uint64_t> peak_in_use_{0};
+  std::atomic<std::uint64_t> peak_reserved_{0};
+  std::atomic<std::uint64_t> segment_count_{0};
+  std::atomic<std::uint64_t> oom_recoveries_{0};
+};
+
+inline status device_pool::allocate(std::size_t bytes, std::uintptr_t* out) noexcept {
+  const std::size_t bin = (bytes - 1) >> kSmallShift;  // 0 bytes wraps to a huge index
+  thread_cache* const tc = tl_thread_caches[cache_slot_];
+  if (bin >= small_bins_ || tc->bins[bin].count == 0 ||
+      tc->bins[bin].slots[tc->bins[bin].head].epoch > completed_->load(std::memory_order_acquire)) [[unlikely]] {
+    return allocate_slow(bytes, out);
+  }
+  tcache_bin& b = tc->bins[bin];
+  block* const blk = b.slots[b.head].blk;
+  b.head = (b.head + 1) & b.mask;
+  --b.count;
+  tc->bytes -= blk->size;
+  blk->state.store(block_state::small_allocated, std::memory_order_relaxed);
+  relaxed_add(tc->hits, 1);
+  relaxed_add(tc->in_use, static_cast<std::int64_t>(blk->size));
+  *out = blk->addr;
+  return status::ok;
+}
+
+inline status device_pool::deallocate(std::uintptr_t p) noexcept {
+  block* const blk = map_.find_block(p);
+  thread_cache* const tc = tl_thread_caches[cache_slot_];
+  if (blk == nullptr || blk->state.load(std::memory_order_relaxed) != block_state::small_allocated ||
+      !tc->has_room(blk->size)) [[unlikely]] {
+    return deallocate_slow(p);
+  }
+  tcache_bin* const b = &tc->bins[(blk->size >> kSmallShift) - 1];
+  const std::uint64_t epoch = free_epoch_->load(std::memory_order_acquire);
+  blk->state.store(block_state::cached, std::memory_order_relaxed);
+  b->slots[(b->head + b->count) & b->mask] = tcache_slot{blk, epoch};
+  ++b->count;
+  tc->bytes += blk->size;
+  relaxed_add(tc->in_use, -static_cast<std::int64_t>(blk->size));
+  return status::ok;
+}
+
+}  // namespace poolshim::pool
