@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 
 #include "intercept/counters.h"
@@ -80,8 +81,29 @@ void on_load() noexcept {
   (void)current_config();
 }
 
+// At exit, for a process that loaded the CUDA driver although no CUDA call ever reached the shim:
+// if another library's dlsym stands ahead of ours, that is why, and the user should hear it rather
+// than get an empty summary. write(2) only (exit path); POOLSHIM_LOG_LEVEL above warn silences it.
+void explain_silence() noexcept {
+  if (!tracking() || current_config().log_level > 3) return;
+  void* cuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+  if (cuda == nullptr) return;  // not a CUDA program: say nothing (shells, tools)
+  dlclose(cuda);
+  void* resolved = real_dlsym()(RTLD_DEFAULT, "dlsym");
+  if (resolved == nullptr || resolved == reinterpret_cast<void*>(&::dlsym)) return;
+  char line[96];
+  int n = std::snprintf(line, sizeof line, "poolshim[%d] warning: ", static_cast<int>(getpid()));
+  if (n <= 0) return;
+  write_text(line);
+  write_text(interposer_text(interposer::dlsym));
+  write_text("; no CUDA call reached poolshim\n");
+}
+
 void on_unload() noexcept {
-  if (real_driver::peek() == nullptr) return;  // never used CUDA: say nothing (shells, tools)
+  if (real_driver::peek() == nullptr) {  // no CUDA call reached the shim
+    explain_silence();
+    return;
+  }
   if (!current_config().summary) return;
   char line[512];
   std::size_t n = format_summary(line, sizeof line);
