@@ -178,6 +178,18 @@ POOLSHIM_HOOK CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx) {
   return driver_hooks::ctx_destroy(ctx);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuDevicePrimaryCtxRelease_v2(dev);
+  return driver_hooks::primary_ctx_release(dev);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuDevicePrimaryCtxReset_v2(dev);
+  return driver_hooks::primary_ctx_reset(dev);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
   reentry_guard guard;
   if (guard.nested()) return real().cuStreamBeginCapture_v2(hStream, mode);

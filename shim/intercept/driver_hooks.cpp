@@ -3,9 +3,12 @@
 // without counting. `pool` mode behaves as observe until the pool is plugged in here.
 #include "intercept/driver_hooks.h"
 
+#include <algorithm>
+
 #include "intercept/counters.h"
 #include "intercept/process.h"
 #include "intercept/real_driver.h"
+#include "route/device_router.h"
 
 namespace poolshim::driver_hooks {
 
@@ -23,7 +26,8 @@ CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemAlloc_v2(dptr, bytes);
   count_call(hook_id::mem_alloc);
-  CUresult r = d.cuMemAlloc_v2(dptr, bytes);
+  CUresult r = CUDA_SUCCESS;
+  if (!device_router::try_alloc(dptr, bytes, &r)) r = d.cuMemAlloc_v2(dptr, bytes);
   if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
   return r;
 }
@@ -42,7 +46,8 @@ CUresult mem_free(CUdeviceptr dptr) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemFree_v2(dptr);
   count_call(hook_id::mem_free);
-  CUresult r = d.cuMemFree_v2(dptr);
+  CUresult r = CUDA_SUCCESS;
+  if (!device_router::try_free(dptr, &r)) r = d.cuMemFree_v2(dptr);
   if (ok(r)) bump(g_counters.device_frees);
   return r;
 }
@@ -88,8 +93,18 @@ CUresult mem_host_get_flags(unsigned* flags, void* p) noexcept {
 
 CUresult mem_get_info(std::size_t* free, std::size_t* total) noexcept {
   const real_driver& d = real();
-  if (tracking()) count_call(hook_id::mem_get_info);
-  return d.cuMemGetInfo_v2(free, total);
+  if (!tracking()) return d.cuMemGetInfo_v2(free, total);
+  count_call(hook_id::mem_get_info);
+  std::size_t f = 0, t = 0;
+  CUresult r = d.cuMemGetInfo_v2(&f, &t);
+  if (r != CUDA_SUCCESS) return r;
+  // What this process's pool holds idle is free for this process: the driver's figure plus that,
+  // never above the total (the daemon's idle memory for everyone is not counted).
+  std::size_t idle = device_router::idle_bytes_of_current_device();
+  f = idle > t - std::min(f, t) ? t : f + idle;
+  if (free != nullptr) *free = f;
+  if (total != nullptr) *total = t;
+  return r;
 }
 
 CUresult mem_alloc_managed(CUdeviceptr* dptr, std::size_t bytes, unsigned flags) noexcept {
@@ -227,8 +242,43 @@ CUresult ctx_destroy(CUcontext ctx) noexcept {
   if (!tracking()) return d.cuCtxDestroy_v2(ctx);
   count_call(hook_id::ctx_destroy);
   CUresult r = d.cuCtxDestroy_v2(ctx);
+  if (ok(r)) device_router::forget_context(ctx);  // its memory went with it
   if (ok(r)) bump(g_counters.contexts_destroyed);
   return r;
+}
+
+namespace {
+// The primary context of `dev`, without changing its retain count in the end.
+CUcontext primary_of(const real_driver& d, CUdevice dev) noexcept {
+  CUcontext ctx = nullptr;
+  if (d.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return nullptr;
+  (void)d.cuDevicePrimaryCtxRelease_v2(dev);
+  return ctx;
+}
+}  // namespace
+
+CUresult primary_ctx_release(CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuDevicePrimaryCtxRelease_v2(dev);
+  count_call(hook_id::primary_ctx_release);
+  CUcontext ctx = primary_of(d, dev);
+  CUresult r = d.cuDevicePrimaryCtxRelease_v2(dev);
+  // The last release destroys the primary context and every allocation in it.
+  unsigned flags = 0;
+  int active = 1;
+  if (ok(r) && ctx != nullptr && d.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
+    device_router::forget_context(ctx);
+  return r;
+}
+
+CUresult primary_ctx_reset(CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuDevicePrimaryCtxReset_v2(dev);
+  count_call(hook_id::primary_ctx_reset);
+  // cudaDeviceReset frees every allocation of the primary context, the pool's segments included,
+  // so the pool is forgotten first (a block handed out later would be freed memory).
+  if (CUcontext ctx = primary_of(d, dev)) device_router::forget_context(ctx);
+  return d.cuDevicePrimaryCtxReset_v2(dev);
 }
 
 CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept {
@@ -237,7 +287,7 @@ CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode,
   if (!tracking()) return fn(stream, capture_mode);
   count_call(s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture);
   CUresult r = fn(stream, capture_mode);
-  if (ok(r)) bump(g_counters.captures_begun);
+  if (ok(r)) bump(g_counters.captures_begun), device_router::note_capture(+1);
   return r;
 }
 
@@ -247,6 +297,8 @@ CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) n
   if (!tracking()) return fn(stream, graph);
   count_call(s == default_stream::per_thread ? hook_id::stream_end_capture_ptsz : hook_id::stream_end_capture);
   CUresult r = fn(stream, graph);
+  // An invalidated capture has ended too.
+  if (ok(r) || r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) device_router::note_capture(-1);
   if (ok(r)) bump(g_counters.captures_ended);
   return r;
 }

@@ -1,7 +1,6 @@
 // The seam between the exported hooks (hooks_driver.cpp) and what the shim does with each call.
-// Today every function counts the call (unless POOLSHIM_MODE=off) and forwards to the real driver;
-// the pool plugs in behind these same functions (mem_alloc, mem_free, mem_host_alloc, ...), so the
-// front end never changes. Each one has the real function's contract: same arguments (NULL
+// Every function counts the call (unless POOLSHIM_MODE=off); in POOLSHIM_MODE=pool the device
+// calls go through route/device_router (the caching pool), everything else to the real driver. Each one has the real function's contract: same arguments (NULL
 // out-arguments included), same return codes, no exception; `s` says which default stream a null
 // stream means for the entry points that have a _ptsz variant.
 #pragma once
@@ -41,6 +40,8 @@ CUresult ctx_create_v3(CUcontext* ctx, CUexecAffinityParam* params, int num_para
                        CUdevice dev) noexcept;
 CUresult ctx_create_v4(CUcontext* ctx, CUctxCreateParams* params, unsigned flags, CUdevice dev) noexcept;
 CUresult ctx_destroy(CUcontext ctx) noexcept;
+CUresult primary_ctx_release(CUdevice dev) noexcept;
+CUresult primary_ctx_reset(CUdevice dev) noexcept;
 CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept;
 CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) noexcept;
 

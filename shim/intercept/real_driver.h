@@ -38,6 +38,8 @@ namespace poolshim {
   X(cuCtxCreate_v3, "cuCtxCreate_v3", PFN_cuCtxCreate_v11040)                                           \
   X(cuCtxCreate_v4, "cuCtxCreate_v4", PFN_cuCtxCreate_v12050)                                           \
   X(cuCtxDestroy_v2, "cuCtxDestroy_v2", PFN_cuCtxDestroy_v4000)                                         \
+  X(cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease_v2", PFN_cuDevicePrimaryCtxRelease_v11000) \
+  X(cuDevicePrimaryCtxReset_v2, "cuDevicePrimaryCtxReset_v2", PFN_cuDevicePrimaryCtxReset_v11000)       \
   X(cuStreamBeginCapture_v2, "cuStreamBeginCapture_v2", PFN_cuStreamBeginCapture_v10010)                \
   X(cuStreamBeginCapture_v2_ptsz, "cuStreamBeginCapture_v2_ptsz", PFN_cuStreamBeginCapture_v10010_ptsz) \
   X(cuStreamEndCapture, "cuStreamEndCapture", PFN_cuStreamEndCapture_v10000)                            \
@@ -46,6 +48,10 @@ namespace poolshim {
   X(cuGetProcAddress_v2, "cuGetProcAddress_v2", PFN_cuGetProcAddress_v12000)                            \
   /* not hooked; what the pool needs */                                                                 \
   X(cuCtxGetCurrent, "cuCtxGetCurrent", PFN_cuCtxGetCurrent_v4000)                                      \
+  X(cuCtxPushCurrent_v2, "cuCtxPushCurrent_v2", PFN_cuCtxPushCurrent_v4000)                             \
+  X(cuCtxPopCurrent_v2, "cuCtxPopCurrent_v2", PFN_cuCtxPopCurrent_v4000)                                \
+  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", PFN_cuDevicePrimaryCtxRetain_v7000)           \
+  X(cuDevicePrimaryCtxGetState, "cuDevicePrimaryCtxGetState", PFN_cuDevicePrimaryCtxGetState_v7000)     \
   X(cuCtxGetDevice, "cuCtxGetDevice", PFN_cuCtxGetDevice_v2000)                                         \
   X(cuCtxSynchronize, "cuCtxSynchronize", PFN_cuCtxSynchronize_v2000)                                   \
   X(cuStreamGetId, "cuStreamGetId", PFN_cuStreamGetId_v12000)                                           \

@@ -66,6 +66,7 @@ thread_cache* device_pool::local_cache() noexcept {
 }
 
 thread_cache* device_pool::adopt_cache() noexcept {
+  if (!arm_thread_cache_exit()) return nullptr;
   thread_cache* old = tl_thread_caches[cache_slot_];
   auto* tc = new (std::nothrow) thread_cache;
   if (tc == nullptr) return nullptr;
@@ -79,7 +80,6 @@ thread_cache* device_pool::adopt_cache() noexcept {
   tl_thread_caches[cache_slot_] = tc;
   // `old` can only be the orphan of a destroyed pool that held this slot before.
   if (old != &g_empty_thread_cache) destroy_thread_cache(old);
-  arm_thread_cache_exit();
   return tc;
 }
 

@@ -15,7 +15,10 @@ constexpr std::array<thread_cache*, kMaxCachedPools + 1> all_sentinel() noexcept
   return a;
 }
 
+constinit thread_local bool tl_exiting = false;
+
 void release_this_threads_caches() noexcept {
+  tl_exiting = true;  // a pool used by a later thread_local destructor runs without a cache
   for (std::size_t i = 0; i < kMaxCachedPools; ++i) {
     thread_cache* tc = tl_thread_caches[i];
     if (tc == &g_empty_thread_cache) continue;
@@ -60,7 +63,11 @@ void release_cache_slot(std::size_t slot) noexcept {
   if (slot < kMaxCachedPools) g_slot_taken[slot] = false;
 }
 
-void arm_thread_cache_exit() noexcept { tl_exit_hook.armed = true; }
+bool arm_thread_cache_exit() noexcept {
+  if (tl_exiting) return false;
+  tl_exit_hook.armed = true;
+  return true;
+}
 
 void destroy_thread_cache(thread_cache* tc) noexcept {
   for (auto& b : tc->bins) delete[] b.slots;

@@ -85,8 +85,9 @@ void lock_cache_registry() noexcept;
 void unlock_cache_registry() noexcept;
 std::size_t acquire_cache_slot() noexcept;           // kNoCacheSlot if all are taken
 void release_cache_slot(std::size_t slot) noexcept;  // registry lock held
-// Makes the calling thread flush its caches when it exits (idempotent, off the hit path).
-void arm_thread_cache_exit() noexcept;
+// Makes the calling thread flush its caches when it exits (idempotent, off the hit path). False
+// once the thread is exiting: it must not install a new cache then.
+bool arm_thread_cache_exit() noexcept;
 // Deletes a cache and its bins; the caller has unlinked it.
 void destroy_thread_cache(thread_cache* tc) noexcept;
 // Empties an orphan's bins so that no later hit can return a block of a dead pool.

@@ -428,6 +428,36 @@ TEST(DevicePool, ThreadExitFlushesItsCache) {
   EXPECT_EQ(f.resource.live_segments(), 0u);
 }
 
+device_pool* g_late_pool = nullptr;
+std::atomic<int> g_late_results{0};
+
+// A thread_local constructed before the thread's first pool use is destroyed after the cache's
+// exit hook ran; its destructor still allocates and frees.
+struct late_user {
+  bool touched = false;
+  ~late_user() {
+    std::uintptr_t a = 0;
+    if (g_late_pool->allocate(8 * kKiB, &a) == status::ok && g_late_pool->deallocate(a) == status::ok) {
+      g_late_results.fetch_add(1);
+    }
+  }
+};
+thread_local late_user tl_late_user;
+
+TEST(DevicePool, ThreadLocalDestructorsRunningAfterTheCacheFlushStillWork) {
+  fixture f;
+  g_late_pool = &f.pool;
+  std::thread([&] {
+    tl_late_user.touched = true;
+    const std::uintptr_t a = must_allocate(f.pool, 8 * kKiB);
+    EXPECT_EQ(f.pool.deallocate(a), status::ok);
+  }).join();
+  EXPECT_EQ(g_late_results.load(), 1);
+  f.fence.advance();
+  f.pool.release_idle();
+  EXPECT_EQ(f.resource.live_segments(), 0u) << "the late free went to the shared pool, not a new cache";
+}
+
 TEST(DevicePool, ReleaseIdleAsksOtherThreadsToFlush) {
   fixture f;
   std::atomic<int> phase{0};
