@@ -21,7 +21,7 @@ extern "C" {
  * Reach it without linking the shim: dlsym(RTLD_DEFAULT, "poolshim_get_counters") (null when the
  * shim is not loaded). All figures are since process start (a fork child starts from zero); in
  * POOLSHIM_MODE=off nothing is tracked and every figure stays zero. */
-#define POOLSHIM_COUNTERS_VERSION 1
+#define POOLSHIM_COUNTERS_VERSION 2
 #define POOLSHIM_MAX_HOOKS 64
 
 struct poolshim_counters {
@@ -57,6 +57,14 @@ struct poolshim_counters {
   uint64_t lookups_wrapped; /* ... answered with a poolshim wrapper */
   uint64_t lookups_unknown; /* ... of a hooked name whose pointer the shim did not know (passed through) */
   uint64_t hook_calls[POOLSHIM_MAX_HOOKS]; /* calls per hooked entry point (ABI variant) */
+  /* Version 2: the device pools (POOLSHIM_MODE=pool), summed over contexts. */
+  uint64_t pool_requests;       /* allocations that reached a pool */
+  uint64_t pool_hits;           /* ... served from memory the pool already held */
+  uint64_t pool_bytes_in_use;   /* bytes of live pooled blocks (after rounding) */
+  uint64_t pool_bytes_reserved; /* bytes of segments the pools hold from the driver */
+  uint64_t pool_peak_in_use;
+  uint64_t pool_peak_reserved;
+  uint64_t pool_segments;
 };
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and

@@ -1,5 +1,6 @@
 // The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
 #include "intercept/counters.h"
+#include "route/device_router.h"
 
 #include <cstring>
 #include <type_traits>
@@ -22,6 +23,14 @@ void snapshot_counters(poolshim_counters* out) noexcept {
 #undef POOLSHIM_COUNTER_COPY
   for (std::size_t i = 0; i < k_hook_count; ++i)
     out->hook_calls[i] = g_counters.hook_calls[i].load(std::memory_order_relaxed);
+  const device_router::totals pools = device_router::sum_of_pools();
+  out->pool_requests = pools.requests;
+  out->pool_hits = pools.pool_hits;
+  out->pool_bytes_in_use = pools.bytes_in_use;
+  out->pool_bytes_reserved = pools.bytes_reserved;
+  out->pool_peak_in_use = pools.peak_in_use;
+  out->pool_peak_reserved = pools.peak_reserved;
+  out->pool_segments = pools.segments;
 }
 
 void reset_counters() noexcept {
@@ -91,6 +100,10 @@ std::size_t format_summary(char* buf, std::size_t cap) noexcept {
   w.field("managed_allocs", c.managed_allocs);
   w.field("async_allocs", c.async_allocs);
   w.field("vmm_creates", c.vmm_creates);
+  w.field("pool_requests", c.pool_requests);
+  w.field("pool_hits", c.pool_hits);
+  w.field("pool_peak_in_use", c.pool_peak_in_use);
+  w.field("pool_peak_reserved", c.pool_peak_reserved);
   w.field("lookups_wrapped", c.lookups_wrapped);
   w.field("lookups_unknown", c.lookups_unknown);
   w.put("\n");

@@ -4,11 +4,13 @@
 #include "intercept/driver_hooks.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "intercept/counters.h"
 #include "intercept/process.h"
 #include "intercept/real_driver.h"
 #include "route/device_router.h"
+#include "log.h"
 
 namespace poolshim::driver_hooks {
 
@@ -159,6 +161,15 @@ CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuIpcGetMemHandle(handle, dptr);
   count_call(hook_id::ipc_get_mem_handle);
+  if (device_router::refuses_ipc(dptr)) {
+    // Never a handle that opens the wrong bytes: CUDA's invalid-value error, said once.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true, std::memory_order_relaxed))
+      POOLSHIM_LOG_WARN("cudaIpcGetMemHandle on a pooled block smaller than {} bytes is refused (invalid value) "
+                        "until poolshim IPC handles are available; POOLSHIM_MODE=observe exports it unchanged",
+                        intercept::current_config().small_limit);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
   CUresult r = d.cuIpcGetMemHandle(handle, dptr);
   if (ok(r)) bump(g_counters.ipc_exports);
   return r;

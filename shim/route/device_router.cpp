@@ -1,0 +1,210 @@
+// The device router (device_router.h): one pool per context, found by a lock-free scan of a small
+// table (processes have one context per device, rarely more); pools are created under a mutex on
+// first use and never destroyed (a forgotten context's pool is retired, its memory gone with it).
+#include "route/device_router.h"
+
+#include <atomic>
+#include <mutex>
+#include <new>
+
+#include "intercept/process.h"
+#include "intercept/real_driver.h"
+#include "log.h"
+#include "pool/device_pool.h"
+#include "pool/fence.h"
+#include "route/cuda_segment_resource.h"
+
+namespace poolshim::device_router {
+namespace {
+
+constexpr int k_max_pools = 64;
+
+struct entry {
+  std::atomic<CUcontext> ctx{nullptr};  // null: free slot or retired
+  int device = -1;
+  cuda_segment_resource* source = nullptr;
+  pool::device_pool* pool = nullptr;
+};
+
+entry g_entries[k_max_pools];
+std::atomic<int> g_used{0};
+std::mutex g_create_mutex;
+std::atomic<int> g_captures{0};
+
+// POOLSHIM_FREE_SYNC=device (and, until the fence tracker lands, fence): every free synchronises
+// first, so every block is ready for reuse at once.
+pool::always_ready_fence& ready_fence() {
+  static auto* f = new pool::always_ready_fence();  // leaky: outlives every pool
+  return *f;
+}
+
+bool pooling() noexcept { return intercept::mode() == run_mode::pool; }
+
+// Off the hit path: each call site says its warning once per process.
+void warn_once(std::atomic<bool>& said, const char* text) noexcept {
+  if (!said.exchange(true, std::memory_order_relaxed)) POOLSHIM_LOG_WARN("{}", text);
+}
+std::atomic<bool> g_said_too_many{false};
+std::atomic<bool> g_said_no_fence{false};
+
+pool::device_pool* find_pool(CUcontext ctx) noexcept {
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx) return g_entries[i].pool;
+  return nullptr;
+}
+
+pool::device_pool* create_pool(const real_driver& d, CUcontext ctx) noexcept {
+  std::lock_guard<std::mutex> lk(g_create_mutex);
+  if (pool::device_pool* p = find_pool(ctx)) return p;
+  int n = g_used.load(std::memory_order_relaxed);
+  if (n == k_max_pools) {
+    warn_once(g_said_too_many, "more than 64 CUDA contexts: allocations of further contexts bypass the pool");
+    return nullptr;
+  }
+  CUdevice dev = -1;
+  CUcontext cur = nullptr;
+  if (d.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != ctx || d.cuCtxGetDevice(&dev) != CUDA_SUCCESS) return nullptr;
+  const config& cfg = intercept::current_config();
+  pool::device_pool_options opt;
+  opt.small_limit = cfg.small_limit;
+  opt.thread_cache_bytes = cfg.thread_cache_bytes;
+  auto* source = new (std::nothrow) cuda_segment_resource(ctx);
+  auto* p = source ? new (std::nothrow) pool::device_pool(*source, ready_fence(), opt) : nullptr;
+  if (p == nullptr) return nullptr;
+  entry& e = g_entries[n];
+  e.device = dev;
+  e.source = source;
+  e.pool = p;
+  e.ctx.store(ctx, std::memory_order_release);
+  g_used.store(n + 1, std::memory_order_release);
+  return p;
+}
+
+entry* owner_of(CUdeviceptr p) noexcept {
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) != nullptr && e.pool->owns(static_cast<std::uintptr_t>(p))) return &e;
+  }
+  return nullptr;
+}
+
+// The free synchronisation of POOLSHIM_FREE_SYNC=device: what cudaFree does implicitly, for the
+// context that owns the memory. Errors of earlier asynchronous work come back from here, as they
+// would from the real cuMemFree.
+CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
+  CUcontext cur = nullptr;
+  if (d.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return d.cuCtxSynchronize();
+  if (CUresult r = d.cuCtxPushCurrent_v2(ctx); r != CUDA_SUCCESS) return r;
+  CUresult r = d.cuCtxSynchronize();
+  CUcontext popped = nullptr;
+  (void)d.cuCtxPopCurrent_v2(&popped);
+  return r;
+}
+
+}  // namespace
+
+bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept {
+  // Bad arguments, capture and missing contexts are the real driver's to answer.
+  if (!pooling() || dptr == nullptr || bytes == 0 || g_captures.load(std::memory_order_relaxed) > 0) return false;
+  const real_driver& d = real_driver::get();
+  CUcontext ctx = nullptr;
+  if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;
+  pool::device_pool* p = find_pool(ctx);
+  if (p == nullptr && (p = create_pool(d, ctx)) == nullptr) return false;
+  std::uintptr_t addr = 0;
+  switch (p->allocate(bytes, &addr)) {
+    case pool::status::ok:
+      *dptr = static_cast<CUdeviceptr>(addr);
+      *result = CUDA_SUCCESS;
+      return true;
+    case pool::status::out_of_memory:
+      *result = CUDA_ERROR_OUT_OF_MEMORY;
+      return true;
+    case pool::status::source_error: {
+      const entry* e = nullptr;
+      for (int i = 0; i < g_used.load(std::memory_order_acquire); ++i)
+        if (g_entries[i].pool == p) e = &g_entries[i];
+      *result = e ? e->source->last_error() : CUDA_ERROR_UNKNOWN;
+      return true;
+    }
+    default:
+      return false;  // a size the pool cannot represent: let the driver answer
+  }
+}
+
+bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
+  if (!pooling() || dptr == 0) return false;
+  entry* e = owner_of(dptr);
+  if (e == nullptr) return false;
+  const real_driver& d = real_driver::get();
+  if (intercept::current_config().free_sync != free_sync_mode::unsafe) {
+    if (intercept::current_config().free_sync == free_sync_mode::fence)
+      warn_once(g_said_no_fence, "POOLSHIM_FREE_SYNC=fence is not implemented yet: frees synchronise (device mode)");
+    CUresult r = synchronize(d, e->ctx.load(std::memory_order_acquire));
+    if (r != CUDA_SUCCESS) {  // capture in progress or an earlier error: the block stays allocated
+      *result = r;
+      return true;
+    }
+  }
+  switch (e->pool->deallocate(static_cast<std::uintptr_t>(dptr))) {
+    case pool::status::ok: *result = CUDA_SUCCESS; return true;
+    case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
+    default: return false;
+  }
+}
+
+bool refuses_ipc(CUdeviceptr dptr) noexcept {
+  if (!pooling() || dptr == 0) return false;
+  entry* e = owner_of(dptr);
+  if (e == nullptr) return false;
+  // Only the base of a large block (a dedicated segment) has a handle that opens exactly it.
+  return e->pool->block_size(static_cast<std::uintptr_t>(dptr)) <= e->pool->options().small_limit;
+}
+
+std::size_t idle_bytes_of_current_device() noexcept {
+  if (!pooling()) return 0;
+  const real_driver& d = real_driver::get();
+  CUdevice dev = -1;
+  if (d.cuCtxGetDevice(&dev) != CUDA_SUCCESS) return 0;
+  std::size_t idle = 0;
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    const entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr || e.device != dev) continue;
+    pool::pool_stats s = e.pool->stats();
+    if (s.bytes_reserved > s.bytes_in_use) idle += s.bytes_reserved - s.bytes_in_use;
+  }
+  return idle;
+}
+
+void forget_context(CUcontext ctx) noexcept {
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    CUcontext expected = ctx;
+    // The pool object is leaked on purpose: its segments died with the context, and another
+    // thread may still be inside it; a new pool is created if the context comes back.
+    g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
+  }
+}
+
+void note_capture(int delta) noexcept { g_captures.fetch_add(delta, std::memory_order_relaxed); }
+
+totals sum_of_pools() noexcept {
+  totals t{};
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    pool::pool_stats s = g_entries[i].pool->stats();
+    t.requests += s.requests;
+    t.pool_hits += s.pool_hits;
+    t.bytes_in_use += s.bytes_in_use;
+    t.bytes_reserved += s.bytes_reserved;
+    t.peak_in_use += s.peak_in_use;
+    t.peak_reserved += s.peak_reserved;
+    t.segments += s.segments;
+  }
+  return t;
+}
+
+}  // namespace poolshim::device_router

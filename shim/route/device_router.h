@@ -1,0 +1,34 @@
+// Routes the driver's device-allocation calls to a caching pool per context (POOLSHIM_MODE=pool):
+// cuMemAlloc_v2 is served by the current context's pool, cuMemFree_v2 of a pooled pointer returns
+// the block (after the free synchronisation POOLSHIM_FREE_SYNC asks for), everything the pool does
+// not own goes to the real driver. Each function returns false when the call is not the pool's
+// business, and the hook then forwards it unchanged.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstddef>
+
+namespace poolshim::device_router {
+
+// cuMemAlloc_v2: true with *result set when the pool answered (success or CUDA's error).
+bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept;
+// cuMemFree_v2: true with *result set when dptr is (or lies inside) pooled memory.
+bool try_free(CUdeviceptr dptr, CUresult* result) noexcept;
+// cuIpcGetMemHandle: true when dptr lies in pooled memory that is not a whole segment (a small
+// block, or inside one): a real handle would open the whole segment, i.e. the wrong bytes, so the
+// shim refuses until poolshim handles exist (daemon). A large block is its segment: real handle.
+bool refuses_ipc(CUdeviceptr dptr) noexcept;
+// Bytes the pools of the current context's device hold idle (reserved, not handed out).
+std::size_t idle_bytes_of_current_device() noexcept;
+// A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
+void forget_context(CUcontext ctx) noexcept;
+// Stream capture began (+1) or ended (-1): allocations during a capture go to the real driver.
+void note_capture(int delta) noexcept;
+
+struct totals {
+  unsigned long long requests, pool_hits, bytes_in_use, bytes_reserved, peak_in_use, peak_reserved, segments;
+};
+totals sum_of_pools() noexcept;
+
+}  // namespace poolshim::device_router
