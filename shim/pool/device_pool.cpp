@@ -18,10 +18,14 @@ device_pool_options normalise(device_pool_options o) noexcept {
   return o;
 }
 
-void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
-  std::uint64_t p = peak.load(std::memory_order_relaxed);
-  while (p < value && !peak.compare_exchange_weak(p, value, std::memory_order_relaxed)) {
-  }
+// Counters written only with mutex_ held: a relaxed load and store, no locked instruction (stats()
+// reads them without the lock).
+template <class T>
+void locked_add(std::atomic<T>& c, T delta) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+}
+void locked_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
+  if (value > peak.load(std::memory_order_relaxed)) peak.store(value, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -127,13 +131,16 @@ void device_pool::request_flushes() noexcept {
 
 void device_pool::retire_cache(thread_cache* tc) noexcept {
   flush_cache(tc);
+  {
+    std::lock_guard lock(mutex_);
+    locked_add(slow_in_use_, tc->in_use.load(std::memory_order_relaxed));
+  }
   if (tc->prev != nullptr)
     tc->prev->next = tc->next;
   else
     caches_ = tc->next;
   if (tc->next != nullptr) tc->next->prev = tc->prev;
   retired_hits_.fetch_add(tc->hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  slow_in_use_.fetch_add(tc->in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
 // ---- shared state (mutex_ held) ----
@@ -141,9 +148,9 @@ void device_pool::retire_cache(thread_cache* tc) noexcept {
 void device_pool::hand_out_locked(block* b, block_state state, bool hit) noexcept {
   b->state.store(state, std::memory_order_relaxed);
   out_of_shared_ += b->size;
-  update_peak(peak_in_use_, out_of_shared_);
-  slow_in_use_.fetch_add(static_cast<std::int64_t>(b->size), std::memory_order_relaxed);
-  if (hit) slow_hits_.fetch_add(1, std::memory_order_relaxed);
+  locked_peak(peak_in_use_, out_of_shared_);
+  locked_add(slow_in_use_, static_cast<std::int64_t>(b->size));
+  if (hit) locked_add<std::uint64_t>(slow_hits_, 1);
 }
 
 void device_pool::return_small_locked(block* b, std::uint64_t epoch) noexcept {
@@ -314,8 +321,9 @@ status device_pool::new_segment(std::size_t bytes, bool large, segment_info** ou
   s->next = segments_;
   if (segments_ != nullptr) segments_->prev = s;
   segments_ = s;
-  update_peak(peak_reserved_, reserved_.fetch_add(seg.size, std::memory_order_relaxed) + seg.size);
-  segment_count_.fetch_add(1, std::memory_order_relaxed);
+  locked_add<std::uint64_t>(reserved_, seg.size);
+  locked_peak(peak_reserved_, reserved_.load(std::memory_order_relaxed));
+  locked_add<std::uint64_t>(segment_count_, 1);
   *out = s;
   return status::ok;
 }
@@ -350,7 +358,7 @@ status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
       return status::invalid_pointer;
     }
     return_small_locked(b, epoch);
-    slow_in_use_.fetch_sub(static_cast<std::int64_t>(size), std::memory_order_relaxed);
+    locked_add(slow_in_use_, -static_cast<std::int64_t>(size));
     return status::ok;
   }
   if (state == block_state::large_allocated) {
@@ -366,7 +374,7 @@ status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
     (large_tail_[cls] != nullptr ? large_tail_[cls]->link : large_head_[cls]) = b;
     large_tail_[cls] = b;
     out_of_shared_ -= b->size;
-    slow_in_use_.fetch_sub(static_cast<std::int64_t>(b->size), std::memory_order_relaxed);
+    locked_add(slow_in_use_, -static_cast<std::int64_t>(b->size));
     return status::ok;
   }
   return status::invalid_pointer;
@@ -414,12 +422,12 @@ std::size_t device_pool::release_segments() noexcept {
     }
   }
   std::size_t bytes = 0;
+  std::uint64_t count = 0;
   segment_info* last = nullptr;
   for (segment_info* s = doomed; s != nullptr; s = s->next) {
     source_.deallocate(s->seg);
     bytes += s->seg.size;
-    reserved_.fetch_sub(s->seg.size, std::memory_order_relaxed);
-    segment_count_.fetch_sub(1, std::memory_order_relaxed);
+    ++count;
     s->seg = segment{};
     last = s;
   }
@@ -427,6 +435,8 @@ std::size_t device_pool::release_segments() noexcept {
     std::lock_guard lock(mutex_);
     last->next = spare_infos_;
     spare_infos_ = doomed;
+    locked_add<std::uint64_t>(reserved_, 0 - std::uint64_t{bytes});
+    locked_add<std::uint64_t>(segment_count_, 0 - count);
   }
   return bytes;
 }

@@ -447,6 +447,7 @@ thread_local late_user tl_late_user;
 TEST(DevicePool, ThreadLocalDestructorsRunningAfterTheCacheFlushStillWork) {
   fixture f;
   g_late_pool = &f.pool;
+  g_late_results = 0;
   std::thread([&] {
     tl_late_user.touched = true;
     const std::uintptr_t a = must_allocate(f.pool, 8 * kKiB);
