@@ -352,29 +352,39 @@ status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
         return status::ok;
       }
     }
-    std::lock_guard lock(mutex_);
-    block_state expected = block_state::small_allocated;
-    if (!b->state.compare_exchange_strong(expected, block_state::pending, std::memory_order_relaxed)) {
-      return status::invalid_pointer;
+    bool trim = false;
+    {
+      std::lock_guard lock(mutex_);
+      block_state expected = block_state::small_allocated;
+      if (!b->state.compare_exchange_strong(expected, block_state::pending, std::memory_order_relaxed)) {
+        return status::invalid_pointer;
+      }
+      return_small_locked(b, epoch);
+      locked_add(slow_in_use_, -static_cast<std::int64_t>(size));
+      trim = over_idle_limit_locked();
     }
-    return_small_locked(b, epoch);
-    locked_add(slow_in_use_, -static_cast<std::int64_t>(size));
+    if (trim) release_segments(options_.idle_limit);
     return status::ok;
   }
   if (state == block_state::large_allocated) {
     const std::uint64_t epoch = fence_.epoch_for_free();
-    std::lock_guard lock(mutex_);
-    block_state expected = block_state::large_allocated;
-    if (!b->state.compare_exchange_strong(expected, block_state::large_cached, std::memory_order_relaxed)) {
-      return status::invalid_pointer;
+    bool trim = false;
+    {
+      std::lock_guard lock(mutex_);
+      block_state expected = block_state::large_allocated;
+      if (!b->state.compare_exchange_strong(expected, block_state::large_cached, std::memory_order_relaxed)) {
+        return status::invalid_pointer;
+      }
+      b->ready_epoch = epoch;
+      const unsigned cls = b->seg->size_class;
+      b->link = nullptr;
+      (large_tail_[cls] != nullptr ? large_tail_[cls]->link : large_head_[cls]) = b;
+      large_tail_[cls] = b;
+      out_of_shared_ -= b->size;
+      locked_add(slow_in_use_, -static_cast<std::int64_t>(b->size));
+      trim = over_idle_limit_locked();
     }
-    b->ready_epoch = epoch;
-    const unsigned cls = b->seg->size_class;
-    b->link = nullptr;
-    (large_tail_[cls] != nullptr ? large_tail_[cls]->link : large_head_[cls]) = b;
-    large_tail_[cls] = b;
-    out_of_shared_ -= b->size;
-    locked_add(slow_in_use_, -static_cast<std::int64_t>(b->size));
+    if (trim) release_segments(options_.idle_limit);
     return status::ok;
   }
   return status::invalid_pointer;
@@ -382,20 +392,26 @@ status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
 
 // ---- release and OOM ----
 
-std::size_t device_pool::release_segments() noexcept {
+bool device_pool::over_idle_limit_locked() const noexcept {
+  return options_.idle_limit != 0 && reserved_.load(std::memory_order_relaxed) - out_of_shared_ > options_.idle_limit;
+}
+
+std::size_t device_pool::release_segments(std::size_t keep_idle) noexcept {
   segment_info* doomed = nullptr;
   {
     std::lock_guard lock(mutex_);
     process_pending_locked();
     const std::uint64_t done = completed_->load(std::memory_order_acquire);
+    std::size_t idle = reserved_.load(std::memory_order_relaxed) - out_of_shared_;
     for (unsigned cls = 0; cls < kLargeClasses; ++cls) {
       block* prev = nullptr;
       for (block* b = large_head_[cls]; b != nullptr;) {
         block* next = b->link;
-        if (b->ready_epoch <= done) {
+        if (b->ready_epoch <= done && idle > keep_idle) {
           (prev != nullptr ? prev->link : large_head_[cls]) = next;
           if (large_tail_[cls] == b) large_tail_[cls] = prev;
           b->seg->used = 0;
+          idle -= b->size;
         } else {
           prev = b;
         }
@@ -404,8 +420,10 @@ std::size_t device_pool::release_segments() noexcept {
     }
     for (segment_info* s = segments_; s != nullptr;) {
       segment_info* next = s->next;
-      const bool idle = s->large ? s->used == 0 : best_fit_allocator::idle(s);
-      if (idle) {
+      // Large segments marked above go whatever the budget; small ones while it is exceeded.
+      const bool go = s->large ? s->used == 0 : best_fit_allocator::idle(s) && idle > keep_idle;
+      if (go) {
+        if (!s->large) idle -= s->seg.size;
         if (s->large) {
           arena_.recycle(s->single.load(std::memory_order_relaxed));
           s->single.store(nullptr, std::memory_order_release);

@@ -25,6 +25,7 @@ struct device_pool_options {
   std::size_t small_limit = std::size_t{1} << 20;         // clamped to [256 KiB, 1 MiB]
   std::size_t segment_size = std::size_t{2} << 20;        // small segments; at least 2 * small_limit
   std::size_t thread_cache_bytes = std::size_t{4} << 20;  // per thread and pool; 0 disables the caches
+  std::size_t idle_limit = 0;  // idle bytes kept before a free returns segments (POOLSHIM_DEVICE_CACHE_LIMIT)
 };
 
 // Statistics, generated from one list (mimalloc's model). Byte counts are exact when no thread is
@@ -82,7 +83,7 @@ class device_pool final : private thread_cache_owner {
   void hand_out_locked(block* b, block_state state, bool hit) noexcept;
   void return_small_locked(block* b, std::uint64_t epoch) noexcept;
   void process_pending_locked() noexcept;
-  std::size_t release_segments() noexcept;
+  std::size_t release_segments(std::size_t keep_idle = 0) noexcept;  // until idle <= keep_idle
   void recover_from_oom() noexcept;
   thread_cache* local_cache() noexcept;
   thread_cache* adopt_cache() noexcept;
@@ -91,7 +92,7 @@ class device_pool final : private thread_cache_owner {
   void request_flushes() noexcept;
   void retire_cache(thread_cache* tc) noexcept override;
   segment_info* make_segment_info(bool large) noexcept;
-  void add_in_use(std::int64_t delta) noexcept;
+  bool over_idle_limit_locked() const noexcept;
 
   segment_resource& source_;
   fence& fence_;

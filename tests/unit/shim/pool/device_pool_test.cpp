@@ -306,6 +306,20 @@ TEST(DevicePool, ReleaseIdleReturnsFreeSegmentsAndKeepsUsedOnes) {
   EXPECT_EQ(f.pool.stats().bytes_reserved, 0u);
 }
 
+TEST(DevicePool, FreesBeyondTheIdleLimitReturnSegmentsToTheSource) {
+  fake_segment_resource resource;
+  always_ready_fence ready;
+  device_pool pool(resource, ready, {.thread_cache_bytes = 0, .idle_limit = 20 * kMiB});
+  std::vector<std::uintptr_t> v;
+  for (int i = 0; i < 4; ++i) v.push_back(must_allocate(pool, 8 * kMiB));
+  for (int i = 0; i < 8; ++i) v.push_back(must_allocate(pool, kMiB));  // four small segments
+  for (std::uintptr_t a : v) ASSERT_EQ(pool.deallocate(a), status::ok);
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  EXPECT_LE(pool.stats().bytes_reserved, 20 * kMiB) << "idle bytes above the limit went back";
+  EXPECT_GE(pool.stats().bytes_reserved, 20 * kMiB - 8 * kMiB) << "only down to the limit";
+  EXPECT_EQ(pool.stats().bytes_reserved, resource.bytes_in_use());
+}
+
 TEST(DevicePool, OutOfMemoryPathReleasesIdleSegmentsAndRetries) {
   fixture f({}, 8 * kMiB);
   const std::uintptr_t a = must_allocate(f.pool, 6 * kMiB);
