@@ -69,6 +69,7 @@ pool::device_pool* create_pool(const real_driver& d, CUcontext ctx) noexcept {
   pool::device_pool_options opt;
   opt.small_limit = cfg.small_limit;
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
+  opt.idle_limit = cfg.device_cache_limit;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
   auto* p = source ? new (std::nothrow) pool::device_pool(*source, ready_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
