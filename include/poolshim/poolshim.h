@@ -21,7 +21,7 @@ extern "C" {
  * Reach it without linking the shim: dlsym(RTLD_DEFAULT, "poolshim_get_counters") (null when the
  * shim is not loaded). All figures are since process start (a fork child starts from zero); in
  * POOLSHIM_MODE=off nothing is tracked and every figure stays zero. */
-#define POOLSHIM_COUNTERS_VERSION 2
+#define POOLSHIM_COUNTERS_VERSION 3
 #define POOLSHIM_MAX_HOOKS 64
 
 struct poolshim_counters {
@@ -65,6 +65,14 @@ struct poolshim_counters {
   uint64_t pool_peak_in_use;
   uint64_t pool_peak_reserved;
   uint64_t pool_segments;
+  /* Version 3: the pinned host pools (POOLSHIM_MODE=pool), summed over contexts. */
+  uint64_t host_pool_requests;       /* cuMemAllocHost_v2 / cuMemHostAlloc that reached a pool */
+  uint64_t host_pool_hits;           /* ... served from a slab the pool already held */
+  uint64_t host_pool_bytes_in_use;   /* bytes of live pooled pinned blocks (after rounding) */
+  uint64_t host_pool_bytes_reserved; /* bytes of pinned slabs held */
+  uint64_t host_pool_peak_in_use;
+  uint64_t host_pool_peak_reserved;
+  uint64_t host_pool_slabs;
 };
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and

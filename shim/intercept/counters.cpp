@@ -1,6 +1,7 @@
 // The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
 #include "intercept/counters.h"
 #include "route/device_router.h"
+#include "route/host_router.h"
 
 #include <cstring>
 #include <type_traits>
@@ -31,6 +32,14 @@ void snapshot_counters(poolshim_counters* out) noexcept {
   out->pool_peak_in_use = pools.peak_in_use;
   out->pool_peak_reserved = pools.peak_reserved;
   out->pool_segments = pools.segments;
+  const host_router::totals host = host_router::sum_of_pools();
+  out->host_pool_requests = host.requests;
+  out->host_pool_hits = host.pool_hits;
+  out->host_pool_bytes_in_use = host.bytes_in_use;
+  out->host_pool_bytes_reserved = host.bytes_reserved;
+  out->host_pool_peak_in_use = host.peak_in_use;
+  out->host_pool_peak_reserved = host.peak_reserved;
+  out->host_pool_slabs = host.slabs;
 }
 
 void reset_counters() noexcept {
@@ -106,6 +115,9 @@ std::size_t format_summary(char* buf, std::size_t cap) noexcept {
   w.field("pool_peak_reserved", c.pool_peak_reserved);
   w.field("lookups_wrapped", c.lookups_wrapped);
   w.field("lookups_unknown", c.lookups_unknown);
+  w.field("host_pool_hits", c.host_pool_hits);
+  w.field("host_pool_peak_in_use", c.host_pool_peak_in_use);
+  w.field("host_pool_peak_reserved", c.host_pool_peak_reserved);
   w.put("\n");
   if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
   buf[w.len] = '\0';

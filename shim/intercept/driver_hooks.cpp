@@ -10,6 +10,7 @@
 #include "intercept/process.h"
 #include "intercept/real_driver.h"
 #include "route/device_router.h"
+#include "route/host_router.h"
 #include "log.h"
 
 namespace poolshim::driver_hooks {
@@ -58,7 +59,8 @@ CUresult mem_alloc_host(void** pp, std::size_t bytes) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemAllocHost_v2(pp, bytes);
   count_call(hook_id::mem_alloc_host);
-  CUresult r = d.cuMemAllocHost_v2(pp, bytes);
+  CUresult r = CUDA_SUCCESS;
+  if (!host_router::try_alloc(pp, bytes, 0, &r)) r = d.cuMemAllocHost_v2(pp, bytes);
   if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
   return r;
 }
@@ -67,7 +69,8 @@ CUresult mem_host_alloc(void** pp, std::size_t bytes, unsigned flags) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemHostAlloc(pp, bytes, flags);
   count_call(hook_id::mem_host_alloc);
-  CUresult r = d.cuMemHostAlloc(pp, bytes, flags);
+  CUresult r = CUDA_SUCCESS;
+  if (!host_router::try_alloc(pp, bytes, flags, &r)) r = d.cuMemHostAlloc(pp, bytes, flags);
   if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
   return r;
 }
@@ -76,20 +79,27 @@ CUresult mem_free_host(void* p) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemFreeHost(p);
   count_call(hook_id::mem_free_host);
-  CUresult r = d.cuMemFreeHost(p);
+  CUresult r = CUDA_SUCCESS;
+  if (!host_router::try_free(p, &r)) r = d.cuMemFreeHost(p);
   if (ok(r)) bump(g_counters.host_frees);
   return r;
 }
 
 CUresult mem_host_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags) noexcept {
   const real_driver& d = real();
-  if (tracking()) count_call(hook_id::mem_host_get_device_pointer);
+  if (!tracking()) return d.cuMemHostGetDevicePointer_v2(dptr, p, flags);
+  count_call(hook_id::mem_host_get_device_pointer);
+  CUresult r = CUDA_SUCCESS;
+  if (host_router::try_get_device_pointer(dptr, p, flags, &r)) return r;
   return d.cuMemHostGetDevicePointer_v2(dptr, p, flags);
 }
 
 CUresult mem_host_get_flags(unsigned* flags, void* p) noexcept {
   const real_driver& d = real();
-  if (tracking()) count_call(hook_id::mem_host_get_flags);
+  if (!tracking()) return d.cuMemHostGetFlags(flags, p);
+  count_call(hook_id::mem_host_get_flags);
+  CUresult r = CUDA_SUCCESS;
+  if (host_router::try_get_flags(flags, p, &r)) return r;
   return d.cuMemHostGetFlags(flags, p);
 }
 

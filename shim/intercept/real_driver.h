@@ -66,7 +66,9 @@ namespace poolshim {
   X(cuMemHostRegister_v2, "cuMemHostRegister_v2", PFN_cuMemHostRegister_v6050)                          \
   X(cuMemHostUnregister, "cuMemHostUnregister", PFN_cuMemHostUnregister_v4000)                          \
   X(cuDeviceGetUuid_v2, "cuDeviceGetUuid_v2", PFN_cuDeviceGetUuid_v11040)                               \
-  X(cuPointerGetAttribute, "cuPointerGetAttribute", PFN_cuPointerGetAttribute_v4000)
+  X(cuPointerGetAttribute, "cuPointerGetAttribute", PFN_cuPointerGetAttribute_v4000)                       \
+  X(cuDeviceGetCount, "cuDeviceGetCount", PFN_cuDeviceGetCount_v2000)                                    \
+  X(cuDeviceGet, "cuDeviceGet", PFN_cuDeviceGet_v2000)
 
 struct real_driver {
 #define POOLSHIM_REAL_DRIVER_MEMBER(member, name, pfn) pfn member;

@@ -1,0 +1,104 @@
+// The pinned host pool: blocks carved from slabs of a segment source (local memfd slabs registered
+// with the driver, or the daemon's later). Requests up to 1 MiB round up to a power of two (at least
+// 4 KiB), larger ones to 4 KiB; every size is a page multiple, so every block is page-aligned as
+// cudaHostAlloc memory is. Best fit with split and coalescing (best_fit_allocator); a block never
+// spans two slabs. One short lock: pinned allocation is not a hot path (no thread caches).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+#include "pool/best_fit_allocator.h"
+#include "pool/block.h"
+#include "pool/segment_resource.h"
+
+namespace poolshim::pool {
+
+struct host_pool_options {
+  std::size_t slab_size = std::size_t{64} << 20;  // rounded up to 2 MiB; larger requests get larger slabs
+  std::size_t bucket_limit = std::size_t{1} << 20;  // power-of-two classes up to here
+};
+
+#define POOLSHIM_HOST_POOL_STATS(X)                                            \
+  X(requests)       /* allocate calls with a valid size */                     \
+  X(pool_hits)      /* served from a slab the pool already held */             \
+  X(bytes_in_use)   /* bytes of live blocks (after rounding) */                \
+  X(bytes_reserved) /* bytes of slabs held from the source */                  \
+  X(peak_in_use)                                                               \
+  X(peak_reserved)                                                             \
+  X(slabs)
+
+struct host_pool_stats {
+#define POOLSHIM_HOST_POOL_STATS_FIELD(name) std::uint64_t name = 0;
+  POOLSHIM_HOST_POOL_STATS(POOLSHIM_HOST_POOL_STATS_FIELD)
+#undef POOLSHIM_HOST_POOL_STATS_FIELD
+};
+
+// What the pool knows about a live block, for the driver queries answered on its behalf.
+struct host_block_info {
+  std::uintptr_t base = 0;
+  std::size_t size = 0;   // after rounding
+  unsigned flags = 0;     // the flags the caller asked for at allocation
+};
+
+class host_pool {
+ public:
+  static constexpr std::size_t kPage = 4096;
+  static constexpr std::size_t kSlabGranule = std::size_t{2} << 20;
+
+  // `source` must outlive the pool.
+  explicit host_pool(segment_resource& source, host_pool_options options = {}) noexcept;
+  host_pool(const host_pool&) = delete;
+  host_pool& operator=(const host_pool&) = delete;
+  ~host_pool();  // returns every slab to the source, live blocks included
+
+  // The block size a request of `bytes` gets (0 for 0).
+  std::size_t rounded_size(std::size_t bytes) const noexcept;
+
+  // *out = the block's address. invalid_argument for 0 bytes; the source's status when it cannot
+  // give a new slab (nothing is retried: the caller falls back to the driver).
+  status allocate(std::size_t bytes, unsigned flags, std::uintptr_t* out) noexcept;
+  // ok; unknown_pointer if p is in no slab of this pool; invalid_pointer for an interior pointer
+  // or a block that is not live (double free).
+  status deallocate(std::uintptr_t p) noexcept;
+  // The live block containing p (interior pointers included): ok; invalid_pointer when p lies in a
+  // slab but in no live block; unknown_pointer when in no slab.
+  status find(std::uintptr_t p, host_block_info* out) const noexcept;
+  bool owns(std::uintptr_t p) const noexcept;
+
+  // Returns idle slabs (every byte free) to the source; returns the bytes released.
+  std::size_t release_idle() noexcept;
+  host_pool_stats stats() const noexcept;
+  const host_pool_options& options() const noexcept { return options_; }
+
+ private:
+  struct live_block {
+    block* blk;
+    unsigned flags;
+  };
+  status new_slab(std::size_t bytes, segment_info** out) noexcept;
+  segment_info* slab_of_locked(std::uintptr_t p) const noexcept;
+  void hand_out_locked(block* b, bool hit, std::uintptr_t* out) noexcept;
+
+  segment_resource& source_;
+  const host_pool_options options_;
+
+  mutable std::mutex mutex_;  // everything below except the statistics
+  block_arena arena_;
+  best_fit_allocator fit_;
+  std::map<std::uintptr_t, segment_info*> slabs_;  // by base
+  std::map<std::uintptr_t, live_block> live_;      // by block start
+
+  std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> hits_{0};
+  std::atomic<std::uint64_t> in_use_{0};
+  std::atomic<std::uint64_t> reserved_{0};
+  std::atomic<std::uint64_t> peak_in_use_{0};
+  std::atomic<std::uint64_t> peak_reserved_{0};
+  std::atomic<std::uint64_t> slab_count_{0};
+};
+
+}  // namespace poolshim::pool

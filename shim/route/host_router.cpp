@@ -1,0 +1,245 @@
+// The host router (host_router.h): one pinned host pool per context, found by a lock-free scan of
+// a small table, created under a mutex on first use, never destroyed (leaky, like the device
+// router's). A pooled block reports the context current at its allocation, as pinned memory does
+// (cudaPointerGetAttributes' device), because its slab was registered in that context.
+//
+// Free synchronisation (POOLSHIM_FREE_SYNC=device and, until the fence tracker covers host memory,
+// fence): pinned memory may be in flight on any context's copy engines, so cuMemFreeHost of a pooled
+// block synchronises the current context, every active primary context (what cudart uses; asking
+// creates none) and the contexts of the host pools, then returns the block. Contexts created with
+// cuCtxCreate that are not current and own no host pool are not covered: the documented gap.
+#include "route/host_router.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <mutex>
+#include <new>
+
+#include "intercept/process.h"
+#include "intercept/real_driver.h"
+#include "log.h"
+#include "pool/host_pool.h"
+#include "route/host_slab_resource.h"
+
+namespace poolshim::host_router {
+namespace {
+
+constexpr int k_max_pools = 64;
+constexpr unsigned k_known_flags = CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED;
+
+struct entry {
+  std::atomic<CUcontext> ctx{nullptr};  // null: free slot, or forgotten in a fork child
+  host_slab_resource* source = nullptr;
+  pool::host_pool* pool = nullptr;
+};
+
+entry g_entries[k_max_pools];
+std::atomic<int> g_used{0};
+std::mutex g_create_mutex;
+
+bool pooling() noexcept { return intercept::mode() == run_mode::pool; }
+
+pool::host_pool* find_pool(CUcontext ctx) noexcept {
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx) return g_entries[i].pool;
+  return nullptr;
+}
+
+// A fork child has none of the slabs (MADV_DONTFORK): its pools are forgotten and it starts afresh.
+void forget_all_in_child() noexcept {
+  const int n = g_used.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) g_entries[i].ctx.store(nullptr, std::memory_order_relaxed);
+  g_used.store(0, std::memory_order_relaxed);
+  g_create_mutex.unlock();
+}
+
+void register_fork_handler() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork([] { g_create_mutex.lock(); }, [] { g_create_mutex.unlock(); }, forget_all_in_child);
+  });
+}
+
+pool::host_pool* create_pool(CUcontext ctx) noexcept {
+  register_fork_handler();
+  std::lock_guard<std::mutex> lk(g_create_mutex);
+  if (pool::host_pool* p = find_pool(ctx)) return p;
+  const int n = g_used.load(std::memory_order_relaxed);
+  if (n == k_max_pools) return nullptr;  // further contexts' pinned memory comes from the driver
+  auto* source = new (std::nothrow) host_slab_resource(ctx);
+  auto* p = source != nullptr ? new (std::nothrow) pool::host_pool(*source) : nullptr;
+  if (p == nullptr) return nullptr;
+  entry& e = g_entries[n];
+  e.source = source;
+  e.pool = p;
+  e.ctx.store(ctx, std::memory_order_release);
+  g_used.store(n + 1, std::memory_order_release);
+  return p;
+}
+
+entry* owner_of(const void* p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) != nullptr && e.pool->owns(a)) return &e;
+  }
+  return nullptr;
+}
+
+// A context that is gone (destroyed, or torn down at exit before a static destructor frees its
+// pinned memory) has nothing in flight: that is not an error of the free, which needs no context.
+CUresult unless_gone(CUresult r) noexcept {
+  return r == CUDA_ERROR_CONTEXT_IS_DESTROYED || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_DEINITIALIZED
+             ? CUDA_SUCCESS
+             : r;
+}
+
+CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
+  CUcontext cur = nullptr;
+  if (d.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return unless_gone(d.cuCtxSynchronize());
+  if (CUresult r = d.cuCtxPushCurrent_v2(ctx); r != CUDA_SUCCESS) return unless_gone(r);
+  const CUresult r = d.cuCtxSynchronize();
+  CUcontext popped = nullptr;
+  (void)d.cuCtxPopCurrent_v2(&popped);
+  return unless_gone(r);
+}
+
+// The synchronisation described at the top of this file. Each context once; the first error wins
+// (a capture in progress, or an earlier asynchronous error, as the real cuMemFreeHost reports).
+CUresult synchronize_users(const real_driver& d) noexcept {
+  CUcontext done[k_max_pools + 16];
+  int count = 0;
+  auto sync_once = [&](CUcontext c) -> CUresult {
+    if (c == nullptr) return CUDA_SUCCESS;
+    for (int i = 0; i < count; ++i)
+      if (done[i] == c) return CUDA_SUCCESS;
+    if (count < static_cast<int>(sizeof done / sizeof done[0])) done[count++] = c;
+    return synchronize(d, c);
+  };
+  CUcontext cur = nullptr;
+  if (d.cuCtxGetCurrent(&cur) == CUDA_SUCCESS)
+    if (CUresult r = sync_once(cur); r != CUDA_SUCCESS) return r;
+  int devices = 0;
+  if (d.cuDeviceGetCount(&devices) != CUDA_SUCCESS) devices = 0;
+  for (int i = 0; i < devices && i < 16; ++i) {
+    CUdevice dev = 0;
+    unsigned flags = 0;
+    int active = 0;
+    if (d.cuDeviceGet(&dev, i) != CUDA_SUCCESS || d.cuDevicePrimaryCtxGetState(dev, &flags, &active) != CUDA_SUCCESS ||
+        !active)
+      continue;
+    CUcontext primary = nullptr;
+    if (d.cuDevicePrimaryCtxRetain(&primary, dev) != CUDA_SUCCESS) continue;
+    const CUresult r = sync_once(primary);
+    (void)d.cuDevicePrimaryCtxRelease_v2(dev);
+    if (r != CUDA_SUCCESS) return r;
+  }
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (CUresult r = sync_once(g_entries[i].ctx.load(std::memory_order_acquire)); r != CUDA_SUCCESS) return r;
+  return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) noexcept {
+  // Bad arguments and write-combined memory (not what a slab is) are the driver's.
+  if (!pooling() || pp == nullptr || bytes == 0 || (flags & ~k_known_flags) != 0 ||
+      (flags & CU_MEMHOSTALLOC_WRITECOMBINED) != 0)
+    return false;
+  const real_driver& d = real_driver::get();
+  CUcontext ctx = nullptr;
+  if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;  // the driver answers
+  pool::host_pool* p = find_pool(ctx);
+  if (p == nullptr && (p = create_pool(ctx)) == nullptr) return false;
+  std::uintptr_t addr = 0;
+  if (p->allocate(bytes, flags, &addr) != pool::status::ok) {
+    // No slab (host memory, registration refused): the driver answers, as without the pool.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true, std::memory_order_relaxed))
+      POOLSHIM_LOG_WARN("pinned host pool could not get a slab for {} bytes; passing to the driver", bytes);
+    return false;
+  }
+  *pp = reinterpret_cast<void*>(addr);
+  *result = CUDA_SUCCESS;
+  return true;
+}
+
+bool try_free(void* p, CUresult* result) noexcept {
+  if (!pooling() || p == nullptr) return false;
+  entry* e = owner_of(p);
+  if (e == nullptr) return false;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  pool::host_block_info info;
+  if (e->pool->find(a, &info) != pool::status::ok || info.base != a) {  // interior pointer, double free
+    *result = CUDA_ERROR_INVALID_VALUE;
+    return true;
+  }
+  const real_driver& d = real_driver::get();
+  if (intercept::current_config().free_sync != free_sync_mode::unsafe) {
+    if (CUresult r = synchronize_users(d); r != CUDA_SUCCESS) {  // the block stays allocated
+      *result = r;
+      return true;
+    }
+  }
+  *result = e->pool->deallocate(a) == pool::status::ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  return true;
+}
+
+bool try_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags, CUresult* result) noexcept {
+  if (!pooling() || dptr == nullptr || p == nullptr) return false;
+  entry* e = owner_of(p);
+  if (e == nullptr) return false;
+  // The driver answers for the registered slab (flags, context and unified-addressing rules
+  // included); the pool only refuses memory that is not a live block, as for freed memory.
+  CUdeviceptr got = 0;
+  const CUresult r = real_driver::get().cuMemHostGetDevicePointer_v2(&got, p, flags);
+  if (r != CUDA_SUCCESS) {
+    *result = r;
+    return true;
+  }
+  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), nullptr) != pool::status::ok) {
+    *result = CUDA_ERROR_INVALID_VALUE;
+    return true;
+  }
+  *dptr = got;
+  *result = CUDA_SUCCESS;
+  return true;
+}
+
+bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept {
+  if (!pooling() || flags == nullptr || p == nullptr) return false;
+  entry* e = owner_of(p);
+  if (e == nullptr) return false;
+  pool::host_block_info info;
+  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), &info) != pool::status::ok) {
+    *result = CUDA_ERROR_INVALID_VALUE;
+    return true;
+  }
+  // What the driver reports for its own pinned allocations: the flags asked for, plus DEVICEMAP
+  // (every pinned allocation is mapped under unified addressing).
+  *flags = info.flags | CU_MEMHOSTALLOC_DEVICEMAP;
+  *result = CUDA_SUCCESS;
+  return true;
+}
+
+totals sum_of_pools() noexcept {
+  totals t{};
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    const pool::host_pool_stats s = g_entries[i].pool->stats();
+    t.requests += s.requests;
+    t.pool_hits += s.pool_hits;
+    t.bytes_in_use += s.bytes_in_use;
+    t.bytes_reserved += s.bytes_reserved;
+    t.peak_in_use += s.peak_in_use;
+    t.peak_reserved += s.peak_reserved;
+    t.slabs += s.slabs;
+  }
+  return t;
+}
+
+}  // namespace poolshim::host_router

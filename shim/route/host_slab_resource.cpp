@@ -1,0 +1,135 @@
+// memfd slabs pinned with cuMemHostRegister_v2 (see host_slab_resource.h). The cookie of a
+// segment is its memfd; deallocate unregisters, unmaps and closes it.
+#include "route/host_slab_resource.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <thread>
+#include <vector>
+
+#include "intercept/real_driver.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace poolshim {
+namespace {
+
+constexpr std::size_t kAlign = std::size_t{2} << 20;
+constexpr std::size_t kPage = 4096;
+
+// Makes `ctx` current for the scope when it is not already, and restores the caller's stack.
+class scoped_context {
+ public:
+  scoped_context(const real_driver& d, CUcontext ctx) noexcept : d_(d) {
+    CUcontext cur = nullptr;
+    if (d_.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return;
+    pushed_ = d_.cuCtxPushCurrent_v2(ctx) == CUDA_SUCCESS;
+  }
+  ~scoped_context() {
+    if (!pushed_) return;
+    CUcontext popped = nullptr;
+    (void)d_.cuCtxPopCurrent_v2(&popped);
+  }
+  scoped_context(const scoped_context&) = delete;
+  scoped_context& operator=(const scoped_context&) = delete;
+
+ private:
+  const real_driver& d_;
+  bool pushed_ = false;
+};
+
+void touch_range(char* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return;
+  // One call faults the whole range in (Linux 5.14+); else one write per page.
+  if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
+  for (std::size_t off = 0; off < bytes; off += kPage) static_cast<volatile char*>(p)[off] = 0;
+}
+
+// A 2 MiB-aligned MAP_SHARED mapping of fd's first `bytes`, or nullptr.
+void* map_aligned(int fd, std::size_t bytes) noexcept {
+  void* area = mmap(nullptr, bytes + kAlign, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (area == MAP_FAILED) return nullptr;
+  const auto raw = reinterpret_cast<std::uintptr_t>(area);
+  const std::uintptr_t base = (raw + kAlign - 1) & ~(kAlign - 1);
+  void* p = mmap(reinterpret_cast<void*>(base), bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED) {
+    munmap(area, bytes + kAlign);
+    return nullptr;
+  }
+  if (base > raw) munmap(area, base - raw);
+  const std::uintptr_t end = base + bytes;
+  if (raw + bytes + kAlign > end) munmap(reinterpret_cast<void*>(end), raw + bytes + kAlign - end);
+  return p;
+}
+
+}  // namespace
+
+void pretouch_parallel(void* p, std::size_t bytes, unsigned threads) noexcept {
+  auto* base = static_cast<char*>(p);
+  // Each thread takes a page-aligned share; small slabs are not worth a thread.
+  const std::size_t per = std::max<std::size_t>((bytes / std::max(threads, 1u) + kPage - 1) & ~(kPage - 1),
+                                                std::size_t{32} << 20);
+  std::vector<std::thread> workers;
+  std::size_t off = per;
+  try {
+    for (; off < bytes; off += per)
+      workers.emplace_back(touch_range, base + off, std::min(per, bytes - off));
+  } catch (...) {  // no thread: touch what is left here
+    touch_range(base + off, bytes - off);
+  }
+  touch_range(base, std::min(per, bytes));
+  for (auto& w : workers) w.join();
+}
+
+pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
+  const real_driver& d = real_driver::get();
+  const std::size_t size = (bytes + kAlign - 1) & ~(kAlign - 1);
+  const int fd = memfd_create("poolshim-pinned", MFD_CLOEXEC);
+  if (fd < 0) return pool::status::out_of_memory;
+  // fallocate puts the pages in the memfd in one call (and fails cleanly where memory is short,
+  // instead of a SIGBUS at first touch); the threads then only map them.
+  void* p = ftruncate(fd, static_cast<off_t>(size)) == 0 && fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0
+                ? map_aligned(fd, size)
+                : nullptr;
+  if (p == nullptr) {
+    close(fd);
+    return pool::status::out_of_memory;
+  }
+  (void)madvise(p, size, MADV_DONTFORK);
+  unsigned threads = touch_threads_;
+  if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  pretouch_parallel(p, size, threads);
+  CUresult r;
+  {
+    scoped_context in(d, ctx_);
+    r = d.cuMemHostRegister_v2(p, size, CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP);
+  }
+  if (r != CUDA_SUCCESS) {
+    last_error_ = r;
+    munmap(p, size);
+    close(fd);
+    return r == CUDA_ERROR_OUT_OF_MEMORY ? pool::status::out_of_memory : pool::status::source_error;
+  }
+  out->base = reinterpret_cast<std::uintptr_t>(p);
+  out->size = size;
+  out->cookie = static_cast<std::uint64_t>(fd);
+  return pool::status::ok;
+}
+
+void host_slab_resource::do_deallocate(const pool::segment& s) noexcept {
+  const real_driver& d = real_driver::get();
+  {
+    scoped_context in(d, ctx_);
+    (void)d.cuMemHostUnregister(reinterpret_cast<void*>(s.base));
+  }
+  munmap(reinterpret_cast<void*>(s.base), s.size);
+  close(static_cast<int>(s.cookie));
+}
+
+}  // namespace poolshim

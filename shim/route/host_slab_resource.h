@@ -1,0 +1,39 @@
+// Local slabs for the pinned host pool: each slab is a memfd (MFD_CLOEXEC) mapped MAP_SHARED at a
+// 2 MiB-aligned address, pre-touched by a few threads in parallel (the driver holds a global lock
+// while it pins, so the pages are faulted in first), then pinned with ONE cuMemHostRegister_v2
+// (PORTABLE | DEVICEMAP) in the context the resource was made for. The mapping is MADV_DONTFORK, as
+// the driver's own pinned memory is: a fork child does not share it.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstddef>
+
+#include "pool/segment_resource.h"
+
+namespace poolshim {
+
+class host_slab_resource final : public pool::segment_resource {
+ public:
+  // touch_threads: threads that pre-touch a slab (0: as many as the machine has cores, at most 4).
+  explicit host_slab_resource(CUcontext ctx, unsigned touch_threads = 0) noexcept
+      : ctx_(ctx), touch_threads_(touch_threads) {}
+  CUcontext context() const noexcept { return ctx_; }
+  // The driver's last failure (registration), CUDA_SUCCESS when the failure was the host's.
+  CUresult last_error() const noexcept { return last_error_; }
+
+ private:
+  pool::status do_allocate(std::size_t bytes, pool::segment* out) noexcept override;
+  void do_deallocate(const pool::segment& s) noexcept override;
+  const char* do_name() const noexcept override { return "memfd+cuMemHostRegister_v2"; }
+
+  CUcontext ctx_;
+  unsigned touch_threads_;
+  CUresult last_error_ = CUDA_SUCCESS;
+};
+
+// Faults in every page of [p, p + bytes) with `threads` threads (each its share); exposed for the
+// benchmark and tests. Falls back to this thread alone when threads cannot be started.
+void pretouch_parallel(void* p, std::size_t bytes, unsigned threads) noexcept;
+
+}  // namespace poolshim
