@@ -34,10 +34,10 @@ host_pool::host_pool(segment_resource& source, host_pool_options options) noexce
     : source_(source), options_(normalise(options)), fit_(arena_) {}
 
 host_pool::~host_pool() {
-  for (auto& [base, s] : slabs_) {
-    source_.deallocate(s->seg);
-    delete[] s->owned_table;
-    delete s;
+  for (auto& [base, sl] : slabs_) {
+    source_.deallocate(sl.info->seg);
+    delete[] sl.info->owned_table;
+    delete sl.info;
   }
 }
 
@@ -62,7 +62,7 @@ status host_pool::allocate(std::size_t bytes, unsigned flags, std::uintptr_t* ou
   for (int attempt = 0; attempt < 3; ++attempt) {
     segment_info* fresh = nullptr;
     if (attempt != 0) {
-      const status st = new_slab(std::max(options_.slab_size, round_up(size, kSlabGranule)), &fresh);
+      const status st = new_slab(std::max(options_.slab_size, round_up(size + kPage, kSlabGranule)), &fresh);
       if (st != status::ok) return st;
     }
     std::lock_guard lock(mutex_);
@@ -93,13 +93,19 @@ status host_pool::new_slab(std::size_t bytes, segment_info** out) noexcept {
     s->table_len = len;
     std::lock_guard lock(mutex_);
     bool ok = fit_.add_segment(s);
-    if (ok) {
+    block* guard = ok ? fit_.allocate_from(s, kPage) : nullptr;  // the slab's first page
+    if (guard != nullptr) {
+      guard->state.store(block_state::small_allocated, std::memory_order_relaxed);
       try {
-        slabs_.emplace(seg.base, s);
+        slabs_.emplace(seg.base, slab{s, guard});
       } catch (...) {
-        fit_.remove_segment(s);
-        ok = false;
+        fit_.deallocate(guard);
+        guard = nullptr;
       }
+    }
+    if (ok && guard == nullptr) {
+      fit_.remove_segment(s);
+      ok = false;
     }
     if (ok) {
       locked_add(reserved_, seg.size);
@@ -119,7 +125,7 @@ segment_info* host_pool::slab_of_locked(std::uintptr_t p) const noexcept {
   auto it = slabs_.upper_bound(p);
   if (it == slabs_.begin()) return nullptr;
   --it;
-  return p - it->first < it->second->seg.size ? it->second : nullptr;
+  return p - it->first < it->second.info->seg.size ? it->second.info : nullptr;
 }
 
 status host_pool::deallocate(std::uintptr_t p) noexcept {
@@ -158,12 +164,13 @@ std::size_t host_pool::release_idle() noexcept {
     std::lock_guard lock(mutex_);
     try {
       for (auto it = slabs_.begin(); it != slabs_.end();) {
-        segment_info* s = it->second;
-        if (!best_fit_allocator::idle(s)) {
+        segment_info* s = it->second.info;
+        if (s->used != kPage) {  // more than the guard in use
           ++it;
           continue;
         }
         doomed.push_back(s);  // may throw: then this slab stays
+        fit_.deallocate(it->second.guard);  // coalesces into one free block covering the slab
         fit_.remove_segment(s);
         it = slabs_.erase(it);
         locked_add(reserved_, 0 - std::uint64_t{s->seg.size});

@@ -3,6 +3,9 @@
 // 4 KiB), larger ones to 4 KiB; every size is a page multiple, so every block is page-aligned as
 // cudaHostAlloc memory is. Best fit with split and coalescing (best_fit_allocator); a block never
 // spans two slabs. One short lock: pinned allocation is not a hot path (no thread caches).
+// The first page of every slab is a guard that is never handed out: no pooled pointer is a slab's
+// base, so a cuMemHostUnregister of a pooled pointer gets the driver's "not registered" error, as
+// for cudaHostAlloc memory, instead of unpinning a whole slab.
 #pragma once
 
 #include <atomic>
@@ -79,6 +82,10 @@ class host_pool {
     block* blk;
     unsigned flags;
   };
+  struct slab {
+    segment_info* info;
+    block* guard;  // the first page, held for the slab's life
+  };
   status new_slab(std::size_t bytes, segment_info** out) noexcept;
   segment_info* slab_of_locked(std::uintptr_t p) const noexcept;
   void hand_out_locked(block* b, bool hit, std::uintptr_t* out) noexcept;
@@ -89,7 +96,7 @@ class host_pool {
   mutable std::mutex mutex_;  // everything below except the statistics
   block_arena arena_;
   best_fit_allocator fit_;
-  std::map<std::uintptr_t, segment_info*> slabs_;  // by base
+  std::map<std::uintptr_t, slab> slabs_;       // by base
   std::map<std::uintptr_t, live_block> live_;      // by block start
 
   std::atomic<std::uint64_t> requests_{0};

@@ -61,7 +61,10 @@ void exercise(unsigned flags, bool malloc_host, std::size_t n, void* dev, cudaSt
               a.devicePointer == h ? 1 : 0, static_cast<int>(epi), static_cast<int>(ai.type),
               ai.hostPointer == b + n - 1 ? 1 : 0);
 
-  // Misuse: an interior pointer, then the real free, a double free and the queries of freed memory.
+  // Misuse: unregistering pinned memory (never a slab's base under the shim), an interior pointer,
+  // then the real free, a double free and the queries of freed memory.
+  std::printf(" unregister=%d", static_cast<int>(cudaHostUnregister(h)));
+  std::printf(" last=%d", static_cast<int>(cudaGetLastError()));
   if (n >= 8192) {
     std::printf(" interior_free=%d", static_cast<int>(cudaFreeHost(b + 4096)));
     std::printf(" last=%d", static_cast<int>(cudaGetLastError()));

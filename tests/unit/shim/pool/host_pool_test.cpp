@@ -1,7 +1,8 @@
-// host_pool over fake_segment_resource: power-of-two buckets up to 1 MiB, page alignment, split and
-// coalescing inside slabs, big requests in their own slab, frees (double, interior, foreign),
-// lookups of interior pointers, release of idle slabs, statistics, and a random multi-thread
-// stress against a shadow model (no two live blocks overlap, contents survive).
+// host_pool over fake_segment_resource: power-of-two buckets up to 1 MiB, page alignment, the
+// guard page at each slab's base, split and coalescing inside slabs, big requests in their own
+// slab, frees (double, interior, foreign), lookups of interior pointers, release of idle slabs,
+// statistics, and a random multi-thread stress against a shadow model (no two live blocks
+// overlap, contents survive).
 #include "pool/host_pool.h"
 
 #include <gtest/gtest.h>
@@ -62,6 +63,16 @@ TEST(HostPool, EveryBlockIsPageAligned) {
   }
 }
 
+TEST(HostPool, NoBlockStartsAtASlabBase) {
+  fixture f;
+  std::vector<std::uintptr_t> v;
+  for (int i = 0; i < 40; ++i) v.push_back(f.must_allocate(i % 2 ? 3 * kMiB : 4 * kKiB));
+  v.push_back(f.must_allocate(8 * kMiB));  // a slab of its own
+  for (std::uintptr_t a : v) EXPECT_NE(a % (2 * kMiB), 0u) << "a block at a slab's base";
+  host_block_info info;
+  EXPECT_EQ(f.pool.find(v.back() - host_pool::kPage, &info), status::invalid_pointer);
+}
+
 TEST(HostPool, ZeroBytesIsAnInvalidArgument) {
   fixture f;
   std::uintptr_t a = 7;
@@ -84,16 +95,16 @@ TEST(HostPool, SecondAllocationOfASizeIsAHitFromTheSameSlab) {
 TEST(HostPool, SplitBlocksCoalesceBackIntoOneFreeSlab) {
   fixture f;
   std::vector<std::uintptr_t> v;
-  for (int i = 0; i < 8; ++i) v.push_back(f.must_allocate(kMiB));  // fills the 8 MiB slab
+  for (int i = 0; i < 7; ++i) v.push_back(f.must_allocate(kMiB));  // the 8 MiB slab less its guard page
   EXPECT_EQ(f.pool.stats().slabs, 1u);
   for (std::size_t i = 0; i < v.size(); i += 2) EXPECT_EQ(f.pool.deallocate(v[i]), status::ok);
-  // Four free 1 MiB holes, none adjacent: a 2 MiB request needs a new slab.
+  // Free holes of 1 MiB and (at the end) 2 MiB less a page: a 2 MiB request needs a new slab.
   const std::uintptr_t big = f.must_allocate(2 * kMiB);
   EXPECT_EQ(f.pool.stats().slabs, 2u);
   EXPECT_EQ(f.pool.deallocate(big), status::ok);
   for (std::size_t i = 1; i < v.size(); i += 2) EXPECT_EQ(f.pool.deallocate(v[i]), status::ok);
-  // Everything coalesced: an 8 MiB request fits a slab whole, no third slab.
-  const std::uintptr_t whole = f.must_allocate(8 * kMiB);
+  // Everything coalesced: a request of a whole slab less its guard fits, no third slab.
+  const std::uintptr_t whole = f.must_allocate(8 * kMiB - host_pool::kPage);
   EXPECT_EQ(f.pool.stats().slabs, 2u);
   EXPECT_EQ(f.pool.deallocate(whole), status::ok);
 }
@@ -102,7 +113,7 @@ TEST(HostPool, RequestsLargerThanASlabGetTheirOwnSlabRoundedTo2MiB) {
   fixture f;
   const std::uintptr_t a = f.must_allocate(9 * kMiB + 1);
   EXPECT_EQ(f.resource.bytes_in_use(), 10 * kMiB);
-  EXPECT_EQ(a % (2 * kMiB), 0u);
+  EXPECT_EQ(a % (2 * kMiB), host_pool::kPage);  // right after the slab's guard page
   EXPECT_EQ(f.pool.stats().bytes_reserved, 10 * kMiB);
 }
 
@@ -110,6 +121,7 @@ TEST(HostPool, DoubleInteriorAndForeignFreesAreRejected) {
   fixture f;
   const std::uintptr_t a = f.must_allocate(64 * kKiB);
   EXPECT_EQ(f.pool.deallocate(a + 4096), status::invalid_pointer);
+  EXPECT_EQ(f.pool.deallocate(a - host_pool::kPage), status::invalid_pointer);  // the slab's guard
   EXPECT_EQ(f.pool.deallocate(a), status::ok);
   EXPECT_EQ(f.pool.deallocate(a), status::invalid_pointer);
   int on_stack = 0;
@@ -138,7 +150,7 @@ TEST(HostPool, ReleaseIdleReturnsOnlyFullyFreeSlabs) {
   const std::uintptr_t b = f.must_allocate(20 * kMiB);
   EXPECT_EQ(f.pool.stats().slabs, 2u);
   EXPECT_EQ(f.pool.deallocate(b), status::ok);
-  EXPECT_EQ(f.pool.release_idle(), 20 * kMiB);
+  EXPECT_EQ(f.pool.release_idle(), 22 * kMiB);  // 20 MiB + the guard page, rounded to 2 MiB
   EXPECT_EQ(f.resource.live_segments(), 1u);
   EXPECT_EQ(f.pool.stats().slabs, 1u);
   EXPECT_EQ(f.pool.release_idle(), 0u);  // a's slab is in use
