@@ -1,7 +1,8 @@
 // The host router (host_router.h): one pinned host pool per context, found by a lock-free scan of
 // a small table, created under a mutex on first use, never destroyed (leaky, like the device
 // router's). A pooled block reports the context current at its allocation, as pinned memory does
-// (cudaPointerGetAttributes' device), because its slab was registered in that context.
+// (cudaPointerGetAttributes' device), because its slab was registered in that context. Idle
+// slabs stay pinned (a cache); they are returned only when a new slab cannot be had.
 //
 // Free synchronisation (POOLSHIM_FREE_SYNC=device and, until the fence tracker covers host memory,
 // fence): pinned memory may be in flight on any context's copy engines, so cuMemFreeHost of a pooled
@@ -156,7 +157,9 @@ bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) n
   pool::host_pool* p = find_pool(ctx);
   if (p == nullptr && (p = create_pool(ctx)) == nullptr) return false;
   std::uintptr_t addr = 0;
-  if (p->allocate(bytes, flags, &addr) != pool::status::ok) {
+  pool::status st = p->allocate(bytes, flags, &addr);
+  if (st == pool::status::out_of_memory && p->release_idle() != 0) st = p->allocate(bytes, flags, &addr);
+  if (st != pool::status::ok) {
     // No slab (host memory, registration refused): the driver answers, as without the pool.
     static std::atomic<bool> said{false};
     if (!said.exchange(true, std::memory_order_relaxed))
