@@ -169,7 +169,7 @@ std::size_t host_pool::release_idle() noexcept {
           ++it;
           continue;
         }
-        doomed.push_back(s);  // may throw: then this slab stays
+        doomed.push_back(s);                // may throw: then this slab stays
         fit_.deallocate(it->second.guard);  // coalesces into one free block covering the slab
         fit_.remove_segment(s);
         it = slabs_.erase(it);

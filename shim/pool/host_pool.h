@@ -21,17 +21,17 @@
 namespace poolshim::pool {
 
 struct host_pool_options {
-  std::size_t slab_size = std::size_t{64} << 20;  // rounded up to 2 MiB; larger requests get larger slabs
+  std::size_t slab_size = std::size_t{64} << 20;    // rounded up to 2 MiB; larger requests get larger slabs
   std::size_t bucket_limit = std::size_t{1} << 20;  // power-of-two classes up to here
 };
 
-#define POOLSHIM_HOST_POOL_STATS(X)                                            \
-  X(requests)       /* allocate calls with a valid size */                     \
-  X(pool_hits)      /* served from a slab the pool already held */             \
-  X(bytes_in_use)   /* bytes of live blocks (after rounding) */                \
-  X(bytes_reserved) /* bytes of slabs held from the source */                  \
-  X(peak_in_use)                                                               \
-  X(peak_reserved)                                                             \
+#define POOLSHIM_HOST_POOL_STATS(X)                                \
+  X(requests)       /* allocate calls with a valid size */         \
+  X(pool_hits)      /* served from a slab the pool already held */ \
+  X(bytes_in_use)   /* bytes of live blocks (after rounding) */    \
+  X(bytes_reserved) /* bytes of slabs held from the source */      \
+  X(peak_in_use)                                                   \
+  X(peak_reserved)                                                 \
   X(slabs)
 
 struct host_pool_stats {
@@ -43,8 +43,8 @@ struct host_pool_stats {
 // What the pool knows about a live block, for the driver queries answered on its behalf.
 struct host_block_info {
   std::uintptr_t base = 0;
-  std::size_t size = 0;   // after rounding
-  unsigned flags = 0;     // the flags the caller asked for at allocation
+  std::size_t size = 0;  // after rounding
+  unsigned flags = 0;    // the flags the caller asked for at allocation
 };
 
 class host_pool {
@@ -97,7 +97,7 @@ class host_pool {
   block_arena arena_;
   best_fit_allocator fit_;
   std::map<std::uintptr_t, slab> slabs_;       // by base
-  std::map<std::uintptr_t, live_block> live_;      // by block start
+  std::map<std::uintptr_t, live_block> live_;  // by block start
 
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> hits_{0};

@@ -73,13 +73,12 @@ void* map_aligned(int fd, std::size_t bytes) noexcept {
 void pretouch_parallel(void* p, std::size_t bytes, unsigned threads) noexcept {
   auto* base = static_cast<char*>(p);
   // Each thread takes a page-aligned share; small slabs are not worth a thread.
-  const std::size_t per = std::max<std::size_t>((bytes / std::max(threads, 1u) + kPage - 1) & ~(kPage - 1),
-                                                std::size_t{32} << 20);
+  const std::size_t per =
+      std::max<std::size_t>((bytes / std::max(threads, 1u) + kPage - 1) & ~(kPage - 1), std::size_t{32} << 20);
   std::vector<std::thread> workers;
   std::size_t off = per;
   try {
-    for (; off < bytes; off += per)
-      workers.emplace_back(touch_range, base + off, std::min(per, bytes - off));
+    for (; off < bytes; off += per) workers.emplace_back(touch_range, base + off, std::min(per, bytes - off));
   } catch (...) {  // no thread: touch what is left here
     touch_range(base + off, bytes - off);
   }

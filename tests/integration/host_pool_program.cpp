@@ -154,10 +154,10 @@ int main() {
   if (pool_mode) {
     shim_probe::check(after.version >= 3, "counters version", after.version, 3);
     // Every allocation but the write-combined ones (3 flag sets x 3 sizes) reached a pool.
-    shim_probe::check(after.host_pool_requests - before.host_pool_requests ==
-                          static_cast<unsigned long long>(g_host_allocs - 9),
-                      "host_pool_requests", static_cast<long long>(after.host_pool_requests - before.host_pool_requests),
-                      g_host_allocs - 9);
+    shim_probe::check(
+        after.host_pool_requests - before.host_pool_requests == static_cast<unsigned long long>(g_host_allocs - 9),
+        "host_pool_requests", static_cast<long long>(after.host_pool_requests - before.host_pool_requests),
+        g_host_allocs - 9);
     shim_probe::check(two.host_pool_hits - one.host_pool_hits == 1, "second allocation is a pool hit",
                       static_cast<long long>(two.host_pool_hits - one.host_pool_hits), 1);
     shim_probe::check(two.host_pool_slabs == mid.host_pool_slabs, "no new slab for the second allocation",

@@ -171,7 +171,7 @@ TEST(HostPool, SourceFailureIsReturnedAndThePoolStaysUsable) {
 
 TEST(HostPool, StatisticsFollowAllocationsAndFrees) {
   fixture f;
-  const std::uintptr_t a = f.must_allocate(3 * kKiB);     // 4 KiB
+  const std::uintptr_t a = f.must_allocate(3 * kKiB);      // 4 KiB
   const std::uintptr_t b = f.must_allocate(2 * kMiB + 1);  // 2 MiB + 4 KiB
   host_pool_stats s = f.pool.stats();
   EXPECT_EQ(s.requests, 2u);
