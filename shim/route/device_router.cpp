@@ -108,7 +108,7 @@ CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
 
 bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept {
   // Bad arguments, capture and missing contexts are the real driver's to answer.
-  if (!pooling() || dptr == nullptr || bytes == 0 || g_captures.load(std::memory_order_relaxed) > 0) return false;
+  if (!pooling() || dptr == nullptr || bytes == 0 || capture_active()) return false;
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;
   if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;
@@ -191,6 +191,8 @@ void forget_context(CUcontext ctx) noexcept {
 }
 
 void note_capture(int delta) noexcept { g_captures.fetch_add(delta, std::memory_order_relaxed); }
+
+bool capture_active() noexcept { return g_captures.load(std::memory_order_relaxed) > 0; }
 
 totals sum_of_pools() noexcept {
   totals t{};

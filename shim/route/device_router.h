@@ -25,6 +25,8 @@ std::size_t idle_bytes_of_current_device() noexcept;
 void forget_context(CUcontext ctx) noexcept;
 // Stream capture began (+1) or ended (-1): allocations during a capture go to the real driver.
 void note_capture(int delta) noexcept;
+// A capture is in progress somewhere in the process (the host pool asks too).
+bool capture_active() noexcept;
 
 struct totals {
   unsigned long long requests, pool_hits, bytes_in_use, bytes_reserved, peak_in_use, peak_reserved, segments;

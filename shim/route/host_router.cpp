@@ -11,6 +11,8 @@
 // cuCtxCreate that are not current and own no host pool are not covered: the documented gap.
 #include "route/host_router.h"
 
+#include "route/device_router.h"
+
 #include <pthread.h>
 
 #include <atomic>
@@ -147,9 +149,10 @@ CUresult synchronize_users(const real_driver& d) noexcept {
 }  // namespace
 
 bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) noexcept {
-  // Bad arguments and write-combined memory (not what a slab is) are the driver's.
+  // Bad arguments, write-combined memory (not what a slab is) and allocations during a capture
+  // (which the driver refuses or allows by capture mode) are the driver's.
   if (!pooling() || pp == nullptr || bytes == 0 || (flags & ~k_known_flags) != 0 ||
-      (flags & CU_MEMHOSTALLOC_WRITECOMBINED) != 0)
+      (flags & CU_MEMHOSTALLOC_WRITECOMBINED) != 0 || device_router::capture_active())
     return false;
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;

@@ -153,6 +153,29 @@ TEST(Capture, MallocDuringAGlobalCaptureIsUnsupportedAndInvalidatesIt) {
   EXPECT_NE(nullptr, q.get());
 }
 
+// cudaMallocHost is as unsafe during a Global capture as cudaMalloc (a caching pool must not
+// answer it from its cache either: the call has to fail and end the capture as it would without).
+// The exact code is the documented one for unsafe calls; a GPU run verifies it (UNV).
+TEST(Capture, MallocHostDuringAGlobalCaptureIsUnsupportedAndInvalidatesIt) {
+  auto s = make_stream(cudaStreamNonBlocking);
+  auto d = device_alloc(n);
+  // Warm any cache first, so a pool would have a block to hand out.
+  void* warm = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaMallocHost(&warm, 4096));
+  ASSERT_EQ(cudaSuccess, cudaFreeHost(warm));
+  clear_last_error();
+  ASSERT_EQ(cudaSuccess, cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeGlobal));
+  ASSERT_EQ(cudaSuccess, cudaMemsetAsync(d.get(), 0x01, n, s.get()));
+  void* p = nullptr;
+  EXPECT_EQ(cudaErrorStreamCaptureUnsupported, cudaMallocHost(&p, 4096));
+  EXPECT_EQ(cudaStreamCaptureStatusInvalidated, capture_status(s.get()));
+  cudaGraph_t raw = nullptr;
+  EXPECT_EQ(cudaErrorStreamCaptureInvalidated, cudaStreamEndCapture(s.get(), &raw));
+  if (raw != nullptr) cudaGraphDestroy(raw);
+  if (p != nullptr) cudaFreeHost(p);
+  clear_last_error();
+}
+
 TEST(Capture, MallocIsAllowedWhenTheThreadIsRelaxed) {
   auto s = make_stream(cudaStreamNonBlocking);
   auto d = device_alloc(n);
