@@ -114,6 +114,15 @@ function(_bundle_copy src dir)
   file(REAL_PATH "${src}" real)
   file(MAKE_DIRECTORY "${dir}")
   file(COPY_FILE "${real}" "${dir}/${name}" ONLY_IF_DIFFERENT)
+  # ELF files travel without their debug sections: a RelWithDebInfo libpoolshim.so is 16 MB, most
+  # of it DWARF, and the bundle must fit the 64 MiB a GPU machine is sent. Dynamic symbols stay.
+  file(READ "${dir}/${name}" magic LIMIT 4 HEX)
+  if(magic STREQUAL "7f454c46")
+    execute_process(COMMAND objcopy --strip-debug "${dir}/${name}" RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      _bundle_die("objcopy --strip-debug failed on ${dir}/${name}")
+    endif()
+  endif()
 endfunction()
 
 # Quotes one word for a POSIX shell.
