@@ -2,32 +2,9 @@
 #include "route/cuda_segment_resource.h"
 
 #include "intercept/real_driver.h"
+#include "route/scoped_context.h"
 
 namespace poolshim {
-namespace {
-
-// Makes `ctx` current for the scope when it is not already, and restores the caller's stack.
-class scoped_context {
- public:
-  scoped_context(const real_driver& d, CUcontext ctx) noexcept : d_(d) {
-    CUcontext cur = nullptr;
-    if (d_.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return;
-    pushed_ = d_.cuCtxPushCurrent_v2(ctx) == CUDA_SUCCESS;
-  }
-  ~scoped_context() {
-    if (!pushed_) return;
-    CUcontext popped = nullptr;
-    (void)d_.cuCtxPopCurrent_v2(&popped);
-  }
-  scoped_context(const scoped_context&) = delete;
-  scoped_context& operator=(const scoped_context&) = delete;
-
- private:
-  const real_driver& d_;
-  bool pushed_ = false;
-};
-
-}  // namespace
 
 pool::status cuda_segment_resource::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
   const real_driver& d = real_driver::get();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "intercept/real_driver.h"
+#include "route/scoped_context.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -23,26 +24,6 @@ namespace {
 constexpr std::size_t kAlign = std::size_t{2} << 20;
 constexpr std::size_t kPage = 4096;
 
-// Makes `ctx` current for the scope when it is not already, and restores the caller's stack.
-class scoped_context {
- public:
-  scoped_context(const real_driver& d, CUcontext ctx) noexcept : d_(d) {
-    CUcontext cur = nullptr;
-    if (d_.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return;
-    pushed_ = d_.cuCtxPushCurrent_v2(ctx) == CUDA_SUCCESS;
-  }
-  ~scoped_context() {
-    if (!pushed_) return;
-    CUcontext popped = nullptr;
-    (void)d_.cuCtxPopCurrent_v2(&popped);
-  }
-  scoped_context(const scoped_context&) = delete;
-  scoped_context& operator=(const scoped_context&) = delete;
-
- private:
-  const real_driver& d_;
-  bool pushed_ = false;
-};
 
 void touch_range(char* p, std::size_t bytes) noexcept {
   if (bytes == 0) return;
