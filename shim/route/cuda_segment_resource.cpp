@@ -10,7 +10,7 @@ pool::status cuda_segment_resource::do_allocate(std::size_t bytes, pool::segment
   const real_driver& d = real_driver::get();
   scoped_context in(d, ctx_);
   CUdeviceptr p = 0;
-  CUresult r = d.cuMemAlloc_v2(&p, bytes);
+  CUresult r = in.status() == CUDA_SUCCESS ? d.cuMemAlloc_v2(&p, bytes) : in.status();
   if (r != CUDA_SUCCESS) {
     last_error_ = r;
     return r == CUDA_ERROR_OUT_OF_MEMORY ? pool::status::out_of_memory : pool::status::source_error;
@@ -24,8 +24,8 @@ pool::status cuda_segment_resource::do_allocate(std::size_t bytes, pool::segment
 void cuda_segment_resource::do_deallocate(const pool::segment& s) noexcept {
   const real_driver& d = real_driver::get();
   scoped_context in(d, ctx_);
-  // A failure here means the context is gone (reset or destroyed) and took the memory with it.
-  (void)d.cuMemFree_v2(static_cast<CUdeviceptr>(s.base));
+  // No context, or a failed free: the context is gone (reset or destroyed) and took the memory.
+  if (in.status() == CUDA_SUCCESS) (void)d.cuMemFree_v2(static_cast<CUdeviceptr>(s.base));
 }
 
 }  // namespace poolshim

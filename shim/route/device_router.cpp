@@ -13,6 +13,7 @@
 #include "pool/device_pool.h"
 #include "pool/fence.h"
 #include "route/cuda_segment_resource.h"
+#include "route/scoped_context.h"
 
 namespace poolshim::device_router {
 namespace {
@@ -47,16 +48,16 @@ void warn_once(std::atomic<bool>& said, const char* text) noexcept {
 std::atomic<bool> g_said_too_many{false};
 std::atomic<bool> g_said_no_fence{false};
 
-pool::device_pool* find_pool(CUcontext ctx) noexcept {
+entry* find_entry(CUcontext ctx) noexcept {
   int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i)
-    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx) return g_entries[i].pool;
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx) return &g_entries[i];
   return nullptr;
 }
 
-pool::device_pool* create_pool(const real_driver& d, CUcontext ctx) noexcept {
+entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   std::lock_guard<std::mutex> lk(g_create_mutex);
-  if (pool::device_pool* p = find_pool(ctx)) return p;
+  if (entry* e = find_entry(ctx)) return e;
   int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) {
     warn_once(g_said_too_many, "more than 64 CUDA contexts: allocations of further contexts bypass the pool");
@@ -79,7 +80,7 @@ pool::device_pool* create_pool(const real_driver& d, CUcontext ctx) noexcept {
   e.pool = p;
   e.ctx.store(ctx, std::memory_order_release);
   g_used.store(n + 1, std::memory_order_release);
-  return p;
+  return &e;
 }
 
 entry* owner_of(CUdeviceptr p) noexcept {
@@ -95,13 +96,8 @@ entry* owner_of(CUdeviceptr p) noexcept {
 // context that owns the memory. Errors of earlier asynchronous work come back from here, as they
 // would from the real cuMemFree.
 CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
-  CUcontext cur = nullptr;
-  if (d.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return d.cuCtxSynchronize();
-  if (CUresult r = d.cuCtxPushCurrent_v2(ctx); r != CUDA_SUCCESS) return r;
-  CUresult r = d.cuCtxSynchronize();
-  CUcontext popped = nullptr;
-  (void)d.cuCtxPopCurrent_v2(&popped);
-  return r;
+  scoped_context in(d, ctx);
+  return in.status() == CUDA_SUCCESS ? d.cuCtxSynchronize() : in.status();
 }
 
 }  // namespace
@@ -112,10 +108,10 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept 
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;
   if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;
-  pool::device_pool* p = find_pool(ctx);
-  if (p == nullptr && (p = create_pool(d, ctx)) == nullptr) return false;
+  entry* e = find_entry(ctx);
+  if (e == nullptr && (e = create_entry(d, ctx)) == nullptr) return false;
   std::uintptr_t addr = 0;
-  switch (p->allocate(bytes, &addr)) {
+  switch (e->pool->allocate(bytes, &addr)) {
     case pool::status::ok:
       *dptr = static_cast<CUdeviceptr>(addr);
       *result = CUDA_SUCCESS;
@@ -123,13 +119,9 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept 
     case pool::status::out_of_memory:
       *result = CUDA_ERROR_OUT_OF_MEMORY;
       return true;
-    case pool::status::source_error: {
-      const entry* e = nullptr;
-      for (int i = 0; i < g_used.load(std::memory_order_acquire); ++i)
-        if (g_entries[i].pool == p) e = &g_entries[i];
-      *result = e ? e->source->last_error() : CUDA_ERROR_UNKNOWN;
+    case pool::status::source_error:
+      *result = e->source->last_error();
       return true;
-    }
     default:
       return false;  // a size the pool cannot represent: let the driver answer
   }

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "pool/host_pool.h"
 #include "route/host_slab_resource.h"
+#include "route/scoped_context.h"
 
 namespace poolshim::host_router {
 namespace {
@@ -101,13 +102,8 @@ CUresult unless_gone(CUresult r) noexcept {
 }
 
 CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
-  CUcontext cur = nullptr;
-  if (d.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur == ctx) return unless_gone(d.cuCtxSynchronize());
-  if (CUresult r = d.cuCtxPushCurrent_v2(ctx); r != CUDA_SUCCESS) return unless_gone(r);
-  const CUresult r = d.cuCtxSynchronize();
-  CUcontext popped = nullptr;
-  (void)d.cuCtxPopCurrent_v2(&popped);
-  return unless_gone(r);
+  scoped_context in(d, ctx);
+  return unless_gone(in.status() == CUDA_SUCCESS ? d.cuCtxSynchronize() : in.status());
 }
 
 // The synchronisation described at the top of this file. Each context once; the first error wins

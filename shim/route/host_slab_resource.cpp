@@ -88,7 +88,9 @@ pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* o
   CUresult r;
   {
     scoped_context in(d, ctx_);
-    r = d.cuMemHostRegister_v2(p, size, CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP);
+    r = in.status() == CUDA_SUCCESS
+            ? d.cuMemHostRegister_v2(p, size, CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP)
+            : in.status();
   }
   if (r != CUDA_SUCCESS) {
     last_error_ = r;
