@@ -178,6 +178,12 @@ POOLSHIM_HOOK CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx) {
   return driver_hooks::ctx_destroy(ctx);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuDevicePrimaryCtxRetain(pctx, dev);
+  return driver_hooks::primary_ctx_retain(pctx, dev);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   reentry_guard guard;
   if (guard.nested()) return real().cuDevicePrimaryCtxRelease_v2(dev);

@@ -21,7 +21,7 @@ extern "C" {
  * Reach it without linking the shim: dlsym(RTLD_DEFAULT, "poolshim_get_counters") (null when the
  * shim is not loaded). All figures are since process start (a fork child starts from zero); in
  * POOLSHIM_MODE=off nothing is tracked and every figure stays zero. */
-#define POOLSHIM_COUNTERS_VERSION 3
+#define POOLSHIM_COUNTERS_VERSION 4
 #define POOLSHIM_MAX_HOOKS 64
 
 struct poolshim_counters {
@@ -73,6 +73,12 @@ struct poolshim_counters {
   uint64_t host_pool_peak_in_use;
   uint64_t host_pool_peak_reserved;
   uint64_t host_pool_slabs;
+  /* Version 4: the fence tracker (POOLSHIM_FREE_SYNC=fence; all zero in the other modes). */
+  uint64_t fences_issued;    /* fences recorded (one per batch of frees, or per time slice on a miss) */
+  uint64_t fences_completed; /* ... seen to have passed */
+  uint64_t fences_deferred;  /* fences that were due while a stream capture was active */
+  uint64_t fence_waits;      /* blocking waits for a fence (out-of-memory path) */
+  uint64_t streams_tracked;  /* live non-blocking streams a fence covers now */
 };
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and

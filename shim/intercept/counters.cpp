@@ -1,6 +1,7 @@
 // The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
 #include "intercept/counters.h"
 #include "route/device_router.h"
+#include "route/fence_tracker.h"
 #include "route/host_router.h"
 
 #include <cstring>
@@ -40,6 +41,14 @@ void snapshot_counters(poolshim_counters* out) noexcept {
   out->host_pool_peak_in_use = host.peak_in_use;
   out->host_pool_peak_reserved = host.peak_reserved;
   out->host_pool_slabs = host.slabs;
+  if (current_config().free_sync == free_sync_mode::fence) {
+    const fence_tracker::stats f = fence_tracker::get_stats();
+    out->fences_issued = f.fences_issued;
+    out->fences_completed = f.fences_completed;
+    out->fences_deferred = f.fences_deferred;
+    out->fence_waits = f.fence_waits;
+    out->streams_tracked = f.streams_tracked;
+  }
 }
 
 void reset_counters() noexcept {
@@ -118,6 +127,7 @@ std::size_t format_summary(char* buf, std::size_t cap) noexcept {
   w.field("host_pool_hits", c.host_pool_hits);
   w.field("host_pool_peak_in_use", c.host_pool_peak_in_use);
   w.field("host_pool_peak_reserved", c.host_pool_peak_reserved);
+  if (c.fences_issued != 0) w.field("fences", c.fences_issued);
   w.put("\n");
   if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
   buf[w.len] = '\0';

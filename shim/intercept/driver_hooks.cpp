@@ -10,6 +10,7 @@
 #include "intercept/process.h"
 #include "intercept/real_driver.h"
 #include "route/device_router.h"
+#include "route/fence_tracker.h"
 #include "route/host_router.h"
 #include "log.h"
 
@@ -143,7 +144,10 @@ CUresult mem_free_async(CUdeviceptr dptr, CUstream stream, default_stream s) noe
   auto fn = s == default_stream::per_thread ? d.cuMemFreeAsync_ptsz : d.cuMemFreeAsync;
   if (!tracking()) return fn(dptr, stream);
   count_call(s == default_stream::per_thread ? hook_id::mem_free_async_ptsz : hook_id::mem_free_async);
-  CUresult r = fn(dptr, stream);
+  // A pooled block freed stream-ordered goes back to its pool under the free semantics of
+  // POOLSHIM_FREE_SYNC (both at least as strong as the stream order); the driver never sees it.
+  CUresult r = CUDA_SUCCESS;
+  if (!device_router::try_free(dptr, &r)) r = fn(dptr, stream);
   if (ok(r)) bump(g_counters.async_frees);
   return r;
 }
@@ -208,7 +212,7 @@ CUresult stream_create(CUstream* stream, unsigned flags) noexcept {
   if (!tracking()) return d.cuStreamCreate(stream, flags);
   count_call(hook_id::stream_create);
   CUresult r = d.cuStreamCreate(stream, flags);
-  if (ok(r)) bump(g_counters.streams_created);
+  if (ok(r)) bump(g_counters.streams_created), fence_tracker::note_stream_created(*stream, flags);
   return r;
 }
 
@@ -217,7 +221,7 @@ CUresult stream_create_with_priority(CUstream* stream, unsigned flags, int prior
   if (!tracking()) return d.cuStreamCreateWithPriority(stream, flags, priority);
   count_call(hook_id::stream_create_with_priority);
   CUresult r = d.cuStreamCreateWithPriority(stream, flags, priority);
-  if (ok(r)) bump(g_counters.streams_created);
+  if (ok(r)) bump(g_counters.streams_created), fence_tracker::note_stream_created(*stream, flags);
   return r;
 }
 
@@ -225,6 +229,7 @@ CUresult stream_destroy(CUstream stream) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuStreamDestroy_v2(stream);
   count_call(hook_id::stream_destroy);
+  fence_tracker::note_stream_destroying(stream);  // its pending work stays covered
   CUresult r = d.cuStreamDestroy_v2(stream);
   if (ok(r)) bump(g_counters.streams_destroyed);
   return r;
@@ -235,7 +240,7 @@ CUresult ctx_create_v2(CUcontext* ctx, unsigned flags, CUdevice dev) noexcept {
   if (!tracking()) return d.cuCtxCreate_v2(ctx, flags, dev);
   count_call(hook_id::ctx_create_v2);
   CUresult r = d.cuCtxCreate_v2(ctx, flags, dev);
-  if (ok(r)) bump(g_counters.contexts_created);
+  if (ok(r)) bump(g_counters.contexts_created), fence_tracker::note_context(*ctx);
   return r;
 }
 
@@ -245,7 +250,7 @@ CUresult ctx_create_v3(CUcontext* ctx, CUexecAffinityParam* params, int num_para
   if (!tracking()) return d.cuCtxCreate_v3(ctx, params, num_params, flags, dev);
   count_call(hook_id::ctx_create_v3);
   CUresult r = d.cuCtxCreate_v3(ctx, params, num_params, flags, dev);
-  if (ok(r)) bump(g_counters.contexts_created);
+  if (ok(r)) bump(g_counters.contexts_created), fence_tracker::note_context(*ctx);
   return r;
 }
 
@@ -254,7 +259,7 @@ CUresult ctx_create_v4(CUcontext* ctx, CUctxCreateParams* params, unsigned flags
   if (!tracking()) return d.cuCtxCreate_v4(ctx, params, flags, dev);
   count_call(hook_id::ctx_create_v4);
   CUresult r = d.cuCtxCreate_v4(ctx, params, flags, dev);
-  if (ok(r)) bump(g_counters.contexts_created);
+  if (ok(r)) bump(g_counters.contexts_created), fence_tracker::note_context(*ctx);
   return r;
 }
 
@@ -263,7 +268,7 @@ CUresult ctx_destroy(CUcontext ctx) noexcept {
   if (!tracking()) return d.cuCtxDestroy_v2(ctx);
   count_call(hook_id::ctx_destroy);
   CUresult r = d.cuCtxDestroy_v2(ctx);
-  if (ok(r)) device_router::forget_context(ctx);  // its memory went with it
+  if (ok(r)) device_router::forget_context(ctx), fence_tracker::forget_context(ctx);  // its memory went with it
   if (ok(r)) bump(g_counters.contexts_destroyed);
   return r;
 }
@@ -288,7 +293,16 @@ CUresult primary_ctx_release(CUdevice dev) noexcept {
   unsigned flags = 0;
   int active = 1;
   if (ok(r) && ctx != nullptr && d.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
-    device_router::forget_context(ctx);
+    device_router::forget_context(ctx), fence_tracker::forget_context(ctx);
+  return r;
+}
+
+CUresult primary_ctx_retain(CUcontext* ctx, CUdevice dev) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuDevicePrimaryCtxRetain(ctx, dev);
+  count_call(hook_id::primary_ctx_retain);
+  CUresult r = d.cuDevicePrimaryCtxRetain(ctx, dev);
+  if (ok(r)) fence_tracker::note_context(*ctx);  // a context whose streams may read pooled memory
   return r;
 }
 
@@ -298,7 +312,7 @@ CUresult primary_ctx_reset(CUdevice dev) noexcept {
   count_call(hook_id::primary_ctx_reset);
   // cudaDeviceReset frees every allocation of the primary context, the pool's segments included,
   // so the pool is forgotten first (a block handed out later would be freed memory).
-  if (CUcontext ctx = primary_of(d, dev)) device_router::forget_context(ctx);
+  if (CUcontext ctx = primary_of(d, dev)) device_router::forget_context(ctx), fence_tracker::forget_context(ctx);
   return d.cuDevicePrimaryCtxReset_v2(dev);
 }
 
@@ -307,6 +321,7 @@ CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode,
   auto fn = s == default_stream::per_thread ? d.cuStreamBeginCapture_v2_ptsz : d.cuStreamBeginCapture_v2;
   if (!tracking()) return fn(stream, capture_mode);
   count_call(s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture);
+  fence_tracker::capture_gate gate;  // no capture starts between a fence's records
   CUresult r = fn(stream, capture_mode);
   if (ok(r)) bump(g_counters.captures_begun), device_router::note_capture(+1);
   return r;

@@ -40,6 +40,7 @@ CUresult ctx_create_v3(CUcontext* ctx, CUexecAffinityParam* params, int num_para
                        CUdevice dev) noexcept;
 CUresult ctx_create_v4(CUcontext* ctx, CUctxCreateParams* params, unsigned flags, CUdevice dev) noexcept;
 CUresult ctx_destroy(CUcontext ctx) noexcept;
+CUresult primary_ctx_retain(CUcontext* ctx, CUdevice dev) noexcept;
 CUresult primary_ctx_release(CUdevice dev) noexcept;
 CUresult primary_ctx_reset(CUdevice dev) noexcept;
 CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept;

@@ -37,6 +37,7 @@
   X(ctx_create_v3, cuCtxCreate_v3, "cuCtxCreate", 11040, false)                                          \
   X(ctx_create_v4, cuCtxCreate_v4, "cuCtxCreate", 12050, false)                                          \
   X(ctx_destroy, cuCtxDestroy_v2, "cuCtxDestroy", 4000, false)                                           \
+  X(primary_ctx_retain, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 7000, false)               \
   X(primary_ctx_release, cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease", 11000, false)        \
   X(primary_ctx_reset, cuDevicePrimaryCtxReset_v2, "cuDevicePrimaryCtxReset", 11000, false)              \
   X(stream_begin_capture, cuStreamBeginCapture_v2, "cuStreamBeginCapture", 10010, false)                 \

@@ -214,6 +214,16 @@ segment_info* device_pool::make_segment_info(bool large) noexcept {
 
 status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexcept {
   if (bytes == 0 || out == nullptr) return status::invalid_argument;
+  if (const std::size_t bin = (bytes - 1) >> kSmallShift; bin < small_bins_) {
+    // This thread's cache holds a block of the size that waits for a fence: let the fence make
+    // progress, and take the block if it has passed (a fence per batch of frees, not per miss).
+    const tcache_bin& b = tl_thread_caches[cache_slot_]->bins[bin];
+    if (b.count != 0) {
+      const std::uint64_t epoch = b.slots[b.head].epoch;
+      fence_.poll(epoch);
+      if (epoch <= completed_->load(std::memory_order_acquire)) return allocate(bytes, out);
+    }
+  }
   slow_requests_.fetch_add(1, std::memory_order_relaxed);
   if (bytes <= options_.small_limit) return allocate_small(round_small(bytes), out);
   if (bytes > kMaxLargeRequest) return status::out_of_memory;
@@ -222,7 +232,9 @@ status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexce
 
 status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept {
   local_cache();  // installs this thread's cache and honours a flush request
+  bool polled = false;
   for (int attempt = 0;; ++attempt) {
+    std::uint64_t waiting_for = 0;  // the oldest epoch a pending block waits for, if any
     {
       std::lock_guard lock(mutex_);
       process_pending_locked();
@@ -231,6 +243,14 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
         *out = b->addr;
         return status::ok;
       }
+      for (const block* b = pending_; b != nullptr; b = b->link)
+        if (waiting_for == 0 || b->ready_epoch < waiting_for) waiting_for = b->ready_epoch;
+    }
+    if (waiting_for != 0 && !polled) {  // freed blocks wait for a fence: progress before growth
+      polled = true;
+      fence_.poll(waiting_for);
+      --attempt;
+      continue;
     }
     segment_info* s = nullptr;
     status st = new_segment(options_.segment_size, false, &s);
@@ -253,13 +273,18 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
 status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept {
   const std::size_t size = large_class_size(bytes);
   const unsigned cls = large_class_index(size);
+  bool polled = false;
   for (int attempt = 0;; ++attempt) {
+    std::uint64_t waiting_for = 0;
     {
       std::lock_guard lock(mutex_);
       const std::uint64_t done = completed_->load(std::memory_order_acquire);
       block* prev = nullptr;
       for (block* b = large_head_[cls]; b != nullptr; prev = b, b = b->link) {
-        if (b->ready_epoch > done) continue;
+        if (b->ready_epoch > done) {
+          if (waiting_for == 0 || b->ready_epoch < waiting_for) waiting_for = b->ready_epoch;
+          continue;
+        }
         (prev != nullptr ? prev->link : large_head_[cls]) = b->link;
         if (large_tail_[cls] == b) large_tail_[cls] = prev;
         b->link = nullptr;
@@ -267,6 +292,12 @@ status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexc
         *out = b->addr;
         return status::ok;
       }
+    }
+    if (waiting_for != 0 && !polled) {  // as for small blocks: a fence's progress before growth
+      polled = true;
+      fence_.poll(waiting_for);
+      --attempt;
+      continue;
     }
     segment_info* s = nullptr;
     status st = new_segment(size, true, &s);

@@ -26,6 +26,10 @@ class fence {
   const std::atomic<std::uint64_t>* current_epoch() const noexcept { return current_; }
   // Blocks until *completed_epoch() >= epoch or the tracker gives up (OOM path only).
   void wait_for(std::uint64_t epoch) noexcept { do_wait_for(epoch); }
+  // A pool's slow path found only blocks waiting for `epoch`: make progress without blocking
+  // (start the fence if it is due, take note of fences that have passed). Never called with a
+  // pool lock held.
+  void poll(std::uint64_t epoch) noexcept { do_poll(epoch); }
 
  protected:
   fence(const std::atomic<std::uint64_t>* completed, const std::atomic<std::uint64_t>* current) noexcept
@@ -33,6 +37,7 @@ class fence {
 
  private:
   virtual void do_wait_for(std::uint64_t epoch) noexcept = 0;
+  virtual void do_poll(std::uint64_t epoch) noexcept = 0;
 
   const std::atomic<std::uint64_t>* completed_;
   const std::atomic<std::uint64_t>* current_;
@@ -45,16 +50,18 @@ class always_ready_fence final : public fence {
 
  private:
   void do_wait_for(std::uint64_t) noexcept override {}
+  void do_poll(std::uint64_t) noexcept override {}
   std::atomic<std::uint64_t> zero_{0};
 };
 
 // Test fence: frees are stamped with the current epoch; advance() completes it and opens the next.
 // wait_for() counts calls and, if complete_on_wait is set, completes the awaited epoch (a tracker
-// that synchronises).
+// that synchronises); poll() counts calls and, if complete_on_poll is set, completes the polled
+// epoch (a tracker whose streams are idle).
 class manual_fence final : public fence {
  public:
-  explicit manual_fence(bool complete_on_wait = false) noexcept
-      : fence(&done_, &next_), complete_on_wait_(complete_on_wait) {}
+  explicit manual_fence(bool complete_on_wait = false, bool complete_on_poll = false) noexcept
+      : fence(&done_, &next_), complete_on_wait_(complete_on_wait), complete_on_poll_(complete_on_poll) {}
 
   void advance() noexcept {
     const std::uint64_t e = next_.fetch_add(1, std::memory_order_acq_rel);
@@ -68,11 +75,18 @@ class manual_fence final : public fence {
   std::uint64_t current() const noexcept { return next_.load(std::memory_order_acquire); }
   std::uint64_t completed() const noexcept { return done_.load(std::memory_order_acquire); }
   std::uint64_t waits() const noexcept { return waits_.load(std::memory_order_relaxed); }
+  std::uint64_t polls() const noexcept { return polls_.load(std::memory_order_relaxed); }
 
  private:
   void do_wait_for(std::uint64_t epoch) noexcept override {
     waits_.fetch_add(1, std::memory_order_relaxed);
-    if (!complete_on_wait_) return;
+    if (complete_on_wait_) complete(epoch);
+  }
+  void do_poll(std::uint64_t epoch) noexcept override {
+    polls_.fetch_add(1, std::memory_order_relaxed);
+    if (complete_on_poll_) complete(epoch);
+  }
+  void complete(std::uint64_t epoch) noexcept {
     epoch = std::min(epoch, next_.load(std::memory_order_acquire));
     while (done_.load(std::memory_order_acquire) < epoch) advance();
   }
@@ -80,7 +94,9 @@ class manual_fence final : public fence {
   std::atomic<std::uint64_t> done_{0};
   std::atomic<std::uint64_t> next_{1};
   std::atomic<std::uint64_t> waits_{0};
+  std::atomic<std::uint64_t> polls_{0};
   const bool complete_on_wait_;
+  const bool complete_on_poll_;
 };
 
 }  // namespace poolshim::pool

@@ -13,6 +13,7 @@
 #include "pool/device_pool.h"
 #include "pool/fence.h"
 #include "route/cuda_segment_resource.h"
+#include "route/fence_tracker.h"
 #include "route/scoped_context.h"
 
 namespace poolshim::device_router {
@@ -32,9 +33,10 @@ std::atomic<int> g_used{0};
 std::mutex g_create_mutex;
 std::atomic<int> g_captures{0};
 
-// POOLSHIM_FREE_SYNC=device (and, until the fence tracker lands, fence): every free synchronises
-// first, so every block is ready for reuse at once.
-pool::always_ready_fence& ready_fence() {
+// POOLSHIM_FREE_SYNC=device and unsafe: a free synchronises first (or, unsafe, not at all), so
+// every block is ready for reuse at once. fence: the tracker's epochs (fence_tracker.h).
+pool::fence& reuse_fence() {
+  if (intercept::current_config().free_sync == free_sync_mode::fence) return fence_tracker::fence();
   static auto* f = new pool::always_ready_fence();  // leaky: outlives every pool
   return *f;
 }
@@ -46,7 +48,6 @@ void warn_once(std::atomic<bool>& said, const char* text) noexcept {
   if (!said.exchange(true, std::memory_order_relaxed)) POOLSHIM_LOG_WARN("{}", text);
 }
 std::atomic<bool> g_said_too_many{false};
-std::atomic<bool> g_said_no_fence{false};
 
 entry* find_entry(CUcontext ctx) noexcept {
   int n = g_used.load(std::memory_order_acquire);
@@ -72,8 +73,9 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
   opt.idle_limit = cfg.device_cache_limit;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
-  auto* p = source ? new (std::nothrow) pool::device_pool(*source, ready_fence(), opt) : nullptr;
+  auto* p = source ? new (std::nothrow) pool::device_pool(*source, reuse_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
+  fence_tracker::note_context(ctx);
   entry& e = g_entries[n];
   e.device = dev;
   e.source = source;
@@ -131,18 +133,22 @@ bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
   if (!pooling() || dptr == 0) return false;
   entry* e = owner_of(dptr);
   if (e == nullptr) return false;
-  const real_driver& d = real_driver::get();
-  if (intercept::current_config().free_sync != free_sync_mode::unsafe) {
-    if (intercept::current_config().free_sync == free_sync_mode::fence)
-      warn_once(g_said_no_fence, "POOLSHIM_FREE_SYNC=fence is not implemented yet: frees synchronise (device mode)");
-    CUresult r = synchronize(d, e->ctx.load(std::memory_order_acquire));
+  const free_sync_mode sync = intercept::current_config().free_sync;
+  if (sync == free_sync_mode::device) {
+    CUresult r = synchronize(real_driver::get(), e->ctx.load(std::memory_order_acquire));
     if (r != CUDA_SUCCESS) {  // capture in progress or an earlier error: the block stays allocated
       *result = r;
       return true;
     }
   }
+  // fence: no synchronisation; the block is stamped with the current epoch and the tracker counts
+  // the batch (the size is read first: once returned, the block may be another thread's).
+  const std::size_t bytes = sync == free_sync_mode::fence ? e->pool->block_size(static_cast<std::uintptr_t>(dptr)) : 0;
   switch (e->pool->deallocate(static_cast<std::uintptr_t>(dptr))) {
-    case pool::status::ok: *result = CUDA_SUCCESS; return true;
+    case pool::status::ok:
+      if (sync == free_sync_mode::fence) fence_tracker::note_free(bytes);
+      *result = CUDA_SUCCESS;
+      return true;
     case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
     default: return false;
   }

@@ -4,25 +4,32 @@
 // (cudaPointerGetAttributes' device), because its slab was registered in that context. Idle
 // slabs stay pinned (a cache); they are returned only when a new slab cannot be had.
 //
-// Free synchronisation (POOLSHIM_FREE_SYNC=device and, until the fence tracker covers host memory,
-// fence): pinned memory may be in flight on any context's copy engines, so cuMemFreeHost of a pooled
-// block synchronises the current context, every active primary context (what cudart uses; asking
-// creates none) and the contexts of the host pools, then returns the block. Contexts created with
-// cuCtxCreate that are not current and own no host pool are not covered: the documented gap.
+// Free synchronisation, POOLSHIM_FREE_SYNC=device: pinned memory may be in flight on any context's
+// copy engines, so cuMemFreeHost of a pooled block synchronises the current context, every active
+// primary context (what cudart uses; asking creates none) and the contexts of the host pools, then
+// returns the block. Contexts created with cuCtxCreate that are not current and own no host pool
+// are not covered: the documented gap of this mode.
+// POOLSHIM_FREE_SYNC=fence: the free returns at once; the block waits in its pool's deferred list,
+// stamped with the fence tracker's epoch, and goes back to the pool once that fence has passed
+// (every context the tracker knows, fence_tracker.h). The list is drained by the next allocation
+// or free of that pool; the block stays "freed" for the queries meanwhile.
 #include "route/host_router.h"
 
 #include "route/device_router.h"
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <new>
+#include <vector>
 
 #include "intercept/process.h"
 #include "intercept/real_driver.h"
 #include "log.h"
 #include "pool/host_pool.h"
+#include "route/fence_tracker.h"
 #include "route/host_slab_resource.h"
 #include "route/scoped_context.h"
 
@@ -32,10 +39,24 @@ namespace {
 constexpr int k_max_pools = 64;
 constexpr unsigned k_known_flags = CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED;
 
+// Blocks freed in fence mode, waiting for their epoch (oldest first).
+struct deferred_frees {
+  struct item {
+    std::uintptr_t addr;
+    std::size_t size;
+    std::uint64_t epoch;
+  };
+  std::mutex mutex;
+  std::vector<item> items;
+  std::atomic<bool> any{false};           // lets the common case skip the lock
+  std::atomic<std::uint64_t> bytes{0};    // freed by the program, not yet back in the pool
+};
+
 struct entry {
   std::atomic<CUcontext> ctx{nullptr};  // null: free slot, or forgotten in a fork child
   host_slab_resource* source = nullptr;
   pool::host_pool* pool = nullptr;
+  deferred_frees* deferred = nullptr;
 };
 
 entry g_entries[k_max_pools];
@@ -74,13 +95,73 @@ pool::host_pool* create_pool(CUcontext ctx) noexcept {
   if (n == k_max_pools) return nullptr;  // further contexts' pinned memory comes from the driver
   auto* source = new (std::nothrow) host_slab_resource(ctx);
   auto* p = source != nullptr ? new (std::nothrow) pool::host_pool(*source) : nullptr;
-  if (p == nullptr) return nullptr;
+  auto* deferred = p != nullptr ? new (std::nothrow) deferred_frees() : nullptr;
+  if (deferred == nullptr) return nullptr;
+  fence_tracker::note_context(ctx);
   entry& e = g_entries[n];
   e.source = source;
   e.pool = p;
+  e.deferred = deferred;
   e.ctx.store(ctx, std::memory_order_release);
   g_used.store(n + 1, std::memory_order_release);
   return p;
+}
+
+entry* entry_of_pool(const pool::host_pool* p) noexcept {
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (g_entries[i].pool == p) return &g_entries[i];
+  return nullptr;
+}
+
+// Returns the deferred blocks whose fence has passed to the pool.
+void drain(entry& e) noexcept {
+  deferred_frees& q = *e.deferred;
+  if (!q.any.load(std::memory_order_acquire)) return;
+  const std::uint64_t done = fence_tracker::fence().completed_epoch()->load(std::memory_order_acquire);
+  std::lock_guard lock(q.mutex);
+  std::size_t ready = 0;
+  for (; ready < q.items.size() && q.items[ready].epoch <= done; ++ready) {
+    (void)e.pool->deallocate(q.items[ready].addr);
+    q.bytes.fetch_sub(q.items[ready].size, std::memory_order_relaxed);
+  }
+  q.items.erase(q.items.begin(), q.items.begin() + static_cast<std::ptrdiff_t>(ready));
+  q.any.store(!q.items.empty(), std::memory_order_release);
+}
+
+// Before a new slab is taken: let the fence progress and take back what has passed.
+void poll_and_drain(entry& e) noexcept {
+  deferred_frees& q = *e.deferred;
+  if (!q.any.load(std::memory_order_acquire)) return;
+  std::uint64_t oldest = 0;
+  {
+    std::lock_guard lock(q.mutex);
+    if (!q.items.empty()) oldest = q.items.front().epoch;
+  }
+  if (oldest != 0) fence_tracker::fence().poll(oldest);
+  drain(e);
+}
+
+bool is_deferred(entry& e, std::uintptr_t a) noexcept {
+  deferred_frees& q = *e.deferred;
+  if (!q.any.load(std::memory_order_acquire)) return false;
+  std::lock_guard lock(q.mutex);
+  return std::any_of(q.items.begin(), q.items.end(), [a](const deferred_frees::item& i) { return i.addr == a; });
+}
+
+// Fence mode's free: queue the block with the current epoch. False when the queue cannot grow
+// (host OOM): the caller then synchronises instead.
+bool defer(entry& e, std::uintptr_t a, std::size_t size) noexcept {
+  deferred_frees& q = *e.deferred;
+  std::lock_guard lock(q.mutex);
+  try {
+    q.items.push_back({a, size, fence_tracker::fence().epoch_for_free()});
+  } catch (...) {
+    return false;
+  }
+  q.bytes.fetch_add(size, std::memory_order_relaxed);
+  q.any.store(true, std::memory_order_release);
+  return true;
 }
 
 entry* owner_of(const void* p) noexcept {
@@ -155,6 +236,7 @@ bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) n
   if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;  // the driver answers
   pool::host_pool* p = find_pool(ctx);
   if (p == nullptr && (p = create_pool(ctx)) == nullptr) return false;
+  if (entry* e = entry_of_pool(p)) poll_and_drain(*e);
   std::uintptr_t addr = 0;
   pool::status st = p->allocate(bytes, flags, &addr);
   if (st == pool::status::out_of_memory && p->release_idle() != 0) st = p->allocate(bytes, flags, &addr);
@@ -176,13 +258,21 @@ bool try_free(void* p, CUresult* result) noexcept {
   if (e == nullptr) return false;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   pool::host_block_info info;
-  if (e->pool->find(a, &info) != pool::status::ok || info.base != a) {  // interior pointer, double free
-    *result = CUDA_ERROR_INVALID_VALUE;
+  if (e->pool->find(a, &info) != pool::status::ok || info.base != a || is_deferred(*e, a)) {
+    *result = CUDA_ERROR_INVALID_VALUE;  // interior pointer, double free
     return true;
   }
-  const real_driver& d = real_driver::get();
-  if (intercept::current_config().free_sync != free_sync_mode::unsafe) {
-    if (CUresult r = synchronize_users(d); r != CUDA_SUCCESS) {  // the block stays allocated
+  const free_sync_mode sync = intercept::current_config().free_sync;
+  if (sync == free_sync_mode::fence) {
+    drain(*e);
+    if (defer(*e, a, info.size)) {
+      fence_tracker::note_free(info.size);
+      *result = CUDA_SUCCESS;
+      return true;
+    }
+  }
+  if (sync != free_sync_mode::unsafe) {
+    if (CUresult r = synchronize_users(real_driver::get()); r != CUDA_SUCCESS) {  // the block stays allocated
       *result = r;
       return true;
     }
@@ -203,7 +293,8 @@ bool try_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags, CUresult
     *result = r;
     return true;
   }
-  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), nullptr) != pool::status::ok) {
+  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), nullptr) != pool::status::ok ||
+      is_deferred(*e, reinterpret_cast<std::uintptr_t>(p))) {
     *result = CUDA_ERROR_INVALID_VALUE;
     return true;
   }
@@ -217,7 +308,8 @@ bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept {
   entry* e = owner_of(p);
   if (e == nullptr) return false;
   pool::host_block_info info;
-  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), &info) != pool::status::ok) {
+  if (e->pool->find(reinterpret_cast<std::uintptr_t>(p), &info) != pool::status::ok ||
+      is_deferred(*e, reinterpret_cast<std::uintptr_t>(p))) {
     *result = CUDA_ERROR_INVALID_VALUE;
     return true;
   }
@@ -233,9 +325,10 @@ totals sum_of_pools() noexcept {
   const int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     const pool::host_pool_stats s = g_entries[i].pool->stats();
+    const std::uint64_t deferred = g_entries[i].deferred->bytes.load(std::memory_order_relaxed);
     t.requests += s.requests;
     t.pool_hits += s.pool_hits;
-    t.bytes_in_use += s.bytes_in_use;
+    t.bytes_in_use += s.bytes_in_use > deferred ? s.bytes_in_use - deferred : 0;  // deferred frees are free
     t.bytes_reserved += s.bytes_reserved;
     t.peak_in_use += s.peak_in_use;
     t.peak_reserved += s.peak_reserved;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a test program without the shim and under it in every mode, and fails unless each run exits
+# Runs a test program without the shim and under it in every mode (pool twice: the default free
+# synchronisation and POOLSHIM_FREE_SYNC=fence), and fails unless each run exits
 # 0 and prints the same stdout as the run without the shim. The program checks the shim's counters
 # itself (POOLSHIM_TEST_EXPECT tells it what was preloaded).
 # usage: run_compare.sh SHIM.so PROGRAM [ARGS...]
@@ -9,11 +10,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
 
-for spec in "bare none - -" "observe shim $shim observe" "pool shim $shim -" "off off $shim off"; do
-  read -r name expect preload mode <<<"$spec"
+for spec in "bare none - - -" "observe shim $shim observe -" "pool shim $shim - -" "pool-fence shim $shim - fence" \
+  "off off $shim off -"; do
+  read -r name expect preload mode sync <<<"$spec"
   [[ $preload == - ]] && preload=
   [[ $mode == - ]] && mode=
-  env -u LD_PRELOAD -u POOLSHIM_MODE ${preload:+LD_PRELOAD=$preload} ${mode:+POOLSHIM_MODE=$mode} \
+  [[ $sync == - ]] && sync=
+  env -u LD_PRELOAD -u POOLSHIM_MODE -u POOLSHIM_FREE_SYNC ${preload:+LD_PRELOAD=$preload} \
+    ${mode:+POOLSHIM_MODE=$mode} ${sync:+POOLSHIM_FREE_SYNC=$sync} \
     POOLSHIM_TEST_EXPECT=$expect "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
   rc=$?
   if [[ $rc -ne 0 ]]; then

@@ -265,6 +265,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "device_allocs=%llu pool_requests=%llu pool_hits=%llu streams_created=%llu\n",
                    static_cast<unsigned long long>(c.device_allocs), static_cast<unsigned long long>(c.pool_requests),
                    static_cast<unsigned long long>(c.pool_hits), static_cast<unsigned long long>(c.streams_created));
+      const char* sync = std::getenv("POOLSHIM_FREE_SYNC");
+      if (sync != nullptr && std::strcmp(sync, "fence") == 0) {
+        // The fence did the work: fences were recorded and passed, and blocks were reused after
+        // them. (Deferral during a capture is fence_capture_program's to show: here allocations
+        // made during the capture bypass the pool, so no pooled free falls due in it.)
+        std::fprintf(stderr, "fences issued=%llu completed=%llu deferred=%llu waits=%llu\n",
+                     static_cast<unsigned long long>(c.fences_issued),
+                     static_cast<unsigned long long>(c.fences_completed),
+                     static_cast<unsigned long long>(c.fences_deferred), static_cast<unsigned long long>(c.fence_waits));
+        shim_probe::check(c.fences_issued > 0, "fences_issued > 0", static_cast<long long>(c.fences_issued), 1);
+        shim_probe::check(c.fences_completed > 0, "fences_completed > 0", static_cast<long long>(c.fences_completed), 1);
+        shim_probe::check(c.pool_hits > 0, "pool_hits > 0", static_cast<long long>(c.pool_hits), 1);
+      }
     }
   }
   if (g_errors.load() != 0 || shim_probe::finish("stream_stress") != 0) return 2;

@@ -83,9 +83,28 @@ state& get() {
   return *s;
 }
 
+// Per-thread state on the heap, freed by a pthread key destructor when a thread ends. The main
+// thread's is never freed: static destructors run after its thread_local objects are destroyed,
+// and a program's static destructor that calls CUDA must still find its current context, as it
+// does with the real driver (a thread_local object here made those calls read a destroyed stack).
+namespace {
+thread_local thread_state* tl_state = nullptr;
+}  // namespace
+
 thread_state& this_thread() {
-  static thread_local thread_state t;
-  return t;
+  static pthread_key_t key = [] {
+    pthread_key_t k;
+    pthread_key_create(&k, [](void* p) {
+      delete static_cast<thread_state*>(p);
+      tl_state = nullptr;  // a later call on this exiting thread starts afresh
+    });
+    return k;
+  }();
+  if (tl_state == nullptr) {
+    tl_state = new thread_state();
+    pthread_setspecific(key, tl_state);
+  }
+  return *tl_state;
 }
 
 void trace(const char* fmt, ...) {

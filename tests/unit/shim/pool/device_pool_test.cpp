@@ -142,6 +142,7 @@ class broken_fence final : public fence {
  private:
   broken_fence(manual_fence&, const std::atomic<std::uint64_t>* current) : fence(&always_, current) {}
   void do_wait_for(std::uint64_t) noexcept override {}
+  void do_poll(std::uint64_t) noexcept override {}
   static inline std::atomic<std::uint64_t> always_{~std::uint64_t{0}};
 };
 
@@ -154,6 +155,39 @@ TEST(DevicePool, FreedBlockIsNotReusedBeforeItsFenceCompletes) {
     EXPECT_NE(a, b) << bytes << ": reused before its epoch completed";
     f.fence.advance();
     EXPECT_EQ(must_allocate(f.pool, bytes), a) << bytes << ": reused right after its epoch completed";
+  }
+}
+
+// A miss that finds only blocks waiting for a fence polls the fence before it grows the pool, on
+// every path: the thread cache, the shared pending list (caches off; two 1 MiB blocks fill a
+// segment, so the freed one is all there is) and the large class cache.
+TEST(DevicePool, MissPollsTheFenceBeforeGrowingAndReusesWhatThePollCompleted) {
+  struct path {
+    std::size_t cache, bytes;
+  };
+  for (path p : {path{4 * kMiB, 512}, path{4 * kMiB, 64 * kKiB}, path{0, kMiB}, path{0, 4 * kMiB}}) {
+    fake_segment_resource resource;
+    manual_fence fence(/*complete_on_wait=*/false, /*complete_on_poll=*/true);
+    device_pool_options o;
+    o.thread_cache_bytes = p.cache;
+    device_pool pool(resource, fence, o);
+    const std::uintptr_t a = must_allocate(pool, p.bytes);
+    if (p.bytes == kMiB) must_allocate(pool, p.bytes);  // the segment is full
+    const auto segments = pool.stats().segments;
+    ASSERT_EQ(pool.deallocate(a), status::ok);
+    EXPECT_EQ(must_allocate(pool, p.bytes), a) << p.bytes << " cache " << p.cache;
+    EXPECT_GE(fence.polls(), 1u) << p.bytes << " cache " << p.cache;
+    EXPECT_EQ(pool.stats().segments, segments) << p.bytes << " cache " << p.cache << ": grew instead of polling";
+  }
+}
+
+TEST(DevicePool, PollThatCompletesNothingLeavesTheBlockAlone) {
+  for (std::size_t bytes : {std::size_t{512}, 4 * kMiB}) {
+    fixture f;
+    const std::uintptr_t a = must_allocate(f.pool, bytes);
+    ASSERT_EQ(f.pool.deallocate(a), status::ok);
+    EXPECT_NE(must_allocate(f.pool, bytes), a) << bytes;
+    EXPECT_GE(f.fence.polls(), 1u) << bytes;
   }
 }
 
