@@ -9,6 +9,8 @@
 #include <new>
 
 namespace poolshim::pool {
+
+constexpr int kOomRetries = 3;
 namespace {
 
 device_pool_options normalise(device_pool_options o) noexcept {
@@ -168,6 +170,10 @@ void device_pool::return_small_locked(block* b, std::uint64_t epoch) noexcept {
 void device_pool::process_pending_locked() noexcept {
   if (pending_ == nullptr) return;
   const std::uint64_t done = completed_->load(std::memory_order_acquire);
+  // A block enters pending_ only while its epoch is not complete: if no fence completed since the
+  // last scan, none is ready, and the scan (linear in the pending blocks) is skipped.
+  if (done == pending_scanned_at_) return;
+  pending_scanned_at_ = done;
   for (block** pp = &pending_; *pp != nullptr;) {
     block* b = *pp;
     if (b->ready_epoch <= done) {
@@ -232,7 +238,7 @@ status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexce
 
 status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept {
   local_cache();  // installs this thread's cache and honours a flush request
-  bool polled = false;
+  bool polled = false, recovered = false;
   for (int attempt = 0;; ++attempt) {
     std::uint64_t waiting_for = 0;  // the oldest epoch a pending block waits for, if any
     {
@@ -248,7 +254,7 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
     }
     if (waiting_for != 0 && !polled) {  // freed blocks wait for a fence: progress before growth
       polled = true;
-      fence_.poll(waiting_for);
+      fence_.poll(waiting_for, /*urgent=*/true);  // the alternative is a new segment
       --attempt;
       continue;
     }
@@ -265,15 +271,16 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
       }
       continue;
     }
-    if (st != status::out_of_memory || attempt != 0) return st;
-    recover_from_oom();
+    // Another thread may take what a recovery freed: more rounds while they free something.
+    if (st != status::out_of_memory || attempt >= kOomRetries || (attempt > 0 && !recovered)) return st;
+    recovered = recover_from_oom();
   }
 }
 
 status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept {
   const std::size_t size = large_class_size(bytes);
   const unsigned cls = large_class_index(size);
-  bool polled = false;
+  bool polled = false, recovered = false;
   for (int attempt = 0;; ++attempt) {
     std::uint64_t waiting_for = 0;
     {
@@ -293,9 +300,9 @@ status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexc
         return status::ok;
       }
     }
-    if (waiting_for != 0 && !polled) {  // as for small blocks: a fence's progress before growth
+    if (waiting_for != 0 && !polled) {  // as for small blocks, and growth here is a whole segment
       polled = true;
-      fence_.poll(waiting_for);
+      fence_.poll(waiting_for, /*urgent=*/true);
       --attempt;
       continue;
     }
@@ -308,8 +315,9 @@ status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexc
       *out = b->addr;
       return status::ok;
     }
-    if (st != status::out_of_memory || attempt != 0) return st;
-    recover_from_oom();
+    // Another thread may take what a recovery freed: more rounds while they free something.
+    if (st != status::out_of_memory || attempt >= kOomRetries || (attempt > 0 && !recovered)) return st;
+    recovered = recover_from_oom();
   }
 }
 
@@ -361,12 +369,13 @@ status device_pool::new_segment(std::size_t bytes, bool large, segment_info** ou
 
 // ---- free ----
 
-status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
+status device_pool::deallocate_slow(std::uintptr_t p, std::size_t* freed_bytes) noexcept {
   block* b = map_.find_block(p);
   if (b == nullptr) return owns(p) ? status::invalid_pointer : status::unknown_pointer;
   const block_state state = b->state.load(std::memory_order_relaxed);
   if (state == block_state::small_allocated) {
     const std::size_t size = b->size;
+    if (freed_bytes != nullptr) *freed_bytes = size;
     thread_cache* tc = local_cache();
     const std::uint64_t epoch = fence_.epoch_for_free();
     if (tc != nullptr) {
@@ -398,6 +407,7 @@ status device_pool::deallocate_slow(std::uintptr_t p) noexcept {
     return status::ok;
   }
   if (state == block_state::large_allocated) {
+    if (freed_bytes != nullptr) *freed_bytes = b->size;
     const std::uint64_t epoch = fence_.epoch_for_free();
     bool trim = false;
     {
@@ -496,9 +506,9 @@ std::size_t device_pool::release_idle() noexcept {
   return release_segments();
 }
 
-void device_pool::recover_from_oom() noexcept {
+bool device_pool::recover_from_oom() noexcept {
   oom_recoveries_.fetch_add(1, std::memory_order_relaxed);
-  release_idle();
+  std::size_t released = release_idle();
   std::uint64_t needed = 0;
   {
     std::lock_guard lock(mutex_);
@@ -509,8 +519,9 @@ void device_pool::recover_from_oom() noexcept {
   }
   if (needed > completed_->load(std::memory_order_acquire)) {
     fence_.wait_for(needed);
-    release_segments();
+    released += release_segments();
   }
+  return released != 0;
 }
 
 // ---- queries ----

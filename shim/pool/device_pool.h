@@ -58,8 +58,9 @@ class device_pool final : private thread_cache_owner {
   // *out = the block's address. invalid_argument for 0 bytes; out_of_memory after the OOM path.
   status allocate(std::size_t bytes, std::uintptr_t* out) noexcept;
   // ok; unknown_pointer if p is not in this pool (pass it on); invalid_pointer for an interior
-  // pointer or a block that is not live (double free).
-  status deallocate(std::uintptr_t p) noexcept;
+  // pointer or a block that is not live (double free). On success, *freed_bytes (when given) is
+  // the block's size: read before the block can be another thread's.
+  status deallocate(std::uintptr_t p, std::size_t* freed_bytes = nullptr) noexcept;
 
   bool owns(std::uintptr_t p) const noexcept { return map_.find_segment(p) != nullptr; }
   // Size of the live block starting at p (after rounding), or 0.
@@ -75,7 +76,7 @@ class device_pool final : private thread_cache_owner {
 
  private:
   [[gnu::noinline]] status allocate_slow(std::size_t bytes, std::uintptr_t* out) noexcept;
-  [[gnu::noinline]] status deallocate_slow(std::uintptr_t p) noexcept;
+  [[gnu::noinline]] status deallocate_slow(std::uintptr_t p, std::size_t* freed_bytes) noexcept;
 
   status allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept;
   status allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept;
@@ -84,7 +85,7 @@ class device_pool final : private thread_cache_owner {
   void return_small_locked(block* b, std::uint64_t epoch) noexcept;
   void process_pending_locked() noexcept;
   std::size_t release_segments(std::size_t keep_idle = 0) noexcept;  // until idle <= keep_idle
-  void recover_from_oom() noexcept;
+  bool recover_from_oom() noexcept;  // true when it returned memory to the source
   thread_cache* local_cache() noexcept;
   thread_cache* adopt_cache() noexcept;
   bool make_bin(thread_cache* tc, tcache_bin& bin, std::size_t block_bytes) noexcept;
@@ -107,6 +108,7 @@ class device_pool final : private thread_cache_owner {
   block_arena arena_;
   best_fit_allocator small_;
   block* pending_ = nullptr;            // small blocks waiting for their epoch (via block::link)
+  std::uint64_t pending_scanned_at_ = 0;  // the completed epoch at the last scan of pending_
   block* large_head_[kLargeClasses]{};  // per-class FIFO of whole cached large blocks
   block* large_tail_[kLargeClasses]{};
   segment_info* segments_ = nullptr;
@@ -144,13 +146,14 @@ inline status device_pool::allocate(std::size_t bytes, std::uintptr_t* out) noex
   return status::ok;
 }
 
-inline status device_pool::deallocate(std::uintptr_t p) noexcept {
+inline status device_pool::deallocate(std::uintptr_t p, std::size_t* freed_bytes) noexcept {
   block* const blk = map_.find_block(p);
   thread_cache* const tc = tl_thread_caches[cache_slot_];
   if (blk == nullptr || blk->state.load(std::memory_order_relaxed) != block_state::small_allocated ||
       !tc->has_room(blk->size)) [[unlikely]] {
-    return deallocate_slow(p);
+    return deallocate_slow(p, freed_bytes);
   }
+  if (freed_bytes != nullptr) *freed_bytes = blk->size;
   tcache_bin* const b = &tc->bins[(blk->size >> kSmallShift) - 1];
   const std::uint64_t epoch = free_epoch_->load(std::memory_order_acquire);
   blk->state.store(block_state::cached, std::memory_order_relaxed);

@@ -26,10 +26,11 @@ class fence {
   const std::atomic<std::uint64_t>* current_epoch() const noexcept { return current_; }
   // Blocks until *completed_epoch() >= epoch or the tracker gives up (OOM path only).
   void wait_for(std::uint64_t epoch) noexcept { do_wait_for(epoch); }
-  // A pool's slow path found only blocks waiting for `epoch`: make progress without blocking
-  // (start the fence if it is due, take note of fences that have passed). Never called with a
-  // pool lock held.
-  void poll(std::uint64_t epoch) noexcept { do_poll(epoch); }
+  // A pool's slow path found only blocks waiting for `epoch`: make progress without waiting for
+  // the device (start the fence if it is due, take note of fences that have passed). `urgent`: the
+  // alternative is a new segment of at least 1 MiB, which costs more than a fence, so the fence is
+  // started now. Never called with a pool lock held.
+  void poll(std::uint64_t epoch, bool urgent = false) noexcept { do_poll(epoch, urgent); }
 
  protected:
   fence(const std::atomic<std::uint64_t>* completed, const std::atomic<std::uint64_t>* current) noexcept
@@ -37,7 +38,7 @@ class fence {
 
  private:
   virtual void do_wait_for(std::uint64_t epoch) noexcept = 0;
-  virtual void do_poll(std::uint64_t epoch) noexcept = 0;
+  virtual void do_poll(std::uint64_t epoch, bool urgent) noexcept = 0;
 
   const std::atomic<std::uint64_t>* completed_;
   const std::atomic<std::uint64_t>* current_;
@@ -50,7 +51,7 @@ class always_ready_fence final : public fence {
 
  private:
   void do_wait_for(std::uint64_t) noexcept override {}
-  void do_poll(std::uint64_t) noexcept override {}
+  void do_poll(std::uint64_t, bool) noexcept override {}
   std::atomic<std::uint64_t> zero_{0};
 };
 
@@ -82,7 +83,7 @@ class manual_fence final : public fence {
     waits_.fetch_add(1, std::memory_order_relaxed);
     if (complete_on_wait_) complete(epoch);
   }
-  void do_poll(std::uint64_t epoch) noexcept override {
+  void do_poll(std::uint64_t epoch, bool) noexcept override {
     polls_.fetch_add(1, std::memory_order_relaxed);
     if (complete_on_poll_) complete(epoch);
   }

@@ -131,9 +131,28 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept 
 
 bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
   if (!pooling() || dptr == 0) return false;
+  const free_sync_mode sync = intercept::current_config().free_sync;
+  if (sync == free_sync_mode::fence) {
+    // No synchronisation: the pool that owns the block takes it back, stamped with the current
+    // epoch (one pointer-map lookup per pool asked), and the tracker counts the batch.
+    const int n = g_used.load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i) {
+      entry& e = g_entries[i];
+      if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+      std::size_t bytes = 0;
+      switch (e.pool->deallocate(static_cast<std::uintptr_t>(dptr), &bytes)) {
+        case pool::status::ok:
+          fence_tracker::note_free(bytes);
+          *result = CUDA_SUCCESS;
+          return true;
+        case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
+        default: continue;
+      }
+    }
+    return false;
+  }
   entry* e = owner_of(dptr);
   if (e == nullptr) return false;
-  const free_sync_mode sync = intercept::current_config().free_sync;
   if (sync == free_sync_mode::device) {
     CUresult r = synchronize(real_driver::get(), e->ctx.load(std::memory_order_acquire));
     if (r != CUDA_SUCCESS) {  // capture in progress or an earlier error: the block stays allocated
@@ -141,14 +160,8 @@ bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
       return true;
     }
   }
-  // fence: no synchronisation; the block is stamped with the current epoch and the tracker counts
-  // the batch (the size is read first: once returned, the block may be another thread's).
-  const std::size_t bytes = sync == free_sync_mode::fence ? e->pool->block_size(static_cast<std::uintptr_t>(dptr)) : 0;
   switch (e->pool->deallocate(static_cast<std::uintptr_t>(dptr))) {
-    case pool::status::ok:
-      if (sync == free_sync_mode::fence) fence_tracker::note_free(bytes);
-      *result = CUDA_SUCCESS;
-      return true;
+    case pool::status::ok: *result = CUDA_SUCCESS; return true;
     case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
     default: return false;
   }

@@ -6,6 +6,7 @@
 #include "route/fence_tracker.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,9 +25,10 @@
 namespace poolshim::fence_tracker {
 namespace {
 
-constexpr std::uint64_t k_batch_frees = 64;
+constexpr std::uint64_t k_batch_frees = 32;  // half a thread-cache bin: one batch fills while the last one's fence runs
 constexpr std::size_t k_batch_bytes = std::size_t{64} << 20;
 constexpr std::chrono::nanoseconds k_time_slice = std::chrono::microseconds(200);
+constexpr std::chrono::nanoseconds k_urgent_spin = std::chrono::microseconds(50);
 
 struct stream_rec {
   CUstream handle;
@@ -189,10 +191,8 @@ class tracker final : public pool::fence {
     }
   }
 
-  bool due_locked(std::uint64_t epoch) const noexcept {
-    if (epoch < current_.load(std::memory_order_acquire)) return false;  // its fence is in flight
-    return std::chrono::steady_clock::now() - last_issue_ >= k_time_slice;
-  }
+  // A miss may start a fence for frees that have none yet once per time slice.
+  bool due_locked() const noexcept { return std::chrono::steady_clock::now() - last_issue_ >= k_time_slice; }
 
   void reset_in_child() noexcept {
     // The child has none of the parent's contexts, streams or events.
@@ -233,13 +233,30 @@ class tracker final : public pool::fence {
     wait_locked(real_driver::get(), epoch);
   }
 
-  void do_poll(std::uint64_t epoch) noexcept override {
+  void do_poll(std::uint64_t epoch, bool urgent) noexcept override {
     if (completed_.load(std::memory_order_acquire) >= epoch) return;
-    std::unique_lock lock(mutex, std::try_to_lock);
-    if (!lock.owns_lock()) return;  // another thread is recording or polling
+    std::unique_lock lock(mutex, std::defer_lock);
+    if (urgent) {
+      lock.lock();  // waiting for another thread's records costs less than a new segment
+    } else if (!lock.try_lock()) {
+      return;  // another thread is recording or polling
+    }
     const real_driver& d = real_driver::get();
-    if (due_locked(epoch)) (void)issue_locked(d);
     progress_locked(d);
+    if (completed_.load(std::memory_order_acquire) >= epoch) return;
+    if (epoch >= current_.load(std::memory_order_acquire) && (urgent || due_locked())) {
+      if (!issue_locked(d)) return;
+      progress_locked(d);
+    }
+    if (!urgent) return;
+    // A fence just recorded on idle streams passes within microseconds; a new segment costs a
+    // cuMemAlloc and memory that stays in the pool. Give the fence a short while before growing.
+    const auto until = std::chrono::steady_clock::now() + k_urgent_spin;
+    while (completed_.load(std::memory_order_acquire) < epoch && !inflight_.empty() &&
+           std::chrono::steady_clock::now() < until) {
+      sched_yield();
+      progress_locked(d);
+    }
   }
 
   CUevent take_event_locked(const real_driver& d, context_rec& c) noexcept {

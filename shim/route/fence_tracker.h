@@ -7,7 +7,7 @@
 //   - every live non-blocking stream created through the driver (the hooks see each one; kept by
 //     its cuStreamGetId, so a recycled handle is never mistaken for the old stream);
 //   - streams destroyed since the last fence: an event recorded just before the destroy.
-// Amortised: a fence is started once a thread has freed a batch (64 blocks or 64 MiB), or when a
+// Amortised: a fence is started once a thread has freed a batch (32 blocks or 64 MiB), or when a
 // pool misses only because freed blocks wait and the last fence is older than a time slice; the
 // pools poll on their slow paths (cuEventQuery, in order); the hit path only loads two counters.
 // Deferred while a stream capture is active anywhere in the process (a record could land in the

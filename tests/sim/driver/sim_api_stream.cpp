@@ -169,9 +169,16 @@ CUresult event_record(CUevent e, CUstream hs, unsigned flags, bool pt) {
       e->capture = s->capture;
       return CUDA_SUCCESS;
     }
-    if (CUresult r = enqueue(s, nullptr); r != CUDA_SUCCESS) return r;
     e->captured = false;
     e->capture = nullptr;
+    if (const uint64_t done = try_complete_empty_op(s); done != 0) {
+      e->stream = s;
+      e->seq = done;
+      e->when = std::chrono::steady_clock::now();
+      e->has_time = true;
+      return CUDA_SUCCESS;
+    }
+    if (CUresult r = enqueue(s, nullptr); r != CUDA_SUCCESS) return r;
     e->stream = s;
     e->seq = s->enqueued;
     e->has_time = false;

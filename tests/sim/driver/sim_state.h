@@ -250,6 +250,9 @@ CUresult resolve_range(uintptr_t p, size_t n, bool write, int accessing_device, 
 CUresult resolve_stream(CUstream s, bool per_thread_variant, CUstream* out);
 // Enqueue an op on s (handles legacy/blocking ordering and capture). `run` runs on the worker.
 CUresult enqueue(CUstream s, std::function<void()> run);
+// Completes an empty op at once when `s` is idle and has nothing to wait for (see sim_streams.cpp):
+// its sequence number, or 0 when it must be enqueued.
+uint64_t try_complete_empty_op(CUstream s);
 void wait_stream_locked(std::unique_lock<std::mutex>& lk, CUstream s, uint64_t seq);
 void sync_context_locked(std::unique_lock<std::mutex>& lk, CUcontext c);
 void sync_device_locked(std::unique_lock<std::mutex>& lk, int device);

@@ -134,6 +134,26 @@ CUresult enqueue(CUstream s, std::function<void()> run) {
   return CUDA_SUCCESS;
 }
 
+// An empty op (an event record) on a stream with nothing queued and nothing to wait for is done
+// as soon as it is enqueued: a GPU may be that fast, and it keeps the hit path of a fence-based
+// allocator measurable under callgrind, which runs one thread at a time (a worker would otherwise
+// complete the record only when valgrind switches threads). Off when POOLSHIM_SIM_STREAM_DELAY_US
+// is set: then every op waits for its worker.
+uint64_t try_complete_empty_op(CUstream s) {
+  state& g = get();
+  if (g.cfg.stream_delay_us != 0 || s->capture || !stream_idle(s)) return 0;
+  for (CUstream st : g.streams) {
+    if (st == s || st->ctx != s->ctx || stream_idle(st)) continue;
+    if (s->role == stream_role::legacy ? is_blocking(st) : (is_blocking(s) && st->role == stream_role::legacy))
+      return 0;
+  }
+  // Nobody can be waiting for a position that did not exist: no notification (it would wake every
+  // worker thread).
+  const uint64_t seq = ++s->enqueued;
+  s->completed = seq;
+  return seq;
+}
+
 void wait_stream_locked(std::unique_lock<std::mutex>& lk, CUstream s, uint64_t seq) {
   get().cv.wait(lk, [&] { return s->completed >= seq; });
 }

@@ -142,7 +142,7 @@ class broken_fence final : public fence {
  private:
   broken_fence(manual_fence&, const std::atomic<std::uint64_t>* current) : fence(&always_, current) {}
   void do_wait_for(std::uint64_t) noexcept override {}
-  void do_poll(std::uint64_t) noexcept override {}
+  void do_poll(std::uint64_t, bool) noexcept override {}
   static inline std::atomic<std::uint64_t> always_{~std::uint64_t{0}};
 };
 
