@@ -83,28 +83,48 @@ state& get() {
   return *s;
 }
 
-// Per-thread state on the heap, freed by a pthread key destructor when a thread ends. The main
-// thread's is never freed: static destructors run after its thread_local objects are destroyed,
-// and a program's static destructor that calls CUDA must still find its current context, as it
-// does with the real driver (a thread_local object here made those calls read a destroyed stack).
+// Per-thread state on the heap, kept in a registry (always reachable) and recycled when a thread
+// ends. The main thread's is never recycled: static destructors run after its thread_local objects
+// are destroyed, and a program's static destructor that calls CUDA must still find its current
+// context, as it does with the real driver (a thread_local thread_state made those calls read a
+// destroyed stack).
 namespace {
-thread_local thread_state* tl_state = nullptr;
+struct state_registry {
+  std::mutex mu;
+  std::vector<thread_state*> spare;
+};
+state_registry& registry() {
+  static auto* r = new state_registry();  // leaky: used by threads that end after exit began
+  return *r;
+}
+struct state_holder {
+  thread_state* p = nullptr;
+  ~state_holder() {
+    if (p == nullptr || gettid() == getpid()) return;  // the main thread keeps its state
+    *p = thread_state();
+    std::lock_guard<std::mutex> lk(registry().mu);
+    registry().spare.push_back(p);
+    p = nullptr;
+  }
+};
+// Initial-exec (static TLS, one pointer): LeakSanitizer misreads the dynamic TLS of a library
+// loaded with dlopen (this one is, by cudart) on some threads and crashes at exit.
+[[gnu::tls_model("initial-exec")]] thread_local state_holder tl_state;
 }  // namespace
 
 thread_state& this_thread() {
-  static pthread_key_t key = [] {
-    pthread_key_t k;
-    pthread_key_create(&k, [](void* p) {
-      delete static_cast<thread_state*>(p);
-      tl_state = nullptr;  // a later call on this exiting thread starts afresh
-    });
-    return k;
-  }();
-  if (tl_state == nullptr) {
-    tl_state = new thread_state();
-    pthread_setspecific(key, tl_state);
+  state_holder& h = tl_state;
+  if (h.p == nullptr) {
+    {
+      std::lock_guard<std::mutex> lk(registry().mu);
+      if (!registry().spare.empty()) {
+        h.p = registry().spare.back();
+        registry().spare.pop_back();
+      }
+    }
+    if (h.p == nullptr) h.p = new thread_state();
   }
-  return *tl_state;
+  return *h.p;
 }
 
 void trace(const char* fmt, ...) {

@@ -143,7 +143,10 @@ uint64_t try_complete_empty_op(CUstream s) {
   state& g = get();
   if (g.cfg.stream_delay_us != 0 || s->capture || !stream_idle(s)) return 0;
   for (CUstream st : g.streams) {
-    if (st == s || st->ctx != s->ctx || stream_idle(st)) continue;
+    if (st == s || st->ctx != s->ctx) continue;
+    // The legacy stream and a capturing blocking stream: enqueue() applies the capture rule.
+    if (s->role == stream_role::legacy && is_blocking(st) && st->capture) return 0;
+    if (stream_idle(st)) continue;
     if (s->role == stream_role::legacy ? is_blocking(st) : (is_blocking(s) && st->role == stream_role::legacy))
       return 0;
   }
