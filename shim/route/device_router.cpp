@@ -4,6 +4,7 @@
 #include "route/device_router.h"
 
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <new>
 
@@ -24,6 +25,7 @@ constexpr int k_max_pools = 64;
 struct entry {
   std::atomic<CUcontext> ctx{nullptr};  // null: free slot or retired
   int device = -1;
+  char uuid[48] = {};  // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi names it
   cuda_segment_resource* source = nullptr;
   pool::device_pool* pool = nullptr;
 };
@@ -48,6 +50,18 @@ void warn_once(std::atomic<bool>& said, const char* text) noexcept {
   if (!said.exchange(true, std::memory_order_relaxed)) POOLSHIM_LOG_WARN("{}", text);
 }
 std::atomic<bool> g_said_too_many{false};
+
+// A device's identity that survives CUDA_VISIBLE_DEVICES reordering: its UUID, or "unknown".
+void format_uuid(const real_driver& d, CUdevice dev, char* out, std::size_t cap) noexcept {
+  CUuuid u{};
+  if (d.cuDeviceGetUuid_v2(&u, dev) != CUDA_SUCCESS) {
+    std::snprintf(out, cap, "unknown");
+    return;
+  }
+  const auto* b = reinterpret_cast<const unsigned char*>(u.bytes);
+  std::snprintf(out, cap, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+                b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
 
 entry* find_entry(CUcontext ctx) noexcept {
   int n = g_used.load(std::memory_order_acquire);
@@ -78,6 +92,9 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   fence_tracker::note_context(ctx);
   entry& e = g_entries[n];
   e.device = dev;
+  format_uuid(d, dev, e.uuid, sizeof e.uuid);
+  POOLSHIM_LOG_DEBUG("device pool {} for context {} on device {} ({})", n, static_cast<const void*>(ctx), dev,
+                     e.uuid);
   e.source = source;
   e.pool = p;
   e.ctx.store(ctx, std::memory_order_release);
