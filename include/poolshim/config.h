@@ -28,7 +28,9 @@
     "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")       \
   X(socket, "POOLSHIM_SOCKET", string, "",                                                             \
     "daemon socket path (default: /run/poolshim/poolshimd.sock, then $XDG_RUNTIME_DIR/poolshim/, "   \
-    "then /tmp/poolshim-$UID/)")
+    "then /tmp/poolshim-$UID/)")                                                                     \
+  X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                         \
+    "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")
 
 namespace poolshim {
 

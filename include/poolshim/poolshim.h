@@ -79,6 +79,13 @@ struct poolshim_counters {
   uint64_t fences_deferred;  /* fences that were due while a stream capture was active */
   uint64_t fence_waits;      /* blocking waits for a fence (out-of-memory path) */
   uint64_t streams_tracked;  /* live non-blocking streams a fence covers now */
+  /* Version 4 too: poolshimd (pinned slabs leased from the daemon). */
+  uint64_t daemon_slabs_leased;   /* slabs the daemon lent this process */
+  uint64_t daemon_slabs_returned; /* ... and this process gave back */
+  uint64_t daemon_fallbacks;      /* slabs made locally because no trusted daemon could lend one */
+  uint64_t daemon_redeclared;     /* slabs re-declared to a daemon after a reconnect */
+  uint64_t daemon_connects;       /* connections to a trusted daemon */
+  uint64_t daemon_refusals;       /* daemons not trusted (socket directory or peer) */
 };
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and

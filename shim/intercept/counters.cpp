@@ -1,5 +1,6 @@
 // The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
 #include "intercept/counters.h"
+#include "route/daemon_client.h"
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
 #include "route/host_router.h"
@@ -49,6 +50,13 @@ void snapshot_counters(poolshim_counters* out) noexcept {
     out->fence_waits = f.fence_waits;
     out->streams_tracked = f.streams_tracked;
   }
+  const daemon_client::figures dc = daemon_client::get_figures();
+  out->daemon_slabs_leased = dc.leases_taken;
+  out->daemon_slabs_returned = dc.leases_returned;
+  out->daemon_fallbacks = dc.fallbacks;
+  out->daemon_redeclared = dc.redeclared;
+  out->daemon_connects = dc.connects;
+  out->daemon_refusals = dc.refusals;
 }
 
 void reset_counters() noexcept {
@@ -128,6 +136,7 @@ std::size_t format_summary(char* buf, std::size_t cap) noexcept {
   w.field("host_pool_peak_in_use", c.host_pool_peak_in_use);
   w.field("host_pool_peak_reserved", c.host_pool_peak_reserved);
   if (c.fences_issued != 0) w.field("fences", c.fences_issued);
+  if (c.daemon_slabs_leased != 0) w.field("daemon_slabs", c.daemon_slabs_leased);
   w.put("\n");
   if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
   buf[w.len] = '\0';

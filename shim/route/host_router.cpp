@@ -93,7 +93,7 @@ pool::host_pool* create_pool(CUcontext ctx) noexcept {
   if (pool::host_pool* p = find_pool(ctx)) return p;
   const int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) return nullptr;  // further contexts' pinned memory comes from the driver
-  auto* source = new (std::nothrow) host_slab_resource(ctx);
+  auto* source = new (std::nothrow) host_slab_resource(ctx, 0, intercept::current_config().use_daemon);
   auto* p = source != nullptr ? new (std::nothrow) pool::host_pool(*source) : nullptr;
   auto* deferred = p != nullptr ? new (std::nothrow) deferred_frees() : nullptr;
   if (deferred == nullptr) return nullptr;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "intercept/real_driver.h"
+#include "route/daemon_client.h"
 #include "route/scoped_context.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -49,6 +50,15 @@ void* map_aligned(int fd, std::size_t bytes) noexcept {
   return p;
 }
 
+// A local slab's memfd is closed; a leased one goes back to the daemon (which closes it).
+void release_fd(int fd, std::uint64_t token, std::size_t size) noexcept {
+  if (token == 0) {
+    close(fd);
+    return;
+  }
+  daemon_client::return_slab(daemon_client::slab_lease{fd, size, token});
+}
+
 }  // namespace
 
 void pretouch_parallel(void* p, std::size_t bytes, unsigned threads) noexcept {
@@ -69,19 +79,35 @@ void pretouch_parallel(void* p, std::size_t bytes, unsigned threads) noexcept {
 
 pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
   const real_driver& d = real_driver::get();
-  const std::size_t size = (bytes + kAlign - 1) & ~(kAlign - 1);
-  const int fd = memfd_create("poolshim-pinned", MFD_CLOEXEC);
-  if (fd < 0) return pool::status::out_of_memory;
-  // fallocate puts the pages in the memfd in one call (and fails cleanly where memory is short,
-  // instead of a SIGBUS at first touch); the threads then only map them.
-  void* p = ftruncate(fd, static_cast<off_t>(size)) == 0 && fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0
-                ? map_aligned(fd, size)
-                : nullptr;
-  if (p == nullptr) {
-    close(fd);
-    return pool::status::out_of_memory;
+  std::size_t size = (bytes + kAlign - 1) & ~(kAlign - 1);
+  daemon_client::slab_lease lease{-1, 0, 0};
+  int fd = -1;
+  void* p = nullptr;
+  if (use_daemon_ && daemon_client::lease_slab(size, &lease)) {
+    // The daemon's slab: its pages exist already; mapping and the pre-touch below only fill this
+    // process's page tables. Not MADV_DONTFORK: a fork child keeps a valid mapping of it, and the
+    // daemon never lends these pages again.
+    fd = lease.fd;
+    size = lease.bytes;
+    p = map_aligned(fd, size);
+    if (p == nullptr) {
+      daemon_client::return_slab(lease);
+      return pool::status::out_of_memory;
+    }
+  } else {
+    fd = memfd_create("poolshim-pinned", MFD_CLOEXEC);
+    if (fd < 0) return pool::status::out_of_memory;
+    // fallocate puts the pages in the memfd in one call (and fails cleanly where memory is short,
+    // instead of a SIGBUS at first touch); the threads then only map them.
+    p = ftruncate(fd, static_cast<off_t>(size)) == 0 && fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0
+            ? map_aligned(fd, size)
+            : nullptr;
+    if (p == nullptr) {
+      close(fd);
+      return pool::status::out_of_memory;
+    }
+    (void)madvise(p, size, MADV_DONTFORK);
   }
-  (void)madvise(p, size, MADV_DONTFORK);
   unsigned threads = touch_threads_;
   if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   pretouch_parallel(p, size, threads);
@@ -95,12 +121,13 @@ pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* o
   if (r != CUDA_SUCCESS) {
     last_error_ = r;
     munmap(p, size);
-    close(fd);
+    release_fd(fd, lease.token, size);
     return r == CUDA_ERROR_OUT_OF_MEMORY ? pool::status::out_of_memory : pool::status::source_error;
   }
   out->base = reinterpret_cast<std::uintptr_t>(p);
   out->size = size;
-  out->cookie = static_cast<std::uint64_t>(fd);
+  // Cookie: the memfd in the low half, the daemon lease's token (0: a local slab) in the high half.
+  out->cookie = static_cast<std::uint32_t>(fd) | (lease.token << 32);
   return pool::status::ok;
 }
 
@@ -111,7 +138,7 @@ void host_slab_resource::do_deallocate(const pool::segment& s) noexcept {
     (void)d.cuMemHostUnregister(reinterpret_cast<void*>(s.base));
   }
   munmap(reinterpret_cast<void*>(s.base), s.size);
-  close(static_cast<int>(s.cookie));
+  release_fd(static_cast<int>(s.cookie & 0xffffffffu), s.cookie >> 32, s.size);
 }
 
 }  // namespace poolshim

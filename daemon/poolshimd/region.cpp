@@ -1,0 +1,200 @@
+// The slab region (region.h).
+#include "poolshimd/region.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+namespace poolshim::daemon {
+namespace {
+ino_t inode_of(int fd) {
+  struct stat st{};
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+}  // namespace
+
+slab_region::slab_region(region_options o) : options_(o) {
+  if (o.slab_bytes == 0 || o.slab_bytes % (std::size_t{2} << 20) != 0)
+    throw std::invalid_argument("slab size must be a positive multiple of 2 MiB");
+  if (o.total_bytes < o.slab_bytes) throw std::invalid_argument("region smaller than one slab");
+  slabs_.resize(o.total_bytes / o.slab_bytes);
+  for (unsigned i = 0; i < std::max(o.fill_threads, 1u); ++i) fillers_.emplace_back([this] { filler_loop(); });
+}
+
+slab_region::~slab_region() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  for (auto& t : fillers_) t.join();
+  for (slab& s : slabs_)
+    if (s.fd >= 0) close(s.fd);
+}
+
+int slab_region::make_filled_memfd() const {
+  int fd = -1;
+  if (options_.huge_pages) fd = memfd_create("poolshimd-slab", MFD_CLOEXEC | MFD_HUGETLB);
+  if (fd < 0) fd = memfd_create("poolshimd-slab", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  const auto size = static_cast<off_t>(options_.slab_bytes);
+  // fallocate allocates every page now (and fails cleanly when memory is short): the client maps
+  // memory that exists, and its pre-touch only fills page tables.
+  if (ftruncate(fd, size) != 0 || fallocate(fd, 0, 0, size) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void slab_region::filler_loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_.wait(lock, [this] {
+      if (stopping_) return true;
+      for (const slab& s : slabs_)
+        if (s.st == state::empty) return true;
+      return false;
+    });
+    if (stopping_) return;
+    std::size_t i = 0;
+    while (slabs_[i].st != state::empty) ++i;
+    slabs_[i].st = state::filling;
+    lock.unlock();
+    const int fd = make_filled_memfd();
+    lock.lock();
+    if (fd < 0) {
+      slabs_[i].st = state::empty;
+      // Memory is short: try again later rather than spin.
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      lock.lock();
+      continue;
+    }
+    if (slabs_[i].st == state::filling) {
+      slabs_[i].fd = fd;
+      slabs_[i].ino = inode_of(fd);
+      slabs_[i].st = state::ready;
+    } else {
+      close(fd);  // filled synchronously by a lend meanwhile
+    }
+  }
+}
+
+int slab_region::lend(std::uint64_t owner, int* fd_for_client) {
+  std::unique_lock lock(mutex_);
+  int pick = -1;
+  for (std::size_t i = 0; i < slabs_.size() && pick < 0; ++i)
+    if (slabs_[i].st == state::ready) pick = static_cast<int>(i);
+  if (pick < 0) {
+    // None filled yet: fill an empty one (or one a filler is on) here rather than refuse.
+    for (std::size_t i = 0; i < slabs_.size() && pick < 0; ++i)
+      if (slabs_[i].st == state::empty || slabs_[i].st == state::filling) pick = static_cast<int>(i);
+    if (pick < 0) return -1;
+    slab& s = slabs_[static_cast<std::size_t>(pick)];
+    s.st = state::lent;  // claimed: a filler that finishes it closes its own memfd
+    lock.unlock();
+    const int fd = make_filled_memfd();
+    lock.lock();
+    if (fd < 0) {
+      s.st = state::empty;
+      work_.notify_one();
+      return -1;
+    }
+    s.fd = fd;
+    s.ino = inode_of(fd);
+  }
+  slab& s = slabs_[static_cast<std::size_t>(pick)];
+  const int dup = fcntl(s.fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) {
+    if (s.st != state::ready) s.st = state::ready;
+    return -1;
+  }
+  s.st = state::lent;
+  s.owner = owner;
+  *fd_for_client = dup;
+  return pick;
+}
+
+void slab_region::give_back(int i) {
+  {
+    std::lock_guard lock(mutex_);
+    slab& s = slabs_.at(static_cast<std::size_t>(i));
+    if (s.st != state::lent) return;
+    close(s.fd);  // the pages go when the last mapping does: never lent again
+    s.fd = -1;
+    s.owner = 0;
+    s.st = state::empty;
+    ++reclaimed_;
+  }
+  work_.notify_one();
+}
+
+int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes) {
+  struct stat st{};
+  if (bytes != options_.slab_bytes || fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != bytes) return -1;
+  std::lock_guard lock(mutex_);
+  // Replace a slab that holds no client's memory: an empty one first, else a ready one.
+  int pick = -1;
+  for (state want : {state::empty, state::ready}) {
+    for (std::size_t i = 0; i < slabs_.size() && pick < 0; ++i)
+      if (slabs_[i].st == want) pick = static_cast<int>(i);
+    if (pick >= 0) break;
+  }
+  if (pick < 0) return -1;
+  slab& s = slabs_[static_cast<std::size_t>(pick)];
+  if (s.fd >= 0) close(s.fd);
+  const int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0) {
+    s.fd = -1;
+    s.st = state::empty;
+    work_.notify_one();
+    return -1;
+  }
+  s.fd = mine;
+  s.ino = st.st_ino;
+  s.st = state::lent;
+  s.owner = owner;
+  return pick;
+}
+
+int slab_region::find_lent(int fd) const {
+  struct stat st{};
+  if (fstat(fd, &st) != 0) return -1;
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < slabs_.size(); ++i)
+    if (slabs_[i].st == state::lent && slabs_[i].ino == st.st_ino) return static_cast<int>(i);
+  return -1;
+}
+
+void slab_region::set_owner(int i, std::uint64_t owner) {
+  std::lock_guard lock(mutex_);
+  slabs_.at(static_cast<std::size_t>(i)).owner = owner;
+}
+
+std::uint64_t slab_region::owner_of(int i) const {
+  std::lock_guard lock(mutex_);
+  const slab& s = slabs_.at(static_cast<std::size_t>(i));
+  return s.st == state::lent ? s.owner : 0;
+}
+
+region_figures slab_region::figures() const {
+  std::lock_guard lock(mutex_);
+  region_figures f{};
+  f.slabs = slabs_.size();
+  f.region_bytes = slabs_.size() * options_.slab_bytes;
+  for (const slab& s : slabs_) {
+    if (s.st == state::lent) f.lent_bytes += options_.slab_bytes;
+    if (s.st == state::ready) ++f.ready_slabs;
+  }
+  f.free_bytes = f.region_bytes - f.lent_bytes;
+  f.reclaimed = reclaimed_;
+  return f;
+}
+
+}  // namespace poolshim::daemon

@@ -1,0 +1,76 @@
+// The daemon's pinned-host region: a fixed number of equal slabs, each its own memfd (a client
+// receives only the slab it was lent), filled (pages allocated with fallocate, optionally huge
+// pages) by background threads so that a lease is a descriptor pass, not page faults. A slab that
+// comes back is never lent again: its memfd is closed (a forked child of the client may still map
+// those pages; they stay valid for it and are freed with its mapping) and a fresh memfd takes its
+// place, so memory one client — or one uid — held is never seen by another, and comes back zeroed
+// by construction. The event loop calls everything but the filler, under the region's mutex.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace poolshim::daemon {
+
+struct region_options {
+  std::size_t total_bytes = std::size_t{4} << 30;
+  std::size_t slab_bytes = std::size_t{64} << 20;
+  bool huge_pages = false;      // MFD_HUGETLB, falling back to normal pages when it fails
+  unsigned fill_threads = 2;    // background fillers
+};
+
+struct region_figures {
+  std::uint64_t region_bytes, lent_bytes, free_bytes, ready_slabs, slabs, reclaimed;
+};
+
+class slab_region {
+ public:
+  explicit slab_region(region_options o);
+  ~slab_region();  // stops the fillers, closes every memfd
+  slab_region(const slab_region&) = delete;
+  slab_region& operator=(const slab_region&) = delete;
+
+  std::size_t slab_bytes() const noexcept { return options_.slab_bytes; }
+
+  // A free slab for `owner` (ready ones first; an unfilled one is filled here): its index and a
+  // duplicate of its memfd for the reply (the caller closes it), or -1 when none is free.
+  int lend(std::uint64_t owner, int* fd_for_client);
+  // The slab goes back: a fresh memfd replaces it (filled in the background).
+  void give_back(int slab);
+  // A client re-declares a slab an earlier daemon lent it: `fd` is adopted as a slab of this
+  // region if one is free to be replaced (its memory is the client's already). -1 if not.
+  int adopt(std::uint64_t owner, int fd, std::size_t bytes);
+  std::uint64_t owner_of(int slab) const;
+  // The lent slab `fd` refers to (the same memfd), or -1: a client that reconnects to the same
+  // daemon re-declares slabs the daemon knows already.
+  int find_lent(int fd) const;
+  void set_owner(int slab, std::uint64_t owner);
+  region_figures figures() const;
+
+ private:
+  enum class state : std::uint8_t { empty, filling, ready, lent };
+  struct slab {
+    int fd = -1;
+    ino_t ino = 0;  // the memfd's inode: what identifies it in a descriptor a client sends back
+    state st = state::empty;
+    std::uint64_t owner = 0;
+  };
+  int make_filled_memfd() const;  // -1 on failure
+  void filler_loop();
+
+  const region_options options_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_;
+  std::vector<slab> slabs_;
+  std::uint64_t reclaimed_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> fillers_;
+};
+
+}  // namespace poolshim::daemon

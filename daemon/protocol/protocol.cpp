@@ -1,0 +1,158 @@
+// Validation of the wire records (protocol.h): the only code that looks at bytes a peer sent.
+#include "protocol/protocol.h"
+
+#include <cstring>
+
+namespace poolshim::proto {
+namespace {
+
+bool known_op(std::uint16_t v) noexcept {
+  switch (static_cast<op>(v)) {
+#define POOLSHIM_PROTO_OP_CASE(name, value, fd_in, fd_out) case op::name:
+    POOLSHIM_PROTO_OPS(POOLSHIM_PROTO_OP_CASE)
+#undef POOLSHIM_PROTO_OP_CASE
+    return true;
+  }
+  return false;
+}
+
+template <std::size_t N>
+bool all_zero(const std::uint8_t (&b)[N]) noexcept {
+  for (std::uint8_t c : b)
+    if (c != 0) return false;
+  return true;
+}
+
+// Per-operation argument rules: unused arguments must be zero, so a later version can give them
+// meaning without an old daemon misreading them.
+status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
+  auto unused_from = [&](int first) {
+    for (int i = first; i < 4; ++i)
+      if (r.arg[i] != 0) return false;
+    return true;
+  };
+  switch (static_cast<op>(r.op)) {
+    case op::hello:
+      return r.arg[0] == 0 && unused_from(1) ? status::ok : status::bad_argument;
+    case op::lease_slab:
+      return r.arg[0] != 0 && r.arg[0] <= slab_bytes && unused_from(1) ? status::ok : status::bad_argument;
+    case op::return_slab:
+      return r.arg[0] != 0 && unused_from(1) ? status::ok : status::bad_argument;
+    case op::redeclare_slab:
+      return r.arg[0] != 0 && r.arg[0] <= k_max_lease_bytes && unused_from(1) ? status::ok : status::bad_argument;
+    case op::client_stats:
+      return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
+    case op::stats:
+    case op::return_idle:
+    case op::goodbye:
+      return unused_from(0) ? status::ok : status::bad_argument;
+  }
+  return status::unknown_op;
+}
+
+}  // namespace
+
+const char* op_name(op o) noexcept {
+  switch (o) {
+#define POOLSHIM_PROTO_OP_NAME(name, value, fd_in, fd_out) \
+  case op::name:                                           \
+    return #name;
+    POOLSHIM_PROTO_OPS(POOLSHIM_PROTO_OP_NAME)
+#undef POOLSHIM_PROTO_OP_NAME
+  }
+  return "unknown";
+}
+
+const char* status_name(status s) noexcept {
+  switch (s) {
+    case status::ok: return "ok";
+    case status::bad_size: return "bad_size";
+    case status::bad_magic: return "bad_magic";
+    case status::bad_version: return "bad_version";
+    case status::unknown_op: return "unknown_op";
+    case status::bad_reserved: return "bad_reserved";
+    case status::bad_argument: return "bad_argument";
+    case status::missing_fd: return "missing_fd";
+    case status::quota: return "quota";
+    case status::no_memory: return "no_memory";
+    case status::not_found: return "not_found";
+    case status::not_permitted: return "not_permitted";
+    case status::internal: return "internal";
+  }
+  return "unknown";
+}
+
+bool op_takes_fd(op o) noexcept {
+  switch (o) {
+#define POOLSHIM_PROTO_OP_FD_IN(name, value, fd_in, fd_out) \
+  case op::name:                                            \
+    return fd_in;
+    POOLSHIM_PROTO_OPS(POOLSHIM_PROTO_OP_FD_IN)
+#undef POOLSHIM_PROTO_OP_FD_IN
+  }
+  return false;
+}
+
+bool op_gives_fd(op o) noexcept {
+  switch (o) {
+#define POOLSHIM_PROTO_OP_FD_OUT(name, value, fd_in, fd_out) \
+  case op::name:                                             \
+    return fd_out;
+    POOLSHIM_PROTO_OPS(POOLSHIM_PROTO_OP_FD_OUT)
+#undef POOLSHIM_PROTO_OP_FD_OUT
+  }
+  return false;
+}
+
+request make_request(op o, std::uint32_t seq) noexcept {
+  request r;
+  std::memset(&r, 0, sizeof r);
+  r.magic = k_magic;
+  r.version = k_version;
+  r.op = static_cast<std::uint16_t>(o);
+  r.size = k_record_size;
+  r.seq = seq;
+  return r;
+}
+
+reply make_reply(const request& q, status s) noexcept {
+  reply r;
+  std::memset(&r, 0, sizeof r);
+  r.magic = k_magic;
+  r.version = k_version;
+  r.op = q.op;
+  r.size = k_record_size;
+  r.seq = q.seq;
+  r.status = static_cast<std::int32_t>(s);
+  return r;
+}
+
+status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_bytes, request* out) noexcept {
+  if (bytes == nullptr || len != k_record_size) return status::bad_size;
+  request r;
+  std::memcpy(&r, bytes, sizeof r);
+  if (r.magic != k_magic) return status::bad_magic;
+  if (r.version != k_version) return status::bad_version;
+  if (r.size != k_record_size) return status::bad_size;
+  if (!known_op(r.op)) return status::unknown_op;
+  if (!all_zero(r.reserved)) return status::bad_reserved;
+  if (status s = check_args(r, slab_bytes); s != status::ok) return s;
+  *out = r;
+  return status::ok;
+}
+
+status validate_reply(const void* bytes, std::size_t len, const request& asked, reply* out) noexcept {
+  if (bytes == nullptr || len != k_record_size) return status::bad_size;
+  reply r;
+  std::memcpy(&r, bytes, sizeof r);
+  if (r.magic != k_magic) return status::bad_magic;
+  if (r.version != k_version) return status::bad_version;
+  if (r.size != k_record_size) return status::bad_size;
+  if (r.op != asked.op || r.seq != asked.seq) return status::bad_argument;
+  if (!all_zero(r.reserved)) return status::bad_reserved;
+  if (r.status < 0 || r.status > static_cast<std::int32_t>(status::internal)) return status::bad_argument;
+  *out = r;
+  return status::ok;
+}
+
+}  // namespace poolshim::proto

@@ -1,0 +1,100 @@
+// The wire protocol between libpoolshim.so and poolshimd: one fixed-size, trivially copyable
+// request and one reply, 128 bytes each, over a SOCK_SEQPACKET Unix socket (one record per
+// message; a descriptor rides along by SCM_RIGHTS where an operation says so). Every field is
+// validated by validate_request / validate_reply before anything acts on it: a record of the wrong
+// size, magic or version, an unknown operation, a reserved byte that is not zero or an argument
+// out of range is refused with a status, never trusted. Version 1. Layout (little endian, the
+// host's): see the structs; sizes and offsets are static_asserted below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace poolshim::proto {
+
+inline constexpr std::uint32_t k_magic = 0x44485350;  // "PSHD"
+inline constexpr std::uint16_t k_version = 1;
+inline constexpr std::size_t k_record_size = 128;
+inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // sanity bound: 1 TiB
+
+#define POOLSHIM_PROTO_OPS(X)                                                                          \
+  /* op, value, fd in request, fd in reply: what the op asks */                                       \
+  X(hello, 1, false, false)         /* arg0 client protocol features (0); reply: val0 slab bytes,  */ \
+                                    /* val1 daemon pid, val2 region bytes                           */ \
+  X(lease_slab, 2, false, true)     /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */ \
+                                    /* the slab's memfd                                             */ \
+  X(return_slab, 3, false, false)   /* arg0 lease id                                                */ \
+  X(redeclare_slab, 4, true, false) /* the memfd of a slab leased from an earlier daemon; arg0    */  \
+                                    /* bytes; reply: val0 the new lease id                          */ \
+  X(stats, 5, false, false)         /* reply: val0 region bytes, val1 lent, val2 free, val3 clients, */ \
+                                    /* val4 leases, val5 reclaimed leases since start               */ \
+  X(client_stats, 6, false, false)  /* arg0 index; reply: val0 pid, val1 uid, val2 lent bytes,    */  \
+                                    /* val3 leases; not_found past the last client                  */ \
+  X(return_idle, 7, false, false)   /* reply: val0 bytes the daemon asks this client to give back  */ \
+                                    /* (every reply also carries the pressure, in MiB)              */ \
+  X(goodbye, 8, false, false)       /* the client returns every lease and closes                    */
+
+enum class op : std::uint16_t {
+#define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
+  POOLSHIM_PROTO_OPS(POOLSHIM_PROTO_OP_ENUM)
+#undef POOLSHIM_PROTO_OP_ENUM
+};
+
+enum class status : std::int32_t {
+  ok = 0,
+  bad_size = 1,        // not exactly k_record_size bytes
+  bad_magic = 2,
+  bad_version = 3,
+  unknown_op = 4,
+  bad_reserved = 5,    // a reserved field is not zero
+  bad_argument = 6,    // an argument out of range for the operation
+  missing_fd = 7,      // the operation carries a descriptor and none came (or one came unasked)
+  quota = 8,           // the client's or the uid's quota would be exceeded
+  no_memory = 9,       // the region has no free slab
+  not_found = 10,      // no such lease (or client index)
+  not_permitted = 11,  // the lease is another client's
+  internal = 12,
+};
+
+const char* op_name(op o) noexcept;          // "lease_slab", or "unknown"
+const char* status_name(status s) noexcept;  // "quota", or "unknown"
+bool op_takes_fd(op o) noexcept;             // the request carries a descriptor
+bool op_gives_fd(op o) noexcept;             // a successful reply carries one
+
+struct request {
+  std::uint32_t magic;    // k_magic
+  std::uint16_t version;  // k_version
+  std::uint16_t op;       // proto::op
+  std::uint32_t size;     // k_record_size
+  std::uint32_t seq;      // echoed in the reply
+  std::uint64_t arg[4];
+  std::uint8_t reserved[80];  // zero
+};
+
+struct reply {
+  std::uint32_t magic;
+  std::uint16_t version;
+  std::uint16_t op;     // the request's op
+  std::uint32_t size;   // k_record_size
+  std::uint32_t seq;    // the request's seq
+  std::int32_t status;  // proto::status
+  std::uint32_t pressure_mib;  // MiB the daemon wants back from its clients' idle caches (0: none)
+  std::uint64_t val[6];
+  std::uint8_t reserved[56];  // zero
+};
+
+static_assert(sizeof(request) == k_record_size && std::is_trivially_copyable_v<request>);
+static_assert(sizeof(reply) == k_record_size && std::is_trivially_copyable_v<reply>);
+static_assert(offsetof(request, arg) == 16 && offsetof(reply, val) == 24);
+
+request make_request(op o, std::uint32_t seq) noexcept;
+reply make_reply(const request& r, status s) noexcept;
+
+// Checks every field of `len` received bytes and copies them to *out when they form a valid
+// request (for ops with size limits: `slab_bytes` bounds lease_slab). Never reads past len.
+status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_bytes, request* out) noexcept;
+// The client's side: a reply must match the request it answers (op and seq) and be well formed.
+status validate_reply(const void* bytes, std::size_t len, const request& asked, reply* out) noexcept;
+
+}  // namespace poolshim::proto

@@ -1,0 +1,49 @@
+// The socket layer under the protocol: SOCK_SEQPACKET Unix sockets (message boundaries kept, so a
+// record is one message), one optional descriptor per message by SCM_RIGHTS, peer identity by
+// SO_PEERCRED, and the socket path rules with the client's trust check (DESIGN.md, "Daemon"): the
+// directory is root's (and writable by no one else) or the user's with mode 0700, and the peer is
+// root or the user. Used by the daemon and by the shim; nothing here allocates after setup.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+
+namespace poolshim::proto {
+
+// Every descriptor made here is close-on-exec and the sockets are non-inheritable by exec.
+int listen_seqpacket(const std::string& path, int backlog, std::string* why);
+int connect_seqpacket(const std::string& path, std::string* why);
+
+// Sends exactly `len` bytes as one message, with `fd` attached when fd >= 0. False on any failure.
+bool send_record(int sock, const void* rec, std::size_t len, int fd) noexcept;
+
+enum class recv_status { ok, closed, error };
+// Receives one message into buf (cap bytes). *len is the message's real length, which may exceed
+// cap (then the record is truncated and must be refused). *fd is the descriptor that came with it,
+// or -1; a message with more than one descriptor, or a truncated control message, has all of them
+// closed and *fd = -2 (the record must be refused).
+recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd) noexcept;
+
+struct peer {
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+};
+bool peer_of(int sock, peer* out) noexcept;
+
+// POOLSHIM_SOCKET, else /run/poolshim/poolshimd.sock when /run/poolshim exists, else
+// $XDG_RUNTIME_DIR/poolshim/poolshimd.sock, else /tmp/poolshim-<uid>/poolshimd.sock.
+std::string default_socket_path();
+
+// The client's checks, before a byte is sent: the socket's directory (see the top of this file)
+// and then the connected peer. False with *why set when the daemon is not to be trusted.
+bool trusted_directory(const std::string& socket_path, uid_t me, std::string* why);
+bool trusted_peer(int sock, uid_t me, std::string* why);
+
+// The daemon's side: creates the socket's directory with mode 0700 when it is missing (a per-user
+// daemon), and refuses a directory it would not trust as a client either.
+bool prepare_directory(const std::string& socket_path, std::string* why);
+
+}  // namespace poolshim::proto

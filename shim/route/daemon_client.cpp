@@ -1,0 +1,246 @@
+// The shim's daemon connection (daemon_client.h).
+#include "route/daemon_client.h"
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "log.h"
+#include "protocol/protocol.h"
+#include "protocol/transport.h"
+
+namespace poolshim::daemon_client {
+namespace {
+
+constexpr std::chrono::seconds k_retry_after{1};
+constexpr int k_reply_timeout_ms = 2000;
+
+struct held {
+  std::uint64_t token;
+  int fd;
+  std::size_t bytes;
+  std::uint64_t lease;  // the current daemon's id; 0 when it did not take the slab back in
+};
+
+struct connection {
+  std::mutex mutex;
+  int sock = -1;
+  bool refused = false;  // the daemon is not to be trusted: local sources for the life of the process
+  std::chrono::steady_clock::time_point down_since{};
+  bool ever_tried = false;
+  std::uint64_t slab_bytes = 0;
+  std::uint32_t seq = 0;
+  std::uint64_t next_token = 1;
+  std::vector<held> slabs;
+};
+
+std::atomic<std::uint32_t> g_pressure{0};
+std::atomic<std::uint64_t> g_taken{0}, g_returned{0}, g_fallbacks{0}, g_redeclared{0}, g_connects{0}, g_refusals{0};
+
+void bump(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+
+connection& conn() noexcept;
+
+void reset_in_child() noexcept {
+  connection& c = conn();
+  // The child holds copies of the connection and of the parent's slab descriptors: the leases are
+  // the parent's (its mappings of them stay valid here), so the copies are closed and forgotten.
+  if (c.sock >= 0) close(c.sock);
+  c.sock = -1;
+  for (const held& h : c.slabs) close(h.fd);
+  new (&c.slabs) std::vector<held>();  // the parent's vector is not ours to free
+  c.ever_tried = false;
+  c.refused = false;
+  c.mutex.unlock();
+}
+
+connection& conn() noexcept {
+  static connection* c = [] {
+    auto* p = new connection();  // leaky: slabs may be returned from static destructors
+    pthread_atfork([] { conn().mutex.lock(); }, [] { conn().mutex.unlock(); }, reset_in_child);
+    return p;
+  }();
+  return *c;
+}
+
+void mark_down(connection& c, const char* why) noexcept {
+  if (c.sock >= 0) {
+    close(c.sock);
+    c.sock = -1;
+    POOLSHIM_LOG_WARN("poolshimd connection lost ({}): local slabs until it is back", why);
+  }
+  c.down_since = std::chrono::steady_clock::now();
+}
+
+// One request and its reply; false on an I/O failure (the connection is then down).
+bool exchange(connection& c, proto::request q, int fd_in, proto::reply* r, int* fd_out) noexcept {
+  if (fd_out != nullptr) *fd_out = -1;
+  q.seq = ++c.seq;
+  if (!proto::send_record(c.sock, &q, sizeof q, fd_in)) {
+    mark_down(c, "send");
+    return false;
+  }
+  alignas(8) unsigned char buf[proto::k_record_size];
+  std::size_t len = 0;
+  int fd = -1;
+  if (proto::recv_record(c.sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok) {
+    mark_down(c, "no reply");
+    return false;
+  }
+  if (proto::validate_reply(buf, len, q, r) != proto::status::ok) {
+    if (fd >= 0) close(fd);
+    mark_down(c, "malformed reply");
+    return false;
+  }
+  g_pressure.store(r->pressure_mib, std::memory_order_relaxed);
+  if (fd_out != nullptr) {
+    *fd_out = fd;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  return true;
+}
+
+// The slabs this process still holds, made known to a daemon that does not know them (restarted).
+void redeclare(connection& c) noexcept {
+  for (held& h : c.slabs) {
+    proto::request q = proto::make_request(proto::op::redeclare_slab, 0);
+    q.arg[0] = h.bytes;
+    proto::reply r{};
+    if (!exchange(c, q, h.fd, &r, nullptr)) return;
+    h.lease = r.status == static_cast<std::int32_t>(proto::status::ok) ? r.val[0] : 0;
+    if (h.lease != 0) bump(g_redeclared);
+  }
+}
+
+bool ensure_connected(connection& c) noexcept {
+  if (c.sock >= 0) return true;
+  if (c.refused) return false;
+  if (c.ever_tried && std::chrono::steady_clock::now() - c.down_since < k_retry_after) return false;
+  const bool first = !c.ever_tried;
+  c.ever_tried = true;
+  c.down_since = std::chrono::steady_clock::now();
+  std::string path, why;
+  try {
+    path = proto::default_socket_path();
+  } catch (...) {
+    return false;
+  }
+  const uid_t me = getuid();
+  // A missing socket is the usual case (no daemon): quiet. An untrusted one is refused loudly.
+  int s = -1;
+  try {
+    if (!proto::trusted_directory(path, me, &why)) {
+      if (access(path.c_str(), F_OK) == 0 || errno != ENOENT) {
+        c.refused = true;
+        bump(g_refusals);
+        POOLSHIM_LOG_WARN("not trusting the poolshimd socket {}: {}; pinned memory comes from local slabs", path, why);
+      }
+      return false;
+    }
+    s = proto::connect_seqpacket(path, &why);
+    if (s < 0) {
+      if (first) POOLSHIM_LOG_DEBUG("no poolshimd at {} ({}): local slabs", path, why);
+      return false;
+    }
+    if (!proto::trusted_peer(s, me, &why)) {
+      close(s);
+      c.refused = true;
+      bump(g_refusals);
+      POOLSHIM_LOG_WARN("not trusting the poolshimd at {}: {}; pinned memory comes from local slabs", path, why);
+      return false;
+    }
+  } catch (...) {
+    if (s >= 0) close(s);
+    return false;
+  }
+  timeval tv{k_reply_timeout_ms / 1000, (k_reply_timeout_ms % 1000) * 1000};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  c.sock = s;
+  proto::reply r{};
+  if (!exchange(c, proto::make_request(proto::op::hello, 0), -1, &r, nullptr)) return false;
+  if (r.status != static_cast<std::int32_t>(proto::status::ok) || r.val[0] == 0) {
+    mark_down(c, "hello refused");
+    return false;
+  }
+  c.slab_bytes = r.val[0];
+  bump(g_connects);
+  POOLSHIM_LOG_DEBUG("poolshimd {} at {}: slabs of {} MiB", r.val[1], path, c.slab_bytes >> 20);
+  redeclare(c);
+  return c.sock >= 0;
+}
+
+}  // namespace
+
+bool lease_slab(std::size_t bytes, slab_lease* out) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (!ensure_connected(c) || bytes > c.slab_bytes) {
+    bump(g_fallbacks);
+    return false;
+  }
+  try {
+    c.slabs.reserve(c.slabs.size() + 1);
+  } catch (...) {
+    bump(g_fallbacks);
+    return false;
+  }
+  proto::request q = proto::make_request(proto::op::lease_slab, 0);
+  q.arg[0] = c.slab_bytes;
+  proto::reply r{};
+  int fd = -1;
+  if (!exchange(c, q, -1, &r, &fd) || r.status != static_cast<std::int32_t>(proto::status::ok) || fd < 0 ||
+      r.val[1] != c.slab_bytes) {
+    if (fd >= 0) close(fd);
+    if (c.sock >= 0 && r.status != static_cast<std::int32_t>(proto::status::ok))
+      POOLSHIM_LOG_DEBUG("poolshimd refused a slab: {}", proto::status_name(static_cast<proto::status>(r.status)));
+    bump(g_fallbacks);
+    return false;
+  }
+  const held h{c.next_token++, fd, static_cast<std::size_t>(c.slab_bytes), r.val[0]};
+  c.slabs.push_back(h);  // reserved: cannot throw
+  out->fd = h.fd;
+  out->bytes = h.bytes;
+  out->token = h.token;
+  bump(g_taken);
+  return true;
+}
+
+void return_slab(const slab_lease& lease) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  auto it = std::find_if(c.slabs.begin(), c.slabs.end(), [&](const held& h) { return h.token == lease.token; });
+  if (it == c.slabs.end()) {
+    close(lease.fd);  // a slab of before a fork, or unknown: only the descriptor is ours
+    return;
+  }
+  if (it->lease != 0 && (c.sock >= 0 || ensure_connected(c))) {
+    proto::request q = proto::make_request(proto::op::return_slab, 0);
+    q.arg[0] = it->lease;
+    proto::reply r{};
+    (void)exchange(c, q, -1, &r, nullptr);  // a daemon that is gone reclaims it at our exit
+  }
+  close(it->fd);
+  c.slabs.erase(it);
+  bump(g_returned);
+}
+
+std::uint32_t pressure_mib() noexcept { return g_pressure.load(std::memory_order_relaxed); }
+
+figures get_figures() noexcept {
+  return figures{g_taken.load(std::memory_order_relaxed),    g_returned.load(std::memory_order_relaxed),
+                 g_fallbacks.load(std::memory_order_relaxed), g_redeclared.load(std::memory_order_relaxed),
+                 g_connects.load(std::memory_order_relaxed),  g_refusals.load(std::memory_order_relaxed)};
+}
+
+}  // namespace poolshim::daemon_client

@@ -1,0 +1,33 @@
+// The shim's connection to poolshimd: lazy (the first slab asks), checked before a byte is sent
+// (transport.h: the socket directory, then the peer's uid), failing open (no trusted daemon, or a
+// daemon that died: the callers use local sources; what was mapped stays valid), reconnecting after
+// a pause and then re-declaring every slab still held, so a restarted daemon accounts for it. A
+// fork child drops the inherited connection and starts afresh; the parent's leases stay the
+// parent's. One connection per process, one request at a time (a mutex; never on the hit path).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace poolshim::daemon_client {
+
+struct slab_lease {
+  int fd;               // the slab's memfd, owned by the caller until return_slab
+  std::size_t bytes;    // the daemon's slab size (>= what was asked)
+  std::uint64_t token;  // stable for the life of the slab in this process, across daemon restarts
+};
+
+// A slab of at least `bytes`: true with *out filled, or false (no trusted daemon, too big, quota,
+// region full): then the caller makes a local slab.
+bool lease_slab(std::size_t bytes, slab_lease* out) noexcept;
+// The slab goes back (the caller has unmapped it); closes the fd.
+void return_slab(const slab_lease& lease) noexcept;
+// MiB the daemon asked its clients to give back from idle caches in its last reply (0: none).
+std::uint32_t pressure_mib() noexcept;
+
+struct figures {
+  std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals;
+};
+figures get_figures() noexcept;
+
+}  // namespace poolshim::daemon_client

@@ -1,0 +1,217 @@
+// poolshimd's event loop (daemon/poolshimd/server.h) in a thread, spoken to with raw records: the
+// lease life cycle and accounting, quotas, and hostile input (every malformed record gets an error
+// reply, the connection and the daemon survive, and no descriptor leaks).
+#include "poolshimd/server.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "protocol/protocol.h"
+#include "protocol/transport.h"
+
+namespace poolshim::daemon {
+namespace {
+
+constexpr std::uint64_t kSlab = std::uint64_t{2} << 20;
+
+// Open descriptors other than the region's memfds (which its background fillers open meanwhile).
+int open_fd_count() {
+  int n = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (fcntl(fd, F_GETFD) == -1) continue;
+    char link[256] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t len = readlink(path.c_str(), link, sizeof link - 1);
+    n += !(len > 0 && std::strncmp(link, "/memfd:", 7) == 0);
+  }
+  return n;
+}
+
+class Server : public ::testing::Test {
+ protected:
+  void start(std::uint64_t client_quota = 0, std::uint64_t uid_quota = 0) {
+    char tmpl[] = "/tmp/poolshimd-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    server_options o;
+    o.socket_path = dir_ + "/poolshimd.sock";
+    o.region.slab_bytes = kSlab;
+    o.region.total_bytes = 4 * kSlab;
+    o.region.fill_threads = 1;
+    o.client_quota = client_quota;
+    o.uid_quota = uid_quota;
+    server_ = std::make_unique<server>(o);
+    thread_ = std::thread([this] { server_->run(); });
+    std::string why;
+    sock_ = proto::connect_seqpacket(o.socket_path, &why);
+    ASSERT_GE(sock_, 0) << why;
+  }
+  void TearDown() override {
+    if (sock_ >= 0) close(sock_);
+    if (server_) {
+      server_->stop();
+      thread_.join();
+      server_.reset();
+    }
+    rmdir(dir_.c_str());
+  }
+  // Sends raw bytes (and a descriptor) and returns the reply's status; *r gets the reply.
+  proto::status raw(const void* bytes, std::size_t len, int fd_in, proto::reply* r, int* fd_out = nullptr) {
+    EXPECT_TRUE(proto::send_record(sock_, bytes, len, fd_in));
+    unsigned char buf[proto::k_record_size];
+    std::size_t got = 0;
+    int fd = -1;
+    EXPECT_EQ(proto::recv_record(sock_, buf, sizeof buf, &got, &fd), proto::recv_status::ok);
+    EXPECT_EQ(got, proto::k_record_size);
+    std::memcpy(r, buf, sizeof *r);
+    if (fd_out != nullptr) {
+      *fd_out = fd;
+    } else if (fd >= 0) {
+      close(fd);
+    }
+    return static_cast<proto::status>(r->status);
+  }
+  proto::status ask(proto::op o, std::uint64_t arg0, proto::reply* r, int fd_in = -1, int* fd_out = nullptr) {
+    proto::request q = proto::make_request(o, ++seq_);
+    q.arg[0] = arg0;
+    return raw(&q, sizeof q, fd_in, r, fd_out);
+  }
+  std::uint64_t lent() {
+    proto::reply r{};
+    EXPECT_EQ(ask(proto::op::stats, 0, &r), proto::status::ok);
+    return r.val[1];
+  }
+
+  std::string dir_;
+  std::unique_ptr<server> server_;
+  std::thread thread_;
+  int sock_ = -1;
+  std::uint32_t seq_ = 0;
+};
+
+TEST_F(Server, LeaseLifeCycleIsAccounted) {
+  start();
+  proto::reply r{};
+  ASSERT_EQ(ask(proto::op::hello, 0, &r), proto::status::ok);
+  EXPECT_EQ(r.val[0], kSlab);
+  EXPECT_EQ(r.val[1], static_cast<std::uint64_t>(getpid()));
+  int fd = -1;
+  ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t lease = r.val[0];
+  EXPECT_EQ(lent(), kSlab);
+  ASSERT_EQ(ask(proto::op::client_stats, 0, &r), proto::status::ok);
+  EXPECT_EQ(r.val[0], static_cast<std::uint64_t>(getpid()));
+  EXPECT_EQ(r.val[2], kSlab);
+  EXPECT_EQ(ask(proto::op::client_stats, 1, &r), proto::status::not_found);
+  EXPECT_EQ(ask(proto::op::return_slab, lease + 100, &r), proto::status::not_found);
+  EXPECT_EQ(ask(proto::op::return_slab, lease, &r), proto::status::ok);
+  EXPECT_EQ(ask(proto::op::return_slab, lease, &r), proto::status::not_found) << "returned twice";
+  EXPECT_EQ(lent(), 0u);
+  close(fd);
+}
+
+TEST_F(Server, RedeclaringAKnownSlabKeepsItsLease) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  const std::uint64_t lease = r.val[0];
+  ASSERT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, fd), proto::status::ok);
+  EXPECT_EQ(r.val[0], lease);
+  EXPECT_EQ(lent(), kSlab) << "counted once";
+  EXPECT_EQ(ask(proto::op::redeclare_slab, kSlab, &r), proto::status::missing_fd);
+  close(fd);
+}
+
+TEST_F(Server, QuotaPerClientIsEnforced) {
+  start(/*client_quota=*/2 * kSlab);
+  proto::reply r{};
+  int fds[2];
+  for (int& fd : fds) ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  int extra = -1;
+  EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &extra), proto::status::quota);
+  EXPECT_EQ(extra, -1) << "no descriptor with a refusal";
+  for (int fd : fds) close(fd);
+}
+
+TEST_F(Server, FullRegionRefusesAndRaisesPressure) {
+  start();
+  proto::reply r{};
+  int fds[4];
+  for (int& fd : fds) ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::no_memory);
+  ASSERT_EQ(ask(proto::op::return_idle, 0, &r), proto::status::ok);
+  EXPECT_EQ(r.val[0], kSlab) << "clients are asked to give a slab back";
+  EXPECT_EQ(r.pressure_mib, kSlab >> 20);
+  for (int fd : fds) close(fd);
+}
+
+TEST_F(Server, HostileRecordsGetErrorsAndNothingLeaks) {
+  start();
+  proto::reply r{};
+  ASSERT_EQ(ask(proto::op::hello, 0, &r), proto::status::ok);
+  const int before = open_fd_count();
+  unsigned char junk[proto::k_record_size];
+  std::memset(junk, 0x5a, sizeof junk);
+  EXPECT_EQ(raw(junk, sizeof junk, -1, &r), proto::status::bad_magic);
+  EXPECT_EQ(raw(junk, 7, -1, &r), proto::status::bad_size) << "truncated";
+  unsigned char big[1000] = {};
+  EXPECT_EQ(raw(big, sizeof big, -1, &r), proto::status::bad_size) << "oversized";
+  proto::request q = proto::make_request(proto::op::stats, 1);
+  q.version = 2;
+  EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::bad_version);
+  q = proto::make_request(proto::op::stats, 1);
+  q.op = 77;
+  EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::unknown_op);
+  EXPECT_EQ(r.op, 77) << "the reply echoes what it can";
+  q = proto::make_request(proto::op::stats, 1);
+  q.reserved[3] = 9;
+  EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::bad_reserved);
+  // A descriptor nobody asked for is closed by the daemon.
+  const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  EXPECT_EQ(ask(proto::op::stats, 0, &r, devnull), proto::status::missing_fd);
+  close(devnull);
+  EXPECT_EQ(ask(proto::op::stats, 0, &r), proto::status::ok) << "the connection survives";
+  EXPECT_EQ(open_fd_count(), before) << "the daemon kept none of the descriptors it was sent";
+}
+
+TEST_F(Server, ClosedSocketKeepsLeasesOfALiveProcess) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  close(sock_);
+  std::string why;
+  sock_ = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  ASSERT_GE(sock_, 0);
+  EXPECT_EQ(lent(), kSlab) << "this process still maps it: its lease stands until it exits";
+  ASSERT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, fd), proto::status::ok) << "and it can take it over";
+  ASSERT_EQ(ask(proto::op::return_slab, r.val[0], &r), proto::status::ok);
+  EXPECT_EQ(lent(), 0u);
+  close(fd);
+}
+
+TEST_F(Server, GoodbyeReturnsEverything) {
+  start();
+  proto::reply r{};
+  int fds[2];
+  for (int& fd : fds) ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  ASSERT_EQ(ask(proto::op::goodbye, 0, &r), proto::status::ok);
+  close(sock_);
+  std::string why;
+  sock_ = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  ASSERT_GE(sock_, 0);
+  EXPECT_EQ(lent(), 0u);
+  for (int fd : fds) close(fd);
+}
+
+}  // namespace
+}  // namespace poolshim::daemon

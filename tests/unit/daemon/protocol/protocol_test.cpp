@@ -1,0 +1,136 @@
+// The record validation (daemon/protocol/protocol.h): every field of a request and a reply is
+// checked, and a record that fails any check is refused with the status that names the field.
+#include "protocol/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+namespace poolshim::proto {
+namespace {
+
+constexpr std::uint64_t kSlab = std::uint64_t{64} << 20;
+
+status check(const request& r, std::size_t len = sizeof(request)) {
+  request out{};
+  return validate_request(&r, len, kSlab, &out);
+}
+
+TEST(Protocol, WellFormedRequestsOfEveryOpAreAccepted) {
+  for (op o : {op::hello, op::stats, op::return_idle, op::goodbye}) EXPECT_EQ(check(make_request(o, 1)), status::ok);
+  request lease = make_request(op::lease_slab, 2);
+  lease.arg[0] = kSlab;
+  EXPECT_EQ(check(lease), status::ok);
+  request ret = make_request(op::return_slab, 3);
+  ret.arg[0] = 7;
+  EXPECT_EQ(check(ret), status::ok);
+  request re = make_request(op::redeclare_slab, 4);
+  re.arg[0] = kSlab;
+  EXPECT_EQ(check(re), status::ok);
+  request cs = make_request(op::client_stats, 5);
+  cs.arg[0] = 3;
+  EXPECT_EQ(check(cs), status::ok);
+}
+
+TEST(Protocol, ValidatedRequestIsCopiedOut) {
+  request q = make_request(op::lease_slab, 99);
+  q.arg[0] = 4096;
+  request out{};
+  ASSERT_EQ(validate_request(&q, sizeof q, kSlab, &out), status::ok);
+  EXPECT_EQ(std::memcmp(&q, &out, sizeof q), 0);
+}
+
+TEST(Protocol, WrongLengthsAreRefusedWithoutReadingPastThem) {
+  const request q = make_request(op::hello, 1);
+  for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{16}, sizeof q - 1, sizeof q + 1, std::size_t{4096}}) {
+    std::vector<unsigned char> buf(len + 1, 0);  // exactly len readable bytes (plus one unused)
+    std::memcpy(buf.data(), &q, std::min(len, sizeof q));
+    request out{};
+    EXPECT_EQ(validate_request(buf.data(), len, kSlab, &out), status::bad_size) << len;
+  }
+  request out{};
+  EXPECT_EQ(validate_request(nullptr, sizeof q, kSlab, &out), status::bad_size);
+}
+
+TEST(Protocol, EachHeaderFieldIsChecked) {
+  request q = make_request(op::hello, 1);
+  q.magic ^= 1;
+  EXPECT_EQ(check(q), status::bad_magic);
+  q = make_request(op::hello, 1);
+  q.version = k_version + 1;
+  EXPECT_EQ(check(q), status::bad_version);
+  q = make_request(op::hello, 1);
+  q.size = 64;
+  EXPECT_EQ(check(q), status::bad_size);
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{9}, std::uint16_t{0xffff}}) {
+    q = make_request(op::hello, 1);
+    q.op = bad_op;
+    EXPECT_EQ(check(q), status::unknown_op) << bad_op;
+  }
+}
+
+TEST(Protocol, EveryReservedByteMustBeZero) {
+  for (std::size_t i = 0; i < sizeof(request::reserved); ++i) {
+    request q = make_request(op::stats, 1);
+    q.reserved[i] = 1;
+    EXPECT_EQ(check(q), status::bad_reserved) << i;
+  }
+}
+
+TEST(Protocol, ArgumentsAreCheckedPerOperation) {
+  request q = make_request(op::lease_slab, 1);
+  EXPECT_EQ(check(q), status::bad_argument) << "zero bytes";
+  q.arg[0] = kSlab + 1;
+  EXPECT_EQ(check(q), status::bad_argument) << "more than a slab";
+  q.arg[0] = kSlab;
+  q.arg[3] = 1;
+  EXPECT_EQ(check(q), status::bad_argument) << "unused argument set";
+  q = make_request(op::return_slab, 1);
+  EXPECT_EQ(check(q), status::bad_argument) << "lease 0";
+  q = make_request(op::redeclare_slab, 1);
+  q.arg[0] = k_max_lease_bytes + 1;
+  EXPECT_EQ(check(q), status::bad_argument);
+  q = make_request(op::client_stats, 1);
+  q.arg[0] = std::uint64_t{1} << 40;
+  EXPECT_EQ(check(q), status::bad_argument);
+  for (op o : {op::hello, op::stats, op::return_idle, op::goodbye}) {
+    q = make_request(o, 1);
+    q.arg[1] = 5;
+    EXPECT_EQ(check(q), status::bad_argument) << op_name(o);
+  }
+}
+
+TEST(Protocol, ReplyMustAnswerTheRequestAndBeWellFormed) {
+  const request q = make_request(op::stats, 42);
+  reply r = make_reply(q, status::ok);
+  reply out{};
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::ok);
+  r.seq = 41;
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_argument) << "another request's seq";
+  r = make_reply(q, status::ok);
+  r.op = static_cast<std::uint16_t>(op::hello);
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_argument) << "another op";
+  r = make_reply(q, status::ok);
+  r.status = 1000;
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_argument) << "unknown status";
+  r = make_reply(q, status::ok);
+  r.reserved[55] = 1;
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_reserved);
+  r = make_reply(q, status::ok);
+  EXPECT_EQ(validate_reply(&r, sizeof r - 1, q, &out), status::bad_size);
+  r.magic = 0;
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_magic);
+}
+
+TEST(Protocol, DescriptorRulesFollowTheOpTable) {
+  EXPECT_TRUE(op_gives_fd(op::lease_slab));
+  EXPECT_TRUE(op_takes_fd(op::redeclare_slab));
+  EXPECT_FALSE(op_takes_fd(op::lease_slab));
+  EXPECT_FALSE(op_gives_fd(op::stats));
+  EXPECT_STREQ(op_name(op::return_idle), "return_idle");
+  EXPECT_STREQ(status_name(status::quota), "quota");
+}
+
+}  // namespace
+}  // namespace poolshim::proto
