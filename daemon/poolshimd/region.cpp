@@ -35,6 +35,7 @@ slab_region::~slab_region() {
   for (auto& t : fillers_) t.join();
   for (slab& s : slabs_)
     if (s.fd >= 0) close(s.fd);
+  for (int fd : closing_) close(fd);
 }
 
 int slab_region::make_filled_memfd() const {
@@ -56,12 +57,20 @@ void slab_region::filler_loop() {
   std::unique_lock lock(mutex_);
   for (;;) {
     work_.wait(lock, [this] {
-      if (stopping_) return true;
+      if (stopping_ || !closing_.empty()) return true;
       for (const slab& s : slabs_)
         if (s.st == state::empty) return true;
       return false;
     });
     if (stopping_) return;
+    if (!closing_.empty()) {
+      const int fd = closing_.back();
+      closing_.pop_back();
+      lock.unlock();
+      close(fd);
+      lock.lock();
+      continue;
+    }
     std::size_t i = 0;
     while (slabs_[i].st != state::empty) ++i;
     slabs_[i].st = state::filling;
@@ -126,7 +135,9 @@ void slab_region::give_back(int i) {
     std::lock_guard lock(mutex_);
     slab& s = slabs_.at(static_cast<std::size_t>(i));
     if (s.st != state::lent) return;
-    close(s.fd);  // the pages go when the last mapping does: never lent again
+    // Never lent again; the pages go with the last mapping. Closing the last reference frees the
+    // pages there and then (milliseconds for 64 MiB), so a filler does it, not the event loop.
+    closing_.push_back(s.fd);
     s.fd = -1;
     s.owner = 0;
     s.st = state::empty;

@@ -68,6 +68,7 @@ class slab_region {
   mutable std::mutex mutex_;
   std::condition_variable work_;
   std::vector<slab> slabs_;
+  std::vector<int> closing_;  // memfds of returned slabs, closed by a filler
   std::uint64_t reclaimed_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> fillers_;

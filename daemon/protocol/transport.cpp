@@ -57,7 +57,11 @@ int listen_seqpacket(const std::string& path, int backlog, std::string* why) {
     }
   }
   unlink(path.c_str());
-  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(s, backlog) != 0) {
+  // The socket file is connectable by all (0666): who may reach it is the directory's business
+  // (0700 for a per-user daemon; root's, readable by all, for a node-wide one), and the daemon
+  // keeps each uid's memory apart.
+  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || chmod(path.c_str(), 0666) != 0 ||
+      listen(s, backlog) != 0) {
     if (why) *why = errno_text(("bind/listen " + path).c_str());
     close(s);
     return -1;

@@ -1,0 +1,143 @@
+// A protocol-level client of poolshimd for the daemon tests and benchmark (no CUDA, no shim):
+//   bench N          N lease+return round trips: prints the mean round trip and leases per second
+//   hold K           lease K slabs, write a pattern into each, print "ready", wait for stdin EOF
+//   fresh            lease one slab and check that every byte is zero (memory another uid held is
+//                    never lent again), then print "fresh" and return it
+//   steal LEASE      try to return another client's lease: prints the daemon's status name
+// The socket comes from POOLSHIM_SOCKET. Exit 0 on success, 1 when a check fails, 2 on errors.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "protocol/protocol.h"
+#include "protocol/transport.h"
+
+namespace proto = poolshim::proto;
+
+namespace {
+
+int g_sock = -1;
+std::uint32_t g_seq = 0;
+
+proto::status ask(proto::op o, std::uint64_t arg0, proto::reply* r, int* fd_out = nullptr) {
+  proto::request q = proto::make_request(o, ++g_seq);
+  q.arg[0] = arg0;
+  unsigned char buf[proto::k_record_size];
+  std::size_t len = 0;
+  int fd = -1;
+  if (!proto::send_record(g_sock, &q, sizeof q, -1) ||
+      proto::recv_record(g_sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok ||
+      proto::validate_reply(buf, len, q, r) != proto::status::ok) {
+    std::fprintf(stderr, "daemon_raw_client: no valid reply\n");
+    std::exit(2);
+  }
+  if (fd_out != nullptr) {
+    *fd_out = fd;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  return static_cast<proto::status>(r->status);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s bench N | hold K | fresh | steal LEASE\n", argv[0]);
+    return 2;
+  }
+  const std::string path = proto::default_socket_path();
+  std::string why;
+  if (!proto::trusted_directory(path, getuid(), &why) || (g_sock = proto::connect_seqpacket(path, &why)) < 0 ||
+      !proto::trusted_peer(g_sock, getuid(), &why)) {
+    std::fprintf(stderr, "daemon_raw_client: %s\n", why.c_str());
+    return 2;
+  }
+  proto::reply r{};
+  if (ask(proto::op::hello, 0, &r) != proto::status::ok) return 2;
+  const std::uint64_t slab = r.val[0];
+  const std::string cmd = argv[1];
+  if (cmd == "bench" && argc == 3) {
+    // Rounds of: lease every ready slab (each lease timed), return them all (timed), let the
+    // fillers refill. Then the bare protocol round trip (stats) many times.
+    using clock = std::chrono::steady_clock;
+    const long rounds = std::atol(argv[2]);
+    double lease_s = 0, return_s = 0;
+    long leases = 0;
+    for (long round = 0; round < rounds; ++round) {
+      std::vector<std::uint64_t> held;
+      for (;;) {
+        int fd = -1;
+        const auto t0 = clock::now();
+        if (ask(proto::op::lease_slab, slab, &r, &fd) != proto::status::ok) break;
+        lease_s += std::chrono::duration<double>(clock::now() - t0).count();
+        ++leases;
+        held.push_back(r.val[0]);
+        close(fd);
+      }
+      const auto t1 = clock::now();
+      for (std::uint64_t l : held)
+        if (ask(proto::op::return_slab, l, &r) != proto::status::ok) return 2;
+      return_s += std::chrono::duration<double>(clock::now() - t1).count();
+      usleep(1500000);  // the fillers replace what came back
+    }
+    const long n = 20000;
+    const auto t2 = clock::now();
+    for (long i = 0; i < n; ++i) ask(proto::op::stats, 0, &r);
+    const double s = std::chrono::duration<double>(clock::now() - t2).count();
+    std::printf("lease_us=%.1f return_us=%.1f (%ld leases of %llu MiB slabs, each filled ahead) "
+                "round_trip_us=%.1f ops_per_s=%.0f (stats requests)\n",
+                leases ? lease_s / static_cast<double>(leases) * 1e6 : 0.0,
+                leases ? return_s / static_cast<double>(leases) * 1e6 : 0.0, leases,
+                static_cast<unsigned long long>(slab >> 20), s / n * 1e6, n / s);
+    return leases > 0 ? 0 : 1;
+  }
+  if (cmd == "hold" && argc == 3) {
+    const int k = std::atoi(argv[2]);
+    std::vector<std::uint64_t> leases;
+    for (int i = 0; i < k; ++i) {
+      int fd = -1;
+      if (ask(proto::op::lease_slab, slab, &r, &fd) != proto::status::ok) return 2;
+      leases.push_back(r.val[0]);
+      void* p = mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) return 2;
+      std::memset(p, 0xa5, slab);
+      munmap(p, slab);
+      close(fd);
+    }
+    std::printf("ready leases=");
+    for (std::uint64_t l : leases) std::printf("%llu,", static_cast<unsigned long long>(l));
+    std::printf("\n");
+    std::fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) {
+    }
+    return 0;
+  }
+  if (cmd == "fresh") {
+    int fd = -1;
+    if (ask(proto::op::lease_slab, slab, &r, &fd) != proto::status::ok) return 2;
+    auto* p = static_cast<unsigned char*>(mmap(nullptr, slab, PROT_READ, MAP_SHARED, fd, 0));
+    if (p == MAP_FAILED) return 2;
+    std::size_t nonzero = 0;
+    for (std::size_t i = 0; i < slab; ++i) nonzero += p[i] != 0;
+    munmap(p, slab);
+    close(fd);
+    ask(proto::op::return_slab, r.val[0], &r);
+    std::printf("%s nonzero_bytes=%zu\n", nonzero == 0 ? "fresh" : "USED", nonzero);
+    return nonzero == 0 ? 0 : 1;
+  }
+  if (cmd == "steal" && argc == 3) {
+    const proto::status s = ask(proto::op::return_slab, std::strtoull(argv[2], nullptr, 10), &r);
+    std::printf("%s\n", proto::status_name(s));
+    return 0;
+  }
+  std::fprintf(stderr, "daemon_raw_client: unknown command\n");
+  return 2;
+}

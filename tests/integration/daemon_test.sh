@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Multi-process tests of poolshimd with the shim (daemon_client_program) and without it
+# (daemon_raw_client). Each scenario starts its own daemon on a private socket and stops it.
+# usage: daemon_test.sh SCENARIO --daemon poolshimd --client daemon_client_program
+#                       --raw daemon_raw_client --shim libpoolshim.so
+# Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, bench
+set -u
+scenario=${1:?scenario}; shift
+daemon="" client="" raw="" shim=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --daemon) daemon=$2; shift 2 ;;
+    --client) client=$2; shift 2 ;;
+    --raw) raw=$2; shift 2 ;;
+    --shim) shim=$2; shift 2 ;;
+    *) echo "daemon_test: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+fail() { echo "daemon_test $scenario: FAIL: $*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+dir=$(mktemp -d /tmp/poolshimd-it-XXXXXX)
+chmod 700 "$dir"
+sock=$dir/poolshimd.sock
+dpid=""
+cleanup() {
+  [[ -n "$dpid" ]] && kill -9 "$dpid" 2>/dev/null
+  jobs -p | xargs -r kill -9 2>/dev/null
+  pkill -9 -f -- "$dir" 2>/dev/null  # clients (and their children) named by their files
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+start_daemon() {
+  "$daemon" --socket "$sock" --region "${1:-1G}" --slab 64M --fill-threads 2 "${@:2}" >>"$dir/daemon.log" 2>&1 &
+  dpid=$!
+  for _ in $(seq 200); do
+    [[ -S "$sock" ]] && "$daemon" --status --socket "$sock" >/dev/null 2>&1 && return 0
+    sleep 0.02
+  done
+  cat "$dir/daemon.log" >&2
+  fail "the daemon did not come up"
+}
+status() { "$daemon" --status --socket "$sock"; }
+field() { sed -n "s/.*\\b$1=\\([0-9]*\\).*/\\1/p" | head -1; }
+# exec: a client started with & is then this pid itself (kill -9 reaches the program, not a shell).
+under_shim() { exec env LD_PRELOAD="$shim" POOLSHIM_SOCKET="$sock" POOLSHIM_TEST_EXPECT=shim "$@"; }
+wait_files() {  # wait_files FILE...: every file exists (clients write them once ready)
+  for _ in $(seq 1500); do
+    local missing=0 f
+    for f in "$@"; do [[ -e "$f" ]] || missing=$((missing + 1)); done
+    [[ $missing -eq 0 ]] && return 0
+    sleep 0.02
+  done
+  fail "$missing of $# clients did not get ready"
+}
+
+case "$scenario" in
+eight_clients)
+  # 8 processes lease, fill, check and free pinned memory concurrently; while all hold their
+  # buffers, the daemon's figures must equal the sum of what the clients say they leased.
+  start_daemon 1G
+  pids=()
+  for i in $(seq 8); do
+    under_shim "$client" --buffers 2 --ready "$dir/ready.$i" --go "$dir/go" >"$dir/client.$i.out" 2>&1 &
+    pids+=($!)
+  done
+  wait_files $(for i in $(seq 8); do echo "$dir/ready.$i"; done)
+  st=$(status)
+  echo "$st"
+  claimed=0
+  for i in $(seq 8); do claimed=$((claimed + $(field leased_bytes <"$dir/ready.$i"))); done
+  lent=$(echo "$st" | head -1 | field lent_bytes)
+  per_client=$(echo "$st" | grep '^client' | sed -n 's/.*lent_bytes=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}')
+  echo "clients say $claimed bytes; daemon lent $lent; per-client sum $per_client"
+  [[ $claimed -gt 0 ]] || fail "no client leased from the daemon"
+  [[ $claimed -eq $lent && $lent -eq $per_client ]] || fail "accounting differs"
+  touch "$dir/go"
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { cat "$dir/client.$((i + 1)).out"; fail "client $((i + 1)) failed"; }
+  done
+  grep -h corruptions "$dir"/client.*.out | head -2
+  for _ in $(seq 200); do
+    [[ $(status | head -1 | field lent_bytes) -eq 0 ]] && break
+    sleep 0.02
+  done
+  [[ $(status | head -1 | field lent_bytes) -eq 0 ]] || fail "slabs still lent after every client exited"
+  echo "daemon_test eight_clients: OK"
+  ;;
+kill_client)
+  # kill -9 of a client holding slabs: all back once the process has exited (the time is
+  # measured); the others are undisturbed; a forked child keeps a valid mapping.
+  start_daemon 1G
+  under_shim "$client" --buffers 2 --ready "$dir/other.ready" --go "$dir/go" >"$dir/other.out" 2>&1 &
+  other=$!
+  under_shim "$client" --buffers 3 --ready "$dir/victim.ready" --hold --fork-child >"$dir/victim.out" 2>&1 &
+  victim=$!
+  wait_files "$dir/victim.ready" "$dir/other.ready"
+  before=$(status | head -1 | field lent_bytes)
+  other_bytes=$(field leased_bytes <"$dir/other.ready")
+  echo "before: $(status | head -1)"
+  t0=$(now_ms)
+  kill -9 "$victim"
+  wait "$victim" 2>/dev/null
+  t_exit=$(now_ms)
+  while [[ $(status | head -1 | field lent_bytes) -ne $other_bytes ]]; do
+    [[ $(($(now_ms) - t0)) -lt 5000 ]] || fail "the victim's slabs did not come back in 5 s"
+    sleep 0.001
+  done
+  t1=$(now_ms)
+  echo "reclaim_ms=$((t1 - t0)) (kill to daemon figures; process reaped after $((t_exit - t0)) ms); lent before $before, after $other_bytes"
+  touch "$dir/go"
+  wait "$other" || { cat "$dir/other.out"; fail "the other client was disturbed"; }
+  for _ in $(seq 100); do grep -q "child mapping" "$dir/victim.out" && break; sleep 0.02; done
+  grep -q "child mapping intact" "$dir/victim.out" || { cat "$dir/victim.out"; fail "the child's mapping"; }
+  echo "daemon_test kill_client: OK"
+  ;;
+kill_daemon)
+  # kill -9 of the daemon mid-run: the client carries on with local slabs and its data stays
+  # right; a restarted daemon serves a new client and takes the old one's slabs back in.
+  start_daemon 2G
+  under_shim "$client" --buffers 1 --grow 3 --ready "$dir/grower.ready" --go "$dir/go" >"$dir/grower.out" 2>&1 &
+  grower=$!
+  sleep 0.6
+  kill -9 "$dpid"; wait "$dpid" 2>/dev/null; dpid=""
+  sleep 0.8
+  start_daemon 2G
+  (under_shim "$client" --buffers 1) >"$dir/fresh.out" 2>&1 || { cat "$dir/fresh.out"; fail "a new client after the restart"; }
+  grep -q "daemon_slabs=[1-9]" "$dir/fresh.out" || { cat "$dir/fresh.out"; fail "the restarted daemon did not serve"; }
+  wait_files "$dir/grower.ready"
+  st=$(status)
+  echo "$st"
+  grower_pid=$(field pid <"$dir/grower.ready")
+  echo "$st" | grep -q "client pid=$grower_pid .*leases=[1-9]" || fail "the old client's slabs were not re-declared"
+  touch "$dir/go"
+  wait "$grower" || { cat "$dir/grower.out"; fail "the client failed across the daemon's death"; }
+  cat "$dir/grower.out"
+  grep -q "redeclared=[1-9]" "$dir/grower.out" || fail "no slab was re-declared"
+  grep -q "fallbacks=[1-9]" "$dir/grower.out" || fail "no local slab while the daemon was down"
+  echo "daemon_test kill_daemon: OK"
+  ;;
+untrusted_socket)
+  # A socket in a directory others can write is refused before a byte is sent; as root, a daemon
+  # whose peer is another uid (a squatter) is refused too. Allocation goes on with local slabs.
+  squat=$(mktemp -d /tmp/poolshimd-squat-XXXXXX)
+  chmod 777 "$squat"
+  python3 - "$squat/poolshimd.sock" <<'EOF' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1]); s.listen(4)
+time.sleep(30)
+EOF
+  squatter=$!
+  for _ in $(seq 100); do [[ -S "$squat/poolshimd.sock" ]] && break; sleep 0.02; done
+  env LD_PRELOAD="$shim" POOLSHIM_SOCKET="$squat/poolshimd.sock" POOLSHIM_TEST_EXPECT=shim "$client" --buffers 1 \
+    >"$dir/squat.out" 2>&1 || { cat "$dir/squat.out"; fail "client with a squatted socket"; }
+  kill -9 $squatter 2>/dev/null
+  cat "$dir/squat.out"
+  grep -q "refusals=1" "$dir/squat.out" || fail "the world-writable directory was not refused"
+  grep -q "daemon_slabs=0" "$dir/squat.out" || fail "slabs came from an untrusted socket"
+  if [[ $(id -u) -eq 0 ]] && id nobody >/dev/null 2>&1; then
+    # Root's private directory, but the listener drops to nobody before listen(): SO_PEERCRED
+    # names nobody, whom root does not trust.
+    peerdir=$(mktemp -d /tmp/poolshimd-peer-XXXXXX)
+    chmod 700 "$peerdir"
+    python3 - "$peerdir/poolshimd.sock" <<'EOF' &
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1])
+os.setgid(65534); os.setuid(65534)
+s.listen(4)
+while True:
+    c, _ = s.accept()
+    time.sleep(5)
+EOF
+    peer=$!
+    for _ in $(seq 100); do [[ -S "$peerdir/poolshimd.sock" ]] && break; sleep 0.02; done
+    sleep 0.2
+    env LD_PRELOAD="$shim" POOLSHIM_SOCKET="$peerdir/poolshimd.sock" POOLSHIM_TEST_EXPECT=shim "$client" --buffers 1 \
+      >"$dir/peer.out" 2>&1 || { cat "$dir/peer.out"; fail "client with a foreign peer"; }
+    kill -9 $peer 2>/dev/null
+    cat "$dir/peer.out"
+    grep -q "refusals=1" "$dir/peer.out" || fail "a daemon running as nobody was trusted by root"
+    rm -rf "$peerdir"
+  else
+    echo "daemon_test untrusted_socket: not root: the foreign-peer case is skipped"
+  fi
+  rm -rf "$squat"
+  echo "daemon_test untrusted_socket: OK"
+  ;;
+other_uid)
+  # Needs root: a node-wide daemon (root's directory, readable by all) serves root and nobody.
+  # nobody cannot return root's lease, and the slab it gets never holds what root wrote.
+  if [[ $(id -u) -ne 0 ]] || ! id nobody >/dev/null 2>&1 || ! command -v setpriv >/dev/null; then
+    echo "daemon_test other_uid: SKIPPED (needs root, user nobody and setpriv)"; exit 77
+  fi
+  chmod 755 "$dir"
+  start_daemon 256M
+  coproc HOLDER { POOLSHIM_SOCKET=$sock "$raw" hold 2; }
+  read -r line <&"${HOLDER[0]}"
+  echo "root: $line"
+  lease=$(echo "$line" | sed -n 's/.*leases=\([0-9]*\),.*/\1/p')
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env POOLSHIM_SOCKET="$sock" "$@"; }
+  got=$(as_nobody "$raw" steal "$lease") || fail "nobody's client failed: $got"
+  echo "nobody returning root's lease $lease: $got"
+  [[ $got == not_permitted ]] || fail "another uid's lease was returned"
+  exec {HOLDER[1]}>&-  # root returns its slabs by exiting
+  wait "$HOLDER_PID" 2>/dev/null
+  for _ in $(seq 100); do [[ $(status | head -1 | field lent_bytes) -eq 0 ]] && break; sleep 0.02; done
+  for _ in 1 2 3 4; do
+    out=$(as_nobody "$raw" fresh) || fail "nobody received used memory: $out"
+  done
+  echo "nobody's slabs after root's: $out"
+  echo "daemon_test other_uid: OK"
+  ;;
+bench)
+  start_daemon 256M
+  POOLSHIM_SOCKET=$sock "$raw" bench 4
+  under_shim "$client" --buffers 3 --hold --ready "$dir/b.ready" >"$dir/b.out" 2>&1 &
+  b=$!
+  wait_files "$dir/b.ready"
+  t0=$(now_ms); kill -9 $b; wait $b 2>/dev/null
+  while [[ $(status | head -1 | field lent_bytes) -ne 0 ]]; do sleep 0.001; done
+  echo "reclaim_ms=$(($(now_ms) - t0)) (3 slabs, kill -9 to the daemon's figures)"
+  ;;
+*) echo "daemon_test: unknown scenario $scenario" >&2; exit 2 ;;
+esac
