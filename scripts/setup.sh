@@ -26,7 +26,8 @@ packages=(
   build-essential cmake ninja-build pkg-config python3
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
-  valgrind binutils
+  valgrind binutils util-linux
+  clang  # libFuzzer for the protocol fuzz target
 )
 
 missing=()
