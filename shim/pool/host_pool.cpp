@@ -158,14 +158,16 @@ bool host_pool::owns(std::uintptr_t p) const noexcept {
   return slab_of_locked(p) != nullptr;
 }
 
-std::size_t host_pool::release_idle() noexcept {
+std::size_t host_pool::release_idle(std::size_t keep_slabs) noexcept {
   std::vector<segment_info*> doomed;
   {
     std::lock_guard lock(mutex_);
     try {
+      std::size_t kept = 0;
       for (auto it = slabs_.begin(); it != slabs_.end();) {
         segment_info* s = it->second.info;
-        if (s->used != kPage) {  // more than the guard in use
+        if (s->used != kPage || kept < keep_slabs) {  // in use beyond its guard page, or kept
+          kept += s->used == kPage;
           ++it;
           continue;
         }

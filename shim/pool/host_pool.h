@@ -72,8 +72,9 @@ class host_pool {
   status find(std::uintptr_t p, host_block_info* out) const noexcept;
   bool owns(std::uintptr_t p) const noexcept;
 
-  // Returns idle slabs (every byte free) to the source; returns the bytes released.
-  std::size_t release_idle() noexcept;
+  // Returns idle slabs (every byte free) to the source, but keeps the first `keep_slabs` of them
+  // (a process that still works keeps a slab to work in); returns the bytes released.
+  std::size_t release_idle(std::size_t keep_slabs = 0) noexcept;
   host_pool_stats stats() const noexcept;
   const host_pool_options& options() const noexcept { return options_; }
 

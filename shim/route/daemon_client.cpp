@@ -237,6 +237,22 @@ void return_slab(const slab_lease& lease) noexcept {
 
 std::uint32_t pressure_mib() noexcept { return g_pressure.load(std::memory_order_relaxed); }
 
+bool daemon_wants_memory() noexcept {
+  static std::atomic<std::int64_t> last_poll_ns{0};
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  std::int64_t last = last_poll_ns.load(std::memory_order_relaxed);
+  if (now - last < 1000000000 || !last_poll_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))
+    return pressure_mib() != 0;
+  connection& c = conn();
+  std::unique_lock lock(c.mutex, std::try_to_lock);
+  if (!lock.owns_lock() || c.sock < 0) return pressure_mib() != 0;  // only a live connection is asked
+  proto::reply r{};
+  if (!exchange(c, proto::make_request(proto::op::return_idle, 0), -1, &r, nullptr)) return false;
+  return r.status == static_cast<std::int32_t>(proto::status::ok) && r.val[0] != 0;
+}
+
 figures get_figures() noexcept {
   return figures{g_taken.load(std::memory_order_relaxed),    g_returned.load(std::memory_order_relaxed),
                  g_fallbacks.load(std::memory_order_relaxed), g_redeclared.load(std::memory_order_relaxed),

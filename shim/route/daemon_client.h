@@ -24,6 +24,9 @@ bool lease_slab(std::size_t bytes, slab_lease* out) noexcept;
 void return_slab(const slab_lease& lease) noexcept;
 // MiB the daemon asked its clients to give back from idle caches in its last reply (0: none).
 std::uint32_t pressure_mib() noexcept;
+// Asks the daemon whether it wants idle memory back, at most once a second (a time check
+// otherwise); true when it does. Called where pinned memory becomes idle (a pooled free).
+bool daemon_wants_memory() noexcept;
 
 struct figures {
   std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals;

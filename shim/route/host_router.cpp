@@ -29,6 +29,7 @@
 #include "intercept/real_driver.h"
 #include "log.h"
 #include "pool/host_pool.h"
+#include "route/daemon_client.h"
 #include "route/fence_tracker.h"
 #include "route/host_slab_resource.h"
 #include "route/scoped_context.h"
@@ -278,6 +279,9 @@ bool try_free(void* p, CUresult* result) noexcept {
     }
   }
   *result = e->pool->deallocate(a) == pool::status::ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  // Another process needs pinned memory the daemon does not have: give back what sits idle here.
+  // One idle slab stays: the process is still working, and would lease one again at once.
+  if (*result == CUDA_SUCCESS && daemon_client::daemon_wants_memory()) (void)e->pool->release_idle(1);
   return true;
 }
 

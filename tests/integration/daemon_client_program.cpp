@@ -8,6 +8,8 @@
 //   --hold           then wait to be killed
 //   --grow SECONDS   keep adding one buffer every 250 ms for SECONDS, checking all of them each time
 //   --fork-child     fork a child that outlives this process and checks its inherited mapping
+//   --idle-poll S    after freeing, keep making small pinned allocations for S seconds (a process
+//                    whose pinned cache sits idle while the daemon may ask for it back)
 // Exit 0 when every check passed; prints "corruptions=N" and the shim's daemon counters.
 #include <cuda_runtime.h>
 #include <sys/stat.h>
@@ -71,7 +73,7 @@ bool file_exists(const std::string& f) {
 
 int main(int argc, char** argv) {
   int buffers = 2;
-  double grow = 0;
+  double grow = 0, idle_poll = 0;
   bool hold = false, fork_child = false;
   std::string ready, go;
   for (int i = 1; i < argc; ++i) {
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
     else if (a == "--ready" && i + 1 < argc) ready = argv[++i];
     else if (a == "--go" && i + 1 < argc) go = argv[++i];
     else if (a == "--grow" && i + 1 < argc) grow = std::atof(argv[++i]);
+    else if (a == "--idle-poll" && i + 1 < argc) idle_poll = std::atof(argv[++i]);
     else if (a == "--hold") hold = true;
     else if (a == "--fork-child") fork_child = true;
     else {
@@ -146,10 +149,17 @@ int main(int argc, char** argv) {
   for (const buffer& b : v) ok(cudaFreeHost(b.host), "cudaFreeHost");
   ok(cudaFreeHost(scratch), "cudaFreeHost scratch");
   ok(cudaFree(device), "cudaFree");
+  for (const auto t0 = std::chrono::steady_clock::now();
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < idle_poll;) {
+    void* small = nullptr;
+    if (ok(cudaHostAlloc(&small, 4096, cudaHostAllocDefault), "small cudaHostAlloc")) ok(cudaFreeHost(small), "free");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const poolshim_counters e = shim_probe::counters();
-  std::printf("corruptions=%lld buffers=%zu daemon_slabs=%llu fallbacks=%llu redeclared=%llu connects=%llu "
-              "refusals=%llu\n",
+  std::printf("corruptions=%lld buffers=%zu daemon_slabs=%llu returned=%llu fallbacks=%llu redeclared=%llu "
+              "connects=%llu refusals=%llu\n",
               corruptions, v.size(), static_cast<unsigned long long>(e.daemon_slabs_leased),
+              static_cast<unsigned long long>(e.daemon_slabs_returned),
               static_cast<unsigned long long>(e.daemon_fallbacks), static_cast<unsigned long long>(e.daemon_redeclared),
               static_cast<unsigned long long>(e.daemon_connects), static_cast<unsigned long long>(e.daemon_refusals));
   return corruptions == 0 && g_errors == 0 && shim_probe::finish("daemon_client") == 0 ? 0 : 1;

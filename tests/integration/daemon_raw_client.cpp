@@ -4,6 +4,8 @@
 //   fresh            lease one slab and check that every byte is zero (memory another uid held is
 //                    never lent again), then print "fresh" and return it
 //   steal LEASE      try to return another client's lease: prints the daemon's status name
+//   squeeze S        lease until the daemon refuses, then retry every 50 ms for up to S seconds:
+//                    prints how many it got at first and whether one came after the refusal
 // The socket comes from POOLSHIM_SOCKET. Exit 0 on success, 1 when a check fails, 2 on errors.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -49,7 +51,7 @@ proto::status ask(proto::op o, std::uint64_t arg0, proto::reply* r, int* fd_out 
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s bench N | hold K | fresh | steal LEASE\n", argv[0]);
+    std::fprintf(stderr, "usage: %s bench N | hold K | fresh | steal LEASE | squeeze S\n", argv[0]);
     return 2;
   }
   const std::string path = proto::default_socket_path();
@@ -132,6 +134,27 @@ int main(int argc, char** argv) {
     ask(proto::op::return_slab, r.val[0], &r);
     std::printf("%s nonzero_bytes=%zu\n", nonzero == 0 ? "fresh" : "USED", nonzero);
     return nonzero == 0 ? 0 : 1;
+  }
+  if (cmd == "squeeze" && argc == 3) {
+    const double limit = std::atof(argv[2]);
+    int first = 0, later = 0;
+    int fd = -1;
+    while (ask(proto::op::lease_slab, slab, &r, &fd) == proto::status::ok) {
+      close(fd);
+      ++first;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < limit) {
+      usleep(50000);
+      if (ask(proto::op::lease_slab, slab, &r, &fd) == proto::status::ok) {
+        close(fd);
+        ++later;
+        break;
+      }
+    }
+    std::printf("squeezed first=%d after_refusal=%d wait_s=%.2f\n", first, later,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return later > 0 ? 0 : 1;
   }
   if (cmd == "steal" && argc == 3) {
     const proto::status s = ask(proto::op::return_slab, std::strtoull(argv[2], nullptr, 10), &r);

@@ -3,7 +3,7 @@
 # (daemon_raw_client). Each scenario starts its own daemon on a private socket and stops it.
 # usage: daemon_test.sh SCENARIO --daemon poolshimd --client daemon_client_program
 #                       --raw daemon_raw_client --shim libpoolshim.so
-# Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, bench
+# Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, return_idle, bench
 set -u
 scenario=${1:?scenario}; shift
 daemon="" client="" raw="" shim=""
@@ -212,6 +212,24 @@ other_uid)
   done
   echo "nobody's slabs after root's: $out"
   echo "daemon_test other_uid: OK"
+  ;;
+return_idle)
+  # A client's pinned cache sits idle while another process finds the region full: the daemon asks
+  # for memory back, the idle client returns its slabs, and the other one gets a slab.
+  start_daemon 512M
+  under_shim "$client" --buffers 3 --idle-poll 4 >"$dir/idle.out" 2>&1 &
+  idle=$!
+  for _ in $(seq 300); do
+    [[ $(status | head -1 | field lent_bytes) -ge $((4 * 64 * 1024 * 1024)) ]] && break
+    sleep 0.02
+  done
+  sleep 0.3  # its buffers are freed now: the slabs are idle in its cache
+  out=$(POOLSHIM_SOCKET=$sock "$raw" squeeze 3.5) || { echo "$out"; status; fail "no slab came back"; }
+  echo "$out"
+  wait "$idle" || { cat "$dir/idle.out"; fail "the idle client failed"; }
+  cat "$dir/idle.out"
+  grep -q "returned=[1-9]" "$dir/idle.out" || fail "the idle client returned nothing"
+  echo "daemon_test return_idle: OK"
   ;;
 bench)
   start_daemon 256M

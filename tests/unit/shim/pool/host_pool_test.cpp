@@ -160,6 +160,19 @@ TEST(HostPool, ReleaseIdleReturnsOnlyFullyFreeSlabs) {
   EXPECT_EQ(f.pool.find(a, nullptr), status::unknown_pointer);
 }
 
+TEST(HostPool, ReleaseIdleCanKeepSomeIdleSlabs) {
+  fixture f;
+  const std::uintptr_t a = f.must_allocate(6 * kMiB);
+  const std::uintptr_t b = f.must_allocate(6 * kMiB);
+  const std::uintptr_t c = f.must_allocate(6 * kMiB);
+  ASSERT_EQ(f.pool.stats().slabs, 3u);
+  for (std::uintptr_t p : {a, b, c}) ASSERT_EQ(f.pool.deallocate(p), status::ok);
+  EXPECT_EQ(f.pool.release_idle(1), 16 * kMiB) << "two of the three idle slabs";
+  EXPECT_EQ(f.pool.stats().slabs, 1u);
+  EXPECT_EQ(f.pool.release_idle(1), 0u) << "the kept one stays";
+  EXPECT_EQ(f.pool.release_idle(), 8 * kMiB);
+}
+
 TEST(HostPool, SourceFailureIsReturnedAndThePoolStaysUsable) {
   fixture f;
   f.resource.fail_nth_allocation(1);
