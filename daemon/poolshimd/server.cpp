@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -309,6 +310,36 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::goodbye:
       release_all(c);
       return proto::make_reply(q, status::ok);
+    case proto::op::ipc_register: {
+      token t{};
+      if (getrandom(t.data(), t.size(), 0) != static_cast<ssize_t>(t.size())) return proto::make_reply(q, status::internal);
+      ipc_export e{c.id, c.uid, {}, q.arg[0], q.arg[1]};
+      std::memcpy(e.handle.data(), q.payload, e.handle.size());
+      exports_[t] = e;
+      proto::reply r = proto::make_reply(q, status::ok);
+      std::memcpy(r.payload, t.data(), t.size());
+      return r;
+    }
+    case proto::op::ipc_resolve:
+    case proto::op::ipc_unregister: {
+      token t{};
+      std::memcpy(t.data(), q.payload, t.size());
+      auto it = exports_.find(t);
+      if (it == exports_.end()) return proto::make_reply(q, status::not_found);
+      const bool resolve = q.op == static_cast<std::uint16_t>(proto::op::ipc_resolve);
+      // Another uid learns nothing, not even that the token exists.
+      if (it->second.uid != c.uid) return proto::make_reply(q, resolve ? status::not_found : status::not_permitted);
+      if (!resolve) {
+        if (it->second.client != c.id) return proto::make_reply(q, status::not_permitted);
+        exports_.erase(it);
+        return proto::make_reply(q, status::ok);
+      }
+      proto::reply r = proto::make_reply(q, status::ok);
+      std::memcpy(r.payload, it->second.handle.data(), it->second.handle.size());
+      r.val[0] = it->second.offset;
+      r.val[1] = it->second.bytes;
+      return r;
+    }
   }
   return proto::make_reply(q, status::unknown_op);
 }
@@ -329,6 +360,7 @@ void server::on_client_exited(std::uint64_t id) {
     ++reclaimed_clients_;
   }
   release_all(c);
+  std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
   if (c.sock >= 0) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
     close(c.sock);

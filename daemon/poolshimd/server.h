@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -67,8 +68,20 @@ class server {
   std::string metrics_text() const;
   bool idle() const;
 
+  // A small pooled block exported with cudaIpcGetMemHandle: the token the importer presents maps
+  // to the real handle of the block's segment and the block's place in it, for the same uid only.
+  // Dropped when the exporter frees the block (ipc_unregister) or exits.
+  using token = std::array<std::uint8_t, proto::k_token_size>;
+  struct ipc_export {
+    std::uint64_t client;
+    uid_t uid;
+    std::array<std::uint8_t, proto::k_ipc_handle_size> handle;
+    std::uint64_t offset, bytes;
+  };
+
   server_options options_;
   slab_region region_;
+  std::map<token, ipc_export> exports_;
   int listen_ = -1;
   int epoll_ = -1;
   int wake_ = -1;      // eventfd that stop() writes

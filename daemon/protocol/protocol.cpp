@@ -17,10 +17,16 @@ bool known_op(std::uint16_t v) noexcept {
 }
 
 template <std::size_t N>
-bool all_zero(const std::uint8_t (&b)[N]) noexcept {
-  for (std::uint8_t c : b)
-    if (c != 0) return false;
+bool all_zero(const std::uint8_t (&b)[N], std::size_t from = 0) noexcept {
+  for (std::size_t i = from; i < N; ++i)
+    if (b[i] != 0) return false;
   return true;
+}
+
+bool any_nonzero(const std::uint8_t* b, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (b[i] != 0) return true;
+  return false;
 }
 
 // Per-operation argument rules: unused arguments must be zero, so a later version can give them
@@ -46,6 +52,15 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
     case op::return_idle:
     case op::goodbye:
       return unused_from(0) ? status::ok : status::bad_argument;
+    case op::ipc_register:
+      // A handle and a block inside its segment: offset and size bounded, the handle not empty.
+      return r.arg[1] != 0 && r.arg[0] < k_max_lease_bytes && r.arg[1] <= k_max_lease_bytes && unused_from(2) &&
+                     any_nonzero(r.payload, k_ipc_handle_size)
+                 ? status::ok
+                 : status::bad_argument;
+    case op::ipc_resolve:
+    case op::ipc_unregister:
+      return unused_from(0) && any_nonzero(r.payload, k_token_size) ? status::ok : status::bad_argument;
   }
   return status::unknown_op;
 }
@@ -80,6 +95,23 @@ const char* status_name(status s) noexcept {
     case status::internal: return "internal";
   }
   return "unknown";
+}
+
+std::size_t request_payload_bytes(op o) noexcept {
+  switch (o) {
+    case op::ipc_register: return k_ipc_handle_size;
+    case op::ipc_resolve:
+    case op::ipc_unregister: return k_token_size;
+    default: return 0;
+  }
+}
+
+std::size_t reply_payload_bytes(op o) noexcept {
+  switch (o) {
+    case op::ipc_register: return k_token_size;
+    case op::ipc_resolve: return k_ipc_handle_size;
+    default: return 0;
+  }
 }
 
 bool op_takes_fd(op o) noexcept {
@@ -135,7 +167,8 @@ status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_b
   if (r.version != k_version) return status::bad_version;
   if (r.size != k_record_size) return status::bad_size;
   if (!known_op(r.op)) return status::unknown_op;
-  if (!all_zero(r.reserved)) return status::bad_reserved;
+  if (!all_zero(r.reserved) || !all_zero(r.payload, request_payload_bytes(static_cast<op>(r.op))))
+    return status::bad_reserved;
   if (status s = check_args(r, slab_bytes); s != status::ok) return s;
   *out = r;
   return status::ok;
@@ -149,7 +182,8 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   if (r.version != k_version) return status::bad_version;
   if (r.size != k_record_size) return status::bad_size;
   if (r.op != asked.op || r.seq != asked.seq) return status::bad_argument;
-  if (!all_zero(r.reserved)) return status::bad_reserved;
+  if (!all_zero(r.reserved) || !all_zero(r.payload, reply_payload_bytes(static_cast<op>(r.op))))
+    return status::bad_reserved;
   if (r.status < 0 || r.status > static_cast<std::int32_t>(status::internal)) return status::bad_argument;
   *out = r;
   return status::ok;

@@ -1,10 +1,10 @@
 // The wire protocol between libpoolshim.so and poolshimd: one fixed-size, trivially copyable
-// request and one reply, 128 bytes each, over a SOCK_SEQPACKET Unix socket (one record per
+// request and one reply, 256 bytes each, over a SOCK_SEQPACKET Unix socket (one record per
 // message; a descriptor rides along by SCM_RIGHTS where an operation says so). Every field is
 // validated by validate_request / validate_reply before anything acts on it: a record of the wrong
-// size, magic or version, an unknown operation, a reserved byte that is not zero or an argument
-// out of range is refused with a status, never trusted. Version 1. Layout (little endian, the
-// host's): see the structs; sizes and offsets are static_asserted below.
+// size, magic or version, an unknown operation, a reserved byte or an unused payload byte that is
+// not zero, or an argument out of range is refused with a status, never trusted. Version 1.
+// Layout (the host's byte order): see the structs; sizes and offsets are static_asserted below.
 #pragma once
 
 #include <cstddef>
@@ -15,7 +15,10 @@ namespace poolshim::proto {
 
 inline constexpr std::uint32_t k_magic = 0x44485350;  // "PSHD"
 inline constexpr std::uint16_t k_version = 1;
-inline constexpr std::size_t k_record_size = 128;
+inline constexpr std::size_t k_record_size = 256;
+inline constexpr std::size_t k_payload_size = 128;
+inline constexpr std::size_t k_token_size = 16;   // an IPC token: 128 random bits
+inline constexpr std::size_t k_ipc_handle_size = 64;  // sizeof(CUipcMemHandle)
 inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // sanity bound: 1 TiB
 
 #define POOLSHIM_PROTO_OPS(X)                                                                          \
@@ -33,7 +36,13 @@ inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // s
                                     /* val3 leases; not_found past the last client                  */ \
   X(return_idle, 7, false, false)   /* reply: val0 bytes the daemon asks this client to give back  */ \
                                     /* (every reply also carries the pressure, in MiB)              */ \
-  X(goodbye, 8, false, false)       /* the client returns every lease and closes                    */
+  X(goodbye, 8, false, false)       /* the client returns every lease and closes                    */ \
+  X(ipc_register, 9, false, false)  /* a small pooled block exported: payload[0,64) the real IPC  */ \
+                                    /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */ \
+                                    /* payload[0,16) the token                                      */ \
+  X(ipc_resolve, 10, false, false)  /* payload[0,16) a token (same uid only); reply: payload[0,64) */ \
+                                    /* the segment's real handle, val0 offset, val1 bytes           */ \
+  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -69,7 +78,8 @@ struct request {
   std::uint32_t size;     // k_record_size
   std::uint32_t seq;      // echoed in the reply
   std::uint64_t arg[4];
-  std::uint8_t reserved[80];  // zero
+  std::uint8_t payload[k_payload_size];  // per op (see the table); zero where the op uses none
+  std::uint8_t reserved[80];             // zero
 };
 
 struct reply {
@@ -81,12 +91,18 @@ struct reply {
   std::int32_t status;  // proto::status
   std::uint32_t pressure_mib;  // MiB the daemon wants back from its clients' idle caches (0: none)
   std::uint64_t val[6];
-  std::uint8_t reserved[56];  // zero
+  std::uint8_t payload[k_payload_size];  // per op; zero where the op's reply uses none
+  std::uint8_t reserved[56];             // zero
 };
 
 static_assert(sizeof(request) == k_record_size && std::is_trivially_copyable_v<request>);
 static_assert(sizeof(reply) == k_record_size && std::is_trivially_copyable_v<reply>);
-static_assert(offsetof(request, arg) == 16 && offsetof(reply, val) == 24);
+static_assert(offsetof(request, arg) == 16 && offsetof(request, payload) == 48);
+static_assert(offsetof(reply, val) == 24 && offsetof(reply, payload) == 72);
+
+// Bytes of the payload an operation's request, and its reply, may use (the rest must be zero).
+std::size_t request_payload_bytes(op o) noexcept;
+std::size_t reply_payload_bytes(op o) noexcept;
 
 request make_request(op o, std::uint32_t seq) noexcept;
 reply make_reply(const request& r, status s) noexcept;

@@ -12,6 +12,7 @@
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
 #include "route/host_router.h"
+#include "route/ipc_router.h"
 #include "log.h"
 
 namespace poolshim::driver_hooks {
@@ -50,6 +51,8 @@ CUresult mem_free(CUdeviceptr dptr) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemFree_v2(dptr);
   count_call(hook_id::mem_free);
+  // An exported block's token ends before the block can be anyone else's.
+  ipc_router::forget_export(dptr);
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_free(dptr, &r)) r = d.cuMemFree_v2(dptr);
   if (ok(r)) bump(g_counters.device_frees);
@@ -146,6 +149,7 @@ CUresult mem_free_async(CUdeviceptr dptr, CUstream stream, default_stream s) noe
   count_call(s == default_stream::per_thread ? hook_id::mem_free_async_ptsz : hook_id::mem_free_async);
   // A pooled block freed stream-ordered goes back to its pool under the free semantics of
   // POOLSHIM_FREE_SYNC (both at least as strong as the stream order); the driver never sees it.
+  ipc_router::forget_export(dptr);
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_free(dptr, &r)) r = fn(dptr, stream);
   if (ok(r)) bump(g_counters.async_frees);
@@ -176,11 +180,18 @@ CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
   if (!tracking()) return d.cuIpcGetMemHandle(handle, dptr);
   count_call(hook_id::ipc_get_mem_handle);
   if (device_router::refuses_ipc(dptr)) {
+    // A small block: a poolshim handle when a trusted daemon answers.
+    CUresult r = CUDA_SUCCESS;
+    if (ipc_router::try_export(handle, dptr, &r)) {
+      if (ok(r)) bump(g_counters.ipc_exports);
+      return r;
+    }
     // Never a handle that opens the wrong bytes: CUDA's invalid-value error, said once.
     static std::atomic<bool> said{false};
     if (!said.exchange(true, std::memory_order_relaxed))
-      POOLSHIM_LOG_WARN("cudaIpcGetMemHandle on a pooled block smaller than {} bytes is refused (invalid value) "
-                        "until poolshim IPC handles are available; POOLSHIM_MODE=observe exports it unchanged",
+      POOLSHIM_LOG_WARN("cudaIpcGetMemHandle on a pooled block smaller than {} bytes (or inside one) is refused "
+                        "(invalid value) without a poolshimd to resolve poolshim handles; POOLSHIM_MODE=observe "
+                        "exports it unchanged",
                         intercept::current_config().small_limit);
     return CUDA_ERROR_INVALID_VALUE;
   }
@@ -193,7 +204,8 @@ CUresult ipc_open_mem_handle(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned 
   const real_driver& d = real();
   if (!tracking()) return d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
   count_call(hook_id::ipc_open_mem_handle);
-  CUresult r = d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
+  CUresult r = CUDA_SUCCESS;
+  if (!ipc_router::try_open(dptr, handle, flags, &r)) r = d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
   if (ok(r)) bump(g_counters.ipc_opens);
   return r;
 }
@@ -202,7 +214,8 @@ CUresult ipc_close_mem_handle(CUdeviceptr dptr) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuIpcCloseMemHandle(dptr);
   count_call(hook_id::ipc_close_mem_handle);
-  CUresult r = d.cuIpcCloseMemHandle(dptr);
+  CUresult r = CUDA_SUCCESS;
+  if (!ipc_router::try_close(dptr, &r)) r = d.cuIpcCloseMemHandle(dptr);
   if (ok(r)) bump(g_counters.ipc_closes);
   return r;
 }

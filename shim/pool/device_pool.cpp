@@ -533,6 +533,13 @@ std::size_t device_pool::block_size(std::uintptr_t p) const noexcept {
   return s == block_state::small_allocated || s == block_state::large_allocated ? b->size : 0;
 }
 
+std::uintptr_t device_pool::segment_base(std::uintptr_t p) const noexcept {
+  const block* b = map_.find_block(p);
+  if (b == nullptr || b->seg == nullptr) return 0;
+  const block_state s = b->state.load(std::memory_order_relaxed);
+  return s == block_state::small_allocated || s == block_state::large_allocated ? b->seg->seg.base : 0;
+}
+
 pool_stats device_pool::stats() const noexcept {
   std::uint64_t hits = retired_hits_.load(std::memory_order_relaxed);
   std::int64_t in_use = slow_in_use_.load(std::memory_order_relaxed);

@@ -65,6 +65,8 @@ class device_pool final : private thread_cache_owner {
   bool owns(std::uintptr_t p) const noexcept { return map_.find_segment(p) != nullptr; }
   // Size of the live block starting at p (after rounding), or 0.
   std::size_t block_size(std::uintptr_t p) const noexcept;
+  // The base of the segment that holds the live block starting at p, or 0.
+  std::uintptr_t segment_base(std::uintptr_t p) const noexcept;
   // Returns idle memory to the source: this thread's cache, ready free segments and cached large
   // blocks; other threads flush their caches on their next slow path. Returns the bytes released.
   std::size_t release_idle() noexcept;

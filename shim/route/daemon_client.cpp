@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
@@ -233,6 +234,46 @@ void return_slab(const slab_lease& lease) noexcept {
   close(it->fd);
   c.slabs.erase(it);
   bump(g_returned);
+}
+
+bool ipc_register(const unsigned char (&real_handle)[64], std::uint64_t offset, std::uint64_t bytes,
+                  unsigned char (&token)[16]) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (!ensure_connected(c)) return false;
+  proto::request q = proto::make_request(proto::op::ipc_register, 0);
+  q.arg[0] = offset;
+  q.arg[1] = bytes;
+  std::memcpy(q.payload, real_handle, sizeof real_handle);
+  proto::reply r{};
+  if (!exchange(c, q, -1, &r, nullptr) || r.status != static_cast<std::int32_t>(proto::status::ok)) return false;
+  std::memcpy(token, r.payload, sizeof token);
+  return true;
+}
+
+bool ipc_resolve(const unsigned char (&token)[16], unsigned char (&real_handle)[64], std::uint64_t* offset,
+                 std::uint64_t* bytes) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (!ensure_connected(c)) return false;
+  proto::request q = proto::make_request(proto::op::ipc_resolve, 0);
+  std::memcpy(q.payload, token, sizeof token);
+  proto::reply r{};
+  if (!exchange(c, q, -1, &r, nullptr) || r.status != static_cast<std::int32_t>(proto::status::ok)) return false;
+  std::memcpy(real_handle, r.payload, sizeof real_handle);
+  *offset = r.val[0];
+  *bytes = r.val[1];
+  return true;
+}
+
+void ipc_unregister(const unsigned char (&token)[16]) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (c.sock < 0) return;  // a daemon that went away dropped the registration with us
+  proto::request q = proto::make_request(proto::op::ipc_unregister, 0);
+  std::memcpy(q.payload, token, sizeof token);
+  proto::reply r{};
+  (void)exchange(c, q, -1, &r, nullptr);
 }
 
 std::uint32_t pressure_mib() noexcept { return g_pressure.load(std::memory_order_relaxed); }

@@ -28,6 +28,15 @@ std::uint32_t pressure_mib() noexcept;
 // otherwise); true when it does. Called where pinned memory becomes idle (a pooled free).
 bool daemon_wants_memory() noexcept;
 
+// poolshim IPC (small pooled blocks): the daemon maps a random token to the real handle of the
+// block's segment and the block's place in it, for processes of the same uid. False when no
+// trusted daemon answers or it refuses.
+bool ipc_register(const unsigned char (&real_handle)[64], std::uint64_t offset, std::uint64_t bytes,
+                  unsigned char (&token)[16]) noexcept;
+bool ipc_resolve(const unsigned char (&token)[16], unsigned char (&real_handle)[64], std::uint64_t* offset,
+                 std::uint64_t* bytes) noexcept;
+void ipc_unregister(const unsigned char (&token)[16]) noexcept;
+
 struct figures {
   std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals;
 };

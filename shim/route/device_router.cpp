@@ -192,6 +192,19 @@ bool refuses_ipc(CUdeviceptr dptr) noexcept {
   return e->pool->block_size(static_cast<std::uintptr_t>(dptr)) <= e->pool->options().small_limit;
 }
 
+bool small_block(CUdeviceptr dptr, CUdeviceptr* segment_base, std::size_t* bytes) noexcept {
+  if (!pooling() || dptr == 0) return false;
+  entry* e = owner_of(dptr);
+  if (e == nullptr) return false;
+  const auto p = static_cast<std::uintptr_t>(dptr);
+  const std::size_t size = e->pool->block_size(p);
+  const std::uintptr_t base = e->pool->segment_base(p);
+  if (size == 0 || size > e->pool->options().small_limit || base == 0) return false;
+  *segment_base = static_cast<CUdeviceptr>(base);
+  *bytes = size;
+  return true;
+}
+
 std::size_t idle_bytes_of_current_device() noexcept {
   if (!pooling()) return 0;
   const real_driver& d = real_driver::get();

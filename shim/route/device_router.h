@@ -19,6 +19,9 @@ bool try_free(CUdeviceptr dptr, CUresult* result) noexcept;
 // block, or inside one): a real handle would open the whole segment, i.e. the wrong bytes, so the
 // shim refuses until poolshim handles exist (daemon). A large block is its segment: real handle.
 bool refuses_ipc(CUdeviceptr dptr) noexcept;
+// A live small block starting at dptr (what poolshim IPC handles export): its segment's base and
+// its size. False for anything else (large blocks keep real handles; interior pointers refuse).
+bool small_block(CUdeviceptr dptr, CUdeviceptr* segment_base, std::size_t* bytes) noexcept;
 // Bytes the pools of the current context's device hold idle (reserved, not handed out).
 std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.

@@ -4,6 +4,7 @@
 //   fresh            lease one slab and check that every byte is zero (memory another uid held is
 //                    never lent again), then print "fresh" and return it
 //   steal LEASE      try to return another client's lease: prints the daemon's status name
+//   resolve HEX      try to resolve an IPC token (32 hex digits): prints the daemon's status name
 //   squeeze S        lease until the daemon refuses, then retry every 50 ms for up to S seconds:
 //                    prints how many it got at first and whether one came after the refusal
 // The socket comes from POOLSHIM_SOCKET. Exit 0 on success, 1 when a check fails, 2 on errors.
@@ -155,6 +156,20 @@ int main(int argc, char** argv) {
     std::printf("squeezed first=%d after_refusal=%d wait_s=%.2f\n", first, later,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return later > 0 ? 0 : 1;
+  }
+  if (cmd == "resolve" && argc == 3 && std::strlen(argv[2]) == 2 * proto::k_token_size) {
+    proto::request q = proto::make_request(proto::op::ipc_resolve, ++g_seq);
+    for (std::size_t i = 0; i < proto::k_token_size; ++i)
+      q.payload[i] = static_cast<std::uint8_t>(std::strtoul(std::string(argv[2] + 2 * i, 2).c_str(), nullptr, 16));
+    unsigned char buf[proto::k_record_size];
+    std::size_t len = 0;
+    int fd = -1;
+    if (!proto::send_record(g_sock, &q, sizeof q, -1) ||
+        proto::recv_record(g_sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok ||
+        proto::validate_reply(buf, len, q, &r) != proto::status::ok)
+      return 2;
+    std::printf("%s\n", proto::status_name(static_cast<proto::status>(r.status)));
+    return 0;
   }
   if (cmd == "steal" && argc == 3) {
     const proto::status s = ask(proto::op::return_slab, std::strtoull(argv[2], nullptr, 10), &r);

@@ -3,16 +3,19 @@
 # (daemon_raw_client). Each scenario starts its own daemon on a private socket and stops it.
 # usage: daemon_test.sh SCENARIO --daemon poolshimd --client daemon_client_program
 #                       --raw daemon_raw_client --shim libpoolshim.so
-# Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, return_idle, bench
+#                       [--ipc daemon_ipc_program]
+# Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, return_idle, ipc,
+#            bench
 set -u
 scenario=${1:?scenario}; shift
-daemon="" client="" raw="" shim=""
+daemon="" client="" raw="" shim="" ipc=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
     --client) client=$2; shift 2 ;;
     --raw) raw=$2; shift 2 ;;
     --shim) shim=$2; shift 2 ;;
+    --ipc) ipc=$2; shift 2 ;;
     *) echo "daemon_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -212,6 +215,29 @@ other_uid)
   done
   echo "nobody's slabs after root's: $out"
   echo "daemon_test other_uid: OK"
+  ;;
+ipc)
+  # A small pooled block exported by one process and opened by another, both running the shim: the
+  # importer sees the exporter's bytes and the exporter the importer's. Without the shim the handle
+  # fails cleanly; once the block is freed it fails too; another uid cannot resolve the token.
+  start_daemon 256M
+  under_shim "$ipc" export "$dir" >"$dir/export.out" 2>&1 &
+  exporter=$!
+  (under_shim "$ipc" import "$dir") >"$dir/import.out" 2>&1 &
+  importer=$!
+  for _ in $(seq 500); do [[ -e "$dir/handle" ]] && break; sleep 0.01; done
+  env -u LD_PRELOAD "$ipc" plain "$dir" >"$dir/plain.out" 2>&1 || { cat "$dir/plain.out"; fail "plain importer"; }
+  if [[ $(id -u) -eq 0 ]] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+    chmod 755 "$dir"
+    token=$(od -An -tx1 -j 8 -N 16 "$dir/handle" | tr -d ' \n')
+    got=$(setpriv --reuid=65534 --regid=65534 --clear-groups env POOLSHIM_SOCKET="$sock" "$raw" resolve "$token")
+    echo "nobody resolving the exporter's token: $got"
+    [[ $got == not_found ]] || fail "another uid resolved the token"
+  fi
+  wait "$importer" || { cat "$dir/import.out"; fail "importer"; }
+  wait "$exporter" || { cat "$dir/export.out"; fail "exporter"; }
+  cat "$dir/export.out" "$dir/import.out" "$dir/plain.out"
+  echo "daemon_test ipc: OK"
   ;;
 return_idle)
   # A client's pinned cache sits idle while another process finds the region full: the daemon asks

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -197,6 +198,34 @@ TEST_F(Server, ClosedSocketKeepsLeasesOfALiveProcess) {
   ASSERT_EQ(ask(proto::op::return_slab, r.val[0], &r), proto::status::ok);
   EXPECT_EQ(lent(), 0u);
   close(fd);
+}
+
+TEST_F(Server, IpcTokenResolvesToTheRegisteredHandleUntilUnregistered) {
+  start();
+  proto::request q = proto::make_request(proto::op::ipc_register, ++seq_);
+  q.arg[0] = 8192;
+  q.arg[1] = 512;
+  for (int i = 0; i < 64; ++i) q.payload[i] = static_cast<std::uint8_t>(i + 1);
+  proto::reply r{};
+  ASSERT_EQ(raw(&q, sizeof q, -1, &r), proto::status::ok);
+  std::uint8_t tok[proto::k_token_size];
+  std::memcpy(tok, r.payload, sizeof tok);
+  EXPECT_TRUE(std::any_of(tok, tok + sizeof tok, [](std::uint8_t b) { return b != 0; }));
+  proto::request res = proto::make_request(proto::op::ipc_resolve, ++seq_);
+  std::memcpy(res.payload, tok, sizeof tok);
+  ASSERT_EQ(raw(&res, sizeof res, -1, &r), proto::status::ok);
+  EXPECT_EQ(r.val[0], 8192u);
+  EXPECT_EQ(r.val[1], 512u);
+  EXPECT_EQ(std::memcmp(r.payload, q.payload, 64), 0);
+  proto::request wrong = res;
+  wrong.seq = ++seq_;
+  wrong.payload[0] ^= 0xff;
+  EXPECT_EQ(raw(&wrong, sizeof wrong, -1, &r), proto::status::not_found) << "a guessed token";
+  proto::request un = proto::make_request(proto::op::ipc_unregister, ++seq_);
+  std::memcpy(un.payload, tok, sizeof tok);
+  ASSERT_EQ(raw(&un, sizeof un, -1, &r), proto::status::ok);
+  res.seq = ++seq_;
+  EXPECT_EQ(raw(&res, sizeof res, -1, &r), proto::status::not_found) << "the block was freed";
 }
 
 TEST_F(Server, GoodbyeReturnsEverything) {

@@ -63,7 +63,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{9}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{12}, std::uint16_t{0xffff}}) {
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
@@ -99,6 +99,36 @@ TEST(Protocol, ArgumentsAreCheckedPerOperation) {
     q.arg[1] = 5;
     EXPECT_EQ(check(q), status::bad_argument) << op_name(o);
   }
+}
+
+TEST(Protocol, PayloadIsCheckedPerOperation) {
+  request q = make_request(op::stats, 1);
+  q.payload[0] = 1;
+  EXPECT_EQ(check(q), status::bad_reserved) << "stats carries no payload";
+  q = make_request(op::ipc_register, 1);
+  q.arg[0] = 4096;
+  q.arg[1] = 512;
+  EXPECT_EQ(check(q), status::bad_argument) << "an empty handle";
+  q.payload[63] = 1;
+  EXPECT_EQ(check(q), status::ok);
+  q.payload[64] = 1;
+  EXPECT_EQ(check(q), status::bad_reserved) << "past the handle";
+  q = make_request(op::ipc_register, 1);
+  q.payload[0] = 1;
+  EXPECT_EQ(check(q), status::bad_argument) << "a block of 0 bytes";
+  q = make_request(op::ipc_resolve, 1);
+  EXPECT_EQ(check(q), status::bad_argument) << "an empty token";
+  q.payload[15] = 9;
+  EXPECT_EQ(check(q), status::ok);
+  q.payload[16] = 9;
+  EXPECT_EQ(check(q), status::bad_reserved) << "past the token";
+  const request asked = make_request(op::ipc_resolve, 3);
+  reply r = make_reply(asked, status::ok);
+  r.payload[63] = 1;
+  reply out{};
+  EXPECT_EQ(validate_reply(&r, sizeof r, asked, &out), status::ok) << "the handle comes back";
+  r.payload[64] = 1;
+  EXPECT_EQ(validate_reply(&r, sizeof r, asked, &out), status::bad_reserved);
 }
 
 TEST(Protocol, ReplyMustAnswerTheRequestAndBeWellFormed) {
