@@ -35,6 +35,9 @@ Options (each also read from the environment variable in brackets; a flag wins):
   --fill-threads N     background threads that fill slabs [POOLSHIMD_FILL_THREADS] (default 2)
   --client-quota SIZE  bytes one client process may hold [POOLSHIMD_CLIENT_QUOTA] (default: none)
   --uid-quota SIZE     bytes one uid may hold [POOLSHIMD_UID_QUOTA]               (default: none)
+  --device-limit SIZE  lend device memory (VMM, cuMemCreate), at most SIZE per device, to clients
+                       with POOLSHIM_DEVICE_SOURCE=daemon [POOLSHIMD_DEVICE_LIMIT] (default 0: off;
+                       the CUDA driver is loaded on the first such request)
   --idle-exit SECS     exit after SECS with no client and nothing lent [POOLSHIMD_IDLE_EXIT]
                        (default 0: never)
   --metrics-port N     serve Prometheus text on 127.0.0.1:N [POOLSHIMD_METRICS_PORT] (default off)
@@ -104,15 +107,20 @@ int print_status(const std::string& path) {
     return 1;
   }
   // This query is a client too: it is left out of the figures it prints.
-  std::printf("region_bytes=%llu lent_bytes=%llu free_bytes=%llu clients=%llu leases=%llu reclaimed_slabs=%llu\n",
+  std::uint64_t device = 0;
+  std::memcpy(&device, r.payload, sizeof device);
+  std::printf("region_bytes=%llu lent_bytes=%llu free_bytes=%llu clients=%llu leases=%llu reclaimed_slabs=%llu "
+              "device_lent_bytes=%llu\n",
               static_cast<unsigned long long>(r.val[0]), static_cast<unsigned long long>(r.val[1]),
               static_cast<unsigned long long>(r.val[2]), static_cast<unsigned long long>(r.val[3] - 1),
-              static_cast<unsigned long long>(r.val[4]), static_cast<unsigned long long>(r.val[5]));
+              static_cast<unsigned long long>(r.val[4]), static_cast<unsigned long long>(r.val[5]),
+              static_cast<unsigned long long>(device));
   for (std::uint64_t i = 0; ask(proto::op::client_stats, i, &r); ++i) {
     if (r.val[0] == static_cast<std::uint64_t>(getpid())) continue;
-    std::printf("client pid=%llu uid=%llu lent_bytes=%llu leases=%llu\n", static_cast<unsigned long long>(r.val[0]),
-                static_cast<unsigned long long>(r.val[1]), static_cast<unsigned long long>(r.val[2]),
-                static_cast<unsigned long long>(r.val[3]));
+    std::printf("client pid=%llu uid=%llu lent_bytes=%llu leases=%llu device_bytes=%llu\n",
+                static_cast<unsigned long long>(r.val[0]), static_cast<unsigned long long>(r.val[1]),
+                static_cast<unsigned long long>(r.val[2]), static_cast<unsigned long long>(r.val[3]),
+                static_cast<unsigned long long>(r.val[4]));
   }
   close(s);
   return 0;
@@ -136,6 +144,7 @@ int main(int argc, char** argv) {
   env_size("POOLSHIMD_FILL_THREADS", &threads);
   env_size("POOLSHIMD_CLIENT_QUOTA", &o.client_quota);
   env_size("POOLSHIMD_UID_QUOTA", &o.uid_quota);
+  env_size("POOLSHIMD_DEVICE_LIMIT", &o.device_limit);
   env_size("POOLSHIMD_IDLE_EXIT", &idle);
   env_size("POOLSHIMD_METRICS_PORT", &port);
   if (const char* v = std::getenv("POOLSHIMD_HUGE_PAGES")) o.region.huge_pages = std::strcmp(v, "1") == 0;
@@ -161,6 +170,7 @@ int main(int argc, char** argv) {
     else if (a == "--fill-threads") size_of(&threads);
     else if (a == "--client-quota") size_of(&o.client_quota);
     else if (a == "--uid-quota") size_of(&o.uid_quota);
+    else if (a == "--device-limit") size_of(&o.device_limit);
     else if (a == "--idle-exit") size_of(&idle);
     else if (a == "--metrics-port") size_of(&port);
     else if (a == "--log-level") level = value();

@@ -40,7 +40,8 @@ void add(int ep, int fd, std::uint64_t t) {
 
 }  // namespace
 
-server::server(server_options o) : options_(std::move(o)), region_(options_.region) {
+server::server(server_options o)
+    : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit) {
   std::string why;
   if (!proto::prepare_directory(options_.socket_path, &why)) throw std::runtime_error(why);
   listen_ = proto::listen_seqpacket(options_.socket_path, 64, &why);
@@ -240,10 +241,30 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
             if (l.id == q.arg[0]) return proto::make_reply(q, status::not_permitted);
         return proto::make_reply(q, status::not_found);
       }
-      region_.give_back(it->slab);
+      const lease l = *it;
       c.leases.erase(it);
-      c.lent_bytes -= slab;
+      end_lease(c, l);
       return proto::make_reply(q, status::ok);
+    }
+    case proto::op::lease_device: {
+      unsigned char uuid[proto::k_uuid_size];
+      std::memcpy(uuid, q.payload, sizeof uuid);
+      lease l{next_lease_, -1};
+      int fd = -1;
+      std::string why;
+      if (!devices_.lend(uuid, q.arg[0], &l.handle, &l.device, &fd, &why)) {
+        if (c.bad_records++ < 3) spdlog::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
+        return proto::make_reply(q, devices_.enabled() ? status::no_memory : status::not_permitted);
+      }
+      ++next_lease_;
+      l.bytes = q.arg[0];
+      c.leases.push_back(l);
+      c.device_bytes += l.bytes;
+      *fd_out = fd;
+      proto::reply r = proto::make_reply(q, status::ok);
+      r.val[0] = l.id;
+      r.val[1] = l.bytes;
+      return r;
     }
     case proto::op::redeclare_slab: {
       // A slab this daemon lent already: the same process reconnecting takes its lease over.
@@ -289,6 +310,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       r.val[3] = clients_.size();
       r.val[4] = leases;
       r.val[5] = f.reclaimed;
+      const std::uint64_t device = devices_.lent_bytes();
+      std::memcpy(r.payload, &device, sizeof device);
       return r;
     }
     case proto::op::client_stats: {
@@ -300,6 +323,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       r.val[1] = it->second->uid;
       r.val[2] = it->second->lent_bytes;
       r.val[3] = it->second->leases.size();
+      r.val[4] = it->second->device_bytes;
       return r;
     }
     case proto::op::return_idle: {
@@ -344,10 +368,19 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
   return proto::make_reply(q, status::unknown_op);
 }
 
+void server::end_lease(client& c, const lease& l) {
+  if (l.slab >= 0) {
+    region_.give_back(l.slab);
+    c.lent_bytes -= region_.slab_bytes();
+  } else {
+    devices_.give_back(l.handle, l.bytes, l.device);
+    c.device_bytes -= l.bytes;
+  }
+}
+
 void server::release_all(client& c) {
-  for (const lease& l : c.leases) region_.give_back(l.slab);
+  for (const lease& l : c.leases) end_lease(c, l);
   c.leases.clear();
-  c.lent_bytes = 0;
 }
 
 void server::on_client_exited(std::uint64_t id) {
@@ -355,8 +388,8 @@ void server::on_client_exited(std::uint64_t id) {
   if (it == clients_.end()) return;
   client& c = *it->second;
   if (!c.leases.empty()) {
-    spdlog::info("poolshimd: client {} (pid {}) is gone: {} lease(s), {} MiB back", c.id, c.pid, c.leases.size(),
-                 c.lent_bytes >> 20);
+    spdlog::info("poolshimd: client {} (pid {}) is gone: {} lease(s), {} MiB pinned and {} MiB device back", c.id,
+                 c.pid, c.leases.size(), c.lent_bytes >> 20, c.device_bytes >> 20);
     ++reclaimed_clients_;
   }
   release_all(c);
@@ -395,6 +428,7 @@ std::string server::metrics_text() const {
   line("poolshimd_lent_bytes", "Bytes lent to clients.", f.lent_bytes);
   line("poolshimd_free_bytes", "Bytes not lent.", f.free_bytes);
   line("poolshimd_ready_slabs", "Free slabs already filled.", f.ready_slabs);
+  line("poolshimd_device_lent_bytes", "Device bytes lent (VMM).", devices_.lent_bytes());
   line("poolshimd_clients", "Connected or lease-holding clients.", clients_.size());
   line("poolshimd_reclaimed_slabs_total", "Slabs returned or reclaimed since start.", f.reclaimed);
   line("poolshimd_refused_records_total", "Records refused as malformed.", refused_records_);

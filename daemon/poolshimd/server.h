@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "poolshimd/device_lender.h"
 #include "poolshimd/region.h"
 #include "protocol/protocol.h"
 
@@ -25,6 +26,7 @@ struct server_options {
   region_options region;
   std::uint64_t client_quota = 0;  // bytes lent to one client at most (0: no limit)
   std::uint64_t uid_quota = 0;     // bytes lent to one uid at most (0: no limit)
+  std::uint64_t device_limit = 0;  // device bytes lent per device at most (0: no device lending)
   std::chrono::seconds idle_exit{0};  // exit after this long with no client and no lease (0: never)
   int metrics_port = 0;               // Prometheus text on 127.0.0.1:port (0: off)
 };
@@ -43,7 +45,10 @@ class server {
  private:
   struct lease {
     std::uint64_t id;
-    int slab;
+    int slab;                  // -1: device memory
+    std::uint64_t handle = 0;  // device memory: the daemon's allocation handle
+    std::uint64_t bytes = 0;   // device memory: its size
+    int device = -1;           // device memory: the lender's device index
   };
   struct client {
     std::uint64_t id;
@@ -52,7 +57,8 @@ class server {
     pid_t pid = 0;
     uid_t uid = 0;
     std::vector<lease> leases;
-    std::uint64_t lent_bytes = 0;
+    std::uint64_t lent_bytes = 0;    // pinned slabs
+    std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
   };
 
@@ -79,8 +85,11 @@ class server {
     std::uint64_t offset, bytes;
   };
 
+  void end_lease(client& c, const lease& l);
+
   server_options options_;
   slab_region region_;
+  device_lender devices_;
   std::map<token, ipc_export> exports_;
   int listen_ = -1;
   int epoll_ = -1;

@@ -61,6 +61,11 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
     case op::ipc_resolve:
     case op::ipc_unregister:
       return unused_from(0) && any_nonzero(r.payload, k_token_size) ? status::ok : status::bad_argument;
+    case op::lease_device:
+      return r.arg[0] != 0 && r.arg[0] % k_device_granule == 0 && r.arg[0] <= k_max_lease_bytes && unused_from(1) &&
+                     any_nonzero(r.payload, k_uuid_size)
+                 ? status::ok
+                 : status::bad_argument;
   }
   return status::unknown_op;
 }
@@ -102,6 +107,7 @@ std::size_t request_payload_bytes(op o) noexcept {
     case op::ipc_register: return k_ipc_handle_size;
     case op::ipc_resolve:
     case op::ipc_unregister: return k_token_size;
+    case op::lease_device: return k_uuid_size;
     default: return 0;
   }
 }
@@ -110,6 +116,7 @@ std::size_t reply_payload_bytes(op o) noexcept {
   switch (o) {
     case op::ipc_register: return k_token_size;
     case op::ipc_resolve: return k_ipc_handle_size;
+    case op::stats: return sizeof(std::uint64_t);
     default: return 0;
   }
 }

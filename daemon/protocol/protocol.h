@@ -19,6 +19,8 @@ inline constexpr std::size_t k_record_size = 256;
 inline constexpr std::size_t k_payload_size = 128;
 inline constexpr std::size_t k_token_size = 16;   // an IPC token: 128 random bits
 inline constexpr std::size_t k_ipc_handle_size = 64;  // sizeof(CUipcMemHandle)
+inline constexpr std::size_t k_uuid_size = 16;        // sizeof(CUuuid)
+inline constexpr std::uint64_t k_device_granule = std::uint64_t{2} << 20;
 inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // sanity bound: 1 TiB
 
 #define POOLSHIM_PROTO_OPS(X)                                                                          \
@@ -27,13 +29,14 @@ inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // s
                                     /* val1 daemon pid, val2 region bytes                           */ \
   X(lease_slab, 2, false, true)     /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */ \
                                     /* the slab's memfd                                             */ \
-  X(return_slab, 3, false, false)   /* arg0 lease id                                                */ \
+  X(return_slab, 3, false, false)   /* arg0 lease id (of a slab or of device memory)                */ \
   X(redeclare_slab, 4, true, false) /* the memfd of a slab leased from an earlier daemon; arg0    */  \
                                     /* bytes; reply: val0 the new lease id                          */ \
   X(stats, 5, false, false)         /* reply: val0 region bytes, val1 lent, val2 free, val3 clients, */ \
-                                    /* val4 leases, val5 reclaimed leases since start               */ \
+                                    /* val4 leases, val5 reclaimed slabs since start; payload[0,8)  */ \
+                                    /* device bytes lent                                            */ \
   X(client_stats, 6, false, false)  /* arg0 index; reply: val0 pid, val1 uid, val2 lent bytes,    */  \
-                                    /* val3 leases; not_found past the last client                  */ \
+                                    /* val3 leases, val4 device bytes; not_found past the last one  */ \
   X(return_idle, 7, false, false)   /* reply: val0 bytes the daemon asks this client to give back  */ \
                                     /* (every reply also carries the pressure, in MiB)              */ \
   X(goodbye, 8, false, false)       /* the client returns every lease and closes                    */ \
@@ -42,7 +45,10 @@ inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // s
                                     /* payload[0,16) the token                                      */ \
   X(ipc_resolve, 10, false, false)  /* payload[0,16) a token (same uid only); reply: payload[0,64) */ \
                                     /* the segment's real handle, val0 offset, val1 bytes           */ \
-  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */
+  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */ \
+  X(lease_device, 12, false, true)  /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */ \
+                                    /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */ \
+                                    /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,

@@ -30,7 +30,10 @@
     "daemon socket path (default: /run/poolshim/poolshimd.sock, then $XDG_RUNTIME_DIR/poolshim/, "   \
     "then /tmp/poolshim-$UID/)")                                                                     \
   X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                         \
-    "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")
+    "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")          \
+  X(device_source, "POOLSHIM_DEVICE_SOURCE", string, "local",                                          \
+    "local: device segments from cuMemAlloc_v2; daemon: VMM memory lent by poolshimd (opt-in until " \
+    "measured on a GPU; local when the daemon cannot lend)")
 
 namespace poolshim {
 

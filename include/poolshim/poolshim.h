@@ -86,6 +86,7 @@ struct poolshim_counters {
   uint64_t daemon_redeclared;     /* slabs re-declared to a daemon after a reconnect */
   uint64_t daemon_connects;       /* connections to a trusted daemon */
   uint64_t daemon_refusals;       /* daemons not trusted (socket directory or peer) */
+  uint64_t daemon_device_leases;  /* device segments lent by the daemon (POOLSHIM_DEVICE_SOURCE=daemon) */
 };
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and

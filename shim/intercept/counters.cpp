@@ -57,6 +57,7 @@ void snapshot_counters(poolshim_counters* out) noexcept {
   out->daemon_redeclared = dc.redeclared;
   out->daemon_connects = dc.connects;
   out->daemon_refusals = dc.refusals;
+  out->daemon_device_leases = dc.device_leases;
 }
 
 void reset_counters() noexcept {
@@ -137,6 +138,7 @@ std::size_t format_summary(char* buf, std::size_t cap) noexcept {
   w.field("host_pool_peak_reserved", c.host_pool_peak_reserved);
   if (c.fences_issued != 0) w.field("fences", c.fences_issued);
   if (c.daemon_slabs_leased != 0) w.field("daemon_slabs", c.daemon_slabs_leased);
+  if (c.daemon_device_leases != 0) w.field("daemon_device_segments", c.daemon_device_leases);
   w.put("\n");
   if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
   buf[w.len] = '\0';

@@ -68,7 +68,15 @@ namespace poolshim {
   X(cuDeviceGetUuid_v2, "cuDeviceGetUuid_v2", PFN_cuDeviceGetUuid_v11040)                               \
   X(cuPointerGetAttribute, "cuPointerGetAttribute", PFN_cuPointerGetAttribute_v4000)                       \
   X(cuDeviceGetCount, "cuDeviceGetCount", PFN_cuDeviceGetCount_v2000)                                    \
-  X(cuDeviceGet, "cuDeviceGet", PFN_cuDeviceGet_v2000)
+  X(cuDeviceGet, "cuDeviceGet", PFN_cuDeviceGet_v2000)                                                  \
+  X(cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle",                                  \
+    PFN_cuMemImportFromShareableHandle_v10020)                                                          \
+  X(cuMemAddressReserve, "cuMemAddressReserve", PFN_cuMemAddressReserve_v10020)                         \
+  X(cuMemAddressFree, "cuMemAddressFree", PFN_cuMemAddressFree_v10020)                                  \
+  X(cuMemMap, "cuMemMap", PFN_cuMemMap_v10020)                                                          \
+  X(cuMemUnmap, "cuMemUnmap", PFN_cuMemUnmap_v10020)                                                    \
+  X(cuMemSetAccess, "cuMemSetAccess", PFN_cuMemSetAccess_v10020)                                        \
+  X(cuMemRetainAllocationHandle, "cuMemRetainAllocationHandle", PFN_cuMemRetainAllocationHandle_v11000)
 
 struct real_driver {
 #define POOLSHIM_REAL_DRIVER_MEMBER(member, name, pfn) pfn member;

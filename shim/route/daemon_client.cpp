@@ -45,7 +45,8 @@ struct connection {
 };
 
 std::atomic<std::uint32_t> g_pressure{0};
-std::atomic<std::uint64_t> g_taken{0}, g_returned{0}, g_fallbacks{0}, g_redeclared{0}, g_connects{0}, g_refusals{0};
+std::atomic<std::uint64_t> g_taken{0}, g_returned{0}, g_fallbacks{0}, g_redeclared{0}, g_connects{0}, g_refusals{0},
+    g_device{0};
 
 void bump(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
 
@@ -276,6 +277,37 @@ void ipc_unregister(const unsigned char (&token)[16]) noexcept {
   (void)exchange(c, q, -1, &r, nullptr);
 }
 
+bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (!ensure_connected(c)) return false;
+  proto::request q = proto::make_request(proto::op::lease_device, 0);
+  q.arg[0] = bytes;
+  std::memcpy(q.payload, uuid, sizeof uuid);
+  proto::reply r{};
+  int fd = -1;
+  if (!exchange(c, q, -1, &r, &fd) || r.status != static_cast<std::int32_t>(proto::status::ok) || fd < 0 ||
+      r.val[1] < bytes) {
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  out->fd = fd;
+  out->bytes = static_cast<std::size_t>(r.val[1]);
+  out->id = r.val[0];
+  bump(g_device);
+  return true;
+}
+
+void return_device(std::uint64_t id) noexcept {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (c.sock < 0) return;  // a daemon that went away released its handle; our mapping is gone too
+  proto::request q = proto::make_request(proto::op::return_slab, 0);
+  q.arg[0] = id;
+  proto::reply r{};
+  (void)exchange(c, q, -1, &r, nullptr);
+}
+
 std::uint32_t pressure_mib() noexcept { return g_pressure.load(std::memory_order_relaxed); }
 
 bool daemon_wants_memory() noexcept {
@@ -297,7 +329,8 @@ bool daemon_wants_memory() noexcept {
 figures get_figures() noexcept {
   return figures{g_taken.load(std::memory_order_relaxed),    g_returned.load(std::memory_order_relaxed),
                  g_fallbacks.load(std::memory_order_relaxed), g_redeclared.load(std::memory_order_relaxed),
-                 g_connects.load(std::memory_order_relaxed),  g_refusals.load(std::memory_order_relaxed)};
+                 g_connects.load(std::memory_order_relaxed),  g_refusals.load(std::memory_order_relaxed),
+                 g_device.load(std::memory_order_relaxed)};
 }
 
 }  // namespace poolshim::daemon_client

@@ -37,8 +37,18 @@ bool ipc_resolve(const unsigned char (&token)[16], unsigned char (&real_handle)[
                  std::uint64_t* bytes) noexcept;
 void ipc_unregister(const unsigned char (&token)[16]) noexcept;
 
+// Device memory from the daemon (VMM): a POSIX-fd allocation handle of `bytes` on the device with
+// this UUID. False when there is no daemon, device lending is off there, or it refuses.
+struct device_lease {
+  int fd;  // the caller imports and closes it
+  std::size_t bytes;
+  std::uint64_t id;
+};
+bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out) noexcept;
+void return_device(std::uint64_t id) noexcept;
+
 struct figures {
-  std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals;
+  std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals, device_leases;
 };
 figures get_figures() noexcept;
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <new>
 
@@ -14,6 +15,7 @@
 #include "pool/device_pool.h"
 #include "pool/fence.h"
 #include "route/cuda_segment_resource.h"
+#include "route/daemon_segment_resource.h"
 #include "route/fence_tracker.h"
 #include "route/scoped_context.h"
 
@@ -50,6 +52,7 @@ void warn_once(std::atomic<bool>& said, const char* text) noexcept {
   if (!said.exchange(true, std::memory_order_relaxed)) POOLSHIM_LOG_WARN("{}", text);
 }
 std::atomic<bool> g_said_too_many{false};
+std::atomic<bool> g_said_bad_source{false};
 
 // A device's identity that survives CUDA_VISIBLE_DEVICES reordering: its UUID, or "unknown".
 void format_uuid(const real_driver& d, CUdevice dev, char* out, std::size_t cap) noexcept {
@@ -87,7 +90,16 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
   opt.idle_limit = cfg.device_cache_limit;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
-  auto* p = source ? new (std::nothrow) pool::device_pool(*source, reuse_fence(), opt) : nullptr;
+  pool::segment_resource* segments = source;
+  const bool from_daemon = cfg.device_source != nullptr && std::strcmp(cfg.device_source, "daemon") == 0;
+  if (!from_daemon && cfg.device_source != nullptr && std::strcmp(cfg.device_source, "local") != 0)
+    warn_once(g_said_bad_source, "POOLSHIM_DEVICE_SOURCE is neither local nor daemon: local");
+  if (source != nullptr && from_daemon) {
+    CUuuid uuid{};
+    if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
+      if (auto* lent = new (std::nothrow) daemon_segment_resource(ctx, dev, uuid, *source)) segments = lent;
+  }
+  auto* p = source ? new (std::nothrow) pool::device_pool(*segments, reuse_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
   fence_tracker::note_context(ctx);
   entry& e = g_entries[n];

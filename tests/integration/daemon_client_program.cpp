@@ -157,10 +157,11 @@ int main(int argc, char** argv) {
   }
   const poolshim_counters e = shim_probe::counters();
   std::printf("corruptions=%lld buffers=%zu daemon_slabs=%llu returned=%llu fallbacks=%llu redeclared=%llu "
-              "connects=%llu refusals=%llu\n",
+              "connects=%llu refusals=%llu device_segments=%llu\n",
               corruptions, v.size(), static_cast<unsigned long long>(e.daemon_slabs_leased),
               static_cast<unsigned long long>(e.daemon_slabs_returned),
               static_cast<unsigned long long>(e.daemon_fallbacks), static_cast<unsigned long long>(e.daemon_redeclared),
-              static_cast<unsigned long long>(e.daemon_connects), static_cast<unsigned long long>(e.daemon_refusals));
+              static_cast<unsigned long long>(e.daemon_connects), static_cast<unsigned long long>(e.daemon_refusals),
+              static_cast<unsigned long long>(e.daemon_device_leases));
   return corruptions == 0 && g_errors == 0 && shim_probe::finish("daemon_client") == 0 ? 0 : 1;
 }

@@ -239,6 +239,31 @@ ipc)
   cat "$dir/export.out" "$dir/import.out" "$dir/plain.out"
   echo "daemon_test ipc: OK"
   ;;
+device)
+  # Device memory lent by the daemon (VMM, POOLSHIM_DEVICE_SOURCE=daemon): a client's device pool
+  # takes its segments from the daemon and its data round-trips right; kill -9 gives them back.
+  start_daemon 512M --device-limit 256M
+  POOLSHIM_DEVICE_SOURCE=daemon under_shim "$client" --buffers 1 --ready "$dir/dev.ready" --hold \
+    >"$dir/dev.out" 2>&1 &
+  dev=$!
+  wait_files "$dir/dev.ready"
+  st=$(status); echo "$st"
+  [[ $(echo "$st" | head -1 | field device_lent_bytes) -gt 0 ]] || fail "no device memory was lent"
+  kill -9 $dev; wait $dev 2>/dev/null
+  for _ in $(seq 200); do [[ $(status | head -1 | field device_lent_bytes) -eq 0 ]] && break; sleep 0.01; done
+  [[ $(status | head -1 | field device_lent_bytes) -eq 0 ]] || fail "device memory stayed lent after kill -9"
+  (POOLSHIM_DEVICE_SOURCE=daemon under_shim "$client" --buffers 2) >"$dir/dev2.out" 2>&1 ||
+    { cat "$dir/dev2.out"; fail "a device-memory client"; }
+  cat "$dir/dev2.out"
+  grep -q "corruptions=0 .*device_segments=[1-9]" "$dir/dev2.out" || fail "the pool did not use daemon memory"
+  # Over the daemon's limit (or without one) the pool falls back to cuMemAlloc, and still works.
+  kill -9 "$dpid"; wait "$dpid" 2>/dev/null; dpid=""
+  start_daemon 512M
+  (POOLSHIM_DEVICE_SOURCE=daemon under_shim "$client" --buffers 1) >"$dir/dev3.out" 2>&1 ||
+    { cat "$dir/dev3.out"; fail "fallback from a daemon that lends no device memory"; }
+  grep -q "corruptions=0 .*device_segments=0" "$dir/dev3.out" || { cat "$dir/dev3.out"; fail "fallback"; }
+  echo "daemon_test device: OK"
+  ;;
 return_idle)
   # A client's pinned cache sits idle while another process finds the region full: the daemon asks
   # for memory back, the idle client returns its slabs, and the other one gets a slab.

@@ -1,0 +1,81 @@
+// Daemon-lent VMM segments with a local fallback (daemon_segment_resource.h). The cookie of a
+// daemon segment is its lease id with the top bit set; upstream segments keep their own cookie
+// (cuda_segment_resource's is 0).
+#include "route/daemon_segment_resource.h"
+
+#include <unistd.h>
+
+#include <cstdint>
+
+#include "intercept/real_driver.h"
+#include "route/daemon_client.h"
+#include "route/scoped_context.h"
+
+namespace poolshim {
+namespace {
+
+constexpr std::uint64_t k_daemon_bit = std::uint64_t{1} << 63;
+constexpr std::size_t k_granule = std::size_t{2} << 20;
+
+}  // namespace
+
+pool::status daemon_segment_resource::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
+  const std::size_t size = (bytes + k_granule - 1) & ~(k_granule - 1);
+  unsigned char uuid[16];
+  static_assert(sizeof uuid == sizeof uuid_.bytes);
+  for (std::size_t i = 0; i < sizeof uuid; ++i) uuid[i] = static_cast<unsigned char>(uuid_.bytes[i]);
+  daemon_client::device_lease lease{};
+  if (!daemon_client::lease_device(uuid, size, &lease)) return upstream_.allocate(bytes, out);
+  const real_driver& d = real_driver::get();
+  scoped_context in(d, ctx_);
+  CUmemGenericAllocationHandle h = 0;
+  CUdeviceptr va = 0;
+  bool mapped = false;
+  CUresult r = in.status();
+  if (r == CUDA_SUCCESS)
+    r = d.cuMemImportFromShareableHandle(&h, reinterpret_cast<void*>(static_cast<std::uintptr_t>(lease.fd)),
+                                         CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+  close(lease.fd);
+  const bool imported = r == CUDA_SUCCESS;
+  if (r == CUDA_SUCCESS) r = d.cuMemAddressReserve(&va, lease.bytes, k_granule, 0, 0);
+  const bool reserved = r == CUDA_SUCCESS;
+  if (r == CUDA_SUCCESS) r = d.cuMemMap(va, lease.bytes, 0, h, 0);
+  mapped = r == CUDA_SUCCESS;
+  if (r == CUDA_SUCCESS) {
+    CUmemAccessDesc access{};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = dev_;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    r = d.cuMemSetAccess(va, lease.bytes, &access, 1);
+  }
+  // The mapping holds the memory from here; the import's own reference is not needed.
+  if (imported) (void)d.cuMemRelease(h);
+  if (r != CUDA_SUCCESS) {
+    if (mapped) (void)d.cuMemUnmap(va, lease.bytes);
+    if (reserved) (void)d.cuMemAddressFree(va, lease.bytes);
+    daemon_client::return_device(lease.id);
+    return upstream_.allocate(bytes, out);
+  }
+  out->base = static_cast<std::uintptr_t>(va);
+  out->size = lease.bytes;
+  out->cookie = lease.id | k_daemon_bit;
+  return pool::status::ok;
+}
+
+void daemon_segment_resource::do_deallocate(const pool::segment& s) noexcept {
+  if ((s.cookie & k_daemon_bit) == 0) {
+    upstream_.deallocate(s);
+    return;
+  }
+  const real_driver& d = real_driver::get();
+  {
+    scoped_context in(d, ctx_);
+    if (in.status() == CUDA_SUCCESS) {
+      (void)d.cuMemUnmap(static_cast<CUdeviceptr>(s.base), s.size);
+      (void)d.cuMemAddressFree(static_cast<CUdeviceptr>(s.base), s.size);
+    }
+  }
+  daemon_client::return_device(s.cookie & ~k_daemon_bit);
+}
+
+}  // namespace poolshim
