@@ -90,14 +90,7 @@ int print_status(const std::string& path) {
   auto ask = [&](proto::op o, std::uint64_t arg0, proto::reply* r) {
     proto::request q = proto::make_request(o, ++seq);
     q.arg[0] = arg0;
-    unsigned char buf[proto::k_record_size];
-    std::size_t len = 0;
-    int fd = -1;
-    if (!proto::send_record(s, &q, sizeof q, -1) ||
-        proto::recv_record(s, buf, sizeof buf, &len, &fd) != proto::recv_status::ok)
-      return false;
-    if (fd >= 0) close(fd);
-    return proto::validate_reply(buf, len, q, r) == proto::status::ok &&
+    return proto::exchange(s, q, -1, r, nullptr) == proto::exchange_status::ok &&
            r->status == static_cast<std::int32_t>(proto::status::ok);
   };
   proto::reply r{};

@@ -1,6 +1,8 @@
 // Unix-socket plumbing for the protocol (transport.h).
 #include "protocol/transport.h"
 
+#include "protocol/protocol.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,6 +150,25 @@ recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, 
   if (n == 0 && got == 0) return recv_status::closed;
   *len = static_cast<std::size_t>(n);
   return recv_status::ok;
+}
+
+exchange_status exchange(int sock, const request& q, int fd_in, reply* r, int* fd_out) noexcept {
+  if (fd_out != nullptr) *fd_out = -1;
+  if (!send_record(sock, &q, sizeof q, fd_in)) return exchange_status::io_error;
+  alignas(8) unsigned char buf[k_record_size];
+  std::size_t len = 0;
+  int fd = -1;
+  if (recv_record(sock, buf, sizeof buf, &len, &fd) != recv_status::ok) return exchange_status::io_error;
+  if (validate_reply(buf, len, q, r) != status::ok || fd == -2) {
+    if (fd >= 0) close(fd);
+    return exchange_status::bad_reply;
+  }
+  if (fd_out != nullptr) {
+    *fd_out = fd;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  return exchange_status::ok;
 }
 
 bool peer_of(int sock, peer* out) noexcept {

@@ -26,6 +26,14 @@ enum class recv_status { ok, closed, error };
 // closed and *fd = -2 (the record must be refused).
 recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd) noexcept;
 
+// One request and its reply on a connected socket: sends q (with fd_in when >= 0), receives the
+// reply, validates it against q. The reply's descriptor goes to *fd_out (or is closed when fd_out
+// is null). io_error: the connection failed; bad_reply: the peer answered something invalid.
+enum class exchange_status { ok, io_error, bad_reply };
+struct request;
+struct reply;
+exchange_status exchange(int sock, const request& q, int fd_in, reply* r, int* fd_out) noexcept;
+
 struct peer {
   pid_t pid;
   uid_t uid;

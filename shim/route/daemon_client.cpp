@@ -83,33 +83,18 @@ void mark_down(connection& c, const char* why) noexcept {
   c.down_since = std::chrono::steady_clock::now();
 }
 
-// One request and its reply; false on an I/O failure (the connection is then down).
+// One request and its reply; false on an I/O failure or a malformed reply (the connection is then
+// down: a daemon that answers nonsense is not talked to again until a reconnect).
 bool exchange(connection& c, proto::request q, int fd_in, proto::reply* r, int* fd_out) noexcept {
-  if (fd_out != nullptr) *fd_out = -1;
   q.seq = ++c.seq;
-  if (!proto::send_record(c.sock, &q, sizeof q, fd_in)) {
-    mark_down(c, "send");
-    return false;
+  switch (proto::exchange(c.sock, q, fd_in, r, fd_out)) {
+    case proto::exchange_status::ok:
+      g_pressure.store(r->pressure_mib, std::memory_order_relaxed);
+      return true;
+    case proto::exchange_status::io_error: mark_down(c, "no reply"); return false;
+    case proto::exchange_status::bad_reply: mark_down(c, "malformed reply"); return false;
   }
-  alignas(8) unsigned char buf[proto::k_record_size];
-  std::size_t len = 0;
-  int fd = -1;
-  if (proto::recv_record(c.sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok) {
-    mark_down(c, "no reply");
-    return false;
-  }
-  if (proto::validate_reply(buf, len, q, r) != proto::status::ok) {
-    if (fd >= 0) close(fd);
-    mark_down(c, "malformed reply");
-    return false;
-  }
-  g_pressure.store(r->pressure_mib, std::memory_order_relaxed);
-  if (fd_out != nullptr) {
-    *fd_out = fd;
-  } else if (fd >= 0) {
-    close(fd);
-  }
-  return true;
+  return false;
 }
 
 // The slabs this process still holds, made known to a daemon that does not know them (restarted).

@@ -28,24 +28,18 @@ namespace {
 int g_sock = -1;
 std::uint32_t g_seq = 0;
 
-proto::status ask(proto::op o, std::uint64_t arg0, proto::reply* r, int* fd_out = nullptr) {
-  proto::request q = proto::make_request(o, ++g_seq);
-  q.arg[0] = arg0;
-  unsigned char buf[proto::k_record_size];
-  std::size_t len = 0;
-  int fd = -1;
-  if (!proto::send_record(g_sock, &q, sizeof q, -1) ||
-      proto::recv_record(g_sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok ||
-      proto::validate_reply(buf, len, q, r) != proto::status::ok) {
+proto::status send(const proto::request& q, proto::reply* r, int* fd_out = nullptr) {
+  if (proto::exchange(g_sock, q, -1, r, fd_out) != proto::exchange_status::ok) {
     std::fprintf(stderr, "daemon_raw_client: no valid reply\n");
     std::exit(2);
   }
-  if (fd_out != nullptr) {
-    *fd_out = fd;
-  } else if (fd >= 0) {
-    close(fd);
-  }
   return static_cast<proto::status>(r->status);
+}
+
+proto::status ask(proto::op o, std::uint64_t arg0, proto::reply* r, int* fd_out = nullptr) {
+  proto::request q = proto::make_request(o, ++g_seq);
+  q.arg[0] = arg0;
+  return send(q, r, fd_out);
 }
 
 }  // namespace
@@ -161,14 +155,7 @@ int main(int argc, char** argv) {
     proto::request q = proto::make_request(proto::op::ipc_resolve, ++g_seq);
     for (std::size_t i = 0; i < proto::k_token_size; ++i)
       q.payload[i] = static_cast<std::uint8_t>(std::strtoul(std::string(argv[2] + 2 * i, 2).c_str(), nullptr, 16));
-    unsigned char buf[proto::k_record_size];
-    std::size_t len = 0;
-    int fd = -1;
-    if (!proto::send_record(g_sock, &q, sizeof q, -1) ||
-        proto::recv_record(g_sock, buf, sizeof buf, &len, &fd) != proto::recv_status::ok ||
-        proto::validate_reply(buf, len, q, &r) != proto::status::ok)
-      return 2;
-    std::printf("%s\n", proto::status_name(static_cast<proto::status>(r.status)));
+    std::printf("%s\n", proto::status_name(send(q, &r)));
     return 0;
   }
   if (cmd == "steal" && argc == 3) {
