@@ -3,12 +3,12 @@
 # (daemon_raw_client). Each scenario starts its own daemon on a private socket and stops it.
 # usage: daemon_test.sh SCENARIO --daemon poolshimd --client daemon_client_program
 #                       --raw daemon_raw_client --shim libpoolshim.so
-#                       [--ipc daemon_ipc_program]
+#                       [--ipc daemon_ipc_program] [--first host_first_alloc]
 # Scenarios: eight_clients, kill_client, kill_daemon, untrusted_socket, other_uid, return_idle, ipc,
 #            bench
 set -u
 scenario=${1:?scenario}; shift
-daemon="" client="" raw="" shim="" ipc=""
+daemon="" client="" raw="" shim="" ipc="" first=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
@@ -16,6 +16,7 @@ while [[ $# -gt 0 ]]; do
     --raw) raw=$2; shift 2 ;;
     --shim) shim=$2; shift 2 ;;
     --ipc) ipc=$2; shift 2 ;;
+    --first) first=$2; shift 2 ;;
     *) echo "daemon_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -264,6 +265,29 @@ device)
   grep -q "corruptions=0 .*device_segments=0" "$dir/dev3.out" || { cat "$dir/dev3.out"; fail "fallback"; }
   echo "daemon_test device: OK"
   ;;
+idle_exit)
+  # A per-user daemon exits after its idle period once nothing is lent and no client is left, and
+  # not while a client holds memory. Its Prometheus text counts what is lent meanwhile.
+  port=$((20000 + RANDOM % 20000))
+  start_daemon 256M --idle-exit 1 --metrics-port "$port"
+  under_shim "$client" --buffers 1 --ready "$dir/i.ready" --go "$dir/go" >"$dir/i.out" 2>&1 &
+  holder=$!
+  wait_files "$dir/i.ready"
+  sleep 1.5
+  kill -0 "$dpid" 2>/dev/null || fail "the daemon exited while a client held memory"
+  metrics=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())")
+  echo "$metrics" | grep -E '^poolshimd_(lent_bytes|clients) '
+  echo "$metrics" | grep -q "^poolshimd_lent_bytes [1-9]" || fail "metrics do not show the lent slabs"
+  echo "$metrics" | grep -q "^poolshimd_client_lent_bytes{pid=\"$holder\"" || fail "metrics lack the client"
+  touch "$dir/go"; wait "$holder" || fail "client"
+  t0=$(now_ms)
+  for _ in $(seq 400); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.01; done
+  kill -0 "$dpid" 2>/dev/null && fail "the daemon did not exit when idle"
+  echo "idle daemon exited $(($(now_ms) - t0)) ms after its last client"
+  dpid=""
+  [[ -S "$sock" ]] && fail "the socket file was left behind"
+  echo "daemon_test idle_exit: OK"
+  ;;
 return_idle)
   # A client's pinned cache sits idle while another process finds the region full: the daemon asks
   # for memory back, the idle client returns its slabs, and the other one gets a slab.
@@ -291,6 +315,18 @@ bench)
   t0=$(now_ms); kill -9 $b; wait $b 2>/dev/null
   while [[ $(status | head -1 | field lent_bytes) -ne 0 ]]; do sleep 0.001; done
   echo "reclaim_ms=$(($(now_ms) - t0)) (3 slabs, kill -9 to the daemon's figures)"
+  if [[ -n "$first" ]]; then
+    # A fresh process's first pinned allocation of 256 MiB: a warm daemon's slab (512 MiB slabs, so
+    # one holds it), local slabs, and no shim. Three processes each.
+    kill -9 "$dpid"; wait "$dpid" 2>/dev/null; dpid=""
+    start_daemon 1536M --slab 512M --fill-threads 2
+    sleep 3  # the fillers fill the region
+    for run in 1 2 3; do
+      echo "first_alloc daemon: $( (under_shim "$first" 256) 2>/dev/null)"
+      echo "first_alloc local:  $( (POOLSHIM_DAEMON=0 under_shim "$first" 256) 2>/dev/null)"
+      echo "first_alloc no shim: $(env -u LD_PRELOAD "$first" 256 2>/dev/null)"
+    done
+  fi
   ;;
 *) echo "daemon_test: unknown scenario $scenario" >&2; exit 2 ;;
 esac

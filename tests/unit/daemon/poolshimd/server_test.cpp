@@ -143,6 +143,24 @@ TEST_F(Server, QuotaPerClientIsEnforced) {
   for (int fd : fds) close(fd);
 }
 
+TEST_F(Server, QuotaPerUidCountsEveryClientOfTheUid) {
+  start(/*client_quota=*/0, /*uid_quota=*/3 * kSlab);
+  proto::reply r{};
+  int fds[2];
+  for (int& fd : fds) ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  // A second connection of the same uid shares the uid's quota.
+  std::string why;
+  int other = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  ASSERT_GE(other, 0) << why;
+  std::swap(sock_, other);
+  int third = -1;
+  EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &third), proto::status::ok);
+  EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::quota) << "4 slabs for one uid";
+  std::swap(sock_, other);
+  close(other);
+  for (int fd : {fds[0], fds[1], third}) close(fd);
+}
+
 TEST_F(Server, FullRegionRefusesAndRaisesPressure) {
   start();
   proto::reply r{};
