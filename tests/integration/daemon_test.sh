@@ -316,10 +316,11 @@ bench)
   while [[ $(status | head -1 | field lent_bytes) -ne 0 ]]; do sleep 0.001; done
   echo "reclaim_ms=$(($(now_ms) - t0)) (3 slabs, kill -9 to the daemon's figures)"
   if [[ -n "$first" ]]; then
-    # A fresh process's first pinned allocation of 256 MiB: a warm daemon's slab (512 MiB slabs, so
-    # one holds it), local slabs, and no shim. Three processes each.
+    # A fresh process's first pinned allocation of 256 MiB: a warm daemon's slab (258 MiB slabs: the
+    # size the local source makes for it, 256 MiB and a guard page rounded to 2 MiB), local slabs,
+    # and no shim. Three processes each.
     kill -9 "$dpid"; wait "$dpid" 2>/dev/null; dpid=""
-    start_daemon 1536M --slab 512M --fill-threads 2
+    start_daemon 1548M --slab 258M --fill-threads 2
     sleep 3  # the fillers fill the region
     for run in 1 2 3; do
       echo "first_alloc daemon: $( (under_shim "$first" 256) 2>/dev/null)"
