@@ -14,6 +14,7 @@ struct driver {
   CUresult (*device_get_count)(int*);
   CUresult (*device_get)(CUdevice*, int);
   CUresult (*device_get_uuid)(CUuuid*, CUdevice);
+  CUresult (*device_get_attribute)(int*, CUdevice_attribute, CUdevice);
   CUresult (*primary_retain)(CUcontext*, CUdevice);
   CUresult (*ctx_set_current)(CUcontext);
   CUresult (*mem_create)(CUmemGenericAllocationHandle*, size_t, const CUmemAllocationProp*, unsigned long long);
@@ -46,6 +47,7 @@ bool device_lender::load(std::string* why) {
   }
   if (!sym(lib, "cuInit", &g_cu.init) || !sym(lib, "cuDeviceGetCount", &g_cu.device_get_count) ||
       !sym(lib, "cuDeviceGet", &g_cu.device_get) || !sym(lib, "cuDeviceGetUuid_v2", &g_cu.device_get_uuid) ||
+      !sym(lib, "cuDeviceGetAttribute", &g_cu.device_get_attribute) ||
       !sym(lib, "cuDevicePrimaryCtxRetain", &g_cu.primary_retain) ||
       !sym(lib, "cuCtxSetCurrent", &g_cu.ctx_set_current) || !sym(lib, "cuMemCreate", &g_cu.mem_create) ||
       !sym(lib, "cuMemExportToShareableHandle", &g_cu.mem_export) || !sym(lib, "cuMemRelease", &g_cu.mem_release)) {
@@ -69,6 +71,10 @@ bool device_lender::load(std::string* why) {
     std::memcpy(s.uuid, u.bytes, sizeof s.uuid);
     s.ordinal = d;
     s.lent = 0;
+    int rdma = 0;
+    s.rdma = g_cu.device_get_attribute(&rdma, CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED, d) ==
+                 CUDA_SUCCESS &&
+             rdma != 0;
   }
   loaded_ = true;
   failed_ = false;
@@ -106,6 +112,8 @@ bool device_lender::lend(const unsigned char (&uuid)[16], std::uint64_t bytes, s
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   prop.location.id = dev->ordinal;
   prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+  // RDMA-capable where the device supports it, so NICs can register what clients pool.
+  prop.allocFlags.gpuDirectRDMACapable = dev->rdma ? 1 : 0;
   CUmemGenericAllocationHandle h = 0;
   if (CUresult r = g_cu.mem_create(&h, bytes, &prop, 0); r != CUDA_SUCCESS) {
     *why = cu_error("cuMemCreate", r);

@@ -35,6 +35,7 @@ class device_lender {
     unsigned char uuid[16];
     int ordinal;
     std::uint64_t lent;
+    bool rdma;  // CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED
   };
   device_state devices_[16] = {};
   int device_count_ = 0;

@@ -4,6 +4,7 @@
 //   fresh            lease one slab and check that every byte is zero (memory another uid held is
 //                    never lent again), then print "fresh" and return it
 //   steal LEASE      try to return another client's lease: prints the daemon's status name
+//   await-lent B MS  poll until at most B bytes are lent; print the ms elapsed since MS (epoch ms)
 //   resolve HEX      try to resolve an IPC token (32 hex digits): prints the daemon's status name
 //   squeeze S        lease until the daemon refuses, then retry every 50 ms for up to S seconds:
 //                    prints how many it got at first and whether one came after the refusal
@@ -157,6 +158,26 @@ int main(int argc, char** argv) {
       q.payload[i] = static_cast<std::uint8_t>(std::strtoul(std::string(argv[2] + 2 * i, 2).c_str(), nullptr, 16));
     std::printf("%s\n", proto::status_name(send(q, &r)));
     return 0;
+  }
+  if (cmd == "await-lent" && argc == 4) {
+    // Polls the daemon's figures over this connection (every 0.2 ms) until at most BYTES are lent;
+    // prints the milliseconds since SINCE_MS (wall clock, the caller's moment of kill -9).
+    const std::uint64_t bytes = std::strtoull(argv[2], nullptr, 10);
+    const long long since = std::atoll(argv[3]);
+    const auto wall_ms = [] {
+      return std::chrono::duration_cast<std::chrono::microseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count() /
+             1000.0;
+    };
+    for (int i = 0; i < 50000; ++i) {
+      if (ask(proto::op::stats, 0, &r) == proto::status::ok && r.val[1] <= bytes) {
+        std::printf("%.1f\n", wall_ms() - static_cast<double>(since));
+        return 0;
+      }
+      usleep(200);
+    }
+    return 1;
   }
   if (cmd == "steal" && argc == 3) {
     const proto::status s = ask(proto::op::return_slab, std::strtoull(argv[2], nullptr, 10), &r);
