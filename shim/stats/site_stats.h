@@ -1,0 +1,51 @@
+// Per-call-site counters (DESIGN.md, "Call-site statistics"): for each stack id, allocations,
+// frees, bytes allocated and freed, live bytes and count, its own peak, its largest request, and
+// the bytes it held at the PROCESS-WIDE peak — kept in O(1) per event without replay: a new
+// process peak opens an epoch; a site touched after that epoch first records what it held (its
+// value has not changed since the peak), and a site never touched since still holds its peak value.
+// Counters are relaxed atomics: counts and byte totals are exact under any number of threads; the
+// peak attribution is exact with one thread and approximate when threads race on a peak.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace poolshim::stats {
+
+struct site_counters {
+  std::atomic<std::uint64_t> allocs, frees, bytes_allocated, bytes_freed, largest;
+  std::atomic<std::int64_t> live_bytes, live_count, own_peak;
+  std::atomic<std::int64_t> at_peak;       // live bytes at the process peak, valid when seen_epoch is current
+  std::atomic<std::uint64_t> seen_epoch;   // the peak epoch at_peak belongs to
+};
+
+struct site_report {
+  std::uint64_t allocs, frees, bytes_allocated, bytes_freed, largest;
+  std::int64_t live_bytes, live_count, own_peak, at_process_peak;
+};
+
+class site_stats {
+ public:
+  // `sites` (zeroed) has one entry per stack id 0..count-1 (id 0: untracked stacks).
+  site_stats(site_counters* sites, std::size_t count) noexcept : sites_(sites), count_(count) {}
+
+  void on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept;
+  void on_free(std::uint32_t id, std::uint64_t bytes) noexcept;
+
+  site_report report(std::uint32_t id) const noexcept;
+  std::int64_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
+  std::int64_t peak() const noexcept { return peak_.load(std::memory_order_relaxed); }
+
+ private:
+  site_counters& at(std::uint32_t id) noexcept { return sites_[id < count_ ? id : 0]; }
+  void settle(site_counters& s) noexcept;
+
+  site_counters* sites_;
+  std::size_t count_;
+  std::atomic<std::int64_t> live_{0};
+  std::atomic<std::int64_t> peak_{0};
+  std::atomic<std::uint64_t> epoch_{0};  // bumped at every new process peak
+};
+
+}  // namespace poolshim::stats

@@ -1,0 +1,22 @@
+// Native call stacks for the call-site statistics (DESIGN.md, "Call-site statistics"):
+// unw_backtrace of libunwind (UNW_LOCAL_ONLY) into the caller's fixed array. libunwind is loaded
+// with dlopen(RTLD_LOCAL) — from beside libpoolshim.so first (the bundle's copy), else the
+// system's libunwind.so.8 — because Debian's exports unversioned _Unwind_* symbols that would take
+// over C++ exception handling in the whole process if it were linked. Capture takes no shim lock
+// (it may be called with none held only: libunwind reads the loader's module list), never
+// allocates after the first call, and returns 0 frames when libunwind is missing.
+#pragma once
+
+#include <cstddef>
+
+namespace poolshim::stats {
+
+// Frames of the calling thread, innermost first (frame 0 is in the caller of capture_stack),
+// without the `skip` innermost ones (the shim's own), at most `max`. Returns how many were written
+// (0 without libunwind).
+int capture_stack(void** frames, int max, int skip) noexcept;
+
+// True once libunwind is loaded (loads it on first use; false for good when it cannot be found).
+bool unwinder_available() noexcept;
+
+}  // namespace poolshim::stats
