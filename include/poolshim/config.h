@@ -33,7 +33,14 @@
     "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")          \
   X(device_source, "POOLSHIM_DEVICE_SOURCE", string, "local",                                          \
     "local: device segments from cuMemAlloc_v2; daemon: VMM memory lent by poolshimd (opt-in until " \
-    "measured on a GPU; local when the daemon cannot lend)")
+    "measured on a GPU; local when the daemon cannot lend)")                                          \
+  X(stats, "POOLSHIM_STATS", string, "off",                                                            \
+    "off: no call-site statistics; native: every allocation's native call stack, counted per site "  \
+    "in a stats file poolshim-stats reads")                                                           \
+  X(stats_dir, "POOLSHIM_STATS_DIR", string, "/dev/shm",                                               \
+    "where POOLSHIM_STATS=native writes its per-process file (mode 0600)")                           \
+  X(stats_depth, "POOLSHIM_STATS_DEPTH", size, std::size_t{32},                                        \
+    "frames kept per call stack (1 to 64)")
 
 namespace poolshim {
 

@@ -13,6 +13,7 @@
 #include "route/fence_tracker.h"
 #include "route/host_router.h"
 #include "route/ipc_router.h"
+#include "stats/recorder.h"
 #include "log.h"
 
 namespace poolshim::driver_hooks {
@@ -25,6 +26,20 @@ using intercept::tracking;
 
 namespace {
 constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
+
+// Call-site statistics (POOLSHIM_STATS=native): the allocation once it succeeded, with the current
+// device; a free before the real free, so that the address cannot be another thread's allocation
+// by the time it is recorded.
+void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes) noexcept {
+  if (!stats::recording()) return;
+  CUdevice dev = 0;
+  if (real().cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
+  stats::record_alloc(k, dev, ptr, bytes);
+}
+void note_free(stats::kind k, std::uint64_t ptr) noexcept {
+  if (stats::recording()) stats::record_free(k, ptr);
+}
+std::uint64_t as_u64(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 }  // namespace
 
 CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
@@ -34,6 +49,7 @@ CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_alloc(dptr, bytes, &r)) r = d.cuMemAlloc_v2(dptr, bytes);
   if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes);
   return r;
 }
 
@@ -44,6 +60,7 @@ CUresult mem_alloc_pitch(CUdeviceptr* dptr, std::size_t* pitch, std::size_t widt
   count_call(hook_id::mem_alloc_pitch);
   CUresult r = d.cuMemAllocPitch_v2(dptr, pitch, width, height, element_bytes);
   if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, *pitch * height);
+  if (ok(r)) note_alloc(stats::kind::device, *dptr, *pitch * height);
   return r;
 }
 
@@ -53,6 +70,7 @@ CUresult mem_free(CUdeviceptr dptr) noexcept {
   count_call(hook_id::mem_free);
   // An exported block's token ends before the block can be anyone else's.
   ipc_router::forget_export(dptr);
+  note_free(stats::kind::device, dptr);
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_free(dptr, &r)) r = d.cuMemFree_v2(dptr);
   if (ok(r)) bump(g_counters.device_frees);
@@ -66,6 +84,7 @@ CUresult mem_alloc_host(void** pp, std::size_t bytes) noexcept {
   CUresult r = CUDA_SUCCESS;
   if (!host_router::try_alloc(pp, bytes, 0, &r)) r = d.cuMemAllocHost_v2(pp, bytes);
   if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::pinned, as_u64(*pp), bytes);
   return r;
 }
 
@@ -76,6 +95,7 @@ CUresult mem_host_alloc(void** pp, std::size_t bytes, unsigned flags) noexcept {
   CUresult r = CUDA_SUCCESS;
   if (!host_router::try_alloc(pp, bytes, flags, &r)) r = d.cuMemHostAlloc(pp, bytes, flags);
   if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::pinned, as_u64(*pp), bytes);
   return r;
 }
 
@@ -83,6 +103,7 @@ CUresult mem_free_host(void* p) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemFreeHost(p);
   count_call(hook_id::mem_free_host);
+  note_free(stats::kind::pinned, as_u64(p));
   CUresult r = CUDA_SUCCESS;
   if (!host_router::try_free(p, &r)) r = d.cuMemFreeHost(p);
   if (ok(r)) bump(g_counters.host_frees);
@@ -129,6 +150,7 @@ CUresult mem_alloc_managed(CUdeviceptr* dptr, std::size_t bytes, unsigned flags)
   count_call(hook_id::mem_alloc_managed);
   CUresult r = d.cuMemAllocManaged(dptr, bytes, flags);
   if (ok(r)) bump(g_counters.managed_allocs), bump(g_counters.managed_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::managed, *dptr, bytes);
   return r;
 }
 
@@ -139,6 +161,7 @@ CUresult mem_alloc_async(CUdeviceptr* dptr, std::size_t bytes, CUstream stream, 
   count_call(s == default_stream::per_thread ? hook_id::mem_alloc_async_ptsz : hook_id::mem_alloc_async);
   CUresult r = fn(dptr, bytes, stream);
   if (ok(r)) bump(g_counters.async_allocs), bump(g_counters.async_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::async, *dptr, bytes);
   return r;
 }
 
@@ -150,6 +173,7 @@ CUresult mem_free_async(CUdeviceptr dptr, CUstream stream, default_stream s) noe
   // A pooled block freed stream-ordered goes back to its pool under the free semantics of
   // POOLSHIM_FREE_SYNC (both at least as strong as the stream order); the driver never sees it.
   ipc_router::forget_export(dptr);
+  note_free(stats::kind::async, dptr);
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_free(dptr, &r)) r = fn(dptr, stream);
   if (ok(r)) bump(g_counters.async_frees);

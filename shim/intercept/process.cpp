@@ -3,6 +3,7 @@
 // libraries before our own constructor, in a fork child and at exit: write(2) for anything that
 // must print there, spdlog only from the first-CUDA-call path.
 #include "intercept/process.h"
+#include "stats/recorder.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -104,6 +105,7 @@ void on_unload() noexcept {
     explain_silence();
     return;
   }
+  stats::record_exit();
   if (!current_config().summary) return;
   char line[512];
   std::size_t n = format_summary(line, sizeof line);

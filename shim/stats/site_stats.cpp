@@ -23,14 +23,14 @@ void raise_to(std::atomic<T>& c, T v) noexcept {
 // Before a site changes: if a process peak happened since it last changed, what it holds now is
 // what it held at that peak.
 void site_stats::settle(site_counters& s) noexcept {
-  const std::uint64_t e = epoch_.load(std::memory_order_relaxed);
+  const std::uint64_t e = process_->epoch.load(std::memory_order_relaxed);
   if (s.seen_epoch.load(std::memory_order_relaxed) != e) {
     s.at_peak.store(s.live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
     s.seen_epoch.store(e, std::memory_order_relaxed);
   }
 }
 
-void site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
+bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
   site_counters& s = at(id);
   settle(s);
   const auto b = static_cast<std::int64_t>(bytes);
@@ -40,17 +40,18 @@ void site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
   add<std::int64_t>(s.live_count, 1);
   const std::int64_t mine = s.live_bytes.fetch_add(b, std::memory_order_relaxed) + b;
   raise_to(s.own_peak, mine);
-  const std::int64_t total = live_.fetch_add(b, std::memory_order_relaxed) + b;
-  std::int64_t p = peak_.load(std::memory_order_relaxed);
+  const std::int64_t total = process_->live.fetch_add(b, std::memory_order_relaxed) + b;
+  std::int64_t p = process_->peak.load(std::memory_order_relaxed);
   while (total > p) {
-    if (peak_.compare_exchange_weak(p, total, std::memory_order_relaxed)) {
+    if (process_->peak.compare_exchange_weak(p, total, std::memory_order_relaxed)) {
       // A new process peak: a new epoch, and this site's share of it is what it holds now.
-      const std::uint64_t e = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
+      const std::uint64_t e = process_->epoch.fetch_add(1, std::memory_order_relaxed) + 1;
       s.at_peak.store(mine, std::memory_order_relaxed);
       s.seen_epoch.store(e, std::memory_order_relaxed);
-      break;
+      return true;
     }
   }
+  return false;
 }
 
 void site_stats::on_free(std::uint32_t id, std::uint64_t bytes) noexcept {
@@ -61,7 +62,7 @@ void site_stats::on_free(std::uint32_t id, std::uint64_t bytes) noexcept {
   add<std::uint64_t>(s.bytes_freed, bytes);
   add<std::int64_t>(s.live_count, -1);
   s.live_bytes.fetch_sub(b, std::memory_order_relaxed);
-  live_.fetch_sub(b, std::memory_order_relaxed);
+  process_->live.fetch_sub(b, std::memory_order_relaxed);
 }
 
 site_report site_stats::report(std::uint32_t id) const noexcept {
@@ -75,7 +76,8 @@ site_report site_stats::report(std::uint32_t id) const noexcept {
   r.live_bytes = s.live_bytes.load(std::memory_order_relaxed);
   r.live_count = s.live_count.load(std::memory_order_relaxed);
   r.own_peak = s.own_peak.load(std::memory_order_relaxed);
-  const bool current = s.seen_epoch.load(std::memory_order_relaxed) == epoch_.load(std::memory_order_relaxed);
+  const bool current =
+      s.seen_epoch.load(std::memory_order_relaxed) == process_->epoch.load(std::memory_order_relaxed);
   r.at_process_peak = current ? s.at_peak.load(std::memory_order_relaxed) : r.live_bytes;
   return r;
 }

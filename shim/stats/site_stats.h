@@ -25,17 +25,29 @@ struct site_report {
   std::int64_t live_bytes, live_count, own_peak, at_process_peak;
 };
 
+// The process-wide figures the sites are measured against (in the stats file's header, or local).
+struct process_figures {
+  std::atomic<std::int64_t> live{0};
+  std::atomic<std::int64_t> peak{0};
+  std::atomic<std::uint64_t> epoch{0};  // bumped at every new process peak
+};
+
 class site_stats {
  public:
-  // `sites` (zeroed) has one entry per stack id 0..count-1 (id 0: untracked stacks).
-  site_stats(site_counters* sites, std::size_t count) noexcept : sites_(sites), count_(count) {}
+  // `sites` (zeroed) has one entry per stack id 0..count-1 (id 0: untracked stacks); `process`
+  // (zeroed) holds the process-wide figures, or the object's own when null.
+  site_stats(site_counters* sites, std::size_t count, process_figures* process = nullptr) noexcept
+      : sites_(sites), count_(count), process_(process != nullptr ? process : &own_) {}
+  site_stats(const site_stats&) = delete;
+  site_stats& operator=(const site_stats&) = delete;
 
-  void on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept;
+  // Returns true when this allocation made a new process-wide peak.
+  bool on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept;
   void on_free(std::uint32_t id, std::uint64_t bytes) noexcept;
 
   site_report report(std::uint32_t id) const noexcept;
-  std::int64_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
-  std::int64_t peak() const noexcept { return peak_.load(std::memory_order_relaxed); }
+  std::int64_t live() const noexcept { return process_->live.load(std::memory_order_relaxed); }
+  std::int64_t peak() const noexcept { return process_->peak.load(std::memory_order_relaxed); }
 
  private:
   site_counters& at(std::uint32_t id) noexcept { return sites_[id < count_ ? id : 0]; }
@@ -43,9 +55,8 @@ class site_stats {
 
   site_counters* sites_;
   std::size_t count_;
-  std::atomic<std::int64_t> live_{0};
-  std::atomic<std::int64_t> peak_{0};
-  std::atomic<std::uint64_t> epoch_{0};  // bumped at every new process peak
+  process_figures own_;
+  process_figures* process_;
 };
 
 }  // namespace poolshim::stats

@@ -1,0 +1,314 @@
+// poolshim-stats: reports the call-site statistics that POOLSHIM_STATS=native writes, for one
+// process (running, exited or killed) — per device and kind, the top call sites by bytes at the
+// process peak, live bytes, total bytes or count, and what was still allocated at exit — as text,
+// JSON (schema version 1, below) or collapsed stacks for flamegraph.pl and speedscope.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "stats/stats_file.h"
+
+namespace tool = poolshim::stats_tool;
+
+namespace {
+
+const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
+       poolshim-stats report [PID|FILE] [--dir DIR] [--top N] [--sort KEY] [--format FMT] [--no-symbols]
+
+Reads the per-process files that programs run with POOLSHIM_STATS=native write (libpoolshim.so
+preloaded), live or after the process ended (a clean exit, a crash or kill -9).
+
+  list       one line per stats file in DIR: pid, state, start, peak, command
+  report     one process: the newest file in DIR, or the one of PID, or FILE
+Options:
+  --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
+  --top N        call sites to show (default 10; 0: all)
+  --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated), count
+  --format FMT   text (default), json (schema version 1), collapsed (one line per site:
+                 outermost;...;innermost BYTES, with BYTES the sort key's value)
+  --no-symbols   show module+offset instead of function and line (no libdw)
+  -h, --help     this text
+Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad usage.
+)";
+
+[[noreturn]] void usage_error(const std::string& what) {
+  std::fprintf(stderr, "poolshim-stats: %s (see --help)\n", what.c_str());
+  std::exit(2);
+}
+
+std::string bytes_text(long double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  const bool neg = b < 0;
+  if (neg) b = -b;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  char out[32];
+  std::snprintf(out, sizeof out, u == 0 ? "%s%.0Lf %s" : "%s%.1Lf %s", neg ? "-" : "", b, units[u]);
+  return out;
+}
+
+std::string when(std::uint64_t ns) {
+  if (ns == 0) return "-";
+  const time_t t = static_cast<time_t>(ns / 1000000000ull);
+  tm local{};
+  localtime_r(&t, &local);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &local);
+  return out;
+}
+
+std::string state(const tool::stats_file& f) {
+  if (f.header().end_ns != 0) return "exited";
+  return f.running() ? "running" : "killed";
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char e[8];
+      std::snprintf(e, sizeof e, "\\u%04x", c);
+      out += e;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
+// two calls on one line) are one call site to the reader: merged by their symbolised frames. The
+// merged own peak is the largest of theirs (a lower bound of the true one).
+std::vector<tool::site> merge_same_lines(std::vector<tool::site> in) {
+  std::vector<tool::site> out;
+  std::vector<std::string> keys;
+  for (tool::site& s : in) {
+    std::string key = std::to_string(s.frames.size());
+    for (const tool::frame& fr : s.frames) key += "|" + fr.text();
+    if (s.id == 0 || s.frames.empty()) key = "#" + std::to_string(s.id);
+    auto it = std::find(keys.begin(), keys.end(), key);
+    if (it == keys.end()) {
+      keys.push_back(key);
+      out.push_back(std::move(s));
+      continue;
+    }
+    tool::site& m = out[static_cast<std::size_t>(it - keys.begin())];
+    auto& a = m.counters;
+    const auto& b = s.counters;
+    a.allocs += b.allocs;
+    a.frees += b.frees;
+    a.bytes_allocated += b.bytes_allocated;
+    a.bytes_freed += b.bytes_freed;
+    a.largest = std::max(a.largest, b.largest);
+    a.live_bytes += b.live_bytes;
+    a.live_count += b.live_count;
+    a.own_peak = std::max(a.own_peak, b.own_peak);
+    m.at_process_peak += s.at_process_peak;
+  }
+  return out;
+}
+
+std::int64_t key_of(const tool::site& s, const std::string& sort) {
+  if (sort == "live") return s.counters.live_bytes;
+  if (sort == "total") return static_cast<std::int64_t>(s.counters.bytes_allocated);
+  if (sort == "count") return static_cast<std::int64_t>(s.counters.allocs);
+  return s.at_process_peak;
+}
+
+int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format,
+           bool symbols) {
+  const poolshim_stats_header& h = f.header();
+  std::vector<tool::site> sites = merge_same_lines(f.sites(symbols));
+  std::stable_sort(sites.begin(), sites.end(),
+                   [&](const tool::site& a, const tool::site& b) { return key_of(a, sort) > key_of(b, sort); });
+  if (top != 0 && sites.size() > top) sites.resize(top);
+  const std::vector<tool::kind_figures> kinds = f.kinds();
+  const std::vector<poolshim_stats_live> live = f.live();
+  std::int64_t live_bytes = 0;
+  for (const auto& l : live) live_bytes += static_cast<std::int64_t>(l.bytes);
+
+  if (format == "collapsed") {
+    for (const tool::site& s : sites) {
+      std::string line;
+      for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
+        std::string t = it->function.empty() ? it->text() : it->function;
+        std::replace(t.begin(), t.end(), ';', ':');
+        std::replace(t.begin(), t.end(), ' ', '_');
+        line += (line.empty() ? "" : ";") + t;
+      }
+      if (line.empty()) line = s.id == 0 ? "[untracked]" : "[no frames]";
+      std::printf("%s %lld\n", line.c_str(), static_cast<long long>(key_of(s, sort)));
+    }
+    return 0;
+  }
+  if (format == "json") {
+    std::printf("{\"schema\":1,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
+                json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(h.exe).c_str(),
+                json_string(h.cmdline).c_str());
+    std::printf("\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
+                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"depth_cap\":%u,",
+                static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
+                static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
+                static_cast<long long>(live_bytes), static_cast<unsigned long long>(h.events),
+                static_cast<unsigned long long>(h.untracked_frees), (h.flags & 1) ? "true" : "false", h.depth_cap);
+    std::printf("\"kinds\":[");
+    for (std::size_t i = 0; i < kinds.size(); ++i) {
+      const auto& k = kinds[i];
+      std::printf("%s{\"device\":%d,\"kind\":\"%s\",\"allocs\":%llu,\"frees\":%llu,\"bytes_allocated\":%llu,"
+                  "\"live_bytes\":%lld,\"peak_bytes\":%lld}",
+                  i ? "," : "", k.device, tool::kind_name(k.kind), static_cast<unsigned long long>(k.counters.allocs),
+                  static_cast<unsigned long long>(k.counters.frees),
+                  static_cast<unsigned long long>(k.counters.bytes_allocated),
+                  static_cast<long long>(k.counters.live_bytes), static_cast<long long>(k.counters.peak_bytes));
+    }
+    std::printf("],\"sites\":[");
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+      const tool::site& s = sites[i];
+      const auto& c = s.counters;
+      std::printf("%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
+                  "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
+                  "\"frames\":[",
+                  i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
+                  static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
+                  static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
+                  static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
+                  static_cast<unsigned long long>(c.largest));
+      for (std::size_t j = 0; j < s.frames.size(); ++j) {
+        const tool::frame& fr = s.frames[j];
+        std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
+                    j ? "," : "", static_cast<unsigned long long>(fr.pc), json_string(fr.function).c_str(),
+                    json_string(fr.file).c_str(), fr.line, json_string(fr.module).c_str(),
+                    static_cast<unsigned long long>(fr.offset));
+      }
+      std::printf("]}");
+    }
+    std::printf("]}\n");
+    return 0;
+  }
+  // Text, for 100 columns.
+  std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), h.exe, h.cmdline);
+  std::printf("  started %s", when(h.start_ns).c_str());
+  if (h.end_ns != 0)
+    std::printf(", ran %.2f s", static_cast<double>(h.end_ns - h.start_ns) / 1e9);
+  std::printf("; peak %s at %s\n", bytes_text(static_cast<long double>(h.process_peak)).c_str(),
+              when(h.peak_ns).c_str());
+  std::printf("  %s: %s in %zu allocations%s\n",
+              h.end_ns != 0 ? "still allocated at exit" : (f.running() ? "allocated now" : "allocated when it died"),
+              bytes_text(static_cast<long double>(live_bytes)).c_str(), live.size(),
+              h.end_ns != 0 && !live.empty() ? " (leaked)" : "");
+  if (h.flags & 1) std::printf("  note: some stacks were dropped (a table was full); they count under [untracked]\n");
+  std::printf("\n  %-6s %-8s %10s %10s %12s %12s %12s\n", "device", "kind", "allocs", "frees", "allocated", "peak",
+              "live");
+  for (const auto& k : kinds)
+    std::printf("  %-6d %-8s %10llu %10llu %12s %12s %12s\n", k.device, tool::kind_name(k.kind),
+                static_cast<unsigned long long>(k.counters.allocs), static_cast<unsigned long long>(k.counters.frees),
+                bytes_text(static_cast<long double>(k.counters.bytes_allocated)).c_str(),
+                bytes_text(static_cast<long double>(k.counters.peak_bytes)).c_str(),
+                bytes_text(static_cast<long double>(k.counters.live_bytes)).c_str());
+  std::printf("\n  top %zu call sites by %s\n", sites.size(),
+              sort == "live" ? "live bytes" : sort == "total" ? "bytes allocated" : sort == "count" ? "allocations"
+                                                                                    : "bytes held at the peak");
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const tool::site& s = sites[i];
+    const auto& c = s.counters;
+    std::printf("  #%-3zu at peak %s, live %s in %lld, %llu allocs of %s total (largest %s)\n", i + 1,
+                bytes_text(static_cast<long double>(s.at_process_peak)).c_str(),
+                bytes_text(static_cast<long double>(c.live_bytes)).c_str(), static_cast<long long>(c.live_count),
+                static_cast<unsigned long long>(c.allocs), bytes_text(static_cast<long double>(c.bytes_allocated)).c_str(),
+                bytes_text(static_cast<long double>(c.largest)).c_str());
+    if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
+    for (const tool::frame& fr : s.frames) std::printf("       %s\n", fr.text().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) usage_error("no command");
+  std::string cmd = argv[1];
+  if (cmd == "-h" || cmd == "--help") {
+    std::fputs(k_usage, stdout);
+    return 0;
+  }
+  std::string dir = std::getenv("POOLSHIM_STATS_DIR") != nullptr ? std::getenv("POOLSHIM_STATS_DIR") : "/dev/shm";
+  std::string which, sort = "peak", format = "text";
+  std::size_t top = 10;
+  bool symbols = true;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(k_usage, stdout);
+      return 0;
+    }
+    if (a == "--dir") dir = value();
+    else if (a == "--top") {
+      const std::string v = value();
+      char* end = nullptr;
+      top = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0') usage_error("bad --top '" + v + "'");
+    } else if (a == "--sort") {
+      sort = value();
+      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count") usage_error("bad --sort '" + sort + "'");
+    } else if (a == "--format") {
+      format = value();
+      if (format != "text" && format != "json" && format != "collapsed") usage_error("bad --format '" + format + "'");
+    } else if (a == "--no-symbols") symbols = false;
+    else if (!a.empty() && a[0] == '-') usage_error("unknown option '" + a + "'");
+    else if (which.empty()) which = a;
+    else usage_error("more than one process named");
+  }
+  try {
+    if (cmd == "list") {
+      std::vector<std::string> skipped;
+      const auto files = tool::find_files(dir, &skipped);
+      for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", s.c_str());
+      if (files.empty()) {
+        std::fprintf(stderr, "poolshim-stats: no stats files in %s (run a program with POOLSHIM_STATS=native)\n",
+                     dir.c_str());
+        return 1;
+      }
+      std::printf("%-8s %-8s %-19s %10s  %s\n", "pid", "state", "started", "peak", "command");
+      for (const std::string& p : files) {
+        tool::stats_file f(p);
+        std::printf("%-8d %-8s %-19s %10s  %s\n", f.header().pid, state(f).c_str(), when(f.header().start_ns).c_str(),
+                    bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), f.header().cmdline);
+      }
+      return 0;
+    }
+    if (cmd != "report") usage_error("unknown command '" + cmd + "'");
+    std::string path;
+    if (!which.empty() && which.find('/') != std::string::npos) {
+      path = which;
+    } else {
+      const auto files = tool::find_files(dir, nullptr);
+      for (const std::string& p : files) {
+        if (which.empty() || tool::stats_file(p).header().pid == std::atoi(which.c_str())) {
+          path = p;
+          break;
+        }
+      }
+      if (path.empty()) {
+        std::fprintf(stderr, "poolshim-stats: no stats file%s in %s\n",
+                     which.empty() ? "" : (" of pid " + which).c_str(), dir.c_str());
+        return 1;
+      }
+    }
+    tool::stats_file f(path);
+    return report(f, top, sort, format, symbols);
+  } catch (const tool::file_error& e) {
+    std::fprintf(stderr, "poolshim-stats: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,236 @@
+// Reading and symbolising a stats file (stats_file.h).
+#include "stats/stats_file.h"
+
+#include <cxxabi.h>
+#include <dirent.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace poolshim::stats_tool {
+namespace {
+
+constexpr const char* k_kind_names[] = {"device", "pinned", "managed", "async", "vmm"};
+
+std::string hex(std::uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::string demangle(const char* name) {
+  if (name == nullptr) return {};
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = status == 0 && d != nullptr ? d : name;
+  std::free(d);
+  return out;
+}
+
+// libdw, offline: each module reported at its load bias, so runtime addresses look up directly.
+class symboliser {
+ public:
+  explicit symboliser(const poolshim_stats_module* modules, std::uint32_t count) {
+    static const Dwfl_Callbacks callbacks = {
+        dwfl_build_id_find_elf, dwfl_standard_find_debuginfo, dwfl_offline_section_address, nullptr};
+    dwfl_ = dwfl_begin(&callbacks);
+    if (dwfl_ == nullptr) return;
+    dwfl_report_begin(dwfl_);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      const poolshim_stats_module& m = modules[i];
+      if (m.path[0] == '\0' || std::strncmp(m.path, "linux-vdso", 10) == 0) continue;
+      (void)dwfl_report_elf(dwfl_, m.path, m.path, -1, m.load_bias, false);
+    }
+    dwfl_report_end(dwfl_, nullptr, nullptr);
+  }
+  ~symboliser() {
+    if (dwfl_ != nullptr) dwfl_end(dwfl_);
+  }
+  void resolve(frame* f) const {
+    if (dwfl_ == nullptr) return;
+    // A return address: the call is the instruction before it.
+    const Dwarf_Addr pc = f->pc - 1;
+    Dwfl_Module* mod = dwfl_addrmodule(dwfl_, pc);
+    if (mod == nullptr) return;
+    f->function = demangle(dwfl_module_addrname(mod, pc));
+    if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
+      int lineno = 0;
+      const char* src = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+      if (src != nullptr) f->file = src;
+      f->line = lineno;
+    }
+  }
+
+ private:
+  Dwfl* dwfl_ = nullptr;
+};
+
+template <class T>
+const T* at(const void* base, std::uint64_t offset) {
+  return reinterpret_cast<const T*>(static_cast<const unsigned char*>(base) + offset);
+}
+
+}  // namespace
+
+std::string frame::text() const {
+  if (!function.empty()) {
+    std::string t = function;
+    if (!file.empty()) {
+      const auto slash = file.find_last_of('/');
+      t += " (" + (slash == std::string::npos ? file : file.substr(slash + 1)) + ":" + std::to_string(line) + ")";
+    }
+    return t;
+  }
+  if (!module.empty()) {
+    const auto slash = module.find_last_of('/');
+    return (slash == std::string::npos ? module : module.substr(slash + 1)) + "+" + hex(offset);
+  }
+  return hex(pc);
+}
+
+stats_file::stats_file(const std::string& path) : path_(path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw file_error(path + ": " + std::strerror(errno));
+  struct stat st{};
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    throw file_error(path + ": " + std::strerror(errno));
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ < sizeof(poolshim_stats_header)) {
+    close(fd);
+    throw file_error(path + ": truncated (" + std::to_string(size_) + " bytes; not a poolshim stats file)");
+  }
+  map_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    throw file_error(path + ": " + std::strerror(errno));
+  }
+  header_ = static_cast<const poolshim_stats_header*>(map_);
+  const poolshim_stats_header& h = *header_;
+  if (std::memcmp(h.magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC) != 0)
+    throw file_error(path + ": not a poolshim stats file (bad magic)");
+  if (h.version > POOLSHIM_STATS_VERSION)
+    throw file_error(path + ": written by a newer poolshim (stats file version " + std::to_string(h.version) +
+                     ", this poolshim-stats reads up to " + std::to_string(POOLSHIM_STATS_VERSION) + ")");
+  if (h.version == 0 || h.header_size != sizeof(poolshim_stats_header))
+    throw file_error(path + ": unknown header layout");
+  // Every region must lie inside the file, and the counts be sane.
+  auto inside = [&](std::uint64_t off, std::uint64_t n, std::uint64_t each) {
+    return off >= sizeof h && n <= (std::uint64_t{1} << 32) && off + n * each <= size_;
+  };
+  if (h.file_size != size_)
+    throw file_error(path + ": truncated (header says " + std::to_string(h.file_size) + " bytes, file has " +
+                     std::to_string(size_) + ")");
+  if (!inside(h.modules_offset, h.module_capacity, sizeof(poolshim_stats_module)) || h.module_count > h.module_capacity ||
+      !inside(h.slots_offset, h.slot_count, sizeof(poolshim_stats_slot)) ||
+      (h.slot_count & (h.slot_count - 1)) != 0 || !inside(h.arena_offset, h.arena_frames, sizeof(std::uint64_t)) ||
+      !inside(h.sites_offset, std::uint64_t{h.slot_count} + 1, sizeof(poolshim_stats_site)) ||
+      !inside(h.kinds_offset, POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS, sizeof(poolshim_stats_kind)) ||
+      !inside(h.live_offset, h.live_capacity, sizeof(poolshim_stats_live)))
+    throw file_error(path + ": corrupt (a region lies outside the file)");
+}
+
+stats_file::~stats_file() {
+  if (map_ != nullptr) munmap(map_, size_);
+}
+
+bool stats_file::running() const {
+  return header_->end_ns == 0 && (kill(header_->pid, 0) == 0 || errno == EPERM);
+}
+
+std::vector<site> stats_file::sites(bool symbolise) const {
+  const poolshim_stats_header& h = *header_;
+  const auto* slots = at<poolshim_stats_slot>(map_, h.slots_offset);
+  const auto* arena = at<std::uint64_t>(map_, h.arena_offset);
+  const auto* counters = at<poolshim_stats_site>(map_, h.sites_offset);
+  const auto* modules = at<poolshim_stats_module>(map_, h.modules_offset);
+  const std::uint32_t nmod = std::min(h.module_count, h.module_capacity);
+  std::unique_ptr<symboliser> sym;
+  if (symbolise) sym = std::make_unique<symboliser>(modules, nmod);
+  std::vector<site> out;
+  for (std::uint32_t id = 0; id <= h.slot_count; ++id) {
+    const poolshim_stats_site& c = counters[id];
+    if (c.allocs == 0 && c.frees == 0) continue;
+    site s;
+    s.id = id;
+    s.counters = c;
+    s.at_process_peak = c.seen_epoch == h.peak_epoch ? c.at_peak : c.live_bytes;
+    if (id != 0) {
+      const poolshim_stats_slot& slot = slots[id - 1];
+      const std::uint32_t depth = slot.depth == 0xffffffffu ? 0 : slot.depth;
+      if ((slot.key & (std::uint64_t{1} << 63)) == 0 && slot.key != 0 &&
+          std::uint64_t{slot.frames_at} + depth <= h.arena_frames) {
+        for (std::uint32_t i = 0; i < depth; ++i) {
+          frame f;
+          f.pc = arena[slot.frames_at + i];
+          for (std::uint32_t m = 0; m < nmod; ++m)
+            if (f.pc >= modules[m].start && f.pc < modules[m].end) {
+              f.module = std::string(modules[m].path, strnlen(modules[m].path, sizeof modules[m].path));
+              f.offset = f.pc - modules[m].load_bias;
+            }
+          if (sym) sym->resolve(&f);
+          s.frames.push_back(std::move(f));
+        }
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<kind_figures> stats_file::kinds() const {
+  const auto* k = at<poolshim_stats_kind>(map_, header_->kinds_offset);
+  std::vector<kind_figures> out;
+  for (int d = 0; d < POOLSHIM_STATS_DEVICES; ++d)
+    for (int i = 0; i < POOLSHIM_STATS_KINDS; ++i) {
+      const poolshim_stats_kind& c = k[d * POOLSHIM_STATS_KINDS + i];
+      if (c.allocs != 0 || c.frees != 0) out.push_back(kind_figures{d, i, c});
+    }
+  return out;
+}
+
+std::vector<poolshim_stats_live> stats_file::live() const {
+  const auto* l = at<poolshim_stats_live>(map_, header_->live_offset);
+  std::vector<poolshim_stats_live> out;
+  for (std::uint32_t i = 0; i < header_->live_capacity; ++i)
+    if (l[i].ptr > 2) out.push_back(l[i]);
+  return out;
+}
+
+std::vector<std::string> find_files(const std::string& dir, std::vector<std::string>* skipped) {
+  std::vector<std::pair<std::uint64_t, std::string>> found;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) throw file_error(dir + ": " + std::strerror(errno));
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind("poolshim-", 0) != 0 || name.size() < 7 || name.substr(name.size() - 6) != ".stats") continue;
+    const std::string path = dir + "/" + name;
+    try {
+      stats_file f(path);
+      found.emplace_back(f.header().start_ns, path);
+    } catch (const file_error& err) {
+      if (skipped != nullptr) skipped->push_back(err.what());
+    }
+  }
+  closedir(d);
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& [t, p] : found) out.push_back(p);
+  return out;
+}
+
+const char* kind_name(int k) { return k >= 0 && k < POOLSHIM_STATS_KINDS ? k_kind_names[k] : "?"; }
+
+}  // namespace poolshim::stats_tool

@@ -1,0 +1,105 @@
+/* The per-process statistics file (POOLSHIM_STATS=native): one file per process under
+ * POOLSHIM_STATS_DIR (default /dev/shm), named poolshim-<uid>-<pid>-<start>.stats, mode 0600, its
+ * whole size reserved with posix_fallocate before use (a sparse file on a full tmpfs would raise
+ * SIGBUS later), mapped shared by the shim and written in place, so it stays readable after the
+ * process exits, crashes or is killed. poolshim-stats reads it; the shim never symbolises.
+ *
+ * Layout, version 1 (host byte order; every offset from the start of the file; every array fixed
+ * at creation):
+ *   header                      struct poolshim_stats_header
+ *   modules[module_capacity]    struct poolshim_stats_module: what a frame address belongs to
+ *   slots[slot_count]           struct poolshim_stats_slot: stack id = index + 1
+ *   arena[arena_frames]         uint64 frame addresses, slots point into it
+ *   sites[slot_count + 1]       struct poolshim_stats_site: counters per stack id (0: untracked)
+ *   kinds[16 * 5]               struct poolshim_stats_kind: per device and kind (device, pinned,
+ *                               managed, async, vmm)
+ *   live[live_capacity]         struct poolshim_stats_live: live allocations (ptr 0: empty,
+ *                               ptr 1: deleted), for frees and for leaks at exit
+ * C-compatible: the tool and other readers include it. Writers use 64-bit atomic operations on the
+ * counters; readers of a live file may see a counter mid-update, never a torn 64-bit value. */
+#ifndef POOLSHIM_STATS_FILE_H
+#define POOLSHIM_STATS_FILE_H
+
+#include <stdint.h>
+
+#define POOLSHIM_STATS_MAGIC "PSHSTAT"
+#define POOLSHIM_STATS_VERSION 1
+#define POOLSHIM_STATS_DEVICES 16
+#define POOLSHIM_STATS_KINDS 5 /* device, pinned, managed, async, vmm */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct poolshim_stats_header {
+  char magic[8];                /* POOLSHIM_STATS_MAGIC, NUL-padded */
+  uint32_t version;             /* POOLSHIM_STATS_VERSION */
+  uint32_t header_size;         /* sizeof(struct poolshim_stats_header) */
+  uint64_t file_size;
+  int32_t pid;
+  uint32_t uid;
+  uint64_t start_ns;            /* CLOCK_REALTIME at creation */
+  uint64_t end_ns;              /* CLOCK_REALTIME at a clean exit, 0 while running or after a kill */
+  char exe[256];                /* /proc/self/exe */
+  char cmdline[512];            /* arguments separated by spaces, truncated */
+  uint32_t depth_cap;           /* frames kept per stack */
+  uint32_t flags;               /* bit 0: stacks were dropped (a table or the arena was full) */
+  uint64_t modules_offset;
+  uint32_t module_capacity;
+  uint32_t module_count;        /* written with release order after the module is complete */
+  uint64_t slots_offset;
+  uint32_t slot_count;          /* a power of two */
+  uint32_t arena_frames;
+  uint64_t arena_offset;
+  uint64_t sites_offset;
+  uint64_t kinds_offset;
+  uint64_t live_offset;
+  uint32_t live_capacity;       /* a power of two */
+  uint32_t reserved0;
+  int64_t process_live;         /* bytes live over all kinds, and their peak */
+  int64_t process_peak;
+  uint64_t peak_epoch;          /* bumped at each new peak (sites' at_peak is valid when equal) */
+  uint64_t peak_ns;             /* CLOCK_REALTIME when the peak was reached */
+  uint64_t events;              /* allocations and frees recorded */
+  uint64_t untracked_frees;     /* frees of pointers not in the live table (allocated before) */
+};
+
+struct poolshim_stats_module {
+  uint64_t start, end;          /* address range of its loaded segments */
+  uint64_t load_bias;           /* what to subtract from an address for the file's address */
+  uint32_t build_id_size;
+  uint8_t build_id[40];
+  char path[268];
+};
+
+struct poolshim_stats_slot {
+  uint64_t key;                 /* 0: empty; the stack's 64-bit hash (bit 63 set while filled in) */
+  uint32_t frames_at;           /* index into the arena */
+  uint32_t depth;               /* 0xffffffff: kept by hash alone (the arena was full) */
+};
+
+struct poolshim_stats_site {
+  uint64_t allocs, frees, bytes_allocated, bytes_freed, largest;
+  int64_t live_bytes, live_count, own_peak;
+  int64_t at_peak;              /* bytes live at the process peak, valid when seen_epoch == peak_epoch */
+  uint64_t seen_epoch;
+};
+
+struct poolshim_stats_kind {
+  uint64_t allocs, frees, bytes_allocated;
+  int64_t live_bytes, peak_bytes;
+};
+
+struct poolshim_stats_live {
+  uint64_t ptr;
+  uint64_t bytes;
+  uint32_t stack;               /* stack id */
+  uint16_t device;
+  uint16_t kind;
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POOLSHIM_STATS_FILE_H */

@@ -1,0 +1,366 @@
+// The call-site recorder (recorder.h) over the stats file (include/poolshim/stats_file.h).
+#include "stats/recorder.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <mutex>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <new>
+
+#include "intercept/process.h"
+#include "log.h"
+#include "poolshim/stats_file.h"
+#include "stats/site_stats.h"
+#include "stats/stack_table.h"
+#include "stats/unwinder.h"
+
+namespace poolshim::stats {
+namespace {
+
+static_assert(sizeof(stack_slot) == sizeof(poolshim_stats_slot) && offsetof(stack_slot, frames_at) == 8);
+static_assert(sizeof(site_counters) == sizeof(poolshim_stats_site));
+static_assert(offsetof(poolshim_stats_header, process_peak) == offsetof(poolshim_stats_header, process_live) + 8 &&
+              offsetof(poolshim_stats_header, peak_epoch) == offsetof(poolshim_stats_header, process_live) + 16);
+
+constexpr std::uint32_t k_slots = 1u << 14;
+constexpr std::uint32_t k_arena_frames = 1u << 19;
+constexpr std::uint32_t k_live = 1u << 18;
+constexpr std::uint32_t k_modules = 512;
+constexpr std::uint64_t k_empty = 0, k_deleted = 1, k_claimed = 2;  // live-table markers; real pointers are larger
+
+std::uint64_t now_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::size_t align(std::size_t v) noexcept { return (v + 63) & ~std::size_t{63}; }
+
+template <class T>
+std::atomic<T>& atomic_at(T& v) noexcept {
+  static_assert(sizeof(std::atomic<T>) == sizeof(T));
+  return *reinterpret_cast<std::atomic<T>*>(&v);
+}
+
+struct recorder {
+  poolshim_stats_header* header = nullptr;
+  poolshim_stats_module* modules = nullptr;
+  poolshim_stats_kind* kinds = nullptr;
+  poolshim_stats_live* live = nullptr;
+  stack_table* table = nullptr;
+  site_stats* sites = nullptr;
+  std::uintptr_t shim_begin = 0, shim_end = 0;  // frames in here are the shim's own
+  std::size_t mapped = 0;
+  char path[512] = {};
+  std::uint32_t depth = 32;
+};
+
+// 0: not started; 1: starting; 2: running; 3: off or failed for good.
+std::atomic<int> g_state{0};
+recorder g_rec;
+
+// The address range of libpoolshim.so (or of the binary holding this code, in tests).
+void find_own_range(recorder& r) noexcept {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&record_alloc), &info) == 0) return;
+  struct ctx_t {
+    const void* base;
+    std::uintptr_t lo, hi;
+  } ctx{info.dli_fbase, 0, 0};
+  dl_iterate_phdr(
+      [](dl_phdr_info* i, std::size_t, void* p) {
+        auto* c = static_cast<ctx_t*>(p);
+        std::uintptr_t lo = UINTPTR_MAX, hi = 0;
+        for (int k = 0; k < i->dlpi_phnum; ++k) {
+          if (i->dlpi_phdr[k].p_type != PT_LOAD) continue;
+          lo = std::min<std::uintptr_t>(lo, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr);
+          hi = std::max<std::uintptr_t>(hi, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr + i->dlpi_phdr[k].p_memsz);
+        }
+        if (reinterpret_cast<std::uintptr_t>(c->base) >= lo && reinterpret_cast<std::uintptr_t>(c->base) < hi) {
+          c->lo = lo;
+          c->hi = hi;
+          return 1;
+        }
+        return 0;
+      },
+      &ctx);
+  r.shim_begin = ctx.lo;
+  r.shim_end = ctx.hi;
+}
+
+// Records every loaded module the file does not list yet (called when a new stack is interned,
+// with no shim lock held; dl_iterate_phdr takes the loader's lock, which is recursive).
+void refresh_modules(recorder& r) noexcept {
+  dl_iterate_phdr(
+      [](dl_phdr_info* i, std::size_t, void* p) {
+        auto& rec = *static_cast<recorder*>(p);
+        std::uintptr_t lo = UINTPTR_MAX, hi = 0;
+        for (int k = 0; k < i->dlpi_phnum; ++k) {
+          if (i->dlpi_phdr[k].p_type != PT_LOAD) continue;
+          lo = std::min<std::uintptr_t>(lo, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr);
+          hi = std::max<std::uintptr_t>(hi, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr + i->dlpi_phdr[k].p_memsz);
+        }
+        if (hi == 0) return 0;
+        auto& count = atomic_at(rec.header->module_count);
+        const std::uint32_t n = count.load(std::memory_order_acquire);
+        for (std::uint32_t m = 0; m < n; ++m)
+          if (rec.modules[m].start == lo && rec.modules[m].end == hi) return 0;
+        if (n >= rec.header->module_capacity) return 1;
+        poolshim_stats_module& mod = rec.modules[n];
+        mod.start = lo;
+        mod.end = hi;
+        mod.load_bias = i->dlpi_addr;
+        const char* name = i->dlpi_name != nullptr && i->dlpi_name[0] != '\0' ? i->dlpi_name : nullptr;
+        if (name == nullptr) {  // the main program
+          const ssize_t len = readlink("/proc/self/exe", mod.path, sizeof mod.path - 1);
+          mod.path[len > 0 ? len : 0] = '\0';
+        } else {
+          std::snprintf(mod.path, sizeof mod.path, "%s", name);
+        }
+        for (int k = 0; k < i->dlpi_phnum; ++k) {  // the GNU build-id note, when there is one
+          if (i->dlpi_phdr[k].p_type != PT_NOTE) continue;
+          const auto* at = reinterpret_cast<const unsigned char*>(i->dlpi_addr + i->dlpi_phdr[k].p_vaddr);
+          const unsigned char* end = at + i->dlpi_phdr[k].p_memsz;
+          while (at + sizeof(ElfW(Nhdr)) <= end) {
+            const auto* nh = reinterpret_cast<const ElfW(Nhdr)*>(at);
+            const unsigned char* desc = at + sizeof *nh + ((nh->n_namesz + 3) & ~3u);
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && desc + nh->n_descsz <= end &&
+                nh->n_descsz <= sizeof mod.build_id) {
+              std::memcpy(mod.build_id, desc, nh->n_descsz);
+              mod.build_id_size = nh->n_descsz;
+            }
+            at = desc + ((nh->n_descsz + 3) & ~3u);
+          }
+        }
+        count.store(n + 1, std::memory_order_release);
+        return 0;
+      },
+      &r);
+}
+
+bool known_module(const recorder& r, std::uintptr_t pc) noexcept {
+  const std::uint32_t n = atomic_at(r.header->module_count).load(std::memory_order_acquire);
+  for (std::uint32_t m = 0; m < n; ++m)
+    if (pc >= r.modules[m].start && pc < r.modules[m].end) return true;
+  return false;
+}
+
+void read_cmdline(char* out, std::size_t cap) noexcept {
+  out[0] = '\0';
+  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const ssize_t n = read(fd, out, cap - 1);
+  close(fd);
+  if (n <= 0) return;
+  for (ssize_t i = 0; i < n; ++i)
+    if (out[i] == '\0') out[i] = ' ';
+  out[n > 0 && out[n - 1] == ' ' ? n - 1 : n] = '\0';
+}
+
+bool start(recorder& r) noexcept {
+  const config& cfg = intercept::current_config();
+  const char* dir = cfg.stats_dir != nullptr && cfg.stats_dir[0] != '\0' ? cfg.stats_dir : "/dev/shm";
+  r.depth = static_cast<std::uint32_t>(std::min<std::size_t>(std::max<std::size_t>(cfg.stats_depth, 1), 64));
+  const std::uint64_t started = now_ns();
+  std::snprintf(r.path, sizeof r.path, "%s/poolshim-%u-%d-%llu.stats", dir, static_cast<unsigned>(getuid()),
+                static_cast<int>(getpid()), static_cast<unsigned long long>(started));
+  std::size_t off = align(sizeof(poolshim_stats_header));
+  const std::size_t modules_at = off;
+  off = align(off + k_modules * sizeof(poolshim_stats_module));
+  const std::size_t slots_at = off;
+  off = align(off + k_slots * sizeof(poolshim_stats_slot));
+  const std::size_t arena_at = off;
+  off = align(off + std::size_t{k_arena_frames} * sizeof(std::uint64_t));
+  const std::size_t sites_at = off;
+  off = align(off + (k_slots + 1) * sizeof(poolshim_stats_site));
+  const std::size_t kinds_at = off;
+  off = align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(poolshim_stats_kind));
+  const std::size_t live_at = off;
+  off = align(off + std::size_t{k_live} * sizeof(poolshim_stats_live));
+  const std::size_t size = off;
+
+  const int fd = open(r.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot create {} ({}): no call-site statistics", r.path, std::strerror(errno));
+    return false;
+  }
+  // Reserve every page now: a sparse file on a full tmpfs would raise SIGBUS in the program later.
+  const int err = posix_fallocate(fd, 0, static_cast<off_t>(size));
+  void* p = err == 0 ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  close(fd);
+  if (p == MAP_FAILED) {
+    POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot reserve {} bytes for {} ({}): no call-site statistics", size, r.path,
+                      std::strerror(err != 0 ? err : errno));
+    unlink(r.path);
+    return false;
+  }
+  (void)madvise(p, size, MADV_DONTFORK);  // a fork child starts its own file
+  auto* base = static_cast<unsigned char*>(p);
+  auto* h = reinterpret_cast<poolshim_stats_header*>(base);
+  std::memcpy(h->magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC);
+  h->version = POOLSHIM_STATS_VERSION;
+  h->header_size = sizeof *h;
+  h->file_size = size;
+  h->pid = getpid();
+  h->uid = getuid();
+  h->start_ns = started;
+  const ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
+  h->exe[n > 0 ? n : 0] = '\0';
+  read_cmdline(h->cmdline, sizeof h->cmdline);
+  h->depth_cap = r.depth;
+  h->modules_offset = modules_at;
+  h->module_capacity = k_modules;
+  h->slots_offset = slots_at;
+  h->slot_count = k_slots;
+  h->arena_frames = k_arena_frames;
+  h->arena_offset = arena_at;
+  h->sites_offset = sites_at;
+  h->kinds_offset = kinds_at;
+  h->live_offset = live_at;
+  h->live_capacity = k_live;
+  r.header = h;
+  r.modules = reinterpret_cast<poolshim_stats_module*>(base + modules_at);
+  r.kinds = reinterpret_cast<poolshim_stats_kind*>(base + kinds_at);
+  r.live = reinterpret_cast<poolshim_stats_live*>(base + live_at);
+  r.table = new (std::nothrow) stack_table(reinterpret_cast<stack_slot*>(base + slots_at), k_slots,
+                                           reinterpret_cast<std::uintptr_t*>(base + arena_at), k_arena_frames);
+  r.sites = new (std::nothrow) site_stats(reinterpret_cast<site_counters*>(base + sites_at), k_slots + 1,
+                                          reinterpret_cast<process_figures*>(&h->process_live));
+  if (r.table == nullptr || r.sites == nullptr) return false;
+  r.mapped = size;
+  find_own_range(r);
+  refresh_modules(r);
+  (void)unwinder_available();  // loads and warms libunwind now, not in the middle of an event
+  POOLSHIM_LOG_INFO("call-site statistics in {}", r.path);
+  return true;
+}
+
+void reset_in_child() noexcept {
+  // The parent's file is not the child's (and the mapping did not follow: MADV_DONTFORK).
+  if (g_state.load(std::memory_order_relaxed) == 2) {
+    g_rec = recorder{};
+    g_state.store(0, std::memory_order_relaxed);
+  }
+}
+
+recorder* active() noexcept {
+  const int s = g_state.load(std::memory_order_acquire);
+  if (s == 2) return &g_rec;
+  if (s != 0) return nullptr;
+  const config& cfg = intercept::current_config();
+  if (cfg.stats == nullptr || std::strcmp(cfg.stats, "native") != 0) {
+    int expected = 0;
+    g_state.compare_exchange_strong(expected, 3, std::memory_order_acq_rel);
+    return nullptr;
+  }
+  int expected = 0;
+  if (!g_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, reset_in_child); });
+  const bool ok = start(g_rec);
+  g_state.store(ok ? 2 : 3, std::memory_order_release);
+  return ok ? &g_rec : nullptr;
+}
+
+std::uint32_t stack_of_caller(recorder& r) noexcept {
+  void* frames[64 + 16];
+  const int n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);
+  int first = 0;  // the shim's own frames (hooks, seam, recorder) are not the caller's
+  while (first < n && reinterpret_cast<std::uintptr_t>(frames[first]) >= r.shim_begin &&
+         reinterpret_cast<std::uintptr_t>(frames[first]) < r.shim_end)
+    ++first;
+  const int depth = std::min(n - first, static_cast<int>(r.depth));
+  const std::size_t before = r.table->size();
+  const std::uint32_t id = r.table->intern(frames + first, depth);
+  if (id == 0) atomic_at(r.header->flags).fetch_or(1, std::memory_order_relaxed);
+  if (r.table->size() != before)  // a new stack: make sure its modules are listed
+    for (int i = first; i < first + depth; ++i)
+      if (!known_module(r, reinterpret_cast<std::uintptr_t>(frames[i]))) {
+        refresh_modules(r);
+        break;
+      }
+  return id;
+}
+
+std::size_t live_slot(std::uint64_t ptr) noexcept {
+  std::uint64_t x = ptr * 0x9e3779b97f4a7c15ull;
+  return static_cast<std::size_t>(x ^ (x >> 29));
+}
+
+}  // namespace
+
+bool recording() noexcept { return active() != nullptr; }
+
+void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept {
+  recorder* r = active();
+  if (r == nullptr || ptr <= k_claimed) return;
+  const std::uint32_t id = stack_of_caller(*r);
+  if (r->sites->on_alloc(id, bytes)) atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
+  const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
+  poolshim_stats_kind& kc = r->kinds[dev * POOLSHIM_STATS_KINDS + static_cast<int>(k)];
+  atomic_at(kc.allocs).fetch_add(1, std::memory_order_relaxed);
+  atomic_at(kc.bytes_allocated).fetch_add(bytes, std::memory_order_relaxed);
+  const std::int64_t now = atomic_at(kc.live_bytes).fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed) +
+                           static_cast<std::int64_t>(bytes);
+  std::int64_t peak = atomic_at(kc.peak_bytes).load(std::memory_order_relaxed);
+  while (now > peak && !atomic_at(kc.peak_bytes).compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  atomic_at(r->header->events).fetch_add(1, std::memory_order_relaxed);
+  // The live table: claim an empty or deleted slot for ptr (the size, stack and kind first, then
+  // the pointer with release order, so a reader that sees the pointer sees the rest).
+  const std::size_t mask = r->header->live_capacity - 1;
+  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+    poolshim_stats_live& e = r->live[i];
+    std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
+    if (cur != k_empty && cur != k_deleted) continue;
+    if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_claimed, std::memory_order_acq_rel)) continue;
+    e.bytes = bytes;
+    e.stack = id;
+    e.device = static_cast<std::uint16_t>(dev);
+    e.kind = static_cast<std::uint16_t>(k);
+    atomic_at(e.ptr).store(ptr, std::memory_order_release);
+    return;
+  }
+  atomic_at(r->header->flags).fetch_or(1, std::memory_order_relaxed);  // live table full
+}
+
+void record_free(kind k, std::uint64_t ptr) noexcept {
+  (void)k;
+  recorder* r = active();
+  if (r == nullptr || ptr <= k_claimed) return;
+  const std::size_t mask = r->header->live_capacity - 1;
+  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+    poolshim_stats_live& e = r->live[i];
+    std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
+    if (cur == k_empty) break;
+    if (cur != ptr) continue;
+    if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
+    r->sites->on_free(e.stack, e.bytes);
+    poolshim_stats_kind& kc = r->kinds[e.device * POOLSHIM_STATS_KINDS + e.kind];
+    atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
+    atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(e.bytes), std::memory_order_relaxed);
+    atomic_at(r->header->events).fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  atomic_at(r->header->untracked_frees).fetch_add(1, std::memory_order_relaxed);
+}
+
+void record_exit() noexcept {
+  if (g_state.load(std::memory_order_acquire) != 2) return;
+  atomic_at(g_rec.header->end_ns).store(now_ns(), std::memory_order_release);
+}
+
+const char* stats_path() noexcept { return g_state.load(std::memory_order_acquire) == 2 ? g_rec.path : ""; }
+
+}  // namespace poolshim::stats

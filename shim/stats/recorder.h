@@ -1,0 +1,24 @@
+// The call-site recorder (POOLSHIM_STATS=native): on every successful allocation and free the
+// driver hooks report, it captures the caller's stack (frames inside libpoolshim.so dropped),
+// interns it, counts it per site, per device and kind, and keeps the live pointer, all inside the
+// process's stats file (include/poolshim/stats_file.h), created on the first event. Never holds a
+// lock; a full table or a file that cannot be made degrades to fewer stacks or none, said once.
+// POOLSHIM_STATS=off (the default): one relaxed load per event.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace poolshim::stats {
+
+enum class kind : std::uint16_t { device = 0, pinned = 1, managed = 2, async = 3, vmm = 4 };
+
+bool recording() noexcept;
+void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept;
+void record_free(kind k, std::uint64_t ptr) noexcept;
+// At a clean exit: the end time goes into the file (a killed process leaves 0).
+void record_exit() noexcept;
+// The file's path ("" when none): for the summary line and tests.
+const char* stats_path() noexcept;
+
+}  // namespace poolshim::stats
