@@ -12,6 +12,19 @@ namespace {
 
 using backtrace_fn = int (*)(void**, int);
 
+#if defined(__x86_64__)
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+// The unw_step API, resolved by name from the private copy (the header's macros name these).
+struct step_api {
+  int (*getcontext)(unw_context_t*);
+  int (*init_local)(unw_cursor_t*, unw_context_t*);
+  int (*step)(unw_cursor_t*);
+  int (*get_reg)(unw_cursor_t*, unw_regnum_t, unw_word_t*);
+};
+step_api g_step{};
+#endif
+
 // Where this library lives, for $ORIGIN/libunwind.so.8.
 std::string own_directory() {
   Dl_info info{};
@@ -28,6 +41,18 @@ backtrace_fn load() noexcept {
     if (!dir.empty()) lib = dlopen((dir + "libunwind.so.8").c_str(), RTLD_NOW | RTLD_LOCAL);
     if (lib == nullptr) lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (lib == nullptr) return nullptr;
+#if defined(__x86_64__)
+    g_step.getcontext = reinterpret_cast<int (*)(unw_context_t*)>(dlsym(lib, "_Ux86_64_getcontext"));
+    g_step.init_local = reinterpret_cast<int (*)(unw_cursor_t*, unw_context_t*)>(dlsym(lib, "_ULx86_64_init_local"));
+    g_step.step = reinterpret_cast<int (*)(unw_cursor_t*)>(dlsym(lib, "_ULx86_64_step"));
+    g_step.get_reg = reinterpret_cast<int (*)(unw_cursor_t*, unw_regnum_t, unw_word_t*)>(dlsym(lib, "_ULx86_64_get_reg"));
+    // unw_step looks up each frame's unwind information; with the per-thread cache that is a hash
+    // probe, not a walk of every loaded module.
+    auto* space = reinterpret_cast<unw_addr_space_t*>(dlsym(lib, "_ULx86_64_local_addr_space"));
+    auto set_policy = reinterpret_cast<int (*)(unw_addr_space_t, unw_caching_policy_t)>(
+        dlsym(lib, "_ULx86_64_set_caching_policy"));
+    if (space != nullptr && set_policy != nullptr) (void)set_policy(*space, UNW_CACHE_PER_THREAD);
+#endif
     auto fn = reinterpret_cast<backtrace_fn>(dlsym(lib, "unw_backtrace"));
     if (fn != nullptr) {
       void* warm[8];
@@ -68,6 +93,32 @@ backtrace_fn get() noexcept {
   const int keep = n - skip < max ? n - skip : max;
   std::memcpy(frames, all + skip, static_cast<std::size_t>(keep) * sizeof(void*));
   return keep;
+}
+
+[[gnu::noinline]] int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int skip) noexcept {
+#if defined(__x86_64__)
+  if (get() == nullptr || g_step.getcontext == nullptr || g_step.init_local == nullptr || g_step.step == nullptr ||
+      g_step.get_reg == nullptr || max <= 0 || skip < 0)
+    return 0;
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  if (g_step.getcontext(&ctx) != 0 || g_step.init_local(&cur, &ctx) != 0) return 0;
+  int n = 0;
+  // Frame 0 is this function; every later frame's IP is a return address pushed by a call, at
+  // (that frame's SP) - 8.
+  for (int level = 0; n < max && g_step.step(&cur) > 0; ++level) {
+    unw_word_t ip = 0, sp = 0;
+    if (g_step.get_reg(&cur, UNW_REG_IP, &ip) != 0 || g_step.get_reg(&cur, UNW_REG_SP, &sp) != 0 || ip == 0) break;
+    if (level < skip) continue;
+    frames[n] = reinterpret_cast<void*>(ip);
+    slots[n] = static_cast<std::uintptr_t>(sp) - sizeof(void*);
+    ++n;
+  }
+  return n;
+#else
+  (void)frames, (void)slots, (void)max, (void)skip;
+  return 0;
+#endif
 }
 
 bool unwinder_available() noexcept { return get() != nullptr; }

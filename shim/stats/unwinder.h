@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace poolshim::stats {
 
@@ -15,6 +16,12 @@ namespace poolshim::stats {
 // without the `skip` innermost ones (the shim's own), at most `max`. Returns how many were written
 // (0 without libunwind).
 int capture_stack(void** frames, int max, int skip) noexcept;
+
+// Like capture_stack, but with unw_step and, for each frame, the stack address that holds its
+// return address (x86-64: just below the callee's canonical frame address), so that a later event
+// can check in a few loads that the stack is still the same (recorder.cpp). Slower per frame than
+// capture_stack; 0 frames where unavailable (other architectures, no libunwind).
+int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int skip) noexcept;
 
 // True once libunwind is loaded (loads it on first use; false for good when it cannot be found).
 bool unwinder_available() noexcept;
