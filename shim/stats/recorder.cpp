@@ -388,11 +388,14 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
     if (cur == k_empty) break;
     if (cur != ptr) continue;
+    // The entry is read while it is still ours (published, not yet deleted): once deleted, another
+    // thread may claim the slot and overwrite it.
+    const poolshim_stats_live copy{ptr, e.bytes, e.stack, e.device, e.kind};
     if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
-    r->sites->on_free(e.stack, e.bytes);
-    poolshim_stats_kind& kc = r->kinds[e.device * POOLSHIM_STATS_KINDS + e.kind];
+    r->sites->on_free(copy.stack, copy.bytes);
+    poolshim_stats_kind& kc = r->kinds[copy.device * POOLSHIM_STATS_KINDS + copy.kind];
     atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
-    atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(e.bytes), std::memory_order_relaxed);
+    atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);
     atomic_at(r->header->events).fetch_add(1, std::memory_order_relaxed);
     return;
   }
