@@ -110,6 +110,7 @@ std::vector<tool::site> merge_same_lines(std::vector<tool::site> in) {
     a.live_bytes += b.live_bytes;
     a.live_count += b.live_count;
     a.own_peak = std::max(a.own_peak, b.own_peak);
+    a.temporary += b.temporary;
     m.at_process_peak += s.at_process_peak;
   }
   return out;
@@ -174,12 +175,12 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       const auto& c = s.counters;
       std::printf("%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
                   "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-                  "\"frames\":[",
+                  "\"temporary\":%llu,\"frames\":[",
                   i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
                   static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
                   static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
                   static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
-                  static_cast<unsigned long long>(c.largest));
+                  static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary));
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
         std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
@@ -195,8 +196,12 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   // Text, for 100 columns.
   std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), h.exe, h.cmdline);
   std::printf("  started %s", when(h.start_ns).c_str());
-  if (h.end_ns != 0)
-    std::printf(", ran %.2f s", static_cast<double>(h.end_ns - h.start_ns) / 1e9);
+  if (h.end_ns != 0) {
+    const double secs = static_cast<double>(h.end_ns - h.start_ns) / 1e9;
+    std::uint64_t allocs = 0;
+    for (const auto& k : kinds) allocs += k.counters.allocs;
+    std::printf(", ran %.2f s, %.0f allocations/s", secs, secs > 0 ? static_cast<double>(allocs) / secs : 0.0);
+  }
   std::printf("; peak %s at %s\n", bytes_text(static_cast<long double>(h.process_peak)).c_str(),
               when(h.peak_ns).c_str());
   std::printf("  %s: %s in %zu allocations%s\n",
@@ -223,6 +228,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
                 bytes_text(static_cast<long double>(c.live_bytes)).c_str(), static_cast<long long>(c.live_count),
                 static_cast<unsigned long long>(c.allocs), bytes_text(static_cast<long double>(c.bytes_allocated)).c_str(),
                 bytes_text(static_cast<long double>(c.largest)).c_str());
+    if (c.temporary != 0)
+      std::printf("       %llu of them temporary (freed before the thread allocated anything else)\n",
+                  static_cast<unsigned long long>(c.temporary));
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
     for (const tool::frame& fr : s.frames) std::printf("       %s\n", fr.text().c_str());
   }

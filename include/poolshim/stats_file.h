@@ -83,6 +83,7 @@ struct poolshim_stats_site {
   int64_t live_bytes, live_count, own_peak;
   int64_t at_peak;              /* bytes live at the process peak, valid when seen_epoch == peak_epoch */
   uint64_t seen_epoch;
+  uint64_t temporary;           /* allocations freed before their thread allocated anything else */
 };
 
 struct poolshim_stats_kind {

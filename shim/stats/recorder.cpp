@@ -290,6 +290,8 @@ struct thread_stacks {
   unsigned next = 0;
 };
 [[gnu::tls_model("initial-exec")]] thread_local thread_stacks tl_stacks;
+// The last pointer this thread allocated, until it allocates again: a free of it is temporary.
+[[gnu::tls_model("initial-exec")]] thread_local std::uint64_t tl_last_alloc = 0;
 
 std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   for (const cached_stack& c : tl_stacks.entry) {
@@ -349,6 +351,7 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
   recorder* r = active();
   if (r == nullptr || ptr <= k_claimed) return;
   const std::uint32_t id = stack_of_caller(*r);
+  tl_last_alloc = ptr;
   if (r->sites->on_alloc(id, bytes)) atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
   poolshim_stats_kind& kc = r->kinds[dev * POOLSHIM_STATS_KINDS + static_cast<int>(k)];
@@ -392,7 +395,9 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     // thread may claim the slot and overwrite it.
     const poolshim_stats_live copy{ptr, e.bytes, e.stack, e.device, e.kind};
     if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
-    r->sites->on_free(copy.stack, copy.bytes);
+    const bool temporary = tl_last_alloc == ptr;
+    if (temporary) tl_last_alloc = 0;
+    r->sites->on_free(copy.stack, copy.bytes, temporary);
     poolshim_stats_kind& kc = r->kinds[copy.device * POOLSHIM_STATS_KINDS + copy.kind];
     atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
     atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);

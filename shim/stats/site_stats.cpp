@@ -54,11 +54,12 @@ bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
   return false;
 }
 
-void site_stats::on_free(std::uint32_t id, std::uint64_t bytes) noexcept {
+void site_stats::on_free(std::uint32_t id, std::uint64_t bytes, bool temporary) noexcept {
   site_counters& s = at(id);
   settle(s);
   const auto b = static_cast<std::int64_t>(bytes);
   add<std::uint64_t>(s.frees, 1);
+  if (temporary) add<std::uint64_t>(s.temporary, 1);
   add<std::uint64_t>(s.bytes_freed, bytes);
   add<std::int64_t>(s.live_count, -1);
   s.live_bytes.fetch_sub(b, std::memory_order_relaxed);
@@ -76,6 +77,7 @@ site_report site_stats::report(std::uint32_t id) const noexcept {
   r.live_bytes = s.live_bytes.load(std::memory_order_relaxed);
   r.live_count = s.live_count.load(std::memory_order_relaxed);
   r.own_peak = s.own_peak.load(std::memory_order_relaxed);
+  r.temporary = s.temporary.load(std::memory_order_relaxed);
   const bool current =
       s.seen_epoch.load(std::memory_order_relaxed) == process_->epoch.load(std::memory_order_relaxed);
   r.at_process_peak = current ? s.at_peak.load(std::memory_order_relaxed) : r.live_bytes;

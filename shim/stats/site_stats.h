@@ -18,11 +18,13 @@ struct site_counters {
   std::atomic<std::int64_t> live_bytes, live_count, own_peak;
   std::atomic<std::int64_t> at_peak;       // live bytes at the process peak, valid when seen_epoch is current
   std::atomic<std::uint64_t> seen_epoch;   // the peak epoch at_peak belongs to
+  std::atomic<std::uint64_t> temporary;    // allocations freed before their thread allocated again
 };
 
 struct site_report {
   std::uint64_t allocs, frees, bytes_allocated, bytes_freed, largest;
   std::int64_t live_bytes, live_count, own_peak, at_process_peak;
+  std::uint64_t temporary;
 };
 
 // The process-wide figures the sites are measured against (in the stats file's header, or local).
@@ -43,7 +45,8 @@ class site_stats {
 
   // Returns true when this allocation made a new process-wide peak.
   bool on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept;
-  void on_free(std::uint32_t id, std::uint64_t bytes) noexcept;
+  // `temporary`: the block was the last thing its thread allocated (nothing allocated since).
+  void on_free(std::uint32_t id, std::uint64_t bytes, bool temporary = false) noexcept;
 
   site_report report(std::uint32_t id) const noexcept;
   std::int64_t live() const noexcept { return process_->live.load(std::memory_order_relaxed); }

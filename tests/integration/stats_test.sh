@@ -45,6 +45,11 @@ for fn, (allocs, total, live, at_peak) in want.items():
     got = (s["allocs"], s["bytes_allocated"], s["live_bytes"], s["bytes_at_peak"])
     assert got == (allocs, total, live, at_peak), f"{fn}: got {got}, want {(allocs, total, live, at_peak)}"
     print(f"{fn}: allocs {allocs}, total {total}, live {live}, at peak {at_peak}")
+# Temporary: freed before the thread allocated anything else. site_temp's block always; site_peak's
+# too after a clean exit (main frees it next); site_leak's never (each is followed by another).
+assert site("site_temp")["temporary"] == 1, "site_temp's block was freed before the next allocation"
+assert site("site_peak")["temporary"] == (1 if state == "exited" else 0), site("site_peak")["temporary"]
+assert site("site_leak")["temporary"] == 0
 assert report["peak_bytes"] == 64 * KiB + 7 * MiB, report["peak_bytes"]
 assert report["state"] == state, report["state"]
 leaked = 64 * KiB + 3 * MiB + peak_site_live * MiB
