@@ -32,8 +32,11 @@ struct tables {
   std::mutex mutex;
   std::vector<exported> exports;
   std::vector<imported> imports;
-  std::atomic<std::size_t> export_count{0};
 };
+
+// Blocks exported now. Outside the tables so that every cuMemFree (forget_export) reads one
+// constant-initialised atomic and never builds the tables: no allocation, no static guard.
+constinit std::atomic<std::size_t> g_export_count{0};
 tables& the_tables() noexcept {
   static auto* t = new tables();  // leaky: frees from static destructors still look here
   return *t;
@@ -81,7 +84,7 @@ bool try_export(CUipcMemHandle* handle, CUdeviceptr dptr, CUresult* result) noex
       *result = CUDA_ERROR_OUT_OF_MEMORY;
       return true;
     }
-    t.export_count.store(t.exports.size(), std::memory_order_release);
+    g_export_count.store(t.exports.size(), std::memory_order_release);
   }
   make_handle(handle, e.token);
   *result = CUDA_SUCCESS;
@@ -140,8 +143,8 @@ bool try_close(CUdeviceptr dptr, CUresult* result) noexcept {
 }
 
 void forget_export(CUdeviceptr block) noexcept {
+  if (g_export_count.load(std::memory_order_acquire) == 0) return;
   tables& t = the_tables();
-  if (t.export_count.load(std::memory_order_acquire) == 0) return;
   exported gone{};
   {
     std::lock_guard lock(t.mutex);
@@ -149,7 +152,7 @@ void forget_export(CUdeviceptr block) noexcept {
     if (it == t.exports.end()) return;
     gone = *it;
     t.exports.erase(it);
-    t.export_count.store(t.exports.size(), std::memory_order_release);
+    g_export_count.store(t.exports.size(), std::memory_order_release);
   }
   daemon_client::ipc_unregister(gone.token);  // a later importer gets a clean error, not new bytes
 }
