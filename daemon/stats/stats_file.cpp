@@ -124,8 +124,10 @@ stats_file::stats_file(const std::string& path) : path_(path) {
   if (h.version > POOLSHIM_STATS_VERSION)
     throw file_error(path + ": written by a newer poolshim (stats file version " + std::to_string(h.version) +
                      ", this poolshim-stats reads up to " + std::to_string(POOLSHIM_STATS_VERSION) + ")");
-  if (h.version == 0 || h.header_size != sizeof(poolshim_stats_header))
-    throw file_error(path + ": unknown header layout");
+  if (h.version < POOLSHIM_STATS_VERSION)
+    throw file_error(path + ": written by an older poolshim (stats file version " + std::to_string(h.version) +
+                     "; this poolshim-stats reads version " + std::to_string(POOLSHIM_STATS_VERSION) + ")");
+  if (h.header_size != sizeof(poolshim_stats_header)) throw file_error(path + ": unknown header layout");
   // Every region must lie inside the file, and the counts be sane.
   auto inside = [&](std::uint64_t off, std::uint64_t n, std::uint64_t each) {
     return off >= sizeof h && n <= (std::uint64_t{1} << 32) && off + n * each <= size_;
@@ -138,11 +140,20 @@ stats_file::stats_file(const std::string& path) : path_(path) {
       (h.slot_count & (h.slot_count - 1)) != 0 || !inside(h.arena_offset, h.arena_frames, sizeof(std::uint64_t)) ||
       !inside(h.sites_offset, std::uint64_t{h.slot_count} + 1, sizeof(poolshim_stats_site)) ||
       !inside(h.kinds_offset, POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS, sizeof(poolshim_stats_kind)) ||
-      !inside(h.live_offset, h.live_capacity, sizeof(poolshim_stats_live)))
+      !inside(h.live_offset, h.live_capacity, sizeof(poolshim_stats_live)) ||
+      (h.shard_count != 0 && (h.shard_size != sizeof(poolshim_stats_shard) ||
+                              !inside(h.shards_offset, h.shard_count, sizeof(poolshim_stats_shard)))) ||
+      (h.event_capacity & (h.event_capacity - 1)) != 0 ||
+      (h.event_capacity != 0 && !inside(h.events_offset, h.event_capacity, sizeof(poolshim_stats_event))) ||
+      (h.python_size != 0 && !inside(h.python_offset, h.python_size, 1)))
     throw file_error(path + ": corrupt (a region lies outside the file)");
+  if (h.python_size != 0)
+    python_ = std::make_unique<python_symbols>(static_cast<const unsigned char*>(map_) + h.python_offset,
+                                               static_cast<std::size_t>(h.python_size));
 }
 
 stats_file::~stats_file() {
+  python_.reset();
   if (map_ != nullptr) munmap(map_, size_);
 }
 
@@ -150,8 +161,24 @@ bool stats_file::running() const {
   return header_->end_ns == 0 && (kill(header_->pid, 0) == 0 || errno == EPERM);
 }
 
+// The threads' shards in use (their counters add to the shared ones).
+std::vector<const poolshim_stats_shard*> stats_file::shards() const {
+  std::vector<const poolshim_stats_shard*> out;
+  const auto* sh = at<poolshim_stats_shard>(map_, header_->shards_offset);
+  for (std::uint32_t i = 0; i < header_->shard_count; ++i)
+    if (sh[i].in_use != 0) out.push_back(&sh[i]);
+  return out;
+}
+
+std::uint64_t stats_file::events() const {
+  std::uint64_t n = header_->events;
+  for (const poolshim_stats_shard* s : shards()) n += s->events;
+  return n;
+}
+
 std::vector<site> stats_file::sites(bool symbolise) const {
   const poolshim_stats_header& h = *header_;
+  const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
   const auto* slots = at<poolshim_stats_slot>(map_, h.slots_offset);
   const auto* arena = at<std::uint64_t>(map_, h.arena_offset);
   const auto* counters = at<poolshim_stats_site>(map_, h.sites_offset);
@@ -161,8 +188,18 @@ std::vector<site> stats_file::sites(bool symbolise) const {
   if (symbolise) sym = std::make_unique<symboliser>(modules, nmod);
   std::vector<site> out;
   for (std::uint32_t id = 0; id <= h.slot_count; ++id) {
-    const poolshim_stats_site& c = counters[id];
+    poolshim_stats_site c = counters[id];
+    for (const poolshim_stats_shard* sh : shards_in_use) {
+      const poolshim_stats_shard_site& e = sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
+      if (e.stack != id || (e.allocs == 0 && e.frees == 0)) continue;
+      c.allocs += e.allocs;
+      c.frees += e.frees;
+      c.bytes_allocated += e.bytes_allocated;
+      c.bytes_freed += e.bytes_freed;
+      c.temporary += e.temporary;
+    }
     if (c.allocs == 0 && c.frees == 0) continue;
+    c.live_count = static_cast<std::int64_t>(c.allocs) - static_cast<std::int64_t>(c.frees);
     site s;
     s.id = id;
     s.counters = c;
@@ -180,7 +217,12 @@ std::vector<site> stats_file::sites(bool symbolise) const {
               f.module = std::string(modules[m].path, strnlen(modules[m].path, sizeof modules[m].path));
               f.offset = f.pc - modules[m].load_bias;
             }
-          if (sym) sym->resolve(&f);
+          if (symbolise && python_ && python_->resolve(&f)) {
+          } else if ((f.pc >> 48) == POOLSHIM_STATS_PYFRAME_TAG) {
+            f.module = "[python]";  // a Python frame the table cannot name (not recorded, or no table)
+          } else if (sym) {
+            sym->resolve(&f);
+          }
           s.frames.push_back(std::move(f));
         }
       }
@@ -195,9 +237,28 @@ std::vector<kind_figures> stats_file::kinds() const {
   std::vector<kind_figures> out;
   for (int d = 0; d < POOLSHIM_STATS_DEVICES; ++d)
     for (int i = 0; i < POOLSHIM_STATS_KINDS; ++i) {
-      const poolshim_stats_kind& c = k[d * POOLSHIM_STATS_KINDS + i];
+      poolshim_stats_kind c = k[d * POOLSHIM_STATS_KINDS + i];
+      for (const poolshim_stats_shard* sh : shards()) {
+        const poolshim_stats_shard_kind& e = sh->kinds[d * POOLSHIM_STATS_KINDS + i];
+        c.allocs += e.allocs;
+        c.frees += e.frees;
+        c.bytes_allocated += e.bytes_allocated;
+      }
       if (c.allocs != 0 || c.frees != 0) out.push_back(kind_figures{d, i, c});
     }
+  return out;
+}
+
+std::vector<poolshim_stats_event> stats_file::event_ring() const {
+  std::vector<poolshim_stats_event> out;
+  const std::uint32_t cap = header_->event_capacity;
+  if (cap == 0) return out;
+  const auto* ev = at<poolshim_stats_event>(map_, header_->events_offset);
+  const std::uint64_t next = header_->event_next;
+  for (std::uint64_t i = next > cap ? next - cap : 0; i < next; ++i) {
+    const poolshim_stats_event& e = ev[i % cap];
+    if (e.seq == i + 1) out.push_back(e);  // else overwritten or still being written
+  }
   return out;
 }
 

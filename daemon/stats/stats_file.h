@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "poolshim/stats_file.h"
+#include "stats/python_symbols.h"
 
 namespace poolshim::stats_tool {
 
@@ -55,12 +56,17 @@ class stats_file {
   std::vector<site> sites(bool symbolise) const;  // every site with events
   std::vector<kind_figures> kinds() const;        // every device and kind with events
   std::vector<poolshim_stats_live> live() const;  // live allocations (leaks, after exit)
+  std::uint64_t events() const;                   // allocations and frees recorded
+  // The event ring's events still held, oldest first (empty without POOLSHIM_STATS_EVENTS).
+  std::vector<poolshim_stats_event> event_ring() const;
 
  private:
   std::string path_;
   void* map_ = nullptr;
   std::size_t size_ = 0;
   const poolshim_stats_header* header_ = nullptr;
+  std::unique_ptr<python_symbols> python_;
+  std::vector<const poolshim_stats_shard*> shards() const;
 };
 
 const char* kind_name(int kind);  // "device", "pinned", ...

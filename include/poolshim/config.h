@@ -36,11 +36,15 @@
     "measured on a GPU; local when the daemon cannot lend)")                                          \
   X(stats, "POOLSHIM_STATS", string, "off",                                                            \
     "off: no call-site statistics; native: every allocation's native call stack, counted per site "  \
-    "in a stats file poolshim-stats reads")                                                           \
+    "in a stats file poolshim-stats reads; python: native, with a CPython script's own frames "      \
+    "(file:line in function) where the interpreter's eval loop stands")                              \
   X(stats_dir, "POOLSHIM_STATS_DIR", string, "/dev/shm",                                               \
     "where POOLSHIM_STATS=native writes its per-process file (mode 0600)")                           \
   X(stats_depth, "POOLSHIM_STATS_DEPTH", size, std::size_t{32},                                        \
-    "frames kept per call stack (1 to 64)")
+    "frames kept per call stack (1 to 64)")                                                          \
+  X(stats_events, "POOLSHIM_STATS_EVENTS", size, std::size_t{0},                                       \
+    "allocations and frees kept in the stats file's event ring for timelines and the memory_viz "    \
+    "snapshot (rounded up to a power of two, at most 16777216; 0: no ring)")
 
 namespace poolshim {
 

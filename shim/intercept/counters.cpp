@@ -1,5 +1,7 @@
 // The counters behind poolshim_get_counters and the POOLSHIM_SUMMARY line.
 #include "intercept/counters.h"
+
+#include "stats/recorder.h"
 #include "route/daemon_client.h"
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
@@ -15,6 +17,12 @@ namespace poolshim::intercept {
 constinit counters g_counters;
 
 static_assert(std::is_trivially_copyable_v<poolshim_counters>);
+
+void mirror_pool_figures() noexcept {
+  const device_router::totals d = device_router::sum_of_pools();
+  const host_router::totals h = host_router::sum_of_pools();
+  stats::record_pool_figures(d.pool_hits, d.requests, h.pool_hits, h.requests);
+}
 
 void snapshot_counters(poolshim_counters* out) noexcept {
   std::memset(out, 0, sizeof *out);

@@ -59,6 +59,8 @@ inline void count_call(hook_id id) noexcept { bump(g_counters.hook_calls[static_
 
 // Fills the whole public struct (version, hook_count and mode included).
 void snapshot_counters(poolshim_counters* out) noexcept;
+// Copies the pools' hit figures into the call-site statistics file (stats/recorder.h), if any.
+void mirror_pool_figures() noexcept;
 
 // A fork child starts from zero: the parent's figures are the parent's.
 void reset_counters() noexcept;

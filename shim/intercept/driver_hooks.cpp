@@ -30,11 +30,18 @@ constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
 // Call-site statistics (POOLSHIM_STATS=native): the allocation once it succeeded, with the current
 // device; a free before the real free, so that the address cannot be another thread's allocation
 // by the time it is recorded.
-void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes) noexcept {
+// The pools' hit figures reach the file every 256 allocations of a thread (and at exit).
+[[gnu::tls_model("initial-exec")]] thread_local unsigned tl_until_pool_figures = 0;
+// `device`: the pool's, when it served the allocation (else asked of the driver).
+void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device = -1) noexcept {
   if (!stats::recording()) return;
-  CUdevice dev = 0;
-  if (real().cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
+  CUdevice dev = device;
+  if (dev < 0 && real().cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
   stats::record_alloc(k, dev, ptr, bytes);
+  if (tl_until_pool_figures-- == 0) {
+    tl_until_pool_figures = 255;
+    intercept::mirror_pool_figures();
+  }
 }
 void note_free(stats::kind k, std::uint64_t ptr) noexcept {
   if (stats::recording()) stats::record_free(k, ptr);
@@ -47,9 +54,10 @@ CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
   if (!tracking()) return d.cuMemAlloc_v2(dptr, bytes);
   count_call(hook_id::mem_alloc);
   CUresult r = CUDA_SUCCESS;
-  if (!device_router::try_alloc(dptr, bytes, &r)) r = d.cuMemAlloc_v2(dptr, bytes);
+  int dev = -1;
+  if (!device_router::try_alloc(dptr, bytes, &r, &dev)) r = d.cuMemAlloc_v2(dptr, bytes);
   if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
-  if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes);
+  if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes, dev);
   return r;
 }
 

@@ -105,6 +105,7 @@ void on_unload() noexcept {
     explain_silence();
     return;
   }
+  mirror_pool_figures();
   stats::record_exit();
   if (!current_config().summary) return;
   char line[512];

@@ -133,7 +133,7 @@ CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
 
 }  // namespace
 
-bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept {
+bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* device) noexcept {
   // Bad arguments, capture and missing contexts are the real driver's to answer.
   if (!pooling() || dptr == nullptr || bytes == 0 || capture_active()) return false;
   const real_driver& d = real_driver::get();
@@ -146,6 +146,7 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept 
     case pool::status::ok:
       *dptr = static_cast<CUdeviceptr>(addr);
       *result = CUDA_SUCCESS;
+      if (device != nullptr) *device = e->device;
       return true;
     case pool::status::out_of_memory:
       *result = CUDA_ERROR_OUT_OF_MEMORY;

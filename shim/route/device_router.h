@@ -12,7 +12,9 @@
 namespace poolshim::device_router {
 
 // cuMemAlloc_v2: true with *result set when the pool answered (success or CUDA's error).
-bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result) noexcept;
+// *device (when given) gets the pool's device ordinal when the pool served it, saving the
+// call-site statistics a cuCtxGetDevice.
+bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* device = nullptr) noexcept;
 // cuMemFree_v2: true with *result set when dptr is (or lies inside) pooled memory.
 bool try_free(CUdeviceptr dptr, CUresult* result) noexcept;
 // cuIpcGetMemHandle: true when dptr lies in pooled memory that is not a whole segment (a small

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include "intercept/process.h"
 #include "log.h"
 #include "poolshim/stats_file.h"
+#include "stats/python_frames.h"
 #include "stats/site_stats.h"
 #include "stats/stack_table.h"
 #include "stats/unwinder.h"
@@ -30,6 +32,9 @@ namespace {
 
 static_assert(sizeof(stack_slot) == sizeof(poolshim_stats_slot) && offsetof(stack_slot, frames_at) == 8);
 static_assert(sizeof(site_counters) == sizeof(poolshim_stats_site));
+static_assert(sizeof(site_local) == sizeof(poolshim_stats_shard_site) &&
+              offsetof(site_local, allocs) == offsetof(poolshim_stats_shard_site, allocs) &&
+              offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary));
 static_assert(offsetof(poolshim_stats_header, process_peak) == offsetof(poolshim_stats_header, process_live) + 8 &&
               offsetof(poolshim_stats_header, peak_epoch) == offsetof(poolshim_stats_header, process_live) + 16);
 
@@ -37,6 +42,8 @@ constexpr std::uint32_t k_slots = 1u << 14;
 constexpr std::uint32_t k_arena_frames = 1u << 19;
 constexpr std::uint32_t k_live = 1u << 18;
 constexpr std::uint32_t k_modules = 512;
+constexpr std::uint32_t k_shards = 256;  // threads with their own counters at once; others share
+constexpr std::size_t k_python_bytes = std::size_t{8} << 20;
 constexpr std::uint64_t k_empty = 0, k_deleted = 1, k_claimed = 2;  // live-table markers; real pointers are larger
 
 std::uint64_t now_ns() noexcept {
@@ -58,17 +65,24 @@ struct recorder {
   poolshim_stats_module* modules = nullptr;
   poolshim_stats_kind* kinds = nullptr;
   poolshim_stats_live* live = nullptr;
+  poolshim_stats_shard* shards = nullptr;
+  poolshim_stats_event* events = nullptr;
   stack_table* table = nullptr;
   site_stats* sites = nullptr;
   std::uintptr_t shim_begin = 0, shim_end = 0;  // frames in here are the shim's own
   std::size_t mapped = 0;
   char path[512] = {};
   std::uint32_t depth = 32;
+  bool python = false;  // Python frames replace the eval loop's (POOLSHIM_STATS=python)
 };
 
 // 0: not started; 1: starting; 2: running; 3: off or failed for good.
 std::atomic<int> g_state{0};
 recorder g_rec;
+std::atomic<std::uint32_t> g_generation{1};  // bumped in a fork child: the parent's shards are gone
+pthread_key_t g_shard_key;
+bool g_shard_key_ok = false;
+void release_shard(void* p) noexcept;  // a thread's shard back, at its exit
 
 // The address range of libpoolshim.so (or of the binary holding this code, in tests).
 void find_own_range(recorder& r) noexcept {
@@ -188,6 +202,16 @@ bool start(recorder& r) noexcept {
   off = align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(poolshim_stats_kind));
   const std::size_t live_at = off;
   off = align(off + std::size_t{k_live} * sizeof(poolshim_stats_live));
+  const std::size_t shards_at = off;
+  off = align(off + std::size_t{k_shards} * sizeof(poolshim_stats_shard));
+  std::uint32_t ring = 0;
+  if (cfg.stats_events != 0)
+    ring = static_cast<std::uint32_t>(std::bit_ceil(std::min<std::size_t>(cfg.stats_events, std::size_t{1} << 24)));
+  const std::size_t events_at = off;
+  off = align(off + std::size_t{ring} * sizeof(poolshim_stats_event));
+  const bool want_python = std::strcmp(cfg.stats, "python") == 0;
+  const std::size_t python_at = off;
+  off = align(off + (want_python ? k_python_bytes : 0));
   const std::size_t size = off;
 
   const int fd = open(r.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -229,7 +253,16 @@ bool start(recorder& r) noexcept {
   h->kinds_offset = kinds_at;
   h->live_offset = live_at;
   h->live_capacity = k_live;
+  h->shards_offset = shards_at;
+  h->shard_count = k_shards;
+  h->shard_size = sizeof(poolshim_stats_shard);
+  h->events_offset = events_at;
+  h->event_capacity = ring;
+  h->python_offset = want_python ? python_at : 0;
+  h->python_size = want_python ? k_python_bytes : 0;
   r.header = h;
+  r.shards = reinterpret_cast<poolshim_stats_shard*>(base + shards_at);
+  r.events = reinterpret_cast<poolshim_stats_event*>(base + events_at);
   r.modules = reinterpret_cast<poolshim_stats_module*>(base + modules_at);
   r.kinds = reinterpret_cast<poolshim_stats_kind*>(base + kinds_at);
   r.live = reinterpret_cast<poolshim_stats_live*>(base + live_at);
@@ -242,6 +275,10 @@ bool start(recorder& r) noexcept {
   find_own_range(r);
   refresh_modules(r);
   (void)unwinder_available();  // loads and warms libunwind now, not in the middle of an event
+  if (want_python) {
+    r.python = python_start(base + python_at, k_python_bytes);
+    if (!r.python) POOLSHIM_LOG_WARN("POOLSHIM_STATS=python: not a supported CPython here; native frames only");
+  }
   POOLSHIM_LOG_INFO("call-site statistics in {}", r.path);
   return true;
 }
@@ -250,6 +287,7 @@ void reset_in_child() noexcept {
   // The parent's file is not the child's (and the mapping did not follow: MADV_DONTFORK).
   if (g_state.load(std::memory_order_relaxed) == 2) {
     g_rec = recorder{};
+    g_generation.fetch_add(1, std::memory_order_relaxed);
     g_state.store(0, std::memory_order_relaxed);
   }
 }
@@ -259,7 +297,7 @@ recorder* active() noexcept {
   if (s == 2) return &g_rec;
   if (s != 0) return nullptr;
   const config& cfg = intercept::current_config();
-  if (cfg.stats == nullptr || std::strcmp(cfg.stats, "native") != 0) {
+  if (cfg.stats == nullptr || (std::strcmp(cfg.stats, "native") != 0 && std::strcmp(cfg.stats, "python") != 0)) {
     int expected = 0;
     g_state.compare_exchange_strong(expected, 3, std::memory_order_acq_rel);
     return nullptr;
@@ -267,7 +305,10 @@ recorder* active() noexcept {
   int expected = 0;
   if (!g_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return nullptr;
   static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, reset_in_child); });
+  std::call_once(once, [] {
+    pthread_atfork(nullptr, nullptr, reset_in_child);
+    g_shard_key_ok = pthread_key_create(&g_shard_key, release_shard) == 0;
+  });
   const bool ok = start(g_rec);
   g_state.store(ok ? 2 : 3, std::memory_order_release);
   return ok ? &g_rec : nullptr;
@@ -278,27 +319,48 @@ recorder* active() noexcept {
 // When the shim's own stack pointer is where it was then and every remembered slot still holds the
 // same return address, the call chain is the same (to the depth kept): the stack id is reused
 // without unwinding — a few dozen loads instead of ~7 ns per frame of unw_backtrace and a hash.
+// Trivially constructible (zero in a new thread): a thread_local with an initialiser would be
+// reached through a TLS init function and __tls_get_addr on every event.
 struct cached_stack {
-  std::uintptr_t sp = 0;  // stack_of_caller's frame address when this was recorded
-  int depth = 0;
-  std::uint32_t id = 0;
-  std::uintptr_t slots[64];
-  std::uintptr_t ips[64];
+  std::uintptr_t sp;  // stack_of_caller's frame address when this was recorded
+  int depth;
+  std::uint32_t id;
+  struct {
+    std::uintptr_t slot, ip;  // where a return address lives on the stack, and what it was
+  } frames[64];
 };
 struct thread_stacks {
   cached_stack entry[8];  // a loop over a few call sites stays in it
-  unsigned next = 0;
+  unsigned next;
 };
 [[gnu::tls_model("initial-exec")]] thread_local thread_stacks tl_stacks;
 // The last pointer this thread allocated, until it allocates again: a free of it is temporary.
 [[gnu::tls_model("initial-exec")]] thread_local std::uint64_t tl_last_alloc = 0;
 
+// Pads a cached stack to whole groups of four: a slot that always holds what is expected.
+constexpr std::uintptr_t k_pad_value = 0;
+
+std::uintptr_t group_diff(const cached_stack& c, int g) noexcept {
+  const auto* f = c.frames + 4 * g;
+  return (*reinterpret_cast<const std::uintptr_t*>(f[0].slot) ^ f[0].ip) |
+         (*reinterpret_cast<const std::uintptr_t*>(f[1].slot) ^ f[1].ip) |
+         (*reinterpret_cast<const std::uintptr_t*>(f[2].slot) ^ f[2].ip) |
+         (*reinterpret_cast<const std::uintptr_t*>(f[3].slot) ^ f[3].ip);
+}
+
 std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   for (const cached_stack& c : tl_stacks.entry) {
     if (c.sp != sp || c.id == 0) continue;
-    bool same = true;
-    for (int i = 0; i < c.depth && same; ++i) same = *reinterpret_cast<const std::uintptr_t*>(c.slots[i]) == c.ips[i];
-    if (same) return c.id;
+    // Four frames at a time, without a branch per frame. Stacks that differ mostly differ near the
+    // inside (another call site, a few frames past the CUDA runtime's own) or near the outside
+    // (the same loop reached from another place in main): those groups first, the middle last.
+    const int groups = (c.depth + 3) / 4;
+    if (group_diff(c, 0) != 0 || (groups > 1 && group_diff(c, 1) != 0) ||
+        (groups > 2 && group_diff(c, groups - 1) != 0))
+      continue;
+    std::uintptr_t diff = 0;
+    for (int g = 2; g < groups - 1 && diff == 0; ++g) diff = group_diff(c, g);
+    if (diff == 0) return c.id;
   }
   return 0;
 }
@@ -315,25 +377,29 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   while (first < n && reinterpret_cast<std::uintptr_t>(frames[first]) >= r.shim_begin &&
          reinterpret_cast<std::uintptr_t>(frames[first]) < r.shim_end)
     ++first;
+  bool python = false;
+  if (r.python) n = first + python_expand(frames + first, n - first, 64 + 16 - first, &python);
   const int depth = std::min(n - first, static_cast<int>(r.depth));
   const std::size_t before = r.table->size();
   const std::uint32_t id = r.table->intern(frames + first, depth);
   if (id == 0) atomic_at(r.header->flags).fetch_or(1, std::memory_order_relaxed);
   if (r.table->size() != before)  // a new stack: make sure its modules are listed
     for (int i = first; i < first + depth; ++i)
-      if (!known_module(r, reinterpret_cast<std::uintptr_t>(frames[i]))) {
+      if ((reinterpret_cast<std::uintptr_t>(frames[i]) >> 48) != POOLSHIM_STATS_PYFRAME_TAG &&
+          !known_module(r, reinterpret_cast<std::uintptr_t>(frames[i]))) {
         refresh_modules(r);
         break;
       }
-  if (with_slots && id != 0) {
+  if (with_slots && id != 0 && !python) {
     cached_stack& c = tl_stacks.entry[tl_stacks.next++ % 8];
     c.sp = sp;
     c.depth = depth;
     c.id = id;
     for (int i = 0; i < depth; ++i) {
-      c.slots[i] = slots[first + i];
-      c.ips[i] = reinterpret_cast<std::uintptr_t>(frames[first + i]);
+      c.frames[i].slot = slots[first + i];
+      c.frames[i].ip = reinterpret_cast<std::uintptr_t>(frames[first + i]);
     }
+    for (int i = depth; i < ((depth + 3) & ~3); ++i) c.frames[i] = {reinterpret_cast<std::uintptr_t>(&k_pad_value), 0};
   }
   return id;
 }
@@ -341,6 +407,106 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
 std::size_t live_slot(std::uint64_t ptr) noexcept {
   std::uint64_t x = ptr * 0x9e3779b97f4a7c15ull;
   return static_cast<std::size_t>(x ^ (x >> 29));
+}
+
+// A counter only this thread writes (its shard): a plain load and store, no lock prefix.
+void bump(std::uint64_t& c, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t> a(c);
+  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+// The thread's shard (stats_file.h): claimed on its first event, folded into the shared counters
+// and released when the thread exits (a pthread key's destructor). A thread that finds none free
+// counts in the shared counters with atomics, as every thread did before shards.
+struct thread_shard {
+  poolshim_stats_shard* shard;
+  std::uint32_t generation;  // g_generation when claimed, or tried and none was free (0: never)
+};
+[[gnu::tls_model("initial-exec")]] thread_local thread_shard tl_shard;
+
+void fold_site(recorder& r, poolshim_stats_shard_site& e) noexcept {
+  if (e.allocs != 0 || e.frees != 0 || e.temporary != 0) r.sites->fold(*reinterpret_cast<site_local*>(&e));
+  std::atomic_ref<std::uint32_t>(e.stack).store(0, std::memory_order_relaxed);
+  e.allocs = e.frees = e.bytes_allocated = e.bytes_freed = e.temporary = 0;
+}
+
+void release_shard(void* p) noexcept {
+  auto* sh = static_cast<poolshim_stats_shard*>(p);
+  if (sh == nullptr || g_state.load(std::memory_order_acquire) != 2 || sh < g_rec.shards ||
+      sh >= g_rec.shards + k_shards)
+    return;
+  recorder& r = g_rec;
+  for (poolshim_stats_shard_site& e : sh->sites) fold_site(r, e);
+  for (int i = 0; i < POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS; ++i) {
+    poolshim_stats_shard_kind& k = sh->kinds[i];
+    poolshim_stats_kind& kc = r.kinds[i];
+    if (k.allocs != 0) atomic_at(kc.allocs).fetch_add(k.allocs, std::memory_order_relaxed);
+    if (k.frees != 0) atomic_at(kc.frees).fetch_add(k.frees, std::memory_order_relaxed);
+    if (k.bytes_allocated != 0) atomic_at(kc.bytes_allocated).fetch_add(k.bytes_allocated, std::memory_order_relaxed);
+    k = {};
+  }
+  atomic_at(r.header->events).fetch_add(sh->events, std::memory_order_relaxed);
+  sh->events = 0;
+  sh->tid = 0;
+  atomic_at(sh->in_use).store(0, std::memory_order_release);
+  if (tl_shard.shard == sh) tl_shard.shard = nullptr;
+}
+
+poolshim_stats_shard* my_shard(recorder& r) noexcept {
+  const std::uint32_t gen = g_generation.load(std::memory_order_relaxed);
+  if (tl_shard.generation == gen) return tl_shard.shard;
+  tl_shard = {nullptr, gen};
+  if (!g_shard_key_ok) return nullptr;
+  for (std::uint32_t i = 0; i < k_shards; ++i) {
+    std::uint32_t expected = 0;
+    if (atomic_at(r.shards[i].in_use).load(std::memory_order_relaxed) != 0 ||
+        !atomic_at(r.shards[i].in_use).compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
+      continue;
+    r.shards[i].tid = static_cast<std::int32_t>(gettid());
+    if (pthread_setspecific(g_shard_key, &r.shards[i]) != 0) {  // no destructor: give it back
+      atomic_at(r.shards[i].in_use).store(0, std::memory_order_release);
+      return nullptr;
+    }
+    tl_shard.shard = &r.shards[i];
+    return tl_shard.shard;
+  }
+  return nullptr;
+}
+
+// This thread's entry for stack id (an older site in the same place is folded first).
+site_local* local_site(recorder& r, poolshim_stats_shard* sh, std::uint32_t id) noexcept {
+  if (sh == nullptr) return nullptr;
+  poolshim_stats_shard_site& e = sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
+  if (e.stack != id) {
+    fold_site(r, e);
+    std::atomic_ref<std::uint32_t>(e.stack).store(id, std::memory_order_relaxed);
+  }
+  return reinterpret_cast<site_local*>(&e);
+}
+
+void note_event(recorder& r, poolshim_stats_shard* sh) noexcept {
+  if (sh != nullptr)
+    bump(sh->events, 1);
+  else
+    atomic_at(r.header->events).fetch_add(1, std::memory_order_relaxed);
+}
+
+void ring_event(recorder& r, std::uint8_t action, std::uint64_t ptr, std::uint64_t bytes, std::uint32_t id, int dev,
+                int k) noexcept {
+  const std::uint32_t cap = r.header->event_capacity;
+  if (cap == 0) return;
+  const std::uint64_t i = atomic_at(r.header->event_next).fetch_add(1, std::memory_order_relaxed);
+  poolshim_stats_event& e = r.events[i & (cap - 1)];
+  atomic_at(e.seq).store(0, std::memory_order_relaxed);  // a reader must not take it half-written
+  std::atomic_thread_fence(std::memory_order_release);
+  e.ns = now_ns();
+  e.ptr = ptr;
+  e.bytes = bytes;
+  e.stack = id;
+  e.device = static_cast<std::uint16_t>(dev);
+  e.kind = static_cast<std::uint8_t>(k);
+  e.action = action;
+  atomic_at(e.seq).store(i + 1, std::memory_order_release);
 }
 
 }  // namespace
@@ -352,17 +518,30 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
   if (r == nullptr || ptr <= k_claimed) return;
   const std::uint32_t id = stack_of_caller(*r);
   tl_last_alloc = ptr;
-  if (r->sites->on_alloc(id, bytes)) atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
+  poolshim_stats_shard* sh = my_shard(*r);
+  if (r->sites->on_alloc(id, bytes, local_site(*r, sh, id)))
+    atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
-  poolshim_stats_kind& kc = r->kinds[dev * POOLSHIM_STATS_KINDS + static_cast<int>(k)];
-  atomic_at(kc.allocs).fetch_add(1, std::memory_order_relaxed);
-  atomic_at(kc.bytes_allocated).fetch_add(bytes, std::memory_order_relaxed);
+  const int slot = dev * POOLSHIM_STATS_KINDS + static_cast<int>(k);
+  poolshim_stats_kind& kc = r->kinds[slot];
+  if (sh != nullptr) {
+    bump(sh->kinds[slot].allocs, 1);
+    bump(sh->kinds[slot].bytes_allocated, bytes);
+  } else {
+    atomic_at(kc.allocs).fetch_add(1, std::memory_order_relaxed);
+    atomic_at(kc.bytes_allocated).fetch_add(bytes, std::memory_order_relaxed);
+  }
   const std::int64_t now = atomic_at(kc.live_bytes).fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed) +
                            static_cast<std::int64_t>(bytes);
   std::int64_t peak = atomic_at(kc.peak_bytes).load(std::memory_order_relaxed);
-  while (now > peak && !atomic_at(kc.peak_bytes).compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  while (now > peak) {
+    if (atomic_at(kc.peak_bytes).compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+      atomic_at(kc.peak_ns).store(now_ns(), std::memory_order_relaxed);
+      break;
+    }
   }
-  atomic_at(r->header->events).fetch_add(1, std::memory_order_relaxed);
+  note_event(*r, sh);
+  ring_event(*r, 1, ptr, bytes, id, dev, static_cast<int>(k));
   // The live table: claim an empty or deleted slot for ptr (the size, stack and kind first, then
   // the pointer with release order, so a reader that sees the pointer sees the rest).
   const std::size_t mask = r->header->live_capacity - 1;
@@ -397,14 +576,30 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
     const bool temporary = tl_last_alloc == ptr;
     if (temporary) tl_last_alloc = 0;
-    r->sites->on_free(copy.stack, copy.bytes, temporary);
-    poolshim_stats_kind& kc = r->kinds[copy.device * POOLSHIM_STATS_KINDS + copy.kind];
-    atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
+    poolshim_stats_shard* sh = my_shard(*r);
+    r->sites->on_free(copy.stack, copy.bytes, temporary, local_site(*r, sh, copy.stack));
+    const int slot = copy.device * POOLSHIM_STATS_KINDS + copy.kind;
+    poolshim_stats_kind& kc = r->kinds[slot];
+    if (sh != nullptr)
+      bump(sh->kinds[slot].frees, 1);
+    else
+      atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
     atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);
-    atomic_at(r->header->events).fetch_add(1, std::memory_order_relaxed);
+    note_event(*r, sh);
+    ring_event(*r, 2, ptr, copy.bytes, copy.stack, copy.device, copy.kind);
     return;
   }
   atomic_at(r->header->untracked_frees).fetch_add(1, std::memory_order_relaxed);
+}
+
+void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,
+                         std::uint64_t host_allocs) noexcept {
+  if (g_state.load(std::memory_order_acquire) != 2) return;
+  poolshim_stats_header& h = *g_rec.header;
+  atomic_at(h.device_pool_hits).store(device_hits, std::memory_order_relaxed);
+  atomic_at(h.device_pool_allocs).store(device_allocs, std::memory_order_relaxed);
+  atomic_at(h.host_pool_hits).store(host_hits, std::memory_order_relaxed);
+  atomic_at(h.host_pool_allocs).store(host_allocs, std::memory_order_relaxed);
 }
 
 void record_exit() noexcept {

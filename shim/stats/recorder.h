@@ -1,4 +1,4 @@
-// The call-site recorder (POOLSHIM_STATS=native): on every successful allocation and free the
+// The call-site recorder (POOLSHIM_STATS=native or python): on every successful allocation and free the
 // driver hooks report, it captures the caller's stack (frames inside libpoolshim.so dropped),
 // interns it, counts it per site, per device and kind, and keeps the live pointer, all inside the
 // process's stats file (include/poolshim/stats_file.h), created on the first event. Never holds a
@@ -16,6 +16,9 @@ enum class kind : std::uint16_t { device = 0, pinned = 1, managed = 2, async = 3
 bool recording() noexcept;
 void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept;
 void record_free(kind k, std::uint64_t ptr) noexcept;
+// The pools' process-wide hit figures (poolshim.h counters), mirrored into the file's header.
+void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,
+                         std::uint64_t host_allocs) noexcept;
 // At a clean exit: the end time goes into the file (a killed process leaves 0).
 void record_exit() noexcept;
 // The file's path ("" when none): for the summary line and tests.

@@ -11,6 +11,13 @@ void add(std::atomic<T>& c, T v) noexcept {
   c.fetch_add(v, std::memory_order_relaxed);
 }
 
+// A counter only this thread writes: a plain load and store, no lock prefix (another process may
+// read it meanwhile, and sees the old or the new value).
+void bump(std::uint64_t& c, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t> a(c);
+  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
 template <class T>
 void raise_to(std::atomic<T>& c, T v) noexcept {
   T cur = c.load(std::memory_order_relaxed);
@@ -30,14 +37,18 @@ void site_stats::settle(site_counters& s) noexcept {
   }
 }
 
-bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
+bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* local) noexcept {
   site_counters& s = at(id);
   settle(s);
   const auto b = static_cast<std::int64_t>(bytes);
-  add<std::uint64_t>(s.allocs, 1);
-  add<std::uint64_t>(s.bytes_allocated, bytes);
+  if (local != nullptr) {
+    bump(local->allocs, 1);
+    bump(local->bytes_allocated, bytes);
+  } else {
+    add<std::uint64_t>(s.allocs, 1);
+    add<std::uint64_t>(s.bytes_allocated, bytes);
+  }
   raise_to<std::uint64_t>(s.largest, bytes);
-  add<std::int64_t>(s.live_count, 1);
   const std::int64_t mine = s.live_bytes.fetch_add(b, std::memory_order_relaxed) + b;
   raise_to(s.own_peak, mine);
   const std::int64_t total = process_->live.fetch_add(b, std::memory_order_relaxed) + b;
@@ -54,16 +65,30 @@ bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept {
   return false;
 }
 
-void site_stats::on_free(std::uint32_t id, std::uint64_t bytes, bool temporary) noexcept {
+void site_stats::on_free(std::uint32_t id, std::uint64_t bytes, bool temporary, site_local* local) noexcept {
   site_counters& s = at(id);
   settle(s);
   const auto b = static_cast<std::int64_t>(bytes);
-  add<std::uint64_t>(s.frees, 1);
-  if (temporary) add<std::uint64_t>(s.temporary, 1);
-  add<std::uint64_t>(s.bytes_freed, bytes);
-  add<std::int64_t>(s.live_count, -1);
+  if (local != nullptr) {
+    bump(local->frees, 1);
+    if (temporary) bump(local->temporary, 1);
+    bump(local->bytes_freed, bytes);
+  } else {
+    add<std::uint64_t>(s.frees, 1);
+    if (temporary) add<std::uint64_t>(s.temporary, 1);
+    add<std::uint64_t>(s.bytes_freed, bytes);
+  }
   s.live_bytes.fetch_sub(b, std::memory_order_relaxed);
   process_->live.fetch_sub(b, std::memory_order_relaxed);
+}
+
+void site_stats::fold(const site_local& l) noexcept {
+  site_counters& s = at(l.stack);
+  if (l.allocs != 0) add<std::uint64_t>(s.allocs, l.allocs);
+  if (l.frees != 0) add<std::uint64_t>(s.frees, l.frees);
+  if (l.bytes_allocated != 0) add<std::uint64_t>(s.bytes_allocated, l.bytes_allocated);
+  if (l.bytes_freed != 0) add<std::uint64_t>(s.bytes_freed, l.bytes_freed);
+  if (l.temporary != 0) add<std::uint64_t>(s.temporary, l.temporary);
 }
 
 site_report site_stats::report(std::uint32_t id) const noexcept {
@@ -75,7 +100,7 @@ site_report site_stats::report(std::uint32_t id) const noexcept {
   r.bytes_freed = s.bytes_freed.load(std::memory_order_relaxed);
   r.largest = s.largest.load(std::memory_order_relaxed);
   r.live_bytes = s.live_bytes.load(std::memory_order_relaxed);
-  r.live_count = s.live_count.load(std::memory_order_relaxed);
+  r.live_count = static_cast<std::int64_t>(r.allocs) - static_cast<std::int64_t>(r.frees);
   r.own_peak = s.own_peak.load(std::memory_order_relaxed);
   r.temporary = s.temporary.load(std::memory_order_relaxed);
   const bool current =

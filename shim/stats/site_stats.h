@@ -3,8 +3,11 @@
 // the bytes it held at the PROCESS-WIDE peak — kept in O(1) per event without replay: a new
 // process peak opens an epoch; a site touched after that epoch first records what it held (its
 // value has not changed since the peak), and a site never touched since still holds its peak value.
-// Counters are relaxed atomics: counts and byte totals are exact under any number of threads; the
-// peak attribution is exact with one thread and approximate when threads race on a peak.
+// Counts and byte totals may live in a thread's own site_local (plain stores, no atomic
+// read-modify-write: ~6 ns each saved), folded into the shared counters later; live bytes and the
+// peaks are always shared relaxed atomics. Counts and byte totals are exact under any number of
+// threads (shared + locals); the peak attribution is exact with one thread and approximate when
+// threads race on a peak. live_count is not kept: it is allocs - frees.
 #pragma once
 
 #include <atomic>
@@ -19,6 +22,12 @@ struct site_counters {
   std::atomic<std::int64_t> at_peak;       // live bytes at the process peak, valid when seen_epoch is current
   std::atomic<std::uint64_t> seen_epoch;   // the peak epoch at_peak belongs to
   std::atomic<std::uint64_t> temporary;    // allocations freed before their thread allocated again
+};
+
+// One thread's counts for one site, written by that thread only (the stats file's shard entries).
+struct site_local {
+  std::uint32_t stack, reserved;
+  std::uint64_t allocs, frees, bytes_allocated, bytes_freed, temporary;
 };
 
 struct site_report {
@@ -43,11 +52,15 @@ class site_stats {
   site_stats(const site_stats&) = delete;
   site_stats& operator=(const site_stats&) = delete;
 
-  // Returns true when this allocation made a new process-wide peak.
-  bool on_alloc(std::uint32_t id, std::uint64_t bytes) noexcept;
+  // Returns true when this allocation made a new process-wide peak. With `local` (this thread's
+  // entry for id), the counts go there instead of the shared counters.
+  bool on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* local = nullptr) noexcept;
   // `temporary`: the block was the last thing its thread allocated (nothing allocated since).
-  void on_free(std::uint32_t id, std::uint64_t bytes, bool temporary = false) noexcept;
+  void on_free(std::uint32_t id, std::uint64_t bytes, bool temporary = false, site_local* local = nullptr) noexcept;
+  // Adds a thread's counts for l.stack to the shared counters (the caller then clears l).
+  void fold(const site_local& l) noexcept;
 
+  // The shared counters of one site (add the threads' locals for the whole figure).
   site_report report(std::uint32_t id) const noexcept;
   std::int64_t live() const noexcept { return process_->live.load(std::memory_order_relaxed); }
   std::int64_t peak() const noexcept { return process_->peak.load(std::memory_order_relaxed); }

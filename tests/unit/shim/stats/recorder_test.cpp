@@ -1,7 +1,8 @@
 // The recorder (shim/stats/recorder.h) called directly, as the hooks call it, with POOLSHIM_STATS=
 // native (the ctest sets it and a private POOLSHIM_STATS_DIR): 8 threads record allocations and
-// frees of distinct pointers from two call sites each; the stats file's figures add up exactly.
-// Runs under ASan and TSan too.
+// frees of distinct pointers from two call sites each; the stats file's figures (shared counters
+// plus the shards of threads still running, as poolshim-stats sums them) add up exactly. Runs under
+// ASan and TSan too.
 #include "stats/recorder.h"
 
 #include <fcntl.h>
@@ -39,6 +40,9 @@ TEST(Recorder, EightThreadsAddUpExactly) {
       }
     });
   for (auto& th : threads) th.join();
+  // This thread keeps its shard (it does not exit): its counts are read from the shard.
+  for (int i = 0; i < 10; ++i) site_one((std::uint64_t{1} << 39) + i * 16ull);
+  for (int i = 0; i < 4; ++i) record_free(kind::device, (std::uint64_t{1} << 39) + i * 16ull);
   record_exit();
 
   const int fd = open(stats_path(), O_RDONLY | O_CLOEXEC);
@@ -53,34 +57,52 @@ TEST(Recorder, EightThreadsAddUpExactly) {
   EXPECT_EQ(std::memcmp(h->magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC), 0);
   EXPECT_NE(h->end_ns, 0u);
   const auto* sites = reinterpret_cast<const poolshim_stats_site*>(base + h->sites_offset);
-  std::uint64_t allocs = 0, frees = 0, bytes = 0;
+  ASSERT_EQ(h->shard_size, sizeof(poolshim_stats_shard));
+  const auto* shards = reinterpret_cast<const poolshim_stats_shard*>(base + h->shards_offset);
+  std::uint64_t allocs = 0, frees = 0, bytes = 0, events = h->events;
   std::int64_t live = 0;
-  int used = 0;
+  int used = 0, in_use = 0;
   for (std::uint32_t id = 0; id <= h->slot_count; ++id) {
-    if (sites[id].allocs == 0) continue;
+    if (sites[id].allocs == 0 && sites[id].live_bytes == 0) continue;
     ++used;
     allocs += sites[id].allocs;
     frees += sites[id].frees;
     bytes += sites[id].bytes_allocated;
     live += sites[id].live_bytes;
   }
+  std::uint64_t kind0_allocs = 0;
+  for (std::uint32_t i = 0; i < h->shard_count; ++i) {
+    if (shards[i].in_use == 0) continue;
+    ++in_use;
+    events += shards[i].events;
+    kind0_allocs += shards[i].kinds[0].allocs;
+    for (const poolshim_stats_shard_site& e : shards[i].sites) {
+      allocs += e.allocs;
+      frees += e.frees;
+      bytes += e.bytes_allocated;
+    }
+  }
+  EXPECT_EQ(in_use, 1) << "the eight threads' shards are folded and released at their exit";
   const int live_pinned = k_threads * ((k_rounds + 2) / 3);
-  EXPECT_EQ(allocs, 2u * k_threads * k_rounds);
-  EXPECT_EQ(frees, 2u * k_threads * k_rounds - live_pinned);
-  EXPECT_EQ(bytes, (512u + 4096u) * k_threads * k_rounds);
-  EXPECT_EQ(live, 4096 * live_pinned);
+  EXPECT_EQ(allocs, 2u * k_threads * k_rounds + 10);
+  EXPECT_EQ(frees, 2u * k_threads * k_rounds - live_pinned + 4);
+  EXPECT_EQ(events, allocs + frees);
+  EXPECT_EQ(bytes, (512u + 4096u) * k_threads * k_rounds + 512u * 10);
+  EXPECT_EQ(live, 4096 * live_pinned + 512 * 6);
   EXPECT_EQ(h->process_live, live);
   EXPECT_EQ(h->untracked_frees, 0u);
   // Linked statically into this test, the recorder takes the whole executable for "the shim's own
   // frames", so stacks here are only the thread start: identity of call sites is stats_test.sh's.
   EXPECT_GE(used, 1);
   const auto* kinds = reinterpret_cast<const poolshim_stats_kind*>(base + h->kinds_offset);
-  EXPECT_EQ(kinds[0].allocs, static_cast<std::uint64_t>(k_threads * k_rounds));  // device 0, device
+  EXPECT_EQ(kinds[0].allocs, static_cast<std::uint64_t>(k_threads * k_rounds));  // device 0, device: folded
+  EXPECT_EQ(kind0_allocs, 10u);                                                 // ... and the running thread's
+  EXPECT_EQ(kinds[0].live_bytes, 512 * 6);
   EXPECT_EQ(kinds[1].live_bytes, 4096 * live_pinned);                           // device 0, pinned
   const auto* l = reinterpret_cast<const poolshim_stats_live*>(base + h->live_offset);
   int live_entries = 0;
   for (std::uint32_t i = 0; i < h->live_capacity; ++i) live_entries += l[i].ptr > 2;
-  EXPECT_EQ(live_entries, live_pinned);
+  EXPECT_EQ(live_entries, live_pinned + 6);
   munmap(map, static_cast<std::size_t>(st.st_size));
   unlink(stats_path());
 }
