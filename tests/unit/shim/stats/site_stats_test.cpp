@@ -17,6 +17,38 @@ struct sites {
   site_stats stats;
 };
 
+// A thread's own counts (its shard entry) stay out of the shared counters until folded, while
+// live bytes and the peaks are shared at once; after the fold the totals are the same as counting
+// everything shared.
+TEST(SiteStats, ThreadCountsFoldIntoTheSharedOnes) {
+  sites s(8);
+  site_local mine{};
+  mine.stack = 5;
+  s.stats.on_alloc(5, 300, &mine);
+  s.stats.on_alloc(5, 200, &mine);
+  s.stats.on_free(5, 300, true, &mine);
+  s.stats.on_alloc(5, 7);  // another thread without a shard
+  site_report r = s.stats.report(5);
+  EXPECT_EQ(r.allocs, 1u);  // only the shared one so far
+  EXPECT_EQ(r.live_bytes, 207);
+  EXPECT_EQ(r.own_peak, 500);
+  EXPECT_EQ(r.largest, 300u);
+  EXPECT_EQ(mine.allocs, 2u);
+  EXPECT_EQ(mine.frees, 1u);
+  EXPECT_EQ(mine.bytes_allocated, 500u);
+  EXPECT_EQ(mine.bytes_freed, 300u);
+  EXPECT_EQ(mine.temporary, 1u);
+  s.stats.fold(mine);
+  r = s.stats.report(5);
+  EXPECT_EQ(r.allocs, 3u);
+  EXPECT_EQ(r.frees, 1u);
+  EXPECT_EQ(r.bytes_allocated, 507u);
+  EXPECT_EQ(r.bytes_freed, 300u);
+  EXPECT_EQ(r.temporary, 1u);
+  EXPECT_EQ(r.live_count, 2);
+  EXPECT_EQ(s.stats.peak(), 500);
+}
+
 TEST(SiteStats, BytesAtTheProcessPeakAreEachSitesShare) {
   sites s(8);
   const std::uint32_t a = 1, b = 2, c = 3;
