@@ -257,7 +257,10 @@ std::vector<poolshim_stats_event> stats_file::event_ring() const {
   const std::uint64_t next = header_->event_next;
   for (std::uint64_t i = next > cap ? next - cap : 0; i < next; ++i) {
     const poolshim_stats_event& e = ev[i % cap];
-    if (e.seq == i + 1) out.push_back(e);  // else overwritten or still being written
+    if (__atomic_load_n(&e.seq, __ATOMIC_ACQUIRE) != i + 1) continue;  // overwritten or being written
+    poolshim_stats_event copy = e;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&e.seq, __ATOMIC_RELAXED) == i + 1) out.push_back(copy);  // not rewritten meanwhile
   }
   return out;
 }

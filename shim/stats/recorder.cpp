@@ -491,14 +491,19 @@ void note_event(recorder& r, poolshim_stats_shard* sh) noexcept {
     atomic_at(r.header->events).fetch_add(1, std::memory_order_relaxed);
 }
 
+constexpr std::uint64_t k_ring_busy = ~std::uint64_t{0};
+
 void ring_event(recorder& r, std::uint8_t action, std::uint64_t ptr, std::uint64_t bytes, std::uint32_t id, int dev,
                 int k) noexcept {
   const std::uint32_t cap = r.header->event_capacity;
   if (cap == 0) return;
   const std::uint64_t i = atomic_at(r.header->event_next).fetch_add(1, std::memory_order_relaxed);
   poolshim_stats_event& e = r.events[i & (cap - 1)];
-  atomic_at(e.seq).store(0, std::memory_order_relaxed);  // a reader must not take it half-written
-  std::atomic_thread_fence(std::memory_order_release);
+  // The slot is this writer's alone while its seq holds the busy mark; a writer that finds it busy
+  // (the ring wrapped around a slower writer) drops its event. Readers take a slot only when seq
+  // is the index they expect, so they never see one half-written.
+  std::uint64_t cur = atomic_at(e.seq).load(std::memory_order_relaxed);
+  if (cur == k_ring_busy || !atomic_at(e.seq).compare_exchange_strong(cur, k_ring_busy, std::memory_order_acquire)) return;
   e.ns = now_ns();
   e.ptr = ptr;
   e.bytes = bytes;

@@ -103,6 +103,25 @@ TEST(Recorder, EightThreadsAddUpExactly) {
   int live_entries = 0;
   for (std::uint32_t i = 0; i < h->live_capacity; ++i) live_entries += l[i].ptr > 2;
   EXPECT_EQ(live_entries, live_pinned + 6);
+  // The event ring (POOLSHIM_STATS_EVENTS=1000, rounded up to 1024) holds the last 1024 events,
+  // each complete (a writer overtaken by the ring wrapping drops its event, so under 8 threads a
+  // few may be older): the main thread's 10 allocations and 4 frees are the newest 14.
+  ASSERT_EQ(h->event_capacity, 1024u);
+  EXPECT_EQ(h->event_next, events);
+  const auto* ring = reinterpret_cast<const poolshim_stats_event*>(base + h->events_offset);
+  int valid = 0;
+  for (std::uint64_t i = h->event_next - 1024; i < h->event_next; ++i) {
+    const poolshim_stats_event& e = ring[i % 1024];
+    if (e.seq != i + 1) continue;
+    valid += (e.action == 1 && e.bytes == (e.ptr % 16 == 0 ? 512u : 4096u)) || e.action == 2;
+  }
+  EXPECT_GE(valid, 1000);
+  for (std::uint64_t i = h->event_next - 14, k = 0; i < h->event_next; ++i, ++k) {
+    const poolshim_stats_event& e = ring[i % 1024];
+    EXPECT_EQ(e.action, k < 10 ? 1 : 2);
+    EXPECT_EQ(e.ptr, (std::uint64_t{1} << 39) + (k < 10 ? k : k - 10) * 16);
+    EXPECT_EQ(e.bytes, 512u);
+  }
   munmap(map, static_cast<std::size_t>(st.st_size));
   unlink(stats_path());
 }
