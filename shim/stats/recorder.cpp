@@ -331,7 +331,10 @@ struct cached_stack {
 };
 struct thread_stacks {
   cached_stack entry[8];  // a loop over a few call sites stays in it
-  unsigned next;
+  // Entries most recently used first (order[i] - 1 is an index; 0: not used yet, zero-initialised
+  // TLS): a hit stops the scan, so stacks no longer in use (a warm-up reached from elsewhere) sink
+  // to the end and cost nothing until they are replaced.
+  std::uint64_t order;  // byte i: the entry used i-th most recently
 };
 [[gnu::tls_model("initial-exec")]] thread_local thread_stacks tl_stacks;
 // The last pointer this thread allocated, until it allocates again: a free of it is temporary.
@@ -340,7 +343,7 @@ struct thread_stacks {
 // Pads a cached stack to whole groups of four: a slot that always holds what is expected.
 constexpr std::uintptr_t k_pad_value = 0;
 
-std::uintptr_t group_diff(const cached_stack& c, int g) noexcept {
+[[gnu::always_inline]] inline std::uintptr_t group_diff(const cached_stack& c, int g) noexcept {
   const auto* f = c.frames + 4 * g;
   return (*reinterpret_cast<const std::uintptr_t*>(f[0].slot) ^ f[0].ip) |
          (*reinterpret_cast<const std::uintptr_t*>(f[1].slot) ^ f[1].ip) |
@@ -348,8 +351,19 @@ std::uintptr_t group_diff(const cached_stack& c, int g) noexcept {
          (*reinterpret_cast<const std::uintptr_t*>(f[3].slot) ^ f[3].ip);
 }
 
+int order_at(const thread_stacks& t, int pos) noexcept { return static_cast<int>((t.order >> (8 * pos)) & 0xff); }
+
+void move_to_front(thread_stacks& t, int pos) noexcept {
+  const std::uint64_t hit = (t.order >> (8 * pos)) & 0xff;
+  const std::uint64_t below = t.order & ((std::uint64_t{1} << (8 * pos)) - 1);  // pos < 8
+  const std::uint64_t above = pos == 7 ? 0 : t.order & ~((std::uint64_t{1} << (8 * (pos + 1))) - 1);
+  t.order = above | (below << 8) | hit;
+}
+
 std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
-  for (const cached_stack& c : tl_stacks.entry) {
+  thread_stacks& t = tl_stacks;
+  for (int pos = 0; pos < 8 && order_at(t, pos) != 0; ++pos) {
+    const cached_stack& c = t.entry[order_at(t, pos) - 1];
     if (c.sp != sp || c.id == 0) continue;
     // Four frames at a time, without a branch per frame. Stacks that differ mostly differ near the
     // inside (another call site, a few frames past the CUDA runtime's own) or near the outside
@@ -360,7 +374,10 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
       continue;
     std::uintptr_t diff = 0;
     for (int g = 2; g < groups - 1 && diff == 0; ++g) diff = group_diff(c, g);
-    if (diff == 0) return c.id;
+    if (diff == 0) {
+      if (pos != 0) move_to_front(t, pos);
+      return c.id;
+    }
   }
   return 0;
 }
@@ -391,7 +408,12 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
         break;
       }
   if (with_slots && id != 0 && !python) {
-    cached_stack& c = tl_stacks.entry[tl_stacks.next++ % 8];
+    thread_stacks& t = tl_stacks;
+    int pos = 0;  // the first unused entry, else the least recently used
+    while (pos < 7 && order_at(t, pos) != 0) ++pos;
+    if (order_at(t, pos) == 0) t.order |= static_cast<std::uint64_t>(pos + 1) << (8 * pos);
+    move_to_front(t, pos);
+    cached_stack& c = t.entry[order_at(t, 0) - 1];
     c.sp = sp;
     c.depth = depth;
     c.id = id;

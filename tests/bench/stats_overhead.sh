@@ -2,16 +2,19 @@
 # Call-site statistics overhead per allocation+free pair at call depths 8, 32 and 64, against
 # heaptrack on the same call pattern made of malloc/free (same pairs, depth and number of sites);
 # each tool's cost is the difference to its own run without it (stack_depth_pairs).
-# usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 32 64"]
+# --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs,
+# so start-up does not count) for the shim with stats off and on, and for heaptrack's malloc path.
+# usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 32 64"] [--callgrind]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build=$here/../../build pairs=200000 depths="8 32 64"
+build=$here/../../build pairs=200000 depths="8 32 64" callgrind=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --depths) depths=$2; shift 2 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    --callgrind) callgrind=1; shift ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "stats_overhead: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,3 +51,24 @@ for d in $depths; do
   rm -f "$tmp"/*.stats "$tmp"/ht*
 done
 echo "(ns per pair; stats cost = shim stats - shim off; heaptrack cost = heaptrack - malloc; ratio = heaptrack cost / stats cost)"
+[[ $callgrind -eq 1 ]] || exit 0
+command -v valgrind >/dev/null || { echo "stats_overhead: valgrind not installed: no instruction counts"; exit 0; }
+ir() {  # ir N CMD...: instructions of a run of N pairs
+  local n=$1; shift
+  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.out" "$@" "$n" >/dev/null 2>&1
+  sed -n 's/^summary: //p; s/^totals: //p' "$tmp/cg.out" | head -1 | awk '{ print $1 }'
+}
+per_pair() {  # per_pair CMD...: instructions per pair, start-up cancelled out
+  local a b n=20000
+  a=$(ir $n "$@"); b=$(ir $((2 * n)) "$@")
+  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }'
+}
+echo
+echo "depth | shim off Ir | shim stats Ir | stats Ir | (instructions per cudaMalloc+cudaFree pair, callgrind)"
+for d in $depths; do
+  off=$(per_pair env LD_PRELOAD="$shim" POOLSHIM_STATS=off POOLSHIM_SOCKET=/nonexistent/x "$prog" cuda "$d")
+  on=$(per_pair env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_SOCKET=/nonexistent/x \
+       "$prog" cuda "$d")
+  printf "%5d | %11d | %13d | %8d\n" "$d" "$off" "$on" $((on - off))
+  rm -f "$tmp"/*.stats
+done
