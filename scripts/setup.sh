@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what poolshim needs to build and test on Debian 12: compilers, CMake, GoogleTest,
-# Google Benchmark, spdlog/fmt, libunwind, elfutils, valgrind. Idempotent and non-interactive:
+# Google Benchmark, spdlog/fmt, libunwind, elfutils, valgrind, Chromium (headless, for the HTML
+# report's browser test). Idempotent and non-interactive:
 # it installs only what is missing. The CUDA Toolkit 13 is not a Debian package; it is checked.
 set -euo pipefail
 
@@ -28,6 +29,7 @@ packages=(
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
   valgrind binutils util-linux
   clang  # libFuzzer for the protocol fuzz target
+  chromium  # headless: poolshim-stats' HTML report rendered offline (stats.html_report_in_chromium)
 )
 
 missing=()

@@ -1,10 +1,13 @@
 // poolshim-stats: reports the call-site statistics that POOLSHIM_STATS=native writes, for one
 // process (running, exited or killed) — per device and kind, the top call sites by bytes at the
 // process peak, live bytes, total bytes or count, and what was still allocated at exit — as text,
-// JSON (schema version 1, below) or collapsed stacks for flamegraph.pl and speedscope.
+// JSON (schema version 2, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
+// speedscope, or a self-contained HTML page with a flame graph (html_report.h). Sites whose stack
+// passes through a caching framework's allocator are labelled with it (labels.h).
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,7 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "stats/diff.h"
+#include "stats/html_report.h"
+#include "stats/labels.h"
+#include "stats/memory_viz.h"
+#include "stats/node.h"
+#include "stats/pool_hit_rate.h"
 #include "stats/stats_file.h"
+#include "stats/top.h"
 
 namespace tool = poolshim::stats_tool;
 
@@ -20,18 +30,46 @@ namespace {
 
 const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
        poolshim-stats report [PID|FILE] [--dir DIR] [--top N] [--sort KEY] [--format FMT] [--no-symbols]
+                             [--output FILE]
+       poolshim-stats diff [OLD NEW] [--dir DIR] [--top N] [--sort KEY] [--format text|json]
+       poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
+       poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N]
 
 Reads the per-process files that programs run with POOLSHIM_STATS=native write (libpoolshim.so
 preloaded), live or after the process ended (a clean exit, a crash or kill -9).
 
   list       one line per stats file in DIR: pid, state, start, peak, command
-  report     one process: the newest file in DIR, or the one of PID, or FILE
+  report     one process: the newest file in DIR, or the one of PID, or FILE. Sites allocating
+             through a framework's cache (PyTorch, CuPy, XLA/JAX, RMM pool) are labelled, with
+             how to get per-tensor call sites instead
+  diff       two runs, call site by call site (matched by function, file and line, not by address):
+             the change in bytes at the peak, live, total and allocations, largest change first;
+             sites of one run only show as new or gone. OLD and NEW are each a pid, a file,
+             latest or previous (the newest file in DIR and the one before); default: previous
+             and latest
+  node       every process's file in DIR (running, exited, killed) one line each, the figures
+             summed per device and kind, and the daemon's (pinned region, lent, free, clients,
+             device memory lent) when a trusted poolshimd answers on its socket
+  top        a live view: DIR's running processes (live, peak, allocations/s since the last
+             refresh) and each one's call sites holding the most live bytes, redrawn every interval
 Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10; 0: all)
   --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated), count
-  --format FMT   text (default), json (schema version 1), collapsed (one line per site:
-                 outermost;...;innermost BYTES, with BYTES the sort key's value)
+  --format FMT   text (default), json (schema version 2: daemon/stats/REPORT_SCHEMA.md), html (a
+                 self-contained page: summary, top sites, an interactive flame graph; use --output),
+                 collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
+                 key's value), memory_viz (a PyTorch memory snapshot pickle for
+                 https://pytorch.org/memory_viz, made from the event ring: run the program with
+                 POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its own segment;
+                 use --output)
+  --output FILE  report: write to FILE instead of stdout
+  --socket PATH  node: the daemon's socket (default: $POOLSHIM_SOCKET, else the standard places);
+                 when no trusted daemon answers, node says so in one line
+  --interval S   top: seconds between refreshes (default 2)
+  --iterations N top: refresh N times, then exit (default 0: until interrupted); the screen is
+                 cleared only when stdout is a terminal
+  --sites N      top: call sites shown per process (default 3)
   --no-symbols   show module+offset instead of function and line (no libdw)
   -h, --help     this text
 Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad usage.
@@ -129,6 +167,11 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   std::vector<tool::site> sites = merge_same_lines(f.sites(symbols));
   std::stable_sort(sites.begin(), sites.end(),
                    [&](const tool::site& a, const tool::site& b) { return key_of(a, sort) > key_of(b, sort); });
+  if (format == "html") {
+    if (tool::write_html(stdout, tool::html_input_of(f, std::move(sites), top, sort))) return 0;
+    std::fprintf(stderr, "poolshim-stats: writing the HTML report failed: %s\n", std::strerror(errno));
+    return 1;
+  }
   if (top != 0 && sites.size() > top) sites.resize(top);
   const std::vector<tool::kind_figures> kinds = f.kinds();
   const std::vector<poolshim_stats_live> live = f.live();
@@ -150,24 +193,26 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     return 0;
   }
   if (format == "json") {
-    std::printf("{\"schema\":1,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
+    std::printf("{\"schema_version\":2,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(h.exe).c_str(),
                 json_string(h.cmdline).c_str());
     std::printf("\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
-                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"depth_cap\":%u,",
+                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"depth_cap\":%u,",
                 static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
                 static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
-                static_cast<long long>(live_bytes), static_cast<unsigned long long>(h.events),
-                static_cast<unsigned long long>(h.untracked_frees), (h.flags & 1) ? "true" : "false", h.depth_cap);
-    std::printf("\"kinds\":[");
+                static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
+                static_cast<unsigned long long>(h.untracked_frees), (h.flags & 1) ? "true" : "false",
+                (h.flags & 2) ? "true" : "false", h.depth_cap);
+    std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
       std::printf("%s{\"device\":%d,\"kind\":\"%s\",\"allocs\":%llu,\"frees\":%llu,\"bytes_allocated\":%llu,"
-                  "\"live_bytes\":%lld,\"peak_bytes\":%lld}",
+                  "\"live_bytes\":%lld,\"peak_bytes\":%lld,\"peak_ns\":%llu}",
                   i ? "," : "", k.device, tool::kind_name(k.kind), static_cast<unsigned long long>(k.counters.allocs),
                   static_cast<unsigned long long>(k.counters.frees),
                   static_cast<unsigned long long>(k.counters.bytes_allocated),
-                  static_cast<long long>(k.counters.live_bytes), static_cast<long long>(k.counters.peak_bytes));
+                  static_cast<long long>(k.counters.live_bytes), static_cast<long long>(k.counters.peak_bytes),
+                  static_cast<unsigned long long>(k.counters.peak_ns));
     }
     std::printf("],\"sites\":[");
     for (std::size_t i = 0; i < sites.size(); ++i) {
@@ -175,12 +220,13 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       const auto& c = s.counters;
       std::printf("%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
                   "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-                  "\"temporary\":%llu,\"frames\":[",
+                  "\"temporary\":%llu,\"framework\":%s,\"frames\":[",
                   i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
                   static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
                   static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
                   static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
-                  static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary));
+                  static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
+                  tool::framework_json(s).c_str());
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
         std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
@@ -190,7 +236,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       }
       std::printf("]}");
     }
-    std::printf("]}\n");
+    std::printf("],\"frameworks\":%s}\n", tool::frameworks_json(sites).c_str());
     return 0;
   }
   // Text, for 100 columns.
@@ -209,6 +255,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
               bytes_text(static_cast<long double>(live_bytes)).c_str(), live.size(),
               h.end_ns != 0 && !live.empty() ? " (leaked)" : "");
   if (h.flags & 1) std::printf("  note: some stacks were dropped (a table was full); they count under [untracked]\n");
+  if (h.flags & 2)
+    std::printf("  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
+                "        only the figures per device and kind were counted\n");
   std::printf("\n  %-6s %-8s %10s %10s %12s %12s %12s\n", "device", "kind", "allocs", "frees", "allocated", "peak",
               "live");
   for (const auto& k : kinds)
@@ -217,6 +266,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
                 bytes_text(static_cast<long double>(k.counters.bytes_allocated)).c_str(),
                 bytes_text(static_cast<long double>(k.counters.peak_bytes)).c_str(),
                 bytes_text(static_cast<long double>(k.counters.live_bytes)).c_str());
+  std::fputs(tool::pool_hit_rate_text(h).c_str(), stdout);
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
               sort == "live" ? "live bytes" : sort == "total" ? "bytes allocated" : sort == "count" ? "allocations"
                                                                                     : "bytes held at the peak");
@@ -231,9 +281,12 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     if (c.temporary != 0)
       std::printf("       %llu of them temporary (freed before the thread allocated anything else)\n",
                   static_cast<unsigned long long>(c.temporary));
+    if (const tool::framework* fw = tool::framework_of(s))
+      std::printf("       [%s] the framework's cache growing (see the note at the end)\n", fw->name);
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
     for (const tool::frame& fr : s.frames) std::printf("       %s\n", fr.text().c_str());
   }
+  if (const std::string notes = tool::framework_notes_text(sites); !notes.empty()) std::printf("\n%s", notes.c_str());
   return 0;
 }
 
@@ -247,6 +300,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::string dir = std::getenv("POOLSHIM_STATS_DIR") != nullptr ? std::getenv("POOLSHIM_STATS_DIR") : "/dev/shm";
+  if (cmd == "diff" || cmd == "node" || cmd == "top") {  // each parses its own options
+    const std::vector<std::string> rest(argv + 2, argv + argc);
+    if (cmd == "diff") return tool::diff_main(rest, dir, k_usage);
+    if (cmd == "node") return tool::node_main(rest, dir, k_usage);
+    return tool::top_main(rest, dir, k_usage);
+  }
+  std::string output;
   std::string which, sort = "peak", format = "text";
   std::size_t top = 10;
   bool symbols = true;
@@ -271,8 +331,11 @@ int main(int argc, char** argv) {
       if (sort != "peak" && sort != "live" && sort != "total" && sort != "count") usage_error("bad --sort '" + sort + "'");
     } else if (a == "--format") {
       format = value();
-      if (format != "text" && format != "json" && format != "collapsed") usage_error("bad --format '" + format + "'");
-    } else if (a == "--no-symbols") symbols = false;
+      if (format != "text" && format != "json" && format != "collapsed" && format != "memory_viz" &&
+          format != "html")
+        usage_error("bad --format '" + format + "'");
+    } else if (a == "--output") output = value();
+    else if (a == "--no-symbols") symbols = false;
     else if (!a.empty() && a[0] == '-') usage_error("unknown option '" + a + "'");
     else if (which.empty()) which = a;
     else usage_error("more than one process named");
@@ -314,6 +377,11 @@ int main(int argc, char** argv) {
       }
     }
     tool::stats_file f(path);
+    if (format == "memory_viz") return tool::write_memory_viz(f, symbols, output);
+    if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
+      std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));
+      return 1;
+    }
     return report(f, top, sort, format, symbols);
   } catch (const tool::file_error& e) {
     std::fprintf(stderr, "poolshim-stats: %s\n", e.what());

@@ -55,7 +55,10 @@ struct poolshim_stats_header {
   char exe[256];                /* /proc/self/exe */
   char cmdline[512];            /* arguments separated by spaces, truncated */
   uint32_t depth_cap;           /* frames kept per stack */
-  uint32_t flags;               /* bit 0: stacks were dropped (a table or the arena was full) */
+  uint32_t flags;               /* bit 0: stacks were dropped (a table or the arena was full);
+                                   bit 1: no stacks at all: the file system had no room for the
+                                   full file, so this small one counts per device and kind only
+                                   (slot_count 0: every event is site 0) */
   uint64_t modules_offset;
   uint32_t module_capacity;
   uint32_t module_count;        /* written with release order after the module is complete */

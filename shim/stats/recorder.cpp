@@ -182,6 +182,56 @@ void read_cmdline(char* out, std::size_t cap) noexcept {
   out[n > 0 && out[n - 1] == ' ' ? n - 1 : n] = '\0';
 }
 
+// What a file holds: the full layout, or the small one that counts without stacks.
+struct layout {
+  std::uint32_t slots, arena_frames, live, shards, ring;
+  std::size_t python;
+  std::size_t modules_at, slots_at, arena_at, sites_at, kinds_at, live_at, shards_at, events_at, python_at, size;
+};
+
+layout plan(std::uint32_t slots, std::uint32_t arena_frames, std::uint32_t live, std::uint32_t shards,
+            std::uint32_t ring, std::size_t python) noexcept {
+  layout l{slots, arena_frames, live, shards, ring, python, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t off = align(sizeof(poolshim_stats_header));
+  l.modules_at = off;
+  off = align(off + k_modules * sizeof(poolshim_stats_module));
+  l.slots_at = off;
+  off = align(off + std::size_t{slots} * sizeof(poolshim_stats_slot));
+  l.arena_at = off;
+  off = align(off + std::size_t{arena_frames} * sizeof(std::uint64_t));
+  l.sites_at = off;
+  off = align(off + (std::size_t{slots} + 1) * sizeof(poolshim_stats_site));
+  l.kinds_at = off;
+  off = align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(poolshim_stats_kind));
+  l.live_at = off;
+  off = align(off + std::size_t{live} * sizeof(poolshim_stats_live));
+  l.shards_at = off;
+  off = align(off + std::size_t{shards} * sizeof(poolshim_stats_shard));
+  l.events_at = off;
+  off = align(off + std::size_t{ring} * sizeof(poolshim_stats_event));
+  l.python_at = off;
+  l.size = align(off + python);
+  return l;
+}
+
+// Creates the file (a new one: O_EXCL) with every page of `size` reserved (a sparse file on a full
+// tmpfs would raise SIGBUS in the program later) and maps it; null (the error in *err) when it
+// cannot, with nothing left behind.
+void* create_file(const char* path, std::size_t size, int* err) noexcept {
+  const int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  *err = posix_fallocate(fd, 0, static_cast<off_t>(size));
+  void* p = *err == 0 ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  if (*err == 0 && p == MAP_FAILED) *err = errno;
+  close(fd);
+  if (p != MAP_FAILED) return p;
+  unlink(path);
+  return nullptr;
+}
+
 bool start(recorder& r) noexcept {
   const config& cfg = intercept::current_config();
   const char* dir = cfg.stats_dir != nullptr && cfg.stats_dir[0] != '\0' ? cfg.stats_dir : "/dev/shm";
@@ -189,94 +239,82 @@ bool start(recorder& r) noexcept {
   const std::uint64_t started = now_ns();
   std::snprintf(r.path, sizeof r.path, "%s/poolshim-%u-%d-%llu.stats", dir, static_cast<unsigned>(getuid()),
                 static_cast<int>(getpid()), static_cast<unsigned long long>(started));
-  std::size_t off = align(sizeof(poolshim_stats_header));
-  const std::size_t modules_at = off;
-  off = align(off + k_modules * sizeof(poolshim_stats_module));
-  const std::size_t slots_at = off;
-  off = align(off + k_slots * sizeof(poolshim_stats_slot));
-  const std::size_t arena_at = off;
-  off = align(off + std::size_t{k_arena_frames} * sizeof(std::uint64_t));
-  const std::size_t sites_at = off;
-  off = align(off + (k_slots + 1) * sizeof(poolshim_stats_site));
-  const std::size_t kinds_at = off;
-  off = align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(poolshim_stats_kind));
-  const std::size_t live_at = off;
-  off = align(off + std::size_t{k_live} * sizeof(poolshim_stats_live));
-  const std::size_t shards_at = off;
-  off = align(off + std::size_t{k_shards} * sizeof(poolshim_stats_shard));
   std::uint32_t ring = 0;
   if (cfg.stats_events != 0)
     ring = static_cast<std::uint32_t>(std::bit_ceil(std::min<std::size_t>(cfg.stats_events, std::size_t{1} << 24)));
-  const std::size_t events_at = off;
-  off = align(off + std::size_t{ring} * sizeof(poolshim_stats_event));
   const bool want_python = std::strcmp(cfg.stats, "python") == 0;
-  const std::size_t python_at = off;
-  off = align(off + (want_python ? k_python_bytes : 0));
-  const std::size_t size = off;
-
-  const int fd = open(r.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot create {} ({}): no call-site statistics", r.path, std::strerror(errno));
+  layout l = plan(k_slots, k_arena_frames, k_live, k_shards, ring, want_python ? k_python_bytes : 0);
+  int err = 0;
+  void* p = create_file(r.path, l.size, &err);
+  bool stacks = true;
+  if (p == nullptr && (err == ENOSPC || err == EFBIG || err == EDQUOT)) {
+    // The file system is (nearly) full: count per device and kind without stacks in a file of a
+    // few hundred KiB rather than nothing, and say so (in the log and in the file's flags).
+    const std::size_t wanted = l.size;
+    l = plan(0, 0, 1u << 14, 16, 0, 0);
+    p = create_file(r.path, l.size, &err);
+    stacks = false;
+    if (p != nullptr)
+      POOLSHIM_LOG_WARN("POOLSHIM_STATS: no room for {} bytes in {} ({}): counting without call stacks in {} bytes",
+                        wanted, dir, std::strerror(ENOSPC), l.size);
+  }
+  if (p == nullptr) {
+    POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot reserve {} bytes for {} ({}): no call-site statistics", l.size, r.path,
+                      std::strerror(err));
     return false;
   }
-  // Reserve every page now: a sparse file on a full tmpfs would raise SIGBUS in the program later.
-  const int err = posix_fallocate(fd, 0, static_cast<off_t>(size));
-  void* p = err == 0 ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
-  close(fd);
-  if (p == MAP_FAILED) {
-    POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot reserve {} bytes for {} ({}): no call-site statistics", size, r.path,
-                      std::strerror(err != 0 ? err : errno));
-    unlink(r.path);
-    return false;
-  }
-  (void)madvise(p, size, MADV_DONTFORK);  // a fork child starts its own file
+  (void)madvise(p, l.size, MADV_DONTFORK);  // a fork child starts its own file
   auto* base = static_cast<unsigned char*>(p);
   auto* h = reinterpret_cast<poolshim_stats_header*>(base);
   std::memcpy(h->magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC);
   h->version = POOLSHIM_STATS_VERSION;
   h->header_size = sizeof *h;
-  h->file_size = size;
+  h->file_size = l.size;
   h->pid = getpid();
   h->uid = getuid();
   h->start_ns = started;
   const ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
   h->exe[n > 0 ? n : 0] = '\0';
   read_cmdline(h->cmdline, sizeof h->cmdline);
-  h->depth_cap = r.depth;
-  h->modules_offset = modules_at;
+  h->depth_cap = stacks ? r.depth : 0;
+  h->flags = stacks ? 0 : 2;
+  h->modules_offset = l.modules_at;
   h->module_capacity = k_modules;
-  h->slots_offset = slots_at;
-  h->slot_count = k_slots;
-  h->arena_frames = k_arena_frames;
-  h->arena_offset = arena_at;
-  h->sites_offset = sites_at;
-  h->kinds_offset = kinds_at;
-  h->live_offset = live_at;
-  h->live_capacity = k_live;
-  h->shards_offset = shards_at;
-  h->shard_count = k_shards;
+  h->slots_offset = l.slots_at;
+  h->slot_count = l.slots;
+  h->arena_frames = l.arena_frames;
+  h->arena_offset = l.arena_at;
+  h->sites_offset = l.sites_at;
+  h->kinds_offset = l.kinds_at;
+  h->live_offset = l.live_at;
+  h->live_capacity = l.live;
+  h->shards_offset = l.shards_at;
+  h->shard_count = l.shards;
   h->shard_size = sizeof(poolshim_stats_shard);
-  h->events_offset = events_at;
-  h->event_capacity = ring;
-  h->python_offset = want_python ? python_at : 0;
-  h->python_size = want_python ? k_python_bytes : 0;
+  h->events_offset = l.events_at;
+  h->event_capacity = l.ring;
+  h->python_offset = l.python != 0 ? l.python_at : 0;
+  h->python_size = l.python;
   r.header = h;
-  r.shards = reinterpret_cast<poolshim_stats_shard*>(base + shards_at);
-  r.events = reinterpret_cast<poolshim_stats_event*>(base + events_at);
-  r.modules = reinterpret_cast<poolshim_stats_module*>(base + modules_at);
-  r.kinds = reinterpret_cast<poolshim_stats_kind*>(base + kinds_at);
-  r.live = reinterpret_cast<poolshim_stats_live*>(base + live_at);
-  r.table = new (std::nothrow) stack_table(reinterpret_cast<stack_slot*>(base + slots_at), k_slots,
-                                           reinterpret_cast<std::uintptr_t*>(base + arena_at), k_arena_frames);
-  r.sites = new (std::nothrow) site_stats(reinterpret_cast<site_counters*>(base + sites_at), k_slots + 1,
+  r.shards = reinterpret_cast<poolshim_stats_shard*>(base + l.shards_at);
+  r.events = reinterpret_cast<poolshim_stats_event*>(base + l.events_at);
+  r.modules = reinterpret_cast<poolshim_stats_module*>(base + l.modules_at);
+  r.kinds = reinterpret_cast<poolshim_stats_kind*>(base + l.kinds_at);
+  r.live = reinterpret_cast<poolshim_stats_live*>(base + l.live_at);
+  if (stacks) {
+    r.table = new (std::nothrow) stack_table(reinterpret_cast<stack_slot*>(base + l.slots_at), l.slots,
+                                             reinterpret_cast<std::uintptr_t*>(base + l.arena_at), l.arena_frames);
+    if (r.table == nullptr) return false;
+  }
+  r.sites = new (std::nothrow) site_stats(reinterpret_cast<site_counters*>(base + l.sites_at), std::size_t{l.slots} + 1,
                                           reinterpret_cast<process_figures*>(&h->process_live));
-  if (r.table == nullptr || r.sites == nullptr) return false;
-  r.mapped = size;
+  if (r.sites == nullptr) return false;
+  r.mapped = l.size;
   find_own_range(r);
   refresh_modules(r);
-  (void)unwinder_available();  // loads and warms libunwind now, not in the middle of an event
-  if (want_python) {
-    r.python = python_start(base + python_at, k_python_bytes);
+  if (stacks) (void)unwinder_available();  // loads and warms libunwind now, not in the middle of an event
+  if (l.python != 0) {
+    r.python = python_start(base + l.python_at, l.python);
     if (!r.python) POOLSHIM_LOG_WARN("POOLSHIM_STATS=python: not a supported CPython here; native frames only");
   }
   POOLSHIM_LOG_INFO("call-site statistics in {}", r.path);
@@ -383,6 +421,7 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
 }
 
 [[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r) noexcept {
+  if (r.table == nullptr) return 0;  // counting without stacks (the file system was full)
   const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
   if (const std::uint32_t id = lookup_cached(sp); id != 0) return id;
   void* frames[64 + 16];
@@ -455,7 +494,7 @@ void fold_site(recorder& r, poolshim_stats_shard_site& e) noexcept {
 void release_shard(void* p) noexcept {
   auto* sh = static_cast<poolshim_stats_shard*>(p);
   if (sh == nullptr || g_state.load(std::memory_order_acquire) != 2 || sh < g_rec.shards ||
-      sh >= g_rec.shards + k_shards)
+      sh >= g_rec.shards + g_rec.header->shard_count)
     return;
   recorder& r = g_rec;
   for (poolshim_stats_shard_site& e : sh->sites) fold_site(r, e);
@@ -479,7 +518,7 @@ poolshim_stats_shard* my_shard(recorder& r) noexcept {
   if (tl_shard.generation == gen) return tl_shard.shard;
   tl_shard = {nullptr, gen};
   if (!g_shard_key_ok) return nullptr;
-  for (std::uint32_t i = 0; i < k_shards; ++i) {
+  for (std::uint32_t i = 0; i < r.header->shard_count; ++i) {
     std::uint32_t expected = 0;
     if (atomic_at(r.shards[i].in_use).load(std::memory_order_relaxed) != 0 ||
         !atomic_at(r.shards[i].in_use).compare_exchange_strong(expected, 1, std::memory_order_acq_rel))

@@ -1,0 +1,67 @@
+// The daemon's figures (daemon_query.h), as poolshimd --status asks them.
+#include "stats/daemon_query.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "protocol/protocol.h"
+#include "protocol/transport.h"
+
+namespace poolshim::stats_tool {
+
+daemon_figures query_daemon(const std::string& socket) {
+  namespace proto = poolshim::proto;
+  daemon_figures d;
+  d.socket = socket.empty() ? proto::default_socket_path() : socket;
+  std::string why;
+  if (!proto::trusted_directory(d.socket, getuid(), &why)) {
+    d.why = "not trusting " + d.socket + ": " + why;
+    return d;
+  }
+  const int s = proto::connect_seqpacket(d.socket, &why);
+  if (s < 0) {
+    d.why = why;
+    return d;
+  }
+  if (!proto::trusted_peer(s, getuid(), &why)) {
+    d.why = why;
+    close(s);
+    return d;
+  }
+  // A daemon that accepts and then hangs must not hang the tool.
+  timeval limit{2, 0};
+  (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  std::uint32_t seq = 0;
+  auto ask = [&](proto::op o, std::uint64_t arg0, proto::reply* r) {
+    proto::request q = proto::make_request(o, ++seq);
+    q.arg[0] = arg0;
+    return proto::exchange(s, q, -1, r, nullptr) == proto::exchange_status::ok &&
+           r->status == static_cast<std::int32_t>(proto::status::ok);
+  };
+  proto::reply r{};
+  if (!ask(proto::op::stats, 0, &r)) {
+    d.why = "the daemon on " + d.socket + " did not answer";
+    close(s);
+    return d;
+  }
+  d.answered = true;
+  d.region_bytes = r.val[0];
+  d.lent_bytes = r.val[1];
+  d.free_bytes = r.val[2];
+  d.clients = r.val[3] > 0 ? r.val[3] - 1 : 0;  // this query is a client too
+  d.leases = r.val[4];
+  d.reclaimed_slabs = r.val[5];
+  std::memcpy(&d.device_lent_bytes, r.payload, sizeof d.device_lent_bytes);
+  for (std::uint64_t i = 0; i < 4096 && ask(proto::op::client_stats, i, &r); ++i) {
+    if (r.val[0] == static_cast<std::uint64_t>(getpid())) continue;
+    d.per_client.push_back({r.val[0], r.val[1], r.val[2], r.val[3], r.val[4]});
+  }
+  close(s);
+  return d;
+}
+
+}  // namespace poolshim::stats_tool

@@ -1,0 +1,188 @@
+// poolshim-stats node (node.h).
+#include "stats/node.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "stats/daemon_query.h"
+#include "stats/stats_file.h"
+#include "stats/tool_util.h"
+
+namespace poolshim::stats_tool {
+namespace {
+
+struct process {
+  std::unique_ptr<stats_file> file;
+  std::string state;
+  std::int64_t live = 0;
+  const daemon_client_figures* lent = nullptr;
+};
+
+struct kind_sum {
+  std::size_t processes = 0;
+  std::int64_t live_running = 0, peak_sum = 0;
+  std::uint64_t allocs = 0;
+};
+
+}  // namespace
+
+int node_main(const std::vector<std::string>& args, const std::string& default_dir, const char* usage) {
+  std::string dir = default_dir, socket, format = "text";
+  auto bad = [](const std::string& what) {
+    std::fprintf(stderr, "poolshim-stats node: %s (see --help)\n", what.c_str());
+    return 2;
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (a == "--dir" || a == "--socket" || a == "--format") {
+      if (i + 1 >= args.size()) return bad(a + " needs a value");
+      const std::string& v = args[++i];
+      if (a == "--dir")
+        dir = v;
+      else if (a == "--socket")
+        socket = v;
+      else if (v != "text" && v != "json")
+        return bad("bad --format '" + v + "' (node writes text or json)");
+      else
+        format = v;
+    } else {
+      return bad((a[0] == '-' ? "unknown option '" : "node takes no process: '") + a + "'");
+    }
+  }
+
+  std::vector<process> procs;
+  std::vector<std::string> skipped;
+  try {
+    for (const std::string& p : find_files(dir, &skipped)) {
+      process pr;
+      try {
+        pr.file = std::make_unique<stats_file>(p);
+      } catch (const file_error& e) {
+        skipped.push_back(e.what());  // removed or rewritten since it was listed
+        continue;
+      }
+      pr.state = cli::state_of(*pr.file);
+      procs.push_back(std::move(pr));
+    }
+  } catch (const file_error& e) {
+    std::fprintf(stderr, "poolshim-stats node: %s\n", e.what());
+    return 1;
+  }
+  for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", s.c_str());
+
+  const daemon_figures d = query_daemon(socket);
+  std::map<std::pair<int, int>, kind_sum> sums;
+  std::size_t running = 0, exited = 0, killed = 0;
+  for (process& p : procs) {
+    (p.state == "running" ? running : p.state == "exited" ? exited : killed)++;
+    for (const kind_figures& k : p.file->kinds()) {
+      p.live += k.counters.live_bytes;
+      kind_sum& s = sums[{k.device, k.kind}];
+      ++s.processes;
+      if (p.state == "running") s.live_running += k.counters.live_bytes;
+      s.peak_sum += k.counters.peak_bytes;
+      s.allocs += k.counters.allocs;
+    }
+    for (const daemon_client_figures& c : d.per_client)
+      if (c.pid == static_cast<std::uint64_t>(p.file->header().pid) && p.state == "running") p.lent = &c;
+  }
+
+  if (format == "json") {
+    std::printf("{\"schema_version\":1,\"dir\":%s,\"processes\":[", cli::json_quote(dir).c_str());
+    for (std::size_t i = 0; i < procs.size(); ++i) {
+      const process& p = procs[i];
+      const auto& h = p.file->header();
+      std::printf(
+          "%s{\"pid\":%d,\"state\":%s,\"file\":%s,\"exe\":%s,\"cmdline\":%s,\"live_bytes\":%lld,"
+          "\"peak_bytes\":%lld,\"start_ns\":%llu,\"end_ns\":%llu,\"daemon_lent_bytes\":",
+          i ? "," : "", h.pid, cli::json_quote(p.state).c_str(), cli::json_quote(p.file->path()).c_str(),
+          cli::json_quote(h.exe).c_str(), cli::json_quote(h.cmdline).c_str(), static_cast<long long>(p.live),
+          static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.start_ns),
+          static_cast<unsigned long long>(h.end_ns));
+      if (p.lent != nullptr)
+        std::printf("%llu}", static_cast<unsigned long long>(p.lent->lent_bytes));
+      else
+        std::printf("null}");
+    }
+    std::printf("],\"kinds\":[");
+    bool first = true;
+    for (const auto& [dk, s] : sums) {
+      std::printf(
+          "%s{\"device\":%d,\"kind\":\"%s\",\"processes\":%zu,\"live_bytes_running\":%lld,"
+          "\"peak_bytes_sum\":%lld,\"allocs\":%llu}",
+          first ? "" : ",", dk.first, kind_name(dk.second), s.processes, static_cast<long long>(s.live_running),
+          static_cast<long long>(s.peak_sum), static_cast<unsigned long long>(s.allocs));
+      first = false;
+    }
+    std::printf("],\"daemon\":{\"socket\":%s,\"answered\":%s", cli::json_quote(d.socket).c_str(),
+                d.answered ? "true" : "false");
+    if (!d.answered) {
+      std::printf(",\"why\":%s}}\n", cli::json_quote(d.why).c_str());
+      return 0;
+    }
+    std::printf(
+        ",\"region_bytes\":%llu,\"lent_bytes\":%llu,\"free_bytes\":%llu,\"clients\":%llu,\"leases\":%llu,"
+        "\"reclaimed_slabs\":%llu,\"device_lent_bytes\":%llu,\"per_client\":[",
+        static_cast<unsigned long long>(d.region_bytes), static_cast<unsigned long long>(d.lent_bytes),
+        static_cast<unsigned long long>(d.free_bytes), static_cast<unsigned long long>(d.clients),
+        static_cast<unsigned long long>(d.leases), static_cast<unsigned long long>(d.reclaimed_slabs),
+        static_cast<unsigned long long>(d.device_lent_bytes));
+    for (std::size_t i = 0; i < d.per_client.size(); ++i) {
+      const daemon_client_figures& c = d.per_client[i];
+      std::printf("%s{\"pid\":%llu,\"uid\":%llu,\"lent_bytes\":%llu,\"leases\":%llu,\"device_bytes\":%llu}",
+                  i ? "," : "", static_cast<unsigned long long>(c.pid), static_cast<unsigned long long>(c.uid),
+                  static_cast<unsigned long long>(c.lent_bytes), static_cast<unsigned long long>(c.leases),
+                  static_cast<unsigned long long>(c.device_bytes));
+    }
+    std::printf("]}}\n");
+    return 0;
+  }
+
+  // Text, for 100 columns.
+  std::printf("node: %zu processes with stats files in %s (%zu running, %zu exited, %zu killed)\n", procs.size(),
+              dir.c_str(), running, exited, killed);
+  if (!procs.empty()) {
+    std::printf("  %-8s %-8s %11s %11s %11s  %s\n", "pid", "state", "live", "peak", "daemon lent", "command");
+    for (const process& p : procs) {
+      const auto& h = p.file->header();
+      const std::string cmd = cli::brief_command(*p.file, 42);
+      std::printf("  %-8d %-8s %11s %11s %11s  %s\n", h.pid, p.state.c_str(), cli::bytes_text(p.live).c_str(),
+                  cli::bytes_text(h.process_peak).c_str(),
+                  p.lent != nullptr ? cli::bytes_text(static_cast<long double>(p.lent->lent_bytes)).c_str() : "-",
+                  cmd.c_str());
+    }
+    std::printf("\n  %-6s %-8s %9s %15s %15s %12s\n", "device", "kind", "processes", "live (running)", "peak (summed)",
+                "allocations");
+    for (const auto& [dk, s] : sums)
+      std::printf("  %-6d %-8s %9zu %15s %15s %12llu\n", dk.first, kind_name(dk.second), s.processes,
+                  cli::bytes_text(s.live_running).c_str(), cli::bytes_text(s.peak_sum).c_str(),
+                  static_cast<unsigned long long>(s.allocs));
+    std::printf("  live: of running processes only; peak: the sum of each process's own peak\n");
+  }
+  if (!d.answered) {
+    std::printf("\ndaemon: none answers (%s)\n", d.why.c_str());
+    return 0;
+  }
+  std::printf(
+      "\ndaemon on %s:\n  pinned region %s, lent %s, free %s; %llu client%s, %llu lease%s; device memory lent %s\n",
+      d.socket.c_str(), cli::bytes_text(static_cast<long double>(d.region_bytes)).c_str(),
+      cli::bytes_text(static_cast<long double>(d.lent_bytes)).c_str(),
+      cli::bytes_text(static_cast<long double>(d.free_bytes)).c_str(), static_cast<unsigned long long>(d.clients),
+      d.clients == 1 ? "" : "s", static_cast<unsigned long long>(d.leases), d.leases == 1 ? "" : "s",
+      cli::bytes_text(static_cast<long double>(d.device_lent_bytes)).c_str());
+  for (const daemon_client_figures& c : d.per_client)
+    std::printf("  client pid %-8llu uid %-6llu lent %s in %llu lease%s, device %s\n",
+                static_cast<unsigned long long>(c.pid), static_cast<unsigned long long>(c.uid),
+                cli::bytes_text(static_cast<long double>(c.lent_bytes)).c_str(),
+                static_cast<unsigned long long>(c.leases), c.leases == 1 ? "" : "s",
+                cli::bytes_text(static_cast<long double>(c.device_bytes)).c_str());
+  return 0;
+}
+
+}  // namespace poolshim::stats_tool

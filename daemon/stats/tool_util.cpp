@@ -1,0 +1,175 @@
+// Helpers of poolshim-stats' commands (tool_util.h).
+#include "stats/tool_util.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+
+namespace poolshim::stats_tool::cli {
+
+std::string bytes_text(long double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  const bool neg = b < 0;
+  if (neg) b = -b;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  char out[40];
+  std::snprintf(out, sizeof out, u == 0 ? "%s%.0Lf %s" : "%s%.1Lf %s", neg ? "-" : "", b, units[u]);
+  return out;
+}
+
+std::string signed_bytes_text(long double b) { return (b > 0 ? "+" : "") + bytes_text(b); }
+
+std::string signed_count_text(long double n) {
+  char out[40];
+  std::snprintf(out, sizeof out, n > 0 ? "+%.0Lf" : "%.0Lf", n);
+  return out;
+}
+
+std::string when_text(std::uint64_t ns) {
+  if (ns == 0) return "-";
+  const time_t t = static_cast<time_t>(ns / 1000000000ull);
+  tm local{};
+  localtime_r(&t, &local);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &local);
+  return out;
+}
+
+std::string json_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char e[8];
+      std::snprintf(e, sizeof e, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += e;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string state_of(const stats_file& f) {
+  if (f.header().end_ns != 0) return "exited";
+  return f.running() ? "running" : "killed";
+}
+
+std::string short_command(const stats_file& f) {
+  const auto& h = f.header();
+  std::string c(h.cmdline, strnlen(h.cmdline, sizeof h.cmdline));
+  if (c.empty()) c.assign(h.exe, strnlen(h.exe, sizeof h.exe));
+  return c;
+}
+
+std::string brief_command(const stats_file& f, std::size_t width) {
+  std::string c = short_command(f);
+  const std::size_t space = c.find(' ');
+  const std::size_t slash = c.rfind('/', space == std::string::npos ? c.size() : space);
+  if (slash != std::string::npos) c = c.substr(slash + 1);
+  if (width > 3 && c.size() > width) c = c.substr(0, width - 3) + "...";
+  return c;
+}
+
+bool parse_count(const std::string& text, std::uint64_t* out) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18) return false;
+  *out = std::strtoull(text.c_str(), nullptr, 10);
+  return true;
+}
+
+std::string resolve_file(const std::string& spec, const std::string& dir) {
+  struct stat st {};
+  if (spec.find('/') != std::string::npos || (spec.size() > 6 && spec.substr(spec.size() - 6) == ".stats")) {
+    if (stat(spec.c_str(), &st) != 0) throw file_error(spec + ": " + std::strerror(errno));
+    return spec;
+  }
+  std::uint64_t pid = 0;
+  const bool by_pid = parse_count(spec, &pid);
+  if (!by_pid && spec != "latest" && spec != "previous")
+    throw file_error("'" + spec + "' names no process: give a pid, a stats file's path, latest or previous");
+  const std::vector<std::string> files = find_files(dir, nullptr);  // newest first
+  if (spec == "latest" || spec == "previous") {
+    const std::size_t i = spec == "latest" ? 0 : 1;
+    if (files.size() <= i)
+      throw file_error("no " + std::string(i == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec + "' (" +
+                       std::to_string(files.size()) + " found)");
+    return files[i];
+  }
+  for (const std::string& p : files) {
+    try {
+      if (static_cast<std::uint64_t>(stats_file(p).header().pid) == pid) return p;
+    } catch (const file_error&) {
+    }
+  }
+  throw file_error("no stats file of pid " + spec + " in " + dir);
+}
+
+std::string site_key(const site& s) {
+  if (s.id == 0) return "#untracked";
+  if (s.frames.empty()) return "#" + std::to_string(s.id);
+  std::string key;
+  for (const frame& f : s.frames) {
+    if (!f.function.empty()) {
+      key += f.function + "|" + f.file + "|" + std::to_string(f.line);
+    } else {
+      const auto slash = f.module.find_last_of('/');
+      key += (slash == std::string::npos ? f.module : f.module.substr(slash + 1));
+      char off[32];
+      std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(f.module.empty() ? f.pc : f.offset));
+      key += off;
+    }
+    key += '\n';
+  }
+  return key;
+}
+
+std::vector<site> merge_by_key(std::vector<site> in) {
+  std::vector<site> out;
+  std::map<std::string, std::size_t> index;
+  for (site& s : in) {
+    const std::string key = site_key(s);
+    const auto it = index.find(key);
+    if (it == index.end()) {
+      index.emplace(key, out.size());
+      out.push_back(std::move(s));
+      continue;
+    }
+    site& m = out[it->second];
+    auto& a = m.counters;
+    const auto& b = s.counters;
+    a.allocs += b.allocs;
+    a.frees += b.frees;
+    a.bytes_allocated += b.bytes_allocated;
+    a.bytes_freed += b.bytes_freed;
+    a.largest = std::max(a.largest, b.largest);
+    a.live_bytes += b.live_bytes;
+    a.live_count += b.live_count;
+    a.own_peak = std::max(a.own_peak, b.own_peak);
+    a.temporary += b.temporary;
+    m.at_process_peak += s.at_process_peak;
+  }
+  return out;
+}
+
+const frame* caller_frame(const site& s) {
+  for (const frame& f : s.frames) {
+    const std::string& m = f.module;
+    const auto slash = m.find_last_of('/');
+    const std::string base = slash == std::string::npos ? m : m.substr(slash + 1);
+    if (base.rfind("libcudart", 0) == 0 || base.rfind("libcuda.", 0) == 0 || base.rfind("libpoolshim", 0) == 0)
+      continue;
+    return &f;
+  }
+  return s.frames.empty() ? nullptr : &s.frames.front();
+}
+
+}  // namespace poolshim::stats_tool::cli

@@ -1,0 +1,45 @@
+// Shared by poolshim-stats' diff, node, top and memory_viz commands: byte and time formatting,
+// JSON strings, naming a process's file (a path, a pid, "latest" or "previous") and call sites
+// keyed by what the source says (function, file, line), so that two runs of one program — whose
+// addresses and stack ids differ — name a site alike.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "stats/stats_file.h"
+
+namespace poolshim::stats_tool::cli {
+
+std::string bytes_text(long double b);           // "1.5 MiB", "-512 KiB"
+std::string signed_bytes_text(long double b);    // "+1.5 MiB", "-512 KiB", "0 B"
+std::string signed_count_text(long double n);    // "+3", "-1", "0"
+std::string when_text(std::uint64_t ns);         // local "YYYY-MM-DD HH:MM:SS", "-" for 0
+std::string json_quote(const std::string& s);    // a JSON string literal
+std::string state_of(const stats_file& f);       // "running", "exited" or "killed"
+std::string short_command(const stats_file& f);  // cmdline, else exe
+// The command for a table: the program's file name (no folder) and its arguments, cut to WIDTH
+// columns with "..." at the end.
+std::string brief_command(const stats_file& f, std::size_t width);
+
+// Names one process's stats file: SPEC is a path (it has a '/' or names an existing file), a pid
+// (the newest file of that pid in DIR), "latest" (the newest file in DIR) or "previous" (the one
+// before it). Throws file_error with a message for the user when there is none.
+std::string resolve_file(const std::string& spec, const std::string& dir);
+
+// A site's identity across runs: its symbolised frames ("function|file|line" each; an address
+// without symbols as module basename + offset, which a rebuilt binary changes).
+std::string site_key(const site& s);
+// Sites merged by site_key (a stack that differs only in return addresses the source does not
+// tell apart is one site to the reader). Counters add; own peak and largest take the maximum.
+std::vector<site> merge_by_key(std::vector<site> in);
+
+// The frame a reader recognises a site by: the first one outside the CUDA libraries and the shim
+// (the program's call of cudaMalloc, not cudaMalloc itself), else the innermost.
+const frame* caller_frame(const site& s);
+
+// Parses a non-negative decimal; false when TEXT is not one.
+bool parse_count(const std::string& text, std::uint64_t* out);
+
+}  // namespace poolshim::stats_tool::cli

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# poolshim-stats' diff, node, top, memory_viz and pool hit rate, end to end: stats_tool_program
+# (known call sites; arguments change them) under the shim with POOLSHIM_STATS=native, and a
+# synthetic stats file with a known event ring (stats_fake_file). Every figure checked is one the
+# program or the synthetic file promises.
+# usage: stats_tool_test.sh SCENARIO --shim libpoolshim.so --program stats_tool_program
+#                           --stats poolshim-stats --fake stats_fake_file --daemon poolshimd
+# Scenarios: diff, node, top, memory_viz, pool_hit_rate
+set -u
+scenario=${1:?scenario}; shift
+shim="" program="" stats="" fake="" daemon=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --shim) shim=$2; shift 2 ;;
+    --program) program=$2; shift 2 ;;
+    --stats) stats=$2; shift 2 ;;
+    --fake) fake=$2; shift 2 ;;
+    --daemon) daemon=$2; shift 2 ;;
+    *) echo "stats_tool_test: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+fail() { echo "stats_tool_test $scenario: FAIL: $*" >&2; exit 1; }
+dir=$(mktemp -d /tmp/poolshim-stats-tool-XXXXXX)
+chmod 700 "$dir"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+# exec: run is only called in subshells ($(...) and &), so a background pid is the program itself.
+run() { exec env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$dir" "$@"; }
+wait_ready() {  # wait_ready FILE: the program printed "ready"
+  for _ in $(seq 1000); do grep -q ready "$1" 2>/dev/null && return 0; sleep 0.01; done
+  cat "$1" >&2
+  fail "the program did not get ready"
+}
+expect_error() {  # expect_error STATUS TEXT COMMAND...: fails with STATUS and says TEXT
+  local want=$1 text=$2; shift 2
+  local msg rc
+  msg=$("$@" 2>&1); rc=$?
+  echo "error ($rc): $msg"
+  [[ $rc -eq $want ]] || fail "'$*' exited $rc, not $want: $msg"
+  [[ $msg == *"$text"* ]] || fail "'$*' did not say '$text': $msg"
+}
+
+case "$scenario" in
+diff)
+  out=$(run "$program" --leaks 2 --only-a) || fail "first run: $out"
+  old=$(ls "$dir"/*.stats)
+  sleep 0.01
+  out=$(run "$program" --leaks 5 --only-b) || fail "second run: $out"
+  new=$(ls "$dir"/*.stats | grep -v "$old")
+  old_pid=$(basename "$old" | cut -d- -f3)
+  new_pid=$(basename "$new" | cut -d- -f3)
+  "$stats" diff "$old_pid" "$new_pid" --dir "$dir" --format json --top 0 >"$dir/diff.json" || fail "diff by pid"
+  "$stats" diff "$old" "$new" --format json --top 0 >"$dir/by_path.json" || fail "diff by path"
+  "$stats" diff previous latest --dir "$dir" --format json --top 0 >"$dir/by_name.json" || fail "diff by name"
+  python3 - "$dir/diff.json" "$dir/by_path.json" "$dir/by_name.json" "$old_pid" "$new_pid" <<'PY' || fail "diff json"
+import json, sys
+MiB, KiB = 1 << 20, 1 << 10
+d = json.load(open(sys.argv[1]))
+for other in sys.argv[2:4]:
+    o = json.load(open(other))
+    assert [s["change"] for s in o["sites"]] == [s["change"] for s in d["sites"]], other
+    assert o["old"]["pid"] == d["old"]["pid"] and o["new"]["pid"] == d["new"]["pid"], other
+assert d["old"]["pid"] == int(sys.argv[4]) and d["new"]["pid"] == int(sys.argv[5]), (d["old"], d["new"])
+def fn(s):
+    for f in s["frames"][:3]:
+        for name in ("site_leak", "site_only_a", "site_only_b", "site_reuse", "site_pinned"):
+            if name + "(" in f["function"] or f["function"].endswith(name):
+                assert f["file"].endswith("stats_tool_program.cpp") and f["line"] > 0, f
+                return name
+    return None
+got = [(fn(s), s["status"], s["change"]) for s in d["sites"]]
+for g in got: print(g)
+ch = lambda peak, live, total, allocs: {"bytes_at_peak": peak, "live_bytes": live, "bytes_allocated": total, "allocs": allocs}
+want = [
+    ("site_leak", "changed", ch(3 * MiB, 3 * MiB, 3 * MiB, 3)),
+    ("site_only_b", "new", ch(768 * KiB, 768 * KiB, 768 * KiB, 1)),
+    ("site_only_a", "gone", ch(-256 * KiB, -256 * KiB, -256 * KiB, -1)),
+]
+assert got == want, f"got {got}, want {want} (largest change of bytes at the peak first)"
+leak = d["sites"][0]
+assert leak["old"]["allocs"] == 2 and leak["new"]["allocs"] == 5, leak
+assert d["sites"][1]["old"] is None and d["sites"][2]["new"] is None
+c = d["counts"]
+assert (c["changed"], c["new"], c["gone"]) == (1, 1, 1) and c["unchanged"] >= 2, c  # site_pinned, site_reuse
+dev = [k for k in d["kinds"] if k["device"] == 0 and k["kind"] == "device"]
+assert len(dev) == 1 and dev[0]["change"]["allocs"] == 3 and dev[0]["change"]["bytes_allocated"] == 3 * MiB + 512 * KiB, dev
+print("diff: site_leak +3 MiB, site_only_b new, site_only_a gone, others unchanged")
+PY
+  "$stats" diff --dir "$dir" | tee "$dir/diff.txt"
+  grep -q "^old: pid $old_pid " "$dir/diff.txt" || fail "the default OLD is not the previous run"
+  grep -q "^new: pid $new_pid " "$dir/diff.txt" || fail "the default NEW is not the latest run"
+  grep -Eq "^  #1 +changed +peak \+3\.0 MiB \(2\.0 MiB -> 5\.0 MiB\)" "$dir/diff.txt" || fail "text: site_leak's line"
+  grep -A3 "^  #1 " "$dir/diff.txt" | grep -q "site_leak() (stats_tool_program.cpp:" || fail "text: site_leak's frame"
+  grep -Eq "^  #2 +new " "$dir/diff.txt" && grep -Eq "^  #3 +gone " "$dir/diff.txt" || fail "text: new and gone"
+  grep -q "call sites: 1 changed, 1 new, 1 gone" "$dir/diff.txt" || fail "text: counts"
+  "$stats" diff --dir "$dir" --sort count --format json | python3 -c '
+import json, sys; d = json.load(sys.stdin); assert [s["change"]["allocs"] for s in d["sites"]] == [3, 1, -1], d' ||
+    fail "--sort count"
+  # Clear errors.
+  expect_error 1 "no stats file of pid 999999999" "$stats" diff 999999999 latest --dir "$dir"
+  expect_error 1 "No such file" "$stats" diff "$dir/none.stats" latest --dir "$dir"
+  expect_error 1 "names no process" "$stats" diff bogus latest --dir "$dir"
+  expect_error 2 "give OLD and NEW" "$stats" diff latest --dir "$dir"
+  expect_error 2 "bad --format" "$stats" diff --dir "$dir" --format collapsed
+  rm -f "$dir"/*.stats
+  run "$program" >/dev/null || fail "third run"
+  expect_error 1 "no second stats file" "$stats" diff --dir "$dir"
+  ;;
+
+node)
+  [[ -x "$daemon" ]] || fail "no daemon given"
+  sock=$dir/poolshimd.sock
+  "$daemon" --socket "$sock" --region 256M --slab 64M --fill-threads 1 >"$dir/daemon.log" 2>&1 &
+  dpid=$!
+  pids+=("$dpid")
+  for _ in $(seq 300); do [[ -S "$sock" ]] && "$daemon" --status --socket "$sock" >/dev/null 2>&1 && break; sleep 0.02; done
+  "$daemon" --status --socket "$sock" >/dev/null 2>&1 || { cat "$dir/daemon.log" >&2; fail "the daemon did not come up"; }
+  out=$(POOLSHIM_SOCKET=$sock run "$program" --leaks 1) || fail "the exiting run: $out"
+  exited_pid=$(basename "$(ls "$dir"/*.stats)" | cut -d- -f3)
+  POOLSHIM_SOCKET=$sock run "$program" --hold >"$dir/hold.out" 2>&1 &
+  held_pid=$!
+  pids+=("$held_pid")
+  wait_ready "$dir/hold.out"
+  # The exited run's slab goes back when the daemon sees its process end: wait for that.
+  for _ in $(seq 200); do "$daemon" --status --socket "$sock" | grep -q " clients=1 " && break; sleep 0.01; done
+  "$stats" node --dir "$dir" --socket "$sock" | tee "$dir/node.txt"
+  "$stats" node --dir "$dir" --socket "$sock" --format json >"$dir/node.json" || fail "node json"
+  "$daemon" --status --socket "$sock" | tee "$dir/status.txt"
+  python3 - "$dir/node.json" "$held_pid" "$exited_pid" "$dir/status.txt" <<'PY' || fail "node json"
+import json, re, sys
+MiB, KiB = 1 << 20, 1 << 10
+d = json.load(open(sys.argv[1]))
+held, exited = int(sys.argv[2]), int(sys.argv[3])
+procs = {p["pid"]: p for p in d["processes"]}
+assert set(procs) == {held, exited}, procs.keys()
+h, e = procs[held], procs[exited]
+# held: 64 KiB pinned + 3 x 1 MiB live; its peak adds one 64 KiB block of site_reuse.
+assert (h["state"], h["live_bytes"], h["peak_bytes"]) == ("running", 3 * MiB + 64 * KiB, 3 * MiB + 128 * KiB), h
+assert (e["state"], e["live_bytes"], e["peak_bytes"]) == ("exited", 1 * MiB + 64 * KiB, 1 * MiB + 128 * KiB), e
+kinds = {(k["device"], k["kind"]): k for k in d["kinds"]}
+dev, pin = kinds[(0, "device")], kinds[(0, "pinned")]
+assert (dev["processes"], dev["live_bytes_running"], dev["peak_bytes_sum"], dev["allocs"]) == \
+    (2, 3 * MiB, 3 * MiB + 64 * KiB + 1 * MiB + 64 * KiB, 3 + 4 + 1 + 4), dev
+assert (pin["processes"], pin["live_bytes_running"], pin["peak_bytes_sum"], pin["allocs"]) == (2, 64 * KiB, 128 * KiB, 2), pin
+dm = d["daemon"]
+assert dm["answered"] is True, dm
+status = open(sys.argv[4]).read().splitlines()
+first = dict(kv.split("=") for kv in status[0].split())
+for key in ("region_bytes", "lent_bytes", "free_bytes", "device_lent_bytes"):
+    assert dm[key] == int(first[key]), (key, dm[key], first[key])
+assert dm["region_bytes"] == 256 * MiB, dm
+assert dm["clients"] == int(first["clients"]), (dm["clients"], first["clients"])
+clients = {c["pid"]: c for c in dm["per_client"]}
+lent = {int(re.search(r"pid=(\d+)", l).group(1)): int(re.search(r"lent_bytes=(\d+)", l).group(1))
+        for l in status[1:] if l.startswith("client")}
+assert {p: c["lent_bytes"] for p, c in clients.items()} == lent, (clients, lent)
+assert sum(c["lent_bytes"] for c in dm["per_client"]) == dm["lent_bytes"], dm
+# The held program's pinned block came from a slab the daemon lent it (the exited one's went back).
+assert held in clients and dm["clients"] == 1, (clients, dm)
+assert h["daemon_lent_bytes"] == clients[held]["lent_bytes"] == 64 * MiB, (h, clients)  # one 64 MiB slab
+print(f"held pid {held}: the daemon lent it {h['daemon_lent_bytes']} bytes")
+assert e["daemon_lent_bytes"] is None, e
+print("node: processes, sums and the daemon's figures as promised")
+PY
+  grep -Eq "^  $held_pid +running +3\.1 MiB +3\.1 MiB " "$dir/node.txt" || fail "text: the held process's line"
+  grep -Eq "^  $exited_pid +exited +1\.1 MiB +1\.1 MiB +- " "$dir/node.txt" || fail "text: the exited process's line"
+  grep -A1 "^daemon on $sock:$" "$dir/node.txt" | grep -Eq "^  pinned region 256\.0 MiB, lent [0-9.]+ [KMG]?i?B, free " ||
+    fail "text: the daemon's lines"
+  # No daemon: one line, status 0, in text and JSON.
+  out=$("$stats" node --dir "$dir" --socket "$dir/none.sock") || fail "node failed without a daemon: $out"
+  echo "$out" | tail -1
+  [[ $(echo "$out" | grep -c "^daemon") -eq 1 ]] || fail "more than one line about the absent daemon"
+  echo "$out" | tail -1 | grep -q "^daemon: none answers (" || fail "no line about the absent daemon: $out"
+  "$stats" node --dir "$dir" --socket "$dir/none.sock" --format json | python3 -c '
+import json, sys; d = json.load(sys.stdin)["daemon"]; assert d["answered"] is False and d["why"], d' ||
+    fail "json without a daemon"
+  # An untrusted socket directory is refused before a byte is sent, not an error of node.
+  mkdir -m 777 "$dir/open" && ln -s "$sock" "$dir/open/poolshimd.sock"
+  out=$("$stats" node --dir "$dir" --socket "$dir/open/poolshimd.sock") || fail "node failed on an untrusted socket"
+  echo "$out" | tail -1 | grep -q "^daemon: none answers (not trusting" || fail "untrusted socket: $out"
+  expect_error 1 "No such file" "$stats" node --dir "$dir/missing"
+  expect_error 2 "node takes no process" "$stats" node 1234 --dir "$dir"
+  ;;
+
+top)
+  run "$program" --grow >"$dir/grow.out" 2>&1 &
+  grow_pid=$!
+  pids+=("$grow_pid")
+  wait_ready "$dir/grow.out"
+  "$stats" top --dir "$dir" --interval 0.5 --iterations 3 >"$dir/top.txt" || fail "top"
+  cat "$dir/top.txt"
+  if grep -q $'\x1b' "$dir/top.txt"; then fail "escape codes although stdout is no terminal"; fi
+  python3 - "$dir/top.txt" "$grow_pid" <<'PY' || fail "top output"
+import re, sys
+text, pid = open(sys.argv[1]).read(), sys.argv[2]
+frames = [f for f in re.split(r"^--- poolshim-stats top ", text, flags=re.M) if f.strip()]
+assert len(frames) == 3, f"{len(frames)} refreshes"
+counts, rates = [], []
+for f in frames:
+    lines = f.splitlines()
+    row = [i for i, l in enumerate(lines) if re.match(rf"^  {pid} ", l)]
+    assert len(row) == 1, f"pid {pid} not shown once:\n{f}"
+    cols = lines[row[0]].split()
+    rates.append(cols[5])
+    site = [l for l in lines[row[0] + 1:] if "site_grow" in l]
+    assert len(site) == 1, f"not one site_grow line:\n{f}"
+    m = re.search(r"live in (\d+) \((\d+) allocs\)", site[0])
+    assert m and "stats_tool_program.cpp:" in site[0], site[0]
+    counts.append(int(m.group(1)))
+print("site_grow live counts:", counts, "allocs/s:", rates)
+assert counts[0] < counts[1] < counts[2], counts
+assert rates[0] == "-" and all(5 <= float(r) <= 500 for r in rates[1:]), rates  # every 20 ms: about 50/s
+PY
+  expect_error 2 "bad --interval" "$stats" top --dir "$dir" --interval 0
+  expect_error 2 "bad --iterations" "$stats" top --dir "$dir" --iterations x
+  expect_error 1 "No such file" "$stats" top --dir "$dir/missing" --iterations 1
+  ;;
+
+memory_viz)
+  mkdir "$dir/fake"
+  "$fake" "$dir/fake/poolshim-0-4242-1.stats" || fail "stats_fake_file"
+  "$stats" report "$dir/fake/poolshim-0-4242-1.stats" --format memory_viz --output "$dir/fake.pickle" \
+    2>"$dir/fake.err" || { cat "$dir/fake.err"; fail "memory_viz of the synthetic file"; }
+  cat "$dir/fake.err"
+  grep -q "newest 8 of 10 events" "$dir/fake.err" || fail "no note of the events the ring lost"
+  grep -q "2 pinned-host events left out" "$dir/fake.err" || fail "no note of the pinned events"
+  grep -q "1 frees of allocations of unknown size" "$dir/fake.err" || fail "no note of the unknown free"
+  "$stats" report "$dir/fake/poolshim-0-4242-1.stats" --format memory_viz 2>/dev/null >"$dir/stdout.pickle" ||
+    fail "memory_viz to stdout"
+  cmp -s "$dir/fake.pickle" "$dir/stdout.pickle" || fail "--output and stdout differ"
+  python3 "$(dirname "$0")/memory_viz_check.py" "$dir/fake.pickle" --synthetic || fail "the synthetic snapshot"
+  "$fake" "$dir/fake/poolshim-0-4243-2.stats" --no-ring || fail "stats_fake_file --no-ring"
+  expect_error 1 "POOLSHIM_STATS_EVENTS" "$stats" report "$dir/fake/poolshim-0-4243-2.stats" --format memory_viz \
+    --output "$dir/none.pickle"
+  [[ -e "$dir/none.pickle" ]] && fail "a snapshot was written without an event ring"
+  # A real run: its known sites and sizes in the timeline (site_small's 1200 blocks make lists of
+  # more than one batch of 1000).
+  out=$(POOLSHIM_STATS_EVENTS=4096 run "$program" --leaks 3 --small 1200) || fail "the program failed: $out"
+  "$stats" report --dir "$dir" --format memory_viz --output "$dir/real.pickle" 2>"$dir/real.err"
+  rc=$?
+  cat "$dir/real.err"
+  [[ $rc -eq 0 ]] || fail "memory_viz of a real run with POOLSHIM_STATS_EVENTS=4096"
+  python3 "$(dirname "$0")/memory_viz_check.py" "$dir/real.pickle" --program 1200 || fail "the real run's snapshot"
+  # Without POOLSHIM_STATS_EVENTS, the clear error.
+  rm -f "$dir"/*.stats
+  out=$(run "$program" --leaks 1) || fail "the program failed: $out"
+  expect_error 1 "POOLSHIM_STATS_EVENTS=N" "$stats" report --dir "$dir" --format memory_viz --output "$dir/x.pickle"
+  ;;
+
+pool_hit_rate)
+  mkdir "$dir/fake"
+  "$fake" "$dir/fake/poolshim-0-4242-1.stats" || fail "stats_fake_file"
+  "$stats" report "$dir/fake/poolshim-0-4242-1.stats" | tee "$dir/fake.txt"
+  grep -q "^  pool hit rate: device 87.5% (7 of 8 allocations), pinned -$" "$dir/fake.txt" || fail "text"
+  "$stats" report "$dir/fake/poolshim-0-4242-1.stats" --format json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["pool_hit_rate"]
+assert r == {"device": {"hits": 7, "allocs": 8, "rate": 0.875}, "pinned": {"hits": 0, "allocs": 0, "rate": None}}, r
+print("json:", r)' || fail "json"
+  # A real run in pool mode: 3 + 4 device allocations (site_reuse's last 3 come from the cache),
+  # one pinned.
+  out=$(POOLSHIM_MODE=pool run "$program" --leaks 3) || fail "the program failed: $out"
+  "$stats" report --dir "$dir" --format json >"$dir/real.json" || fail "report"
+  "$stats" report --dir "$dir" | grep "pool hit rate"
+  python3 - "$dir/real.json" <<'PY' || fail "the real run's hit rate"
+import json, sys
+r = json.load(open(sys.argv[1]))["pool_hit_rate"]
+print(r)
+d, p = r["device"], r["pinned"]
+assert d["allocs"] == 7 and 3 <= d["hits"] <= 7 and abs(d["rate"] - d["hits"] / 7) < 1e-6, d
+assert p["allocs"] == 1 and p["hits"] <= 1, p
+PY
+  ;;
+
+*) echo "stats_tool_test: unknown scenario $scenario" >&2; exit 2 ;;
+esac
+echo "stats_tool_test $scenario: OK"
