@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -258,14 +259,26 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   if (h.flags & 2)
     std::printf("  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
                 "        only the figures per device and kind were counted\n");
-  std::printf("\n  %-6s %-8s %10s %10s %12s %12s %12s\n", "device", "kind", "allocs", "frees", "allocated", "peak",
-              "live");
-  for (const auto& k : kinds)
-    std::printf("  %-6d %-8s %10llu %10llu %12s %12s %12s\n", k.device, tool::kind_name(k.kind),
+  // Per device and kind: allocations per second over the run so far, the peak and when (seconds
+  // after the start), what is live (leaked, after an exit).
+  const std::uint64_t until = h.end_ns != 0 ? h.end_ns : static_cast<std::uint64_t>(
+                                                              std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                                  .count());
+  const double ran_s = until > h.start_ns ? static_cast<double>(until - h.start_ns) / 1e9 : 0.0;
+  std::printf("\n  %-6s %-7s %9s %9s %9s %10s %10s %9s %10s\n", "device", "kind", "allocs", "frees", "allocs/s",
+              "allocated", "peak", "peak at", h.end_ns != 0 ? "leaked" : "live");
+  for (const auto& k : kinds) {
+    char rate[32] = "-", at[32] = "-";
+    if (ran_s > 0) std::snprintf(rate, sizeof rate, "%.0f", static_cast<double>(k.counters.allocs) / ran_s);
+    if (k.counters.peak_ns >= h.start_ns && k.counters.peak_ns != 0)
+      std::snprintf(at, sizeof at, "+%.2f s", static_cast<double>(k.counters.peak_ns - h.start_ns) / 1e9);
+    std::printf("  %-6d %-7s %9llu %9llu %9s %10s %10s %9s %10s\n", k.device, tool::kind_name(k.kind),
                 static_cast<unsigned long long>(k.counters.allocs), static_cast<unsigned long long>(k.counters.frees),
-                bytes_text(static_cast<long double>(k.counters.bytes_allocated)).c_str(),
-                bytes_text(static_cast<long double>(k.counters.peak_bytes)).c_str(),
+                rate, bytes_text(static_cast<long double>(k.counters.bytes_allocated)).c_str(),
+                bytes_text(static_cast<long double>(k.counters.peak_bytes)).c_str(), at,
                 bytes_text(static_cast<long double>(k.counters.live_bytes)).c_str());
+  }
   std::fputs(tool::pool_hit_rate_text(h).c_str(), stdout);
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
               sort == "live" ? "live bytes" : sort == "total" ? "bytes allocated" : sort == "count" ? "allocations"
