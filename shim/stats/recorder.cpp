@@ -314,8 +314,7 @@ bool start(recorder& r) noexcept {
   refresh_modules(r);
   if (stacks) (void)unwinder_available();  // loads and warms libunwind now, not in the middle of an event
   if (l.python != 0) {
-    r.python = python_start(base + l.python_at, l.python);
-    if (!r.python) POOLSHIM_LOG_WARN("POOLSHIM_STATS=python: not a supported CPython here; native frames only");
+    r.python = python_start(base + l.python_at, l.python);  // says why when it cannot
   }
   POOLSHIM_LOG_INFO("call-site statistics in {}", r.path);
   return true;
@@ -426,7 +425,10 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   if (const std::uint32_t id = lookup_cached(sp); id != 0) return id;
   void* frames[64 + 16];
   std::uintptr_t slots[64 + 16];
-  int n = capture_stack_with_slots(frames, slots, static_cast<int>(r.depth) + 16, 0);
+  // With Python frames the stack is not cached (the same native frames run other Python lines), so
+  // it needs no slots: unw_backtrace, far cheaper per frame than unw_step (which, with the system
+  // libunwind, makes two sigprocmask calls per frame).
+  int n = r.python ? 0 : capture_stack_with_slots(frames, slots, static_cast<int>(r.depth) + 16, 0);
   const bool with_slots = n > 0;
   if (!with_slots) n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);
   int first = 0;  // the shim's own frames (hooks, seam, recorder) are not the caller's

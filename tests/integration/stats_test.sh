@@ -2,7 +2,8 @@
 # Call-site statistics end to end: stats_sites_program under the shim with POOLSHIM_STATS=native,
 # then poolshim-stats' JSON must name exactly its call sites (function and line) with exact bytes,
 # shares of the peak and leaks — after a clean exit, and after kill -9 mid-run. Also the text and
-# collapsed formats, and clear errors for a truncated, foreign and newer-version file.
+# collapsed formats, POOLSHIM_STATS=python in a program without CPython (native frames, one warning),
+# and clear errors for a truncated, foreign and newer-version file.
 # usage: stats_test.sh --shim libpoolshim.so --program stats_sites_program --stats poolshim-stats
 set -u
 shim="" program="" stats=""
@@ -77,6 +78,15 @@ kill -9 $pid; wait $pid 2>/dev/null
 "$stats" list --dir "$dir" | grep -q "^$pid .*killed" || fail "list does not show the killed process"
 "$stats" report "$pid" --dir "$dir" --format json --top 0 >"$dir/killed.json" || fail "report of the killed process"
 check "$dir/killed.json" killed 4 || fail "killed run"
+
+# POOLSHIM_STATS=python in a program that runs no CPython: one warning, the same exact native sites.
+rm -f "$dir"/*.stats
+out=$(env LD_PRELOAD="$shim" POOLSHIM_STATS=python POOLSHIM_STATS_DIR="$dir" "$program" 2>&1) ||
+  fail "the program failed in python mode: $out"
+[[ $(grep -c "runs no CPython interpreter: native frames only" <<<"$out") == 1 ]] ||
+  fail "python mode without CPython: not exactly one warning: $out"
+"$stats" report --dir "$dir" --format json --top 0 >"$dir/python-mode.json" || fail "report (python mode)"
+check "$dir/python-mode.json" exited 0 || fail "python mode without CPython: native sites"
 
 # Clear errors.
 f=$(ls "$dir"/*.stats)
