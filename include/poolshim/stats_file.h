@@ -55,15 +55,22 @@ struct poolshim_stats_header {
   char exe[256];                /* /proc/self/exe */
   char cmdline[512];            /* arguments separated by spaces, truncated */
   uint32_t depth_cap;           /* frames kept per stack */
-  uint32_t flags;               /* bit 0: stacks were dropped (a table or the arena was full);
-                                   bit 1: no stacks at all: the file system had no room for the
-                                   full file, so this small one counts per device and kind only
-                                   (slot_count 0: every event is site 0) */
+  uint32_t flags;               /* bit 0: some stacks were dropped (the stack table was full):
+                                   their events count under site 0;
+                                   bit 1: no stacks at all: the folder had no room for the full
+                                   file (full, quota, ulimit -f), so this small one counts per
+                                   device and kind only (slot_count 0: every event is site 0; no
+                                   event ring, no Python table);
+                                   bit 2: some allocations were not put in the live table (no free
+                                   slot within 512 of their place): their frees count in
+                                   untracked_frees and their bytes stay live in every figure.
+                                   A stack kept when the arena was full has a slot with depth
+                                   0xffffffff: its counters are right, its frames unknown */
   uint64_t modules_offset;
   uint32_t module_capacity;
   uint32_t module_count;        /* written with release order after the module is complete */
   uint64_t slots_offset;
-  uint32_t slot_count;          /* a power of two */
+  uint32_t slot_count;          /* a power of two, or 0 (flags bit 1) */
   uint32_t arena_frames;
   uint64_t arena_offset;
   uint64_t sites_offset;
@@ -75,8 +82,9 @@ struct poolshim_stats_header {
   int64_t process_peak;
   uint64_t peak_epoch;          /* bumped at each new peak (sites' at_peak is valid when equal) */
   uint64_t peak_ns;             /* CLOCK_REALTIME when the peak was reached */
-  uint64_t events;              /* allocations and frees recorded */
-  uint64_t untracked_frees;     /* frees of pointers not in the live table (allocated before) */
+  uint64_t events;              /* allocations and frees recorded (plus each in-use shard's) */
+  uint64_t untracked_frees;     /* frees of pointers not in the live table (allocated before the
+                                   recorder started, or not tracked: flags bit 2) */
   uint64_t shards_offset;
   uint32_t shard_count;
   uint32_t shard_size;          /* sizeof(struct poolshim_stats_shard) */
@@ -125,8 +133,8 @@ struct poolshim_stats_kind {
 
 /* A thread's private counters, written with plain stores by that thread only (no atomic
  * read-modify-write on the hot path). Entry i holds site `stack` for stack ids with
- * id % POOLSHIM_STATS_SHARD_SITES == i (stack 0 with allocs 0: empty); a colliding site folds the
- * old entry into the shared counters first. Live bytes and peaks stay in the shared counters. A
+ * id % POOLSHIM_STATS_SHARD_SITES == i (an entry with allocs and frees both 0 is empty; site 0 may
+ * have frees only); a colliding site folds the old entry into the shared counters first. Live bytes and peaks stay in the shared counters. A
  * reader sums shared + shards; while a shard is being folded it may see an entry twice or not at
  * all for an instant (a kill -9 exactly then leaves that one entry's counts doubled). */
 struct poolshim_stats_shard_site {

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,13 +34,15 @@ void touch_range(char* p, std::size_t bytes) noexcept {
   for (std::size_t off = 0; off < bytes; off += kPage) static_cast<volatile char*>(p)[off] = 0;
 }
 
-// A 2 MiB-aligned MAP_SHARED mapping of fd's first `bytes`, or nullptr.
+// A 2 MiB-aligned MAP_SHARED mapping of fd's first `bytes` (fd -1: anonymous shared memory), or
+// nullptr.
 void* map_aligned(int fd, std::size_t bytes) noexcept {
   void* area = mmap(nullptr, bytes + kAlign, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (area == MAP_FAILED) return nullptr;
   const auto raw = reinterpret_cast<std::uintptr_t>(area);
   const std::uintptr_t base = (raw + kAlign - 1) & ~(kAlign - 1);
-  void* p = mmap(reinterpret_cast<void*>(base), bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+  void* p = mmap(reinterpret_cast<void*>(base), bytes, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, 0);
   if (p == MAP_FAILED) {
     munmap(area, bytes + kAlign);
     return nullptr;
@@ -50,10 +53,16 @@ void* map_aligned(int fd, std::size_t bytes) noexcept {
   return p;
 }
 
+// True when a file of `bytes` would exceed RLIMIT_FSIZE (writing past it raises SIGXFSZ).
+bool beyond_file_size_limit(std::size_t bytes) noexcept {
+  rlimit l{};
+  return getrlimit(RLIMIT_FSIZE, &l) == 0 && l.rlim_cur != RLIM_INFINITY && bytes > l.rlim_cur;
+}
+
 // A local slab's memfd is closed; a leased one goes back to the daemon (which closes it).
 void release_fd(int fd, std::uint64_t token, std::size_t size) noexcept {
   if (token == 0) {
-    close(fd);
+    if (fd >= 0) close(fd);
     return;
   }
   daemon_client::return_slab(daemon_client::slab_lease{fd, size, token});
@@ -94,6 +103,12 @@ pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* o
       daemon_client::return_slab(lease);
       return pool::status::out_of_memory;
     }
+  } else if (beyond_file_size_limit(size)) {
+    // A memfd that large would raise SIGXFSZ (ulimit -f), which kills the program: anonymous shared
+    // memory instead (populated by the pre-touch below; no fd, so cookie -1).
+    p = map_aligned(-1, size);
+    if (p == nullptr) return pool::status::out_of_memory;
+    (void)madvise(p, size, MADV_DONTFORK);
   } else {
     fd = memfd_create("poolshim-pinned", MFD_CLOEXEC);
     if (fd < 0) return pool::status::out_of_memory;

@@ -7,6 +7,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,9 @@ constexpr std::uint32_t k_modules = 512;
 constexpr std::uint32_t k_shards = 256;  // threads with their own counters at once; others share
 constexpr std::size_t k_python_bytes = std::size_t{8} << 20;
 constexpr std::uint64_t k_empty = 0, k_deleted = 1, k_claimed = 2;  // live-table markers; real pointers are larger
+// Slots a live-table insert or lookup looks at, at most: deleted slots are reused but never turn
+// empty again, so without a bound a long run would make every untracked free scan the whole table.
+constexpr std::size_t k_max_probe = 512;
 
 std::uint64_t now_ns() noexcept {
   timespec ts{};
@@ -80,9 +84,9 @@ struct recorder {
 std::atomic<int> g_state{0};
 recorder g_rec;
 std::atomic<std::uint32_t> g_generation{1};  // bumped in a fork child: the parent's shards are gone
-pthread_key_t g_shard_key;
-bool g_shard_key_ok = false;
-void release_shard(void* p) noexcept;  // a thread's shard back, at its exit
+pthread_key_t g_thread_key;
+bool g_thread_key_ok = false;
+void release_thread(void* p) noexcept;  // a thread's state and shard back, at its exit
 
 // The address range of libpoolshim.so (or of the binary holding this code, in tests).
 void find_own_range(recorder& r) noexcept {
@@ -244,19 +248,33 @@ bool start(recorder& r) noexcept {
     ring = static_cast<std::uint32_t>(std::bit_ceil(std::min<std::size_t>(cfg.stats_events, std::size_t{1} << 24)));
   const bool want_python = std::strcmp(cfg.stats, "python") == 0;
   layout l = plan(k_slots, k_arena_frames, k_live, k_shards, ring, want_python ? k_python_bytes : 0);
-  int err = 0;
-  void* p = create_file(r.path, l.size, &err);
+  const layout small = plan(0, 0, 1u << 14, 16, 0, 0);
+  // A file larger than RLIMIT_FSIZE must not be tried: the kernel answers with SIGXFSZ, whose
+  // default action kills the program, before posix_fallocate could return EFBIG.
+  rlimit fsize{};
+  const std::size_t limit = getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY
+                                ? static_cast<std::size_t>(fsize.rlim_cur)
+                                : SIZE_MAX;
+  if (small.size > limit) {
+    POOLSHIM_LOG_WARN("POOLSHIM_STATS: the file size limit (ulimit -f: {} bytes) is below the {} bytes of the "
+                      "smallest stats file: no call-site statistics", limit, small.size);
+    return false;
+  }
+  int err = l.size > limit ? EFBIG : 0;
+  void* p = err == 0 ? create_file(r.path, l.size, &err) : nullptr;
   bool stacks = true;
   if (p == nullptr && (err == ENOSPC || err == EFBIG || err == EDQUOT)) {
-    // The file system is (nearly) full: count per device and kind without stacks in a file of a
-    // few hundred KiB rather than nothing, and say so (in the log and in the file's flags).
+    // No room (a full file system, a quota, ulimit -f): count per device and kind without stacks
+    // in a file of under 1 MiB rather than nothing, and say so (in the log and in the file's flags).
     const std::size_t wanted = l.size;
-    l = plan(0, 0, 1u << 14, 16, 0, 0);
+    const int why = err;
+    l = small;
     p = create_file(r.path, l.size, &err);
     stacks = false;
     if (p != nullptr)
-      POOLSHIM_LOG_WARN("POOLSHIM_STATS: no room for {} bytes in {} ({}): counting without call stacks in {} bytes",
-                        wanted, dir, std::strerror(ENOSPC), l.size);
+      POOLSHIM_LOG_WARN("POOLSHIM_STATS: no room for {} bytes in {} ({}): counting without call stacks, event ring "
+                        "or Python frames in {} bytes",
+                        wanted, dir, why == EFBIG ? "the file size limit, ulimit -f" : std::strerror(why), l.size);
   }
   if (p == nullptr) {
     POOLSHIM_LOG_WARN("POOLSHIM_STATS: cannot reserve {} bytes for {} ({}): no call-site statistics", l.size, r.path,
@@ -321,8 +339,11 @@ bool start(recorder& r) noexcept {
 }
 
 void reset_in_child() noexcept {
-  // The parent's file is not the child's (and the mapping did not follow: MADV_DONTFORK).
-  if (g_state.load(std::memory_order_relaxed) == 2) {
+  // The parent's file is not the child's (and the mapping did not follow: MADV_DONTFORK); the new
+  // generation makes this thread's state (shard, cached stack ids) stale. A start-up another
+  // thread had under way in the parent (state 1) will never finish here: start over too.
+  const int s = g_state.load(std::memory_order_relaxed);
+  if (s == 1 || s == 2) {
     g_rec = recorder{};
     g_generation.fetch_add(1, std::memory_order_relaxed);
     g_state.store(0, std::memory_order_relaxed);
@@ -344,7 +365,7 @@ recorder* active() noexcept {
   static std::once_flag once;
   std::call_once(once, [] {
     pthread_atfork(nullptr, nullptr, reset_in_child);
-    g_shard_key_ok = pthread_key_create(&g_shard_key, release_shard) == 0;
+    g_thread_key_ok = pthread_key_create(&g_thread_key, release_thread) == 0;
   });
   const bool ok = start(g_rec);
   g_state.store(ok ? 2 : 3, std::memory_order_release);
@@ -356,8 +377,6 @@ recorder* active() noexcept {
 // When the shim's own stack pointer is where it was then and every remembered slot still holds the
 // same return address, the call chain is the same (to the depth kept): the stack id is reused
 // without unwinding — a few dozen loads instead of ~7 ns per frame of unw_backtrace and a hash.
-// Trivially constructible (zero in a new thread): a thread_local with an initialiser would be
-// reached through a TLS init function and __tls_get_addr on every event.
 struct cached_stack {
   std::uintptr_t sp;  // stack_of_caller's frame address when this was recorded
   int depth;
@@ -373,7 +392,18 @@ struct thread_stacks {
   // to the end and cost nothing until they are replaced.
   std::uint64_t order;  // byte i: the entry used i-th most recently
 };
-[[gnu::tls_model("initial-exec")]] thread_local thread_stacks tl_stacks;
+// What a thread keeps for the recorder, allocated on its first event and freed at its exit: TLS
+// holds only a pointer (the stack cache's 8.7 KB as initial-exec TLS would be carved out of every
+// thread's stack in every preloaded process, statistics on or off).
+struct thread_state {
+  std::uint32_t generation;    // g_generation when set up; another value: stale (a fork child)
+  poolshim_stats_shard* shard;  // null: this thread counts in the shared counters
+  thread_stacks stacks;
+};
+[[gnu::tls_model("initial-exec")]] thread_local thread_state* tl_state = nullptr;
+// Set once the thread's state was released at its exit: later events (from other destructors)
+// count in the shared counters without a cache instead of allocating a state nobody frees.
+[[gnu::tls_model("initial-exec")]] thread_local bool tl_exiting = false;
 // The last pointer this thread allocated, until it allocates again: a free of it is temporary.
 [[gnu::tls_model("initial-exec")]] thread_local std::uint64_t tl_last_alloc = 0;
 
@@ -397,8 +427,7 @@ void move_to_front(thread_stacks& t, int pos) noexcept {
   t.order = above | (below << 8) | hit;
 }
 
-std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
-  thread_stacks& t = tl_stacks;
+std::uint32_t lookup_cached(thread_stacks& t, std::uintptr_t sp) noexcept {
   for (int pos = 0; pos < 8 && order_at(t, pos) != 0; ++pos) {
     const cached_stack& c = t.entry[order_at(t, pos) - 1];
     if (c.sp != sp || c.id == 0) continue;
@@ -419,10 +448,12 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   return 0;
 }
 
-[[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r) noexcept {
+// `ts`: the thread's state (its stack cache), or null (none: no cache).
+[[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r, thread_state* ts) noexcept {
   if (r.table == nullptr) return 0;  // counting without stacks (the file system was full)
   const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  if (const std::uint32_t id = lookup_cached(sp); id != 0) return id;
+  if (ts != nullptr)
+    if (const std::uint32_t id = lookup_cached(ts->stacks, sp); id != 0) return id;
   void* frames[64 + 16];
   std::uintptr_t slots[64 + 16];
   // With Python frames the stack is not cached (the same native frames run other Python lines), so
@@ -440,7 +471,8 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
   const int depth = std::min(n - first, static_cast<int>(r.depth));
   const std::size_t before = r.table->size();
   const std::uint32_t id = r.table->intern(frames + first, depth);
-  if (id == 0) atomic_at(r.header->flags).fetch_or(1, std::memory_order_relaxed);
+  if (id == 0 && (atomic_at(r.header->flags).load(std::memory_order_relaxed) & 1) == 0)
+    atomic_at(r.header->flags).fetch_or(1, std::memory_order_relaxed);
   if (r.table->size() != before)  // a new stack: make sure its modules are listed
     for (int i = first; i < first + depth; ++i)
       if ((reinterpret_cast<std::uintptr_t>(frames[i]) >> 48) != POOLSHIM_STATS_PYFRAME_TAG &&
@@ -448,8 +480,8 @@ std::uint32_t lookup_cached(std::uintptr_t sp) noexcept {
         refresh_modules(r);
         break;
       }
-  if (with_slots && id != 0 && !python) {
-    thread_stacks& t = tl_stacks;
+  if (ts != nullptr && with_slots && id != 0 && depth > 0 && !python) {
+    thread_stacks& t = ts->stacks;
     int pos = 0;  // the first unused entry, else the least recently used
     while (pos < 7 && order_at(t, pos) != 0) ++pos;
     if (order_at(t, pos) == 0) t.order |= static_cast<std::uint64_t>(pos + 1) << (8 * pos);
@@ -478,14 +510,9 @@ void bump(std::uint64_t& c, std::uint64_t v) noexcept {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
-// The thread's shard (stats_file.h): claimed on its first event, folded into the shared counters
-// and released when the thread exits (a pthread key's destructor). A thread that finds none free
-// counts in the shared counters with atomics, as every thread did before shards.
-struct thread_shard {
-  poolshim_stats_shard* shard;
-  std::uint32_t generation;  // g_generation when claimed, or tried and none was free (0: never)
-};
-[[gnu::tls_model("initial-exec")]] thread_local thread_shard tl_shard;
+// The thread's shard (stats_file.h): claimed with its state on its first event, folded into the
+// shared counters and released when the thread exits (a pthread key's destructor). A thread that
+// finds none free counts in the shared counters with atomics, as every thread did before shards.
 
 void fold_site(recorder& r, poolshim_stats_shard_site& e) noexcept {
   if (e.allocs != 0 || e.frees != 0 || e.temporary != 0) r.sites->fold(*reinterpret_cast<site_local*>(&e));
@@ -493,12 +520,7 @@ void fold_site(recorder& r, poolshim_stats_shard_site& e) noexcept {
   e.allocs = e.frees = e.bytes_allocated = e.bytes_freed = e.temporary = 0;
 }
 
-void release_shard(void* p) noexcept {
-  auto* sh = static_cast<poolshim_stats_shard*>(p);
-  if (sh == nullptr || g_state.load(std::memory_order_acquire) != 2 || sh < g_rec.shards ||
-      sh >= g_rec.shards + g_rec.header->shard_count)
-    return;
-  recorder& r = g_rec;
+void release_shard(recorder& r, poolshim_stats_shard* sh) noexcept {
   for (poolshim_stats_shard_site& e : sh->sites) fold_site(r, e);
   for (int i = 0; i < POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS; ++i) {
     poolshim_stats_shard_kind& k = sh->kinds[i];
@@ -512,28 +534,52 @@ void release_shard(void* p) noexcept {
   sh->events = 0;
   sh->tid = 0;
   atomic_at(sh->in_use).store(0, std::memory_order_release);
-  if (tl_shard.shard == sh) tl_shard.shard = nullptr;
 }
 
-poolshim_stats_shard* my_shard(recorder& r) noexcept {
-  const std::uint32_t gen = g_generation.load(std::memory_order_relaxed);
-  if (tl_shard.generation == gen) return tl_shard.shard;
-  tl_shard = {nullptr, gen};
-  if (!g_shard_key_ok) return nullptr;
+void release_thread(void* p) noexcept {
+  auto* ts = static_cast<thread_state*>(p);
+  if (ts == nullptr) return;
+  if (ts->shard != nullptr && g_state.load(std::memory_order_acquire) == 2 &&
+      ts->generation == g_generation.load(std::memory_order_relaxed))
+    release_shard(g_rec, ts->shard);
+  if (tl_state == ts) tl_state = nullptr;
+  tl_exiting = true;
+  delete ts;
+}
+
+poolshim_stats_shard* claim_shard(recorder& r) noexcept {
   for (std::uint32_t i = 0; i < r.header->shard_count; ++i) {
     std::uint32_t expected = 0;
     if (atomic_at(r.shards[i].in_use).load(std::memory_order_relaxed) != 0 ||
         !atomic_at(r.shards[i].in_use).compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
       continue;
     r.shards[i].tid = static_cast<std::int32_t>(gettid());
-    if (pthread_setspecific(g_shard_key, &r.shards[i]) != 0) {  // no destructor: give it back
-      atomic_at(r.shards[i].in_use).store(0, std::memory_order_release);
-      return nullptr;
-    }
-    tl_shard.shard = &r.shards[i];
-    return tl_shard.shard;
+    return &r.shards[i];
   }
   return nullptr;
+}
+
+// The calling thread's state, set up on its first event (null: none, count without it).
+thread_state* my_state(recorder& r) noexcept {
+  thread_state* ts = tl_state;
+  const std::uint32_t gen = g_generation.load(std::memory_order_relaxed);
+  if (ts != nullptr && ts->generation == gen) [[likely]]
+    return ts;
+  if (tl_exiting || !g_thread_key_ok) return nullptr;
+  if (ts == nullptr) {
+    ts = new (std::nothrow) thread_state{};
+    if (ts == nullptr) return nullptr;
+    if (pthread_setspecific(g_thread_key, ts) != 0) {  // nothing would free it
+      delete ts;
+      return nullptr;
+    }
+    tl_state = ts;
+  } else {
+    *ts = thread_state{};  // a fork child: the parent's shard and stack ids are not this file's
+  }
+  ts->generation = gen;
+  ts->shard = claim_shard(r);
+  return ts;
 }
 
 // This thread's entry for stack id (an older site in the same place is folded first).
@@ -565,8 +611,18 @@ void ring_event(recorder& r, std::uint8_t action, std::uint64_t ptr, std::uint64
   // The slot is this writer's alone while its seq holds the busy mark; a writer that finds it busy
   // (the ring wrapped around a slower writer) drops its event. Readers take a slot only when seq
   // is the index they expect, so they never see one half-written.
+  // Only an older event may be overwritten: a writer overtaken by the ring (a newer event is there
+  // already) drops its own.
   std::uint64_t cur = atomic_at(e.seq).load(std::memory_order_relaxed);
-  if (cur == k_ring_busy || !atomic_at(e.seq).compare_exchange_strong(cur, k_ring_busy, std::memory_order_acquire)) return;
+  if (cur == k_ring_busy || cur > i ||
+      !atomic_at(e.seq).compare_exchange_strong(cur, k_ring_busy, std::memory_order_acquire))
+    return;
+#if !defined(__SANITIZE_THREAD__)
+  // The busy mark must be visible before any field changes (a reader checks seq before and after
+  // copying); x86 keeps stores in order, weaker machines need the fence. (TSan cannot model fences:
+  // there, the CAS's acquire is what it sees.)
+  std::atomic_thread_fence(std::memory_order_release);
+#endif
   e.ns = now_ns();
   e.ptr = ptr;
   e.bytes = bytes;
@@ -584,9 +640,10 @@ bool recording() noexcept { return active() != nullptr; }
 void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept {
   recorder* r = active();
   if (r == nullptr || ptr <= k_claimed) return;
-  const std::uint32_t id = stack_of_caller(*r);
+  thread_state* ts = my_state(*r);
+  const std::uint32_t id = stack_of_caller(*r, ts);
   tl_last_alloc = ptr;
-  poolshim_stats_shard* sh = my_shard(*r);
+  poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
   if (r->sites->on_alloc(id, bytes, local_site(*r, sh, id)))
     atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
@@ -613,7 +670,8 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
   // The live table: claim an empty or deleted slot for ptr (the size, stack and kind first, then
   // the pointer with release order, so a reader that sees the pointer sees the rest).
   const std::size_t mask = r->header->live_capacity - 1;
-  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= std::min(mask, k_max_probe);
+       ++probe, i = (i + 1) & mask) {
     poolshim_stats_live& e = r->live[i];
     std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
     if (cur != k_empty && cur != k_deleted) continue;
@@ -625,7 +683,10 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
     atomic_at(e.ptr).store(ptr, std::memory_order_release);
     return;
   }
-  atomic_at(r->header->flags).fetch_or(1, std::memory_order_relaxed);  // live table full
+  // No free slot near its place: this block is not tracked (its free will count as untracked, and
+  // its bytes stay live in the figures). Said once in the file's flags.
+  if ((atomic_at(r->header->flags).load(std::memory_order_relaxed) & 4) == 0)
+    atomic_at(r->header->flags).fetch_or(4, std::memory_order_relaxed);
 }
 
 void record_free(kind k, std::uint64_t ptr) noexcept {
@@ -633,7 +694,8 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
   recorder* r = active();
   if (r == nullptr || ptr <= k_claimed) return;
   const std::size_t mask = r->header->live_capacity - 1;
-  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= mask; ++probe, i = (i + 1) & mask) {
+  for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= std::min(mask, k_max_probe);
+       ++probe, i = (i + 1) & mask) {
     poolshim_stats_live& e = r->live[i];
     std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
     if (cur == k_empty) break;
@@ -644,7 +706,8 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
     const bool temporary = tl_last_alloc == ptr;
     if (temporary) tl_last_alloc = 0;
-    poolshim_stats_shard* sh = my_shard(*r);
+    thread_state* ts = my_state(*r);
+    poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
     r->sites->on_free(copy.stack, copy.bytes, temporary, local_site(*r, sh, copy.stack));
     const int slot = copy.device * POOLSHIM_STATS_KINDS + copy.kind;
     poolshim_stats_kind& kc = r->kinds[slot];

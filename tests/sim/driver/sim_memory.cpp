@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,12 +37,24 @@ CUresult init_arenas() {
     arena& a = g.arenas[static_cast<size_t>(d)];
     char name[64];
     std::snprintf(name, sizeof name, "poolshim-sim-device%d", d);
-    a.fd = memfd_create(name, MFD_CLOEXEC);
-    if (a.fd < 0) return CUDA_ERROR_OUT_OF_MEMORY;
     a.size = g.cfg.device_memory;
-    if (ftruncate(a.fd, static_cast<off_t>(a.size)) != 0) return CUDA_ERROR_OUT_OF_MEMORY;
-    void* dv = mmap(nullptr, a.size, PROT_NONE, MAP_SHARED | MAP_NORESERVE, a.fd, 0);
-    void* sv = mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, a.fd, 0);
+    void* dv = MAP_FAILED;
+    void* sv = MAP_FAILED;
+    rlimit fsize{};
+    if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY && a.size > fsize.rlim_cur) {
+      // Real CUDA runs under ulimit -f; a memfd this large would raise SIGXFSZ. Anonymous shared
+      // memory instead, its second view made by mremap; no fd, so no legacy IPC export here.
+      a.fd = -1;
+      sv = mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (sv != MAP_FAILED) dv = mremap(sv, 0, a.size, MREMAP_MAYMOVE);
+      if (dv != MAP_FAILED) (void)mprotect(dv, a.size, PROT_NONE);
+    } else {
+      a.fd = memfd_create(name, MFD_CLOEXEC);
+      if (a.fd < 0) return CUDA_ERROR_OUT_OF_MEMORY;
+      if (ftruncate(a.fd, static_cast<off_t>(a.size)) != 0) return CUDA_ERROR_OUT_OF_MEMORY;
+      dv = mmap(nullptr, a.size, PROT_NONE, MAP_SHARED | MAP_NORESERVE, a.fd, 0);
+      sv = mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, a.fd, 0);
+    }
     if (dv == MAP_FAILED || sv == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
     a.device_view = static_cast<uint8_t*>(dv);
     a.shadow_view = static_cast<uint8_t*>(sv);
@@ -74,7 +87,13 @@ CUresult arena_alloc(int device, size_t size, size_t* offset, size_t* span) {
 
 void arena_release(int device, size_t offset, size_t span) {
   arena& a = get().arenas[static_cast<size_t>(device)];
-  punch(a.fd, offset, span);
+  if (a.fd >= 0)
+    punch(a.fd, offset, span);
+  else  // anonymous shared arena (ulimit -f): the same, through the shadow view
+    (void)madvise(a.shadow_view + round_up(offset, 4096), (offset + span) / 4096 * 4096 > round_up(offset, 4096)
+                                                               ? (offset + span) / 4096 * 4096 - round_up(offset, 4096)
+                                                               : 0,
+                  MADV_REMOVE);
   a.used -= span;
   auto next = a.free_ranges.lower_bound(offset);
   size_t start = offset, len = span;

@@ -360,6 +360,9 @@ POOLSHIM_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr 
   region* r = find_region(dptr);
   // Only cuMemAlloc memory has legacy IPC: not VMM, pool, managed or host memory.
   if (r == nullptr || r->kind != region_kind::device) return CUDA_ERROR_INVALID_VALUE;
+  // Under ulimit -f the simulator's arena has no fd to share (sim_memory.cpp): a limit of the
+  // simulator, not of CUDA.
+  if (g.arenas[static_cast<size_t>(r->device)].fd < 0) return CUDA_ERROR_NOT_SUPPORTED;
   // An interior pointer names its allocation: the handle is the base's (CUDA_FACTS §8, UNV).
   ipc_payload p{};
   std::memcpy(p.magic, k_ipc_magic, sizeof p.magic);
