@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -350,9 +351,29 @@ void reset_in_child() noexcept {
   }
 }
 
+// Another thread is creating the file (a few ms: the file, libunwind): wait for it, so that a
+// thread's events at the start of a multi-threaded program are not lost — but at most 200 ms, and
+// then go without: the starter may be waiting for a lock this thread holds (the loader's, when
+// this allocation comes from a library constructor inside dlopen), and the program must not hang.
+recorder* wait_for_start() noexcept {
+  for (int i = 0; i < 2000; ++i) {
+    const int s = g_state.load(std::memory_order_acquire);
+    if (s != 1) return s == 2 ? &g_rec : nullptr;
+    if (i < 50) {
+      sched_yield();
+    } else {
+      timespec ts{0, 100000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  return nullptr;
+}
+
 recorder* active() noexcept {
   const int s = g_state.load(std::memory_order_acquire);
-  if (s == 2) return &g_rec;
+  if (s == 2) [[likely]]
+    return &g_rec;
+  if (s == 1) return wait_for_start();
   if (s != 0) return nullptr;
   const config& cfg = intercept::current_config();
   if (cfg.stats == nullptr || (std::strcmp(cfg.stats, "native") != 0 && std::strcmp(cfg.stats, "python") != 0)) {
@@ -361,7 +382,8 @@ recorder* active() noexcept {
     return nullptr;
   }
   int expected = 0;
-  if (!g_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return nullptr;
+  if (!g_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
+    return expected == 1 ? wait_for_start() : expected == 2 ? &g_rec : nullptr;
   static std::once_flag once;
   std::call_once(once, [] {
     pthread_atfork(nullptr, nullptr, reset_in_child);
