@@ -56,9 +56,9 @@ struct run {
   std::int64_t live_bytes = 0;
 };
 
-run load(const std::string& path, bool symbols) {
+run load(std::unique_ptr<stats_file> file, bool symbols) {
   run r;
-  r.file = std::make_unique<stats_file>(path);
+  r.file = std::move(file);
   r.sites = cli::merge_by_key(r.file->sites(symbols));
   for (const auto& l : r.file->live()) r.live_bytes += static_cast<std::int64_t>(l.bytes);
   return r;
@@ -81,8 +81,7 @@ std::string run_json(const run& r) {
                 h.pid, static_cast<long long>(h.process_peak), static_cast<long long>(r.live_bytes),
                 static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns));
   return "{\"file\":" + cli::json_quote(r.file->path()) + ",\"state\":" + cli::json_quote(cli::state_of(*r.file)) +
-         ",\"exe\":" + cli::json_quote(r.file->header().exe) +
-         ",\"cmdline\":" + cli::json_quote(r.file->header().cmdline) + b;
+         ",\"exe\":" + cli::json_quote(r.file->exe()) + ",\"cmdline\":" + cli::json_quote(r.file->cmdline()) + b;
 }
 
 // Per device and kind: what both runs have, old and new.
@@ -137,10 +136,12 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
 
   run older, newer;
   try {
-    const std::string old_path = cli::resolve_file(named[0], dir);
-    const std::string new_path = cli::resolve_file(named[1], dir);
-    older = load(old_path, symbols);
-    newer = load(new_path, symbols);
+    std::vector<std::string> notes;
+    std::unique_ptr<stats_file> old_file = cli::open_named(named[0], dir, &notes);
+    std::unique_ptr<stats_file> new_file = cli::open_named(named[1], dir, &notes);
+    for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats diff: skipped %s\n", n.c_str());
+    older = load(std::move(old_file), symbols);
+    newer = load(std::move(new_file), symbols);
   } catch (const file_error& e) {
     std::fprintf(stderr, "poolshim-stats diff: %s\n", e.what());
     return 1;
@@ -247,8 +248,9 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
               cli::short_command(*older.file).c_str());
   std::printf("new: pid %d (%s) %s\n", nh.pid, cli::state_of(*newer.file).c_str(),
               cli::short_command(*newer.file).c_str());
-  if (std::string(oh.exe) != std::string(nh.exe))
-    std::printf("  note: different programs (%s, %s): only sites with the same frames match\n", oh.exe, nh.exe);
+  if (older.file->exe() != newer.file->exe())
+    std::printf("  note: different programs (%s, %s): only sites with the same frames match\n",
+                older.file->exe().c_str(), newer.file->exe().c_str());
   std::printf("  peak %s -> %s (%s); live %s -> %s (%s)\n", cli::bytes_text(oh.process_peak).c_str(),
               cli::bytes_text(nh.process_peak).c_str(),
               cli::signed_bytes_text(nh.process_peak - oh.process_peak).c_str(),

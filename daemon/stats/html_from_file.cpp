@@ -1,6 +1,5 @@
 // html_input from a stats file (html_report.h). Kept apart from the page writer so that a test
 // can build the page from hand-made data without linking the stats-file reader.
-#include <cstring>
 #include <ctime>
 
 #include "stats/html_report.h"
@@ -12,8 +11,8 @@ html_input html_input_of(const stats_file& f, std::vector<site> sites, std::size
   html_input in;
   in.file = f.path();
   in.state = h.end_ns != 0 ? "exited" : f.running() ? "running" : "killed";
-  in.exe = std::string(h.exe, strnlen(h.exe, sizeof h.exe));
-  in.cmdline = std::string(h.cmdline, strnlen(h.cmdline, sizeof h.cmdline));
+  in.exe = f.exe();
+  in.cmdline = f.cmdline();
   in.pid = h.pid;
   in.uid = h.uid;
   in.start_ns = h.start_ns;
@@ -30,6 +29,7 @@ html_input html_input_of(const stats_file& f, std::vector<site> sites, std::size
   in.events = f.events();
   in.untracked_frees = h.untracked_frees;
   in.stacks_dropped = (h.flags & 1) != 0;
+  in.stacks_off = (h.flags & 2) != 0;
   in.kinds = f.kinds();
   in.sites = std::move(sites);
   in.top = top;

@@ -470,6 +470,9 @@ bool write_html(std::FILE* out, const html_input& in) {
   if (in.stacks_dropped)
     p << "<p class=\"note\">Some stacks were dropped (a table of the stats file was full); they count under "
          "[untracked stacks].</p>\n";
+  if (in.stacks_off)
+    p << "<p class=\"note\" id=\"stacks-off\">No call stacks: the stats folder had no room for the full file "
+         "(POOLSHIM_STATS_DIR); only the figures per device and kind were counted.</p>\n";
 
   p << "<h2>Per device and kind</h2>\n<table class=\"grid\" id=\"kinds\">\n<tr><th class=\"left\">device</th>"
        "<th class=\"left\">kind</th><th>allocations</th><th>frees</th><th>allocations/s</th><th>bytes allocated</th>"

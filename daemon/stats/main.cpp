@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "stats/clean.h"
 #include "stats/diff.h"
 #include "stats/html_report.h"
 #include "stats/labels.h"
@@ -23,6 +24,7 @@
 #include "stats/node.h"
 #include "stats/pool_hit_rate.h"
 #include "stats/stats_file.h"
+#include "stats/tool_util.h"
 #include "stats/top.h"
 
 namespace tool = poolshim::stats_tool;
@@ -35,14 +37,16 @@ const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
        poolshim-stats diff [OLD NEW] [--dir DIR] [--top N] [--sort KEY] [--format text|json]
        poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
        poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N]
+       poolshim-stats clean [--dir DIR] [--older-than DURATION] [--dry-run]
 
 Reads the per-process files that programs run with POOLSHIM_STATS=native write (libpoolshim.so
 preloaded), live or after the process ended (a clean exit, a crash or kill -9).
 
-  list       one line per stats file in DIR: pid, state, start, peak, command
-  report     one process: the newest file in DIR, or the one of PID, or FILE. Sites allocating
-             through a framework's cache (PyTorch, CuPy, XLA/JAX, RMM pool) are labelled, with
-             how to get per-tensor call sites instead
+  list       one line per stats file of yours in DIR: pid, state, start, peak, command (DIR is
+             read for your own files only; name another user's FILE to read it)
+  report     one process: the newest file in DIR, or PID's, or latest or previous, or FILE.
+             Sites allocating through a framework's cache (PyTorch, CuPy, XLA/JAX, RMM pool)
+             are labelled, with how to get per-tensor call sites instead
   diff       two runs, call site by call site (matched by function, file and line, not by address):
              the change in bytes at the peak, live, total and allocations, largest change first;
              sites of one run only show as new or gone. OLD and NEW are each a pid, a file,
@@ -53,6 +57,10 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
              device memory lent) when a trusted poolshimd answers on its socket
   top        a live view: DIR's running processes (live, peak, allocations/s since the last
              refresh) and each one's call sites holding the most live bytes, redrawn every interval
+  clean      removes your files in DIR of processes that are no longer running (exited, crashed
+             or killed): they stay in RAM (/dev/shm) until removed, about 13 MiB each. A running
+             process's file and other users' files are never touched; prints each file removed
+             or kept and the bytes freed
 Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10; 0: all)
@@ -72,6 +80,9 @@ Options:
                  cleared only when stdout is a terminal
   --sites N      top: call sites shown per process (default 3)
   --no-symbols   show module+offset instead of function and line (no libdw)
+  --older-than D clean: only files of processes that ended at least D ago (a number and a unit:
+                 s, m, h, d or w, e.g. 30m, 12h, 7d; a killed process by its start time)
+  --dry-run      clean: print what would be removed, remove nothing
   -h, --help     this text
 Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad usage.
 )";
@@ -102,58 +113,9 @@ std::string when(std::uint64_t ns) {
   return out;
 }
 
-std::string state(const tool::stats_file& f) {
-  if (f.header().end_ns != 0) return "exited";
-  return f.running() ? "running" : "killed";
-}
+std::string state(const tool::stats_file& f) { return tool::cli::state_of(f); }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char e[8];
-      std::snprintf(e, sizeof e, "\\u%04x", c);
-      out += e;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-// Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
-// two calls on one line) are one call site to the reader: merged by their symbolised frames. The
-// merged own peak is the largest of theirs (a lower bound of the true one).
-std::vector<tool::site> merge_same_lines(std::vector<tool::site> in) {
-  std::vector<tool::site> out;
-  std::vector<std::string> keys;
-  for (tool::site& s : in) {
-    std::string key = std::to_string(s.frames.size());
-    for (const tool::frame& fr : s.frames) key += "|" + fr.text();
-    if (s.id == 0 || s.frames.empty()) key = "#" + std::to_string(s.id);
-    auto it = std::find(keys.begin(), keys.end(), key);
-    if (it == keys.end()) {
-      keys.push_back(key);
-      out.push_back(std::move(s));
-      continue;
-    }
-    tool::site& m = out[static_cast<std::size_t>(it - keys.begin())];
-    auto& a = m.counters;
-    const auto& b = s.counters;
-    a.allocs += b.allocs;
-    a.frees += b.frees;
-    a.bytes_allocated += b.bytes_allocated;
-    a.bytes_freed += b.bytes_freed;
-    a.largest = std::max(a.largest, b.largest);
-    a.live_bytes += b.live_bytes;
-    a.live_count += b.live_count;
-    a.own_peak = std::max(a.own_peak, b.own_peak);
-    a.temporary += b.temporary;
-    m.at_process_peak += s.at_process_peak;
-  }
-  return out;
-}
+std::string json_string(const std::string& s) { return tool::cli::json_quote(s); }
 
 std::int64_t key_of(const tool::site& s, const std::string& sort) {
   if (sort == "live") return s.counters.live_bytes;
@@ -165,7 +127,10 @@ std::int64_t key_of(const tool::site& s, const std::string& sort) {
 int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format,
            bool symbols) {
   const poolshim_stats_header& h = f.header();
-  std::vector<tool::site> sites = merge_same_lines(f.sites(symbols));
+  // Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
+  // two calls on one line) are one call site to the reader: merged by their symbolised frames,
+  // keyed as diff keys them (tool_util.h's site_key), so report and diff count sites alike.
+  std::vector<tool::site> sites = tool::cli::merge_by_key(f.sites(symbols));
   std::stable_sort(sites.begin(), sites.end(),
                    [&](const tool::site& a, const tool::site& b) { return key_of(a, sort) > key_of(b, sort); });
   if (format == "html") {
@@ -195,8 +160,8 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   }
   if (format == "json") {
     std::printf("{\"schema_version\":2,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
-                json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(h.exe).c_str(),
-                json_string(h.cmdline).c_str());
+                json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
+                json_string(f.cmdline()).c_str());
     std::printf("\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
                 "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"depth_cap\":%u,",
                 static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
@@ -241,10 +206,11 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     return 0;
   }
   // Text, for 100 columns.
-  std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), h.exe, h.cmdline);
+  std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), f.exe().c_str(), f.cmdline().c_str());
   std::printf("  started %s", when(h.start_ns).c_str());
   if (h.end_ns != 0) {
-    const double secs = static_cast<double>(h.end_ns - h.start_ns) / 1e9;
+    // The clock may have been stepped back while it ran: no negative (wrapped) run time.
+    const double secs = h.end_ns > h.start_ns ? static_cast<double>(h.end_ns - h.start_ns) / 1e9 : 0.0;
     std::uint64_t allocs = 0;
     for (const auto& k : kinds) allocs += k.counters.allocs;
     std::printf(", ran %.2f s, %.0f allocations/s", secs, secs > 0 ? static_cast<double>(allocs) / secs : 0.0);
@@ -313,10 +279,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::string dir = std::getenv("POOLSHIM_STATS_DIR") != nullptr ? std::getenv("POOLSHIM_STATS_DIR") : "/dev/shm";
-  if (cmd == "diff" || cmd == "node" || cmd == "top") {  // each parses its own options
+  if (cmd == "diff" || cmd == "node" || cmd == "top" || cmd == "clean") {  // each parses its own options
     const std::vector<std::string> rest(argv + 2, argv + argc);
     if (cmd == "diff") return tool::diff_main(rest, dir, k_usage);
     if (cmd == "node") return tool::node_main(rest, dir, k_usage);
+    if (cmd == "clean") return tool::clean_main(rest, dir, k_usage);
     return tool::top_main(rest, dir, k_usage);
   }
   std::string output;
@@ -336,9 +303,9 @@ int main(int argc, char** argv) {
     if (a == "--dir") dir = value();
     else if (a == "--top") {
       const std::string v = value();
-      char* end = nullptr;
-      top = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0') usage_error("bad --top '" + v + "'");
+      std::uint64_t n = 0;
+      if (!tool::cli::parse_count(v, &n)) usage_error("bad --top '" + v + "' (a count: 0 or more)");
+      top = static_cast<std::size_t>(n);
     } else if (a == "--sort") {
       sort = value();
       if (sort != "peak" && sort != "live" && sort != "total" && sort != "count") usage_error("bad --sort '" + sort + "'");
@@ -365,31 +332,22 @@ int main(int argc, char** argv) {
       }
       std::printf("%-8s %-8s %-19s %10s  %s\n", "pid", "state", "started", "peak", "command");
       for (const std::string& p : files) {
-        tool::stats_file f(p);
-        std::printf("%-8d %-8s %-19s %10s  %s\n", f.header().pid, state(f).c_str(), when(f.header().start_ns).c_str(),
-                    bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), f.header().cmdline);
+        try {
+          tool::stats_file f(p, true);
+          std::printf("%-8d %-8s %-19s %10s  %s\n", f.header().pid, state(f).c_str(), when(f.header().start_ns).c_str(),
+                      bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), f.cmdline().c_str());
+        } catch (const tool::file_error& e) {  // removed or replaced since it was found: the others still
+          std::fflush(stdout);
+          std::fprintf(stderr, "poolshim-stats: skipped %s\n", e.what());
+        }
       }
       return 0;
     }
     if (cmd != "report") usage_error("unknown command '" + cmd + "'");
-    std::string path;
-    if (!which.empty() && which.find('/') != std::string::npos) {
-      path = which;
-    } else {
-      const auto files = tool::find_files(dir, nullptr);
-      for (const std::string& p : files) {
-        if (which.empty() || tool::stats_file(p).header().pid == std::atoi(which.c_str())) {
-          path = p;
-          break;
-        }
-      }
-      if (path.empty()) {
-        std::fprintf(stderr, "poolshim-stats: no stats file%s in %s\n",
-                     which.empty() ? "" : (" of pid " + which).c_str(), dir.c_str());
-        return 1;
-      }
-    }
-    tool::stats_file f(path);
+    std::vector<std::string> notes;
+    const std::unique_ptr<tool::stats_file> file = tool::cli::open_named(which, dir, &notes);  // FILE, PID, ...
+    for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", n.c_str());
+    const tool::stats_file& f = *file;
     if (format == "memory_viz") return tool::write_memory_viz(f, symbols, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
       std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));

@@ -62,7 +62,7 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
     for (const std::string& p : find_files(dir, &skipped)) {
       process pr;
       try {
-        pr.file = std::make_unique<stats_file>(p);
+        pr.file = std::make_unique<stats_file>(p, true);
       } catch (const file_error& e) {
         skipped.push_back(e.what());  // removed or rewritten since it was listed
         continue;
@@ -102,7 +102,7 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
           "%s{\"pid\":%d,\"state\":%s,\"file\":%s,\"exe\":%s,\"cmdline\":%s,\"live_bytes\":%lld,"
           "\"peak_bytes\":%lld,\"start_ns\":%llu,\"end_ns\":%llu,\"daemon_lent_bytes\":",
           i ? "," : "", h.pid, cli::json_quote(p.state).c_str(), cli::json_quote(p.file->path()).c_str(),
-          cli::json_quote(h.exe).c_str(), cli::json_quote(h.cmdline).c_str(), static_cast<long long>(p.live),
+          cli::json_quote(p.file->exe()).c_str(), cli::json_quote(p.file->cmdline()).c_str(), static_cast<long long>(p.live),
           static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.start_ns),
           static_cast<unsigned long long>(h.end_ns));
       if (p.lent != nullptr)

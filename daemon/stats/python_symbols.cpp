@@ -102,16 +102,19 @@ bool python_symbols::resolve(frame* f) const {
     return false;
   const std::uint32_t index = POOLSHIM_STATS_PYFRAME_CODE(f->pc);
   const std::uint32_t instr = POOLSHIM_STATS_PYFRAME_INSTR(f->pc);
-  if (index == 0 || index > h.code_capacity) return false;
-  const unsigned char* at =
-      span(region_, size_, h.codes_offset + std::uint64_t{index - 1} * h.code_size, sizeof(poolshim_stats_python_code));
-  if (at == nullptr || h.codes_offset > size_) return false;
+  if (index == 0 || index > h.code_capacity || h.codes_offset > size_) return false;
+  // At most 2^24 entries of at most 2^32 bytes: the product fits, and the sum is checked without
+  // adding (a codes_offset near 2^64 must not wrap into the table).
+  const std::uint64_t entry_at = std::uint64_t{index - 1} * h.code_size;
+  if (entry_at > size_ - h.codes_offset) return false;
+  const unsigned char* at = span(region_, size_, h.codes_offset + entry_at, sizeof(poolshim_stats_python_code));
+  if (at == nullptr) return false;
   poolshim_stats_python_code c;
   std::memcpy(&c, at, sizeof c);
   if (c.code == 0 || c.ready != 1) return false;
   // Names and the line table lie in the heap; anything outside it is not trusted.
-  const std::uint64_t heap_end = h.heap_offset + h.heap_size;
   if (h.heap_offset > size_ || h.heap_size > size_ - h.heap_offset) return false;
+  const std::uint64_t heap_end = h.heap_offset + h.heap_size;  // <= size_: cannot wrap
   auto text = [&](std::uint64_t off, std::uint32_t n) -> std::string {
     if (off < h.heap_offset || off > heap_end || n > heap_end - off) return {};
     const unsigned char* p = span(region_, size_, off, n);

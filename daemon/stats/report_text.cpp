@@ -77,7 +77,19 @@ std::string json_quote(const std::string& s, bool html_safe) {
 std::string html_escape(const std::string& s) {
   std::string out;
   out.reserve(s.size());
-  for (char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_length(s, i);
+    if (n == 0) {  // not UTF-8 (the page says it is): U+REPLACEMENT CHARACTER
+      out += "\xef\xbf\xbd";
+      ++i;
+      continue;
+    }
+    if (n > 1) {
+      out.append(s, i, n);
+      i += n;
+      continue;
+    }
+    const char c = s[i++];
     switch (c) {
       case '&':
         out += "&amp;";

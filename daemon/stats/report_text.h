@@ -15,7 +15,7 @@ namespace poolshim::stats_tool {
 std::string json_quote(const std::string& s, bool html_safe = false);
 
 // s with &, <, >, " and ' replaced by character references: safe in HTML text and in a quoted
-// attribute value.
+// attribute value. Bytes that are not valid UTF-8 become U+FFFD (the page is UTF-8).
 std::string html_escape(const std::string& s);
 
 // "512 B", "1.5 MiB", ...

@@ -37,6 +37,17 @@ std::string demangle(const char* name) {
   return out;
 }
 
+// Whether PATH is a regular file, asked without blocking: libdw opens a module's path with a
+// plain open(), which a FIFO named by a damaged or hostile file would block forever.
+bool regular_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st{};
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  close(fd);
+  return regular;
+}
+
 // libdw, offline: each module reported at its load bias, so runtime addresses look up directly.
 class symboliser {
  public:
@@ -48,8 +59,10 @@ class symboliser {
     dwfl_report_begin(dwfl_);
     for (std::uint32_t i = 0; i < count; ++i) {
       const poolshim_stats_module& m = modules[i];
-      if (m.path[0] == '\0' || std::strncmp(m.path, "linux-vdso", 10) == 0) continue;
-      (void)dwfl_report_elf(dwfl_, m.path, m.path, -1, m.load_bias, false);
+      const std::string path = field_text(m.path);  // bounded: the file may lack the NUL
+      const std::uint64_t bias = m.load_bias;
+      if (path.empty() || path.rfind("linux-vdso", 0) == 0 || !regular_file(path)) continue;
+      (void)dwfl_report_elf(dwfl_, path.c_str(), path.c_str(), -1, bias, false);
     }
     dwfl_report_end(dwfl_, nullptr, nullptr);
   }
@@ -98,27 +111,73 @@ std::string frame::text() const {
   return hex(pc);
 }
 
-stats_file::stats_file(const std::string& path) : path_(path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw file_error(path + ": " + std::strerror(errno));
-  struct stat st{};
-  if (fstat(fd, &st) != 0) {
-    close(fd);
+stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
+  const auto not_mine = [&](uid_t uid) {
+    return not_mine_error(path + ": another user's file (uid " + std::to_string(uid) +
+                          "): not read (name its path to read it)");
+  };
+  // Asked first so that another user's file is named as such, not as one we may not open (the
+  // answer that counts is fstat's below, of the file actually opened).
+  struct stat before{};
+  if (only_mine && lstat(path.c_str(), &before) == 0 && before.st_uid != geteuid()) throw not_mine(before.st_uid);
+  // Never blocks (a FIFO or a device in the folder) and never follows a symbolic link.
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ELOOP) throw file_error(path + ": a symbolic link (not followed; name the file itself)");
     throw file_error(path + ": " + std::strerror(errno));
   }
+  struct stat st{};
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    throw file_error(path + ": " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    const char* what = "not a regular file";
+    if (S_ISFIFO(st.st_mode)) what = "a FIFO";
+    if (S_ISDIR(st.st_mode)) what = "a directory";
+    if (S_ISSOCK(st.st_mode)) what = "a socket";
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) what = "a device";
+    throw file_error(path + ": " + what + ", not a poolshim stats file (not read)");
+  }
+  if (only_mine && st.st_uid != geteuid()) {
+    close(fd);
+    throw not_mine(st.st_uid);
+  }
+  owner_ = st.st_uid;
+  disk_bytes_ = static_cast<std::uint64_t>(st.st_blocks) * 512u;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ < sizeof(poolshim_stats_header)) {
     close(fd);
     throw file_error(path + ": truncated (" + std::to_string(size_) + " bytes; not a poolshim stats file)");
   }
   map_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+  const int map_err = errno;
   close(fd);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
-    throw file_error(path + ": " + std::strerror(errno));
+    throw file_error(path + ": " + std::strerror(map_err));
   }
   header_ = static_cast<const poolshim_stats_header*>(map_);
-  const poolshim_stats_header& h = *header_;
+  // The checks and every later index use this copy: a writer changing the header meanwhile (the
+  // process itself, or whoever owns the file) cannot move a checked region.
+  std::memcpy(&layout_, map_, sizeof layout_);
+  try {
+    check_layout();
+  } catch (...) {  // no destructor runs for a constructor that throws
+    python_.reset();
+    munmap(map_, size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+void stats_file::check_layout() {
+  const std::string& path = path_;
+  const poolshim_stats_header& h = layout_;
   if (std::memcmp(h.magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC) != 0)
     throw file_error(path + ": not a poolshim stats file (bad magic)");
   if (h.version > POOLSHIM_STATS_VERSION)
@@ -128,9 +187,11 @@ stats_file::stats_file(const std::string& path) : path_(path) {
     throw file_error(path + ": written by an older poolshim (stats file version " + std::to_string(h.version) +
                      "; this poolshim-stats reads version " + std::to_string(POOLSHIM_STATS_VERSION) + ")");
   if (h.header_size != sizeof(poolshim_stats_header)) throw file_error(path + ": unknown header layout");
-  // Every region must lie inside the file, and the counts be sane.
+  // Every region must lie inside the file, after the header, 8-byte aligned, with a sane count;
+  // written so that nothing can wrap (an offset near 2^64 must not pass).
   auto inside = [&](std::uint64_t off, std::uint64_t n, std::uint64_t each) {
-    return off >= sizeof h && n <= (std::uint64_t{1} << 32) && off + n * each <= size_;
+    return off >= sizeof h && off <= size_ && off % 8 == 0 && n <= (std::uint64_t{1} << 32) &&
+           n * each <= size_ - off;
   };
   if (h.file_size != size_)
     throw file_error(path + ": truncated (header says " + std::to_string(h.file_size) + " bytes, file has " +
@@ -146,7 +207,7 @@ stats_file::stats_file(const std::string& path) : path_(path) {
       (h.event_capacity & (h.event_capacity - 1)) != 0 ||
       (h.event_capacity != 0 && !inside(h.events_offset, h.event_capacity, sizeof(poolshim_stats_event))) ||
       (h.python_size != 0 && !inside(h.python_offset, h.python_size, 1)))
-    throw file_error(path + ": corrupt (a region lies outside the file)");
+    throw file_error(path + ": corrupt (a region lies outside the file or is not 8-byte aligned)");
   if (h.python_size != 0)
     python_ = std::make_unique<python_symbols>(static_cast<const unsigned char*>(map_) + h.python_offset,
                                                static_cast<std::size_t>(h.python_size));
@@ -158,14 +219,17 @@ stats_file::~stats_file() {
 }
 
 bool stats_file::running() const {
-  return header_->end_ns == 0 && (kill(header_->pid, 0) == 0 || errno == EPERM);
+  // kill(0 or a negative pid) would ask about a process group or every process, not one process.
+  const pid_t pid = header_->pid;
+  return header_->end_ns == 0 && pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
 // The threads' shards in use (their counters add to the shared ones).
 std::vector<const poolshim_stats_shard*> stats_file::shards() const {
   std::vector<const poolshim_stats_shard*> out;
-  const auto* sh = at<poolshim_stats_shard>(map_, header_->shards_offset);
-  for (std::uint32_t i = 0; i < header_->shard_count; ++i)
+  if (layout_.shard_count == 0) return out;
+  const auto* sh = at<poolshim_stats_shard>(map_, layout_.shards_offset);
+  for (std::uint32_t i = 0; i < layout_.shard_count; ++i)
     if (sh[i].in_use != 0) out.push_back(&sh[i]);
   return out;
 }
@@ -177,13 +241,14 @@ std::uint64_t stats_file::events() const {
 }
 
 std::vector<site> stats_file::sites(bool symbolise) const {
-  const poolshim_stats_header& h = *header_;
+  const poolshim_stats_header& h = layout_;  // offsets and counts: the checked copy
+  const std::uint64_t peak_epoch = header_->peak_epoch;
   const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
   const auto* slots = at<poolshim_stats_slot>(map_, h.slots_offset);
   const auto* arena = at<std::uint64_t>(map_, h.arena_offset);
   const auto* counters = at<poolshim_stats_site>(map_, h.sites_offset);
   const auto* modules = at<poolshim_stats_module>(map_, h.modules_offset);
-  const std::uint32_t nmod = std::min(h.module_count, h.module_capacity);
+  const std::uint32_t nmod = std::min(__atomic_load_n(&header_->module_count, __ATOMIC_ACQUIRE), h.module_capacity);
   std::unique_ptr<symboliser> sym;
   if (symbolise) sym = std::make_unique<symboliser>(modules, nmod);
   std::vector<site> out;
@@ -203,9 +268,9 @@ std::vector<site> stats_file::sites(bool symbolise) const {
     site s;
     s.id = id;
     s.counters = c;
-    s.at_process_peak = c.seen_epoch == h.peak_epoch ? c.at_peak : c.live_bytes;
+    s.at_process_peak = c.seen_epoch == peak_epoch ? c.at_peak : c.live_bytes;
     if (id != 0) {
-      const poolshim_stats_slot& slot = slots[id - 1];
+      const poolshim_stats_slot slot = slots[id - 1];  // a copy: checked, then used, as it was
       const std::uint32_t depth = slot.depth == 0xffffffffu ? 0 : slot.depth;
       if ((slot.key & (std::uint64_t{1} << 63)) == 0 && slot.key != 0 &&
           std::uint64_t{slot.frames_at} + depth <= h.arena_frames) {
@@ -214,7 +279,7 @@ std::vector<site> stats_file::sites(bool symbolise) const {
           f.pc = arena[slot.frames_at + i];
           for (std::uint32_t m = 0; m < nmod; ++m)
             if (f.pc >= modules[m].start && f.pc < modules[m].end) {
-              f.module = std::string(modules[m].path, strnlen(modules[m].path, sizeof modules[m].path));
+              f.module = field_text(modules[m].path);
               f.offset = f.pc - modules[m].load_bias;
             }
           if (symbolise && python_ && python_->resolve(&f)) {
@@ -233,12 +298,13 @@ std::vector<site> stats_file::sites(bool symbolise) const {
 }
 
 std::vector<kind_figures> stats_file::kinds() const {
-  const auto* k = at<poolshim_stats_kind>(map_, header_->kinds_offset);
+  const auto* k = at<poolshim_stats_kind>(map_, layout_.kinds_offset);
+  const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
   std::vector<kind_figures> out;
   for (int d = 0; d < POOLSHIM_STATS_DEVICES; ++d)
     for (int i = 0; i < POOLSHIM_STATS_KINDS; ++i) {
       poolshim_stats_kind c = k[d * POOLSHIM_STATS_KINDS + i];
-      for (const poolshim_stats_shard* sh : shards()) {
+      for (const poolshim_stats_shard* sh : shards_in_use) {
         const poolshim_stats_shard_kind& e = sh->kinds[d * POOLSHIM_STATS_KINDS + i];
         c.allocs += e.allocs;
         c.frees += e.frees;
@@ -251,10 +317,10 @@ std::vector<kind_figures> stats_file::kinds() const {
 
 std::vector<poolshim_stats_event> stats_file::event_ring() const {
   std::vector<poolshim_stats_event> out;
-  const std::uint32_t cap = header_->event_capacity;
+  const std::uint32_t cap = layout_.event_capacity;
   if (cap == 0) return out;
-  const auto* ev = at<poolshim_stats_event>(map_, header_->events_offset);
-  const std::uint64_t next = header_->event_next;
+  const auto* ev = at<poolshim_stats_event>(map_, layout_.events_offset);
+  const std::uint64_t next = __atomic_load_n(&header_->event_next, __ATOMIC_ACQUIRE);
   for (std::uint64_t i = next > cap ? next - cap : 0; i < next; ++i) {
     const poolshim_stats_event& e = ev[i % cap];
     if (__atomic_load_n(&e.seq, __ATOMIC_ACQUIRE) != i + 1) continue;  // overwritten or being written
@@ -266,9 +332,9 @@ std::vector<poolshim_stats_event> stats_file::event_ring() const {
 }
 
 std::vector<poolshim_stats_live> stats_file::live() const {
-  const auto* l = at<poolshim_stats_live>(map_, header_->live_offset);
+  const auto* l = at<poolshim_stats_live>(map_, layout_.live_offset);
   std::vector<poolshim_stats_live> out;
-  for (std::uint32_t i = 0; i < header_->live_capacity; ++i)
+  for (std::uint32_t i = 0; i < layout_.live_capacity; ++i)
     if (l[i].ptr > 2) out.push_back(l[i]);
   return out;
 }
@@ -282,7 +348,7 @@ std::vector<std::string> find_files(const std::string& dir, std::vector<std::str
     if (name.rfind("poolshim-", 0) != 0 || name.size() < 7 || name.substr(name.size() - 6) != ".stats") continue;
     const std::string path = dir + "/" + name;
     try {
-      stats_file f(path);
+      stats_file f(path, true);
       found.emplace_back(f.header().start_ns, path);
     } catch (const file_error& err) {
       if (skipped != nullptr) skipped->push_back(err.what());

@@ -1,11 +1,17 @@
-// Reading a stats file (include/poolshim/stats_file.h) for poolshim-stats: mapped read-only, every
-// offset and count checked against the file's size before use, with a clear error for a missing,
-// truncated, foreign or newer-version file. Symbolisation (libdw, offline, by each module's path
+// Reading a stats file (include/poolshim/stats_file.h) for poolshim-stats: opened without blocking
+// or following a symbolic link, a regular file only, mapped read-only; the header's layout (every
+// offset, count and capacity) is copied once and checked against the file's size — offsets 8-byte
+// aligned, no sum that can wrap — and only that copy is used to index the mapping, so a writer
+// that changes the header later cannot move a read outside the file. A clear error for a missing,
+// truncated, foreign, corrupt or newer-version file. Symbolisation (libdw, offline, by each module's path
 // and load bias) turns frame addresses into function, file and line; an address it cannot resolve
 // is kept as module+offset, never dropped.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -19,6 +25,17 @@ namespace poolshim::stats_tool {
 struct file_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A file of another user met where only the caller's own are read (a folder's files).
+struct not_mine_error : file_error {
+  using file_error::file_error;
+};
+
+// A fixed-size text field of the file (exe, cmdline, a module's path) up to its first NUL: the
+// shim NUL-terminates them, a damaged or hostile file may not.
+template <std::size_t N>
+std::string field_text(const char (&field)[N]) {
+  return std::string(field, strnlen(field, N));
+}
 
 struct frame {
   std::uint64_t pc = 0;
@@ -45,14 +62,25 @@ struct kind_figures {
 
 class stats_file {
  public:
-  explicit stats_file(const std::string& path);  // throws file_error
+  // Throws file_error; with only_mine, not_mine_error for a file the effective user does not own
+  // (files found in a folder: /dev/shm is writable by everyone, and another user's file could
+  // pose as the newest or as any pid's). A path the user names may be anyone's file.
+  explicit stats_file(const std::string& path, bool only_mine = false);
   ~stats_file();
   stats_file(const stats_file&) = delete;
   stats_file& operator=(const stats_file&) = delete;
 
+  // The live header, for its figures (they change while the process runs). Its offsets and
+  // counts are the writer's: this class indexes the file with its checked copy only.
   const poolshim_stats_header& header() const { return *header_; }
   const std::string& path() const { return path_; }
-  bool running() const;  // no clean exit recorded and the process is alive
+  std::string exe() const { return field_text(header_->exe); }
+  std::string cmdline() const { return field_text(header_->cmdline); }
+  uid_t owner() const { return owner_; }                       // the file's owner (fstat)
+  std::uint64_t bytes_on_disk() const { return disk_bytes_; }  // blocks held (st_blocks * 512)
+  dev_t device() const { return dev_; }
+  ino_t inode() const { return ino_; }
+  bool running() const;  // no clean exit recorded and the process (pid > 0) is alive
   std::vector<site> sites(bool symbolise) const;  // every site with events
   std::vector<kind_figures> kinds() const;        // every device and kind with events
   std::vector<poolshim_stats_live> live() const;  // live allocations (leaks, after exit)
@@ -65,13 +93,21 @@ class stats_file {
   void* map_ = nullptr;
   std::size_t size_ = 0;
   const poolshim_stats_header* header_ = nullptr;
+  poolshim_stats_header layout_{};  // the header as checked at open: offsets and counts come from here
+  uid_t owner_ = 0;
+  std::uint64_t disk_bytes_ = 0;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
   std::unique_ptr<python_symbols> python_;
   std::vector<const poolshim_stats_shard*> shards() const;
+  void check_layout();  // throws file_error
 };
 
 const char* kind_name(int kind);  // "device", "pinned", ...
 
-// The stats files in a folder (newest first); *skipped gets one line per file that is not one.
+// The effective user's stats files in a folder (newest first); *skipped gets one line per file
+// left out: not a stats file, not a regular file, or another user's. Open the paths it returns
+// with only_mine too.
 std::vector<std::string> find_files(const std::string& dir, std::vector<std::string>* skipped);
 
 }  // namespace poolshim::stats_tool

@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <map>
+#include <unordered_map>
+
+#include "stats/report_text.h"
 
 namespace poolshim::stats_tool::cli {
 
@@ -42,22 +44,7 @@ std::string when_text(std::uint64_t ns) {
   return out;
 }
 
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char e[8];
-      std::snprintf(e, sizeof e, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-      out += e;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+std::string json_quote(const std::string& s) { return stats_tool::json_quote(s, false); }
 
 std::string state_of(const stats_file& f) {
   if (f.header().end_ns != 0) return "exited";
@@ -65,9 +52,8 @@ std::string state_of(const stats_file& f) {
 }
 
 std::string short_command(const stats_file& f) {
-  const auto& h = f.header();
-  std::string c(h.cmdline, strnlen(h.cmdline, sizeof h.cmdline));
-  if (c.empty()) c.assign(h.exe, strnlen(h.exe, sizeof h.exe));
+  std::string c = f.cmdline();
+  if (c.empty()) c = f.exe();
   return c;
 }
 
@@ -86,31 +72,43 @@ bool parse_count(const std::string& text, std::uint64_t* out) {
   return true;
 }
 
-std::string resolve_file(const std::string& spec, const std::string& dir) {
-  struct stat st {};
-  if (spec.find('/') != std::string::npos || (spec.size() > 6 && spec.substr(spec.size() - 6) == ".stats")) {
-    if (stat(spec.c_str(), &st) != 0) throw file_error(spec + ": " + std::strerror(errno));
-    return spec;
-  }
+std::unique_ptr<stats_file> open_named(const std::string& spec, const std::string& dir,
+                                       std::vector<std::string>* notes) {
+  if (spec.find('/') != std::string::npos || (spec.size() > 6 && spec.substr(spec.size() - 6) == ".stats"))
+    return std::make_unique<stats_file>(spec);  // named by the user: anyone's file
   std::uint64_t pid = 0;
   const bool by_pid = parse_count(spec, &pid);
-  if (!by_pid && spec != "latest" && spec != "previous")
+  if (!by_pid && !spec.empty() && spec != "latest" && spec != "previous")
     throw file_error("'" + spec + "' names no process: give a pid, a stats file's path, latest or previous");
-  const std::vector<std::string> files = find_files(dir, nullptr);  // newest first
-  if (spec == "latest" || spec == "previous") {
-    const std::size_t i = spec == "latest" ? 0 : 1;
-    if (files.size() <= i)
-      throw file_error("no " + std::string(i == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec + "' (" +
-                       std::to_string(files.size()) + " found)");
-    return files[i];
-  }
+  std::vector<std::string> skipped;
+  const std::vector<std::string> files = find_files(dir, &skipped);  // newest first, the user's own
+  // When none is found: say whether files of other users were left out (they are not read).
+  const auto others = [&]() -> std::string {
+    std::size_t n = 0;
+    for (const std::string& s : skipped) n += s.find("another user's file") != std::string::npos;
+    if (n == 0) return "";
+    return " (" + std::to_string(n) + " file" + (n == 1 ? "" : "s") +
+           " of other users not read: name a file's path to read it)";
+  };
+  const std::size_t want = spec == "previous" ? 1 : 0;  // the how-manyth of the files that open
+  std::size_t opened = 0;
   for (const std::string& p : files) {
+    std::unique_ptr<stats_file> f;
     try {
-      if (static_cast<std::uint64_t>(stats_file(p).header().pid) == pid) return p;
-    } catch (const file_error&) {
+      f = std::make_unique<stats_file>(p, true);
+    } catch (const file_error& e) {  // removed or replaced since the folder was read
+      if (notes != nullptr) notes->push_back(e.what());
+      continue;
     }
+    if (by_pid ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(f->header().pid)) == pid &&
+                     f->header().pid > 0
+               : opened++ == want)
+      return f;
   }
-  throw file_error("no stats file of pid " + spec + " in " + dir);
+  if (by_pid) throw file_error("no stats file of pid " + spec + " in " + dir + others());
+  if (spec.empty()) throw file_error("no stats file in " + dir + others());
+  throw file_error("no " + std::string(want == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec +
+                   "' (" + std::to_string(opened) + " found)" + others());
 }
 
 std::string site_key(const site& s) {
@@ -134,7 +132,8 @@ std::string site_key(const site& s) {
 
 std::vector<site> merge_by_key(std::vector<site> in) {
   std::vector<site> out;
-  std::map<std::string, std::size_t> index;
+  std::unordered_map<std::string, std::size_t> index;
+  index.reserve(in.size());
   for (site& s : in) {
     const std::string key = site_key(s);
     const auto it = index.find(key);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,17 +17,22 @@ std::string bytes_text(long double b);           // "1.5 MiB", "-512 KiB"
 std::string signed_bytes_text(long double b);    // "+1.5 MiB", "-512 KiB", "0 B"
 std::string signed_count_text(long double n);    // "+3", "-1", "0"
 std::string when_text(std::uint64_t ns);         // local "YYYY-MM-DD HH:MM:SS", "-" for 0
-std::string json_quote(const std::string& s);    // a JSON string literal
+// A JSON string literal, always valid JSON: report_text.h's json_quote (bytes that are not UTF-8
+// become U+FFFD), the one writer of every poolshim-stats JSON string.
+std::string json_quote(const std::string& s);
 std::string state_of(const stats_file& f);       // "running", "exited" or "killed"
 std::string short_command(const stats_file& f);  // cmdline, else exe
 // The command for a table: the program's file name (no folder) and its arguments, cut to WIDTH
 // columns with "..." at the end.
 std::string brief_command(const stats_file& f, std::size_t width);
 
-// Names one process's stats file: SPEC is a path (it has a '/' or names an existing file), a pid
-// (the newest file of that pid in DIR), "latest" (the newest file in DIR) or "previous" (the one
-// before it). Throws file_error with a message for the user when there is none.
-std::string resolve_file(const std::string& spec, const std::string& dir);
+// Opens one process's stats file: SPEC is a path (it has a '/' or ends in ".stats"; any user's
+// file), a pid (the newest file of that pid in DIR), "latest" or "" (the newest file in DIR) or
+// "previous" (the one before it); in DIR only the user's own files count. A file of DIR that
+// cannot be opened any more (removed since the folder was read) is passed over, with a line in
+// *notes. Throws file_error with a message for the user when there is none.
+std::unique_ptr<stats_file> open_named(const std::string& spec, const std::string& dir,
+                                       std::vector<std::string>* notes);
 
 // A site's identity across runs: its symbolised frames ("function|file|line" each; an address
 // without symbols as module basename + offset, which a rebuilt binary changes).
@@ -39,7 +45,8 @@ std::vector<site> merge_by_key(std::vector<site> in);
 // (the program's call of cudaMalloc, not cudaMalloc itself), else the innermost.
 const frame* caller_frame(const site& s);
 
-// Parses a non-negative decimal; false when TEXT is not one.
+// Parses a non-negative decimal (digits only: no sign, no space, at most 18 digits); false when
+// TEXT is not one.
 bool parse_count(const std::string& text, std::uint64_t* out);
 
 }  // namespace poolshim::stats_tool::cli

@@ -124,7 +124,7 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
         w = std::move(old->second);
       } else {
         try {
-          w.file = std::make_unique<stats_file>(p);
+          w.file = std::make_unique<stats_file>(p, true);
         } catch (const file_error&) {
           continue;
         }

@@ -3,7 +3,10 @@
 # then poolshim-stats' JSON must name exactly its call sites (function and line) with exact bytes,
 # shares of the peak and leaks — after a clean exit, and after kill -9 mid-run. Also the text and
 # collapsed formats, POOLSHIM_STATS=python in a program without CPython (native frames, one warning),
-# and clear errors for a truncated, foreign and newer-version file.
+# and clear errors for a truncated, foreign and newer-version file; hostile files (offsets that
+# wrap or are misaligned, fields without their NUL, a FIFO, another user's file posing as the
+# newest; stats_header.py patches the header), odd headers (pid 0 or -1, an end before the start,
+# no stacks) and bad numbers; valid JSON from a program whose path is not UTF-8.
 # usage: stats_test.sh --shim libpoolshim.so --program stats_sites_program --stats poolshim-stats
 set -u
 shim="" program="" stats=""
@@ -100,4 +103,144 @@ cp "$f" "$dir/poolshim-0-3-3.stats"
 printf '\x63' | dd of="$dir/poolshim-0-3-3.stats" bs=1 seek=8 conv=notrunc status=none  # version 99
 msg=$("$stats" report "$dir/poolshim-0-3-3.stats" 2>&1) && fail "a newer file was read"
 echo "newer: $msg"; [[ $msg == *newer* ]] || fail "newer: $msg"
+
+# Hostile headers: offsets near 2^64 (an unchecked sum wraps back into the file), misaligned, or
+# past the end. Each must be a clear error (status 1), never a crash or a report.
+header() { python3 "$(dirname "$0")/stats_header.py" "$@"; }
+header "$f" header_size >/dev/null || fail "stats_header.py cannot read the file"
+mkdir "$dir/bad"
+n=0
+for patch in kinds_offset=0xffffffffffffffc0 live_offset=0xfffffffffffffff8 sites_offset=0xffffffffffff0000 \
+             modules_offset=0xffffffffffffffc0 slots_offset=0xffffffffffffff00 arena_offset=0xfffffffffffffff8 \
+             "shard_count=1 shards_offset=0xfffffffffffff000" "event_capacity=8 events_offset=0xffffffffffffff80" \
+             "python_size=64 python_offset=0xffffffffffffffc0" "kinds_offset=$(($(header "$f" kinds_offset) + 4))" \
+             kinds_offset=4 "kinds_offset=$(header "$f" file_size)"; do
+  n=$((n + 1))
+  bad="$dir/bad/poolshim-0-$n-$n.stats"
+  cp "$f" "$bad"
+  # shellcheck disable=SC2086  # the patch is one or two FIELD=VALUE words
+  header "$bad" $patch || fail "patching $patch"
+  for cmd in "report $bad" "report $bad --format json" "report $bad --format html"; do
+    # shellcheck disable=SC2086
+    msg=$(timeout 20 "$stats" $cmd 2>&1 >/dev/null); rc=$?
+    [[ $rc -eq 1 && $msg == *"corrupt (a region lies outside the file or is not 8-byte aligned)"* ]] ||
+      fail "hostile header ($patch): '$cmd' exited $rc (want 1 and a clear error): $msg"
+  done
+  echo "hostile $patch: $msg"
+done
+msg=$(timeout 20 "$stats" list --dir "$dir/bad" 2>&1); rc=$?
+[[ $rc -eq 1 && $(grep -c "corrupt" <<<"$msg") -eq $n ]] || fail "list of the hostile files exited $rc: $msg"
+rm -rf "$dir/bad"
+
+# Text fields that fill their array without a NUL: read up to the array's end, not beyond.
+mkdir "$dir/odd"
+odd="$dir/odd/poolshim-0-7-7.stats"
+cp "$f" "$odd"
+header "$odd" "exe=$(printf 'A%.0s' $(seq 256))" "cmdline=$(printf 'B%.0s' $(seq 512))" || fail "patching exe"
+"$stats" report "$odd" --top 1 >"$dir/odd.txt" || fail "report of a file whose exe has no NUL"
+head -1 "$dir/odd.txt" | grep -Eq "^pid [0-9]+ \([a-z]+\) A{256}$" || fail "exe without a NUL: $(head -1 "$dir/odd.txt")"
+sed -n 2p "$dir/odd.txt" | grep -Eq "^  B{512}$" || fail "cmdline without a NUL: $(sed -n 2p "$dir/odd.txt")"
+"$stats" report "$odd" --format json >"$dir/odd.json" || fail "json report of a file whose exe has no NUL"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+assert r["exe"] == "A" * 256 and r["cmdline"] == "B" * 512, (len(r["exe"]), len(r["cmdline"]))' "$dir/odd.json" ||
+  fail "json: exe or cmdline read past its field"
+"$stats" list --dir "$dir/odd" | grep -Eq " B{512}$" || fail "list: cmdline read past its field"
+# An end before the start (the clock stepped back): no wrapped run time.
+header "$odd" end_ns=1000 start_ns=2000000000 || fail "patching end_ns"
+"$stats" report "$odd" --top 1 | tee "$dir/odd.txt" | sed -n 3p
+grep -q "ran 0.00 s" "$dir/odd.txt" || fail "an end before the start: $(sed -n 3p "$dir/odd.txt")"
+# pid 0 and -1 with no exit recorded: killed, not running (kill(0 or -1, 0) asks about many processes).
+for pid in 0 -1; do
+  header "$odd" pid=$pid end_ns=0 || fail "patching pid"
+  state=$("$stats" report "$odd" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')
+  [[ $state == killed ]] || fail "pid $pid without an exit: state $state, not killed"
+  "$stats" report "$odd" --format html | grep -q '<span class="state killed">killed</span>' ||
+    fail "pid $pid without an exit: the HTML page does not say killed"
+done
+echo "fields without a NUL, an end before the start, pid 0 and -1: as they should be"
+# No call stacks (flags bit 1: the folder had no room for the full file): said in text and HTML.
+header "$odd" flags=2 || fail "patching flags"
+"$stats" report "$odd" | grep -q "note: no call stacks" || fail "text: no note of the missing stacks"
+"$stats" report "$odd" --format html | grep -q '<p class="note" id="stacks-off">No call stacks: the stats folder had no room' ||
+  fail "html: no note of the missing stacks"
+rm -rf "$dir/odd"
+
+# Bad numbers are usage errors (status 2).
+for top in -1 "" 1x " 3" +2 99999999999999999999; do
+  msg=$("$stats" report --dir "$dir" --top "$top" 2>&1); rc=$?
+  [[ $rc -eq 2 && $msg == *"bad --top"* ]] || fail "--top '$top' exited $rc: $msg"
+done
+echo "bad --top values: usage errors"
+
+# A FIFO named like a stats file (the folder is writable by all, e.g. /dev/shm): list and report
+# go on at once, saying what they skipped; opening it would block forever.
+mkdir "$dir/fifo"
+cp "$f" "$dir/fifo/"
+mkfifo "$dir/fifo/poolshim-0-9-9.stats"
+msg=$(timeout 20 "$stats" list --dir "$dir/fifo" 2>&1); rc=$?
+[[ $rc -eq 0 ]] || fail "list with a FIFO in the folder exited $rc: $msg"
+[[ $msg == *"skipped $dir/fifo/poolshim-0-9-9.stats: a FIFO"* ]] || fail "list did not say it skipped the FIFO: $msg"
+timeout 20 "$stats" report --dir "$dir/fifo" --top 1 >/dev/null || fail "report with a FIFO in the folder"
+msg=$(timeout 20 "$stats" report "$dir/fifo/poolshim-0-9-9.stats" 2>&1); rc=$?
+[[ $rc -eq 1 && $msg == *"a FIFO, not a poolshim stats file"* ]] || fail "report of the FIFO exited $rc: $msg"
+ln -s "$f" "$dir/fifo/link.stats"
+msg=$(timeout 20 "$stats" report "$dir/fifo/link.stats" 2>&1); rc=$?
+[[ $rc -eq 1 && $msg == *"symbolic link"* ]] || fail "report of a symbolic link exited $rc: $msg"
+echo "FIFO and symbolic link: skipped or refused at once"
+rm -rf "$dir/fifo"
+
+# Another user's file in the folder, newer than ours and with a pid of its own: neither the
+# newest nor "report PID" may pick it; named by its path it is read (root reading a user's file).
+if [[ $(id -u) -eq 0 ]] && id nobody >/dev/null 2>&1; then
+  mkdir "$dir/others"
+  cp "$f" "$dir/others/"
+  mine_pid=$(header "$f" pid)
+  forged="$dir/others/poolshim-65534-999999-1.stats"
+  cp "$f" "$forged"
+  header "$forged" pid=999999 start_ns=now-0 exe=/forged cmdline=forged || fail "patching the forged file"
+  chown nobody "$forged"
+  "$stats" list --dir "$dir/others" >"$dir/others.txt" 2>&1 || fail "list with another user's file"
+  cat "$dir/others.txt"
+  grep -q "another user's file (uid $(id -u nobody))" "$dir/others.txt" || fail "list did not say it skipped the other user's file"
+  grep -q "forged" <(grep -v "skipped" "$dir/others.txt") && fail "list shows the other user's file"
+  pid=$("$stats" report --dir "$dir/others" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["pid"])')
+  [[ $pid == "$mine_pid" ]] || fail "the newest file is another user's (pid $pid)"
+  msg=$("$stats" report 999999 --dir "$dir/others" 2>&1); rc=$?
+  [[ $rc -eq 1 && $msg == *"no stats file of pid 999999"*"1 file of other users not read"* ]] ||
+    fail "report PID of another user's file exited $rc: $msg"
+  "$stats" report "$forged" --top 1 | head -1 | grep -q "^pid 999999 .*/forged$" || fail "a named file of another user"
+  echo "another user's file: left out of the folder's files, readable by its path"
+  rm -rf "$dir/others"
+else
+  echo "stats_test: note: not root (or no user nobody): the check of another user's file is skipped"
+fi
+
+# A program whose path is not UTF-8 (a byte 0xff): exe, cmdline and module paths carry it; every
+# JSON output must still be valid (U+FFFD in its place).
+rm -f "$dir"/*.stats
+mkdir "$dir/bin"
+odd_program="$dir/bin/stats_sites_"$'\xff'"program"
+cp "$program" "$odd_program"
+out=$(run "$odd_program") || fail "the copy with a 0xff byte in its name failed: $out"
+"$stats" report --dir "$dir" --format json --top 0 >"$dir/odd-name.json" || fail "report of the program named with 0xff"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))  # strict: a raw 0xff is an error
+assert r["exe"].endswith("/stats_sites_\ufffdprogram"), r["exe"]
+assert "stats_sites_\ufffdprogram" in r["cmdline"], r["cmdline"]
+mods = {f["module"] for s in r["sites"] for f in s["frames"]}
+assert any(m.endswith("stats_sites_\ufffdprogram") for m in mods), mods
+print("exe", ascii(r["exe"]))' "$dir/odd-name.json" || fail "the JSON of a program named with 0xff"
+check "$dir/odd-name.json" exited 0 || fail "the program named with 0xff: its sites"
+"$stats" node --dir "$dir" --socket "$dir/none.sock" --format json >"$dir/odd-node.json" || fail "node json"
+python3 -c 'import json, sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$dir/odd-node.json" ||
+  fail "node: invalid JSON for a program named with 0xff"
+"$stats" report --dir "$dir" --format html | python3 -c '
+import json, re, sys
+page = sys.stdin.buffer.read().decode("utf-8")  # strict
+data = re.search(r"<script type=\"application/json\" id=\"poolshim-data\">(.*?)</script>", page, re.S).group(1)
+json.loads(data)' || fail "html: invalid UTF-8 or JSON for a program named with 0xff"
+echo "a program named with 0xff: valid JSON (report, node, html)"
 echo "stats_test: OK"

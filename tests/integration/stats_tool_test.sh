@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# poolshim-stats' diff, node, top, memory_viz and pool hit rate, end to end: stats_tool_program
+# poolshim-stats' diff, node, top, memory_viz, pool hit rate and clean, end to end: stats_tool_program
 # (known call sites; arguments change them) under the shim with POOLSHIM_STATS=native, and a
 # synthetic stats file with a known event ring (stats_fake_file). Every figure checked is one the
 # program or the synthetic file promises.
 # usage: stats_tool_test.sh SCENARIO --shim libpoolshim.so --program stats_tool_program
 #                           --stats poolshim-stats --fake stats_fake_file --daemon poolshimd
-# Scenarios: diff, node, top, memory_viz, pool_hit_rate
+# Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean
 set -u
 scenario=${1:?scenario}; shift
 shim="" program="" stats="" fake="" daemon=""
@@ -102,6 +102,17 @@ PY
   "$stats" diff --dir "$dir" --sort count --format json | python3 -c '
 import json, sys; d = json.load(sys.stdin); assert [s["change"]["allocs"] for s in d["sites"]] == [3, 1, -1], d' ||
     fail "--sort count"
+  # report merges stacks as diff does (one key): a run against itself is all unchanged, as many
+  # sites as the report has.
+  "$stats" diff "$new" "$new" --format json --top 0 >"$dir/self.json" || fail "diff of a run with itself"
+  "$stats" report "$new" --format json --top 0 >"$dir/new.json" || fail "report of the new run"
+  python3 - "$dir/self.json" "$dir/new.json" <<'PY' || fail "report and diff merge sites differently"
+import json, sys
+d, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+c = d["counts"]
+assert (c["changed"], c["new"], c["gone"]) == (0, 0, 0) and c["unchanged"] == len(r["sites"]), (c, len(r["sites"]))
+print(f"diff of a run with itself: {c['unchanged']} sites unchanged, as many as the report's")
+PY
   # Clear errors.
   expect_error 1 "no stats file of pid 999999999" "$stats" diff 999999999 latest --dir "$dir"
   expect_error 1 "No such file" "$stats" diff "$dir/none.stats" latest --dir "$dir"
@@ -276,6 +287,102 @@ d, p = r["device"], r["pinned"]
 assert d["allocs"] == 7 and 3 <= d["hits"] <= 7 and abs(d["rate"] - d["hits"] / 7) < 1e-6, d
 assert p["allocs"] == 1 and p["hits"] <= 1, p
 PY
+  ;;
+
+clean)
+  header() { python3 "$(dirname "$0")/stats_header.py" "$@"; }
+  exists() { [[ -e "$1" || -p "$1" ]]; }
+  out=$(run "$program" --leaks 1) || fail "the exiting run: $out"
+  exited=$(ls "$dir"/*.stats)
+  run "$program" --hold >"$dir/held.out" 2>&1 &
+  held_pid=$!
+  pids+=("$held_pid")
+  wait_ready "$dir/held.out"
+  held=$(ls "$dir"/*-"$held_pid"-*.stats)
+  run "$program" --hold >"$dir/killed.out" 2>&1 &
+  killed_pid=$!
+  wait_ready "$dir/killed.out"
+  kill -9 "$killed_pid"
+  wait "$killed_pid" 2>/dev/null
+  killed=$(ls "$dir"/*-"$killed_pid"-*.stats)
+  # One that exited two days ago (the exited run's copy, its end moved back).
+  old="$dir/poolshim-$(id -u)-$(header "$exited" pid)-1.stats"
+  cp "$exited" "$old"
+  header "$old" end_ns=now-172800 || fail "patching end_ns"
+  # Never removed: a file that does not read as a stats file (perhaps one being created), a FIFO.
+  junk="$dir/poolshim-junk.stats"
+  head -c 4096 /dev/zero >"$junk"
+  fifo="$dir/poolshim-fifo.stats"
+  mkfifo "$fifo"
+  other=""
+  if [[ $(id -u) -eq 0 ]] && id nobody >/dev/null 2>&1; then
+    other="$dir/poolshim-$(id -u nobody)-1-1.stats"
+    cp "$exited" "$other"
+    chown nobody "$other"
+  else
+    echo "stats_tool_test clean: note: not root (or no user nobody): the check of another user's file is skipped"
+  fi
+  ls -l "$dir"
+  all=("$exited" "$held" "$killed" "$old" "$junk" "$fifo")
+  [[ -n "$other" ]] && all+=("$other")
+
+  # --dry-run: says what it would remove, removes nothing.
+  timeout 20 "$stats" clean --dir "$dir" --dry-run >"$dir/dry.txt" 2>&1 || fail "clean --dry-run: $(cat "$dir/dry.txt")"
+  cat "$dir/dry.txt"
+  for f in "${all[@]}"; do exists "$f" || fail "--dry-run removed $f"; done
+  for f in "$exited" "$killed" "$old"; do grep -q "^  would remove  .*: $f$" "$dir/dry.txt" || fail "--dry-run: not $f"; done
+  grep -q "^  kept          pid $held_pid (running): $held$" "$dir/dry.txt" || fail "--dry-run: the running file"
+  grep -q "^clean: would remove 3 files, .* to free; kept 1 (running); left alone" "$dir/dry.txt" ||
+    fail "--dry-run: the summary"
+
+  # --older-than 1d: only the one that ended two days ago.
+  "$stats" clean --dir "$dir" --older-than 1d >"$dir/old.txt" 2>&1 || fail "clean --older-than 1d: $(cat "$dir/old.txt")"
+  cat "$dir/old.txt"
+  exists "$old" && fail "--older-than 1d kept the file of a process that exited 2 days ago"
+  for f in "$exited" "$held" "$killed" "$junk" "$fifo" $other; do exists "$f" || fail "--older-than 1d removed $f"; done
+  grep -Eq "^  removed       pid [0-9]+ \(exited 20[0-9-]+ [0-9:]+\), 1[0-9]\.[0-9] MiB: $old$" "$dir/old.txt" ||
+    fail "--older-than 1d: no line for the old file"
+  grep -q "not older than 1d): $exited$" "$dir/old.txt" || fail "--older-than 1d: no line for the recent file"
+
+  # Everything that ended: the exited and the killed one; the running one, the junk, the FIFO and
+  # another user's file stay. The bytes freed are the files' blocks.
+  want=$(stat -c '%b %B' "$exited" "$killed" | awk '{ s += $1 * $2 } END { print s }')
+  timeout 20 "$stats" clean --dir "$dir" >"$dir/clean.txt" 2>&1 || fail "clean: $(cat "$dir/clean.txt")"
+  cat "$dir/clean.txt"
+  for f in "$exited" "$killed"; do exists "$f" && fail "clean kept $f"; done
+  for f in "$held" "$junk" "$fifo" $other; do exists "$f" || fail "clean removed $f"; done
+  grep -q "^  left alone    $fifo: not a regular file$" "$dir/clean.txt" || fail "clean: no line for the FIFO"
+  grep -q "^  left alone    $junk: not a poolshim stats file" "$dir/clean.txt" || fail "clean: no line for the junk"
+  if [[ -n "$other" ]]; then
+    grep -q "^  left alone    $other: another user's file (uid $(id -u nobody))$" "$dir/clean.txt" ||
+      fail "clean: no line for another user's file"
+  fi
+  python3 - "$dir/clean.txt" "$want" <<'PY' || fail "clean: the bytes freed"
+import re, sys
+text, want = open(sys.argv[1]).read(), int(sys.argv[2])
+b, u = float(want), 0
+while b >= 1024 and u < 4:
+    b, u = b / 1024, u + 1
+unit = ["B", "KiB", "MiB", "GiB", "TiB"][u]
+size = f"{b:.0f} {unit}" if u == 0 else f"{b:.1f} {unit}"
+line = [l for l in text.splitlines() if l.startswith("clean: ")]
+assert line and line[0].startswith(f"clean: removed 2 files, {size} freed; kept 1 (running); left alone "), (line, size)
+print(f"freed {size} ({want} bytes), as the files held")
+PY
+  # Once the held program is gone, its file goes too.
+  kill -9 "$held_pid"
+  wait "$held_pid" 2>/dev/null
+  "$stats" clean --dir "$dir" >"$dir/last.txt" 2>&1 || fail "clean after the kill: $(cat "$dir/last.txt")"
+  cat "$dir/last.txt"
+  exists "$held" && fail "clean kept the file of the killed held program"
+  grep -Eq "^  removed       pid $held_pid \(killed, started " "$dir/last.txt" || fail "clean: the killed held program's line"
+  # Clear errors.
+  expect_error 2 "bad --older-than" "$stats" clean --dir "$dir" --older-than 5x
+  expect_error 2 "bad --older-than" "$stats" clean --dir "$dir" --older-than -1d
+  expect_error 2 "bad --older-than" "$stats" clean --dir "$dir" --older-than d
+  expect_error 2 "clean takes no process" "$stats" clean 1234 --dir "$dir"
+  expect_error 2 "unknown option" "$stats" clean --force --dir "$dir"
+  expect_error 1 "No such file" "$stats" clean --dir "$dir/missing"
   ;;
 
 *) echo "stats_tool_test: unknown scenario $scenario" >&2; exit 2 ;;
