@@ -3,6 +3,7 @@
 
 #include <cxxabi.h>
 #include <dirent.h>
+#include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
@@ -48,6 +49,18 @@ bool regular_file(const std::string& path) {
   return regular;
 }
 
+// An inlined subroutine's name: its linkage name demangled (as the symbol table's names are), else
+// its plain name, both looked up through DW_AT_abstract_origin.
+std::string die_name(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) != nullptr ||
+      dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr) != nullptr)
+    if (const char* name = dwarf_formstring(&attr)) return demangle(name);
+  if (dwarf_attr_integrate(die, DW_AT_name, &attr) != nullptr)
+    if (const char* name = dwarf_formstring(&attr)) return name;
+  return {};
+}
+
 // libdw, offline: each module reported at its load bias, so runtime addresses look up directly.
 class symboliser {
  public:
@@ -69,7 +82,11 @@ class symboliser {
   ~symboliser() {
     if (dwfl_ != nullptr) dwfl_end(dwfl_);
   }
-  void resolve(frame* f) const {
+  // Fills f (function, file, line) for its pc. When the pc lies in code the compiler inlined,
+  // f names the innermost inlined function at the line the line table gives, and *callers gets
+  // the functions it was inlined into, innermost first, each at the line of its call
+  // (DW_AT_call_file/line), ending with the real function the symbol table names.
+  void resolve(frame* f, std::vector<frame>* callers) const {
     if (dwfl_ == nullptr) return;
     // A return address: the call is the instruction before it.
     const Dwarf_Addr pc = f->pc - 1;
@@ -82,6 +99,41 @@ class symboliser {
       if (src != nullptr) f->file = src;
       f->line = lineno;
     }
+    Dwarf_Addr bias = 0;
+    Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias);
+    if (cu == nullptr) return;
+    Dwarf_Die* scopes = nullptr;
+    const int n = dwarf_getscopes(cu, pc - bias, &scopes);
+    if (n <= 0) return;
+    Dwarf_Files* files = nullptr;
+    std::size_t nfiles = 0;
+    if (dwarf_getsrcfiles(cu, &files, &nfiles) != 0) files = nullptr;
+    // scopes[0] is the innermost; each inlined subroutine up to the enclosing subprogram is a frame.
+    const std::string real_function = f->function;
+    frame* current = f;
+    for (int i = 0; i < n; ++i) {
+      Dwarf_Die* die = &scopes[i];
+      const int tag = dwarf_tag(die);
+      if (tag == DW_TAG_subprogram) break;
+      if (tag != DW_TAG_inlined_subroutine) continue;
+      current->function = die_name(die);
+      if (current->function.empty()) current->function = "?";
+      // The caller: the next enclosing inlined subroutine or the real function, at the call.
+      frame caller = *current;
+      caller.function = real_function;
+      caller.file.clear();
+      caller.line = 0;
+      Dwarf_Attribute attr;
+      Dwarf_Word value = 0;
+      if (dwarf_attr(die, DW_AT_call_file, &attr) != nullptr && dwarf_formudata(&attr, &value) == 0 &&
+          files != nullptr && value < nfiles)
+        if (const char* file = dwarf_filesrc(files, value, nullptr, nullptr)) caller.file = file;
+      if (dwarf_attr(die, DW_AT_call_line, &attr) != nullptr && dwarf_formudata(&attr, &value) == 0)
+        caller.line = static_cast<int>(value);
+      callers->push_back(std::move(caller));
+      current = &callers->back();
+    }
+    std::free(scopes);
   }
 
  private:
@@ -286,7 +338,11 @@ std::vector<site> stats_file::sites(bool symbolise) const {
           } else if ((f.pc >> 48) == POOLSHIM_STATS_PYFRAME_TAG) {
             f.module = "[python]";  // a Python frame the table cannot name (not recorded, or no table)
           } else if (sym) {
-            sym->resolve(&f);
+            std::vector<frame> callers;  // the functions f's code was inlined into
+            sym->resolve(&f, &callers);
+            s.frames.push_back(std::move(f));
+            for (frame& c : callers) s.frames.push_back(std::move(c));
+            continue;
           }
           s.frames.push_back(std::move(f));
         }

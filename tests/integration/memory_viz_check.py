@@ -167,7 +167,7 @@ def check_synthetic(snap):
 
 def check_program(snap, small):
     def site(e):
-        for f in e["frames"][:4]:
+        for f in e["frames"][:6]:
             for n in ("site_leak", "site_reuse", "site_pinned", "site_only_a", "site_only_b", "site_grow", "site_small"):
                 if f["name"] == n or f["name"].startswith(n + "(") or ("::" + n + "(") in f["name"]:
                     assert f["filename"].endswith("stats_tool_program.cpp") and f["line"] > 0, f

@@ -24,7 +24,7 @@ import json, re, sys
 r = json.load(open(sys.argv[1]))
 got = {}
 for s in r["sites"]:
-    names = [re.search(r"site_(\d+)\(", f["function"]) for f in s["frames"][:3]]
+    names = [re.search(r"site_(\d+)\(", f["function"]) for f in s["frames"][:5]]
     n = next((int(m.group(1)) for m in names if m), None)
     assert n is not None, f"a site outside site_N: {[f['function'] for f in s['frames'][:4]]}"
     a = got.setdefault(n, [0, 0, 0])

@@ -32,10 +32,10 @@ state, peak_site_live = sys.argv[2], int(sys.argv[3])
 MiB, KiB = 1 << 20, 1 << 10
 def site(fn):
     named = lambda f: fn + "(" in f["function"] or f["function"].endswith(fn)
-    found = [s for s in report["sites"] if any(named(f) for f in s["frames"][:3])]
+    found = [s for s in report["sites"] if any(named(f) for f in s["frames"][:5])]
     assert len(found) == 1, f"{fn}: {len(found)} sites"
     s = found[0]
-    frame = next(f for f in s["frames"][:3] if named(f))
+    frame = next(f for f in s["frames"][:5] if named(f))
     assert frame["file"].endswith("stats_sites_program.cpp") and frame["line"] > 0, frame
     return s
 want = {  # function: allocs, bytes allocated, live bytes, bytes at the process peak
@@ -54,6 +54,17 @@ for fn, (allocs, total, live, at_peak) in want.items():
 assert site("site_temp")["temporary"] == 1, "site_temp's block was freed before the next allocation"
 assert site("site_peak")["temporary"] == (1 if state == "exited" else 0), site("site_peak")["temporary"]
 assert site("site_leak")["temporary"] == 0
+# leak_block is inlined into site_leak: two frames from one return address, each at its own line.
+frames = site("site_leak")["frames"]
+names = [f["function"] for f in frames]
+i = next(k for k, n in enumerate(names) if "leak_block" in n)
+assert "site_leak" in names[i + 1], names
+src = open(frames[i]["file"]).read().splitlines()
+mark = lambda m: next(n + 1 for n, l in enumerate(src) if "mark: " + m in l)
+assert frames[i]["line"] == mark("leak_block's call"), (frames[i], mark("leak_block's call"))
+assert frames[i + 1]["line"] == mark("site_leak's call"), (frames[i + 1], mark("site_leak's call"))
+assert frames[i]["pc"] == frames[i + 1]["pc"]
+print(f"inline frames: leak_block:{frames[i]['line']} <- site_leak:{frames[i + 1]['line']}")
 assert report["peak_bytes"] == 64 * KiB + 7 * MiB, report["peak_bytes"]
 assert report["state"] == state, report["state"]
 leaked = 64 * KiB + 3 * MiB + peak_site_live * MiB
@@ -69,7 +80,7 @@ check "$dir/clean.json" exited 0 || fail "clean run"
 "$stats" report --dir "$dir" --top 4 | tee "$dir/clean.txt"
 grep -q "site_leak" "$dir/clean.txt" || fail "the text report lacks site_leak"
 awk 'length > 100 { bad = 1 } END { exit bad }' "$dir/clean.txt" || echo "stats_test: note: lines over 100 columns"
-"$stats" report --dir "$dir" --format collapsed --top 0 | grep -q "main;.*site_peak().*;cudaMalloc 4194304" ||
+"$stats" report --dir "$dir" --format collapsed --top 0 | grep -q "main;.*site_peak().*;cudaMalloc.* 4194304" ||
   fail "collapsed stacks"
 rm -f "$dir"/*.stats
 

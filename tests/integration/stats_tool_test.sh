@@ -68,7 +68,7 @@ for other in sys.argv[2:4]:
     assert o["old"]["pid"] == d["old"]["pid"] and o["new"]["pid"] == d["new"]["pid"], other
 assert d["old"]["pid"] == int(sys.argv[4]) and d["new"]["pid"] == int(sys.argv[5]), (d["old"], d["new"])
 def fn(s):
-    for f in s["frames"][:3]:
+    for f in s["frames"][:5]:
         for name in ("site_leak", "site_only_a", "site_only_b", "site_reuse", "site_pinned"):
             if name + "(" in f["function"] or f["function"].endswith(name):
                 assert f["file"].endswith("stats_tool_program.cpp") and f["line"] > 0, f
