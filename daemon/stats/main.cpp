@@ -32,8 +32,9 @@ namespace tool = poolshim::stats_tool;
 namespace {
 
 const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
-       poolshim-stats report [PID|FILE] [--dir DIR] [--top N] [--sort KEY] [--format FMT] [--no-symbols]
-                             [--output FILE]
+       poolshim-stats report [PID|FILE...] [--dir DIR] [--top N] [--sort KEY] [--format FMT]
+                             [--no-symbols] [--output FILE]
+       poolshim-stats report --diff [OLD NEW] ...   (the same as diff)
        poolshim-stats diff [OLD NEW] [--dir DIR] [--top N] [--sort KEY] [--format text|json]
        poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
        poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N]
@@ -44,7 +45,9 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
 
   list       one line per stats file of yours in DIR: pid, state, start, peak, command (DIR is
              read for your own files only; name another user's FILE to read it)
-  report     one process: the newest file in DIR, or PID's, or latest or previous, or FILE.
+  report     one process: the newest file in DIR, or PID's, or latest or previous, or FILE;
+             several named: one report each (json: one object per line; collapsed: each
+             process's stacks under a pid_N root frame).
              Sites allocating through a framework's cache (PyTorch, CuPy, XLA/JAX, RMM pool)
              are labelled, with how to get per-tensor call sites instead
   diff       two runs, call site by call site (matched by function, file and line, not by address):
@@ -64,7 +67,8 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
 Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10; 0: all)
-  --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated), count
+  --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated),
+                 count
   --format FMT   text (default), json (schema version 2: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
@@ -124,8 +128,10 @@ std::int64_t key_of(const tool::site& s, const std::string& sort) {
   return s.at_process_peak;
 }
 
+// `root`: for collapsed stacks of several processes, the outermost frame naming the process ("" for
+// one process).
 int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format,
-           bool symbols) {
+           bool symbols, const std::string& root = "") {
   const poolshim_stats_header& h = f.header();
   // Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
   // two calls on one line) are one call site to the reader: merged by their symbolised frames,
@@ -146,14 +152,14 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
 
   if (format == "collapsed") {
     for (const tool::site& s : sites) {
-      std::string line;
+      std::string line = root;
       for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
         std::string t = it->function.empty() ? it->text() : it->function;
         std::replace(t.begin(), t.end(), ';', ':');
         std::replace(t.begin(), t.end(), ' ', '_');
         line += (line.empty() ? "" : ";") + t;
       }
-      if (line.empty()) line = s.id == 0 ? "[untracked]" : "[no frames]";
+      if (line == root) line += std::string(root.empty() ? "" : ";") + (s.id == 0 ? "[untracked]" : "[no frames]");
       std::printf("%s %lld\n", line.c_str(), static_cast<long long>(key_of(s, sort)));
     }
     return 0;
@@ -163,12 +169,12 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
                 json_string(f.cmdline()).c_str());
     std::printf("\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
-                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"depth_cap\":%u,",
+                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"live_table_full\":%s,\"depth_cap\":%u,",
                 static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
                 static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
                 static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
                 static_cast<unsigned long long>(h.untracked_frees), (h.flags & 1) ? "true" : "false",
-                (h.flags & 2) ? "true" : "false", h.depth_cap);
+                (h.flags & 2) ? "true" : "false", (h.flags & 4) ? "true" : "false", h.depth_cap);
     std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
@@ -225,6 +231,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   if (h.flags & 2)
     std::printf("  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
                 "        only the figures per device and kind were counted\n");
+  if (h.flags & 4)
+    std::printf("  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
+                "        and their bytes stay in the live figures\n");
   // Per device and kind: allocations per second over the run so far, the peak and when (seconds
   // after the start), what is live (leaked, after an exit).
   const std::uint64_t until = h.end_ns != 0 ? h.end_ns : static_cast<std::uint64_t>(
@@ -279,6 +288,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::string dir = std::getenv("POOLSHIM_STATS_DIR") != nullptr ? std::getenv("POOLSHIM_STATS_DIR") : "/dev/shm";
+  if (cmd == "report" && std::find(argv + 2, argv + argc, std::string("--diff")) != argv + argc) {
+    // report --diff OLD NEW: the diff command
+    std::vector<std::string> rest;
+    for (int i = 2; i < argc; ++i)
+      if (std::string(argv[i]) != "--diff") rest.emplace_back(argv[i]);
+    return tool::diff_main(rest, dir, k_usage);
+  }
   if (cmd == "diff" || cmd == "node" || cmd == "top" || cmd == "clean") {  // each parses its own options
     const std::vector<std::string> rest(argv + 2, argv + argc);
     if (cmd == "diff") return tool::diff_main(rest, dir, k_usage);
@@ -287,7 +303,8 @@ int main(int argc, char** argv) {
     return tool::top_main(rest, dir, k_usage);
   }
   std::string output;
-  std::string which, sort = "peak", format = "text";
+  std::vector<std::string> which;  // processes named (none: the newest)
+  std::string sort = "peak", format = "text";
   std::size_t top = 10;
   bool symbols = true;
   for (int i = 2; i < argc; ++i) {
@@ -317,8 +334,7 @@ int main(int argc, char** argv) {
     } else if (a == "--output") output = value();
     else if (a == "--no-symbols") symbols = false;
     else if (!a.empty() && a[0] == '-') usage_error("unknown option '" + a + "'");
-    else if (which.empty()) which = a;
-    else usage_error("more than one process named");
+    else which.push_back(a);
   }
   try {
     if (cmd == "list") {
@@ -344,16 +360,34 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd != "report") usage_error("unknown command '" + cmd + "'");
-    std::vector<std::string> notes;
-    const std::unique_ptr<tool::stats_file> file = tool::cli::open_named(which, dir, &notes);  // FILE, PID, ...
-    for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", n.c_str());
-    const tool::stats_file& f = *file;
-    if (format == "memory_viz") return tool::write_memory_viz(f, symbols, output);
+    if (which.size() > 1 && (format == "html" || format == "memory_viz"))
+      usage_error("--format " + format + " shows one process (several: text, json or collapsed; all: node)");
+    if (which.empty()) which.emplace_back();  // the newest
+    // Every process named is opened first: a bad name fails before anything is written.
+    std::vector<std::unique_ptr<tool::stats_file>> files;
+    for (const std::string& w : which) {
+      std::vector<std::string> notes;
+      files.push_back(tool::cli::open_named(w, dir, &notes));  // FILE, PID, latest, previous, or the newest
+      for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", n.c_str());
+    }
+    if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
       std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));
       return 1;
     }
-    return report(f, top, sort, format, symbols);
+    // Several: text reports one after the other, JSON one object per line (JSON Lines), collapsed
+    // stacks under a root frame per process.
+    int status = 0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (i != 0 && format == "text") std::printf("\n");
+      std::string root;
+      if (files.size() > 1 && format == "collapsed") {
+        root = "pid_" + std::to_string(files[i]->header().pid);
+        std::replace(root.begin(), root.end(), ';', ':');
+      }
+      status = std::max(status, report(*files[i], top, sort, format, symbols, root));
+    }
+    return status;
   } catch (const tool::file_error& e) {
     std::fprintf(stderr, "poolshim-stats: %s\n", e.what());
     return 1;

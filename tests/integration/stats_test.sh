@@ -82,6 +82,18 @@ grep -q "site_leak" "$dir/clean.txt" || fail "the text report lacks site_leak"
 awk 'length > 100 { bad = 1 } END { exit bad }' "$dir/clean.txt" || echo "stats_test: note: lines over 100 columns"
 "$stats" report --dir "$dir" --format collapsed --top 0 | grep -q "main;.*site_peak().*;cudaMalloc.* 4194304" ||
   fail "collapsed stacks"
+# Several processes in one report (JSON Lines, one object each), and report --diff (the diff command).
+run "$program" >/dev/null || fail "second run"
+pids=$("$stats" list --dir "$dir" | awk 'NR > 1 { print $1 }')
+[[ $(wc -w <<<"$pids") == 2 ]] || fail "list: $pids"
+"$stats" report $pids --dir "$dir" --format json --top 0 >"$dir/two.json" || fail "report of two pids"
+python3 - "$dir/two.json" $pids <<'PY' || fail "report of two pids: one JSON object per line, each its pid's"
+import json, sys
+reports = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["pid"] for r in reports] == [int(p) for p in sys.argv[2:]], [r["pid"] for r in reports]
+assert all(r["peak_bytes"] == reports[0]["peak_bytes"] for r in reports)
+PY
+"$stats" report --diff --dir "$dir" | grep -q "4 unchanged" || fail "report --diff of two identical runs"
 rm -f "$dir"/*.stats
 
 # kill -9 mid-run: site_peak's block is still allocated when the process dies.
