@@ -96,26 +96,8 @@ Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad us
   std::exit(2);
 }
 
-std::string bytes_text(long double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  const bool neg = b < 0;
-  if (neg) b = -b;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  char out[32];
-  std::snprintf(out, sizeof out, u == 0 ? "%s%.0Lf %s" : "%s%.1Lf %s", neg ? "-" : "", b, units[u]);
-  return out;
-}
-
-std::string when(std::uint64_t ns) {
-  if (ns == 0) return "-";
-  const time_t t = static_cast<time_t>(ns / 1000000000ull);
-  tm local{};
-  localtime_r(&t, &local);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &local);
-  return out;
-}
+std::string bytes_text(long double b) { return tool::cli::bytes_text(b); }
+std::string when(std::uint64_t ns) { return tool::cli::when_text(ns); }
 
 std::string state(const tool::stats_file& f) { return tool::cli::state_of(f); }
 

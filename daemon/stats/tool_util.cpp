@@ -15,16 +15,7 @@
 
 namespace poolshim::stats_tool::cli {
 
-std::string bytes_text(long double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  const bool neg = b < 0;
-  if (neg) b = -b;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  char out[40];
-  std::snprintf(out, sizeof out, u == 0 ? "%s%.0Lf %s" : "%s%.1Lf %s", neg ? "-" : "", b, units[u]);
-  return out;
-}
+std::string bytes_text(long double b) { return stats_tool::bytes_text(b); }
 
 std::string signed_bytes_text(long double b) { return (b > 0 ? "+" : "") + bytes_text(b); }
 
@@ -34,15 +25,7 @@ std::string signed_count_text(long double n) {
   return out;
 }
 
-std::string when_text(std::uint64_t ns) {
-  if (ns == 0) return "-";
-  const time_t t = static_cast<time_t>(ns / 1000000000ull);
-  tm local{};
-  localtime_r(&t, &local);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &local);
-  return out;
-}
+std::string when_text(std::uint64_t ns) { return stats_tool::time_text(ns); }
 
 std::string json_quote(const std::string& s) { return stats_tool::json_quote(s, false); }
 

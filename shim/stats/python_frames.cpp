@@ -25,6 +25,7 @@
 #include "log.h"
 #include "poolshim/stats_file.h"
 #include "poolshim/stats_python.h"
+#include "stats/unwinder.h"
 
 namespace poolshim::stats {
 namespace {
@@ -305,30 +306,6 @@ bool in_interpreter(const void* pc) noexcept {
 }
 
 // --- start-up checks ---
-
-// The address range of the loaded segments of the module holding `addr`.
-void module_range(std::uintptr_t addr, std::uintptr_t* lo, std::uintptr_t* hi) noexcept {
-  struct ctx_t {
-    std::uintptr_t addr, lo, hi;
-  } ctx{addr, 0, 0};
-  dl_iterate_phdr(
-      [](dl_phdr_info* i, std::size_t, void* p) {
-        auto* c = static_cast<ctx_t*>(p);
-        std::uintptr_t lo = UINTPTR_MAX, hi = 0;
-        for (int k = 0; k < i->dlpi_phnum; ++k) {
-          if (i->dlpi_phdr[k].p_type != PT_LOAD) continue;
-          lo = std::min<std::uintptr_t>(lo, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr);
-          hi = std::max<std::uintptr_t>(hi, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr + i->dlpi_phdr[k].p_memsz);
-        }
-        if (c->addr < lo || c->addr >= hi) return 0;
-        c->lo = lo;
-        c->hi = hi;
-        return 1;
-      },
-      &ctx);
-  *lo = ctx.lo;
-  *hi = ctx.hi;
-}
 
 void* sym(const char* name) noexcept { return real_dlsym()(RTLD_DEFAULT, name); }
 

@@ -91,31 +91,7 @@ void release_thread(void* p) noexcept;  // a thread's state and shard back, at i
 
 // The address range of libpoolshim.so (or of the binary holding this code, in tests).
 void find_own_range(recorder& r) noexcept {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&record_alloc), &info) == 0) return;
-  struct ctx_t {
-    const void* base;
-    std::uintptr_t lo, hi;
-  } ctx{info.dli_fbase, 0, 0};
-  dl_iterate_phdr(
-      [](dl_phdr_info* i, std::size_t, void* p) {
-        auto* c = static_cast<ctx_t*>(p);
-        std::uintptr_t lo = UINTPTR_MAX, hi = 0;
-        for (int k = 0; k < i->dlpi_phnum; ++k) {
-          if (i->dlpi_phdr[k].p_type != PT_LOAD) continue;
-          lo = std::min<std::uintptr_t>(lo, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr);
-          hi = std::max<std::uintptr_t>(hi, i->dlpi_addr + i->dlpi_phdr[k].p_vaddr + i->dlpi_phdr[k].p_memsz);
-        }
-        if (reinterpret_cast<std::uintptr_t>(c->base) >= lo && reinterpret_cast<std::uintptr_t>(c->base) < hi) {
-          c->lo = lo;
-          c->hi = hi;
-          return 1;
-        }
-        return 0;
-      },
-      &ctx);
-  r.shim_begin = ctx.lo;
-  r.shim_end = ctx.hi;
+  module_range(reinterpret_cast<std::uintptr_t>(&record_alloc), &r.shim_begin, &r.shim_end);
 }
 
 // Records every loaded module the file does not list yet (called when a new stack is interned,

@@ -26,4 +26,8 @@ int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int 
 // True once libunwind is loaded (loads it on first use; false for good when it cannot be found).
 bool unwinder_available() noexcept;
 
+// The address range of the loaded segments (PT_LOAD) of the module holding `addr`; 0, 0 when none
+// does. Takes the loader's lock (dl_iterate_phdr).
+void module_range(std::uintptr_t addr, std::uintptr_t* lo, std::uintptr_t* hi) noexcept;
+
 }  // namespace poolshim::stats
