@@ -1,74 +1,113 @@
 #!/usr/bin/env bash
-# Call-site statistics overhead per allocation+free pair at call depths 8, 32 and 64, against
+# Call-site statistics overhead per allocation+free pair at call depths 8, 20, 32 and 64, against
 # heaptrack on the same call pattern made of malloc/free (same pairs, depth and number of sites);
 # each tool's cost is the difference to its own run without it (stack_depth_pairs).
-# --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs,
-# so start-up does not count) for the shim with stats off and on, and for heaptrack's malloc path.
-# usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 32 64"] [--callgrind]
+# Two figures per tool: wall time in the program's loop (best of --runs), and CPU time of the whole
+# process tree (heaptrack's interpreter process included), the difference between runs of N and
+# 2N pairs so that start-up and the tools' exit work cancel out.
+# --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs)
+# for the shim with stats off and on.
+# usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 20 32 64"] [--runs K]
+#                                      [--callgrind]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build=$here/../../build pairs=200000 depths="8 32 64" callgrind=0
+build=$here/../../build pairs=1000000 depths="8 20 32 64" runs=3 callgrind=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --depths) depths=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "stats_overhead: unknown option $1" >&2; exit 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "stats_overhead: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
+[[ "$pairs" =~ ^[1-9][0-9]*$ && "$runs" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "stats_overhead: --pairs and --runs take positive whole numbers" >&2; exit 2; }
 prog=$build/tests/bench/stack_depth_pairs
 shim=$build/shim/libpoolshim.so
+[[ -x "$prog" && -f "$shim" ]] || { echo "stats_overhead: build first ($prog, $shim)" >&2; exit 2; }
 export LD_LIBRARY_PATH=$build/tests/sim/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ns() { sed -n 's/^ns_per_pair=//p'; }
-best() {  # best of 3 runs (the machine is shared)
-  local b=""
-  for _ in 1 2 3; do
-    local v; v=$("$@" | ns)
-    [[ -z "$b" ]] || awk -v a="$v" -v b="$b" 'BEGIN { exit !(a < b) }' && b=$v
+have_heaptrack=1; command -v heaptrack >/dev/null || have_heaptrack=0
+
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+wall() {  # wall CMD...: the loop's ns per pair, best of $runs
+  local b="" v
+  for ((k = 0; k < runs; ++k)); do
+    v=$("$@" "$pairs" 2>/dev/null | sed -n 's/^ns_per_pair=//p')
+    [[ -n "$v" ]] || { echo "stats_overhead: no figure from: $*" >&2; exit 1; }
+    b=$(min "$v" "$b")
   done
   echo "$b"
 }
-have_heaptrack=1; command -v heaptrack >/dev/null || have_heaptrack=0
-echo "depth | shim off | shim stats | stats cost | malloc | heaptrack | heaptrack cost | ratio"
+cpu_s() {  # cpu_s N CMD...: user+system seconds of the whole process tree for N pairs
+  local n=$1 t; shift
+  TIMEFORMAT='%3U %3S'
+  t=$( { time "$@" "$n" >/dev/null 2>&1; } 2>&1 )
+  awk '{ print $1 + $2 }' <<<"$t"
+}
+cpu() {  # cpu CMD...: CPU ns per pair (2N pairs minus N pairs), best of $runs
+  local b="" a c v
+  for ((k = 0; k < runs; ++k)); do
+    a=$(cpu_s "$pairs" "$@"); c=$(cpu_s $((2 * pairs)) "$@")
+    # The program runs a warm-up of a tenth of its pairs first: 1.1 N more pairs in the second run.
+    v=$(awk -v a="$a" -v c="$c" -v n="$pairs" 'BEGIN { printf "%.1f", (c - a) / (1.1 * n) * 1e9 }')
+    b=$(min "$v" "$b")
+  done
+  echo "$b"
+}
+shim_env=(env LD_PRELOAD="$shim" POOLSHIM_SOCKET=/nonexistent/x)
+stats_env=("${shim_env[@]}" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64)
+off_env=("${shim_env[@]}" POOLSHIM_STATS=off)
+
+echo "$pairs pairs, 4 call sites, best of $runs; ns per allocation+free pair"
+echo "      |                 wall time in the loop                  |        CPU time of the process tree"
+echo "depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
 for d in $depths; do
-  off=$(best env LD_PRELOAD="$shim" POOLSHIM_STATS=off POOLSHIM_SOCKET=/nonexistent/x "$prog" cuda "$d" "$pairs")
-  on=$(best env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64 \
-       POOLSHIM_SOCKET=/nonexistent/x "$prog" cuda "$d" "$pairs")
-  bare=$(best "$prog" malloc "$d" "$pairs")
-  if [[ $have_heaptrack -eq 1 ]]; then
-    ht=$(best heaptrack -o "$tmp/ht" "$prog" malloc "$d" "$pairs" 2>/dev/null)
-  else
-    ht=""
+  off=$(wall "${off_env[@]}" "$prog" cuda "$d")
+  on=$(wall "${stats_env[@]}" "$prog" cuda "$d"); rm -f "$tmp"/*.stats
+  bare=$(wall "$prog" malloc "$d")
+  c_off=$(cpu "${off_env[@]}" "$prog" cuda "$d")
+  c_on=$(cpu "${stats_env[@]}" "$prog" cuda "$d"); rm -f "$tmp"/*.stats
+  c_bare=$(cpu "$prog" malloc "$d")
+  ht="" c_ht=""
+  if ((have_heaptrack)); then
+    ht=$(wall heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
+    c_ht=$(cpu heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
   fi
-  awk -v d="$d" -v off="$off" -v on="$on" -v bare="$bare" -v ht="$ht" 'BEGIN {
-    c = on - off
-    if (ht == "") printf "%5d | %8.0f | %10.0f | %10.0f | %6.0f | %9s | %14s | %s\n", d, off, on, c, bare, "-", "-", "-"
-    else { h = ht - bare; printf "%5d | %8.0f | %10.0f | %10.0f | %6.0f | %9.0f | %14.0f | %.1fx\n", d, off, on, c, bare, ht, h, h / c }
+  awk -v d="$d" -v off="$off" -v on="$on" -v bare="$bare" -v ht="$ht" \
+      -v coff="$c_off" -v con="$c_on" -v cbare="$c_bare" -v cht="$c_ht" 'BEGIN {
+    s = on - off; cs = con - coff
+    if (ht == "") {
+      printf "%5d | %8.0f | %6.0f | %5.0f | %6.0f | %9s | %4s | %5s | %5.0f | %9s | %s\n", d, off, on, s, bare, "-", "-", "-", cs, "-", "-"
+    } else {
+      h = ht - bare; ch = cht - cbare
+      r = s > 0 ? sprintf("%.1fx", h / s) : "n/a"; cr = cs > 0 ? sprintf("%.1fx", ch / cs) : "n/a"
+      printf "%5d | %8.0f | %6.0f | %5.0f | %6.0f | %9.0f | %4.0f | %5s | %5.0f | %9.0f | %s\n", d, off, on, s, bare, ht, h, r, cs, ch, cr
+    }
   }'
-  rm -f "$tmp"/*.stats "$tmp"/ht*
 done
-echo "(ns per pair; stats cost = shim stats - shim off; heaptrack cost = heaptrack - malloc; ratio = heaptrack cost / stats cost)"
-[[ $callgrind -eq 1 ]] || exit 0
+echo "(stats = shim with stats - shim with stats off; ht = heaptrack - plain malloc; ratio = heaptrack's cost / stats's cost)"
+((have_heaptrack)) || echo "(heaptrack is not installed: apt-get install heaptrack)"
+((callgrind)) || exit 0
 command -v valgrind >/dev/null || { echo "stats_overhead: valgrind not installed: no instruction counts"; exit 0; }
 ir() {  # ir N CMD...: instructions of a run of N pairs
   local n=$1; shift
-  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.out" "$@" "$n" >/dev/null 2>&1
+  "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$prog" cuda "$d" "$n" >/dev/null 2>&1
   sed -n 's/^summary: //p; s/^totals: //p' "$tmp/cg.out" | head -1 | awk '{ print $1 }'
 }
-per_pair() {  # per_pair CMD...: instructions per pair, start-up cancelled out
+per_pair() {  # per_pair ENV...: instructions per pair, start-up cancelled out
   local a b n=20000
   a=$(ir $n "$@"); b=$(ir $((2 * n)) "$@")
-  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }'
+  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / (1.1 * n) }'
 }
 echo
 echo "depth | shim off Ir | shim stats Ir | stats Ir | (instructions per cudaMalloc+cudaFree pair, callgrind)"
 for d in $depths; do
-  off=$(per_pair env LD_PRELOAD="$shim" POOLSHIM_STATS=off POOLSHIM_SOCKET=/nonexistent/x "$prog" cuda "$d")
-  on=$(per_pair env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_SOCKET=/nonexistent/x \
-       "$prog" cuda "$d")
+  off=$(per_pair "${off_env[@]}")
+  on=$(per_pair "${stats_env[@]}")
   printf "%5d | %11d | %13d | %8d\n" "$d" "$off" "$on" $((on - off))
   rm -f "$tmp"/*.stats
 done
