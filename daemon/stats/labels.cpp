@@ -70,13 +70,18 @@ const pattern k_patterns[] = {
     {k_rmm, field::function, "rmm::mr::pool_memory_resource<"},
 };
 
-// A framework's non-caching path in the same code: a stack with such a frame is not its cache.
+// A framework's non-caching path in the same code: a stack with such a frame is not its cache, or
+// (innermost) only when it is the innermost of the framework's frames, the one that called CUDA.
 struct exclusion {
   fw_index fw;
   const char* function;
+  bool innermost = false;
 };
 const exclusion k_exclusions[] = {
     {k_pytorch, "CUDACachingAllocator::CudaMallocAsync::"},  // backend:cudaMallocAsync
+    // PYTORCH_NO_CUDA_MEMORY_CACHING=1: NativeCachingAllocator::allocate calls cudaMalloc itself;
+    // the cached path passes through it on the way to DeviceCachingAllocator.
+    {k_pytorch, "NativeCachingAllocator::allocate", true},
 };
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
@@ -113,10 +118,15 @@ const framework* framework_of(const site& s, std::size_t* frame_index) {
     const framework* fw = framework_of(s.frames[i]);
     if (fw == nullptr) continue;
     bool excluded = false;
-    for (const exclusion& e : k_exclusions)
-      for (const frame& f : s.frames)
-        excluded = excluded || (&k_frameworks[e.fw] == fw && contains(f.function, e.function));
-    if (excluded) continue;
+    for (const exclusion& e : k_exclusions) {
+      if (&k_frameworks[e.fw] != fw) continue;
+      if (e.innermost) {
+        excluded = excluded || contains(s.frames[i].function, e.function);
+      } else {
+        for (const frame& f : s.frames) excluded = excluded || contains(f.function, e.function);
+      }
+    }
+    if (excluded) return nullptr;  // the framework's frames further out belong to the same path
     if (frame_index != nullptr) *frame_index = i;
     return fw;
   }

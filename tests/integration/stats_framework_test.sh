@@ -2,7 +2,7 @@
 # Framework cache labels end to end: stats_framework_program allocates under the shim through a
 # library whose allocator lives in PyTorch's c10::cuda::CUDACachingAllocator namespace, a stripped
 # library named like jaxlib's xla_extension.so, PyTorch's (non-caching) CudaMallocAsync backend and
-# its own code. poolshim-stats must label exactly the first two (JSON "framework", the text
+# its own code, and PyTorch's uncached path (PYTORCH_NO_CUDA_MEMORY_CACHING=1). poolshim-stats must label exactly the first two (JSON "framework", the text
 # report's marks) and say once per framework how to get per-tensor call sites (text, JSON, HTML).
 # The JSON report must have exactly the fields daemon/stats/REPORT_SCHEMA.md documents.
 # usage: stats_framework_test.sh --shim libpoolshim.so --program stats_framework_program
@@ -40,6 +40,7 @@ def by_module(name):
 want = {
     "DeviceCachingAllocator::malloc_block": ("PyTorch CUDACachingAllocator", 8 << 20),
     "CudaMallocAsync::mallocAsync": (None, 2 << 20),
+    "torchlike_empty_uncached": (None, 4 << 20),
     "plain_site": (None, 1 << 20),
     "pinned_site": (None, 64 << 10),
 }
