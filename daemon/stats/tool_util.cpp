@@ -65,13 +65,35 @@ std::unique_ptr<stats_file> open_named(const std::string& spec, const std::strin
     throw file_error("'" + spec + "' names no process: give a pid, a stats file's path, latest or previous");
   std::vector<std::string> skipped;
   const std::vector<std::string> files = find_files(dir, &skipped);  // newest first, the user's own
-  // When none is found: say whether files of other users were left out (they are not read).
+  // When none is found: say which of DIR's files could not be read and why (a newer poolshim's
+  // file, a truncated or foreign one: "no stats file" alone would hide the reason), and whether
+  // files of other users were left out (they are not read). For a pid, only the files named after
+  // it (poolshim-UID-PID-START.stats) are that pid's.
   const auto others = [&]() -> std::string {
     std::size_t n = 0;
-    for (const std::string& s : skipped) n += s.find("another user's file") != std::string::npos;
-    if (n == 0) return "";
-    return " (" + std::to_string(n) + " file" + (n == 1 ? "" : "s") +
-           " of other users not read: name a file's path to read it)";
+    std::vector<std::string> unreadable;
+    const std::string pid_part = "-" + spec + "-";
+    for (const std::string& s : skipped) {
+      if (s.find("another user's file") != std::string::npos) {
+        ++n;
+        continue;
+      }
+      const std::size_t colon = s.find(": ");
+      const std::string path = s.substr(0, colon);
+      const std::size_t slash = path.find_last_of('/');
+      const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+      if (!by_pid || name.find(pid_part) != std::string::npos) unreadable.push_back(s);
+    }
+    std::string out;
+    if (!unreadable.empty()) {
+      out += "; not read: " + unreadable.front();
+      if (unreadable.size() > 1)
+        out += " (and " + std::to_string(unreadable.size() - 1) + " more: poolshim-stats list names them)";
+    }
+    if (n != 0)
+      out += " (" + std::to_string(n) + " file" + (n == 1 ? "" : "s") +
+             " of other users not read: name a file's path to read it)";
+    return out;
   };
   const std::size_t want = spec == "previous" ? 1 : 0;  // the how-manyth of the files that open
   std::size_t opened = 0;

@@ -119,6 +119,16 @@ PY
   expect_error 1 "names no process" "$stats" diff bogus latest --dir "$dir"
   expect_error 2 "give OLD and NEW" "$stats" diff latest --dir "$dir"
   expect_error 2 "bad --format" "$stats" diff --dir "$dir" --format collapsed
+  # A file the folder holds but that cannot be read (here: a newer poolshim's) is named with the
+  # reason, not passed over as if there were none.
+  mkdir "$dir/newer"
+  cp "$new" "$dir/newer/"
+  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=3 || fail "patching the version"
+  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 3" \
+    "$stats" report --dir "$dir/newer"
+  expect_error 1 "no stats file of pid $new_pid in $dir/newer; not read: $dir/newer/$(basename "$new"): written by a newer" \
+    "$stats" report "$new_pid" --dir "$dir/newer"
+  expect_error 1 "written by a newer poolshim" "$stats" diff --dir "$dir/newer"
   rm -f "$dir"/*.stats
   run "$program" >/dev/null || fail "third run"
   expect_error 1 "no second stats file" "$stats" diff --dir "$dir"
