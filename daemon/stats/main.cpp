@@ -217,11 +217,16 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     std::printf("  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
                 "        and their bytes stay in the live figures\n");
   // Per device and kind: allocations per second over the run so far, the peak and when (seconds
-  // after the start), what is live (leaked, after an exit).
-  const std::uint64_t until = h.end_ns != 0 ? h.end_ns : static_cast<std::uint64_t>(
-                                                              std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                                  std::chrono::system_clock::now().time_since_epoch())
-                                                                  .count());
+  // after the start), what is live (leaked, after an exit). A killed process recorded no end: its
+  // run time is unknown, and one counted up to now would give a rate that falls the longer the
+  // file is kept ("-", as the HTML report says).
+  const bool killed = h.end_ns == 0 && !f.running();
+  const std::uint64_t until = h.end_ns != 0 ? h.end_ns
+                              : killed      ? 0
+                                            : static_cast<std::uint64_t>(
+                                             std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
   const double ran_s = until > h.start_ns ? static_cast<double>(until - h.start_ns) / 1e9 : 0.0;
   std::printf("\n  %-6s %-7s %9s %9s %9s %10s %10s %9s %10s\n", "device", "kind", "allocs", "frees", "allocs/s",
               "allocated", "peak", "peak at", h.end_ns != 0 ? "leaked" : "live");

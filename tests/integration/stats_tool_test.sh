@@ -333,6 +333,11 @@ clean)
     echo "stats_tool_test clean: note: not root (or no user nobody): the check of another user's file is skipped"
   fi
   ls -l "$dir"
+  # A killed process recorded no end: no allocations per second counted up to now (which would
+  # fall the longer its file is kept); an exited one has its rate.
+  "$stats" report "$killed" | tee "$dir/killed.txt"
+  grep -Eq "^  0 +device +[0-9]+ +[0-9]+ +- " "$dir/killed.txt" || fail "report of a killed process: a rate"
+  "$stats" report "$exited" | grep -Eq "^  0 +device +[0-9]+ +[0-9]+ +[0-9]+ " || fail "report of an exited process: no rate"
   all=("$exited" "$held" "$killed" "$old" "$junk" "$fifo")
   [[ -n "$other" ]] && all+=("$other")
 
