@@ -294,8 +294,10 @@ int main(int argc, char** argv) {
   std::string sort = "peak", format = "text";
   std::size_t top = 10;
   bool symbols = true;
+  std::string report_option;  // the first option only report takes (list takes --dir alone)
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
+    if (report_option.empty() && a != "--dir" && !a.empty() && a[0] == '-') report_option = a;
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) usage_error(a + " needs a value");
       return argv[++i];
@@ -325,6 +327,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (cmd == "list") {
+      // Said, not ignored: `list --format json` printing the table would pass for what was asked.
+      if (!which.empty()) usage_error("list takes no process: '" + which.front() + "'");
+      if (!report_option.empty()) usage_error("list takes --dir only, not " + report_option);
       std::vector<std::string> skipped;
       const auto files = tool::find_files(dir, &skipped);
       for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", s.c_str());

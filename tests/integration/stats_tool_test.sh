@@ -129,6 +129,10 @@ PY
   expect_error 1 "no stats file of pid $new_pid in $dir/newer; not read: $dir/newer/$(basename "$new"): written by a newer" \
     "$stats" report "$new_pid" --dir "$dir/newer"
   expect_error 1 "written by a newer poolshim" "$stats" diff --dir "$dir/newer"
+  # list says so of what it does not take, rather than printing its table for `list --format json`.
+  expect_error 2 "list takes --dir only, not --format" "$stats" list --format json --dir "$dir"
+  expect_error 2 "list takes no process: '$new_pid'" "$stats" list "$new_pid" --dir "$dir"
+  "$stats" list --dir "$dir" | grep -q "^$new_pid " || fail "list"
   rm -f "$dir"/*.stats
   run "$program" >/dev/null || fail "third run"
   expect_error 1 "no second stats file" "$stats" diff --dir "$dir"
