@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
+#include <cstdio>
 
 namespace poolshim::stats_tool {
 namespace {
@@ -61,6 +63,28 @@ std::string die_name(Dwarf_Die* die) {
   return {};
 }
 
+// Whether the file libdw opened for module M has the build-id the shim recorded for it (a
+// module recorded without one, or a file without one, is taken as it is: nothing to compare).
+bool same_build_id(Dwfl_Module* mod, const poolshim_stats_module& m) {
+  const std::size_t recorded = std::min<std::size_t>(m.build_id_size, sizeof m.build_id);
+  if (recorded == 0) return true;
+  const unsigned char* bits = nullptr;
+  GElf_Addr vaddr = 0;
+  const int n = dwfl_module_build_id(mod, &bits, &vaddr);
+  if (n <= 0 || bits == nullptr) return true;
+  return static_cast<std::size_t>(n) == recorded && std::memcmp(bits, m.build_id, recorded) == 0;
+}
+
+// Once per path and run of the tool (top symbolises again for new stacks).
+void warn_changed(const std::string& path) {
+  static std::set<std::string> warned;
+  if (!warned.insert(path).second) return;
+  std::fprintf(stderr,
+               "poolshim-stats: %s is not the file the process ran (its build-id differs: rebuilt or replaced "
+               "since): its frames are shown as module+offset\n",
+               path.c_str());
+}
+
 // libdw, offline: each module reported at its load bias, so runtime addresses look up directly.
 class symboliser {
  public:
@@ -69,13 +93,20 @@ class symboliser {
         dwfl_build_id_find_elf, dwfl_standard_find_debuginfo, dwfl_offline_section_address, nullptr};
     dwfl_ = dwfl_begin(&callbacks);
     if (dwfl_ == nullptr) return;
+    // The file at a module's path may not be the one the process ran (rebuilt, upgraded): its
+    // symbols would name other functions, silently. A module whose file has another build-id than
+    // the one the shim recorded is not asked (its frames stay module+offset).
     dwfl_report_begin(dwfl_);
     for (std::uint32_t i = 0; i < count; ++i) {
       const poolshim_stats_module& m = modules[i];
       const std::string path = field_text(m.path);  // bounded: the file may lack the NUL
       const std::uint64_t bias = m.load_bias;
       if (path.empty() || path.rfind("linux-vdso", 0) == 0 || !regular_file(path)) continue;
-      (void)dwfl_report_elf(dwfl_, path.c_str(), path.c_str(), -1, bias, false);
+      Dwfl_Module* mod = dwfl_report_elf(dwfl_, path.c_str(), path.c_str(), -1, bias, false);
+      if (mod != nullptr && !same_build_id(mod, m)) {
+        warn_changed(path);
+        changed_.push_back(mod);
+      }
     }
     dwfl_report_end(dwfl_, nullptr, nullptr);
   }
@@ -91,7 +122,7 @@ class symboliser {
     // A return address: the call is the instruction before it.
     const Dwarf_Addr pc = f->pc - 1;
     Dwfl_Module* mod = dwfl_addrmodule(dwfl_, pc);
-    if (mod == nullptr) return;
+    if (mod == nullptr || std::find(changed_.begin(), changed_.end(), mod) != changed_.end()) return;
     f->function = demangle(dwfl_module_addrname(mod, pc));
     if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
       int lineno = 0;
@@ -138,6 +169,7 @@ class symboliser {
 
  private:
   Dwfl* dwfl_ = nullptr;
+  std::vector<Dwfl_Module*> changed_;  // reported, but not the file the process ran
 };
 
 template <class T>

@@ -133,6 +133,31 @@ PY
   expect_error 2 "list takes --dir only, not --format" "$stats" list --format json --dir "$dir"
   expect_error 2 "list takes no process: '$new_pid'" "$stats" list "$new_pid" --dir "$dir"
   "$stats" list --dir "$dir" | grep -q "^$new_pid " || fail "list"
+  # Symbols come from the file the process ran only: a program rebuilt (here: replaced by another
+  # executable) since its run has another build-id, and its frames stay module+offset, with a note,
+  # instead of naming the new file's functions.
+  mkdir "$dir/rebuilt"
+  cp "$program" "$dir/rebuilt/prog"
+  out=$(run env POOLSHIM_STATS_DIR="$dir/rebuilt" "$dir/rebuilt/prog" --leaks 1) || fail "the copied program: $out"
+  "$stats" report --dir "$dir/rebuilt" --top 0 2>"$dir/same.err" | tee "$dir/same.txt" | grep -q "site_leak() (stats_tool_program.cpp:" ||
+    fail "the copied program's sites are not symbolised: $(cat "$dir/same.txt" "$dir/same.err")"
+  grep -q "build-id" "$dir/same.err" && fail "a build-id note for the very file that ran: $(cat "$dir/same.err")"
+  cp "$fake" "$dir/rebuilt/prog"
+  "$stats" report --dir "$dir/rebuilt" --top 0 --format json 2>"$dir/rebuilt.err" >"$dir/rebuilt.json" || fail "report of the replaced program"
+  cat "$dir/rebuilt.err"
+  grep -q "^poolshim-stats: $dir/rebuilt/prog is not the file the process ran (its build-id differs" "$dir/rebuilt.err" ||
+    fail "no note of the replaced program"
+  python3 - "$dir/rebuilt.json" "$dir/rebuilt/prog" <<'PY' || fail "frames of the replaced program"
+import json, sys
+d, prog = json.load(open(sys.argv[1])), sys.argv[2]
+mine = [f for s in d["sites"] for f in s["frames"] if f["module"] == prog]
+assert mine, "no frame in the program"
+named = [f for f in mine if f["function"] or f["file"]]
+assert not named, f"frames named from a file the process did not run: {named}"
+others = [f for s in d["sites"] for f in s["frames"] if f["module"] != prog and f["function"]]
+assert others, "the other modules' frames lost their names too"
+print(f"{len(mine)} frames of the replaced program as module+offset; {len(others)} others named")
+PY
   rm -f "$dir"/*.stats
   run "$program" >/dev/null || fail "third run"
   expect_error 1 "no second stats file" "$stats" diff --dir "$dir"
