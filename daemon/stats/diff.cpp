@@ -248,8 +248,8 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
               cli::short_command(*older.file).c_str());
   std::printf("new: pid %d (%s) %s\n", nh.pid, cli::state_of(*newer.file).c_str(),
               cli::short_command(*newer.file).c_str());
-  if (older.file->exe() != newer.file->exe())
-    std::printf("  note: different programs (%s, %s): only sites with the same frames match\n",
+  if (older.file->exe() != newer.file->exe())  // each path on its own line: two do not fit 100 columns
+    std::printf("  note: different programs (only sites with the same frames match):\n        old %s\n        new %s\n",
                 older.file->exe().c_str(), newer.file->exe().c_str());
   std::printf("  peak %s -> %s (%s); live %s -> %s (%s)\n", cli::bytes_text(oh.process_peak).c_str(),
               cli::bytes_text(nh.process_peak).c_str(),
@@ -282,8 +282,9 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
   for (std::size_t i = 0; i < changed.size(); ++i) {
     const entry& e = changed[i];
     const figures o = figures_of(e.old_site), n = figures_of(e.new_site);
-    std::printf("  #%-3zu %-7s peak %s (%s -> %s), live %s, total %s, allocs %s (%lld -> %lld)\n", i + 1, e.status,
-                cli::signed_bytes_text(e.change.at_peak).c_str(), cli::bytes_text(o.at_peak).c_str(),
+    // Two lines: the figures of one line reach 106 columns for sites of a few hundred KiB already.
+    std::printf("  #%-3zu %-7s peak %s (%s -> %s)\n       live %s, total %s, allocs %s (%lld -> %lld)\n", i + 1,
+                e.status, cli::signed_bytes_text(e.change.at_peak).c_str(), cli::bytes_text(o.at_peak).c_str(),
                 cli::bytes_text(n.at_peak).c_str(), cli::signed_bytes_text(e.change.live).c_str(),
                 cli::signed_bytes_text(e.change.total).c_str(),
                 cli::signed_count_text(static_cast<long double>(e.change.allocs)).c_str(),

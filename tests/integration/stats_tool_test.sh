@@ -96,7 +96,12 @@ PY
   grep -q "^old: pid $old_pid " "$dir/diff.txt" || fail "the default OLD is not the previous run"
   grep -q "^new: pid $new_pid " "$dir/diff.txt" || fail "the default NEW is not the latest run"
   grep -Eq "^  #1 +changed +peak \+3\.0 MiB \(2\.0 MiB -> 5\.0 MiB\)" "$dir/diff.txt" || fail "text: site_leak's line"
-  grep -A3 "^  #1 " "$dir/diff.txt" | grep -q "site_leak() (stats_tool_program.cpp:" || fail "text: site_leak's frame"
+  grep -A1 "^  #1 " "$dir/diff.txt" | grep -Eq "^       live \+3\.0 MiB, total \+3\.0 MiB, allocs \+3 \(2 -> 5\)$" ||
+    fail "text: site_leak's second line"
+  grep -A4 "^  #1 " "$dir/diff.txt" | grep -q "site_leak() (stats_tool_program.cpp:" || fail "text: site_leak's frame"
+  # Readable at 100 columns: the sites' lines (one line of all the figures was 106 columns wide).
+  long=$(grep -E "^  #[0-9]|^       live " "$dir/diff.txt" | awk 'length($0) > 100')
+  [[ -z $long ]] || fail "text: site lines over 100 columns: $long"
   grep -Eq "^  #2 +new " "$dir/diff.txt" && grep -Eq "^  #3 +gone " "$dir/diff.txt" || fail "text: new and gone"
   grep -q "call sites: 1 changed, 1 new, 1 gone" "$dir/diff.txt" || fail "text: counts"
   "$stats" diff --dir "$dir" --sort count --format json | python3 -c '
