@@ -66,16 +66,16 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
              or kept and the bytes freed
 Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
-  --top N        call sites to show (default 10; 0: all)
+  --top N        call sites to show (default 10, collapsed all; 0: all)
   --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated),
                  count
   --format FMT   text (default), json (schema version 2: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
-                 key's value), memory_viz (a PyTorch memory snapshot pickle for
-                 https://pytorch.org/memory_viz, made from the event ring: run the program with
-                 POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its own segment;
-                 use --output)
+                 key's value; every site unless --top is given), memory_viz (a PyTorch memory
+                 snapshot pickle for https://pytorch.org/memory_viz, made from the event ring: run
+                 the program with POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its
+                 own segment; use --output)
   --output FILE  report: write to FILE instead of stdout
   --socket PATH  node: the daemon's socket (default: $POOLSHIM_SOCKET, else the standard places);
                  when no trusted daemon answers, node says so in one line
@@ -293,6 +293,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> which;  // processes named (none: the newest)
   std::string sort = "peak", format = "text";
   std::size_t top = 10;
+  bool top_given = false;
   bool symbols = true;
   std::string report_option;  // the first option only report takes (list takes --dir alone)
   for (int i = 2; i < argc; ++i) {
@@ -312,6 +313,7 @@ int main(int argc, char** argv) {
       std::uint64_t n = 0;
       if (!tool::cli::parse_count(v, &n)) usage_error("bad --top '" + v + "' (a count: 0 or more)");
       top = static_cast<std::size_t>(n);
+      top_given = true;
     } else if (a == "--sort") {
       sort = value();
       if (sort != "peak" && sort != "live" && sort != "total" && sort != "count") usage_error("bad --sort '" + sort + "'");
@@ -352,6 +354,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd != "report") usage_error("unknown command '" + cmd + "'");
+    // A flame graph made from collapsed stacks is read as the whole picture (the HTML one uses
+    // every site): cut to the text report's 10, it would leave sites out without a word.
+    if (format == "collapsed" && !top_given) top = 0;
     if (which.size() > 1 && (format == "html" || format == "memory_viz"))
       usage_error("--format " + format + " shows one process (several: text, json or collapsed; all: node)");
     if (which.empty()) which.emplace_back();  // the newest
