@@ -72,10 +72,11 @@ Options:
   --format FMT   text (default), json (schema version 2: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
-                 key's value; every site unless --top is given), memory_viz (a PyTorch memory
-                 snapshot pickle for https://pytorch.org/memory_viz, made from the event ring: run
-                 the program with POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its
-                 own segment; use --output)
+                 key's value; every site unless --top is given; in names ';' becomes ':', a space
+                 '_', a control character '?'), memory_viz (a PyTorch memory snapshot pickle for
+                 https://pytorch.org/memory_viz, made from the event ring: run the program with
+                 POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its own segment;
+                 use --output)
   --output FILE  report: write to FILE instead of stdout
   --socket PATH  node: the daemon's socket (default: $POOLSHIM_SOCKET, else the standard places);
                  when no trusted daemon answers, node says so in one line
@@ -110,6 +111,22 @@ std::int64_t key_of(const tool::site& s, const std::string& sort) {
   return s.at_process_peak;
 }
 
+// A frame's name in a collapsed-stacks line, whose format has ';' between frames, ' ' before the
+// figure and a newline after it: a name with any of them (or a tab, which tools split on too) would
+// break the line or make up frames. Python names and file names can hold any character.
+std::string collapsed_name(std::string t) {
+  for (char& c : t) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ';')
+      c = ':';
+    else if (c == ' ')
+      c = '_';
+    else if (u < 0x20 || u == 0x7f)
+      c = '?';
+  }
+  return t;
+}
+
 // `root`: for collapsed stacks of several processes, the outermost frame naming the process ("" for
 // one process).
 int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format,
@@ -136,10 +153,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     for (const tool::site& s : sites) {
       std::string line = root;
       for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
-        std::string t = it->function.empty() ? it->text() : it->function;
-        std::replace(t.begin(), t.end(), ';', ':');
-        std::replace(t.begin(), t.end(), ' ', '_');
-        line += (line.empty() ? "" : ";") + t;
+        line += (line.empty() ? "" : ";") + collapsed_name(it->function.empty() ? it->text() : it->function);
       }
       if (line == root) line += std::string(root.empty() ? "" : ";") + (s.id == 0 ? "[untracked]" : "[no frames]");
       std::printf("%s %lld\n", line.c_str(), static_cast<long long>(key_of(s, sort)));

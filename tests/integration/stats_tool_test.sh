@@ -5,7 +5,7 @@
 # program or the synthetic file promises.
 # usage: stats_tool_test.sh SCENARIO --shim libpoolshim.so --program stats_tool_program
 #                           --stats poolshim-stats --fake stats_fake_file --daemon poolshimd
-# Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean
+# Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names
 set -u
 scenario=${1:?scenario}; shift
 shim="" program="" stats="" fake="" daemon=""
@@ -432,6 +432,52 @@ PY
   expect_error 2 "clean takes no process" "$stats" clean 1234 --dir "$dir"
   expect_error 2 "unknown option" "$stats" clean --force --dir "$dir"
   expect_error 1 "No such file" "$stats" clean --dir "$dir/missing"
+  ;;
+
+collapsed_names)
+  # Names in collapsed stacks cannot break the line format (one line per site: frames between ';',
+  # a space, the figure): a Python function named with a tab, a newline, an escape, DEL, ';' and a
+  # space (code.replace can name it anything), in a file whose name has a tab, through ctypes
+  # (POOLSHIM_STATS=python, the simulator's libcudart.so.13).
+  py=$(command -v python3)
+  minor=$("$py" -c 'import sys; print(sys.version_info[1])') || fail "python3"
+  if ((minor < 11 || minor > 13)); then
+    echo "stats_tool_test collapsed_names: SKIP: python3 is 3.$minor (POOLSHIM_STATS=python takes 3.11 to 3.13)"
+    exit 77
+  fi
+  script="$dir/alloc"$'\t'"file.py"
+  cat >"$script" <<'PY'
+import ctypes
+cudart = ctypes.CDLL("libcudart.so.13")
+cudart.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+def odd():
+    p = ctypes.c_void_p()
+    assert cudart.cudaMalloc(ctypes.byref(p), 1 << 20) == 0
+    return p.value
+odd.__code__ = odd.__code__.replace(co_name="odd\tname", co_qualname="odd\tname\nwith\x1bctl\x7f; end")
+kept = [odd() for _ in range(2)]
+print("done")
+PY
+  out=$(env LD_PRELOAD="$shim" POOLSHIM_STATS=python POOLSHIM_STATS_DIR="$dir" "$py" "$script" 2>&1) || fail "the script: $out"
+  [[ $out == *done* ]] || fail "the script: $out"
+  "$stats" report --dir "$dir" --format collapsed >"$dir/odd.folded" || fail "collapsed"
+  "$stats" report --dir "$dir" --format json --top 0 >"$dir/odd.json" || fail "json"
+  python3 - "$dir/odd.folded" "$dir/odd.json" <<'PY' || fail "collapsed names"
+import json, re, sys
+text, r = open(sys.argv[1], "rb").read().decode(), json.load(open(sys.argv[2]))
+lines = text.split("\n")
+assert lines[-1] == "", "no newline at the end"
+lines = lines[:-1]
+assert len(lines) == len(r["sites"]), f"{len(lines)} lines for {len(r['sites'])} sites:\n{text!r}"
+for l in lines:
+    assert re.fullmatch(r"[^\x00-\x20\x7f]+ [0-9]+", l), f"a broken line: {l!r}"
+odd = [l for l in lines if ";odd?name?with?ctl?:_end;" in l]
+assert len(odd) == 1 and odd[0].endswith(f" {2 << 20}"), f"no line of the oddly named function: {text!r}"
+raw = [f for s in r["sites"] for f in s["frames"] if f["module"] == "[python]" and f["line"] == 6]
+assert raw and raw[0]["function"] == "odd\tname\nwith\x1bctl\x7f; end" and raw[0]["file"].endswith("alloc\tfile.py"), raw
+name = next(x for x in odd[0].split(";") if x.startswith("odd"))
+print(f"collapsed: {len(lines)} whole lines; the oddly named function as {name}")
+PY
   ;;
 
 *) echo "stats_tool_test: unknown scenario $scenario" >&2; exit 2 ;;
