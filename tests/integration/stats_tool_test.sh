@@ -5,10 +5,11 @@
 # program or the synthetic file promises.
 # usage: stats_tool_test.sh SCENARIO --shim libpoolshim.so --program stats_tool_program
 #                           --stats poolshim-stats --fake stats_fake_file --daemon poolshimd
+#                           --schema REPORT_SCHEMA.md (diff and node: their JSON checked against it)
 # Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names
 set -u
 scenario=${1:?scenario}; shift
-shim="" program="" stats="" fake="" daemon=""
+shim="" program="" stats="" fake="" daemon="" schema=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shim) shim=$2; shift 2 ;;
@@ -16,6 +17,7 @@ while [[ $# -gt 0 ]]; do
     --stats) stats=$2; shift 2 ;;
     --fake) fake=$2; shift 2 ;;
     --daemon) daemon=$2; shift 2 ;;
+    --schema) schema=$2; shift 2 ;;
     *) echo "stats_tool_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +46,10 @@ expect_error() {  # expect_error STATUS TEXT COMMAND...: fails with STATUS and s
   echo "error ($rc): $msg"
   [[ $rc -eq $want ]] || fail "'$*' exited $rc, not $want: $msg"
   [[ $msg == *"$text"* ]] || fail "'$*' did not say '$text': $msg"
+}
+check_schema() {  # check_schema KIND JSON...: exactly the keys and types REPORT_SCHEMA.md's part for KIND has
+  [[ -f "$schema" ]] || fail "no --schema REPORT_SCHEMA.md given"
+  python3 "$(dirname "$0")/check_report_schema.py" --kind "$@" || fail "the $1 JSON does not match $schema"
 }
 
 case "$scenario" in
@@ -92,6 +98,7 @@ dev = [k for k in d["kinds"] if k["device"] == 0 and k["kind"] == "device"]
 assert len(dev) == 1 and dev[0]["change"]["allocs"] == 3 and dev[0]["change"]["bytes_allocated"] == 3 * MiB + 512 * KiB, dev
 print("diff: site_leak +3 MiB, site_only_b new, site_only_a gone, others unchanged")
 PY
+  check_schema diff "$schema" "$dir/diff.json"
   "$stats" diff --dir "$dir" | tee "$dir/diff.txt"
   grep -q "^old: pid $old_pid " "$dir/diff.txt" || fail "the default OLD is not the previous run"
   grep -q "^new: pid $new_pid " "$dir/diff.txt" || fail "the default NEW is not the latest run"
@@ -232,9 +239,12 @@ PY
   echo "$out" | tail -1
   [[ $(echo "$out" | grep -c "^daemon") -eq 1 ]] || fail "more than one line about the absent daemon"
   echo "$out" | tail -1 | grep -q "^daemon: none answers (" || fail "no line about the absent daemon: $out"
-  "$stats" node --dir "$dir" --socket "$dir/none.sock" --format json | python3 -c '
-import json, sys; d = json.load(sys.stdin)["daemon"]; assert d["answered"] is False and d["why"], d' ||
-    fail "json without a daemon"
+  "$stats" node --dir "$dir" --socket "$dir/none.sock" --format json >"$dir/node_none.json" || fail "node json without a daemon"
+  python3 -c '
+import json, sys; d = json.load(open(sys.argv[1]))["daemon"]; assert d["answered"] is False and d["why"], d' \
+    "$dir/node_none.json" || fail "json without a daemon"
+  # Both forms of $.daemon: the one that answered and the one that did not.
+  check_schema node "$schema" "$dir/node.json" "$dir/node_none.json"
   # An untrusted socket directory is refused before a byte is sent, not an error of node.
   mkdir -m 777 "$dir/open" && ln -s "$sock" "$dir/open/poolshimd.sock"
   out=$("$stats" node --dir "$dir" --socket "$dir/open/poolshimd.sock") || fail "node failed on an untrusted socket"
