@@ -36,8 +36,9 @@ const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
                              [--no-symbols] [--output FILE]
        poolshim-stats report --diff [OLD NEW] ...   (the same as diff)
        poolshim-stats diff [OLD NEW] [--dir DIR] [--top N] [--sort KEY] [--format text|json]
+                           [--no-symbols]
        poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
-       poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N]
+       poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N] [--no-symbols]
        poolshim-stats clean [--dir DIR] [--older-than DURATION] [--dry-run]
 
 Reads the per-process files that programs run with POOLSHIM_STATS=native write (libpoolshim.so

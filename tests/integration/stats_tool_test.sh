@@ -282,6 +282,24 @@ print("site_grow live counts:", counts, "allocs/s:", rates)
 assert counts[0] < counts[1] < counts[2], counts
 assert rates[0] == "-" and all(5 <= float(r) <= 500 for r in rates[1:]), rates  # every 20 ms: about 50/s
 PY
+  # Every command that takes --no-symbols says so in its usage lines (top's and diff's did not).
+  "$stats" --help >"$dir/help.txt" || fail "--help"
+  "$stats" top --dir "$dir" --no-symbols --iterations 1 >/dev/null || fail "top --no-symbols"
+  grow_file=$(ls "$dir"/*-"$grow_pid"-*.stats)
+  "$stats" diff "$grow_file" "$grow_file" --no-symbols >/dev/null || fail "diff --no-symbols"
+  python3 - "$dir/help.txt" <<'PY' || fail "usage lines"
+import re, sys
+usage, block = {}, None
+for line in open(sys.argv[1]).read().split("\n\n")[0].splitlines():
+    m = re.match(r"^(?:Usage:)? +poolshim-stats (\w+)", line)
+    if m:
+        block = usage.setdefault(m.group(1), [])
+    block.append(line)
+for cmd in ("report", "diff", "top"):
+    text = "\n".join(usage.get(cmd, []))
+    assert "[--no-symbols]" in text, f"{cmd}'s usage lacks --no-symbols:\n{text}"
+print("usage: report, diff and top name --no-symbols")
+PY
   expect_error 2 "bad --interval" "$stats" top --dir "$dir" --interval 0
   expect_error 2 "bad --iterations" "$stats" top --dir "$dir" --iterations x
   expect_error 1 "No such file" "$stats" top --dir "$dir/missing" --iterations 1
