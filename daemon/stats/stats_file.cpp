@@ -180,18 +180,18 @@ const T* at(const void* base, std::uint64_t offset) {
 }  // namespace
 
 std::string frame::text() const {
+  const auto base = [](const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+  };
   if (!function.empty()) {
-    std::string t = function;
-    if (!file.empty()) {
-      const auto slash = file.find_last_of('/');
-      t += " (" + (slash == std::string::npos ? file : file.substr(slash + 1)) + ":" + std::to_string(line) + ")";
-    }
-    return t;
+    if (!file.empty()) return function + " (" + base(file) + ":" + std::to_string(line) + ")";
+    // A symbol without line information (a library built without -g): the name alone would lose
+    // which file it is in (two libraries may export one name) and where to point addr2line.
+    if (!module.empty()) return function + " (" + base(module) + "+" + hex(offset) + ")";
+    return function;
   }
-  if (!module.empty()) {
-    const auto slash = module.find_last_of('/');
-    return (slash == std::string::npos ? module : module.substr(slash + 1)) + "+" + hex(offset);
-  }
+  if (!module.empty()) return base(module) + "+" + hex(offset);
   return hex(pc);
 }
 

@@ -44,7 +44,7 @@ struct frame {
   int line = 0;
   std::string module;    // the module's path; empty when the address is in none
   std::uint64_t offset = 0;  // pc - load bias (the address in the module's file)
-  std::string text() const;  // "fn (file:line)", or "module+0xoffset"
+  std::string text() const;  // "fn (file:line)", "fn (module+0xoffset)" without lines, "module+0xoffset"
 };
 
 struct site {

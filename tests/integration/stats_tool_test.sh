@@ -125,6 +125,22 @@ c = d["counts"]
 assert (c["changed"], c["new"], c["gone"]) == (0, 0, 0) and c["unchanged"] == len(r["sites"]), (c, len(r["sites"]))
 print(f"diff of a run with itself: {c['unchanged']} sites unchanged, as many as the report's")
 PY
+  # A symbol without line information (here _start, from crt1.o, built without -g) keeps its
+  # module in the text: "_start (stats_tool_program+0x...)", not the name alone; the JSON has
+  # module and offset apart, unchanged.
+  "$stats" report "$new" --top 0 >"$dir/new.txt" || fail "text report of the new run"
+  python3 - "$dir/new.json" "$dir/new.txt" <<'PY' || fail "frames without line information"
+import json, os, sys
+r, text = json.load(open(sys.argv[1])), open(sys.argv[2]).read().splitlines()
+bare = {(f["function"], os.path.basename(f["module"]), f["offset"]) for s in r["sites"] for f in s["frames"]
+        if f["function"] and not f["file"] and f["module"]}
+assert bare, "no frame with a function but no file: nothing to check"
+for fn, module, offset in sorted(bare):
+    want = f"       {fn} ({module}+{offset:#x})"
+    assert want in text, f"no line {want!r}; {fn}'s lines: {[l for l in text if fn in l][:3]}"
+    assert f"       {fn}" not in text, f"{fn} shown without its module"
+print(f"{len(bare)} frames without lines name their module, e.g. {sorted(bare)[0]}")
+PY
   # Clear errors.
   expect_error 1 "no stats file of pid 999999999" "$stats" diff 999999999 latest --dir "$dir"
   expect_error 1 "No such file" "$stats" diff "$dir/none.stats" latest --dir "$dir"
