@@ -362,6 +362,19 @@ import json, sys
 r = json.load(sys.stdin)["pool_hit_rate"]
 assert r == {"device": {"hits": 7, "allocs": 8, "rate": 0.875}, "pinned": {"hits": 0, "allocs": 0, "rate": None}}, r
 print("json:", r)' || fail "json"
+  # A live-pointer table that overflowed (the header's flag, patched into a copy): the text says
+  # those frees count as untracked, the JSON sets live_table_full, and the schema's untracked_frees
+  # names that cause next to frees of memory allocated before the file existed.
+  cp "$dir/fake/poolshim-0-4242-1.stats" "$dir/full.stats"
+  python3 "$(dirname "$0")/stats_header.py" "$dir/full.stats" flags=4 || fail "patching flags"
+  "$stats" report "$dir/full.stats" | grep -q "did not fit the live-pointer table: their frees count as untracked" ||
+    fail "text: no note of the full live table"
+  "$stats" report "$dir/full.stats" --format json | python3 -c '
+import json, sys; r = json.load(sys.stdin); assert r["live_table_full"] is True, r["live_table_full"]' ||
+    fail "json: live_table_full"
+  [[ -f "$schema" ]] || fail "no --schema REPORT_SCHEMA.md given"
+  grep -E '^\| `untracked_frees` \|' "$schema" | grep -q 'before the stats file existed.*`live_table_full`' ||
+    fail "$schema: untracked_frees does not name the frees of allocations that did not fit the live table"
   # A real run in pool mode: 3 + 4 device allocations (site_reuse's last 3 come from the cache),
   # one pinned.
   out=$(POOLSHIM_MODE=pool run "$program" --leaks 3) || fail "the program failed: $out"
