@@ -45,9 +45,23 @@ TEST(StackTable, SameStackSameIdOtherStackOtherId) {
 
 TEST(StackTable, FullTableGivesIdZero) {
   table_storage t(4, 1024);
-  for (unsigned n = 0; n < 4; ++n) EXPECT_NE(t.table.intern(fake_stack(n, 3).data(), 3), 0u);
-  EXPECT_EQ(t.table.intern(fake_stack(99, 3).data(), 3), 0u);
+  for (unsigned n = 0; n < 3; ++n) EXPECT_NE(t.table.intern(fake_stack(n, 3).data(), 3), 0u);
+  EXPECT_EQ(t.table.intern(fake_stack(99, 3).data(), 3), 0u) << "three quarters full takes no more";
   EXPECT_NE(t.table.intern(fake_stack(2, 3).data(), 3), 0u) << "known stacks are still found";
+}
+
+TEST(StackTable, FullLargeTableStopsAtThreeQuartersAndStillFindsEveryStack) {
+  // A full table must not make every new stack scan all slots: it stops taking stacks at 3/4, and
+  // a lookup looks at a bounded number of slots; every stack it took is still found.
+  table_storage t(1024, 1024 * 4);
+  std::vector<std::uint32_t> ids;
+  for (unsigned n = 0; n < 2000; ++n) ids.push_back(t.table.intern(fake_stack(n, 4).data(), 4));
+  EXPECT_EQ(t.table.size(), 768u);
+  for (unsigned n = 0; n < 2000; ++n) {
+    if (ids[n] == 0) continue;
+    EXPECT_EQ(t.table.intern(fake_stack(n, 4).data(), 4), ids[n]) << "stack " << n;
+  }
+  EXPECT_EQ(t.table.intern(fake_stack(5000, 4).data(), 4), 0u);
 }
 
 TEST(StackTable, FullArenaKeepsStacksByHash) {
