@@ -83,7 +83,7 @@ Options:
                  when no trusted daemon answers, node says so in one line
   --interval S   top: seconds between refreshes (default 2)
   --iterations N top: refresh N times, then exit (default 0: until interrupted); the screen is
-                 cleared only when stdout is a terminal
+                 cleared only when stdout is a terminal (lines fit its width; else 100 columns)
   --sites N      top: call sites shown per process (default 3)
   --no-symbols   show module+offset instead of function and line (no libdw)
   --older-than D clean: only files of processes that ended at least D ago (a number and a unit:

@@ -51,17 +51,41 @@ std::uint64_t allocations(const stats_file& f, std::int64_t* live) {
   return b;
 }
 
-std::string site_text(const std::vector<frame>& frames) {
+// Columns of UTF-8 text, a code point each (names are mostly ASCII; wide CJK ones count one).
+std::size_t columns(const std::string& s) {
+  std::size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  return n;
+}
+
+// s in at most `cols` columns: cut, with "..." to say so, and never inside a UTF-8 sequence (a
+// byte cut would leave an invalid one at the end of the line).
+std::string fit(const std::string& s, std::size_t cols) {
+  if (columns(s) <= cols) return s;
+  const std::size_t keep = cols > 3 ? cols - 3 : 0;
+  std::size_t n = 0, i = 0;
+  for (; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80 && n++ == keep) break;
+  }
+  return s.substr(0, i) + std::string("...").substr(0, cols - keep);
+}
+
+// The site as the frame a reader knows it by, and its caller when that fits in `room` columns.
+std::string site_text(const std::vector<frame>& frames, std::size_t room) {
   site s;
   s.frames = frames;
   const frame* f = cli::caller_frame(s);
   if (f == nullptr) return "[no frames]";
-  std::string t = f->text();
-  const std::size_t i = static_cast<std::size_t>(f - s.frames.data());
-  if (i + 1 < s.frames.size()) t += " < " + s.frames[i + 1].text();
   // A narrow screen: C++'s anonymous namespace says nothing the file and line do not.
-  for (std::size_t at; (at = t.find("(anonymous namespace)::")) != std::string::npos;) t.erase(at, 23);
-  return t;
+  const auto brief = [](std::string t) {
+    for (std::size_t at; (at = t.find("(anonymous namespace)::")) != std::string::npos;) t.erase(at, 23);
+    return t;
+  };
+  const std::string t = brief(f->text());
+  const std::size_t i = static_cast<std::size_t>(f - s.frames.data());
+  if (i + 1 >= s.frames.size()) return t;
+  const std::string with_caller = t + " < " + brief(s.frames[i + 1].text());
+  return columns(with_caller) <= room ? with_caller : t;
 }
 
 }  // namespace
@@ -107,6 +131,11 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
   std::map<std::string, watched> seen;
   for (std::uint64_t it = 0; iterations == 0 || it < iterations; ++it) {
     if (it != 0) std::this_thread::sleep_for(std::chrono::duration<double>(interval));
+    // A terminal's own width (asked each refresh: it may be resized), else 100 columns: output
+    // to a file or pipe is read in a pager or a log as the text report is, not on a wide screen.
+    winsize ws{};
+    const bool sized = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 1;
+    const std::size_t cols = sized ? ws.ws_col : 100;
     std::vector<std::string> paths;
     try {
       paths = find_files(dir, nullptr);
@@ -143,12 +172,12 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
     char stamp[16];
     std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
     std::vector<std::string> screen;
-    std::string title =
-        line("--- poolshim-stats top %s: %zu running in %s, every %.2g s", stamp, seen.size(), dir.c_str(), interval);
+    // The folder last: a long one is what a 100-column cut takes off, not the counts.
+    std::string title = line("--- poolshim-stats top %s", stamp);
     if (iterations != 0)
       title +=
           line(" (%llu of %llu)", static_cast<unsigned long long>(it + 1), static_cast<unsigned long long>(iterations));
-    screen.push_back(title + " ---");
+    screen.push_back(title + line(": %zu running, every %.2g s, in %s", seen.size(), interval, dir.c_str()));
     screen.push_back(line("  %-8s %11s %11s %10s  %s", "pid", "live", "peak", "allocs/s", "command"));
     // Biggest live first.
     std::vector<std::pair<std::int64_t, watched*>> order;
@@ -189,8 +218,9 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
         const auto& c = s.counters;
         const std::string what = line("%s live in %lld (%llu allocs)", cli::bytes_text(c.live_bytes).c_str(),
                                       static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs));
-        screen.push_back(line("  %-8s %-33s %s", "", what.c_str(),
-                              s.id == 0 ? "[untracked stacks]" : site_text(w.frames[s.id]).c_str()));
+        const std::string head = line("  %-8s %-33s ", "", what.c_str());
+        const std::size_t room = cols > columns(head) ? cols - columns(head) : 0;
+        screen.push_back(head + (s.id == 0 ? "[untracked stacks]" : site_text(w.frames[s.id], room)));
       }
     }
     if (seen.empty()) screen.push_back("  (no running process has a stats file here)");
@@ -198,14 +228,11 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
 
     if (tty) {  // redraw: what fits the terminal
       std::fputs("\x1b[H\x1b[2J", stdout);
-      winsize ws{};
-      const bool sized = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 1;
-      const std::size_t cols = sized ? ws.ws_col : 100, rows = sized ? ws.ws_row - 1u : screen.size();
-      for (std::size_t i = 0; i < screen.size() && i < rows; ++i)
-        std::printf("%s\n", screen[i].substr(0, cols).c_str());
-    } else {  // one refresh after the other, whole
+      const std::size_t rows = sized ? ws.ws_row - 1u : screen.size();
+      for (std::size_t i = 0; i < screen.size() && i < rows; ++i) std::printf("%s\n", fit(screen[i], cols).c_str());
+    } else {  // one refresh after the other, every line
       if (it != 0) std::fputs("\n", stdout);
-      for (const std::string& l : screen) std::printf("%s\n", l.c_str());
+      for (const std::string& l : screen) std::printf("%s\n", fit(l, cols).c_str());
     }
     std::fflush(stdout);
   }

@@ -283,8 +283,9 @@ text, pid = open(sys.argv[1]).read(), sys.argv[2]
 frames = [f for f in re.split(r"^--- poolshim-stats top ", text, flags=re.M) if f.strip()]
 assert len(frames) == 3, f"{len(frames)} refreshes"
 counts, rates = [], []
-for f in frames:
+for n, f in enumerate(frames):
     lines = f.splitlines()
+    assert f"({n + 1} of 3): 1 running, " in lines[0] and not lines[0].endswith("..."), f"title: {lines[0]}"
     row = [i for i, l in enumerate(lines) if re.match(rf"^  {pid} ", l)]
     assert len(row) == 1, f"pid {pid} not shown once:\n{f}"
     cols = lines[row[0]].split()
@@ -297,7 +298,17 @@ for f in frames:
 print("site_grow live counts:", counts, "allocs/s:", rates)
 assert counts[0] < counts[1] < counts[2], counts
 assert rates[0] == "-" and all(5 <= float(r) <= 500 for r in rates[1:]), rates  # every 20 ms: about 50/s
+# Not a terminal: 100 columns, as the text report (a site with its caller reached 119).
+long = [l for l in text.splitlines() if len(l) > 100]
+assert not long, f"lines over 100 columns: {long}"
 PY
+  # A line that does not fit even so (a long folder in the title) is cut at 100, and says so.
+  long_dir="$dir/$(printf 'd%.0s' {1..90})"
+  mkdir "$long_dir"
+  "$stats" top --dir "$long_dir" --iterations 1 >"$dir/top_long.txt" || fail "top in a long folder"
+  title=$(head -1 "$dir/top_long.txt")
+  echo "$title"
+  [[ ${#title} -eq 100 && $title == "--- poolshim-stats top "*"..." ]] || fail "the long title is not cut at 100: $title"
   # Every command that takes --no-symbols says so in its usage lines (top's and diff's did not).
   "$stats" --help >"$dir/help.txt" || fail "--help"
   "$stats" top --dir "$dir" --no-symbols --iterations 1 >/dev/null || fail "top --no-symbols"
