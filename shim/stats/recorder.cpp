@@ -396,12 +396,27 @@ struct thread_stacks {
 struct thread_state {
   std::uint32_t generation;    // g_generation when set up; another value: stale (a fork child)
   poolshim_stats_shard* shard;  // null: this thread counts in the shared counters
+  // The thread's own stack, mapped for as long as the thread lives: the cache is used only while
+  // the stack pointer and every remembered slot lie in it, so reading a slot can never fault (a
+  // coroutine or fiber stack, or a sigaltstack, may be unmapped by the next event). 0, 0: unknown,
+  // no cache.
+  std::uintptr_t stack_lo, stack_hi;
+  std::uint32_t rng;       // xorshift state for the sampled re-check (0: not seeded yet)
+  std::uint32_t misses;    // cache misses and captures with slots, for their rate limit
+  std::uint32_t captures;
+  bool cache_off;          // a re-check found a wrong hit: this thread's stacks are not what
+                           // the cache's premise needs (frames of varying size), unwind always
   thread_stacks stacks;
 };
 [[gnu::tls_model("initial-exec")]] thread_local thread_state* tl_state = nullptr;
 // Set once the thread's state was released at its exit: later events (from other destructors)
 // count in the shared counters without a cache instead of allocating a state nobody frees.
 [[gnu::tls_model("initial-exec")]] thread_local bool tl_exiting = false;
+// Set while this thread is inside record_alloc/record_free: an event that comes in the middle of
+// one (a signal handler that allocates, or a malloc that grows with cudaHostAlloc while the
+// recorder allocates the thread's state) counts in the shared counters with atomics, without the
+// thread's cache or shard, which the interrupted event may be halfway through changing.
+[[gnu::tls_model("initial-exec")]] thread_local bool tl_in_recorder = false;
 // The last pointer this thread allocated, until it allocates again: a free of it is temporary.
 [[gnu::tls_model("initial-exec")]] thread_local std::uint64_t tl_last_alloc = 0;
 
@@ -446,20 +461,76 @@ std::uint32_t lookup_cached(thread_stacks& t, std::uintptr_t sp) noexcept {
   return 0;
 }
 
+// Cache-hit re-check: one hit in k_recheck, drawn at random (a fixed stride would alias with a
+// program that alternates a right and a wrong hit), is unwound anyway and compared with the id.
+// The premise (same stack pointer and the same return address in every remembered slot means the
+// same call chain) fails for frames whose size varies (alloca, dynamic realignment): a caller's
+// slot moves and the old place still holds the old return address. A wrong hit turns the
+// thread's cache off, so a misattribution lasts at most ~k_recheck events of one thread.
+constexpr std::uint32_t k_recheck = 64;
+// Captures with slots (unw_step: about 25 sigprocmask calls per event with the system libunwind,
+// ~15 us) are rate-limited: the first k_free_captures of a thread, then one per k_capture_every
+// misses. A loop over more sites than the cache holds then keeps most of them cached (a cache
+// that took every miss would evict the next site each time, LRU on a cycle), and the others cost
+// an unw_backtrace (~7 ns per frame) instead of a capture.
+constexpr std::uint32_t k_free_captures = 16;
+constexpr std::uint32_t k_capture_every = 256;
+
+bool on_own_stack(const thread_state& ts, std::uintptr_t a) noexcept {
+  return a >= ts.stack_lo && a + sizeof(std::uintptr_t) <= ts.stack_hi;
+}
+
+// Puts the stack `frames` (depth of them, from stack_of_caller at `sp`, id `id`) into the thread's
+// cache, with the slots of an unw_step capture of the same chain; nothing when that capture does
+// not give the same frames or a slot lies off the thread's stack.
+[[gnu::noinline]] void cache_stack(recorder& r, thread_state& ts, std::uintptr_t sp, void* const* frames, int depth,
+                                   std::uint32_t id) noexcept {
+  void* again[64 + 16];
+  std::uintptr_t slots[64 + 16];
+  const int n = capture_stack_with_slots(again, slots, static_cast<int>(r.depth) + 16, 0);
+  int first = 0;
+  while (first < n && reinterpret_cast<std::uintptr_t>(again[first]) >= r.shim_begin &&
+         reinterpret_cast<std::uintptr_t>(again[first]) < r.shim_end)
+    ++first;
+  if (n - first < depth) return;
+  for (int i = 0; i < depth; ++i)
+    if (again[first + i] != frames[i] || !on_own_stack(ts, slots[first + i])) return;
+  thread_stacks& t = ts.stacks;
+  int pos = 0;  // the first unused entry, else the least recently used
+  while (pos < 7 && order_at(t, pos) != 0) ++pos;
+  if (order_at(t, pos) == 0) t.order |= static_cast<std::uint64_t>(pos + 1) << (8 * pos);
+  move_to_front(t, pos);
+  cached_stack& c = t.entry[order_at(t, 0) - 1];
+  c.sp = sp;
+  c.depth = depth;
+  c.id = id;
+  for (int i = 0; i < depth; ++i) {
+    c.frames[i].slot = slots[first + i];
+    c.frames[i].ip = reinterpret_cast<std::uintptr_t>(frames[i]);
+  }
+  for (int i = depth; i < ((depth + 3) & ~3); ++i) c.frames[i] = {reinterpret_cast<std::uintptr_t>(&k_pad_value), 0};
+}
+
 // `ts`: the thread's state (its stack cache), or null (none: no cache).
 [[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r, thread_state* ts) noexcept {
   if (r.table == nullptr) return 0;  // counting without stacks (the file system was full)
   const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  if (ts != nullptr)
-    if (const std::uint32_t id = lookup_cached(ts->stacks, sp); id != 0) return id;
+  // With Python frames the stack is not cached (the same native frames run other Python lines).
+  const bool cacheable = ts != nullptr && !ts->cache_off && !r.python && on_own_stack(*ts, sp);
+  std::uint32_t hit = 0;
+  if (cacheable) {
+    hit = lookup_cached(ts->stacks, sp);
+    if (hit != 0) {
+      std::uint32_t x = ts->rng != 0 ? ts->rng : 0x9e3779b9u;  // seeded alike: runs repeat exactly
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      ts->rng = x;
+      if (x % k_recheck != 0) return hit;
+    }
+  }
   void* frames[64 + 16];
-  std::uintptr_t slots[64 + 16];
-  // With Python frames the stack is not cached (the same native frames run other Python lines), so
-  // it needs no slots: unw_backtrace, far cheaper per frame than unw_step (which, with the system
-  // libunwind, makes two sigprocmask calls per frame).
-  int n = r.python ? 0 : capture_stack_with_slots(frames, slots, static_cast<int>(r.depth) + 16, 0);
-  const bool with_slots = n > 0;
-  if (!with_slots) n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);
+  int n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);
   int first = 0;  // the shim's own frames (hooks, seam, recorder) are not the caller's
   while (first < n && reinterpret_cast<std::uintptr_t>(frames[first]) >= r.shim_begin &&
          reinterpret_cast<std::uintptr_t>(frames[first]) < r.shim_end)
@@ -469,6 +540,11 @@ std::uint32_t lookup_cached(thread_stacks& t, std::uintptr_t sp) noexcept {
   const int depth = std::min(n - first, static_cast<int>(r.depth));
   const std::size_t before = r.table->size();
   const std::uint32_t id = r.table->intern(frames + first, depth);
+  if (hit != 0) {
+    if (hit == id || id == 0) return hit;  // right, or not to be told (the table is full)
+    ts->cache_off = true;  // a wrong hit: see k_recheck
+    return id;
+  }
   if (id == 0 && (atomic_at(r.header->flags).load(std::memory_order_relaxed) & 1) == 0)
     atomic_at(r.header->flags).fetch_or(1, std::memory_order_relaxed);
   if (r.table->size() != before)  // a new stack: make sure its modules are listed
@@ -478,21 +554,13 @@ std::uint32_t lookup_cached(thread_stacks& t, std::uintptr_t sp) noexcept {
         refresh_modules(r);
         break;
       }
-  if (ts != nullptr && with_slots && id != 0 && depth > 0 && !python) {
-    thread_stacks& t = ts->stacks;
-    int pos = 0;  // the first unused entry, else the least recently used
-    while (pos < 7 && order_at(t, pos) != 0) ++pos;
-    if (order_at(t, pos) == 0) t.order |= static_cast<std::uint64_t>(pos + 1) << (8 * pos);
-    move_to_front(t, pos);
-    cached_stack& c = t.entry[order_at(t, 0) - 1];
-    c.sp = sp;
-    c.depth = depth;
-    c.id = id;
-    for (int i = 0; i < depth; ++i) {
-      c.frames[i].slot = slots[first + i];
-      c.frames[i].ip = reinterpret_cast<std::uintptr_t>(frames[first + i]);
+  if (cacheable && id != 0 && depth > 0 && !python) {
+    ++ts->misses;
+    if (ts->captures < k_free_captures || ts->misses >= k_capture_every) {
+      ++ts->captures;
+      ts->misses = 0;
+      cache_stack(r, *ts, sp, frames + first, depth, id);
     }
-    for (int i = depth; i < ((depth + 3) & ~3); ++i) c.frames[i] = {reinterpret_cast<std::uintptr_t>(&k_pad_value), 0};
   }
   return id;
 }
@@ -577,6 +645,16 @@ thread_state* my_state(recorder& r) noexcept {
   }
   ts->generation = gen;
   ts->shard = claim_shard(r);
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* lo = nullptr;
+    std::size_t size = 0;
+    if (pthread_attr_getstack(&attr, &lo, &size) == 0 && lo != nullptr) {
+      ts->stack_lo = reinterpret_cast<std::uintptr_t>(lo);
+      ts->stack_hi = ts->stack_lo + size;
+    }
+    pthread_attr_destroy(&attr);
+  }
   return ts;
 }
 
@@ -635,10 +713,20 @@ void ring_event(recorder& r, std::uint8_t action, std::uint64_t ptr, std::uint64
 
 bool recording() noexcept { return active() != nullptr; }
 
+// Marks this thread as inside the recorder for one event (tl_in_recorder); `nested` when it was.
+struct recorder_scope {
+  bool nested = tl_in_recorder;
+  recorder_scope() noexcept { tl_in_recorder = true; }
+  ~recorder_scope() { tl_in_recorder = nested; }
+  recorder_scope(const recorder_scope&) = delete;
+  recorder_scope& operator=(const recorder_scope&) = delete;
+};
+
 void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept {
   recorder* r = active();
   if (r == nullptr || ptr <= k_claimed) return;
-  thread_state* ts = my_state(*r);
+  const recorder_scope scope;
+  thread_state* ts = scope.nested ? nullptr : my_state(*r);
   const std::uint32_t id = stack_of_caller(*r, ts);
   tl_last_alloc = ptr;
   poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
@@ -691,6 +779,7 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
   (void)k;
   recorder* r = active();
   if (r == nullptr || ptr <= k_claimed) return;
+  const recorder_scope scope;
   const std::size_t mask = r->header->live_capacity - 1;
   for (std::size_t probe = 0, i = live_slot(ptr) & mask; probe <= std::min(mask, k_max_probe);
        ++probe, i = (i + 1) & mask) {
@@ -704,7 +793,7 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) continue;
     const bool temporary = tl_last_alloc == ptr;
     if (temporary) tl_last_alloc = 0;
-    thread_state* ts = my_state(*r);
+    thread_state* ts = scope.nested ? nullptr : my_state(*r);
     poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
     r->sites->on_free(copy.stack, copy.bytes, temporary, local_site(*r, sh, copy.stack));
     const int slot = copy.device * POOLSHIM_STATS_KINDS + copy.kind;

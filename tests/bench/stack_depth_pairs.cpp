@@ -1,13 +1,15 @@
 // Allocation+free pairs from a chosen call depth, for the call-site statistics overhead
 // (stats_overhead.sh): `cuda` pairs are cudaMalloc+cudaFree (what poolshim records), `malloc` pairs
 // malloc+free (what heaptrack records), both from SITES call sites at DEPTH frames below main.
-// Prints "ns_per_pair=X". usage: stack_depth_pairs cuda|malloc DEPTH PAIRS [SITES]
+// Prints "ns_per_pair=X". usage: stack_depth_pairs cuda|malloc DEPTH PAIRS [SITES (1-32, default 4)]
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 namespace {
 
@@ -28,17 +30,15 @@ template <int Site>
   return 0;
 }
 
+template <int... Sites>
+constexpr auto pair_table(std::integer_sequence<int, Sites...>) {
+  return std::array<int (*)(), sizeof...(Sites)>{&pair<Sites>...};
+}
+constexpr auto k_pairs = pair_table(std::make_integer_sequence<int, 32>{});
+
 [[gnu::noinline]] int loop() {
-  for (long i = 0; i < g_pairs; ++i) {
-    int r = 0;
-    switch (i % g_sites) {
-      case 0: r = pair<0>(); break;
-      case 1: r = pair<1>(); break;
-      case 2: r = pair<2>(); break;
-      default: r = pair<3>(); break;
-    }
-    if (r != 0) return r;
-  }
+  for (long i = 0; i < g_pairs; ++i)
+    if (const int r = k_pairs[static_cast<std::size_t>(i % g_sites)](); r != 0) return r;
   return 0;
 }
 
@@ -53,14 +53,14 @@ template <int Site>
 
 int main(int argc, char** argv) {
   if (argc < 4 || (std::strcmp(argv[1], "cuda") != 0 && std::strcmp(argv[1], "malloc") != 0)) {
-    std::fprintf(stderr, "usage: %s cuda|malloc DEPTH PAIRS [SITES (1-4)]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s cuda|malloc DEPTH PAIRS [SITES (1-32)]\n", argv[0]);
     return 2;
   }
   g_cuda = std::strcmp(argv[1], "cuda") == 0;
   const int depth = std::atoi(argv[2]);
   g_pairs = std::atol(argv[3]);
   if (argc > 4) g_sites = std::atoi(argv[4]);
-  if (g_sites < 1 || g_sites > 4) g_sites = 4;
+  if (g_sites < 1 || g_sites > static_cast<int>(k_pairs.size())) g_sites = 4;
   if (g_cuda && cudaFree(nullptr) != cudaSuccess) return 2;
   const long n = g_pairs;
   g_pairs = n / 10 + 1;  // warm: pools, caches, stack tables
