@@ -30,8 +30,10 @@ constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
 // Call-site statistics (POOLSHIM_STATS=native): the allocation once it succeeded, with the current
 // device; a free before the real free, so that the address cannot be another thread's allocation
 // by the time it is recorded.
-// The pools' hit figures reach the file every 256 allocations of a thread (and at exit).
+// The pools' hit figures reach the file after each of a thread's first 16 allocations, then every
+// 256 (and at exit): a short program that is killed, or one read while it runs, shows them too.
 [[gnu::tls_model("initial-exec")]] thread_local unsigned tl_until_pool_figures = 0;
+[[gnu::tls_model("initial-exec")]] thread_local unsigned tl_pool_figures_sent = 0;
 // `device`: the pool's, when it served the allocation (else asked of the driver).
 void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device = -1) noexcept {
   if (!stats::recording()) return;
@@ -39,7 +41,7 @@ void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device 
   if (dev < 0 && real().cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
   stats::record_alloc(k, dev, ptr, bytes);
   if (tl_until_pool_figures-- == 0) {
-    tl_until_pool_figures = 255;
+    tl_until_pool_figures = ++tl_pool_figures_sent < 16 ? 0 : 255;
     intercept::mirror_pool_figures();
   }
 }

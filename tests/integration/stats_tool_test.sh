@@ -399,6 +399,23 @@ d, p = r["device"], r["pinned"]
 assert d["allocs"] == 7 and 3 <= d["hits"] <= 7 and abs(d["rate"] - d["hits"] / 7) < 1e-6, d
 assert p["allocs"] == 1 and p["hits"] <= 1, p
 PY
+  # Killed before it exited: the hit figures of its first allocations are in the file all the same.
+  rm -f "$dir"/*.stats
+  POOLSHIM_MODE=pool run "$program" --hold >"$dir/killed.out" 2>&1 &
+  killed_pid=$!
+  wait_ready "$dir/killed.out"
+  kill -9 "$killed_pid"
+  wait "$killed_pid" 2>/dev/null
+  "$stats" report --dir "$dir" --format json >"$dir/killed.json" || fail "report of the killed run"
+  python3 - "$dir/killed.json" <<'PY' || fail "the killed run's hit rate"
+import json, sys
+report = json.load(open(sys.argv[1]))
+r = report["pool_hit_rate"]
+print("killed:", r)
+assert report["state"] == "killed", report["state"]
+device = sum(k["allocs"] for k in report["kinds"] if k["kind"] == "device")
+assert device > 0 and r["device"]["allocs"] == device, (device, r["device"])
+PY
   ;;
 
 clean)
