@@ -4,27 +4,30 @@
 # each tool's cost is the difference to its own run without it (stack_depth_pairs).
 # Two figures per tool: wall time in the program's loop (best of --runs), and CPU time of the whole
 # process tree (heaptrack's interpreter process included), the difference between runs of N and
-# 2N pairs so that start-up and the tools' exit work cancel out.
+# 2N pairs so that start-up and the tools' exit work cancel out (on the simulator its stream
+# worker threads add CPU time of their own, which makes the shim's CPU figures the noisier ones).
 # --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs)
 # for the shim with stats off and on.
+# --sites K: the pairs come from K call sites in turn (default 4; the stack cache holds 8).
 # usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 20 32 64"] [--runs K]
-#                                      [--callgrind]
+#                                      [--sites K] [--callgrind]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build=$here/../../build pairs=1000000 depths="8 20 32 64" runs=3 callgrind=0
+build=$here/../../build pairs=1000000 depths="8 20 32 64" runs=3 sites=4 callgrind=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --depths) depths=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --sites) sites=$2; shift 2 ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "stats_overhead: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
-[[ "$pairs" =~ ^[1-9][0-9]*$ && "$runs" =~ ^[1-9][0-9]*$ ]] ||
-  { echo "stats_overhead: --pairs and --runs take positive whole numbers" >&2; exit 2; }
+[[ "$pairs" =~ ^[1-9][0-9]*$ && "$runs" =~ ^[1-9][0-9]*$ && "$sites" =~ ^[1-9][0-9]*$ && $sites -le 32 ]] ||
+  { echo "stats_overhead: --pairs and --runs take positive whole numbers, --sites 1 to 32" >&2; exit 2; }
 prog=$build/tests/bench/stack_depth_pairs
 shim=$build/shim/libpoolshim.so
 [[ -x "$prog" && -f "$shim" ]] || { echo "stats_overhead: build first ($prog, $shim)" >&2; exit 2; }
@@ -36,7 +39,7 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 wall() {  # wall CMD...: the loop's ns per pair, best of $runs
   local b="" v
   for ((k = 0; k < runs; ++k)); do
-    v=$("$@" "$pairs" 2>/dev/null | sed -n 's/^ns_per_pair=//p')
+    v=$("$@" "$pairs" "$sites" 2>/dev/null | sed -n 's/^ns_per_pair=//p')
     [[ -n "$v" ]] || { echo "stats_overhead: no figure from: $*" >&2; exit 1; }
     b=$(min "$v" "$b")
   done
@@ -45,24 +48,22 @@ wall() {  # wall CMD...: the loop's ns per pair, best of $runs
 cpu_s() {  # cpu_s N CMD...: user+system seconds of the whole process tree for N pairs
   local n=$1 t; shift
   TIMEFORMAT='%3U %3S'
-  t=$( { time "$@" "$n" >/dev/null 2>&1; } 2>&1 )
+  t=$( { time "$@" "$n" "$sites" >/dev/null 2>&1; } 2>&1 )
   awk '{ print $1 + $2 }' <<<"$t"
 }
-cpu() {  # cpu CMD...: CPU ns per pair (2N pairs minus N pairs), best of $runs
-  local b="" a c v
+cpu() {  # cpu CMD...: CPU ns per pair (2N pairs minus N pairs, each the best of $runs)
+  local a="" c=""
   for ((k = 0; k < runs; ++k)); do
-    a=$(cpu_s "$pairs" "$@"); c=$(cpu_s $((2 * pairs)) "$@")
-    # The program runs a warm-up of a tenth of its pairs first: 1.1 N more pairs in the second run.
-    v=$(awk -v a="$a" -v c="$c" -v n="$pairs" 'BEGIN { printf "%.1f", (c - a) / (1.1 * n) * 1e9 }')
-    b=$(min "$v" "$b")
+    a=$(min "$(cpu_s "$pairs" "$@")" "$a"); c=$(min "$(cpu_s $((2 * pairs)) "$@")" "$c")
   done
-  echo "$b"
+  # The program runs a warm-up of a tenth of its pairs first: 1.1 N more pairs in the second run.
+  awk -v a="$a" -v c="$c" -v n="$pairs" 'BEGIN { printf "%.1f", (c - a) / (1.1 * n) * 1e9 }'
 }
 shim_env=(env LD_PRELOAD="$shim" POOLSHIM_SOCKET=/nonexistent/x)
 stats_env=("${shim_env[@]}" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64)
 off_env=("${shim_env[@]}" POOLSHIM_STATS=off)
 
-echo "$pairs pairs, 4 call sites, best of $runs; ns per allocation+free pair"
+echo "$pairs pairs, $sites call sites in turn, best of $runs; ns per allocation+free pair"
 echo "      |                 wall time in the loop                  |        CPU time of the process tree"
 echo "depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
 for d in $depths; do
@@ -95,7 +96,7 @@ echo "(stats = shim with stats - shim with stats off; ht = heaptrack - plain mal
 command -v valgrind >/dev/null || { echo "stats_overhead: valgrind not installed: no instruction counts"; exit 0; }
 ir() {  # ir N CMD...: instructions of a run of N pairs
   local n=$1; shift
-  "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$prog" cuda "$d" "$n" >/dev/null 2>&1
+  "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$prog" cuda "$d" "$n" "$sites" >/dev/null 2>&1
   sed -n 's/^summary: //p; s/^totals: //p' "$tmp/cg.out" | head -1 | awk '{ print $1 }'
 }
 per_pair() {  # per_pair ENV...: instructions per pair, start-up cancelled out
