@@ -511,6 +511,8 @@ bool on_own_stack(const thread_state& ts, std::uintptr_t a) noexcept {
   for (int i = depth; i < ((depth + 3) & ~3); ++i) c.frames[i] = {reinterpret_cast<std::uintptr_t>(&k_pad_value), 0};
 }
 
+std::atomic<int> g_skip_guess{4};  // frames of the shim's own above the caller's, plus one
+
 // `ts`: the thread's state (its stack cache), or null (none: no cache).
 [[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r, thread_state* ts) noexcept {
   if (r.table == nullptr) return 0;  // counting without stacks (the file system was full)
@@ -530,11 +532,20 @@ bool on_own_stack(const thread_state& ts, std::uintptr_t a) noexcept {
     }
   }
   void* frames[64 + 16];
-  int n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);
+  // Unwind the depth kept plus the shim's own frames, no more (~7 ns a frame): how many of those
+  // there are is learnt (different hooks have different paths); a stack cut short by a guess that
+  // was too small is unwound again.
+  int skip = g_skip_guess.load(std::memory_order_relaxed);
+  const int asked = static_cast<int>(r.depth) + skip;
+  int n = capture_stack(frames, asked, 0);
   int first = 0;  // the shim's own frames (hooks, seam, recorder) are not the caller's
   while (first < n && reinterpret_cast<std::uintptr_t>(frames[first]) >= r.shim_begin &&
          reinterpret_cast<std::uintptr_t>(frames[first]) < r.shim_end)
     ++first;
+  if (first >= skip && first < 16) {
+    g_skip_guess.store(first + 1, std::memory_order_relaxed);
+    if (n == asked) n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);  // cut short: again
+  }
   bool python = false;
   if (r.python) n = first + python_expand(frames + first, n - first, 64 + 16 - first, &python);
   const int depth = std::min(n - first, static_cast<int>(r.depth));
