@@ -513,6 +513,19 @@ bool on_own_stack(const thread_state& ts, std::uintptr_t a) noexcept {
 
 std::atomic<int> g_skip_guess{4};  // frames of the shim's own above the caller's, plus one
 
+// The unwind of a miss. Under TSan, unw_step: unw_backtrace keeps a per-thread trace cache whose
+// key destructor locks a mutex in the last destructor round, after TSan has torn the thread's
+// state down, and TSan's runtime crashes there (the TSan run of the recorder test did). Only the
+// sanitizer build differs; the logic around it is the same.
+int capture_for_miss(void** frames, int max) noexcept {
+#if defined(__SANITIZE_THREAD__)
+  std::uintptr_t unused[64 + 16];
+  return capture_stack_with_slots(frames, unused, max, 0);
+#else
+  return capture_stack(frames, max, 0);
+#endif
+}
+
 // `ts`: the thread's state (its stack cache), or null (none: no cache).
 [[gnu::noinline]] std::uint32_t stack_of_caller(recorder& r, thread_state* ts) noexcept {
   if (r.table == nullptr) return 0;  // counting without stacks (the file system was full)
@@ -537,14 +550,14 @@ std::atomic<int> g_skip_guess{4};  // frames of the shim's own above the caller'
   // was too small is unwound again.
   int skip = g_skip_guess.load(std::memory_order_relaxed);
   const int asked = static_cast<int>(r.depth) + skip;
-  int n = capture_stack(frames, asked, 0);
+  int n = capture_for_miss(frames, asked);
   int first = 0;  // the shim's own frames (hooks, seam, recorder) are not the caller's
   while (first < n && reinterpret_cast<std::uintptr_t>(frames[first]) >= r.shim_begin &&
          reinterpret_cast<std::uintptr_t>(frames[first]) < r.shim_end)
     ++first;
   if (first >= skip && first < 16) {
     g_skip_guess.store(first + 1, std::memory_order_relaxed);
-    if (n == asked) n = capture_stack(frames, static_cast<int>(r.depth) + 16, 0);  // cut short: again
+    if (n == asked) n = capture_for_miss(frames, static_cast<int>(r.depth) + 16);  // cut short: again
   }
   bool python = false;
   if (r.python) n = first + python_expand(frames + first, n - first, 64 + 16 - first, &python);
