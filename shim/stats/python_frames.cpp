@@ -12,6 +12,7 @@
 #include "stats/python_frames.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <elf.h>
 #include <link.h>
 
@@ -30,8 +31,9 @@
 namespace poolshim::stats {
 namespace {
 
-// Offsets (bytes) of the fields read, for one CPython minor version on an LP64 target, release
-// build (a debug, trace-refs or free-threaded build fails the type-size checks in python_start).
+// Offsets (bytes) of the fields read, for one CPython minor version on an LP64 target (a debug
+// build has the same ones; a trace-refs or free-threaded build fails the object checks in
+// python_start).
 // From that version's Include/cpython/pystate.h, Include/internal/pycore_frame.h,
 // Include/cpython/code.h and Include/cpython/unicodeobject.h.
 struct layout {
@@ -50,6 +52,7 @@ struct layout {
   // PyASCIIObject and PyCompactUnicodeObject sizes (the text follows them); sizeof(PyUnicodeObject)
   int ascii_size, compact_size, unicode_basicsize;
   bool unicode_ready_bit;  // 3.11 still has the "ready" state bit
+  int ts_thread_id;        // PyThreadState.thread_id (pthread_self() of its thread)
 };
 
 // The layouts below hold for a 64-bit little-endian target only (x86-64, aarch64).
@@ -60,9 +63,9 @@ static_assert(offsetof(poolshim_stats_python_header, codes_offset) == 96 &&
               sizeof(poolshim_stats_python_header) == 144 && sizeof(poolshim_stats_python_code) == 80);
 
 constexpr layout k_layouts[] = {
-    {11, 16, 56, 8, -1, 32, 48, 56, 69, 68, 72, 112, 128, 136, 168, 184, 48, 72, 80, true},
-    {12, 16, 56, 0, -1, 0, 8, 56, 70, -1, 68, 112, 128, 136, 176, 192, 40, 56, 64, false},
-    {13, 16, -1, -1, 72, 0, 8, 56, 70, -1, 68, 112, 128, 136, 184, 200, 40, 56, 64, false},
+    {11, 16, 56, 8, -1, 32, 48, 56, 69, 68, 72, 112, 128, 136, 168, 184, 48, 72, 80, true, 152},
+    {12, 16, 56, 0, -1, 0, 8, 56, 70, -1, 68, 112, 128, 136, 176, 192, 40, 56, 64, false, 136},
+    {13, 16, -1, -1, 72, 0, 8, 56, 70, -1, 68, 112, 128, 136, 184, 200, 40, 56, 64, false, 152},
 };
 
 // Common to the versions above: PyObject, PyVarObject, PyTypeObject and PyBytesObject.
@@ -81,6 +84,7 @@ struct state {
   std::uintptr_t eval_lo = 0, eval_hi = 0;      // _PyEval_EvalFrameDefault's code
   std::uintptr_t interp_lo = 0, interp_hi = 0;  // the module that holds it (libpython or the program)
   void* (*this_thread_state)() = nullptr;
+  int (*is_finalizing)() = nullptr;  // _Py_IsFinalizing (3.11, 3.12), Py_IsFinalizing (3.13)
   std::uintptr_t code_type = 0, unicode_type = 0, bytes_type = 0;
   unsigned char* region = nullptr;
   poolshim_stats_python_header* header = nullptr;
@@ -363,6 +367,10 @@ const char* check_interpreter(std::uint32_t* hexversion) noexcept {
   for (const layout& l : k_layouts)
     if (major == 3 && l.minor == minor && k_layouts_apply) L = &l;
   if (L == nullptr) return "not a version whose frames poolshim knows";
+  // Alphas and betas may still change the layouts: release candidates and finals only.
+  if ((*hexversion & 0xf0) < 0xc0) return "a pre-release (alpha or beta)";
+  g.is_finalizing = reinterpret_cast<int (*)()>(sym(minor >= 13 ? "Py_IsFinalizing" : "_Py_IsFinalizing"));
+  if (g.is_finalizing == nullptr) return "an interpreter symbol is missing";
   const auto type_type = reinterpret_cast<std::uintptr_t>(sym("PyType_Type"));
   g.code_type = reinterpret_cast<std::uintptr_t>(sym("PyCode_Type"));
   g.unicode_type = reinterpret_cast<std::uintptr_t>(sym("PyUnicode_Type"));
@@ -393,7 +401,8 @@ const char* check_interpreter(std::uint32_t* hexversion) noexcept {
   g.lay = L;
   if (!own_frames_agree(*L)) return "its frames are not laid out as poolshim expects";
   // Keep the interpreter's library loaded for good: the pointers above must stay valid.
-  if (info.dli_fname != nullptr && info.dli_fname[0] == '/') (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+  if (info.dli_fname != nullptr && info.dli_fname[0] == '/')
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
   return nullptr;
 }
 
@@ -463,8 +472,15 @@ int python_expand(void** frames, int n, int cap, bool* python) noexcept {
   int first = 0;
   while (first < n && !in_eval(frames[first])) ++first;
   if (first == n) return n;  // no eval loop on this stack: nothing to replace
+  // While the interpreter finalizes, daemon threads' thread states are freed long before the
+  // thread-specific key that finds them is cleared: a freed one must never be read (it crashed
+  // the program once its memory was reused). A thread state that names another thread is not
+  // this thread's either.
+  if (g.is_finalizing() != 0) return n;
   const auto tstate = reinterpret_cast<std::uintptr_t>(g.this_thread_state());
-  if (!plausible(tstate)) return n;
+  if (!plausible(tstate) ||
+      load<unsigned long>(tstate + static_cast<std::uintptr_t>(g.lay->ts_thread_id)) != pthread_self())
+    return n;
   while (first > 0 && in_interpreter(frames[first - 1])) --first;
   const layout& L = *g.lay;
   void* in[k_max_in];
