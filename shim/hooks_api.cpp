@@ -1,7 +1,7 @@
 // libpoolshim.so's public C API (include/poolshim/poolshim.h): thin extern "C" front ends.
 #include <cstring>
 
-#include "intercept/counters.h"
+#include "dispatch/summary.h"
 #include "intercept/hook_list.h"
 #include "poolshim/poolshim.h"
 
@@ -10,7 +10,7 @@
 POOLSHIM_API size_t poolshim_get_counters(struct poolshim_counters* out, size_t size) {
   if (out != nullptr && size != 0) {
     poolshim_counters now;
-    poolshim::intercept::snapshot_counters(&now);
+    poolshim::dispatch::snapshot_counters(&now);
     std::memcpy(out, &now, size < sizeof now ? size : sizeof now);
   }
   return sizeof(poolshim_counters);

@@ -1,22 +1,24 @@
 // libpoolshim.so's driver hooks: one exported extern "C" definition per hooked ABI variant, with
 // the exact prototype cuda.h gives it (every variant is declared: __CUDA_API_VERSION_INTERNAL, as
 // the driver itself is built). Each takes the re-entry guard and calls the seam in
-// intercept/driver_hooks.h; a nested call (our own, or the driver calling an export through its
+// dispatch/driver_hooks.h; a nested call (our own, or the driver calling an export through its
 // PLT) goes straight to the real function. No logic here.
 #define __CUDA_API_VERSION_INTERNAL 1  // NOLINT(readability-identifier-naming): cuda.h's switch
 #include <cuda.h>
 
-#include "intercept/driver_hooks.h"
+#include "dispatch/driver_hooks.h"
 #include "intercept/hook_list.h"
-#include "intercept/real_driver.h"
-#include "intercept/reentry_guard.h"
+#include "intercept/proc_address.h"
+#include "base/real_driver.h"
+#include "base/reentry_guard.h"
 
 #define POOLSHIM_HOOK extern "C" __attribute__((visibility("default")))
 
 using poolshim::real;
 using poolshim::driver_hooks::default_stream;
-using poolshim::intercept::reentry_guard;
+using poolshim::base::reentry_guard;
 namespace driver_hooks = poolshim::driver_hooks;
+namespace intercept = poolshim::intercept;
 
 POOLSHIM_HOOK CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   reentry_guard guard;
@@ -223,14 +225,14 @@ POOLSHIM_HOOK CUresult CUDAAPI cuStreamEndCapture_ptsz(CUstream hStream, CUgraph
 POOLSHIM_HOOK CUresult CUDAAPI cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags) {
   reentry_guard guard;
   if (guard.nested()) return real().cuGetProcAddress_v1(symbol, pfn, cudaVersion, flags);
-  return driver_hooks::get_proc_address_v1(symbol, pfn, cudaVersion, flags);
+  return intercept::get_proc_address_v1(symbol, pfn, cudaVersion, flags);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuGetProcAddress_v2(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags,
                                                    CUdriverProcAddressQueryResult* symbolStatus) {
   reentry_guard guard;
   if (guard.nested()) return real().cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
-  return driver_hooks::get_proc_address_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
+  return intercept::get_proc_address_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
 }
 
 // What dlsym and cuGetProcAddress hand out, by hook id (the order of POOLSHIM_DRIVER_HOOKS).

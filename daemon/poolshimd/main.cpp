@@ -12,8 +12,8 @@
 #include <string>
 
 #include "poolshimd/server.h"
-#include "protocol/protocol.h"
-#include "protocol/transport.h"
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "protocol/transport.h"
+#include "poolshim/transport.h"
 
 namespace poolshim::daemon {
 namespace {

@@ -17,7 +17,7 @@
 
 #include "poolshimd/device_lender.h"
 #include "poolshimd/region.h"
-#include "protocol/protocol.h"
+#include "poolshim/protocol.h"
 
 namespace poolshim::daemon {
 

@@ -1,5 +1,5 @@
 // Validation of the wire records (protocol.h): the only code that looks at bytes a peer sent.
-#include "protocol/protocol.h"
+#include "poolshim/protocol.h"
 
 #include <cstring>
 

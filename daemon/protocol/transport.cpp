@@ -1,7 +1,7 @@
 // Unix-socket plumbing for the protocol (transport.h).
-#include "protocol/transport.h"
+#include "poolshim/transport.h"
 
-#include "protocol/protocol.h"
+#include "poolshim/protocol.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>

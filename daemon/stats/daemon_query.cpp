@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "protocol/protocol.h"
-#include "protocol/transport.h"
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
 
 namespace poolshim::stats_tool {
 

@@ -57,15 +57,8 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
 }
 inline void count_call(hook_id id) noexcept { bump(g_counters.hook_calls[static_cast<unsigned>(id)]); }
 
-// Fills the whole public struct (version, hook_count and mode included).
-void snapshot_counters(poolshim_counters* out) noexcept;
-// Copies the pools' hit figures into the call-site statistics file (stats/recorder.h), if any.
-void mirror_pool_figures() noexcept;
 
 // A fork child starts from zero: the parent's figures are the parent's.
 void reset_counters() noexcept;
-
-// The POOLSHIM_SUMMARY line, '\n'-terminated, into buf (no allocation, no stdio: runs at exit).
-std::size_t format_summary(char* buf, std::size_t cap) noexcept;
 
 }  // namespace poolshim::intercept

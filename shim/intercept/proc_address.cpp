@@ -1,5 +1,5 @@
 // dlsym answers and the cuGetProcAddress mapping (proc_address.h), and the two lookup wrappers of
-// the seam (driver_hooks::get_proc_address_v1/_v2). The mapping is built once, on the first
+// the hooks (get_proc_address_v1/_v2). The mapping is built once, on the first
 // lookup, from the real libcuda's own symbols (dlsym(libcuda, "cuMemAlloc_v2"), ...) and from what
 // its cuGetProcAddress returns for each hooked ABI (a driver may hand out internal addresses).
 #include "intercept/proc_address.h"
@@ -11,13 +11,17 @@
 #include <new>
 
 #include "intercept/counters.h"
-#include "intercept/driver_hooks.h"
 #include "intercept/hook_list.h"
-#include "intercept/process.h"
-#include "intercept/real_driver.h"
-#include "log.h"
+#include "base/process.h"
+#include "base/real_driver.h"
+#include "base/log.h"
 
 namespace poolshim::intercept {
+
+using base::interposer;
+using base::note_interposer;
+using base::report_interposers;
+using base::tracking;
 
 // Overridden by the front end's strong definition in libpoolshim.so; all null where the core is
 // linked alone (unit tests of other parts), so nothing is ever wrapped there.
@@ -163,16 +167,13 @@ dlsym_answer answer_dlsym(void* handle, const char* name) noexcept {
   return dlsym_answer{wrapper, nullptr};
 }
 
-}  // namespace poolshim::intercept
-
-namespace poolshim::driver_hooks {
 
 CUresult get_proc_address_v1(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) noexcept {
   const real_driver& d = real();
   CUresult r = d.cuGetProcAddress_v1(symbol, pfn, cuda_version, flags);
-  if (!intercept::tracking()) return r;
-  intercept::count_call(intercept::hook_id::get_proc_address_v1);
-  intercept::map_lookup(r, symbol, pfn, cuda_version, flags);
+  if (!tracking()) return r;
+  count_call(hook_id::get_proc_address_v1);
+  map_lookup(r, symbol, pfn, cuda_version, flags);
   return r;
 }
 
@@ -180,10 +181,10 @@ CUresult get_proc_address_v2(const char* symbol, void** pfn, int cuda_version, c
                              CUdriverProcAddressQueryResult* status) noexcept {
   const real_driver& d = real();
   CUresult r = d.cuGetProcAddress_v2(symbol, pfn, cuda_version, flags, status);
-  if (!intercept::tracking()) return r;
-  intercept::count_call(intercept::hook_id::get_proc_address_v2);
-  intercept::map_lookup(r, symbol, pfn, cuda_version, flags);
+  if (!tracking()) return r;
+  count_call(hook_id::get_proc_address_v2);
+  map_lookup(r, symbol, pfn, cuda_version, flags);
   return r;
 }
 
-}  // namespace poolshim::driver_hooks
+}  // namespace poolshim::intercept

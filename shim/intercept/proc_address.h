@@ -3,6 +3,8 @@
 // onto our wrappers of the same ABI, so the caller's cudaVersion keeps choosing the ABI.
 #pragma once
 
+#include <cuda.h>
+
 #include <type_traits>
 
 namespace poolshim {
@@ -28,5 +30,11 @@ dlsym_answer answer_dlsym(void* handle, const char* name) noexcept;
 
 // Our wrapper for a pointer the real driver handed out, or null when the table does not know it.
 void* wrapper_for(const real_driver& driver, void* real) noexcept;
+
+// cuGetProcAddress (CUDA 11.3 ABI, no status) and cuGetProcAddress_v2: the real lookup first, then
+// the pointer it returned is replaced by our wrapper of the same ABI when the shim knows it.
+CUresult get_proc_address_v1(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) noexcept;
+CUresult get_proc_address_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
+                             CUdriverProcAddressQueryResult* status) noexcept;
 
 }  // namespace poolshim::intercept

@@ -9,15 +9,16 @@
 #include <mutex>
 #include <new>
 
-#include "intercept/process.h"
-#include "intercept/real_driver.h"
-#include "log.h"
+#include "base/process.h"
+#include "base/real_driver.h"
+#include "base/log.h"
 #include "pool/device_pool.h"
 #include "pool/fence.h"
-#include "route/cuda_segment_resource.h"
-#include "route/daemon_segment_resource.h"
+#include "source/cuda_segment_resource.h"
+#include "source/daemon_fallback_adaptor.h"
+#include "route/capture_state.h"
 #include "route/fence_tracker.h"
-#include "route/scoped_context.h"
+#include "base/scoped_context.h"
 
 namespace poolshim::device_router {
 namespace {
@@ -35,24 +36,17 @@ struct entry {
 entry g_entries[k_max_pools];
 std::atomic<int> g_used{0};
 std::mutex g_create_mutex;
-std::atomic<int> g_captures{0};
 
 // POOLSHIM_FREE_SYNC=device and unsafe: a free synchronises first (or, unsafe, not at all), so
 // every block is ready for reuse at once. fence: the tracker's epochs (fence_tracker.h).
 pool::fence& reuse_fence() {
-  if (intercept::current_config().free_sync == free_sync_mode::fence) return fence_tracker::fence();
+  if (base::current_config().free_sync == free_sync_mode::fence) return fence_tracker::fence();
   static auto* f = new pool::always_ready_fence();  // leaky: outlives every pool
   return *f;
 }
 
-bool pooling() noexcept { return intercept::mode() == run_mode::pool; }
+bool pooling() noexcept { return base::mode() == run_mode::pool; }
 
-// Off the hit path: each call site says its warning once per process.
-void warn_once(std::atomic<bool>& said, const char* text) noexcept {
-  if (!said.exchange(true, std::memory_order_relaxed)) POOLSHIM_LOG_WARN("{}", text);
-}
-std::atomic<bool> g_said_too_many{false};
-std::atomic<bool> g_said_bad_source{false};
 
 // A device's identity that survives CUDA_VISIBLE_DEVICES reordering: its UUID, or "unknown".
 void format_uuid(const real_driver& d, CUdevice dev, char* out, std::size_t cap) noexcept {
@@ -78,13 +72,13 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   if (entry* e = find_entry(ctx)) return e;
   int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) {
-    warn_once(g_said_too_many, "more than 64 CUDA contexts: allocations of further contexts bypass the pool");
+    POOLSHIM_LOG_WARN_ONCE("more than 64 CUDA contexts: allocations of further contexts bypass the pool");
     return nullptr;
   }
   CUdevice dev = -1;
   CUcontext cur = nullptr;
   if (d.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != ctx || d.cuCtxGetDevice(&dev) != CUDA_SUCCESS) return nullptr;
-  const config& cfg = intercept::current_config();
+  const config& cfg = base::current_config();
   pool::device_pool_options opt;
   opt.small_limit = cfg.small_limit;
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
@@ -93,11 +87,11 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   pool::segment_resource* segments = source;
   const bool from_daemon = cfg.device_source != nullptr && std::strcmp(cfg.device_source, "daemon") == 0;
   if (!from_daemon && cfg.device_source != nullptr && std::strcmp(cfg.device_source, "local") != 0)
-    warn_once(g_said_bad_source, "POOLSHIM_DEVICE_SOURCE is neither local nor daemon: local");
+    POOLSHIM_LOG_WARN_ONCE("POOLSHIM_DEVICE_SOURCE is neither local nor daemon: local");
   if (source != nullptr && from_daemon) {
     CUuuid uuid{};
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
-      if (auto* lent = new (std::nothrow) daemon_segment_resource(ctx, dev, uuid, *source)) segments = lent;
+      if (auto* lent = new (std::nothrow) daemon_fallback_adaptor(ctx, dev, uuid, *source)) segments = lent;
   }
   auto* p = source ? new (std::nothrow) pool::device_pool(*segments, reuse_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
@@ -135,7 +129,7 @@ CUresult synchronize(const real_driver& d, CUcontext ctx) noexcept {
 
 bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* device) noexcept {
   // Bad arguments, capture and missing contexts are the real driver's to answer.
-  if (!pooling() || dptr == nullptr || bytes == 0 || capture_active()) return false;
+  if (!pooling() || dptr == nullptr || bytes == 0 || capture_state::capture_active()) return false;
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;
   if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;
@@ -161,7 +155,7 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* devi
 
 bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
   if (!pooling() || dptr == 0) return false;
-  const free_sync_mode sync = intercept::current_config().free_sync;
+  const free_sync_mode sync = base::current_config().free_sync;
   if (sync == free_sync_mode::fence) {
     // No synchronisation: the pool that owns the block takes it back, stamped with the current
     // epoch (one pointer-map lookup per pool asked), and the tracker counts the batch.
@@ -243,10 +237,6 @@ void forget_context(CUcontext ctx) noexcept {
     g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   }
 }
-
-void note_capture(int delta) noexcept { g_captures.fetch_add(delta, std::memory_order_relaxed); }
-
-bool capture_active() noexcept { return g_captures.load(std::memory_order_relaxed) > 0; }
 
 totals sum_of_pools() noexcept {
   totals t{};

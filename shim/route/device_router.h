@@ -28,10 +28,6 @@ bool small_block(CUdeviceptr dptr, CUdeviceptr* segment_base, std::size_t* bytes
 std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
 void forget_context(CUcontext ctx) noexcept;
-// Stream capture began (+1) or ended (-1): allocations during a capture go to the real driver.
-void note_capture(int delta) noexcept;
-// A capture is in progress somewhere in the process (the host pool asks too).
-bool capture_active() noexcept;
 
 struct totals {
   unsigned long long requests, pool_hits, bytes_in_use, bytes_reserved, peak_in_use, peak_reserved, segments;

@@ -3,6 +3,7 @@
 // that completes a batch (try_lock: a fence another thread is recording covers it), by a pool's
 // poll (try_lock) and by the out-of-memory wait. CUDA calls under the mutex go to the real driver
 // (never a hook), and none of them can call back into the shim.
+#include "route/capture_state.h"
 #include "route/fence_tracker.h"
 
 #include <pthread.h>
@@ -16,11 +17,10 @@
 #include <new>
 #include <vector>
 
-#include "intercept/process.h"
-#include "intercept/real_driver.h"
-#include "log.h"
-#include "route/device_router.h"
-#include "route/scoped_context.h"
+#include "base/process.h"
+#include "base/real_driver.h"
+#include "base/log.h"
+#include "base/scoped_context.h"
 
 namespace poolshim::fence_tracker {
 namespace {
@@ -56,7 +56,7 @@ struct fence_rec {
 };
 
 bool fence_mode() noexcept {
-  return intercept::mode() == run_mode::pool && intercept::current_config().free_sync == free_sync_mode::fence;
+  return base::mode() == run_mode::pool && base::current_config().free_sync == free_sync_mode::fence;
 }
 
 // A context that is gone has nothing in flight.
@@ -69,9 +69,6 @@ bool capture_error(CUresult r) noexcept {
          r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT || r == CUDA_ERROR_CAPTURED_EVENT ||
          r == CUDA_ERROR_STREAM_CAPTURE_ISOLATION || r == CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD;
 }
-
-std::atomic<bool> g_said_record_failed{false};
-std::atomic<bool> g_said_no_memory{false};
 
 class tracker final : public pool::fence {
  public:
@@ -136,7 +133,7 @@ class tracker final : public pool::fence {
 
   // Starts the fence for the current epoch. False when none could be started (capture, no memory).
   bool issue_locked(const real_driver& d) noexcept {
-    if (device_router::capture_active()) {
+    if (capture_state::capture_active()) {
       deferred_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
@@ -291,8 +288,8 @@ class tracker final : public pool::fence {
     c.spare.push_back(e);
     if (context_gone(r)) return;
     f->complete = false;  // a capture we did not see, or a failing context: wait for a later fence
-    if (capture_error(r) && !g_said_record_failed.exchange(true, std::memory_order_relaxed))
-      POOLSHIM_LOG_WARN("fence record refused ({}): a stream capture the shim did not see; freed blocks wait longer",
+    if (capture_error(r))
+      POOLSHIM_LOG_WARN_ONCE("fence record refused ({}): a stream capture the shim did not see; freed blocks wait longer",
                         static_cast<int>(r));
   }
 
@@ -343,8 +340,7 @@ class tracker final : public pool::fence {
   }
 
   static void out_of_memory() noexcept {
-    if (!g_said_no_memory.exchange(true, std::memory_order_relaxed))
-      POOLSHIM_LOG_WARN("fence tracker is out of host memory: freed blocks wait for a device synchronisation");
+    POOLSHIM_LOG_WARN_ONCE("fence tracker is out of host memory: freed blocks wait for a device synchronisation");
   }
 
   std::atomic<std::uint64_t> completed_{0};

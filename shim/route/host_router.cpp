@@ -13,6 +13,7 @@
 // stamped with the fence tracker's epoch, and goes back to the pool once that fence has passed
 // (every context the tracker knows, fence_tracker.h). The list is drained by the next allocation
 // or free of that pool; the block stays "freed" for the queries meanwhile.
+#include "route/capture_state.h"
 #include "route/host_router.h"
 
 #include "route/device_router.h"
@@ -25,14 +26,14 @@
 #include <new>
 #include <vector>
 
-#include "intercept/process.h"
-#include "intercept/real_driver.h"
-#include "log.h"
+#include "base/process.h"
+#include "base/real_driver.h"
+#include "base/log.h"
 #include "pool/host_pool.h"
-#include "route/daemon_client.h"
+#include "source/daemon_client.h"
 #include "route/fence_tracker.h"
-#include "route/host_slab_resource.h"
-#include "route/scoped_context.h"
+#include "source/host_slab_resource.h"
+#include "base/scoped_context.h"
 
 namespace poolshim::host_router {
 namespace {
@@ -64,7 +65,7 @@ entry g_entries[k_max_pools];
 std::atomic<int> g_used{0};
 std::mutex g_create_mutex;
 
-bool pooling() noexcept { return intercept::mode() == run_mode::pool; }
+bool pooling() noexcept { return base::mode() == run_mode::pool; }
 
 pool::host_pool* find_pool(CUcontext ctx) noexcept {
   const int n = g_used.load(std::memory_order_acquire);
@@ -94,7 +95,7 @@ pool::host_pool* create_pool(CUcontext ctx) noexcept {
   if (pool::host_pool* p = find_pool(ctx)) return p;
   const int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) return nullptr;  // further contexts' pinned memory comes from the driver
-  auto* source = new (std::nothrow) host_slab_resource(ctx, 0, intercept::current_config().use_daemon);
+  auto* source = new (std::nothrow) host_slab_resource(ctx, 0, base::current_config().use_daemon);
   auto* p = source != nullptr ? new (std::nothrow) pool::host_pool(*source) : nullptr;
   auto* deferred = p != nullptr ? new (std::nothrow) deferred_frees() : nullptr;
   if (deferred == nullptr) return nullptr;
@@ -230,7 +231,7 @@ bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) n
   // Bad arguments, write-combined memory (not what a slab is) and allocations during a capture
   // (which the driver refuses or allows by capture mode) are the driver's.
   if (!pooling() || pp == nullptr || bytes == 0 || (flags & ~k_known_flags) != 0 ||
-      (flags & CU_MEMHOSTALLOC_WRITECOMBINED) != 0 || device_router::capture_active())
+      (flags & CU_MEMHOSTALLOC_WRITECOMBINED) != 0 || capture_state::capture_active())
     return false;
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;
@@ -243,9 +244,7 @@ bool try_alloc(void** pp, std::size_t bytes, unsigned flags, CUresult* result) n
   if (st == pool::status::out_of_memory && p->release_idle() != 0) st = p->allocate(bytes, flags, &addr);
   if (st != pool::status::ok) {
     // No slab (host memory, registration refused): the driver answers, as without the pool.
-    static std::atomic<bool> said{false};
-    if (!said.exchange(true, std::memory_order_relaxed))
-      POOLSHIM_LOG_WARN("pinned host pool could not get a slab for {} bytes; passing to the driver", bytes);
+    POOLSHIM_LOG_WARN_ONCE("pinned host pool could not get a slab for {} bytes; passing to the driver", bytes);
     return false;
   }
   *pp = reinterpret_cast<void*>(addr);
@@ -263,7 +262,7 @@ bool try_free(void* p, CUresult* result) noexcept {
     *result = CUDA_ERROR_INVALID_VALUE;  // interior pointer, double free
     return true;
   }
-  const free_sync_mode sync = intercept::current_config().free_sync;
+  const free_sync_mode sync = base::current_config().free_sync;
   if (sync == free_sync_mode::fence) {
     drain(*e);
     if (defer(*e, a, info.size)) {

@@ -8,9 +8,9 @@
 #include <mutex>
 #include <vector>
 
-#include "intercept/real_driver.h"
-#include "log.h"
-#include "route/daemon_client.h"
+#include "base/real_driver.h"
+#include "base/log.h"
+#include "source/daemon_client.h"
 #include "route/device_router.h"
 
 namespace poolshim::ipc_router {

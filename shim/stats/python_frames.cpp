@@ -22,8 +22,8 @@
 #include <cstddef>
 #include <cstring>
 
-#include "intercept/real_driver.h"
-#include "log.h"
+#include "base/real_driver.h"
+#include "base/log.h"
 #include "poolshim/stats_file.h"
 #include "poolshim/stats_python.h"
 #include "stats/unwinder.h"

@@ -21,8 +21,8 @@
 #include <ctime>
 #include <new>
 
-#include "intercept/process.h"
-#include "log.h"
+#include "base/process.h"
+#include "base/log.h"
 #include "poolshim/stats_file.h"
 #include "stats/python_frames.h"
 #include "stats/site_stats.h"
@@ -214,7 +214,7 @@ void* create_file(const char* path, std::size_t size, int* err) noexcept {
 }
 
 bool start(recorder& r) noexcept {
-  const config& cfg = intercept::current_config();
+  const config& cfg = base::current_config();
   const char* dir = cfg.stats_dir != nullptr && cfg.stats_dir[0] != '\0' ? cfg.stats_dir : "/dev/shm";
   r.depth = static_cast<std::uint32_t>(std::min<std::size_t>(std::max<std::size_t>(cfg.stats_depth, 1), 64));
   const std::uint64_t started = now_ns();
@@ -351,7 +351,7 @@ recorder* active() noexcept {
     return &g_rec;
   if (s == 1) return wait_for_start();
   if (s != 0) return nullptr;
-  const config& cfg = intercept::current_config();
+  const config& cfg = base::current_config();
   if (cfg.stats == nullptr || (std::strcmp(cfg.stats, "native") != 0 && std::strcmp(cfg.stats, "python") != 0)) {
     int expected = 0;
     g_state.compare_exchange_strong(expected, 3, std::memory_order_acq_rel);

@@ -7,7 +7,8 @@
 #include <cstdint>
 
 #include "pool/device_pool.h"
-#include "pool/fake_segment_resource.h"
+#include "support/manual_fence.h"
+#include "support/fake_segment_resource.h"
 
 namespace {
 

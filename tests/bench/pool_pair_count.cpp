@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "pool/device_pool.h"
-#include "pool/fake_segment_resource.h"
+#include "support/fake_segment_resource.h"
 
 int main(int argc, char** argv) {
   if (argc != 3) {

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/protocol.h"
-#include "protocol/transport.h"
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
 
 namespace proto = poolshim::proto;
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <thread>
 
-#include "protocol/protocol.h"
-#include "protocol/transport.h"
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
 
 namespace poolshim::daemon {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "protocol/protocol.h"
+#include "poolshim/protocol.h"
 
 namespace proto = poolshim::proto;
 

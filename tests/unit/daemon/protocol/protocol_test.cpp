@@ -1,6 +1,6 @@
 // The record validation (daemon/protocol/protocol.h): every field of a request and a reply is
 // checked, and a record that fails any check is refused with the status that names the field.
-#include "protocol/protocol.h"
+#include "poolshim/protocol.h"
 
 #include <gtest/gtest.h>
 

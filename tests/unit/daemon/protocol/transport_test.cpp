@@ -1,7 +1,7 @@
 // The socket layer (daemon/protocol/transport.h): records keep their boundaries, one descriptor
 // travels with a record, extra or truncated descriptors are closed and flagged, an oversized
 // message reports its real length, and the trust checks refuse what a squatter could control.
-#include "protocol/transport.h"
+#include "poolshim/transport.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

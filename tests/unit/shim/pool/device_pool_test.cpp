@@ -2,6 +2,7 @@
 // whole reuse, reuse fences (with a broken fence to show the check can fail), thread caches under
 // 8 threads, release_idle, the OOM path, statistics, and rejection of bad frees.
 #include "pool/device_pool.h"
+#include "support/manual_fence.h"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "pool/fake_segment_resource.h"
+#include "support/fake_segment_resource.h"
 #include "pool/size_classes.h"
 
 namespace poolshim::pool {

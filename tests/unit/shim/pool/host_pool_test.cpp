@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "pool/fake_segment_resource.h"
+#include "support/fake_segment_resource.h"
 
 namespace poolshim::pool {
 namespace {

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "pool/fake_segment_resource.h"
+#include "support/fake_segment_resource.h"
 #include "pool/limit_resource_adaptor.h"
 
 namespace poolshim::pool {

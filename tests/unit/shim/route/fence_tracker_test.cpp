@@ -4,6 +4,7 @@
 // hooks reported, a blocking stream and the per-thread default stream they did not (the legacy
 // record covers them), a stream destroyed with work pending, and a capture in progress (the fence
 // is deferred). Run with POOLSHIM_FREE_SYNC=fence (the ctest sets it).
+#include "route/capture_state.h"
 #include "route/fence_tracker.h"
 
 #include <cuda.h>
@@ -126,13 +127,13 @@ TEST_F(FenceTracker, StreamDestroyedWithWorkPendingStaysCovered) {
 }
 
 TEST_F(FenceTracker, DeferredWhileACaptureIsActiveThenStartedOnAMiss) {
-  device_router::note_capture(+1);
+  capture_state::note_capture(+1);
   const std::uint64_t deferred = get_stats().fences_deferred;
   const std::uint64_t epoch = free_a_batch();
   EXPECT_EQ(get_stats().fences_deferred, deferred + 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(1));  // past the time slice
   EXPECT_FALSE(passes_within(epoch, std::chrono::milliseconds(5))) << "a fence was recorded during a capture";
-  device_router::note_capture(-1);
+  capture_state::note_capture(-1);
   std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_TRUE(passes_within(epoch, std::chrono::seconds(5))) << "a miss after the capture did not start the fence";
 }

@@ -1,8 +1,8 @@
 // cuMemAlloc_v2-backed segments for the device pool (see cuda_segment_resource.h).
-#include "route/cuda_segment_resource.h"
+#include "source/cuda_segment_resource.h"
 
-#include "intercept/real_driver.h"
-#include "route/scoped_context.h"
+#include "base/real_driver.h"
+#include "base/scoped_context.h"
 
 namespace poolshim {
 

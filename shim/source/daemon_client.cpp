@@ -1,5 +1,5 @@
 // The shim's daemon connection (daemon_client.h).
-#include "route/daemon_client.h"
+#include "source/daemon_client.h"
 
 #include <pthread.h>
 #include <sys/socket.h>
@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "log.h"
-#include "protocol/protocol.h"
-#include "protocol/transport.h"
+#include "base/log.h"
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
 
 namespace poolshim::daemon_client {
 namespace {

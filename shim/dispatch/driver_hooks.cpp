@@ -1,20 +1,22 @@
 // Observe mode behind the seam (driver_hooks.h): count, forward to the real driver, count what
 // succeeded. No locks, no allocation, no logging: relaxed atomics only. POOLSHIM_MODE=off forwards
 // without counting. `pool` mode behaves as observe until the pool is plugged in here.
-#include "intercept/driver_hooks.h"
+#include "dispatch/driver_hooks.h"
 
 #include <algorithm>
 #include <atomic>
 
+#include "dispatch/summary.h"
 #include "intercept/counters.h"
-#include "intercept/process.h"
-#include "intercept/real_driver.h"
+#include "base/process.h"
+#include "base/real_driver.h"
+#include "route/capture_state.h"
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
 #include "route/host_router.h"
 #include "route/ipc_router.h"
 #include "stats/recorder.h"
-#include "log.h"
+#include "base/log.h"
 
 namespace poolshim::driver_hooks {
 
@@ -22,7 +24,7 @@ using intercept::bump;
 using intercept::count_call;
 using intercept::g_counters;
 using intercept::hook_id;
-using intercept::tracking;
+using base::tracking;
 
 namespace {
 constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
@@ -42,7 +44,7 @@ void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device 
   stats::record_alloc(k, dev, ptr, bytes);
   if (tl_until_pool_figures-- == 0) {
     tl_until_pool_figures = ++tl_pool_figures_sent < 16 ? 0 : 255;
-    intercept::mirror_pool_figures();
+    dispatch::mirror_pool_figures();
   }
 }
 void note_free(stats::kind k, std::uint64_t ptr) noexcept {
@@ -221,12 +223,10 @@ CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
       return r;
     }
     // Never a handle that opens the wrong bytes: CUDA's invalid-value error, said once.
-    static std::atomic<bool> said{false};
-    if (!said.exchange(true, std::memory_order_relaxed))
-      POOLSHIM_LOG_WARN("cudaIpcGetMemHandle on a pooled block smaller than {} bytes (or inside one) is refused "
+    POOLSHIM_LOG_WARN_ONCE("cudaIpcGetMemHandle on a pooled block smaller than {} bytes (or inside one) is refused "
                         "(invalid value) without a poolshimd to resolve poolshim handles; POOLSHIM_MODE=observe "
                         "exports it unchanged",
-                        intercept::current_config().small_limit);
+                        base::current_config().small_limit);
     return CUDA_ERROR_INVALID_VALUE;
   }
   CUresult r = d.cuIpcGetMemHandle(handle, dptr);
@@ -370,7 +370,7 @@ CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode,
   count_call(s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture);
   fence_tracker::capture_gate gate;  // no capture starts between a fence's records
   CUresult r = fn(stream, capture_mode);
-  if (ok(r)) bump(g_counters.captures_begun), device_router::note_capture(+1);
+  if (ok(r)) bump(g_counters.captures_begun), capture_state::note_capture(+1);
   return r;
 }
 
@@ -381,7 +381,7 @@ CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) n
   count_call(s == default_stream::per_thread ? hook_id::stream_end_capture_ptsz : hook_id::stream_end_capture);
   CUresult r = fn(stream, graph);
   // An invalidated capture has ended too.
-  if (ok(r) || r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) device_router::note_capture(-1);
+  if (ok(r) || r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) capture_state::note_capture(-1);
   if (ok(r)) bump(g_counters.captures_ended);
   return r;
 }

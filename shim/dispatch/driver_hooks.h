@@ -46,10 +46,5 @@ CUresult primary_ctx_reset(CUdevice dev) noexcept;
 CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept;
 CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) noexcept;
 
-// cuGetProcAddress (CUDA 11.3 ABI, no status) and cuGetProcAddress_v2: the real lookup first, then
-// the pointer it returned is replaced by our wrapper of the same ABI when the shim knows it.
-CUresult get_proc_address_v1(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) noexcept;
-CUresult get_proc_address_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
-                             CUdriverProcAddressQueryResult* status) noexcept;
 
 }  // namespace poolshim::driver_hooks

@@ -4,7 +4,7 @@
 // __tls_get_addr, so the guard works inside dlopen, at exit and in static constructors.
 #pragma once
 
-namespace poolshim::intercept {
+namespace poolshim::base {
 
 extern constinit thread_local int t_hook_depth __attribute__((tls_model("initial-exec")));
 
@@ -25,4 +25,4 @@ class reentry_guard {
 // A fork child runs on a copy of the forking thread only; whatever depth that thread had is reset.
 inline void reset_reentry_guard_after_fork() noexcept { t_hook_depth = 0; }
 
-}  // namespace poolshim::intercept
+}  // namespace poolshim::base

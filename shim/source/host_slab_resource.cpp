@@ -1,6 +1,6 @@
 // memfd slabs pinned with cuMemHostRegister_v2 (see host_slab_resource.h). The cookie of a
 // segment is its memfd; deallocate unregisters, unmaps and closes it.
-#include "route/host_slab_resource.h"
+#include "source/host_slab_resource.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "intercept/real_driver.h"
-#include "route/daemon_client.h"
-#include "route/scoped_context.h"
+#include "base/real_driver.h"
+#include "source/daemon_client.h"
+#include "base/scoped_context.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23

@@ -1,7 +1,7 @@
 // Resolves the real driver table (real_driver.h) once, lock-free: racing first callers each build a
 // table and one compare-exchange publishes it, so nobody ever waits (a waiter could hold the loader
 // lock that the resolving thread needs). Also finds the real dlsym.
-#include "intercept/real_driver.h"
+#include "base/real_driver.h"
 
 #include <dlfcn.h>
 #include <unistd.h>
@@ -10,9 +10,14 @@
 #include <cstdlib>
 #include <new>
 
-#include "intercept/process.h"
 
 namespace poolshim {
+
+// The first CUDA call resolved the table: the top layer (dispatch/lifecycle.cpp) registers its fork
+// handler and looks for other interposers there. Weak, so that base knows no layer above it, and a
+// test that links base alone resolves the driver without it.
+[[gnu::weak]] void on_driver_resolved(const real_driver& driver) noexcept;
+
 namespace {
 
 template <class F>
@@ -81,7 +86,7 @@ void say(const char* msg) noexcept {
     t_resolving = false;
     return *expected;
   }
-  intercept::on_driver_resolved(*fresh);
+  if (&on_driver_resolved != nullptr) on_driver_resolved(*fresh);
   t_resolving = false;
   return *fresh;
 }

@@ -13,9 +13,9 @@
 
 namespace poolshim {
 
-class daemon_segment_resource final : public pool::segment_resource {
+class daemon_fallback_adaptor final : public pool::segment_resource {
  public:
-  daemon_segment_resource(CUcontext ctx, CUdevice dev, const CUuuid& uuid, pool::segment_resource& upstream) noexcept
+  daemon_fallback_adaptor(CUcontext ctx, CUdevice dev, const CUuuid& uuid, pool::segment_resource& upstream) noexcept
       : ctx_(ctx), dev_(dev), uuid_(uuid), upstream_(upstream) {}
 
  private:

@@ -1,15 +1,15 @@
-// Daemon-lent VMM segments with a local fallback (daemon_segment_resource.h). The cookie of a
+// Daemon-lent VMM segments with a local fallback (daemon_fallback_adaptor.h). The cookie of a
 // daemon segment is its lease id with the top bit set; upstream segments keep their own cookie
 // (cuda_segment_resource's is 0).
-#include "route/daemon_segment_resource.h"
+#include "source/daemon_fallback_adaptor.h"
 
 #include <unistd.h>
 
 #include <cstdint>
 
-#include "intercept/real_driver.h"
-#include "route/daemon_client.h"
-#include "route/scoped_context.h"
+#include "base/real_driver.h"
+#include "source/daemon_client.h"
+#include "base/scoped_context.h"
 
 namespace poolshim {
 namespace {
@@ -19,7 +19,7 @@ constexpr std::size_t k_granule = std::size_t{2} << 20;
 
 }  // namespace
 
-pool::status daemon_segment_resource::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
+pool::status daemon_fallback_adaptor::do_allocate(std::size_t bytes, pool::segment* out) noexcept {
   const std::size_t size = (bytes + k_granule - 1) & ~(k_granule - 1);
   unsigned char uuid[16];
   static_assert(sizeof uuid == sizeof uuid_.bytes);
@@ -62,7 +62,7 @@ pool::status daemon_segment_resource::do_allocate(std::size_t bytes, pool::segme
   return pool::status::ok;
 }
 
-void daemon_segment_resource::do_deallocate(const pool::segment& s) noexcept {
+void daemon_fallback_adaptor::do_deallocate(const pool::segment& s) noexcept {
   if ((s.cookie & k_daemon_bit) == 0) {
     upstream_.deallocate(s);
     return;

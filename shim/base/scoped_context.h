@@ -7,7 +7,7 @@
 
 #include <cuda.h>
 
-#include "intercept/real_driver.h"
+#include "base/real_driver.h"
 
 namespace poolshim {
 

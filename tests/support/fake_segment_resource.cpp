@@ -1,6 +1,6 @@
 // fake_segment_resource: segments are anonymous mmaps trimmed to the driver's alignment, so tests
 // may write into them (the shadow-model stress test does) and ASan sees every byte.
-#include "pool/fake_segment_resource.h"
+#include "support/fake_segment_resource.h"
 
 #include <sys/mman.h>
 

@@ -1,0 +1,137 @@
+// The shim's logger (log.h): the only file that compiles spdlog. A spdlog logger over a sink that
+// formats into spdlog's buffer and writes it with one write(2), so a line is never split between
+// threads or processes and no FILE lock is taken. Messages are formatted here from log.h's
+// type-erased arguments into a fixed buffer: no allocation before spdlog's own.
+#include "base/log.h"
+
+#include <spdlog/details/log_msg.h>
+#include <spdlog/logger.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "base/process.h"
+
+namespace poolshim::log {
+namespace {
+
+void write_all(int fd, const char* p, std::size_t n) noexcept {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+class stderr_write_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    write_all(2, buf.data(), buf.size());
+  }
+  void flush_() override {}
+};
+
+std::atomic<spdlog::logger*> g_logger{nullptr};
+
+[[gnu::noinline]] spdlog::logger* make_logger() noexcept {
+  try {
+    auto* fresh = new spdlog::logger("poolshim", std::make_shared<stderr_write_sink>());
+    fresh->set_pattern("poolshim[%P] %l: %v");
+    int lv = base::current_config().log_level;  // 0 trace ... 6 off, as spdlog counts
+    fresh->set_level(static_cast<spdlog::level::level_enum>(lv));
+    spdlog::logger* expected = nullptr;
+    if (g_logger.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) return fresh;
+    delete fresh;
+    return expected;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+spdlog::logger* logger() noexcept {
+  spdlog::logger* l = g_logger.load(std::memory_order_acquire);
+  if (l == nullptr) [[unlikely]]
+    l = make_logger();
+  return l;
+}
+
+struct text_buffer {
+  char data[1024];
+  std::size_t len = 0;
+
+  void put(const char* s, std::size_t n) noexcept {
+    n = std::min(n, sizeof data - 1 - len);
+    std::memcpy(data + len, s, n);
+    len += n;
+  }
+  void put(const char* s) noexcept { put(s, std::strlen(s)); }
+  void put(const arg& a) noexcept {
+    char num[40];
+    int n = 0;
+    switch (a.type()) {
+      case arg::kind::str:
+        put(a.as_str());
+        return;
+      case arg::kind::i64:
+        n = std::snprintf(num, sizeof num, "%lld", a.as_i64());
+        break;
+      case arg::kind::u64:
+        n = std::snprintf(num, sizeof num, "%llu", a.as_u64());
+        break;
+      case arg::kind::f64:
+        n = std::snprintf(num, sizeof num, "%g", a.as_f64());
+        break;
+      case arg::kind::ptr:
+        n = std::snprintf(num, sizeof num, "0x%" PRIxPTR, reinterpret_cast<std::uintptr_t>(a.as_ptr()));
+        break;
+    }
+    if (n > 0) put(num, static_cast<std::size_t>(n));
+  }
+};
+
+}  // namespace
+
+bool enabled(level lv) noexcept { return static_cast<int>(lv) >= base::current_config().log_level && lv != level::off; }
+
+void emit(level lv, const char* text, const arg* args, std::size_t n) noexcept {
+  text_buffer b;
+  std::size_t next = 0;
+  for (const char* p = text; *p;) {
+    const char* brace = std::strstr(p, "{}");
+    if (brace == nullptr) {
+      b.put(p);
+      break;
+    }
+    b.put(p, static_cast<std::size_t>(brace - p));
+    if (next < n) b.put(args[next++]);
+    p = brace + 2;
+  }
+  b.data[b.len] = '\0';
+  // spdlog does not throw from a log call with a valid format string, but a sink could; the shim
+  // never lets an exception out of a hook.
+  try {
+    if (spdlog::logger* l = logger())
+      l->log(static_cast<spdlog::level::level_enum>(lv), spdlog::string_view_t(b.data, b.len));
+  } catch (...) {
+  }
+}
+
+void write_raw(const char* text) noexcept { write_all(2, text, std::strlen(text)); }
+
+void reset_after_fork() noexcept {
+  // The old logger is leaked on purpose: its mutex may be held by a thread the child lacks.
+  g_logger.store(nullptr, std::memory_order_release);
+}
+
+}  // namespace poolshim::log
