@@ -6,10 +6,13 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: scripts/test.sh [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
+usage: scripts/test.sh [--quick] [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
 
 Runs setup, configure, build and ctest (build/), then the same tests built with ASan+UBSan
-(DIR-asan/) and with TSan (DIR-tsan/).
+(DIR-asan/) and with TSan (DIR-tsan/). The main pass runs every test, the fixed-length jobs
+labelled `long` included (callgrind counts, the daemon benchmark); the sanitizer passes leave
+those out (a benchmark under a sanitizer measures the sanitizer).
+  --quick          the main pass only, without the `long` jobs (ctest -LE long)
   --no-sanitize    skip both sanitizer passes
   --jobs N         parallel build and test jobs (default: number of cores)
   --build-dir DIR  main build folder (default: build); the sanitizer passes use DIR-asan, DIR-tsan
@@ -21,10 +24,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
 jobs=$(nproc)
 sanitize=1
+quick=0
 ctest_args=()
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
+    --quick) sanitize=0; quick=1 ;;
     --no-sanitize) sanitize=0 ;;
     --jobs) jobs="$2"; shift ;;
     --build-dir) build="$2"; shift ;;
@@ -37,27 +42,29 @@ done
 "$root/scripts/setup.sh"
 
 status=0
-run_pass() {  # name build-dir cmake-args...
-  local name=$1 dir=$2; shift 2
+run_pass() {  # name build-dir ctest-label-args cmake-args...
+  local name=$1 dir=$2 labels=$3; shift 3
   echo "== $name: configure and build ($dir)"
   mkdir -p "$dir"
   cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir/configure.log" 2>&1 ||
     { cat "$dir/configure.log"; return 1; }
   cmake --build "$dir" -j "$jobs" || return 1
   echo "== $name: ctest"
-  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 "${ctest_args[@]}")
+  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
 }
 
 start=$SECONDS
-run_pass "main" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
+main_labels=""
+((quick)) && main_labels="-LE long"
+run_pass "main" "$build" "$main_labels" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 if ((sanitize)); then
   # Tests that preload a library into an uninstrumented program are not registered in these
   # builds: a sanitizer runtime cannot be preloaded.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    run_pass "asan+ubsan" "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+    run_pass "asan+ubsan" "$build-asan" "-LE long" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
       || status=1
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    run_pass "tsan" "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
+    run_pass "tsan" "$build-tsan" "-LE long" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
       || status=1
 fi
 echo "== test.sh: $((SECONDS - start)) s, $([[ $status -eq 0 ]] && echo passed || echo FAILED)"

@@ -2,7 +2,6 @@
 #include "poolshimd/server.h"
 
 #include <netinet/in.h>
-#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
@@ -16,6 +15,7 @@
 #include <stdexcept>
 
 #include "poolshim/transport.h"
+#include "poolshimd/log.h"
 
 namespace poolshim::daemon {
 namespace {
@@ -64,8 +64,8 @@ server::server(server_options o)
     add(epoll_, metrics_, tag(k_metrics));
   }
   const region_figures f = region_.figures();
-  spdlog::info("poolshimd {} listening on {}: region {} MiB in {} slabs of {} MiB", getpid(), options_.socket_path,
-               f.region_bytes >> 20, f.slabs, options_.region.slab_bytes >> 20);
+  log::info("poolshimd {} listening on {}: region {} MiB in {} slabs of {} MiB", getpid(), options_.socket_path,
+            f.region_bytes >> 20, f.slabs, options_.region.slab_bytes >> 20);
 }
 
 server::~server() {
@@ -99,7 +99,7 @@ int server::run() {
       const std::uint64_t t = events[i].data.u64;
       switch (kind_of(t)) {
         case k_listen: accept_clients(); break;
-        case k_wake: spdlog::info("poolshimd: stopping"); return 0;
+        case k_wake: log::info("poolshimd: stopping"); return 0;
         case k_metrics: serve_metrics(); break;
         case k_pidfd: on_client_exited(id_of(t)); break;
         case k_sock: {
@@ -112,7 +112,7 @@ int server::run() {
     if (!idle()) {
       idle_since = std::chrono::steady_clock::now();
     } else if (options_.idle_exit.count() > 0 && std::chrono::steady_clock::now() - idle_since >= options_.idle_exit) {
-      spdlog::info("poolshimd: idle for {} s, exiting", options_.idle_exit.count());
+      log::info("poolshimd: idle for {} s, exiting", options_.idle_exit.count());
       return 0;
     }
   }
@@ -125,7 +125,7 @@ void server::accept_clients() {
     proto::peer p{};
     const int pidfd = proto::peer_of(s, &p) ? pidfd_open_compat(p.pid) : -1;
     if (pidfd < 0) {
-      spdlog::warn("poolshimd: refused a client whose process cannot be watched ({})", std::strerror(errno));
+      log::warn("poolshimd: refused a client whose process cannot be watched ({})", std::strerror(errno));
       close(s);
       continue;
     }
@@ -137,7 +137,7 @@ void server::accept_clients() {
     c->uid = p.uid;
     add(epoll_, s, tag(k_sock, c->id));
     add(epoll_, pidfd, tag(k_pidfd, c->id));
-    spdlog::debug("poolshimd: client {} pid {} uid {}", c->id, c->pid, c->uid);
+    log::debug("poolshimd: client {} pid {} uid {}", c->id, c->pid, c->uid);
     clients_.emplace(c->id, std::move(c));
   }
 }
@@ -176,8 +176,8 @@ void server::on_client_readable(client& c) {
       if (fd_in >= 0) close(fd_in);
       ++refused_records_;
       if (c.bad_records++ < 3)  // a hostile client does not fill the log
-        spdlog::warn("poolshimd: client {} (pid {} uid {}): refused a record of {} bytes: {}", c.id, c.pid, c.uid, len,
-                     proto::status_name(v));
+        log::warn("poolshimd: client {} (pid {} uid {}): refused a record of {} bytes: {}", c.id, c.pid, c.uid, len,
+                  proto::status_name(v));
       // Echo what can be echoed, so that the client can match the error to its request.
       proto::request echo = proto::make_request(proto::op::hello, 0);
       if (len >= 16) {
@@ -253,7 +253,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       int fd = -1;
       std::string why;
       if (!devices_.lend(uuid, q.arg[0], &l.handle, &l.device, &fd, &why)) {
-        if (c.bad_records++ < 3) spdlog::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
+        if (c.bad_records++ < 3) log::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
         return proto::make_reply(q, devices_.enabled() ? status::no_memory : status::not_permitted);
       }
       ++next_lease_;
@@ -300,18 +300,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       return r;
     }
     case proto::op::stats: {
-      const region_figures f = region_.figures();
       proto::reply r = proto::make_reply(q, status::ok);
-      std::uint64_t leases = 0;
-      for (const auto& [id, other] : clients_) leases += other->leases.size();
-      r.val[0] = f.region_bytes;
-      r.val[1] = f.lent_bytes;
-      r.val[2] = f.free_bytes;
-      r.val[3] = clients_.size();
-      r.val[4] = leases;
-      r.val[5] = f.reclaimed;
-      const std::uint64_t device = devices_.lent_bytes();
-      std::memcpy(r.payload, &device, sizeof device);
+      proto::encode_status(status_figures(), &r);
       return r;
     }
     case proto::op::client_stats: {
@@ -319,11 +309,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       auto it = clients_.begin();
       std::advance(it, static_cast<std::ptrdiff_t>(q.arg[0]));
       proto::reply r = proto::make_reply(q, status::ok);
-      r.val[0] = static_cast<std::uint64_t>(it->second->pid);
-      r.val[1] = it->second->uid;
-      r.val[2] = it->second->lent_bytes;
-      r.val[3] = it->second->leases.size();
-      r.val[4] = it->second->device_bytes;
+      proto::encode_client_status(client_figures(*it->second), &r);
       return r;
     }
     case proto::op::return_idle: {
@@ -388,8 +374,8 @@ void server::on_client_exited(std::uint64_t id) {
   if (it == clients_.end()) return;
   client& c = *it->second;
   if (!c.leases.empty()) {
-    spdlog::info("poolshimd: client {} (pid {}) is gone: {} lease(s), {} MiB pinned and {} MiB device back", c.id,
-                 c.pid, c.leases.size(), c.lent_bytes >> 20, c.device_bytes >> 20);
+    log::info("poolshimd: client {} (pid {}) is gone: {} lease(s), {} MiB pinned and {} MiB device back", c.id, c.pid,
+              c.leases.size(), c.lent_bytes >> 20, c.device_bytes >> 20);
     ++reclaimed_clients_;
   }
   release_all(c);
@@ -417,20 +403,41 @@ std::uint32_t server::pressure_mib() const {
   return static_cast<std::uint32_t>(region_.slab_bytes() >> 20);
 }
 
-std::string server::metrics_text() const {
+proto::daemon_status server::status_figures() const {
   const region_figures f = region_.figures();
+  proto::daemon_status s;
+  s.region_bytes = f.region_bytes;
+  s.lent_bytes = f.lent_bytes;
+  s.free_bytes = f.free_bytes;
+  s.clients = clients_.size();
+  for (const auto& [id, c] : clients_) s.leases += c->leases.size();
+  s.reclaimed_slabs = f.reclaimed;
+  s.device_lent_bytes = devices_.lent_bytes();
+  return s;
+}
+
+proto::client_status server::client_figures(const client& c) {
+  proto::client_status s;
+  s.pid = static_cast<std::uint64_t>(c.pid);
+  s.uid = c.uid;
+  s.lent_bytes = c.lent_bytes;
+  s.leases = c.leases.size();
+  s.device_bytes = c.device_bytes;
+  return s;
+}
+
+// The figures of the stats reply (their metric names from the protocol's list), then the daemon's
+// own that are not on the wire.
+std::string server::metrics_text() const {
   std::string t;
   auto line = [&](const char* name, const char* help, std::uint64_t v) {
     t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
          std::to_string(v) + "\n";
   };
-  line("poolshimd_region_bytes", "Bytes of the pinned-host region.", f.region_bytes);
-  line("poolshimd_lent_bytes", "Bytes lent to clients.", f.lent_bytes);
-  line("poolshimd_free_bytes", "Bytes not lent.", f.free_bytes);
-  line("poolshimd_ready_slabs", "Free slabs already filled.", f.ready_slabs);
-  line("poolshimd_device_lent_bytes", "Device bytes lent (VMM).", devices_.lent_bytes());
-  line("poolshimd_clients", "Connected or lease-holding clients.", clients_.size());
-  line("poolshimd_reclaimed_slabs_total", "Slabs returned or reclaimed since start.", f.reclaimed);
+  const proto::daemon_status s = status_figures();
+  for (const proto::status_figure& f : proto::k_status_figures)
+    if (f.metric != nullptr) line(f.metric, f.help, s.*f.member);
+  line("poolshimd_ready_slabs", "Free slabs already filled.", region_.figures().ready_slabs);
   line("poolshimd_refused_records_total", "Records refused as malformed.", refused_records_);
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
   for (const auto& [id, c] : clients_)

@@ -71,6 +71,8 @@ class server {
   std::uint64_t uid_lent(uid_t uid) const;
   std::uint32_t pressure_mib() const;
   void serve_metrics();
+  proto::daemon_status status_figures() const;  // the stats reply's figures, also the metrics page's
+  static proto::client_status client_figures(const client& c);
   std::string metrics_text() const;
   bool idle() const;
 

@@ -196,4 +196,53 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   return status::ok;
 }
 
+namespace {
+
+// A figure's slot: val[0..5], or the payload's first 8 bytes (slot 6; reply_payload_bytes(stats)).
+static_assert(sizeof(reply{}.val) / sizeof(std::uint64_t) == 6);
+
+void put_slot(reply* r, int slot, std::uint64_t v) noexcept {
+  if (slot < 6)
+    r->val[slot] = v;
+  else
+    std::memcpy(r->payload, &v, sizeof v);
+}
+
+std::uint64_t get_slot(const reply& r, int slot) noexcept {
+  if (slot < 6) return r.val[slot];
+  std::uint64_t v;
+  std::memcpy(&v, r.payload, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+void encode_status(const daemon_status& s, reply* r) noexcept {
+#define POOLSHIM_PROTO_STATUS_PUT(field, slot, metric, help) put_slot(r, slot, s.field);
+  POOLSHIM_PROTO_STATUS_FIGURES(POOLSHIM_PROTO_STATUS_PUT)
+#undef POOLSHIM_PROTO_STATUS_PUT
+}
+
+daemon_status decode_status(const reply& r) noexcept {
+  daemon_status s;
+#define POOLSHIM_PROTO_STATUS_GET(field, slot, metric, help) s.field = get_slot(r, slot);
+  POOLSHIM_PROTO_STATUS_FIGURES(POOLSHIM_PROTO_STATUS_GET)
+#undef POOLSHIM_PROTO_STATUS_GET
+  return s;
+}
+
+void encode_client_status(const client_status& c, reply* r) noexcept {
+#define POOLSHIM_PROTO_CLIENT_PUT(field, slot) put_slot(r, slot, c.field);
+  POOLSHIM_PROTO_CLIENT_FIGURES(POOLSHIM_PROTO_CLIENT_PUT)
+#undef POOLSHIM_PROTO_CLIENT_PUT
+}
+
+client_status decode_client_status(const reply& r) noexcept {
+  client_status c;
+#define POOLSHIM_PROTO_CLIENT_GET(field, slot) c.field = get_slot(r, slot);
+  POOLSHIM_PROTO_CLIENT_FIGURES(POOLSHIM_PROTO_CLIENT_GET)
+#undef POOLSHIM_PROTO_CLIENT_GET
+  return c;
+}
+
 }  // namespace poolshim::proto

@@ -181,8 +181,8 @@ bool peer_of(int sock, peer* out) noexcept {
   return true;
 }
 
-std::string default_socket_path() {
-  if (const char* s = std::getenv("POOLSHIM_SOCKET"); s != nullptr && *s != '\0') return s;
+std::string socket_path(const char* configured) {
+  if (configured != nullptr && *configured != '\0') return configured;
   struct stat st{};
   if (stat("/run/poolshim", &st) == 0 && S_ISDIR(st.st_mode)) return "/run/poolshim/poolshimd.sock";
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x == '/')

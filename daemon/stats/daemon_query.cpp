@@ -5,8 +5,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <cstring>
-
+#include "poolshim/config.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -15,7 +14,7 @@ namespace poolshim::stats_tool {
 daemon_figures query_daemon(const std::string& socket) {
   namespace proto = poolshim::proto;
   daemon_figures d;
-  d.socket = socket.empty() ? proto::default_socket_path() : socket;
+  d.socket = socket.empty() ? proto::socket_path(opt::read_one(&config::socket)) : socket;
   std::string why;
   if (!proto::trusted_directory(d.socket, getuid(), &why)) {
     d.why = "not trusting " + d.socket + ": " + why;
@@ -49,16 +48,11 @@ daemon_figures query_daemon(const std::string& socket) {
     return d;
   }
   d.answered = true;
-  d.region_bytes = r.val[0];
-  d.lent_bytes = r.val[1];
-  d.free_bytes = r.val[2];
-  d.clients = r.val[3] > 0 ? r.val[3] - 1 : 0;  // this query is a client too
-  d.leases = r.val[4];
-  d.reclaimed_slabs = r.val[5];
-  std::memcpy(&d.device_lent_bytes, r.payload, sizeof d.device_lent_bytes);
+  d.status = proto::decode_status(r);
+  if (d.status.clients > 0) --d.status.clients;  // this query is a client too
   for (std::uint64_t i = 0; i < 4096 && ask(proto::op::client_stats, i, &r); ++i) {
-    if (r.val[0] == static_cast<std::uint64_t>(getpid())) continue;
-    d.per_client.push_back({r.val[0], r.val[1], r.val[2], r.val[3], r.val[4]});
+    const proto::client_status c = proto::decode_client_status(r);
+    if (c.pid != static_cast<std::uint64_t>(getpid())) d.per_client.push_back(c);
   }
   close(s);
   return d;

@@ -170,8 +170,10 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
                 static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
                 static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
                 static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
-                static_cast<unsigned long long>(h.untracked_frees), (h.flags & 1) ? "true" : "false",
-                (h.flags & 2) ? "true" : "false", (h.flags & 4) ? "true" : "false", h.depth_cap);
+                static_cast<unsigned long long>(h.untracked_frees),
+                (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) ? "true" : "false",
+                (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) ? "true" : "false",
+                (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap);
     std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
@@ -224,11 +226,12 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
               h.end_ns != 0 ? "still allocated at exit" : (f.running() ? "allocated now" : "allocated when it died"),
               bytes_text(static_cast<long double>(live_bytes)).c_str(), live.size(),
               h.end_ns != 0 && !live.empty() ? " (leaked)" : "");
-  if (h.flags & 1) std::printf("  note: some stacks were dropped (a table was full); they count under [untracked]\n");
-  if (h.flags & 2)
+  if (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED)
+    std::printf("  note: some stacks were dropped (a table was full); they count under [untracked]\n");
+  if (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF)
     std::printf("  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
                 "        only the figures per device and kind were counted\n");
-  if (h.flags & 4)
+  if (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL)
     std::printf("  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
                 "        and their bytes stay in the live figures\n");
   // Per device and kind: allocations per second over the run so far, the peak and when (seconds

@@ -126,19 +126,16 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
       std::printf(",\"why\":%s}}\n", cli::json_quote(d.why).c_str());
       return 0;
     }
-    std::printf(
-        ",\"region_bytes\":%llu,\"lent_bytes\":%llu,\"free_bytes\":%llu,\"clients\":%llu,\"leases\":%llu,"
-        "\"reclaimed_slabs\":%llu,\"device_lent_bytes\":%llu,\"per_client\":[",
-        static_cast<unsigned long long>(d.region_bytes), static_cast<unsigned long long>(d.lent_bytes),
-        static_cast<unsigned long long>(d.free_bytes), static_cast<unsigned long long>(d.clients),
-        static_cast<unsigned long long>(d.leases), static_cast<unsigned long long>(d.reclaimed_slabs),
-        static_cast<unsigned long long>(d.device_lent_bytes));
+    for (const proto::status_figure& f : proto::k_status_figures)
+      std::printf(",\"%s\":%llu", f.name, static_cast<unsigned long long>(d.status.*f.member));
+    std::printf(",\"per_client\":[");
     for (std::size_t i = 0; i < d.per_client.size(); ++i) {
-      const daemon_client_figures& c = d.per_client[i];
-      std::printf("%s{\"pid\":%llu,\"uid\":%llu,\"lent_bytes\":%llu,\"leases\":%llu,\"device_bytes\":%llu}",
-                  i ? "," : "", static_cast<unsigned long long>(c.pid), static_cast<unsigned long long>(c.uid),
-                  static_cast<unsigned long long>(c.lent_bytes), static_cast<unsigned long long>(c.leases),
-                  static_cast<unsigned long long>(c.device_bytes));
+      const char* sep = i ? ",{" : "{";
+      for (const proto::client_figure& f : proto::k_client_figures) {
+        std::printf("%s\"%s\":%llu", sep, f.name, static_cast<unsigned long long>(d.per_client[i].*f.member));
+        sep = ",";
+      }
+      std::printf("}");
     }
     std::printf("]}}\n");
     return 0;
@@ -169,13 +166,14 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
     std::printf("\ndaemon: none answers (%s)\n", d.why.c_str());
     return 0;
   }
+  const proto::daemon_status& st = d.status;
   std::printf(
       "\ndaemon on %s:\n  pinned region %s, lent %s, free %s; %llu client%s, %llu lease%s; device memory lent %s\n",
-      d.socket.c_str(), cli::bytes_text(static_cast<long double>(d.region_bytes)).c_str(),
-      cli::bytes_text(static_cast<long double>(d.lent_bytes)).c_str(),
-      cli::bytes_text(static_cast<long double>(d.free_bytes)).c_str(), static_cast<unsigned long long>(d.clients),
-      d.clients == 1 ? "" : "s", static_cast<unsigned long long>(d.leases), d.leases == 1 ? "" : "s",
-      cli::bytes_text(static_cast<long double>(d.device_lent_bytes)).c_str());
+      d.socket.c_str(), cli::bytes_text(static_cast<long double>(st.region_bytes)).c_str(),
+      cli::bytes_text(static_cast<long double>(st.lent_bytes)).c_str(),
+      cli::bytes_text(static_cast<long double>(st.free_bytes)).c_str(), static_cast<unsigned long long>(st.clients),
+      st.clients == 1 ? "" : "s", static_cast<unsigned long long>(st.leases), st.leases == 1 ? "" : "s",
+      cli::bytes_text(static_cast<long double>(st.device_lent_bytes)).c_str());
   for (const daemon_client_figures& c : d.per_client)
     std::printf("  client pid %-8llu uid %-6llu lent %s in %llu lease%s, device %s\n",
                 static_cast<unsigned long long>(c.pid), static_cast<unsigned long long>(c.uid),

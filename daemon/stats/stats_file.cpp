@@ -338,15 +338,9 @@ std::vector<site> stats_file::sites(bool symbolise) const {
   std::vector<site> out;
   for (std::uint32_t id = 0; id <= h.slot_count; ++id) {
     poolshim_stats_site c = counters[id];
-    for (const poolshim_stats_shard* sh : shards_in_use) {
-      const poolshim_stats_shard_site& e = sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
-      if (e.stack != id || (e.allocs == 0 && e.frees == 0)) continue;
-      c.allocs += e.allocs;
-      c.frees += e.frees;
-      c.bytes_allocated += e.bytes_allocated;
-      c.bytes_freed += e.bytes_freed;
-      c.temporary += e.temporary;
-    }
+    for (const poolshim_stats_shard* sh : shards_in_use)
+      if (const poolshim_stats_shard_site* e = poolshim_stats_shard_entry(sh, id))
+        poolshim_stats_fold_site(&c, e, 0);  // stats_file.h: the one list of what a shard holds
     if (c.allocs == 0 && c.frees == 0) continue;
     c.live_count = static_cast<std::int64_t>(c.allocs) - static_cast<std::int64_t>(c.frees);
     site s;
@@ -392,12 +386,8 @@ std::vector<kind_figures> stats_file::kinds() const {
   for (int d = 0; d < POOLSHIM_STATS_DEVICES; ++d)
     for (int i = 0; i < POOLSHIM_STATS_KINDS; ++i) {
       poolshim_stats_kind c = k[d * POOLSHIM_STATS_KINDS + i];
-      for (const poolshim_stats_shard* sh : shards_in_use) {
-        const poolshim_stats_shard_kind& e = sh->kinds[d * POOLSHIM_STATS_KINDS + i];
-        c.allocs += e.allocs;
-        c.frees += e.frees;
-        c.bytes_allocated += e.bytes_allocated;
-      }
+      for (const poolshim_stats_shard* sh : shards_in_use)
+        poolshim_stats_fold_kind(&c, &sh->kinds[d * POOLSHIM_STATS_KINDS + i], 0);
       if (c.allocs != 0 || c.frees != 0) out.push_back(kind_figures{d, i, c});
     }
   return out;
@@ -425,7 +415,7 @@ std::vector<poolshim_stats_live> stats_file::live() const {
   const auto* l = at<poolshim_stats_live>(map_, layout_.live_offset);
   std::vector<poolshim_stats_live> out;
   for (std::uint32_t i = 0; i < layout_.live_capacity; ++i)
-    if (l[i].ptr > 2) out.push_back(l[i]);
+    if (l[i].ptr > POOLSHIM_STATS_LIVE_CLAIMED) out.push_back(l[i]);
   return out;
 }
 

@@ -1,82 +1,82 @@
-// poolshim configuration: the one table of every option (name, type, default, meaning), shared by
-// the shim, the daemon and the tools. Each option is read once from its POOLSHIM_* environment
-// variable; a bad value warns once and keeps the default. `poolshimd --help` and the README list
-// this table.
+// poolshim configuration: the shim's table of every option (field, variable, type, default,
+// meaning), read once from POOLSHIM_* environment variables by the machinery in options.h, which
+// poolshimd's own table (daemon/poolshimd/options.h) shares. A bad value warns once and keeps the
+// default. `poolshimd --help` and the README list this table.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-// POOLSHIM_OPTION(field, ENV_NAME, type, default, help)
-//   type is one of: mode, free_sync, size, flag, level, string
-#define POOLSHIM_CONFIG_OPTIONS(X)                                                                     \
-  X(mode, "POOLSHIM_MODE", mode, ::poolshim::run_mode::pool,                                           \
-    "pool: serve allocations from the caching pool; observe: track and report, allocate through "    \
-    "the real driver; off: pass everything through untouched")                                       \
-  X(free_sync, "POOLSHIM_FREE_SYNC", free_sync, ::poolshim::free_sync_mode::device,                    \
-    "device: a free of pooled memory synchronises the contexts that may use it (like cudaFree); "    \
-    "fence: no host sync, a freed block is reused only after a fence passed every stream")           \
-  X(log_level, "POOLSHIM_LOG_LEVEL", level, 3,                                                         \
-    "log level: trace, debug, info, warn, error, critical, off (or 0-6)")                             \
-  X(summary, "POOLSHIM_SUMMARY", flag, false,                                                          \
-    "1: print one line to stderr at exit (allocations, pool hits, peak device and pinned bytes)")    \
-  X(small_limit, "POOLSHIM_SMALL_LIMIT", size, std::size_t{1} << 20,                                   \
-    "largest request served from shared 2 MiB segments; larger ones get a dedicated segment")        \
-  X(thread_cache_bytes, "POOLSHIM_THREAD_CACHE", size, std::size_t{4} << 20,                           \
-    "bytes of small blocks each thread may keep for itself (0 disables the per-thread caches)")      \
-  X(device_cache_limit, "POOLSHIM_DEVICE_CACHE_LIMIT", size, std::size_t{0},                           \
-    "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")       \
-  X(socket, "POOLSHIM_SOCKET", string, "",                                                             \
-    "daemon socket path (default: /run/poolshim/poolshimd.sock, then $XDG_RUNTIME_DIR/poolshim/, "   \
-    "then /tmp/poolshim-$UID/)")                                                                     \
-  X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                         \
-    "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")          \
-  X(device_source, "POOLSHIM_DEVICE_SOURCE", string, "local",                                          \
-    "local: device segments from cuMemAlloc_v2; daemon: VMM memory lent by poolshimd (opt-in until " \
-    "measured on a GPU; local when the daemon cannot lend)")                                          \
-  X(stats, "POOLSHIM_STATS", string, "off",                                                            \
-    "off: no call-site statistics; native: every allocation's native call stack, counted per site "  \
-    "in a stats file poolshim-stats reads; python: native, with a CPython script's own frames "      \
-    "(file:line in function) where the interpreter's eval loop stands")                              \
-  X(stats_dir, "POOLSHIM_STATS_DIR", string, "/dev/shm",                                               \
-    "where POOLSHIM_STATS=native writes its per-process file (mode 0600)")                           \
-  X(stats_depth, "POOLSHIM_STATS_DEPTH", size, std::size_t{32},                                        \
-    "frames kept per call stack (1 to 64)")                                                          \
-  X(stats_events, "POOLSHIM_STATS_EVENTS", size, std::size_t{0},                                       \
-    "allocations and frees kept in the stats file's event ring for timelines and the memory_viz "    \
+#include "poolshim/options.h"
+
+// The daemon's socket: one row that the shim's table and poolshimd's both hold.
+#define POOLSHIM_SOCKET_OPTION(X)                                                                \
+  X(socket, "POOLSHIM_SOCKET", path, "",                                                         \
+    "daemon socket path (default: /run/poolshim/poolshimd.sock when /run/poolshim exists, then " \
+    "$XDG_RUNTIME_DIR/poolshim/poolshimd.sock, then /tmp/poolshim-$UID/poolshimd.sock)")
+
+// X(field, ENV_NAME, type, default, help); the types are options.h's.
+#define POOLSHIM_CONFIG_OPTIONS(X)                                                                                   \
+  X(mode, "POOLSHIM_MODE", choice(::poolshim::run_mode, "pool", "observe", "off"), ::poolshim::run_mode::pool,       \
+    "pool: serve allocations from the caching pool; observe: track and report, allocate through "                    \
+    "the real driver; off: pass everything through untouched")                                                       \
+  X(free_sync, "POOLSHIM_FREE_SYNC", choice(::poolshim::free_sync_mode, "device", "fence", "unsafe"),                \
+    ::poolshim::free_sync_mode::device,                                                                              \
+    "device: a free of pooled memory synchronises the contexts that may use it (like cudaFree); "                    \
+    "fence: no host sync, a freed block is reused only after a fence passed every stream")                           \
+  X(log_level, "POOLSHIM_LOG_LEVEL", level, 3, "log level: trace, debug, info, warn, error, critical, off (or 0-6)") \
+  X(summary, "POOLSHIM_SUMMARY", flag, false,                                                                        \
+    "1: print one line to stderr at exit (allocations, pool hits, peak device and pinned bytes)")                    \
+  X(small_limit, "POOLSHIM_SMALL_LIMIT", size, std::size_t{1} << 20,                                                 \
+    "largest request served from shared 2 MiB segments; larger ones get a dedicated segment")                        \
+  X(thread_cache_bytes, "POOLSHIM_THREAD_CACHE", size, std::size_t{4} << 20,                                         \
+    "bytes of small blocks each thread may keep for itself (0 disables the per-thread caches)")                      \
+  X(device_cache_limit, "POOLSHIM_DEVICE_CACHE_LIMIT", size, std::size_t{0},                                         \
+    "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")                       \
+  POOLSHIM_SOCKET_OPTION(X)                                                                                          \
+  X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                                       \
+    "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")                          \
+  X(device_source, "POOLSHIM_DEVICE_SOURCE", choice(::poolshim::segment_source, "local", "daemon"),                  \
+    ::poolshim::segment_source::local,                                                                               \
+    "local: device segments from cuMemAlloc_v2; daemon: VMM memory lent by poolshimd (opt-in until "                 \
+    "measured on a GPU; local when the daemon cannot lend)")                                                         \
+  X(stats, "POOLSHIM_STATS", choice(const char*, "off", "native", "python"), "off",                                  \
+    "off: no call-site statistics; native: every allocation's native call stack, counted per site "                  \
+    "in a stats file poolshim-stats reads; python: native, with a CPython script's own frames "                      \
+    "(file:line in function) where the interpreter's eval loop stands")                                              \
+  X(stats_dir, "POOLSHIM_STATS_DIR", path, "/dev/shm",                                                               \
+    "where POOLSHIM_STATS=native writes its per-process file (mode 0600)")                                           \
+  X(stats_depth, "POOLSHIM_STATS_DEPTH", size, std::size_t{32}, "frames kept per call stack (1 to 64)")              \
+  X(stats_events, "POOLSHIM_STATS_EVENTS", size, std::size_t{0},                                                     \
+    "allocations and frees kept in the stats file's event ring for timelines and the memory_viz "                    \
     "snapshot (rounded up to a power of two, at most 16777216; 0: no ring)")
 
 namespace poolshim {
 
+// Each enum's values are its choice row's spellings, in order.
 enum class run_mode : std::uint8_t { pool, observe, off };
 
 // `unsafe` disables both protections; it exists only so a test can show what goes wrong without
 // them, and it is never a default.
 enum class free_sync_mode : std::uint8_t { device, fence, unsafe };
 
+// Where device segments come from (POOLSHIM_DEVICE_SOURCE).
+enum class segment_source : std::uint8_t { local, daemon };
+
+// `stats` is always "off", "native" or "python" (a rejected value keeps "off").
 struct config {
-#define POOLSHIM_CONFIG_FIELD_mode run_mode
-#define POOLSHIM_CONFIG_FIELD_free_sync free_sync_mode
-#define POOLSHIM_CONFIG_FIELD_level int
-#define POOLSHIM_CONFIG_FIELD_flag bool
-#define POOLSHIM_CONFIG_FIELD_size std::size_t
-#define POOLSHIM_CONFIG_FIELD_string const char*
-#define POOLSHIM_CONFIG_MEMBER(field, env, type, def, help) POOLSHIM_CONFIG_FIELD_##type field = def;
-  POOLSHIM_CONFIG_OPTIONS(POOLSHIM_CONFIG_MEMBER)
-#undef POOLSHIM_CONFIG_MEMBER
+  POOLSHIM_OPTION_STRUCT(POOLSHIM_CONFIG_OPTIONS)
+  static constexpr const char* program = "poolshim";
 };
 
-// One parsed option: what the environment said and whether it was accepted.
-struct config_issue {
-  const char* env;    // variable name
-  const char* value;  // the rejected text
-};
+using config_issue = opt::issue;
 
 // Parses the environment (getenv) into a config. Rejected values keep their default and are
-// reported through `on_issue` (may be null), once per variable. Does not allocate.
+// reported through `on_issue` (may be null; opt::warn_raw writes the warning), once per variable.
+// Does not allocate.
 config read_config(void (*on_issue)(const config_issue&) = nullptr) noexcept;
 
-// Parses one value of the given option's type; exposed for tests and for the daemon's flags.
-bool parse_size(const char* text, std::size_t* out) noexcept;
+// The size parser of every table (options.h); exposed for tests.
+using opt::parse_size;
 
 }  // namespace poolshim

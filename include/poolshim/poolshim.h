@@ -24,70 +24,139 @@ extern "C" {
 #define POOLSHIM_COUNTERS_VERSION 4
 #define POOLSHIM_MAX_HOOKS 64
 
+/* The fields of struct poolshim_counters, listed once (mimalloc's model). This table generates the
+ * struct below and, inside the shim, its atomic counters, the fence tracker's and the daemon client's
+ * figures, the snapshot, the reset in a fork child and the POOLSHIM_SUMMARY line: a row added here is
+ * counted, copied, reset and shown with no other list to keep in step. Rows are only ever appended.
+ * Each row's macro is its group, i.e. what fills the field:
+ *   META         describes the struct (uint32_t each), set by the snapshot;
+ *   HOOKS        calls per hooked entry point (ABI variant), uint64_t[POOLSHIM_MAX_HOOKS];
+ *   SEEN         what the hooks saw, counted by the shim as it happens;
+ *   DEVICE_POOL, HOST_POOL  a figure of each pool, summed over the pools of every context (peaks too:
+ *                such a peak is the sum of each pool's peak, an upper bound of the process's peak);
+ *   FENCE        the fence tracker (POOLSHIM_FREE_SYNC=fence; all zero in the other modes);
+ *   DAEMON       the client of poolshimd (what was leased from the daemon, or made locally instead).
+ * Columns, (field, from, slot, line_name, shown):
+ *   field        the member of struct poolshim_counters;
+ *   from         the member of the group's own figures that fills it ("-": none, or the same name);
+ *   slot, line_name, shown: the field's place (1, 2, ...) and name in the POOLSHIM_SUMMARY line, which
+ *                tools and tests parse; shown is always, if_nonzero, mode_name (the mode's name, not
+ *                its number) or never (slot 0, name -). An array shows its sum. */
+/* clang-format off */
+#define POOLSHIM_COUNTER_TABLE(META, HOOKS, SEEN, DEVICE_POOL, HOST_POOL, FENCE, DAEMON)            \
+  /* group     field                     from              slot line_name                shown */   \
+  /* POOLSHIM_COUNTERS_VERSION of the shim that filled the struct */                                \
+  META(        version,                  -,                0,  -,                       never)      \
+  /* entries of hook_calls in use; poolshim_hook_name(i) names entry i */                           \
+  META(        hook_count,               -,                0,  -,                       never)      \
+  /* POOLSHIM_MODE: 0 pool, 1 observe, 2 off */                                                     \
+  META(        mode,                     -,                1,  mode,                    mode_name)  \
+  META(        reserved,                 -,                0,  -,                       never)      \
+  /* Successful allocations (count and bytes asked for) and frees, by kind. */                      \
+  /* cuMemAlloc_v2, cuMemAllocPitch_v2 (cudaMalloc, cudaMallocPitch) */                             \
+  SEEN(        device_allocs,            -,                3,  device_allocs,           always)     \
+  SEEN(        device_alloc_bytes,       -,                4,  device_bytes,            always)     \
+  /* cuMemFree_v2 (cudaFree), managed memory included */                                            \
+  SEEN(        device_frees,             -,                5,  device_frees,            always)     \
+  /* cuMemAllocHost_v2, cuMemHostAlloc (cudaMallocHost, cudaHostAlloc) */                           \
+  SEEN(        host_allocs,              -,                6,  host_allocs,             always)     \
+  SEEN(        host_alloc_bytes,         -,                7,  host_bytes,              always)     \
+  /* cuMemFreeHost (cudaFreeHost) */                                                                \
+  SEEN(        host_frees,               -,                8,  host_frees,              always)     \
+  SEEN(        managed_allocs,           -,                9,  managed_allocs,          always)     \
+  SEEN(        managed_alloc_bytes,      -,                0,  -,                       never)      \
+  /* cuMemAllocAsync[_ptsz] (cudaMallocAsync) */                                                    \
+  SEEN(        async_allocs,             -,                10, async_allocs,            always)     \
+  SEEN(        async_alloc_bytes,        -,                0,  -,                       never)      \
+  SEEN(        async_frees,              -,                0,  -,                       never)      \
+  /* cuMemCreate / cuMemRelease */                                                                  \
+  SEEN(        vmm_creates,              -,                11, vmm_creates,             always)     \
+  SEEN(        vmm_create_bytes,         -,                0,  -,                       never)      \
+  SEEN(        vmm_releases,             -,                0,  -,                       never)      \
+  /* cuIpcGetMemHandle / cuIpcOpenMemHandle_v2 / cuIpcCloseMemHandle */                             \
+  SEEN(        ipc_exports,              -,                0,  -,                       never)      \
+  SEEN(        ipc_opens,                -,                0,  -,                       never)      \
+  SEEN(        ipc_closes,               -,                0,  -,                       never)      \
+  /* tracked, not changed: streams, contexts and captures */                                        \
+  SEEN(        streams_created,          -,                0,  -,                       never)      \
+  SEEN(        streams_destroyed,        -,                0,  -,                       never)      \
+  SEEN(        contexts_created,         -,                0,  -,                       never)      \
+  SEEN(        contexts_destroyed,       -,                0,  -,                       never)      \
+  SEEN(        captures_begun,           -,                0,  -,                       never)      \
+  SEEN(        captures_ended,           -,                0,  -,                       never)      \
+  /* successful cuGetProcAddress[_v2] lookups that returned a pointer */                            \
+  SEEN(        lookups,                  -,                0,  -,                       never)      \
+  /* ... answered with a poolshim wrapper */                                                        \
+  SEEN(        lookups_wrapped,          -,                16, lookups_wrapped,         always)     \
+  /* ... of a hooked name whose pointer the shim did not know (passed through) */                   \
+  SEEN(        lookups_unknown,          -,                17, lookups_unknown,         always)     \
+  /* calls per hooked entry point (ABI variant); the line shows their sum */                        \
+  HOOKS(       hook_calls,               -,                2,  hook_calls,              always)     \
+  /* Version 2: the device pools (POOLSHIM_MODE=pool), summed over contexts. */                     \
+  /* allocations that reached a pool */                                                             \
+  DEVICE_POOL( pool_requests,            requests,         12, pool_requests,           always)     \
+  /* ... served from memory the pool already held */                                                \
+  DEVICE_POOL( pool_hits,                pool_hits,        13, pool_hits,               always)     \
+  /* bytes of live pooled blocks (after rounding) */                                                \
+  DEVICE_POOL( pool_bytes_in_use,        bytes_in_use,     0,  -,                       never)      \
+  /* bytes of segments the pools hold from the driver */                                            \
+  DEVICE_POOL( pool_bytes_reserved,      bytes_reserved,   0,  -,                       never)      \
+  DEVICE_POOL( pool_peak_in_use,         peak_in_use,      14, pool_peak_in_use,        always)     \
+  DEVICE_POOL( pool_peak_reserved,       peak_reserved,    15, pool_peak_reserved,      always)     \
+  DEVICE_POOL( pool_segments,            segments,         0,  -,                       never)      \
+  /* Version 3: the pinned host pools (POOLSHIM_MODE=pool), summed over contexts. */                \
+  /* cuMemAllocHost_v2 / cuMemHostAlloc that reached a pool */                                      \
+  HOST_POOL(   host_pool_requests,       requests,         0,  -,                       never)      \
+  /* ... served from a slab the pool already held */                                                \
+  HOST_POOL(   host_pool_hits,           pool_hits,        18, host_pool_hits,          always)     \
+  /* bytes of live pooled pinned blocks (after rounding) */                                         \
+  HOST_POOL(   host_pool_bytes_in_use,   bytes_in_use,     0,  -,                       never)      \
+  /* bytes of pinned slabs held */                                                                  \
+  HOST_POOL(   host_pool_bytes_reserved, bytes_reserved,   0,  -,                       never)      \
+  HOST_POOL(   host_pool_peak_in_use,    peak_in_use,      19, host_pool_peak_in_use,   always)     \
+  HOST_POOL(   host_pool_peak_reserved,  peak_reserved,    20, host_pool_peak_reserved, always)     \
+  HOST_POOL(   host_pool_slabs,          slabs,            0,  -,                       never)      \
+  /* Version 4: the fence tracker (POOLSHIM_FREE_SYNC=fence; all zero in the other modes). */       \
+  /* fences recorded (one per batch of frees, or per time slice on a miss) */                       \
+  FENCE(       fences_issued,            fences_issued,    21, fences,                  if_nonzero) \
+  /* ... seen to have passed */                                                                     \
+  FENCE(       fences_completed,         fences_completed, 0,  -,                       never)      \
+  /* fences that were due while a stream capture was active */                                      \
+  FENCE(       fences_deferred,          fences_deferred,  0,  -,                       never)      \
+  /* blocking waits for a fence (out-of-memory path) */                                             \
+  FENCE(       fence_waits,              fence_waits,      0,  -,                       never)      \
+  /* live non-blocking streams a fence covers now */                                                \
+  FENCE(       streams_tracked,          streams_tracked,  0,  -,                       never)      \
+  /* Version 4 too: poolshimd (pinned slabs leased from the daemon). */                             \
+  /* slabs the daemon lent this process */                                                          \
+  DAEMON(      daemon_slabs_leased,      leases_taken,     22, daemon_slabs,            if_nonzero) \
+  /* ... and this process gave back */                                                              \
+  DAEMON(      daemon_slabs_returned,    leases_returned,  0,  -,                       never)      \
+  /* slabs made locally because no trusted daemon could lend one */                                 \
+  DAEMON(      daemon_fallbacks,         fallbacks,        0,  -,                       never)      \
+  /* slabs re-declared to a daemon after a reconnect */                                             \
+  DAEMON(      daemon_redeclared,        redeclared,       0,  -,                       never)      \
+  /* connections to a trusted daemon */                                                             \
+  DAEMON(      daemon_connects,          connects,         0,  -,                       never)      \
+  /* daemons not trusted (socket directory or peer) */                                              \
+  DAEMON(      daemon_refusals,          refusals,         0,  -,                       never)      \
+  /* device segments lent by the daemon (POOLSHIM_DEVICE_SOURCE=daemon) */                          \
+  DAEMON(      daemon_device_leases,     device_leases,    23, daemon_device_segments,  if_nonzero)
+/* clang-format on */
+
+/* Consumers pass this for the groups they do not use. */
+#define POOLSHIM_COUNTER_SKIP(field, from, slot, line_name, shown)
+
+#define POOLSHIM_COUNTER_U32(field, from, slot, line_name, shown) uint32_t field;
+#define POOLSHIM_COUNTER_U64(field, from, slot, line_name, shown) uint64_t field;
+#define POOLSHIM_COUNTER_HOOKS(field, from, slot, line_name, shown) uint64_t field[POOLSHIM_MAX_HOOKS];
 struct poolshim_counters {
-  uint32_t version;    /* POOLSHIM_COUNTERS_VERSION of the shim that filled the struct */
-  uint32_t hook_count; /* entries of hook_calls in use; poolshim_hook_name(i) names entry i */
-  uint32_t mode;       /* POOLSHIM_MODE: 0 pool, 1 observe, 2 off */
-  uint32_t reserved;
-  /* Successful allocations (count and bytes asked for) and frees, by kind. */
-  uint64_t device_allocs; /* cuMemAlloc_v2, cuMemAllocPitch_v2 (cudaMalloc, cudaMallocPitch) */
-  uint64_t device_alloc_bytes;
-  uint64_t device_frees; /* cuMemFree_v2 (cudaFree), managed memory included */
-  uint64_t host_allocs;  /* cuMemAllocHost_v2, cuMemHostAlloc (cudaMallocHost, cudaHostAlloc) */
-  uint64_t host_alloc_bytes;
-  uint64_t host_frees; /* cuMemFreeHost (cudaFreeHost) */
-  uint64_t managed_allocs;
-  uint64_t managed_alloc_bytes;
-  uint64_t async_allocs; /* cuMemAllocAsync[_ptsz] (cudaMallocAsync) */
-  uint64_t async_alloc_bytes;
-  uint64_t async_frees;
-  uint64_t vmm_creates; /* cuMemCreate / cuMemRelease */
-  uint64_t vmm_create_bytes;
-  uint64_t vmm_releases;
-  uint64_t ipc_exports; /* cuIpcGetMemHandle / cuIpcOpenMemHandle_v2 / cuIpcCloseMemHandle */
-  uint64_t ipc_opens;
-  uint64_t ipc_closes;
-  uint64_t streams_created; /* tracked, not changed: streams, contexts and captures */
-  uint64_t streams_destroyed;
-  uint64_t contexts_created;
-  uint64_t contexts_destroyed;
-  uint64_t captures_begun;
-  uint64_t captures_ended;
-  uint64_t lookups;         /* successful cuGetProcAddress[_v2] lookups that returned a pointer */
-  uint64_t lookups_wrapped; /* ... answered with a poolshim wrapper */
-  uint64_t lookups_unknown; /* ... of a hooked name whose pointer the shim did not know (passed through) */
-  uint64_t hook_calls[POOLSHIM_MAX_HOOKS]; /* calls per hooked entry point (ABI variant) */
-  /* Version 2: the device pools (POOLSHIM_MODE=pool), summed over contexts. */
-  uint64_t pool_requests;       /* allocations that reached a pool */
-  uint64_t pool_hits;           /* ... served from memory the pool already held */
-  uint64_t pool_bytes_in_use;   /* bytes of live pooled blocks (after rounding) */
-  uint64_t pool_bytes_reserved; /* bytes of segments the pools hold from the driver */
-  uint64_t pool_peak_in_use;
-  uint64_t pool_peak_reserved;
-  uint64_t pool_segments;
-  /* Version 3: the pinned host pools (POOLSHIM_MODE=pool), summed over contexts. */
-  uint64_t host_pool_requests;       /* cuMemAllocHost_v2 / cuMemHostAlloc that reached a pool */
-  uint64_t host_pool_hits;           /* ... served from a slab the pool already held */
-  uint64_t host_pool_bytes_in_use;   /* bytes of live pooled pinned blocks (after rounding) */
-  uint64_t host_pool_bytes_reserved; /* bytes of pinned slabs held */
-  uint64_t host_pool_peak_in_use;
-  uint64_t host_pool_peak_reserved;
-  uint64_t host_pool_slabs;
-  /* Version 4: the fence tracker (POOLSHIM_FREE_SYNC=fence; all zero in the other modes). */
-  uint64_t fences_issued;    /* fences recorded (one per batch of frees, or per time slice on a miss) */
-  uint64_t fences_completed; /* ... seen to have passed */
-  uint64_t fences_deferred;  /* fences that were due while a stream capture was active */
-  uint64_t fence_waits;      /* blocking waits for a fence (out-of-memory path) */
-  uint64_t streams_tracked;  /* live non-blocking streams a fence covers now */
-  /* Version 4 too: poolshimd (pinned slabs leased from the daemon). */
-  uint64_t daemon_slabs_leased;   /* slabs the daemon lent this process */
-  uint64_t daemon_slabs_returned; /* ... and this process gave back */
-  uint64_t daemon_fallbacks;      /* slabs made locally because no trusted daemon could lend one */
-  uint64_t daemon_redeclared;     /* slabs re-declared to a daemon after a reconnect */
-  uint64_t daemon_connects;       /* connections to a trusted daemon */
-  uint64_t daemon_refusals;       /* daemons not trusted (socket directory or peer) */
-  uint64_t daemon_device_leases;  /* device segments lent by the daemon (POOLSHIM_DEVICE_SOURCE=daemon) */
+  POOLSHIM_COUNTER_TABLE(POOLSHIM_COUNTER_U32, POOLSHIM_COUNTER_HOOKS, POOLSHIM_COUNTER_U64, POOLSHIM_COUNTER_U64,
+                         POOLSHIM_COUNTER_U64, POOLSHIM_COUNTER_U64, POOLSHIM_COUNTER_U64)
 };
+#undef POOLSHIM_COUNTER_U32
+#undef POOLSHIM_COUNTER_U64
+#undef POOLSHIM_COUNTER_HOOKS
 
 /* Copies min(size, sizeof(struct poolshim_counters)) bytes of the current figures to `out` and
  * returns sizeof(struct poolshim_counters) of this shim. Safe from any thread, at any time. */

@@ -23,32 +23,33 @@ inline constexpr std::size_t k_uuid_size = 16;        // sizeof(CUuuid)
 inline constexpr std::uint64_t k_device_granule = std::uint64_t{2} << 20;
 inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // sanity bound: 1 TiB
 
-#define POOLSHIM_PROTO_OPS(X)                                                                          \
-  /* op, value, fd in request, fd in reply: what the op asks */                                       \
-  X(hello, 1, false, false)         /* arg0 client protocol features (0); reply: val0 slab bytes,  */ \
-                                    /* val1 daemon pid, val2 region bytes                           */ \
-  X(lease_slab, 2, false, true)     /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */ \
-                                    /* the slab's memfd                                             */ \
-  X(return_slab, 3, false, false)   /* arg0 lease id (of a slab or of device memory)                */ \
-  X(redeclare_slab, 4, true, false) /* the memfd of a slab leased from an earlier daemon; arg0    */  \
-                                    /* bytes; reply: val0 the new lease id                          */ \
-  X(stats, 5, false, false)         /* reply: val0 region bytes, val1 lent, val2 free, val3 clients, */ \
-                                    /* val4 leases, val5 reclaimed slabs since start; payload[0,8)  */ \
-                                    /* device bytes lent                                            */ \
-  X(client_stats, 6, false, false)  /* arg0 index; reply: val0 pid, val1 uid, val2 lent bytes,    */  \
-                                    /* val3 leases, val4 device bytes; not_found past the last one  */ \
-  X(return_idle, 7, false, false)   /* reply: val0 bytes the daemon asks this client to give back  */ \
-                                    /* (every reply also carries the pressure, in MiB)              */ \
-  X(goodbye, 8, false, false)       /* the client returns every lease and closes                    */ \
-  X(ipc_register, 9, false, false)  /* a small pooled block exported: payload[0,64) the real IPC  */ \
-                                    /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */ \
-                                    /* payload[0,16) the token                                      */ \
-  X(ipc_resolve, 10, false, false)  /* payload[0,16) a token (same uid only); reply: payload[0,64) */ \
-                                    /* the segment's real handle, val0 offset, val1 bytes           */ \
-  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */ \
-  X(lease_device, 12, false, true)  /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */ \
-                                    /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */ \
-                                    /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */
+#define POOLSHIM_PROTO_OPS(X)                                                                             \
+  /* op, value, fd in request, fd in reply: what the op asks */                                           \
+  X(hello, 1, false, false)           /* arg0 client protocol features (0); reply: val0 slab bytes,  */   \
+                                      /* val1 daemon pid, val2 region bytes                           */  \
+  X(lease_slab, 2, false, true)       /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */  \
+                                      /* the slab's memfd                                             */  \
+  X(return_slab, 3, false, false)     /* arg0 lease id (of a slab or of device memory)                */  \
+  X(redeclare_slab, 4, true, false)   /* the memfd of a slab leased from an earlier daemon; arg0    */    \
+                                      /* bytes; reply: val0 the new lease id                          */  \
+  X(stats, 5, false, false)           /* reply: a daemon_status: val0 region bytes, val1 lent, val2  */   \
+                                      /* free, val3 clients, val4 leases, val5 reclaimed slabs since  */  \
+                                      /* start; payload[0,8) device bytes lent (STATUS_FIGURES below) */  \
+  X(client_stats, 6, false, false)    /* arg0 index; reply: a client_status: val0 pid, val1 uid, val2 */  \
+                                      /* lent bytes, val3 leases, val4 device bytes; not_found past   */  \
+                                      /* the last one                                                 */  \
+  X(return_idle, 7, false, false)     /* reply: val0 bytes the daemon asks this client to give back  */   \
+                                      /* (every reply also carries the pressure, in MiB)              */  \
+  X(goodbye, 8, false, false)         /* the client returns every lease and closes                    */  \
+  X(ipc_register, 9, false, false)    /* a small pooled block exported: payload[0,64) the real IPC  */    \
+                                      /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */  \
+                                      /* payload[0,16) the token                                      */  \
+  X(ipc_resolve, 10, false, false)    /* payload[0,16) a token (same uid only); reply: payload[0,64) */   \
+                                      /* the segment's real handle, val0 offset, val1 bytes           */  \
+  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */    \
+  X(lease_device, 12, false, true)    /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */ \
+                                      /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */ \
+                                      /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -118,5 +119,62 @@ reply make_reply(const request& r, status s) noexcept;
 status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_bytes, request* out) noexcept;
 // The client's side: a reply must match the request it answers (op and seq) and be well formed.
 status validate_reply(const void* bytes, std::size_t len, const request& asked, reply* out) noexcept;
+
+// ---- the daemon's figures, typed: one description for the reply, its readers and the metrics ----
+
+// op::stats: X(field, slot, metric, help). slot 0-5 is the reply's val[slot], 6 its payload[0,8);
+// the field is also the figure's name in `poolshimd --status` and poolshim-stats; metric is its
+// Prometheus name on the metrics page (nullptr: not there). The layout is version 1's: fixed.
+#define POOLSHIM_PROTO_STATUS_FIGURES(X)                                                               \
+  X(region_bytes, 0, "poolshimd_region_bytes", "Bytes of the pinned-host region.")                     \
+  X(lent_bytes, 1, "poolshimd_lent_bytes", "Bytes lent to clients.")                                   \
+  X(free_bytes, 2, "poolshimd_free_bytes", "Bytes not lent.")                                          \
+  X(clients, 3, "poolshimd_clients", "Connected or lease-holding clients.")                            \
+  X(leases, 4, nullptr, nullptr)                                                                       \
+  X(reclaimed_slabs, 5, "poolshimd_reclaimed_slabs_total", "Slabs returned or reclaimed since start.") \
+  X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes lent (VMM).")
+
+// op::client_stats, one client: X(field, slot), slots as above.
+#define POOLSHIM_PROTO_CLIENT_FIGURES(X) X(pid, 0) X(uid, 1) X(lent_bytes, 2) X(leases, 3) X(device_bytes, 4)
+
+struct daemon_status {
+#define POOLSHIM_PROTO_STATUS_MEMBER(field, slot, metric, help) std::uint64_t field = 0;
+  POOLSHIM_PROTO_STATUS_FIGURES(POOLSHIM_PROTO_STATUS_MEMBER)
+#undef POOLSHIM_PROTO_STATUS_MEMBER
+};
+
+struct client_status {
+#define POOLSHIM_PROTO_CLIENT_MEMBER(field, slot) std::uint64_t field = 0;
+  POOLSHIM_PROTO_CLIENT_FIGURES(POOLSHIM_PROTO_CLIENT_MEMBER)
+#undef POOLSHIM_PROTO_CLIENT_MEMBER
+};
+
+// The lists as data, in wire order, for code that prints every figure.
+struct status_figure {
+  const char* name;
+  const char* metric;  // nullptr: not on the metrics page
+  const char* help;
+  std::uint64_t daemon_status::*member;
+};
+inline constexpr status_figure k_status_figures[] = {
+#define POOLSHIM_PROTO_STATUS_ENTRY(field, slot, metric, help) {#field, metric, help, &daemon_status::field},
+    POOLSHIM_PROTO_STATUS_FIGURES(POOLSHIM_PROTO_STATUS_ENTRY)
+#undef POOLSHIM_PROTO_STATUS_ENTRY
+};
+struct client_figure {
+  const char* name;
+  std::uint64_t client_status::*member;
+};
+inline constexpr client_figure k_client_figures[] = {
+#define POOLSHIM_PROTO_CLIENT_ENTRY(field, slot) {#field, &client_status::field},
+    POOLSHIM_PROTO_CLIENT_FIGURES(POOLSHIM_PROTO_CLIENT_ENTRY)
+#undef POOLSHIM_PROTO_CLIENT_ENTRY
+};
+
+// Into a successful reply's record (the daemon), and out of a validated one (its clients).
+void encode_status(const daemon_status& s, reply* r) noexcept;
+daemon_status decode_status(const reply& r) noexcept;
+void encode_client_status(const client_status& c, reply* r) noexcept;
+client_status decode_client_status(const reply& r) noexcept;
 
 }  // namespace poolshim::proto

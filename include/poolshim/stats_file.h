@@ -23,6 +23,8 @@
  *                               (POOLSHIM_STATS_EVENTS, 0 = none), oldest overwritten
  *   python[python_size bytes]   the Python code table (include/poolshim/stats_python.h) when
  *                               POOLSHIM_STATS=python, else python_size = 0
+ * Every region starts on a POOLSHIM_STATS_ALIGN boundary; poolshim_stats_plan() below computes the
+ * offsets (the shim and the test fakes lay files out with it; a reader checks the header instead).
  * A frame value whose top 16 bits are POOLSHIM_STATS_PYFRAME_TAG is a Python frame (its low 48
  * bits are decoded with the Python code table), never a native address.
  * C-compatible: the tool and other readers include it. Writers use 64-bit atomic operations on the
@@ -38,6 +40,21 @@
 #define POOLSHIM_STATS_SHARD_SITES 64        /* site entries per thread shard (direct-mapped) */
 #define POOLSHIM_STATS_DEVICES 16
 #define POOLSHIM_STATS_KINDS 5 /* device, pinned, managed, async, vmm */
+#define POOLSHIM_STATS_ALIGN 64 /* every region starts on a cache line */
+
+/* poolshim_stats_header.flags */
+#define POOLSHIM_STATS_FLAG_STACKS_DROPPED 1u  /* the stack table was full: some events count as site 0 */
+#define POOLSHIM_STATS_FLAG_STACKS_OFF 2u      /* the small file: no stacks at all (slot_count 0) */
+#define POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL 4u /* some allocations are not in the live table */
+
+/* poolshim_stats_live.ptr values that are not pointers (a real pointer is larger) */
+#define POOLSHIM_STATS_LIVE_EMPTY 0u   /* never used: a lookup stops here */
+#define POOLSHIM_STATS_LIVE_DELETED 1u /* freed: a lookup goes on past it, an insert may reuse it */
+#define POOLSHIM_STATS_LIVE_CLAIMED 2u /* an insert is filling it in: not yet an allocation */
+
+/* poolshim_stats_event.action */
+#define POOLSHIM_STATS_EVENT_ALLOC 1u
+#define POOLSHIM_STATS_EVENT_FREE 2u
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,8 +72,8 @@ struct poolshim_stats_header {
   char exe[256];                /* /proc/self/exe */
   char cmdline[512];            /* arguments separated by spaces, truncated */
   uint32_t depth_cap;           /* frames kept per stack */
-  uint32_t flags;               /* bit 0: some stacks were dropped (the stack table was full):
-                                   their events count under site 0;
+  uint32_t flags;               /* POOLSHIM_STATS_FLAG_*; bit 0: some stacks were dropped (the
+                                   stack table was full): their events count under site 0;
                                    bit 1: no stacks at all: the folder had no room for the full
                                    file (full, quota, ulimit -f), so this small one counts per
                                    device and kind only (slot_count 0: every event is site 0; no
@@ -134,9 +151,10 @@ struct poolshim_stats_kind {
 /* A thread's private counters, written with plain stores by that thread only (no atomic
  * read-modify-write on the hot path). Entry i holds site `stack` for stack ids with
  * id % POOLSHIM_STATS_SHARD_SITES == i (an entry with allocs and frees both 0 is empty; site 0 may
- * have frees only); a colliding site folds the old entry into the shared counters first. Live bytes and peaks stay in the shared counters. A
- * reader sums shared + shards; while a shard is being folded it may see an entry twice or not at
- * all for an instant (a kill -9 exactly then leaves that one entry's counts doubled). */
+ * have frees only); a colliding site folds the old entry into the shared counters first. Live
+ * bytes and peaks stay in the shared counters. A reader sums shared + shards (poolshim_stats_fold_*
+ * below); while a shard is being folded it may see an entry twice or not at all for an instant (a
+ * kill -9 exactly then leaves that one entry's counts doubled). */
 struct poolshim_stats_shard_site {
   uint32_t stack;
   uint32_t reserved;
@@ -166,16 +184,126 @@ struct poolshim_stats_event {
   uint32_t stack;
   uint16_t device;
   uint8_t kind;
-  uint8_t action;               /* 1: alloc, 2: free */
+  uint8_t action;               /* POOLSHIM_STATS_EVENT_ALLOC (1), POOLSHIM_STATS_EVENT_FREE (2) */
 };
 
 struct poolshim_stats_live {
-  uint64_t ptr;
+  uint64_t ptr;                 /* or POOLSHIM_STATS_LIVE_EMPTY, _DELETED, _CLAIMED */
   uint64_t bytes;
   uint32_t stack;               /* stack id */
   uint16_t device;
   uint16_t kind;
 };
+
+/* Where each region of a file lies, from its capacities: the layout written once, for the shim and
+ * for tools and tests that make a file. Offsets and file_size in bytes from the file's start. */
+struct poolshim_stats_layout {
+  uint32_t module_capacity, slot_count, arena_frames, live_capacity, shard_count, event_capacity;
+  uint64_t python_size;
+  uint64_t modules_offset, slots_offset, arena_offset, sites_offset, kinds_offset, live_offset;
+  uint64_t shards_offset, events_offset, python_offset, file_size;
+};
+
+static inline uint64_t poolshim_stats_align(uint64_t v) {
+  return (v + (POOLSHIM_STATS_ALIGN - 1)) & ~(uint64_t)(POOLSHIM_STATS_ALIGN - 1);
+}
+
+/* The regions in file order, each aligned; a capacity of 0 gives an empty region (its offset is
+ * where it would start, and the next region starts there too). */
+static inline struct poolshim_stats_layout poolshim_stats_plan(uint32_t module_capacity, uint32_t slot_count,
+                                                               uint32_t arena_frames, uint32_t live_capacity,
+                                                               uint32_t shard_count, uint32_t event_capacity,
+                                                               uint64_t python_size) {
+  struct poolshim_stats_layout l;
+  uint64_t off = poolshim_stats_align(sizeof(struct poolshim_stats_header));
+  l.module_capacity = module_capacity;
+  l.slot_count = slot_count;
+  l.arena_frames = arena_frames;
+  l.live_capacity = live_capacity;
+  l.shard_count = shard_count;
+  l.event_capacity = event_capacity;
+  l.python_size = python_size;
+  l.modules_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)module_capacity * sizeof(struct poolshim_stats_module));
+  l.slots_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)slot_count * sizeof(struct poolshim_stats_slot));
+  l.arena_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)arena_frames * sizeof(uint64_t));
+  l.sites_offset = off;
+  off = poolshim_stats_align(off + ((uint64_t)slot_count + 1) * sizeof(struct poolshim_stats_site));
+  l.kinds_offset = off;
+  off = poolshim_stats_align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(struct poolshim_stats_kind));
+  l.live_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)live_capacity * sizeof(struct poolshim_stats_live));
+  l.shards_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)shard_count * sizeof(struct poolshim_stats_shard));
+  l.events_offset = off;
+  off = poolshim_stats_align(off + (uint64_t)event_capacity * sizeof(struct poolshim_stats_event));
+  l.python_offset = off;
+  l.file_size = poolshim_stats_align(off + python_size);
+  return l;
+}
+
+/* A new header (zeroed memory): magic, version, sizes and every region of `l`. The writer fills in
+ * the rest (pid, times, names, depth_cap, flags). python_offset stays 0 without a Python table. */
+static inline void poolshim_stats_init_header(struct poolshim_stats_header* h, const struct poolshim_stats_layout* l) {
+  unsigned i;
+  for (i = 0; i < sizeof h->magic; ++i) h->magic[i] = i < sizeof POOLSHIM_STATS_MAGIC ? POOLSHIM_STATS_MAGIC[i] : 0;
+  h->version = POOLSHIM_STATS_VERSION;
+  h->header_size = sizeof *h;
+  h->file_size = l->file_size;
+  h->modules_offset = l->modules_offset;
+  h->module_capacity = l->module_capacity;
+  h->slots_offset = l->slots_offset;
+  h->slot_count = l->slot_count;
+  h->arena_frames = l->arena_frames;
+  h->arena_offset = l->arena_offset;
+  h->sites_offset = l->sites_offset;
+  h->kinds_offset = l->kinds_offset;
+  h->live_offset = l->live_offset;
+  h->live_capacity = l->live_capacity;
+  h->shards_offset = l->shards_offset;
+  h->shard_count = l->shard_count;
+  h->shard_size = sizeof(struct poolshim_stats_shard);
+  h->events_offset = l->events_offset;
+  h->event_capacity = l->event_capacity;
+  h->python_offset = l->python_size != 0 ? l->python_offset : 0;
+  h->python_size = l->python_size;
+}
+
+/* Shard folding (see struct poolshim_stats_shard): a site's or kind's whole figure is its shared
+ * counter plus each in-use shard's entry for it. These add one entry's counts to `to`: with
+ * `shared` 0 a reader's private copy (plain adds), with `shared` 1 the live file's counters, which
+ * other threads add to at the same time (relaxed atomic adds, none for a zero). */
+static inline void poolshim_stats_add_count(uint64_t* to, uint64_t v, int shared) {
+  if (!shared)
+    *to += v;
+  else if (v != 0)
+    __atomic_fetch_add(to, v, __ATOMIC_RELAXED);
+}
+
+static inline void poolshim_stats_fold_site(struct poolshim_stats_site* to, const struct poolshim_stats_shard_site* e,
+                                            int shared) {
+  poolshim_stats_add_count(&to->allocs, e->allocs, shared);
+  poolshim_stats_add_count(&to->frees, e->frees, shared);
+  poolshim_stats_add_count(&to->bytes_allocated, e->bytes_allocated, shared);
+  poolshim_stats_add_count(&to->bytes_freed, e->bytes_freed, shared);
+  poolshim_stats_add_count(&to->temporary, e->temporary, shared);
+}
+
+static inline void poolshim_stats_fold_kind(struct poolshim_stats_kind* to, const struct poolshim_stats_shard_kind* e,
+                                            int shared) {
+  poolshim_stats_add_count(&to->allocs, e->allocs, shared);
+  poolshim_stats_add_count(&to->frees, e->frees, shared);
+  poolshim_stats_add_count(&to->bytes_allocated, e->bytes_allocated, shared);
+}
+
+/* The shard's entry for stack id `id` when it holds counts of that site, else NULL. */
+static inline const struct poolshim_stats_shard_site* poolshim_stats_shard_entry(const struct poolshim_stats_shard* sh,
+                                                                                 uint32_t id) {
+  const struct poolshim_stats_shard_site* e = &sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
+  return e->stack == id && (e->allocs != 0 || e->frees != 0) ? e : 0;
+}
 
 #ifdef __cplusplus
 }

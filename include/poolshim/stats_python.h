@@ -32,6 +32,13 @@
 #define POOLSHIM_STATS_PYFRAME_INSTR(v) ((uint32_t)((v) & 0xffffffu))
 #define POOLSHIM_STATS_PYFRAME_INSTR_UNKNOWN 0xffffffu
 
+/* poolshim_stats_python_header.flags */
+#define POOLSHIM_STATS_PYTHON_FLAG_CODES_FULL 1u  /* a code object found no entry */
+/* poolshim_stats_python_code.flags */
+#define POOLSHIM_STATS_PYCODE_FLAG_NAME_CUT 1u      /* a name cut short or unreadable ("?") */
+#define POOLSHIM_STATS_PYCODE_FLAG_LINETABLE_CUT 2u /* the line table cut short */
+#define POOLSHIM_STATS_PYCODE_FLAG_HEAP_FULL 4u     /* the heap was full (sizes 0) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,7 +58,8 @@ struct poolshim_stats_python_header {
   uint64_t heap_size;
   uint64_t heap_used;           /* bytes handed out; past heap_size: what did not fit was dropped */
   uint32_t codes_used;          /* entries claimed */
-  uint32_t flags;               /* bit 0: a code object found no entry (table full) */
+  uint32_t flags;               /* POOLSHIM_STATS_PYTHON_FLAG_*; bit 0: a code object found no
+                                   entry (table full) */
 };
 
 struct poolshim_stats_python_code {
@@ -65,7 +73,8 @@ struct poolshim_stats_python_code {
   uint64_t qualname_at;
   uint64_t linetable_at;        /* co_linetable's bytes */
   uint32_t filename_size, qualname_size, linetable_size;
-  uint32_t flags;               /* bit 0: a name cut short or unreadable ("?"); bit 1: the line
+  uint32_t flags;               /* POOLSHIM_STATS_PYCODE_FLAG_*; bit 0: a name cut short or
+                                   unreadable ("?"); bit 1: the line
                                    table cut short; bit 2: the heap was full (sizes 0) */
 };
 

@@ -41,9 +41,11 @@ struct peer {
 };
 bool peer_of(int sock, peer* out) noexcept;
 
-// POOLSHIM_SOCKET, else /run/poolshim/poolshimd.sock when /run/poolshim exists, else
+// The socket path: `configured` when it is not empty (POOLSHIM_SOCKET or --socket, read from an
+// option table by the caller: nothing here reads poolshim's variables), else
+// /run/poolshim/poolshimd.sock when /run/poolshim exists, else
 // $XDG_RUNTIME_DIR/poolshim/poolshimd.sock, else /tmp/poolshim-<uid>/poolshimd.sock.
-std::string default_socket_path();
+std::string socket_path(const char* configured);
 
 // The client's checks, before a byte is sent: the socket's directory (see the top of this file)
 // and then the connected peer. False with *why set when the daemon is not to be trusted.

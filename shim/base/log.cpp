@@ -1,7 +1,7 @@
 // The shim's logger (log.h): the only file that compiles spdlog. A spdlog logger over a sink that
 // formats into spdlog's buffer and writes it with one write(2), so a line is never split between
-// threads or processes and no FILE lock is taken. Messages are formatted here from log.h's
-// type-erased arguments into a fixed buffer: no allocation before spdlog's own.
+// threads or processes and no FILE lock is taken. Messages are formatted from log.h's type-erased
+// arguments into a fixed buffer (poolshim/log_format.h): no allocation before spdlog's own.
 #include "base/log.h"
 
 #include <spdlog/details/log_msg.h>
@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -66,63 +64,18 @@ spdlog::logger* logger() noexcept {
   return l;
 }
 
-struct text_buffer {
-  char data[1024];
-  std::size_t len = 0;
-
-  void put(const char* s, std::size_t n) noexcept {
-    n = std::min(n, sizeof data - 1 - len);
-    std::memcpy(data + len, s, n);
-    len += n;
-  }
-  void put(const char* s) noexcept { put(s, std::strlen(s)); }
-  void put(const arg& a) noexcept {
-    char num[40];
-    int n = 0;
-    switch (a.type()) {
-      case arg::kind::str:
-        put(a.as_str());
-        return;
-      case arg::kind::i64:
-        n = std::snprintf(num, sizeof num, "%lld", a.as_i64());
-        break;
-      case arg::kind::u64:
-        n = std::snprintf(num, sizeof num, "%llu", a.as_u64());
-        break;
-      case arg::kind::f64:
-        n = std::snprintf(num, sizeof num, "%g", a.as_f64());
-        break;
-      case arg::kind::ptr:
-        n = std::snprintf(num, sizeof num, "0x%" PRIxPTR, reinterpret_cast<std::uintptr_t>(a.as_ptr()));
-        break;
-    }
-    if (n > 0) put(num, static_cast<std::size_t>(n));
-  }
-};
-
 }  // namespace
 
 bool enabled(level lv) noexcept { return static_cast<int>(lv) >= base::current_config().log_level && lv != level::off; }
 
 void emit(level lv, const char* text, const arg* args, std::size_t n) noexcept {
-  text_buffer b;
-  std::size_t next = 0;
-  for (const char* p = text; *p;) {
-    const char* brace = std::strstr(p, "{}");
-    if (brace == nullptr) {
-      b.put(p);
-      break;
-    }
-    b.put(p, static_cast<std::size_t>(brace - p));
-    if (next < n) b.put(args[next++]);
-    p = brace + 2;
-  }
-  b.data[b.len] = '\0';
+  char line[1024];
+  const std::size_t len = log_format::format(line, sizeof line, text, args, n);
   // spdlog does not throw from a log call with a valid format string, but a sink could; the shim
   // never lets an exception out of a hook.
   try {
     if (spdlog::logger* l = logger())
-      l->log(static_cast<spdlog::level::level_enum>(lv), spdlog::string_view_t(b.data, b.len));
+      l->log(static_cast<spdlog::level::level_enum>(lv), spdlog::string_view_t(line, len));
   } catch (...) {
   }
 }

@@ -1,6 +1,7 @@
 // Process-wide state (process.h): mode and configuration, and other interposers. Code here may run
 // inside dlsym and in static constructors of other libraries before our own constructor: write(2)
-// for the configuration warnings, spdlog only for the interposer report (first-CUDA-call path).
+// for the configuration warnings (opt::warn_raw), spdlog only for the interposer report
+// (first-CUDA-call path).
 #include "base/process.h"
 
 #include <atomic>
@@ -18,14 +19,6 @@ constexpr int k_mode_unread = -1;
 std::atomic<int> g_mode{k_mode_unread};
 std::atomic<unsigned> g_interposers_noted{0};
 std::atomic<unsigned> g_interposers_reported{0};
-
-void report_config_issue_raw(const config_issue& issue) noexcept {
-  log::write_raw("poolshim: warning: ignoring ");
-  log::write_raw(issue.env);
-  log::write_raw("='");
-  log::write_raw(issue.value);
-  log::write_raw("' (not a valid value); using the default\n");
-}
 
 }  // namespace
 
@@ -57,7 +50,9 @@ run_mode mode() noexcept {
 
 const config& current_config() noexcept {
   static const config c = [] {
-    config read = read_config(report_config_issue_raw);
+    // The one warning of every option table (options.h): write(2), so even from a static
+    // constructor that runs before ours.
+    config read = read_config(opt::warn_raw);
     g_mode.store(static_cast<int>(read.mode), std::memory_order_relaxed);
     return read;
   }();

@@ -1,6 +1,7 @@
-// Observe mode behind the seam (driver_hooks.h): count, forward to the real driver, count what
-// succeeded. No locks, no allocation, no logging: relaxed atomics only. POOLSHIM_MODE=off forwards
-// without counting. `pool` mode behaves as observe until the pool is plugged in here.
+// What each driver hook does (driver_hooks.h): count the call, let the routers serve what is the
+// pools' business in POOLSHIM_MODE=pool (route/), forward everything else to the real driver,
+// count what succeeded and record it for the call-site statistics (stats/). POOLSHIM_MODE=off
+// forwards without counting. Warnings are said once per process (log.h), never on the hit path.
 #include "dispatch/driver_hooks.h"
 
 #include <algorithm>

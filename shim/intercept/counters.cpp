@@ -6,10 +6,13 @@ namespace poolshim::intercept {
 constinit counters g_counters;
 
 void reset_counters() noexcept {
-#define POOLSHIM_COUNTER_RESET(name) g_counters.name.store(0, std::memory_order_relaxed);
-  POOLSHIM_COUNTER_FIELDS(POOLSHIM_COUNTER_RESET)
+#define POOLSHIM_COUNTER_RESET(field, ...) g_counters.field.store(0, std::memory_order_relaxed);
+#define POOLSHIM_COUNTER_RESET_HOOKS(field, ...) \
+  for (auto& c : g_counters.field) c.store(0, std::memory_order_relaxed);
+  POOLSHIM_COUNTER_TABLE(POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_RESET_HOOKS, POOLSHIM_COUNTER_RESET,
+                         POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP)
 #undef POOLSHIM_COUNTER_RESET
-  for (auto& c : g_counters.hook_calls) c.store(0, std::memory_order_relaxed);
+#undef POOLSHIM_COUNTER_RESET_HOOKS
 }
 
 }  // namespace poolshim::intercept

@@ -28,24 +28,38 @@ struct device_pool_options {
   std::size_t idle_limit = 0;  // idle bytes kept before a free returns segments (POOLSHIM_DEVICE_CACHE_LIMIT)
 };
 
-// Statistics, generated from one list (mimalloc's model). Byte counts are exact when no thread is
-// inside the pool. peak_in_use is the peak of bytes out of the shared pool (in use or held by
-// thread caches): an upper bound of the true peak, exact when thread caches are off.
-#define POOLSHIM_POOL_STATS(X)                                                   \
-  X(requests)       /* allocate calls that reached the pool with a valid size */ \
-  X(pool_hits)      /* served from cached memory, without a new segment */       \
-  X(bytes_in_use)   /* bytes of live blocks (block sizes, after rounding) */     \
-  X(bytes_reserved) /* bytes of segments held from the source */                 \
-  X(peak_in_use)                                                                 \
-  X(peak_reserved)                                                               \
-  X(segments)       /* segments held from the source */                          \
-  X(oom_recoveries) /* times the out-of-memory path ran */
+// Statistics of both pools, generated from one list (mimalloc's model): BOTH rows are figures of
+// the device pool and of the pinned host pool (host_pool.h), DEVICE and HOST rows of one of them.
+// Byte counts are exact when no thread is inside the pool. The device pool's peak_in_use is the peak
+// of bytes out of the shared pool (in use or held by thread caches): an upper bound of the true peak,
+// exact when thread caches are off. The public figures (POOLSHIM_COUNTER_TABLE in
+// include/poolshim/poolshim.h) name their sources in this list.
+#define POOLSHIM_POOL_FIGURES(BOTH, DEVICE, HOST)                                              \
+  BOTH(requests)       /* allocate calls that reached the pool with a valid size */            \
+  BOTH(pool_hits)      /* served from memory the pool already held (no new segment or slab) */ \
+  BOTH(bytes_in_use)   /* bytes of live blocks (block sizes, after rounding) */                \
+  BOTH(bytes_reserved) /* bytes of segments or slabs held from the source */                   \
+  BOTH(peak_in_use)                                                                            \
+  BOTH(peak_reserved)                                                                          \
+  DEVICE(segments)       /* segments held from the source */                                   \
+  DEVICE(oom_recoveries) /* times the out-of-memory path ran */                                \
+  HOST(slabs)            /* slabs held from the source */
+#define POOLSHIM_POOL_FIGURE_SKIP(name)
 
 struct pool_stats {
 #define POOLSHIM_POOL_STATS_FIELD(name) std::uint64_t name = 0;
-  POOLSHIM_POOL_STATS(POOLSHIM_POOL_STATS_FIELD)
+  POOLSHIM_POOL_FIGURES(POOLSHIM_POOL_STATS_FIELD, POOLSHIM_POOL_STATS_FIELD, POOLSHIM_POOL_FIGURE_SKIP)
 #undef POOLSHIM_POOL_STATS_FIELD
 };
+
+// Sums the pools' figures (the routers' totals). Peaks add up too: the sum of each pool's peak is
+// what the public figures have always reported, an upper bound of the process's peak.
+inline pool_stats& operator+=(pool_stats& sum, const pool_stats& s) noexcept {
+#define POOLSHIM_POOL_STATS_ADD(name) sum.name += s.name;
+  POOLSHIM_POOL_FIGURES(POOLSHIM_POOL_STATS_ADD, POOLSHIM_POOL_STATS_ADD, POOLSHIM_POOL_FIGURE_SKIP)
+#undef POOLSHIM_POOL_STATS_ADD
+  return sum;
+}
 
 class device_pool final : private thread_cache_owner {
  public:
@@ -87,7 +101,7 @@ class device_pool final : private thread_cache_owner {
   void return_small_locked(block* b, std::uint64_t epoch) noexcept;
   void process_pending_locked() noexcept;
   std::size_t release_segments(std::size_t keep_idle = 0) noexcept;  // until idle <= keep_idle
-  bool recover_from_oom() noexcept;  // true when it returned memory to the source
+  bool recover_from_oom() noexcept;                                  // true when it returned memory to the source
   thread_cache* local_cache() noexcept;
   thread_cache* adopt_cache() noexcept;
   bool make_bin(thread_cache* tc, tcache_bin& bin, std::size_t block_bytes) noexcept;
@@ -109,9 +123,9 @@ class device_pool final : private thread_cache_owner {
   mutable std::mutex mutex_;  // everything below, except the atomics
   block_arena arena_;
   best_fit_allocator small_;
-  block* pending_ = nullptr;            // small blocks waiting for their epoch (via block::link)
+  block* pending_ = nullptr;              // small blocks waiting for their epoch (via block::link)
   std::uint64_t pending_scanned_at_ = 0;  // the completed epoch at the last scan of pending_
-  block* large_head_[kLargeClasses]{};  // per-class FIFO of whole cached large blocks
+  block* large_head_[kLargeClasses]{};    // per-class FIFO of whole cached large blocks
   block* large_tail_[kLargeClasses]{};
   segment_info* segments_ = nullptr;
   segment_info* spare_infos_ = nullptr;

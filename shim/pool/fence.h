@@ -1,4 +1,4 @@
-// Reuse fences: the interface between the pools and the fence tracker (written elsewhere). A freed
+// Reuse fences: the interface between the pools and the fence tracker (route/fence_tracker.h). A freed
 // block carries ready_epoch = epoch_for_free(); it may be handed out again only once
 // *completed_epoch() >= ready_epoch. Both are plain acquire loads of counters the tracker owns, so
 // the hit path makes no call: the tracker publishes in `current` the epoch its next fence will

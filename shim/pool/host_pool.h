@@ -16,6 +16,7 @@
 
 #include "pool/best_fit_allocator.h"
 #include "pool/block.h"
+#include "pool/device_pool.h"  // the pools' one list of figures
 #include "pool/segment_resource.h"
 
 namespace poolshim::pool {
@@ -25,20 +26,20 @@ struct host_pool_options {
   std::size_t bucket_limit = std::size_t{1} << 20;  // power-of-two classes up to here
 };
 
-#define POOLSHIM_HOST_POOL_STATS(X)                                \
-  X(requests)       /* allocate calls with a valid size */         \
-  X(pool_hits)      /* served from a slab the pool already held */ \
-  X(bytes_in_use)   /* bytes of live blocks (after rounding) */    \
-  X(bytes_reserved) /* bytes of slabs held from the source */      \
-  X(peak_in_use)                                                   \
-  X(peak_reserved)                                                 \
-  X(slabs)
-
+// The pinned pool's statistics: the BOTH and HOST rows of the pools' one list (device_pool.h).
 struct host_pool_stats {
 #define POOLSHIM_HOST_POOL_STATS_FIELD(name) std::uint64_t name = 0;
-  POOLSHIM_HOST_POOL_STATS(POOLSHIM_HOST_POOL_STATS_FIELD)
+  POOLSHIM_POOL_FIGURES(POOLSHIM_HOST_POOL_STATS_FIELD, POOLSHIM_POOL_FIGURE_SKIP, POOLSHIM_HOST_POOL_STATS_FIELD)
 #undef POOLSHIM_HOST_POOL_STATS_FIELD
 };
+
+// Sums the pools' figures, peaks included (as pool_stats' operator+=).
+inline host_pool_stats& operator+=(host_pool_stats& sum, const host_pool_stats& s) noexcept {
+#define POOLSHIM_HOST_POOL_STATS_ADD(name) sum.name += s.name;
+  POOLSHIM_POOL_FIGURES(POOLSHIM_HOST_POOL_STATS_ADD, POOLSHIM_POOL_FIGURE_SKIP, POOLSHIM_HOST_POOL_STATS_ADD)
+#undef POOLSHIM_HOST_POOL_STATS_ADD
+  return sum;
+}
 
 // What the pool knows about a live block, for the driver queries answered on its behalf.
 struct host_block_info {

@@ -1,8 +1,8 @@
 // A segment source for the pools: hands out whole physical allocations ("segments") that the pools
 // carve into blocks. Non-virtual public interface over private do_* (RMM's model); every resource
-// passes the typed conformance suite in tests/unit/shim/pool/segment_resource_test.cpp.
-// Implementations: fake_segment_resource (host memory, tests and benchmarks), limit_resource_adaptor,
-// and the CUDA one over cuMemAlloc_v2 (shim/, written against fake_segment_resource as its model).
+// passes the typed conformance suite (tests/support/segment_resource_suite.h). The product's
+// sources live above the pool, in shim/source/ (cuMemAlloc_v2, daemon-lent VMM memory, pinned
+// slabs); the fakes the pool's own tests use live in tests/support/.
 #pragma once
 
 #include <cstddef>
@@ -35,8 +35,10 @@ class segment_resource {
   segment_resource& operator=(const segment_resource&) = delete;
   virtual ~segment_resource() = default;
 
-  // Allocates a segment of exactly `bytes` usable bytes (bytes > 0). Segments of 2 MiB or more are
-  // 2 MiB-aligned, smaller ones 512 B-aligned, as cuMemAlloc_v2 gives them. On failure *out is
+  // Allocates a segment of at least `bytes` usable bytes (bytes > 0): exactly `bytes` from the
+  // driver, rounded up to the source's granule by slab and daemon sources (2 MiB); out->size says
+  // which. 512 B-aligned at least, what cuMemAlloc_v2 gives (CUDA documents 256 B); the pools
+  // assume no more (the pointer map takes any alignment). On failure *out is
   // left unchanged and the resource stays usable.
   status allocate(std::size_t bytes, segment* out) noexcept {
     if (bytes == 0 || out == nullptr) return status::invalid_argument;

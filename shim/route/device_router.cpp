@@ -85,9 +85,7 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.idle_limit = cfg.device_cache_limit;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
   pool::segment_resource* segments = source;
-  const bool from_daemon = cfg.device_source != nullptr && std::strcmp(cfg.device_source, "daemon") == 0;
-  if (!from_daemon && cfg.device_source != nullptr && std::strcmp(cfg.device_source, "local") != 0)
-    POOLSHIM_LOG_WARN_ONCE("POOLSHIM_DEVICE_SOURCE is neither local nor daemon: local");
+  const bool from_daemon = cfg.device_source == segment_source::daemon;  // a bad value warned, as "local"
   if (source != nullptr && from_daemon) {
     CUuuid uuid{};
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
@@ -243,13 +241,10 @@ totals sum_of_pools() noexcept {
   int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     pool::pool_stats s = g_entries[i].pool->stats();
-    t.requests += s.requests;
-    t.pool_hits += s.pool_hits;
-    t.bytes_in_use += s.bytes_in_use;
-    t.bytes_reserved += s.bytes_reserved;
-    t.peak_in_use += s.peak_in_use;
-    t.peak_reserved += s.peak_reserved;
-    t.segments += s.segments;
+    // A forgotten context's memory died with it: what its pool did still counts (requests, hits,
+    // peaks), what it seems to hold does not.
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr) s.bytes_in_use = s.bytes_reserved = s.segments = 0;
+    t += s;
   }
   return t;
 }

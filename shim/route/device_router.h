@@ -9,6 +9,8 @@
 
 #include <cstddef>
 
+#include "pool/device_pool.h"
+
 namespace poolshim::device_router {
 
 // cuMemAlloc_v2: true with *result set when the pool answered (success or CUDA's error).
@@ -18,8 +20,9 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* devi
 // cuMemFree_v2: true with *result set when dptr is (or lies inside) pooled memory.
 bool try_free(CUdeviceptr dptr, CUresult* result) noexcept;
 // cuIpcGetMemHandle: true when dptr lies in pooled memory that is not a whole segment (a small
-// block, or inside one): a real handle would open the whole segment, i.e. the wrong bytes, so the
-// shim refuses until poolshim handles exist (daemon). A large block is its segment: real handle.
+// block, or inside one): a real handle would open the whole segment, i.e. the wrong bytes, so
+// such a block gets a poolshim handle (route/ipc_router.h) or, with no daemon to resolve one, a
+// refusal. A large block is its segment: real handle.
 bool refuses_ipc(CUdeviceptr dptr) noexcept;
 // A live small block starting at dptr (what poolshim IPC handles export): its segment's base and
 // its size. False for anything else (large blocks keep real handles; interior pointers refuse).
@@ -29,9 +32,8 @@ std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
 void forget_context(CUcontext ctx) noexcept;
 
-struct totals {
-  unsigned long long requests, pool_hits, bytes_in_use, bytes_reserved, peak_in_use, peak_reserved, segments;
-};
+// Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
+using totals = pool::pool_stats;
 totals sum_of_pools() noexcept;
 
 }  // namespace poolshim::device_router

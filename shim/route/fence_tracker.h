@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "pool/fence.h"
+#include "poolshim/poolshim.h"
 
 namespace poolshim::fence_tracker {
 
@@ -49,12 +50,13 @@ class capture_gate {
   bool locked_;
 };
 
+// The tracker's figures: the FENCE rows of POOLSHIM_COUNTER_TABLE (include/poolshim/poolshim.h), by
+// their `from` names (what each counts is said there).
 struct stats {
-  std::uint64_t fences_issued;     // fences recorded
-  std::uint64_t fences_completed;  // ... seen to have passed
-  std::uint64_t fences_deferred;   // fences that were due while a capture was active
-  std::uint64_t fence_waits;       // blocking waits (out-of-memory path)
-  std::uint64_t streams_tracked;   // live non-blocking streams covered now
+#define POOLSHIM_FENCE_FIGURE(field, from, ...) std::uint64_t from = 0;
+  POOLSHIM_COUNTER_TABLE(POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP,
+                         POOLSHIM_COUNTER_SKIP, POOLSHIM_FENCE_FIGURE, POOLSHIM_COUNTER_SKIP)
+#undef POOLSHIM_FENCE_FIGURE
 };
 stats get_stats() noexcept;
 

@@ -327,15 +327,10 @@ totals sum_of_pools() noexcept {
   totals t{};
   const int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
-    const pool::host_pool_stats s = g_entries[i].pool->stats();
+    pool::host_pool_stats s = g_entries[i].pool->stats();
     const std::uint64_t deferred = g_entries[i].deferred->bytes.load(std::memory_order_relaxed);
-    t.requests += s.requests;
-    t.pool_hits += s.pool_hits;
-    t.bytes_in_use += s.bytes_in_use > deferred ? s.bytes_in_use - deferred : 0;  // deferred frees are free
-    t.bytes_reserved += s.bytes_reserved;
-    t.peak_in_use += s.peak_in_use;
-    t.peak_reserved += s.peak_reserved;
-    t.slabs += s.slabs;
+    s.bytes_in_use = s.bytes_in_use > deferred ? s.bytes_in_use - deferred : 0;  // deferred frees are free
+    t += s;
   }
   return t;
 }

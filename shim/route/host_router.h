@@ -10,6 +10,8 @@
 
 #include <cstddef>
 
+#include "pool/host_pool.h"
+
 namespace poolshim::host_router {
 
 // cuMemHostAlloc (cuMemAllocHost_v2: flags 0): true with *result set when the pool answered.
@@ -20,9 +22,9 @@ bool try_free(void* p, CUresult* result) noexcept;
 bool try_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags, CUresult* result) noexcept;
 bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept;
 
-struct totals {
-  unsigned long long requests, pool_hits, bytes_in_use, bytes_reserved, peak_in_use, peak_reserved, slabs;
-};
+// Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
+// bytes_in_use leaves out blocks whose free is deferred (they are free to the program).
+using totals = pool::host_pool_stats;
 totals sum_of_pools() noexcept;
 
 }  // namespace poolshim::host_router

@@ -12,7 +12,7 @@ pool::status cuda_segment_resource::do_allocate(std::size_t bytes, pool::segment
   CUdeviceptr p = 0;
   CUresult r = in.status() == CUDA_SUCCESS ? d.cuMemAlloc_v2(&p, bytes) : in.status();
   if (r != CUDA_SUCCESS) {
-    last_error_ = r;
+    last_error_.store(r, std::memory_order_relaxed);
     return r == CUDA_ERROR_OUT_OF_MEMORY ? pool::status::out_of_memory : pool::status::source_error;
   }
   out->base = static_cast<std::uintptr_t>(p);

@@ -6,6 +6,8 @@
 
 #include <cuda.h>
 
+#include <atomic>
+
 #include "pool/segment_resource.h"
 
 namespace poolshim {
@@ -15,7 +17,7 @@ class cuda_segment_resource final : public pool::segment_resource {
   explicit cuda_segment_resource(CUcontext ctx) noexcept : ctx_(ctx) {}
   CUcontext context() const noexcept { return ctx_; }
   // The driver's last failure, for the shim to return instead of a generic out-of-memory.
-  CUresult last_error() const noexcept { return last_error_; }
+  CUresult last_error() const noexcept { return last_error_.load(std::memory_order_relaxed); }
 
  private:
   pool::status do_allocate(std::size_t bytes, pool::segment* out) noexcept override;
@@ -23,7 +25,8 @@ class cuda_segment_resource final : public pool::segment_resource {
   const char* do_name() const noexcept override { return "cuMemAlloc_v2"; }
 
   CUcontext ctx_;
-  CUresult last_error_ = CUDA_SUCCESS;
+  // Written by whichever thread's allocation failed last (pools call their source unlocked).
+  std::atomic<CUresult> last_error_{CUDA_SUCCESS};
 };
 
 }  // namespace poolshim

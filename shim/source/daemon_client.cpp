@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/process.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -45,8 +46,13 @@ struct connection {
 };
 
 std::atomic<std::uint32_t> g_pressure{0};
-std::atomic<std::uint64_t> g_taken{0}, g_returned{0}, g_fallbacks{0}, g_redeclared{0}, g_connects{0}, g_refusals{0},
-    g_device{0};
+// The figures as they are counted (relaxed atomics, one per DAEMON row of the counter table).
+struct live_figures {
+#define POOLSHIM_DAEMON_LIVE_FIGURE(field, from, ...) std::atomic<std::uint64_t> from{0};
+  POOLSHIM_DAEMON_FIGURES(POOLSHIM_DAEMON_LIVE_FIGURE)
+#undef POOLSHIM_DAEMON_LIVE_FIGURE
+};
+constinit live_figures g_figures;
 
 void bump(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
 
@@ -105,7 +111,7 @@ void redeclare(connection& c) noexcept {
     proto::reply r{};
     if (!exchange(c, q, h.fd, &r, nullptr)) return;
     h.lease = r.status == static_cast<std::int32_t>(proto::status::ok) ? r.val[0] : 0;
-    if (h.lease != 0) bump(g_redeclared);
+    if (h.lease != 0) bump(g_figures.redeclared);
   }
 }
 
@@ -118,7 +124,7 @@ bool ensure_connected(connection& c) noexcept {
   c.down_since = std::chrono::steady_clock::now();
   std::string path, why;
   try {
-    path = proto::default_socket_path();
+    path = proto::socket_path(base::current_config().socket);  // POOLSHIM_SOCKET, from the table
   } catch (...) {
     return false;
   }
@@ -129,7 +135,7 @@ bool ensure_connected(connection& c) noexcept {
     if (!proto::trusted_directory(path, me, &why)) {
       if (access(path.c_str(), F_OK) == 0 || errno != ENOENT) {
         c.refused = true;
-        bump(g_refusals);
+        bump(g_figures.refusals);
         POOLSHIM_LOG_WARN("not trusting the poolshimd socket {}: {}; pinned memory comes from local slabs", path, why);
       }
       return false;
@@ -142,7 +148,7 @@ bool ensure_connected(connection& c) noexcept {
     if (!proto::trusted_peer(s, me, &why)) {
       close(s);
       c.refused = true;
-      bump(g_refusals);
+      bump(g_figures.refusals);
       POOLSHIM_LOG_WARN("not trusting the poolshimd at {}: {}; pinned memory comes from local slabs", path, why);
       return false;
     }
@@ -161,7 +167,7 @@ bool ensure_connected(connection& c) noexcept {
     return false;
   }
   c.slab_bytes = r.val[0];
-  bump(g_connects);
+  bump(g_figures.connects);
   POOLSHIM_LOG_DEBUG("poolshimd {} at {}: slabs of {} MiB", r.val[1], path, c.slab_bytes >> 20);
   redeclare(c);
   return c.sock >= 0;
@@ -173,13 +179,13 @@ bool lease_slab(std::size_t bytes, slab_lease* out) noexcept {
   connection& c = conn();
   std::lock_guard lock(c.mutex);
   if (!ensure_connected(c) || bytes > c.slab_bytes) {
-    bump(g_fallbacks);
+    bump(g_figures.fallbacks);
     return false;
   }
   try {
     c.slabs.reserve(c.slabs.size() + 1);
   } catch (...) {
-    bump(g_fallbacks);
+    bump(g_figures.fallbacks);
     return false;
   }
   proto::request q = proto::make_request(proto::op::lease_slab, 0);
@@ -191,7 +197,7 @@ bool lease_slab(std::size_t bytes, slab_lease* out) noexcept {
     if (fd >= 0) close(fd);
     if (c.sock >= 0 && r.status != static_cast<std::int32_t>(proto::status::ok))
       POOLSHIM_LOG_DEBUG("poolshimd refused a slab: {}", proto::status_name(static_cast<proto::status>(r.status)));
-    bump(g_fallbacks);
+    bump(g_figures.fallbacks);
     return false;
   }
   const held h{c.next_token++, fd, static_cast<std::size_t>(c.slab_bytes), r.val[0]};
@@ -199,7 +205,7 @@ bool lease_slab(std::size_t bytes, slab_lease* out) noexcept {
   out->fd = h.fd;
   out->bytes = h.bytes;
   out->token = h.token;
-  bump(g_taken);
+  bump(g_figures.leases_taken);
   return true;
 }
 
@@ -219,7 +225,7 @@ void return_slab(const slab_lease& lease) noexcept {
   }
   close(it->fd);
   c.slabs.erase(it);
-  bump(g_returned);
+  bump(g_figures.leases_returned);
 }
 
 bool ipc_register(const unsigned char (&real_handle)[64], std::uint64_t offset, std::uint64_t bytes,
@@ -279,7 +285,7 @@ bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lea
   out->fd = fd;
   out->bytes = static_cast<std::size_t>(r.val[1]);
   out->id = r.val[0];
-  bump(g_device);
+  bump(g_figures.device_leases);
   return true;
 }
 
@@ -312,10 +318,11 @@ bool daemon_wants_memory() noexcept {
 }
 
 figures get_figures() noexcept {
-  return figures{g_taken.load(std::memory_order_relaxed),    g_returned.load(std::memory_order_relaxed),
-                 g_fallbacks.load(std::memory_order_relaxed), g_redeclared.load(std::memory_order_relaxed),
-                 g_connects.load(std::memory_order_relaxed),  g_refusals.load(std::memory_order_relaxed),
-                 g_device.load(std::memory_order_relaxed)};
+  figures f;
+#define POOLSHIM_DAEMON_FIGURE_COPY(field, from, ...) f.from = g_figures.from.load(std::memory_order_relaxed);
+  POOLSHIM_DAEMON_FIGURES(POOLSHIM_DAEMON_FIGURE_COPY)
+#undef POOLSHIM_DAEMON_FIGURE_COPY
+  return f;
 }
 
 }  // namespace poolshim::daemon_client

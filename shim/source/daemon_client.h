@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "poolshim/poolshim.h"
+
 namespace poolshim::daemon_client {
 
 struct slab_lease {
@@ -47,8 +49,15 @@ struct device_lease {
 bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out) noexcept;
 void return_device(std::uint64_t id) noexcept;
 
+// What the client did since process start: the DAEMON rows of POOLSHIM_COUNTER_TABLE
+// (include/poolshim/poolshim.h), by their `from` names (what each counts is said there).
+#define POOLSHIM_DAEMON_FIGURES(X)                                                                                   \
+  POOLSHIM_COUNTER_TABLE(POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, \
+                         POOLSHIM_COUNTER_SKIP, POOLSHIM_COUNTER_SKIP, X)
 struct figures {
-  std::uint64_t leases_taken, leases_returned, fallbacks, redeclared, connects, refusals, device_leases;
+#define POOLSHIM_DAEMON_FIGURE(field, from, ...) std::uint64_t from = 0;
+  POOLSHIM_DAEMON_FIGURES(POOLSHIM_DAEMON_FIGURE)
+#undef POOLSHIM_DAEMON_FIGURE
 };
 figures get_figures() noexcept;
 

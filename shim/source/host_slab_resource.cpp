@@ -134,7 +134,7 @@ pool::status host_slab_resource::do_allocate(std::size_t bytes, pool::segment* o
             : in.status();
   }
   if (r != CUDA_SUCCESS) {
-    last_error_ = r;
+    last_error_.store(r, std::memory_order_relaxed);
     munmap(p, size);
     release_fd(fd, lease.token, size);
     return r == CUDA_ERROR_OUT_OF_MEMORY ? pool::status::out_of_memory : pool::status::source_error;

@@ -8,6 +8,8 @@
 
 #include <cuda.h>
 
+#include <atomic>
+
 #include <cstddef>
 
 #include "pool/segment_resource.h"
@@ -23,7 +25,7 @@ class host_slab_resource final : public pool::segment_resource {
       : ctx_(ctx), touch_threads_(touch_threads), use_daemon_(use_daemon) {}
   CUcontext context() const noexcept { return ctx_; }
   // The driver's last failure (registration), CUDA_SUCCESS when the failure was the host's.
-  CUresult last_error() const noexcept { return last_error_; }
+  CUresult last_error() const noexcept { return last_error_.load(std::memory_order_relaxed); }
 
  private:
   pool::status do_allocate(std::size_t bytes, pool::segment* out) noexcept override;
@@ -33,7 +35,8 @@ class host_slab_resource final : public pool::segment_resource {
   CUcontext ctx_;
   unsigned touch_threads_;
   bool use_daemon_;
-  CUresult last_error_ = CUDA_SUCCESS;
+  // Written by whichever thread's allocation failed last (pools call their source unlocked).
+  std::atomic<CUresult> last_error_{CUDA_SUCCESS};
 };
 
 // Faults in every page of [p, p + bytes) with `threads` threads (each its share); exposed for the

@@ -152,7 +152,7 @@ int utf8(std::uint32_t c, unsigned char* out) noexcept {
 }
 
 // Copies a str's text (compact ASCII or compact 1-, 2- or 4-byte kind) as UTF-8 into the heap;
-// anything else ("?") sets flag bit 0; a full heap sets bit 2.
+// anything else ("?") sets POOLSHIM_STATS_PYCODE_FLAG_NAME_CUT; a full heap, _HEAP_FULL.
 void copy_text(std::uintptr_t obj, std::uint64_t* at, std::uint32_t* size, std::uint32_t* flags) noexcept {
   const layout& L = *g.lay;
   *at = 0;
@@ -170,19 +170,19 @@ void copy_text(std::uintptr_t obj, std::uint64_t* at, std::uint32_t* size, std::
     }
   }
   if (length < 0) {
-    *flags |= 1;
+    *flags |= POOLSHIM_STATS_PYCODE_FLAG_NAME_CUT;
     if (const std::uint64_t a = heap_alloc(1); a != 0) {
       g.region[a] = '?';
       *at = a;
       *size = 1;
     } else {
-      *flags |= 4;
+      *flags |= POOLSHIM_STATS_PYCODE_FLAG_HEAP_FULL;
     }
     return;
   }
   if (length > k_max_chars) {
     length = k_max_chars;
-    *flags |= 1;
+    *flags |= POOLSHIM_STATS_PYCODE_FLAG_NAME_CUT;
   }
   auto char_at = [&](std::int64_t i) -> std::uint32_t {
     if (kind == 1) return load<std::uint8_t>(data + static_cast<std::uintptr_t>(i));
@@ -195,7 +195,7 @@ void copy_text(std::uintptr_t obj, std::uint64_t* at, std::uint32_t* size, std::
   if (bytes == 0) return;
   const std::uint64_t a = heap_alloc(bytes);
   if (a == 0) {
-    *flags |= 4;
+    *flags |= POOLSHIM_STATS_PYCODE_FLAG_HEAP_FULL;
     return;
   }
   unsigned char* out = g.region + a;
@@ -212,11 +212,11 @@ void copy_bytes(std::uintptr_t obj, std::uint64_t* at, std::uint32_t* size, std:
   if (n <= 0) return;
   if (n > k_max_linetable) {
     n = k_max_linetable;
-    *flags |= 2;
+    *flags |= POOLSHIM_STATS_PYCODE_FLAG_LINETABLE_CUT;
   }
   const std::uint64_t a = heap_alloc(static_cast<std::uint64_t>(n));
   if (a == 0) {
-    *flags |= 4;
+    *flags |= POOLSHIM_STATS_PYCODE_FLAG_HEAP_FULL;
     return;
   }
   std::memcpy(g.region + a, reinterpret_cast<const void*>(obj + k_bytes_data), static_cast<std::size_t>(n));
@@ -262,7 +262,7 @@ std::uint32_t intern_code(std::uintptr_t code) noexcept {
     if (e.filename_obj == filename && e.qualname_obj == qualname && e.linetable_obj == linetable) return i + 1;
     // Another code object had this address before (it was freed): look on.
   }
-  std::atomic_ref(g.header->flags).fetch_or(1, std::memory_order_relaxed);
+  std::atomic_ref(g.header->flags).fetch_or(POOLSHIM_STATS_PYTHON_FLAG_CODES_FULL, std::memory_order_relaxed);
   return 0;
 }
 

@@ -2,9 +2,20 @@
 #include "stats/site_stats.h"
 
 #include <algorithm>
+#include <cstddef>
+
+#include "poolshim/stats_file.h"
 
 namespace poolshim::stats {
 namespace {
+
+// site_counters and site_local are the file's site and shard entry, seen as atomics or as one
+// thread's plain counters.
+static_assert(sizeof(site_counters) == sizeof(poolshim_stats_site) &&
+              offsetof(site_counters, temporary) == offsetof(poolshim_stats_site, temporary));
+static_assert(sizeof(site_local) == sizeof(poolshim_stats_shard_site) &&
+              offsetof(site_local, allocs) == offsetof(poolshim_stats_shard_site, allocs) &&
+              offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary));
 
 template <class T>
 void add(std::atomic<T>& c, T v) noexcept {
@@ -82,13 +93,11 @@ void site_stats::on_free(std::uint32_t id, std::uint64_t bytes, bool temporary, 
   process_->live.fetch_sub(b, std::memory_order_relaxed);
 }
 
+// The shard fold of the file format (stats_file.h), on the live counters: which of a thread's
+// counts go where is written once, there.
 void site_stats::fold(const site_local& l) noexcept {
-  site_counters& s = at(l.stack);
-  if (l.allocs != 0) add<std::uint64_t>(s.allocs, l.allocs);
-  if (l.frees != 0) add<std::uint64_t>(s.frees, l.frees);
-  if (l.bytes_allocated != 0) add<std::uint64_t>(s.bytes_allocated, l.bytes_allocated);
-  if (l.bytes_freed != 0) add<std::uint64_t>(s.bytes_freed, l.bytes_freed);
-  if (l.temporary != 0) add<std::uint64_t>(s.temporary, l.temporary);
+  poolshim_stats_fold_site(reinterpret_cast<poolshim_stats_site*>(&at(l.stack)),
+                           reinterpret_cast<const poolshim_stats_shard_site*>(&l), 1);
 }
 
 site_report site_stats::report(std::uint32_t id) const noexcept {

@@ -19,7 +19,7 @@ int capture_stack(void** frames, int max, int skip) noexcept;
 
 // Like capture_stack, but with unw_step and, for each frame, the stack address that holds its
 // return address (x86-64: just below the callee's canonical frame address), so that a later event
-// can check in a few loads that the stack is still the same (recorder.cpp). Slower per frame than
+// can check in a few loads that the stack is still the same (stack_cache.h). Slower per frame than
 // capture_stack; 0 frames where unavailable (other architectures, no libunwind).
 int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int skip) noexcept;
 

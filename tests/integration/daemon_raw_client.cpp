@@ -8,7 +8,8 @@
 //   resolve HEX      try to resolve an IPC token (32 hex digits): prints the daemon's status name
 //   squeeze S        lease until the daemon refuses, then retry every 50 ms for up to S seconds:
 //                    prints how many it got at first and whether one came after the refusal
-// The socket comes from POOLSHIM_SOCKET. Exit 0 on success, 1 when a check fails, 2 on errors.
+// The socket comes from POOLSHIM_SOCKET (the shim's option table). Exit 0 on success, 1 when a check
+// fails, 2 on errors.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "poolshim/config.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s bench N | hold K | fresh | steal LEASE | squeeze S\n", argv[0]);
     return 2;
   }
-  const std::string path = proto::default_socket_path();
+  const std::string path = proto::socket_path(poolshim::opt::read_one(&poolshim::config::socket));
   std::string why;
   if (!proto::trusted_directory(path, getuid(), &why) || (g_sock = proto::connect_seqpacket(path, &why)) < 0 ||
       !proto::trusted_peer(g_sock, getuid(), &why)) {

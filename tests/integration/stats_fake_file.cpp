@@ -1,6 +1,6 @@
-// Writes a synthetic stats file (include/poolshim/stats_file.h, laid out as the shim lays it out)
-// with a known event ring, live table, sites and pool counters, for testing poolshim-stats'
-// readers of parts a real run may not fill yet (stats_tool_test.sh). Its frames are addresses of
+// Writes a synthetic stats file (include/poolshim/stats_file.h, laid out by poolshim_stats_plan as
+// the shim lays it out) with a known event ring, live table, sites and pool counters, for testing
+// poolshim-stats' readers of parts a real run may not fill yet (stats_tool_test.sh). Its frames are addresses of
 // the fake_* functions below in this very executable (listed as the file's module), so the tool
 // symbolises them to these names and this file's lines.
 //
@@ -39,8 +39,6 @@ namespace {
 
 constexpr std::uint64_t KiB = 1024, MiB = 1024 * 1024;
 
-std::size_t align(std::size_t v) { return (v + 63) & ~std::size_t{63}; }
-
 struct own_module {
   std::uint64_t start = ~0ull, end = 0, bias = 0;
 };
@@ -73,30 +71,14 @@ int main(int argc, char** argv) {
   }
   const bool ring = !(argc > 2 && std::strcmp(argv[2], "--no-ring") == 0);
   constexpr std::uint32_t k_modules = 4, k_slots = 4, k_arena = 16, k_live = 8, k_events = 8;
-  std::size_t off = align(sizeof(poolshim_stats_header));
-  const std::size_t modules_at = off;
-  off = align(off + k_modules * sizeof(poolshim_stats_module));
-  const std::size_t slots_at = off;
-  off = align(off + k_slots * sizeof(poolshim_stats_slot));
-  const std::size_t arena_at = off;
-  off = align(off + k_arena * sizeof(std::uint64_t));
-  const std::size_t sites_at = off;
-  off = align(off + (k_slots + 1) * sizeof(poolshim_stats_site));
-  const std::size_t kinds_at = off;
-  off = align(off + POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS * sizeof(poolshim_stats_kind));
-  const std::size_t live_at = off;
-  off = align(off + k_live * sizeof(poolshim_stats_live));
-  const std::size_t events_at = off;
-  if (ring) off = align(off + k_events * sizeof(poolshim_stats_event));
-  const std::size_t size = off;
+  // The shim's own layout (no shards: nothing is running; no Python table).
+  const poolshim_stats_layout l = poolshim_stats_plan(k_modules, k_slots, k_arena, k_live, 0, ring ? k_events : 0, 0);
+  const std::size_t size = l.file_size;
   std::vector<unsigned char> file(size, 0);
   auto* base = file.data();
 
   auto* h = reinterpret_cast<poolshim_stats_header*>(base);
-  std::memcpy(h->magic, POOLSHIM_STATS_MAGIC, sizeof POOLSHIM_STATS_MAGIC);
-  h->version = POOLSHIM_STATS_VERSION;
-  h->header_size = sizeof *h;
-  h->file_size = size;
+  poolshim_stats_init_header(h, &l);
   h->pid = 4242;
   h->uid = static_cast<std::uint32_t>(getuid());
   h->start_ns = now_ns() - 2000000000ull;
@@ -104,24 +86,12 @@ int main(int argc, char** argv) {
   std::snprintf(h->exe, sizeof h->exe, "/synthetic/app");
   std::snprintf(h->cmdline, sizeof h->cmdline, "/synthetic/app --fake");
   h->depth_cap = 32;
-  h->modules_offset = modules_at;
-  h->module_capacity = k_modules;
   h->module_count = 1;
-  h->slots_offset = slots_at;
-  h->slot_count = k_slots;
-  h->arena_frames = k_arena;
-  h->arena_offset = arena_at;
-  h->sites_offset = sites_at;
-  h->kinds_offset = kinds_at;
-  h->live_offset = live_at;
-  h->live_capacity = k_live;
   h->process_live = static_cast<std::int64_t>(5 * MiB);
   h->process_peak = static_cast<std::int64_t>(6 * MiB + 64 * KiB);
   h->peak_epoch = 1;
   h->peak_ns = h->start_ns + 500000000ull;
   h->events = 10;
-  h->events_offset = ring ? events_at : 0;
-  h->event_capacity = ring ? k_events : 0;
   h->event_next = ring ? 10 : 0;
   h->device_pool_hits = 7;
   h->device_pool_allocs = 8;
@@ -130,7 +100,7 @@ int main(int argc, char** argv) {
 
   own_module me;
   dl_iterate_phdr(find_main, &me);
-  auto* mod = reinterpret_cast<poolshim_stats_module*>(base + modules_at);
+  auto* mod = reinterpret_cast<poolshim_stats_module*>(base + l.modules_offset);
   mod->start = me.start;
   mod->end = me.end;
   mod->load_bias = me.bias;
@@ -139,8 +109,8 @@ int main(int argc, char** argv) {
 
   // Stacks 1..3: [fake_alloc_x, fake_main] as return addresses (pc - 1 is the function's start).
   auto pc = [](int (*fn)()) { return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(fn)) + 1; };
-  auto* slots = reinterpret_cast<poolshim_stats_slot*>(base + slots_at);
-  auto* arena = reinterpret_cast<std::uint64_t*>(base + arena_at);
+  auto* slots = reinterpret_cast<poolshim_stats_slot*>(base + l.slots_offset);
+  auto* arena = reinterpret_cast<std::uint64_t*>(base + l.arena_offset);
   int (*leaf[3])() = {fake_alloc_a, fake_alloc_b, fake_alloc_pinned};
   for (int i = 0; i < 3; ++i) {
     slots[i].key = 0x1000u + static_cast<std::uint64_t>(i);
@@ -149,7 +119,7 @@ int main(int argc, char** argv) {
     arena[2 * i] = pc(leaf[i]);
     arena[2 * i + 1] = pc(fake_main);
   }
-  auto* sites = reinterpret_cast<poolshim_stats_site*>(base + sites_at);
+  auto* sites = reinterpret_cast<poolshim_stats_site*>(base + l.sites_offset);
   sites[1] = {4,
               2,
               4 * MiB,
@@ -183,13 +153,13 @@ int main(int argc, char** argv) {
               static_cast<std::int64_t>(64 * KiB),
               1,
               0};
-  auto* kinds = reinterpret_cast<poolshim_stats_kind*>(base + kinds_at);
+  auto* kinds = reinterpret_cast<poolshim_stats_kind*>(base + l.kinds_offset);
   kinds[0 * POOLSHIM_STATS_KINDS + 0] = {
       4, 2, 4 * MiB, static_cast<std::int64_t>(2 * MiB), static_cast<std::int64_t>(3 * MiB), h->peak_ns};
   kinds[0 * POOLSHIM_STATS_KINDS + 1] = {1, 1, 64 * KiB, 0, static_cast<std::int64_t>(64 * KiB), h->peak_ns};
   kinds[1 * POOLSHIM_STATS_KINDS + 0] = {
       1, 0, 3 * MiB, static_cast<std::int64_t>(3 * MiB), static_cast<std::int64_t>(3 * MiB), h->peak_ns};
-  auto* live = reinterpret_cast<poolshim_stats_live*>(base + live_at);
+  auto* live = reinterpret_cast<poolshim_stats_live*>(base + l.live_offset);
   live[1] = {0x7f0000100000ull, 1 * MiB, 1, 0, 0};
   live[4] = {0x7f0000200000ull, 1 * MiB, 1, 0, 0};
   live[6] = {0x7f1000000000ull, 3 * MiB, 2, 1, 0};
@@ -208,7 +178,7 @@ int main(int argc, char** argv) {
         {0x7f0000000000ull, 0, 1, 0, 0, 2},       {0x7f0000200000ull, 1 * MiB, 1, 0, 0, 1},
         {0x600000ull, 64 * KiB, 3, 0, 1, 2},      {0x7f0000900000ull, 0, 1, 0, 0, 2},
     };
-    auto* events = reinterpret_cast<poolshim_stats_event*>(base + events_at);
+    auto* events = reinterpret_cast<poolshim_stats_event*>(base + l.events_offset);
     for (std::uint64_t i = 0; i < 10; ++i) {
       poolshim_stats_event& e = events[i % k_events];
       e.seq = i + 1;

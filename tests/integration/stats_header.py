@@ -24,6 +24,8 @@ class Header(ctypes.Structure):
         ("magic", ctypes.c_char * 8), ("version", u32), ("header_size", u32), ("file_size", u64),
         ("pid", i32), ("uid", u32), ("start_ns", u64), ("end_ns", u64),
         ("exe", ctypes.c_ubyte * 256), ("cmdline", ctypes.c_ubyte * 512),
+        # flags: the POOLSHIM_STATS_FLAG_* bits of include/poolshim/stats_file.h (1 stacks dropped,
+        # 2 stacks off, 4 live table full); tests patch them as numbers.
         ("depth_cap", u32), ("flags", u32),
         ("modules_offset", u64), ("module_capacity", u32), ("module_count", u32),
         ("slots_offset", u64), ("slot_count", u32), ("arena_frames", u32), ("arena_offset", u64),

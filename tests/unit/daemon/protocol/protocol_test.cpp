@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <string>
 #include <vector>
 
 namespace poolshim::proto {
@@ -151,6 +154,78 @@ TEST(Protocol, ReplyMustAnswerTheRequestAndBeWellFormed) {
   EXPECT_EQ(validate_reply(&r, sizeof r - 1, q, &out), status::bad_size);
   r.magic = 0;
   EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_magic);
+}
+
+// The daemon's figures travel typed (encode_status / decode_status) in version 1's layout: a new
+// daemon's reply must read the same to an old client that reads by position, and the other way.
+TEST(Protocol, StatusFiguresRoundTripInTheirFixedSlots) {
+  daemon_status s;
+  s.region_bytes = 101;
+  s.lent_bytes = 102;
+  s.free_bytes = 103;
+  s.clients = 104;
+  s.leases = 105;
+  s.reclaimed_slabs = 106;
+  s.device_lent_bytes = 107;
+  const request q = make_request(op::stats, 7);
+  reply r = make_reply(q, status::ok);
+  encode_status(s, &r);
+  reply out{};
+  ASSERT_EQ(validate_reply(&r, sizeof r, q, &out), status::ok) << "only the payload bytes the op allows";
+  const daemon_status back = decode_status(out);
+  for (const status_figure& f : k_status_figures) EXPECT_EQ(back.*f.member, s.*f.member) << f.name;
+  // By position, as version 1 and every client before the typed struct read it.
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(out.val[i], 101u + static_cast<unsigned>(i)) << "val[" << i << "]";
+  std::uint64_t device = 0;
+  std::memcpy(&device, out.payload, sizeof device);
+  EXPECT_EQ(device, 107u);
+
+  reply old = make_reply(q, status::ok);  // an older daemon's reply, written by position
+  for (int i = 0; i < 6; ++i) old.val[i] = 11u * static_cast<unsigned>(i + 1);
+  const std::uint64_t old_device = 77;
+  std::memcpy(old.payload, &old_device, sizeof old_device);
+  const daemon_status o = decode_status(old);
+  EXPECT_EQ(o.region_bytes, 11u);
+  EXPECT_EQ(o.clients, 44u);
+  EXPECT_EQ(o.reclaimed_slabs, 66u);
+  EXPECT_EQ(o.device_lent_bytes, 77u);
+}
+
+TEST(Protocol, ClientFiguresRoundTripInTheirFixedSlots) {
+  client_status c;
+  c.pid = 4242;
+  c.uid = 1000;
+  c.lent_bytes = std::uint64_t{3} << 30;
+  c.leases = 3;
+  c.device_bytes = std::uint64_t{1} << 21;
+  request q = make_request(op::client_stats, 9);
+  reply r = make_reply(q, status::ok);
+  encode_client_status(c, &r);
+  reply out{};
+  ASSERT_EQ(validate_reply(&r, sizeof r, q, &out), status::ok);
+  const client_status back = decode_client_status(out);
+  for (const client_figure& f : k_client_figures) EXPECT_EQ(back.*f.member, c.*f.member) << f.name;
+  EXPECT_EQ(out.val[0], 4242u);
+  EXPECT_EQ(out.val[1], 1000u);
+  EXPECT_EQ(out.val[2], std::uint64_t{3} << 30);
+  EXPECT_EQ(out.val[3], 3u);
+  EXPECT_EQ(out.val[4], std::uint64_t{1} << 21);
+  EXPECT_EQ(out.val[5], 0u);
+  EXPECT_TRUE(std::all_of(std::begin(out.payload), std::end(out.payload), [](std::uint8_t b) { return b == 0; }));
+}
+
+TEST(Protocol, StatusFigureNamesAreThoseOfStatusAndTheMetricsPage) {
+  std::vector<std::string> names, metrics;
+  for (const status_figure& f : k_status_figures) {
+    names.push_back(f.name);
+    if (f.metric != nullptr) metrics.push_back(f.metric);
+  }
+  // `poolshimd --status` prints these, in this order, and scripts read them.
+  EXPECT_EQ(names, (std::vector<std::string>{"region_bytes", "lent_bytes", "free_bytes", "clients", "leases",
+                                             "reclaimed_slabs", "device_lent_bytes"}));
+  EXPECT_EQ(metrics, (std::vector<std::string>{"poolshimd_region_bytes", "poolshimd_lent_bytes", "poolshimd_free_bytes",
+                                               "poolshimd_clients", "poolshimd_reclaimed_slabs_total",
+                                               "poolshimd_device_lent_bytes"}));
 }
 
 TEST(Protocol, DescriptorRulesFollowTheOpTable) {

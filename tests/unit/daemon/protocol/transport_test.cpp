@@ -175,16 +175,23 @@ TEST_F(TrustedDirectory, AnotherUsersDirectoryIsRefused) {
 }
 
 TEST(Transport, SocketPathFollowsTheDesignsOrder) {
-  setenv("POOLSHIM_SOCKET", "/x/y.sock", 1);
-  EXPECT_EQ(default_socket_path(), "/x/y.sock");
-  unsetenv("POOLSHIM_SOCKET");
+  EXPECT_EQ(socket_path("/x/y.sock"), "/x/y.sock");
   struct stat st{};
   if (stat("/run/poolshim", &st) != 0) {
     setenv("XDG_RUNTIME_DIR", "/run/user/77", 1);
-    EXPECT_EQ(default_socket_path(), "/run/user/77/poolshim/poolshimd.sock");
+    EXPECT_EQ(socket_path(""), "/run/user/77/poolshim/poolshimd.sock");
+    EXPECT_EQ(socket_path(nullptr), "/run/user/77/poolshim/poolshimd.sock");
     unsetenv("XDG_RUNTIME_DIR");
-    EXPECT_EQ(default_socket_path(), "/tmp/poolshim-" + std::to_string(getuid()) + "/poolshimd.sock");
+    EXPECT_EQ(socket_path(""), "/tmp/poolshim-" + std::to_string(getuid()) + "/poolshimd.sock");
   }
+}
+
+TEST(Transport, SocketPathIsWhatTheCallerReadNotTheEnvironment) {
+  // POOLSHIM_SOCKET belongs to the option tables (config.h); the transport only resolves.
+  setenv("POOLSHIM_SOCKET", "/from/the/environment.sock", 1);
+  EXPECT_EQ(socket_path("/x/y.sock"), "/x/y.sock");
+  EXPECT_NE(socket_path(""), "/from/the/environment.sock");
+  unsetenv("POOLSHIM_SOCKET");
 }
 
 }  // namespace

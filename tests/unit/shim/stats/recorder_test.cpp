@@ -47,7 +47,7 @@ TEST(Recorder, EightThreadsAddUpExactly) {
 
   const int fd = open(stats_path(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0) << stats_path();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(fstat(fd, &st), 0);
   void* map = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
   close(fd);
@@ -70,18 +70,19 @@ TEST(Recorder, EightThreadsAddUpExactly) {
     bytes += sites[id].bytes_allocated;
     live += sites[id].live_bytes;
   }
-  std::uint64_t kind0_allocs = 0;
+  // The shards' counts, folded as the tool folds them (stats_file.h).
+  poolshim_stats_site in_shards{};
+  poolshim_stats_kind kind0_in_shards{};
   for (std::uint32_t i = 0; i < h->shard_count; ++i) {
     if (shards[i].in_use == 0) continue;
     ++in_use;
     events += shards[i].events;
-    kind0_allocs += shards[i].kinds[0].allocs;
-    for (const poolshim_stats_shard_site& e : shards[i].sites) {
-      allocs += e.allocs;
-      frees += e.frees;
-      bytes += e.bytes_allocated;
-    }
+    poolshim_stats_fold_kind(&kind0_in_shards, &shards[i].kinds[0], 0);
+    for (const poolshim_stats_shard_site& e : shards[i].sites) poolshim_stats_fold_site(&in_shards, &e, 0);
   }
+  allocs += in_shards.allocs;
+  frees += in_shards.frees;
+  bytes += in_shards.bytes_allocated;
   EXPECT_EQ(in_use, 1) << "the eight threads' shards are folded and released at their exit";
   const int live_pinned = k_threads * ((k_rounds + 2) / 3);
   EXPECT_EQ(allocs, 2u * k_threads * k_rounds + 10);
@@ -96,12 +97,12 @@ TEST(Recorder, EightThreadsAddUpExactly) {
   EXPECT_GE(used, 1);
   const auto* kinds = reinterpret_cast<const poolshim_stats_kind*>(base + h->kinds_offset);
   EXPECT_EQ(kinds[0].allocs, static_cast<std::uint64_t>(k_threads * k_rounds));  // device 0, device: folded
-  EXPECT_EQ(kind0_allocs, 10u);                                                 // ... and the running thread's
+  EXPECT_EQ(kind0_in_shards.allocs, 10u);                                        // ... and the running thread's
   EXPECT_EQ(kinds[0].live_bytes, 512 * 6);
-  EXPECT_EQ(kinds[1].live_bytes, 4096 * live_pinned);                           // device 0, pinned
+  EXPECT_EQ(kinds[1].live_bytes, 4096 * live_pinned);  // device 0, pinned
   const auto* l = reinterpret_cast<const poolshim_stats_live*>(base + h->live_offset);
   int live_entries = 0;
-  for (std::uint32_t i = 0; i < h->live_capacity; ++i) live_entries += l[i].ptr > 2;
+  for (std::uint32_t i = 0; i < h->live_capacity; ++i) live_entries += l[i].ptr > POOLSHIM_STATS_LIVE_CLAIMED;
   EXPECT_EQ(live_entries, live_pinned + 6);
   // The event ring (POOLSHIM_STATS_EVENTS=1000, rounded up to 1024) holds the last 1024 events,
   // each complete (a writer overtaken by the ring wrapping drops its event, so under 8 threads a
@@ -113,12 +114,13 @@ TEST(Recorder, EightThreadsAddUpExactly) {
   for (std::uint64_t i = h->event_next - 1024; i < h->event_next; ++i) {
     const poolshim_stats_event& e = ring[i % 1024];
     if (e.seq != i + 1) continue;
-    valid += (e.action == 1 && e.bytes == (e.ptr % 16 == 0 ? 512u : 4096u)) || e.action == 2;
+    valid += (e.action == POOLSHIM_STATS_EVENT_ALLOC && e.bytes == (e.ptr % 16 == 0 ? 512u : 4096u)) ||
+             e.action == POOLSHIM_STATS_EVENT_FREE;
   }
   EXPECT_GE(valid, 1000);
   for (std::uint64_t i = h->event_next - 14, k = 0; i < h->event_next; ++i, ++k) {
     const poolshim_stats_event& e = ring[i % 1024];
-    EXPECT_EQ(e.action, k < 10 ? 1 : 2);
+    EXPECT_EQ(e.action, k < 10 ? POOLSHIM_STATS_EVENT_ALLOC : POOLSHIM_STATS_EVENT_FREE);
     EXPECT_EQ(e.ptr, (std::uint64_t{1} << 39) + (k < 10 ? k : k - 10) * 16);
     EXPECT_EQ(e.bytes, 512u);
   }
@@ -129,7 +131,7 @@ TEST(Recorder, FreeOfAnUnknownPointerIsCountedApart) {
   ASSERT_TRUE(recording());
   const int fd = open(stats_path(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0) << stats_path();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(fstat(fd, &st), 0);
   void* map = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
   close(fd);

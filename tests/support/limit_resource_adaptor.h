@@ -1,5 +1,6 @@
-// Wraps an upstream segment source and refuses segments beyond a byte limit (the pool's
-// POOLSHIM_* device limit, and a second resource for the typed conformance suite).
+// Wraps an upstream segment source and refuses segments beyond a byte limit: an adaptor for the
+// pool's tests (out-of-memory paths over any source) and the typed suite's second resource. The
+// product has no use for it (POOLSHIM_DEVICE_CACHE_LIMIT caps idle memory inside the pool).
 #pragma once
 
 #include <algorithm>

@@ -1,0 +1,53 @@
+// poolshimd's option table: each option is a POOLSHIMD_* variable (POOLSHIM_SOCKET is the shim's
+// row, shared) and a command-line flag named after its field (--fill-threads, --huge-pages); a flag
+// wins. Read, checked and described by include/poolshim/options.h, the shim's table's machinery: a
+// bad variable warns once and keeps the default, a bad flag is an error (exit status 2).
+#pragma once
+
+#include <string>
+
+#include "poolshim/config.h"
+#include "poolshimd/server.h"
+
+// X(field, ENV_NAME, type, default, help), as in config.h.
+#define POOLSHIM_DAEMON_OPTIONS(X)                                                                                   \
+  POOLSHIM_SOCKET_OPTION(X)                                                                                          \
+  X(region, "POOLSHIMD_REGION", size, std::size_t{4} << 30, "bytes of the pinned-host region")                       \
+  X(slab, "POOLSHIMD_SLAB", size, std::size_t{64} << 20, "slab size, a multiple of 2 MiB")                           \
+  X(huge_pages, "POOLSHIMD_HUGE_PAGES", flag, false, "back slabs with huge pages when the system has them")          \
+  X(fill_threads, "POOLSHIMD_FILL_THREADS", count(1, 64), 2, "background threads that fill slabs")                   \
+  X(client_quota, "POOLSHIMD_CLIENT_QUOTA", size, std::size_t{0}, "bytes one client process may hold (0: no limit)") \
+  X(uid_quota, "POOLSHIMD_UID_QUOTA", size, std::size_t{0}, "bytes one uid may hold (0: no limit)")                  \
+  X(device_limit, "POOLSHIMD_DEVICE_LIMIT", size, std::size_t{0},                                                    \
+    "lend device memory (VMM, cuMemCreate), at most this much per device, to clients with "                          \
+    "POOLSHIM_DEVICE_SOURCE=daemon (0: off; the CUDA driver is loaded on the first such request)")                   \
+  X(idle_exit, "POOLSHIMD_IDLE_EXIT", count(0, 0x7fffffff), 0,                                                       \
+    "exit after this many seconds with no client and nothing lent (0: never)")                                       \
+  X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on 127.0.0.1:N (0: off)")     \
+  X(log_level, "POOLSHIMD_LOG_LEVEL", level, 2, "log level: trace, debug, info, warn, error, critical, off (or 0-6)")
+
+namespace poolshim::daemon {
+
+struct daemon_options {
+  POOLSHIM_OPTION_STRUCT(POOLSHIM_DAEMON_OPTIONS)
+  static constexpr const char* program = "poolshimd";
+};
+
+struct command_line {
+  daemon_options options;  // the environment's, then the flags'
+  bool status = false;     // --status
+  bool help = false;       // -h, --help (the flags after it are not looked at)
+  std::string error;       // not empty: a bad flag, said in full
+};
+
+// The environment (each rejected variable reported through on_issue, which may be null), then the
+// flags, up to the first bad one or --help.
+command_line parse_command_line(int argc, char** argv, opt::issue_fn on_issue);
+
+// --help: how to run it, this table (flags, variables, defaults, meanings) and the shim's.
+std::string help_text();
+
+// What the server runs with: the socket path resolved (transport.h's order when none is set).
+server_options server_options_of(const daemon_options& o);
+
+}  // namespace poolshim::daemon

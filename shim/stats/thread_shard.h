@@ -1,0 +1,79 @@
+// Per-thread shards of the stats file (struct poolshim_stats_shard in include/poolshim/
+// stats_file.h): a thread claims one on its first event and counts there with plain stores (no
+// atomic read-modify-write on the allocation path); its entries fold into the shared counters on a
+// collision and when the thread exits. A thread that finds none free counts in the shared counters
+// with atomics. The per-event parts are inline here; claim and release are not.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "poolshim/stats_file.h"
+#include "stats/file_atomic.h"
+#include "stats/site_stats.h"
+
+namespace poolshim::stats {
+
+// A shard's site entry is a site_local (the counts site_stats takes from one thread).
+static_assert(sizeof(site_local) == sizeof(poolshim_stats_shard_site) &&
+              offsetof(site_local, allocs) == offsetof(poolshim_stats_shard_site, allocs) &&
+              offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary));
+
+// A counter only this thread writes (its shard): a plain load and store, no lock prefix.
+inline void bump(std::uint64_t& c, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t> a(c);
+  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+class shard_set {
+ public:
+  shard_set() noexcept = default;
+  // `shards` (count of them, zeroed) fold into `sites`, `kinds` (POOLSHIM_STATS_DEVICES *
+  // POOLSHIM_STATS_KINDS) and `events` (the header's); all are the caller's.
+  shard_set(poolshim_stats_shard* shards, std::uint32_t count, site_stats* sites, poolshim_stats_kind* kinds,
+            std::uint64_t* events) noexcept
+      : shards_(shards), count_(count), sites_(sites), kinds_(kinds), events_(events) {}
+
+  // A free shard for the calling thread, or null (all in use).
+  poolshim_stats_shard* claim() noexcept;
+  // Folds every entry of `sh` into the shared counters and frees it (its thread exits).
+  void release(poolshim_stats_shard* sh) noexcept;
+
+  // This thread's entry for stack `id` (an older site in the same place is folded first); null
+  // without a shard.
+  site_local* local_site(poolshim_stats_shard* sh, std::uint32_t id) noexcept {
+    if (sh == nullptr) return nullptr;
+    poolshim_stats_shard_site& e = sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
+    if (e.stack != id) {
+      fold_site(e);
+      std::atomic_ref<std::uint32_t>(e.stack).store(id, std::memory_order_relaxed);
+    }
+    return reinterpret_cast<site_local*>(&e);
+  }
+
+  // One event more, in the shard or (without one) the shared count.
+  void note_event(poolshim_stats_shard* sh) noexcept {
+    if (sh != nullptr)
+      bump(sh->events, 1);
+    else
+      atomic_at(*events_).fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  // Adds the entry to its site's shared counters and empties it (readers sum shared + entry, so
+  // for an instant they may see it twice or not at all).
+  void fold_site(poolshim_stats_shard_site& e) noexcept {
+    if (e.allocs != 0 || e.frees != 0 || e.temporary != 0) sites_->fold(*reinterpret_cast<site_local*>(&e));
+    std::atomic_ref<std::uint32_t>(e.stack).store(0, std::memory_order_relaxed);
+    e.allocs = e.frees = e.bytes_allocated = e.bytes_freed = e.temporary = 0;
+  }
+
+  poolshim_stats_shard* shards_ = nullptr;
+  std::uint32_t count_ = 0;
+  site_stats* sites_ = nullptr;
+  poolshim_stats_kind* kinds_ = nullptr;
+  std::uint64_t* events_ = nullptr;
+};
+
+}  // namespace poolshim::stats
