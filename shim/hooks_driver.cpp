@@ -6,17 +6,17 @@
 #define __CUDA_API_VERSION_INTERNAL 1  // NOLINT(readability-identifier-naming): cuda.h's switch
 #include <cuda.h>
 
+#include "base/real_driver.h"
+#include "base/reentry_guard.h"
 #include "dispatch/driver_hooks.h"
 #include "intercept/hook_list.h"
 #include "intercept/proc_address.h"
-#include "base/real_driver.h"
-#include "base/reentry_guard.h"
 
 #define POOLSHIM_HOOK extern "C" __attribute__((visibility("default")))
 
 using poolshim::real;
-using poolshim::driver_hooks::default_stream;
 using poolshim::base::reentry_guard;
+using poolshim::driver_hooks::default_stream;
 namespace driver_hooks = poolshim::driver_hooks;
 namespace intercept = poolshim::intercept;
 

@@ -29,7 +29,9 @@ bool sym(void* lib, const char* name, F* out) {
   return *out != nullptr;
 }
 
-std::string cu_error(const char* what, CUresult r) { return std::string(what) + " failed (CUresult " + std::to_string(r) + ")"; }
+std::string cu_error(const char* what, CUresult r) {
+  return std::string(what) + " failed (CUresult " + std::to_string(r) + ")";
+}
 
 }  // namespace
 
@@ -103,7 +105,8 @@ bool device_lender::lend(const unsigned char (&uuid)[16], std::uint64_t bytes, s
     return false;
   }
   CUcontext ctx = nullptr;
-  if (CUresult r = g_cu.primary_retain(&ctx, dev->ordinal); r != CUDA_SUCCESS || g_cu.ctx_set_current(ctx) != CUDA_SUCCESS) {
+  if (CUresult r = g_cu.primary_retain(&ctx, dev->ordinal);
+      r != CUDA_SUCCESS || g_cu.ctx_set_current(ctx) != CUDA_SUCCESS) {
     *why = cu_error("cuDevicePrimaryCtxRetain", r);
     return false;
   }

@@ -13,7 +13,7 @@
 namespace poolshim::daemon {
 namespace {
 ino_t inode_of(int fd) {
-  struct stat st{};
+  struct stat st {};
   return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 }  // namespace
@@ -147,7 +147,7 @@ void slab_region::give_back(int i) {
 }
 
 int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes) {
-  struct stat st{};
+  struct stat st {};
   if (bytes != options_.slab_bytes || fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != bytes) return -1;
   std::lock_guard lock(mutex_);
   // Replace a slab that holds no client's memory: an empty one first, else a ready one.
@@ -175,7 +175,7 @@ int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes) {
 }
 
 int slab_region::find_lent(int fd) const {
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) return -1;
   std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < slabs_.size(); ++i)

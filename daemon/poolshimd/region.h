@@ -21,8 +21,8 @@ namespace poolshim::daemon {
 struct region_options {
   std::size_t total_bytes = std::size_t{4} << 30;
   std::size_t slab_bytes = std::size_t{64} << 20;
-  bool huge_pages = false;      // MFD_HUGETLB, falling back to normal pages when it fails
-  unsigned fill_threads = 2;    // background fillers
+  bool huge_pages = false;    // MFD_HUGETLB, falling back to normal pages when it fails
+  unsigned fill_threads = 2;  // background fillers
 };
 
 struct region_figures {

@@ -40,8 +40,7 @@ void add(int ep, int fd, std::uint64_t t) {
 
 }  // namespace
 
-server::server(server_options o)
-    : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit) {
+server::server(server_options o) : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit) {
   std::string why;
   if (!proto::prepare_directory(options_.socket_path, &why)) throw std::runtime_error(why);
   listen_ = proto::listen_seqpacket(options_.socket_path, 64, &why);
@@ -98,10 +97,18 @@ int server::run() {
     for (int i = 0; i < n; ++i) {
       const std::uint64_t t = events[i].data.u64;
       switch (kind_of(t)) {
-        case k_listen: accept_clients(); break;
-        case k_wake: log::info("poolshimd: stopping"); return 0;
-        case k_metrics: serve_metrics(); break;
-        case k_pidfd: on_client_exited(id_of(t)); break;
+        case k_listen:
+          accept_clients();
+          break;
+        case k_wake:
+          log::info("poolshimd: stopping");
+          return 0;
+        case k_metrics:
+          serve_metrics();
+          break;
+        case k_pidfd:
+          on_client_exited(id_of(t));
+          break;
         case k_sock: {
           auto it = clients_.find(id_of(t));
           if (it != clients_.end()) on_client_readable(*it->second);
@@ -271,8 +278,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       if (const int known = region_.find_lent(fd_in); known >= 0) {
         close(fd_in);
         for (auto& [id, other] : clients_) {
-          auto it = std::find_if(other->leases.begin(), other->leases.end(),
-                                 [&](const lease& l) { return l.slab == known; });
+          auto it =
+              std::find_if(other->leases.begin(), other->leases.end(), [&](const lease& l) { return l.slab == known; });
           if (it == other->leases.end()) continue;
           if (other->pid != c.pid) return proto::make_reply(q, status::not_permitted);
           const lease l = *it;
@@ -322,7 +329,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       return proto::make_reply(q, status::ok);
     case proto::op::ipc_register: {
       token t{};
-      if (getrandom(t.data(), t.size(), 0) != static_cast<ssize_t>(t.size())) return proto::make_reply(q, status::internal);
+      if (getrandom(t.data(), t.size(), 0) != static_cast<ssize_t>(t.size()))
+        return proto::make_reply(q, status::internal);
       ipc_export e{c.id, c.uid, {}, q.arg[0], q.arg[1]};
       std::memcpy(e.handle.data(), q.payload, e.handle.size());
       exports_[t] = e;
@@ -431,8 +439,8 @@ proto::client_status server::client_figures(const client& c) {
 std::string server::metrics_text() const {
   std::string t;
   auto line = [&](const char* name, const char* help, std::uint64_t v) {
-    t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
-         std::to_string(v) + "\n";
+    t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " + std::to_string(v) +
+         "\n";
   };
   const proto::daemon_status s = status_figures();
   for (const proto::status_figure& f : proto::k_status_figures)
@@ -441,8 +449,8 @@ std::string server::metrics_text() const {
   line("poolshimd_refused_records_total", "Records refused as malformed.", refused_records_);
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
   for (const auto& [id, c] : clients_)
-    t += "poolshimd_client_lent_bytes{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) +
-         "\"} " + std::to_string(c->lent_bytes) + "\n";
+    t += "poolshimd_client_lent_bytes{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) + "\"} " +
+         std::to_string(c->lent_bytes) + "\n";
   return t;
 }
 
@@ -456,8 +464,9 @@ void server::serve_metrics() {
     char ignored[1024];
     (void)recv(s, ignored, sizeof ignored, 0);  // the request line: every path gets the figures
     const std::string body = metrics_text();
-    const std::string head = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
-                             std::to_string(body.size()) + "\r\n\r\n";
+    const std::string head =
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n";
     const std::string all = head + body;
     (void)send(s, all.data(), all.size(), MSG_NOSIGNAL);
     close(s);

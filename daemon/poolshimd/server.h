@@ -15,18 +15,18 @@
 #include <string>
 #include <vector>
 
+#include "poolshim/protocol.h"
 #include "poolshimd/device_lender.h"
 #include "poolshimd/region.h"
-#include "poolshim/protocol.h"
 
 namespace poolshim::daemon {
 
 struct server_options {
   std::string socket_path;
   region_options region;
-  std::uint64_t client_quota = 0;  // bytes lent to one client at most (0: no limit)
-  std::uint64_t uid_quota = 0;     // bytes lent to one uid at most (0: no limit)
-  std::uint64_t device_limit = 0;  // device bytes lent per device at most (0: no device lending)
+  std::uint64_t client_quota = 0;     // bytes lent to one client at most (0: no limit)
+  std::uint64_t uid_quota = 0;        // bytes lent to one uid at most (0: no limit)
+  std::uint64_t device_limit = 0;     // device bytes lent per device at most (0: no device lending)
   std::chrono::seconds idle_exit{0};  // exit after this long with no client and no lease (0: never)
   int metrics_port = 0;               // Prometheus text on 127.0.0.1:port (0: off)
 };
@@ -52,8 +52,8 @@ class server {
   };
   struct client {
     std::uint64_t id;
-    int sock = -1;    // -1 once the socket closed (the process may still hold its leases)
-    int pidfd = -1;   // readable when the process has exited
+    int sock = -1;   // -1 once the socket closed (the process may still hold its leases)
+    int pidfd = -1;  // readable when the process has exited
     pid_t pid = 0;
     uid_t uid = 0;
     std::vector<lease> leases;
@@ -95,7 +95,7 @@ class server {
   std::map<token, ipc_export> exports_;
   int listen_ = -1;
   int epoll_ = -1;
-  int wake_ = -1;      // eventfd that stop() writes
+  int wake_ = -1;  // eventfd that stop() writes
   int metrics_ = -1;
   std::uint64_t next_client_ = 1;
   std::uint64_t next_lease_ = 1;

@@ -85,39 +85,60 @@ const char* op_name(op o) noexcept {
 
 const char* status_name(status s) noexcept {
   switch (s) {
-    case status::ok: return "ok";
-    case status::bad_size: return "bad_size";
-    case status::bad_magic: return "bad_magic";
-    case status::bad_version: return "bad_version";
-    case status::unknown_op: return "unknown_op";
-    case status::bad_reserved: return "bad_reserved";
-    case status::bad_argument: return "bad_argument";
-    case status::missing_fd: return "missing_fd";
-    case status::quota: return "quota";
-    case status::no_memory: return "no_memory";
-    case status::not_found: return "not_found";
-    case status::not_permitted: return "not_permitted";
-    case status::internal: return "internal";
+    case status::ok:
+      return "ok";
+    case status::bad_size:
+      return "bad_size";
+    case status::bad_magic:
+      return "bad_magic";
+    case status::bad_version:
+      return "bad_version";
+    case status::unknown_op:
+      return "unknown_op";
+    case status::bad_reserved:
+      return "bad_reserved";
+    case status::bad_argument:
+      return "bad_argument";
+    case status::missing_fd:
+      return "missing_fd";
+    case status::quota:
+      return "quota";
+    case status::no_memory:
+      return "no_memory";
+    case status::not_found:
+      return "not_found";
+    case status::not_permitted:
+      return "not_permitted";
+    case status::internal:
+      return "internal";
   }
   return "unknown";
 }
 
 std::size_t request_payload_bytes(op o) noexcept {
   switch (o) {
-    case op::ipc_register: return k_ipc_handle_size;
+    case op::ipc_register:
+      return k_ipc_handle_size;
     case op::ipc_resolve:
-    case op::ipc_unregister: return k_token_size;
-    case op::lease_device: return k_uuid_size;
-    default: return 0;
+    case op::ipc_unregister:
+      return k_token_size;
+    case op::lease_device:
+      return k_uuid_size;
+    default:
+      return 0;
   }
 }
 
 std::size_t reply_payload_bytes(op o) noexcept {
   switch (o) {
-    case op::ipc_register: return k_token_size;
-    case op::ipc_resolve: return k_ipc_handle_size;
-    case op::stats: return sizeof(std::uint64_t);
-    default: return 0;
+    case op::ipc_register:
+      return k_token_size;
+    case op::ipc_resolve:
+      return k_ipc_handle_size;
+    case op::stats:
+      return sizeof(std::uint64_t);
+    default:
+      return 0;
   }
 }
 

@@ -1,8 +1,6 @@
 // Unix-socket plumbing for the protocol (transport.h).
 #include "poolshim/transport.h"
 
-#include "poolshim/protocol.h"
-
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "poolshim/protocol.h"
 
 namespace poolshim::proto {
 namespace {
@@ -183,7 +183,7 @@ bool peer_of(int sock, peer* out) noexcept {
 
 std::string socket_path(const char* configured) {
   if (configured != nullptr && *configured != '\0') return configured;
-  struct stat st{};
+  struct stat st {};
   if (stat("/run/poolshim", &st) == 0 && S_ISDIR(st.st_mode)) return "/run/poolshim/poolshimd.sock";
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x == '/')
     return std::string(x) + "/poolshim/poolshimd.sock";
@@ -192,7 +192,7 @@ std::string socket_path(const char* configured) {
 
 bool trusted_directory(const std::string& socket_path, uid_t me, std::string* why) {
   const std::string dir = dir_of(socket_path);
-  struct stat st{};
+  struct stat st {};
   if (lstat(dir.c_str(), &st) != 0) {
     if (why) *why = errno_text(("stat " + dir).c_str());
     return false;
@@ -208,8 +208,10 @@ bool trusted_directory(const std::string& socket_path, uid_t me, std::string* wh
   if (st.st_uid == me && perms == 0700) return true;
   if (why) {
     char text[160];
-    std::snprintf(text, sizeof text, "%s is owned by uid %u with mode %04o (want root and not writable by others, "
-                  "or uid %u and 0700)", dir.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(perms),
+    std::snprintf(text, sizeof text,
+                  "%s is owned by uid %u with mode %04o (want root and not writable by others, "
+                  "or uid %u and 0700)",
+                  dir.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(perms),
                   static_cast<unsigned>(me));
     *why = text;
   }

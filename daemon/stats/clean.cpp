@@ -28,12 +28,23 @@ bool parse_duration(const std::string& text, std::uint64_t* seconds) {
   if (!cli::parse_count(text.substr(0, text.size() - 1), &n) || text.size() - 1 > 9) return false;
   std::uint64_t unit = 0;
   switch (text.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    case 'w': unit = 7 * 86400; break;
-    default: return false;
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    case 'w':
+      unit = 7 * 86400;
+      break;
+    default:
+      return false;
   }
   *seconds = n * unit;  // < 10^9 weeks: no overflow
   return true;
@@ -130,7 +141,7 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
   const char* const removing = dry_run ? "would remove" : "removed";
   for (const std::string& name : names) {
     const std::string path = dir + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno != ENOENT) {  // gone meanwhile: nothing to say
         std::printf("  left alone    %s: %s\n", path.c_str(), std::strerror(errno));
@@ -166,17 +177,17 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
     const std::int32_t pid = h.pid;
     const std::uint64_t end_ns = h.end_ns, start_ns = h.start_ns;
     if (pid_alive(pid)) {
-      std::printf("  kept          pid %d (%s): %s\n", pid,
-                  end_ns != 0 ? "recorded its exit, but the pid is alive: still ending, or the pid was reused"
-                              : "running",
-                  path.c_str());
+      std::printf(
+          "  kept          pid %d (%s): %s\n", pid,
+          end_ns != 0 ? "recorded its exit, but the pid is alive: still ending, or the pid was reused" : "running",
+          path.c_str());
       ++kept;
       continue;
     }
     const std::uint64_t ended = end_ns != 0 ? end_ns : start_ns;  // a killed process: by its start
     const std::uint64_t age = now > ended ? now - ended : 0;
-    const std::string how = end_ns != 0 ? "exited " + cli::when_text(end_ns)
-                                        : "killed, started " + cli::when_text(start_ns);
+    const std::string how =
+        end_ns != 0 ? "exited " + cli::when_text(end_ns) : "killed, started " + cli::when_text(start_ns);
     if (older && age < older_ns) {
       std::printf("  kept          pid %d (%s, %s ago: not older than %s): %s\n", pid, how.c_str(),
                   age_text(age).c_str(), older_text.c_str(), path.c_str());
@@ -187,7 +198,7 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
     f.reset();  // unmapped before it goes
     if (!dry_run) {
       // The very file checked above, still: unlink by name only if the name still leads to it.
-      struct stat again{};
+      struct stat again {};
       if (fstatat(dfd, name.c_str(), &again, AT_SYMLINK_NOFOLLOW) != 0 || again.st_dev != st.st_dev ||
           again.st_ino != st.st_ino) {
         std::printf("  left alone    %s: changed while being read\n", path.c_str());

@@ -130,8 +130,8 @@ std::string collapsed_name(std::string t) {
 
 // `root`: for collapsed stacks of several processes, the outermost frame naming the process ("" for
 // one process).
-int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format,
-           bool symbols, const std::string& root = "") {
+int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format, bool symbols,
+           const std::string& root = "") {
   const poolshim_stats_header& h = f.header();
   // Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
   // two calls on one line) are one call site to the reader: merged by their symbolised frames,
@@ -165,39 +165,42 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     std::printf("{\"schema_version\":2,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
                 json_string(f.cmdline()).c_str());
-    std::printf("\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
-                "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"live_table_full\":%s,\"depth_cap\":%u,",
-                static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
-                static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
-                static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
-                static_cast<unsigned long long>(h.untracked_frees),
-                (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) ? "true" : "false",
-                (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) ? "true" : "false",
-                (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap);
+    std::printf(
+        "\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
+        "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"live_table_full\":%s,"
+        "\"depth_cap\":%u,",
+        static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
+        static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
+        static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
+        static_cast<unsigned long long>(h.untracked_frees),
+        (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) ? "true" : "false",
+        (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) ? "true" : "false",
+        (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap);
     std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
-      std::printf("%s{\"device\":%d,\"kind\":\"%s\",\"allocs\":%llu,\"frees\":%llu,\"bytes_allocated\":%llu,"
-                  "\"live_bytes\":%lld,\"peak_bytes\":%lld,\"peak_ns\":%llu}",
-                  i ? "," : "", k.device, tool::kind_name(k.kind), static_cast<unsigned long long>(k.counters.allocs),
-                  static_cast<unsigned long long>(k.counters.frees),
-                  static_cast<unsigned long long>(k.counters.bytes_allocated),
-                  static_cast<long long>(k.counters.live_bytes), static_cast<long long>(k.counters.peak_bytes),
-                  static_cast<unsigned long long>(k.counters.peak_ns));
+      std::printf(
+          "%s{\"device\":%d,\"kind\":\"%s\",\"allocs\":%llu,\"frees\":%llu,\"bytes_allocated\":%llu,"
+          "\"live_bytes\":%lld,\"peak_bytes\":%lld,\"peak_ns\":%llu}",
+          i ? "," : "", k.device, tool::kind_name(k.kind), static_cast<unsigned long long>(k.counters.allocs),
+          static_cast<unsigned long long>(k.counters.frees),
+          static_cast<unsigned long long>(k.counters.bytes_allocated), static_cast<long long>(k.counters.live_bytes),
+          static_cast<long long>(k.counters.peak_bytes), static_cast<unsigned long long>(k.counters.peak_ns));
     }
     std::printf("],\"sites\":[");
     for (std::size_t i = 0; i < sites.size(); ++i) {
       const tool::site& s = sites[i];
       const auto& c = s.counters;
-      std::printf("%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
-                  "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-                  "\"temporary\":%llu,\"framework\":%s,\"frames\":[",
-                  i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
-                  static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
-                  static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
-                  static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
-                  static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
-                  tool::framework_json(s).c_str());
+      std::printf(
+          "%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
+          "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
+          "\"temporary\":%llu,\"framework\":%s,\"frames\":[",
+          i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
+          static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
+          static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
+          static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
+          static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
+          tool::framework_json(s).c_str());
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
         std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
@@ -229,22 +232,24 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   if (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED)
     std::printf("  note: some stacks were dropped (a table was full); they count under [untracked]\n");
   if (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF)
-    std::printf("  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
-                "        only the figures per device and kind were counted\n");
+    std::printf(
+        "  note: no call stacks: the stats folder had no room for the full file (POOLSHIM_STATS_DIR);\n"
+        "        only the figures per device and kind were counted\n");
   if (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL)
-    std::printf("  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
-                "        and their bytes stay in the live figures\n");
+    std::printf(
+        "  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
+        "        and their bytes stay in the live figures\n");
   // Per device and kind: allocations per second over the run so far, the peak and when (seconds
   // after the start), what is live (leaked, after an exit). A killed process recorded no end: its
   // run time is unknown, and one counted up to now would give a rate that falls the longer the
   // file is kept ("-", as the HTML report says).
   const bool killed = h.end_ns == 0 && !f.running();
   const std::uint64_t until = h.end_ns != 0 ? h.end_ns
-                              : killed      ? 0
-                                            : static_cast<std::uint64_t>(
-                                             std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 std::chrono::system_clock::now().time_since_epoch())
-                                                 .count());
+                              : killed
+                                  ? 0
+                                  : static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                                   .count());
   const double ran_s = until > h.start_ns ? static_cast<double>(until - h.start_ns) / 1e9 : 0.0;
   std::printf("\n  %-6s %-7s %9s %9s %9s %10s %10s %9s %10s\n", "device", "kind", "allocs", "frees", "allocs/s",
               "allocated", "peak", "peak at", h.end_ns != 0 ? "leaked" : "live");
@@ -261,15 +266,18 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   }
   std::fputs(tool::pool_hit_rate_text(h).c_str(), stdout);
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
-              sort == "live" ? "live bytes" : sort == "total" ? "bytes allocated" : sort == "count" ? "allocations"
-                                                                                    : "bytes held at the peak");
+              sort == "live"    ? "live bytes"
+              : sort == "total" ? "bytes allocated"
+              : sort == "count" ? "allocations"
+                                : "bytes held at the peak");
   for (std::size_t i = 0; i < sites.size(); ++i) {
     const tool::site& s = sites[i];
     const auto& c = s.counters;
     std::printf("  #%-3zu at peak %s, live %s in %lld, %llu allocs of %s total (largest %s)\n", i + 1,
                 bytes_text(static_cast<long double>(s.at_process_peak)).c_str(),
                 bytes_text(static_cast<long double>(c.live_bytes)).c_str(), static_cast<long long>(c.live_count),
-                static_cast<unsigned long long>(c.allocs), bytes_text(static_cast<long double>(c.bytes_allocated)).c_str(),
+                static_cast<unsigned long long>(c.allocs),
+                bytes_text(static_cast<long double>(c.bytes_allocated)).c_str(),
                 bytes_text(static_cast<long double>(c.largest)).c_str());
     if (c.temporary != 0)
       std::printf("       %llu of them temporary (freed before the thread allocated anything else)\n",
@@ -325,7 +333,8 @@ int main(int argc, char** argv) {
       std::fputs(k_usage, stdout);
       return 0;
     }
-    if (a == "--dir") dir = value();
+    if (a == "--dir")
+      dir = value();
     else if (a == "--top") {
       const std::string v = value();
       std::uint64_t n = 0;
@@ -334,16 +343,20 @@ int main(int argc, char** argv) {
       top_given = true;
     } else if (a == "--sort") {
       sort = value();
-      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count") usage_error("bad --sort '" + sort + "'");
+      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count")
+        usage_error("bad --sort '" + sort + "'");
     } else if (a == "--format") {
       format = value();
-      if (format != "text" && format != "json" && format != "collapsed" && format != "memory_viz" &&
-          format != "html")
+      if (format != "text" && format != "json" && format != "collapsed" && format != "memory_viz" && format != "html")
         usage_error("bad --format '" + format + "'");
-    } else if (a == "--output") output = value();
-    else if (a == "--no-symbols") symbols = false;
-    else if (!a.empty() && a[0] == '-') usage_error("unknown option '" + a + "'");
-    else which.push_back(a);
+    } else if (a == "--output")
+      output = value();
+    else if (a == "--no-symbols")
+      symbols = false;
+    else if (!a.empty() && a[0] == '-')
+      usage_error("unknown option '" + a + "'");
+    else
+      which.push_back(a);
   }
   try {
     if (cmd == "list") {

@@ -102,9 +102,9 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
           "%s{\"pid\":%d,\"state\":%s,\"file\":%s,\"exe\":%s,\"cmdline\":%s,\"live_bytes\":%lld,"
           "\"peak_bytes\":%lld,\"start_ns\":%llu,\"end_ns\":%llu,\"daemon_lent_bytes\":",
           i ? "," : "", h.pid, cli::json_quote(p.state).c_str(), cli::json_quote(p.file->path()).c_str(),
-          cli::json_quote(p.file->exe()).c_str(), cli::json_quote(p.file->cmdline()).c_str(), static_cast<long long>(p.live),
-          static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.start_ns),
-          static_cast<unsigned long long>(h.end_ns));
+          cli::json_quote(p.file->exe()).c_str(), cli::json_quote(p.file->cmdline()).c_str(),
+          static_cast<long long>(p.live), static_cast<long long>(h.process_peak),
+          static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns));
       if (p.lent != nullptr)
         std::printf("%llu}", static_cast<unsigned long long>(p.lent->lent_bytes));
       else

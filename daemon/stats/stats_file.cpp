@@ -14,11 +14,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
-#include <cstdio>
 
 namespace poolshim::stats_tool {
 namespace {
@@ -45,7 +45,7 @@ std::string demangle(const char* name) {
 bool regular_file(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st{};
+  struct stat st {};
   const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   close(fd);
   return regular;
@@ -89,8 +89,8 @@ void warn_changed(const std::string& path) {
 class symboliser {
  public:
   explicit symboliser(const poolshim_stats_module* modules, std::uint32_t count) {
-    static const Dwfl_Callbacks callbacks = {
-        dwfl_build_id_find_elf, dwfl_standard_find_debuginfo, dwfl_offline_section_address, nullptr};
+    static const Dwfl_Callbacks callbacks = {dwfl_build_id_find_elf, dwfl_standard_find_debuginfo,
+                                             dwfl_offline_section_address, nullptr};
     dwfl_ = dwfl_begin(&callbacks);
     if (dwfl_ == nullptr) return;
     // The file at a module's path may not be the one the process ran (rebuilt, upgraded): its
@@ -202,7 +202,7 @@ stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
   };
   // Asked first so that another user's file is named as such, not as one we may not open (the
   // answer that counts is fstat's below, of the file actually opened).
-  struct stat before{};
+  struct stat before {};
   if (only_mine && lstat(path.c_str(), &before) == 0 && before.st_uid != geteuid()) throw not_mine(before.st_uid);
   // Never blocks (a FIFO or a device in the folder) and never follows a symbolic link.
   const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
@@ -210,7 +210,7 @@ stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
     if (errno == ELOOP) throw file_error(path + ": a symbolic link (not followed; name the file itself)");
     throw file_error(path + ": " + std::strerror(errno));
   }
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) {
     const int err = errno;
     close(fd);
@@ -274,14 +274,13 @@ void stats_file::check_layout() {
   // Every region must lie inside the file, after the header, 8-byte aligned, with a sane count;
   // written so that nothing can wrap (an offset near 2^64 must not pass).
   auto inside = [&](std::uint64_t off, std::uint64_t n, std::uint64_t each) {
-    return off >= sizeof h && off <= size_ && off % 8 == 0 && n <= (std::uint64_t{1} << 32) &&
-           n * each <= size_ - off;
+    return off >= sizeof h && off <= size_ && off % 8 == 0 && n <= (std::uint64_t{1} << 32) && n * each <= size_ - off;
   };
   if (h.file_size != size_)
     throw file_error(path + ": truncated (header says " + std::to_string(h.file_size) + " bytes, file has " +
                      std::to_string(size_) + ")");
-  if (!inside(h.modules_offset, h.module_capacity, sizeof(poolshim_stats_module)) || h.module_count > h.module_capacity ||
-      !inside(h.slots_offset, h.slot_count, sizeof(poolshim_stats_slot)) ||
+  if (!inside(h.modules_offset, h.module_capacity, sizeof(poolshim_stats_module)) ||
+      h.module_count > h.module_capacity || !inside(h.slots_offset, h.slot_count, sizeof(poolshim_stats_slot)) ||
       (h.slot_count & (h.slot_count - 1)) != 0 || !inside(h.arena_offset, h.arena_frames, sizeof(std::uint64_t)) ||
       !inside(h.sites_offset, std::uint64_t{h.slot_count} + 1, sizeof(poolshim_stats_site)) ||
       !inside(h.kinds_offset, POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS, sizeof(poolshim_stats_kind)) ||
@@ -403,7 +402,7 @@ std::vector<poolshim_stats_event> stats_file::event_ring() const {
     const poolshim_stats_event& e = ev[i % cap];
     if (__atomic_load_n(&e.seq, __ATOMIC_ACQUIRE) != i + 1) continue;  // overwritten or being written
     poolshim_stats_event copy = e;
-#if !defined(__SANITIZE_THREAD__)  // TSan cannot model fences (and this reader has one thread)
+#if !defined(__SANITIZE_THREAD__)             // TSan cannot model fences (and this reader has one thread)
     __atomic_thread_fence(__ATOMIC_ACQUIRE);  // the copy's loads before the second look at seq
 #endif
     if (__atomic_load_n(&e.seq, __ATOMIC_RELAXED) == i + 1) out.push_back(copy);  // not rewritten meanwhile

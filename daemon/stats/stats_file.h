@@ -42,7 +42,7 @@ struct frame {
   std::string function;  // demangled; empty when unknown
   std::string file;      // source file, empty when unknown
   int line = 0;
-  std::string module;    // the module's path; empty when the address is in none
+  std::string module;        // the module's path; empty when the address is in none
   std::uint64_t offset = 0;  // pc - load bias (the address in the module's file)
   std::string text() const;  // "fn (file:line)", "fn (module+0xoffset)" without lines, "module+0xoffset"
 };
@@ -80,7 +80,7 @@ class stats_file {
   std::uint64_t bytes_on_disk() const { return disk_bytes_; }  // blocks held (st_blocks * 512)
   dev_t device() const { return dev_; }
   ino_t inode() const { return ino_; }
-  bool running() const;  // no clean exit recorded and the process (pid > 0) is alive
+  bool running() const;                           // no clean exit recorded and the process (pid > 0) is alive
   std::vector<site> sites(bool symbolise) const;  // every site with events
   std::vector<kind_figures> kinds() const;        // every device and kind with events
   std::vector<poolshim_stats_live> live() const;  // live allocations (leaks, after exit)

@@ -105,15 +105,14 @@ std::unique_ptr<stats_file> open_named(const std::string& spec, const std::strin
       if (notes != nullptr) notes->push_back(e.what());
       continue;
     }
-    if (by_pid ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(f->header().pid)) == pid &&
-                     f->header().pid > 0
+    if (by_pid ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(f->header().pid)) == pid && f->header().pid > 0
                : opened++ == want)
       return f;
   }
   if (by_pid) throw file_error("no stats file of pid " + spec + " in " + dir + others());
   if (spec.empty()) throw file_error("no stats file in " + dir + others());
-  throw file_error("no " + std::string(want == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec +
-                   "' (" + std::to_string(opened) + " found)" + others());
+  throw file_error("no " + std::string(want == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec + "' (" +
+                   std::to_string(opened) + " found)" + others());
 }
 
 std::string site_key(const site& s) {

@@ -13,10 +13,10 @@
 
 namespace poolshim::stats_tool::cli {
 
-std::string bytes_text(long double b);           // "1.5 MiB", "-512 KiB"
-std::string signed_bytes_text(long double b);    // "+1.5 MiB", "-512 KiB", "0 B"
-std::string signed_count_text(long double n);    // "+3", "-1", "0"
-std::string when_text(std::uint64_t ns);         // local "YYYY-MM-DD HH:MM:SS", "-" for 0
+std::string bytes_text(long double b);         // "1.5 MiB", "-512 KiB"
+std::string signed_bytes_text(long double b);  // "+1.5 MiB", "-512 KiB", "0 B"
+std::string signed_count_text(long double n);  // "+3", "-1", "0"
+std::string when_text(std::uint64_t ns);       // local "YYYY-MM-DD HH:MM:SS", "-" for 0
 // A JSON string literal, always valid JSON: report_text.h's json_quote (bytes that are not UTF-8
 // become U+FFFD), the one writer of every poolshim-stats JSON string.
 std::string json_quote(const std::string& s);

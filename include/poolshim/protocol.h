@@ -17,7 +17,7 @@ inline constexpr std::uint32_t k_magic = 0x44485350;  // "PSHD"
 inline constexpr std::uint16_t k_version = 1;
 inline constexpr std::size_t k_record_size = 256;
 inline constexpr std::size_t k_payload_size = 128;
-inline constexpr std::size_t k_token_size = 16;   // an IPC token: 128 random bits
+inline constexpr std::size_t k_token_size = 16;       // an IPC token: 128 random bits
 inline constexpr std::size_t k_ipc_handle_size = 64;  // sizeof(CUipcMemHandle)
 inline constexpr std::size_t k_uuid_size = 16;        // sizeof(CUuuid)
 inline constexpr std::uint64_t k_device_granule = std::uint64_t{2} << 20;
@@ -59,7 +59,7 @@ enum class op : std::uint16_t {
 
 enum class status : std::int32_t {
   ok = 0,
-  bad_size = 1,        // not exactly k_record_size bytes
+  bad_size = 1,  // not exactly k_record_size bytes
   bad_magic = 2,
   bad_version = 3,
   unknown_op = 4,
@@ -92,10 +92,10 @@ struct request {
 struct reply {
   std::uint32_t magic;
   std::uint16_t version;
-  std::uint16_t op;     // the request's op
-  std::uint32_t size;   // k_record_size
-  std::uint32_t seq;    // the request's seq
-  std::int32_t status;  // proto::status
+  std::uint16_t op;            // the request's op
+  std::uint32_t size;          // k_record_size
+  std::uint32_t seq;           // the request's seq
+  std::int32_t status;         // proto::status
   std::uint32_t pressure_mib;  // MiB the daemon wants back from its clients' idle caches (0: none)
   std::uint64_t val[6];
   std::uint8_t payload[k_payload_size];  // per op; zero where the op's reply uses none

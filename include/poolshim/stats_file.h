@@ -39,7 +39,7 @@
 #define POOLSHIM_STATS_PYFRAME_TAG 0xfffeull /* top 16 bits of a Python frame value */
 #define POOLSHIM_STATS_SHARD_SITES 64        /* site entries per thread shard (direct-mapped) */
 #define POOLSHIM_STATS_DEVICES 16
-#define POOLSHIM_STATS_KINDS 5 /* device, pinned, managed, async, vmm */
+#define POOLSHIM_STATS_KINDS 5  /* device, pinned, managed, async, vmm */
 #define POOLSHIM_STATS_ALIGN 64 /* every region starts on a cache line */
 
 /* poolshim_stats_header.flags */
@@ -61,56 +61,56 @@ extern "C" {
 #endif
 
 struct poolshim_stats_header {
-  char magic[8];                /* POOLSHIM_STATS_MAGIC, NUL-padded */
-  uint32_t version;             /* POOLSHIM_STATS_VERSION */
-  uint32_t header_size;         /* sizeof(struct poolshim_stats_header) */
+  char magic[8];        /* POOLSHIM_STATS_MAGIC, NUL-padded */
+  uint32_t version;     /* POOLSHIM_STATS_VERSION */
+  uint32_t header_size; /* sizeof(struct poolshim_stats_header) */
   uint64_t file_size;
   int32_t pid;
   uint32_t uid;
-  uint64_t start_ns;            /* CLOCK_REALTIME at creation */
-  uint64_t end_ns;              /* CLOCK_REALTIME at a clean exit, 0 while running or after a kill */
-  char exe[256];                /* /proc/self/exe */
-  char cmdline[512];            /* arguments separated by spaces, truncated */
-  uint32_t depth_cap;           /* frames kept per stack */
-  uint32_t flags;               /* POOLSHIM_STATS_FLAG_*; bit 0: some stacks were dropped (the
-                                   stack table was full): their events count under site 0;
-                                   bit 1: no stacks at all: the folder had no room for the full
-                                   file (full, quota, ulimit -f), so this small one counts per
-                                   device and kind only (slot_count 0: every event is site 0; no
-                                   event ring, no Python table);
-                                   bit 2: some allocations were not put in the live table (no free
-                                   slot within 512 of their place): their frees count in
-                                   untracked_frees and their bytes stay live in every figure.
-                                   A stack kept when the arena was full has a slot with depth
-                                   0xffffffff: its counters are right, its frames unknown */
+  uint64_t start_ns;  /* CLOCK_REALTIME at creation */
+  uint64_t end_ns;    /* CLOCK_REALTIME at a clean exit, 0 while running or after a kill */
+  char exe[256];      /* /proc/self/exe */
+  char cmdline[512];  /* arguments separated by spaces, truncated */
+  uint32_t depth_cap; /* frames kept per stack */
+  uint32_t flags;     /* POOLSHIM_STATS_FLAG_*; bit 0: some stacks were dropped (the
+                         stack table was full): their events count under site 0;
+                         bit 1: no stacks at all: the folder had no room for the full
+                         file (full, quota, ulimit -f), so this small one counts per
+                         device and kind only (slot_count 0: every event is site 0; no
+                         event ring, no Python table);
+                         bit 2: some allocations were not put in the live table (no free
+                         slot within 512 of their place): their frees count in
+                         untracked_frees and their bytes stay live in every figure.
+                         A stack kept when the arena was full has a slot with depth
+                         0xffffffff: its counters are right, its frames unknown */
   uint64_t modules_offset;
   uint32_t module_capacity;
-  uint32_t module_count;        /* written with release order after the module is complete */
+  uint32_t module_count; /* written with release order after the module is complete */
   uint64_t slots_offset;
-  uint32_t slot_count;          /* a power of two, or 0 (flags bit 1) */
+  uint32_t slot_count; /* a power of two, or 0 (flags bit 1) */
   uint32_t arena_frames;
   uint64_t arena_offset;
   uint64_t sites_offset;
   uint64_t kinds_offset;
   uint64_t live_offset;
-  uint32_t live_capacity;       /* a power of two */
+  uint32_t live_capacity; /* a power of two */
   uint32_t reserved0;
-  int64_t process_live;         /* bytes live over all kinds, and their peak */
+  int64_t process_live; /* bytes live over all kinds, and their peak */
   int64_t process_peak;
-  uint64_t peak_epoch;          /* bumped at each new peak (sites' at_peak is valid when equal) */
-  uint64_t peak_ns;             /* CLOCK_REALTIME when the peak was reached */
-  uint64_t events;              /* allocations and frees recorded (plus each in-use shard's) */
-  uint64_t untracked_frees;     /* frees of pointers not in the live table (allocated before the
-                                   recorder started, or not tracked: flags bit 2) */
+  uint64_t peak_epoch;      /* bumped at each new peak (sites' at_peak is valid when equal) */
+  uint64_t peak_ns;         /* CLOCK_REALTIME when the peak was reached */
+  uint64_t events;          /* allocations and frees recorded (plus each in-use shard's) */
+  uint64_t untracked_frees; /* frees of pointers not in the live table (allocated before the
+                               recorder started, or not tracked: flags bit 2) */
   uint64_t shards_offset;
   uint32_t shard_count;
-  uint32_t shard_size;          /* sizeof(struct poolshim_stats_shard) */
+  uint32_t shard_size; /* sizeof(struct poolshim_stats_shard) */
   uint64_t events_offset;
-  uint32_t event_capacity;      /* a power of two, or 0: no event ring */
+  uint32_t event_capacity; /* a power of two, or 0: no event ring */
   uint32_t reserved1;
-  uint64_t event_next;          /* events ever written; slot of event i is i % event_capacity */
+  uint64_t event_next; /* events ever written; slot of event i is i % event_capacity */
   uint64_t python_offset;
-  uint64_t python_size;         /* bytes; 0 without POOLSHIM_STATS=python */
+  uint64_t python_size; /* bytes; 0 without POOLSHIM_STATS=python */
   /* The shim pool's process-wide figures (poolshim.h counters), mirrored at each event, for the
    * hit rate: allocations the pools served from memory they already held, of all they served. */
   uint64_t device_pool_hits, device_pool_allocs;
@@ -118,34 +118,34 @@ struct poolshim_stats_header {
 };
 
 struct poolshim_stats_module {
-  uint64_t start, end;          /* address range of its loaded segments */
-  uint64_t load_bias;           /* what to subtract from an address for the file's address */
+  uint64_t start, end; /* address range of its loaded segments */
+  uint64_t load_bias;  /* what to subtract from an address for the file's address */
   uint32_t build_id_size;
   uint8_t build_id[40];
   char path[268];
 };
 
 struct poolshim_stats_slot {
-  uint64_t key;                 /* 0: empty; the stack's 64-bit hash (bit 63 set while filled in) */
-  uint32_t frames_at;           /* index into the arena */
-  uint32_t depth;               /* 0xffffffff: kept by hash alone (the arena was full) */
+  uint64_t key;       /* 0: empty; the stack's 64-bit hash (bit 63 set while filled in) */
+  uint32_t frames_at; /* index into the arena */
+  uint32_t depth;     /* 0xffffffff: kept by hash alone (the arena was full) */
 };
 
 struct poolshim_stats_site {
-  uint64_t allocs, frees, bytes_allocated, bytes_freed;  /* plus the shards' */
+  uint64_t allocs, frees, bytes_allocated, bytes_freed; /* plus the shards' */
   uint64_t largest;
   int64_t live_bytes;
-  int64_t live_count;           /* not kept by the writer (version 2): it is allocs - frees */
+  int64_t live_count; /* not kept by the writer (version 2): it is allocs - frees */
   int64_t own_peak;
-  int64_t at_peak;              /* bytes live at the process peak, valid when seen_epoch == peak_epoch */
+  int64_t at_peak; /* bytes live at the process peak, valid when seen_epoch == peak_epoch */
   uint64_t seen_epoch;
-  uint64_t temporary;           /* allocations freed before their thread allocated anything else */
+  uint64_t temporary; /* allocations freed before their thread allocated anything else */
 };
 
 struct poolshim_stats_kind {
-  uint64_t allocs, frees, bytes_allocated;  /* plus the shards' */
-  int64_t live_bytes, peak_bytes;           /* exact in the shared counter alone */
-  uint64_t peak_ns;                         /* CLOCK_REALTIME when peak_bytes was reached */
+  uint64_t allocs, frees, bytes_allocated; /* plus the shards' */
+  int64_t live_bytes, peak_bytes;          /* exact in the shared counter alone */
+  uint64_t peak_ns;                        /* CLOCK_REALTIME when peak_bytes was reached */
 };
 
 /* A thread's private counters, written with plain stores by that thread only (no atomic
@@ -166,8 +166,8 @@ struct poolshim_stats_shard_kind {
 };
 
 struct poolshim_stats_shard {
-  int32_t tid;                  /* owning thread (0: free) */
-  uint32_t in_use;              /* 1 while a thread owns it */
+  int32_t tid;     /* owning thread (0: free) */
+  uint32_t in_use; /* 1 while a thread owns it */
   uint64_t events;
   struct poolshim_stats_shard_site sites[POOLSHIM_STATS_SHARD_SITES];
   struct poolshim_stats_shard_kind kinds[POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS];
@@ -178,19 +178,19 @@ struct poolshim_stats_shard {
  * only when seq == i + 1. */
 struct poolshim_stats_event {
   uint64_t seq;
-  uint64_t ns;                  /* CLOCK_REALTIME */
+  uint64_t ns; /* CLOCK_REALTIME */
   uint64_t ptr;
   uint64_t bytes;
   uint32_t stack;
   uint16_t device;
   uint8_t kind;
-  uint8_t action;               /* POOLSHIM_STATS_EVENT_ALLOC (1), POOLSHIM_STATS_EVENT_FREE (2) */
+  uint8_t action; /* POOLSHIM_STATS_EVENT_ALLOC (1), POOLSHIM_STATS_EVENT_FREE (2) */
 };
 
 struct poolshim_stats_live {
-  uint64_t ptr;                 /* or POOLSHIM_STATS_LIVE_EMPTY, _DELETED, _CLAIMED */
+  uint64_t ptr; /* or POOLSHIM_STATS_LIVE_EMPTY, _DELETED, _CLAIMED */
   uint64_t bytes;
-  uint32_t stack;               /* stack id */
+  uint32_t stack; /* stack id */
   uint16_t device;
   uint16_t kind;
 };

@@ -59,8 +59,8 @@ class once {
 #define POOLSHIM_LOG_INFO(...) ::poolshim::log::write(::poolshim::log::level::info, __VA_ARGS__)
 #define POOLSHIM_LOG_WARN(...) ::poolshim::log::write(::poolshim::log::level::warn, __VA_ARGS__)
 // Said once per call site for the life of the process.
-#define POOLSHIM_LOG_WARN_ONCE(...)                                       \
-  do {                                                                    \
-    static constinit ::poolshim::log::once poolshim_once_;                \
-    if (poolshim_once_.first()) POOLSHIM_LOG_WARN(__VA_ARGS__);           \
+#define POOLSHIM_LOG_WARN_ONCE(...)                             \
+  do {                                                          \
+    static constinit ::poolshim::log::once poolshim_once_;      \
+    if (poolshim_once_.first()) POOLSHIM_LOG_WARN(__VA_ARGS__); \
   } while (0)

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <new>
 
-
 namespace poolshim {
 
 // The first CUDA call resolved the table: the top layer (dispatch/lifecycle.cpp) registers its fork

@@ -11,71 +11,70 @@ namespace poolshim {
 
 // X(member, export name, PFN type). The member is the export name, except the 4-argument
 // cuGetProcAddress (cuda.h renames that name to its _v2).
-#define POOLSHIM_REAL_DRIVER_ENTRIES(X)                                                                 \
-  X(cuMemAlloc_v2, "cuMemAlloc_v2", PFN_cuMemAlloc_v3020)                                               \
-  X(cuMemAllocPitch_v2, "cuMemAllocPitch_v2", PFN_cuMemAllocPitch_v3020)                                \
-  X(cuMemFree_v2, "cuMemFree_v2", PFN_cuMemFree_v3020)                                                  \
-  X(cuMemAllocHost_v2, "cuMemAllocHost_v2", PFN_cuMemAllocHost_v3020)                                   \
-  X(cuMemHostAlloc, "cuMemHostAlloc", PFN_cuMemHostAlloc_v2020)                                         \
-  X(cuMemFreeHost, "cuMemFreeHost", PFN_cuMemFreeHost_v2000)                                            \
-  X(cuMemHostGetDevicePointer_v2, "cuMemHostGetDevicePointer_v2", PFN_cuMemHostGetDevicePointer_v3020)  \
-  X(cuMemHostGetFlags, "cuMemHostGetFlags", PFN_cuMemHostGetFlags_v2030)                                \
-  X(cuMemGetInfo_v2, "cuMemGetInfo_v2", PFN_cuMemGetInfo_v3020)                                         \
-  X(cuMemAllocManaged, "cuMemAllocManaged", PFN_cuMemAllocManaged_v6000)                                \
-  X(cuMemAllocAsync, "cuMemAllocAsync", PFN_cuMemAllocAsync_v11020)                                     \
-  X(cuMemAllocAsync_ptsz, "cuMemAllocAsync_ptsz", PFN_cuMemAllocAsync_v11020_ptsz)                      \
-  X(cuMemFreeAsync, "cuMemFreeAsync", PFN_cuMemFreeAsync_v11020)                                        \
-  X(cuMemFreeAsync_ptsz, "cuMemFreeAsync_ptsz", PFN_cuMemFreeAsync_v11020_ptsz)                         \
-  X(cuMemCreate, "cuMemCreate", PFN_cuMemCreate_v10020)                                                 \
-  X(cuMemRelease, "cuMemRelease", PFN_cuMemRelease_v10020)                                              \
-  X(cuIpcGetMemHandle, "cuIpcGetMemHandle", PFN_cuIpcGetMemHandle_v4010)                                \
-  X(cuIpcOpenMemHandle_v2, "cuIpcOpenMemHandle_v2", PFN_cuIpcOpenMemHandle_v11000)                      \
-  X(cuIpcCloseMemHandle, "cuIpcCloseMemHandle", PFN_cuIpcCloseMemHandle_v4010)                          \
-  X(cuStreamCreate, "cuStreamCreate", PFN_cuStreamCreate_v2000)                                         \
-  X(cuStreamCreateWithPriority, "cuStreamCreateWithPriority", PFN_cuStreamCreateWithPriority_v5050)     \
-  X(cuStreamDestroy_v2, "cuStreamDestroy_v2", PFN_cuStreamDestroy_v4000)                                \
-  X(cuCtxCreate_v2, "cuCtxCreate_v2", PFN_cuCtxCreate_v3020)                                            \
-  X(cuCtxCreate_v3, "cuCtxCreate_v3", PFN_cuCtxCreate_v11040)                                           \
-  X(cuCtxCreate_v4, "cuCtxCreate_v4", PFN_cuCtxCreate_v12050)                                           \
-  X(cuCtxDestroy_v2, "cuCtxDestroy_v2", PFN_cuCtxDestroy_v4000)                                         \
-  X(cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease_v2", PFN_cuDevicePrimaryCtxRelease_v11000) \
-  X(cuDevicePrimaryCtxReset_v2, "cuDevicePrimaryCtxReset_v2", PFN_cuDevicePrimaryCtxReset_v11000)       \
-  X(cuStreamBeginCapture_v2, "cuStreamBeginCapture_v2", PFN_cuStreamBeginCapture_v10010)                \
-  X(cuStreamBeginCapture_v2_ptsz, "cuStreamBeginCapture_v2_ptsz", PFN_cuStreamBeginCapture_v10010_ptsz) \
-  X(cuStreamEndCapture, "cuStreamEndCapture", PFN_cuStreamEndCapture_v10000)                            \
-  X(cuStreamEndCapture_ptsz, "cuStreamEndCapture_ptsz", PFN_cuStreamEndCapture_v10000_ptsz)             \
-  X(cuGetProcAddress_v1, "cuGetProcAddress", PFN_cuGetProcAddress_v11030)                               \
-  X(cuGetProcAddress_v2, "cuGetProcAddress_v2", PFN_cuGetProcAddress_v12000)                            \
-  /* not hooked; what the pool needs */                                                                 \
-  X(cuCtxGetCurrent, "cuCtxGetCurrent", PFN_cuCtxGetCurrent_v4000)                                      \
-  X(cuCtxPushCurrent_v2, "cuCtxPushCurrent_v2", PFN_cuCtxPushCurrent_v4000)                             \
-  X(cuCtxPopCurrent_v2, "cuCtxPopCurrent_v2", PFN_cuCtxPopCurrent_v4000)                                \
-  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", PFN_cuDevicePrimaryCtxRetain_v7000)           \
-  X(cuDevicePrimaryCtxGetState, "cuDevicePrimaryCtxGetState", PFN_cuDevicePrimaryCtxGetState_v7000)     \
-  X(cuCtxGetDevice, "cuCtxGetDevice", PFN_cuCtxGetDevice_v2000)                                         \
-  X(cuCtxSynchronize, "cuCtxSynchronize", PFN_cuCtxSynchronize_v2000)                                   \
-  X(cuStreamGetId, "cuStreamGetId", PFN_cuStreamGetId_v12000)                                           \
-  X(cuStreamWaitEvent, "cuStreamWaitEvent", PFN_cuStreamWaitEvent_v3020)                                \
-  X(cuStreamIsCapturing, "cuStreamIsCapturing", PFN_cuStreamIsCapturing_v10000)                         \
-  X(cuStreamWriteValue64_v2, "cuStreamWriteValue64_v2", PFN_cuStreamWriteValue64_v11070)                \
-  X(cuEventCreate, "cuEventCreate", PFN_cuEventCreate_v2000)                                            \
-  X(cuEventRecord, "cuEventRecord", PFN_cuEventRecord_v2000)                                            \
-  X(cuEventQuery, "cuEventQuery", PFN_cuEventQuery_v2000)                                               \
-  X(cuEventSynchronize, "cuEventSynchronize", PFN_cuEventSynchronize_v2000)                             \
-  X(cuEventDestroy_v2, "cuEventDestroy_v2", PFN_cuEventDestroy_v4000)                                   \
-  X(cuMemHostRegister_v2, "cuMemHostRegister_v2", PFN_cuMemHostRegister_v6050)                          \
-  X(cuMemHostUnregister, "cuMemHostUnregister", PFN_cuMemHostUnregister_v4000)                          \
-  X(cuDeviceGetUuid_v2, "cuDeviceGetUuid_v2", PFN_cuDeviceGetUuid_v11040)                               \
-  X(cuPointerGetAttribute, "cuPointerGetAttribute", PFN_cuPointerGetAttribute_v4000)                       \
-  X(cuDeviceGetCount, "cuDeviceGetCount", PFN_cuDeviceGetCount_v2000)                                    \
-  X(cuDeviceGet, "cuDeviceGet", PFN_cuDeviceGet_v2000)                                                  \
-  X(cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle",                                  \
-    PFN_cuMemImportFromShareableHandle_v10020)                                                          \
-  X(cuMemAddressReserve, "cuMemAddressReserve", PFN_cuMemAddressReserve_v10020)                         \
-  X(cuMemAddressFree, "cuMemAddressFree", PFN_cuMemAddressFree_v10020)                                  \
-  X(cuMemMap, "cuMemMap", PFN_cuMemMap_v10020)                                                          \
-  X(cuMemUnmap, "cuMemUnmap", PFN_cuMemUnmap_v10020)                                                    \
-  X(cuMemSetAccess, "cuMemSetAccess", PFN_cuMemSetAccess_v10020)                                        \
+#define POOLSHIM_REAL_DRIVER_ENTRIES(X)                                                                          \
+  X(cuMemAlloc_v2, "cuMemAlloc_v2", PFN_cuMemAlloc_v3020)                                                        \
+  X(cuMemAllocPitch_v2, "cuMemAllocPitch_v2", PFN_cuMemAllocPitch_v3020)                                         \
+  X(cuMemFree_v2, "cuMemFree_v2", PFN_cuMemFree_v3020)                                                           \
+  X(cuMemAllocHost_v2, "cuMemAllocHost_v2", PFN_cuMemAllocHost_v3020)                                            \
+  X(cuMemHostAlloc, "cuMemHostAlloc", PFN_cuMemHostAlloc_v2020)                                                  \
+  X(cuMemFreeHost, "cuMemFreeHost", PFN_cuMemFreeHost_v2000)                                                     \
+  X(cuMemHostGetDevicePointer_v2, "cuMemHostGetDevicePointer_v2", PFN_cuMemHostGetDevicePointer_v3020)           \
+  X(cuMemHostGetFlags, "cuMemHostGetFlags", PFN_cuMemHostGetFlags_v2030)                                         \
+  X(cuMemGetInfo_v2, "cuMemGetInfo_v2", PFN_cuMemGetInfo_v3020)                                                  \
+  X(cuMemAllocManaged, "cuMemAllocManaged", PFN_cuMemAllocManaged_v6000)                                         \
+  X(cuMemAllocAsync, "cuMemAllocAsync", PFN_cuMemAllocAsync_v11020)                                              \
+  X(cuMemAllocAsync_ptsz, "cuMemAllocAsync_ptsz", PFN_cuMemAllocAsync_v11020_ptsz)                               \
+  X(cuMemFreeAsync, "cuMemFreeAsync", PFN_cuMemFreeAsync_v11020)                                                 \
+  X(cuMemFreeAsync_ptsz, "cuMemFreeAsync_ptsz", PFN_cuMemFreeAsync_v11020_ptsz)                                  \
+  X(cuMemCreate, "cuMemCreate", PFN_cuMemCreate_v10020)                                                          \
+  X(cuMemRelease, "cuMemRelease", PFN_cuMemRelease_v10020)                                                       \
+  X(cuIpcGetMemHandle, "cuIpcGetMemHandle", PFN_cuIpcGetMemHandle_v4010)                                         \
+  X(cuIpcOpenMemHandle_v2, "cuIpcOpenMemHandle_v2", PFN_cuIpcOpenMemHandle_v11000)                               \
+  X(cuIpcCloseMemHandle, "cuIpcCloseMemHandle", PFN_cuIpcCloseMemHandle_v4010)                                   \
+  X(cuStreamCreate, "cuStreamCreate", PFN_cuStreamCreate_v2000)                                                  \
+  X(cuStreamCreateWithPriority, "cuStreamCreateWithPriority", PFN_cuStreamCreateWithPriority_v5050)              \
+  X(cuStreamDestroy_v2, "cuStreamDestroy_v2", PFN_cuStreamDestroy_v4000)                                         \
+  X(cuCtxCreate_v2, "cuCtxCreate_v2", PFN_cuCtxCreate_v3020)                                                     \
+  X(cuCtxCreate_v3, "cuCtxCreate_v3", PFN_cuCtxCreate_v11040)                                                    \
+  X(cuCtxCreate_v4, "cuCtxCreate_v4", PFN_cuCtxCreate_v12050)                                                    \
+  X(cuCtxDestroy_v2, "cuCtxDestroy_v2", PFN_cuCtxDestroy_v4000)                                                  \
+  X(cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease_v2", PFN_cuDevicePrimaryCtxRelease_v11000)          \
+  X(cuDevicePrimaryCtxReset_v2, "cuDevicePrimaryCtxReset_v2", PFN_cuDevicePrimaryCtxReset_v11000)                \
+  X(cuStreamBeginCapture_v2, "cuStreamBeginCapture_v2", PFN_cuStreamBeginCapture_v10010)                         \
+  X(cuStreamBeginCapture_v2_ptsz, "cuStreamBeginCapture_v2_ptsz", PFN_cuStreamBeginCapture_v10010_ptsz)          \
+  X(cuStreamEndCapture, "cuStreamEndCapture", PFN_cuStreamEndCapture_v10000)                                     \
+  X(cuStreamEndCapture_ptsz, "cuStreamEndCapture_ptsz", PFN_cuStreamEndCapture_v10000_ptsz)                      \
+  X(cuGetProcAddress_v1, "cuGetProcAddress", PFN_cuGetProcAddress_v11030)                                        \
+  X(cuGetProcAddress_v2, "cuGetProcAddress_v2", PFN_cuGetProcAddress_v12000)                                     \
+  /* not hooked; what the pool needs */                                                                          \
+  X(cuCtxGetCurrent, "cuCtxGetCurrent", PFN_cuCtxGetCurrent_v4000)                                               \
+  X(cuCtxPushCurrent_v2, "cuCtxPushCurrent_v2", PFN_cuCtxPushCurrent_v4000)                                      \
+  X(cuCtxPopCurrent_v2, "cuCtxPopCurrent_v2", PFN_cuCtxPopCurrent_v4000)                                         \
+  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", PFN_cuDevicePrimaryCtxRetain_v7000)                    \
+  X(cuDevicePrimaryCtxGetState, "cuDevicePrimaryCtxGetState", PFN_cuDevicePrimaryCtxGetState_v7000)              \
+  X(cuCtxGetDevice, "cuCtxGetDevice", PFN_cuCtxGetDevice_v2000)                                                  \
+  X(cuCtxSynchronize, "cuCtxSynchronize", PFN_cuCtxSynchronize_v2000)                                            \
+  X(cuStreamGetId, "cuStreamGetId", PFN_cuStreamGetId_v12000)                                                    \
+  X(cuStreamWaitEvent, "cuStreamWaitEvent", PFN_cuStreamWaitEvent_v3020)                                         \
+  X(cuStreamIsCapturing, "cuStreamIsCapturing", PFN_cuStreamIsCapturing_v10000)                                  \
+  X(cuStreamWriteValue64_v2, "cuStreamWriteValue64_v2", PFN_cuStreamWriteValue64_v11070)                         \
+  X(cuEventCreate, "cuEventCreate", PFN_cuEventCreate_v2000)                                                     \
+  X(cuEventRecord, "cuEventRecord", PFN_cuEventRecord_v2000)                                                     \
+  X(cuEventQuery, "cuEventQuery", PFN_cuEventQuery_v2000)                                                        \
+  X(cuEventSynchronize, "cuEventSynchronize", PFN_cuEventSynchronize_v2000)                                      \
+  X(cuEventDestroy_v2, "cuEventDestroy_v2", PFN_cuEventDestroy_v4000)                                            \
+  X(cuMemHostRegister_v2, "cuMemHostRegister_v2", PFN_cuMemHostRegister_v6050)                                   \
+  X(cuMemHostUnregister, "cuMemHostUnregister", PFN_cuMemHostUnregister_v4000)                                   \
+  X(cuDeviceGetUuid_v2, "cuDeviceGetUuid_v2", PFN_cuDeviceGetUuid_v11040)                                        \
+  X(cuPointerGetAttribute, "cuPointerGetAttribute", PFN_cuPointerGetAttribute_v4000)                             \
+  X(cuDeviceGetCount, "cuDeviceGetCount", PFN_cuDeviceGetCount_v2000)                                            \
+  X(cuDeviceGet, "cuDeviceGet", PFN_cuDeviceGet_v2000)                                                           \
+  X(cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle", PFN_cuMemImportFromShareableHandle_v10020) \
+  X(cuMemAddressReserve, "cuMemAddressReserve", PFN_cuMemAddressReserve_v10020)                                  \
+  X(cuMemAddressFree, "cuMemAddressFree", PFN_cuMemAddressFree_v10020)                                           \
+  X(cuMemMap, "cuMemMap", PFN_cuMemMap_v10020)                                                                   \
+  X(cuMemUnmap, "cuMemUnmap", PFN_cuMemUnmap_v10020)                                                             \
+  X(cuMemSetAccess, "cuMemSetAccess", PFN_cuMemSetAccess_v10020)                                                 \
   X(cuMemRetainAllocationHandle, "cuMemRetainAllocationHandle", PFN_cuMemRetainAllocationHandle_v11000)
 
 struct real_driver {

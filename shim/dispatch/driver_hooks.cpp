@@ -7,25 +7,25 @@
 #include <algorithm>
 #include <atomic>
 
-#include "dispatch/summary.h"
-#include "intercept/counters.h"
+#include "base/log.h"
 #include "base/process.h"
 #include "base/real_driver.h"
+#include "dispatch/summary.h"
+#include "intercept/counters.h"
 #include "route/capture_state.h"
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
 #include "route/host_router.h"
 #include "route/ipc_router.h"
 #include "stats/recorder.h"
-#include "base/log.h"
 
 namespace poolshim::driver_hooks {
 
+using base::tracking;
 using intercept::bump;
 using intercept::count_call;
 using intercept::g_counters;
 using intercept::hook_id;
-using base::tracking;
 
 namespace {
 constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
@@ -224,10 +224,11 @@ CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
       return r;
     }
     // Never a handle that opens the wrong bytes: CUDA's invalid-value error, said once.
-    POOLSHIM_LOG_WARN_ONCE("cudaIpcGetMemHandle on a pooled block smaller than {} bytes (or inside one) is refused "
-                        "(invalid value) without a poolshimd to resolve poolshim handles; POOLSHIM_MODE=observe "
-                        "exports it unchanged",
-                        base::current_config().small_limit);
+    POOLSHIM_LOG_WARN_ONCE(
+        "cudaIpcGetMemHandle on a pooled block smaller than {} bytes (or inside one) is refused "
+        "(invalid value) without a poolshimd to resolve poolshim handles; POOLSHIM_MODE=observe "
+        "exports it unchanged",
+        base::current_config().small_limit);
     return CUDA_ERROR_INVALID_VALUE;
   }
   CUresult r = d.cuIpcGetMemHandle(handle, dptr);

@@ -1,8 +1,8 @@
 // The seam between the exported hooks (hooks_driver.cpp) and what the shim does with each call.
 // Every function counts the call (unless POOLSHIM_MODE=off); in POOLSHIM_MODE=pool the device
-// calls go through route/device_router (the caching pool), everything else to the real driver. Each one has the real function's contract: same arguments (NULL
-// out-arguments included), same return codes, no exception; `s` says which default stream a null
-// stream means for the entry points that have a _ptsz variant.
+// calls go through route/device_router (the caching pool), everything else to the real driver. Each one has the real
+// function's contract: same arguments (NULL out-arguments included), same return codes, no exception; `s` says which
+// default stream a null stream means for the entry points that have a _ptsz variant.
 #pragma once
 
 #include <cuda.h>
@@ -45,6 +45,5 @@ CUresult primary_ctx_release(CUdevice dev) noexcept;
 CUresult primary_ctx_reset(CUdevice dev) noexcept;
 CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept;
 CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) noexcept;
-
 
 }  // namespace poolshim::driver_hooks

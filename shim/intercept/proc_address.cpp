@@ -10,11 +10,11 @@
 #include <cstring>
 #include <new>
 
-#include "intercept/counters.h"
-#include "intercept/hook_list.h"
+#include "base/log.h"
 #include "base/process.h"
 #include "base/real_driver.h"
-#include "base/log.h"
+#include "intercept/counters.h"
+#include "intercept/hook_list.h"
 
 namespace poolshim::intercept {
 
@@ -166,7 +166,6 @@ dlsym_answer answer_dlsym(void* handle, const char* name) noexcept {
   }
   return dlsym_answer{wrapper, nullptr};
 }
-
 
 CUresult get_proc_address_v1(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) noexcept {
   const real_driver& d = real();

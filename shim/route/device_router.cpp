@@ -9,16 +9,16 @@
 #include <mutex>
 #include <new>
 
+#include "base/log.h"
 #include "base/process.h"
 #include "base/real_driver.h"
-#include "base/log.h"
+#include "base/scoped_context.h"
 #include "pool/device_pool.h"
 #include "pool/fence.h"
-#include "source/cuda_segment_resource.h"
-#include "source/daemon_fallback_adaptor.h"
 #include "route/capture_state.h"
 #include "route/fence_tracker.h"
-#include "base/scoped_context.h"
+#include "source/cuda_segment_resource.h"
+#include "source/daemon_fallback_adaptor.h"
 
 namespace poolshim::device_router {
 namespace {
@@ -46,7 +46,6 @@ pool::fence& reuse_fence() {
 }
 
 bool pooling() noexcept { return base::mode() == run_mode::pool; }
-
 
 // A device's identity that survives CUDA_VISIBLE_DEVICES reordering: its UUID, or "unknown".
 void format_uuid(const real_driver& d, CUdevice dev, char* out, std::size_t cap) noexcept {
@@ -97,8 +96,7 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   entry& e = g_entries[n];
   e.device = dev;
   format_uuid(d, dev, e.uuid, sizeof e.uuid);
-  POOLSHIM_LOG_DEBUG("device pool {} for context {} on device {} ({})", n, static_cast<const void*>(ctx), dev,
-                     e.uuid);
+  POOLSHIM_LOG_DEBUG("device pool {} for context {} on device {} ({})", n, static_cast<const void*>(ctx), dev, e.uuid);
   e.source = source;
   e.pool = p;
   e.ctx.store(ctx, std::memory_order_release);
@@ -167,8 +165,11 @@ bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
           fence_tracker::note_free(bytes);
           *result = CUDA_SUCCESS;
           return true;
-        case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
-        default: continue;
+        case pool::status::invalid_pointer:
+          *result = CUDA_ERROR_INVALID_VALUE;
+          return true;  // interior / double free
+        default:
+          continue;
       }
     }
     return false;
@@ -183,9 +184,14 @@ bool try_free(CUdeviceptr dptr, CUresult* result) noexcept {
     }
   }
   switch (e->pool->deallocate(static_cast<std::uintptr_t>(dptr))) {
-    case pool::status::ok: *result = CUDA_SUCCESS; return true;
-    case pool::status::invalid_pointer: *result = CUDA_ERROR_INVALID_VALUE; return true;  // interior / double free
-    default: return false;
+    case pool::status::ok:
+      *result = CUDA_SUCCESS;
+      return true;
+    case pool::status::invalid_pointer:
+      *result = CUDA_ERROR_INVALID_VALUE;
+      return true;  // interior / double free
+    default:
+      return false;
   }
 }
 

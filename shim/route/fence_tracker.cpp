@@ -3,7 +3,6 @@
 // that completes a batch (try_lock: a fence another thread is recording covers it), by a pool's
 // poll (try_lock) and by the out-of-memory wait. CUDA calls under the mutex go to the real driver
 // (never a hook), and none of them can call back into the shim.
-#include "route/capture_state.h"
 #include "route/fence_tracker.h"
 
 #include <pthread.h>
@@ -17,10 +16,11 @@
 #include <new>
 #include <vector>
 
+#include "base/log.h"
 #include "base/process.h"
 #include "base/real_driver.h"
-#include "base/log.h"
 #include "base/scoped_context.h"
+#include "route/capture_state.h"
 
 namespace poolshim::fence_tracker {
 namespace {
@@ -50,7 +50,7 @@ struct recorded {
 
 struct fence_rec {
   std::uint64_t epoch;
-  bool complete;  // every stream was recorded (false: a later fence must pass first)
+  bool complete;         // every stream was recorded (false: a later fence must pass first)
   std::size_t next = 0;  // events before this one have passed
   std::vector<recorded> events;
 };
@@ -101,7 +101,8 @@ class tracker final : public pool::fence {
   // Before cuStreamDestroy: an event on the stream covers its pending work until the next fence.
   void retire_stream_locked(const real_driver& d, CUstream stream) noexcept {
     for (context_rec& c : contexts_) {
-      auto it = std::find_if(c.streams.begin(), c.streams.end(), [&](const stream_rec& r) { return r.handle == stream; });
+      auto it =
+          std::find_if(c.streams.begin(), c.streams.end(), [&](const stream_rec& r) { return r.handle == stream; });
       if (it == c.streams.end()) continue;
       unsigned long long id = 0;
       const bool same = d.cuStreamGetId(stream, &id) == CUDA_SUCCESS && id == it->id;
@@ -289,8 +290,9 @@ class tracker final : public pool::fence {
     if (context_gone(r)) return;
     f->complete = false;  // a capture we did not see, or a failing context: wait for a later fence
     if (capture_error(r))
-      POOLSHIM_LOG_WARN_ONCE("fence record refused ({}): a stream capture the shim did not see; freed blocks wait longer",
-                        static_cast<int>(r));
+      POOLSHIM_LOG_WARN_ONCE(
+          "fence record refused ({}): a stream capture the shim did not see; freed blocks wait longer",
+          static_cast<int>(r));
   }
 
   void record_context_locked(const real_driver& d, context_rec& c, fence_rec* f) noexcept {

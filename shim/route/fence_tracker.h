@@ -31,10 +31,10 @@ namespace poolshim::fence_tracker {
 pool::fence& fence() noexcept;
 
 // What the driver hooks report. All are cheap when POOLSHIM_FREE_SYNC is not fence (nothing kept).
-void note_context(CUcontext ctx) noexcept;                  // a context the program uses
+void note_context(CUcontext ctx) noexcept;                           // a context the program uses
 void note_stream_created(CUstream stream, unsigned flags) noexcept;  // in the current context
-void note_stream_destroying(CUstream stream) noexcept;      // before the real destroy
-void forget_context(CUcontext ctx) noexcept;                // destroyed, or its primary reset
+void note_stream_destroying(CUstream stream) noexcept;               // before the real destroy
+void forget_context(CUcontext ctx) noexcept;                         // destroyed, or its primary reset
 // A pooled block of `bytes` went back with the current epoch: starts a fence once a batch is full.
 void note_free(std::size_t bytes) noexcept;
 

@@ -13,10 +13,7 @@
 // stamped with the fence tracker's epoch, and goes back to the pool once that fence has passed
 // (every context the tracker knows, fence_tracker.h). The list is drained by the next allocation
 // or free of that pool; the block stays "freed" for the queries meanwhile.
-#include "route/capture_state.h"
 #include "route/host_router.h"
-
-#include "route/device_router.h"
 
 #include <pthread.h>
 
@@ -26,14 +23,16 @@
 #include <new>
 #include <vector>
 
+#include "base/log.h"
 #include "base/process.h"
 #include "base/real_driver.h"
-#include "base/log.h"
-#include "pool/host_pool.h"
-#include "source/daemon_client.h"
-#include "route/fence_tracker.h"
-#include "source/host_slab_resource.h"
 #include "base/scoped_context.h"
+#include "pool/host_pool.h"
+#include "route/capture_state.h"
+#include "route/device_router.h"
+#include "route/fence_tracker.h"
+#include "source/daemon_client.h"
+#include "source/host_slab_resource.h"
 
 namespace poolshim::host_router {
 namespace {
@@ -50,8 +49,8 @@ struct deferred_frees {
   };
   std::mutex mutex;
   std::vector<item> items;
-  std::atomic<bool> any{false};           // lets the common case skip the lock
-  std::atomic<std::uint64_t> bytes{0};    // freed by the program, not yet back in the pool
+  std::atomic<bool> any{false};         // lets the common case skip the lock
+  std::atomic<std::uint64_t> bytes{0};  // freed by the program, not yet back in the pool
 };
 
 struct entry {

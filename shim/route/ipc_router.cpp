@@ -8,10 +8,10 @@
 #include <mutex>
 #include <vector>
 
-#include "base/real_driver.h"
 #include "base/log.h"
-#include "source/daemon_client.h"
+#include "base/real_driver.h"
 #include "route/device_router.h"
+#include "source/daemon_client.h"
 
 namespace poolshim::ipc_router {
 namespace {

@@ -97,8 +97,12 @@ bool exchange(connection& c, proto::request q, int fd_in, proto::reply* r, int* 
     case proto::exchange_status::ok:
       g_pressure.store(r->pressure_mib, std::memory_order_relaxed);
       return true;
-    case proto::exchange_status::io_error: mark_down(c, "no reply"); return false;
-    case proto::exchange_status::bad_reply: mark_down(c, "malformed reply"); return false;
+    case proto::exchange_status::io_error:
+      mark_down(c, "no reply");
+      return false;
+    case proto::exchange_status::bad_reply:
+      mark_down(c, "malformed reply");
+      return false;
   }
   return false;
 }
@@ -303,9 +307,8 @@ std::uint32_t pressure_mib() noexcept { return g_pressure.load(std::memory_order
 
 bool daemon_wants_memory() noexcept {
   static std::atomic<std::int64_t> last_poll_ns{0};
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::steady_clock::now().time_since_epoch())
-                               .count();
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   std::int64_t last = last_poll_ns.load(std::memory_order_relaxed);
   if (now - last < 1000000000 || !last_poll_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))
     return pressure_mib() != 0;

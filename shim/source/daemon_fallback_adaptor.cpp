@@ -8,8 +8,8 @@
 #include <cstdint>
 
 #include "base/real_driver.h"
-#include "source/daemon_client.h"
 #include "base/scoped_context.h"
+#include "source/daemon_client.h"
 
 namespace poolshim {
 namespace {

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "base/real_driver.h"
-#include "source/daemon_client.h"
 #include "base/scoped_context.h"
+#include "source/daemon_client.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -25,7 +25,6 @@ namespace {
 
 constexpr std::size_t kAlign = std::size_t{2} << 20;
 constexpr std::size_t kPage = 4096;
-
 
 void touch_range(char* p, std::size_t bytes) noexcept {
   if (bytes == 0) return;

@@ -9,7 +9,6 @@
 #include <cuda.h>
 
 #include <atomic>
-
 #include <cstddef>
 
 #include "pool/segment_resource.h"

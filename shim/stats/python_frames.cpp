@@ -12,9 +12,9 @@
 #include "stats/python_frames.h"
 
 #include <dlfcn.h>
-#include <pthread.h>
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,8 +22,8 @@
 #include <cstddef>
 #include <cstring>
 
-#include "base/real_driver.h"
 #include "base/log.h"
+#include "base/real_driver.h"
 #include "poolshim/stats_file.h"
 #include "poolshim/stats_python.h"
 #include "stats/unwinder.h"

@@ -112,8 +112,7 @@ site_report site_stats::report(std::uint32_t id) const noexcept {
   r.live_count = static_cast<std::int64_t>(r.allocs) - static_cast<std::int64_t>(r.frees);
   r.own_peak = s.own_peak.load(std::memory_order_relaxed);
   r.temporary = s.temporary.load(std::memory_order_relaxed);
-  const bool current =
-      s.seen_epoch.load(std::memory_order_relaxed) == process_->epoch.load(std::memory_order_relaxed);
+  const bool current = s.seen_epoch.load(std::memory_order_relaxed) == process_->epoch.load(std::memory_order_relaxed);
   r.at_process_peak = current ? s.at_peak.load(std::memory_order_relaxed) : r.live_bytes;
   return r;
 }

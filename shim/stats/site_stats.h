@@ -19,9 +19,9 @@ namespace poolshim::stats {
 struct site_counters {
   std::atomic<std::uint64_t> allocs, frees, bytes_allocated, bytes_freed, largest;
   std::atomic<std::int64_t> live_bytes, live_count, own_peak;
-  std::atomic<std::int64_t> at_peak;       // live bytes at the process peak, valid when seen_epoch is current
-  std::atomic<std::uint64_t> seen_epoch;   // the peak epoch at_peak belongs to
-  std::atomic<std::uint64_t> temporary;    // allocations freed before their thread allocated again
+  std::atomic<std::int64_t> at_peak;      // live bytes at the process peak, valid when seen_epoch is current
+  std::atomic<std::uint64_t> seen_epoch;  // the peak epoch at_peak belongs to
+  std::atomic<std::uint64_t> temporary;   // allocations freed before their thread allocated again
 };
 
 // One thread's counts for one site, written by that thread only (the stats file's shard entries).

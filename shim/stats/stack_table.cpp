@@ -53,7 +53,8 @@ std::uint32_t stack_table::intern(const void* const* frames, int depth) noexcept
           s.depth = k_no_frames;
           s.frames_at = 0;
         } else {
-          for (int f = 0; f < depth; ++f) arena_[at + static_cast<std::size_t>(f)] = reinterpret_cast<std::uintptr_t>(frames[f]);
+          for (int f = 0; f < depth; ++f)
+            arena_[at + static_cast<std::size_t>(f)] = reinterpret_cast<std::uintptr_t>(frames[f]);
           s.frames_at = static_cast<std::uint32_t>(at);
           s.depth = static_cast<std::uint32_t>(depth);
         }

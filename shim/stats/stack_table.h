@@ -12,8 +12,8 @@
 namespace poolshim::stats {
 
 struct stack_slot {
-  std::atomic<std::uint64_t> key;   // 0: empty; the frames' hash (never 0) | k_busy while filled in
-  std::uint32_t frames_at;          // index of the first frame in the arena
+  std::atomic<std::uint64_t> key;  // 0: empty; the frames' hash (never 0) | k_busy while filled in
+  std::uint32_t frames_at;         // index of the first frame in the arena
   std::uint32_t depth;
 };
 

@@ -47,12 +47,13 @@ backtrace_fn load() noexcept {
     g_step.getcontext = reinterpret_cast<int (*)(unw_context_t*)>(dlsym(lib, "_Ux86_64_getcontext"));
     g_step.init_local = reinterpret_cast<int (*)(unw_cursor_t*, unw_context_t*)>(dlsym(lib, "_ULx86_64_init_local"));
     g_step.step = reinterpret_cast<int (*)(unw_cursor_t*)>(dlsym(lib, "_ULx86_64_step"));
-    g_step.get_reg = reinterpret_cast<int (*)(unw_cursor_t*, unw_regnum_t, unw_word_t*)>(dlsym(lib, "_ULx86_64_get_reg"));
+    g_step.get_reg =
+        reinterpret_cast<int (*)(unw_cursor_t*, unw_regnum_t, unw_word_t*)>(dlsym(lib, "_ULx86_64_get_reg"));
     // unw_step looks up each frame's unwind information; with the per-thread cache that is a hash
     // probe, not a walk of every loaded module.
     auto* space = reinterpret_cast<unw_addr_space_t*>(dlsym(lib, "_ULx86_64_local_addr_space"));
-    auto set_policy = reinterpret_cast<int (*)(unw_addr_space_t, unw_caching_policy_t)>(
-        dlsym(lib, "_ULx86_64_set_caching_policy"));
+    auto set_policy =
+        reinterpret_cast<int (*)(unw_addr_space_t, unw_caching_policy_t)>(dlsym(lib, "_ULx86_64_set_caching_policy"));
     if (space != nullptr && set_policy != nullptr) (void)set_policy(*space, UNW_CACHE_PER_THREAD);
 #endif
     auto fn = reinterpret_cast<backtrace_fn>(dlsym(lib, "unw_backtrace"));
@@ -147,6 +148,5 @@ void module_range(std::uintptr_t addr, std::uintptr_t* lo, std::uintptr_t* hi) n
   *lo = ctx.lo;
   *hi = ctx.hi;
 }
-
 
 }  // namespace poolshim::stats

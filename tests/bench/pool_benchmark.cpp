@@ -7,8 +7,8 @@
 #include <cstdint>
 
 #include "pool/device_pool.h"
-#include "support/manual_fence.h"
 #include "support/fake_segment_resource.h"
+#include "support/manual_fence.h"
 
 namespace {
 

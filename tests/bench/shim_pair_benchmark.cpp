@@ -101,14 +101,15 @@ int main(int argc, char** argv) {
   cudaGetDeviceProperties(&prop, dev);
   const bool shim = shim_mapped();
   if ((expect == "yes" && !shim) || (expect == "no" && shim)) {
-    std::fprintf(stderr, "shim_pair_benchmark: libpoolshim.so is %s, expected %s\n",
-                 shim ? "mapped" : "not mapped", shim ? "not" : "it");
+    std::fprintf(stderr, "shim_pair_benchmark: libpoolshim.so is %s, expected %s\n", shim ? "mapped" : "not mapped",
+                 shim ? "not" : "it");
     return 1;
   }
   const char* mode = std::getenv("POOLSHIM_MODE");
   const char* sync = std::getenv("POOLSHIM_FREE_SYNC");
   benchmark::AddCustomContext("cuda_device", prop.name);
-  benchmark::AddCustomContext("simulator", std::strstr(prop.name, "poolshim simulated") ? "yes (not GPU figures)" : "no");
+  benchmark::AddCustomContext("simulator",
+                              std::strstr(prop.name, "poolshim simulated") ? "yes (not GPU figures)" : "no");
   benchmark::AddCustomContext("libpoolshim", shim ? "preloaded" : "absent");
   benchmark::AddCustomContext("POOLSHIM_MODE", mode ? mode : "(unset)");
   benchmark::AddCustomContext("POOLSHIM_FREE_SYNC", sync ? sync : "(unset)");

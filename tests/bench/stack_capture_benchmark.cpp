@@ -16,8 +16,12 @@ namespace {
 using namespace poolshim::stats;
 
 struct tables {
-  tables() : slots(new stack_slot[1 << 14]()), arena(new std::uintptr_t[1 << 20]()), counters(new site_counters[1 << 14]()),
-             table(slots.get(), 1 << 14, arena.get(), 1 << 20), stats(counters.get(), 1 << 14) {}
+  tables()
+      : slots(new stack_slot[1 << 14]()),
+        arena(new std::uintptr_t[1 << 20]()),
+        counters(new site_counters[1 << 14]()),
+        table(slots.get(), 1 << 14, arena.get(), 1 << 20),
+        stats(counters.get(), 1 << 14) {}
   std::unique_ptr<stack_slot[]> slots;
   std::unique_ptr<std::uintptr_t[]> arena;
   std::unique_ptr<site_counters[]> counters;

@@ -10,14 +10,14 @@
 #include <cstring>
 #include <vector>
 
-#define CHECK(call)                                                                               \
-  do {                                                                                            \
-    cudaError_t err_ = (call);                                                                    \
-    if (err_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "legacy_inference: %s failed: %s (%d) at line %d\n", #call,            \
-                   cudaGetErrorString(err_), static_cast<int>(err_), __LINE__);                   \
-      std::exit(1);                                                                               \
-    }                                                                                             \
+#define CHECK(call)                                                                                              \
+  do {                                                                                                           \
+    cudaError_t err_ = (call);                                                                                   \
+    if (err_ != cudaSuccess) {                                                                                   \
+      std::fprintf(stderr, "legacy_inference: %s failed: %s (%d) at line %d\n", #call, cudaGetErrorString(err_), \
+                   static_cast<int>(err_), __LINE__);                                                            \
+      std::exit(1);                                                                                              \
+    }                                                                                                            \
   } while (0)
 
 namespace {
@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
       buffers.push_back(d);
     }
     // "Layers": input -> buffer 0 -> each next buffer, with a bias memset in between.
-    CHECK(cudaMemcpyAsync(buffers[0], staging, io_bytes < k_sizes[0] ? io_bytes : k_sizes[0],
-                          cudaMemcpyHostToDevice, stream));
+    CHECK(cudaMemcpyAsync(buffers[0], staging, io_bytes < k_sizes[0] ? io_bytes : k_sizes[0], cudaMemcpyHostToDevice,
+                          stream));
     for (std::size_t b = 1; b < buffers.size(); ++b) {
       CHECK(cudaMemsetAsync(buffers[b], static_cast<int>(b + r), k_sizes[b], stream));
       CHECK(cudaMemcpyAsync(buffers[b], buffers[b - 1], k_sizes[0], cudaMemcpyDeviceToDevice, stream));

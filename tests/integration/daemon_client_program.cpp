@@ -65,7 +65,7 @@ bool add_buffer(std::vector<buffer>& v) {
 }
 
 bool file_exists(const std::string& f) {
-  struct stat st{};
+  struct stat st {};
   return stat(f.c_str(), &st) == 0;
 }
 
@@ -78,13 +78,20 @@ int main(int argc, char** argv) {
   std::string ready, go;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--buffers" && i + 1 < argc) buffers = std::atoi(argv[++i]);
-    else if (a == "--ready" && i + 1 < argc) ready = argv[++i];
-    else if (a == "--go" && i + 1 < argc) go = argv[++i];
-    else if (a == "--grow" && i + 1 < argc) grow = std::atof(argv[++i]);
-    else if (a == "--idle-poll" && i + 1 < argc) idle_poll = std::atof(argv[++i]);
-    else if (a == "--hold") hold = true;
-    else if (a == "--fork-child") fork_child = true;
+    if (a == "--buffers" && i + 1 < argc)
+      buffers = std::atoi(argv[++i]);
+    else if (a == "--ready" && i + 1 < argc)
+      ready = argv[++i];
+    else if (a == "--go" && i + 1 < argc)
+      go = argv[++i];
+    else if (a == "--grow" && i + 1 < argc)
+      grow = std::atof(argv[++i]);
+    else if (a == "--idle-poll" && i + 1 < argc)
+      idle_poll = std::atof(argv[++i]);
+    else if (a == "--hold")
+      hold = true;
+    else if (a == "--fork-child")
+      fork_child = true;
     else {
       std::fprintf(stderr, "usage: %s [--buffers N] [--ready FILE] [--go FILE] [--hold] [--grow S] [--fork-child]\n",
                    argv[0]);
@@ -120,7 +127,7 @@ int main(int argc, char** argv) {
       close(to_child[1]);
       char c;
       while (read(to_child[0], &c, 1) > 0) {
-      }  // EOF: the parent has exited
+      }                                                             // EOF: the parent has exited
       std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the daemon reclaims meanwhile
       long long bad = 0;
       for (std::size_t i = 0; i < k_bytes; i += 4096) bad += v[0].host[i] != v[0].pattern;
@@ -156,12 +163,12 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const poolshim_counters e = shim_probe::counters();
-  std::printf("corruptions=%lld buffers=%zu daemon_slabs=%llu returned=%llu fallbacks=%llu redeclared=%llu "
-              "connects=%llu refusals=%llu device_segments=%llu\n",
-              corruptions, v.size(), static_cast<unsigned long long>(e.daemon_slabs_leased),
-              static_cast<unsigned long long>(e.daemon_slabs_returned),
-              static_cast<unsigned long long>(e.daemon_fallbacks), static_cast<unsigned long long>(e.daemon_redeclared),
-              static_cast<unsigned long long>(e.daemon_connects), static_cast<unsigned long long>(e.daemon_refusals),
-              static_cast<unsigned long long>(e.daemon_device_leases));
+  std::printf(
+      "corruptions=%lld buffers=%zu daemon_slabs=%llu returned=%llu fallbacks=%llu redeclared=%llu "
+      "connects=%llu refusals=%llu device_segments=%llu\n",
+      corruptions, v.size(), static_cast<unsigned long long>(e.daemon_slabs_leased),
+      static_cast<unsigned long long>(e.daemon_slabs_returned), static_cast<unsigned long long>(e.daemon_fallbacks),
+      static_cast<unsigned long long>(e.daemon_redeclared), static_cast<unsigned long long>(e.daemon_connects),
+      static_cast<unsigned long long>(e.daemon_refusals), static_cast<unsigned long long>(e.daemon_device_leases));
   return corruptions == 0 && g_errors == 0 && shim_probe::finish("daemon_client") == 0 ? 0 : 1;
 }

@@ -23,8 +23,9 @@ namespace {
 constexpr std::size_t k_bytes = 4096;
 
 void wait_for(const std::string& f) {
-  struct stat st{};
-  for (int i = 0; i < 1500 && stat(f.c_str(), &st) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  struct stat st {};
+  for (int i = 0; i < 1500 && stat(f.c_str(), &st) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 void touch(const std::string& f) { std::ofstream(f).put('\n'); }
 
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
     std::vector<unsigned char> got(k_bytes);
     if (cudaMemcpy(got.data(), p, k_bytes, cudaMemcpyDeviceToHost) != cudaSuccess) return 2;
     bool first = true, second = true;
-    for (std::size_t i = 0; i < k_bytes; ++i) (i < k_bytes / 2 ? first : second) &= got[i] == (i < k_bytes / 2 ? 0x3c : 0x7e);
+    for (std::size_t i = 0; i < k_bytes; ++i)
+      (i < k_bytes / 2 ? first : second) &= got[i] == (i < k_bytes / 2 ? 0x3c : 0x7e);
     failures += check(first, "exporter: its own half intact");
     failures += check(second, "exporter: sees the importer's half");
     failures += check(cudaFree(p) == cudaSuccess, "exporter: freed the block");

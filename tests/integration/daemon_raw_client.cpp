@@ -91,11 +91,12 @@ int main(int argc, char** argv) {
     const auto t2 = clock::now();
     for (long i = 0; i < n; ++i) ask(proto::op::stats, 0, &r);
     const double s = std::chrono::duration<double>(clock::now() - t2).count();
-    std::printf("lease_us=%.1f return_us=%.1f (%ld leases of %llu MiB slabs, each filled ahead) "
-                "round_trip_us=%.1f ops_per_s=%.0f (stats requests)\n",
-                leases ? lease_s / static_cast<double>(leases) * 1e6 : 0.0,
-                leases ? return_s / static_cast<double>(leases) * 1e6 : 0.0, leases,
-                static_cast<unsigned long long>(slab >> 20), s / n * 1e6, n / s);
+    std::printf(
+        "lease_us=%.1f return_us=%.1f (%ld leases of %llu MiB slabs, each filled ahead) "
+        "round_trip_us=%.1f ops_per_s=%.0f (stats requests)\n",
+        leases ? lease_s / static_cast<double>(leases) * 1e6 : 0.0,
+        leases ? return_s / static_cast<double>(leases) * 1e6 : 0.0, leases,
+        static_cast<unsigned long long>(slab >> 20), s / n * 1e6, n / s);
     return leases > 0 ? 0 : 1;
   }
   if (cmd == "hold" && argc == 3) {
@@ -167,8 +168,7 @@ int main(int argc, char** argv) {
     const std::uint64_t bytes = std::strtoull(argv[2], nullptr, 10);
     const long long since = std::atoll(argv[3]);
     const auto wall_ms = [] {
-      return std::chrono::duration_cast<std::chrono::microseconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
+      return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
                  .count() /
              1000.0;
     };

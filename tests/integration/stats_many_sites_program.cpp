@@ -16,19 +16,18 @@ void fail(const char* what) {
   std::exit(1);
 }
 
-
 void release(int n, void** blocks) {
   for (int i = n % 2 == 0 ? 1 : 0; i < n % 3 + 1; ++i)
     if (cudaFree(blocks[i]) != cudaSuccess) fail("cudaFree");
 }
 
-#define SITE(N)                                                                                   \
-  [[gnu::noinline]] void site_##N() {                                                             \
-    void* b[3] = {};                                                                              \
-    for (int i = 0; i < N % 3 + 1; ++i)                                                           \
+#define SITE(N)                                                                                             \
+  [[gnu::noinline]] void site_##N() {                                                                       \
+    void* b[3] = {};                                                                                        \
+    for (int i = 0; i < N % 3 + 1; ++i)                                                                     \
       if (cudaMalloc(&b[i], static_cast<std::size_t>(N % 5 + 1) * 4096) != cudaSuccess) fail("cudaMalloc"); \
-    release(N, b);                                                                                \
-    asm volatile("" ::: "memory");                                                                \
+    release(N, b);                                                                                          \
+    asm volatile("" ::: "memory");                                                                          \
   }
 
 SITE(0)
@@ -133,106 +132,14 @@ SITE(98)
 SITE(99)
 
 void (*const k_sites[])() = {
-    site_0,
-    site_1,
-    site_2,
-    site_3,
-    site_4,
-    site_5,
-    site_6,
-    site_7,
-    site_8,
-    site_9,
-    site_10,
-    site_11,
-    site_12,
-    site_13,
-    site_14,
-    site_15,
-    site_16,
-    site_17,
-    site_18,
-    site_19,
-    site_20,
-    site_21,
-    site_22,
-    site_23,
-    site_24,
-    site_25,
-    site_26,
-    site_27,
-    site_28,
-    site_29,
-    site_30,
-    site_31,
-    site_32,
-    site_33,
-    site_34,
-    site_35,
-    site_36,
-    site_37,
-    site_38,
-    site_39,
-    site_40,
-    site_41,
-    site_42,
-    site_43,
-    site_44,
-    site_45,
-    site_46,
-    site_47,
-    site_48,
-    site_49,
-    site_50,
-    site_51,
-    site_52,
-    site_53,
-    site_54,
-    site_55,
-    site_56,
-    site_57,
-    site_58,
-    site_59,
-    site_60,
-    site_61,
-    site_62,
-    site_63,
-    site_64,
-    site_65,
-    site_66,
-    site_67,
-    site_68,
-    site_69,
-    site_70,
-    site_71,
-    site_72,
-    site_73,
-    site_74,
-    site_75,
-    site_76,
-    site_77,
-    site_78,
-    site_79,
-    site_80,
-    site_81,
-    site_82,
-    site_83,
-    site_84,
-    site_85,
-    site_86,
-    site_87,
-    site_88,
-    site_89,
-    site_90,
-    site_91,
-    site_92,
-    site_93,
-    site_94,
-    site_95,
-    site_96,
-    site_97,
-    site_98,
-    site_99};
+    site_0,  site_1,  site_2,  site_3,  site_4,  site_5,  site_6,  site_7,  site_8,  site_9,  site_10, site_11, site_12,
+    site_13, site_14, site_15, site_16, site_17, site_18, site_19, site_20, site_21, site_22, site_23, site_24, site_25,
+    site_26, site_27, site_28, site_29, site_30, site_31, site_32, site_33, site_34, site_35, site_36, site_37, site_38,
+    site_39, site_40, site_41, site_42, site_43, site_44, site_45, site_46, site_47, site_48, site_49, site_50, site_51,
+    site_52, site_53, site_54, site_55, site_56, site_57, site_58, site_59, site_60, site_61, site_62, site_63, site_64,
+    site_65, site_66, site_67, site_68, site_69, site_70, site_71, site_72, site_73, site_74, site_75, site_76, site_77,
+    site_78, site_79, site_80, site_81, site_82, site_83, site_84, site_85, site_86, site_87, site_88, site_89, site_90,
+    site_91, site_92, site_93, site_94, site_95, site_96, site_97, site_98, site_99};
 
 void run_all() {
   for (auto* site : k_sites) site();

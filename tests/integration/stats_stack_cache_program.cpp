@@ -7,11 +7,11 @@
 //   coroutine    allocations on a coroutine stack (makecontext), which is then partly unmapped,
 //                and allocations at the very same stack pointer on what is left of it: reading the
 //                first stack's remembered slots would fault. The program must not crash.
+#include <alloca.h>
 #include <cuda_runtime.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
-#include <alloca.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

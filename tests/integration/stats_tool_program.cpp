@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < small; ++i)
     if (site_small() == nullptr) return 3;
   if (grow) {
-    for (int i = 0; i < 3000; ++i) {  // 60 s at most: a test that forgets it does not leave it behind
+    for (int i = 0; i < 3000; ++i) {         // 60 s at most: a test that forgets it does not leave it behind
       if (site_grow() == nullptr) return 3;  // one call site: this line
       if (i == 0) {
         std::printf("ready\n");

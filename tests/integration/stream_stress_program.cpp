@@ -270,12 +270,13 @@ int main(int argc, char** argv) {
         // The fence did the work: fences were recorded and passed, and blocks were reused after
         // them. (Deferral during a capture is fence_capture_program's to show: here allocations
         // made during the capture bypass the pool, so no pooled free falls due in it.)
-        std::fprintf(stderr, "fences issued=%llu completed=%llu deferred=%llu waits=%llu\n",
-                     static_cast<unsigned long long>(c.fences_issued),
-                     static_cast<unsigned long long>(c.fences_completed),
-                     static_cast<unsigned long long>(c.fences_deferred), static_cast<unsigned long long>(c.fence_waits));
+        std::fprintf(
+            stderr, "fences issued=%llu completed=%llu deferred=%llu waits=%llu\n",
+            static_cast<unsigned long long>(c.fences_issued), static_cast<unsigned long long>(c.fences_completed),
+            static_cast<unsigned long long>(c.fences_deferred), static_cast<unsigned long long>(c.fence_waits));
         shim_probe::check(c.fences_issued > 0, "fences_issued > 0", static_cast<long long>(c.fences_issued), 1);
-        shim_probe::check(c.fences_completed > 0, "fences_completed > 0", static_cast<long long>(c.fences_completed), 1);
+        shim_probe::check(c.fences_completed > 0, "fences_completed > 0", static_cast<long long>(c.fences_completed),
+                          1);
         shim_probe::check(c.pool_hits > 0, "pool_hits > 0", static_cast<long long>(c.pool_hits), 1);
       }
     }

@@ -309,8 +309,8 @@ TEST(Memory, Memcpy2DAndMemset2DTouchOnlyTheRows) {
   ASSERT_EQ(cudaSuccess, cudaMemcpy2D(back.data(), host_pitch, p, pitch, width, height, cudaMemcpyDeviceToHost));
   for (std::size_t r = 0; r < height; ++r) {
     EXPECT_TRUE(all_bytes_are(back.data() + r * host_pitch, 0x11, width / 2)) << "row " << r;
-    EXPECT_TRUE(all_bytes_are(back.data() + r * host_pitch + width / 2, static_cast<unsigned char>(r + 1),
-                              width - width / 2))
+    EXPECT_TRUE(
+        all_bytes_are(back.data() + r * host_pitch + width / 2, static_cast<unsigned char>(r + 1), width - width / 2))
         << "row " << r;
   }
   // A pitch narrower than the width is refused.

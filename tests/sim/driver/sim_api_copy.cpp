@@ -21,7 +21,10 @@ struct copy_shape {
   size_t dst_span() const { return rows == 0 ? 0 : (rows - 1) * dst_pitch + width; }
   size_t src_span() const { return rows == 0 ? 0 : (rows - 1) * src_pitch + width; }
   void run(uint8_t* to, const uint8_t* from) const {
-    if (rows == 1) { std::memmove(to, from, width); return; }
+    if (rows == 1) {
+      std::memmove(to, from, width);
+      return;
+    }
     for (size_t y = 0; y < rows; ++y) std::memmove(to + y * dst_pitch, from + y * src_pitch, width);
   }
 };
@@ -81,17 +84,28 @@ CUresult do_copy_2d(const char* name, const CUDA_MEMCPY2D* p, CUstream hs, bool 
                  uintptr_t* out) {
     uintptr_t base = 0;
     switch (type) {
-      case CU_MEMORYTYPE_HOST: base = reinterpret_cast<uintptr_t>(host); break;
-      case CU_MEMORYTYPE_DEVICE: case CU_MEMORYTYPE_UNIFIED: base = dev; break;
-      default: return CUDA_ERROR_NOT_SUPPORTED;  // CUarray operands
+      case CU_MEMORYTYPE_HOST:
+        base = reinterpret_cast<uintptr_t>(host);
+        break;
+      case CU_MEMORYTYPE_DEVICE:
+      case CU_MEMORYTYPE_UNIFIED:
+        base = dev;
+        break;
+      default:
+        return CUDA_ERROR_NOT_SUPPORTED;  // CUarray operands
     }
     *out = base + y * pitch + x;
     return CUDA_SUCCESS;
   };
-  if (p->Height > 1 && (p->srcPitch < p->WidthInBytes || p->dstPitch < p->WidthInBytes)) return CUDA_ERROR_INVALID_VALUE;
+  if (p->Height > 1 && (p->srcPitch < p->WidthInBytes || p->dstPitch < p->WidthInBytes))
+    return CUDA_ERROR_INVALID_VALUE;
   uintptr_t src = 0, dst = 0;
-  if (CUresult r = side(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcXInBytes, p->srcY, p->srcPitch, &src); r != CUDA_SUCCESS) return r;
-  if (CUresult r = side(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstXInBytes, p->dstY, p->dstPitch, &dst); r != CUDA_SUCCESS) return r;
+  if (CUresult r = side(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcXInBytes, p->srcY, p->srcPitch, &src);
+      r != CUDA_SUCCESS)
+    return r;
+  if (CUresult r = side(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstXInBytes, p->dstY, p->dstPitch, &dst);
+      r != CUDA_SUCCESS)
+    return r;
   copy_shape shape;
   shape.width = p->WidthInBytes;
   shape.rows = p->Height;
@@ -118,7 +132,10 @@ CUresult do_memset(const char* name, uintptr_t dst, uint32_t value, unsigned ele
   auto run = [to = d.ptr, value, elem, count, rows, pitch] {
     for (size_t y = 0; y < rows; ++y) {
       uint8_t* row = to + y * pitch;
-      if (elem == 1) { std::memset(row, static_cast<int>(value & 0xff), count); continue; }
+      if (elem == 1) {
+        std::memset(row, static_cast<int>(value & 0xff), count);
+        continue;
+      }
       for (size_t i = 0; i < count; ++i) std::memcpy(row + i * elem, &value, elem);  // little-endian low bytes
     }
   };
@@ -131,13 +148,13 @@ CUresult do_memset(const char* name, uintptr_t dst, uint32_t value, unsigned ele
 }  // namespace
 
 // Unified-addressing copies; the typed variants check nothing more than the unified one does.
-#define POOLSHIM_SIM_COPY_SYNC(fn, per_thread)                                                          \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n) {                           \
-    return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                              \
+#define POOLSHIM_SIM_COPY_SYNC(fn, per_thread)                               \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n) { \
+    return do_copy(#fn, dst, src, n, nullptr, per_thread, false);            \
   }
-#define POOLSHIM_SIM_COPY_ASYNC(fn, per_thread)                                                         \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {                \
-    return do_copy(#fn, dst, src, n, s, per_thread, true);                                     \
+#define POOLSHIM_SIM_COPY_ASYNC(fn, per_thread)                                          \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { \
+    return do_copy(#fn, dst, src, n, s, per_thread, true);                               \
   }
 POOLSHIM_SIM_COPY_SYNC(cuMemcpy, false)
 POOLSHIM_SIM_COPY_SYNC(cuMemcpy_ptds, true)
@@ -183,26 +200,25 @@ CUresult check_peer_ctx(CUcontext a, CUcontext b) {
 }  // namespace
 #define POOLSHIM_SIM_COPY_PEER(fn, per_thread)                                                           \
   POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) { \
-    if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                       \
-    return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                               \
+    if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                                \
+    return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                                        \
   }
-#define POOLSHIM_SIM_COPY_PEER_ASYNC(fn, per_thread)                                                      \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n,    \
-                      CUstream s) {                                                              \
-    if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                        \
-    return do_copy(#fn, dst, src, n, s, per_thread, true);                                       \
+#define POOLSHIM_SIM_COPY_PEER_ASYNC(fn, per_thread)                                                                 \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n, CUstream s) { \
+    if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                                            \
+    return do_copy(#fn, dst, src, n, s, per_thread, true);                                                           \
   }
 POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer, false)
 POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer_ptds, true)
 POOLSHIM_SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync, false)
 POOLSHIM_SIM_COPY_PEER_ASYNC(cuMemcpyPeerAsync_ptsz, true)
 
-#define POOLSHIM_SIM_MEMSET(fn, type, elem, per_thread)                                   \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n) {                       \
-    return do_memset(#fn, dst, v, elem, n, nullptr, per_thread, false);         \
+#define POOLSHIM_SIM_MEMSET(fn, type, elem, per_thread)                 \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n) {     \
+    return do_memset(#fn, dst, v, elem, n, nullptr, per_thread, false); \
   }
-#define POOLSHIM_SIM_MEMSET_ASYNC(fn, type, elem, per_thread)                             \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n, CUstream s) {           \
+#define POOLSHIM_SIM_MEMSET_ASYNC(fn, type, elem, per_thread)                   \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, type v, size_t n, CUstream s) { \
     return do_memset(#fn, dst, v, elem, n, s, per_thread, true);                \
   }
 POOLSHIM_SIM_MEMSET(cuMemsetD8_v2, unsigned char, 1, false)
@@ -218,9 +234,9 @@ POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, true)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, false)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, true)
 
-#define POOLSHIM_SIM_COPY_2D(fn, per_thread)                                                        \
+#define POOLSHIM_SIM_COPY_2D(fn, per_thread) \
   POOLSHIM_SIM_API CUresult fn(const CUDA_MEMCPY2D* p) { return do_copy_2d(#fn, p, nullptr, per_thread, false); }
-#define POOLSHIM_SIM_COPY_2D_ASYNC(fn, per_thread)                                                  \
+#define POOLSHIM_SIM_COPY_2D_ASYNC(fn, per_thread) \
   POOLSHIM_SIM_API CUresult fn(const CUDA_MEMCPY2D* p, CUstream s) { return do_copy_2d(#fn, p, s, per_thread, true); }
 POOLSHIM_SIM_COPY_2D(cuMemcpy2D_v2, false)
 POOLSHIM_SIM_COPY_2D(cuMemcpy2D_v2_ptds, true)
@@ -229,13 +245,13 @@ POOLSHIM_SIM_COPY_2D(cuMemcpy2DUnaligned_v2_ptds, true)
 POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2, false)
 POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2_ptsz, true)
 
-#define POOLSHIM_SIM_MEMSET_2D(fn, type, elem, per_thread)                                     \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h) {     \
-    return do_memset(#fn, dst, v, elem, w, nullptr, per_thread, false, h, pitch);               \
+#define POOLSHIM_SIM_MEMSET_2D(fn, type, elem, per_thread)                                  \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h) { \
+    return do_memset(#fn, dst, v, elem, w, nullptr, per_thread, false, h, pitch);           \
   }
-#define POOLSHIM_SIM_MEMSET_2D_ASYNC(fn, type, elem, per_thread)                                          \
-  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h, CUstream s) {    \
-    return do_memset(#fn, dst, v, elem, w, s, per_thread, true, h, pitch);                                 \
+#define POOLSHIM_SIM_MEMSET_2D_ASYNC(fn, type, elem, per_thread)                                        \
+  POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h, CUstream s) { \
+    return do_memset(#fn, dst, v, elem, w, s, per_thread, true, h, pitch);                              \
   }
 POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2, unsigned char, 1, false)
 POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2_ptds, unsigned char, 1, true)

@@ -20,8 +20,7 @@ bool is_device_kind(region_kind k) {
 
 // Host memory the driver hands out (pinned, managed): anonymous, pre-faulted as pinning does.
 void* host_pages(size_t size) {
-  void* p = mmap(nullptr, page_round(size), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* p = mmap(nullptr, page_round(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -60,7 +59,8 @@ POOLSHIM_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height, unsigned int elem) {
+POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
+                                             unsigned int elem) {
   if (CUresult r = api_enter("cuMemAllocPitch_v2"); r != CUDA_SUCCESS) return r;
   if (pitch == nullptr || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
     return CUDA_ERROR_INVALID_VALUE;
@@ -87,8 +87,8 @@ POOLSHIM_SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
   region* r = find_region_base(dptr);
   // Only the base of a cuMemAlloc/Pitch/AllocAsync/Managed allocation may be freed; an interior
   // pointer, a pinned pointer or a double free is an invalid value.
-  if (r == nullptr || !(r->kind == region_kind::device || r->kind == region_kind::async ||
-                        r->kind == region_kind::managed))
+  if (r == nullptr ||
+      !(r->kind == region_kind::device || r->kind == region_kind::async || r->kind == region_kind::managed))
     return CUDA_ERROR_INVALID_VALUE;
   // The implicit synchronisation programs rely on: the device finishes what it was doing.
   int dev = r->device;
@@ -134,9 +134,7 @@ POOLSHIM_SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned in
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
-  return cuMemHostAlloc(pp, bytesize, 0);
-}
+POOLSHIM_SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) { return cuMemHostAlloc(pp, bytesize, 0); }
 
 POOLSHIM_SIM_API CUresult cuMemFreeHost(void* p) {
   if (CUresult r = api_enter("cuMemFreeHost"); r != CUDA_SUCCESS) return r;
@@ -182,8 +180,8 @@ POOLSHIM_SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
 
 POOLSHIM_SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int flags) {
   if (CUresult r = api_enter("cuMemHostRegister_v2"); r != CUDA_SUCCESS) return r;
-  constexpr unsigned known = CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
-                             CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY;
+  constexpr unsigned known = CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY |
+                             CU_MEMHOSTREGISTER_READ_ONLY;
   if (p == nullptr || bytesize == 0 || (flags & ~known) != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
@@ -259,7 +257,9 @@ CUresult free_async(CUdeviceptr dptr, CUstream hs, bool ptsz) {
 }  // namespace
 
 POOLSHIM_SIM_API CUresult cuMemAllocAsync(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, false); }
-POOLSHIM_SIM_API CUresult cuMemAllocAsync_ptsz(CUdeviceptr* d, size_t n, CUstream s) { return alloc_async(d, n, s, true); }
+POOLSHIM_SIM_API CUresult cuMemAllocAsync_ptsz(CUdeviceptr* d, size_t n, CUstream s) {
+  return alloc_async(d, n, s, true);
+}
 POOLSHIM_SIM_API CUresult cuMemFreeAsync(CUdeviceptr d, CUstream s) { return free_async(d, s, false); }
 POOLSHIM_SIM_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr d, CUstream s) { return free_async(d, s, true); }
 
@@ -296,39 +296,81 @@ CUresult pointer_attribute(void* data, CUpointer_attribute attr, uintptr_t p, co
   if (r == nullptr) {
     if (strict) return CUDA_ERROR_INVALID_VALUE;
     switch (attr) {
-      case CU_POINTER_ATTRIBUTE_CONTEXT: put(CUcontext{}); break;
-      case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: put(0u); break;
-      case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: put(CUdeviceptr{0}); break;
-      case CU_POINTER_ATTRIBUTE_HOST_POINTER: case CU_POINTER_ATTRIBUTE_MAPPING_BASE_ADDR: put(static_cast<void*>(nullptr)); break;
-      case CU_POINTER_ATTRIBUTE_BUFFER_ID: case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID:
-      case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES: put(0ull); break;
-      case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: put(-2); break;  // what cudart reports as "no device"
-      case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: put(CUdeviceptr{0}); break;
-      case CU_POINTER_ATTRIBUTE_RANGE_SIZE: case CU_POINTER_ATTRIBUTE_MAPPING_SIZE: put(size_t{0}); break;
-      case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE: put(CUmemoryPool{}); break;
-      default: put(0); break;
+      case CU_POINTER_ATTRIBUTE_CONTEXT:
+        put(CUcontext{});
+        break;
+      case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+        put(0u);
+        break;
+      case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+        put(CUdeviceptr{0});
+        break;
+      case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+      case CU_POINTER_ATTRIBUTE_MAPPING_BASE_ADDR:
+        put(static_cast<void*>(nullptr));
+        break;
+      case CU_POINTER_ATTRIBUTE_BUFFER_ID:
+      case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID:
+      case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
+        put(0ull);
+        break;
+      case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
+        put(-2);
+        break;  // what cudart reports as "no device"
+      case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
+        put(CUdeviceptr{0});
+        break;
+      case CU_POINTER_ATTRIBUTE_RANGE_SIZE:
+      case CU_POINTER_ATTRIBUTE_MAPPING_SIZE:
+        put(size_t{0});
+        break;
+      case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE:
+        put(CUmemoryPool{});
+        break;
+      default:
+        put(0);
+        break;
     }
     return CUDA_SUCCESS;
   }
   bool device_mem = is_device_kind(r->kind);
   bool host_visible = !device_mem;  // pinned, registered, managed
   switch (attr) {
-    case CU_POINTER_ATTRIBUTE_CONTEXT: put(r->ctx); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_CONTEXT:
+      put(r->ctx);
+      return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
       // Managed memory reports DEVICE; IS_MANAGED tells it apart (CUDA_FACTS §6).
       put(static_cast<unsigned>(r->kind == region_kind::host_alloc || r->kind == region_kind::host_registered
-                                    ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE));
+                                    ? CU_MEMORYTYPE_HOST
+                                    : CU_MEMORYTYPE_DEVICE));
       return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: put(static_cast<CUdeviceptr>(p)); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+      put(static_cast<CUdeviceptr>(p));
+      return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_HOST_POINTER:
-      if (!host_visible) { if (strict) return CUDA_ERROR_INVALID_VALUE; put(static_cast<void*>(nullptr)); return CUDA_SUCCESS; }
+      if (!host_visible) {
+        if (strict) return CUDA_ERROR_INVALID_VALUE;
+        put(static_cast<void*>(nullptr));
+        return CUDA_SUCCESS;
+      }
       put(reinterpret_cast<void*>(p));
       return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: put(0); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_BUFFER_ID: put(static_cast<unsigned long long>(r->buffer_id)); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_IS_MANAGED: put(r->kind == region_kind::managed ? 1 : 0); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: put(r->device); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE: put(r->kind == region_kind::device ? 1 : 0); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS:
+      put(0);
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_BUFFER_ID:
+      put(static_cast<unsigned long long>(r->buffer_id));
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED:
+      put(r->kind == region_kind::managed ? 1 : 0);
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
+      put(r->device);
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE:
+      put(r->kind == region_kind::device ? 1 : 0);
+      return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
     case CU_POINTER_ATTRIBUTE_RANGE_SIZE: {
       uintptr_t base = r->base;
@@ -336,32 +378,52 @@ CUresult pointer_attribute(void* data, CUpointer_attribute attr, uintptr_t p, co
       if (r->kind == region_kind::vmm_mapping) {
         auto& res = get().reservations;
         auto it = res.upper_bound(p);
-        if (it != res.begin()) { --it; base = it->second.base; size = it->second.size; }
+        if (it != res.begin()) {
+          --it;
+          base = it->second.base;
+          size = it->second.size;
+        }
       }
-      if (attr == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR) put(static_cast<CUdeviceptr>(base)); else put(size);
+      if (attr == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR)
+        put(static_cast<CUdeviceptr>(base));
+      else
+        put(size);
       return CUDA_SUCCESS;
     }
-    case CU_POINTER_ATTRIBUTE_MAPPED: put(1); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPED:
+      put(1);
+      return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
       put(static_cast<unsigned long long>(r->vmm ? r->vmm->prop.requestedHandleTypes : 0));
       return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE: put(0); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE:
+      put(0);
+      return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS: {
       CUcontext c = current_ctx();
       int dev = c ? c->device : r->device;
       unsigned v = CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE;
       if (r->kind == region_kind::vmm_mapping)
         v = (r->access_rw_mask >> dev & 1u) ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE
-          : (r->access_mask >> dev & 1u)    ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ
+            : (r->access_mask >> dev & 1u)  ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READ
                                             : CU_POINTER_ATTRIBUTE_ACCESS_FLAG_NONE;
       put(v);
       return CUDA_SUCCESS;
     }
-    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE: put(CUmemoryPool{}); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_MAPPING_SIZE: put(r->size); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_MAPPING_BASE_ADDR: put(reinterpret_cast<void*>(r->base)); return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID: put(static_cast<unsigned long long>(r->buffer_id)); return CUDA_SUCCESS;
-    default: return CUDA_ERROR_INVALID_VALUE;  // P2P tokens, decompression: not simulated
+    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE:
+      put(CUmemoryPool{});
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPING_SIZE:
+      put(r->size);
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPING_BASE_ADDR:
+      put(reinterpret_cast<void*>(r->base));
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID:
+      put(static_cast<unsigned long long>(r->buffer_id));
+      return CUDA_SUCCESS;
+    default:
+      return CUDA_ERROR_INVALID_VALUE;  // P2P tokens, decompression: not simulated
   }
 }
 
@@ -374,7 +436,8 @@ POOLSHIM_SIM_API CUresult cuPointerGetAttribute(void* data, CUpointer_attribute 
   return pointer_attribute(data, attribute, ptr, find_region(ptr), true);
 }
 
-POOLSHIM_SIM_API CUresult cuPointerGetAttributes(unsigned int n, CUpointer_attribute* attributes, void** data, CUdeviceptr ptr) {
+POOLSHIM_SIM_API CUresult cuPointerGetAttributes(unsigned int n, CUpointer_attribute* attributes, void** data,
+                                                 CUdeviceptr ptr) {
   if (CUresult r = api_enter("cuPointerGetAttributes"); r != CUDA_SUCCESS) return r;
   if (n == 0 || attributes == nullptr || data == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);

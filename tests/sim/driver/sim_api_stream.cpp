@@ -217,20 +217,32 @@ POOLSHIM_SIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream s, CUcontext* c, CUgre
   if (gc != nullptr) *gc = nullptr;
   return stream_get_ctx(s, c, true);
 }
-POOLSHIM_SIM_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, false); }
-POOLSHIM_SIM_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void* d) { return launch_host_func(s, fn, d, true); }
+POOLSHIM_SIM_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void* d) {
+  return launch_host_func(s, fn, d, false);
+}
+POOLSHIM_SIM_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void* d) {
+  return launch_host_func(s, fn, d, true);
+}
 POOLSHIM_SIM_API CUresult cuStreamAddCallback(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
   return stream_add_callback(s, cb, d, f, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamAddCallback_ptsz(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
   return stream_add_callback(s, cb, d, f, true);
 }
-POOLSHIM_SIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, false); }
-POOLSHIM_SIM_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) { return stream_wait_event(s, e, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int f) {
+  return stream_wait_event(s, e, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) {
+  return stream_wait_event(s, e, f, true);
+}
 POOLSHIM_SIM_API CUresult cuEventRecord(CUevent e, CUstream s) { return event_record(e, s, 0, false); }
 POOLSHIM_SIM_API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) { return event_record(e, s, 0, true); }
-POOLSHIM_SIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, false); }
-POOLSHIM_SIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream s, unsigned int f) { return event_record(e, s, f, true); }
+POOLSHIM_SIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int f) {
+  return event_record(e, s, f, false);
+}
+POOLSHIM_SIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream s, unsigned int f) {
+  return event_record(e, s, f, true);
+}
 
 // --- events -----------------------------------------------------------------------------------
 
@@ -311,11 +323,16 @@ CUresult write_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned
 
 bool wait_condition(uint64_t cur, uint64_t value, unsigned how) {
   switch (how) {
-    case CU_STREAM_WAIT_VALUE_GEQ: return static_cast<int64_t>(cur - value) >= 0;  // wrap-aware, as documented
-    case CU_STREAM_WAIT_VALUE_EQ: return cur == value;
-    case CU_STREAM_WAIT_VALUE_AND: return (cur & value) != 0;
-    case CU_STREAM_WAIT_VALUE_NOR: return ~(cur | value) != 0;
-    default: return true;
+    case CU_STREAM_WAIT_VALUE_GEQ:
+      return static_cast<int64_t>(cur - value) >= 0;  // wrap-aware, as documented
+    case CU_STREAM_WAIT_VALUE_EQ:
+      return cur == value;
+    case CU_STREAM_WAIT_VALUE_AND:
+      return (cur & value) != 0;
+    case CU_STREAM_WAIT_VALUE_NOR:
+      return ~(cur | value) != 0;
+    default:
+      return true;
   }
 }
 
@@ -337,10 +354,18 @@ CUresult wait_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned 
 
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, false); }
-POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return write_value64(s, a, v, f, true); }
-POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, false); }
-POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) { return wait_value64(s, a, v, f, true); }
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return write_value64(s, a, v, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return write_value64(s, a, v, f, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return wait_value64(s, a, v, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return wait_value64(s, a, v, f, true);
+}
 
 // --- capture ----------------------------------------------------------------------------------
 
@@ -398,9 +423,9 @@ CUresult is_capturing(CUstream hs, CUstreamCaptureStatus* status, bool pt) {
             (st->role == stream_role::per_thread || !(st->flags & CU_STREAM_NON_BLOCKING)))
           return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
     }
-    *status = !s->capture ? CU_STREAM_CAPTURE_STATUS_NONE
-            : s->capture->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
-                                      : CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    *status = !s->capture               ? CU_STREAM_CAPTURE_STATUS_NONE
+              : s->capture->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+                                        : CU_STREAM_CAPTURE_STATUS_ACTIVE;
     return CUDA_SUCCESS;
   });
 }
@@ -409,9 +434,9 @@ CUresult get_capture_info(CUstream hs, CUstreamCaptureStatus* status, cuuint64_t
                           const CUgraphNode** deps, const CUgraphEdgeData** edges, size_t* ndeps, bool pt) {
   if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return with_stream("cuStreamGetCaptureInfo_v3", hs, pt, [=](auto&, CUstream s) {
-    *status = !s->capture ? CU_STREAM_CAPTURE_STATUS_NONE
-            : s->capture->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
-                                      : CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    *status = !s->capture               ? CU_STREAM_CAPTURE_STATUS_NONE
+              : s->capture->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+                                        : CU_STREAM_CAPTURE_STATUS_ACTIVE;
     if (id) *id = s->capture ? s->capture->id : 0;
     if (graph) *graph = s->capture ? s->capture->graph : nullptr;
     if (deps) *deps = nullptr;  // the simulated graph is a sequence, not a DAG
@@ -423,18 +448,27 @@ CUresult get_capture_info(CUstream hs, CUstreamCaptureStatus* status, cuuint64_t
 
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, false); }
-POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m, true); }
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) {
+  return begin_capture(s, m, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m) {
+  return begin_capture(s, m, true);
+}
 POOLSHIM_SIM_API CUresult cuStreamEndCapture(CUstream s, CUgraph* g) { return end_capture(s, g, false); }
 POOLSHIM_SIM_API CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph* g) { return end_capture(s, g, true); }
-POOLSHIM_SIM_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, false); }
-POOLSHIM_SIM_API CUresult cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus* st) { return is_capturing(s, st, true); }
+POOLSHIM_SIM_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus* st) {
+  return is_capturing(s, st, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus* st) {
+  return is_capturing(s, st, true);
+}
 POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
-                                           const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
+                                                    const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
   return get_capture_info(s, st, id, g, d, e, n, false);
 }
-POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
-                                                const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id,
+                                                         CUgraph* g, const CUgraphNode** d, const CUgraphEdgeData** e,
+                                                         size_t* n) {
   return get_capture_info(s, st, id, g, d, e, n, true);
 }
 

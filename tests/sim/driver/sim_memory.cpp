@@ -3,14 +3,14 @@
 // into, so a host dereference faults as on a GPU, and a read-write shadow view the stream workers
 // copy through. Freed ranges are punched out of the memfd. Every allocation the program can name
 // (device, pinned, registered, managed, VMM chunk, IPC import) is a region in one ordered map.
-#include "sim_state.h"
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
+
+#include "sim_state.h"
 
 namespace sim {
 namespace {
@@ -23,7 +23,9 @@ void punch(int fd, size_t offset, size_t len) {
   const size_t page = 4096;
   size_t start = round_up(offset, page);
   size_t end = (offset + len) / page * page;
-  if (end > start) (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(start), static_cast<off_t>(end - start));
+  if (end > start)
+    (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(start),
+                    static_cast<off_t>(end - start));
 }
 
 }  // namespace
@@ -90,9 +92,10 @@ void arena_release(int device, size_t offset, size_t span) {
   if (a.fd >= 0)
     punch(a.fd, offset, span);
   else  // anonymous shared arena (ulimit -f): the same, through the shadow view
-    (void)madvise(a.shadow_view + round_up(offset, 4096), (offset + span) / 4096 * 4096 > round_up(offset, 4096)
-                                                               ? (offset + span) / 4096 * 4096 - round_up(offset, 4096)
-                                                               : 0,
+    (void)madvise(a.shadow_view + round_up(offset, 4096),
+                  (offset + span) / 4096 * 4096 > round_up(offset, 4096)
+                      ? (offset + span) / 4096 * 4096 - round_up(offset, 4096)
+                      : 0,
                   MADV_REMOVE);
   a.used -= span;
   auto next = a.free_ranges.lower_bound(offset);
@@ -165,7 +168,10 @@ void free_all_of_context(CUcontext c) {
     region& r = it->second;
     bool owned = r.ctx == c && (r.kind == region_kind::device || r.kind == region_kind::async ||
                                 r.kind == region_kind::managed || r.kind == region_kind::host_alloc);
-    if (!owned) { ++it; continue; }
+    if (!owned) {
+      ++it;
+      continue;
+    }
     if (r.kind == region_kind::device || r.kind == region_kind::async) {
       arena_release(r.device, r.arena_offset, r.arena_span);
     } else {

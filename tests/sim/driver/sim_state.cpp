@@ -19,10 +19,23 @@ size_t parse_size(const char* s, size_t fallback) {
   unsigned long long v = std::strtoull(s, &end, 10);
   if (end == s) return fallback;
   switch (*end) {
-    case 'k': case 'K': v <<= 10; ++end; break;
-    case 'm': case 'M': v <<= 20; ++end; break;
-    case 'g': case 'G': v <<= 30; ++end; break;
-    default: break;
+    case 'k':
+    case 'K':
+      v <<= 10;
+      ++end;
+      break;
+    case 'm':
+    case 'M':
+      v <<= 20;
+      ++end;
+      break;
+    case 'g':
+    case 'G':
+      v <<= 30;
+      ++end;
+      break;
+    default:
+      break;
   }
   if (*end == 'B' || *end == 'b') ++end;
   return *end == '\0' && v > 0 ? static_cast<size_t>(v) : fallback;
@@ -38,26 +51,40 @@ config read_config() {
   config c;
   if (const char* v = std::getenv("POOLSHIM_SIM_DEVICES")) {
     int n = std::atoi(v);
-    if (n >= 1 && n <= k_max_devices) c.devices = n; else warn("POOLSHIM_SIM_DEVICES", v);
+    if (n >= 1 && n <= k_max_devices)
+      c.devices = n;
+    else
+      warn("POOLSHIM_SIM_DEVICES", v);
   }
   if (const char* v = std::getenv("POOLSHIM_SIM_DEVICE_MEMORY")) {
     size_t n = parse_size(v, 0);
     // At least 16 MiB so the arena can hold a few segments; rounded to whole VMM granules.
-    if (n >= (size_t{16} << 20)) c.device_memory = n / k_vmm_granularity * k_vmm_granularity;
-    else warn("POOLSHIM_SIM_DEVICE_MEMORY", v);
+    if (n >= (size_t{16} << 20))
+      c.device_memory = n / k_vmm_granularity * k_vmm_granularity;
+    else
+      warn("POOLSHIM_SIM_DEVICE_MEMORY", v);
   }
   if (const char* v = std::getenv("POOLSHIM_SIM_FAIL_ALLOC_AT")) {
     const char* p = v;
     while (*p) {
       char* end = nullptr;
       unsigned long long n = std::strtoull(p, &end, 10);
-      if (end == p || n == 0) { warn("POOLSHIM_SIM_FAIL_ALLOC_AT", v); c.fail_alloc_at.clear(); break; }
+      if (end == p || n == 0) {
+        warn("POOLSHIM_SIM_FAIL_ALLOC_AT", v);
+        c.fail_alloc_at.clear();
+        break;
+      }
       c.fail_alloc_at.insert(n);
       p = *end == ',' ? end + 1 : end;
-      if (*end != ',' && *end != '\0') { warn("POOLSHIM_SIM_FAIL_ALLOC_AT", v); c.fail_alloc_at.clear(); break; }
+      if (*end != ',' && *end != '\0') {
+        warn("POOLSHIM_SIM_FAIL_ALLOC_AT", v);
+        c.fail_alloc_at.clear();
+        break;
+      }
     }
   }
-  if (const char* v = std::getenv("POOLSHIM_SIM_STREAM_DELAY_US")) c.stream_delay_us = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  if (const char* v = std::getenv("POOLSHIM_SIM_STREAM_DELAY_US"))
+    c.stream_delay_us = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   if (const char* v = std::getenv("POOLSHIM_SIM_FAULT_AT_OP")) c.fault_at_op = std::strtoull(v, nullptr, 10);
   if (const char* v = std::getenv("POOLSHIM_SIM_TRACE")) c.trace = v[0] == '1';
   return c;
@@ -161,9 +188,7 @@ CUcontext current_ctx() {
   return st.empty() ? nullptr : st.back();
 }
 
-bool ctx_alive(CUcontext c) {
-  return c != nullptr && get().contexts.count(c) != 0 && c->alive;
-}
+bool ctx_alive(CUcontext c) { return c != nullptr && get().contexts.count(c) != 0 && c->alive; }
 
 CUresult require_ctx(CUcontext* out) {
   CUcontext c = current_ctx();
@@ -188,8 +213,8 @@ CUresult check_unsafe_call() {
   bool forbidden = false;
   for (auto& c : g.captures) {
     bool own = c->thread == me && c->mode != CU_STREAM_CAPTURE_MODE_RELAXED;
-    bool other_global = mine == CU_STREAM_CAPTURE_MODE_GLOBAL && c->thread != me &&
-                        c->mode == CU_STREAM_CAPTURE_MODE_GLOBAL;
+    bool other_global =
+        mine == CU_STREAM_CAPTURE_MODE_GLOBAL && c->thread != me && c->mode == CU_STREAM_CAPTURE_MODE_GLOBAL;
     if (own || other_global) {
       c->invalidated = true;
       forbidden = true;

@@ -27,8 +27,8 @@
 namespace sim {
 
 constexpr int k_driver_version = 13000;
-constexpr size_t k_alloc_align = 512;              // cudaMalloc alignment (CUDA_FACTS §1)
-constexpr size_t k_vmm_granularity = 2u << 20;     // cuMemGetAllocationGranularity
+constexpr size_t k_alloc_align = 512;           // cudaMalloc alignment (CUDA_FACTS §1)
+constexpr size_t k_vmm_granularity = 2u << 20;  // cuMemGetAllocationGranularity
 constexpr int k_max_devices = 8;
 
 struct config {
@@ -43,44 +43,44 @@ struct config {
 // --- memory -------------------------------------------------------------------------------
 
 enum class region_kind {
-  device,          // cuMemAlloc / cuMemAllocPitch, in the device arena
-  async,           // cuMemAllocAsync, in the device arena, freed stream-ordered
-  managed,         // cuMemAllocManaged, host-accessible
-  host_alloc,      // cuMemHostAlloc / cuMemAllocHost (pinned)
-  host_registered, // cuMemHostRegister
-  vmm_mapping,     // one cuMemMap chunk inside a reservation
-  ipc_import,      // cuIpcOpenMemHandle
+  device,           // cuMemAlloc / cuMemAllocPitch, in the device arena
+  async,            // cuMemAllocAsync, in the device arena, freed stream-ordered
+  managed,          // cuMemAllocManaged, host-accessible
+  host_alloc,       // cuMemHostAlloc / cuMemAllocHost (pinned)
+  host_registered,  // cuMemHostRegister
+  vmm_mapping,      // one cuMemMap chunk inside a reservation
+  ipc_import,       // cuIpcOpenMemHandle
 };
 
 struct vmm_allocation;
 
 struct region {
   region_kind kind;
-  uintptr_t base = 0;   // address the program sees
-  size_t size = 0;      // bytes the program asked for (pitch*height for pitched)
+  uintptr_t base = 0;         // address the program sees
+  size_t size = 0;            // bytes the program asked for (pitch*height for pitched)
   uint8_t* shadow = nullptr;  // read-write view the workers use; == base for host-accessible kinds
   int device = -1;
   CUcontext ctx = nullptr;
-  unsigned flags = 0;         // host alloc / register flags
-  uint64_t buffer_id = 0;     // CU_POINTER_ATTRIBUTE_BUFFER_ID, never reused
-  size_t arena_offset = 0;    // device/async: where in the arena memfd
-  size_t arena_span = 0;      // device/async: bytes reserved in the arena (rounded)
+  unsigned flags = 0;       // host alloc / register flags
+  uint64_t buffer_id = 0;   // CU_POINTER_ATTRIBUTE_BUFFER_ID, never reused
+  size_t arena_offset = 0;  // device/async: where in the arena memfd
+  size_t arena_span = 0;    // device/async: bytes reserved in the arena (rounded)
   // vmm_mapping
   std::shared_ptr<vmm_allocation> vmm;
-  unsigned access_mask = 0;   // bit per device: READ; (access_rw_mask) READWRITE
+  unsigned access_mask = 0;  // bit per device: READ; (access_rw_mask) READWRITE
   unsigned access_rw_mask = 0;
   // ipc_import
   int ipc_refs = 0;
-  uint64_t ipc_key = 0;       // exporter pid << 32 ^ buffer id, to find a reopened handle
-  void* map_base = nullptr;   // ipc_import: page-aligned mapping to unmap
+  uint64_t ipc_key = 0;      // exporter pid << 32 ^ buffer id, to find a reopened handle
+  void* map_base = nullptr;  // ipc_import: page-aligned mapping to unmap
   size_t map_len = 0;
 };
 
 struct arena {
   int fd = -1;
   size_t size = 0;
-  uint8_t* device_view = nullptr;  // PROT_NONE: what device pointers point into
-  uint8_t* shadow_view = nullptr;  // read-write alias used by the workers
+  uint8_t* device_view = nullptr;        // PROT_NONE: what device pointers point into
+  uint8_t* shadow_view = nullptr;        // read-write alias used by the workers
   std::map<size_t, size_t> free_ranges;  // offset -> length, coalesced
   size_t used = 0;                       // bytes of device memory in use (arena + VMM)
 };
@@ -105,8 +105,8 @@ struct reservation {
 struct capture_state;
 
 struct op {
-  std::function<void()> run;                          // executes on the worker, outside the lock
-  std::vector<std::pair<CUstream, uint64_t>> waits;   // run once stream->completed >= seq
+  std::function<void()> run;                         // executes on the worker, outside the lock
+  std::vector<std::pair<CUstream, uint64_t>> waits;  // run once stream->completed >= seq
   uint64_t seq = 0;
 };
 
@@ -132,8 +132,8 @@ struct CUstream_st {
   unsigned long long id = 0;
   bool destroyed = false;
   std::deque<sim::op> queue;
-  uint64_t enqueued = 0;   // seq of the last op enqueued
-  uint64_t completed = 0;  // seq of the last op finished
+  uint64_t enqueued = 0;                        // seq of the last op enqueued
+  uint64_t completed = 0;                       // seq of the last op finished
   std::shared_ptr<sim::capture_state> capture;  // non-null while capturing (or joined)
 };
 
@@ -143,7 +143,7 @@ struct CUevent_st {
   bool destroyed = false;
   CUstream stream = nullptr;  // where it was last recorded (nullptr: never)
   uint64_t seq = 0;
-  bool captured = false;      // last recorded inside a stream capture
+  bool captured = false;  // last recorded inside a stream capture
   std::shared_ptr<sim::capture_state> capture;
   std::chrono::steady_clock::time_point when{};
   bool has_time = false;
@@ -181,17 +181,17 @@ struct state {
   bool forked_child = false;  // this process is a fork() child of an initialised parent
   std::atomic<CUresult> sticky{CUDA_SUCCESS};
 
-  std::vector<arena> arenas;               // one per device
-  std::vector<CUctx_st*> primary;          // primary context per device
+  std::vector<arena> arenas;       // one per device
+  std::vector<CUctx_st*> primary;  // primary context per device
   std::vector<int> primary_refs;
   std::unordered_set<CUcontext> contexts;  // live contexts
   std::unordered_set<CUstream> streams;    // live user and per-thread streams
   std::unordered_set<CUevent> events;
   std::unordered_set<CUgraph> graphs;
   std::unordered_set<CUgraphExec> graph_execs;
-  std::vector<void*> graveyard;            // destroyed objects, kept reachable (ops may refer)
+  std::vector<void*> graveyard;  // destroyed objects, kept reachable (ops may refer)
 
-  std::map<uintptr_t, region> regions;     // by base address
+  std::map<uintptr_t, region> regions;  // by base address
   std::map<uintptr_t, reservation> reservations;
   std::unordered_map<CUmemGenericAllocationHandle, std::shared_ptr<vmm_allocation>> vmm_handles;
   CUmemGenericAllocationHandle next_vmm_handle = 0x5000;
@@ -221,21 +221,21 @@ thread_state& this_thread();
 // Checks every entry point makes first: initialised, not a fork child, not called from a host
 // function, no sticky error. Does not lock.
 CUresult api_enter(const char* name, bool needs_init = true);
-CUcontext current_ctx();                      // top of this thread's stack, or nullptr
-CUresult require_ctx(CUcontext* out);         // INVALID_CONTEXT when none is current
+CUcontext current_ctx();               // top of this thread's stack, or nullptr
+CUresult require_ctx(CUcontext* out);  // INVALID_CONTEXT when none is current
 bool ctx_alive(CUcontext c);
 void trace(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // memory (sim_memory.cpp)
-CUresult init_arenas();                           // cuInit, with g.mu held
+CUresult init_arenas();  // cuInit, with g.mu held
 CUresult arena_alloc(int device, size_t size, size_t* offset, size_t* span);
 void arena_release(int device, size_t offset, size_t span);
-region* find_region(uintptr_t p);                 // region containing p, or nullptr
-region* find_region_base(uintptr_t p);            // region starting exactly at p
-bool count_device_alloc();                        // false: fault injection says fail this one
+region* find_region(uintptr_t p);       // region containing p, or nullptr
+region* find_region_base(uintptr_t p);  // region starting exactly at p
+bool count_device_alloc();              // false: fault injection says fail this one
 CUresult new_device_region(region_kind kind, size_t size, CUcontext ctx, uintptr_t* out);
-void free_device_region(uintptr_t base);          // erase + release arena span
-void free_all_of_context(CUcontext c);            // cuDevicePrimaryCtxReset / cuCtxDestroy
+void free_device_region(uintptr_t base);  // erase + release arena span
+void free_all_of_context(CUcontext c);    // cuDevicePrimaryCtxReset / cuCtxDestroy
 
 // A byte range resolved for a worker: the pointer to touch plus what kind of memory it is.
 enum class mem_class { pageable, pinned, device, managed };

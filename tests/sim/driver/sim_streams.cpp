@@ -1,9 +1,9 @@
 // Simulated CUDA driver: the stream engine. Every stream has a worker thread that runs its ops in
 // order; an op may wait for positions in other streams, which is how the legacy default stream's
 // implicit barriers and event waits are expressed. Ops on a capturing stream go into its graph.
-#include "sim_state.h"
-
 #include <unistd.h>
+
+#include "sim_state.h"
 
 namespace sim {
 namespace {
@@ -25,9 +25,8 @@ void worker_loop(CUstream s) {
   this_thread().in_host_func = true;
   std::unique_lock<std::mutex> lk(g.mu);
   for (;;) {
-    g.cv.wait(lk, [&] {
-      return (!s->queue.empty() && deps_met(s->queue.front())) || (s->destroyed && s->queue.empty());
-    });
+    g.cv.wait(lk,
+              [&] { return (!s->queue.empty() && deps_met(s->queue.front())) || (s->destroyed && s->queue.empty()); });
     if (s->queue.empty()) {  // destroyed and drained: only now does it stop counting for syncs
       g.streams.erase(s);
       g.graveyard.push_back(s);  // ops and events may still name it
@@ -92,8 +91,7 @@ CUresult resolve_stream(CUstream s, bool per_thread_variant, CUstream* out) {
     *out = it->second;
     return CUDA_SUCCESS;
   }
-  if (g.streams.count(s) == 0 || s->destroyed || s->role == stream_role::legacy)
-    return CUDA_ERROR_INVALID_HANDLE;
+  if (g.streams.count(s) == 0 || s->destroyed || s->role == stream_role::legacy) return CUDA_ERROR_INVALID_HANDLE;
   if (!ctx_alive(s->ctx)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
   *out = s;
   return CUDA_SUCCESS;

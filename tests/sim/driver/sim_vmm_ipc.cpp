@@ -83,7 +83,7 @@ constexpr char k_ipc_magic[8] = {'P', 'S', 'I', 'M', 'I', 'P', 'C', '1'};
 }  // namespace
 
 POOLSHIM_SIM_API CUresult cuMemGetAllocationGranularity(size_t* gran, const CUmemAllocationProp* prop,
-                                               CUmemAllocationGranularity_flags option) {
+                                                        CUmemAllocationGranularity_flags option) {
   if (CUresult r = api_enter("cuMemGetAllocationGranularity"); r != CUDA_SUCCESS) return r;
   if (gran == nullptr || prop == nullptr || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
       !valid_device_location(prop->location) ||
@@ -93,8 +93,8 @@ POOLSHIM_SIM_API CUresult cuMemGetAllocationGranularity(size_t* gran, const CUme
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
-                             unsigned long long flags) {
+POOLSHIM_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                                      const CUmemAllocationProp* prop, unsigned long long flags) {
   if (CUresult r = api_enter("cuMemCreate"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr || prop == nullptr || flags != 0 || size == 0 || !granular(size) ||
       prop->type != CU_MEM_ALLOCATION_TYPE_PINNED)
@@ -141,7 +141,7 @@ POOLSHIM_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
 }
 
 POOLSHIM_SIM_API CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAllocationHandle handle,
-                                              CUmemAllocationHandleType type, unsigned long long flags) {
+                                                       CUmemAllocationHandleType type, unsigned long long flags) {
   if (CUresult r = api_enter("cuMemExportToShareableHandle"); r != CUDA_SUCCESS) return r;
   if (shareable == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -159,14 +159,14 @@ POOLSHIM_SIM_API CUresult cuMemExportToShareableHandle(void* shareable, CUmemGen
 }
 
 POOLSHIM_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle, void* os_handle,
-                                                CUmemAllocationHandleType type) {
+                                                         CUmemAllocationHandleType type) {
   if (CUresult r = api_enter("cuMemImportFromShareableHandle"); r != CUDA_SUCCESS) return r;
   if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) return CUDA_ERROR_NOT_SUPPORTED;
   // The fd is passed by value in the pointer argument (CUDA_FACTS §9); the importer keeps its own.
   int fd = static_cast<int>(reinterpret_cast<uintptr_t>(os_handle));
   int dev = memfd_device(fd, k_vmm_prefix);
-  struct stat st{};
+  struct stat st {};
   if (dev < 0 || dev >= get().cfg.devices || fstat(fd, &st) != 0 || st.st_size <= 0) return CUDA_ERROR_INVALID_VALUE;
   int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return CUDA_ERROR_INVALID_VALUE;
@@ -184,7 +184,8 @@ POOLSHIM_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationH
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp* prop, CUmemGenericAllocationHandle handle) {
+POOLSHIM_SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp* prop,
+                                                                 CUmemGenericAllocationHandle handle) {
   if (CUresult r = api_enter("cuMemGetAllocationPropertiesFromHandle"); r != CUDA_SUCCESS) return r;
   if (prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -195,15 +196,15 @@ POOLSHIM_SIM_API CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocation
 }
 
 POOLSHIM_SIM_API CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
-                                     unsigned long long flags) {
+                                              unsigned long long flags) {
   if (CUresult r = api_enter("cuMemAddressReserve"); r != CUDA_SUCCESS) return r;
   if (ptr == nullptr || size == 0 || size % 4096 != 0 || flags != 0 || addr % 4096 != 0 ||
       (alignment & (alignment - 1)) != 0)
     return CUDA_ERROR_INVALID_VALUE;
   size_t align = alignment < k_vmm_granularity ? k_vmm_granularity : alignment;
   // Over-reserve, then trim to the alignment; `addr` is only a hint.
-  void* raw = mmap(reinterpret_cast<void*>(addr), size + align, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw =
+      mmap(reinterpret_cast<void*>(addr), size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
   auto start = reinterpret_cast<uintptr_t>(raw);
   uintptr_t aligned = (start + align - 1) / align * align;
@@ -233,7 +234,7 @@ POOLSHIM_SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
 }
 
 POOLSHIM_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
-                          unsigned long long flags) {
+                                   unsigned long long flags) {
   if (CUresult r = api_enter("cuMemMap"); r != CUDA_SUCCESS) return r;
   if (flags != 0 || offset != 0 || size == 0 || !granular(size) || !granular(ptr)) return CUDA_ERROR_INVALID_VALUE;
   state& g = get();
@@ -278,7 +279,8 @@ POOLSHIM_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
   if (maps.empty()) return CUDA_ERROR_INVALID_VALUE;
   for (region* r : maps) {
     munmap(r->shadow, r->size);
-    mmap(reinterpret_cast<void*>(r->base), r->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    mmap(reinterpret_cast<void*>(r->base), r->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+         -1, 0);
     auto a = r->vmm;
     --a->mapping_refs;
     g.regions.erase(r->base);
@@ -293,7 +295,8 @@ POOLSHIM_SIM_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUm
   for (size_t i = 0; i < count; ++i) {
     if (!valid_device_location(desc[i].location)) return CUDA_ERROR_INVALID_DEVICE;
     auto f = desc[i].flags;
-    if (f != CU_MEM_ACCESS_FLAGS_PROT_NONE && f != CU_MEM_ACCESS_FLAGS_PROT_READ && f != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+    if (f != CU_MEM_ACCESS_FLAGS_PROT_NONE && f != CU_MEM_ACCESS_FLAGS_PROT_READ &&
+        f != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
       return CUDA_ERROR_INVALID_VALUE;
   }
   std::lock_guard<std::mutex> lk(get().mu);
@@ -323,7 +326,7 @@ POOLSHIM_SIM_API CUresult cuMemGetAccess(unsigned long long* flags, const CUmemL
   if (r == nullptr || r->kind != region_kind::vmm_mapping) return CUDA_ERROR_INVALID_VALUE;
   unsigned bit = 1u << location->id;
   *flags = (r->access_rw_mask & bit) ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-         : (r->access_mask & bit)    ? CU_MEM_ACCESS_FLAGS_PROT_READ
+           : (r->access_mask & bit)  ? CU_MEM_ACCESS_FLAGS_PROT_READ
                                      : CU_MEM_ACCESS_FLAGS_PROT_NONE;
   return CUDA_SUCCESS;
 }

@@ -57,14 +57,13 @@ void load_driver() noexcept {
   s.per_thread.get_proc_address = lookup;
 
   bool complete = true;
-#define POOLSHIM_RT_FETCH(name, pfn, version, has_per_thread)                                     \
-  complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.legacy.name),             \
-                    CU_GET_PROC_ADDRESS_DEFAULT);                                                 \
-  if (has_per_thread) {                                                                           \
-    complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.per_thread.name),       \
-                      CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);                             \
-  } else {                                                                                                 \
-    s.per_thread.name = s.legacy.name;                                                                     \
+#define POOLSHIM_RT_FETCH(name, pfn, version, has_per_thread)                                                       \
+  complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.legacy.name), CU_GET_PROC_ADDRESS_DEFAULT); \
+  if (has_per_thread) {                                                                                             \
+    complete &= fetch(lookup, #name, version, reinterpret_cast<void**>(&s.per_thread.name),                         \
+                      CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);                                               \
+  } else {                                                                                                          \
+    s.per_thread.name = s.legacy.name;                                                                              \
   }
   POOLSHIM_RT_DRIVER_ENTRIES(POOLSHIM_RT_FETCH)
 #undef POOLSHIM_RT_FETCH

@@ -22,12 +22,12 @@ extern "C" {
 cudaError_t CUDARTAPI cudaMemcpy_ptds(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind);
 cudaError_t CUDARTAPI cudaMemset_ptds(void* devPtr, int value, size_t count);
 cudaError_t CUDARTAPI cudaMemcpy2D_ptds(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
-                                       size_t height, enum cudaMemcpyKind kind);
+                                        size_t height, enum cudaMemcpyKind kind);
 cudaError_t CUDARTAPI cudaMemcpy2DAsync_ptsz(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
-                                            size_t height, enum cudaMemcpyKind kind, cudaStream_t stream);
+                                             size_t height, enum cudaMemcpyKind kind, cudaStream_t stream);
 cudaError_t CUDARTAPI cudaMemset2D_ptds(void* devPtr, size_t pitch, int value, size_t width, size_t height);
 cudaError_t CUDARTAPI cudaMemset2DAsync_ptsz(void* devPtr, size_t pitch, int value, size_t width, size_t height,
-                                            cudaStream_t stream);
+                                             cudaStream_t stream);
 cudaError_t CUDARTAPI cudaMemcpyAsync_ptsz(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
                                            cudaStream_t stream);
 cudaError_t CUDARTAPI cudaMemsetAsync_ptsz(void* devPtr, int value, size_t count, cudaStream_t stream);
@@ -79,76 +79,77 @@ cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim,
 
 // X(name, PFN type, cudaVersion that introduced that ABI, has a per-thread-stream variant): every
 // driver entry point this runtime uses, and no other. Like NVIDIA's cudart 13.0 (traced on the
-// simulator), each name is looked up at the version its ABI was introduced, not at 13000. `name` is the base name handed to cuGetProcAddress_v2; as a
-// member name it goes through cuda.h's macros (cuMemAlloc -> cuMemAlloc_v2), consistently so.
-#define POOLSHIM_RT_DRIVER_ENTRIES(X)                                                   \
-  X(cuInit, PFN_cuInit_v2000, 2000, 0)                                                        \
-  X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020, 2020, 0)                                \
-  X(cuDeviceGet, PFN_cuDeviceGet_v2000, 2000, 0)                                              \
-  X(cuDeviceGetCount, PFN_cuDeviceGetCount_v2000, 2000, 0)                                    \
-  X(cuDeviceGetName, PFN_cuDeviceGetName_v2000, 2000, 0)                                      \
+// simulator), each name is looked up at the version its ABI was introduced, not at 13000. `name` is the base name
+// handed to cuGetProcAddress_v2; as a member name it goes through cuda.h's macros (cuMemAlloc -> cuMemAlloc_v2),
+// consistently so.
+#define POOLSHIM_RT_DRIVER_ENTRIES(X)                                                          \
+  X(cuInit, PFN_cuInit_v2000, 2000, 0)                                                         \
+  X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020, 2020, 0)                                 \
+  X(cuDeviceGet, PFN_cuDeviceGet_v2000, 2000, 0)                                               \
+  X(cuDeviceGetCount, PFN_cuDeviceGetCount_v2000, 2000, 0)                                     \
+  X(cuDeviceGetName, PFN_cuDeviceGetName_v2000, 2000, 0)                                       \
   X(cuDeviceGetUuid, PFN_cuDeviceGetUuid_v11040, 11040, 0)                                     \
-  X(cuDeviceTotalMem, PFN_cuDeviceTotalMem_v3020, 3020, 0)                                    \
-  X(cuDeviceGetAttribute, PFN_cuDeviceGetAttribute_v2000, 2000, 0)                            \
-  X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000, 4000, 0)                          \
-  X(cuDevicePrimaryCtxRetain, PFN_cuDevicePrimaryCtxRetain_v7000, 7000, 0)                    \
+  X(cuDeviceTotalMem, PFN_cuDeviceTotalMem_v3020, 3020, 0)                                     \
+  X(cuDeviceGetAttribute, PFN_cuDeviceGetAttribute_v2000, 2000, 0)                             \
+  X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000, 4000, 0)                           \
+  X(cuDevicePrimaryCtxRetain, PFN_cuDevicePrimaryCtxRetain_v7000, 7000, 0)                     \
   X(cuDevicePrimaryCtxRelease, PFN_cuDevicePrimaryCtxRelease_v11000, 11000, 0)                 \
   X(cuDevicePrimaryCtxReset, PFN_cuDevicePrimaryCtxReset_v11000, 11000, 0)                     \
-  X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000, 4000, 0)                                      \
-  X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000, 4000, 0)                                      \
+  X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000, 4000, 0)                                       \
+  X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000, 4000, 0)                                       \
   X(cuCtxGetDevice, PFN_cuCtxGetDevice_v13000, 13000, 0)                                       \
   X(cuCtxSynchronize, PFN_cuCtxSynchronize_v13000, 13000, 0)                                   \
-  X(cuCtxEnablePeerAccess, PFN_cuCtxEnablePeerAccess_v4000, 4000, 0)                          \
-  X(cuCtxDisablePeerAccess, PFN_cuCtxDisablePeerAccess_v4000, 4000, 0)                        \
-  X(cuMemAlloc, PFN_cuMemAlloc_v3020, 3020, 0)                                                \
-  X(cuMemAllocPitch, PFN_cuMemAllocPitch_v3020, 3020, 0)                                      \
-  X(cuMemFree, PFN_cuMemFree_v3020, 3020, 0)                                                  \
-  X(cuMemGetInfo, PFN_cuMemGetInfo_v3020, 3020, 0)                                            \
-  X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020, 2020, 0)                                        \
-  X(cuMemFreeHost, PFN_cuMemFreeHost_v2000, 2000, 0)                                          \
-  X(cuMemHostGetDevicePointer, PFN_cuMemHostGetDevicePointer_v3020, 3020, 0)                  \
-  X(cuMemHostGetFlags, PFN_cuMemHostGetFlags_v2030, 2030, 0)                                  \
-  X(cuMemHostRegister, PFN_cuMemHostRegister_v6050, 6050, 0)                                  \
-  X(cuMemHostUnregister, PFN_cuMemHostUnregister_v4000, 4000, 0)                              \
-  X(cuMemAllocManaged, PFN_cuMemAllocManaged_v6000, 6000, 0)                                  \
+  X(cuCtxEnablePeerAccess, PFN_cuCtxEnablePeerAccess_v4000, 4000, 0)                           \
+  X(cuCtxDisablePeerAccess, PFN_cuCtxDisablePeerAccess_v4000, 4000, 0)                         \
+  X(cuMemAlloc, PFN_cuMemAlloc_v3020, 3020, 0)                                                 \
+  X(cuMemAllocPitch, PFN_cuMemAllocPitch_v3020, 3020, 0)                                       \
+  X(cuMemFree, PFN_cuMemFree_v3020, 3020, 0)                                                   \
+  X(cuMemGetInfo, PFN_cuMemGetInfo_v3020, 3020, 0)                                             \
+  X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020, 2020, 0)                                         \
+  X(cuMemFreeHost, PFN_cuMemFreeHost_v2000, 2000, 0)                                           \
+  X(cuMemHostGetDevicePointer, PFN_cuMemHostGetDevicePointer_v3020, 3020, 0)                   \
+  X(cuMemHostGetFlags, PFN_cuMemHostGetFlags_v2030, 2030, 0)                                   \
+  X(cuMemHostRegister, PFN_cuMemHostRegister_v6050, 6050, 0)                                   \
+  X(cuMemHostUnregister, PFN_cuMemHostUnregister_v4000, 4000, 0)                               \
+  X(cuMemAllocManaged, PFN_cuMemAllocManaged_v6000, 6000, 0)                                   \
   X(cuMemAllocAsync, PFN_cuMemAllocAsync_v11020, 11020, 1)                                     \
   X(cuMemFreeAsync, PFN_cuMemFreeAsync_v11020, 11020, 1)                                       \
-  X(cuMemcpy, PFN_cuMemcpy_v4000, 4000, 1)                                                    \
-  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000, 4000, 1)                                          \
-  X(cuMemcpyPeer, PFN_cuMemcpyPeer_v4000, 4000, 0)                                            \
-  X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000, 4000, 0)                                  \
-  X(cuMemsetD8, PFN_cuMemsetD8_v3020, 3020, 1)                                                \
-  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 3020, 1)                                      \
-  X(cuMemcpy2D, PFN_cuMemcpy2D_v3020, 3020, 1)                                                \
-  X(cuMemcpy2DAsync, PFN_cuMemcpy2DAsync_v3020, 3020, 1)                                      \
-  X(cuMemsetD2D8, PFN_cuMemsetD2D8_v3020, 3020, 1)                                            \
-  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020, 3020, 1)                                  \
-  X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000, 7000, 0)                        \
-  X(cuIpcGetMemHandle, PFN_cuIpcGetMemHandle_v4010, 4010, 0)                                  \
+  X(cuMemcpy, PFN_cuMemcpy_v4000, 4000, 1)                                                     \
+  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000, 4000, 1)                                           \
+  X(cuMemcpyPeer, PFN_cuMemcpyPeer_v4000, 4000, 0)                                             \
+  X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000, 4000, 0)                                   \
+  X(cuMemsetD8, PFN_cuMemsetD8_v3020, 3020, 1)                                                 \
+  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 3020, 1)                                       \
+  X(cuMemcpy2D, PFN_cuMemcpy2D_v3020, 3020, 1)                                                 \
+  X(cuMemcpy2DAsync, PFN_cuMemcpy2DAsync_v3020, 3020, 1)                                       \
+  X(cuMemsetD2D8, PFN_cuMemsetD2D8_v3020, 3020, 1)                                             \
+  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020, 3020, 1)                                   \
+  X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000, 7000, 0)                         \
+  X(cuIpcGetMemHandle, PFN_cuIpcGetMemHandle_v4010, 4010, 0)                                   \
   X(cuIpcOpenMemHandle, PFN_cuIpcOpenMemHandle_v11000, 11000, 0)                               \
-  X(cuIpcCloseMemHandle, PFN_cuIpcCloseMemHandle_v4010, 4010, 0)                              \
-  X(cuStreamCreate, PFN_cuStreamCreate_v2000, 2000, 0)                                        \
-  X(cuStreamCreateWithPriority, PFN_cuStreamCreateWithPriority_v5050, 5050, 0)                \
-  X(cuStreamDestroy, PFN_cuStreamDestroy_v4000, 4000, 0)                                      \
-  X(cuStreamSynchronize, PFN_cuStreamSynchronize_v2000, 2000, 1)                              \
-  X(cuStreamQuery, PFN_cuStreamQuery_v2000, 2000, 1)                                          \
-  X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020, 3020, 1)                                  \
-  X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050, 5050, 1)                                    \
+  X(cuIpcCloseMemHandle, PFN_cuIpcCloseMemHandle_v4010, 4010, 0)                               \
+  X(cuStreamCreate, PFN_cuStreamCreate_v2000, 2000, 0)                                         \
+  X(cuStreamCreateWithPriority, PFN_cuStreamCreateWithPriority_v5050, 5050, 0)                 \
+  X(cuStreamDestroy, PFN_cuStreamDestroy_v4000, 4000, 0)                                       \
+  X(cuStreamSynchronize, PFN_cuStreamSynchronize_v2000, 2000, 1)                               \
+  X(cuStreamQuery, PFN_cuStreamQuery_v2000, 2000, 1)                                           \
+  X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020, 3020, 1)                                   \
+  X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050, 5050, 1)                                     \
   X(cuStreamGetId, PFN_cuStreamGetId_v12000, 12000, 1)                                         \
-  X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050, 5050, 1)                              \
+  X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050, 5050, 1)                               \
   X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000, 10000, 1)                                   \
-  X(cuStreamAddCallback, PFN_cuStreamAddCallback_v5000, 5000, 1)                              \
+  X(cuStreamAddCallback, PFN_cuStreamAddCallback_v5000, 5000, 1)                               \
   X(cuStreamBeginCapture, PFN_cuStreamBeginCapture_v10010, 10010, 1)                           \
   X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000, 10000, 1)                               \
   X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000, 10000, 1)                             \
   X(cuThreadExchangeStreamCaptureMode, PFN_cuThreadExchangeStreamCaptureMode_v10010, 10010, 0) \
-  X(cuEventCreate, PFN_cuEventCreate_v2000, 2000, 0)                                          \
-  X(cuEventRecord, PFN_cuEventRecord_v2000, 2000, 1)                                          \
+  X(cuEventCreate, PFN_cuEventCreate_v2000, 2000, 0)                                           \
+  X(cuEventRecord, PFN_cuEventRecord_v2000, 2000, 1)                                           \
   X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010, 11010, 1)                       \
-  X(cuEventQuery, PFN_cuEventQuery_v2000, 2000, 0)                                            \
-  X(cuEventSynchronize, PFN_cuEventSynchronize_v2000, 2000, 0)                                \
+  X(cuEventQuery, PFN_cuEventQuery_v2000, 2000, 0)                                             \
+  X(cuEventSynchronize, PFN_cuEventSynchronize_v2000, 2000, 0)                                 \
   X(cuEventElapsedTime, PFN_cuEventElapsedTime_v12080, 12080, 0)                               \
-  X(cuEventDestroy, PFN_cuEventDestroy_v4000, 4000, 0)                                        \
+  X(cuEventDestroy, PFN_cuEventDestroy_v4000, 4000, 0)                                         \
   X(cuGraphInstantiateWithFlags, PFN_cuGraphInstantiateWithFlags_v11040, 11040, 0)             \
   X(cuGraphLaunch, PFN_cuGraphLaunch_v10000, 10000, 1)                                         \
   X(cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000, 10000, 0)                               \

@@ -111,8 +111,8 @@ template <default_stream S>
 cudaError_t memset_2d_async(void* devPtr, size_t pitch, int value, size_t width, size_t height, cudaStream_t stream) {
   return api(needs::context, [&]() -> cudaError_t {
     if (width == 0 || height == 0) return cudaSuccess;
-    return from_driver(driver(S).cuMemsetD2D8Async(to_dptr(devPtr), pitch, static_cast<unsigned char>(value), width,
-                                                   height, stream));
+    return from_driver(
+        driver(S).cuMemsetD2D8Async(to_dptr(devPtr), pitch, static_cast<unsigned char>(value), width, height, stream));
   });
 }
 

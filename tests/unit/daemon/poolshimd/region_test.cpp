@@ -25,7 +25,7 @@ region_options small(std::size_t slabs) {
 }
 
 ino_t inode(int fd) {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(fstat(fd, &st), 0);
   return st.st_ino;
 }
@@ -35,7 +35,7 @@ TEST(SlabRegion, LendsEverySlabOnceThenRefuses) {
   int fds[3];
   for (int& fd : fds) {
     ASSERT_GE(r.lend(1, &fd), 0);
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(fstat(fd, &st), 0);
     EXPECT_EQ(static_cast<std::size_t>(st.st_size), kSlab);
   }

@@ -46,7 +46,8 @@ TEST(Protocol, ValidatedRequestIsCopiedOut) {
 
 TEST(Protocol, WrongLengthsAreRefusedWithoutReadingPastThem) {
   const request q = make_request(op::hello, 1);
-  for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{16}, sizeof q - 1, sizeof q + 1, std::size_t{4096}}) {
+  for (std::size_t len :
+       {std::size_t{0}, std::size_t{1}, std::size_t{16}, sizeof q - 1, sizeof q + 1, std::size_t{4096}}) {
     std::vector<unsigned char> buf(len + 1, 0);  // exactly len readable bytes (plus one unused)
     std::memcpy(buf.data(), &q, std::min(len, sizeof q));
     request out{};

@@ -176,7 +176,7 @@ TEST_F(TrustedDirectory, AnotherUsersDirectoryIsRefused) {
 
 TEST(Transport, SocketPathFollowsTheDesignsOrder) {
   EXPECT_EQ(socket_path("/x/y.sock"), "/x/y.sock");
-  struct stat st{};
+  struct stat st {};
   if (stat("/run/poolshim", &st) != 0) {
     setenv("XDG_RUNTIME_DIR", "/run/user/77", 1);
     EXPECT_EQ(socket_path(""), "/run/user/77/poolshim/poolshimd.sock");

@@ -2,7 +2,6 @@
 // whole reuse, reuse fences (with a broken fence to show the check can fail), thread caches under
 // 8 threads, release_idle, the OOM path, statistics, and rejection of bad frees.
 #include "pool/device_pool.h"
-#include "support/manual_fence.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/fake_segment_resource.h"
 #include "pool/size_classes.h"
+#include "support/fake_segment_resource.h"
+#include "support/manual_fence.h"
 
 namespace poolshim::pool {
 namespace {

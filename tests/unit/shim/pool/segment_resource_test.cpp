@@ -3,8 +3,8 @@
 // suite on the simulator in tests/unit/shim/source/segment_source_test.cpp.
 #include <gtest/gtest.h>
 
-#include "support/limit_resource_adaptor.h"
 #include "support/fake_segment_resource.h"
+#include "support/limit_resource_adaptor.h"
 #include "support/segment_resource_suite.h"
 
 namespace poolshim::pool {

@@ -4,7 +4,6 @@
 // hooks reported, a blocking stream and the per-thread default stream they did not (the legacy
 // record covers them), a stream destroyed with work pending, and a capture in progress (the fence
 // is deferred). Run with POOLSHIM_FREE_SYNC=fence (the ctest sets it).
-#include "route/capture_state.h"
 #include "route/fence_tracker.h"
 
 #include <cuda.h>
@@ -15,6 +14,7 @@
 #include <cstdint>
 #include <thread>
 
+#include "route/capture_state.h"
 #include "route/device_router.h"
 
 namespace poolshim::fence_tracker {

@@ -53,11 +53,11 @@ TEST(SiteStats, BytesAtTheProcessPeakAreEachSitesShare) {
   sites s(8);
   const std::uint32_t a = 1, b = 2, c = 3;
   s.stats.on_alloc(a, 100);
-  s.stats.on_alloc(b, 50);   // peak 150: a 100, b 50
+  s.stats.on_alloc(b, 50);  // peak 150: a 100, b 50
   s.stats.on_free(a, 100);
   s.stats.on_alloc(c, 120);  // 170: the new peak: a 0, b 50, c 120
   s.stats.on_free(c, 120);
-  s.stats.on_alloc(a, 10);   // 60: not a peak
+  s.stats.on_alloc(a, 10);  // 60: not a peak
   EXPECT_EQ(s.stats.peak(), 170);
   EXPECT_EQ(s.stats.report(a).at_process_peak, 0);
   EXPECT_EQ(s.stats.report(b).at_process_peak, 50);

@@ -15,7 +15,9 @@ namespace {
 
 struct table_storage {
   explicit table_storage(std::size_t slots, std::size_t frames)
-      : slot(new stack_slot[slots]()), arena(new std::uintptr_t[frames]()), table(slot.get(), slots, arena.get(), frames) {}
+      : slot(new stack_slot[slots]()),
+        arena(new std::uintptr_t[frames]()),
+        table(slot.get(), slots, arena.get(), frames) {}
   std::unique_ptr<stack_slot[]> slot;
   std::unique_ptr<std::uintptr_t[]> arena;
   stack_table table;
