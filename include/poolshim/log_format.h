@@ -83,6 +83,20 @@ struct format_string {
   const char* text;
 };
 
+// The front both loggers share: when `enabled(lv)`, the arguments are type-erased on the stack and
+// handed to `emit` (each logger's own sink, the only place that formats and writes).
+template <bool (*Enabled)(level) noexcept, void (*Emit)(level, const char*, const arg*, std::size_t) noexcept,
+          class... A>
+void write_via(level lv, const char* text, const A&... a) noexcept {
+  if (!Enabled(lv)) return;
+  if constexpr (sizeof...(A) == 0) {
+    Emit(lv, text, nullptr, 0);
+  } else {
+    const arg args[] = {arg(a)...};
+    Emit(lv, text, args, sizeof...(A));
+  }
+}
+
 // Formats `text` with `args` into out[0, cap): always terminated, a long message cut. Returns the
 // length written. snprintf only for numbers (no FILE, no allocation).
 inline std::size_t format(char* out, std::size_t cap, const char* text, const arg* args, std::size_t n) noexcept {

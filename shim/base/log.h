@@ -35,13 +35,7 @@ void emit(level lv, const char* text, const arg* args, std::size_t n) noexcept;
 
 template <class... A>
 void write(level lv, std::type_identity_t<format_string<A...>> text, const A&... a) noexcept {
-  if (!enabled(lv)) return;
-  if constexpr (sizeof...(A) == 0) {
-    emit(lv, text.text, nullptr, 0);
-  } else {
-    const arg args[] = {arg(a)...};
-    emit(lv, text.text, args, sizeof...(A));
-  }
+  log_format::write_via<enabled, emit>(lv, text.text, a...);
 }
 
 // True the first time only: the gate of a warning that would otherwise repeat.
