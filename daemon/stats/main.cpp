@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "poolshim/config.h"
 #include "stats/clean.h"
 #include "stats/diff.h"
 #include "stats/html_report.h"
@@ -300,7 +301,8 @@ int main(int argc, char** argv) {
     std::fputs(k_usage, stdout);
     return 0;
   }
-  std::string dir = std::getenv("POOLSHIM_STATS_DIR") != nullptr ? std::getenv("POOLSHIM_STATS_DIR") : "/dev/shm";
+  // The folder the shim writes to: its own option row (POOLSHIM_STATS_DIR, default /dev/shm).
+  std::string dir = poolshim::opt::read_one(&poolshim::config::stats_dir);
   if (cmd == "report" && std::find(argv + 2, argv + argc, std::string("--diff")) != argv + argc) {
     // report --diff OLD NEW: the diff command
     std::vector<std::string> rest;
