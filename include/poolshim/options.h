@@ -52,15 +52,23 @@ using issue_fn = void (*)(const issue&);
 
 // ---- the parsers: each writes *out only when it accepts the whole text ----
 
-inline bool parse_size(const char* t, std::size_t* out) noexcept {
-  if (*t < '0' || *t > '9') return false;  // no sign, no blank (strtoull would take both)
-  char* end = nullptr;
-  const int saved = errno;  // the host program's: the shim may read its table inside a hook
+// The leading decimal digits of `t` into *v, *end past them. False for no digit (strtoull would
+// also take a sign or blanks) and for a number beyond 64 bits. errno is left as the host program
+// had it: the shim may read its table inside a hook.
+inline bool parse_digits(const char* t, unsigned long long* v, char** end) noexcept {
+  if (*t < '0' || *t > '9') return false;
+  const int saved = errno;
   errno = 0;
-  const unsigned long long v = std::strtoull(t, &end, 10);
+  *v = std::strtoull(t, end, 10);
   const bool too_big = errno == ERANGE;
   errno = saved;
-  if (too_big) return false;
+  return !too_big;
+}
+
+inline bool parse_size(const char* t, std::size_t* out) noexcept {
+  char* end = nullptr;
+  unsigned long long v = 0;
+  if (!parse_digits(t, &v, &end)) return false;
   unsigned shift = 0;
   switch (*end) {
     case 'k':
@@ -95,14 +103,9 @@ inline bool parse_size(const char* t, std::size_t* out) noexcept {
 }
 
 inline bool parse_count(const char* t, std::uint64_t lo, std::uint64_t hi, std::uint64_t* out) noexcept {
-  if (*t < '0' || *t > '9') return false;
   char* end = nullptr;
-  const int saved = errno;
-  errno = 0;
-  const unsigned long long v = std::strtoull(t, &end, 10);
-  const bool too_big = errno == ERANGE;
-  errno = saved;
-  if (too_big || *end != '\0' || v < lo || v > hi) return false;
+  unsigned long long v = 0;
+  if (!parse_digits(t, &v, &end) || *end != '\0' || v < lo || v > hi) return false;
   *out = v;
   return true;
 }

@@ -8,34 +8,23 @@
 #include <spdlog/logger.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <mutex>
 
 #include "base/process.h"
+#include "poolshim/options.h"
 
 namespace poolshim::log {
 namespace {
-
-void write_all(int fd, const char* p, std::size_t n) noexcept {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
 
 class stderr_write_sink final : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t buf;
     formatter_->format(msg, buf);
-    write_all(2, buf.data(), buf.size());
+    opt::write_fd(2, buf.data(), buf.size());
   }
   void flush_() override {}
 };
@@ -80,7 +69,7 @@ void emit(level lv, const char* text, const arg* args, std::size_t n) noexcept {
   }
 }
 
-void write_raw(const char* text) noexcept { write_all(2, text, std::strlen(text)); }
+void write_raw(const char* text) noexcept { opt::write_fd(2, text, std::strlen(text)); }
 
 void reset_after_fork() noexcept {
   // The old logger is leaked on purpose: its mutex may be held by a thread the child lacks.

@@ -10,6 +10,7 @@
 
 #include "base/process.h"
 #include "intercept/hook_list.h"
+#include "poolshim/options.h"
 #include "stats/recorder.h"
 
 namespace poolshim::dispatch {
@@ -71,25 +72,6 @@ void fill_counters(const intercept::counters& seen, const layer_figures& layers,
 }
 
 namespace {
-
-struct line_writer {
-  char* buf;
-  std::size_t cap;
-  std::size_t len = 0;
-
-  void put(const char* s) noexcept {
-    while (*s && len + 1 < cap) buf[len++] = *s++;
-  }
-  void put_u64(std::uint64_t v) noexcept {
-    char d[24];
-    int n = 0;
-    do {
-      d[n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v);
-    while (n && len + 1 < cap) buf[len++] = d[--n];
-  }
-};
 
 const char* mode_name(std::uint64_t m) noexcept {
   switch (m) {
@@ -162,23 +144,20 @@ std::size_t format_summary(const poolshim_counters& c, char* buf, std::size_t ca
     buf[0] = '\0';
     return 0;
   }
-  line_writer w{buf, cap};
+  opt::text w(buf, cap);  // cut at cap - 1, always terminated
   w.put("poolshim: summary");
   for (const line_field& f : k_line) {
     const std::uint64_t v = f.value(c);
     if (f.when == shown::if_nonzero && v == 0) continue;
-    w.put(" ");
-    w.put(f.name);
-    w.put("=");
+    w.put(" ").put(f.name).put("=");
     if (f.when == shown::mode_name)
       w.put(mode_name(v));
     else
-      w.put_u64(v);
+      w.put(v);
   }
   w.put("\n");
-  if (w.len + 1 >= cap) buf[w.len - 1] = '\n';
-  buf[w.len] = '\0';
-  return w.len;
+  if (w.size() + 1 >= cap) buf[w.size() - 1] = '\n';  // cut: still one line
+  return w.size();
 }
 
 std::size_t format_summary(char* buf, std::size_t cap) noexcept {
