@@ -9,8 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
-#include <thread>
 
 #include "base/process.h"
 #include "pool/size_classes.h"
@@ -22,6 +20,7 @@ namespace poolshim::device_router {
 namespace {
 
 using route_test::attribute;
+using route_test::delayed_opener;
 using route_test::gate;
 using route_test::k_untouched;
 using route_test::primary_context;
@@ -280,17 +279,11 @@ TEST_F(DeviceRouter, FreeWaitsForTheContextsWorkAsCudaFreeDoes) {
   const CUdeviceptr p = alloc(6000);
   gate g;
   ASSERT_EQ(g.hold(nullptr), CUDA_SUCCESS);  // the legacy stream
-  std::atomic<bool> opened{false};
-  std::thread opener([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    opened.store(true, std::memory_order_release);
-    g.open();
-  });
+  delayed_opener opener(g);
   CUresult r = k_untouched;
   EXPECT_TRUE(try_free(p, &r));
   EXPECT_EQ(r, CUDA_SUCCESS);
-  EXPECT_TRUE(opened.load(std::memory_order_acquire)) << "the free returned while the context still worked";
-  opener.join();
+  EXPECT_TRUE(opener.opened()) << "the free returned while the context still worked";
 }
 
 // POOLSHIM_FREE_SYNC=fence: no host synchronisation; a freed block waits for the fence.

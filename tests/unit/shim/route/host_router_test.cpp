@@ -9,10 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "base/process.h"
@@ -24,6 +22,7 @@ namespace poolshim::host_router {
 namespace {
 
 using route_test::attribute;
+using route_test::delayed_opener;
 using route_test::gate;
 using route_test::k_untouched;
 using route_test::primary_context;
@@ -201,17 +200,11 @@ TEST_F(HostRouter, FreeWaitsForWorkInFlightAsCuMemFreeHostDoes) {
   void* p = alloc(32768);
   gate g;
   ASSERT_EQ(g.hold(nullptr), CUDA_SUCCESS);  // the legacy stream of the current context
-  std::atomic<bool> opened{false};
-  std::thread opener([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    opened.store(true, std::memory_order_release);
-    g.open();
-  });
+  delayed_opener opener(g);
   CUresult r = k_untouched;
   EXPECT_TRUE(try_free(p, &r));
   EXPECT_EQ(r, CUDA_SUCCESS);
-  EXPECT_TRUE(opened.load(std::memory_order_acquire)) << "the free returned while work was in flight";
-  opener.join();
+  EXPECT_TRUE(opener.opened()) << "the free returned while work was in flight";
 }
 
 // POOLSHIM_FREE_SYNC=fence.

@@ -77,4 +77,25 @@ class gate {
   std::thread watchdog_;
 };
 
+// Opens a gate from another thread after `delay` and says whether it has: a call that returns
+// while opened() is still false did not wait for the gated work.
+class delayed_opener {
+ public:
+  explicit delayed_opener(gate& g, std::chrono::milliseconds delay = std::chrono::milliseconds(50))
+      : thread_([this, &g, delay] {
+          std::this_thread::sleep_for(delay);
+          opened_.store(true, std::memory_order_release);
+          g.open();
+        }) {}
+  ~delayed_opener() { thread_.join(); }
+  delayed_opener(const delayed_opener&) = delete;
+  delayed_opener& operator=(const delayed_opener&) = delete;
+
+  bool opened() const { return opened_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> opened_{false};  // before thread_: the thread stores to it
+  std::thread thread_;
+};
+
 }  // namespace poolshim::route_test
