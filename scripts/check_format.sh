@@ -41,10 +41,15 @@ if ((fix)); then
   echo "check_format.sh: formatted ${#files[@]} files"
   exit 0
 fi
-bad=()
-for f in "${files[@]}"; do
-  "$format" --style=file --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")
-done
+# One clang-format process for the whole tree (one per file took 27 s here): it names each
+# unformatted file in a "FILE:LINE:COL: error: code should be clang-formatted" line.
+report=$("$format" --style=file --dry-run --Werror "${files[@]}" 2>&1) && rc=0 || rc=$?
+mapfile -t bad < <(sed -n 's/^\(.*\):[0-9]*:[0-9]*: error: code should be clang-formatted.*/\1/p' <<<"$report" | uniq)
+if ((rc != 0 && ${#bad[@]} == 0)); then  # clang-format failed for another reason: show it
+  echo "$report" >&2
+  echo "check_format.sh: clang-format failed (exit $rc)" >&2
+  exit 2
+fi
 for f in "${bad[@]}"; do echo "not formatted: $f (scripts/check_format.sh --fix)"; done
 echo "check_format.sh: ${#files[@]} files, ${#bad[@]} not formatted ($("$format" --version | sed 's/.*version //'))"
 ((${#bad[@]} == 0))
