@@ -29,9 +29,8 @@ struct copy_shape {
   }
 };
 
-CUresult submit_copy(const char* name, uintptr_t dst, uintptr_t src, copy_shape shape, CUstream hs, bool per_thread,
-                     bool async) {
-  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
+// Called after api_enter.
+CUresult submit_copy(uintptr_t dst, uintptr_t src, copy_shape shape, CUstream hs, bool per_thread, bool async) {
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
   CUstream s = nullptr;
@@ -72,13 +71,15 @@ CUresult submit_copy(const char* name, uintptr_t dst, uintptr_t src, copy_shape 
 }
 
 CUresult do_copy(const char* name, uintptr_t dst, uintptr_t src, size_t n, CUstream hs, bool per_thread, bool async) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   copy_shape shape;
   shape.width = n;
-  return submit_copy(name, dst, src, shape, hs, per_thread, async);
+  return submit_copy(dst, src, shape, hs, per_thread, async);
 }
 
 // cuMemcpy2D: host, device and unified operands; arrays are not simulated.
 CUresult do_copy_2d(const char* name, const CUDA_MEMCPY2D* p, CUstream hs, bool per_thread, bool async) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto side = [](CUmemorytype type, const void* host, CUdeviceptr dev, size_t x, size_t y, size_t pitch,
                  uintptr_t* out) {
@@ -111,7 +112,30 @@ CUresult do_copy_2d(const char* name, const CUDA_MEMCPY2D* p, CUstream hs, bool 
   shape.rows = p->Height;
   shape.dst_pitch = p->dstPitch;
   shape.src_pitch = p->srcPitch;
-  return submit_copy(name, dst, src, shape, hs, per_thread, async);
+  return submit_copy(dst, src, shape, hs, per_thread, async);
+}
+
+// The v2000 CUDA_MEMCPY2D: 32-bit offsets, pitches, sizes and device pointers (zero-extended).
+CUresult do_copy_2d_v1(const char* name, const CUDA_MEMCPY2D_v1* p, CUstream hs, bool async) {
+  if (p == nullptr) return do_copy_2d(name, nullptr, hs, false, async);
+  CUDA_MEMCPY2D w{};
+  w.srcXInBytes = p->srcXInBytes;
+  w.srcY = p->srcY;
+  w.srcMemoryType = p->srcMemoryType;
+  w.srcHost = p->srcHost;
+  w.srcDevice = p->srcDevice;
+  w.srcArray = p->srcArray;
+  w.srcPitch = p->srcPitch;
+  w.dstXInBytes = p->dstXInBytes;
+  w.dstY = p->dstY;
+  w.dstMemoryType = p->dstMemoryType;
+  w.dstHost = p->dstHost;
+  w.dstDevice = p->dstDevice;
+  w.dstArray = p->dstArray;
+  w.dstPitch = p->dstPitch;
+  w.WidthInBytes = p->WidthInBytes;
+  w.Height = p->Height;
+  return do_copy_2d(name, &w, hs, false, async);
 }
 
 // A memset of `rows` rows of `count` elements, `pitch` bytes apart (a 1D memset is one row).
@@ -190,6 +214,27 @@ POOLSHIM_SIM_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, 
   return do_copy("cuMemcpyDtoHAsync_v2_ptsz", reinterpret_cast<uintptr_t>(dst), src, n, s, true, true);
 }
 
+// The v2000 (and cuMemcpyDtoDAsync v3000) ABIs: 32-bit device pointers (zero-extended) and byte
+// counts; the legacy stream only (no per-thread variants existed). Otherwise as _v2 (UNV).
+POOLSHIM_SIM_API CUresult cuMemcpyHtoD(CUdeviceptr_v1 dst, const void* src, unsigned int n) {
+  return do_copy("cuMemcpyHtoD", dst, reinterpret_cast<uintptr_t>(src), n, nullptr, false, false);
+}
+POOLSHIM_SIM_API CUresult cuMemcpyDtoH(void* dst, CUdeviceptr_v1 src, unsigned int n) {
+  return do_copy("cuMemcpyDtoH", reinterpret_cast<uintptr_t>(dst), src, n, nullptr, false, false);
+}
+POOLSHIM_SIM_API CUresult cuMemcpyDtoD(CUdeviceptr_v1 dst, CUdeviceptr_v1 src, unsigned int n) {
+  return do_copy("cuMemcpyDtoD", dst, src, n, nullptr, false, false);
+}
+POOLSHIM_SIM_API CUresult cuMemcpyHtoDAsync(CUdeviceptr_v1 dst, const void* src, unsigned int n, CUstream s) {
+  return do_copy("cuMemcpyHtoDAsync", dst, reinterpret_cast<uintptr_t>(src), n, s, false, true);
+}
+POOLSHIM_SIM_API CUresult cuMemcpyDtoHAsync(void* dst, CUdeviceptr_v1 src, unsigned int n, CUstream s) {
+  return do_copy("cuMemcpyDtoHAsync", reinterpret_cast<uintptr_t>(dst), src, n, s, false, true);
+}
+POOLSHIM_SIM_API CUresult cuMemcpyDtoDAsync(CUdeviceptr_v1 dst, CUdeviceptr_v1 src, unsigned int n, CUstream s) {
+  return do_copy("cuMemcpyDtoDAsync", dst, src, n, s, false, true);
+}
+
 // Peer copies: contexts are checked, then the copy is an ordinary device-to-device copy on the
 // current context's stream (all simulated devices share the host's address space).
 namespace {
@@ -200,13 +245,15 @@ CUresult check_peer_ctx(CUcontext a, CUcontext b) {
 }  // namespace
 #define POOLSHIM_SIM_COPY_PEER(fn, per_thread)                                                           \
   POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) { \
+    if (CUresult r = api_enter(#fn); r != CUDA_SUCCESS) return r;                                        \
     if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                                \
-    return do_copy(#fn, dst, src, n, nullptr, per_thread, false);                                        \
+    return submit_copy(dst, src, copy_shape{n}, nullptr, per_thread, false);                             \
   }
 #define POOLSHIM_SIM_COPY_PEER_ASYNC(fn, per_thread)                                                                 \
   POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n, CUstream s) { \
+    if (CUresult r = api_enter(#fn); r != CUDA_SUCCESS) return r;                                                    \
     if (CUresult r = check_peer_ctx(dc, sc); r != CUDA_SUCCESS) return r;                                            \
-    return do_copy(#fn, dst, src, n, s, per_thread, true);                                                           \
+    return submit_copy(dst, src, copy_shape{n}, s, per_thread, true);                                                \
   }
 POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer, false)
 POOLSHIM_SIM_COPY_PEER(cuMemcpyPeer_ptds, true)
@@ -234,6 +281,17 @@ POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, true)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, false)
 POOLSHIM_SIM_MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, true)
 
+// v2000 memsets: 32-bit device pointer (zero-extended) and counts; legacy stream only (UNV).
+POOLSHIM_SIM_API CUresult cuMemsetD8(CUdeviceptr_v1 dst, unsigned char v, unsigned int n) {
+  return do_memset("cuMemsetD8", dst, v, 1, n, nullptr, false, false);
+}
+POOLSHIM_SIM_API CUresult cuMemsetD16(CUdeviceptr_v1 dst, unsigned short v, unsigned int n) {
+  return do_memset("cuMemsetD16", dst, v, 2, n, nullptr, false, false);
+}
+POOLSHIM_SIM_API CUresult cuMemsetD32(CUdeviceptr_v1 dst, unsigned int v, unsigned int n) {
+  return do_memset("cuMemsetD32", dst, v, 4, n, nullptr, false, false);
+}
+
 #define POOLSHIM_SIM_COPY_2D(fn, per_thread) \
   POOLSHIM_SIM_API CUresult fn(const CUDA_MEMCPY2D* p) { return do_copy_2d(#fn, p, nullptr, per_thread, false); }
 #define POOLSHIM_SIM_COPY_2D_ASYNC(fn, per_thread) \
@@ -244,6 +302,15 @@ POOLSHIM_SIM_COPY_2D(cuMemcpy2DUnaligned_v2, false)
 POOLSHIM_SIM_COPY_2D(cuMemcpy2DUnaligned_v2_ptds, true)
 POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2, false)
 POOLSHIM_SIM_COPY_2D_ASYNC(cuMemcpy2DAsync_v2_ptsz, true)
+POOLSHIM_SIM_API CUresult cuMemcpy2D(const CUDA_MEMCPY2D_v1* p) {
+  return do_copy_2d_v1("cuMemcpy2D", p, nullptr, false);
+}
+POOLSHIM_SIM_API CUresult cuMemcpy2DUnaligned(const CUDA_MEMCPY2D_v1* p) {
+  return do_copy_2d_v1("cuMemcpy2DUnaligned", p, nullptr, false);
+}
+POOLSHIM_SIM_API CUresult cuMemcpy2DAsync(const CUDA_MEMCPY2D_v1* p, CUstream s) {
+  return do_copy_2d_v1("cuMemcpy2DAsync", p, s, true);
+}
 
 #define POOLSHIM_SIM_MEMSET_2D(fn, type, elem, per_thread)                                  \
   POOLSHIM_SIM_API CUresult fn(CUdeviceptr dst, size_t pitch, type v, size_t w, size_t h) { \
@@ -257,6 +324,14 @@ POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2, unsigned char, 1, false)
 POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D8_v2_ptds, unsigned char, 1, true)
 POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D32_v2, unsigned int, 4, false)
 POOLSHIM_SIM_MEMSET_2D(cuMemsetD2D32_v2_ptds, unsigned int, 4, true)
+POOLSHIM_SIM_API CUresult cuMemsetD2D8(CUdeviceptr_v1 dst, unsigned int pitch, unsigned char v, unsigned int w,
+                                       unsigned int h) {  // v2000, as cuMemsetD8
+  return do_memset("cuMemsetD2D8", dst, v, 1, w, nullptr, false, false, h, pitch);
+}
+POOLSHIM_SIM_API CUresult cuMemsetD2D32(CUdeviceptr_v1 dst, unsigned int pitch, unsigned int v, unsigned int w,
+                                        unsigned int h) {  // v2000
+  return do_memset("cuMemsetD2D32", dst, v, 4, w, nullptr, false, false, h, pitch);
+}
 POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D8Async, unsigned char, 1, false)
 POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D8Async_ptsz, unsigned char, 1, true)
 POOLSHIM_SIM_MEMSET_2D_ASYNC(cuMemsetD2D32Async, unsigned int, 4, false)

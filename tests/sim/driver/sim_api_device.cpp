@@ -173,8 +173,9 @@ POOLSHIM_SIM_API CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
-  if (CUresult r = api_enter("cuDeviceGetUuid_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult device_get_uuid(const char* name, CUuuid* uuid, CUdevice dev) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (uuid == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   // Stable across processes, like a real GPU's UUID: "poolshim-sim" + the ordinal.
@@ -184,7 +185,15 @@ POOLSHIM_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) { return cuDeviceGetUuid_v2(uuid, dev); }
+}  // namespace
+
+// v9020 and v11040 have the same ABI (v2 also reports MIG instances, which are not simulated).
+POOLSHIM_SIM_API CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) {
+  return device_get_uuid("cuDeviceGetUuid", uuid, dev);
+}
+POOLSHIM_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
+  return device_get_uuid("cuDeviceGetUuid_v2", uuid, dev);
+}
 
 POOLSHIM_SIM_API CUresult cuDeviceGetPCIBusId(char* bus_id, int len, CUdevice dev) {
   if (CUresult r = api_enter("cuDeviceGetPCIBusId"); r != CUDA_SUCCESS) return r;
@@ -199,6 +208,15 @@ POOLSHIM_SIM_API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   *bytes = get().cfg.device_memory;
+  return CUDA_SUCCESS;
+}
+
+// v2000, 32-bit size: clamped to UINT_MAX (BOINC #1773 saw at most 4 GiB) -- UNV.
+POOLSHIM_SIM_API CUresult cuDeviceTotalMem(unsigned int* bytes, CUdevice dev) {
+  if (CUresult r = api_enter("cuDeviceTotalMem"); r != CUDA_SUCCESS) return r;
+  if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
+  *bytes = clamp_u32(get().cfg.device_memory);
   return CUDA_SUCCESS;
 }
 
@@ -252,16 +270,34 @@ CUresult reset_primary(CUdevice dev, bool release_one) {
 }
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
-  if (CUresult r = api_enter("cuDevicePrimaryCtxRelease_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult primary_release(const char* name, CUdevice dev) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   return reset_primary(dev, true);
 }
-
-POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
-  if (CUresult r = api_enter("cuDevicePrimaryCtxReset_v2"); r != CUDA_SUCCESS) return r;
+CUresult primary_reset(const char* name, CUdevice dev) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   return reset_primary(dev, false);
+}
+}  // namespace
+
+// The v7000 variants (cuDevicePrimaryCtxRelease/Reset/SetFlags) have the v11000 ABI and behave
+// as the v2 ones here -- UNV (what v2 changed is not documented; cudart 13.0 still releases its
+// primary contexts through cuDevicePrimaryCtxRelease@7000 at exit).
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
+  return primary_release("cuDevicePrimaryCtxRelease_v2", dev);
+}
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev) {
+  return primary_release("cuDevicePrimaryCtxRelease", dev);
+}
+
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
+  return primary_reset("cuDevicePrimaryCtxReset_v2", dev);
+}
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxReset(CUdevice dev) {
+  return primary_reset("cuDevicePrimaryCtxReset", dev);
 }
 
 POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int* flags, int* active) {
@@ -276,8 +312,9 @@ POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int*
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags) {
-  if (CUresult r = api_enter("cuDevicePrimaryCtxSetFlags_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult primary_set_flags(const char* name, CUdevice dev, unsigned int flags) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
@@ -286,12 +323,20 @@ POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned i
   g.primary[d]->flags = flags;
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags) {
+  return primary_set_flags("cuDevicePrimaryCtxSetFlags_v2", dev, flags);
+}
+POOLSHIM_SIM_API CUresult cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags) {
+  return primary_set_flags("cuDevicePrimaryCtxSetFlags", dev, flags);
+}
 
 // --- created contexts and the per-thread stack ------------------------------------------------
 
-POOLSHIM_SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*params*/, unsigned int flags,
-                                         CUdevice dev) {
-  if (CUresult r = api_enter("cuCtxCreate_v4"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ctx_create(const char* name, CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = check_device(dev); r != CUDA_SUCCESS) return r;
   state& g = get();
@@ -301,18 +346,29 @@ POOLSHIM_SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*p
   return CUDA_SUCCESS;
 }
 
-// The pre-12.5 ABI (flags, device), still what an old program's cudaVersion selects.
-POOLSHIM_SIM_API CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
-  return cuCtxCreate_v4(pctx, nullptr, flags, dev);
-}
+}  // namespace
 
+POOLSHIM_SIM_API CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* /*params*/, unsigned int flags,
+                                         CUdevice dev) {
+  return ctx_create("cuCtxCreate_v4", pctx, flags, dev);
+}
+// v11040: execution-affinity parameters, ignored (green contexts/MPS are not simulated).
 POOLSHIM_SIM_API CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* /*params*/, int /*num*/,
                                          unsigned int flags, CUdevice dev) {
-  return cuCtxCreate_v4(pctx, nullptr, flags, dev);
+  return ctx_create("cuCtxCreate_v3", pctx, flags, dev);
+}
+// The pre-12.5 ABI (flags, device), still what an old program's cudaVersion selects.
+POOLSHIM_SIM_API CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  return ctx_create("cuCtxCreate_v2", pctx, flags, dev);
+}
+// v2000: same arguments as v2 (the 32-bit era's context; nothing in it is 32-bit) -- UNV.
+POOLSHIM_SIM_API CUresult cuCtxCreate(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  return ctx_create("cuCtxCreate", pctx, flags, dev);
 }
 
-POOLSHIM_SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
-  if (CUresult r = api_enter("cuCtxDestroy_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ctx_destroy(const char* name, CUcontext ctx) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
   if (!ctx_alive(ctx) || ctx->primary) return CUDA_ERROR_INVALID_CONTEXT;
@@ -324,6 +380,11 @@ POOLSHIM_SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
   if (!st.empty() && st.back() == ctx) st.pop_back();
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+// cuCtxDestroy, cuCtxPushCurrent, cuCtxPopCurrent v2000 behave as their v4000 (_v2) ABI -- UNV.
+POOLSHIM_SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) { return ctx_destroy("cuCtxDestroy_v2", ctx); }
+POOLSHIM_SIM_API CUresult cuCtxDestroy(CUcontext ctx) { return ctx_destroy("cuCtxDestroy", ctx); }
 
 POOLSHIM_SIM_API CUresult cuCtxGetCurrent(CUcontext* pctx) {
   if (CUresult r = api_enter("cuCtxGetCurrent"); r != CUDA_SUCCESS) return r;
@@ -350,8 +411,9 @@ POOLSHIM_SIM_API CUresult cuCtxSetCurrent(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
-  if (CUresult r = api_enter("cuCtxPushCurrent_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ctx_push(const char* name, CUcontext ctx) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   {
     std::lock_guard<std::mutex> lk(get().mu);
     if (!ctx_alive(ctx)) return CUDA_ERROR_INVALID_CONTEXT;
@@ -360,18 +422,25 @@ POOLSHIM_SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
-  if (CUresult r = api_enter("cuCtxPopCurrent_v2"); r != CUDA_SUCCESS) return r;
+CUresult ctx_pop(const char* name, CUcontext* pctx) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   auto& st = this_thread().ctx_stack;
   if (st.empty()) return CUDA_ERROR_INVALID_CONTEXT;
   if (pctx != nullptr) *pctx = st.back();
   st.pop_back();
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) { return ctx_push("cuCtxPushCurrent_v2", ctx); }
+POOLSHIM_SIM_API CUresult cuCtxPushCurrent(CUcontext ctx) { return ctx_push("cuCtxPushCurrent", ctx); }
+POOLSHIM_SIM_API CUresult cuCtxPopCurrent_v2(CUcontext* pctx) { return ctx_pop("cuCtxPopCurrent_v2", pctx); }
+POOLSHIM_SIM_API CUresult cuCtxPopCurrent(CUcontext* pctx) { return ctx_pop("cuCtxPopCurrent", pctx); }
 
 // CUDA 13 ABI: the context is an argument; NULL means the current one.
-POOLSHIM_SIM_API CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
-  if (CUresult r = api_enter("cuCtxGetDevice_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ctx_get_device(const char* name, CUdevice* device, CUcontext ctx) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   if (ctx == nullptr) {
@@ -383,7 +452,12 @@ POOLSHIM_SIM_API CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxGetDevice(CUdevice* device) { return cuCtxGetDevice_v2(device, nullptr); }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
+  return ctx_get_device("cuCtxGetDevice_v2", device, ctx);
+}
+POOLSHIM_SIM_API CUresult cuCtxGetDevice(CUdevice* device) { return ctx_get_device("cuCtxGetDevice", device, nullptr); }
 
 POOLSHIM_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   if (CUresult r = api_enter("cuCtxGetId"); r != CUDA_SUCCESS) return r;
@@ -395,8 +469,9 @@ POOLSHIM_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long* id) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) {
-  if (CUresult r = api_enter("cuCtxSynchronize_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ctx_synchronize(const char* name, CUcontext ctx) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::unique_lock<std::mutex> lk(g.mu);
   if (ctx == nullptr) {
@@ -409,7 +484,10 @@ POOLSHIM_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-POOLSHIM_SIM_API CUresult cuCtxSynchronize() { return cuCtxSynchronize_v2(nullptr); }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) { return ctx_synchronize("cuCtxSynchronize_v2", ctx); }
+POOLSHIM_SIM_API CUresult cuCtxSynchronize() { return ctx_synchronize("cuCtxSynchronize", nullptr); }
 
 POOLSHIM_SIM_API CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags) {
   if (CUresult r = api_enter("cuCtxEnablePeerAccess"); r != CUDA_SUCCESS) return r;

@@ -48,8 +48,9 @@ CUresult alloc_prologue(const void* out, size_t size, CUcontext* ctx) {
 
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
-  if (CUresult r = api_enter("cuMemAlloc_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult mem_alloc(const char* name, CUdeviceptr* dptr, size_t bytesize) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
   if (CUresult r = alloc_prologue(dptr, bytesize, &c); r != CUDA_SUCCESS) return r;
@@ -59,9 +60,9 @@ POOLSHIM_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
-                                             unsigned int elem) {
-  if (CUresult r = api_enter("cuMemAllocPitch_v2"); r != CUDA_SUCCESS) return r;
+CUresult mem_alloc_pitch(const char* name, CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
+                         unsigned int elem) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (pitch == nullptr || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
     return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -75,8 +76,8 @@ POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, s
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
-  if (CUresult r = api_enter("cuMemFree_v2"); r != CUDA_SUCCESS) return r;
+CUresult mem_free(const char* name, CUdeviceptr dptr) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   // cuMemFree(0) is accepted as a no-op, like cudaFree(NULL). Not stated in cuda.h: GPU to verify.
   if (dptr == 0) return CUDA_SUCCESS;
   state& g = get();
@@ -103,6 +104,37 @@ POOLSHIM_SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
   }
   return sticky_or(CUDA_SUCCESS);
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
+  return mem_alloc("cuMemAlloc_v2", dptr, bytesize);
+}
+POOLSHIM_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
+                                             unsigned int elem) {
+  return mem_alloc_pitch("cuMemAllocPitch_v2", dptr, pitch, width, height, elem);
+}
+POOLSHIM_SIM_API CUresult cuMemFree_v2(CUdeviceptr dptr) { return mem_free("cuMemFree_v2", dptr); }
+
+// The v2000 ABIs (32-bit pointers and sizes; see sim_state.h and tests/sim/README.md, UNV): the
+// allocation is made in full, the caller gets its low 32 bits.
+POOLSHIM_SIM_API CUresult cuMemAlloc(CUdeviceptr_v1* dptr, unsigned int bytesize) {
+  CUdeviceptr p = 0;
+  CUresult r = mem_alloc("cuMemAlloc", dptr ? &p : nullptr, bytesize);
+  if (r == CUDA_SUCCESS) *dptr = truncate_dptr(p);
+  return r;
+}
+POOLSHIM_SIM_API CUresult cuMemAllocPitch(CUdeviceptr_v1* dptr, unsigned int* pitch, unsigned int width,
+                                          unsigned int height, unsigned int elem) {
+  CUdeviceptr p = 0;
+  size_t pitch64 = 0;
+  CUresult r = mem_alloc_pitch("cuMemAllocPitch", dptr ? &p : nullptr, pitch ? &pitch64 : nullptr, width, height, elem);
+  if (r == CUDA_SUCCESS) {
+    *dptr = truncate_dptr(p);
+    *pitch = clamp_u32(pitch64);
+  }
+  return r;
+}
+POOLSHIM_SIM_API CUresult cuMemFree(CUdeviceptr_v1 dptr) { return mem_free("cuMemFree", dptr); }
 
 POOLSHIM_SIM_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
   if (CUresult r = api_enter("cuMemAllocManaged"); r != CUDA_SUCCESS) return r;
@@ -120,8 +152,9 @@ POOLSHIM_SIM_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, 
 
 // --- pinned and registered host memory --------------------------------------------------------
 
-POOLSHIM_SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) {
-  if (CUresult r = api_enter("cuMemHostAlloc"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult host_alloc(const char* name, void** pp, size_t bytesize, unsigned int flags) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   constexpr unsigned known = CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED;
   if ((flags & ~known) != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
@@ -134,7 +167,18 @@ POOLSHIM_SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned in
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) { return cuMemHostAlloc(pp, bytesize, 0); }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) {
+  return host_alloc("cuMemHostAlloc", pp, bytesize, flags);
+}
+POOLSHIM_SIM_API CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
+  return host_alloc("cuMemAllocHost_v2", pp, bytesize, 0);
+}
+// v2000: 32-bit size, 64-bit host pointer.
+POOLSHIM_SIM_API CUresult cuMemAllocHost(void** pp, unsigned int bytesize) {
+  return host_alloc("cuMemAllocHost", pp, bytesize, 0);
+}
 
 POOLSHIM_SIM_API CUresult cuMemFreeHost(void* p) {
   if (CUresult r = api_enter("cuMemFreeHost"); r != CUDA_SUCCESS) return r;
@@ -152,8 +196,9 @@ POOLSHIM_SIM_API CUresult cuMemFreeHost(void* p) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-POOLSHIM_SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* p, unsigned int flags) {
-  if (CUresult r = api_enter("cuMemHostGetDevicePointer_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult host_get_device_pointer(const char* name, CUdeviceptr* dptr, void* p, unsigned int flags) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (dptr == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
@@ -164,6 +209,18 @@ POOLSHIM_SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* 
   // Unified addressing: the device sees pinned memory at the host address.
   *dptr = reinterpret_cast<CUdeviceptr>(p);
   return CUDA_SUCCESS;
+}
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* dptr, void* p, unsigned int flags) {
+  return host_get_device_pointer("cuMemHostGetDevicePointer_v2", dptr, p, flags);
+}
+// v2020: the device pointer comes out truncated to 32 bits (UNV).
+POOLSHIM_SIM_API CUresult cuMemHostGetDevicePointer(CUdeviceptr_v1* dptr, void* p, unsigned int flags) {
+  CUdeviceptr d = 0;
+  CUresult r = host_get_device_pointer("cuMemHostGetDevicePointer", dptr ? &d : nullptr, p, flags);
+  if (r == CUDA_SUCCESS) *dptr = truncate_dptr(d);
+  return r;
 }
 
 POOLSHIM_SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
@@ -178,8 +235,9 @@ POOLSHIM_SIM_API CUresult cuMemHostGetFlags(unsigned int* flags, void* p) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int flags) {
-  if (CUresult r = api_enter("cuMemHostRegister_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult host_register(const char* name, void* p, size_t bytesize, unsigned int flags) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   constexpr unsigned known = CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY |
                              CU_MEMHOSTREGISTER_READ_ONLY;
   if (p == nullptr || bytesize == 0 || (flags & ~known) != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -201,6 +259,15 @@ POOLSHIM_SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigne
   (void)bytes[bytesize - 1];
   add_host_region(region_kind::host_registered, p, bytesize, flags, c);
   return CUDA_SUCCESS;
+}
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuMemHostRegister_v2(void* p, size_t bytesize, unsigned int flags) {
+  return host_register("cuMemHostRegister_v2", p, bytesize, flags);
+}
+// v4000: same ABI; behaves as v2 (UNV: which flags v1 accepted is not documented).
+POOLSHIM_SIM_API CUresult cuMemHostRegister(void* p, size_t bytesize, unsigned int flags) {
+  return host_register("cuMemHostRegister", p, bytesize, flags);
 }
 
 POOLSHIM_SIM_API CUresult cuMemHostUnregister(void* p) {
@@ -265,8 +332,9 @@ POOLSHIM_SIM_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr d, CUstream s) { retur
 
 // --- queries ----------------------------------------------------------------------------------
 
-POOLSHIM_SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
-  if (CUresult r = api_enter("cuMemGetInfo_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult mem_get_info(const char* name, size_t* free_bytes, size_t* total_bytes) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
   if (CUresult r = require_ctx(&c); r != CUDA_SUCCESS) return r;
@@ -276,8 +344,8 @@ POOLSHIM_SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_byte
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
-  if (CUresult r = api_enter("cuMemGetAddressRange_v2"); r != CUDA_SUCCESS) return r;
+CUresult mem_get_address_range(const char* name, CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   region* r = find_region(dptr);
   if (r == nullptr) return CUDA_ERROR_NOT_FOUND;
@@ -285,6 +353,34 @@ POOLSHIM_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* ps
   if (pbase != nullptr) *pbase = r->base;
   if (psize != nullptr) *psize = r->size;
   return CUDA_SUCCESS;
+}
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
+  return mem_get_info("cuMemGetInfo_v2", free_bytes, total_bytes);
+}
+POOLSHIM_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
+  return mem_get_address_range("cuMemGetAddressRange_v2", pbase, psize, dptr);
+}
+// v2000: sizes clamped to UINT_MAX, base truncated to 32 bits, dptr zero-extended (UNV).
+POOLSHIM_SIM_API CUresult cuMemGetInfo(unsigned int* free_bytes, unsigned int* total_bytes) {
+  size_t f = 0, t = 0;
+  CUresult r = mem_get_info("cuMemGetInfo", &f, &t);
+  if (r == CUDA_SUCCESS) {
+    if (free_bytes != nullptr) *free_bytes = clamp_u32(f);
+    if (total_bytes != nullptr) *total_bytes = clamp_u32(t);
+  }
+  return r;
+}
+POOLSHIM_SIM_API CUresult cuMemGetAddressRange(CUdeviceptr_v1* pbase, unsigned int* psize, CUdeviceptr_v1 dptr) {
+  CUdeviceptr b = 0;
+  size_t n = 0;
+  CUresult r = mem_get_address_range("cuMemGetAddressRange", &b, &n, dptr);
+  if (r == CUDA_SUCCESS) {
+    if (pbase != nullptr) *pbase = truncate_dptr(b);
+    if (psize != nullptr) *psize = clamp_u32(n);
+  }
+  return r;
 }
 
 namespace {

@@ -22,8 +22,8 @@ CUresult capture_query_error(CUstream s) {
   return CUDA_SUCCESS;
 }
 
-CUresult stream_create(CUstream* ph, unsigned flags, int priority) {
-  if (CUresult r = api_enter("cuStreamCreate"); r != CUDA_SUCCESS) return r;
+CUresult stream_create(const char* name, CUstream* ph, unsigned flags, int priority) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (ph == nullptr || (flags & ~static_cast<unsigned>(CU_STREAM_NON_BLOCKING)) != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   CUcontext c = nullptr;
@@ -37,9 +37,9 @@ CUresult stream_create(CUstream* ph, unsigned flags, int priority) {
 
 // Every per-stream entry point exists twice: the legacy one (stream 0 = legacy stream) and the
 // _ptsz one (stream 0 = this thread's per-thread stream); both resolve their stream here.
+// Called after api_enter (each helper enters with the name of the export that called it).
 template <class F>
-CUresult with_stream(const char* name, CUstream hs, bool pt, F f) {
-  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
+CUresult with_stream(CUstream hs, bool pt, F f) {
   std::unique_lock<std::mutex> lk(get().mu);
   CUstream s = nullptr;
   if (CUresult r = resolve_stream(hs, pt, &s); r != CUDA_SUCCESS) return r;
@@ -48,13 +48,16 @@ CUresult with_stream(const char* name, CUstream hs, bool pt, F f) {
 
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuStreamCreate(CUstream* ph, unsigned int flags) { return stream_create(ph, flags, 0); }
+POOLSHIM_SIM_API CUresult cuStreamCreate(CUstream* ph, unsigned int flags) {
+  return stream_create("cuStreamCreate", ph, flags, 0);
+}
 POOLSHIM_SIM_API CUresult cuStreamCreateWithPriority(CUstream* ph, unsigned int flags, int priority) {
-  return stream_create(ph, flags, priority);
+  return stream_create("cuStreamCreateWithPriority", ph, flags, priority);
 }
 
-POOLSHIM_SIM_API CUresult cuStreamDestroy_v2(CUstream hs) {
-  if (CUresult r = api_enter("cuStreamDestroy_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult stream_destroy(const char* name, CUstream hs) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lk(get().mu);
   if (hs == nullptr || hs == CU_STREAM_LEGACY || hs == CU_STREAM_PER_THREAD) return CUDA_ERROR_INVALID_HANDLE;
   CUstream s = nullptr;
@@ -67,11 +70,17 @@ POOLSHIM_SIM_API CUresult cuStreamDestroy_v2(CUstream hs) {
   retire_stream(s);  // pending work still runs; the worker exits when drained
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuStreamDestroy_v2(CUstream hs) { return stream_destroy("cuStreamDestroy_v2", hs); }
+// v2000: same ABI, behaves as v2 (UNV).
+POOLSHIM_SIM_API CUresult cuStreamDestroy(CUstream hs) { return stream_destroy("cuStreamDestroy", hs); }
 
 namespace {
 
-CUresult stream_synchronize(CUstream hs, bool pt) {
-  return with_stream(pt ? "cuStreamSynchronize_ptsz" : "cuStreamSynchronize", hs, pt, [](auto& lk, CUstream s) {
+CUresult stream_synchronize(const char* name, CUstream hs, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
+  return with_stream(hs, pt, [](auto& lk, CUstream s) {
     if (CUresult r = capture_query_error(s); r != CUDA_SUCCESS) return r;
     if (s->role == stream_role::legacy) {
       // Waiting on the legacy stream means waiting for the blocking streams it orders against:
@@ -83,62 +92,69 @@ CUresult stream_synchronize(CUstream hs, bool pt) {
   });
 }
 
-CUresult stream_query(CUstream hs, bool pt) {
-  return with_stream(pt ? "cuStreamQuery_ptsz" : "cuStreamQuery", hs, pt, [](auto&, CUstream s) {
+CUresult stream_query(const char* name, CUstream hs, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
+  return with_stream(hs, pt, [](auto&, CUstream s) {
     if (CUresult r = capture_query_error(s); r != CUDA_SUCCESS) return r;
     return sticky_or(stream_idle(s) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY);
   });
 }
 
-CUresult stream_get_flags(CUstream hs, unsigned* flags, bool pt) {
+CUresult stream_get_flags(const char* name, CUstream hs, unsigned* flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (flags == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamGetFlags", hs, pt, [flags](auto&, CUstream s) {
+  return with_stream(hs, pt, [flags](auto&, CUstream s) {
     *flags = s->flags;
     return CUDA_SUCCESS;
   });
 }
 
-CUresult stream_get_id(CUstream hs, unsigned long long* id, bool pt) {
+CUresult stream_get_id(const char* name, CUstream hs, unsigned long long* id, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (id == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamGetId", hs, pt, [id](auto&, CUstream s) {
+  return with_stream(hs, pt, [id](auto&, CUstream s) {
     *id = s->id;
     return CUDA_SUCCESS;
   });
 }
 
-CUresult stream_get_priority(CUstream hs, int* prio, bool pt) {
+CUresult stream_get_priority(const char* name, CUstream hs, int* prio, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (prio == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamGetPriority", hs, pt, [prio](auto&, CUstream s) {
+  return with_stream(hs, pt, [prio](auto&, CUstream s) {
     *prio = s->priority;
     return CUDA_SUCCESS;
   });
 }
 
-CUresult stream_get_ctx(CUstream hs, CUcontext* pctx, bool pt) {
+CUresult stream_get_ctx(const char* name, CUstream hs, CUcontext* pctx, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamGetCtx", hs, pt, [pctx](auto&, CUstream s) {
+  return with_stream(hs, pt, [pctx](auto&, CUstream s) {
     *pctx = s->ctx;
     return CUDA_SUCCESS;
   });
 }
 
-CUresult launch_host_func(CUstream hs, CUhostFn fn, void* data, bool pt) {
+CUresult launch_host_func(const char* name, CUstream hs, CUhostFn fn, void* data, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (fn == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream(pt ? "cuLaunchHostFunc_ptsz" : "cuLaunchHostFunc", hs, pt,
-                     [fn, data](auto&, CUstream s) { return enqueue(s, [fn, data] { fn(data); }); });
+  return with_stream(hs, pt, [fn, data](auto&, CUstream s) { return enqueue(s, [fn, data] { fn(data); }); });
 }
 
-CUresult stream_add_callback(CUstream hs, CUstreamCallback cb, void* data, unsigned flags, bool pt) {
+CUresult stream_add_callback(const char* name, CUstream hs, CUstreamCallback cb, void* data, unsigned flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (cb == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamAddCallback", hs, pt, [cb, data, hs](auto&, CUstream s) {
+  return with_stream(hs, pt, [cb, data, hs](auto&, CUstream s) {
     if (s->capture) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;  // callbacks cannot be captured
     return enqueue(s, [cb, data, hs] { cb(hs, sticky_or(CUDA_SUCCESS), data); });
   });
 }
 
-CUresult stream_wait_event(CUstream hs, CUevent e, unsigned flags, bool pt) {
+CUresult stream_wait_event(const char* name, CUstream hs, CUevent e, unsigned flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (flags & ~static_cast<unsigned>(CU_EVENT_WAIT_EXTERNAL)) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream(pt ? "cuStreamWaitEvent_ptsz" : "cuStreamWaitEvent", hs, pt, [e](auto&, CUstream s) {
+  return with_stream(hs, pt, [e](auto&, CUstream s) {
     if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
     if (e->captured && e->capture) {
       // Waiting on an event of a capture joins this stream to that capture (fork/join pattern).
@@ -158,9 +174,10 @@ CUresult stream_wait_event(CUstream hs, CUevent e, unsigned flags, bool pt) {
   });
 }
 
-CUresult event_record(CUevent e, CUstream hs, unsigned flags, bool pt) {
+CUresult event_record(const char* name, CUevent e, CUstream hs, unsigned flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (flags & ~static_cast<unsigned>(CU_EVENT_RECORD_EXTERNAL)) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream(pt ? "cuEventRecord_ptsz" : "cuEventRecord", hs, pt, [e](auto&, CUstream s) {
+  return with_stream(hs, pt, [e](auto&, CUstream s) {
     if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
     if (e->ctx != s->ctx) return CUDA_ERROR_INVALID_HANDLE;  // event and stream from other contexts
     if (s->capture) {
@@ -197,51 +214,73 @@ CUresult event_record(CUevent e, CUstream hs, unsigned flags, bool pt) {
 
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuStreamSynchronize(CUstream s) { return stream_synchronize(s, false); }
-POOLSHIM_SIM_API CUresult cuStreamSynchronize_ptsz(CUstream s) { return stream_synchronize(s, true); }
-POOLSHIM_SIM_API CUresult cuStreamQuery(CUstream s) { return stream_query(s, false); }
-POOLSHIM_SIM_API CUresult cuStreamQuery_ptsz(CUstream s) { return stream_query(s, true); }
-POOLSHIM_SIM_API CUresult cuStreamGetFlags(CUstream s, unsigned int* f) { return stream_get_flags(s, f, false); }
-POOLSHIM_SIM_API CUresult cuStreamGetFlags_ptsz(CUstream s, unsigned int* f) { return stream_get_flags(s, f, true); }
-POOLSHIM_SIM_API CUresult cuStreamGetId(CUstream s, unsigned long long* id) { return stream_get_id(s, id, false); }
-POOLSHIM_SIM_API CUresult cuStreamGetId_ptsz(CUstream s, unsigned long long* id) { return stream_get_id(s, id, true); }
-POOLSHIM_SIM_API CUresult cuStreamGetPriority(CUstream s, int* p) { return stream_get_priority(s, p, false); }
-POOLSHIM_SIM_API CUresult cuStreamGetPriority_ptsz(CUstream s, int* p) { return stream_get_priority(s, p, true); }
-POOLSHIM_SIM_API CUresult cuStreamGetCtx(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, false); }
-POOLSHIM_SIM_API CUresult cuStreamGetCtx_ptsz(CUstream s, CUcontext* c) { return stream_get_ctx(s, c, true); }
+POOLSHIM_SIM_API CUresult cuStreamSynchronize(CUstream s) {
+  return stream_synchronize("cuStreamSynchronize", s, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamSynchronize_ptsz(CUstream s) {
+  return stream_synchronize("cuStreamSynchronize_ptsz", s, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamQuery(CUstream s) { return stream_query("cuStreamQuery", s, false); }
+POOLSHIM_SIM_API CUresult cuStreamQuery_ptsz(CUstream s) { return stream_query("cuStreamQuery_ptsz", s, true); }
+POOLSHIM_SIM_API CUresult cuStreamGetFlags(CUstream s, unsigned int* f) {
+  return stream_get_flags("cuStreamGetFlags", s, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetFlags_ptsz(CUstream s, unsigned int* f) {
+  return stream_get_flags("cuStreamGetFlags_ptsz", s, f, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetId(CUstream s, unsigned long long* id) {
+  return stream_get_id("cuStreamGetId", s, id, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetId_ptsz(CUstream s, unsigned long long* id) {
+  return stream_get_id("cuStreamGetId_ptsz", s, id, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetPriority(CUstream s, int* p) {
+  return stream_get_priority("cuStreamGetPriority", s, p, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetPriority_ptsz(CUstream s, int* p) {
+  return stream_get_priority("cuStreamGetPriority_ptsz", s, p, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetCtx(CUstream s, CUcontext* c) {
+  return stream_get_ctx("cuStreamGetCtx", s, c, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetCtx_ptsz(CUstream s, CUcontext* c) {
+  return stream_get_ctx("cuStreamGetCtx_ptsz", s, c, true);
+}
 POOLSHIM_SIM_API CUresult cuStreamGetCtx_v2(CUstream s, CUcontext* c, CUgreenCtx* gc) {
   if (gc != nullptr) *gc = nullptr;  // green contexts are not simulated
-  return stream_get_ctx(s, c, false);
+  return stream_get_ctx("cuStreamGetCtx_v2", s, c, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream s, CUcontext* c, CUgreenCtx* gc) {
   if (gc != nullptr) *gc = nullptr;
-  return stream_get_ctx(s, c, true);
+  return stream_get_ctx("cuStreamGetCtx_v2_ptsz", s, c, true);
 }
 POOLSHIM_SIM_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void* d) {
-  return launch_host_func(s, fn, d, false);
+  return launch_host_func("cuLaunchHostFunc", s, fn, d, false);
 }
 POOLSHIM_SIM_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void* d) {
-  return launch_host_func(s, fn, d, true);
+  return launch_host_func("cuLaunchHostFunc_ptsz", s, fn, d, true);
 }
 POOLSHIM_SIM_API CUresult cuStreamAddCallback(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
-  return stream_add_callback(s, cb, d, f, false);
+  return stream_add_callback("cuStreamAddCallback", s, cb, d, f, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamAddCallback_ptsz(CUstream s, CUstreamCallback cb, void* d, unsigned int f) {
-  return stream_add_callback(s, cb, d, f, true);
+  return stream_add_callback("cuStreamAddCallback_ptsz", s, cb, d, f, true);
 }
 POOLSHIM_SIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int f) {
-  return stream_wait_event(s, e, f, false);
+  return stream_wait_event("cuStreamWaitEvent", s, e, f, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) {
-  return stream_wait_event(s, e, f, true);
+  return stream_wait_event("cuStreamWaitEvent_ptsz", s, e, f, true);
 }
-POOLSHIM_SIM_API CUresult cuEventRecord(CUevent e, CUstream s) { return event_record(e, s, 0, false); }
-POOLSHIM_SIM_API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) { return event_record(e, s, 0, true); }
+POOLSHIM_SIM_API CUresult cuEventRecord(CUevent e, CUstream s) { return event_record("cuEventRecord", e, s, 0, false); }
+POOLSHIM_SIM_API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) {
+  return event_record("cuEventRecord_ptsz", e, s, 0, true);
+}
 POOLSHIM_SIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int f) {
-  return event_record(e, s, f, false);
+  return event_record("cuEventRecordWithFlags", e, s, f, false);
 }
 POOLSHIM_SIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream s, unsigned int f) {
-  return event_record(e, s, f, true);
+  return event_record("cuEventRecordWithFlags_ptsz", e, s, f, true);
 }
 
 // --- events -----------------------------------------------------------------------------------
@@ -263,8 +302,9 @@ POOLSHIM_SIM_API CUresult cuEventCreate(CUevent* ph, unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuEventDestroy_v2(CUevent e) {
-  if (CUresult r = api_enter("cuEventDestroy_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult event_destroy(const char* name, CUevent e) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
@@ -273,6 +313,11 @@ POOLSHIM_SIM_API CUresult cuEventDestroy_v2(CUevent e) {
   g.graveyard.push_back(e);
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuEventDestroy_v2(CUevent e) { return event_destroy("cuEventDestroy_v2", e); }
+// v2000: same ABI, behaves as v2 (UNV).
+POOLSHIM_SIM_API CUresult cuEventDestroy(CUevent e) { return event_destroy("cuEventDestroy", e); }
 
 POOLSHIM_SIM_API CUresult cuEventQuery(CUevent e) {
   if (CUresult r = api_enter("cuEventQuery"); r != CUDA_SUCCESS) return r;
@@ -292,8 +337,9 @@ POOLSHIM_SIM_API CUresult cuEventSynchronize(CUevent e) {
   return sticky_or(CUDA_SUCCESS);
 }
 
-POOLSHIM_SIM_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
-  if (CUresult r = api_enter("cuEventElapsedTime_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult event_elapsed_time(const char* name, float* ms, CUevent start, CUevent end) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (ms == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lk(get().mu);
   if (!live_event(start) || !live_event(end)) return CUDA_ERROR_INVALID_HANDLE;
@@ -304,15 +350,26 @@ POOLSHIM_SIM_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUeven
   *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
   return CUDA_SUCCESS;
 }
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
+  return event_elapsed_time("cuEventElapsedTime_v2", ms, start, end);
+}
+// v2000: the same ABI as v12080 and, here, the same behaviour (UNV: what v2 changed is not
+// documented in cuda.h).
+POOLSHIM_SIM_API CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
+  return event_elapsed_time("cuEventElapsedTime", ms, start, end);
+}
 
 // --- stream memory operations (64-bit write/wait) ----------------------------------------------
 
 namespace {
 
-CUresult write_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned flags, bool pt) {
+CUresult write_value64(const char* name, CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (addr % 8 != 0 || (flags & ~static_cast<unsigned>(CU_STREAM_WRITE_VALUE_NO_MEMORY_BARRIER)) != 0)
     return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamWriteValue64_v2", hs, pt, [addr, value](auto&, CUstream s) {
+  return with_stream(hs, pt, [addr, value](auto&, CUstream s) {
     resolved d;
     if (CUresult r = resolve_range(addr, 8, true, s->ctx->device, &d); r != CUDA_SUCCESS) return r;
     if (d.cls == mem_class::pageable) return CUDA_ERROR_INVALID_VALUE;
@@ -336,10 +393,11 @@ bool wait_condition(uint64_t cur, uint64_t value, unsigned how) {
   }
 }
 
-CUresult wait_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned flags, bool pt) {
+CUresult wait_value64(const char* name, CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned flags, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   unsigned how = flags & 0x3;
   if (addr % 8 != 0 || (flags & ~(0x3u | CU_STREAM_WAIT_VALUE_FLUSH)) != 0) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamWaitValue64_v2", hs, pt, [addr, value, how](auto&, CUstream s) {
+  return with_stream(hs, pt, [addr, value, how](auto&, CUstream s) {
     resolved d;
     if (CUresult r = resolve_range(addr, 8, false, s->ctx->device, &d); r != CUDA_SUCCESS) return r;
     if (d.cls == mem_class::pageable) return CUDA_ERROR_INVALID_VALUE;
@@ -355,27 +413,42 @@ CUresult wait_value64(CUstream hs, CUdeviceptr addr, cuuint64_t value, unsigned 
 }  // namespace
 
 POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
-  return write_value64(s, a, v, f, false);
+  return write_value64("cuStreamWriteValue64_v2", s, a, v, f, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
-  return write_value64(s, a, v, f, true);
+  return write_value64("cuStreamWriteValue64_v2_ptsz", s, a, v, f, true);
 }
 POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
-  return wait_value64(s, a, v, f, false);
+  return wait_value64("cuStreamWaitValue64_v2", s, a, v, f, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
-  return wait_value64(s, a, v, f, true);
+  return wait_value64("cuStreamWaitValue64_v2_ptsz", s, a, v, f, true);
+}
+// v9000 (and _ptsz): same ABI and, here, behaviour as v11070 (UNV: v1 needed
+// CU_DEVICE_ATTRIBUTE_CAN_USE_64_BIT_STREAM_MEM_OPS_V1; v2 made the operations always available).
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return write_value64("cuStreamWriteValue64", s, a, v, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamWriteValue64_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return write_value64("cuStreamWriteValue64_ptsz", s, a, v, f, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return wait_value64("cuStreamWaitValue64", s, a, v, f, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamWaitValue64_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f) {
+  return wait_value64("cuStreamWaitValue64_ptsz", s, a, v, f, true);
 }
 
 // --- capture ----------------------------------------------------------------------------------
 
 namespace {
 
-CUresult begin_capture(CUstream hs, CUstreamCaptureMode mode, bool pt) {
+CUresult begin_capture(const char* name, CUstream hs, CUstreamCaptureMode mode, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (mode != CU_STREAM_CAPTURE_MODE_GLOBAL && mode != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
       mode != CU_STREAM_CAPTURE_MODE_RELAXED)
     return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamBeginCapture_v2", hs, pt, [mode](auto&, CUstream s) {
+  return with_stream(hs, pt, [mode](auto&, CUstream s) {
     if (s->role == stream_role::legacy) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     if (s->capture) return CUDA_ERROR_ILLEGAL_STATE;
     state& g = get();
@@ -393,9 +466,10 @@ CUresult begin_capture(CUstream hs, CUstreamCaptureMode mode, bool pt) {
   });
 }
 
-CUresult end_capture(CUstream hs, CUgraph* graph, bool pt) {
+CUresult end_capture(const char* name, CUstream hs, CUgraph* graph, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamEndCapture", hs, pt, [graph](auto&, CUstream s) {
+  return with_stream(hs, pt, [graph](auto&, CUstream s) {
     state& g = get();
     if (!s->capture || s->capture->origin != s) return CUDA_ERROR_ILLEGAL_STATE;
     auto c = s->capture;
@@ -414,9 +488,10 @@ CUresult end_capture(CUstream hs, CUgraph* graph, bool pt) {
   });
 }
 
-CUresult is_capturing(CUstream hs, CUstreamCaptureStatus* status, bool pt) {
+CUresult is_capturing(const char* name, CUstream hs, CUstreamCaptureStatus* status, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamIsCapturing", hs, pt, [status](auto&, CUstream s) {
+  return with_stream(hs, pt, [status](auto&, CUstream s) {
     if (s->role == stream_role::legacy) {
       for (CUstream st : get().streams)
         if (st->ctx == s->ctx && st->capture && st->role != stream_role::legacy &&
@@ -430,10 +505,11 @@ CUresult is_capturing(CUstream hs, CUstreamCaptureStatus* status, bool pt) {
   });
 }
 
-CUresult get_capture_info(CUstream hs, CUstreamCaptureStatus* status, cuuint64_t* id, CUgraph* graph,
+CUresult get_capture_info(const char* name, CUstream hs, CUstreamCaptureStatus* status, cuuint64_t* id, CUgraph* graph,
                           const CUgraphNode** deps, const CUgraphEdgeData** edges, size_t* ndeps, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return with_stream("cuStreamGetCaptureInfo_v3", hs, pt, [=](auto&, CUstream s) {
+  return with_stream(hs, pt, [=](auto&, CUstream s) {
     *status = !s->capture               ? CU_STREAM_CAPTURE_STATUS_NONE
               : s->capture->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
                                         : CU_STREAM_CAPTURE_STATUS_ACTIVE;
@@ -449,27 +525,54 @@ CUresult get_capture_info(CUstream hs, CUstreamCaptureStatus* status, cuuint64_t
 }  // namespace
 
 POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) {
-  return begin_capture(s, m, false);
+  return begin_capture("cuStreamBeginCapture_v2", s, m, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m) {
-  return begin_capture(s, m, true);
+  return begin_capture("cuStreamBeginCapture_v2_ptsz", s, m, true);
 }
-POOLSHIM_SIM_API CUresult cuStreamEndCapture(CUstream s, CUgraph* g) { return end_capture(s, g, false); }
-POOLSHIM_SIM_API CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph* g) { return end_capture(s, g, true); }
+// v10000 (and _ptsz): no mode argument; the capture is CU_STREAM_CAPTURE_MODE_GLOBAL (UNV).
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture(CUstream s) {
+  return begin_capture("cuStreamBeginCapture", s, CU_STREAM_CAPTURE_MODE_GLOBAL, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamBeginCapture_ptsz(CUstream s) {
+  return begin_capture("cuStreamBeginCapture_ptsz", s, CU_STREAM_CAPTURE_MODE_GLOBAL, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamEndCapture(CUstream s, CUgraph* g) {
+  return end_capture("cuStreamEndCapture", s, g, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph* g) {
+  return end_capture("cuStreamEndCapture_ptsz", s, g, true);
+}
 POOLSHIM_SIM_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus* st) {
-  return is_capturing(s, st, false);
+  return is_capturing("cuStreamIsCapturing", s, st, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus* st) {
-  return is_capturing(s, st, true);
+  return is_capturing("cuStreamIsCapturing_ptsz", s, st, true);
 }
 POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
                                                     const CUgraphNode** d, const CUgraphEdgeData** e, size_t* n) {
-  return get_capture_info(s, st, id, g, d, e, n, false);
+  return get_capture_info("cuStreamGetCaptureInfo_v3", s, st, id, g, d, e, n, false);
 }
 POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id,
                                                          CUgraph* g, const CUgraphNode** d, const CUgraphEdgeData** e,
                                                          size_t* n) {
-  return get_capture_info(s, st, id, g, d, e, n, true);
+  return get_capture_info("cuStreamGetCaptureInfo_v3_ptsz", s, st, id, g, d, e, n, true);
+}
+
+// v10010 (status, id) and v11030 (no edge data): v3 with fewer outputs (UNV).
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id) {
+  return get_capture_info("cuStreamGetCaptureInfo", s, st, id, nullptr, nullptr, nullptr, nullptr, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id) {
+  return get_capture_info("cuStreamGetCaptureInfo_ptsz", s, st, id, nullptr, nullptr, nullptr, nullptr, true);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v2(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g,
+                                                    const CUgraphNode** d, size_t* n) {
+  return get_capture_info("cuStreamGetCaptureInfo_v2", s, st, id, g, d, nullptr, n, false);
+}
+POOLSHIM_SIM_API CUresult cuStreamGetCaptureInfo_v2_ptsz(CUstream s, CUstreamCaptureStatus* st, cuuint64_t* id,
+                                                         CUgraph* g, const CUgraphNode** d, size_t* n) {
+  return get_capture_info("cuStreamGetCaptureInfo_v2_ptsz", s, st, id, g, d, nullptr, n, true);
 }
 
 POOLSHIM_SIM_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
@@ -496,8 +599,9 @@ POOLSHIM_SIM_API CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph
 }
 
 namespace {
-CUresult graph_launch(CUgraphExec x, CUstream hs, bool pt) {
-  return with_stream(pt ? "cuGraphLaunch_ptsz" : "cuGraphLaunch", hs, pt, [x](auto&, CUstream s) {
+CUresult graph_launch(const char* name, CUgraphExec x, CUstream hs, bool pt) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
+  return with_stream(hs, pt, [x](auto&, CUstream s) {
     if (get().graph_execs.count(x) == 0) return CUDA_ERROR_INVALID_HANDLE;
     auto nodes = x->nodes;
     return enqueue(s, [nodes = std::move(nodes)] {
@@ -508,8 +612,12 @@ CUresult graph_launch(CUgraphExec x, CUstream hs, bool pt) {
 }
 }  // namespace
 
-POOLSHIM_SIM_API CUresult cuGraphLaunch(CUgraphExec x, CUstream s) { return graph_launch(x, s, false); }
-POOLSHIM_SIM_API CUresult cuGraphLaunch_ptsz(CUgraphExec x, CUstream s) { return graph_launch(x, s, true); }
+POOLSHIM_SIM_API CUresult cuGraphLaunch(CUgraphExec x, CUstream s) {
+  return graph_launch("cuGraphLaunch", x, s, false);
+}
+POOLSHIM_SIM_API CUresult cuGraphLaunch_ptsz(CUgraphExec x, CUstream s) {
+  return graph_launch("cuGraphLaunch_ptsz", x, s, true);
+}
 
 POOLSHIM_SIM_API CUresult cuGraphExecDestroy(CUgraphExec x) {
   if (CUresult r = api_enter("cuGraphExecDestroy"); r != CUDA_SUCCESS) return r;

@@ -1,7 +1,10 @@
 // Simulated CUDA driver: cuGetProcAddress / cuGetProcAddress_v2 over the table in
 // entry_points.inc, and the error-string functions. The table is the only place that says which
 // names and ABI versions the simulator provides.
+#include <atomic>
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 #include "sim_state.h"
 
@@ -10,24 +13,41 @@ using namespace sim;
 namespace {
 
 struct entry {
-  const char* name;
-  int version;
-  void* legacy;
-  void* per_thread;
+  const char* name;  // base name, what cuGetProcAddress is asked for
+  int version;       // CUDA version of this ABI variant
+  bool per_thread;   // the _ptds/_ptsz variant
+  void* fn;          // the exported function
+  const char* export_name;
 };
 
 template <class F>
 void* fn_ptr(F* f) {
   return reinterpret_cast<void*>(f);
 }
-void* fn_ptr(std::nullptr_t) { return nullptr; }
 
-#define POOLSHIM_SIM_EP(name, version, fn, pt) {name, version, fn_ptr(&fn), fn_ptr(pt)},
+#define POOLSHIM_SIM_EP(name, version, per_thread, fn) {name, version, (per_thread) != 0, fn_ptr(&fn), #fn},
 const entry k_entries[] = {
 #include "entry_points.inc"
 };
 #undef POOLSHIM_SIM_EP
+constexpr size_t k_entry_count = sizeof k_entries / sizeof k_entries[0];
 
+// Calls per export (row of k_entries), all threads. Entered without a lock: the index is found in
+// a map that is built once and only read afterwards.
+std::atomic<unsigned long long> g_calls[k_entry_count];
+
+const std::unordered_map<std::string_view, size_t>& export_rows() {
+  static const auto* rows = [] {
+    auto* m = new std::unordered_map<std::string_view, size_t>();  // leaky: usable at exit
+    for (size_t i = 0; i < k_entry_count; ++i) m->emplace(k_entries[i].export_name, i);
+    return m;
+  }();
+  return *rows;
+}
+
+// The lookup rule (tests/sim/README.md, "Driver entry points"): among the rows of `symbol` with
+// version <= cudaVersion, PER_THREAD_DEFAULT_STREAM takes the newest per-thread row and, when
+// there is none, the newest legacy row; DEFAULT and LEGACY_STREAM take the newest legacy row.
 CUresult lookup(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
                 CUdriverProcAddressQueryResult* status) {
   trace("cuGetProcAddress(%s, %d, %llu)", symbol ? symbol : "(null)", cuda_version,
@@ -37,22 +57,38 @@ CUresult lookup(const char* symbol, void** pfn, int cuda_version, cuuint64_t fla
   *pfn = nullptr;
   if (cuda_version > k_driver_version) return CUDA_ERROR_INVALID_VALUE;  // newer than this driver
   // DEFAULT means "as the caller was compiled"; the driver cannot know, so it is LEGACY here.
-  bool per_thread = flags == CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
-  const entry* best = nullptr;
+  const bool want_per_thread = flags == CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+  const entry* legacy = nullptr;
+  const entry* per_thread = nullptr;
   bool known = false;
   for (const entry& e : k_entries) {
     if (std::strcmp(e.name, symbol) != 0) continue;
     known = true;
-    if (e.version <= cuda_version && (best == nullptr || e.version > best->version)) best = &e;
+    if (e.version > cuda_version) continue;
+    const entry*& best = e.per_thread ? per_thread : legacy;
+    if (best == nullptr || e.version > best->version) best = &e;
   }
-  if (best == nullptr) {
+  const entry* pick = want_per_thread && per_thread != nullptr ? per_thread : legacy;
+  if (pick == nullptr) {
     if (status) *status = known ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
     return CUDA_SUCCESS;
   }
-  *pfn = per_thread && best->per_thread ? best->per_thread : best->legacy;
+  *pfn = pick->fn;
   if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
   return CUDA_SUCCESS;
 }
+
+}  // namespace
+
+namespace sim {
+void count_call(const char* export_name) {
+  const auto& rows = export_rows();
+  auto it = rows.find(export_name);
+  if (it != rows.end()) g_calls[it->second].fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace sim
+
+namespace {
 
 struct error_text {
   CUresult code;
@@ -124,7 +160,17 @@ POOLSHIM_SIM_API CUresult cuGetProcAddress(const char* symbol, void** pfn, int c
   return lookup(symbol, pfn, cuda_version, flags, nullptr);
 }
 
+// Test hook: how many times the export `export_name` has been entered in this process (all
+// threads); 0 for a name that is not an export of this library.
+extern "C" __attribute__((visibility("default"))) unsigned long long poolshim_sim_calls(const char* export_name) {
+  if (export_name == nullptr) return 0;
+  const auto& rows = export_rows();
+  auto it = rows.find(export_name);
+  return it == rows.end() ? 0 : g_calls[it->second].load(std::memory_order_relaxed);
+}
+
 POOLSHIM_SIM_API CUresult cuGetErrorString(CUresult error, const char** str) {
+  count_call("cuGetErrorString");  // usable before cuInit: counted, no other check
   if (str == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const error_text* t = find_error(error);
   *str = t ? t->text : nullptr;
@@ -132,6 +178,7 @@ POOLSHIM_SIM_API CUresult cuGetErrorString(CUresult error, const char** str) {
 }
 
 POOLSHIM_SIM_API CUresult cuGetErrorName(CUresult error, const char** str) {
+  count_call("cuGetErrorName");
   if (str == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const error_text* t = find_error(error);
   *str = t ? t->name : nullptr;

@@ -168,6 +168,7 @@ void trace(const char* fmt, ...) {
 }
 
 CUresult api_enter(const char* name, bool needs_init) {
+  count_call(name);
   state& g = get();
   trace("%s", name);
   if (g.forked_child) return CUDA_ERROR_NOT_INITIALIZED;

@@ -154,6 +154,10 @@ struct CUgraph_st {
   bool destroyed = false;
 };
 
+struct CUlib_st {  // cuLibraryLoadData: bookkeeping only (no device code is ever loaded)
+  const void* code = nullptr;
+};
+
 struct CUgraphExec_st {
   std::vector<std::function<void()>> nodes;
   CUcontext ctx = nullptr;
@@ -189,7 +193,8 @@ struct state {
   std::unordered_set<CUevent> events;
   std::unordered_set<CUgraph> graphs;
   std::unordered_set<CUgraphExec> graph_execs;
-  std::vector<void*> graveyard;  // destroyed objects, kept reachable (ops may refer)
+  std::unordered_set<CUlibrary> libraries;  // cuLibraryLoadData handles not yet unloaded
+  std::vector<void*> graveyard;             // destroyed objects, kept reachable (ops may refer)
 
   std::map<uintptr_t, region> regions;  // by base address
   std::map<uintptr_t, reservation> reservations;
@@ -219,12 +224,23 @@ thread_state& this_thread();
 // --- helpers shared by the entry points (all expect g.mu held unless noted) ------------------
 
 // Checks every entry point makes first: initialised, not a fork child, not called from a host
-// function, no sticky error. Does not lock.
+// function, no sticky error. Does not lock. `name` is the export being entered (its own name, e.g.
+// "cuMemAlloc" for the v1 ABI, "cuMemAlloc_v2" for v2): it is traced and counted.
 CUresult api_enter(const char* name, bool needs_init = true);
+// Counts one call of export `export_name` for poolshim_sim_calls (lock-free; names that are not
+// rows of entry_points.inc are ignored). api_enter calls it; so do exports that skip api_enter.
+void count_call(const char* export_name);
 CUcontext current_ctx();               // top of this thread's stack, or nullptr
 CUresult require_ctx(CUcontext* out);  // INVALID_CONTEXT when none is current
 bool ctx_alive(CUcontext c);
 void trace(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// The v1 (CUDA 2.x) ABIs: 32-bit device pointers and sizes. Pointers going in are zero-extended
+// (implicitly, CUdeviceptr_v1 -> CUdeviceptr); pointers coming out keep their low 32 bits
+// (CUDA.jl #5 saw truncated pointers) and sizes coming out are clamped to UINT_MAX (BOINC #1773
+// saw cuDeviceTotalMem v1 report at most 4 GiB). Unverified on a GPU (tests/sim/README.md).
+inline unsigned int clamp_u32(size_t v) { return v > 0xffffffffu ? 0xffffffffu : static_cast<unsigned int>(v); }
+inline CUdeviceptr_v1 truncate_dptr(CUdeviceptr p) { return static_cast<CUdeviceptr_v1>(p & 0xffffffffu); }
 
 // memory (sim_memory.cpp)
 CUresult init_arenas();  // cuInit, with g.mu held

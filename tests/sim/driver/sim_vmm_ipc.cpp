@@ -380,8 +380,9 @@ POOLSHIM_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr 
   return CUDA_SUCCESS;
 }
 
-POOLSHIM_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int flags) {
-  if (CUresult r = api_enter("cuIpcOpenMemHandle_v2"); r != CUDA_SUCCESS) return r;
+namespace {
+CUresult ipc_open(const char* name, CUdeviceptr* pdptr, const CUipcMemHandle& handle, unsigned int flags) {
+  if (CUresult r = api_enter(name); r != CUDA_SUCCESS) return r;
   if (pdptr == nullptr || (flags & ~static_cast<unsigned>(CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)) != 0)
     return CUDA_ERROR_INVALID_VALUE;
   ipc_payload p{};
@@ -432,6 +433,15 @@ POOLSHIM_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHand
   *pdptr = reg.base;
   g.regions.emplace(reg.base, std::move(reg));
   return CUDA_SUCCESS;
+}
+}  // namespace
+
+POOLSHIM_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int flags) {
+  return ipc_open("cuIpcOpenMemHandle_v2", pdptr, handle, flags);
+}
+// v4010: same ABI, behaves as v2 (UNV).
+POOLSHIM_SIM_API CUresult cuIpcOpenMemHandle(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int flags) {
+  return ipc_open("cuIpcOpenMemHandle", pdptr, handle, flags);
 }
 
 POOLSHIM_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
