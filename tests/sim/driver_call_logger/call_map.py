@@ -3,7 +3,10 @@
 
 `run` records a map, `compare` holds a recording to a fixture (tests/sim/fixtures/driver_call_map.txt)
 phase by phase, `check` does both; the ctest driver_call_map_matches_fixture and scripts/gpu-check.sh
-use it. Map format: see the fixture's header and tests/sim/driver_call_logger/calllog.cpp.
+use it. `lookups` holds the sequence of cuGetProcAddress_v2 lookups a program's cudart makes to a
+record of NVIDIA's (tests/sim/fixtures/cudart-13.0-lookups.tsv): the same (symbol, cudaVersion,
+flags), in the same order (ctest sim.cudart_lookups_match_record). Map format: see the fixture's
+header and tests/sim/driver_call_logger/calllog.cpp.
 """
 
 import argparse
@@ -38,6 +41,7 @@ class ProcessMap:
         self.phases = []          # in order
         self.calls = {}           # phase -> list of (frozenset(alternatives), via, calls or None)
         self.lookups = []
+        self.sequence = []        # (phase, via, symbol, version, flags), from `seq` lines
 
 
 def parse_map(path):
@@ -73,6 +77,17 @@ def parse_map(path):
                 current.calls.setdefault(words[2], [])
         elif kind == "lookup":
             current.lookups.append(line)
+        elif kind == "seq":
+            # seq ORDER PHASE via=R version=V flags=F status=S name=NAME (NAME may be empty), or
+            # seq ORDER PHASE dropped
+            if len(words) == 4 and words[3] == "dropped":
+                current.sequence.append((words[2], None, None, None, None))
+                continue
+            fields = dict(w.split("=", 1) for w in words[3:] if "=" in w)
+            if len(words) < 7 or not {"via", "version", "flags", "name"} <= fields.keys():
+                raise MapError(f"{where}: expected 'seq ORDER PHASE via=R version=V flags=F status=S name=NAME'")
+            current.sequence.append((words[2], fields["via"], fields["name"], int(fields["version"]),
+                                     int(fields["flags"])))
         elif kind == "call":
             if len(words) < 4 or not words[3].startswith("via="):
                 raise MapError(f"{where}: expected 'call PHASE ENTRY[|ENTRY...] via=ROUTE [calls=N]'")
@@ -159,6 +174,8 @@ def run_under_logger(args):
         env["LD_LIBRARY_PATH"] = os.path.abspath(args.lib_dir) + (
             ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     env["POOLSHIM_CALLLOG_OUT"] = os.path.abspath(args.out)
+    if getattr(args, "sequence", False):
+        env["POOLSHIM_CALLLOG_SEQUENCE"] = "1"
     env.pop("POOLSHIM_CALLLOG_PROCESS", None)
     try:
         os.unlink(args.out)   # the logger appends (child processes add their own blocks)
@@ -224,6 +241,89 @@ def cmd_check(args):
     return 0 if ok else 1
 
 
+EMPTY = "(empty)"   # how the record writes the empty symbol
+
+
+def read_record(path):
+    """The record's lookups: [(symbol, version, flags)] in order ('order<TAB>symbol<TAB>version<TAB>flags')."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise MapError(f"cannot read {path}: {e}")
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 4 or not cols[0].isdigit() or not cols[2].isdigit() or not cols[3].isdigit():
+            raise MapError(f"{path}:{number}: expected 'order<TAB>symbol<TAB>cudaVersion<TAB>flags'")
+        if int(cols[0]) != len(rows) + 1:
+            raise MapError(f"{path}:{number}: order {cols[0]}, expected {len(rows) + 1}")
+        rows.append(("" if cols[1] == EMPTY else cols[1], int(cols[2]), int(cols[3])))
+    return rows
+
+
+def lookup_line(row):
+    symbol, version, flags = row
+    return f"{symbol or EMPTY}\t{version}\t{flags}"
+
+
+def compare_lookups(record, made):
+    """Returns (ok, report lines): `made` must be `record`, element for element."""
+    from collections import Counter
+    missing = Counter(record) - Counter(made)
+    extra = Counter(made) - Counter(record)
+    same_order = record == made
+    if same_order:
+        order = "order identical"
+    elif not missing and not extra:
+        order = "order differs"
+    else:
+        order = "sequences differ"
+    out = [f"lookups: {len(made)} made, {len(record)} in the record, {sum(missing.values())} missing, "
+           f"{sum(extra.values())} extra, {order}"]
+    if not same_order:
+        for row in sorted(missing):
+            out.append(f"missing: {lookup_line(row)} (x{missing[row]})")
+        for row in sorted(extra):
+            out.append(f"extra:   {lookup_line(row)} (x{extra[row]})")
+        out.extend(difflib.unified_diff([lookup_line(r) for r in record], [lookup_line(r) for r in made],
+                                        "record", "made", lineterm="", n=2))
+    return same_order, out
+
+
+def cmd_lookups(args):
+    record = read_record(args.record)
+    if args.recorded:
+        path = args.recorded
+    else:
+        if not args.out:
+            raise MapError("lookups: give --recorded MAP, or --out MAP and a program to run")
+        args.sequence = True
+        if run_under_logger(args) != 0:
+            return 1
+        path = args.out
+    procs = parse_map(path)
+    proc = procs.get(args.process)
+    if proc is None:
+        raise MapError(f"{path}: no process '{args.process}'")
+    if not proc.sequence:
+        raise MapError(f"{path}: no 'seq' lines (the logger records them with POOLSHIM_CALLLOG_SEQUENCE=1)")
+    if any(via is None for _, via, _, _, _ in proc.sequence):
+        raise MapError(f"{path}: the logger's tables overflowed; some lookups were not recorded")
+    made = [(name, version, flags) for _, via, name, version, flags in proc.sequence if via == args.via]
+    ok, lines = compare_lookups(record, made)
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(text)
+    if not ok:
+        print(f"call_map: the {args.via} lookups in {path} are not those of {args.record}", file=sys.stderr)
+    return 0 if ok else 1
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -250,11 +350,26 @@ def main(argv):
     k.add_argument("--all", action="store_true")
     k.add_argument("--report")
 
+    lk = sub.add_parser("lookups", help="compare the lookups a program makes with a record (tsv)")
+    lk.add_argument("--record", required=True, help="order<TAB>symbol<TAB>cudaVersion<TAB>flags rows")
+    lk.add_argument("--recorded", help="compare this map (recorded with POOLSHIM_CALLLOG_SEQUENCE=1) "
+                    "instead of running a program")
+    lk.add_argument("--out", help="map file to write (removed first)")
+    lk.add_argument("--logger", help="libpoolshim_calllog.so to preload")
+    lk.add_argument("--lib-dir", help="directory put first on LD_LIBRARY_PATH (e.g. the simulator)")
+    lk.add_argument("--header", action="append", default=[], help="comment line to put on top of the map")
+    lk.add_argument("--timeout", type=float, default=240)
+    lk.add_argument("--process", default="main", help="process block to compare (default main)")
+    lk.add_argument("--via", default="cuGetProcAddress_v2", help="lookup route to compare")
+    lk.add_argument("--report", help="also write the summary here")
+    lk.add_argument("command", nargs=argparse.REMAINDER, help="-- program and arguments")
+
     args = p.parse_args(argv)
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     try:
-        return {"run": cmd_run, "compare": cmd_compare, "check": cmd_check}[args.cmd](args)
+        return {"run": cmd_run, "compare": cmd_compare, "check": cmd_check,
+                "lookups": cmd_lookups}[args.cmd](args)
     except MapError as e:
         print(f"call_map: {e}", file=sys.stderr)
         return 2

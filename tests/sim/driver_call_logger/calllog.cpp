@@ -2,6 +2,9 @@
 // program's cudart (shared or static) looks up and how often it calls each, per program phase.
 // It answers dlsym("cuGetProcAddress*") and dlsym(h, "cuXxx") with counting thunks
 // (calllog_thunks.S) and writes the map at exit; DESIGN.md's driver-call map is recorded with it.
+// With POOLSHIM_CALLLOG_SEQUENCE=1 the map also lists every lookup in the order it was made (`seq`
+// lines; the `lookup` lines are one per distinct lookup, sorted), which `call_map.py lookups`
+// compares with a record of NVIDIA's cudart (tests/sim/fixtures/cudart-13.0-lookups.tsv).
 #include <cuda.h>
 #include <dlfcn.h>
 #include <elf.h>
@@ -87,6 +90,18 @@ int g_phase_count = 1;  // phase 0, "startup", covers everything before the firs
 int g_dropped_phases = 0;
 std::uint64_t g_final[kSlots];
 bool g_finished = false;
+
+// With POOLSHIM_CALLLOG_SEQUENCE=1, every lookup as it was made (the `lookup` lines are one per
+// distinct lookup, sorted): record number (-1: the record table was full) and phase.
+constexpr int kSequence = 1 << 15;
+struct sequence_entry {
+  int record;
+  int phase;
+};
+bool g_sequence_on = false;
+sequence_entry g_sequence[kSequence];
+int g_sequence_count = 0;
+int g_dropped_sequence = 0;
 
 char g_out_path[kPathMax];
 char g_process_name[kPhaseNameMax] = "main";
@@ -220,6 +235,16 @@ bool is_function_symbol(const void* p) {
   return type != STT_OBJECT && type != STT_TLS && type != STT_COMMON;
 }
 
+// Appends lookup record `record` to the sequence (under g_lock).
+void note_in_sequence(int record) {
+  if (!g_sequence_on || g_finished) return;
+  if (g_sequence_count >= kSequence) {
+    ++g_dropped_sequence;
+    return;
+  }
+  g_sequence[g_sequence_count++] = sequence_entry{record, g_phase_count - 1};
+}
+
 // Records one lookup and returns what the caller gets: the slot's thunk, or `target` unwrapped.
 // `target` is the real pointer, or our own wrapper when the symbol is cuGetProcAddress itself.
 void* record_lookup(const char* name, int version, std::uint64_t flags, int result, int status, via_kind via,
@@ -247,14 +272,17 @@ void* record_lookup(const char* name, int version, std::uint64_t flags, int resu
     lookup_record& r = g_records[id - 1];
     if (r.real == real && r.version == version && r.flags == flags && r.via == via &&
         std::strcmp(r.name, key_name) == 0) {
+      note_in_sequence(id - 1);
       return r.slot >= 0 ? thunk_address(r.slot) : target;
     }
     pos = (pos + 1) % kIndexSize;
   }
   if (g_record_count >= kRecords) {
     ++g_dropped_lookups;
+    note_in_sequence(-1);
     return target;
   }
+  note_in_sequence(g_record_count);
   lookup_record& r = g_records[g_record_count];
   std::memcpy(r.name, key_name, kNameMax);
   std::memcpy(r.entry, entry, kNameMax);
@@ -422,6 +450,7 @@ bool row_less(const call_row& a, const call_row& b) {
 void write_map(out_writer& o) {
   o.put("# poolshim driver-call log v1: lookup = what was looked up (calls = calls through it);\n");
   o.put("# call = entry points called per phase (a phase runs until the next marker).\n");
+  if (g_sequence_on) o.put("# seq = every lookup in the order made: ORDER PHASE via= version= flags= status= name=\n");
   o.put("process ");
   o.put(g_process_name);
   o.put("\n");
@@ -462,6 +491,36 @@ void write_map(out_writer& o) {
     o.put("\n");
   }
 
+  // Lookups in the order made; the name comes last (it may be empty).
+  for (int i = 0; i < g_sequence_count; ++i) {
+    const sequence_entry& e = g_sequence[i];
+    o.put("seq ");
+    o.put_u64(static_cast<std::uint64_t>(i + 1));
+    o.put(" ");
+    o.put(phase_name(e.phase));
+    if (e.record < 0) {
+      o.put(" dropped\n");
+      continue;
+    }
+    const lookup_record& r = g_records[e.record];
+    o.put(" via=");
+    o.put(via_name(r.via));
+    o.put(" version=");
+    o.put_i64(r.version);
+    o.put(" flags=");
+    o.put_u64(r.flags);
+    o.put(" status=");
+    if (r.result != 0) {
+      o.put("error:");
+      o.put_i64(r.result);
+    } else {
+      o.put_i64(r.status);
+    }
+    o.put(" name=");
+    o.put(r.name);
+    o.put("\n");
+  }
+
   for (int p = 0; p < g_phase_count; ++p) {
     const std::uint64_t* begin = g_phases[p].start;
     const std::uint64_t* end = p + 1 < g_phase_count ? g_phases[p + 1].start : g_final;
@@ -489,6 +548,11 @@ void write_map(out_writer& o) {
       i = j;
     }
   }
+  if (g_dropped_sequence) {
+    o.put("# warning: lookup sequence full: ");
+    o.put_u64(static_cast<std::uint64_t>(g_dropped_sequence));
+    o.put(" later lookups not in it\n");
+  }
   if (g_dropped_lookups || g_unwrapped_for_lack_of_slots || g_dropped_phases) {
     o.put("# warning: tables full: lookups dropped=");
     o.put_u64(static_cast<std::uint64_t>(g_dropped_lookups));
@@ -514,6 +578,8 @@ void copy_env(char* dst, std::size_t cap, const char* var) {
   // see the change.
   copy_env(g_out_path, sizeof g_out_path, "POOLSHIM_CALLLOG_OUT");
   copy_env(g_process_name, sizeof g_process_name, "POOLSHIM_CALLLOG_PROCESS");
+  const char* sequence = std::getenv("POOLSHIM_CALLLOG_SEQUENCE");
+  g_sequence_on = sequence != nullptr && sequence[0] == '1';
   for (char* c = g_process_name; *c; ++c)
     if (*c == ' ' || *c == '\n' || *c == '\t') *c = '_';
 }

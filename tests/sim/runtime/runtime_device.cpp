@@ -24,17 +24,21 @@ CUresult read_attribute(Field& field, CUdevice_attribute attr, CUdevice dev) noe
   return r;
 }
 
-CUresult fill_properties(cudaDeviceProp& p, CUdevice dev) noexcept {
+}  // namespace
+
+// Every field of cudaDeviceProp this runtime reports: the name, total memory and UUID (in the order
+// cudart 13.0 reads them at start-up), then one cuDeviceGetAttribute per attribute-backed field.
+CUresult read_device_properties(cudaDeviceProp& p, CUdevice dev) noexcept {
   const driver_table& d = driver();
   CUresult r = d.cuDeviceGetName(p.name, static_cast<int>(sizeof p.name), dev);
   if (r != CUDA_SUCCESS) return r;
+  r = d.cuDeviceTotalMem(&p.totalGlobalMem, dev);
+  if (r != CUDA_SUCCESS) return r;
   CUuuid uuid{};
-  r = d.cuDeviceGetUuid(&uuid, dev);
+  r = d.cuDeviceGetUuid(&uuid, dev);  // the CUDA 9.2 ABI, as cudart 13.0 looks it up
   if (r != CUDA_SUCCESS) return r;
   static_assert(sizeof uuid == sizeof p.uuid);
   std::memcpy(&p.uuid, &uuid, sizeof uuid);
-  r = d.cuDeviceTotalMem(&p.totalGlobalMem, dev);
-  if (r != CUDA_SUCCESS) return r;
 
   CUresult status = CUDA_SUCCESS;
   auto get = [&](auto& field, CUdevice_attribute attr) {
@@ -115,6 +119,8 @@ CUresult fill_properties(cudaDeviceProp& p, CUdevice dev) noexcept {
   return status;
 }
 
+namespace {
+
 cudaDriverEntryPointQueryResult to_runtime_status(CUdriverProcAddressQueryResult s) noexcept {
   switch (s) {
     case CU_GET_PROC_ADDRESS_SUCCESS:
@@ -170,7 +176,7 @@ POOLSHIM_RT_API cudaError_t CUDARTAPI cudaGetDeviceProperties(cudaDeviceProp* pr
     CUresult r = driver().cuDeviceGet(&dev, device);
     if (r != CUDA_SUCCESS) return from_driver(r);
     cudaDeviceProp filled{};
-    r = fill_properties(filled, dev);
+    r = read_device_properties(filled, dev);
     if (r != CUDA_SUCCESS) return from_driver(r);
     *prop = filled;
     return cudaSuccess;

@@ -77,30 +77,45 @@ cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim,
                                               size_t sharedMem, cudaStream_t stream);
 }
 
-// X(name, PFN type, cudaVersion that introduced that ABI, has a per-thread-stream variant): every
-// driver entry point this runtime uses, and no other. Like NVIDIA's cudart 13.0 (traced on the
-// simulator), each name is looked up at the version its ABI was introduced, not at 13000. `name` is the base name
-// handed to cuGetProcAddress_v2; as a member name it goes through cuda.h's macros (cuMemAlloc -> cuMemAlloc_v2),
-// consistently so.
+// PFN types cudaTypedefs.h declares only under __CUDA_API_VERSION_INTERNAL: the old (CUDA 7.0)
+// ABI of the primary-context release and reset, which NVIDIA's cudart 13.0 looks up (at 7000) and
+// uses. Same signatures as the _v11000 ones; the driver answers with the unsuffixed exports.
+namespace poolshim::sim_rt {
+using PFN_cuDevicePrimaryCtxRelease_v7000 = CUresult(CUDAAPI*)(CUdevice_v1 dev);
+using PFN_cuDevicePrimaryCtxReset_v7000 = CUresult(CUDAAPI*)(CUdevice_v1 dev);
+}  // namespace poolshim::sim_rt
+
+// X(name, PFN type, cudaVersion, per-thread cudaVersion): every driver entry point this runtime
+// uses, and no other. Each is the answer to one of the lookups NVIDIA's cudart 13.0 makes
+// (cudart_lookups.inc, generated from tests/sim/fixtures/cudart-13.0-lookups.tsv): the legacy
+// table's entry is the answer to (name, cudaVersion, CU_GET_PROC_ADDRESS_DEFAULT), the per-thread
+// table's to (name, per-thread cudaVersion, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) where
+// that column is not 0 (0: the per-thread table shares the legacy entry). runtime_core.cpp
+// static_asserts that each of them is in the record. The per-thread version is the one the record
+// asks (mostly 7000, when the _ptds/_ptsz exports appeared); the _ptds/_ptsz PFN types have the
+// legacy ones' signatures. `name` is the base name handed to cuGetProcAddress_v2; as a member name
+// it goes through cuda.h's macros (cuMemAlloc -> cuMemAlloc_v2), consistently so.
 #define POOLSHIM_RT_DRIVER_ENTRIES(X)                                                          \
   X(cuInit, PFN_cuInit_v2000, 2000, 0)                                                         \
   X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020, 2020, 0)                                 \
   X(cuDeviceGet, PFN_cuDeviceGet_v2000, 2000, 0)                                               \
   X(cuDeviceGetCount, PFN_cuDeviceGetCount_v2000, 2000, 0)                                     \
   X(cuDeviceGetName, PFN_cuDeviceGetName_v2000, 2000, 0)                                       \
-  X(cuDeviceGetUuid, PFN_cuDeviceGetUuid_v11040, 11040, 0)                                     \
+  X(cuDeviceGetUuid, PFN_cuDeviceGetUuid_v9020, 9020, 0)                                       \
   X(cuDeviceTotalMem, PFN_cuDeviceTotalMem_v3020, 3020, 0)                                     \
   X(cuDeviceGetAttribute, PFN_cuDeviceGetAttribute_v2000, 2000, 0)                             \
   X(cuDeviceCanAccessPeer, PFN_cuDeviceCanAccessPeer_v4000, 4000, 0)                           \
   X(cuDevicePrimaryCtxRetain, PFN_cuDevicePrimaryCtxRetain_v7000, 7000, 0)                     \
-  X(cuDevicePrimaryCtxRelease, PFN_cuDevicePrimaryCtxRelease_v11000, 11000, 0)                 \
-  X(cuDevicePrimaryCtxReset, PFN_cuDevicePrimaryCtxReset_v11000, 11000, 0)                     \
+  X(cuDevicePrimaryCtxRelease, poolshim::sim_rt::PFN_cuDevicePrimaryCtxRelease_v7000, 7000, 0) \
+  X(cuDevicePrimaryCtxReset, poolshim::sim_rt::PFN_cuDevicePrimaryCtxReset_v7000, 7000, 0)     \
   X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000, 4000, 0)                                       \
   X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000, 4000, 0)                                       \
   X(cuCtxGetDevice, PFN_cuCtxGetDevice_v13000, 13000, 0)                                       \
   X(cuCtxSynchronize, PFN_cuCtxSynchronize_v13000, 13000, 0)                                   \
   X(cuCtxEnablePeerAccess, PFN_cuCtxEnablePeerAccess_v4000, 4000, 0)                           \
   X(cuCtxDisablePeerAccess, PFN_cuCtxDisablePeerAccess_v4000, 4000, 0)                         \
+  X(cuLibraryLoadData, PFN_cuLibraryLoadData_v12000, 12000, 0)                                 \
+  X(cuLibraryUnload, PFN_cuLibraryUnload_v12000, 12000, 0)                                     \
   X(cuMemAlloc, PFN_cuMemAlloc_v3020, 3020, 0)                                                 \
   X(cuMemAllocPitch, PFN_cuMemAllocPitch_v3020, 3020, 0)                                       \
   X(cuMemFree, PFN_cuMemFree_v3020, 3020, 0)                                                   \
@@ -112,18 +127,24 @@ cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim,
   X(cuMemHostRegister, PFN_cuMemHostRegister_v6050, 6050, 0)                                   \
   X(cuMemHostUnregister, PFN_cuMemHostUnregister_v4000, 4000, 0)                               \
   X(cuMemAllocManaged, PFN_cuMemAllocManaged_v6000, 6000, 0)                                   \
-  X(cuMemAllocAsync, PFN_cuMemAllocAsync_v11020, 11020, 1)                                     \
-  X(cuMemFreeAsync, PFN_cuMemFreeAsync_v11020, 11020, 1)                                       \
-  X(cuMemcpy, PFN_cuMemcpy_v4000, 4000, 1)                                                     \
-  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000, 4000, 1)                                           \
+  X(cuMemAllocAsync, PFN_cuMemAllocAsync_v11020, 11020, 11020)                                 \
+  X(cuMemFreeAsync, PFN_cuMemFreeAsync_v11020, 11020, 11020)                                   \
+  X(cuMemcpy, PFN_cuMemcpy_v4000, 4000, 7000)                                                  \
+  X(cuMemcpyAsync, PFN_cuMemcpyAsync_v4000, 4000, 7000)                                        \
+  X(cuMemcpyHtoD, PFN_cuMemcpyHtoD_v3020, 3020, 7000)                                          \
+  X(cuMemcpyDtoH, PFN_cuMemcpyDtoH_v3020, 3020, 7000)                                          \
+  X(cuMemcpyDtoD, PFN_cuMemcpyDtoD_v3020, 3020, 7000)                                          \
+  X(cuMemcpyHtoDAsync, PFN_cuMemcpyHtoDAsync_v3020, 3020, 7000)                                \
+  X(cuMemcpyDtoHAsync, PFN_cuMemcpyDtoHAsync_v3020, 3020, 7000)                                \
+  X(cuMemcpyDtoDAsync, PFN_cuMemcpyDtoDAsync_v3020, 3020, 7000)                                \
   X(cuMemcpyPeer, PFN_cuMemcpyPeer_v4000, 4000, 0)                                             \
   X(cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000, 4000, 0)                                   \
-  X(cuMemsetD8, PFN_cuMemsetD8_v3020, 3020, 1)                                                 \
-  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 3020, 1)                                       \
-  X(cuMemcpy2D, PFN_cuMemcpy2D_v3020, 3020, 1)                                                 \
-  X(cuMemcpy2DAsync, PFN_cuMemcpy2DAsync_v3020, 3020, 1)                                       \
-  X(cuMemsetD2D8, PFN_cuMemsetD2D8_v3020, 3020, 1)                                             \
-  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020, 3020, 1)                                   \
+  X(cuMemsetD8, PFN_cuMemsetD8_v3020, 3020, 7000)                                              \
+  X(cuMemsetD8Async, PFN_cuMemsetD8Async_v3020, 3020, 7000)                                    \
+  X(cuMemcpy2DUnaligned, PFN_cuMemcpy2DUnaligned_v3020, 3020, 7000)                            \
+  X(cuMemcpy2DAsync, PFN_cuMemcpy2DAsync_v3020, 3020, 7000)                                    \
+  X(cuMemsetD2D8, PFN_cuMemsetD2D8_v3020, 3020, 7000)                                          \
+  X(cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020, 3020, 7000)                                \
   X(cuPointerGetAttributes, PFN_cuPointerGetAttributes_v7000, 7000, 0)                         \
   X(cuIpcGetMemHandle, PFN_cuIpcGetMemHandle_v4010, 4010, 0)                                   \
   X(cuIpcOpenMemHandle, PFN_cuIpcOpenMemHandle_v11000, 11000, 0)                               \
@@ -131,33 +152,65 @@ cudaError_t CUDARTAPI __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim,
   X(cuStreamCreate, PFN_cuStreamCreate_v2000, 2000, 0)                                         \
   X(cuStreamCreateWithPriority, PFN_cuStreamCreateWithPriority_v5050, 5050, 0)                 \
   X(cuStreamDestroy, PFN_cuStreamDestroy_v4000, 4000, 0)                                       \
-  X(cuStreamSynchronize, PFN_cuStreamSynchronize_v2000, 2000, 1)                               \
-  X(cuStreamQuery, PFN_cuStreamQuery_v2000, 2000, 1)                                           \
-  X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020, 3020, 1)                                   \
-  X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050, 5050, 1)                                     \
-  X(cuStreamGetId, PFN_cuStreamGetId_v12000, 12000, 1)                                         \
-  X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050, 5050, 1)                               \
-  X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000, 10000, 1)                                   \
-  X(cuStreamAddCallback, PFN_cuStreamAddCallback_v5000, 5000, 1)                               \
-  X(cuStreamBeginCapture, PFN_cuStreamBeginCapture_v10010, 10010, 1)                           \
-  X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000, 10000, 1)                               \
-  X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000, 10000, 1)                             \
+  X(cuStreamSynchronize, PFN_cuStreamSynchronize_v2000, 2000, 7000)                            \
+  X(cuStreamQuery, PFN_cuStreamQuery_v2000, 2000, 7000)                                        \
+  X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020, 3020, 7000)                                \
+  X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050, 5050, 7000)                                  \
+  X(cuStreamGetId, PFN_cuStreamGetId_v12000, 12000, 12000)                                     \
+  X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050, 5050, 7000)                            \
+  X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000, 10000, 10000)                               \
+  X(cuStreamAddCallback, PFN_cuStreamAddCallback_v5000, 5000, 7000)                            \
+  X(cuStreamBeginCapture, PFN_cuStreamBeginCapture_v10010, 10010, 10010)                       \
+  X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000, 10000, 10000)                           \
+  X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000, 10000, 10000)                         \
   X(cuThreadExchangeStreamCaptureMode, PFN_cuThreadExchangeStreamCaptureMode_v10010, 10010, 0) \
   X(cuEventCreate, PFN_cuEventCreate_v2000, 2000, 0)                                           \
-  X(cuEventRecord, PFN_cuEventRecord_v2000, 2000, 1)                                           \
-  X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010, 11010, 1)                       \
+  X(cuEventRecord, PFN_cuEventRecord_v2000, 2000, 7000)                                        \
+  X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010, 11010, 11010)                   \
   X(cuEventQuery, PFN_cuEventQuery_v2000, 2000, 0)                                             \
   X(cuEventSynchronize, PFN_cuEventSynchronize_v2000, 2000, 0)                                 \
   X(cuEventElapsedTime, PFN_cuEventElapsedTime_v12080, 12080, 0)                               \
   X(cuEventDestroy, PFN_cuEventDestroy_v4000, 4000, 0)                                         \
   X(cuGraphInstantiateWithFlags, PFN_cuGraphInstantiateWithFlags_v11040, 11040, 0)             \
-  X(cuGraphLaunch, PFN_cuGraphLaunch_v10000, 10000, 1)                                         \
+  X(cuGraphLaunch, PFN_cuGraphLaunch_v10000, 10000, 10000)                                     \
   X(cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000, 10000, 0)                               \
   X(cuGraphDestroy, PFN_cuGraphDestroy_v10000, 10000, 0)
 
 namespace poolshim::sim_rt {
 
 inline constexpr int runtime_cuda_version = CUDART_VERSION;  // 13000
+
+// The lookups NVIDIA's cudart 13.0 makes through cuGetProcAddress_v2, in its order (row i is
+// lookup i + 1 of the record; CMake checks the numbering). All are made when the driver is loaded.
+struct driver_lookup {
+  const char* symbol;  // "" for the first, empty-named lookup
+  int version;
+  unsigned flags;  // CU_GET_PROC_ADDRESS_DEFAULT or _PER_THREAD_DEFAULT_STREAM
+};
+inline constexpr driver_lookup cudart_lookups[] = {
+#define POOLSHIM_RT_LOOKUP(order, symbol, version, flags) {symbol, version, flags},
+#include "cudart_lookups.inc"
+#undef POOLSHIM_RT_LOOKUP
+};
+inline constexpr int cudart_lookup_count = static_cast<int>(sizeof cudart_lookups / sizeof cudart_lookups[0]);
+
+constexpr bool same_symbol(const char* a, const char* b) noexcept {
+  while (*a != '\0' && *a == *b) {
+    ++a;
+    ++b;
+  }
+  return *a == *b;
+}
+
+// The position of the lookup (symbol, version, flags) in cudart_lookups, or -1 if cudart 13.0
+// never makes it.
+constexpr int lookup_index(const char* symbol, int version, unsigned flags) noexcept {
+  for (int i = 0; i < cudart_lookup_count; ++i) {
+    const driver_lookup& l = cudart_lookups[i];
+    if (l.version == version && l.flags == flags && same_symbol(l.symbol, symbol)) return i;
+  }
+  return -1;
+}
 
 struct driver_table {
 #define POOLSHIM_RT_MEMBER(name, pfn, version, per_thread) pfn name = nullptr;
@@ -174,9 +227,13 @@ enum class default_stream { legacy, per_thread };
 // The driver table for `s`. Valid only inside an api() body with needs::driver or needs::context.
 const driver_table& driver(default_stream s = default_stream::legacy) noexcept;
 
+// What a runtime call needs before its body runs. Once the exit handler (see runtime_core.cpp) has
+// released the runtime's libraries and contexts, calls that need the driver return
+// cudaErrorCudartUnloading, as NVIDIA's cudart does at that point of process exit.
 enum class needs {
   nothing,  // no driver: pure bookkeeping (still returns a sticky error)
-  driver,   // libcuda.so.1 loaded and cuInit succeeded
+  driver,   // libcuda.so.1 loaded, cuInit succeeded, devices enumerated and fat binaries loaded;
+            // every such call starts with cuCtxGetCurrent, as cudart's calls do
   context,  // and a context current on this thread (the primary context of the current device)
 };
 
@@ -209,9 +266,28 @@ int current_device() noexcept;
 // The primary context of `device`, retained once per process on first need.
 CUresult primary_context(int device, CUcontext* ctx) noexcept;
 
-// Loads the driver if that has not happened yet; cudaSuccess when libcuda.so.1 and every entry
-// point above were found (whether or not cuInit then succeeded).
+// The devices as the start-up enumeration found them (valid after enter(needs::driver)).
+int device_count() noexcept;
+
+// True in the process whose start-up loaded the driver state this runtime holds (false before
+// start-up and in a forked child, which inherits that state but must not release it).
+bool in_initialising_process() noexcept;
+
+// Loads the driver if that has not happened yet (dlopen, cuGetProcAddress_v2 and the record's
+// lookups); cudaSuccess when libcuda.so.1 and every entry point above were found (whether or not
+// cuInit then succeeded).
 cudaError_t driver_load_error() noexcept;
+
+// Defined in runtime_device.cpp: what cudart reads of a device at start-up and for
+// cudaGetDeviceProperties (cuDeviceGetName, cuDeviceTotalMem, cuDeviceGetUuid, cuDeviceGetAttribute).
+CUresult read_device_properties(cudaDeviceProp& p, CUdevice dev) noexcept;
+
+// Defined in runtime_startup.cpp: the registered fat binaries as driver libraries. The first
+// is called at start-up and then by every call that needs the driver (cheap unless a fat binary
+// was registered since: cuLibraryLoadData for each such one, in registration order); the second
+// at exit (cuLibraryUnload for each loaded library).
+void load_registered_fat_binaries() noexcept;
+void unload_fat_binaries() noexcept;
 
 // Defined in runtime_errors.cpp: nullptr for a code the runtime does not know.
 const char* error_name(int code) noexcept;

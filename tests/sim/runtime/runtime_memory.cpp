@@ -22,15 +22,27 @@ bool valid_copy_kind(cudaMemcpyKind kind) noexcept {
   }
 }
 
-// Under unified addressing the driver infers the direction from the pointers, so every valid
-// kind (cudaMemcpyDefault included) goes to cuMemcpy / cuMemcpyAsync. A zero-byte copy or memset
-// is a successful no-op in the runtime, whatever the pointers are.
+// Copies go to the driver function of their kind, as cudart 13.0 calls them (cuMemcpyHtoD_v2,
+// cuMemcpyDtoH_v2, cuMemcpyDtoHAsync_v2, ... per the recording); cudaMemcpyDefault and
+// host-to-host go to cuMemcpy / cuMemcpyAsync, where under unified addressing the driver infers
+// the direction from the pointers. A zero-byte copy is a successful no-op in the runtime,
+// whatever the pointers are.
 template <default_stream S>
 cudaError_t memcpy_sync(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
   return api(needs::context, [&]() -> cudaError_t {
     if (!valid_copy_kind(kind)) return cudaErrorInvalidMemcpyDirection;
     if (count == 0) return cudaSuccess;
-    return from_driver(driver(S).cuMemcpy(to_dptr(dst), to_dptr(src), count));
+    const driver_table& d = driver(S);
+    switch (kind) {
+      case cudaMemcpyHostToDevice:
+        return from_driver(d.cuMemcpyHtoD(to_dptr(dst), src, count));
+      case cudaMemcpyDeviceToHost:
+        return from_driver(d.cuMemcpyDtoH(dst, to_dptr(src), count));
+      case cudaMemcpyDeviceToDevice:
+        return from_driver(d.cuMemcpyDtoD(to_dptr(dst), to_dptr(src), count));
+      default:
+        return from_driver(d.cuMemcpy(to_dptr(dst), to_dptr(src), count));
+    }
   });
 }
 
@@ -39,7 +51,17 @@ cudaError_t memcpy_async(void* dst, const void* src, size_t count, cudaMemcpyKin
   return api(needs::context, [&]() -> cudaError_t {
     if (!valid_copy_kind(kind)) return cudaErrorInvalidMemcpyDirection;
     if (count == 0) return cudaSuccess;
-    return from_driver(driver(S).cuMemcpyAsync(to_dptr(dst), to_dptr(src), count, stream));
+    const driver_table& d = driver(S);
+    switch (kind) {
+      case cudaMemcpyHostToDevice:
+        return from_driver(d.cuMemcpyHtoDAsync(to_dptr(dst), src, count, stream));
+      case cudaMemcpyDeviceToHost:
+        return from_driver(d.cuMemcpyDtoHAsync(dst, to_dptr(src), count, stream));
+      case cudaMemcpyDeviceToDevice:
+        return from_driver(d.cuMemcpyDtoDAsync(to_dptr(dst), to_dptr(src), count, stream));
+      default:
+        return from_driver(d.cuMemcpyAsync(to_dptr(dst), to_dptr(src), count, stream));
+    }
   });
 }
 
@@ -59,8 +81,9 @@ cudaError_t memset_async(void* devPtr, int value, size_t count, cudaStream_t str
   });
 }
 
-// 2D copies go to cuMemcpy2D with unified operands: under unified addressing the driver tells
-// host from device memory itself, as cudart does for cudaMemcpyDefault.
+// 2D copies go to cuMemcpy2DUnaligned (cudart 13.0 never looks up cuMemcpy2D) and
+// cuMemcpy2DAsync with unified operands: under unified addressing the driver tells host from
+// device memory itself, as cudart does for cudaMemcpyDefault.
 CUDA_MEMCPY2D copy_2d_params(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height) {
   CUDA_MEMCPY2D p{};
   p.srcMemoryType = CU_MEMORYTYPE_UNIFIED;
@@ -82,7 +105,7 @@ cudaError_t memcpy_2d_sync(void* dst, size_t dpitch, const void* src, size_t spi
     if (width == 0 || height == 0) return cudaSuccess;
     if (dpitch < width || spitch < width) return cudaErrorInvalidPitchValue;
     CUDA_MEMCPY2D p = copy_2d_params(dst, dpitch, src, spitch, width, height);
-    return from_driver(driver(S).cuMemcpy2D(&p));
+    return from_driver(driver(S).cuMemcpy2DUnaligned(&p));
   });
 }
 
@@ -202,8 +225,9 @@ POOLSHIM_RT_API cudaError_t CUDARTAPI cudaMallocManaged(void** devPtr, size_t si
   });
 }
 
-// cudaMallocHost is cudaHostAlloc with cudaHostAllocDefault; the cudaHostAlloc* flags are the
-// CU_MEMHOSTALLOC_* bits one for one.
+// cudaMallocHost is cudaHostAlloc with cudaHostAllocDefault: both call cuMemHostAlloc, never
+// cuMemAllocHost, as cudart 13.0 does. The cudaHostAlloc* flags are the CU_MEMHOSTALLOC_* bits
+// one for one.
 POOLSHIM_RT_API cudaError_t CUDARTAPI cudaHostAlloc(void** pHost, size_t size, unsigned int flags) {
   return api(needs::context, [&]() -> cudaError_t {
     if (pHost == nullptr) return cudaErrorInvalidValue;

@@ -3,6 +3,8 @@
 // Kernels cannot run on a simulator: launching a registered kernel fails as a GPU without a
 // matching image does (cudaErrorNoKernelImageForDevice, 209), anything else as an unknown
 // function (cudaErrorInvalidDeviceFunction, 98).
+#include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +26,8 @@ struct module {
   const void* fatbin;
   std::vector<managed_var> managed;
   bool managed_ready = false;
+  CUlibrary library = nullptr;  // cuLibraryLoadData's handle, once loaded
+  bool load_tried = false;      // loaded, or the driver refused it (then launches still fail 209)
 };
 
 struct kernel_entry {
@@ -32,10 +36,12 @@ struct kernel_entry {
 };
 
 // Registration runs in static constructors and __cudaUnregisterFatBinary from atexit, so the
-// registry is never destroyed. None of this touches the driver: cudart defers that to first use.
+// registry is never destroyed. Registration does not touch the driver: cudart defers that to its
+// start-up (or, for a fat binary registered later, to the next call), where each fat binary becomes
+// a driver library (cuLibraryLoadData), unloaded at exit or when it is unregistered.
 struct registry {
   std::mutex mutex;
-  std::unordered_set<module*> modules;
+  std::vector<module*> modules;                            // in registration order
   std::unordered_map<const void*, kernel_entry*> kernels;  // by host stub address
   std::unordered_set<const void*> kernel_handles;          // what __cudaGetKernel handed out
 };
@@ -46,6 +52,31 @@ registry& kernels() noexcept {
 }
 
 module* as_module(void** handle) noexcept { return reinterpret_cast<module*>(handle); }
+
+bool registered(const registry& reg, const module* m) noexcept {
+  return std::find(reg.modules.begin(), reg.modules.end(), m) != reg.modules.end();
+}
+
+// Set when a fat binary is registered; load_registered_fat_binaries clears it.
+std::atomic<bool> g_fat_binaries_pending{false};
+// Set by unload_fat_binaries (process exit): nothing is loaded after it.
+bool g_fat_binaries_unloaded = false;  // guarded by the registry's mutex
+
+// What cuLibraryLoadData gets: the fat binary itself. nvcc hands __cudaRegisterFatBinary its
+// wrapper (fatbinary_section.h's __fatBinC_Wrapper_t: magic 0x466243B1, version, data, ...), whose
+// `data` is the image; anything else is passed as it is.
+const void* fat_binary_image(const void* registered_pointer) noexcept {
+  struct wrapper {
+    int magic;
+    int version;
+    const unsigned long long* data;
+    void* filename_or_fatbins;
+  };
+  constexpr int fatbinc_magic = 0x466243B1;
+  const auto* w = static_cast<const wrapper*>(registered_pointer);
+  if (w != nullptr && w->magic == fatbinc_magic && w->data != nullptr) return w->data;
+  return registered_pointer;
+}
 
 struct launch_config {
   dim3 grid;
@@ -60,7 +91,7 @@ thread_local std::vector<launch_config> t_launch_configs;
 cudaError_t init_managed_vars(module* m) {
   registry& reg = kernels();
   std::lock_guard lock(reg.mutex);
-  if (reg.modules.count(m) == 0) return cudaErrorInvalidResourceHandle;
+  if (!registered(reg, m)) return cudaErrorInvalidResourceHandle;
   if (m->managed_ready) return cudaSuccess;
   const driver_table& d = driver();
   for (managed_var& v : m->managed) {
@@ -93,16 +124,49 @@ cudaError_t launch_kernel_function(const void* func, dim3, dim3, void**, size_t,
 }
 
 }  // namespace
+
+// A fat binary the driver refuses stays registered: its kernels launch as 209, as before.
+void load_registered_fat_binaries() noexcept {
+  // A load first: this runs at the start of every runtime call, from any number of threads.
+  if (!g_fat_binaries_pending.load(std::memory_order_acquire)) return;
+  if (!g_fat_binaries_pending.exchange(false, std::memory_order_acq_rel)) return;
+  const driver_table& d = driver();
+  registry& reg = kernels();
+  std::lock_guard lock(reg.mutex);
+  if (g_fat_binaries_unloaded) return;
+  for (module* m : reg.modules) {
+    if (m->load_tried) continue;
+    m->load_tried = true;
+    CUlibrary library = nullptr;
+    if (d.cuLibraryLoadData(&library, fat_binary_image(m->fatbin), nullptr, nullptr, 0, nullptr, nullptr, 0) ==
+        CUDA_SUCCESS)
+      m->library = library;
+  }
+}
+
+void unload_fat_binaries() noexcept {
+  const driver_table& d = driver();
+  registry& reg = kernels();
+  std::lock_guard lock(reg.mutex);
+  g_fat_binaries_unloaded = true;
+  for (module* m : reg.modules) {
+    if (m->library == nullptr) continue;
+    (void)d.cuLibraryUnload(m->library);
+    m->library = nullptr;
+  }
+}
+
 }  // namespace poolshim::sim_rt
 
 using namespace poolshim::sim_rt;
 
 POOLSHIM_RT_API void** CUDARTAPI __cudaRegisterFatBinary(void* fatCubin) {
   try {
-    module* m = new module{fatCubin, {}, false};
+    module* m = new module{fatCubin, {}, false, nullptr, false};
     registry& reg = kernels();
     std::lock_guard lock(reg.mutex);
-    reg.modules.insert(m);
+    reg.modules.push_back(m);
+    g_fat_binaries_pending.store(true, std::memory_order_release);
     return reinterpret_cast<void**>(m);
   } catch (const std::bad_alloc&) {
     return nullptr;
@@ -111,11 +175,17 @@ POOLSHIM_RT_API void** CUDARTAPI __cudaRegisterFatBinary(void* fatCubin) {
 
 POOLSHIM_RT_API void CUDARTAPI __cudaRegisterFatBinaryEnd(void**) {}
 
+// A library still loaded (a dlclose'd module's fat binary, or any unregistered before the exit
+// handler ran) is unloaded here.
 POOLSHIM_RT_API void CUDARTAPI __cudaUnregisterFatBinary(void** fatCubinHandle) {
   module* m = as_module(fatCubinHandle);
   registry& reg = kernels();
   std::lock_guard lock(reg.mutex);
-  if (reg.modules.erase(m) == 0) return;
+  auto pos = std::find(reg.modules.begin(), reg.modules.end(), m);
+  if (pos == reg.modules.end()) return;
+  reg.modules.erase(pos);
+  // Not in a forked child: the library is the parent's (and the driver refuses the child anyway).
+  if (m->library != nullptr && in_initialising_process()) (void)driver().cuLibraryUnload(m->library);
   for (auto it = reg.kernels.begin(); it != reg.kernels.end();) {
     if (it->second->owner == m) {
       reg.kernel_handles.erase(it->second);
