@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu-check.sh: runs poolshim's real-GPU checks from a portable bundle (build-portable/bundle):
 # every test in the bundle's gpu-tests.txt against the machine's CUDA, and both driver-call probes
-# under the driver-call logger, whose maps are compared with tests/sim/fixtures/driver_call_map.txt.
-# Writes everything to one results folder. Run with --help for the options.
+# under the driver-call logger, whose maps are compared with tests/sim/fixtures/driver_call_map.txt,
+# and the lookup replay (which export libcuda.so.1 returns for each of cudart 13.0's lookups),
+# diffed with the simulator's answers. Writes everything to one results folder. Run with --help for the options.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,7 +17,11 @@ Runs poolshim's GPU checks on a machine with an NVIDIA GPU and CUDA 13:
   1. every test listed in BUNDLE/gpu-tests.txt (all ctests labelled gpu), against real CUDA;
   2. tests/driver_call_probe_shared and _static under the driver-call logger, recording which
      driver entry points cudart calls per runtime call (driver_call_map_{shared,static}.txt);
-  3. a comparison of those maps with the committed fixture (tests/sim/fixtures/driver_call_map.txt).
+  3. a comparison of those maps with the committed fixture (tests/sim/fixtures/driver_call_map.txt);
+  4. tests/lookup_replay without the shim: cudart 13.0's 440 cuGetProcAddress_v2 lookups replayed
+     against this machine's libcuda.so.1, the export each returns named by dladdr
+     (lookup_answers_real.txt), diffed with the simulator's answers to the same replay, which the
+     build records (tests/lookup_answers_sim.txt in the bundle): lookup_answers.diff.
 
 Prefer a carried bundle: build it on the development machine with
   cmake -S . -B build-portable -G Ninja -DPOOLSHIM_PORTABLE=ON && cmake --build build-portable
@@ -156,7 +161,8 @@ lib_path="${lib_path}${lib_path:+:}$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PA
 
 mkdir -p "$out_dir/logs"
 out_dir=$(cd "$out_dir" && pwd)
-rm -f "$out_dir"/logs/*.log "$out_dir"/driver_call_map_*.txt "$out_dir"/fixture-*.txt "$out_dir/results.txt"
+rm -f "$out_dir"/logs/*.log "$out_dir"/driver_call_map_*.txt "$out_dir"/fixture-*.txt "$out_dir/results.txt" \
+  "$out_dir/lookup_answers_real.txt" "$out_dir/lookup_answers.diff"
 results="$out_dir/results.txt"
 
 driver_version="none"
@@ -301,6 +307,66 @@ compare_map() {
     >>"$results" || true
 }
 
+# ---- the lookup answers ------------------------------------------------------------------------
+# Which export the driver returns for each of cudart 13.0's lookups (old cudaVersions included:
+# cuDevicePrimaryCtxRelease@7000, cuIpcOpenMemHandle@4010, ...), recorded without the shim, against
+# the simulator's answers to the same replay. The simulator's answers come from the build (the
+# lookup_replay target records them after each link; the bundle carries them because the gpu test
+# integration.lookup_replay names them): the bundle never carries the simulator itself, so the
+# comparison cannot be run live on the GPU machine. Information, not a verdict: the shim wraps
+# whatever a driver answers (integration.lookup_replay, run above, is the verdict), but a
+# difference means the simulator's lookup rule is not the real driver's.
+lookup_failed=0
+lookup_answers() {
+  local exe="$bundle/tests/lookup_replay" fixture="$bundle/tests/cudart-13.0-lookups.tsv"
+  local sim_answers="$bundle/tests/lookup_answers_sim.txt" real="$out_dir/lookup_answers_real.txt"
+  local diff_file="$out_dir/lookup_answers.diff" log="$out_dir/logs/lookup_replay.log" rc n total
+  [[ -f "$fixture" ]] || fixture="$repo_root/tests/sim/fixtures/cudart-13.0-lookups.tsv"
+  { echo; echo "== lookup answers (cudart 13.0's lookups, no shim) =="; } >>"$results"
+  if [[ ! -x "$exe" ]]; then
+    echo "FAIL lookup replay: $exe missing from the bundle" >>"$results"
+    lookup_failed=1
+    return
+  fi
+  if [[ $mode == dry ]]; then
+    echo "DRY  lookup replay: would run $exe $fixture and diff its answers with $sim_answers" >>"$results"
+    return
+  fi
+  set +e
+  (cd "$bundle" && LD_LIBRARY_PATH="$lib_path" timeout --kill-after=10 "$timeout_s" \
+     "$exe" "$fixture" --out "$real.raw") >"$log" 2>&1
+  rc=$?
+  set -e
+  {
+    echo "# poolshim lookup answers: each cuGetProcAddress_v2 lookup of tests/sim/fixtures/cudart-13.0-lookups.tsv"
+    echo "# replayed by tests/lookup_replay without the shim; columns: row order symbol cudaVersion flags CUresult"
+    echo "# status object export (dladdr of the pointer; name+0xoff: not an export's address; -: NULL)."
+    if [[ $mode == gpu ]]; then
+      echo "# status: RECORDED on $(head -n1 <<<"$gpu_list" | sed 's/ (UUID.*//'), driver $driver_version, $(date -u +%Y-%m-%d), by scripts/gpu-check.sh"
+    else
+      echo "# status: SIMULATOR RUN — made by scripts/gpu-check.sh on the simulator, not a GPU recording"
+    fi
+    [[ -f "$real.raw" ]] && cat "$real.raw"
+  } >"$real"
+  rm -f "$real.raw"
+  total=$(grep -c '^row' "$real" || true)
+  if [[ $rc -ne 0 || $total -eq 0 ]]; then
+    echo "FAIL lookup replay: exit status $rc; log: logs/lookup_replay.log" >>"$results"
+    lookup_failed=1
+    return
+  fi
+  if [[ ! -f "$sim_answers" ]]; then
+    echo "lookup answers: $total recorded in lookup_answers_real.txt; no simulator answers in the bundle" \
+      "(tests/lookup_answers_sim.txt) to diff with" >>"$results"
+    return
+  fi
+  diff -u --label "simulator (lookup_answers_sim.txt)" --label lookup_answers_real.txt \
+    <(grep '^row' "$sim_answers") <(grep '^row' "$real") >"$diff_file" || true
+  n=$(grep -c '^+row' "$diff_file" || true)
+  echo "lookup answers: $n of $total lookups answered differently from the simulator's (lookup_answers.diff)" >>"$results"
+}
+lookup_answers
+
 { echo; echo "== driver-call probes =="; } >>"$results"
 record_map shared
 record_map static
@@ -314,7 +380,7 @@ for flavour in shared static; do
 done
 
 status=0
-if [[ $failed -gt 0 || $probe_failed -eq 1 ]]; then status=1; fi
+if [[ $failed -gt 0 || $probe_failed -eq 1 || $lookup_failed -eq 1 ]]; then status=1; fi
 if [[ $strict_fixture -eq 1 && $fixture_mismatch -eq 1 ]]; then status=1; fi
 {
   echo
@@ -324,7 +390,7 @@ if [[ $strict_fixture -eq 1 && $fixture_mismatch -eq 1 ]]; then status=1; fi
   elif [[ $status -eq 0 ]]; then
     echo "OK: $passed tests passed, $skipped skipped; probes recorded$([[ $fixture_mismatch -eq 1 ]] && echo '; the map differs from the fixture (see above)')"
   else
-    echo "FAILED: ${failed_names[*]:-}$([[ $probe_failed -eq 1 ]] && echo ' probe')$([[ $strict_fixture -eq 1 && $fixture_mismatch -eq 1 ]] && echo ' fixture')"
+    echo "FAILED: ${failed_names[*]:-}$([[ $probe_failed -eq 1 ]] && echo ' probe')$([[ $lookup_failed -eq 1 ]] && echo ' lookup-replay')$([[ $strict_fixture -eq 1 && $fixture_mismatch -eq 1 ]] && echo ' fixture')"
   fi
 } >>"$results"
 echo "gpu-check: $(tail -n1 "$results")" >&2

@@ -6,24 +6,59 @@
 #define __CUDA_API_VERSION_INTERNAL 1  // NOLINT(readability-identifier-naming): cuda.h's switch
 #include <cuda.h>
 
+#include <type_traits>
+
 #include "base/real_driver.h"
 #include "base/reentry_guard.h"
 #include "dispatch/driver_hooks.h"
 #include "intercept/hook_list.h"
 #include "intercept/proc_address.h"
 
+// real_driver.h spells out the old variants' pointer types (cudaTypedefs.h has them only under
+// __CUDA_API_VERSION_INTERNAL, which this file defines): they must be NVIDIA's.
+namespace old_abi = poolshim::old_abi;
+static_assert(std::is_same_v<old_abi::deviceptr_v1, CUdeviceptr_v1>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemAlloc_v2000, PFN_cuMemAlloc_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemAllocPitch_v2000, PFN_cuMemAllocPitch_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemFree_v2000, PFN_cuMemFree_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemAllocHost_v2000, PFN_cuMemAllocHost_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemHostGetDevicePointer_v2020, PFN_cuMemHostGetDevicePointer_v2020>);
+static_assert(std::is_same_v<old_abi::pfn_cuMemGetInfo_v2000, PFN_cuMemGetInfo_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuIpcOpenMemHandle_v4010, PFN_cuIpcOpenMemHandle_v4010>);
+static_assert(std::is_same_v<old_abi::pfn_cuStreamDestroy_v2000, PFN_cuStreamDestroy_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuCtxCreate_v2000, PFN_cuCtxCreate_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuCtxDestroy_v2000, PFN_cuCtxDestroy_v2000>);
+static_assert(std::is_same_v<old_abi::pfn_cuDevicePrimaryCtxRelease_v7000, PFN_cuDevicePrimaryCtxRelease_v7000>);
+static_assert(std::is_same_v<old_abi::pfn_cuDevicePrimaryCtxReset_v7000, PFN_cuDevicePrimaryCtxReset_v7000>);
+static_assert(std::is_same_v<old_abi::pfn_cuStreamBeginCapture_v10000, PFN_cuStreamBeginCapture_v10000>);
+static_assert(std::is_same_v<old_abi::pfn_cuStreamBeginCapture_v10000_ptsz, PFN_cuStreamBeginCapture_v10000_ptsz>);
+
 #define POOLSHIM_HOOK extern "C" __attribute__((visibility("default")))
 
 using poolshim::real;
 using poolshim::base::reentry_guard;
+using poolshim::driver_hooks::abi;
 using poolshim::driver_hooks::default_stream;
 namespace driver_hooks = poolshim::driver_hooks;
 namespace intercept = poolshim::intercept;
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAlloc(CUdeviceptr_v1* dptr, unsigned int bytesize) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAlloc_v1(dptr, bytesize);
+  return driver_hooks::mem_alloc_v1(dptr, bytesize);
+}
 
 POOLSHIM_HOOK CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   reentry_guard guard;
   if (guard.nested()) return real().cuMemAlloc_v2(dptr, bytesize);
   return driver_hooks::mem_alloc(dptr, bytesize);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocPitch(CUdeviceptr_v1* dptr, unsigned int* pPitch, unsigned int WidthInBytes,
+                                               unsigned int Height, unsigned int ElementSizeBytes) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocPitch_v1(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+  return driver_hooks::mem_alloc_pitch_v1(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, size_t WidthInBytes, size_t Height,
@@ -33,16 +68,28 @@ POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPi
   return driver_hooks::mem_alloc_pitch(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuMemFree(CUdeviceptr_v1 dptr) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemFree_v1(dptr);
+  return driver_hooks::mem_free_v1(dptr);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr) {
   reentry_guard guard;
   if (guard.nested()) return real().cuMemFree_v2(dptr);
   return driver_hooks::mem_free(dptr);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocHost(void** pp, unsigned int bytesize) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemAllocHost_v1(pp, bytesize);
+  return driver_hooks::mem_alloc_host(pp, bytesize, abi::v1);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuMemAllocHost_v2(void** pp, size_t bytesize) {
   reentry_guard guard;
   if (guard.nested()) return real().cuMemAllocHost_v2(pp, bytesize);
-  return driver_hooks::mem_alloc_host(pp, bytesize);
+  return driver_hooks::mem_alloc_host(pp, bytesize, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuMemHostAlloc(void** pp, size_t bytesize, unsigned int Flags) {
@@ -57,6 +104,12 @@ POOLSHIM_HOOK CUresult CUDAAPI cuMemFreeHost(void* p) {
   return driver_hooks::mem_free_host(p);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuMemHostGetDevicePointer(CUdeviceptr_v1* pdptr, void* p, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemHostGetDevicePointer_v1(pdptr, p, Flags);
+  return driver_hooks::mem_host_get_device_pointer_v1(pdptr, p, Flags);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr* pdptr, void* p, unsigned int Flags) {
   reentry_guard guard;
   if (guard.nested()) return real().cuMemHostGetDevicePointer_v2(pdptr, p, Flags);
@@ -67,6 +120,12 @@ POOLSHIM_HOOK CUresult CUDAAPI cuMemHostGetFlags(unsigned int* pFlags, void* p) 
   reentry_guard guard;
   if (guard.nested()) return real().cuMemHostGetFlags(pFlags, p);
   return driver_hooks::mem_host_get_flags(pFlags, p);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuMemGetInfo(unsigned int* free, unsigned int* total) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuMemGetInfo_v1(free, total);
+  return driver_hooks::mem_get_info_v1(free, total);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuMemGetInfo_v2(size_t* free, size_t* total) {
@@ -124,10 +183,16 @@ POOLSHIM_HOOK CUresult CUDAAPI cuIpcGetMemHandle(CUipcMemHandle* pHandle, CUdevi
   return driver_hooks::ipc_get_mem_handle(pHandle, dptr);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuIpcOpenMemHandle(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int Flags) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuIpcOpenMemHandle_v1(pdptr, handle, Flags);
+  return driver_hooks::ipc_open_mem_handle(pdptr, handle, Flags, abi::v1);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuIpcOpenMemHandle_v2(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int Flags) {
   reentry_guard guard;
   if (guard.nested()) return real().cuIpcOpenMemHandle_v2(pdptr, handle, Flags);
-  return driver_hooks::ipc_open_mem_handle(pdptr, handle, Flags);
+  return driver_hooks::ipc_open_mem_handle(pdptr, handle, Flags, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr) {
@@ -148,16 +213,28 @@ POOLSHIM_HOOK CUresult CUDAAPI cuStreamCreateWithPriority(CUstream* phStream, un
   return driver_hooks::stream_create_with_priority(phStream, flags, priority);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamDestroy(CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamDestroy_v1(hStream);
+  return driver_hooks::stream_destroy(hStream, abi::v1);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream) {
   reentry_guard guard;
   if (guard.nested()) return real().cuStreamDestroy_v2(hStream);
-  return driver_hooks::stream_destroy(hStream);
+  return driver_hooks::stream_destroy(hStream, abi::current);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxCreate_v1(pctx, flags, dev);
+  return driver_hooks::ctx_create_v2(pctx, flags, dev, abi::v1);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
   reentry_guard guard;
   if (guard.nested()) return real().cuCtxCreate_v2(pctx, flags, dev);
-  return driver_hooks::ctx_create_v2(pctx, flags, dev);
+  return driver_hooks::ctx_create_v2(pctx, flags, dev, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* paramsArray, int numParams,
@@ -174,10 +251,16 @@ POOLSHIM_HOOK CUresult CUDAAPI cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams
   return driver_hooks::ctx_create_v4(pctx, ctxCreateParams, flags, dev);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuCtxDestroy(CUcontext ctx) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuCtxDestroy_v1(ctx);
+  return driver_hooks::ctx_destroy(ctx, abi::v1);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx) {
   reentry_guard guard;
   if (guard.nested()) return real().cuCtxDestroy_v2(ctx);
-  return driver_hooks::ctx_destroy(ctx);
+  return driver_hooks::ctx_destroy(ctx, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
@@ -186,28 +269,55 @@ POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevic
   return driver_hooks::primary_ctx_retain(pctx, dev);
 }
 
+POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuDevicePrimaryCtxRelease_v1(dev);
+  return driver_hooks::primary_ctx_release(dev, abi::v1);
+}
+
 POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   reentry_guard guard;
   if (guard.nested()) return real().cuDevicePrimaryCtxRelease_v2(dev);
-  return driver_hooks::primary_ctx_release(dev);
+  return driver_hooks::primary_ctx_release(dev, abi::current);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuDevicePrimaryCtxReset_v1(dev);
+  return driver_hooks::primary_ctx_reset(dev, abi::v1);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev) {
   reentry_guard guard;
   if (guard.nested()) return real().cuDevicePrimaryCtxReset_v2(dev);
-  return driver_hooks::primary_ctx_reset(dev);
+  return driver_hooks::primary_ctx_reset(dev, abi::current);
+}
+
+// CUDA 10.0's variants take no mode: such a capture is a global-mode one (what the simulator does;
+// unverified on a GPU), which is what the capture bookkeeping is told.
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture(CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamBeginCapture_v1(hStream);
+  return driver_hooks::stream_begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, default_stream::legacy, abi::v1);
+}
+
+POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_ptsz(CUstream hStream) {
+  reentry_guard guard;
+  if (guard.nested()) return real().cuStreamBeginCapture_v1_ptsz(hStream);
+  return driver_hooks::stream_begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, default_stream::per_thread,
+                                            abi::v1);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
   reentry_guard guard;
   if (guard.nested()) return real().cuStreamBeginCapture_v2(hStream, mode);
-  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::legacy);
+  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::legacy, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode) {
   reentry_guard guard;
   if (guard.nested()) return real().cuStreamBeginCapture_v2_ptsz(hStream, mode);
-  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::per_thread);
+  return driver_hooks::stream_begin_capture(hStream, mode, default_stream::per_thread, abi::current);
 }
 
 POOLSHIM_HOOK CUresult CUDAAPI cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) {

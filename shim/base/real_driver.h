@@ -9,9 +9,49 @@
 
 namespace poolshim {
 
+// The old ABI variants' pointer types. cudaTypedefs.h declares them (PFN_cuMemAlloc_v2000, ...) only
+// under __CUDA_API_VERSION_INTERNAL, and cuda.h's CUdeviceptr_v1 (32-bit device pointer) too, so
+// they are spelt out here; hooks_driver.cpp, which sees the internal declarations, checks that
+// they are the same types.
+namespace old_abi {
+using deviceptr_v1 = unsigned int;  // CUdeviceptr_v1: the CUDA 2.x 32-bit device pointer
+using pfn_cuMemAlloc_v2000 = CUresult(CUDAAPI*)(deviceptr_v1* dptr, unsigned int bytesize);
+using pfn_cuMemAllocPitch_v2000 = CUresult(CUDAAPI*)(deviceptr_v1* dptr, unsigned int* pPitch,
+                                                     unsigned int WidthInBytes, unsigned int Height,
+                                                     unsigned int ElementSizeBytes);
+using pfn_cuMemFree_v2000 = CUresult(CUDAAPI*)(deviceptr_v1 dptr);
+using pfn_cuMemAllocHost_v2000 = CUresult(CUDAAPI*)(void** pp, unsigned int bytesize);
+using pfn_cuMemHostGetDevicePointer_v2020 = CUresult(CUDAAPI*)(deviceptr_v1* pdptr, void* p, unsigned int Flags);
+using pfn_cuMemGetInfo_v2000 = CUresult(CUDAAPI*)(unsigned int* free, unsigned int* total);
+using pfn_cuIpcOpenMemHandle_v4010 = CUresult(CUDAAPI*)(CUdeviceptr* pdptr, CUipcMemHandle handle, unsigned int Flags);
+using pfn_cuStreamDestroy_v2000 = CUresult(CUDAAPI*)(CUstream hStream);
+using pfn_cuCtxCreate_v2000 = CUresult(CUDAAPI*)(CUcontext* pctx, unsigned int flags, CUdevice dev);
+using pfn_cuCtxDestroy_v2000 = CUresult(CUDAAPI*)(CUcontext ctx);
+using pfn_cuDevicePrimaryCtxRelease_v7000 = CUresult(CUDAAPI*)(CUdevice dev);
+using pfn_cuDevicePrimaryCtxReset_v7000 = CUresult(CUDAAPI*)(CUdevice dev);
+using pfn_cuStreamBeginCapture_v10000 = CUresult(CUDAAPI*)(CUstream hStream);  // no mode: GLOBAL
+using pfn_cuStreamBeginCapture_v10000_ptsz = CUresult(CUDAAPI*)(CUstream hStream);
+}  // namespace old_abi
+
 // X(member, export name, PFN type). The member is the export name, except the 4-argument
-// cuGetProcAddress (cuda.h renames that name to its _v2).
+// cuGetProcAddress (cuda.h renames that name to its _v2) and the old ABI variants, whose export
+// names cuda.h turns into macros for the new ones (cuMemAlloc -> cuMemAlloc_v2): their members
+// end in _v1 (cuMemAlloc_v1 is the export "cuMemAlloc"), a name no cuda.h macro touches.
 #define POOLSHIM_REAL_DRIVER_ENTRIES(X)                                                                          \
+  X(cuMemAlloc_v1, "cuMemAlloc", old_abi::pfn_cuMemAlloc_v2000)                                                  \
+  X(cuMemAllocPitch_v1, "cuMemAllocPitch", old_abi::pfn_cuMemAllocPitch_v2000)                                   \
+  X(cuMemFree_v1, "cuMemFree", old_abi::pfn_cuMemFree_v2000)                                                     \
+  X(cuMemAllocHost_v1, "cuMemAllocHost", old_abi::pfn_cuMemAllocHost_v2000)                                      \
+  X(cuMemHostGetDevicePointer_v1, "cuMemHostGetDevicePointer", old_abi::pfn_cuMemHostGetDevicePointer_v2020)     \
+  X(cuMemGetInfo_v1, "cuMemGetInfo", old_abi::pfn_cuMemGetInfo_v2000)                                            \
+  X(cuIpcOpenMemHandle_v1, "cuIpcOpenMemHandle", old_abi::pfn_cuIpcOpenMemHandle_v4010)                          \
+  X(cuStreamDestroy_v1, "cuStreamDestroy", old_abi::pfn_cuStreamDestroy_v2000)                                   \
+  X(cuCtxCreate_v1, "cuCtxCreate", old_abi::pfn_cuCtxCreate_v2000)                                               \
+  X(cuCtxDestroy_v1, "cuCtxDestroy", old_abi::pfn_cuCtxDestroy_v2000)                                            \
+  X(cuDevicePrimaryCtxRelease_v1, "cuDevicePrimaryCtxRelease", old_abi::pfn_cuDevicePrimaryCtxRelease_v7000)     \
+  X(cuDevicePrimaryCtxReset_v1, "cuDevicePrimaryCtxReset", old_abi::pfn_cuDevicePrimaryCtxReset_v7000)           \
+  X(cuStreamBeginCapture_v1, "cuStreamBeginCapture", old_abi::pfn_cuStreamBeginCapture_v10000)                   \
+  X(cuStreamBeginCapture_v1_ptsz, "cuStreamBeginCapture_ptsz", old_abi::pfn_cuStreamBeginCapture_v10000_ptsz)    \
   X(cuMemAlloc_v2, "cuMemAlloc_v2", PFN_cuMemAlloc_v3020)                                                        \
   X(cuMemAllocPitch_v2, "cuMemAllocPitch_v2", PFN_cuMemAllocPitch_v3020)                                         \
   X(cuMemFree_v2, "cuMemFree_v2", PFN_cuMemFree_v3020)                                                           \

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 
 #include "base/log.h"
 #include "base/process.h"
@@ -90,12 +91,22 @@ CUresult mem_free(CUdeviceptr dptr) noexcept {
   return r;
 }
 
-CUresult mem_alloc_host(void** pp, std::size_t bytes) noexcept {
+namespace {
+// cuMemAllocHost_v2 (size_t) or its CUDA 2.0 variant (unsigned int: `bytes` came from one, so it
+// fits). Both return an ordinary 64-bit host pointer.
+CUresult real_mem_alloc_host(const real_driver& d, void** pp, std::size_t bytes, abi a) noexcept {
+  return a == abi::v1 ? d.cuMemAllocHost_v1(pp, static_cast<unsigned>(bytes)) : d.cuMemAllocHost_v2(pp, bytes);
+}
+}  // namespace
+
+// The CUDA 2.0 variant differs only in the width of its size argument, and its pointer is a normal
+// host pointer that cuMemFreeHost (one ABI) frees: the host pool serves it exactly as _v2.
+CUresult mem_alloc_host(void** pp, std::size_t bytes, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuMemAllocHost_v2(pp, bytes);
-  count_call(hook_id::mem_alloc_host);
+  if (!tracking()) return real_mem_alloc_host(d, pp, bytes, a);
+  count_call(a == abi::v1 ? hook_id::mem_alloc_host_v1 : hook_id::mem_alloc_host);
   CUresult r = CUDA_SUCCESS;
-  if (!host_router::try_alloc(pp, bytes, 0, &r)) r = d.cuMemAllocHost_v2(pp, bytes);
+  if (!host_router::try_alloc(pp, bytes, 0, &r)) r = real_mem_alloc_host(d, pp, bytes, a);
   if (ok(r)) bump(g_counters.host_allocs), bump(g_counters.host_alloc_bytes, bytes);
   if (ok(r)) note_alloc(stats::kind::pinned, as_u64(*pp), bytes);
   return r;
@@ -141,6 +152,18 @@ CUresult mem_host_get_flags(unsigned* flags, void* p) noexcept {
   return d.cuMemHostGetFlags(flags, p);
 }
 
+namespace {
+// What this process's pool holds idle is free for this process: the driver's free figure plus
+// that, never above the total (the daemon's idle memory for everyone is not counted). For both
+// ABIs: in the 32-bit one the driver's figures are already clamped, and so is the sum.
+template <class Size>
+Size free_with_idle(Size free, Size total) noexcept {
+  const std::uint64_t idle = device_router::idle_bytes_of_current_device();
+  const std::uint64_t room = total - std::min(free, total);
+  return idle > room ? total : static_cast<Size>(free + idle);
+}
+}  // namespace
+
 CUresult mem_get_info(std::size_t* free, std::size_t* total) noexcept {
   const real_driver& d = real();
   if (!tracking()) return d.cuMemGetInfo_v2(free, total);
@@ -148,11 +171,7 @@ CUresult mem_get_info(std::size_t* free, std::size_t* total) noexcept {
   std::size_t f = 0, t = 0;
   CUresult r = d.cuMemGetInfo_v2(&f, &t);
   if (r != CUDA_SUCCESS) return r;
-  // What this process's pool holds idle is free for this process: the driver's figure plus that,
-  // never above the total (the daemon's idle memory for everyone is not counted).
-  std::size_t idle = device_router::idle_bytes_of_current_device();
-  f = idle > t - std::min(f, t) ? t : f + idle;
-  if (free != nullptr) *free = f;
+  if (free != nullptr) *free = free_with_idle(f, t);
   if (total != nullptr) *total = t;
   return r;
 }
@@ -236,12 +255,14 @@ CUresult ipc_get_mem_handle(CUipcMemHandle* handle, CUdeviceptr dptr) noexcept {
   return r;
 }
 
-CUresult ipc_open_mem_handle(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned flags) noexcept {
+CUresult ipc_open_mem_handle(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned flags, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
-  count_call(hook_id::ipc_open_mem_handle);
+  auto fn = a == abi::v1 ? d.cuIpcOpenMemHandle_v1 : d.cuIpcOpenMemHandle_v2;
+  if (!tracking()) return fn(dptr, handle, flags);
+  count_call(a == abi::v1 ? hook_id::ipc_open_mem_handle_v1 : hook_id::ipc_open_mem_handle);
   CUresult r = CUDA_SUCCESS;
-  if (!ipc_router::try_open(dptr, handle, flags, &r)) r = d.cuIpcOpenMemHandle_v2(dptr, handle, flags);
+  // A poolshim token is resolved here whichever variant it came through; never handed to the driver.
+  if (!ipc_router::try_open(dptr, handle, flags, &r)) r = fn(dptr, handle, flags);
   if (ok(r)) bump(g_counters.ipc_opens);
   return r;
 }
@@ -274,21 +295,23 @@ CUresult stream_create_with_priority(CUstream* stream, unsigned flags, int prior
   return r;
 }
 
-CUresult stream_destroy(CUstream stream) noexcept {
+CUresult stream_destroy(CUstream stream, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuStreamDestroy_v2(stream);
-  count_call(hook_id::stream_destroy);
+  auto fn = a == abi::v1 ? d.cuStreamDestroy_v1 : d.cuStreamDestroy_v2;
+  if (!tracking()) return fn(stream);
+  count_call(a == abi::v1 ? hook_id::stream_destroy_v1 : hook_id::stream_destroy);
   fence_tracker::note_stream_destroying(stream);  // its pending work stays covered
-  CUresult r = d.cuStreamDestroy_v2(stream);
+  CUresult r = fn(stream);
   if (ok(r)) bump(g_counters.streams_destroyed);
   return r;
 }
 
-CUresult ctx_create_v2(CUcontext* ctx, unsigned flags, CUdevice dev) noexcept {
+CUresult ctx_create_v2(CUcontext* ctx, unsigned flags, CUdevice dev, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuCtxCreate_v2(ctx, flags, dev);
-  count_call(hook_id::ctx_create_v2);
-  CUresult r = d.cuCtxCreate_v2(ctx, flags, dev);
+  auto fn = a == abi::v1 ? d.cuCtxCreate_v1 : d.cuCtxCreate_v2;
+  if (!tracking()) return fn(ctx, flags, dev);
+  count_call(a == abi::v1 ? hook_id::ctx_create_v1 : hook_id::ctx_create_v2);
+  CUresult r = fn(ctx, flags, dev);
   if (ok(r)) bump(g_counters.contexts_created), fence_tracker::note_context(*ctx);
   return r;
 }
@@ -312,11 +335,12 @@ CUresult ctx_create_v4(CUcontext* ctx, CUctxCreateParams* params, unsigned flags
   return r;
 }
 
-CUresult ctx_destroy(CUcontext ctx) noexcept {
+CUresult ctx_destroy(CUcontext ctx, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuCtxDestroy_v2(ctx);
-  count_call(hook_id::ctx_destroy);
-  CUresult r = d.cuCtxDestroy_v2(ctx);
+  auto fn = a == abi::v1 ? d.cuCtxDestroy_v1 : d.cuCtxDestroy_v2;
+  if (!tracking()) return fn(ctx);
+  count_call(a == abi::v1 ? hook_id::ctx_destroy_v1 : hook_id::ctx_destroy);
+  CUresult r = fn(ctx);
   if (ok(r)) device_router::forget_context(ctx), fence_tracker::forget_context(ctx);  // its memory went with it
   if (ok(r)) bump(g_counters.contexts_destroyed);
   return r;
@@ -332,12 +356,13 @@ CUcontext primary_of(const real_driver& d, CUdevice dev) noexcept {
 }
 }  // namespace
 
-CUresult primary_ctx_release(CUdevice dev) noexcept {
+CUresult primary_ctx_release(CUdevice dev, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuDevicePrimaryCtxRelease_v2(dev);
-  count_call(hook_id::primary_ctx_release);
+  auto fn = a == abi::v1 ? d.cuDevicePrimaryCtxRelease_v1 : d.cuDevicePrimaryCtxRelease_v2;
+  if (!tracking()) return fn(dev);
+  count_call(a == abi::v1 ? hook_id::primary_ctx_release_v1 : hook_id::primary_ctx_release);
   CUcontext ctx = primary_of(d, dev);
-  CUresult r = d.cuDevicePrimaryCtxRelease_v2(dev);
+  CUresult r = fn(dev);
   // The last release destroys the primary context and every allocation in it.
   unsigned flags = 0;
   int active = 1;
@@ -355,23 +380,37 @@ CUresult primary_ctx_retain(CUcontext* ctx, CUdevice dev) noexcept {
   return r;
 }
 
-CUresult primary_ctx_reset(CUdevice dev) noexcept {
+CUresult primary_ctx_reset(CUdevice dev, abi a) noexcept {
   const real_driver& d = real();
-  if (!tracking()) return d.cuDevicePrimaryCtxReset_v2(dev);
-  count_call(hook_id::primary_ctx_reset);
+  auto fn = a == abi::v1 ? d.cuDevicePrimaryCtxReset_v1 : d.cuDevicePrimaryCtxReset_v2;
+  if (!tracking()) return fn(dev);
+  count_call(a == abi::v1 ? hook_id::primary_ctx_reset_v1 : hook_id::primary_ctx_reset);
   // cudaDeviceReset frees every allocation of the primary context, the pool's segments included,
   // so the pool is forgotten first (a block handed out later would be freed memory).
   if (CUcontext ctx = primary_of(d, dev)) device_router::forget_context(ctx), fence_tracker::forget_context(ctx);
-  return d.cuDevicePrimaryCtxReset_v2(dev);
+  return fn(dev);
 }
 
-CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s) noexcept {
+namespace {
+CUresult real_begin_capture(const real_driver& d, CUstream stream, CUstreamCaptureMode mode, default_stream s,
+                            abi a) noexcept {
+  const bool pt = s == default_stream::per_thread;
+  if (a == abi::v1) return (pt ? d.cuStreamBeginCapture_v1_ptsz : d.cuStreamBeginCapture_v1)(stream);
+  return (pt ? d.cuStreamBeginCapture_v2_ptsz : d.cuStreamBeginCapture_v2)(stream, mode);
+}
+hook_id begin_capture_hook(default_stream s, abi a) noexcept {
+  if (a == abi::v1)
+    return s == default_stream::per_thread ? hook_id::stream_begin_capture_v1_ptsz : hook_id::stream_begin_capture_v1;
+  return s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture;
+}
+}  // namespace
+
+CUresult stream_begin_capture(CUstream stream, CUstreamCaptureMode capture_mode, default_stream s, abi a) noexcept {
   const real_driver& d = real();
-  auto fn = s == default_stream::per_thread ? d.cuStreamBeginCapture_v2_ptsz : d.cuStreamBeginCapture_v2;
-  if (!tracking()) return fn(stream, capture_mode);
-  count_call(s == default_stream::per_thread ? hook_id::stream_begin_capture_ptsz : hook_id::stream_begin_capture);
+  if (!tracking()) return real_begin_capture(d, stream, capture_mode, s, a);
+  count_call(begin_capture_hook(s, a));
   fence_tracker::capture_gate gate;  // no capture starts between a fence's records
-  CUresult r = fn(stream, capture_mode);
+  CUresult r = real_begin_capture(d, stream, capture_mode, s, a);
   if (ok(r)) bump(g_counters.captures_begun), capture_state::note_capture(+1);
   return r;
 }
@@ -385,6 +424,60 @@ CUresult stream_end_capture(CUstream stream, CUgraph* graph, default_stream s) n
   // An invalidated capture has ended too.
   if (ok(r) || r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) capture_state::note_capture(-1);
   if (ok(r)) bump(g_counters.captures_ended);
+  return r;
+}
+
+// The 32-bit ABIs: the pool hands out nothing through them (a block's address need not fit), so
+// they reach the real old export; what they allocate is counted and recorded like any driver
+// allocation.
+CUresult mem_alloc_v1(unsigned* dptr, unsigned bytes) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAlloc_v1(dptr, bytes);
+  count_call(hook_id::mem_alloc_v1);
+  CUresult r = d.cuMemAlloc_v1(dptr, bytes);
+  if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes);
+  return r;
+}
+
+CUresult mem_alloc_pitch_v1(unsigned* dptr, unsigned* pitch, unsigned width, unsigned height,
+                            unsigned element_bytes) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemAllocPitch_v1(dptr, pitch, width, height, element_bytes);
+  count_call(hook_id::mem_alloc_pitch_v1);
+  CUresult r = d.cuMemAllocPitch_v1(dptr, pitch, width, height, element_bytes);
+  const std::size_t bytes = ok(r) ? std::size_t{*pitch} * height : 0;
+  if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
+  if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes);
+  return r;
+}
+
+CUresult mem_free_v1(unsigned dptr) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemFree_v1(dptr);
+  count_call(hook_id::mem_free_v1);
+  note_free(stats::kind::device, dptr);
+  CUresult r = d.cuMemFree_v1(dptr);
+  if (ok(r)) bump(g_counters.device_frees);
+  return r;
+}
+
+CUresult mem_host_get_device_pointer_v1(unsigned* dptr, void* p, unsigned flags) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemHostGetDevicePointer_v1(dptr, p, flags);
+  count_call(hook_id::mem_host_get_device_pointer_v1);
+  return d.cuMemHostGetDevicePointer_v1(dptr, p, flags);
+}
+
+CUresult mem_get_info_v1(unsigned* free, unsigned* total) noexcept {
+  const real_driver& d = real();
+  if (!tracking()) return d.cuMemGetInfo_v1(free, total);
+  count_call(hook_id::mem_get_info_v1);
+  unsigned f = 0, t = 0;
+  CUresult r = d.cuMemGetInfo_v1(&f, &t);
+  if (r != CUDA_SUCCESS) return r;
+  if (free != nullptr) *free = free_with_idle(f, t);
+  if (total != nullptr) *total = t;
   return r;
 }
 

@@ -10,15 +10,26 @@
 // source of the versions; the base name is what cuGetProcAddress is asked for. Use the function
 // column only stringified (#fn), except where cuda.h is included with __CUDA_API_VERSION_INTERNAL:
 // elsewhere cuda.h renames some of these names (cuGetProcAddress -> cuGetProcAddress_v2).
+// EVERY ABI variant of every hooked base name has a row: a caller that asks for an old cudaVersion
+// (NVIDIA's cudart 13 asks cuDevicePrimaryCtxRelease@7000, cuIpcOpenMemHandle@4010, ...) gets the
+// old export from the driver, and only a row maps that pointer onto a wrapper. The variants are
+// those of cudaTypedefs.h (the old ones inside #if defined(__CUDA_API_VERSION_INTERNAL)) and the
+// exports of the toolkit's stubs/libcuda.so; tests/integration/lookup_replay checks the table.
 #define POOLSHIM_DRIVER_HOOKS(X)                                                                         \
+  X(mem_alloc_v1, cuMemAlloc, "cuMemAlloc", 2000, false)                                                 \
   X(mem_alloc, cuMemAlloc_v2, "cuMemAlloc", 3020, false)                                                 \
+  X(mem_alloc_pitch_v1, cuMemAllocPitch, "cuMemAllocPitch", 2000, false)                                 \
   X(mem_alloc_pitch, cuMemAllocPitch_v2, "cuMemAllocPitch", 3020, false)                                 \
+  X(mem_free_v1, cuMemFree, "cuMemFree", 2000, false)                                                    \
   X(mem_free, cuMemFree_v2, "cuMemFree", 3020, false)                                                    \
+  X(mem_alloc_host_v1, cuMemAllocHost, "cuMemAllocHost", 2000, false)                                    \
   X(mem_alloc_host, cuMemAllocHost_v2, "cuMemAllocHost", 3020, false)                                    \
   X(mem_host_alloc, cuMemHostAlloc, "cuMemHostAlloc", 2020, false)                                       \
   X(mem_free_host, cuMemFreeHost, "cuMemFreeHost", 2000, false)                                          \
+  X(mem_host_get_device_pointer_v1, cuMemHostGetDevicePointer, "cuMemHostGetDevicePointer", 2020, false) \
   X(mem_host_get_device_pointer, cuMemHostGetDevicePointer_v2, "cuMemHostGetDevicePointer", 3020, false) \
   X(mem_host_get_flags, cuMemHostGetFlags, "cuMemHostGetFlags", 2030, false)                             \
+  X(mem_get_info_v1, cuMemGetInfo, "cuMemGetInfo", 2000, false)                                          \
   X(mem_get_info, cuMemGetInfo_v2, "cuMemGetInfo", 3020, false)                                          \
   X(mem_alloc_managed, cuMemAllocManaged, "cuMemAllocManaged", 6000, false)                              \
   X(mem_alloc_async, cuMemAllocAsync, "cuMemAllocAsync", 11020, false)                                   \
@@ -28,19 +39,27 @@
   X(mem_create, cuMemCreate, "cuMemCreate", 10020, false)                                                \
   X(mem_release, cuMemRelease, "cuMemRelease", 10020, false)                                             \
   X(ipc_get_mem_handle, cuIpcGetMemHandle, "cuIpcGetMemHandle", 4010, false)                             \
+  X(ipc_open_mem_handle_v1, cuIpcOpenMemHandle, "cuIpcOpenMemHandle", 4010, false)                       \
   X(ipc_open_mem_handle, cuIpcOpenMemHandle_v2, "cuIpcOpenMemHandle", 11000, false)                      \
   X(ipc_close_mem_handle, cuIpcCloseMemHandle, "cuIpcCloseMemHandle", 4010, false)                       \
   X(stream_create, cuStreamCreate, "cuStreamCreate", 2000, false)                                        \
   X(stream_create_with_priority, cuStreamCreateWithPriority, "cuStreamCreateWithPriority", 5050, false)  \
+  X(stream_destroy_v1, cuStreamDestroy, "cuStreamDestroy", 2000, false)                                  \
   X(stream_destroy, cuStreamDestroy_v2, "cuStreamDestroy", 4000, false)                                  \
+  X(ctx_create_v1, cuCtxCreate, "cuCtxCreate", 2000, false)                                              \
   X(ctx_create_v2, cuCtxCreate_v2, "cuCtxCreate", 3020, false)                                           \
   X(ctx_create_v3, cuCtxCreate_v3, "cuCtxCreate", 11040, false)                                          \
   X(ctx_create_v4, cuCtxCreate_v4, "cuCtxCreate", 12050, false)                                          \
+  X(ctx_destroy_v1, cuCtxDestroy, "cuCtxDestroy", 2000, false)                                           \
   X(ctx_destroy, cuCtxDestroy_v2, "cuCtxDestroy", 4000, false)                                           \
   X(primary_ctx_retain, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 7000, false)               \
+  X(primary_ctx_release_v1, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease", 7000, false)         \
   X(primary_ctx_release, cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease", 11000, false)        \
+  X(primary_ctx_reset_v1, cuDevicePrimaryCtxReset, "cuDevicePrimaryCtxReset", 7000, false)               \
   X(primary_ctx_reset, cuDevicePrimaryCtxReset_v2, "cuDevicePrimaryCtxReset", 11000, false)              \
+  X(stream_begin_capture_v1, cuStreamBeginCapture, "cuStreamBeginCapture", 10000, false)                 \
   X(stream_begin_capture, cuStreamBeginCapture_v2, "cuStreamBeginCapture", 10010, false)                 \
+  X(stream_begin_capture_v1_ptsz, cuStreamBeginCapture_ptsz, "cuStreamBeginCapture", 10000, true)        \
   X(stream_begin_capture_ptsz, cuStreamBeginCapture_v2_ptsz, "cuStreamBeginCapture", 10010, true)        \
   X(stream_end_capture, cuStreamEndCapture, "cuStreamEndCapture", 10000, false)                          \
   X(stream_end_capture_ptsz, cuStreamEndCapture_ptsz, "cuStreamEndCapture", 10000, true)                 \

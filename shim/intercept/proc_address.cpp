@@ -62,6 +62,7 @@ struct wrap_table {
 
 std::atomic<const wrap_table*> g_wraps{nullptr};
 std::atomic<std::uint64_t> g_unknown_reported{0};  // by hook row of the base name
+static_assert(k_hook_count <= 64, "report_unknown_once keeps one bit per hook row in a 64-bit mask");
 
 [[gnu::noinline]] const wrap_table* build_wraps(const real_driver& d) noexcept {
   auto* t = new (std::nothrow) wrap_table{};
@@ -116,7 +117,7 @@ void report_unknown_once(const char* symbol, int cuda_version, cuuint64_t flags)
   if (std::strcmp(symbol, "cuGetProcAddress") == 0) note_interposer(interposer::get_proc_address);
   POOLSHIM_LOG_WARN(
       "cuGetProcAddress(\"{}\", {}, flags {}) returned an entry point poolshim does not know "
-      "(an older ABI, or another interposer): passed through, calls through it are not seen",
+      "(an ABI poolshim does not list, or another interposer): passed through, calls through it are not seen",
       symbol, cuda_version, static_cast<unsigned long long>(flags));
 }
 

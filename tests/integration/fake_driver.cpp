@@ -2,7 +2,9 @@
 // does not: linked -Bsymbolic-functions, its cuGetProcAddress hands out its own addresses (the
 // simulator takes them through its GOT, so it hands out the preloaded shim's exports and the
 // shim's pointer mapping is never exercised), one of them an internal function that is not the
-// export (cuMemAlloc at 3020), and one an older ABI the shim does not wrap (cuMemAlloc at 2000).
+// export (cuMemAlloc at 3020), one the old CUDA 2.0 export (cuMemAlloc at 2000, which the shim wraps
+// as it wraps every variant it lists), and one a variant the shim does not list (cuMemAlloc at
+// 13000 here: a driver newer than the shim, say, that added one).
 #define __CUDA_API_VERSION_INTERNAL 1
 #include <cuda.h>
 
@@ -15,12 +17,19 @@ namespace {
 
 std::atomic<int> g_internal_alloc_calls{0};
 std::atomic<unsigned long long> g_next{0x100000};
+std::atomic<int> g_unlisted_alloc_calls{0};
 
 CUresult internal_mem_alloc(CUdeviceptr* dptr, size_t bytes) {
   g_internal_alloc_calls.fetch_add(1);
   if (dptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
   *dptr = g_next.fetch_add((bytes + 511) & ~size_t{511});
   return CUDA_SUCCESS;
+}
+
+// The variant no hook row names (same arguments as cuMemAlloc_v2).
+CUresult unlisted_mem_alloc(CUdeviceptr* dptr, size_t bytes) {
+  g_unlisted_alloc_calls.fetch_add(1);
+  return internal_mem_alloc(dptr, bytes);
 }
 
 }  // namespace
@@ -46,7 +55,9 @@ FAKE_API CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int versio
   if (symbol == nullptr || pfn == nullptr) return CUDA_ERROR_INVALID_VALUE;
   void* p = nullptr;
   if (std::strcmp(symbol, "cuMemAlloc") == 0) {
-    p = version >= 3020 ? reinterpret_cast<void*>(&internal_mem_alloc) : reinterpret_cast<void*>(&cuMemAlloc);
+    p = version >= 13000  ? reinterpret_cast<void*>(&unlisted_mem_alloc)
+        : version >= 3020 ? reinterpret_cast<void*>(&internal_mem_alloc)
+                          : reinterpret_cast<void*>(&cuMemAlloc);
   } else if (std::strcmp(symbol, "cuMemFree") == 0 && version >= 3020) {
     p = reinterpret_cast<void*>(&cuMemFree_v2);
   } else if (std::strcmp(symbol, "cuCtxCreate") == 0) {
@@ -66,3 +77,4 @@ FAKE_API CUresult cuGetProcAddress(const char* symbol, void** pfn, int version, 
 
 // For the test: how often the internal allocation function ran (through any route).
 FAKE_API int poolshim_fake_driver_internal_alloc_calls() { return g_internal_alloc_calls.load(); }
+FAKE_API int poolshim_fake_driver_unlisted_alloc_calls() { return g_unlisted_alloc_calls.load(); }
