@@ -421,6 +421,19 @@ struct out_writer {
   }
 };
 
+// " flags=F status=S" of a lookup (S is "error:N" when the lookup itself failed).
+void put_flags_and_status(out_writer& o, const lookup_record& r) {
+  o.put(" flags=");
+  o.put_u64(r.flags);
+  o.put(" status=");
+  if (r.result != 0) {
+    o.put("error:");
+    o.put_i64(r.result);
+  } else {
+    o.put_i64(r.status);
+  }
+}
+
 out_writer g_out{2};
 int g_order[kRecords];
 
@@ -471,15 +484,7 @@ void write_map(out_writer& o) {
     o.put(r.name);
     o.put(" version=");
     o.put_i64(r.version);
-    o.put(" flags=");
-    o.put_u64(r.flags);
-    o.put(" status=");
-    if (r.result != 0) {
-      o.put("error:");
-      o.put_i64(r.result);
-    } else {
-      o.put_i64(r.status);
-    }
+    put_flags_and_status(o, r);
     o.put(" via=");
     o.put(via_name(r.via));
     o.put(" calls=");
@@ -507,15 +512,7 @@ void write_map(out_writer& o) {
     o.put(via_name(r.via));
     o.put(" version=");
     o.put_i64(r.version);
-    o.put(" flags=");
-    o.put_u64(r.flags);
-    o.put(" status=");
-    if (r.result != 0) {
-      o.put("error:");
-      o.put_i64(r.result);
-    } else {
-      o.put_i64(r.status);
-    }
+    put_flags_and_status(o, r);
     o.put(" name=");
     o.put(r.name);
     o.put("\n");
