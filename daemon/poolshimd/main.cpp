@@ -1,8 +1,10 @@
 // poolshimd: the node-local daemon (server.h). Its options are a table (options.h): POOLSHIMD_*
 // variables and the flags of the same names; --status asks a running daemon for its figures (as a
-// client would, trust checks included).
+// client would, trust checks included, every step with a timeout).
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -29,14 +31,19 @@ int print_status(const std::string& path) {
     std::fprintf(stderr, "poolshimd --status: not trusting %s: %s\n", path.c_str(), why.c_str());
     return 1;
   }
-  const int s = proto::connect_seqpacket(path, &why);
+  // Each step (connect, send, receive) waits at most k_client_timeout_ms; the whole query at most
+  // k_total: a daemon that hangs makes --status fail, not hang.
+  const int s = proto::connect_seqpacket(path, &why, proto::k_client_timeout_ms);
   if (s < 0 || !proto::trusted_peer(s, getuid(), &why)) {
     std::fprintf(stderr, "poolshimd --status: %s\n", why.c_str());
     if (s >= 0) close(s);
     return 1;
   }
+  constexpr std::chrono::seconds k_total{5};
+  const auto until = std::chrono::steady_clock::now() + k_total;
   std::uint32_t seq = 0;
   auto ask = [&](proto::op o, std::uint64_t arg0, proto::reply* r) {
+    if (std::chrono::steady_clock::now() >= until) return false;
     proto::request q = proto::make_request(o, ++seq);
     q.arg[0] = arg0;
     return proto::exchange(s, q, -1, r, nullptr) == proto::exchange_status::ok &&
@@ -68,6 +75,18 @@ int print_status(const std::string& path) {
   return 0;
 }
 
+// The soft RLIMIT_NOFILE up to the hard limit: each client costs two descriptors (its socket and
+// its pidfd), and the usual soft limit of 1024 is a few hundred clients.
+void raise_descriptor_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= r.rlim_max) return;
+  const rlim_t was = r.rlim_cur;
+  r.rlim_cur = r.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &r) == 0)
+    poolshim::daemon::log::debug("poolshimd: descriptor limit raised from {} to {}", static_cast<std::uint64_t>(was),
+                                 static_cast<std::uint64_t>(r.rlim_cur));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,6 +104,7 @@ int main(int argc, char** argv) {
   const pd::server_options o = pd::server_options_of(cl.options);
   if (cl.status) return print_status(o.socket_path);
   pd::log::start(cl.options.log_level);
+  raise_descriptor_limit();
   try {
     pd::server s(o);
     g_server = &s;

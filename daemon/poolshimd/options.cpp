@@ -99,6 +99,8 @@ server_options server_options_of(const daemon_options& o) {
   s.device_limit = o.device_limit;
   s.idle_exit = std::chrono::seconds(o.idle_exit);
   s.metrics_port = static_cast<int>(o.metrics_port);
+  s.uid_connections = static_cast<unsigned>(o.uid_connections);
+  s.idle_timeout = std::chrono::seconds(o.idle_timeout);
   return s;
 }
 

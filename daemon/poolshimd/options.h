@@ -24,6 +24,10 @@
   X(idle_exit, "POOLSHIMD_IDLE_EXIT", count(0, 0x7fffffff), 0,                                                       \
     "exit after this many seconds with no client and nothing lent (0: never)")                                       \
   X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on 127.0.0.1:N (0: off)")     \
+  X(uid_connections, "POOLSHIMD_UID_CONNECTIONS", count(0, 1000000), 64,                                             \
+    "open connections one uid may hold at most; more are refused (0: no limit)")                                     \
+  X(idle_timeout, "POOLSHIMD_IDLE_TIMEOUT", count(0, 0x7fffffff), 30,                                                \
+    "close a connection that holds nothing (no lease, no IPC registration) after this many idle seconds (0: never)") \
   X(log_level, "POOLSHIMD_LOG_LEVEL", level, 2, "log level: trace, debug, info, warn, error, critical, off (or 0-6)")
 
 namespace poolshim::daemon {

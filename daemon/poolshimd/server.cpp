@@ -1,18 +1,24 @@
 // poolshimd's event loop (server.h).
 #include "poolshimd/server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "poolshim/transport.h"
 #include "poolshimd/log.h"
@@ -20,8 +26,8 @@
 namespace poolshim::daemon {
 namespace {
 
-// epoll tags: kind in the top byte, client id below.
-enum kind : std::uint64_t { k_listen = 1, k_sock = 2, k_pidfd = 3, k_wake = 4, k_metrics = 5 };
+// epoll tags: kind in the top byte, client (or metrics connection) id below.
+enum kind : std::uint64_t { k_listen = 1, k_sock = 2, k_pidfd = 3, k_wake = 4, k_metrics = 5, k_metrics_conn = 6 };
 constexpr std::uint64_t tag(kind k, std::uint64_t id = 0) { return (std::uint64_t{k} << 56) | id; }
 constexpr kind kind_of(std::uint64_t t) { return static_cast<kind>(t >> 56); }
 constexpr std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
@@ -30,17 +36,90 @@ constexpr std::chrono::seconds k_pressure_hold{5};
 
 int pidfd_open_compat(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-void add(int ep, int fd, std::uint64_t t) {
+void add(int ep, int fd, std::uint64_t t, std::uint32_t events = EPOLLIN) {
   epoll_event e{};
-  e.events = EPOLLIN;
+  e.events = events;
   e.data.u64 = t;
   if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0)
     throw std::runtime_error(std::string("epoll_ctl: ") + std::strerror(errno));
 }
 
+void modify(int ep, int fd, std::uint64_t t, std::uint32_t events) {
+  epoll_event e{};
+  e.events = events;
+  e.data.u64 = t;
+  (void)epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
+}
+
+// A received descriptor's file type, without asking its file system: fstat on a FUSE file may wait
+// for the FUSE server (the attacker); statx with AT_STATX_DONT_SYNC answers from the inode. 0 when
+// it is not a descriptor.
+mode_t type_of(int fd, unsigned* dev_major = nullptr) {
+  struct statx sx {};
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &sx) != 0) return 0;
+  if (dev_major != nullptr) *dev_major = sx.stx_rdev_major;
+  return sx.stx_mode & S_IFMT;
+}
+
+// A memfd (any tmpfs or hugetlbfs file): F_GET_SEALS answers for those alone, without the file
+// system's help.
+bool is_memfd(int fd) { return type_of(fd) == S_IFREG && fcntl(fd, F_GET_SEALS) >= 0; }
+
+// A received descriptor whose close cannot block: a memfd, a pipe or FIFO, /dev/null and its kin
+// (major 1). A socket's last close may run its linger or release what is queued in it; a file's
+// close may flush to a FUSE server or NFS; a tty's may drain.
+bool closes_quickly(int fd) {
+  unsigned major = 0;
+  const mode_t t = type_of(fd, &major);
+  if (t == 0) return true;  // not a descriptor: close() returns at once
+  if (t == S_IFIFO) return true;
+  if (t == S_IFCHR) return major == 1;
+  return is_memfd(fd);
+}
+
 }  // namespace
 
-server::server(server_options o) : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit) {
+// The helper thread that closes what might block: the loop queues, it closes. Shared with the
+// thread, so that a server destroyed while a close is stuck does not wait for it.
+class fd_closer {
+ public:
+  static std::shared_ptr<fd_closer> start() {
+    auto c = std::make_shared<fd_closer>();
+    std::thread([c] { c->work(); }).detach();
+    return c;
+  }
+  void put(int fd) {
+    std::lock_guard lock(mutex_);
+    fds_.push_back(fd);
+    cv_.notify_one();
+  }
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+
+ private:
+  void work() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !fds_.empty(); });
+      if (fds_.empty()) return;  // stopping, nothing left
+      const int fd = fds_.front();
+      fds_.pop_front();
+      lock.unlock();
+      close(fd);
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<int> fds_;
+  bool stopping_ = false;
+};
+
+server::server(server_options o)
+    : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit), closer_(fd_closer::start()) {
   std::string why;
   if (!proto::prepare_directory(options_.socket_path, &why)) throw std::runtime_error(why);
   listen_ = proto::listen_seqpacket(options_.socket_path, 64, &why);
@@ -69,9 +148,11 @@ server::server(server_options o) : options_(std::move(o)), region_(options_.regi
 
 server::~server() {
   for (auto& [id, c] : clients_) {
-    if (c->sock >= 0) close(c->sock);
+    if (c->sock >= 0) retire_socket(c->sock);
     if (c->pidfd >= 0) close(c->pidfd);
   }
+  for (auto& [id, m] : metrics_conns_) close(m.fd);
+  closer_->stop();
   if (listen_ >= 0) {
     close(listen_);
     unlink(options_.socket_path.c_str());
@@ -92,7 +173,8 @@ int server::run() {
   auto idle_since = std::chrono::steady_clock::now();
   epoll_event events[32];
   for (;;) {
-    const int n = epoll_wait(epoll_, events, 32, 1000);
+    // A short wait: idle connections, metrics deadlines and a paused listener are looked at after it.
+    const int n = epoll_wait(epoll_, events, 32, 250);
     if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
     for (int i = 0; i < n; ++i) {
       const std::uint64_t t = events[i].data.u64;
@@ -101,10 +183,14 @@ int server::run() {
           accept_clients();
           break;
         case k_wake:
+          flush_refusals(clock::now(), true);
           log::info("poolshimd: stopping");
           return 0;
         case k_metrics:
           serve_metrics();
+          break;
+        case k_metrics_conn:
+          on_metrics_event(id_of(t), events[i].events);
           break;
         case k_pidfd:
           on_client_exited(id_of(t));
@@ -116,6 +202,7 @@ int server::run() {
         }
       }
     }
+    sweep(clock::now());
     if (!idle()) {
       idle_since = std::chrono::steady_clock::now();
     } else if (options_.idle_exit.count() > 0 && std::chrono::steady_clock::now() - idle_since >= options_.idle_exit) {
@@ -126,14 +213,35 @@ int server::run() {
 }
 
 void server::accept_clients() {
-  for (;;) {
+  // A bounded batch: a flood of connects cannot keep the loop here.
+  for (int batch = 0; batch < 64; ++batch) {
     const int s = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (s < 0) return;  // EAGAIN: all taken; anything else: the next event retries
+    if (s < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: the pending connection stays in the backlog (it would wake the loop
+        // at once, again and again): stop listening for a moment.
+        refused("out of descriptors");
+        modify(epoll_, listen_, tag(k_listen), 0);
+        listen_paused_ = true;
+        listen_paused_until_ = clock::now() + std::chrono::milliseconds(100);
+      }
+      return;  // EAGAIN: all taken; anything else: the next event retries
+    }
     proto::peer p{};
-    const int pidfd = proto::peer_of(s, &p) ? pidfd_open_compat(p.pid) : -1;
+    if (!proto::peer_of(s, &p)) {
+      refused("no peer credentials");
+      retire_socket(s);
+      continue;
+    }
+    if (options_.uid_connections != 0 && uid_connections(p.uid) >= options_.uid_connections) {
+      refused("the uid's connection limit");
+      retire_socket(s);
+      continue;
+    }
+    const int pidfd = pidfd_open_compat(p.pid);
     if (pidfd < 0) {
-      log::warn("poolshimd: refused a client whose process cannot be watched ({})", std::strerror(errno));
-      close(s);
+      refused(errno == EMFILE || errno == ENFILE ? "out of descriptors" : "the process cannot be watched");
+      retire_socket(s);
       continue;
     }
     auto c = std::make_unique<client>();
@@ -142,6 +250,7 @@ void server::accept_clients() {
     c->pidfd = pidfd;
     c->pid = p.pid;
     c->uid = p.uid;
+    c->last_active = clock::now();
     add(epoll_, s, tag(k_sock, c->id));
     add(epoll_, pidfd, tag(k_pidfd, c->id));
     log::debug("poolshimd: client {} pid {} uid {}", c->id, c->pid, c->uid);
@@ -149,12 +258,101 @@ void server::accept_clients() {
   }
 }
 
+std::size_t server::uid_connections(uid_t uid) const {
+  std::size_t n = 0;
+  for (const auto& [id, c] : clients_) n += c->uid == uid && c->sock >= 0;
+  return n;
+}
+
+void server::refused(const char* why) {
+  ++refused_connections_;
+  ++refusals_unlogged_;
+  last_refusal_ = why;
+  flush_refusals(clock::now(), false);
+}
+
+void server::flush_refusals(clock::time_point now, bool force) {
+  if (refusals_unlogged_ == 0 || (!force && now - refusal_logged_ < k_refusal_log_interval)) return;
+  log::warn(
+      "poolshimd: refused {} connection(s) since the last report (the last: {}); {} in all; reported at most "
+      "once per {} s",
+      refusals_unlogged_, last_refusal_, refused_connections_,
+      std::chrono::duration_cast<std::chrono::seconds>(k_refusal_log_interval).count());
+  refusals_unlogged_ = 0;
+  refusal_logged_ = now;
+}
+
+void server::dispose(int fd) noexcept {
+  if (fd < 0) return;
+  if (closes_quickly(fd)) {
+    close(fd);
+    return;
+  }
+  if (type_of(fd) == S_IFSOCK) {
+    const linger none{0, 0};  // a close that does not wait for the peer to read
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &none, sizeof none);
+  }
+  try {
+    closer_->put(fd);
+  } catch (...) {
+    proto::close_received(fd);  // no memory for the queue: close here, its linger cleared
+  }
+}
+
+// A client's socket may still hold records with descriptors attached: closing it would release
+// them here (the last close of a socket the client sent runs its linger). Shut down first (the
+// client cannot queue more: its sends fail with EPIPE), take what is queued, then close.
+void server::retire_socket(int s) {
+  (void)shutdown(s, SHUT_RDWR);
+  const proto::fd_sink sink{[](void* self, int fd) noexcept { static_cast<server*>(self)->dispose(fd); }, this};
+  for (int i = 0; i < 4096; ++i) {
+    alignas(8) unsigned char buf[proto::k_record_size];
+    std::size_t len = 0;
+    int fd = -1;
+    if (proto::recv_record(s, buf, sizeof buf, &len, &fd, sink) != proto::recv_status::ok) break;
+    dispose(fd);
+  }
+  close(s);
+}
+
 void server::drop_socket(client& c) {
   if (c.sock < 0) return;
   epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
-  close(c.sock);
+  retire_socket(c.sock);
   c.sock = -1;
   if (c.leases.empty()) on_client_exited(c.id);  // nothing to keep for the process
+}
+
+bool server::holds_nothing(const client& c) const {
+  if (!c.leases.empty()) return false;
+  for (const auto& [t, e] : exports_)
+    if (e.client == c.id) return false;
+  return true;
+}
+
+void server::sweep(clock::time_point now) {
+  if (listen_paused_ && now >= listen_paused_until_) {
+    modify(epoll_, listen_, tag(k_listen), EPOLLIN);
+    listen_paused_ = false;
+  }
+  flush_refusals(now, false);
+  for (auto it = metrics_conns_.begin(); it != metrics_conns_.end();) {
+    const auto next = std::next(it);
+    if (now >= it->second.deadline) end_metrics(it->first, true);
+    it = next;
+  }
+  if (options_.idle_timeout.count() <= 0) return;
+  std::vector<std::uint64_t> idle;
+  for (const auto& [id, c] : clients_)
+    if (c->sock >= 0 && now - c->last_active >= options_.idle_timeout && holds_nothing(*c)) idle.push_back(id);
+  for (std::uint64_t id : idle) {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) continue;
+    ++idle_closed_;
+    log::debug("poolshimd: client {} (pid {} uid {}) idle for {} s with nothing held: closed", id, it->second->pid,
+               it->second->uid, options_.idle_timeout.count());
+    drop_socket(*it->second);
+  }
 }
 
 void server::on_client_readable(client& c) {
@@ -162,7 +360,8 @@ void server::on_client_readable(client& c) {
     alignas(8) unsigned char buf[proto::k_record_size];
     std::size_t len = 0;
     int fd_in = -1;
-    const proto::recv_status st = proto::recv_record(c.sock, buf, sizeof buf, &len, &fd_in);
+    const proto::fd_sink sink{[](void* self, int fd) noexcept { static_cast<server*>(self)->dispose(fd); }, this};
+    const proto::recv_status st = proto::recv_record(c.sock, buf, sizeof buf, &len, &fd_in, sink);
     if (st == proto::recv_status::error) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       drop_socket(c);
@@ -172,15 +371,19 @@ void server::on_client_readable(client& c) {
       drop_socket(c);
       return;
     }
+    c.last_active = clock::now();
     proto::request q{};
     proto::status v = proto::validate_request(buf, len, region_.slab_bytes(), &q);
     if (v == proto::status::ok && fd_in == -2) v = proto::status::missing_fd;
     if (v == proto::status::ok && proto::op_takes_fd(static_cast<proto::op>(q.op)) != (fd_in >= 0))
       v = proto::status::missing_fd;
+    // The one descriptor a request carries is a slab: a memfd (a regular file on tmpfs or
+    // hugetlbfs). Anything else (a socket, a FIFO, a file on FUSE) is refused before it is used.
+    if (v == proto::status::ok && fd_in >= 0 && !is_memfd(fd_in)) v = proto::status::bad_argument;
     int fd_out = -1;
     proto::reply r;
     if (v != proto::status::ok) {
-      if (fd_in >= 0) close(fd_in);
+      dispose(fd_in);
       ++refused_records_;
       if (c.bad_records++ < 3)  // a hostile client does not fill the log
         log::warn("poolshimd: client {} (pid {} uid {}): refused a record of {} bytes: {}", c.id, c.pid, c.uid, len,
@@ -276,7 +479,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::redeclare_slab: {
       // A slab this daemon lent already: the same process reconnecting takes its lease over.
       if (const int known = region_.find_lent(fd_in); known >= 0) {
-        close(fd_in);
+        dispose(fd_in);
         for (auto& [id, other] : clients_) {
           auto it =
               std::find_if(other->leases.begin(), other->leases.end(), [&](const lease& l) { return l.slab == known; });
@@ -297,7 +500,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         return proto::make_reply(q, status::not_permitted);
       }
       const int i = region_.adopt(c.id, fd_in, q.arg[0]);
-      close(fd_in);
+      dispose(fd_in);
       if (i < 0) return proto::make_reply(q, q.arg[0] != slab ? status::bad_argument : status::no_memory);
       const lease l{next_lease_++, i};
       c.leases.push_back(l);
@@ -390,7 +593,7 @@ void server::on_client_exited(std::uint64_t id) {
   std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
   if (c.sock >= 0) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
-    close(c.sock);
+    retire_socket(c.sock);
   }
   if (c.pidfd >= 0) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.pidfd, nullptr);
@@ -447,6 +650,9 @@ std::string server::metrics_text() const {
     if (f.metric != nullptr) line(f.metric, f.help, s.*f.member);
   line("poolshimd_ready_slabs", "Free slabs already filled.", region_.figures().ready_slabs);
   line("poolshimd_refused_records_total", "Records refused as malformed.", refused_records_);
+  line("poolshimd_refused_connections_total", "Connections refused (a uid's limit, out of descriptors).",
+       refused_connections_);
+  line("poolshimd_idle_closed_total", "Connections closed for holding nothing past the idle timeout.", idle_closed_);
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
   for (const auto& [id, c] : clients_)
     t += "poolshimd_client_lent_bytes{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) + "\"} " +
@@ -454,23 +660,83 @@ std::string server::metrics_text() const {
   return t;
 }
 
+// The metrics listener: connections are taken in a bounded batch, non-blocking, each with its state
+// and deadline in the poll set; past k_max_metrics at once, a new one is reset at once.
 void server::serve_metrics() {
-  for (;;) {
-    const int s = accept4(metrics_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (s < 0) return;
-    timeval tv{0, 200000};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    char ignored[1024];
-    (void)recv(s, ignored, sizeof ignored, 0);  // the request line: every path gets the figures
-    const std::string body = metrics_text();
-    const std::string head =
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n";
-    const std::string all = head + body;
-    (void)send(s, all.data(), all.size(), MSG_NOSIGNAL);
-    close(s);
+  for (int batch = 0; batch < 64; ++batch) {
+    const int s = accept4(metrics_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (s < 0) {
+      if (errno == EMFILE || errno == ENFILE) refused("out of descriptors (metrics)");
+      return;
+    }
+    if (metrics_conns_.size() >= static_cast<std::size_t>(k_max_metrics)) {
+      const linger reset{1, 0};  // RST: nothing kept for it
+      (void)setsockopt(s, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      close(s);
+      refused("the metrics connection limit");
+      continue;
+    }
+    const std::uint64_t id = next_metrics_++;
+    try {
+      add(epoll_, s, tag(k_metrics_conn, id), EPOLLIN | EPOLLRDHUP);
+    } catch (const std::exception&) {
+      close(s);
+      continue;
+    }
+    metrics_conn& m = metrics_conns_[id];
+    m.fd = s;
+    m.deadline = clock::now() + k_metrics_deadline;
   }
+}
+
+void server::on_metrics_event(std::uint64_t id, std::uint32_t events) {
+  auto it = metrics_conns_.find(id);
+  if (it == metrics_conns_.end()) return;
+  metrics_conn& m = it->second;
+  if (m.out.empty()) {
+    // The request: whatever came (every path gets the figures); only its arrival matters.
+    char ignored[1024];
+    const ssize_t n = recv(m.fd, ignored, sizeof ignored, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n < 0 || (n == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0)) {
+      end_metrics(id, true);
+      return;
+    }
+    const std::string body = metrics_text();
+    m.out =
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\n\r\n" + body;
+    modify(epoll_, m.fd, tag(k_metrics_conn, id), EPOLLOUT);
+  } else if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
+    end_metrics(id, true);
+    return;
+  }
+  while (m.sent < m.out.size()) {
+    const ssize_t n = send(m.fd, m.out.data() + m.sent, m.out.size() - m.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // EPOLLOUT brings it back
+    if (n <= 0) {
+      end_metrics(id, true);
+      return;
+    }
+    m.sent += static_cast<std::size_t>(n);
+  }
+  end_metrics(id, false);
+}
+
+// Our own socket, no linger set: close() returns at once either way; abort resets the connection
+// (a reader too slow for its deadline leaves no queue behind).
+void server::end_metrics(std::uint64_t id, bool abort) {
+  auto it = metrics_conns_.find(id);
+  if (it == metrics_conns_.end()) return;
+  const int fd = it->second.fd;
+  epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+  if (abort) {
+    const linger reset{1, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  }
+  close(fd);
+  metrics_conns_.erase(it);
 }
 
 }  // namespace poolshim::daemon

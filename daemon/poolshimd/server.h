@@ -1,8 +1,17 @@
 // poolshimd's event loop: one thread, epoll over the listening socket, every client's socket and
-// pidfd, and the metrics listener. A request is validated (protocol.h) before it is acted on; a
-// bad one gets an error reply and one log line, and the client stays connected. A client's leases
-// are its until its process has exited (its pidfd becomes readable) — a closed socket alone does
-// not end them, since the process may still use what it mapped — or until it returns them.
+// pidfd, and the metrics listener and its connections. A request is validated (protocol.h) before
+// it is acted on; a bad one gets an error reply and one log line, and the client stays connected.
+// A client's leases are its until its process has exited (its pidfd becomes readable) — a closed
+// socket alone does not end them, since the process may still use what it mapped — or until it
+// returns them.
+//
+// No client can hold the loop (issue #13): nothing on it blocks on a client's descriptor. A
+// descriptor a client sends and the daemon does not keep is closed by a helper thread when closing
+// it could block (a socket: its linger cleared first; anything but a memfd, a pipe or /dev/null);
+// a client's socket is shut down and drained before it is closed; the metrics connections are
+// non-blocking, each with its state in the poll set and a deadline, at most k_max_metrics at once.
+// Connections are capped per uid, and one that holds nothing (no lease, no IPC registration) is
+// closed after idle_timeout; refusals are logged once per interval with a count.
 #pragma once
 
 #include <sys/types.h>
@@ -24,12 +33,17 @@ namespace poolshim::daemon {
 struct server_options {
   std::string socket_path;
   region_options region;
-  std::uint64_t client_quota = 0;     // bytes lent to one client at most (0: no limit)
-  std::uint64_t uid_quota = 0;        // bytes lent to one uid at most (0: no limit)
-  std::uint64_t device_limit = 0;     // device bytes lent per device at most (0: no device lending)
-  std::chrono::seconds idle_exit{0};  // exit after this long with no client and no lease (0: never)
-  int metrics_port = 0;               // Prometheus text on 127.0.0.1:port (0: off)
+  std::uint64_t client_quota = 0;         // bytes lent to one client at most (0: no limit)
+  std::uint64_t uid_quota = 0;            // bytes lent to one uid at most (0: no limit)
+  std::uint64_t device_limit = 0;         // device bytes lent per device at most (0: no device lending)
+  std::chrono::seconds idle_exit{0};      // exit after this long with no client and no lease (0: never)
+  int metrics_port = 0;                   // Prometheus text on 127.0.0.1:port (0: off)
+  unsigned uid_connections = 64;          // open connections per uid at most (0: no limit)
+  std::chrono::seconds idle_timeout{30};  // close a connection holding nothing after this (0: never)
 };
+
+// Closes descriptors on a thread of its own (server.h's top comment); see server.cpp.
+class fd_closer;
 
 class server {
  public:
@@ -41,6 +55,12 @@ class server {
   // Runs until stop() (from a signal handler: async-signal-safe) or the idle exit. Returns 0.
   int run();
   void stop() noexcept;
+
+  // At most this many metrics connections are served at once; each gets this long in all.
+  static constexpr int k_max_metrics = 16;
+  static constexpr std::chrono::milliseconds k_metrics_deadline{2000};
+  // A refused connection is logged at most once per this interval, with the count since the last.
+  static constexpr std::chrono::seconds k_refusal_log_interval{10};
 
  private:
   struct lease {
@@ -60,17 +80,34 @@ class server {
     std::uint64_t lent_bytes = 0;    // pinned slabs
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
+    std::chrono::steady_clock::time_point last_active{};  // the last record received
   };
+  struct metrics_conn {
+    int fd = -1;
+    std::chrono::steady_clock::time_point deadline{};
+    std::string out;       // the response, once the request came
+    std::size_t sent = 0;  // bytes of `out` sent
+  };
+  using clock = std::chrono::steady_clock;
 
   void accept_clients();
   void on_client_readable(client& c);
   void on_client_exited(std::uint64_t id);
   void drop_socket(client& c);
+  void retire_socket(int s);      // shut down, drain (disposing of what was queued), close
+  void dispose(int fd) noexcept;  // a received descriptor the daemon does not keep
+  void refused(const char* why);  // counts a refused connection; logs once per interval
+  void flush_refusals(clock::time_point now, bool force);
+  void sweep(clock::time_point now);  // idle connections, metrics deadlines, a paused listener
+  bool holds_nothing(const client& c) const;
+  std::size_t uid_connections(uid_t uid) const;
   proto::reply handle(client& c, const proto::request& q, int fd_in, int* fd_out);
   void release_all(client& c);
   std::uint64_t uid_lent(uid_t uid) const;
   std::uint32_t pressure_mib() const;
   void serve_metrics();
+  void on_metrics_event(std::uint64_t id, std::uint32_t events);
+  void end_metrics(std::uint64_t id, bool abort);
   proto::daemon_status status_figures() const;  // the stats reply's figures, also the metrics page's
   static proto::client_status client_figures(const client& c);
   std::string metrics_text() const;
@@ -103,6 +140,16 @@ class server {
   std::chrono::steady_clock::time_point pressure_until_{};
   std::uint64_t refused_records_ = 0;
   std::uint64_t reclaimed_clients_ = 0;
+  std::map<std::uint64_t, metrics_conn> metrics_conns_;
+  std::uint64_t next_metrics_ = 1;
+  std::uint64_t refused_connections_ = 0;  // in all (the metrics page)
+  std::uint64_t refusals_unlogged_ = 0;    // since the last log line
+  const char* last_refusal_ = "";
+  clock::time_point refusal_logged_{};
+  clock::time_point listen_paused_until_{};  // out of descriptors: accept again after this
+  bool listen_paused_ = false;
+  std::uint64_t idle_closed_ = 0;
+  std::shared_ptr<fd_closer> closer_;
 };
 
 }  // namespace poolshim::daemon

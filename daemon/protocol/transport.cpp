@@ -37,6 +37,13 @@ std::string dir_of(const std::string& path) {
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
+void set_timeouts(int s, int ms) {
+  if (ms <= 0) return;
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 }  // namespace
 
 int listen_seqpacket(const std::string& path, int backlog, std::string* why) {
@@ -47,10 +54,12 @@ int listen_seqpacket(const std::string& path, int backlog, std::string* why) {
     if (why) *why = errno_text("socket");
     return -1;
   }
-  // A stale socket file of a daemon that died is replaced; a live daemon is not: probe it first.
+  // A stale socket file of a daemon that died is replaced; a live daemon is not: probe it first
+  // (a live one with a full backlog answers EAGAIN after the timeout: live too).
   const int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (probe >= 0) {
-    const bool live = connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    set_timeouts(probe, k_client_timeout_ms);
+    const bool live = connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno == EAGAIN;
     close(probe);
     if (live) {
       close(s);
@@ -71,7 +80,7 @@ int listen_seqpacket(const std::string& path, int backlog, std::string* why) {
   return s;
 }
 
-int connect_seqpacket(const std::string& path, std::string* why) {
+int connect_seqpacket(const std::string& path, std::string* why, int timeout_ms) {
   sockaddr_un a;
   if (!make_address(path, &a, why)) return -1;
   const int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -79,6 +88,8 @@ int connect_seqpacket(const std::string& path, std::string* why) {
     if (why) *why = errno_text("socket");
     return -1;
   }
+  // AF_UNIX connect waits for room in the listener's backlog for at most SO_SNDTIMEO (EAGAIN).
+  set_timeouts(s, timeout_ms);
   if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     if (why) *why = errno_text(("connect " + path).c_str());
     close(s);
@@ -109,7 +120,25 @@ bool send_record(int sock, const void* rec, std::size_t len, int fd) noexcept {
   }
 }
 
-recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd) noexcept {
+void close_received(int fd) noexcept {
+  if (fd < 0) return;
+  // The type from the inode (AT_STATX_DONT_SYNC): a FUSE file's server is not asked.
+  struct statx sx {};
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &sx) == 0 && S_ISSOCK(sx.stx_mode)) {
+    const linger none{0, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &none, sizeof none);
+  }
+  close(fd);
+}
+
+recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd, fd_sink refused) noexcept {
+  const auto refuse = [&](int f) {
+    if (refused.put != nullptr) {
+      refused.put(refused.ctx, f);
+    } else {
+      close_received(f);
+    }
+  };
   *len = 0;
   *fd = -1;
   iovec iov{buf, cap};
@@ -137,12 +166,12 @@ recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, 
       if (got++ == 0) {
         first = f;
       } else {
-        close(f);
+        refuse(f);
       }
     }
   }
   if (got > 1 || (m.msg_flags & MSG_CTRUNC) != 0) {
-    if (first >= 0) close(first);
+    if (first >= 0) refuse(first);
     *fd = -2;
   } else {
     *fd = first;
@@ -160,13 +189,13 @@ exchange_status exchange(int sock, const request& q, int fd_in, reply* r, int* f
   int fd = -1;
   if (recv_record(sock, buf, sizeof buf, &len, &fd) != recv_status::ok) return exchange_status::io_error;
   if (validate_reply(buf, len, q, r) != status::ok || fd == -2) {
-    if (fd >= 0) close(fd);
+    close_received(fd);
     return exchange_status::bad_reply;
   }
   if (fd_out != nullptr) {
     *fd_out = fd;
-  } else if (fd >= 0) {
-    close(fd);
+  } else {
+    close_received(fd);
   }
   return exchange_status::ok;
 }

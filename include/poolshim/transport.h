@@ -14,17 +14,37 @@ namespace poolshim::proto {
 
 // Every descriptor made here is close-on-exec and the sockets are non-inheritable by exec.
 int listen_seqpacket(const std::string& path, int backlog, std::string* why);
-int connect_seqpacket(const std::string& path, std::string* why);
+
+// A client's default limit on each step (connect, send, receive): a daemon that accepts and then
+// hangs, or whose backlog is full, fails the call (EAGAIN) instead of holding the caller.
+constexpr int k_client_timeout_ms = 2000;
+// Connects with SO_SNDTIMEO and SO_RCVTIMEO set to timeout_ms (0: none): connect waits at most
+// that long for room in the daemon's backlog, and every later send and receive on the socket too
+// (a caller may set its own afterwards).
+int connect_seqpacket(const std::string& path, std::string* why, int timeout_ms = k_client_timeout_ms);
 
 // Sends exactly `len` bytes as one message, with `fd` attached when fd >= 0. False on any failure.
 bool send_record(int sock, const void* rec, std::size_t len, int fd) noexcept;
+
+// A descriptor a peer sent that the receiver does not keep, disposed of without ever blocking on
+// it: a socket's SO_LINGER is cleared first (a peer's TCP socket with a full send queue and a
+// 30 s linger would otherwise hold close() for 30 s), then it is closed.
+void close_received(int fd) noexcept;
+
+// Where recv_record puts the descriptors it refuses (the extra ones of a message): the daemon
+// hands them to a thread of its own (server.cpp), since even the last close of a socket may run
+// the release of what is queued in it. Null put: close_received.
+struct fd_sink {
+  void (*put)(void* ctx, int fd) noexcept = nullptr;
+  void* ctx = nullptr;
+};
 
 enum class recv_status { ok, closed, error };
 // Receives one message into buf (cap bytes). *len is the message's real length, which may exceed
 // cap (then the record is truncated and must be refused). *fd is the descriptor that came with it,
 // or -1; a message with more than one descriptor, or a truncated control message, has all of them
-// closed and *fd = -2 (the record must be refused).
-recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd) noexcept;
+// given to `refused` and *fd = -2 (the record must be refused).
+recv_status recv_record(int sock, void* buf, std::size_t cap, std::size_t* len, int* fd, fd_sink refused = {}) noexcept;
 
 // One request and its reply on a connected socket: sends q (with fd_in when >= 0), receives the
 // reply, validates it against q. The reply's descriptor goes to *fd_out (or is closed when fd_out

@@ -57,6 +57,11 @@ TEST_F(DaemonOptions, DefaultsAreTheServersDefaults) {
   EXPECT_EQ(o.device_limit, 0u);
   EXPECT_EQ(o.idle_exit.count(), 0);
   EXPECT_EQ(o.metrics_port, 0);
+  const server_options plain_server;
+  EXPECT_EQ(o.uid_connections, plain_server.uid_connections);
+  EXPECT_EQ(o.uid_connections, 64u);
+  EXPECT_EQ(o.idle_timeout, plain_server.idle_timeout);
+  EXPECT_EQ(o.idle_timeout.count(), 30);
   EXPECT_EQ(cl.options.log_level, 2) << "info";
   EXPECT_FALSE(o.socket_path.empty()) << "the standard places (transport.h)";
   EXPECT_TRUE(g_issues.empty());
@@ -83,7 +88,7 @@ TEST_F(DaemonOptions, VariablesAreReadAndFlagsWin) {
   EXPECT_EQ(o.socket_path, "/env/d.sock");
 
   cl = parse({"--region", "2G", "--fill-threads", "8", "--socket", "/flag/d.sock", "--idle-exit", "60", "--log-level",
-              "debug", "--uid-quota", "3M", "--device-limit", "4g"});
+              "debug", "--uid-quota", "3M", "--device-limit", "4g", "--uid-connections", "8", "--idle-timeout", "0"});
   ASSERT_TRUE(cl.error.empty()) << cl.error;
   o = server_options_of(cl.options);
   EXPECT_EQ(o.region.total_bytes, std::size_t{2} << 30);
@@ -94,6 +99,8 @@ TEST_F(DaemonOptions, VariablesAreReadAndFlagsWin) {
   EXPECT_EQ(cl.options.log_level, 1);
   EXPECT_EQ(o.uid_quota, std::uint64_t{3} << 20);
   EXPECT_EQ(o.device_limit, std::uint64_t{4} << 30);
+  EXPECT_EQ(o.uid_connections, 8u);
+  EXPECT_EQ(o.idle_timeout.count(), 0) << "0: never";
   EXPECT_TRUE(g_issues.empty());
 }
 

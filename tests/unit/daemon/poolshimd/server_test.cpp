@@ -5,14 +5,20 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
@@ -37,7 +43,8 @@ int open_fd_count() {
 
 class Server : public ::testing::Test {
  protected:
-  void start(std::uint64_t client_quota = 0, std::uint64_t uid_quota = 0) {
+  void start(std::uint64_t client_quota = 0, std::uint64_t uid_quota = 0,
+             const std::function<void(server_options&)>& tweak = nullptr) {
     char tmpl[] = "/tmp/poolshimd-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -48,6 +55,7 @@ class Server : public ::testing::Test {
     o.region.fill_threads = 1;
     o.client_quota = client_quota;
     o.uid_quota = uid_quota;
+    if (tweak) tweak(o);
     server_ = std::make_unique<server>(o);
     thread_ = std::thread([this] { server_->run(); });
     std::string why;
@@ -244,6 +252,102 @@ TEST_F(Server, IpcTokenResolvesToTheRegisteredHandleUntilUnregistered) {
   ASSERT_EQ(raw(&un, sizeof un, -1, &r), proto::status::ok);
   res.seq = ++seq_;
   EXPECT_EQ(raw(&res, sizeof res, -1, &r), proto::status::not_found) << "the block was freed";
+}
+
+// A TCP socket on loopback whose send queue is full (its peer never reads) and whose SO_LINGER is
+// 30 s: the last close() of it blocks for 30 s unless its linger is cleared. *peer: the unread end.
+int lingering_socket(int* listener, int* peer) {
+  *listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 4096;
+  setsockopt(*listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t n = sizeof a;
+  if (bind(*listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(*listener, 4) != 0 ||
+      getsockname(*listener, reinterpret_cast<sockaddr*>(&a), &n) != 0)
+    return -1;
+  const int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  *peer = accept4(*listener, nullptr, nullptr, SOCK_CLOEXEC);
+  static char chunk[65536];
+  while (send(c, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+  }
+  const linger l{1, 30};
+  setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  return c;
+}
+
+TEST_F(Server, LingeringSocketSentWithARecordDoesNotHoldTheLoop) {
+  start();
+  int listener = -1, peer = -1;
+  const int tcp = lingering_socket(&listener, &peer);
+  ASSERT_GE(tcp, 0);
+  proto::reply r{};
+  const auto t0 = std::chrono::steady_clock::now();
+  // Not a memfd: refused before it is used.
+  EXPECT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, tcp), proto::status::bad_argument) << "a socket is no slab";
+  // Unasked (stats takes none), and this process's copy closed while the record is on its way:
+  // the daemon's close is the last one, which would wait out the linger.
+  proto::request q = proto::make_request(proto::op::stats, ++seq_);
+  ASSERT_TRUE(proto::send_record(sock_, &q, sizeof q, tcp));
+  close(tcp);
+  unsigned char buf[proto::k_record_size];
+  std::size_t len = 0;
+  int fd = -1;
+  ASSERT_EQ(proto::recv_record(sock_, buf, sizeof buf, &len, &fd), proto::recv_status::ok) << "no reply in 2 s";
+  std::memcpy(&r, buf, sizeof r);
+  EXPECT_EQ(static_cast<proto::status>(r.status), proto::status::missing_fd);
+  EXPECT_EQ(ask(proto::op::stats, 0, &r), proto::status::ok);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 5.0) << "the loop waited for the socket's linger";
+  close(peer);
+  close(listener);
+}
+
+TEST_F(Server, ConnectionsPerUidAreCapped) {
+  start(0, 0, [](server_options& o) { o.uid_connections = 2; });
+  proto::reply r{};
+  ASSERT_EQ(ask(proto::op::hello, 0, &r), proto::status::ok);
+  std::string why;
+  const int second = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  const int third = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  ASSERT_GE(second, 0);
+  ASSERT_GE(third, 0);
+  // The third is accepted and closed at once: the client sees the end of the connection.
+  proto::request q = proto::make_request(proto::op::stats, 1);
+  (void)proto::send_record(third, &q, sizeof q, -1);
+  unsigned char buf[proto::k_record_size];
+  std::size_t len = 0;
+  int fd = -1;
+  EXPECT_NE(proto::recv_record(third, buf, sizeof buf, &len, &fd), proto::recv_status::ok);
+  EXPECT_TRUE(proto::send_record(second, &q, sizeof q, -1));
+  EXPECT_EQ(proto::recv_record(second, buf, sizeof buf, &len, &fd), proto::recv_status::ok) << "the second is served";
+  close(second);
+  close(third);
+}
+
+TEST_F(Server, IdleConnectionsHoldingNothingAreClosed) {
+  start(0, 0, [](server_options& o) { o.idle_timeout = std::chrono::seconds(1); });
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);  // sock_ holds a lease
+  std::string why;
+  const int idle = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why, 0);
+  ASSERT_GE(idle, 0);
+  pollfd p{idle, POLLIN, 0};
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(poll(&p, 1, 5000), 1) << "an idle connection was not closed";
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(s, 0.8);
+  unsigned char buf[proto::k_record_size];
+  std::size_t len = 0;
+  int got = -1;
+  EXPECT_EQ(proto::recv_record(idle, buf, sizeof buf, &len, &got), proto::recv_status::closed);
+  close(idle);
+  EXPECT_EQ(lent(), kSlab) << "the connection that holds a lease stays";
+  close(fd);
 }
 
 TEST_F(Server, GoodbyeReturnsEverything) {

@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace poolshim::proto {
 namespace {
@@ -99,6 +101,26 @@ TEST(Transport, ExtraDescriptorsAreClosedAndFlagged) {
   ASSERT_EQ(recv_record(p.b, got, sizeof got, &len, &fd), recv_status::ok);
   EXPECT_EQ(fd, -2);
   EXPECT_EQ(open_fd_count(), before) << "every received descriptor was closed";
+}
+
+TEST(Transport, ConnectToAFullBacklogTimesOut) {
+  char tmpl[] = "/tmp/poolshim-transport-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/s.sock";
+  std::string why;
+  const int l = listen_seqpacket(path, 0, &why);  // never accepts
+  ASSERT_GE(l, 0) << why;
+  std::vector<int> held;
+  const auto t0 = std::chrono::steady_clock::now();
+  int s = -1;
+  for (int i = 0; i < 8 && (s = connect_seqpacket(path, &why, 200)) >= 0; ++i) held.push_back(s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 0) << "the backlog never filled";
+  EXPECT_LT(took, 3.0) << "connect waited past its timeout";
+  for (int h : held) close(h);
+  close(l);
+  unlink(path.c_str());
+  rmdir(tmpl);
 }
 
 TEST(Transport, ClosedPeerIsReported) {
