@@ -144,18 +144,19 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
     struct stat st {};
     if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno != ENOENT) {  // gone meanwhile: nothing to say
-        std::printf("  left alone    %s: %s\n", path.c_str(), std::strerror(errno));
+        std::printf("  left alone    %s: %s\n", cli::terminal_text(path).c_str(), std::strerror(errno));
         ++left;
       }
       continue;
     }
     if (!S_ISREG(st.st_mode)) {
-      std::printf("  left alone    %s: not a regular file\n", path.c_str());
+      std::printf("  left alone    %s: not a regular file\n", cli::terminal_text(path).c_str());
       ++left;
       continue;
     }
     if (st.st_uid != me) {
-      std::printf("  left alone    %s: another user's file (uid %u)\n", path.c_str(), static_cast<unsigned>(st.st_uid));
+      std::printf("  left alone    %s: another user's file (uid %u)\n", cli::terminal_text(path).c_str(),
+                  static_cast<unsigned>(st.st_uid));
       ++left;
       continue;
     }
@@ -164,12 +165,12 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
       f = std::make_unique<stats_file>(path, true);
     } catch (const file_error& e) {
       // Not readable as a stats file: perhaps one a process is creating right now. Never removed.
-      std::printf("  left alone    %s\n", e.what());
+      std::printf("  left alone    %s\n", cli::terminal_text(e.what()).c_str());
       ++left;
       continue;
     }
     if (f->device() != st.st_dev || f->inode() != st.st_ino) {  // replaced between the two looks
-      std::printf("  left alone    %s: changed while being read\n", path.c_str());
+      std::printf("  left alone    %s: changed while being read\n", cli::terminal_text(path).c_str());
       ++left;
       continue;
     }
@@ -180,7 +181,7 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
       std::printf(
           "  kept          pid %d (%s): %s\n", pid,
           end_ns != 0 ? "recorded its exit, but the pid is alive: still ending, or the pid was reused" : "running",
-          path.c_str());
+          cli::terminal_text(path).c_str());
       ++kept;
       continue;
     }
@@ -190,7 +191,7 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
         end_ns != 0 ? "exited " + cli::when_text(end_ns) : "killed, started " + cli::when_text(start_ns);
     if (older && age < older_ns) {
       std::printf("  kept          pid %d (%s, %s ago: not older than %s): %s\n", pid, how.c_str(),
-                  age_text(age).c_str(), older_text.c_str(), path.c_str());
+                  age_text(age).c_str(), older_text.c_str(), cli::terminal_text(path).c_str());
       ++kept;
       continue;
     }
@@ -201,19 +202,20 @@ int clean_main(const std::vector<std::string>& args, const std::string& default_
       struct stat again {};
       if (fstatat(dfd, name.c_str(), &again, AT_SYMLINK_NOFOLLOW) != 0 || again.st_dev != st.st_dev ||
           again.st_ino != st.st_ino) {
-        std::printf("  left alone    %s: changed while being read\n", path.c_str());
+        std::printf("  left alone    %s: changed while being read\n", cli::terminal_text(path).c_str());
         ++left;
         continue;
       }
       if (unlinkat(dfd, name.c_str(), 0) != 0) {
-        std::fprintf(stderr, "poolshim-stats clean: removing %s: %s\n", path.c_str(), std::strerror(errno));
+        std::fprintf(stderr, "poolshim-stats clean: removing %s: %s\n", cli::terminal_text(path).c_str(),
+                     std::strerror(errno));
         status = 1;
         ++left;
         continue;
       }
     }
     std::printf("  %-13s pid %d (%s), %s: %s\n", removing, pid, how.c_str(),
-                cli::bytes_text(static_cast<long double>(bytes)).c_str(), path.c_str());
+                cli::bytes_text(static_cast<long double>(bytes)).c_str(), cli::terminal_text(path).c_str());
     ++removed;
     freed += bytes;
   }

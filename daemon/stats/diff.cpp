@@ -139,11 +139,12 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
     std::vector<std::string> notes;
     std::unique_ptr<stats_file> old_file = cli::open_named(named[0], dir, &notes);
     std::unique_ptr<stats_file> new_file = cli::open_named(named[1], dir, &notes);
-    for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats diff: skipped %s\n", n.c_str());
+    for (const std::string& n : notes)
+      std::fprintf(stderr, "poolshim-stats diff: skipped %s\n", cli::terminal_text(n).c_str());
     older = load(std::move(old_file), symbols);
     newer = load(std::move(new_file), symbols);
   } catch (const file_error& e) {
-    std::fprintf(stderr, "poolshim-stats diff: %s\n", e.what());
+    std::fprintf(stderr, "poolshim-stats diff: %s\n", cli::terminal_text(e.what()).c_str());
     return 1;
   }
 
@@ -245,12 +246,12 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
 
   // Text, for 100 columns.
   std::printf("old: pid %d (%s) %s\n", oh.pid, cli::state_of(*older.file).c_str(),
-              cli::short_command(*older.file).c_str());
+              cli::terminal_text(cli::short_command(*older.file)).c_str());
   std::printf("new: pid %d (%s) %s\n", nh.pid, cli::state_of(*newer.file).c_str(),
-              cli::short_command(*newer.file).c_str());
+              cli::terminal_text(cli::short_command(*newer.file)).c_str());
   if (older.file->exe() != newer.file->exe())  // each path on its own line: two do not fit 100 columns
     std::printf("  note: different programs (only sites with the same frames match):\n        old %s\n        new %s\n",
-                older.file->exe().c_str(), newer.file->exe().c_str());
+                cli::terminal_text(older.file->exe()).c_str(), cli::terminal_text(newer.file->exe()).c_str());
   std::printf("  peak %s -> %s (%s); live %s -> %s (%s)\n", cli::bytes_text(oh.process_peak).c_str(),
               cli::bytes_text(nh.process_peak).c_str(),
               cli::signed_bytes_text(nh.process_peak - oh.process_peak).c_str(),
@@ -291,7 +292,7 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
                 static_cast<long long>(o.allocs), static_cast<long long>(n.allocs));
     const site& s = e.new_site != nullptr ? *e.new_site : *e.old_site;
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
-    for (const frame& f : s.frames) std::printf("       %s\n", f.text().c_str());
+    for (const frame& f : s.frames) std::printf("       %s\n", cli::terminal_text(f.text()).c_str());
   }
   return 0;
 }

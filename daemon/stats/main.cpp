@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,9 @@ std::string when(std::uint64_t ns) { return tool::cli::when_text(ns); }
 std::string state(const tool::stats_file& f) { return tool::cli::state_of(f); }
 
 std::string json_string(const std::string& s) { return tool::cli::json_quote(s); }
+
+// Text from a file or a folder, for the terminal (tool_util.h).
+std::string term(const std::string& s) { return tool::cli::terminal_text(s); }
 
 std::int64_t key_of(const tool::site& s, const std::string& sort) {
   if (sort == "live") return s.counters.live_bytes;
@@ -215,7 +219,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     return 0;
   }
   // Text, for 100 columns.
-  std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), f.exe().c_str(), f.cmdline().c_str());
+  std::printf("pid %d (%s) %s\n  %s\n", h.pid, state(f).c_str(), term(f.exe()).c_str(), term(f.cmdline()).c_str());
   std::printf("  started %s", when(h.start_ns).c_str());
   if (h.end_ns != 0) {
     // The clock may have been stepped back while it ran: no negative (wrapped) run time.
@@ -286,15 +290,13 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     if (const tool::framework* fw = tool::framework_of(s))
       std::printf("       [%s] the framework's cache growing (see the note at the end)\n", fw->name);
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
-    for (const tool::frame& fr : s.frames) std::printf("       %s\n", fr.text().c_str());
+    for (const tool::frame& fr : s.frames) std::printf("       %s\n", term(fr.text()).c_str());
   }
   if (const std::string notes = tool::framework_notes_text(sites); !notes.empty()) std::printf("\n%s", notes.c_str());
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc < 2) usage_error("no command");
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help") {
@@ -367,7 +369,7 @@ int main(int argc, char** argv) {
       if (!report_option.empty()) usage_error("list takes --dir only, not " + report_option);
       std::vector<std::string> skipped;
       const auto files = tool::find_files(dir, &skipped);
-      for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", s.c_str());
+      for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(s).c_str());
       if (files.empty()) {
         std::fprintf(stderr, "poolshim-stats: no stats files in %s (run a program with POOLSHIM_STATS=native)\n",
                      dir.c_str());
@@ -378,10 +380,10 @@ int main(int argc, char** argv) {
         try {
           tool::stats_file f(p, true);
           std::printf("%-8d %-8s %-19s %10s  %s\n", f.header().pid, state(f).c_str(), when(f.header().start_ns).c_str(),
-                      bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), f.cmdline().c_str());
+                      bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), term(f.cmdline()).c_str());
         } catch (const tool::file_error& e) {  // removed or replaced since it was found: the others still
           std::fflush(stdout);
-          std::fprintf(stderr, "poolshim-stats: skipped %s\n", e.what());
+          std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(e.what()).c_str());
         }
       }
       return 0;
@@ -398,7 +400,7 @@ int main(int argc, char** argv) {
     for (const std::string& w : which) {
       std::vector<std::string> notes;
       files.push_back(tool::cli::open_named(w, dir, &notes));  // FILE, PID, latest, previous, or the newest
-      for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", n.c_str());
+      for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(n).c_str());
     }
     if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
@@ -419,7 +421,21 @@ int main(int argc, char** argv) {
     }
     return status;
   } catch (const tool::file_error& e) {
-    std::fprintf(stderr, "poolshim-stats: %s\n", e.what());
+    std::fprintf(stderr, "poolshim-stats: %s\n", term(e.what()).c_str());
+    return 1;
+  }
+}
+
+}  // namespace
+
+// Out of memory anywhere (a file larger than this machine can report, whatever its checks let
+// through): a message and status 1, not an uncaught exception's abort (status 134).
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "poolshim-stats: out of memory (a stats file too large, or damaged, to report)\n");
     return 1;
   }
 }

@@ -71,10 +71,11 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
       procs.push_back(std::move(pr));
     }
   } catch (const file_error& e) {
-    std::fprintf(stderr, "poolshim-stats node: %s\n", e.what());
+    std::fprintf(stderr, "poolshim-stats node: %s\n", cli::terminal_text(e.what()).c_str());
     return 1;
   }
-  for (const std::string& s : skipped) std::fprintf(stderr, "poolshim-stats: skipped %s\n", s.c_str());
+  for (const std::string& s : skipped)
+    std::fprintf(stderr, "poolshim-stats: skipped %s\n", cli::terminal_text(s).c_str());
 
   const daemon_figures d = query_daemon(socket);
   std::map<std::pair<int, int>, kind_sum> sums;

@@ -3,6 +3,7 @@
 // checked against the table's bounds before use, and a line table that does not parse gives line 0.
 #include "stats/python_symbols.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -12,6 +13,8 @@
 
 namespace poolshim::stats_tool {
 namespace {
+
+constexpr std::uint32_t k_max_text_bytes = 4096;
 
 // Bytes [at, at + size) of the table, or null when they are not all inside it.
 const unsigned char* span(const unsigned char* region, std::size_t region_size, std::uint64_t at, std::uint64_t size) {
@@ -117,6 +120,9 @@ bool python_symbols::resolve(frame* f) const {
   const std::uint64_t heap_end = h.heap_offset + h.heap_size;  // <= size_: cannot wrap
   auto text = [&](std::uint64_t off, std::uint32_t n) -> std::string {
     if (off < h.heap_offset || off > heap_end || n > heap_end - off) return {};
+    // The shim keeps at most 1024 characters of a name: a longer one is cut (each frame's copy
+    // would otherwise be as large as the heap, however many frames name it).
+    n = std::min<std::uint32_t>(n, k_max_text_bytes);
     const unsigned char* p = span(region_, size_, off, n);
     return p == nullptr ? std::string{} : valid_utf8(p, n);
   };

@@ -8,7 +8,6 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -233,29 +232,93 @@ stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
   disk_bytes_ = static_cast<std::uint64_t>(st.st_blocks) * 512u;
   dev_ = st.st_dev;
   ino_ = st.st_ino;
-  size_ = static_cast<std::size_t>(st.st_size);
-  if (size_ < sizeof(poolshim_stats_header)) {
+  if (st.st_size < static_cast<off_t>(sizeof(poolshim_stats_header))) {
     close(fd);
-    throw file_error(path + ": truncated (" + std::to_string(size_) + " bytes; not a poolshim stats file)");
+    throw file_error(path + ": truncated (" + std::to_string(st.st_size) + " bytes; not a poolshim stats file)");
   }
-  map_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-  const int map_err = errno;
-  close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    throw file_error(path + ": " + std::strerror(map_err));
+  if (static_cast<std::uint64_t>(st.st_size) > k_max_file_bytes) {
+    close(fd);
+    throw file_error(path + ": too large (" + std::to_string(st.st_size) +
+                     " bytes; a poolshim stats file has at most " + std::to_string(k_max_file_bytes) + "): not read");
   }
-  header_ = static_cast<const poolshim_stats_header*>(map_);
-  // The checks and every later index use this copy: a writer changing the header meanwhile (the
-  // process itself, or whoever owns the file) cannot move a checked region.
-  std::memcpy(&layout_, map_, sizeof layout_);
+  size_ = static_cast<std::size_t>(st.st_size);
+  fd_ = fd;
   try {
+    // A copy, not a mapping: its owner may truncate the file meanwhile (a mapping would raise
+    // SIGBUS then); the size is the one checked above, whatever the file does later.
+    data_.reset(new std::uint64_t[(size_ + 7) / 8]);
+    map_ = data_.get();
+    read_into(static_cast<unsigned char*>(static_cast<void*>(data_.get())));
+    header_ = static_cast<const poolshim_stats_header*>(map_);
+    // The checks and every later index use this copy: a writer changing the header meanwhile (the
+    // process itself, or whoever owns the file) cannot move a checked region.
+    std::memcpy(&layout_, map_, sizeof layout_);
     check_layout();
+    check_stacks(static_cast<const unsigned char*>(map_));
   } catch (...) {  // no destructor runs for a constructor that throws
     python_.reset();
-    munmap(map_, size_);
-    map_ = nullptr;
+    close(fd_);
+    fd_ = -1;
     throw;
+  }
+}
+
+void stats_file::read_into(unsigned char* to) const {
+  std::size_t done = 0;
+  while (done < size_) {
+    const ssize_t n = pread(fd_, to + done, size_ - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw file_error(path_ + ": " + std::strerror(errno));
+    if (n == 0)
+      throw file_error(path_ + ": truncated while read (it had " + std::to_string(size_) + " bytes, only " +
+                       std::to_string(done) + " could be read)");
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void stats_file::refresh() {
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) throw file_error(path_ + ": " + std::strerror(errno));
+  if (static_cast<std::uint64_t>(st.st_size) != size_)
+    throw file_error(path_ + ": " + (static_cast<std::uint64_t>(st.st_size) < size_ ? "truncated" : "grown") +
+                     " while read (" + std::to_string(size_) + " bytes, now " + std::to_string(st.st_size) + ")");
+  std::unique_ptr<std::uint64_t[]> fresh(new std::uint64_t[(size_ + 7) / 8]);
+  auto* bytes = static_cast<unsigned char*>(static_cast<void*>(fresh.get()));
+  read_into(bytes);
+  check_stacks(bytes);  // the layout is the one checked at open (layout_): only the slots change
+  std::unique_ptr<python_symbols> python;
+  if (layout_.python_size != 0)
+    python =
+        std::make_unique<python_symbols>(bytes + layout_.python_offset, static_cast<std::size_t>(layout_.python_size));
+  data_ = std::move(fresh);
+  map_ = data_.get();
+  header_ = static_cast<const poolshim_stats_header*>(map_);
+  python_ = std::move(python);
+}
+
+// Every stack in use: at most POOLSHIM_STATS_MAX_DEPTH frames (and the file's own depth_cap),
+// inside the arena, and all of them together no more frames than the arena holds (each stack has
+// its own frames there): what the report makes of the stacks is then bounded by the file's size.
+// Checked before anything is allocated for them.
+void stats_file::check_stacks(const unsigned char* data) const {
+  const poolshim_stats_header& h = layout_;
+  const auto* slots = reinterpret_cast<const poolshim_stats_slot*>(data + h.slots_offset);
+  std::uint64_t total = 0;
+  for (std::uint32_t i = 0; i < h.slot_count; ++i) {
+    const poolshim_stats_slot slot = slots[i];
+    if (slot.key == 0 || (slot.key & (std::uint64_t{1} << 63)) != 0 || slot.depth == 0xffffffffu) continue;
+    if (slot.depth > h.depth_cap)
+      throw file_error(path_ + ": corrupt (field slots[" + std::to_string(i) +
+                       "].depth: " + std::to_string(slot.depth) + " frames, more than depth_cap " +
+                       std::to_string(h.depth_cap) + ")");
+    if (std::uint64_t{slot.frames_at} + slot.depth > h.arena_frames)
+      throw file_error(path_ + ": corrupt (field slots[" + std::to_string(i) + "].frames_at: frames " +
+                       std::to_string(slot.frames_at) + "+" + std::to_string(slot.depth) + " outside the arena of " +
+                       std::to_string(h.arena_frames) + ")");
+    total += slot.depth;
+    if (total > h.arena_frames)
+      throw file_error(path_ + ": corrupt (field slots[].depth: the stacks hold more frames than the arena's " +
+                       std::to_string(h.arena_frames) + ")");
   }
 }
 
@@ -291,6 +354,9 @@ void stats_file::check_layout() {
       (h.event_capacity != 0 && !inside(h.events_offset, h.event_capacity, sizeof(poolshim_stats_event))) ||
       (h.python_size != 0 && !inside(h.python_offset, h.python_size, 1)))
     throw file_error(path + ": corrupt (a region lies outside the file or is not 8-byte aligned)");
+  if (h.depth_cap > POOLSHIM_STATS_MAX_DEPTH)
+    throw file_error(path + ": corrupt (field depth_cap: " + std::to_string(h.depth_cap) + " frames, more than " +
+                     std::to_string(POOLSHIM_STATS_MAX_DEPTH) + ")");
   if (h.python_size != 0)
     python_ = std::make_unique<python_symbols>(static_cast<const unsigned char*>(map_) + h.python_offset,
                                                static_cast<std::size_t>(h.python_size));
@@ -298,7 +364,7 @@ void stats_file::check_layout() {
 
 stats_file::~stats_file() {
   python_.reset();
-  if (map_ != nullptr) munmap(map_, size_);
+  if (fd_ >= 0) close(fd_);
 }
 
 bool stats_file::running() const {
@@ -349,7 +415,7 @@ std::vector<site> stats_file::sites(bool symbolise) const {
     if (id != 0) {
       const poolshim_stats_slot slot = slots[id - 1];  // a copy: checked, then used, as it was
       const std::uint32_t depth = slot.depth == 0xffffffffu ? 0 : slot.depth;
-      if ((slot.key & (std::uint64_t{1} << 63)) == 0 && slot.key != 0 &&
+      if ((slot.key & (std::uint64_t{1} << 63)) == 0 && slot.key != 0 && depth <= POOLSHIM_STATS_MAX_DEPTH &&
           std::uint64_t{slot.frames_at} + depth <= h.arena_frames) {
         for (std::uint32_t i = 0; i < depth; ++i) {
           frame f;

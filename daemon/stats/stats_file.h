@@ -1,8 +1,12 @@
 // Reading a stats file (include/poolshim/stats_file.h) for poolshim-stats: opened without blocking
-// or following a symbolic link, a regular file only, mapped read-only; the header's layout (every
+// or following a symbolic link, a regular file only, of at most k_max_file_bytes, copied into
+// memory with pread (never mapped: a file its owner truncates while it is read would raise SIGBUS
+// in a mapping; a copy that comes up short is reported as truncated); the header's layout (every
 // offset, count and capacity) is copied once and checked against the file's size — offsets 8-byte
-// aligned, no sum that can wrap — and only that copy is used to index the mapping, so a writer
-// that changes the header later cannot move a read outside the file. A clear error for a missing,
+// aligned, no sum that can wrap — and only that copy is used to index the data, so a writer
+// that changes the header later cannot move a read outside the file. Every count the file declares
+// is bounded by its size, and each stack by the format's depth cap (POOLSHIM_STATS_MAX_DEPTH), with
+// all stacks' frames together by the arena, before anything is allocated for them. A clear error for a missing,
 // truncated, foreign, corrupt or newer-version file. Symbolisation (libdw, offline, by each module's path
 // and load bias) turns frame addresses into function, file and line; an address it cannot resolve
 // is kept as module+offset, never dropped.
@@ -70,8 +74,8 @@ class stats_file {
   stats_file(const stats_file&) = delete;
   stats_file& operator=(const stats_file&) = delete;
 
-  // The live header, for its figures (they change while the process runs). Its offsets and
-  // counts are the writer's: this class indexes the file with its checked copy only.
+  // The header as last read (at open, or at refresh()), for its figures. Its offsets and counts
+  // are the writer's: this class indexes the file with its checked copy only.
   const poolshim_stats_header& header() const { return *header_; }
   const std::string& path() const { return path_; }
   std::string exe() const { return field_text(header_->exe); }
@@ -80,6 +84,9 @@ class stats_file {
   std::uint64_t bytes_on_disk() const { return disk_bytes_; }  // blocks held (st_blocks * 512)
   dev_t device() const { return dev_; }
   ino_t inode() const { return ino_; }
+  // Reads the file again (a running process's figures change): same size, same layout, stacks
+  // checked again. Throws file_error (truncated, replaced, corrupt); the old data is kept then.
+  void refresh();
   bool running() const;                           // no clean exit recorded and the process (pid > 0) is alive
   std::vector<site> sites(bool symbolise) const;  // every site with events
   std::vector<kind_figures> kinds() const;        // every device and kind with events
@@ -90,7 +97,9 @@ class stats_file {
 
  private:
   std::string path_;
-  void* map_ = nullptr;
+  int fd_ = -1;
+  std::unique_ptr<std::uint64_t[]> data_;  // the file's bytes (8-byte aligned), size_ of them
+  const void* map_ = nullptr;              // data_.get()
   std::size_t size_ = 0;
   const poolshim_stats_header* header_ = nullptr;
   poolshim_stats_header layout_{};  // the header as checked at open: offsets and counts come from here
@@ -100,8 +109,13 @@ class stats_file {
   ino_t ino_ = 0;
   std::unique_ptr<python_symbols> python_;
   std::vector<const poolshim_stats_shard*> shards() const;
-  void check_layout();  // throws file_error
+  void check_layout();                                 // throws file_error
+  void check_stacks(const unsigned char* data) const;  // every stack's depth and frames; throws file_error
+  void read_into(unsigned char* to) const;             // size_ bytes from fd_; throws file_error
 };
+
+// The largest file read (a file of the shim's full layout with the largest event ring is ~700 MiB).
+constexpr std::uint64_t k_max_file_bytes = std::uint64_t{1} << 30;
 
 const char* kind_name(int kind);  // "device", "pinned", ...
 

@@ -29,6 +29,47 @@ std::string when_text(std::uint64_t ns) { return stats_tool::time_text(ns); }
 
 std::string json_quote(const std::string& s) { return stats_tool::json_quote(s, false); }
 
+std::string terminal_text(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto escape = [&](unsigned char b) {
+    char e[8];
+    std::snprintf(e, sizeof e, "\\x%02x", b);
+    out += e;
+  };
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      if (b < 0x20 || b == 0x7f)
+        escape(b);
+      else
+        out += static_cast<char>(b);
+      ++i;
+      continue;
+    }
+    const std::size_t len = (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+    bool ok = len != 0 && i + len <= s.size();
+    std::uint32_t c = len == 2 ? (b & 0x1f) : len == 3 ? (b & 0x0f) : (b & 0x07);
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      const auto t = static_cast<unsigned char>(s[i + k]);
+      ok = (t & 0xc0) == 0x80;
+      c = (c << 6) | (t & 0x3f);
+    }
+    // Shortest form only, no surrogates, nothing past U+10FFFF, and no C1 control (U+0080-U+009F:
+    // U+009B is a CSI to some terminals).
+    ok = ok && !(len == 2 && c < 0xa0) && !(len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) &&
+         !(len == 4 && (c < 0x10000 || c > 0x10ffff));
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      escape(b);
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string state_of(const stats_file& f) {
   if (f.header().end_ns != 0) return "exited";
   return f.running() ? "running" : "killed";
@@ -41,7 +82,7 @@ std::string short_command(const stats_file& f) {
 }
 
 std::string brief_command(const stats_file& f, std::size_t width) {
-  std::string c = short_command(f);
+  std::string c = terminal_text(short_command(f));  // a table's text: safe for the terminal
   const std::size_t space = c.find(' ');
   const std::size_t slash = c.rfind('/', space == std::string::npos ? c.size() : space);
   if (slash != std::string::npos) c = c.substr(slash + 1);

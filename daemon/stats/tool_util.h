@@ -20,6 +20,11 @@ std::string when_text(std::uint64_t ns);       // local "YYYY-MM-DD HH:MM:SS", "
 // A JSON string literal, always valid JSON: report_text.h's json_quote (bytes that are not UTF-8
 // become U+FFFD), the one writer of every poolshim-stats JSON string.
 std::string json_quote(const std::string& s);
+// Text from a file, a folder or /proc made safe for a terminal: every control character (C0, DEL,
+// C1 — ESC among them) and every byte that is not valid UTF-8 is shown as \xNN, so that a name
+// cannot move the cursor, retitle the window or hide text. Every text output's strings from a
+// stats file (program, command line, module, function and file names) and file paths go through it.
+std::string terminal_text(const std::string& s);
 std::string state_of(const stats_file& f);       // "running", "exited" or "killed"
 std::string short_command(const stats_file& f);  // cmdline, else exe
 // The command for a table: the program's file name (no folder) and its arguments, cut to WIDTH

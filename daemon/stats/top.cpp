@@ -79,7 +79,7 @@ std::string site_text(const std::vector<frame>& frames, std::size_t room) {
   // A narrow screen: C++'s anonymous namespace says nothing the file and line do not.
   const auto brief = [](std::string t) {
     for (std::size_t at; (at = t.find("(anonymous namespace)::")) != std::string::npos;) t.erase(at, 23);
-    return t;
+    return cli::terminal_text(t);
   };
   const std::string t = brief(f->text());
   const std::size_t i = static_cast<std::size_t>(f - s.frames.data());
@@ -151,6 +151,11 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
       watched w;
       if (old != seen.end()) {
         w = std::move(old->second);
+        try {
+          w.file->refresh();  // the figures as they are now (the file is read, not mapped)
+        } catch (const file_error&) {
+          continue;  // truncated, replaced or damaged since: left out, as one that cannot be opened
+        }
       } else {
         try {
           w.file = std::make_unique<stats_file>(p, true);

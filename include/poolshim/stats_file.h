@@ -42,6 +42,10 @@
 #define POOLSHIM_STATS_KINDS 5  /* device, pinned, managed, async, vmm */
 #define POOLSHIM_STATS_ALIGN 64 /* every region starts on a cache line */
 
+/* The most frames a stack keeps: the header's depth_cap and each slot's depth are at most this
+ * (the shim's POOLSHIM_STATS_DEPTH is clamped to it; a reader rejects a file that says more). */
+#define POOLSHIM_STATS_MAX_DEPTH 64
+
 /* poolshim_stats_header.flags */
 #define POOLSHIM_STATS_FLAG_STACKS_DROPPED 1u  /* the stack table was full: some events count as site 0 */
 #define POOLSHIM_STATS_FLAG_STACKS_OFF 2u      /* the small file: no stacks at all (slot_count 0) */
