@@ -1,8 +1,11 @@
 // The shim's daemon connection (daemon_client.h).
 #include "source/daemon_client.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +28,8 @@ namespace {
 
 constexpr std::chrono::seconds k_retry_after{1};
 constexpr int k_reply_timeout_ms = 2000;
+// How often the watcher looks at the connection of a process that holds slabs (watch below).
+constexpr long k_watch_period_ns = 250'000'000;
 
 struct held {
   std::uint64_t token;
@@ -43,6 +48,7 @@ struct connection {
   std::uint32_t seq = 0;
   std::uint64_t next_token = 1;
   std::vector<held> slabs;
+  bool watching = false;  // this process's watcher thread runs (watch below)
 };
 
 std::atomic<std::uint32_t> g_pressure{0};
@@ -68,6 +74,7 @@ void reset_in_child() noexcept {
   new (&c.slabs) std::vector<held>();  // the parent's vector is not ours to free
   c.ever_tried = false;
   c.refused = false;
+  c.watching = false;  // threads do not survive fork: the child starts its own when it connects
   c.mutex.unlock();
 }
 
@@ -119,8 +126,31 @@ void redeclare(connection& c) noexcept {
   }
 }
 
+void start_watching(connection& c) noexcept;
+
+// The daemon closed this connection: it closes one that holds nothing after its idle timeout
+// (POOLSHIMD_IDLE_TIMEOUT), and a restarted daemon has hung up on every old one. Looked at before
+// each request (one poll, no byte sent; requests are never on the hit path).
+bool hung_up(int sock) noexcept {
+  pollfd p{sock, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) != 0;
+}
+
 bool ensure_connected(connection& c) noexcept {
-  if (c.sock >= 0) return true;
+  if (c.sock >= 0 && !hung_up(c.sock)) return true;
+  if (c.sock >= 0) {
+    // Not a failure: connect again at once (no pause, no warning); with slabs held, they are
+    // re-declared to a restarted daemon below.
+    close(c.sock);
+    c.sock = -1;
+    if (c.slabs.empty()) {
+      POOLSHIM_LOG_DEBUG("poolshimd closed the connection (idle, or restarted): connecting again");
+    } else {  // a daemon never closes a connection that holds slabs: it stopped
+      POOLSHIM_LOG_WARN("poolshimd hung up while {} slab(s) are held: they stay mapped; re-declared when it is back",
+                        c.slabs.size());
+    }
+    c.down_since = {};
+  }
   if (c.refused) return false;
   if (c.ever_tried && std::chrono::steady_clock::now() - c.down_since < k_retry_after) return false;
   const bool first = !c.ever_tried;
@@ -174,7 +204,51 @@ bool ensure_connected(connection& c) noexcept {
   bump(g_figures.connects);
   POOLSHIM_LOG_DEBUG("poolshimd {} at {}: slabs of {} MiB", r.val[1], path, c.slab_bytes >> 20);
   redeclare(c);
+  start_watching(c);
   return c.sock >= 0;
+}
+
+// The watcher: a restarted daemon learns of the slabs this process holds within about a second,
+// even when the program makes no further request (an idle process, a long kernel). A small thread
+// started at the first connection; it never delays a request: it only takes the connection's
+// mutex when that is free, and only while slabs are held it looks at the socket (poll, no byte
+// sent) and, once the daemon has hung up, reconnects (at most once a second, as every request
+// does) and re-declares. It stops when the daemon is refused; a fork child starts its own.
+void* watch(void*) noexcept {
+  for (;;) {
+    timespec nap{0, k_watch_period_ns};
+    while (nanosleep(&nap, &nap) != 0 && errno == EINTR) {
+    }
+    connection& c = conn();
+    std::unique_lock lock(c.mutex, std::try_to_lock);
+    if (!lock.owns_lock()) continue;  // a request is in flight: it sees a dead daemon itself
+    if (c.refused) {
+      c.watching = false;
+      return nullptr;
+    }
+    if (c.slabs.empty()) continue;  // nothing to re-declare: the next lease reconnects
+    (void)ensure_connected(c);      // a hung-up connection is made again and what is held re-declared
+  }
+}
+
+void start_watching(connection& c) noexcept {
+  if (c.watching) return;
+  // Every signal blocked in the watcher (the program's handlers run on its own threads), a small
+  // stack, detached: nothing waits for it.
+  sigset_t all, old;
+  sigfillset(&all);
+  if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0) return;
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) == 0) {
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    (void)pthread_attr_setstacksize(&attr, std::size_t{256} << 10);
+    pthread_t t;
+    c.watching = pthread_create(&t, &attr, watch, nullptr) == 0;
+    if (c.watching) (void)pthread_setname_np(t, "poolshim-watch");
+    pthread_attr_destroy(&attr);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (!c.watching) POOLSHIM_LOG_DEBUG("no watcher thread: slabs are re-declared at the next request");
 }
 
 }  // namespace

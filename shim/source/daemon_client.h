@@ -1,9 +1,12 @@
 // The shim's connection to poolshimd: lazy (the first slab asks), checked before a byte is sent
 // (transport.h: the socket directory, then the peer's uid), failing open (no trusted daemon, or a
 // daemon that died: the callers use local sources; what was mapped stays valid), reconnecting after
-// a pause and then re-declaring every slab still held, so a restarted daemon accounts for it. A
-// fork child drops the inherited connection and starts afresh; the parent's leases stay the
-// parent's. One connection per process, one request at a time (a mutex; never on the hit path).
+// a pause and then re-declaring every slab still held, so a restarted daemon accounts for it. While
+// slabs are held, a small watcher thread (started at the first connection, all signals blocked)
+// notices a daemon that hung up and reconnects and re-declares within about a second, even when
+// the program makes no further request; it only takes the mutex when it is free. A fork child
+// drops the inherited connection and starts afresh; the parent's leases stay the parent's. One
+// connection per process, one request at a time (a mutex; never on the hit path).
 #pragma once
 
 #include <cstddef>

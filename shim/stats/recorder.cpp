@@ -70,7 +70,8 @@ void release_thread(void* p) noexcept;  // a thread's state and shard back, at i
 bool start(recorder& r) noexcept {
   const config& cfg = base::current_config();
   const char* dir = cfg.stats_dir != nullptr && cfg.stats_dir[0] != '\0' ? cfg.stats_dir : "/dev/shm";
-  r.depth = static_cast<std::uint32_t>(std::min<std::size_t>(std::max<std::size_t>(cfg.stats_depth, 1), 64));
+  r.depth = static_cast<std::uint32_t>(
+      std::min<std::size_t>(std::max<std::size_t>(cfg.stats_depth, 1), POOLSHIM_STATS_MAX_DEPTH));
   const std::uint64_t started = now_ns();
   std::snprintf(r.path, sizeof r.path, "%s/poolshim-%u-%d-%llu.stats", dir, static_cast<unsigned>(getuid()),
                 static_cast<int>(getpid()), static_cast<unsigned long long>(started));
