@@ -101,6 +101,7 @@ server_options server_options_of(const daemon_options& o) {
   s.metrics_port = static_cast<int>(o.metrics_port);
   s.uid_connections = static_cast<unsigned>(o.uid_connections);
   s.idle_timeout = std::chrono::seconds(o.idle_timeout);
+  s.metrics_clients = o.metrics_clients != 0;
   return s;
 }
 

@@ -24,6 +24,8 @@
   X(idle_exit, "POOLSHIMD_IDLE_EXIT", count(0, 0x7fffffff), 0,                                                       \
     "exit after this many seconds with no client and nothing lent (0: never)")                                       \
   X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on 127.0.0.1:N (0: off)")     \
+  X(metrics_clients, "POOLSHIMD_METRICS_CLIENTS", count(0, 1), 0,                                                    \
+    "1: the metrics page lists every client's pid, uid and bytes (readable by any local user)")                      \
   X(uid_connections, "POOLSHIMD_UID_CONNECTIONS", count(0, 1000000), 64,                                             \
     "open connections one uid may hold at most; more are refused (0: no limit)")                                     \
   X(idle_timeout, "POOLSHIMD_IDLE_TIMEOUT", count(0, 0x7fffffff), 30,                                                \

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +13,11 @@
 
 namespace poolshim::daemon {
 namespace {
-ino_t inode_of(int fd) {
+void identify(int fd, ino_t* ino, dev_t* dev) {
   struct stat st {};
-  return fstat(fd, &st) == 0 ? st.st_ino : 0;
+  if (fstat(fd, &st) != 0) st = {};
+  *ino = st.st_ino;
+  *dev = st.st_dev;
 }
 }  // namespace
 
@@ -38,15 +41,19 @@ slab_region::~slab_region() {
   for (int fd : closing_) close(fd);
 }
 
-int slab_region::make_filled_memfd() const {
+int slab_region::make_filled_memfd(std::uint64_t* serial) const {
+  if (getrandom(serial, sizeof *serial, 0) != static_cast<ssize_t>(sizeof *serial)) return -1;
+  const std::string name = slab_name(options_.key, *serial);
   int fd = -1;
-  if (options_.huge_pages) fd = memfd_create("poolshimd-slab", MFD_CLOEXEC | MFD_HUGETLB);
-  if (fd < 0) fd = memfd_create("poolshimd-slab", MFD_CLOEXEC);
+  if (options_.huge_pages) fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+  if (fd < 0) fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -1;
   const auto size = static_cast<off_t>(options_.slab_bytes);
   // fallocate allocates every page now (and fails cleanly when memory is short): the client maps
   // memory that exists, and its pre-touch only fills page tables.
-  if (ftruncate(fd, size) != 0 || fallocate(fd, 0, 0, size) != 0) {
+  // Sealed: no client can shrink a slab (a mapping of the daemon's, or another process's, would
+  // fault) or grow it (memory outside the region).
+  if (ftruncate(fd, size) != 0 || fallocate(fd, 0, 0, size) != 0 || fcntl(fd, F_ADD_SEALS, k_seals) != 0) {
     close(fd);
     return -1;
   }
@@ -75,7 +82,8 @@ void slab_region::filler_loop() {
     while (slabs_[i].st != state::empty) ++i;
     slabs_[i].st = state::filling;
     lock.unlock();
-    const int fd = make_filled_memfd();
+    std::uint64_t serial = 0;
+    const int fd = make_filled_memfd(&serial);
     lock.lock();
     if (fd < 0) {
       slabs_[i].st = state::empty;
@@ -87,7 +95,8 @@ void slab_region::filler_loop() {
     }
     if (slabs_[i].st == state::filling) {
       slabs_[i].fd = fd;
-      slabs_[i].ino = inode_of(fd);
+      slabs_[i].serial = serial;
+      identify(fd, &slabs_[i].ino, &slabs_[i].dev);
       slabs_[i].st = state::ready;
     } else {
       close(fd);  // filled synchronously by a lend meanwhile
@@ -108,7 +117,8 @@ int slab_region::lend(std::uint64_t owner, int* fd_for_client) {
     slab& s = slabs_[static_cast<std::size_t>(pick)];
     s.st = state::lent;  // claimed: a filler that finishes it closes its own memfd
     lock.unlock();
-    const int fd = make_filled_memfd();
+    std::uint64_t serial = 0;
+    const int fd = make_filled_memfd(&serial);
     lock.lock();
     if (fd < 0) {
       s.st = state::empty;
@@ -116,7 +126,8 @@ int slab_region::lend(std::uint64_t owner, int* fd_for_client) {
       return -1;
     }
     s.fd = fd;
-    s.ino = inode_of(fd);
+    s.serial = serial;
+    identify(fd, &s.ino, &s.dev);
   }
   slab& s = slabs_[static_cast<std::size_t>(pick)];
   const int dup = fcntl(s.fd, F_DUPFD_CLOEXEC, 0);
@@ -130,25 +141,30 @@ int slab_region::lend(std::uint64_t owner, int* fd_for_client) {
   return pick;
 }
 
-void slab_region::give_back(int i) {
+slab_id slab_region::give_back(int i) {
+  slab_id id;
   {
     std::lock_guard lock(mutex_);
     slab& s = slabs_.at(static_cast<std::size_t>(i));
-    if (s.st != state::lent) return;
+    if (s.st != state::lent) return id;
+    id = slab_id{s.dev, s.ino, s.serial};
     // Never lent again; the pages go with the last mapping. Closing the last reference frees the
     // pages there and then (milliseconds for 64 MiB), so a filler does it, not the event loop.
     closing_.push_back(s.fd);
     s.fd = -1;
     s.owner = 0;
     s.st = state::empty;
+    s.serial = 0;
     ++reclaimed_;
   }
   work_.notify_one();
+  return id;
 }
 
-int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes) {
+int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes, std::uint64_t serial) {
   struct stat st {};
   if (bytes != options_.slab_bytes || fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != bytes) return -1;
+  if ((fcntl(fd, F_GET_SEALS) & k_seals) != k_seals) return -1;
   std::lock_guard lock(mutex_);
   // Replace a slab that holds no client's memory: an empty one first, else a ready one.
   int pick = -1;
@@ -169,6 +185,8 @@ int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes) {
   }
   s.fd = mine;
   s.ino = st.st_ino;
+  s.dev = st.st_dev;
+  s.serial = serial;
   s.st = state::lent;
   s.owner = owner;
   return pick;
@@ -181,6 +199,18 @@ int slab_region::find_lent(int fd) const {
   for (std::size_t i = 0; i < slabs_.size(); ++i)
     if (slabs_[i].st == state::lent && slabs_[i].ino == st.st_ino) return static_cast<int>(i);
   return -1;
+}
+
+bool slab_region::serial_lent(std::uint64_t serial) const {
+  std::lock_guard lock(mutex_);
+  for (const slab& s : slabs_)
+    if (s.st == state::lent && s.serial == serial) return true;
+  return false;
+}
+
+std::vector<int> slab_region::closing_fds() const {
+  std::lock_guard lock(mutex_);
+  return closing_;
 }
 
 void slab_region::set_owner(int i, std::uint64_t owner) {

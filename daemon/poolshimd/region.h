@@ -4,7 +4,9 @@
 // comes back is never lent again: its memfd is closed (a forked child of the client may still map
 // those pages; they stay valid for it and are freed with its mapping) and a fresh memfd takes its
 // place, so memory one client — or one uid — held is never seen by another, and comes back zeroed
-// by construction. The event loop calls everything but the filler, under the region's mutex.
+// by construction. Each memfd is named with its identity (slab_identity.h) and sealed against
+// shrinking and growing once filled. The event loop calls everything but the filler, under the
+// region's mutex.
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "poolshimd/slab_identity.h"
+
 namespace poolshim::daemon {
 
 struct region_options {
@@ -23,6 +27,15 @@ struct region_options {
   std::size_t slab_bytes = std::size_t{64} << 20;
   bool huge_pages = false;    // MFD_HUGETLB, falling back to normal pages when it fails
   unsigned fill_threads = 2;  // background fillers
+  identity_key key{};         // names every slab's memfd (slab_identity.h)
+};
+
+// What identifies a slab's memory wherever a descriptor or a mapping of it is: its file (device
+// and inode), and the serial in its name.
+struct slab_id {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::uint64_t serial = 0;
 };
 
 struct region_figures {
@@ -37,15 +50,25 @@ class slab_region {
   slab_region& operator=(const slab_region&) = delete;
 
   std::size_t slab_bytes() const noexcept { return options_.slab_bytes; }
+  const identity_key& key() const noexcept { return options_.key; }
 
   // A free slab for `owner` (ready ones first; an unfilled one is filled here): its index and a
   // duplicate of its memfd for the reply (the caller closes it), or -1 when none is free.
   int lend(std::uint64_t owner, int* fd_for_client);
-  // The slab goes back: a fresh memfd replaces it (filled in the background).
-  void give_back(int slab);
-  // A client re-declares a slab an earlier daemon lent it: `fd` is adopted as a slab of this
-  // region if one is free to be replaced (its memory is the client's already). -1 if not.
-  int adopt(std::uint64_t owner, int fd, std::size_t bytes);
+  // The slab goes back: a fresh memfd replaces it (filled in the background). Its identity, for
+  // whoever still holds it (server.h: a returned slab counts until its process lets it go).
+  slab_id give_back(int slab);
+  // A client re-declares a slab an earlier daemon lent it: `fd` (named with `serial`, sealed) is
+  // adopted as a slab of this region if one is free to be replaced (its memory is the client's
+  // already). -1 if not.
+  int adopt(std::uint64_t owner, int fd, std::size_t bytes, std::uint64_t serial);
+  // A slab lent now carries this serial.
+  bool serial_lent(std::uint64_t serial) const;
+  // The daemon's own descriptors of returned slabs not yet closed (a filler closes them): not
+  // references of a client (server.h's look at /proc for returned slabs still held).
+  std::vector<int> closing_fds() const;
+  // The seals every slab has once filled, and that an adopted one must have.
+  static constexpr int k_seals = 0x0002 | 0x0004 | 0x0001;  // F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL
   std::uint64_t owner_of(int slab) const;
   // The lent slab `fd` refers to (the same memfd), or -1: a client that reconnects to the same
   // daemon re-declares slabs the daemon knows already.
@@ -58,10 +81,12 @@ class slab_region {
   struct slab {
     int fd = -1;
     ino_t ino = 0;  // the memfd's inode: what identifies it in a descriptor a client sends back
+    dev_t dev = 0;
+    std::uint64_t serial = 0;  // in its name (slab_identity.h)
     state st = state::empty;
     std::uint64_t owner = 0;
   };
-  int make_filled_memfd() const;  // -1 on failure
+  int make_filled_memfd(std::uint64_t* serial) const;  // -1 on failure
   void filler_loop();
 
   const region_options options_;

@@ -1,19 +1,24 @@
 // poolshimd's event loop (server.h).
 #include "poolshimd/server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -22,6 +27,7 @@
 
 #include "poolshim/transport.h"
 #include "poolshimd/log.h"
+#include "poolshimd/peer.h"
 
 namespace poolshim::daemon {
 namespace {
@@ -33,8 +39,6 @@ constexpr kind kind_of(std::uint64_t t) { return static_cast<kind>(t >> 56); }
 constexpr std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
 
 constexpr std::chrono::seconds k_pressure_hold{5};
-
-int pidfd_open_compat(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 void add(int ep, int fd, std::uint64_t t, std::uint32_t events = EPOLLIN) {
   epoll_event e{};
@@ -75,6 +79,58 @@ bool closes_quickly(int fd) {
   if (t == S_IFIFO) return true;
   if (t == S_IFCHR) return major == 1;
   return is_memfd(fd);
+}
+
+// The process of this pidfd has exited.
+bool process_exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, 0) > 0;
+}
+
+// Of `wanted` (files by device and inode), those that a process of `uid` holds: an open
+// descriptor (/proc/PID/fd) or a mapping (/proc/PID/maps). Processes of other uids are not looked
+// at; a process that goes away meanwhile is skipped; this process's descriptors in `own_closing`
+// (returned slabs a filler has yet to close) are not holders.
+std::set<std::pair<dev_t, ino_t>> files_held_by(uid_t uid, const std::set<std::pair<dev_t, ino_t>>& wanted,
+                                                const std::vector<int>& own_closing) {
+  const std::string self = std::to_string(getpid());
+  std::set<std::pair<dev_t, ino_t>> found;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return wanted;  // cannot look: everything still counts
+  while (dirent* e = readdir(proc)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    struct stat pst {};
+    if (fstatat(dirfd(proc), e->d_name, &pst, 0) != 0 || pst.st_uid != uid) continue;
+    const std::string base = std::string("/proc/") + e->d_name;
+    if (DIR* fds = opendir((base + "/fd").c_str())) {
+      const bool mine = self == e->d_name;
+      while (dirent* f = readdir(fds)) {
+        if (f->d_name[0] == '.') continue;
+        if (mine && std::find(own_closing.begin(), own_closing.end(), std::atoi(f->d_name)) != own_closing.end())
+          continue;
+        struct stat st {};
+        if (fstatat(dirfd(fds), f->d_name, &st, 0) == 0 && wanted.count({st.st_dev, st.st_ino}) != 0)
+          found.insert({st.st_dev, st.st_ino});
+      }
+      closedir(fds);
+    }
+    // maps: "start-end perms offset major:minor inode path"; only the slabs' memfds are wanted.
+    if (FILE* maps = std::fopen((base + "/maps").c_str(), "re")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, maps) != nullptr) {
+        if (std::strstr(line, "/memfd:poolshim-slab.") == nullptr) continue;
+        unsigned major = 0, minor = 0;
+        unsigned long long ino = 0;
+        if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) != 3) continue;
+        for (const auto& w : wanted)
+          if (w.second == static_cast<ino_t>(ino) && ::major(w.first) == major && ::minor(w.first) == minor)
+            found.insert(w);
+      }
+      std::fclose(maps);
+    }
+  }
+  closedir(proc);
+  return found;
 }
 
 }  // namespace
@@ -118,8 +174,23 @@ class fd_closer {
   bool stopping_ = false;
 };
 
+namespace {
+// The region's options with the slab identity key, kept beside the socket (its directory prepared
+// first: the key file is written there).
+region_options keyed(const server_options& o) {
+  region_options r = o.region;
+  std::string why;
+  if (!proto::prepare_directory(o.socket_path, &why)) return r;  // the constructor throws with why
+  const std::string dir = o.socket_path.substr(0, o.socket_path.rfind('/') + 1);
+  r.key = load_identity_key(dir + "poolshimd.key", &why);
+  if (!why.empty())
+    log::warn("poolshimd: slab identity key: {}; slabs of an earlier daemon cannot be re-declared to this one", why);
+  return r;
+}
+}  // namespace
+
 server::server(server_options o)
-    : options_(std::move(o)), region_(options_.region), devices_(options_.device_limit), closer_(fd_closer::start()) {
+    : options_(std::move(o)), region_(keyed(options_)), devices_(options_.device_limit), closer_(fd_closer::start()) {
   std::string why;
   if (!proto::prepare_directory(options_.socket_path, &why)) throw std::runtime_error(why);
   listen_ = proto::listen_seqpacket(options_.socket_path, 64, &why);
@@ -216,6 +287,7 @@ void server::accept_clients() {
   // A bounded batch: a flood of connects cannot keep the loop here.
   for (int batch = 0; batch < 64; ++batch) {
     const int s = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    const unsigned long long accepted_at = boot_ticks();
     if (s < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors: the pending connection stays in the backlog (it would wake the loop
@@ -238,7 +310,7 @@ void server::accept_clients() {
       retire_socket(s);
       continue;
     }
-    const int pidfd = pidfd_open_compat(p.pid);
+    const int pidfd = peer_pidfd(s, p.pid, accepted_at);
     if (pidfd < 0) {
       refused(errno == EMFILE || errno == ENFILE ? "out of descriptors" : "the process cannot be watched");
       retire_socket(s);
@@ -320,7 +392,9 @@ void server::drop_socket(client& c) {
   epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
   retire_socket(c.sock);
   c.sock = -1;
-  if (c.leases.empty()) on_client_exited(c.id);  // nothing to keep for the process
+  // Nothing to keep for the process: no lease, and no returned slab it may still hold (those count
+  // against its quotas until it exits: a goodbye and a new connection do not wipe them).
+  if (c.leases.empty() && c.retained.empty()) on_client_exited(c.id);
 }
 
 bool server::holds_nothing(const client& c) const {
@@ -424,10 +498,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       return r;
     }
     case proto::op::lease_slab: {
-      if (options_.client_quota != 0 && c.lent_bytes + slab > options_.client_quota)
-        return proto::make_reply(q, status::quota);
-      if (options_.uid_quota != 0 && uid_lent(c.uid) + slab > options_.uid_quota)
-        return proto::make_reply(q, status::quota);
+      if (!within_quota(c, slab)) return proto::make_reply(q, status::quota);
       int fd = -1;
       const int i = region_.lend(c.id, &fd);
       if (i < 0) {
@@ -453,7 +524,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       }
       const lease l = *it;
       c.leases.erase(it);
-      end_lease(c, l);
+      end_lease(c, l, true);  // the process may keep the memfd: it counts until it is let go
       return proto::make_reply(q, status::ok);
     }
     case proto::op::lease_device: {
@@ -462,6 +533,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       lease l{next_lease_, -1};
       int fd = -1;
       std::string why;
+      if (devices_.enabled() && !within_quota(c, q.arg[0])) return proto::make_reply(q, status::quota);
       if (!devices_.lend(uuid, q.arg[0], &l.handle, &l.device, &fd, &why)) {
         if (c.bad_records++ < 3) log::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
         return proto::make_reply(q, devices_.enabled() ? status::no_memory : status::not_permitted);
@@ -499,9 +571,28 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         }
         return proto::make_reply(q, status::not_permitted);
       }
-      const int i = region_.adopt(c.id, fd_in, q.arg[0]);
+      // Not one of ours: only a slab a daemon with this key lent (its name), not lent now, not
+      // returned here, sealed, of slab size, and within the quotas.
+      std::uint64_t serial = 0;
+      if (q.arg[0] != slab) {
+        dispose(fd_in);
+        return proto::make_reply(q, status::bad_argument);
+      }
+      if (!slab_serial(region_.key(), fd_in, &serial)) {
+        dispose(fd_in);
+        return proto::make_reply(q, status::not_permitted);
+      }
+      if (region_.serial_lent(serial) || retired_.count(serial) != 0) {
+        dispose(fd_in);
+        return proto::make_reply(q, status::not_permitted);
+      }
+      if (!within_quota(c, slab)) {
+        dispose(fd_in);
+        return proto::make_reply(q, status::quota);
+      }
+      const int i = region_.adopt(c.id, fd_in, q.arg[0], serial);
       dispose(fd_in);
-      if (i < 0) return proto::make_reply(q, q.arg[0] != slab ? status::bad_argument : status::no_memory);
+      if (i < 0) return proto::make_reply(q, status::no_memory);
       const lease l{next_lease_++, i};
       c.leases.push_back(l);
       c.lent_bytes += slab;
@@ -515,12 +606,16 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       return r;
     }
     case proto::op::client_stats: {
-      if (q.arg[0] >= clients_.size()) return proto::make_reply(q, status::not_found);
-      auto it = clients_.begin();
-      std::advance(it, static_cast<std::ptrdiff_t>(q.arg[0]));
-      proto::reply r = proto::make_reply(q, status::ok);
-      proto::encode_client_status(client_figures(*it->second), &r);
-      return r;
+      // The N-th client this uid may see: every one for root, its own uid's for anyone else.
+      std::uint64_t n = q.arg[0];
+      for (const auto& [id, other] : clients_) {
+        if (c.uid != 0 && other->uid != c.uid) continue;
+        if (n-- != 0) continue;
+        proto::reply r = proto::make_reply(q, status::ok);
+        proto::encode_client_status(client_figures(*other), &r);
+        return r;
+      }
+      return proto::make_reply(q, status::not_found);
     }
     case proto::op::return_idle: {
       proto::reply r = proto::make_reply(q, status::ok);
@@ -531,12 +626,14 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       release_all(c);
       return proto::make_reply(q, status::ok);
     case proto::op::ipc_register: {
+      if (c.exports >= k_max_exports) return proto::make_reply(q, status::quota);
       token t{};
       if (getrandom(t.data(), t.size(), 0) != static_cast<ssize_t>(t.size()))
         return proto::make_reply(q, status::internal);
       ipc_export e{c.id, c.uid, {}, q.arg[0], q.arg[1]};
       std::memcpy(e.handle.data(), q.payload, e.handle.size());
       exports_[t] = e;
+      ++c.exports;
       proto::reply r = proto::make_reply(q, status::ok);
       std::memcpy(r.payload, t.data(), t.size());
       return r;
@@ -553,6 +650,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       if (!resolve) {
         if (it->second.client != c.id) return proto::make_reply(q, status::not_permitted);
         exports_.erase(it);
+        if (c.exports > 0) --c.exports;
         return proto::make_reply(q, status::ok);
       }
       proto::reply r = proto::make_reply(q, status::ok);
@@ -565,10 +663,16 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
   return proto::make_reply(q, status::unknown_op);
 }
 
-void server::end_lease(client& c, const lease& l) {
+void server::end_lease(client& c, const lease& l, bool retain) {
   if (l.slab >= 0) {
-    region_.give_back(l.slab);
+    const slab_id id = region_.give_back(l.slab);
     c.lent_bytes -= region_.slab_bytes();
+    retire(id.serial);
+    // Tracked only where a quota can refuse: without one, nothing would be decided by it.
+    if (retain && id.ino != 0 && (options_.client_quota != 0 || options_.uid_quota != 0)) {
+      c.retained.push_back(id);
+      c.retained_bytes += region_.slab_bytes();
+    }
   } else {
     devices_.give_back(l.handle, l.bytes, l.device);
     c.device_bytes -= l.bytes;
@@ -576,8 +680,61 @@ void server::end_lease(client& c, const lease& l) {
 }
 
 void server::release_all(client& c) {
-  for (const lease& l : c.leases) end_lease(c, l);
+  const bool alive = c.pidfd >= 0 && !process_exited(c.pidfd);
+  for (const lease& l : c.leases) end_lease(c, l, alive);
   c.leases.clear();
+}
+
+void server::retire(std::uint64_t serial) {
+  if (serial == 0 || !retired_.insert(serial).second) return;
+  retired_order_.push_back(serial);
+  if (retired_order_.size() > k_max_retired) {
+    retired_.erase(retired_order_.front());
+    retired_order_.pop_front();
+  }
+}
+
+// What one process (all its connections) and one uid hold, with `more`, against the quotas.
+bool server::fits_quota(const client& c, std::uint64_t more) const {
+  std::uint64_t process = 0, uid = 0;
+  for (const auto& [id, other] : clients_) {
+    if (other->uid != c.uid) continue;
+    uid += held(*other);
+    if (other->pid == c.pid) process += held(*other);
+  }
+  return (options_.client_quota == 0 || process + more <= options_.client_quota) &&
+         (options_.uid_quota == 0 || uid + more <= options_.uid_quota);
+}
+
+bool server::within_quota(client& c, std::uint64_t more) {
+  if (fits_quota(c, more)) return true;
+  return forget_unheld(c.uid) && fits_quota(c, more);
+}
+
+// The returned slabs of `uid`'s clients that no process of that uid holds any more (no descriptor,
+// no mapping) stop counting. /proc is read at most once a second per uid, so a client asking again
+// and again costs the loop nothing more.
+bool server::forget_unheld(uid_t uid) {
+  std::set<std::pair<dev_t, ino_t>> wanted;
+  for (const auto& [id, c] : clients_)
+    if (c->uid == uid)
+      for (const slab_id& s : c->retained) wanted.insert({s.dev, s.ino});
+  if (wanted.empty()) return false;
+  const clock::time_point now = clock::now();
+  auto [at, fresh] = scanned_.try_emplace(uid, now);
+  if (!fresh && now - at->second < std::chrono::seconds(1)) return false;
+  at->second = now;
+  const std::set<std::pair<dev_t, ino_t>> held_now = files_held_by(uid, wanted, region_.closing_fds());
+  bool forgot = false;
+  for (auto& [id, c] : clients_) {
+    if (c->uid != uid) continue;
+    const std::size_t before = c->retained.size();
+    std::erase_if(c->retained, [&](const slab_id& s) { return held_now.count({s.dev, s.ino}) == 0; });
+    const std::size_t gone = before - c->retained.size();
+    c->retained_bytes -= gone * region_.slab_bytes();
+    forgot = forgot || gone != 0;
+  }
+  return forgot;
 }
 
 void server::on_client_exited(std::uint64_t id) {
@@ -590,6 +747,8 @@ void server::on_client_exited(std::uint64_t id) {
     ++reclaimed_clients_;
   }
   release_all(c);
+  c.retained.clear();  // the process is gone: what it kept is let go (by it, at least)
+  c.retained_bytes = 0;
   std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
   if (c.sock >= 0) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
@@ -653,6 +812,13 @@ std::string server::metrics_text() const {
   line("poolshimd_refused_connections_total", "Connections refused (a uid's limit, out of descriptors).",
        refused_connections_);
   line("poolshimd_idle_closed_total", "Connections closed for holding nothing past the idle timeout.", idle_closed_);
+  std::uint64_t retained = 0;
+  for (const auto& [id, c] : clients_) retained += c->retained_bytes;
+  line("poolshimd_retained_bytes", "Returned slabs their processes may still hold (counted against their quotas).",
+       retained);
+  // Anyone on the node can read this page: which process holds what only when asked for
+  // (--metrics-clients).
+  if (!options_.metrics_clients) return t;
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
   for (const auto& [id, c] : clients_)
     t += "poolshimd_client_lent_bytes{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) + "\"} " +

@@ -12,6 +12,15 @@
 // non-blocking, each with its state in the poll set and a deadline, at most k_max_metrics at once.
 // Connections are capped per uid, and one that holds nothing (no lease, no IPC registration) is
 // closed after idle_timeout; refusals are logged once per interval with a count.
+//
+// Quotas (client_quota per process, uid_quota per uid) count what is held: pinned slabs, device
+// memory, and returned slabs the process may still hold (a returned slab's memfd outlives the
+// return in any process that kept a descriptor or a mapping of it). A returned slab stops counting
+// when its process exits, or when a look at /proc (that uid's processes' descriptors and mappings,
+// at most once a second per uid, and only when a request would be refused) finds no one holding
+// it. A re-declared slab must be one a daemon with this key lent (slab_identity.h), not lent now
+// and not returned here, and it counts like a lease. Per-client detail (client_stats, the metrics
+// page's client lines) is for root and the client's own uid.
 #pragma once
 
 #include <sys/types.h>
@@ -19,8 +28,10 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +51,7 @@ struct server_options {
   int metrics_port = 0;                   // Prometheus text on 127.0.0.1:port (0: off)
   unsigned uid_connections = 64;          // open connections per uid at most (0: no limit)
   std::chrono::seconds idle_timeout{30};  // close a connection holding nothing after this (0: never)
+  bool metrics_clients = false;           // per-client lines (pid, uid, bytes) on the metrics page
 };
 
 // Closes descriptors on a thread of its own (server.h's top comment); see server.cpp.
@@ -81,6 +93,9 @@ class server {
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
     std::chrono::steady_clock::time_point last_active{};  // the last record received
+    std::vector<slab_id> retained;                        // slabs it returned that it may still hold
+    std::uint64_t retained_bytes = 0;                     // their bytes
+    std::uint64_t exports = 0;                            // its IPC registrations
   };
   struct metrics_conn {
     int fd = -1;
@@ -104,6 +119,11 @@ class server {
   proto::reply handle(client& c, const proto::request& q, int fd_in, int* fd_out);
   void release_all(client& c);
   std::uint64_t uid_lent(uid_t uid) const;
+  static std::uint64_t held(const client& c) { return c.lent_bytes + c.device_bytes + c.retained_bytes; }
+  bool fits_quota(const client& c, std::uint64_t more) const;
+  bool within_quota(client& c, std::uint64_t more);  // fits_quota, after letting go of what no one holds
+  bool forget_unheld(uid_t uid);                     // true when a retained slab stopped counting
+  void retire(std::uint64_t serial);
   std::uint32_t pressure_mib() const;
   void serve_metrics();
   void on_metrics_event(std::uint64_t id, std::uint32_t events);
@@ -124,7 +144,7 @@ class server {
     std::uint64_t offset, bytes;
   };
 
-  void end_lease(client& c, const lease& l);
+  void end_lease(client& c, const lease& l, bool retain);
 
   server_options options_;
   slab_region region_;
@@ -150,6 +170,13 @@ class server {
   bool listen_paused_ = false;
   std::uint64_t idle_closed_ = 0;
   std::shared_ptr<fd_closer> closer_;
+  std::set<std::uint64_t> retired_;          // serials of slabs returned here: never re-declared
+  std::deque<std::uint64_t> retired_order_;  // the oldest forgotten past k_max_retired
+  std::map<uid_t, clock::time_point> scanned_;
+
+ public:
+  static constexpr std::size_t k_max_retired = std::size_t{1} << 18;
+  static constexpr std::uint64_t k_max_exports = 65536;  // IPC registrations per client
 };
 
 }  // namespace poolshim::daemon

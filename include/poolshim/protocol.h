@@ -35,9 +35,10 @@ inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // s
   X(stats, 5, false, false)           /* reply: a daemon_status: val0 region bytes, val1 lent, val2  */   \
                                       /* free, val3 clients, val4 leases, val5 reclaimed slabs since  */  \
                                       /* start; payload[0,8) device bytes lent (STATUS_FIGURES below) */  \
-  X(client_stats, 6, false, false)    /* arg0 index; reply: a client_status: val0 pid, val1 uid, val2 */  \
-                                      /* lent bytes, val3 leases, val4 device bytes; not_found past   */  \
-                                      /* the last one                                                 */  \
+  X(client_stats, 6, false, false)    /* arg0 index among the clients the asker may see (root: all;  */   \
+                                      /* others: their uid's); reply: a client_status: val0 pid, val1 */  \
+                                      /* uid, val2 lent bytes, val3 leases, val4 device bytes;        */  \
+                                      /* not_found past the last one                                  */  \
   X(return_idle, 7, false, false)     /* reply: val0 bytes the daemon asks this client to give back  */   \
                                       /* (every reply also carries the pressure, in MiB)              */  \
   X(goodbye, 8, false, false)         /* the client returns every lease and closes                    */  \

@@ -295,14 +295,17 @@ void return_slab(const slab_lease& lease) noexcept {
     close(lease.fd);  // a slab of before a fork, or unknown: only the descriptor is ours
     return;
   }
-  if (it->lease != 0 && (c.sock >= 0 || ensure_connected(c))) {
+  // Closed (the caller has unmapped it) before the return is sent: the daemon counts a returned
+  // slab against this process while the process holds it (server.h), and this one holds nothing.
+  close(it->fd);
+  const std::uint64_t id = it->lease;
+  c.slabs.erase(it);
+  if (id != 0 && (c.sock >= 0 || ensure_connected(c))) {
     proto::request q = proto::make_request(proto::op::return_slab, 0);
-    q.arg[0] = it->lease;
+    q.arg[0] = id;
     proto::reply r{};
     (void)exchange(c, q, -1, &r, nullptr);  // a daemon that is gone reclaims it at our exit
   }
-  close(it->fd);
-  c.slabs.erase(it);
   bump(g_figures.leases_returned);
 }
 

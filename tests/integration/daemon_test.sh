@@ -264,7 +264,7 @@ idle_exit)
   # A per-user daemon exits after its idle period once nothing is lent and no client is left, and
   # not while a client holds memory. Its Prometheus text counts what is lent meanwhile.
   port=$((20000 + RANDOM % 20000))
-  start_daemon 256M --idle-exit 1 --metrics-port "$port"
+  start_daemon 256M --idle-exit 1 --metrics-port "$port" --metrics-clients 1
   under_shim "$client" --buffers 1 --ready "$dir/i.ready" --go "$dir/go" >"$dir/i.out" 2>&1 &
   holder=$!
   wait_files "$dir/i.ready"

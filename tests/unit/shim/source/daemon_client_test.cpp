@@ -3,6 +3,8 @@
 // its idle timeout (issue #13, finding 5) is made again at once, not taken for a lost daemon (no
 // pause on local slabs), and a client that holds slabs is never closed for being idle. One socket
 // per test program: the shim reads POOLSHIM_SOCKET once, so every test here shares one daemon.
+#include "source/daemon_client.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -14,7 +16,6 @@
 #include <thread>
 
 #include "poolshimd/server.h"
-#include "source/daemon_client.h"
 
 namespace poolshim {
 namespace {
