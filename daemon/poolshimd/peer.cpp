@@ -20,7 +20,8 @@ unsigned long long boot_ticks() noexcept {
   timespec t{};
   clock_gettime(CLOCK_BOOTTIME, &t);
   const auto hz = static_cast<unsigned long long>(sysconf(_SC_CLK_TCK));
-  return static_cast<unsigned long long>(t.tv_sec) * hz + static_cast<unsigned long long>(t.tv_nsec) * hz / 1000000000ull;
+  return static_cast<unsigned long long>(t.tv_sec) * hz +
+         static_cast<unsigned long long>(t.tv_nsec) * hz / 1000000000ull;
 }
 
 unsigned long long start_ticks(pid_t pid) noexcept {

@@ -273,7 +273,7 @@ int server::run() {
         }
       }
     }
-    sweep(clock::now());
+    sweep(now());
     if (!idle()) {
       idle_since = std::chrono::steady_clock::now();
     } else if (options_.idle_exit.count() > 0 && std::chrono::steady_clock::now() - idle_since >= options_.idle_exit) {
@@ -322,7 +322,7 @@ void server::accept_clients() {
     c->pidfd = pidfd;
     c->pid = p.pid;
     c->uid = p.uid;
-    c->last_active = clock::now();
+    c->last_active = now();
     add(epoll_, s, tag(k_sock, c->id));
     add(epoll_, pidfd, tag(k_pidfd, c->id));
     log::debug("poolshimd: client {} pid {} uid {}", c->id, c->pid, c->uid);
@@ -445,45 +445,55 @@ void server::on_client_readable(client& c) {
       drop_socket(c);
       return;
     }
-    c.last_active = clock::now();
-    proto::request q{};
-    proto::status v = proto::validate_request(buf, len, region_.slab_bytes(), &q);
-    if (v == proto::status::ok && fd_in == -2) v = proto::status::missing_fd;
-    if (v == proto::status::ok && proto::op_takes_fd(static_cast<proto::op>(q.op)) != (fd_in >= 0))
-      v = proto::status::missing_fd;
-    // The one descriptor a request carries is a slab: a memfd (a regular file on tmpfs or
-    // hugetlbfs). Anything else (a socket, a FIFO, a file on FUSE) is refused before it is used.
-    if (v == proto::status::ok && fd_in >= 0 && !is_memfd(fd_in)) v = proto::status::bad_argument;
     int fd_out = -1;
-    proto::reply r;
-    if (v != proto::status::ok) {
-      dispose(fd_in);
-      ++refused_records_;
-      if (c.bad_records++ < 3)  // a hostile client does not fill the log
-        log::warn("poolshimd: client {} (pid {} uid {}): refused a record of {} bytes: {}", c.id, c.pid, c.uid, len,
-                  proto::status_name(v));
-      // Echo what can be echoed, so that the client can match the error to its request.
-      proto::request echo = proto::make_request(proto::op::hello, 0);
-      if (len >= 16) {
-        std::memcpy(&echo.op, buf + 6, sizeof echo.op);
-        std::memcpy(&echo.seq, buf + 12, sizeof echo.seq);
-      }
-      r = proto::make_reply(echo, v);
-    } else {
-      r = handle(c, q, fd_in, &fd_out);
-    }
-    r.pressure_mib = pressure_mib();
+    bool goodbye = false;
+    const proto::reply r = serve(c, buf, len, fd_in, &fd_out, &goodbye);
     const bool sent = proto::send_record(c.sock, &r, sizeof r, fd_out);
     if (fd_out >= 0) close(fd_out);
     if (!sent) {
       drop_socket(c);
       return;
     }
-    if (q.op == static_cast<std::uint16_t>(proto::op::goodbye) && v == proto::status::ok) {
+    if (goodbye) {
       drop_socket(c);
       return;
     }
   }
+}
+
+// One record, as received: validated, then handled; the reply (with the pressure), the descriptor
+// it carries (*fd_out), and whether it was an accepted goodbye. fd_in is consumed.
+proto::reply server::serve(client& c, const unsigned char* buf, std::size_t len, int fd_in, int* fd_out,
+                           bool* goodbye) {
+  c.last_active = now();
+  proto::request q{};
+  proto::status v = proto::validate_request(buf, len, region_.slab_bytes(), &q);
+  if (v == proto::status::ok && fd_in == -2) v = proto::status::missing_fd;
+  if (v == proto::status::ok && proto::op_takes_fd(static_cast<proto::op>(q.op)) != (fd_in >= 0))
+    v = proto::status::missing_fd;
+  // The one descriptor a request carries is a slab: a memfd (a regular file on tmpfs or
+  // hugetlbfs). Anything else (a socket, a FIFO, a file on FUSE) is refused before it is used.
+  if (v == proto::status::ok && fd_in >= 0 && !is_memfd(fd_in)) v = proto::status::bad_argument;
+  proto::reply r;
+  if (v != proto::status::ok) {
+    dispose(fd_in);
+    ++refused_records_;
+    if (c.bad_records++ < 3)  // a hostile client does not fill the log
+      log::warn("poolshimd: client {} (pid {} uid {}): refused a record of {} bytes: {}", c.id, c.pid, c.uid, len,
+                proto::status_name(v));
+    // Echo what can be echoed, so that the client can match the error to its request.
+    proto::request echo = proto::make_request(proto::op::hello, 0);
+    if (len >= 16) {
+      std::memcpy(&echo.op, buf + 6, sizeof echo.op);
+      std::memcpy(&echo.seq, buf + 12, sizeof echo.seq);
+    }
+    r = proto::make_reply(echo, v);
+  } else {
+    r = handle(c, q, fd_in, fd_out);
+  }
+  r.pressure_mib = pressure_mib();
+  *goodbye = q.op == static_cast<std::uint16_t>(proto::op::goodbye) && v == proto::status::ok;
+  return r;
 }
 
 proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* fd_out) {
@@ -502,7 +512,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       int fd = -1;
       const int i = region_.lend(c.id, &fd);
       if (i < 0) {
-        pressure_until_ = std::chrono::steady_clock::now() + k_pressure_hold;
+        pressure_until_ = now() + k_pressure_hold;
         return proto::make_reply(q, status::no_memory);
       }
       const lease l{next_lease_++, i};
@@ -720,7 +730,7 @@ bool server::forget_unheld(uid_t uid) {
     if (c->uid == uid)
       for (const slab_id& s : c->retained) wanted.insert({s.dev, s.ino});
   if (wanted.empty()) return false;
-  const clock::time_point now = clock::now();
+  const clock::time_point now = this->now();
   auto [at, fresh] = scanned_.try_emplace(uid, now);
   if (!fresh && now - at->second < std::chrono::seconds(1)) return false;
   at->second = now;
@@ -769,7 +779,7 @@ std::uint64_t server::uid_lent(uid_t uid) const {
 }
 
 std::uint32_t server::pressure_mib() const {
-  if (std::chrono::steady_clock::now() >= pressure_until_) return 0;
+  if (now() >= pressure_until_) return 0;
   return static_cast<std::uint32_t>(region_.slab_bytes() >> 20);
 }
 
@@ -903,6 +913,52 @@ void server::end_metrics(std::uint64_t id, bool abort) {
   }
   close(fd);
   metrics_conns_.erase(it);
+}
+
+// The harness's entry points (server.h).
+server::test_client server::test_connect(pid_t pid, uid_t uid) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+    throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
+  if (!test_clock_) {
+    test_clock_ = true;
+    test_now_ = clock::now();
+  }
+  auto c = std::make_unique<client>();
+  c->id = next_client_++;
+  c->sock = sv[0];
+  c->pid = pid;
+  c->uid = uid;
+  c->last_active = now();
+  const std::uint64_t id = c->id;
+  clients_[id] = std::move(c);
+  return {id, sv[1]};
+}
+
+proto::reply server::test_record(std::uint64_t id, const void* rec, std::size_t len, int fd_in, int* fd_out) {
+  auto it = clients_.find(id);
+  if (it == clients_.end() || it->second->sock < 0) {
+    dispose(fd_in);
+    return proto::make_reply(proto::make_request(proto::op::hello, 0), proto::status::internal);
+  }
+  bool goodbye = false;
+  const proto::reply r = serve(*it->second, static_cast<const unsigned char*>(rec), len, fd_in, fd_out, &goodbye);
+  if (goodbye) drop_socket(*it->second);
+  return r;
+}
+
+void server::test_advance(std::chrono::milliseconds d) {
+  test_now_ += d;
+  sweep(now());
+}
+
+void server::test_exit(std::uint64_t id) { on_client_exited(id); }
+
+std::uint64_t server::test_lent_by_clients() const {
+  std::uint64_t n = 0;
+  for (const auto& [id, c] : clients_)
+    for (const lease& l : c->leases) n += l.slab >= 0 ? region_.slab_bytes() : 0;
+  return n;
 }
 
 }  // namespace poolshim::daemon

@@ -74,6 +74,22 @@ class server {
   // A refused connection is logged at most once per this interval, with the count since the last.
   static constexpr std::chrono::seconds k_refusal_log_interval{10};
 
+  // The handler without the event loop, for the handler fuzz harness
+  // (tests/unit/daemon/poolshimd/handler_fuzz_test.cpp): a client of any pid and uid whose socket
+  // is one end of a socketpair (the other end is returned), records fed straight to serve(), the
+  // clock the harness's own. Not for production use.
+  struct test_client {
+    std::uint64_t id;
+    int peer;  // the client's end of the socketpair (the caller closes it)
+  };
+  test_client test_connect(pid_t pid, uid_t uid);
+  // One record from client `id` (gone: status internal, fd_in closed); a goodbye drops its socket.
+  proto::reply test_record(std::uint64_t id, const void* rec, std::size_t len, int fd_in, int* fd_out);
+  void test_advance(std::chrono::milliseconds d);  // the test clock moves on; the sweep runs
+  void test_exit(std::uint64_t id);                // the client's process has exited
+  proto::daemon_status test_status() const { return status_figures(); }
+  std::uint64_t test_lent_by_clients() const;  // the pinned bytes every client's leases add up to
+
  private:
   struct lease {
     std::uint64_t id;
@@ -116,7 +132,9 @@ class server {
   void sweep(clock::time_point now);  // idle connections, metrics deadlines, a paused listener
   bool holds_nothing(const client& c) const;
   std::size_t uid_connections(uid_t uid) const;
+  proto::reply serve(client& c, const unsigned char* buf, std::size_t len, int fd_in, int* fd_out, bool* goodbye);
   proto::reply handle(client& c, const proto::request& q, int fd_in, int* fd_out);
+  clock::time_point now() const { return test_clock_ ? test_now_ : clock::now(); }
   void release_all(client& c);
   std::uint64_t uid_lent(uid_t uid) const;
   static std::uint64_t held(const client& c) { return c.lent_bytes + c.device_bytes + c.retained_bytes; }
@@ -173,6 +191,8 @@ class server {
   std::set<std::uint64_t> retired_;          // serials of slabs returned here: never re-declared
   std::deque<std::uint64_t> retired_order_;  // the oldest forgotten past k_max_retired
   std::map<uid_t, clock::time_point> scanned_;
+  bool test_clock_ = false;
+  clock::time_point test_now_{};
 
  public:
   static constexpr std::size_t k_max_retired = std::size_t{1} << 18;

@@ -57,7 +57,7 @@ constexpr const char* k_prefix = "poolshim-slab.";
 std::uint64_t siphash24(const identity_key& key, std::uint64_t word) noexcept {
   sip_state s{key.k0 ^ 0x736f6d6570736575ull, key.k1 ^ 0x646f72616e646f6dull, key.k0 ^ 0x6c7967656e657261ull,
               key.k1 ^ 0x7465646279746573ull};
-  s.absorb(word);                  // the 8 bytes of the message
+  s.absorb(word);                    // the 8 bytes of the message
   s.absorb(std::uint64_t{8} << 56);  // the last block: no bytes left, the length in the top byte
   s.v2 ^= 0xff;
   for (int i = 0; i < 4; ++i) s.round();
