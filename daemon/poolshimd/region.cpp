@@ -208,6 +208,11 @@ bool slab_region::serial_lent(std::uint64_t serial) const {
   return false;
 }
 
+std::uint64_t slab_region::serial_of(int i) const {
+  std::lock_guard lock(mutex_);
+  return slabs_.at(static_cast<std::size_t>(i)).serial;
+}
+
 std::vector<int> slab_region::closing_fds() const {
   std::lock_guard lock(mutex_);
   return closing_;

@@ -64,6 +64,7 @@ class slab_region {
   int adopt(std::uint64_t owner, int fd, std::size_t bytes, std::uint64_t serial);
   // A slab lent now carries this serial.
   bool serial_lent(std::uint64_t serial) const;
+  std::uint64_t serial_of(int slab) const;
   // The daemon's own descriptors of returned slabs not yet closed (a filler closes them): not
   // references of a client (server.h's look at /proc for returned slabs still held).
   std::vector<int> closing_fds() const;

@@ -515,6 +515,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         pressure_until_ = now() + k_pressure_hold;
         return proto::make_reply(q, status::no_memory);
       }
+      // Bound to this uid (slab_identity.h): re-declared by another, it is refused.
+      (void)tag_owner(region_.key(), fd, region_.serial_of(i), c.uid);
       const lease l{next_lease_++, i};
       c.leases.push_back(l);
       c.lent_bytes += slab;
@@ -593,6 +595,12 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         return proto::make_reply(q, status::not_permitted);
       }
       if (region_.serial_lent(serial) || retired_.count(serial) != 0) {
+        dispose(fd_in);
+        return proto::make_reply(q, status::not_permitted);
+      }
+      // Lent to this uid: its tag says so (where memfds keep tags, a slab without one is refused).
+      const owner_tag tag = check_owner(region_.key(), fd_in, serial, c.uid);
+      if (tag == owner_tag::other || (tag == owner_tag::none && owner_tags_supported())) {
         dispose(fd_in);
         return proto::make_reply(q, status::not_permitted);
       }

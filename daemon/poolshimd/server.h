@@ -18,9 +18,9 @@
 // return in any process that kept a descriptor or a mapping of it). A returned slab stops counting
 // when its process exits, or when a look at /proc (that uid's processes' descriptors and mappings,
 // at most once a second per uid, and only when a request would be refused) finds no one holding
-// it. A re-declared slab must be one a daemon with this key lent (slab_identity.h), not lent now
-// and not returned here, and it counts like a lease. Per-client detail (client_stats, the metrics
-// page's client lines) is for root and the client's own uid.
+// it. A re-declared slab must be one a daemon with this key lent (slab_identity.h) to this uid (its
+// owner tag), not lent now and not returned here, and it counts like a lease. Per-client detail (client_stats, the
+// metrics page's client lines) is for root and the client's own uid.
 #pragma once
 
 #include <sys/types.h>

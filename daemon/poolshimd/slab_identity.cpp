@@ -2,8 +2,10 @@
 #include "poolshimd/slab_identity.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -82,6 +84,39 @@ bool slab_serial(const identity_key& key, int fd, std::uint64_t* serial) {
   if (std::string(link, static_cast<std::size_t>(n)) != "/memfd:" + slab_name(key, s) + " (deleted)") return false;
   *serial = s;
   return true;
+}
+
+namespace {
+constexpr const char* k_owner_attr = "user.poolshim.owner";
+std::string owner_text(const identity_key& key, std::uint64_t serial, uid_t uid) {
+  char t[24];
+  std::snprintf(t, sizeof t, "%016" PRIx64, siphash24(key, siphash24(key, serial) ^ (std::uint64_t{uid} << 1 | 1)));
+  return t;
+}
+}  // namespace
+
+bool tag_owner(const identity_key& key, int fd, std::uint64_t serial, uid_t uid) {
+  const std::string t = owner_text(key, serial, uid);
+  return fsetxattr(fd, k_owner_attr, t.data(), t.size(), 0) == 0;
+}
+
+owner_tag check_owner(const identity_key& key, int fd, std::uint64_t serial, uid_t uid) {
+  char got[32] = {};
+  const ssize_t n = fgetxattr(fd, k_owner_attr, got, sizeof got - 1);
+  if (n < 0) return owner_tag::none;
+  return std::string(got, static_cast<std::size_t>(n)) == owner_text(key, serial, uid) ? owner_tag::match
+                                                                                       : owner_tag::other;
+}
+
+bool owner_tags_supported() {
+  static const bool supported = [] {
+    const int fd = memfd_create("poolshim-xattr-probe", MFD_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = fsetxattr(fd, k_owner_attr, "x", 1, 0) == 0;
+    close(fd);
+    return ok;
+  }();
+  return supported;
 }
 
 identity_key load_identity_key(const std::string& path, std::string* why) {

@@ -99,6 +99,16 @@ class Daemon:
                     return int(line.split()[1])
         return -1
 
+    def settles_to(self, base_fds):
+        """After an attack: the daemon's descriptors come back to base_fds within 5 s."""
+        for _ in range(100):
+            if self.fds() <= base_fds:
+                break
+            time.sleep(0.05)
+        self.figures("after")
+        if self.fds() > base_fds:
+            fail(f"the daemon holds {self.fds()} descriptors, {base_fds} before the attack")
+
     def figures(self, when):
         print(f"{when}: daemon fds={self.fds()} rss_kib={self.rss_kib()}", flush=True)
 
@@ -225,13 +235,7 @@ def f1():
         conn.close()
         for c in conns:
             c.close()
-        for _ in range(100):
-            if d.fds() <= base_fds:
-                break
-            time.sleep(0.05)
-        d.figures("after")
-        if d.fds() > base_fds:
-            fail(f"the daemon holds {d.fds()} descriptors, {base_fds} before the attack")
+        d.settles_to(base_fds)
         if d.proc.poll() is not None:
             fail("the daemon died")
         print("daemon_loop f1_linger_socket_close: OK", flush=True)
@@ -327,13 +331,7 @@ def f4():
             fail(f"the daemon held {max_fds[0]} descriptors: the metrics connections are not capped")
         if "poolshimd_lent_bytes" not in metrics_get(port):
             fail("no metrics after the attack")
-        for _ in range(100):
-            if d.fds() <= base_fds:
-                break
-            time.sleep(0.05)
-        d.figures("after")
-        if d.fds() > base_fds:
-            fail(f"the daemon holds {d.fds()} descriptors, {base_fds} before the attack")
+        d.settles_to(base_fds)
         print("daemon_loop f4_metrics_slow_clients: OK", flush=True)
     finally:
         d.stop()

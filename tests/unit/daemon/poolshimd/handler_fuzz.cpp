@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "open_fds.h"
 #include "poolshim/protocol.h"
 #include "poolshimd/log.h"
 #include "poolshimd/server.h"
@@ -50,19 +51,6 @@ struct rng {
   std::uint32_t below(std::uint32_t n) { return static_cast<std::uint32_t>(next() % n); }
 };
 
-// Descriptors the daemon did not make, except the region's memfds (its fillers open those).
-int open_fd_count() {
-  int n = 0;
-  for (int fd = 0; fd < 4096; ++fd) {
-    if (fcntl(fd, F_GETFD) == -1) continue;
-    char link[256] = {};
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    const ssize_t len = readlink(path.c_str(), link, sizeof link - 1);
-    n += !(len > 0 && std::strncmp(link, "/memfd:poolshim-slab.", 21) == 0);
-  }
-  return n;
-}
-
 enum fd_kind {
   k_none,
   k_lent_slab,    // a descriptor of a slab this daemon lent (a dup)
@@ -80,7 +68,7 @@ enum fd_kind {
   k_kinds
 };
 const char* kind_name(int k) {
-  static const char* names[] = {"none",   "lent_slab",   "keyed_slab",  "plain_slab", "unsealed", "wrong_size", "pipe",
+  static const char* names[] = {"none",    "lent_slab",   "keyed_slab", "plain_slab", "unsealed",  "wrong_size", "pipe",
                                 "devnull", "unix_socket", "tcp_socket", "eventfd",    "directory", "file"};
   return names[k];
 }
@@ -189,8 +177,8 @@ class sequence {
   }
 
   std::uint64_t interesting() {
-    static const std::uint64_t values[] = {0,        1,         kSlab - 1,          kSlab, kSlab + 1, 2 * kSlab,
-                                           2u << 20, 64u << 20, std::uint64_t{1} << 40, ~0ull, 7,     4096};
+    static const std::uint64_t values[] = {
+        0, 1, kSlab - 1, kSlab, kSlab + 1, 2 * kSlab, 2u << 20, 64u << 20, std::uint64_t{1} << 40, ~0ull, 7, 4096};
     if (r_.below(4) == 0) return r_.next();
     if (r_.below(3) == 0 && !held_.empty()) return held_[r_.below(static_cast<std::uint32_t>(held_.size()))].lease;
     return values[r_.below(sizeof values / sizeof values[0])];
@@ -212,6 +200,9 @@ class sequence {
         if (fd < 0) return -1;
         if (ftruncate(fd, static_cast<off_t>(kind == k_wrong_size ? kSlab / 2 : kSlab)) != 0) return fd;
         if (kind != k_unsealed) (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+        std::uint64_t serial = 0;
+        if (kind == k_keyed_slab && pd::slab_serial(key_, fd, &serial))  // lent to one of the uids, or none
+          (void)pd::tag_owner(key_, fd, serial, 60000 + r_.below(4));
         return fd;
       }
       case k_pipe: {
@@ -277,12 +268,12 @@ class sequence {
     }
     const std::uint64_t client = any_client();
     // Every op, leases and re-declarations more often, goodbyes less (each one ends a client).
-    static const proto::op ops[] = {
-        proto::op::lease_slab,     proto::op::lease_slab,     proto::op::lease_slab,   proto::op::lease_slab,
-        proto::op::return_slab,    proto::op::return_slab,    proto::op::redeclare_slab, proto::op::redeclare_slab,
-        proto::op::hello,          proto::op::stats,          proto::op::client_stats, proto::op::return_idle,
-        proto::op::ipc_register,   proto::op::ipc_register,   proto::op::ipc_resolve,  proto::op::ipc_unregister,
-        proto::op::lease_device,   proto::op::goodbye};
+    static const proto::op ops[] = {proto::op::lease_slab,     proto::op::lease_slab,     proto::op::lease_slab,
+                                    proto::op::lease_slab,     proto::op::return_slab,    proto::op::return_slab,
+                                    proto::op::redeclare_slab, proto::op::redeclare_slab, proto::op::hello,
+                                    proto::op::stats,          proto::op::client_stats,   proto::op::return_idle,
+                                    proto::op::ipc_register,   proto::op::ipc_register,   proto::op::ipc_resolve,
+                                    proto::op::ipc_unregister, proto::op::lease_device,   proto::op::goodbye};
     const proto::op op = ops[r_.below(sizeof ops / sizeof ops[0])];
     proto::request q = proto::make_request(op, static_cast<std::uint32_t>(r_.next()));
     if (r_.below(2) == 0) {
@@ -299,12 +290,13 @@ class sequence {
       for (std::size_t i = 0; i < 64; ++i) q.payload[i] = static_cast<std::uint8_t>(r_.next());
     const bool takes_token = q.op == static_cast<std::uint16_t>(proto::op::ipc_resolve) ||
                              q.op == static_cast<std::uint16_t>(proto::op::ipc_unregister);
-    if ((takes_token ? r_.below(4) != 0 : r_.below(20) == 0) && !tokens_.empty()) std::memcpy(q.payload, tokens_[r_.below(static_cast<std::uint32_t>(tokens_.size()))].data(), 16);
+    if ((takes_token ? r_.below(4) != 0 : r_.below(20) == 0) && !tokens_.empty())
+      std::memcpy(q.payload, tokens_[r_.below(static_cast<std::uint32_t>(tokens_.size()))].data(), 16);
     unsigned char buf[proto::k_record_size + 8];
     std::memcpy(buf, &q, sizeof q);
     std::size_t len = sizeof q;
     if (r_.below(10) == 0) buf[r_.below(sizeof q)] ^= static_cast<unsigned char>(1 + r_.below(255));  // corrupted
-    if (r_.below(20) == 0) len = r_.below(sizeof buf);                                                  // short, long
+    if (r_.below(20) == 0) len = r_.below(sizeof buf);                                                // short, long
     int kind = k_none;
     if (q.op == static_cast<std::uint16_t>(proto::op::redeclare_slab) ? r_.below(8) != 0 : r_.below(6) == 0)
       kind = 1 + static_cast<int>(r_.below(k_kinds - 1));
@@ -418,7 +410,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string dir = tmpl;
-  const int fds_before = open_fd_count();
+  const int fds_before = pd::open_fd_count("/memfd:poolshim-slab.");
   rng r{seed * 0x9e3779b97f4a7c15ull + 1};
   figures f;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -436,10 +428,10 @@ int main(int argc, char** argv) {
   }
   // Descriptors the daemon received and did not keep are closed by its helper thread: give it a
   // moment, then nothing may be left open.
-  int fds_after = open_fd_count();
+  int fds_after = pd::open_fd_count("/memfd:poolshim-slab.");
   for (int i = 0; i < 100 && fds_after > fds_before; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    fds_after = open_fd_count();
+    fds_after = pd::open_fd_count("/memfd:poolshim-slab.");
   }
   if (status == 0 && fds_after != fds_before) {
     std::printf("handler_fuzz: FAIL: %d descriptors open after the run, %d before\n", fds_after, fds_before);

@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "poolshim/transport.h"
+
 namespace poolshim::daemon {
 namespace {
 
@@ -79,35 +81,17 @@ TEST(PeerPidfd, PeerThatExitedBeforeTheAcceptIsSeenAsExited) {
     // own pair, sends one end back, and exits.
     int mine[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mine) != 0) _exit(1);
-    char b = 'x';
-    iovec iov{&b, 1};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl;
-    m.msg_controllen = sizeof ctl;
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &mine[0], sizeof(int));
-    _exit(sendmsg(sv[1], &m, 0) == 1 ? 0 : 1);
+    const char b = 'x';
+    _exit(proto::send_record(sv[1], &b, 1, mine[0]) ? 0 : 1);
   }
   int st = 0;
   ASSERT_EQ(waitpid(child, &st, 0), child);  // exited and reaped: its pid is free for anyone
   ASSERT_EQ(WEXITSTATUS(st), 0);
   char b = 0;
-  iovec iov{&b, 1};
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = ctl;
-  m.msg_controllen = sizeof ctl;
-  ASSERT_EQ(recvmsg(sv[0], &m, 0), 1);
+  std::size_t got = 0;
   int end = -1;
-  std::memcpy(&end, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof end);
+  ASSERT_EQ(proto::recv_record(sv[0], &b, 1, &got, &end), proto::recv_status::ok);
+  ASSERT_GE(end, 0);
   int fd = -1;
   socklen_t len = sizeof fd;
   if (getsockopt(end, SOL_SOCKET, 77 /* SO_PEERPIDFD */, &fd, &len) != 0) {

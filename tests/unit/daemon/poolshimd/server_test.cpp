@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "open_fds.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -29,19 +30,6 @@ namespace poolshim::daemon {
 namespace {
 
 constexpr std::uint64_t kSlab = std::uint64_t{2} << 20;
-
-// Open descriptors other than the region's memfds (which its background fillers open meanwhile).
-int open_fd_count() {
-  int n = 0;
-  for (int fd = 0; fd < 4096; ++fd) {
-    if (fcntl(fd, F_GETFD) == -1) continue;
-    char link[256] = {};
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    const ssize_t len = readlink(path.c_str(), link, sizeof link - 1);
-    n += !(len > 0 && std::strncmp(link, "/memfd:", 7) == 0);
-  }
-  return n;
-}
 
 class Server : public ::testing::Test {
  protected:
@@ -449,11 +437,12 @@ class Redeclare : public Server {
     EXPECT_TRUE(why.empty()) << why;
     return k;
   }
-  // A slab as a predecessor with the same key would have lent it.
-  static int predecessor_slab(const identity_key& k, std::uint64_t serial, bool sealed = true) {
+  // A slab as a predecessor with the same key would have lent it (to this uid, or `owner`).
+  static int predecessor_slab(const identity_key& k, std::uint64_t serial, bool sealed = true, int owner = -2) {
     const int fd = memfd_create(slab_name(k, serial).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0 || ftruncate(fd, kSlab) != 0) return -1;
     if (sealed && fcntl(fd, F_ADD_SEALS, slab_region::k_seals) != 0) return -1;
+    if (owner != -1) (void)tag_owner(k, fd, serial, owner == -2 ? geteuid() : static_cast<uid_t>(owner));
     return fd;
   }
 };
@@ -476,6 +465,23 @@ TEST_F(Redeclare, OnlySlabsThisKeyNamedAreTaken) {
   const int copy = predecessor_slab(key(), 9);  // the same name, another file
   EXPECT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, copy), proto::status::not_permitted) << "serial 9 is lent";
   for (int f : {plain, forged, unsealed, good, copy}) close(f);
+}
+
+TEST_F(Redeclare, ASlabLentToAnotherUidIsRefused) {
+  if (!owner_tags_supported()) GTEST_SKIP() << "memfds keep no user xattr here (Linux before 6.6)";
+  start();
+  proto::reply r{};
+  const int others = predecessor_slab(key(), 21, true, static_cast<int>(geteuid()) + 1);
+  EXPECT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, others), proto::status::not_permitted) << "another uid's";
+  const int untagged = predecessor_slab(key(), 22, true, -1);
+  EXPECT_EQ(ask(proto::op::redeclare_slab, kSlab, &r, untagged), proto::status::not_permitted) << "no owner tag";
+  int fd = -1;
+  ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
+  std::uint64_t serial = 0;
+  ASSERT_TRUE(slab_serial(key(), fd, &serial));
+  EXPECT_EQ(check_owner(key(), fd, serial, geteuid()), owner_tag::match) << "a lease is tagged with its uid";
+  EXPECT_EQ(check_owner(key(), fd, serial, geteuid() + 1), owner_tag::other);
+  for (int f : {others, untagged, fd}) close(f);
 }
 
 TEST_F(Redeclare, ReturnedSlabCannotComeBack) {
