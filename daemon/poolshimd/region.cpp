@@ -208,6 +208,41 @@ bool slab_region::serial_lent(std::uint64_t serial) const {
   return false;
 }
 
+bool slab_region::reserve(std::size_t n) {
+  std::lock_guard lock(mutex_);
+  // A slab a filler is on counts as free: the filler closes what it made when it sees the slab
+  // taken meanwhile (as when a lend fills one itself).
+  const auto is_free = [](const slab& s) {
+    return s.st == state::empty || s.st == state::filling || s.st == state::ready;
+  };
+  std::size_t free = 0;
+  for (const slab& s : slabs_) free += is_free(s);
+  if (free < n) return false;
+  for (slab& s : slabs_) {
+    if (n == 0) break;
+    if (!is_free(s)) continue;
+    if (s.fd >= 0) closing_.push_back(s.fd);
+    s = slab{};
+    s.st = state::reserved;
+    --n;
+  }
+  work_.notify_one();
+  return true;
+}
+
+void slab_region::release(std::size_t n) {
+  {
+    std::lock_guard lock(mutex_);
+    for (slab& s : slabs_) {
+      if (n == 0) break;
+      if (s.st != state::reserved) continue;
+      s.st = state::empty;
+      --n;
+    }
+  }
+  work_.notify_all();
+}
+
 std::uint64_t slab_region::serial_of(int i) const {
   std::lock_guard lock(mutex_);
   return slabs_.at(static_cast<std::size_t>(i)).serial;
@@ -236,9 +271,10 @@ region_figures slab_region::figures() const {
   f.region_bytes = slabs_.size() * options_.slab_bytes;
   for (const slab& s : slabs_) {
     if (s.st == state::lent) f.lent_bytes += options_.slab_bytes;
+    if (s.st == state::reserved) f.named_bytes += options_.slab_bytes;
     if (s.st == state::ready) ++f.ready_slabs;
   }
-  f.free_bytes = f.region_bytes - f.lent_bytes;
+  f.free_bytes = f.region_bytes - f.lent_bytes - f.named_bytes;
   f.reclaimed = reclaimed_;
   return f;
 }

@@ -40,6 +40,7 @@ struct slab_id {
 
 struct region_figures {
   std::uint64_t region_bytes, lent_bytes, free_bytes, ready_slabs, slabs, reclaimed;
+  std::uint64_t named_bytes;  // slabs taken out for named buffers (reserve)
 };
 
 class slab_region {
@@ -62,6 +63,11 @@ class slab_region {
   // adopted as a slab of this region if one is free to be replaced (its memory is the client's
   // already). -1 if not.
   int adopt(std::uint64_t owner, int fd, std::size_t bytes, std::uint64_t serial);
+  // Free slabs taken out of the region for a named buffer, which has a memfd of its own (the
+  // server makes it): n slabs that are empty or ready (a ready one's memfd goes to a filler to
+  // close) are not lent until release(n). False, and nothing taken, when fewer are free.
+  bool reserve(std::size_t n);
+  void release(std::size_t n);
   // A slab lent now carries this serial.
   bool serial_lent(std::uint64_t serial) const;
   std::uint64_t serial_of(int slab) const;
@@ -78,7 +84,7 @@ class slab_region {
   region_figures figures() const;
 
  private:
-  enum class state : std::uint8_t { empty, filling, ready, lent };
+  enum class state : std::uint8_t { empty, filling, ready, lent, reserved };
   struct slab {
     int fd = -1;
     ino_t ino = 0;  // the memfd's inode: what identifies it in a descriptor a client sends back

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -223,6 +224,7 @@ server::~server() {
     if (c->pidfd >= 0) close(c->pidfd);
   }
   for (auto& [id, m] : metrics_conns_) close(m.fd);
+  for (auto& [id, b] : buffers_) closer_->put(b.fd);
   closer_->stop();
   if (listen_ >= 0) {
     close(listen_);
@@ -238,7 +240,8 @@ void server::stop() noexcept {
   (void)n;
 }
 
-bool server::idle() const { return clients_.empty() && region_.figures().lent_bytes == 0; }
+// Nothing lent, no client, no named buffer (a name outlives its clients: the daemon stays for it).
+bool server::idle() const { return clients_.empty() && buffers_.empty() && region_.figures().lent_bytes == 0; }
 
 int server::run() {
   auto idle_since = std::chrono::steady_clock::now();
@@ -392,13 +395,14 @@ void server::drop_socket(client& c) {
   epoll_ctl(epoll_, EPOLL_CTL_DEL, c.sock, nullptr);
   retire_socket(c.sock);
   c.sock = -1;
-  // Nothing to keep for the process: no lease, and no returned slab it may still hold (those count
-  // against its quotas until it exits: a goodbye and a new connection do not wipe them).
-  if (c.leases.empty() && c.retained.empty()) on_client_exited(c.id);
+  // Nothing to keep for the process: no lease, no named buffer's reference, and no returned slab it
+  // may still hold (those count against its quotas until it exits: a goodbye and a new connection
+  // do not wipe them).
+  if (c.leases.empty() && c.refs.empty() && c.retained.empty()) on_client_exited(c.id);
 }
 
 bool server::holds_nothing(const client& c) const {
-  if (!c.leases.empty()) return false;
+  if (!c.leases.empty() || !c.refs.empty()) return false;
   for (const auto& [t, e] : exports_)
     if (e.client == c.id) return false;
   return true;
@@ -642,6 +646,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     }
     case proto::op::goodbye:
       release_all(c);
+      drop_references(c);
       return proto::make_reply(q, status::ok);
     case proto::op::ipc_register: {
       if (c.exports >= k_max_exports) return proto::make_reply(q, status::quota);
@@ -655,6 +660,47 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       proto::reply r = proto::make_reply(q, status::ok);
       std::memcpy(r.payload, t.data(), t.size());
       return r;
+    }
+    case proto::op::buffer_create:
+      return create_buffer(c, q, fd_out);
+    case proto::op::buffer_open:
+      return open_buffer(c, q, fd_out);
+    case proto::op::buffer_close: {
+      auto it = std::find_if(c.refs.begin(), c.refs.end(), [&](const buffer_ref& r) { return r.id == q.arg[0]; });
+      if (it == c.refs.end()) return proto::make_reply(q, status::not_found);
+      const std::uint64_t b = it->buffer;
+      c.refs.erase(it);
+      drop_reference(b);
+      return proto::make_reply(q, status::ok);
+    }
+    case proto::op::buffer_unlink: {
+      const auto key = name_key(c, q);
+      auto it = names_.find(key);
+      if (it == names_.end()) return proto::make_reply(q, status::not_found);
+      named_buffer& b = buffers_.at(it->second);
+      if (c.uid != 0 && c.uid != b.uid) return proto::make_reply(q, status::not_permitted);
+      const std::uint64_t id = it->second;
+      names_.erase(it);
+      b.unlinked = true;
+      if (b.refs == 0) free_buffer(id);
+      return proto::make_reply(q, status::ok);
+    }
+    case proto::op::buffer_list: {
+      std::uint64_t n = q.arg[0];
+      for (const auto& [id, b] : buffers_) {
+        if (b.unlinked || (c.uid != 0 && !b.shared && b.uid != c.uid)) continue;
+        if (n-- != 0) continue;
+        proto::reply r = proto::make_reply(q, status::ok);
+        std::memcpy(r.payload, b.name.data(), b.name.size());
+        r.val[0] = b.bytes;
+        r.val[1] = b.kind_flags;
+        r.val[2] = b.refs;
+        r.val[3] = static_cast<std::uint64_t>(b.creator_pid);
+        r.val[4] = b.uid;
+        r.val[5] = b.ctime_ns;
+        return r;
+      }
+      return proto::make_reply(q, status::not_found);
     }
     case proto::op::ipc_resolve:
     case proto::op::ipc_unregister: {
@@ -720,6 +766,13 @@ bool server::fits_quota(const client& c, std::uint64_t more) const {
     uid += held(*other);
     if (other->pid == c.pid) process += held(*other);
   }
+  // Named buffers count for the uid that owns them while they exist, and for the process that
+  // made them while it lives (it may be gone: the name outlives it).
+  for (const auto& [id, b] : buffers_) {
+    if (b.uid != c.uid) continue;
+    uid += b.reserved;
+    if (b.creator_pid == c.pid && clients_.count(b.creator_client) != 0) process += b.reserved;
+  }
   return (options_.client_quota == 0 || process + more <= options_.client_quota) &&
          (options_.uid_quota == 0 || uid + more <= options_.uid_quota);
 }
@@ -765,6 +818,7 @@ void server::on_client_exited(std::uint64_t id) {
     ++reclaimed_clients_;
   }
   release_all(c);
+  drop_references(c);  // its named buffers' references: the last one frees an unlinked buffer
   c.retained.clear();  // the process is gone: what it kept is let go (by it, at least)
   c.retained_bytes = 0;
   std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
@@ -801,6 +855,7 @@ proto::daemon_status server::status_figures() const {
   for (const auto& [id, c] : clients_) s.leases += c->leases.size();
   s.reclaimed_slabs = f.reclaimed;
   s.device_lent_bytes = devices_.lent_bytes();
+  s.named_bytes = f.named_bytes;
   return s;
 }
 
@@ -921,6 +976,124 @@ void server::end_metrics(std::uint64_t id, bool abort) {
   }
   close(fd);
   metrics_conns_.erase(it);
+}
+
+// ---- named buffers (issue #14) ----
+
+std::pair<std::uint64_t, std::string> server::name_key(const client& c, const proto::request& q) {
+  const auto* p = reinterpret_cast<const char*>(q.payload);
+  const std::string name(p, strnlen(p, proto::k_name_size));
+  const bool shared = (q.arg[1] & proto::k_buffer_shared) != 0;
+  return {shared ? k_shared_namespace : std::uint64_t{c.uid}, name};
+}
+
+proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_out) {
+  using proto::status;
+  if ((q.arg[1] & proto::k_buffer_kind_mask) != static_cast<std::uint64_t>(proto::buffer_kind::host))
+    return proto::make_reply(q, status::unsupported);  // device buffers: not yet
+  const auto key = name_key(c, q);
+  if (names_.count(key) != 0) return proto::make_reply(q, status::exists);
+  if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
+  const std::uint64_t slab = region_.slab_bytes();
+  const std::uint64_t slabs = (q.arg[0] + slab - 1) / slab;
+  if (!within_quota(c, slabs * slab)) return proto::make_reply(q, status::quota);
+  if (!region_.reserve(slabs)) {
+    pressure_until_ = now() + k_pressure_hold;
+    return proto::make_reply(q, status::no_memory);
+  }
+  // Its own memfd of the buffer's size (pages rounded), filled now (the memory exists when the
+  // reply comes; the fill of a large buffer holds the loop that long: see the issue's figures),
+  // sealed against shrinking and growing.
+  const std::uint64_t mapped = (q.arg[0] + 4095) & ~std::uint64_t{4095};
+  const int fd = memfd_create(("poolshim-buffer:" + key.second).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(mapped)) != 0 ||
+      fallocate(fd, 0, 0, static_cast<off_t>(mapped)) != 0 || fcntl(fd, F_ADD_SEALS, slab_region::k_seals) != 0) {
+    if (fd >= 0) closer_->put(fd);
+    region_.release(slabs);
+    return proto::make_reply(q, status::no_memory);
+  }
+  const int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) {
+    closer_->put(fd);
+    region_.release(slabs);
+    return proto::make_reply(q, status::internal);
+  }
+  const std::uint64_t id = next_buffer_++;
+  named_buffer& b = buffers_[id];
+  b.name = key.second;
+  b.shared = key.first == k_shared_namespace;
+  b.uid = c.uid;
+  b.creator_pid = c.pid;
+  b.creator_client = c.id;
+  b.bytes = q.arg[0];
+  b.mapped = mapped;
+  b.reserved = slabs * slab;
+  b.slabs = slabs;
+  b.kind_flags = q.arg[1];
+  b.dtype_ndim = q.arg[2];
+  std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
+  b.fd = fd;
+  b.refs = 1;
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+  names_[key] = id;
+  const buffer_ref ref{next_ref_++, id};
+  c.refs.push_back(ref);
+  *fd_out = dup;
+  log::debug("poolshimd: client {} (pid {} uid {}) created buffer '{}' of {} bytes", c.id, c.pid, c.uid, b.name,
+             b.bytes);
+  proto::reply r = proto::make_reply(q, status::ok);
+  r.val[0] = ref.id;
+  r.val[1] = mapped;
+  return r;
+}
+
+proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out) {
+  using proto::status;
+  auto it = names_.find(name_key(c, q));
+  if (it == names_.end()) return proto::make_reply(q, status::not_found);
+  if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
+  named_buffer& b = buffers_.at(it->second);
+  const int dup = fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return proto::make_reply(q, status::internal);
+  ++b.refs;
+  const buffer_ref ref{next_ref_++, it->second};
+  c.refs.push_back(ref);
+  *fd_out = dup;
+  proto::reply r = proto::make_reply(q, status::ok);
+  r.val[0] = ref.id;
+  r.val[1] = b.bytes;
+  r.val[2] = b.kind_flags;
+  r.val[3] = b.dtype_ndim;
+  r.val[4] = 0;  // host buffers name no device
+  r.val[5] = static_cast<std::uint64_t>(b.creator_pid);
+  std::memcpy(r.payload, b.shape.data(), sizeof b.shape);
+  return r;
+}
+
+void server::drop_reference(std::uint64_t buffer) {
+  auto it = buffers_.find(buffer);
+  if (it == buffers_.end()) return;
+  if (it->second.refs > 0) --it->second.refs;
+  if (it->second.refs == 0 && it->second.unlinked) free_buffer(buffer);
+}
+
+void server::drop_references(client& c) {
+  const std::vector<buffer_ref> refs = std::move(c.refs);
+  c.refs.clear();
+  for (const buffer_ref& r : refs) drop_reference(r.buffer);
+}
+
+// The memory goes: the daemon's descriptor closed on the helper thread (the last close of a large
+// memfd frees its pages there and then), its slabs back to the region.
+void server::free_buffer(std::uint64_t id) {
+  auto it = buffers_.find(id);
+  if (it == buffers_.end()) return;
+  log::debug("poolshimd: buffer '{}' of {} bytes freed", it->second.name, it->second.bytes);
+  closer_->put(it->second.fd);
+  region_.release(it->second.slabs);
+  buffers_.erase(it);
 }
 
 // The harness's entry points (server.h).

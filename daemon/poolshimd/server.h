@@ -98,6 +98,27 @@ class server {
     std::uint64_t bytes = 0;   // device memory: its size
     int device = -1;           // device memory: the lender's device index
   };
+  struct buffer_ref {
+    std::uint64_t id;      // what the client names it by (buffer_close)
+    std::uint64_t buffer;  // buffers_' key
+  };
+  // A named buffer (issue #14): its memory a memfd of its own, taken out of the region's budget.
+  struct named_buffer {
+    std::string name;
+    bool shared = false;  // the shared namespace (any uid opens it), else its uid's
+    uid_t uid = 0;        // the owner: its creator's uid (quotas, unlink)
+    pid_t creator_pid = 0;
+    std::uint64_t creator_client = 0;
+    std::uint64_t bytes = 0, mapped = 0;  // asked; the memfd's size (a page multiple)
+    std::uint64_t reserved = 0;           // region bytes it takes (whole slabs)
+    std::size_t slabs = 0;
+    std::uint64_t kind_flags = 0, dtype_ndim = 0;
+    std::array<std::uint64_t, proto::k_max_dims> shape{};
+    int fd = -1;
+    std::uint32_t refs = 0;
+    bool unlinked = false;  // its name is gone; it goes with its last reference
+    std::uint64_t ctime_ns = 0;
+  };
   struct client {
     std::uint64_t id;
     int sock = -1;   // -1 once the socket closed (the process may still hold its leases)
@@ -109,6 +130,7 @@ class server {
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
     std::chrono::steady_clock::time_point last_active{};  // the last record received
+    std::vector<buffer_ref> refs;                         // its references to named buffers
     std::vector<slab_id> retained;                        // slabs it returned that it may still hold
     std::uint64_t retained_bytes = 0;                     // their bytes
     std::uint64_t exports = 0;                            // its IPC registrations
@@ -163,6 +185,13 @@ class server {
   };
 
   void end_lease(client& c, const lease& l, bool retain);
+  static constexpr std::uint64_t k_shared_namespace = ~std::uint64_t{0};
+  static std::pair<std::uint64_t, std::string> name_key(const client& c, const proto::request& q);
+  proto::reply create_buffer(client& c, const proto::request& q, int* fd_out);
+  proto::reply open_buffer(client& c, const proto::request& q, int* fd_out);
+  void drop_reference(std::uint64_t buffer);
+  void drop_references(client& c);
+  void free_buffer(std::uint64_t id);
 
   server_options options_;
   slab_region region_;
@@ -191,12 +220,17 @@ class server {
   std::set<std::uint64_t> retired_;          // serials of slabs returned here: never re-declared
   std::deque<std::uint64_t> retired_order_;  // the oldest forgotten past k_max_retired
   std::map<uid_t, clock::time_point> scanned_;
+  std::map<std::uint64_t, named_buffer> buffers_;
+  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> names_;  // (uid or shared, name) -> buffer
+  std::uint64_t next_buffer_ = 1;
+  std::uint64_t next_ref_ = 1;
   bool test_clock_ = false;
   clock::time_point test_now_{};
 
  public:
   static constexpr std::size_t k_max_retired = std::size_t{1} << 18;
-  static constexpr std::uint64_t k_max_exports = 65536;  // IPC registrations per client
+  static constexpr std::uint64_t k_max_exports = 65536;   // IPC registrations per client
+  static constexpr std::size_t k_max_references = 65536;  // named buffers' references per client
 };
 
 }  // namespace poolshim::daemon

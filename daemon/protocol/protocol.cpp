@@ -66,11 +66,98 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
                      any_nonzero(r.payload, k_uuid_size)
                  ? status::ok
                  : status::bad_argument;
+    case op::buffer_create:
+      return buffer_create_problem(r) == nullptr ? status::ok : status::bad_argument;
+    case op::buffer_open:
+    case op::buffer_unlink:
+      return r.arg[0] == 0 && (r.arg[1] & ~k_buffer_shared) == 0 && unused_from(2) &&
+                     buffer_name_problem(r.payload) == nullptr
+                 ? status::ok
+                 : status::bad_argument;
+    case op::buffer_close:
+      return r.arg[0] != 0 && unused_from(1) ? status::ok : status::bad_argument;
+    case op::buffer_list:
+      return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
   }
   return status::unknown_op;
 }
 
 }  // namespace
+
+std::size_t dtype_size(std::uint32_t code) noexcept {
+  switch (code) {
+#define POOLSHIM_PROTO_DTYPE_SIZE(name, value, bytes) \
+  case value:                                         \
+    return bytes;
+    POOLSHIM_PROTO_DTYPES(POOLSHIM_PROTO_DTYPE_SIZE)
+#undef POOLSHIM_PROTO_DTYPE_SIZE
+  }
+  return 0;
+}
+
+const char* dtype_name(std::uint32_t code) noexcept {
+  switch (code) {
+#define POOLSHIM_PROTO_DTYPE_NAME(name, value, bytes) \
+  case value:                                         \
+    return #name;
+    POOLSHIM_PROTO_DTYPES(POOLSHIM_PROTO_DTYPE_NAME)
+#undef POOLSHIM_PROTO_DTYPE_NAME
+  }
+  return nullptr;
+}
+
+std::uint32_t dtype_code(const char* name) noexcept {
+  if (name == nullptr) return 0;
+#define POOLSHIM_PROTO_DTYPE_CODE(n, value, bytes) \
+  if (std::strcmp(name, #n) == 0) return value;
+  POOLSHIM_PROTO_DTYPES(POOLSHIM_PROTO_DTYPE_CODE)
+#undef POOLSHIM_PROTO_DTYPE_CODE
+  return 0;
+}
+
+const char* buffer_name_problem(const std::uint8_t (&payload)[k_payload_size]) noexcept {
+  std::size_t n = 0;
+  while (n < k_name_size && payload[n] != 0) ++n;
+  if (n == 0) return "the name is empty";
+  if (n == k_name_size) return "the name is longer than 63 bytes";
+  for (std::size_t i = 0; i < n; ++i) {
+    if (payload[i] == '/') return "the name holds a '/'";
+    if (payload[i] < 0x21 || payload[i] > 0x7e) return "the name holds a byte that is not printable ASCII (or a space)";
+  }
+  for (std::size_t i = n; i < k_name_size; ++i)
+    if (payload[i] != 0) return "the name is not NUL-padded";
+  return nullptr;
+}
+
+const char* buffer_create_problem(const request& r) noexcept {
+  if (const char* p = buffer_name_problem(r.payload)) return p;
+  const std::uint64_t kind = r.arg[1] & k_buffer_kind_mask;
+  if (kind != static_cast<std::uint64_t>(buffer_kind::host) && kind != static_cast<std::uint64_t>(buffer_kind::device))
+    return "the kind is neither host nor device";
+  if ((r.arg[1] & ~(k_buffer_kind_mask | k_buffer_shared)) != 0) return "unknown flags";
+  if (kind == static_cast<std::uint64_t>(buffer_kind::host) && r.arg[3] != 0) return "a host buffer names no device";
+  if (r.arg[3] >= 1024) return "the device does not exist";
+  if (r.arg[0] == 0) return "the buffer has no bytes";
+  if (r.arg[0] > k_max_lease_bytes) return "the buffer is larger than 1 TiB";
+  const std::uint64_t dtype = r.arg[2] & 0xffff;
+  const std::uint64_t ndim = (r.arg[2] >> 16) & 0xffff;
+  if ((r.arg[2] >> 32) != 0) return "unknown bits in the element type and rank";
+  const std::size_t item = dtype_size(static_cast<std::uint32_t>(dtype));
+  if (item == 0) return "unknown element type (dtype)";
+  if (ndim > k_max_dims) return "more than 8 dimensions";
+  std::uint64_t elements = 1;
+  for (std::uint64_t d = 0; d < ndim; ++d) {
+    std::uint64_t dim;
+    std::memcpy(&dim, r.payload + k_name_size + d * sizeof dim, sizeof dim);
+    if (dim != 0 && elements > k_max_lease_bytes / dim) return "the shape's product overflows";
+    elements *= dim;
+  }
+  for (std::size_t i = k_name_size + ndim * sizeof(std::uint64_t); i < k_payload_size; ++i)
+    if (r.payload[i] != 0) return "bytes past the shape's last dimension are not zero";
+  if (elements > k_max_lease_bytes / item || elements * item != r.arg[0])
+    return "the shape times the element size is not the buffer's bytes";
+  return nullptr;
+}
 
 const char* op_name(op o) noexcept {
   switch (o) {
@@ -111,6 +198,10 @@ const char* status_name(status s) noexcept {
       return "not_permitted";
     case status::internal:
       return "internal";
+    case status::exists:
+      return "exists";
+    case status::unsupported:
+      return "unsupported";
   }
   return "unknown";
 }
@@ -124,6 +215,11 @@ std::size_t request_payload_bytes(op o) noexcept {
       return k_token_size;
     case op::lease_device:
       return k_uuid_size;
+    case op::buffer_create:
+      return k_payload_size;
+    case op::buffer_open:
+    case op::buffer_unlink:
+      return k_name_size;
     default:
       return 0;
   }
@@ -136,7 +232,10 @@ std::size_t reply_payload_bytes(op o) noexcept {
     case op::ipc_resolve:
       return k_ipc_handle_size;
     case op::stats:
-      return sizeof(std::uint64_t);
+      return 2 * sizeof(std::uint64_t);
+    case op::buffer_open:
+    case op::buffer_list:
+      return k_name_size;  // the shape; the name
     default:
       return 0;
   }
@@ -219,20 +318,20 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
 
 namespace {
 
-// A figure's slot: val[0..5], or the payload's first 8 bytes (slot 6; reply_payload_bytes(stats)).
+// A figure's slot: val[0..5], or the payload's 8-byte words (slots 6 and 7; reply_payload_bytes(stats)).
 static_assert(sizeof(reply{}.val) / sizeof(std::uint64_t) == 6);
 
 void put_slot(reply* r, int slot, std::uint64_t v) noexcept {
   if (slot < 6)
     r->val[slot] = v;
   else
-    std::memcpy(r->payload, &v, sizeof v);
+    std::memcpy(r->payload + (slot - 6) * sizeof v, &v, sizeof v);
 }
 
 std::uint64_t get_slot(const reply& r, int slot) noexcept {
   if (slot < 6) return r.val[slot];
   std::uint64_t v;
-  std::memcpy(&v, r.payload, sizeof v);
+  std::memcpy(&v, r.payload + (slot - 6) * sizeof v, sizeof v);
   return v;
 }
 

@@ -23,34 +23,78 @@ inline constexpr std::size_t k_uuid_size = 16;        // sizeof(CUuuid)
 inline constexpr std::uint64_t k_device_granule = std::uint64_t{2} << 20;
 inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // sanity bound: 1 TiB
 
-#define POOLSHIM_PROTO_OPS(X)                                                                             \
-  /* op, value, fd in request, fd in reply: what the op asks */                                           \
-  X(hello, 1, false, false)           /* arg0 client protocol features (0); reply: val0 slab bytes,  */   \
-                                      /* val1 daemon pid, val2 region bytes                           */  \
-  X(lease_slab, 2, false, true)       /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */  \
-                                      /* the slab's memfd                                             */  \
-  X(return_slab, 3, false, false)     /* arg0 lease id (of a slab or of device memory)                */  \
-  X(redeclare_slab, 4, true, false)   /* the memfd of a slab leased from an earlier daemon; arg0    */    \
-                                      /* bytes; reply: val0 the new lease id                          */  \
-  X(stats, 5, false, false)           /* reply: a daemon_status: val0 region bytes, val1 lent, val2  */   \
-                                      /* free, val3 clients, val4 leases, val5 reclaimed slabs since  */  \
-                                      /* start; payload[0,8) device bytes lent (STATUS_FIGURES below) */  \
-  X(client_stats, 6, false, false)    /* arg0 index among the clients the asker may see (root: all;  */   \
-                                      /* others: their uid's); reply: a client_status: val0 pid, val1 */  \
-                                      /* uid, val2 lent bytes, val3 leases, val4 device bytes;        */  \
-                                      /* not_found past the last one                                  */  \
-  X(return_idle, 7, false, false)     /* reply: val0 bytes the daemon asks this client to give back  */   \
-                                      /* (every reply also carries the pressure, in MiB)              */  \
-  X(goodbye, 8, false, false)         /* the client returns every lease and closes                    */  \
-  X(ipc_register, 9, false, false)    /* a small pooled block exported: payload[0,64) the real IPC  */    \
-                                      /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */  \
-                                      /* payload[0,16) the token                                      */  \
-  X(ipc_resolve, 10, false, false)    /* payload[0,16) a token (same uid only); reply: payload[0,64) */   \
-                                      /* the segment's real handle, val0 offset, val1 bytes           */  \
-  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */    \
-  X(lease_device, 12, false, true)    /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */ \
-                                      /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */ \
-                                      /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */
+// Named buffers (issue #14). A name: 1 to 63 printable ASCII bytes (0x21-0x7e) other than '/',
+// NUL-padded to k_name_size. A shape: at most k_max_dims dimensions whose product times the
+// element's size is the buffer's bytes (no overflow). Kinds and flags share arg1.
+inline constexpr std::size_t k_name_size = 64;
+inline constexpr std::size_t k_max_dims = 8;
+enum class buffer_kind : std::uint8_t { host = 1, device = 2 };
+inline constexpr std::uint64_t k_buffer_kind_mask = 0xff;
+inline constexpr std::uint64_t k_buffer_shared = std::uint64_t{1} << 8;  // the shared namespace (any uid)
+// Element types: X(name, code, bytes), code as on the wire (arg2's low 16 bits).
+#define POOLSHIM_PROTO_DTYPES(X) \
+  X(u8, 1, 1)                    \
+  X(i8, 2, 1)                    \
+  X(u16, 3, 2)                   \
+  X(i16, 4, 2)                   \
+  X(u32, 5, 4)                   \
+  X(i32, 6, 4)                   \
+  X(u64, 7, 8)                   \
+  X(i64, 8, 8)                   \
+  X(f16, 9, 2)                   \
+  X(bf16, 10, 2)                 \
+  X(f32, 11, 4)                  \
+  X(f64, 12, 8)                  \
+  X(bool, 13, 1)
+std::size_t dtype_size(std::uint32_t code) noexcept;  // 0: not an element type
+const char* dtype_name(std::uint32_t code) noexcept;  // "f32", or nullptr
+std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
+
+#define POOLSHIM_PROTO_OPS(X)                                                                              \
+  /* op, value, fd in request, fd in reply: what the op asks */                                            \
+  X(hello, 1, false, false)           /* arg0 client protocol features (0); reply: val0 slab bytes,  */    \
+                                      /* val1 daemon pid, val2 region bytes                           */   \
+  X(lease_slab, 2, false, true)       /* arg0 bytes (<= slab size); reply: val0 lease id, val1 bytes, */   \
+                                      /* the slab's memfd                                             */   \
+  X(return_slab, 3, false, false)     /* arg0 lease id (of a slab or of device memory)                */   \
+  X(redeclare_slab, 4, true, false)   /* the memfd of a slab leased from an earlier daemon; arg0    */     \
+                                      /* bytes; reply: val0 the new lease id                          */   \
+  X(stats, 5, false, false)           /* reply: a daemon_status: val0 region bytes, val1 lent, val2  */    \
+                                      /* free, val3 clients, val4 leases, val5 reclaimed slabs since  */   \
+                                      /* start; payload[0,16) device bytes lent, named bytes (below)  */   \
+  X(client_stats, 6, false, false)    /* arg0 index among the clients the asker may see (root: all;  */    \
+                                      /* others: their uid's); reply: a client_status: val0 pid, val1 */   \
+                                      /* uid, val2 lent bytes, val3 leases, val4 device bytes;        */   \
+                                      /* not_found past the last one                                  */   \
+  X(return_idle, 7, false, false)     /* reply: val0 bytes the daemon asks this client to give back  */    \
+                                      /* (every reply also carries the pressure, in MiB)              */   \
+  X(goodbye, 8, false, false)         /* the client returns every lease and closes                    */   \
+  X(ipc_register, 9, false, false)    /* a small pooled block exported: payload[0,64) the real IPC  */     \
+                                      /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */   \
+                                      /* payload[0,16) the token                                      */   \
+  X(ipc_resolve, 10, false, false)    /* payload[0,16) a token (same uid only); reply: payload[0,64) */    \
+                                      /* the segment's real handle, val0 offset, val1 bytes           */   \
+  X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */     \
+  X(lease_device, 12, false, true)    /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */  \
+                                      /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */  \
+                                      /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */ \
+  X(buffer_create, 13, false, true)   /* a named buffer (issue #14): payload[0,64) its name,          */   \
+                                      /* [64,128) its shape (ndim u64 dims); arg0 bytes; arg1 kind |  */   \
+                                      /* flags (k_buffer_shared); arg2 dtype | ndim << 16; arg3 the   */   \
+                                      /* device (device kind); reply: val0 a reference id, val1 the   */   \
+                                      /* bytes mapped (rounded to a page), the host buffer's memfd     */  \
+  X(buffer_open, 14, false, true)     /* payload[0,64) a name; arg1 k_buffer_shared: the shared      */    \
+                                      /* namespace, else the asker's uid's; reply: val0 a reference  */    \
+                                      /* id, val1 bytes, val2 kind | flags, val3 dtype | ndim << 16,  */   \
+                                      /* val4 device, val5 creator pid; payload[0,64) the shape; the  */   \
+                                      /* host buffer's memfd                                          */   \
+  X(buffer_close, 15, false, false)   /* arg0 a reference id of this client                          */    \
+  X(buffer_unlink, 16, false, false)  /* payload[0,64) a name; arg1 k_buffer_shared (as open): the    */   \
+                                      /* name goes now, the memory with its last reference            */   \
+  X(buffer_list, 17, false, false)    /* arg0 index among the buffers the asker may see (its uid's   */    \
+                                      /* and the shared ones; root: all); reply: payload[0,64) name;  */   \
+                                      /* val0 bytes, val1 kind | flags, val2 references, val3 creator */   \
+                                      /* pid, val4 owner uid, val5 creation time (ns since the epoch) */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -72,6 +116,8 @@ enum class status : std::int32_t {
   not_found = 10,      // no such lease (or client index)
   not_permitted = 11,  // the lease is another client's
   internal = 12,
+  exists = 13,       // buffer_create: the name is taken
+  unsupported = 14,  // a kind this daemon does not serve (device buffers, for now)
 };
 
 const char* op_name(op o) noexcept;          // "lease_slab", or "unknown"
@@ -115,6 +161,12 @@ std::size_t reply_payload_bytes(op o) noexcept;
 request make_request(op o, std::uint32_t seq) noexcept;
 reply make_reply(const request& r, status s) noexcept;
 
+// What is wrong with a buffer_create request's name, kind, element type or shape, in words for the
+// user (nullptr: nothing); and a name's problem alone (buffer_open, buffer_unlink). validate_request
+// refuses such a record with bad_argument; the client library says this text.
+const char* buffer_create_problem(const request& r) noexcept;
+const char* buffer_name_problem(const std::uint8_t (&payload)[k_payload_size]) noexcept;
+
 // Checks every field of `len` received bytes and copies them to *out when they form a valid
 // request (for ops with size limits: `slab_bytes` bounds lease_slab). Never reads past len.
 status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_bytes, request* out) noexcept;
@@ -123,7 +175,8 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
 
 // ---- the daemon's figures, typed: one description for the reply, its readers and the metrics ----
 
-// op::stats: X(field, slot, metric, help). slot 0-5 is the reply's val[slot], 6 its payload[0,8);
+// op::stats: X(field, slot, metric, help). slot 0-5 is the reply's val[slot], 6 and 7 its
+// payload[0,8) and [8,16) (7: since named buffers; an older daemon leaves it zero);
 // the field is also the figure's name in `poolshimd --status` and poolshim-stats; metric is its
 // Prometheus name on the metrics page (nullptr: not there). The layout is version 1's: fixed.
 #define POOLSHIM_PROTO_STATUS_FIGURES(X)                                                               \
@@ -133,7 +186,8 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   X(clients, 3, "poolshimd_clients", "Connected or lease-holding clients.")                            \
   X(leases, 4, nullptr, nullptr)                                                                       \
   X(reclaimed_slabs, 5, "poolshimd_reclaimed_slabs_total", "Slabs returned or reclaimed since start.") \
-  X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes lent (VMM).")
+  X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes lent (VMM).")                   \
+  X(named_bytes, 7, "poolshimd_named_bytes", "Region bytes held by named buffers.")
 
 // op::client_stats, one client: X(field, slot), slots as above.
 #define POOLSHIM_PROTO_CLIENT_FIGURES(X) X(pid, 0) X(uid, 1) X(lent_bytes, 2) X(leases, 3) X(device_bytes, 4)

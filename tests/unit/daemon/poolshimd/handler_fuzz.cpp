@@ -268,12 +268,14 @@ class sequence {
     }
     const std::uint64_t client = any_client();
     // Every op, leases and re-declarations more often, goodbyes less (each one ends a client).
-    static const proto::op ops[] = {proto::op::lease_slab,     proto::op::lease_slab,     proto::op::lease_slab,
-                                    proto::op::lease_slab,     proto::op::return_slab,    proto::op::return_slab,
-                                    proto::op::redeclare_slab, proto::op::redeclare_slab, proto::op::hello,
-                                    proto::op::stats,          proto::op::client_stats,   proto::op::return_idle,
-                                    proto::op::ipc_register,   proto::op::ipc_register,   proto::op::ipc_resolve,
-                                    proto::op::ipc_unregister, proto::op::lease_device,   proto::op::goodbye};
+    static const proto::op ops[] = {
+        proto::op::lease_slab,   proto::op::lease_slab,   proto::op::lease_slab,     proto::op::lease_slab,
+        proto::op::return_slab,  proto::op::return_slab,  proto::op::redeclare_slab, proto::op::redeclare_slab,
+        proto::op::hello,        proto::op::stats,        proto::op::client_stats,   proto::op::return_idle,
+        proto::op::ipc_register, proto::op::ipc_register, proto::op::ipc_resolve,    proto::op::ipc_unregister,
+        proto::op::lease_device, proto::op::goodbye,      proto::op::buffer_create,  proto::op::buffer_create,
+        proto::op::buffer_open,  proto::op::buffer_open,  proto::op::buffer_close,   proto::op::buffer_unlink,
+        proto::op::buffer_list};
     const proto::op op = ops[r_.below(sizeof ops / sizeof ops[0])];
     proto::request q = proto::make_request(op, static_cast<std::uint32_t>(r_.next()));
     if (r_.below(2) == 0) {
@@ -286,7 +288,8 @@ class sequence {
     // A payload where the op takes one (a handle, a token, a UUID), now and then where it does not.
     const bool takes_payload = q.op == static_cast<std::uint16_t>(proto::op::ipc_register) ||
                                q.op == static_cast<std::uint16_t>(proto::op::lease_device);
-    if (takes_payload ? r_.below(4) != 0 : r_.below(12) == 0)
+    const bool named = q.op >= static_cast<std::uint16_t>(proto::op::buffer_create);
+    if (takes_payload ? r_.below(4) != 0 : r_.below(named ? 30 : 12) == 0)
       for (std::size_t i = 0; i < 64; ++i) q.payload[i] = static_cast<std::uint8_t>(r_.next());
     const bool takes_token = q.op == static_cast<std::uint16_t>(proto::op::ipc_resolve) ||
                              q.op == static_cast<std::uint16_t>(proto::op::ipc_unregister);
@@ -308,7 +311,7 @@ class sequence {
     int fd_out = -1;
     const proto::reply rep = server_->test_record(client, buf, len, fd_in, &fd_out);
     ++f_.statuses[rep.status];
-    if (rep.op >= 1 && rep.op <= 12) ++f_.by_op[{rep.op, rep.status}];
+    if (rep.op >= 1 && rep.op <= 17) ++f_.by_op[{rep.op, rep.status}];
     if (rep.status == static_cast<std::int32_t>(proto::status::internal) && clients_.count(client) != 0) {
       close(clients_[client]);  // the daemon has let it go (a goodbye, the idle sweep)
       clients_.erase(client);
@@ -344,9 +347,36 @@ class sequence {
       case proto::op::lease_device:
         q->arg[0] = (std::uint64_t{1} + r_.below(4)) << 21;
         break;
+      case proto::op::buffer_create: {
+        // u8[bytes] of a few names, now and then shared, from a byte to three slabs
+        q->arg[0] = 1 + r_.below(static_cast<std::uint32_t>(3 * kSlab));
+        q->arg[1] =
+            static_cast<std::uint64_t>(proto::buffer_kind::host) | (r_.below(4) == 0 ? proto::k_buffer_shared : 0);
+        q->arg[2] = 1 | (std::uint64_t{1} << 16);
+        std::memcpy(q->payload + proto::k_name_size, &q->arg[0], sizeof q->arg[0]);
+        name_of(q);
+        break;
+      }
+      case proto::op::buffer_open:
+      case proto::op::buffer_unlink:
+        q->arg[0] = 0;
+        q->arg[1] = r_.below(4) == 0 ? proto::k_buffer_shared : 0;
+        name_of(q);
+        break;
+      case proto::op::buffer_close:
+        q->arg[0] = 1 + r_.below(16);
+        break;
+      case proto::op::buffer_list:
+        q->arg[0] = r_.below(6);
+        break;
       default:
         break;
     }
+  }
+  void name_of(proto::request* q) {
+    static const char* names[] = {"a", "b", "weights", "kv-cache.0"};
+    const char* n = names[r_.below(4)];
+    std::memcpy(q->payload, n, std::strlen(n));
   }
 
   void give_back() {
@@ -373,9 +403,9 @@ class sequence {
       return false;
     }
     const proto::daemon_status s = server_->test_status();
-    if (s.lent_bytes + s.free_bytes != s.region_bytes) {
-      *why = "lent + free != region (" + std::to_string(s.lent_bytes) + " + " + std::to_string(s.free_bytes) +
-             " != " + std::to_string(s.region_bytes) + ")";
+    if (s.lent_bytes + s.free_bytes + s.named_bytes != s.region_bytes) {
+      *why = "lent + free + named != region (" + std::to_string(s.lent_bytes) + " + " + std::to_string(s.free_bytes) +
+             " + " + std::to_string(s.named_bytes) + " != " + std::to_string(s.region_bytes) + ")";
       return false;
     }
     if (s.lent_bytes != server_->test_lent_by_clients()) {
@@ -444,7 +474,7 @@ int main(int argc, char** argv) {
   for (const auto& [st, n] : f.statuses)
     std::printf(" %s=%llu", proto::status_name(static_cast<proto::status>(st)), static_cast<unsigned long long>(n));
   std::printf("\n  accepted per op:");
-  for (int op = 1; op <= 12; ++op) {
+  for (int op = 1; op <= 17; ++op) {
     std::uint64_t ok = 0, all = 0;
     for (const auto& [k, n] : f.by_op)
       if (k.first == op) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -582,6 +583,178 @@ TEST_F(Server, AnotherUidSeesOnlyItsOwnClients) {
   int st = 0;
   waitpid(child, &st, 0);
   EXPECT_EQ(verdict, 'y') << "x: could not ask; n: saw another uid's client";
+}
+
+// ---- named buffers (issue #14) ----
+
+// A buffer_create request: u8[bytes] (or the given element type and shape), host, in the asker's
+// namespace unless shared.
+proto::request create_request(const std::string& name, std::uint64_t bytes, bool shared = false,
+                              std::uint32_t dtype = 1, std::vector<std::uint64_t> shape = {}) {
+  proto::request q = proto::make_request(proto::op::buffer_create, 1);
+  std::memcpy(q.payload, name.data(), std::min(name.size(), proto::k_name_size));
+  if (shape.empty()) shape = {bytes};
+  q.arg[0] = bytes;
+  q.arg[1] = static_cast<std::uint64_t>(proto::buffer_kind::host) | (shared ? proto::k_buffer_shared : 0);
+  q.arg[2] = dtype | (std::uint64_t{shape.size()} << 16);
+  std::memcpy(q.payload + proto::k_name_size, shape.data(), std::min<std::size_t>(shape.size(), 8) * 8);
+  return q;
+}
+proto::request name_request(proto::op o, const std::string& name, bool shared = false) {
+  proto::request q = proto::make_request(o, 1);
+  std::memcpy(q.payload, name.data(), std::min(name.size(), proto::k_name_size));
+  q.arg[1] = shared ? proto::k_buffer_shared : 0;
+  return q;
+}
+
+class Buffers : public Server {
+ protected:
+  proto::status send(proto::request q, proto::reply* r, int* fd = nullptr) {
+    q.seq = ++seq_;
+    return raw(&q, sizeof q, -1, r, fd);
+  }
+  std::uint64_t named() {
+    proto::reply r{};
+    EXPECT_EQ(ask(proto::op::stats, 0, &r), proto::status::ok);
+    return proto::decode_status(r).named_bytes;
+  }
+  int connect_again() {
+    std::string why;
+    const int s = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+    EXPECT_GE(s, 0) << why;
+    return s;
+  }
+};
+
+TEST_F(Buffers, CreateOpenShareMemoryAndUnlinkFreesWithTheLastReference) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(send(create_request("weights", 3 << 20), &r, &fd), proto::status::ok);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t mine = r.val[0];
+  EXPECT_EQ(r.val[1], 3u << 20);
+  EXPECT_EQ(named(), 2 * kSlab) << "3 MiB takes two 2 MiB slabs of the region";
+  auto* p = static_cast<unsigned char*>(mmap(nullptr, 3 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  p[12345] = 0x5a;
+  EXPECT_EQ(send(create_request("weights", 1 << 20), &r), proto::status::exists);
+
+  // A second connection opens it: the same memory, the metadata.
+  int other = connect_again();
+  std::swap(sock_, other);
+  int fd2 = -1;
+  ASSERT_EQ(send(name_request(proto::op::buffer_open, "weights"), &r, &fd2), proto::status::ok);
+  const std::uint64_t theirs = r.val[0];
+  EXPECT_EQ(r.val[1], 3u << 20);
+  EXPECT_EQ(r.val[3] & 0xffff, 1u) << "u8";
+  EXPECT_EQ(r.val[5], static_cast<std::uint64_t>(getpid()));
+  auto* q = static_cast<unsigned char*>(mmap(nullptr, 3 << 20, PROT_READ, MAP_SHARED, fd2, 0));
+  ASSERT_NE(q, MAP_FAILED);
+  EXPECT_EQ(q[12345], 0x5a) << "one piece of memory";
+  ASSERT_EQ(ask(proto::op::buffer_list, 0, &r), proto::status::ok);
+  EXPECT_STREQ(reinterpret_cast<const char*>(r.payload), "weights");
+  EXPECT_EQ(r.val[2], 2u) << "two references";
+  EXPECT_EQ(ask(proto::op::buffer_list, 1, &r), proto::status::not_found);
+
+  ASSERT_EQ(send(name_request(proto::op::buffer_unlink, "weights"), &r), proto::status::ok);
+  EXPECT_EQ(send(name_request(proto::op::buffer_open, "weights"), &r), proto::status::not_found) << "the name is gone";
+  EXPECT_EQ(named(), 2 * kSlab) << "the memory stays while it is referenced";
+  ASSERT_EQ(ask(proto::op::buffer_close, theirs, &r), proto::status::ok);
+  EXPECT_EQ(ask(proto::op::buffer_close, theirs, &r), proto::status::not_found) << "closed twice";
+  std::swap(sock_, other);
+  EXPECT_EQ(named(), 2 * kSlab);
+  ASSERT_EQ(ask(proto::op::buffer_close, mine, &r), proto::status::ok);
+  EXPECT_EQ(named(), 0u) << "unlinked and unreferenced: freed";
+  EXPECT_EQ(q[12345], 0x5a) << "a mapping made before stays valid";
+  munmap(p, 3 << 20);
+  munmap(q, 3 << 20);
+  for (int f : {fd, fd2, other}) close(f);
+}
+
+TEST_F(Buffers, NamesAreInTheUidsNamespaceUnlessShared) {
+  start();
+  proto::reply r{};
+  int a = -1, b = -1;
+  ASSERT_EQ(send(create_request("x", 4096), &r, &a), proto::status::ok);
+  ASSERT_EQ(send(create_request("x", 4096, /*shared=*/true), &r, &b), proto::status::ok) << "another namespace";
+  EXPECT_EQ(send(name_request(proto::op::buffer_open, "y", true), &r), proto::status::not_found);
+  int c = -1;
+  EXPECT_EQ(send(name_request(proto::op::buffer_open, "x", true), &r, &c), proto::status::ok);
+  for (int f : {a, b, c}) close(f);
+}
+
+TEST_F(Buffers, BadRequestsAreRefusedWithNothingCreated) {
+  start(/*client_quota=*/0, /*uid_quota=*/2 * kSlab);
+  proto::reply r{};
+  const std::string long_name(64, 'n');
+  EXPECT_EQ(send(create_request("a/b", 16), &r), proto::status::bad_argument) << "a '/'";
+  EXPECT_EQ(send(create_request("", 16), &r), proto::status::bad_argument) << "empty";
+  EXPECT_EQ(send(create_request(long_name, 16), &r), proto::status::bad_argument) << "64 bytes";
+  EXPECT_EQ(send(create_request("t", 16, false, 99), &r), proto::status::bad_argument) << "unknown dtype";
+  EXPECT_EQ(send(create_request("t", 16, false, 11, {2, 3}), &r), proto::status::bad_argument) << "2x3 f32 is 24 bytes";
+  EXPECT_EQ(send(create_request("t", 20, false, 5, {2, 3}), &r), proto::status::bad_argument) << "2x3 u32 too";
+  EXPECT_EQ(send(create_request("t", 8, false, 1, {~0ull, ~0ull}), &r), proto::status::bad_argument) << "overflow";
+  proto::request dev = create_request("t", 1 << 21);
+  dev.arg[1] = static_cast<std::uint64_t>(proto::buffer_kind::device);
+  EXPECT_EQ(send(dev, &r), proto::status::unsupported) << "device buffers come later";
+  EXPECT_EQ(send(create_request("big", 3 * kSlab), &r), proto::status::quota) << "over the uid quota";
+  EXPECT_EQ(send(create_request("huge", 5 * kSlab), &r), proto::status::quota);
+  EXPECT_EQ(named(), 0u) << "nothing was created by a refused request";
+  int fd = -1;
+  EXPECT_EQ(send(create_request("t", 24, false, 11, {2, 3}), &r, &fd), proto::status::ok) << "2x3 f32";
+  EXPECT_EQ(named(), kSlab);
+  EXPECT_EQ(send(name_request(proto::op::buffer_unlink, "none"), &r), proto::status::not_found);
+  close(fd);
+}
+
+TEST_F(Buffers, FullRegionIsNoMemory) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(send(create_request("all", 4 * kSlab), &r, &fd), proto::status::ok);
+  EXPECT_EQ(send(create_request("more", 1), &r), proto::status::no_memory);
+  EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::no_memory) << "the buffer took the region";
+  close(fd);
+}
+
+TEST_F(Buffers, AHolderKilledGivesItsReferenceBackAtOnce) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(send(create_request("held", kSlab), &r, &fd), proto::status::ok);
+  const std::uint64_t mine = r.val[0];
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    std::string why;
+    const int s = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+    proto::request q = name_request(proto::op::buffer_open, "held");
+    proto::reply a{};
+    int got = -1;
+    const bool ok = s >= 0 && proto::exchange(s, q, -1, &a, &got) == proto::exchange_status::ok && a.status == 0;
+    (void)!write(ready[1], ok ? "y" : "n", 1);
+    pause();
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  ASSERT_EQ(send(name_request(proto::op::buffer_unlink, "held"), &r), proto::status::ok);
+  ASSERT_EQ(ask(proto::op::buffer_close, mine, &r), proto::status::ok);
+  EXPECT_EQ(named(), kSlab) << "the child holds the last reference";
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  while (named() != 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(named(), 0u) << "freed when its last holder died";
+  std::printf("[ figure ] kill -9 of the last holder to its buffer freed: %.1f ms\n", ms);
+  close(ready[0]);
+  close(ready[1]);
+  close(fd);
 }
 
 }  // namespace

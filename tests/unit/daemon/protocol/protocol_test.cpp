@@ -67,7 +67,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{13}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{18}, std::uint16_t{0xffff}}) {
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
@@ -223,10 +223,10 @@ TEST(Protocol, StatusFigureNamesAreThoseOfStatusAndTheMetricsPage) {
   }
   // `poolshimd --status` prints these, in this order, and scripts read them.
   EXPECT_EQ(names, (std::vector<std::string>{"region_bytes", "lent_bytes", "free_bytes", "clients", "leases",
-                                             "reclaimed_slabs", "device_lent_bytes"}));
+                                             "reclaimed_slabs", "device_lent_bytes", "named_bytes"}));
   EXPECT_EQ(metrics, (std::vector<std::string>{"poolshimd_region_bytes", "poolshimd_lent_bytes", "poolshimd_free_bytes",
                                                "poolshimd_clients", "poolshimd_reclaimed_slabs_total",
-                                               "poolshimd_device_lent_bytes"}));
+                                               "poolshimd_device_lent_bytes", "poolshimd_named_bytes"}));
 }
 
 TEST(Protocol, DescriptorRulesFollowTheOpTable) {
