@@ -311,7 +311,7 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   if (r.op != asked.op || r.seq != asked.seq) return status::bad_argument;
   if (!all_zero(r.reserved) || !all_zero(r.payload, reply_payload_bytes(static_cast<op>(r.op))))
     return status::bad_reserved;
-  if (r.status < 0 || r.status > static_cast<std::int32_t>(status::internal)) return status::bad_argument;
+  if (r.status < 0 || r.status > static_cast<std::int32_t>(status::unsupported)) return status::bad_argument;
   *out = r;
   return status::ok;
 }

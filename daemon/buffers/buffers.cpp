@@ -1,0 +1,301 @@
+// libpoolshim_buffers (include/poolshim/buffers.h): named buffers through poolshimd's socket,
+// without the shim. One connection per process (lazy, under a mutex; a fork child makes its own),
+// trusted as the shim trusts it; every request is checked here first (buffer_create_problem), so
+// that a bad one gets its reason in words, not only the daemon's status.
+#include "poolshim/buffers.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "poolshim/protocol.h"
+#include "poolshim/transport.h"
+
+namespace proto = poolshim::proto;
+
+struct poolshim_buffer {
+  void* data = nullptr;
+  std::uint64_t bytes = 0;   // the buffer's size
+  std::uint64_t mapped = 0;  // the mapping's (a page multiple)
+  std::uint64_t ref = 0;     // the daemon's reference id
+  poolshim_buffer_info info{};
+};
+
+namespace {
+
+thread_local std::string t_error;
+
+int fail(int code, std::string text) {
+  t_error = std::move(text);
+  return code;
+}
+
+struct connection {
+  std::mutex mutex;
+  int sock = -1;
+  pid_t pid = 0;  // the process that made it (a fork child makes its own)
+  std::uint32_t seq = 0;
+};
+
+connection& conn() {
+  static connection* c = new connection();  // leaky: buffers may be closed from static destructors
+  return *c;
+}
+
+// Connected and trusted, or an error code (the text set).
+int ensure_connected(connection& c) {
+  if (c.sock >= 0 && c.pid == getpid()) return 0;
+  if (c.sock >= 0) {
+    close(c.sock);  // inherited across fork: the parent's
+    c.sock = -1;
+  }
+  std::string why;
+  const std::string path = proto::socket_path(std::getenv("POOLSHIM_SOCKET"));
+  try {
+    if (!proto::trusted_directory(path, getuid(), &why))
+      return fail(POOLSHIM_ENODAEMON, "no trusted poolshimd at " + path + ": " + why);
+    const int s = proto::connect_seqpacket(path, &why);
+    if (s < 0) return fail(POOLSHIM_ENODAEMON, "no poolshimd at " + path + ": " + why);
+    if (!proto::trusted_peer(s, getuid(), &why)) {
+      close(s);
+      return fail(POOLSHIM_ENODAEMON, "not trusting the poolshimd at " + path + ": " + why);
+    }
+    c.sock = s;
+    c.pid = getpid();
+  } catch (const std::bad_alloc&) {
+    return fail(POOLSHIM_EIO, "out of memory");
+  }
+  return 0;
+}
+
+int status_code(proto::status s) {
+  switch (s) {
+    case proto::status::ok:
+      return POOLSHIM_OK;
+    case proto::status::not_found:
+      return POOLSHIM_ENOENT;
+    case proto::status::exists:
+      return POOLSHIM_EEXIST;
+    case proto::status::no_memory:
+      return POOLSHIM_ENOMEM;
+    case proto::status::quota:
+      return POOLSHIM_EQUOTA;
+    case proto::status::not_permitted:
+      return POOLSHIM_EPERM;
+    case proto::status::unsupported:
+      return POOLSHIM_EUNSUPPORTED;
+    case proto::status::bad_argument:
+      return POOLSHIM_EINVAL;
+    default:
+      return POOLSHIM_EIO;
+  }
+}
+
+// One request, its reply and descriptor; the connection is dropped on an I/O failure.
+int exchange(proto::request q, proto::reply* r, int* fd_out, const std::string& what) {
+  connection& c = conn();
+  std::lock_guard lock(c.mutex);
+  if (const int e = ensure_connected(c); e != 0) return e;
+  q.seq = ++c.seq;
+  if (proto::exchange(c.sock, q, -1, r, fd_out) != proto::exchange_status::ok) {
+    close(c.sock);
+    c.sock = -1;
+    return fail(POOLSHIM_EIO, what + ": no valid reply from poolshimd");
+  }
+  const auto s = static_cast<proto::status>(r->status);
+  if (s != proto::status::ok) {
+    if (fd_out != nullptr && *fd_out >= 0) close(*fd_out);
+    return fail(status_code(s), what + ": " + proto::status_name(s));
+  }
+  return 0;
+}
+
+int put_name(const char* name, proto::request* q) {
+  if (name == nullptr) return fail(POOLSHIM_EINVAL, "no name");
+  const std::size_t n = strnlen(name, proto::k_name_size);
+  std::memcpy(q->payload, name, n);
+  if (const char* p = proto::buffer_name_problem(q->payload)) return fail(POOLSHIM_EINVAL, std::string("name: ") + p);
+  return 0;
+}
+
+// Maps the memfd of a created or opened buffer (closes it either way).
+int map_into(int fd, poolshim_buffer* b) {
+  b->mapped = (b->bytes + 4095) & ~std::uint64_t{4095};
+  void* p = mmap(nullptr, b->mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) return fail(POOLSHIM_EIO, std::string("mmap: ") + std::strerror(err));
+  b->data = p;
+  return 0;
+}
+
+void end_reference(std::uint64_t ref) {
+  proto::request q = proto::make_request(proto::op::buffer_close, 0);
+  q.arg[0] = ref;
+  proto::reply r{};
+  (void)exchange(q, &r, nullptr, "close");
+}
+
+}  // namespace
+
+extern "C" {
+
+int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const std::uint64_t* shape, int kind,
+                           int device, unsigned flags, poolshim_buffer** out) {
+  if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
+  *out = nullptr;
+  proto::request q = proto::make_request(proto::op::buffer_create, 0);
+  if (const int e = put_name(name, &q); e != 0) return e;
+  const std::uint32_t code = proto::dtype_code(dtype);
+  if (code == 0) return fail(POOLSHIM_EINVAL, std::string("unknown element type '") + (dtype ? dtype : "(null)") + "'");
+  if (ndim < 0 || ndim > POOLSHIM_BUFFER_MAX_DIMS || (ndim > 0 && shape == nullptr))
+    return fail(POOLSHIM_EINVAL, "ndim must be 0 to 8, with a shape of that many dimensions");
+  if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
+  std::uint64_t elements = 1;
+  for (int d = 0; d < ndim; ++d) {
+    if (shape[d] != 0 && elements > (std::uint64_t{1} << 40) / shape[d])
+      return fail(POOLSHIM_EINVAL, "the shape's product overflows");
+    elements *= shape[d];
+    std::memcpy(q.payload + proto::k_name_size + d * sizeof(std::uint64_t), &shape[d], sizeof(std::uint64_t));
+  }
+  q.arg[0] = elements * proto::dtype_size(code);
+  q.arg[1] = static_cast<std::uint64_t>(kind < 0 ? 0 : kind) | flags;
+  q.arg[2] = code | (static_cast<std::uint64_t>(ndim) << 16);
+  q.arg[3] = kind == POOLSHIM_BUFFER_DEVICE && device > 0 ? static_cast<std::uint64_t>(device) : 0;
+  if (kind == POOLSHIM_BUFFER_HOST && device >= 0)
+    return fail(POOLSHIM_EINVAL, "a host buffer names no device (pass -1)");
+  if (const char* p = proto::buffer_create_problem(q)) return fail(POOLSHIM_EINVAL, p);
+  auto* b = new (std::nothrow) poolshim_buffer();
+  if (b == nullptr) return fail(POOLSHIM_EIO, "out of memory");
+  proto::reply r{};
+  int fd = -1;
+  if (const int e = exchange(q, &r, &fd, std::string("create '") + name + "'"); e != 0) {
+    delete b;
+    return e;
+  }
+  b->ref = r.val[0];
+  b->bytes = q.arg[0];
+  if (const int e = map_into(fd, b); e != 0) {
+    end_reference(b->ref);
+    delete b;
+    return e;
+  }
+  poolshim_buffer_info& i = b->info;
+  std::snprintf(i.name, sizeof i.name, "%s", name);
+  std::snprintf(i.dtype, sizeof i.dtype, "%s", proto::dtype_name(code));
+  i.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) i.shape[d] = shape[d];
+  i.bytes = b->bytes;
+  i.kind = kind;
+  i.flags = flags;
+  i.device = -1;
+  i.creator = getpid();
+  *out = b;
+  return 0;
+}
+
+int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out) {
+  if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
+  *out = nullptr;
+  if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
+  proto::request q = proto::make_request(proto::op::buffer_open, 0);
+  if (const int e = put_name(name, &q); e != 0) return e;
+  q.arg[1] = flags;
+  auto* b = new (std::nothrow) poolshim_buffer();
+  if (b == nullptr) return fail(POOLSHIM_EIO, "out of memory");
+  proto::reply r{};
+  int fd = -1;
+  if (const int e = exchange(q, &r, &fd, std::string("open '") + name + "'"); e != 0) {
+    delete b;
+    return e;
+  }
+  b->ref = r.val[0];
+  b->bytes = r.val[1];
+  if (const int e = map_into(fd, b); e != 0) {
+    end_reference(b->ref);
+    delete b;
+    return e;
+  }
+  poolshim_buffer_info& i = b->info;
+  std::snprintf(i.name, sizeof i.name, "%s", name);
+  const char* dn = proto::dtype_name(static_cast<std::uint32_t>(r.val[3] & 0xffff));
+  std::snprintf(i.dtype, sizeof i.dtype, "%s", dn != nullptr ? dn : "u8");
+  i.ndim = static_cast<int>((r.val[3] >> 16) & 0xffff);
+  if (i.ndim > POOLSHIM_BUFFER_MAX_DIMS) i.ndim = 0;
+  std::memcpy(i.shape, r.payload, sizeof(std::uint64_t) * static_cast<std::size_t>(i.ndim));
+  i.bytes = b->bytes;
+  i.kind = static_cast<int>(r.val[2] & proto::k_buffer_kind_mask);
+  i.flags = static_cast<unsigned>(r.val[2] & proto::k_buffer_shared);
+  i.device = -1;
+  i.creator = static_cast<std::int64_t>(r.val[5]);
+  *out = b;
+  return 0;
+}
+
+void* poolshim_buffer_data(const poolshim_buffer* b) { return b != nullptr ? b->data : nullptr; }
+
+std::uint64_t poolshim_buffer_bytes(const poolshim_buffer* b) { return b != nullptr ? b->bytes : 0; }
+
+int poolshim_buffer_get_info(const poolshim_buffer* b, poolshim_buffer_info* out) {
+  if (b == nullptr || out == nullptr) return fail(POOLSHIM_EINVAL, "no buffer, or no place for its information");
+  *out = b->info;
+  return 0;
+}
+
+int poolshim_buffer_close(poolshim_buffer* b) {
+  if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
+  if (b->data != nullptr) munmap(b->data, b->mapped);
+  proto::request q = proto::make_request(proto::op::buffer_close, 0);
+  q.arg[0] = b->ref;
+  proto::reply r{};
+  const int e = exchange(q, &r, nullptr, std::string("close '") + b->info.name + "'");
+  delete b;
+  return e;
+}
+
+int poolshim_buffer_unlink(const char* name, unsigned flags) {
+  if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
+  proto::request q = proto::make_request(proto::op::buffer_unlink, 0);
+  if (const int e = put_name(name, &q); e != 0) return e;
+  q.arg[1] = flags;
+  proto::reply r{};
+  return exchange(q, &r, nullptr, std::string("unlink '") + name + "'");
+}
+
+int poolshim_buffer_list(poolshim_buffer_entry* out, std::size_t cap, std::size_t* count) {
+  if (count == nullptr || (cap > 0 && out == nullptr)) return fail(POOLSHIM_EINVAL, "no place for the list");
+  *count = 0;
+  for (std::uint64_t i = 0;; ++i) {
+    proto::request q = proto::make_request(proto::op::buffer_list, 0);
+    q.arg[0] = i;
+    proto::reply r{};
+    const int e = exchange(q, &r, nullptr, "list");
+    if (e == POOLSHIM_ENOENT) return 0;  // past the last one
+    if (e != 0) return e;
+    if (*count < cap) {
+      poolshim_buffer_entry& x = out[*count];
+      std::memset(&x, 0, sizeof x);
+      std::memcpy(x.name, r.payload, POOLSHIM_BUFFER_NAME_MAX);
+      x.bytes = r.val[0];
+      x.kind = static_cast<int>(r.val[1] & proto::k_buffer_kind_mask);
+      x.flags = static_cast<unsigned>(r.val[1] & proto::k_buffer_shared);
+      x.references = static_cast<std::uint32_t>(r.val[2]);
+      x.creator = static_cast<std::int64_t>(r.val[3]);
+      x.owner_uid = static_cast<std::uint32_t>(r.val[4]);
+      x.created_ns = r.val[5];
+    }
+    ++*count;
+  }
+}
+
+const char* poolshim_buffer_error(void) { return t_error.c_str(); }
+
+}  // extern "C"
