@@ -25,6 +25,7 @@ esac
 
 packages=(
   build-essential cmake ninja-build pkg-config python3
+  python3-numpy  # the poolshim Python package's tests (zero-copy views, numpy.from_dlpack)
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
   valgrind binutils util-linux

@@ -4,6 +4,7 @@
 // that a bad one gets its reason in words, not only the daemon's status.
 #include "poolshim/buffers.h"
 
+#include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -297,5 +298,30 @@ int poolshim_buffer_list(poolshim_buffer_entry* out, std::size_t cap, std::size_
 }
 
 const char* poolshim_buffer_error(void) { return t_error.c_str(); }
+
+// DLPack's DLManagedTensor, as far as its deleter (dlpack.h, ABI of versions 0.x).
+struct dl_managed_tensor {
+  void* data;
+  std::int32_t device_type, device_id;
+  std::int32_t ndim;
+  std::uint8_t code, bits;
+  std::uint16_t lanes;
+  std::int64_t* shape;
+  std::int64_t* strides;
+  std::uint64_t byte_offset;
+  void* manager_ctx;
+  void (*deleter)(dl_managed_tensor*);
+};
+
+void poolshim_buffer_dlpack_capsule_destructor(void* capsule) {
+  // Python's own capsule functions, from the process (this library links no libpython).
+  using is_valid_fn = int (*)(void*, const char*);
+  using pointer_fn = void* (*)(void*, const char*);
+  static const auto is_valid = reinterpret_cast<is_valid_fn>(dlsym(RTLD_DEFAULT, "PyCapsule_IsValid"));
+  static const auto pointer = reinterpret_cast<pointer_fn>(dlsym(RTLD_DEFAULT, "PyCapsule_GetPointer"));
+  if (is_valid == nullptr || pointer == nullptr || is_valid(capsule, "dltensor") == 0) return;  // consumed
+  auto* m = static_cast<dl_managed_tensor*>(pointer(capsule, "dltensor"));
+  if (m != nullptr && m->deleter != nullptr) m->deleter(m);
+}
 
 }  // extern "C"

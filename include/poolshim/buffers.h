@@ -38,38 +38,38 @@ enum poolshim_buffer_kind { POOLSHIM_BUFFER_HOST = 1, POOLSHIM_BUFFER_DEVICE = 2
 
 enum poolshim_buffer_status {
   POOLSHIM_OK = 0,
-  POOLSHIM_EINVAL = -1,        /* a bad name, element type, shape, kind or device (the text says which) */
-  POOLSHIM_ENOENT = -2,        /* no such name (open, unlink), no such buffer (close) */
-  POOLSHIM_EEXIST = -3,        /* create: the name is taken */
-  POOLSHIM_ENOMEM = -4,        /* the daemon's region is full */
-  POOLSHIM_EQUOTA = -5,        /* the process's or the uid's quota */
-  POOLSHIM_EPERM = -6,         /* unlink of another uid's name */
-  POOLSHIM_ENODAEMON = -7,     /* no trusted poolshimd answers */
-  POOLSHIM_EUNSUPPORTED = -8,  /* a kind this daemon does not serve */
-  POOLSHIM_EIO = -9            /* the daemon failed, or mapping failed */
+  POOLSHIM_EINVAL = -1,       /* a bad name, element type, shape, kind or device (the text says which) */
+  POOLSHIM_ENOENT = -2,       /* no such name (open, unlink), no such buffer (close) */
+  POOLSHIM_EEXIST = -3,       /* create: the name is taken */
+  POOLSHIM_ENOMEM = -4,       /* the daemon's region is full */
+  POOLSHIM_EQUOTA = -5,       /* the process's or the uid's quota */
+  POOLSHIM_EPERM = -6,        /* unlink of another uid's name */
+  POOLSHIM_ENODAEMON = -7,    /* no trusted poolshimd answers */
+  POOLSHIM_EUNSUPPORTED = -8, /* a kind this daemon does not serve */
+  POOLSHIM_EIO = -9           /* the daemon failed, or mapping failed */
 };
 
 typedef struct poolshim_buffer poolshim_buffer;
 
 struct poolshim_buffer_info {
   char name[POOLSHIM_BUFFER_NAME_MAX + 1];
-  char dtype[8];  /* "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f16", "bf16", "f32", "f64", "bool" */
+  char dtype[8]; /* "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f16", "bf16", "f32", "f64", "bool" */
   int ndim;
   uint64_t shape[POOLSHIM_BUFFER_MAX_DIMS];
   uint64_t bytes;
-  int kind;         /* poolshim_buffer_kind */
-  unsigned flags;   /* POOLSHIM_BUFFER_SHARED */
-  int device;       /* device buffers: the device; host: -1 */
-  int64_t creator;  /* the pid that created it */
+  int kind;        /* poolshim_buffer_kind */
+  unsigned flags;  /* POOLSHIM_BUFFER_SHARED */
+  int device;      /* device buffers: the device; host: -1 */
+  int64_t creator; /* the pid that created it */
 };
 
 /* A new name holding bytes = product(shape) * size(dtype); mapped into the caller (*out). */
-POOLSHIM_BUFFERS_API int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const uint64_t* shape, int kind, int device,
-                           unsigned flags, poolshim_buffer** out);
+POOLSHIM_BUFFERS_API int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const uint64_t* shape,
+                                                int kind, int device, unsigned flags, poolshim_buffer** out);
 /* The buffer of an existing name, mapped into the caller. */
 POOLSHIM_BUFFERS_API int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out);
-POOLSHIM_BUFFERS_API void* poolshim_buffer_data(const poolshim_buffer* b);      /* its first byte in this process */
-POOLSHIM_BUFFERS_API uint64_t poolshim_buffer_bytes(const poolshim_buffer* b);  /* its size */
+POOLSHIM_BUFFERS_API void* poolshim_buffer_data(const poolshim_buffer* b);     /* its first byte in this process */
+POOLSHIM_BUFFERS_API uint64_t poolshim_buffer_bytes(const poolshim_buffer* b); /* its size */
 POOLSHIM_BUFFERS_API int poolshim_buffer_get_info(const poolshim_buffer* b, struct poolshim_buffer_info* out);
 /* Unmaps it and ends this reference (frees *b). */
 POOLSHIM_BUFFERS_API int poolshim_buffer_close(poolshim_buffer* b);
@@ -82,9 +82,9 @@ struct poolshim_buffer_entry {
   int kind;
   unsigned flags;
   uint32_t references;
-  int64_t creator;      /* pid */
+  int64_t creator; /* pid */
   uint32_t owner_uid;
-  uint64_t created_ns;  /* since the epoch */
+  uint64_t created_ns; /* since the epoch */
 };
 /* The buffers the caller may see (its uid's and the shared ones; root: all): up to cap entries in
  * out[], the number there is in *count (it may be more than cap: call again with room). */
@@ -92,6 +92,11 @@ POOLSHIM_BUFFERS_API int poolshim_buffer_list(struct poolshim_buffer_entry* out,
 
 /* What the last failed call of this thread went wrong with. */
 POOLSHIM_BUFFERS_API const char* poolshim_buffer_error(void);
+
+/* For the Python package: the destructor of its DLPack capsules (a PyCapsule_Destructor). A capsule
+ * no consumer took (still named "dltensor") has its tensor's deleter called; one taken is left to
+ * its consumer. Looks Python's capsule functions up in the process. */
+POOLSHIM_BUFFERS_API void poolshim_buffer_dlpack_capsule_destructor(void* capsule);
 
 #ifdef __cplusplus
 }

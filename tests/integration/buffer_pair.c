@@ -139,8 +139,9 @@ static void bench(uint64_t bytes) {
   if (read(p[0], &ms, sizeof ms) != sizeof ms) ms = -1;
   waitpid(child, NULL, 0);
   CHECK(ms >= 0, "the second process could not open the buffer and read its last byte");
-  printf("named buffer of %llu MiB: create (daemon fills it) %.1f ms; open in a second process to its last byte %.2f ms\n",
-         (unsigned long long)(bytes >> 20), created, ms);
+  printf(
+      "named buffer of %llu MiB: create (daemon fills it) %.1f ms; open in a second process to its last byte %.2f ms\n",
+      (unsigned long long)(bytes >> 20), created, ms);
   poolshim_buffer_unlink("bench", 0);
   poolshim_buffer_close(b);
 }

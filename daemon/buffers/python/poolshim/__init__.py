@@ -1,0 +1,381 @@
+"""poolshim: named shared buffers on the node's poolshimd (issue #14), for Python programs.
+
+    from poolshim import Buffer
+    with Buffer.create("weights", (1024, 1024), "float32") as b:   # pinned host memory, by name
+        a = b.numpy()          # a zero-copy numpy view; numpy.from_dlpack(b) works too
+        a[:] = 1.0
+    with Buffer.open("weights") as b:                              # in any process of the node
+        print(b.shape, b.dtype, b.numpy().sum())
+    Buffer.unlink("weights")   # the name goes now, the memory with its last reference
+
+A buffer's memory is the daemon's: it lives as long as its name and its references, not as long as
+its creator; a reference ends with close() (or the with block) and at once when its process dies.
+Names are in the caller's uid's namespace unless shared=True. Device buffers ("cuda:N") are not
+served yet (Unsupported).
+
+Over libpoolshim_buffers.so (ctypes; POOLSHIM_BUFFERS_LIB names it, else it is looked for beside
+this package and on the loader's path). numpy is needed only for numpy() and from_dlpack.
+"""
+import ctypes
+import ctypes.util
+import os
+import threading
+import weakref
+
+__all__ = ["Buffer", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory", "QuotaExceeded",
+           "NotPermitted", "NoDaemon", "Unsupported", "list_buffers"]
+
+
+class PoolshimError(Exception):
+    """A call the daemon (or this library) refused; .code is the C API's POOLSHIM_E* value."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidArgument(PoolshimError, ValueError):
+    pass
+
+
+class NotFound(PoolshimError, KeyError):
+    def __str__(self):  # KeyError would quote the message
+        return self.args[0]
+
+
+class NameExists(PoolshimError):
+    pass
+
+
+class OutOfMemory(PoolshimError, MemoryError):
+    pass
+
+
+class QuotaExceeded(PoolshimError):
+    pass
+
+
+class NotPermitted(PoolshimError, PermissionError):
+    pass
+
+
+class NoDaemon(PoolshimError, ConnectionError):
+    pass
+
+
+class Unsupported(PoolshimError, NotImplementedError):
+    pass
+
+
+_ERRORS = {-1: InvalidArgument, -2: NotFound, -3: NameExists, -4: OutOfMemory, -5: QuotaExceeded, -6: NotPermitted,
+           -7: NoDaemon, -8: Unsupported, -9: PoolshimError}
+
+# numpy's names of the wire's element types; DLPack's (code, bits) for each.
+_DTYPES = {"uint8": "u8", "int8": "i8", "uint16": "u16", "int16": "i16", "uint32": "u32", "int32": "i32",
+           "uint64": "u64", "int64": "i64", "float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
+           "bool": "bool"}
+_NUMPY = {v: k for k, v in _DTYPES.items()}
+_DL = {"u8": (1, 8), "i8": (0, 8), "u16": (1, 16), "i16": (0, 16), "u32": (1, 32), "i32": (0, 32), "u64": (1, 64),
+       "i64": (0, 64), "f16": (2, 16), "bf16": (4, 16), "f32": (2, 32), "f64": (2, 64), "bool": (6, 8)}
+_KDLCPU = 1
+
+_SHARED = 0x100
+_HOST = 1
+_DEVICE = 2
+
+
+class _Info(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 64), ("dtype", ctypes.c_char * 8), ("ndim", ctypes.c_int),
+                ("shape", ctypes.c_uint64 * 8), ("bytes", ctypes.c_uint64), ("kind", ctypes.c_int),
+                ("flags", ctypes.c_uint), ("device", ctypes.c_int), ("creator", ctypes.c_int64)]
+
+
+class _Entry(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 64), ("bytes", ctypes.c_uint64), ("kind", ctypes.c_int),
+                ("flags", ctypes.c_uint), ("references", ctypes.c_uint32), ("creator", ctypes.c_int64),
+                ("owner_uid", ctypes.c_uint32), ("created_ns", ctypes.c_uint64)]
+
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _load():
+    global _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        here = os.path.dirname(os.path.abspath(__file__))
+        candidates = [os.environ.get("POOLSHIM_BUFFERS_LIB"), os.path.join(here, "libpoolshim_buffers.so"),
+                      os.path.join(here, "..", "..", "lib", "libpoolshim_buffers.so"), "libpoolshim_buffers.so",
+                      ctypes.util.find_library("poolshim_buffers")]
+        errors = []
+        for c in candidates:
+            if not c:
+                continue
+            try:
+                lib = ctypes.CDLL(c)
+                break
+            except OSError as e:
+                errors.append(f"{c}: {e}")
+        else:
+            raise NoDaemon(-7, "libpoolshim_buffers.so not found (set POOLSHIM_BUFFERS_LIB): " + "; ".join(errors))
+        p = ctypes.POINTER
+        lib.poolshim_buffer_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, p(ctypes.c_uint64),
+                                               ctypes.c_int, ctypes.c_int, ctypes.c_uint, p(ctypes.c_void_p)]
+        lib.poolshim_buffer_open.argtypes = [ctypes.c_char_p, ctypes.c_uint, p(ctypes.c_void_p)]
+        lib.poolshim_buffer_data.argtypes = [ctypes.c_void_p]
+        lib.poolshim_buffer_data.restype = ctypes.c_void_p
+        lib.poolshim_buffer_bytes.argtypes = [ctypes.c_void_p]
+        lib.poolshim_buffer_bytes.restype = ctypes.c_uint64
+        lib.poolshim_buffer_get_info.argtypes = [ctypes.c_void_p, p(_Info)]
+        lib.poolshim_buffer_close.argtypes = [ctypes.c_void_p]
+        lib.poolshim_buffer_unlink.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+        lib.poolshim_buffer_list.argtypes = [p(_Entry), ctypes.c_size_t, p(ctypes.c_size_t)]
+        lib.poolshim_buffer_error.restype = ctypes.c_char_p
+        _lib = lib
+        return lib
+
+
+def _check(rc):
+    if rc != 0:
+        lib = _load()
+        raise _ERRORS.get(rc, PoolshimError)(rc, lib.poolshim_buffer_error().decode(errors="replace"))
+
+
+def _name(name):
+    if not isinstance(name, str):
+        raise InvalidArgument(-1, f"a name is a str, not {type(name).__name__}")
+    try:
+        return name.encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidArgument(-1, f"name {name!r}: only printable ASCII") from None
+
+
+def _dtype(dtype):
+    text = getattr(dtype, "name", None) or str(dtype)  # numpy dtypes and types, or strings
+    if text in _NUMPY:
+        return text
+    if text in _DTYPES:
+        return _DTYPES[text]
+    if isinstance(dtype, type) and dtype is bool:
+        return "bool"
+    raise InvalidArgument(-1, f"unknown dtype {dtype!r} (one of: {', '.join(sorted(_DTYPES))})")
+
+
+# ---- DLPack (host buffers): the structs of dlpack.h, a capsule named "dltensor" ----
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32), ("dtype", _DLDataType),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+                ("byte_offset", ctypes.c_uint64)]
+
+
+class _DLManagedTensor(ctypes.Structure):
+    pass
+
+
+_DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManagedTensor))
+_DLManagedTensor._fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", _DELETER)]
+
+_exports = {}  # address of a DLManagedTensor -> (the struct, its shape array, the buffer)
+_exports_lock = threading.Lock()
+
+
+def _dl_deleter(managed):
+    with _exports_lock:
+        entry = _exports.pop(ctypes.addressof(managed.contents), None)
+    if entry is not None:
+        entry[2]._release_view()
+
+
+_dl_deleter_c = _DELETER(_dl_deleter)
+
+_pyapi = ctypes.pythonapi
+_pyapi.PyCapsule_New.restype = ctypes.py_object
+_pyapi.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+class Buffer:
+    """A reference to a named buffer, mapped into this process. Views (numpy(), from_dlpack, the
+    array interface) keep it mapped: close() while a view lives ends the reference once the last
+    view is gone."""
+
+    def __init__(self, handle):
+        self._lib = _load()
+        self._h = ctypes.c_void_p(handle)
+        info = _Info()
+        _check(self._lib.poolshim_buffer_get_info(self._h, ctypes.byref(info)))
+        self.name = info.name.decode()
+        self.dtype = _NUMPY.get(info.dtype.decode(), "uint8")
+        self.shape = tuple(int(info.shape[i]) for i in range(info.ndim))
+        self.nbytes = int(info.bytes)
+        self.kind = "host" if info.kind == _HOST else "device"
+        self.device = "cpu" if info.kind == _HOST else f"cuda:{info.device}"
+        self.shared = bool(info.flags & _SHARED)
+        self.creator_pid = int(info.creator)
+        self._views = 0
+        self._closing = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, name, shape, dtype="uint8", device="cpu", shared=False):
+        """A new named buffer of shape and dtype ("float32", numpy.float32, "f32"...)."""
+        if isinstance(shape, int):
+            shape = (shape,)
+        shape = tuple(shape)
+        if len(shape) > 8 or any((not isinstance(d, int)) or d < 0 for d in shape):
+            raise InvalidArgument(-1, f"shape {shape!r}: at most 8 non-negative ints")
+        if device == "cpu":
+            kind, dev = _HOST, -1
+        elif isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+            kind, dev = _DEVICE, int(device[5:])
+        else:
+            raise InvalidArgument(-1, f"device {device!r}: 'cpu' or 'cuda:N'")
+        lib = _load()
+        dims = (ctypes.c_uint64 * max(1, len(shape)))(*shape)
+        h = ctypes.c_void_p()
+        _check(lib.poolshim_buffer_create(_name(name), _dtype(dtype).encode(), len(shape), dims, kind, dev,
+                                          _SHARED if shared else 0, ctypes.byref(h)))
+        return cls(h.value)
+
+    @classmethod
+    def open(cls, name, shared=False):
+        """The buffer of an existing name."""
+        lib = _load()
+        h = ctypes.c_void_p()
+        _check(lib.poolshim_buffer_open(_name(name), _SHARED if shared else 0, ctypes.byref(h)))
+        return cls(h.value)
+
+    @staticmethod
+    def unlink(name, shared=False):
+        """The name goes now; the memory with its last reference."""
+        _check(_load().poolshim_buffer_unlink(_name(name), _SHARED if shared else 0))
+
+    # ---- its memory ----
+    def _address(self):
+        if self._h is None or self._closing:
+            raise PoolshimError(-9, f"buffer {self.name!r} is closed")
+        return self._lib.poolshim_buffer_data(self._h)
+
+    def _hold_view(self):
+        with self._lock:
+            self._views += 1
+
+    def _release_view(self):
+        with self._lock:
+            self._views -= 1
+            last = self._views == 0 and self._closing
+        if last:
+            try:
+                self._end()
+            except PoolshimError:
+                pass  # a view's end (a finalizer): the daemon may be gone; nothing is left to do
+
+    def numpy(self):
+        """A numpy array over the buffer's memory (no copy); it keeps the buffer mapped."""
+        import numpy as np
+        if self.kind != "host":
+            raise Unsupported(-8, "a device buffer has no numpy view (use __cuda_array_interface__)")
+        raw = (ctypes.c_ubyte * self.nbytes).from_address(self._address())
+        self._hold_view()
+        weakref.finalize(raw, self._release_view)
+        raw._poolshim_buffer = self  # the view's base keeps the buffer object alive
+        return np.frombuffer(raw, dtype=self.dtype).reshape(self.shape)
+
+    @property
+    def __array_interface__(self):
+        if self.kind != "host":
+            raise AttributeError("__array_interface__: a device buffer")
+        return self.numpy().__array_interface__
+
+    def __dlpack_device__(self):
+        if self.kind != "host":
+            raise Unsupported(-8, "device buffers are not served yet")
+        return (_KDLCPU, 0)
+
+    def __dlpack__(self, stream=None):
+        if self.kind != "host":
+            raise Unsupported(-8, "device buffers are not served yet")
+        code, bits = _DL[_DTYPES[self.dtype]]
+        managed = _DLManagedTensor()
+        shape = (ctypes.c_int64 * max(1, len(self.shape)))(*self.shape)
+        t = managed.dl_tensor
+        t.data = self._address()
+        t.device = _DLDevice(_KDLCPU, 0)
+        t.ndim = len(self.shape)
+        t.dtype = _DLDataType(code, bits, 1)
+        t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
+        t.strides = None  # compact, row-major
+        t.byte_offset = 0
+        managed.deleter = _dl_deleter_c
+        self._hold_view()
+        with _exports_lock:
+            _exports[ctypes.addressof(managed)] = (managed, shape, self)
+        # The capsule's destructor is C (libpoolshim_buffers): a capsule nobody consumed has its
+        # tensor deleted, so the view it holds ends.
+        destructor = ctypes.cast(self._lib.poolshim_buffer_dlpack_capsule_destructor, ctypes.c_void_p)
+        return _pyapi.PyCapsule_New(ctypes.addressof(managed), b"dltensor", destructor)
+
+    # ---- its reference ----
+    def close(self):
+        """Ends this reference (once the last view of it is gone, if any is alive)."""
+        with self._lock:
+            if self._h is None or self._closing:
+                return
+            self._closing = True
+            now = self._views == 0
+        if now:
+            self._end()
+
+    def _end(self):
+        h, self._h = self._h, None
+        if h is not None:
+            _check(self._lib.poolshim_buffer_close(h))
+
+    @property
+    def closed(self):
+        return self._h is None or self._closing
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if getattr(self, "_h", None) is not None and self._views == 0:
+                self._end()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return (f"<poolshim.Buffer {self.name!r} {self.dtype}{list(self.shape)} {self.nbytes} bytes on {self.device}"
+                f"{' shared' if self.shared else ''}, {state}>")
+
+
+def list_buffers():
+    """The buffers this uid may see: a list of dicts (name, bytes, kind, shared, references,
+    creator_pid, owner_uid, created_ns)."""
+    lib = _load()
+    count = ctypes.c_size_t()
+    cap = 16
+    while True:
+        entries = (_Entry * cap)()
+        _check(lib.poolshim_buffer_list(entries, cap, ctypes.byref(count)))
+        if count.value <= cap:
+            break
+        cap = count.value + 16
+    return [{"name": e.name.decode(), "bytes": e.bytes, "kind": "host" if e.kind == _HOST else "device",
+             "shared": bool(e.flags & _SHARED), "references": e.references, "creator_pid": e.creator,
+             "owner_uid": e.owner_uid, "created_ns": e.created_ns} for e in entries[:count.value]]
