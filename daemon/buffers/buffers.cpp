@@ -282,16 +282,17 @@ int poolshim_buffer_list(poolshim_buffer_entry* out, std::size_t cap, std::size_
     if (e == POOLSHIM_ENOENT) return 0;  // past the last one
     if (e != 0) return e;
     if (*count < cap) {
+      const proto::buffer_entry b = proto::decode_buffer_entry(r);
       poolshim_buffer_entry& x = out[*count];
       std::memset(&x, 0, sizeof x);
-      std::memcpy(x.name, r.payload, POOLSHIM_BUFFER_NAME_MAX);
-      x.bytes = r.val[0];
-      x.kind = static_cast<int>(r.val[1] & proto::k_buffer_kind_mask);
-      x.flags = static_cast<unsigned>(r.val[1] & proto::k_buffer_shared);
-      x.references = static_cast<std::uint32_t>(r.val[2]);
-      x.creator = static_cast<std::int64_t>(r.val[3]);
-      x.owner_uid = static_cast<std::uint32_t>(r.val[4]);
-      x.created_ns = r.val[5];
+      std::memcpy(x.name, b.name, POOLSHIM_BUFFER_NAME_MAX);
+      x.bytes = b.bytes;
+      x.kind = static_cast<int>(b.kind_flags & proto::k_buffer_kind_mask);
+      x.flags = static_cast<unsigned>(b.kind_flags & proto::k_buffer_shared);
+      x.references = static_cast<std::uint32_t>(b.references);
+      x.creator = static_cast<std::int64_t>(b.creator_pid);
+      x.owner_uid = static_cast<std::uint32_t>(b.owner_uid);
+      x.created_ns = b.created_ns;
     }
     ++*count;
   }

@@ -74,13 +74,12 @@ int print_status(const std::string& path) {
   }
   // Named buffers this uid may see (its own and the shared ones; root: all).
   for (std::uint64_t i = 0; ask(proto::op::buffer_list, i, &r); ++i) {
-    char name[proto::k_name_size + 1] = {};
-    std::memcpy(name, r.payload, proto::k_name_size);
-    std::printf("buffer name=%s kind=%s%s bytes=%llu references=%llu creator_pid=%llu owner_uid=%llu\n", name,
-                (r.val[1] & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
-                (r.val[1] & proto::k_buffer_shared) != 0 ? " shared=1" : "", static_cast<unsigned long long>(r.val[0]),
-                static_cast<unsigned long long>(r.val[2]), static_cast<unsigned long long>(r.val[3]),
-                static_cast<unsigned long long>(r.val[4]));
+    const proto::buffer_entry b = proto::decode_buffer_entry(r);
+    std::printf("buffer name=%s kind=%s%s bytes=%llu references=%llu creator_pid=%llu owner_uid=%llu\n", b.name,
+                (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
+                (b.kind_flags & proto::k_buffer_shared) != 0 ? " shared=1" : "",
+                static_cast<unsigned long long>(b.bytes), static_cast<unsigned long long>(b.references),
+                static_cast<unsigned long long>(b.creator_pid), static_cast<unsigned long long>(b.owner_uid));
   }
   close(s);
   return 0;

@@ -691,13 +691,15 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         if (b.unlinked || (c.uid != 0 && !b.shared && b.uid != c.uid)) continue;
         if (n-- != 0) continue;
         proto::reply r = proto::make_reply(q, status::ok);
-        std::memcpy(r.payload, b.name.data(), b.name.size());
-        r.val[0] = b.bytes;
-        r.val[1] = b.kind_flags;
-        r.val[2] = b.refs;
-        r.val[3] = static_cast<std::uint64_t>(b.creator_pid);
-        r.val[4] = b.uid;
-        r.val[5] = b.ctime_ns;
+        proto::buffer_entry e;
+        std::memcpy(e.name, b.name.data(), std::min(b.name.size(), proto::k_name_size));
+        e.bytes = b.bytes;
+        e.kind_flags = b.kind_flags;
+        e.references = b.refs;
+        e.creator_pid = static_cast<std::uint64_t>(b.creator_pid);
+        e.owner_uid = b.uid;
+        e.created_ns = b.ctime_ns;
+        proto::encode_buffer_entry(e, &r);
         return r;
       }
       return proto::make_reply(q, status::not_found);
@@ -887,6 +889,8 @@ std::string server::metrics_text() const {
   line("poolshimd_idle_closed_total", "Connections closed for holding nothing past the idle timeout.", idle_closed_);
   std::uint64_t retained = 0;
   for (const auto& [id, c] : clients_) retained += c->retained_bytes;
+  line("poolshimd_named_buffers", "Named buffers (issue #14), unlinked ones still referenced included.",
+       buffers_.size());
   line("poolshimd_retained_bytes", "Returned slabs their processes may still hold (counted against their quotas).",
        retained);
   // Anyone on the node can read this page: which process holds what only when asked for

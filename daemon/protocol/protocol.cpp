@@ -365,4 +365,26 @@ client_status decode_client_status(const reply& r) noexcept {
   return c;
 }
 
+void encode_buffer_entry(const buffer_entry& b, reply* r) noexcept {
+  std::memcpy(r->payload, b.name, strnlen(b.name, k_name_size));
+  r->val[0] = b.bytes;
+  r->val[1] = b.kind_flags;
+  r->val[2] = b.references;
+  r->val[3] = b.creator_pid;
+  r->val[4] = b.owner_uid;
+  r->val[5] = b.created_ns;
+}
+
+buffer_entry decode_buffer_entry(const reply& r) noexcept {
+  buffer_entry b;
+  std::memcpy(b.name, r.payload, k_name_size);  // validate_reply: the rest of the payload is zero
+  b.bytes = r.val[0];
+  b.kind_flags = r.val[1];
+  b.references = r.val[2];
+  b.creator_pid = r.val[3];
+  b.owner_uid = r.val[4];
+  b.created_ns = r.val[5];
+  return b;
+}
+
 }  // namespace poolshim::proto

@@ -54,6 +54,8 @@ daemon_figures query_daemon(const std::string& socket) {
     const proto::client_status c = proto::decode_client_status(r);
     if (c.pid != static_cast<std::uint64_t>(getpid())) d.per_client.push_back(c);
   }
+  for (std::uint64_t i = 0; i < 65536 && ask(proto::op::buffer_list, i, &r); ++i)
+    d.buffers.push_back(proto::decode_buffer_entry(r));
   close(s);
   return d;
 }

@@ -226,6 +226,20 @@ inline constexpr client_figure k_client_figures[] = {
 #undef POOLSHIM_PROTO_CLIENT_ENTRY
 };
 
+// op::buffer_list, one named buffer: the one description of that reply, for the daemon and every
+// reader (poolshimd --status, poolshim-stats node, libpoolshim_buffers).
+struct buffer_entry {
+  char name[k_name_size + 1] = {};  // NUL-terminated
+  std::uint64_t bytes = 0;
+  std::uint64_t kind_flags = 0;  // buffer_kind | k_buffer_shared
+  std::uint64_t references = 0;
+  std::uint64_t creator_pid = 0;
+  std::uint64_t owner_uid = 0;
+  std::uint64_t created_ns = 0;  // since the epoch
+};
+void encode_buffer_entry(const buffer_entry& b, reply* r) noexcept;
+buffer_entry decode_buffer_entry(const reply& r) noexcept;
+
 // Into a successful reply's record (the daemon), and out of a validated one (its clients).
 void encode_status(const daemon_status& s, reply* r) noexcept;
 daemon_status decode_status(const reply& r) noexcept;

@@ -2,7 +2,7 @@
  * in C (the header is C): create, a fork child opens and checks the bytes and the metadata and
  * writes back, list, unlink, close; every bad input gets its code and a reason in words; and, with
  * `bench BYTES`, the time from a second process's open to its first byte read.
- * usage: buffer_pair check | bench BYTES       (POOLSHIM_SOCKET names the daemon)
+ * usage: buffer_pair check | bench BYTES | hold NAME   (POOLSHIM_SOCKET names the daemon)
  * Prints "buffer_pair: FAIL: ..." and exits 1 when a check fails. */
 #include <signal.h>
 #include <stdint.h>
@@ -146,13 +146,33 @@ static void bench(uint64_t bytes) {
   poolshim_buffer_close(b);
 }
 
+/* Creates NAME (u8[4096]) and holds it until stdin closes (tests that need a named buffer). */
+static void hold(const char* name) {
+  poolshim_buffer* b = NULL;
+  const uint64_t n = 4096;
+  if (poolshim_buffer_create(name, "u8", 1, &n, POOLSHIM_BUFFER_HOST, -1, 0, &b) != 0) {
+    printf("buffer_pair: FAIL: create '%s' (%s)\n", name, poolshim_buffer_error());
+    ++failures;
+    return;
+  }
+  printf("holding %s\n", name);
+  fflush(stdout);
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  poolshim_buffer_unlink(name, 0);
+  poolshim_buffer_close(b);
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "check") == 0) {
     check();
+  } else if (argc >= 3 && strcmp(argv[1], "hold") == 0) {
+    hold(argv[2]);
   } else if (argc >= 3 && strcmp(argv[1], "bench") == 0) {
     bench(strtoull(argv[2], NULL, 0));
   } else {
-    fprintf(stderr, "usage: buffer_pair check | bench BYTES\n");
+    fprintf(stderr, "usage: buffer_pair check | bench BYTES | hold NAME\n");
     return 2;
   }
   printf("buffer_pair: %s\n", failures ? "FAILED" : "OK");

@@ -9,7 +9,7 @@
 # Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names
 set -u
 scenario=${1:?scenario}; shift
-shim="" program="" stats="" fake="" daemon="" schema=""
+shim="" program="" stats="" fake="" daemon="" schema="" pair=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shim) shim=$2; shift 2 ;;
@@ -18,6 +18,7 @@ while [[ $# -gt 0 ]]; do
     --fake) fake=$2; shift 2 ;;
     --daemon) daemon=$2; shift 2 ;;
     --schema) schema=$2; shift 2 ;;
+    --pair) pair=$2; shift 2 ;;  # buffer_pair: a named buffer held while node runs
     *) echo "stats_tool_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -207,6 +208,16 @@ node)
   wait_ready "$dir/hold.out"
   # The exited run's slab goes back when the daemon sees its process end: wait for that.
   for _ in $(seq 200); do "$daemon" --status --socket "$sock" | grep -q " clients=1 " && break; sleep 0.01; done
+  # A named buffer, held by a process of its own while node looks (issue #14).
+  [[ -x "$pair" ]] || fail "no --pair buffer_pair given"
+  mkfifo "$dir/hold.in"
+  POOLSHIM_SOCKET=$sock "$pair" hold node.frames <"$dir/hold.in" >"$dir/pair.out" 2>&1 &
+  pids+=("$!")
+  exec 7>"$dir/hold.in"
+  for _ in $(seq 200); do grep -q "holding node.frames" "$dir/pair.out" && break; sleep 0.01; done
+  grep -q "holding node.frames" "$dir/pair.out" || { cat "$dir/pair.out"; fail "no named buffer held"; }
+  # The holder is a client too: the query below waits for 2 clients.
+  for _ in $(seq 200); do "$daemon" --status --socket "$sock" | grep -q " clients=2 " && break; sleep 0.01; done
   "$stats" node --dir "$dir" --socket "$sock" | tee "$dir/node.txt"
   "$stats" node --dir "$dir" --socket "$sock" --format json >"$dir/node.json" || fail "node json"
   "$daemon" --status --socket "$sock" | tee "$dir/status.txt"
@@ -240,7 +251,12 @@ lent = {int(re.search(r"pid=(\d+)", l).group(1)): int(re.search(r"lent_bytes=(\d
 assert {p: c["lent_bytes"] for p, c in clients.items()} == lent, (clients, lent)
 assert sum(c["lent_bytes"] for c in dm["per_client"]) == dm["lent_bytes"], dm
 # The held program's pinned block came from a slab the daemon lent it (the exited one's went back).
-assert held in clients and dm["clients"] == 1, (clients, dm)
+assert held in clients and dm["clients"] == 2, (clients, dm)  # and the named buffer's holder
+nb = dm["named_buffers"]
+assert len(nb) == 1 and (nb[0]["name"], nb[0]["kind"], nb[0]["shared"], nb[0]["bytes"], nb[0]["references"]) == \
+    ("node.frames", "host", False, 4096, 1), nb
+assert nb[0]["creator_pid"] in clients and dm["named_bytes"] == 64 * MiB, (nb, dm["named_bytes"])
+print(f"named buffer {nb[0]['name']}: {nb[0]['bytes']} bytes, one 64 MiB slab of the region")
 assert h["daemon_lent_bytes"] == clients[held]["lent_bytes"] == 64 * MiB, (h, clients)  # one 64 MiB slab
 print(f"held pid {held}: the daemon lent it {h['daemon_lent_bytes']} bytes")
 assert e["daemon_lent_bytes"] is None, e
@@ -250,6 +266,9 @@ PY
   grep -Eq "^  $exited_pid +exited +1\.1 MiB +1\.1 MiB +- " "$dir/node.txt" || fail "text: the exited process's line"
   grep -A1 "^daemon on $sock:$" "$dir/node.txt" | grep -Eq "^  pinned region 256\.0 MiB, lent [0-9.]+ [KMG]?i?B, free " ||
     fail "text: the daemon's lines"
+  grep -Eq "^  buffer node\.frames +host +4\.0 KiB, 1 reference, created by pid [0-9]+" "$dir/node.txt" ||
+    fail "text: the named buffer's line"
+  exec 7>&-  # the holder lets its buffer go
   # No daemon: one line, status 0, in text and JSON.
   out=$("$stats" node --dir "$dir" --socket "$dir/none.sock") || fail "node failed without a daemon: $out"
   echo "$out" | tail -1
