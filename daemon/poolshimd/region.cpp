@@ -218,13 +218,16 @@ bool slab_region::reserve(std::size_t n) {
   std::size_t free = 0;
   for (const slab& s : slabs_) free += is_free(s);
   if (free < n) return false;
-  for (slab& s : slabs_) {
-    if (n == 0) break;
-    if (!is_free(s)) continue;
-    if (s.fd >= 0) closing_.push_back(s.fd);
-    s = slab{};
-    s.st = state::reserved;
-    --n;
+  // Empty slabs first, then those being filled, ready ones last (they cost a fill to replace).
+  for (const state want : {state::empty, state::filling, state::ready}) {
+    for (slab& s : slabs_) {
+      if (n == 0) break;
+      if (s.st != want) continue;
+      if (s.fd >= 0) closing_.push_back(s.fd);
+      s = slab{};
+      s.st = state::reserved;
+      --n;
+    }
   }
   work_.notify_one();
   return true;

@@ -998,30 +998,28 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   const auto key = name_key(c, q);
   if (names_.count(key) != 0) return proto::make_reply(q, status::exists);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
-  const std::uint64_t slab = region_.slab_bytes();
-  const std::uint64_t slabs = (q.arg[0] + slab - 1) / slab;
-  if (!within_quota(c, slabs * slab)) return proto::make_reply(q, status::quota);
-  if (!region_.reserve(slabs)) {
+  // Its own memfd of the buffer's size (pages rounded). All named buffers together take whole
+  // slabs out of the region's budget (their total rounded up to slabs), so small ones share a slab.
+  const std::uint64_t mapped = (q.arg[0] + 4095) & ~std::uint64_t{4095};
+  if (!within_quota(c, mapped)) return proto::make_reply(q, status::quota);
+  if (!resize_named(named_total_ + mapped)) {
     pressure_until_ = now() + k_pressure_hold;
     return proto::make_reply(q, status::no_memory);
   }
-  // Its own memfd of the buffer's size (pages rounded), filled now (the memory exists when the
-  // reply comes; the fill of a large buffer holds the loop that long: see the figures),
-  // sealed against shrinking and growing.
-  const std::uint64_t mapped = (q.arg[0] + 4095) & ~std::uint64_t{4095};
+  // Filled now (the memory exists when the reply comes; the fill of a large buffer holds the loop
+  // that long: see the figures), sealed against shrinking and growing.
   const int fd = memfd_create(("poolshim-buffer:" + key.second).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0 || ftruncate(fd, static_cast<off_t>(mapped)) != 0 ||
-      fallocate(fd, 0, 0, static_cast<off_t>(mapped)) != 0 || fcntl(fd, F_ADD_SEALS, slab_region::k_seals) != 0) {
+  const int dup = fd < 0 || ftruncate(fd, static_cast<off_t>(mapped)) != 0 ||
+                          fallocate(fd, 0, 0, static_cast<off_t>(mapped)) != 0 ||
+                          fcntl(fd, F_ADD_SEALS, slab_region::k_seals) != 0
+                      ? -1
+                      : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) {
     if (fd >= 0) closer_->put(fd);
-    region_.release(slabs);
+    resize_named(named_total_);
     return proto::make_reply(q, status::no_memory);
   }
-  const int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) {
-    closer_->put(fd);
-    region_.release(slabs);
-    return proto::make_reply(q, status::internal);
-  }
+  named_total_ += mapped;
   const std::uint64_t id = next_buffer_++;
   named_buffer& b = buffers_[id];
   b.name = key.second;
@@ -1031,8 +1029,7 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   b.creator_client = c.id;
   b.bytes = q.arg[0];
   b.mapped = mapped;
-  b.reserved = slabs * slab;
-  b.slabs = slabs;
+  b.reserved = mapped;
   b.kind_flags = q.arg[1];
   b.dtype_ndim = q.arg[2];
   std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
@@ -1096,8 +1093,23 @@ void server::free_buffer(std::uint64_t id) {
   if (it == buffers_.end()) return;
   log::debug("poolshimd: buffer '{}' of {} bytes freed", it->second.name, it->second.bytes);
   closer_->put(it->second.fd);
-  region_.release(it->second.slabs);
+  named_total_ -= it->second.mapped;
   buffers_.erase(it);
+  resize_named(named_total_);
+}
+
+// The region's slabs taken for named buffers: their total, rounded up to whole slabs. False (and
+// nothing changed) when the region has no room for more.
+bool server::resize_named(std::uint64_t total) {
+  const std::uint64_t slab = region_.slab_bytes();
+  const auto need = static_cast<std::size_t>((total + slab - 1) / slab);
+  if (need > named_slabs_) {
+    if (!region_.reserve(need - named_slabs_)) return false;
+  } else if (need < named_slabs_) {
+    region_.release(named_slabs_ - need);
+  }
+  named_slabs_ = need;
+  return true;
 }
 
 // The harness's entry points (server.h).

@@ -102,7 +102,8 @@ class server {
     std::uint64_t id;      // what the client names it by (buffer_close)
     std::uint64_t buffer;  // buffers_' key
   };
-  // A named buffer (issue #14): its memory a memfd of its own, taken out of the region's budget.
+  // A named buffer (issue #14): its memory a memfd of its own; all of them together take whole
+  // slabs out of the region's budget.
   struct named_buffer {
     std::string name;
     bool shared = false;  // the shared namespace (any uid opens it), else its uid's
@@ -110,8 +111,7 @@ class server {
     pid_t creator_pid = 0;
     std::uint64_t creator_client = 0;
     std::uint64_t bytes = 0, mapped = 0;  // asked; the memfd's size (a page multiple)
-    std::uint64_t reserved = 0;           // region bytes it takes (whole slabs)
-    std::size_t slabs = 0;
+    std::uint64_t reserved = 0;           // bytes it counts against quotas (mapped)
     std::uint64_t kind_flags = 0, dtype_ndim = 0;
     std::array<std::uint64_t, proto::k_max_dims> shape{};
     int fd = -1;
@@ -192,6 +192,7 @@ class server {
   void drop_reference(std::uint64_t buffer);
   void drop_references(client& c);
   void free_buffer(std::uint64_t id);
+  bool resize_named(std::uint64_t total);
 
   server_options options_;
   slab_region region_;
@@ -223,6 +224,8 @@ class server {
   std::map<std::uint64_t, named_buffer> buffers_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> names_;  // (uid or shared, name) -> buffer
   std::uint64_t next_buffer_ = 1;
+  std::uint64_t named_total_ = 0;  // every named buffer\'s mapped bytes
+  std::size_t named_slabs_ = 0;    // slabs reserved for them: named_total_ rounded up
   std::uint64_t next_ref_ = 1;
   bool test_clock_ = false;
   clock::time_point test_now_{};

@@ -2,7 +2,7 @@
  * in C (the header is C): create, a fork child opens and checks the bytes and the metadata and
  * writes back, list, unlink, close; every bad input gets its code and a reason in words; and, with
  * `bench BYTES`, the time from a second process's open to its first byte read.
- * usage: buffer_pair check | bench BYTES | hold NAME   (POOLSHIM_SOCKET names the daemon)
+ * usage: buffer_pair check | bench BYTES | roundtrip N | hold NAME   (POOLSHIM_SOCKET names the daemon)
  * Prints "buffer_pair: FAIL: ..." and exits 1 when a check fails. */
 #include <signal.h>
 #include <stdint.h>
@@ -146,6 +146,38 @@ static void bench(uint64_t bytes) {
   poolshim_buffer_close(b);
 }
 
+static int by_value(const void* a, const void* b) {
+  const double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
+}
+
+/* N rounds of create, open (a second reference), close both and unlink a 4 KiB buffer through the
+ * socket: each round's time, p50 and p99. */
+static void roundtrip(int n) {
+  double* t = calloc((size_t)n, sizeof *t);
+  if (t == NULL) return;
+  const uint64_t bytes = 4096;
+  for (int i = 0; i < n; ++i) {
+    poolshim_buffer *c = NULL, *o = NULL;
+    const double t0 = now_ms();
+    int r = poolshim_buffer_create("rt", "u8", 1, &bytes, POOLSHIM_BUFFER_HOST, -1, 0, &c);
+    if (r == 0) r = poolshim_buffer_open("rt", 0, &o);
+    if (r == 0) r = poolshim_buffer_unlink("rt", 0);
+    if (o != NULL) poolshim_buffer_close(o);
+    if (c != NULL) poolshim_buffer_close(c);
+    t[i] = now_ms() - t0;
+    if (r != 0) {
+      printf("buffer_pair: FAIL: round %d: %s\n", i, poolshim_buffer_error());
+      ++failures;
+      break;
+    }
+  }
+  qsort(t, (size_t)n, sizeof *t, by_value);
+  printf("create/open/unlink/close x2 of a 4 KiB buffer through the socket, %d rounds: p50 %.3f ms, p99 %.3f ms\n", n,
+         t[n / 2], t[(n * 99) / 100]);
+  free(t);
+}
+
 /* Creates NAME (u8[4096]) and holds it until stdin closes (tests that need a named buffer). */
 static void hold(const char* name) {
   poolshim_buffer* b = NULL;
@@ -167,12 +199,14 @@ static void hold(const char* name) {
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "check") == 0) {
     check();
+  } else if (argc >= 3 && strcmp(argv[1], "roundtrip") == 0) {
+    roundtrip(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1000);
   } else if (argc >= 3 && strcmp(argv[1], "hold") == 0) {
     hold(argv[2]);
   } else if (argc >= 3 && strcmp(argv[1], "bench") == 0) {
     bench(strtoull(argv[2], NULL, 0));
   } else {
-    fprintf(stderr, "usage: buffer_pair check | bench BYTES | hold NAME\n");
+    fprintf(stderr, "usage: buffer_pair check | bench BYTES | roundtrip N | hold NAME\n");
     return 2;
   }
   printf("buffer_pair: %s\n", failures ? "FAILED" : "OK");

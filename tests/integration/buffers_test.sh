@@ -37,6 +37,7 @@ done
 "$pair" check || fail "buffer_pair check"
 "$daemon" --status | grep -q "named_bytes=0" || { "$daemon" --status; fail "named bytes left after the check"; }
 "$pair" bench $((1 << 30)) || fail "buffer_pair bench"
+"$pair" roundtrip 2000 || fail "buffer_pair roundtrip"
 if [[ -n "$first" ]]; then
   echo "cudaHostAlloc of 1 GiB (host_first_alloc 1024, without the shim): $("$first" 1024)"
 fi
