@@ -145,6 +145,29 @@ void end_reference(std::uint64_t ref) {
   (void)exchange(q, &r, nullptr, "close");
 }
 
+// Sends a create or an open and maps the buffer that comes back: a new poolshim_buffer with its
+// reference and size (its info is the caller's to fill), or null with *err (the text set).
+poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto::reply* r, int* err) {
+  auto* b = new (std::nothrow) poolshim_buffer();
+  if (b == nullptr) {
+    *err = fail(POOLSHIM_EIO, "out of memory");
+    return nullptr;
+  }
+  int fd = -1;
+  if ((*err = exchange(q, r, &fd, what)) != 0) {
+    delete b;
+    return nullptr;
+  }
+  b->ref = r->val[0];
+  b->bytes = q.op == static_cast<std::uint16_t>(proto::op::buffer_create) ? q.arg[0] : r->val[1];
+  if ((*err = map_into(fd, b)) != 0) {
+    end_reference(b->ref);
+    delete b;
+    return nullptr;
+  }
+  return b;
+}
+
 }  // namespace
 
 extern "C" {
@@ -174,21 +197,10 @@ int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const 
   if (kind == POOLSHIM_BUFFER_HOST && device >= 0)
     return fail(POOLSHIM_EINVAL, "a host buffer names no device (pass -1)");
   if (const char* p = proto::buffer_create_problem(q)) return fail(POOLSHIM_EINVAL, p);
-  auto* b = new (std::nothrow) poolshim_buffer();
-  if (b == nullptr) return fail(POOLSHIM_EIO, "out of memory");
   proto::reply r{};
-  int fd = -1;
-  if (const int e = exchange(q, &r, &fd, std::string("create '") + name + "'"); e != 0) {
-    delete b;
-    return e;
-  }
-  b->ref = r.val[0];
-  b->bytes = q.arg[0];
-  if (const int e = map_into(fd, b); e != 0) {
-    end_reference(b->ref);
-    delete b;
-    return e;
-  }
+  int err = 0;
+  poolshim_buffer* b = acquire(q, std::string("create '") + name + "'", &r, &err);
+  if (b == nullptr) return err;
   poolshim_buffer_info& i = b->info;
   std::snprintf(i.name, sizeof i.name, "%s", name);
   std::snprintf(i.dtype, sizeof i.dtype, "%s", proto::dtype_name(code));
@@ -210,21 +222,10 @@ int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out
   proto::request q = proto::make_request(proto::op::buffer_open, 0);
   if (const int e = put_name(name, &q); e != 0) return e;
   q.arg[1] = flags;
-  auto* b = new (std::nothrow) poolshim_buffer();
-  if (b == nullptr) return fail(POOLSHIM_EIO, "out of memory");
   proto::reply r{};
-  int fd = -1;
-  if (const int e = exchange(q, &r, &fd, std::string("open '") + name + "'"); e != 0) {
-    delete b;
-    return e;
-  }
-  b->ref = r.val[0];
-  b->bytes = r.val[1];
-  if (const int e = map_into(fd, b); e != 0) {
-    end_reference(b->ref);
-    delete b;
-    return e;
-  }
+  int err = 0;
+  poolshim_buffer* b = acquire(q, std::string("open '") + name + "'", &r, &err);
+  if (b == nullptr) return err;
   poolshim_buffer_info& i = b->info;
   std::snprintf(i.name, sizeof i.name, "%s", name);
   const char* dn = proto::dtype_name(static_cast<std::uint32_t>(r.val[3] & 0xffff));
