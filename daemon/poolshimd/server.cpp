@@ -25,6 +25,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "poolshim/transport.h"
 #include "poolshimd/log.h"
@@ -34,7 +35,15 @@ namespace poolshim::daemon {
 namespace {
 
 // epoll tags: kind in the top byte, client (or metrics connection) id below.
-enum kind : std::uint64_t { k_listen = 1, k_sock = 2, k_pidfd = 3, k_wake = 4, k_metrics = 5, k_metrics_conn = 6 };
+enum kind : std::uint64_t {
+  k_listen = 1,
+  k_sock = 2,
+  k_pidfd = 3,
+  k_wake = 4,
+  k_metrics = 5,
+  k_metrics_conn = 6,
+  k_filled = 7
+};
 constexpr std::uint64_t tag(kind k, std::uint64_t id = 0) { return (std::uint64_t{k} << 56) | id; }
 constexpr kind kind_of(std::uint64_t t) { return static_cast<kind>(t >> 56); }
 constexpr std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
@@ -175,6 +184,66 @@ class fd_closer {
   bool stopping_ = false;
 };
 
+// The thread that fills named buffers (fallocate) off the loop: a job in, its result out, the
+// loop woken by an eventfd. Shared with the thread, like fd_closer.
+class fill_worker {
+ public:
+  struct job {
+    std::uint64_t id;
+    int fd;  // a duplicate, closed here
+    std::uint64_t bytes;
+  };
+  static std::shared_ptr<fill_worker> start(int event_fd) {
+    auto w = std::make_shared<fill_worker>();
+    w->event_ = event_fd;
+    std::thread([w] { w->work(); }).detach();
+    return w;
+  }
+  void put(job j) {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(j);
+    cv_.notify_one();
+  }
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  // Finished jobs: (id, filled).
+  std::vector<std::pair<std::uint64_t, bool>> take_done() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(done_, {});
+  }
+
+ private:
+  void work() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) {
+        for (const job& j : jobs_) close(j.fd);
+        close(event_);  // its own duplicate: the server's copy is closed by the server
+        return;
+      }
+      const job j = jobs_.front();
+      jobs_.pop_front();
+      lock.unlock();
+      const bool ok = fallocate(j.fd, 0, 0, static_cast<off_t>(j.bytes)) == 0;
+      close(j.fd);
+      lock.lock();
+      done_.emplace_back(j.id, ok);
+      const std::uint64_t one = 1;
+      (void)!write(event_, &one, sizeof one);
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<job> jobs_;
+  std::vector<std::pair<std::uint64_t, bool>> done_;
+  bool stopping_ = false;
+  int event_ = -1;
+};
+
 namespace {
 // The region's options with the slab identity key, kept beside the socket (its directory prepared
 // first: the key file is written there).
@@ -201,6 +270,10 @@ server::server(server_options o)
   if (epoll_ < 0 || wake_ < 0) throw std::runtime_error(std::string("epoll/eventfd: ") + std::strerror(errno));
   add(epoll_, listen_, tag(k_listen));
   add(epoll_, wake_, tag(k_wake));
+  filled_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (filled_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  add(epoll_, filled_, tag(k_filled));
+  filler_ = fill_worker::start(fcntl(filled_, F_DUPFD_CLOEXEC, 0));
   if (options_.metrics_port > 0) {
     metrics_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_in a{};
@@ -226,6 +299,9 @@ server::~server() {
   for (auto& [id, m] : metrics_conns_) close(m.fd);
   for (auto& [id, b] : buffers_) closer_->put(b.fd);
   closer_->stop();
+  if (filler_) filler_->stop();  // it closes its own copy of the eventfd when it ends
+  for (auto& [job, f] : fills_) close(f.fd);
+  if (filled_ >= 0) close(filled_);
   if (listen_ >= 0) {
     close(listen_);
     unlink(options_.socket_path.c_str());
@@ -265,6 +341,9 @@ int server::run() {
           break;
         case k_metrics_conn:
           on_metrics_event(id_of(t), events[i].events);
+          break;
+        case k_filled:
+          on_filled();
           break;
         case k_pidfd:
           on_client_exited(id_of(t));
@@ -434,6 +513,7 @@ void server::sweep(clock::time_point now) {
 }
 
 void server::on_client_readable(client& c) {
+  if (c.filling != 0) return;  // its create's reply comes first (on_filled), then its next records
   for (;;) {
     alignas(8) unsigned char buf[proto::k_record_size];
     std::size_t len = 0;
@@ -452,6 +532,12 @@ void server::on_client_readable(client& c) {
     int fd_out = -1;
     bool goodbye = false;
     const proto::reply r = serve(c, buf, len, fd_in, &fd_out, &goodbye);
+    if (c.filling != 0) {
+      // A create whose buffer is being filled: no reply yet, and no more records read from this
+      // client until it comes (the loop serves everyone else meanwhile).
+      modify(epoll_, c.sock, tag(k_sock, c.id), 0);
+      return;
+    }
     const bool sent = proto::send_record(c.sock, &r, sizeof r, fd_out);
     if (fd_out >= 0) close(fd_out);
     if (!sent) {
@@ -688,7 +774,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::buffer_list: {
       std::uint64_t n = q.arg[0];
       for (const auto& [id, b] : buffers_) {
-        if (b.unlinked || (c.uid != 0 && !b.shared && b.uid != c.uid)) continue;
+        if (b.unlinked || b.filling || (c.uid != 0 && !b.shared && b.uid != c.uid)) continue;
         if (n-- != 0) continue;
         proto::reply r = proto::make_reply(q, status::ok);
         proto::buffer_entry e;
@@ -1006,11 +1092,13 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
     pressure_until_ = now() + k_pressure_hold;
     return proto::make_reply(q, status::no_memory);
   }
-  // Filled now (the memory exists when the reply comes; the fill of a large buffer holds the loop
-  // that long: see the figures), sealed against shrinking and growing.
+  // Sealed against shrinking and growing, and filled (fallocate: the memory exists when the reply
+  // comes) on the fill thread, so that a large buffer never holds the loop; the creator's reply
+  // waits for it (on_filled). The test clock's harness fills here.
   const int fd = memfd_create(("poolshim-buffer:" + key.second).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  const bool now_filled = test_clock_;
   const int dup = fd < 0 || ftruncate(fd, static_cast<off_t>(mapped)) != 0 ||
-                          fallocate(fd, 0, 0, static_cast<off_t>(mapped)) != 0 ||
+                          (now_filled && fallocate(fd, 0, 0, static_cast<off_t>(mapped)) != 0) ||
                           fcntl(fd, F_ADD_SEALS, slab_region::k_seals) != 0
                       ? -1
                       : fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -1041,6 +1129,14 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   names_[key] = id;
   const buffer_ref ref{next_ref_++, id};
   c.refs.push_back(ref);
+  if (!now_filled) {
+    b.filling = true;
+    const std::uint64_t job = next_fill_++;
+    fills_[job] = pending_fill{c.id, id, q, ref.id, dup};
+    c.filling = job;
+    filler_->put({job, fcntl(fd, F_DUPFD_CLOEXEC, 0), mapped});
+    return proto::make_reply(q, status::ok);  // not sent: on_filled answers
+  }
   *fd_out = dup;
   log::debug("poolshimd: client {} (pid {} uid {}) created buffer '{}' of {} bytes", c.id, c.pid, c.uid, b.name,
              b.bytes);
@@ -1053,7 +1149,8 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
 proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out) {
   using proto::status;
   auto it = names_.find(name_key(c, q));
-  if (it == names_.end()) return proto::make_reply(q, status::not_found);
+  // A buffer still being filled is not there yet for others: its memory does not exist yet.
+  if (it == names_.end() || buffers_.at(it->second).filling) return proto::make_reply(q, status::not_found);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
   named_buffer& b = buffers_.at(it->second);
   const int dup = fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
@@ -1096,6 +1193,58 @@ void server::free_buffer(std::uint64_t id) {
   named_total_ -= it->second.mapped;
   buffers_.erase(it);
   resize_named(named_total_);
+}
+
+// Fills that finished: each creator gets its reply (the buffer, or no_memory and the buffer gone),
+// then its socket is read again.
+void server::on_filled() {
+  std::uint64_t n = 0;
+  (void)!read(filled_, &n, sizeof n);
+  for (const auto& [job, ok] : filler_->take_done()) {
+    auto pf = fills_.find(job);
+    if (pf == fills_.end()) continue;
+    const pending_fill f = pf->second;
+    fills_.erase(pf);
+    auto bt = buffers_.find(f.buffer);
+    if (bt != buffers_.end()) bt->second.filling = false;
+    proto::reply r = proto::make_reply(f.request, proto::status::ok);
+    int fd_out = f.fd;
+    if (!ok) {
+      // No memory for it after all: the name and the creator's reference go.
+      r = proto::make_reply(f.request, proto::status::no_memory);
+      close(fd_out);
+      fd_out = -1;
+      if (bt != buffers_.end()) {
+        names_.erase({bt->second.shared ? k_shared_namespace : std::uint64_t{bt->second.uid}, bt->second.name});
+        bt->second.unlinked = true;
+      }
+      auto ct = clients_.find(f.client);
+      if (ct != clients_.end()) std::erase_if(ct->second->refs, [&](const buffer_ref& x) { return x.id == f.ref; });
+      if (bt != buffers_.end()) {
+        bt->second.refs = 0;
+        free_buffer(f.buffer);
+      }
+    } else {
+      r.val[0] = f.ref;
+      r.val[1] = bt != buffers_.end() ? bt->second.mapped : 0;
+    }
+    auto ct = clients_.find(f.client);
+    if (ct == clients_.end() || ct->second->sock < 0 || ct->second->filling != job) {
+      if (fd_out >= 0) close(fd_out);  // its process is gone (its references with it)
+      continue;
+    }
+    client& c = *ct->second;
+    c.filling = 0;
+    r.pressure_mib = pressure_mib();
+    const bool sent = proto::send_record(c.sock, &r, sizeof r, fd_out);
+    if (fd_out >= 0) close(fd_out);
+    if (!sent) {
+      drop_socket(c);
+      continue;
+    }
+    modify(epoll_, c.sock, tag(k_sock, c.id), EPOLLIN);
+    on_client_readable(c);  // what it sent meanwhile
+  }
 }
 
 // The region's slabs taken for named buffers: their total, rounded up to whole slabs. False (and

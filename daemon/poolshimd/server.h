@@ -56,6 +56,7 @@ struct server_options {
 
 // Closes descriptors on a thread of its own (server.h's top comment); see server.cpp.
 class fd_closer;
+class fill_worker;
 
 class server {
  public:
@@ -117,6 +118,7 @@ class server {
     int fd = -1;
     std::uint32_t refs = 0;
     bool unlinked = false;  // its name is gone; it goes with its last reference
+    bool filling = false;   // the fill thread is on it: not open-able nor listed yet
     std::uint64_t ctime_ns = 0;
   };
   struct client {
@@ -130,10 +132,11 @@ class server {
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
     std::chrono::steady_clock::time_point last_active{};  // the last record received
-    std::vector<buffer_ref> refs;                         // its references to named buffers
-    std::vector<slab_id> retained;                        // slabs it returned that it may still hold
-    std::uint64_t retained_bytes = 0;                     // their bytes
-    std::uint64_t exports = 0;                            // its IPC registrations
+    std::uint64_t filling = 0;         // a create waiting for its fill (the job): its socket is not read
+    std::vector<buffer_ref> refs;      // its references to named buffers
+    std::vector<slab_id> retained;     // slabs it returned that it may still hold
+    std::uint64_t retained_bytes = 0;  // their bytes
+    std::uint64_t exports = 0;         // its IPC registrations
   };
   struct metrics_conn {
     int fd = -1;
@@ -193,6 +196,13 @@ class server {
   void drop_references(client& c);
   void free_buffer(std::uint64_t id);
   bool resize_named(std::uint64_t total);
+  void on_filled();
+  struct pending_fill {
+    std::uint64_t client, buffer;
+    proto::request request;
+    std::uint64_t ref;
+    int fd;  // the creator's descriptor, sent with the reply
+  };
 
   server_options options_;
   slab_region region_;
@@ -224,6 +234,10 @@ class server {
   std::map<std::uint64_t, named_buffer> buffers_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> names_;  // (uid or shared, name) -> buffer
   std::uint64_t next_buffer_ = 1;
+  std::map<std::uint64_t, pending_fill> fills_;  // by fill job
+  std::uint64_t next_fill_ = 1;
+  int filled_ = -1;  // eventfd: the fill thread finished a job
+  std::shared_ptr<fill_worker> filler_;
   std::uint64_t named_total_ = 0;  // every named buffer\'s mapped bytes
   std::size_t named_slabs_ = 0;    // slabs reserved for them: named_total_ rounded up
   std::uint64_t next_ref_ = 1;

@@ -457,10 +457,70 @@ def f5():
         d.stop()
 
 
+# --- a named buffer's fill (issue #14 on #13's finding 1) --------------------------------------------
+
+def buffer_record(op, seq, name, arg0=0, arg1=0, arg2=0, shape=()):
+    """A named-buffer request (ops 13-17): the name NUL-padded in payload[0,64), the shape after it."""
+    rec = struct.pack("<IHHII4Q", 0x44485350, 1, op, 256, seq, arg0, arg1, arg2, 0)
+    payload = name.encode().ljust(64, b"\0") + b"".join(struct.pack("<Q", d) for d in shape)
+    return rec + payload.ljust(128, b"\0") + bytes(80)
+
+
+def named_fill():
+    d = Daemon(extra=["--region", "1G", "--slab", "64M"])
+    try:
+        d.figures("before")
+        measure(d, 20, "before")
+        stop = threading.Event()
+        creates = [0]
+
+        def churn():
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            c.connect(d.sock)
+            seq = 0
+            size = 256 << 20
+            while not stop.is_set():
+                seq += 1  # create u8[256 MiB] (host), unlink, close
+                c.send(buffer_record(13, seq, "big", size, 1, 1 | (1 << 16), (size,)))
+                msg, fds, _, _ = socket.recv_fds(c, 256, 1)
+                status = struct.unpack_from("<i", msg, 16)[0]
+                ref = struct.unpack_from("<Q", msg, 24)[0]
+                for f in fds:
+                    os.close(f)
+                if status != 0:
+                    continue
+                seq += 1
+                c.send(buffer_record(16, seq, "big"))
+                c.recv(256)
+                seq += 1
+                c.send(struct.pack("<IHHII4Q", 0x44485350, 1, 15, 256, seq, ref, 0, 0, 0) + bytes(208))
+                c.recv(256)
+                creates[0] += 1
+            c.close()
+
+        t = threading.Thread(target=churn)
+        t.start()
+        time.sleep(0.3)
+        lat = measure(d, 50, "during")
+        stop.set()
+        t.join()
+        print(f"attack: {creates[0]} creates of a 256 MiB named buffer (each filled by the daemon) during the queries",
+              flush=True)
+        if creates[0] == 0:
+            fail("no named buffer was created")
+        if p99(lat) > 0.3:
+            fail(f"--status p99 {p99(lat) * 1000:.0f} ms while named buffers are filled: the fill holds the loop")
+        d.figures("after")
+        print("daemon_loop named_buffer_fill: OK", flush=True)
+    finally:
+        d.stop()
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["f1_linger_socket_close", "f4_metrics_slow_clients",
-                                         "f5_idle_connection_flood"])
+                                         "f5_idle_connection_flood", "named_buffer_fill"])
     ap.add_argument("--daemon", required=True)
     ARGS = ap.parse_args()
-    {"f1_linger_socket_close": f1, "f4_metrics_slow_clients": f4, "f5_idle_connection_flood": f5}[ARGS.scenario]()
+    {"f1_linger_socket_close": f1, "f4_metrics_slow_clients": f4, "f5_idle_connection_flood": f5,
+     "named_buffer_fill": named_fill}[ARGS.scenario]()
