@@ -11,20 +11,16 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <stdexcept>
-#include <thread>
 #include <utility>
 
 #include "poolshim/transport.h"
@@ -91,6 +87,13 @@ bool closes_quickly(int fd) {
   return is_memfd(fd);
 }
 
+// Our own TCP socket closed with a reset (linger 0): nothing is kept or sent after it.
+void close_with_reset(int fd) {
+  const linger reset{1, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  close(fd);
+}
+
 // The process of this pidfd has exited.
 bool process_exited(int pidfd) {
   pollfd p{pidfd, POLLIN, 0};
@@ -145,103 +148,12 @@ std::set<std::pair<dev_t, ino_t>> files_held_by(uid_t uid, const std::set<std::p
 
 }  // namespace
 
-// The helper thread that closes what might block: the loop queues, it closes. Shared with the
-// thread, so that a server destroyed while a close is stuck does not wait for it.
-class fd_closer {
- public:
-  static std::shared_ptr<fd_closer> start() {
-    auto c = std::make_shared<fd_closer>();
-    std::thread([c] { c->work(); }).detach();
-    return c;
-  }
-  void put(int fd) {
-    std::lock_guard lock(mutex_);
-    fds_.push_back(fd);
-    cv_.notify_one();
-  }
-  void stop() {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    cv_.notify_one();
-  }
-
- private:
-  void work() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !fds_.empty(); });
-      if (fds_.empty()) return;  // stopping, nothing left
-      const int fd = fds_.front();
-      fds_.pop_front();
-      lock.unlock();
-      close(fd);
-      lock.lock();
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<int> fds_;
-  bool stopping_ = false;
-};
-
-// The thread that fills named buffers (fallocate) off the loop: a job in, its result out, the
-// loop woken by an eventfd. Shared with the thread, like fd_closer.
-class fill_worker {
- public:
-  struct job {
-    std::uint64_t id;
-    int fd;  // a duplicate, closed here
-    std::uint64_t bytes;
-  };
-  static std::shared_ptr<fill_worker> start(int event_fd) {
-    auto w = std::make_shared<fill_worker>();
-    w->event_ = event_fd;
-    std::thread([w] { w->work(); }).detach();
-    return w;
-  }
-  void put(job j) {
-    std::lock_guard lock(mutex_);
-    jobs_.push_back(j);
-    cv_.notify_one();
-  }
-  void stop() {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    cv_.notify_one();
-  }
-  // Finished jobs: (id, filled).
-  std::vector<std::pair<std::uint64_t, bool>> take_done() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(done_, {});
-  }
-
- private:
-  void work() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) {
-        for (const job& j : jobs_) close(j.fd);
-        close(event_);  // its own duplicate: the server's copy is closed by the server
-        return;
-      }
-      const job j = jobs_.front();
-      jobs_.pop_front();
-      lock.unlock();
-      const bool ok = fallocate(j.fd, 0, 0, static_cast<off_t>(j.bytes)) == 0;
-      close(j.fd);
-      lock.lock();
-      done_.emplace_back(j.id, ok);
-      const std::uint64_t one = 1;
-      (void)!write(event_, &one, sizeof one);
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<job> jobs_;
-  std::vector<std::pair<std::uint64_t, bool>> done_;
-  bool stopping_ = false;
-  int event_ = -1;
+// What the fill thread hands back to the loop (shared with the thread, like the thread itself):
+// the jobs done, (id, filled), and the eventfd that wakes the loop for them (its own duplicate).
+struct fill_results {
+  std::mutex mutex;
+  std::vector<std::pair<std::uint64_t, bool>> done;
+  int event = -1;
 };
 
 namespace {
@@ -260,7 +172,11 @@ region_options keyed(const server_options& o) {
 }  // namespace
 
 server::server(server_options o)
-    : options_(std::move(o)), region_(keyed(options_)), devices_(options_.device_limit), closer_(fd_closer::start()) {
+    : options_(std::move(o)),
+      region_(keyed(options_)),
+      devices_(options_.device_limit),
+      // Closes what might block (server.h's top comment); whatever is left at stop is closed too.
+      closer_(job_thread<int>::start([](const int& fd) { close(fd); }, [](const int& fd) { close(fd); })) {
   std::string why;
   if (!proto::prepare_directory(options_.socket_path, &why)) throw std::runtime_error(why);
   listen_ = proto::listen_seqpacket(options_.socket_path, 64, &why);
@@ -273,7 +189,21 @@ server::server(server_options o)
   filled_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (filled_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   add(epoll_, filled_, tag(k_filled));
-  filler_ = fill_worker::start(fcntl(filled_, F_DUPFD_CLOEXEC, 0));
+  // Fills named buffers (fallocate) off the loop: a job in, its result out, the loop woken.
+  auto results = std::make_shared<fill_results>();
+  results->event = fcntl(filled_, F_DUPFD_CLOEXEC, 0);
+  fill_results_ = results;
+  filler_ = job_thread<fill_job>::start(
+      [results](const fill_job& j) {
+        const bool ok = fallocate(j.fd, 0, 0, static_cast<off_t>(j.bytes)) == 0;
+        close(j.fd);
+        std::lock_guard lock(results->mutex);
+        results->done.emplace_back(j.id, ok);
+        const std::uint64_t one = 1;
+        (void)!write(results->event, &one, sizeof one);
+      },
+      [](const fill_job& j) { close(j.fd); },
+      [results] { close(results->event); });  // its own duplicate: the server closes its copy
   if (options_.metrics_port > 0) {
     metrics_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_in a{};
@@ -299,7 +229,7 @@ server::~server() {
   for (auto& [id, m] : metrics_conns_) close(m.fd);
   for (auto& [id, b] : buffers_) closer_->put(b.fd);
   closer_->stop();
-  if (filler_) filler_->stop();  // it closes its own copy of the eventfd when it ends
+  if (filler_) filler_->stop();
   for (auto& [job, f] : fills_) close(f.fd);
   if (filled_ >= 0) close(filled_);
   if (listen_ >= 0) {
@@ -442,10 +372,7 @@ void server::dispose(int fd) noexcept {
     close(fd);
     return;
   }
-  if (type_of(fd) == S_IFSOCK) {
-    const linger none{0, 0};  // a close that does not wait for the peer to read
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &none, sizeof none);
-  }
+  proto::disarm_linger(fd);  // a close that does not wait for the peer to read
   try {
     closer_->put(fd);
   } catch (...) {
@@ -999,9 +926,7 @@ void server::serve_metrics() {
       return;
     }
     if (metrics_conns_.size() >= static_cast<std::size_t>(k_max_metrics)) {
-      const linger reset{1, 0};  // RST: nothing kept for it
-      (void)setsockopt(s, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-      close(s);
+      close_with_reset(s);  // nothing kept for it
       refused("the metrics connection limit");
       continue;
     }
@@ -1061,10 +986,10 @@ void server::end_metrics(std::uint64_t id, bool abort) {
   const int fd = it->second.fd;
   epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
   if (abort) {
-    const linger reset{1, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    close_with_reset(fd);
+  } else {
+    close(fd);
   }
-  close(fd);
   metrics_conns_.erase(it);
 }
 
@@ -1134,7 +1059,7 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
     const std::uint64_t job = next_fill_++;
     fills_[job] = pending_fill{c.id, id, q, ref.id, dup};
     c.filling = job;
-    filler_->put({job, fcntl(fd, F_DUPFD_CLOEXEC, 0), mapped});
+    filler_->put(fill_job{job, fcntl(fd, F_DUPFD_CLOEXEC, 0), mapped});
     return proto::make_reply(q, status::ok);  // not sent: on_filled answers
   }
   *fd_out = dup;
@@ -1200,7 +1125,12 @@ void server::free_buffer(std::uint64_t id) {
 void server::on_filled() {
   std::uint64_t n = 0;
   (void)!read(filled_, &n, sizeof n);
-  for (const auto& [job, ok] : filler_->take_done()) {
+  std::vector<std::pair<std::uint64_t, bool>> done;
+  {
+    std::lock_guard lock(fill_results_->mutex);
+    done.swap(fill_results_->done);
+  }
+  for (const auto& [job, ok] : done) {
     auto pf = fills_.find(job);
     if (pf == fills_.end()) continue;
     const pending_fill f = pf->second;

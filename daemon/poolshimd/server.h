@@ -37,6 +37,7 @@
 
 #include "poolshim/protocol.h"
 #include "poolshimd/device_lender.h"
+#include "poolshimd/job_thread.h"
 #include "poolshimd/region.h"
 
 namespace poolshim::daemon {
@@ -54,9 +55,7 @@ struct server_options {
   bool metrics_clients = false;           // per-client lines (pid, uid, bytes) on the metrics page
 };
 
-// Closes descriptors on a thread of its own (server.h's top comment); see server.cpp.
-class fd_closer;
-class fill_worker;
+struct fill_results;
 
 class server {
  public:
@@ -227,7 +226,7 @@ class server {
   clock::time_point listen_paused_until_{};  // out of descriptors: accept again after this
   bool listen_paused_ = false;
   std::uint64_t idle_closed_ = 0;
-  std::shared_ptr<fd_closer> closer_;
+  std::shared_ptr<job_thread<int>> closer_;  // closes descriptors whose close might block
   std::set<std::uint64_t> retired_;          // serials of slabs returned here: never re-declared
   std::deque<std::uint64_t> retired_order_;  // the oldest forgotten past k_max_retired
   std::map<uid_t, clock::time_point> scanned_;
@@ -237,7 +236,13 @@ class server {
   std::map<std::uint64_t, pending_fill> fills_;  // by fill job
   std::uint64_t next_fill_ = 1;
   int filled_ = -1;  // eventfd: the fill thread finished a job
-  std::shared_ptr<fill_worker> filler_;
+  struct fill_job {
+    std::uint64_t id;
+    int fd;  // a duplicate, closed by the fill thread
+    std::uint64_t bytes;
+  };
+  std::shared_ptr<job_thread<fill_job>> filler_;
+  std::shared_ptr<fill_results> fill_results_;
   std::uint64_t named_total_ = 0;  // every named buffer\'s mapped bytes
   std::size_t named_slabs_ = 0;    // slabs reserved for them: named_total_ rounded up
   std::uint64_t next_ref_ = 1;

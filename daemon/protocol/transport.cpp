@@ -120,14 +120,18 @@ bool send_record(int sock, const void* rec, std::size_t len, int fd) noexcept {
   }
 }
 
-void close_received(int fd) noexcept {
-  if (fd < 0) return;
+void disarm_linger(int fd) noexcept {
   // The type from the inode (AT_STATX_DONT_SYNC): a FUSE file's server is not asked.
   struct statx sx {};
   if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &sx) == 0 && S_ISSOCK(sx.stx_mode)) {
     const linger none{0, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &none, sizeof none);
   }
+}
+
+void close_received(int fd) noexcept {
+  if (fd < 0) return;
+  disarm_linger(fd);
   close(fd);
 }
 

@@ -30,6 +30,9 @@ bool send_record(int sock, const void* rec, std::size_t len, int fd) noexcept;
 // it: a socket's SO_LINGER is cleared first (a peer's TCP socket with a full send queue and a
 // 30 s linger would otherwise hold close() for 30 s), then it is closed.
 void close_received(int fd) noexcept;
+// A socket's SO_LINGER cleared (anything else is left as it is): its last close then does not wait
+// for the peer. close_received's first step, for a receiver that closes elsewhere.
+void disarm_linger(int fd) noexcept;
 
 // Where recv_record puts the descriptors it refuses (the extra ones of a message): the daemon
 // hands them to a thread of its own (server.cpp), since even the last close of a socket may run
