@@ -30,6 +30,7 @@ packages=(
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
   valgrind binutils util-linux
   clang  # libFuzzer for the protocol fuzz target
+  lld  # links the test programs (tests/CMakeLists.txt): a third of GNU ld's time
   clang-format  # scripts/check_format.sh (ctest structure.format)
   chromium  # headless: poolshim-stats' HTML report rendered offline (stats.html_report_in_chromium)
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test entry: installs dependencies, configures, builds, and runs ctest; then builds
-# everything that is not preloaded with ASan+UBSan, and again with TSan, and runs the tests again. Prints ctest's
-# summary lines and exits non-zero on any failure. CI runs exactly this (.ci/run).
+# everything that is not preloaded with ASan+UBSan, and again with TSan, and runs the tests again.
+# The two sanitizer builds run in the background at the lowest priority while the main pass builds
+# and runs its tests. Prints ctest's summary lines and exits non-zero on any failure. CI runs
+# exactly this (.ci/run).
 set -euo pipefail
 
 usage() {
@@ -9,7 +11,8 @@ usage() {
 usage: scripts/test.sh [--quick] [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
 
 Runs setup, configure, build and ctest (build/), then the same tests built with ASan+UBSan
-(DIR-asan/) and with TSan (DIR-tsan/). The main pass runs every test, the fixed-length jobs
+(DIR-asan/) and with TSan (DIR-tsan/); those two build in the background, at the lowest priority,
+while the main pass builds and runs (their logs: DIR-asan/build.log, DIR-tsan/build.log). The main pass runs every test, the fixed-length jobs
 labelled `long` included (callgrind counts, the daemon benchmark); the sanitizer passes leave
 those out (a benchmark under a sanitizer measures the sanitizer).
   --quick          the main pass only, without the `long` jobs (ctest -LE long)
@@ -42,13 +45,14 @@ done
 "$root/scripts/setup.sh"
 
 status=0
-run_pass() {  # name build-dir ctest-label-args cmake-args...
-  local name=$1 dir=$2 labels=$3; shift 3
-  echo "== $name: configure and build ($dir)"
+configure() {  # build-dir cmake-args...
+  local dir=$1; shift
   mkdir -p "$dir"
   cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir/configure.log" 2>&1 ||
     { cat "$dir/configure.log"; return 1; }
-  cmake --build "$dir" -j "$jobs" || return 1
+}
+run_ctest() {  # name build-dir ctest-label-args
+  local name=$1 dir=$2 labels=$3
   echo "== $name: ctest"
   (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
 }
@@ -56,20 +60,79 @@ run_pass() {  # name build-dir ctest-label-args cmake-args...
 start=$SECONDS
 main_labels=""
 ((quick)) && main_labels="-LE long"
-run_pass "main" "$build" "$main_labels" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
+# Line tables only (-g1) in the sanitizer builds: a sanitizer report still names file:line of every
+# frame, and they compile a quarter faster than with full debug information. TSan at -O1 (what its
+# documentation asks for at least); ASan+UBSan at -O0.
+san_debug="-g1"
+san_release="-O1 -g1 -DNDEBUG"
+echo "== main: configure ($build)"
+configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 if ((sanitize)); then
-  # Line tables only (-g1): a sanitizer report still names file:line of every frame, and the two
-  # builds compile a quarter faster than with full debug information.
-  san_debug="-g1"
-  san_release="-O2 -g1 -DNDEBUG"
   # Tests that preload a library into an uninstrumented program are not registered in these
   # builds: a sanitizer runtime cannot be preloaded.
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    run_pass "asan+ubsan" "$build-asan" "-LE long" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
-      "-DCMAKE_C_FLAGS_DEBUG=$san_debug" "-DCMAKE_CXX_FLAGS_DEBUG=$san_debug" || status=1
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    run_pass "tsan" "$build-tsan" "-LE long" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
-      "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$san_release" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$san_release" || status=1
+  echo "== asan+ubsan, tsan: configure ($build-asan, $build-tsan)"
+  configure "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+    "-DCMAKE_C_FLAGS_DEBUG=$san_debug" "-DCMAKE_CXX_FLAGS_DEBUG=$san_debug" || status=1
+  configure "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
+    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$san_release" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$san_release" || status=1
+fi
+((status == 0)) || { echo "== test.sh: configure FAILED"; exit 1; }
+
+# The two sanitizer builds run in the background at the lowest priority, one after the other,
+# from the start: while the main build keeps every core busy they get almost nothing, and while
+# the main tests run (much of which is waiting on sockets, daemons and child processes) they take
+# the idle cores. Their output goes to DIR/build.log; DIR/build.rc is written when one ends.
+bg_pid=""
+if ((sanitize)); then
+  rm -f "$build-asan/build.rc" "$build-tsan/build.rc"
+  # A session of its own, so that the whole tree (cmake, ninja, compilers) is stopped with it. With
+  # the kernel's autogroups on (a session is a scheduling group, and nice works only inside one),
+  # the group itself is given the lowest priority too.
+  setsid bash -c 'jobs=$1; shift
+    echo 19 2>/dev/null >/proc/self/autogroup || true
+    for dir; do
+      rc=0
+      nice -n 19 cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 || rc=$?
+      echo "$rc" >"$dir/build.rc.tmp" && mv "$dir/build.rc.tmp" "$dir/build.rc"
+    done' _ "$jobs" "$build-asan" "$build-tsan" &
+  bg_pid=$!
+  trap '[[ -n $bg_pid ]] && kill -- "-$bg_pid" 2>/dev/null; true' EXIT
+fi
+
+phase=$SECONDS
+echo "== main: build"
+if cmake --build "$build" -j "$jobs"; then
+  echo "== main: built in $((SECONDS - phase)) s"
+  phase=$SECONDS
+  run_ctest "main" "$build" "$main_labels" || status=1
+  echo "== main: tests ran in $((SECONDS - phase)) s"
+else
+  status=1
+fi
+
+# wait_build name dir: waits for a background build to end, shows how it ended.
+wait_build() {
+  local name=$1 dir=$2 waited=$SECONDS
+  while [[ ! -f "$dir/build.rc" ]]; do
+    if ! kill -0 "$bg_pid" 2>/dev/null; then sleep 1; [[ -f "$dir/build.rc" ]] || break; fi
+    sleep 1
+  done
+  local rc
+  rc=$(cat "$dir/build.rc" 2>/dev/null || echo 1)
+  if [[ $rc != 0 ]]; then
+    echo "== $name: build FAILED (background; its log follows)"
+    cat "$dir/build.log"
+    return 1
+  fi
+  echo "== $name: built ($(grep -c '^\[' "$dir/build.log") steps; waited $((SECONDS - waited)) s for it)"
+}
+if ((sanitize)); then
+  (export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+   wait_build "asan+ubsan" "$build-asan" && run_ctest "asan+ubsan" "$build-asan" "-LE long") || status=1
+  (export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+   wait_build "tsan" "$build-tsan" && run_ctest "tsan" "$build-tsan" "-LE long") || status=1
+  wait "$bg_pid" 2>/dev/null || true
+  bg_pid=""
 fi
 echo "== test.sh: $((SECONDS - start)) s, $([[ $status -eq 0 ]] && echo passed || echo FAILED)"
 exit $status
