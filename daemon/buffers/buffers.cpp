@@ -4,6 +4,7 @@
 // that a bad one gets its reason in words, not only the daemon's status.
 #include "poolshim/buffers.h"
 
+#include <cuda.h>
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -23,10 +24,11 @@
 namespace proto = poolshim::proto;
 
 struct poolshim_buffer {
-  void* data = nullptr;
+  void* data = nullptr;      // host: the mapping; device: the device pointer in this process
   std::uint64_t bytes = 0;   // the buffer's size
-  std::uint64_t mapped = 0;  // the mapping's (a page multiple)
+  std::uint64_t mapped = 0;  // host: the mapping's (a page multiple)
   std::uint64_t ref = 0;     // the daemon's reference id
+  void* event = nullptr;     // device: its interprocess event, opened here (a CUevent)
   poolshim_buffer_info info{};
 };
 
@@ -94,6 +96,7 @@ int status_code(proto::status s) {
     case proto::status::unsupported:
       return POOLSHIM_EUNSUPPORTED;
     case proto::status::bad_argument:
+    case proto::status::no_device:
       return POOLSHIM_EINVAL;
     default:
       return POOLSHIM_EIO;
@@ -145,6 +148,144 @@ void end_reference(std::uint64_t ref) {
   (void)exchange(q, &r, nullptr, "close");
 }
 
+// ---- device buffers: the CUDA driver, loaded on first need (a host-only user never loads it) ----
+
+struct cuda_driver {
+  bool loaded = false;
+  std::string failure;  // why it could not be loaded (then every device call fails with it)
+  CUresult (*init)(unsigned);
+  CUresult (*device_get_count)(int*);
+  CUresult (*device_get)(CUdevice*, int);
+  CUresult (*device_get_uuid)(CUuuid*, CUdevice);
+  CUresult (*primary_retain)(CUcontext*, CUdevice);
+  CUresult (*ctx_push)(CUcontext);
+  CUresult (*ctx_pop)(CUcontext*);
+  CUresult (*ipc_open_mem)(CUdeviceptr*, CUipcMemHandle, unsigned);
+  CUresult (*ipc_close_mem)(CUdeviceptr);
+  CUresult (*ipc_open_event)(CUevent*, CUipcEventHandle);
+  CUresult (*event_destroy)(CUevent);
+  CUresult (*event_record)(CUevent, CUstream);
+  CUresult (*stream_wait_event)(CUstream, CUevent, unsigned);
+  CUcontext contexts[64] = {};  // each device's primary context, retained once
+};
+
+template <class F>
+bool cu_sym(void* lib, const char* name, F* out) {
+  *out = reinterpret_cast<F>(dlsym(lib, name));
+  return *out != nullptr;
+}
+
+// The driver, or an error code (the text set). Under the connection's lock.
+int cuda(cuda_driver** out) {
+  static cuda_driver* d = new cuda_driver();  // leaky, as the connection
+  static std::mutex m;
+  std::lock_guard lock(m);
+  *out = d;
+  if (d->loaded) return 0;
+  if (!d->failure.empty()) return fail(POOLSHIM_EUNSUPPORTED, d->failure);
+  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    d->failure = std::string("device buffers need the CUDA driver: ") + dlerror();
+  } else if (!cu_sym(lib, "cuInit", &d->init) || !cu_sym(lib, "cuDeviceGetCount", &d->device_get_count) ||
+             !cu_sym(lib, "cuDeviceGet", &d->device_get) || !cu_sym(lib, "cuDeviceGetUuid_v2", &d->device_get_uuid) ||
+             !cu_sym(lib, "cuDevicePrimaryCtxRetain", &d->primary_retain) ||
+             !cu_sym(lib, "cuCtxPushCurrent_v2", &d->ctx_push) || !cu_sym(lib, "cuCtxPopCurrent_v2", &d->ctx_pop) ||
+             !cu_sym(lib, "cuIpcOpenMemHandle_v2", &d->ipc_open_mem) ||
+             !cu_sym(lib, "cuIpcCloseMemHandle", &d->ipc_close_mem) ||
+             !cu_sym(lib, "cuIpcOpenEventHandle", &d->ipc_open_event) ||
+             !cu_sym(lib, "cuEventDestroy_v2", &d->event_destroy) || !cu_sym(lib, "cuEventRecord", &d->event_record) ||
+             !cu_sym(lib, "cuStreamWaitEvent", &d->stream_wait_event)) {
+    d->failure = "the CUDA driver (libcuda.so.1) lacks an entry point device buffers need";
+  } else if (const CUresult r = d->init(0); r != CUDA_SUCCESS) {
+    d->failure = "cuInit failed (CUresult " + std::to_string(r) + ")";
+  } else {
+    d->loaded = true;
+    return 0;
+  }
+  return fail(POOLSHIM_EUNSUPPORTED, d->failure);
+}
+
+std::string cu_text(const char* what, CUresult r) {
+  return std::string(what) + " failed (CUresult " + std::to_string(r) + ")";
+}
+
+// This process's ordinal of the device with this UUID, or -1.
+int local_device(cuda_driver& d, const std::uint8_t (&uuid)[proto::k_uuid_size]) {
+  int n = 0;
+  if (d.device_get_count(&n) != CUDA_SUCCESS) return -1;
+  for (int i = 0; i < n; ++i) {
+    CUdevice dev = 0;
+    CUuuid u{};
+    if (d.device_get(&dev, i) == CUDA_SUCCESS && d.device_get_uuid(&u, dev) == CUDA_SUCCESS &&
+        std::memcmp(u.bytes, uuid, sizeof uuid) == 0)
+      return i;
+  }
+  return -1;
+}
+
+// The device's primary context (what the runtime API uses) pushed current for one call.
+class device_scope {
+ public:
+  device_scope(cuda_driver& d, int ordinal) : d_(d) {
+    if (ordinal < 0 || ordinal >= 64) {
+      r_ = CUDA_ERROR_INVALID_DEVICE;
+      return;
+    }
+    CUdevice dev = 0;
+    if ((r_ = d.device_get(&dev, ordinal)) != CUDA_SUCCESS) return;
+    if (d.contexts[ordinal] == nullptr && (r_ = d.primary_retain(&d.contexts[ordinal], dev)) != CUDA_SUCCESS) return;
+    pushed_ = (r_ = d.ctx_push(d.contexts[ordinal])) == CUDA_SUCCESS;
+  }
+  ~device_scope() {
+    CUcontext c = nullptr;
+    if (pushed_) (void)d_.ctx_pop(&c);
+  }
+  CUresult result() const { return r_; }
+
+ private:
+  cuda_driver& d_;
+  CUresult r_ = CUDA_SUCCESS;
+  bool pushed_ = false;
+};
+
+// A created or opened device buffer: its handles from the daemon, opened in this process on the
+// device's primary context. *err and the text on failure (the caller ends the reference).
+int open_device_handles(poolshim_buffer* b, int ordinal) {
+  cuda_driver* d = nullptr;
+  if (const int e = cuda(&d); e != 0) return e;
+  proto::request q = proto::make_request(proto::op::buffer_handles, 0);
+  q.arg[0] = b->ref;
+  proto::reply r{};
+  if (const int e = exchange(q, &r, nullptr, std::string("handles of '") + b->info.name + "'"); e != 0) return e;
+  CUipcMemHandle mh{};
+  CUipcEventHandle eh{};
+  std::memcpy(&mh, r.payload, sizeof mh);
+  std::memcpy(&eh, r.payload + proto::k_ipc_handle_size, sizeof eh);
+  device_scope scope(*d, ordinal);
+  if (scope.result() != CUDA_SUCCESS) return fail(POOLSHIM_EIO, cu_text("cuDevicePrimaryCtxRetain", scope.result()));
+  CUdeviceptr p = 0;
+  if (const CUresult e = d->ipc_open_mem(&p, mh, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS); e != CUDA_SUCCESS)
+    return fail(POOLSHIM_EIO, cu_text("cuIpcOpenMemHandle", e));
+  CUevent ev = nullptr;
+  if (const CUresult e = d->ipc_open_event(&ev, eh); e != CUDA_SUCCESS) {
+    (void)d->ipc_close_mem(p);
+    return fail(POOLSHIM_EIO, cu_text("cuIpcOpenEventHandle", e));
+  }
+  b->data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(p));
+  b->event = ev;
+  return 0;
+}
+
+void close_device_handles(poolshim_buffer* b) {
+  cuda_driver* d = nullptr;
+  if (b->data == nullptr || cuda(&d) != 0) return;
+  device_scope scope(*d, b->info.device);
+  if (b->event != nullptr) (void)d->event_destroy(static_cast<CUevent>(b->event));
+  (void)d->ipc_close_mem(static_cast<CUdeviceptr>(reinterpret_cast<std::uintptr_t>(b->data)));
+  b->data = nullptr;
+  b->event = nullptr;
+}
+
 // Sends a create or an open and maps the buffer that comes back: a new poolshim_buffer with its
 // reference and size (its info is the caller's to fill), or null with *err (the text set).
 poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto::reply* r, int* err) {
@@ -160,12 +301,46 @@ poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto
   }
   b->ref = r->val[0];
   b->bytes = q.op == static_cast<std::uint16_t>(proto::op::buffer_create) ? q.arg[0] : r->val[1];
+  const bool create = q.op == static_cast<std::uint16_t>(proto::op::buffer_create);
+  const std::uint64_t kind = (create ? q.arg[1] : r->val[2]) & proto::k_buffer_kind_mask;
+  if (kind == static_cast<std::uint64_t>(proto::buffer_kind::device)) {
+    if (fd >= 0) close(fd);
+    return b;  // its handles are opened by the caller
+  }
+  if (fd < 0) {
+    *err = fail(POOLSHIM_EIO, what + ": the daemon sent no memory descriptor");
+    end_reference(b->ref);
+    delete b;
+    return nullptr;
+  }
   if ((*err = map_into(fd, b)) != 0) {
     end_reference(b->ref);
     delete b;
     return nullptr;
   }
   return b;
+}
+
+// Records the buffer's event on `stream` (the writer's side) or makes `stream` wait for its newest
+// record (the reader's side), in the device's primary context.
+int record_or_wait(poolshim_buffer* b, void* stream, bool record) {
+  const char* what = record ? "record" : "wait";
+  if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
+  if (b->info.kind != POOLSHIM_BUFFER_DEVICE || b->event == nullptr)
+    return fail(POOLSHIM_EINVAL, std::string(what) + " '" + b->info.name +
+                                     "': a host buffer has no event (its reader sees what its writer stored)");
+  cuda_driver* d = nullptr;
+  if (const int e = cuda(&d); e != 0) return e;
+  device_scope scope(*d, b->info.device);
+  if (scope.result() != CUDA_SUCCESS) return fail(POOLSHIM_EIO, cu_text("cuCtxPushCurrent", scope.result()));
+  const auto ev = static_cast<CUevent>(b->event);
+  const auto s = static_cast<CUstream>(stream);
+  const CUresult r = record ? d->event_record(ev, s) : d->stream_wait_event(s, ev, 0);
+  if (r != CUDA_SUCCESS)
+    return fail(
+        r == CUDA_ERROR_INVALID_HANDLE ? POOLSHIM_EINVAL : POOLSHIM_EIO,
+        std::string(what) + " '" + b->info.name + "': " + cu_text(record ? "cuEventRecord" : "cuStreamWaitEvent", r));
+  return 0;
 }
 
 }  // namespace
@@ -193,14 +368,38 @@ int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const 
   q.arg[0] = elements * proto::dtype_size(code);
   q.arg[1] = static_cast<std::uint64_t>(kind < 0 ? 0 : kind) | flags;
   q.arg[2] = code | (static_cast<std::uint64_t>(ndim) << 16);
-  q.arg[3] = kind == POOLSHIM_BUFFER_DEVICE && device > 0 ? static_cast<std::uint64_t>(device) : 0;
   if (kind == POOLSHIM_BUFFER_HOST && device >= 0)
     return fail(POOLSHIM_EINVAL, "a host buffer names no device (pass -1)");
+  if (kind == POOLSHIM_BUFFER_DEVICE) {
+    if (device < 0) return fail(POOLSHIM_EINVAL, "a device buffer names its device (0, 1, ...)");
+    cuda_driver* d = nullptr;
+    if (const int e = cuda(&d); e != 0) return e;
+    int n = 0;
+    CUdevice dev = 0;
+    CUuuid u{};
+    if (d->device_get_count(&n) != CUDA_SUCCESS || device >= n || d->device_get(&dev, device) != CUDA_SUCCESS ||
+        d->device_get_uuid(&u, dev) != CUDA_SUCCESS)
+      return fail(POOLSHIM_EINVAL,
+                  "device " + std::to_string(device) + " does not exist (this process sees " + std::to_string(n) + ")");
+    std::memcpy(q.device_uuid, u.bytes, sizeof q.device_uuid);
+  }
   if (const char* p = proto::buffer_create_problem(q)) return fail(POOLSHIM_EINVAL, p);
   proto::reply r{};
   int err = 0;
   poolshim_buffer* b = acquire(q, std::string("create '") + name + "'", &r, &err);
   if (b == nullptr) return err;
+  if (kind == POOLSHIM_BUFFER_DEVICE) {
+    std::snprintf(b->info.name, sizeof b->info.name, "%s", name);
+    b->info.device = device;
+    if (const int e = open_device_handles(b, device); e != 0) {
+      // Nothing is left behind: the name goes with the reference (a retry can create it again).
+      const std::string why = t_error;
+      end_reference(b->ref);
+      (void)poolshim_buffer_unlink(name, flags);
+      delete b;
+      return fail(e, std::string("create '") + name + "': " + why);
+    }
+  }
   poolshim_buffer_info& i = b->info;
   std::snprintf(i.name, sizeof i.name, "%s", name);
   std::snprintf(i.dtype, sizeof i.dtype, "%s", proto::dtype_name(code));
@@ -209,13 +408,17 @@ int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const 
   i.bytes = b->bytes;
   i.kind = kind;
   i.flags = flags;
-  i.device = -1;
+  i.device = kind == POOLSHIM_BUFFER_DEVICE ? device : -1;
   i.creator = getpid();
   *out = b;
   return 0;
 }
 
 int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out) {
+  return poolshim_buffer_open_on(name, flags, -1, out);
+}
+
+int poolshim_buffer_open_on(const char* name, unsigned flags, int device, poolshim_buffer** out) {
   if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
   *out = nullptr;
   if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
@@ -238,9 +441,39 @@ int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out
   i.flags = static_cast<unsigned>(r.val[2] & proto::k_buffer_shared);
   i.device = -1;
   i.creator = static_cast<std::int64_t>(r.val[5]);
+  int e = 0;
+  if (i.kind != POOLSHIM_BUFFER_DEVICE) {
+    if (device >= 0)
+      e = fail(POOLSHIM_EINVAL,
+               std::string("open '") + name + "': a host buffer, not on device " + std::to_string(device));
+  } else {
+    cuda_driver* d = nullptr;
+    std::uint8_t uuid[proto::k_uuid_size];
+    std::memcpy(uuid, r.payload + proto::k_name_size, sizeof uuid);
+    if ((e = cuda(&d)) == 0) {
+      i.device = local_device(*d, uuid);
+      if (i.device < 0)
+        e = fail(POOLSHIM_EINVAL, std::string("open '") + name +
+                                      "': it lives on a device this process does not see (CUDA_VISIBLE_DEVICES?)");
+      else if (device >= 0 && device != i.device)
+        e = fail(POOLSHIM_EINVAL, std::string("open '") + name + "': it lives on device " + std::to_string(i.device) +
+                                      ", not on device " + std::to_string(device));
+      else
+        e = open_device_handles(b, i.device);
+    }
+  }
+  if (e != 0) {
+    end_reference(b->ref);
+    delete b;
+    return e;
+  }
   *out = b;
   return 0;
 }
+
+int poolshim_buffer_record(poolshim_buffer* b, void* stream) { return record_or_wait(b, stream, true); }
+
+int poolshim_buffer_wait(poolshim_buffer* b, void* stream) { return record_or_wait(b, stream, false); }
 
 void* poolshim_buffer_data(const poolshim_buffer* b) { return b != nullptr ? b->data : nullptr; }
 
@@ -254,7 +487,10 @@ int poolshim_buffer_get_info(const poolshim_buffer* b, poolshim_buffer_info* out
 
 int poolshim_buffer_close(poolshim_buffer* b) {
   if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
-  if (b->data != nullptr) munmap(b->data, b->mapped);
+  if (b->info.kind == POOLSHIM_BUFFER_DEVICE)
+    close_device_handles(b);  // before the daemon may free it (the last reference)
+  else if (b->data != nullptr)
+    munmap(b->data, b->mapped);
   proto::request q = proto::make_request(proto::op::buffer_close, 0);
   q.arg[0] = b->ref;
   proto::reply r{};
@@ -291,6 +527,7 @@ int poolshim_buffer_list(poolshim_buffer_entry* out, std::size_t cap, std::size_
       x.kind = static_cast<int>(b.kind_flags & proto::k_buffer_kind_mask);
       x.flags = static_cast<unsigned>(b.kind_flags & proto::k_buffer_shared);
       x.references = static_cast<std::uint32_t>(b.references);
+      x.device = b.device;
       x.creator = static_cast<std::int64_t>(b.creator_pid);
       x.owner_uid = static_cast<std::uint32_t>(b.owner_uid);
       x.created_ns = b.created_ns;

@@ -20,6 +20,12 @@ struct driver {
   CUresult (*mem_create)(CUmemGenericAllocationHandle*, size_t, const CUmemAllocationProp*, unsigned long long);
   CUresult (*mem_export)(void*, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long);
   CUresult (*mem_release)(CUmemGenericAllocationHandle);
+  CUresult (*mem_alloc)(CUdeviceptr*, size_t);
+  CUresult (*mem_free)(CUdeviceptr);
+  CUresult (*ipc_get_mem_handle)(CUipcMemHandle*, CUdeviceptr);
+  CUresult (*event_create)(CUevent*, unsigned);
+  CUresult (*event_destroy)(CUevent);
+  CUresult (*ipc_get_event_handle)(CUipcEventHandle*, CUevent);
 };
 driver g_cu{};
 
@@ -52,8 +58,12 @@ bool device_lender::load(std::string* why) {
       !sym(lib, "cuDeviceGetAttribute", &g_cu.device_get_attribute) ||
       !sym(lib, "cuDevicePrimaryCtxRetain", &g_cu.primary_retain) ||
       !sym(lib, "cuCtxSetCurrent", &g_cu.ctx_set_current) || !sym(lib, "cuMemCreate", &g_cu.mem_create) ||
-      !sym(lib, "cuMemExportToShareableHandle", &g_cu.mem_export) || !sym(lib, "cuMemRelease", &g_cu.mem_release)) {
-    *why = "libcuda.so.1 lacks the VMM entry points";
+      !sym(lib, "cuMemExportToShareableHandle", &g_cu.mem_export) || !sym(lib, "cuMemRelease", &g_cu.mem_release) ||
+      !sym(lib, "cuMemAlloc_v2", &g_cu.mem_alloc) || !sym(lib, "cuMemFree_v2", &g_cu.mem_free) ||
+      !sym(lib, "cuIpcGetMemHandle", &g_cu.ipc_get_mem_handle) || !sym(lib, "cuEventCreate", &g_cu.event_create) ||
+      !sym(lib, "cuEventDestroy_v2", &g_cu.event_destroy) ||
+      !sym(lib, "cuIpcGetEventHandle", &g_cu.ipc_get_event_handle)) {
+    *why = "libcuda.so.1 lacks the VMM or IPC entry points";
     return false;
   }
   if (CUresult r = g_cu.init(0); r != CUDA_SUCCESS) {
@@ -83,6 +93,25 @@ bool device_lender::load(std::string* why) {
   return true;
 }
 
+// The device's primary context current on this (the daemon's only CUDA-calling) thread; retained
+// once per device for the daemon's life.
+bool device_lender::make_current(int index, std::string* why) {
+  device_state& dev = devices_[index];
+  if (dev.ctx == nullptr) {
+    CUcontext ctx = nullptr;
+    if (CUresult r = g_cu.primary_retain(&ctx, dev.ordinal); r != CUDA_SUCCESS) {
+      *why = cu_error("cuDevicePrimaryCtxRetain", r);
+      return false;
+    }
+    dev.ctx = ctx;
+  }
+  if (CUresult r = g_cu.ctx_set_current(static_cast<CUcontext>(dev.ctx)); r != CUDA_SUCCESS) {
+    *why = cu_error("cuCtxSetCurrent", r);
+    return false;
+  }
+  return true;
+}
+
 bool device_lender::lend(const unsigned char (&uuid)[16], std::uint64_t bytes, std::uint64_t* handle, int* device,
                          int* fd, std::string* why) {
   if (!enabled()) {
@@ -104,12 +133,7 @@ bool device_lender::lend(const unsigned char (&uuid)[16], std::uint64_t bytes, s
     *why = "the device limit would be exceeded";
     return false;
   }
-  CUcontext ctx = nullptr;
-  if (CUresult r = g_cu.primary_retain(&ctx, dev->ordinal);
-      r != CUDA_SUCCESS || g_cu.ctx_set_current(ctx) != CUDA_SUCCESS) {
-    *why = cu_error("cuDevicePrimaryCtxRetain", r);
-    return false;
-  }
+  if (!make_current(*device, why)) return false;
   CUmemAllocationProp prop{};
   prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
@@ -140,6 +164,80 @@ void device_lender::give_back(std::uint64_t handle, std::uint64_t bytes, int dev
   (void)g_cu.mem_release(static_cast<CUmemGenericAllocationHandle>(handle));  // freed once the client let go too
   lent_ -= bytes;
   devices_[device].lent -= bytes;
+}
+
+}  // namespace poolshim::daemon
+
+namespace poolshim::daemon {
+
+device_lender::result device_lender::allocate_named(const unsigned char (&uuid)[16], std::uint64_t bytes,
+                                                    named_allocation* out, std::string* why) {
+  if (!load(why)) return result::no_device;
+  int index = -1;
+  for (int i = 0; i < device_count_; ++i)
+    if (std::memcmp(devices_[i].uuid, uuid, sizeof uuid) == 0) index = i;
+  if (index < 0) {
+    *why = "no device with that UUID here";
+    return result::no_device;
+  }
+  device_state& dev = devices_[index];
+  if (limit_ != 0 && dev.lent + bytes > limit_) {
+    *why = "the device limit would be exceeded";
+    return result::no_memory;
+  }
+  if (!make_current(index, why)) return result::failed;
+  CUdeviceptr p = 0;
+  if (CUresult r = g_cu.mem_alloc(&p, bytes); r != CUDA_SUCCESS) {
+    *why = cu_error("cuMemAlloc", r);
+    return r == CUDA_ERROR_OUT_OF_MEMORY ? result::no_memory : result::failed;
+  }
+  CUevent ev = nullptr;
+  CUipcMemHandle mh{};
+  CUipcEventHandle eh{};
+  CUresult r = g_cu.ipc_get_mem_handle(&mh, p);
+  const char* step = "cuIpcGetMemHandle";
+  if (r == CUDA_SUCCESS) {
+    step = "cuEventCreate";
+    r = g_cu.event_create(&ev, CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS);
+  }
+  if (r == CUDA_SUCCESS) {
+    step = "cuIpcGetEventHandle";
+    r = g_cu.ipc_get_event_handle(&eh, ev);
+  }
+  if (r != CUDA_SUCCESS) {
+    if (ev != nullptr) g_cu.event_destroy(ev);
+    g_cu.mem_free(p);
+    *why = cu_error(step, r);
+    return result::failed;
+  }
+  static_assert(sizeof mh == sizeof out->mem_handle && sizeof eh == sizeof out->event_handle);
+  out->ptr = p;
+  out->event = reinterpret_cast<std::uint64_t>(ev);
+  out->bytes = bytes;
+  out->device = index;
+  std::memcpy(out->mem_handle, &mh, sizeof mh);
+  std::memcpy(out->event_handle, &eh, sizeof eh);
+  dev.lent += bytes;
+  lent_ += bytes;
+  return result::ok;
+}
+
+// Called once no process holds the buffer (every opener closed its mapping or exited): freeing
+// before the importers close is undefined (CUDA_FACTS section 8).
+void device_lender::free_named(const named_allocation& a) noexcept {
+  if (!loaded_ || a.device < 0 || a.device >= device_count_) return;
+  std::string why;
+  if (!make_current(a.device, &why)) return;
+  (void)g_cu.event_destroy(reinterpret_cast<CUevent>(a.event));
+  (void)g_cu.mem_free(static_cast<CUdeviceptr>(a.ptr));
+  lent_ -= a.bytes;
+  devices_[a.device].lent -= a.bytes;
+}
+
+bool device_lender::device_uuid(int index, unsigned char (&uuid)[16]) const noexcept {
+  if (!loaded_ || index < 0 || index >= device_count_) return false;
+  std::memcpy(uuid, devices_[index].uuid, sizeof uuid);
+  return true;
 }
 
 }  // namespace poolshim::daemon

@@ -75,8 +75,8 @@ int print_status(const std::string& path) {
   // Named buffers this uid may see (its own and the shared ones; root: all).
   for (std::uint64_t i = 0; ask(proto::op::buffer_list, i, &r); ++i) {
     const proto::buffer_entry b = proto::decode_buffer_entry(r);
-    std::printf("buffer name=%s kind=%s%s bytes=%llu references=%llu creator_pid=%llu owner_uid=%llu\n", b.name,
-                (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
+    std::printf("buffer name=%s kind=%s device=%d%s bytes=%llu references=%llu creator_pid=%llu owner_uid=%llu\n",
+                b.name, (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host", b.device,
                 (b.kind_flags & proto::k_buffer_shared) != 0 ? " shared=1" : "",
                 static_cast<unsigned long long>(b.bytes), static_cast<unsigned long long>(b.references),
                 static_cast<unsigned long long>(b.creator_pid), static_cast<unsigned long long>(b.owner_uid));

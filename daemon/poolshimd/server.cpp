@@ -686,6 +686,16 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       drop_reference(b);
       return proto::make_reply(q, status::ok);
     }
+    case proto::op::buffer_handles: {
+      auto it = std::find_if(c.refs.begin(), c.refs.end(), [&](const buffer_ref& r) { return r.id == q.arg[0]; });
+      if (it == c.refs.end()) return proto::make_reply(q, status::not_found);
+      const named_buffer& b = buffers_.at(it->buffer);
+      if (b.fd >= 0) return proto::make_reply(q, status::bad_argument);  // a host buffer has no handles
+      proto::reply r = proto::make_reply(q, status::ok);
+      std::memcpy(r.payload, b.device.mem_handle, sizeof b.device.mem_handle);
+      std::memcpy(r.payload + proto::k_ipc_handle_size, b.device.event_handle, sizeof b.device.event_handle);
+      return r;
+    }
     case proto::op::buffer_unlink: {
       const auto key = name_key(c, q);
       auto it = names_.find(key);
@@ -708,6 +718,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         std::memcpy(e.name, b.name.data(), std::min(b.name.size(), proto::k_name_size));
         e.bytes = b.bytes;
         e.kind_flags = b.kind_flags;
+        e.device = b.fd < 0 ? b.device.device : -1;
+        std::memcpy(e.device_uuid, b.device_uuid, sizeof e.device_uuid);
         e.references = b.refs;
         e.creator_pid = static_cast<std::uint64_t>(b.creator_pid);
         e.owner_uid = b.uid;
@@ -1004,8 +1016,8 @@ std::pair<std::uint64_t, std::string> server::name_key(const client& c, const pr
 
 proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_out) {
   using proto::status;
-  if ((q.arg[1] & proto::k_buffer_kind_mask) != static_cast<std::uint64_t>(proto::buffer_kind::host))
-    return proto::make_reply(q, status::unsupported);  // device buffers: not yet
+  if ((q.arg[1] & proto::k_buffer_kind_mask) == static_cast<std::uint64_t>(proto::buffer_kind::device))
+    return create_device_buffer(c, q);
   const auto key = name_key(c, q);
   if (names_.count(key) != 0) return proto::make_reply(q, status::exists);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
@@ -1071,6 +1083,62 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   return r;
 }
 
+// A device buffer: the daemon allocates it (the driver loaded on first need) and holds it; its
+// creator and every opener get its IPC handles (buffer_handles) and open them in their own context.
+proto::reply server::create_device_buffer(client& c, const proto::request& q) {
+  using proto::status;
+  const auto key = name_key(c, q);
+  if (names_.count(key) != 0) return proto::make_reply(q, status::exists);
+  if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
+  if (!within_quota(c, q.arg[0])) return proto::make_reply(q, status::quota);
+  unsigned char uuid[16];
+  std::memcpy(uuid, q.device_uuid, sizeof uuid);
+  device_lender::named_allocation a;
+  std::string why;
+  switch (devices_.allocate_named(uuid, q.arg[0], &a, &why)) {
+    case device_lender::result::ok:
+      break;
+    case device_lender::result::no_device:
+      log::info("poolshimd: device buffer '{}' for client {} (pid {}): {}", key.second, c.id, c.pid, why);
+      return proto::make_reply(q, status::no_device);
+    case device_lender::result::no_memory:
+      log::info("poolshimd: device buffer '{}' for client {} (pid {}): {}", key.second, c.id, c.pid, why);
+      return proto::make_reply(q, status::no_memory);
+    case device_lender::result::failed:
+      log::warn("poolshimd: device buffer '{}' for client {} (pid {}): {}", key.second, c.id, c.pid, why);
+      return proto::make_reply(q, status::internal);
+  }
+  const std::uint64_t id = next_buffer_++;
+  named_buffer& b = buffers_[id];
+  b.name = key.second;
+  b.shared = key.first == k_shared_namespace;
+  b.uid = c.uid;
+  b.creator_pid = c.pid;
+  b.creator_client = c.id;
+  b.bytes = q.arg[0];
+  b.mapped = q.arg[0];
+  b.reserved = q.arg[0];
+  b.kind_flags = q.arg[1];
+  b.dtype_ndim = q.arg[2];
+  std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
+  b.refs = 1;
+  b.device = a;
+  std::memcpy(b.device_uuid, uuid, sizeof uuid);
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+  names_[key] = id;
+  const buffer_ref ref{next_ref_++, id};
+  c.refs.push_back(ref);
+  log::debug("poolshimd: client {} (pid {} uid {}) created device buffer '{}' of {} bytes on device {}", c.id, c.pid,
+             c.uid, b.name, b.bytes, a.device);
+  proto::reply r = proto::make_reply(q, status::ok);
+  r.val[0] = ref.id;
+  r.val[1] = b.bytes;
+  r.val[2] = static_cast<std::uint64_t>(a.device);
+  return r;
+}
+
 proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out) {
   using proto::status;
   auto it = names_.find(name_key(c, q));
@@ -1078,20 +1146,22 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   if (it == names_.end() || buffers_.at(it->second).filling) return proto::make_reply(q, status::not_found);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
   named_buffer& b = buffers_.at(it->second);
-  const int dup = fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return proto::make_reply(q, status::internal);
+  const bool device = b.fd < 0;
+  const int dup = device ? -1 : fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
+  if (!device && dup < 0) return proto::make_reply(q, status::internal);
   ++b.refs;
   const buffer_ref ref{next_ref_++, it->second};
   c.refs.push_back(ref);
-  *fd_out = dup;
+  *fd_out = dup;  // a device buffer's reply carries none (op_gives_fd: only on a host buffer's)
   proto::reply r = proto::make_reply(q, status::ok);
   r.val[0] = ref.id;
   r.val[1] = b.bytes;
   r.val[2] = b.kind_flags;
   r.val[3] = b.dtype_ndim;
-  r.val[4] = 0;  // host buffers name no device
+  r.val[4] = device ? static_cast<std::uint64_t>(b.device.device) : 0;
   r.val[5] = static_cast<std::uint64_t>(b.creator_pid);
   std::memcpy(r.payload, b.shape.data(), sizeof b.shape);
+  std::memcpy(r.payload + proto::k_name_size, b.device_uuid, sizeof b.device_uuid);
   return r;
 }
 
@@ -1114,6 +1184,11 @@ void server::free_buffer(std::uint64_t id) {
   auto it = buffers_.find(id);
   if (it == buffers_.end()) return;
   log::debug("poolshimd: buffer '{}' of {} bytes freed", it->second.name, it->second.bytes);
+  if (it->second.fd < 0) {  // device memory: no process holds a mapping any more
+    devices_.free_named(it->second.device);
+    buffers_.erase(it);
+    return;
+  }
   closer_->put(it->second.fd);
   named_total_ -= it->second.mapped;
   buffers_.erase(it);

@@ -119,6 +119,8 @@ class server {
     bool unlinked = false;  // its name is gone; it goes with its last reference
     bool filling = false;   // the fill thread is on it: not open-able nor listed yet
     std::uint64_t ctime_ns = 0;
+    device_lender::named_allocation device;  // a device buffer's memory and event (fd is -1)
+    unsigned char device_uuid[16] = {};
   };
   struct client {
     std::uint64_t id;
@@ -190,6 +192,7 @@ class server {
   static constexpr std::uint64_t k_shared_namespace = ~std::uint64_t{0};
   static std::pair<std::uint64_t, std::string> name_key(const client& c, const proto::request& q);
   proto::reply create_buffer(client& c, const proto::request& q, int* fd_out);
+  proto::reply create_device_buffer(client& c, const proto::request& q);
   proto::reply open_buffer(client& c, const proto::request& q, int* fd_out);
   void drop_reference(std::uint64_t buffer);
   void drop_references(client& c);

@@ -75,6 +75,7 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
                  ? status::ok
                  : status::bad_argument;
     case op::buffer_close:
+    case op::buffer_handles:
       return r.arg[0] != 0 && unused_from(1) ? status::ok : status::bad_argument;
     case op::buffer_list:
       return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
@@ -135,8 +136,11 @@ const char* buffer_create_problem(const request& r) noexcept {
   if (kind != static_cast<std::uint64_t>(buffer_kind::host) && kind != static_cast<std::uint64_t>(buffer_kind::device))
     return "the kind is neither host nor device";
   if ((r.arg[1] & ~(k_buffer_kind_mask | k_buffer_shared)) != 0) return "unknown flags";
-  if (kind == static_cast<std::uint64_t>(buffer_kind::host) && r.arg[3] != 0) return "a host buffer names no device";
-  if (r.arg[3] >= 1024) return "the device does not exist";
+  const bool named_device = any_nonzero(r.device_uuid, k_uuid_size);
+  if (kind == static_cast<std::uint64_t>(buffer_kind::host) && named_device) return "a host buffer names no device";
+  if (kind == static_cast<std::uint64_t>(buffer_kind::device) && !named_device)
+    return "a device buffer names its device (UUID)";
+  if (r.arg[3] != 0) return "argument 3 is not zero";
   if (r.arg[0] == 0) return "the buffer has no bytes";
   if (r.arg[0] > k_max_lease_bytes) return "the buffer is larger than 1 TiB";
   const std::uint64_t dtype = r.arg[2] & 0xffff;
@@ -202,6 +206,8 @@ const char* status_name(status s) noexcept {
       return "exists";
     case status::unsupported:
       return "unsupported";
+    case status::no_device:
+      return "no_device";
   }
   return "unknown";
 }
@@ -235,7 +241,9 @@ std::size_t reply_payload_bytes(op o) noexcept {
       return 2 * sizeof(std::uint64_t);
     case op::buffer_open:
     case op::buffer_list:
-      return k_name_size;  // the shape; the name
+      return k_name_size + k_uuid_size;  // the shape or the name; the device's UUID
+    case op::buffer_handles:
+      return 2 * k_ipc_handle_size;
     default:
       return 0;
   }
@@ -294,7 +302,8 @@ status validate_request(const void* bytes, std::size_t len, std::uint64_t slab_b
   if (r.version != k_version) return status::bad_version;
   if (r.size != k_record_size) return status::bad_size;
   if (!known_op(r.op)) return status::unknown_op;
-  if (!all_zero(r.reserved) || !all_zero(r.payload, request_payload_bytes(static_cast<op>(r.op))))
+  if (!all_zero(r.reserved) || !all_zero(r.payload, request_payload_bytes(static_cast<op>(r.op))) ||
+      (static_cast<op>(r.op) != op::buffer_create && !all_zero(r.device_uuid)))
     return status::bad_reserved;
   if (status s = check_args(r, slab_bytes); s != status::ok) return s;
   *out = r;
@@ -368,7 +377,8 @@ client_status decode_client_status(const reply& r) noexcept {
 void encode_buffer_entry(const buffer_entry& b, reply* r) noexcept {
   std::memcpy(r->payload, b.name, strnlen(b.name, k_name_size));
   r->val[0] = b.bytes;
-  r->val[1] = b.kind_flags;
+  std::memcpy(r->payload + k_name_size, b.device_uuid, k_uuid_size);
+  r->val[1] = b.kind_flags | (b.device >= 0 ? static_cast<std::uint64_t>(b.device) << 32 : 0);
   r->val[2] = b.references;
   r->val[3] = b.creator_pid;
   r->val[4] = b.owner_uid;
@@ -379,7 +389,11 @@ buffer_entry decode_buffer_entry(const reply& r) noexcept {
   buffer_entry b;
   std::memcpy(b.name, r.payload, k_name_size);  // validate_reply: the rest of the payload is zero
   b.bytes = r.val[0];
-  b.kind_flags = r.val[1];
+  std::memcpy(b.device_uuid, r.payload + k_name_size, k_uuid_size);
+  b.kind_flags = r.val[1] & 0xffffffffu;
+  b.device = (b.kind_flags & k_buffer_kind_mask) == static_cast<std::uint64_t>(buffer_kind::device)
+                 ? static_cast<int>(r.val[1] >> 32)
+                 : -1;
   b.references = r.val[2];
   b.creator_pid = r.val[3];
   b.owner_uid = r.val[4];

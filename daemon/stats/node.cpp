@@ -142,10 +142,10 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
     for (std::size_t i = 0; i < d.buffers.size(); ++i) {
       const proto::buffer_entry& b = d.buffers[i];
       std::printf(
-          "%s{\"name\":%s,\"kind\":\"%s\",\"shared\":%s,\"bytes\":%llu,\"references\":%llu,\"creator_pid\":%llu,"
-          "\"owner_uid\":%llu,\"created_ns\":%llu}",
+          "%s{\"name\":%s,\"kind\":\"%s\",\"device\":%d,\"shared\":%s,\"bytes\":%llu,\"references\":%llu,"
+          "\"creator_pid\":%llu,\"owner_uid\":%llu,\"created_ns\":%llu}",
           i ? "," : "", cli::json_quote(b.name).c_str(),
-          (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
+          (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host", b.device,
           (b.kind_flags & proto::k_buffer_shared) != 0 ? "true" : "false", static_cast<unsigned long long>(b.bytes),
           static_cast<unsigned long long>(b.references), static_cast<unsigned long long>(b.creator_pid),
           static_cast<unsigned long long>(b.owner_uid), static_cast<unsigned long long>(b.created_ns));
@@ -197,8 +197,9 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
     std::printf("  named buffers: %zu, %s of the region\n", d.buffers.size(),
                 cli::bytes_text(static_cast<long double>(st.named_bytes)).c_str());
   for (const proto::buffer_entry& b : d.buffers)
-    std::printf("  buffer %-24s %-6s%s %11s, %llu reference%s, created by pid %llu (uid %llu)\n",
-                cli::terminal_text(b.name).c_str(), (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
+    std::printf("  buffer %-24s %-7s%s %11s, %llu reference%s, created by pid %llu (uid %llu)\n",
+                cli::terminal_text(b.name).c_str(),
+                b.device >= 0 ? ("cuda:" + std::to_string(b.device)).c_str() : "host",
                 (b.kind_flags & proto::k_buffer_shared) != 0 ? " shared" : "",
                 cli::bytes_text(static_cast<long double>(b.bytes)).c_str(),
                 static_cast<unsigned long long>(b.references), b.references == 1 ? "" : "s",

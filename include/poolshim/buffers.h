@@ -2,11 +2,20 @@
  * on the node. libpoolshim_buffers.so, linked or dlopen'ed; the shim need not be preloaded.
  *
  * A pinned host buffer is a memfd the daemon made and owns: create and open map it (shared,
- * read-write) into the caller; every process that opens the name sees the same bytes. The memory
- * lives as long as the name and its references, not as long as its creator: unlink drops the name
- * (the memory goes with the last reference); a reference ends with poolshim_buffer_close or the
- * moment its process dies. Names live in the caller's uid's namespace, unless
- * POOLSHIM_BUFFER_SHARED names the node-wide one. Device buffers: not yet (POOLSHIM_EUNSUPPORTED).
+ * read-write) into the caller; every process that opens the name sees the same bytes. A device
+ * buffer is cuMemAlloc memory the daemon allocates (on the device the creator names) and holds,
+ * with an interprocess event: create and open open its legacy CUDA IPC handles in the caller, in
+ * the device's primary context (the one the runtime API uses), so poolshim_buffer_data is a device
+ * pointer there. A writer calls poolshim_buffer_record after queueing its writes on a stream; a
+ * reader calls poolshim_buffer_wait on its stream before queueing its reads: no device-wide
+ * synchronisation. The CUDA driver is loaded only for device buffers.
+ *
+ * The memory lives as long as the name and its references, not as long as its creator: unlink
+ * drops the name (the memory goes with the last reference); a reference ends with
+ * poolshim_buffer_close or the moment its process dies. Names live in the caller's uid's
+ * namespace, unless POOLSHIM_BUFFER_SHARED names the node-wide one. Devices are named by this
+ * process's ordinals; the daemon knows them by UUID, so CUDA_VISIBLE_DEVICES may differ between
+ * processes.
  *
  * The daemon: POOLSHIM_SOCKET, else /run/poolshim/poolshimd.sock, else $XDG_RUNTIME_DIR/poolshim/,
  * else /tmp/poolshim-UID/ — checked as the shim checks it (its directory and the peer's uid)
@@ -38,14 +47,14 @@ enum poolshim_buffer_kind { POOLSHIM_BUFFER_HOST = 1, POOLSHIM_BUFFER_DEVICE = 2
 
 enum poolshim_buffer_status {
   POOLSHIM_OK = 0,
-  POOLSHIM_EINVAL = -1,       /* a bad name, element type, shape, kind or device (the text says which) */
+  POOLSHIM_EINVAL = -1,       /* a bad name, element type, shape, kind or device, a device buffer on another device */
   POOLSHIM_ENOENT = -2,       /* no such name (open, unlink), no such buffer (close) */
   POOLSHIM_EEXIST = -3,       /* create: the name is taken */
   POOLSHIM_ENOMEM = -4,       /* the daemon's region is full */
   POOLSHIM_EQUOTA = -5,       /* the process's or the uid's quota */
   POOLSHIM_EPERM = -6,        /* unlink of another uid's name */
   POOLSHIM_ENODAEMON = -7,    /* no trusted poolshimd answers */
-  POOLSHIM_EUNSUPPORTED = -8, /* a kind this daemon does not serve */
+  POOLSHIM_EUNSUPPORTED = -8, /* a kind this daemon does not serve; device buffers without a CUDA driver */
   POOLSHIM_EIO = -9           /* the daemon failed, or mapping failed */
 };
 
@@ -59,16 +68,25 @@ struct poolshim_buffer_info {
   uint64_t bytes;
   int kind;        /* poolshim_buffer_kind */
   unsigned flags;  /* POOLSHIM_BUFFER_SHARED */
-  int device;      /* device buffers: the device; host: -1 */
+  int device;      /* device buffers: this process's ordinal of its device; host: -1 */
   int64_t creator; /* the pid that created it */
 };
 
 /* A new name holding bytes = product(shape) * size(dtype); mapped into the caller (*out). */
 POOLSHIM_BUFFERS_API int poolshim_buffer_create(const char* name, const char* dtype, int ndim, const uint64_t* shape,
                                                 int kind, int device, unsigned flags, poolshim_buffer** out);
-/* The buffer of an existing name, mapped into the caller. */
+/* The buffer of an existing name, mapped into the caller (a device buffer: on its device). */
 POOLSHIM_BUFFERS_API int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out);
-POOLSHIM_BUFFERS_API void* poolshim_buffer_data(const poolshim_buffer* b);     /* its first byte in this process */
+/* As poolshim_buffer_open, and the buffer must live on `device` (this process's ordinal; -1: any):
+ * POOLSHIM_EINVAL, with the device it lives on in the text, when it does not. */
+POOLSHIM_BUFFERS_API int poolshim_buffer_open_on(const char* name, unsigned flags, int device, poolshim_buffer** out);
+/* Device buffers: record the buffer's interprocess event on `stream` (a cudaStream_t or CUstream;
+ * NULL: the legacy default stream), after the writes that readers must see ... */
+POOLSHIM_BUFFERS_API int poolshim_buffer_record(poolshim_buffer* b, void* stream);
+/* ... and make `stream` wait for the newest record (by any process) before what is queued next. */
+POOLSHIM_BUFFERS_API int poolshim_buffer_wait(poolshim_buffer* b, void* stream);
+POOLSHIM_BUFFERS_API void* poolshim_buffer_data(
+    const poolshim_buffer* b); /* its first byte here (device: a device pointer) */
 POOLSHIM_BUFFERS_API uint64_t poolshim_buffer_bytes(const poolshim_buffer* b); /* its size */
 POOLSHIM_BUFFERS_API int poolshim_buffer_get_info(const poolshim_buffer* b, struct poolshim_buffer_info* out);
 /* Unmaps it and ends this reference (frees *b). */
@@ -82,6 +100,7 @@ struct poolshim_buffer_entry {
   int kind;
   unsigned flags;
   uint32_t references;
+  int device;      /* device buffers: the daemon's index of its device; host: -1 */
   int64_t creator; /* pid */
   uint32_t owner_uid;
   uint64_t created_ns; /* since the epoch */

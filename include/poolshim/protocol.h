@@ -80,21 +80,28 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */ \
   X(buffer_create, 13, false, true)   /* a named buffer (issue #14): payload[0,64) its name,          */   \
                                       /* [64,128) its shape (ndim u64 dims); arg0 bytes; arg1 kind |  */   \
-                                      /* flags (k_buffer_shared); arg2 dtype | ndim << 16; arg3 the   */   \
-                                      /* device (device kind); reply: val0 a reference id, val1 the   */   \
-                                      /* bytes mapped (rounded to a page), the host buffer's memfd     */  \
+                                      /* flags (k_buffer_shared); arg2 dtype | ndim << 16; device     */   \
+                                      /* kind: device_uuid the device's UUID; reply: val0 a reference */   \
+                                      /* id, val1 the bytes mapped (host: rounded to a page), val2    */   \
+                                      /* the daemon's device index; the host buffer's memfd           */   \
   X(buffer_open, 14, false, true)     /* payload[0,64) a name; arg1 k_buffer_shared: the shared      */    \
                                       /* namespace, else the asker's uid's; reply: val0 a reference  */    \
                                       /* id, val1 bytes, val2 kind | flags, val3 dtype | ndim << 16,  */   \
-                                      /* val4 device, val5 creator pid; payload[0,64) the shape; the  */   \
-                                      /* host buffer's memfd                                          */   \
+                                      /* val4 the daemon's device index, val5 creator pid;            */   \
+                                      /* payload[0,64) the shape, [64,80) the device's UUID; the host */   \
+                                      /* buffer's memfd                                               */   \
   X(buffer_close, 15, false, false)   /* arg0 a reference id of this client                          */    \
   X(buffer_unlink, 16, false, false)  /* payload[0,64) a name; arg1 k_buffer_shared (as open): the    */   \
                                       /* name goes now, the memory with its last reference            */   \
   X(buffer_list, 17, false, false)    /* arg0 index among the buffers the asker may see (its uid's   */    \
-                                      /* and the shared ones; root: all); reply: payload[0,64) name;  */   \
-                                      /* val0 bytes, val1 kind | flags, val2 references, val3 creator */   \
-                                      /* pid, val4 owner uid, val5 creation time (ns since the epoch) */
+                                      /* and the shared ones; root: all); reply: payload[0,64) name,  */   \
+                                      /* [64,80) the device's UUID; val0 bytes, val1 kind | flags |   */   \
+                                      /* the daemon's device index << 32, val2 references, val3       */   \
+                                      /* creator pid, val4 owner uid, val5 creation time (ns, epoch)  */   \
+  X(buffer_handles, 18, false, false) /* a device buffer's CUDA IPC handles: arg0 a reference id of   */   \
+                                      /* this client; reply: payload[0,64) the memory's legacy IPC    */   \
+                                      /* handle (cuIpcGetMemHandle), [64,128) its interprocess event's */  \
+                                      /* (cuIpcGetEventHandle)                                        */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -117,7 +124,8 @@ enum class status : std::int32_t {
   not_permitted = 11,  // the lease is another client's
   internal = 12,
   exists = 13,       // buffer_create: the name is taken
-  unsupported = 14,  // a kind this daemon does not serve (device buffers, for now)
+  unsupported = 14,  // a kind this daemon does not serve
+  no_device = 15,    // buffer_create: no device with that UUID here, or no CUDA driver
 };
 
 const char* op_name(op o) noexcept;          // "lease_slab", or "unknown"
@@ -133,7 +141,8 @@ struct request {
   std::uint32_t seq;      // echoed in the reply
   std::uint64_t arg[4];
   std::uint8_t payload[k_payload_size];  // per op (see the table); zero where the op uses none
-  std::uint8_t reserved[80];             // zero
+  std::uint8_t device_uuid[16];          // buffer_create of a device buffer: its device; else zero
+  std::uint8_t reserved[64];             // zero
 };
 
 struct reply {
@@ -186,7 +195,7 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   X(clients, 3, "poolshimd_clients", "Connected or lease-holding clients.")                            \
   X(leases, 4, nullptr, nullptr)                                                                       \
   X(reclaimed_slabs, 5, "poolshimd_reclaimed_slabs_total", "Slabs returned or reclaimed since start.") \
-  X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes lent (VMM).")                   \
+  X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes held: leases, device buffers.") \
   X(named_bytes, 7, "poolshimd_named_bytes", "Region bytes held by named buffers.")
 
 // op::client_stats, one client: X(field, slot), slots as above.
@@ -232,6 +241,8 @@ struct buffer_entry {
   char name[k_name_size + 1] = {};  // NUL-terminated
   std::uint64_t bytes = 0;
   std::uint64_t kind_flags = 0;  // buffer_kind | k_buffer_shared
+  int device = -1;               // a device buffer's: the daemon's index of its device
+  std::uint8_t device_uuid[k_uuid_size] = {};
   std::uint64_t references = 0;
   std::uint64_t creator_pid = 0;
   std::uint64_t owner_uid = 0;

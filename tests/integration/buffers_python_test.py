@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The poolshim Python package (daemon/buffers/python/poolshim) against a daemon of its own
 (issue #14): Buffer.create / open in a second process / numpy views / numpy.from_dlpack (zero copy
-both ways), context managers, views that outlive close(), clear exceptions for bad input, and a
+both ways), device buffers (__cuda_array_interface__, __dlpack_device__, record/wait, open on the
+right device or refused on another, on the simulator), context managers, views that outlive close(), clear exceptions for bad input, and a
 holder's kill -9 ending its reference at once (timed).
 
 usage: buffers_python_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
@@ -124,7 +125,40 @@ print("reader:", "ok" if ok else "wrong")
     raises(poolshim.InvalidArgument, lambda: Buffer.create("t", (2, -3), "float32"), "a negative dimension")
     raises(poolshim.InvalidArgument, lambda: Buffer.create("t", (1 << 40, 1 << 40), "float32"), "an overflowing shape")
     raises(poolshim.InvalidArgument, lambda: Buffer.create("t", 4, device="tpu"), "an unknown device")
-    raises(poolshim.Unsupported, lambda: Buffer.create("t", 4, device="cuda:0"), "a device buffer (not yet)")
+    raises(poolshim.InvalidArgument, lambda: Buffer.create("t", 4, device="cuda:99"), "a device that does not exist")
+
+    # Device buffers (the simulator's device 0 here): the interfaces torch, cupy and numba read,
+    # and opening in another process on its device, or refused on another one.
+    with Buffer.create("kv", (4, 256), "float16", device="cuda:0") as d:
+        cai = d.__cuda_array_interface__
+        check(cai["version"] == 3 and cai["shape"] == (4, 256) and cai["typestr"] == "<f2" and cai["data"][0] != 0
+              and cai["data"][1] is False and cai["strides"] is None, f"__cuda_array_interface__ {cai}")
+        check(d.__dlpack_device__() == (2, 0), f"__dlpack_device__ {d.__dlpack_device__()} is (kDLCUDA, 0)")
+        check(d.kind == "device" and d.device == "cuda:0" and d.nbytes == 4 * 256 * 2, repr(d))
+        raises(poolshim.Unsupported, d.numpy, "numpy() of a device buffer")
+        d.record()  # the legacy default stream
+        d.wait(0)
+        raises(poolshim.InvalidArgument, lambda: d.record("stream"), "record on something not a stream")
+        opener = subprocess.run([sys.executable, "-c", f"""
+import sys; sys.path.insert(0, {args.package!r})
+from poolshim import Buffer, InvalidArgument
+with Buffer.open("kv", device="cuda:0") as b:
+    b.wait()
+    print(b.device, b.shape, b.dtype, b.__cuda_array_interface__["data"][0] != 0)
+try:
+    Buffer.open("kv", device="cuda:1")
+except InvalidArgument as e:
+    print("refused:", e)
+"""], capture_output=True, text=True, timeout=60)
+        out = opener.stdout
+        check("cuda:0 (4, 256) float16 True" in out, f"another process opens it on its device: {out!r} {opener.stderr!r}")
+        check("refused:" in out and "lives on device 0" in out, f"and is refused it on another device: {out!r}")
+        check(any(e["name"] == "kv" and e["kind"] == "device" and e["daemon_device"] == 0 for e in poolshim.list_buffers()),
+              "listed as a device buffer on the daemon's device 0")
+        raises(poolshim.InvalidArgument, lambda: Buffer.open("kv", device="cpu"), "open a device buffer as cpu")
+        Buffer.unlink("kv")
+    st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+    check("device_lent_bytes=0" in st, "the device buffer is freed after unlink and close")
     raises(poolshim.OutOfMemory, lambda: Buffer.create("t", 1 << 30, "uint8"), "more than the region")
 
     # kill -9 of the last holder: its reference ends at once.

@@ -1,15 +1,20 @@
-// Memory shared between processes: legacy IPC handles (cudaIpcGetMemHandle / cudaIpcOpenMemHandle)
+// Memory shared between processes: legacy IPC handles (cudaIpcGetMemHandle / cudaIpcOpenMemHandle),
+// interprocess events (cuIpcGetEventHandle / cuIpcOpenEventHandle, ordering one process's stream
+// after another's record)
 // and VMM allocations exported as POSIX file descriptors (cuMemCreate, cuMemExportToShareableHandle,
 // passed with SCM_RIGHTS, imported and mapped by the child). Each cross-process test is a parent
 // test and a child test; the child runs in a fresh process started by the parent and skips in a
 // normal run of the suite. Driver functions come from cudaGetDriverEntryPointByVersion.
 #include <cudaTypedefs.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "child_process.h"
 #include "conformance.h"
@@ -98,6 +103,112 @@ TEST(Ipc, GetMemHandleOfHostMemoryIsInvalidValue) {
   int on_stack = 0;
   cudaIpcMemHandle_t h{};
   EXPECT_EQ(cudaErrorInvalidValue, cudaIpcGetMemHandle(&h, &on_stack));
+  clear_last_error();
+}
+
+// ---- IPC events -----------------------------------------------------------------------------------
+
+struct ipc_event_api {
+  PFN_cuIpcGetEventHandle_v4010 get = driver_fn<PFN_cuIpcGetEventHandle_v4010>("cuIpcGetEventHandle");
+  PFN_cuIpcOpenEventHandle_v4010 open = driver_fn<PFN_cuIpcOpenEventHandle_v4010>("cuIpcOpenEventHandle");
+  PFN_cuStreamWaitEvent_v3020 wait = driver_fn<PFN_cuStreamWaitEvent_v3020>("cuStreamWaitEvent");
+  PFN_cuEventQuery_v2000 query = driver_fn<PFN_cuEventQuery_v2000>("cuEventQuery");
+  bool complete() const { return get && open && wait && query; }
+};
+constexpr const char* event_handle_env = "POOLSHIM_CONF_IPC_EVENT";
+
+// The parent's copy into shared memory is held behind a gate and followed by a record of an
+// interprocess event; the child opens the memory and the event, makes its stream wait on the event
+// and copies the memory out. The child's copy must see the parent's bytes although it was queued
+// while the parent's copy could not run; the parent opens the gate only once the child says its
+// wait is queued (over the inherited socket).
+TEST(IpcEvent, WaitInAnotherProcessOrdersItsWorkAfterTheRecord) {
+  init_device0();
+  ipc_event_api api;
+  ASSERT_TRUE(api.complete()) << "an IPC event entry point is missing";
+  auto d = device_alloc(ipc_bytes);
+  ASSERT_NE(nullptr, d.get());
+  fill_device(d.get(), 0, ipc_bytes);
+  auto src = pinned_alloc(ipc_bytes);
+  std::memset(src.get(), parent_bytes, ipc_bytes);
+  auto ev = make_event(cudaEventInterprocess | cudaEventDisableTiming);
+  cudaIpcMemHandle_t mh{};
+  ASSERT_EQ(cudaSuccess, cudaIpcGetMemHandle(&mh, d.get()));
+  CUipcEventHandle eh{};
+  ASSERT_EQ(CUDA_SUCCESS, api.get(&eh, reinterpret_cast<CUevent>(ev.get())));
+  auto s = make_stream(cudaStreamNonBlocking);
+  int sv[2];
+  ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  {
+    gate g;
+    ASSERT_EQ(cudaSuccess, g.block(s.get()));
+    ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(d.get(), src.get(), ipc_bytes, cudaMemcpyHostToDevice, s.get()));
+    ASSERT_EQ(cudaSuccess, cudaEventRecord(ev.get(), s.get()));
+    std::thread opener([&] {
+      pollfd p{sv[0], POLLIN, 0};
+      char c = 0;
+      if (poll(&p, 1, 30000) == 1) (void)!read(sv[0], &c, 1);
+      g.open();
+    });
+    const std::string child = "IpcEventChild.WaitsOnTheParentsEventThenReadsItsBytes";
+    auto r = run_child_test(child,
+                            {std::string(handle_env) + "=" + to_hex(&mh, sizeof mh),
+                             std::string(event_handle_env) + "=" + to_hex(&eh, sizeof eh)},
+                            sv[1]);
+    shutdown(sv[0], SHUT_RDWR);
+    opener.join();
+    EXPECT_TRUE(r.passed(child)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
+    EXPECT_FALSE(g.timed_out());
+  }
+  close(sv[0]);
+  close(sv[1]);
+  EXPECT_EQ(cudaSuccess, cudaStreamSynchronize(s.get()));
+}
+
+TEST(IpcEventChild, WaitsOnTheParentsEventThenReadsItsBytes) {
+  const char* mem_hex = parent_env(handle_env);
+  const char* event_hex = parent_env(event_handle_env);
+  const char* fd_var = parent_env(inherited_fd_env);
+  if (mem_hex == nullptr || event_hex == nullptr || fd_var == nullptr)
+    GTEST_SKIP() << "runs as the child of IpcEvent.WaitInAnotherProcess...";
+  cudaIpcMemHandle_t mh{};
+  CUipcEventHandle eh{};
+  ASSERT_TRUE(from_hex(mem_hex, &mh, sizeof mh));
+  ASSERT_TRUE(from_hex(event_hex, &eh, sizeof eh));
+  const int tell_parent = std::atoi(fd_var);
+  init_device0();
+  ipc_event_api api;
+  ASSERT_TRUE(api.complete());
+  void* p = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaIpcOpenMemHandle(&p, mh, cudaIpcMemLazyEnablePeerAccess));
+  CUevent ev = nullptr;
+  ASSERT_EQ(CUDA_SUCCESS, api.open(&ev, eh));
+  // The parent's gate holds its record back: the event is not complete.
+  EXPECT_EQ(CUDA_ERROR_NOT_READY, api.query(ev));
+  auto t = make_stream(cudaStreamNonBlocking);
+  auto out = pinned_alloc(ipc_bytes);
+  std::memset(out.get(), 0x5a, ipc_bytes);
+  ASSERT_EQ(CUDA_SUCCESS, api.wait(reinterpret_cast<CUstream>(t.get()), ev, 0));
+  ASSERT_EQ(cudaSuccess, cudaMemcpyAsync(out.get(), p, ipc_bytes, cudaMemcpyDeviceToHost, t.get()));
+  EXPECT_TRUE(stays_not_ready(t.get()));
+  ASSERT_EQ(1, write(tell_parent, "w", 1));
+  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(t.get()));
+  EXPECT_TRUE(all_bytes_are(out.get(), parent_bytes, ipc_bytes)) << "the copy ran before the parent's record";
+  EXPECT_EQ(CUDA_SUCCESS, api.query(ev));
+  EXPECT_EQ(cudaSuccess, cudaEventDestroy(reinterpret_cast<cudaEvent_t>(ev)));
+  EXPECT_EQ(cudaSuccess, cudaIpcCloseMemHandle(p));
+}
+
+TEST(IpcEvent, HandleOfAnEventWithoutTheInterprocessFlagIsRefused) {
+  init_device0();
+  ipc_event_api api;
+  ASSERT_TRUE(api.complete());
+  auto ev = make_event(cudaEventDisableTiming);
+  CUipcEventHandle eh{};
+  // The code is the simulator's (UNV: a GPU run prints what real CUDA answers).
+  const CUresult r = api.get(&eh, reinterpret_cast<CUevent>(ev.get()));
+  EXPECT_NE(CUDA_SUCCESS, r);
+  if (!on_simulator()) std::printf("real CUDA: cuIpcGetEventHandle of a local event: %d\n", static_cast<int>(r));
   clear_last_error();
 }
 

@@ -1,6 +1,8 @@
 // Simulated CUDA driver: streams, events, host functions, stream memory operations, capture and
 // graphs. Ordering lives in the engine (sim_streams.cpp); this file holds the API rules: which
 // handles are valid, what a capture forbids, what an event query reports.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -12,6 +14,18 @@ using namespace sim;
 namespace {
 
 bool live_event(CUevent e) { return e != nullptr && get().events.count(e) != 0 && !e->destroyed; }
+
+void complete_ipc_generation(sim::ipc_event_state* ipc, uint64_t gen) {
+  uint64_t seen = ipc->completed.load(std::memory_order_acquire);
+  while (seen < gen && !ipc->completed.compare_exchange_weak(seen, gen, std::memory_order_acq_rel)) {
+  }
+}
+
+// Another process completes the record: polled (the simulator has no cross-process wake-up). A
+// record that never runs (its process died) leaves the waiter waiting, as on a device.
+void wait_ipc_generation(const sim::ipc_event_state* ipc, uint64_t gen) {
+  while (ipc->completed.load(std::memory_order_acquire) < gen) usleep(50);
+}
 
 CUresult capture_query_error(CUstream s) {
   // Querying or synchronising a capturing stream is not allowed and ends the capture.
@@ -164,6 +178,13 @@ CUresult stream_wait_event(const char* name, CUstream hs, CUevent e, unsigned fl
       e->capture->members.insert(s);
       return CUDA_SUCCESS;
     }
+    if (e->ipc != nullptr && !s->capture) {
+      // An interprocess event: the newest record, by whichever process, at the time of the call.
+      sim::ipc_event_state* ipc = e->ipc;
+      const uint64_t gen = ipc->recorded.load(std::memory_order_acquire);
+      if (ipc->completed.load(std::memory_order_acquire) >= gen) return CUDA_SUCCESS;
+      return enqueue(s, [ipc, gen] { wait_ipc_generation(ipc, gen); });
+    }
     if (e->stream == nullptr || s->capture) return CUDA_SUCCESS;  // never recorded: no work to wait for
     // The wait uses the event's state at call time: a later re-record does not move it.
     CUstream src = e->stream;
@@ -188,19 +209,26 @@ CUresult event_record(const char* name, CUevent e, CUstream hs, unsigned flags, 
     }
     e->captured = false;
     e->capture = nullptr;
+    sim::ipc_event_state* ipc = e->ipc;
+    const uint64_t gen = ipc != nullptr ? ipc->recorded.fetch_add(1, std::memory_order_acq_rel) + 1 : 0;
     if (const uint64_t done = try_complete_empty_op(s); done != 0) {
       e->stream = s;
       e->seq = done;
       e->when = std::chrono::steady_clock::now();
       e->has_time = true;
+      if (ipc != nullptr) complete_ipc_generation(ipc, gen);
       return CUDA_SUCCESS;
     }
-    if (CUresult r = enqueue(s, nullptr); r != CUDA_SUCCESS) return r;
+    if (CUresult r = enqueue(s, nullptr); r != CUDA_SUCCESS) {
+      if (ipc != nullptr) complete_ipc_generation(ipc, gen);  // nothing will run it: no one waits forever
+      return r;
+    }
     e->stream = s;
     e->seq = s->enqueued;
     e->has_time = false;
     uint64_t seq = e->seq;
-    s->queue.back().run = [e, s, seq] {
+    s->queue.back().run = [e, s, seq, ipc, gen] {
+      if (ipc != nullptr) complete_ipc_generation(ipc, gen);
       auto now = std::chrono::steady_clock::now();
       std::lock_guard<std::mutex> lk(get().mu);
       if (e->stream == s && e->seq == seq) {  // not re-recorded meanwhile
@@ -297,6 +325,13 @@ POOLSHIM_SIM_API CUresult cuEventCreate(CUevent* ph, unsigned int flags) {
   auto* e = new CUevent_st();
   e->ctx = c;
   e->flags = flags;
+  if (flags & CU_EVENT_INTERPROCESS) {
+    e->ipc = create_ipc_event_state(&e->ipc_fd);
+    if (e->ipc == nullptr) {
+      delete e;
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+  }
   get().events.insert(e);
   *ph = e;
   return CUDA_SUCCESS;
@@ -308,7 +343,11 @@ CUresult event_destroy(const char* name, CUevent e) {
   state& g = get();
   std::lock_guard<std::mutex> lk(g.mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
-  e->destroyed = true;  // a pending record still completes harmlessly
+  e->destroyed = true;   // a pending record still completes harmlessly
+  if (e->ipc_fd >= 0) {  // no new process can open it; those that did keep their mapping
+    close(e->ipc_fd);
+    e->ipc_fd = -1;
+  }
   g.events.erase(e);
   g.graveyard.push_back(e);
   return CUDA_SUCCESS;
@@ -324,6 +363,11 @@ POOLSHIM_SIM_API CUresult cuEventQuery(CUevent e) {
   std::lock_guard<std::mutex> lk(get().mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
   if (e->captured) return CUDA_ERROR_CAPTURED_EVENT;
+  if (e->ipc != nullptr)
+    return sticky_or(e->ipc->completed.load(std::memory_order_acquire) >=
+                             e->ipc->recorded.load(std::memory_order_acquire)
+                         ? CUDA_SUCCESS
+                         : CUDA_ERROR_NOT_READY);
   if (e->stream == nullptr) return CUDA_SUCCESS;  // never recorded: empty work is complete
   return sticky_or(e->stream->completed >= e->seq ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY);
 }
@@ -333,6 +377,13 @@ POOLSHIM_SIM_API CUresult cuEventSynchronize(CUevent e) {
   std::unique_lock<std::mutex> lk(get().mu);
   if (!live_event(e)) return CUDA_ERROR_INVALID_HANDLE;
   if (e->captured) return CUDA_ERROR_CAPTURED_EVENT;
+  if (e->ipc != nullptr) {
+    sim::ipc_event_state* ipc = e->ipc;
+    const uint64_t gen = ipc->recorded.load(std::memory_order_acquire);
+    lk.unlock();
+    wait_ipc_generation(ipc, gen);
+    return sticky_or(CUDA_SUCCESS);
+  }
   if (e->stream != nullptr) wait_stream_locked(lk, e->stream, e->seq);
   return sticky_or(CUDA_SUCCESS);
 }

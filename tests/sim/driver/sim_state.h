@@ -137,7 +137,21 @@ struct CUstream_st {
   std::shared_ptr<sim::capture_state> capture;  // non-null while capturing (or joined)
 };
 
+namespace sim {
+// A CU_EVENT_INTERPROCESS event's state, on a page of a memfd of its own that every process holding
+// the event maps (the exporter creates it; cuIpcOpenEventHandle maps it through /proc/<pid>/fd/<n>).
+// A record takes the next generation; its stream op, when it runs, raises `completed` to it. A wait
+// (cuStreamWaitEvent, cuEventSynchronize) waits for the generation that was newest at its call.
+struct ipc_event_state {
+  char magic[8];
+  std::atomic<uint64_t> recorded;
+  std::atomic<uint64_t> completed;
+};
+}  // namespace sim
+
 struct CUevent_st {
+  sim::ipc_event_state* ipc = nullptr;  // interprocess events: the shared state (never unmapped)
+  int ipc_fd = -1;                      // in the process that created it: the memfd holding it
   CUcontext ctx = nullptr;
   unsigned flags = 0;
   bool destroyed = false;
@@ -266,6 +280,9 @@ CUresult resolve_range(uintptr_t p, size_t n, bool write, int accessing_device, 
 CUresult resolve_stream(CUstream s, bool per_thread_variant, CUstream* out);
 // Enqueue an op on s (handles legacy/blocking ordering and capture). `run` runs on the worker.
 CUresult enqueue(CUstream s, std::function<void()> run);
+// A new interprocess event's shared state (sim_vmm_ipc.cpp): mapped, its memfd in *fd; nullptr when
+// no memfd can be made.
+ipc_event_state* create_ipc_event_state(int* fd);
 // Completes an empty op at once when `s` is idle and has nothing to wait for (see sim_streams.cpp):
 // its sequence number, or 0 when it must be enqueued.
 uint64_t try_complete_empty_op(CUstream s);

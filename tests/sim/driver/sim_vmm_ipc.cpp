@@ -1,7 +1,9 @@
 // Simulated CUDA driver: virtual memory management (cuMemCreate and friends) and legacy IPC.
 // A VMM allocation is one memfd, exported as a dup of that fd; a mapping is PROT_NONE to the host
 // and unusable by copies until cuMemSetAccess. A legacy IPC handle names the exporter's pid, its
-// device memfd and the allocation's range; the importer maps it through /proc/<pid>/fd/<n>.
+// device memfd and the allocation's range; the importer maps it through /proc/<pid>/fd/<n>. An IPC
+// event handle names the exporter's pid and the memfd of the event's shared state, mapped the same
+// way.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -9,6 +11,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "sim_state.h"
 
@@ -458,5 +461,95 @@ POOLSHIM_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
   munmap(r->map_base, r->map_len);
   munmap(r->shadow - delta, r->map_len);
   g.regions.erase(dptr);
+  return CUDA_SUCCESS;
+}
+
+// --- IPC events ---------------------------------------------------------------------------------
+
+namespace {
+constexpr char k_event_prefix[] = "/memfd:poolshim-sim-event";
+constexpr char k_event_magic[8] = {'P', 'S', 'I', 'M', 'E', 'V', 'T', '1'};
+struct ipc_event_payload {
+  char magic[8];
+  int32_t pid;
+  int32_t fd;
+};
+static_assert(sizeof(ipc_event_payload) <= sizeof(CUipcEventHandle));
+
+bool is_event_memfd(int fd) {
+  char link[64], target[256];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n <= 0) return false;
+  target[n] = '\0';
+  return std::strncmp(target, k_event_prefix, sizeof k_event_prefix - 1) == 0;
+}
+}  // namespace
+
+namespace sim {
+ipc_event_state* create_ipc_event_state(int* fd) {
+  *fd = memfd_create(k_event_prefix + std::strlen("/memfd:"), MFD_CLOEXEC);
+  if (*fd < 0) return nullptr;
+  void* p = MAP_FAILED;
+  if (ftruncate(*fd, 4096) == 0) p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+  if (p == MAP_FAILED) {
+    close(*fd);
+    *fd = -1;
+    return nullptr;
+  }
+  auto* st = new (p) ipc_event_state{};
+  std::memcpy(st->magic, k_event_magic, sizeof st->magic);
+  return st;
+}
+}  // namespace sim
+
+POOLSHIM_SIM_API CUresult cuIpcGetEventHandle(CUipcEventHandle* handle, CUevent e) {
+  if (CUresult r = api_enter("cuIpcGetEventHandle"); r != CUDA_SUCCESS) return r;
+  if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  state& g = get();
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (e == nullptr || g.events.count(e) == 0 || e->destroyed) return CUDA_ERROR_INVALID_HANDLE;
+  // Only an event created with CU_EVENT_INTERPROCESS (and so DISABLE_TIMING) has a handle (UNV: the
+  // code real CUDA gives for another event).
+  if (e->ipc == nullptr || e->ipc_fd < 0) return CUDA_ERROR_INVALID_VALUE;
+  ipc_event_payload p{};
+  std::memcpy(p.magic, k_event_magic, sizeof p.magic);
+  p.pid = getpid();
+  p.fd = e->ipc_fd;
+  std::memset(handle, 0, sizeof *handle);
+  std::memcpy(handle->reserved, &p, sizeof p);
+  return CUDA_SUCCESS;
+}
+
+POOLSHIM_SIM_API CUresult cuIpcOpenEventHandle(CUevent* ph, CUipcEventHandle handle) {
+  if (CUresult r = api_enter("cuIpcOpenEventHandle"); r != CUDA_SUCCESS) return r;
+  if (ph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  ipc_event_payload p{};
+  std::memcpy(&p, handle.reserved, sizeof p);
+  if (std::memcmp(p.magic, k_event_magic, sizeof p.magic) != 0) return CUDA_ERROR_INVALID_VALUE;
+  // As for memory handles: not in the process that exported it (UNV for events).
+  if (p.pid == getpid()) return CUDA_ERROR_INVALID_CONTEXT;
+  state& g = get();
+  std::lock_guard<std::mutex> lk(g.mu);
+  CUcontext c = nullptr;
+  if (CUresult r = require_ctx(&c); r != CUDA_SUCCESS) return r;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", p.pid, p.fd);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return CUDA_ERROR_MAP_FAILED;  // the exporter is gone
+  void* m = is_event_memfd(fd) ? mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  close(fd);
+  if (m == MAP_FAILED) return CUDA_ERROR_MAP_FAILED;
+  auto* st = static_cast<ipc_event_state*>(m);
+  if (std::memcmp(st->magic, k_event_magic, sizeof st->magic) != 0) {
+    munmap(m, 4096);
+    return CUDA_ERROR_MAP_FAILED;
+  }
+  auto* e = new CUevent_st();
+  e->ctx = c;
+  e->flags = CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
+  e->ipc = st;
+  g.events.insert(e);
+  *ph = e;
   return CUDA_SUCCESS;
 }

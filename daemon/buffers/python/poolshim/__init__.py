@@ -8,10 +8,18 @@
         print(b.shape, b.dtype, b.numpy().sum())
     Buffer.unlink("weights")   # the name goes now, the memory with its last reference
 
+    with Buffer.create("kv", (4096, 128), "float16", device="cuda:0") as b:  # device memory, by name
+        t = torch.as_tensor(b, device="cuda")   # __cuda_array_interface__ (v3); torch.from_dlpack(b),
+        ...                                     # cupy.asarray(b) too: no copy
+        b.record(stream)                        # after the writes others must see (a CUDA stream handle)
+    with Buffer.open("kv") as b:
+        b.wait(stream)                          # before the reads: ordered after the newest record
+
 A buffer's memory is the daemon's: it lives as long as its name and its references, not as long as
 its creator; a reference ends with close() (or the with block) and at once when its process dies.
-Names are in the caller's uid's namespace unless shared=True. Device buffers ("cuda:N") are not
-served yet (Unsupported).
+Names are in the caller's uid's namespace unless shared=True. A device buffer is opened in the
+device's primary context (the one PyTorch, CuPy and the runtime API use); "cuda:N" is this process's
+ordinal (the daemon knows devices by UUID, so CUDA_VISIBLE_DEVICES may differ between processes).
 
 Over libpoolshim_buffers.so (ctypes; POOLSHIM_BUFFERS_LIB names it, else it is looked for beside
 this package and on the loader's path). numpy is needed only for numpy() and from_dlpack.
@@ -78,6 +86,10 @@ _NUMPY = {v: k for k, v in _DTYPES.items()}
 _DL = {"u8": (1, 8), "i8": (0, 8), "u16": (1, 16), "i16": (0, 16), "u32": (1, 32), "i32": (0, 32), "u64": (1, 64),
        "i64": (0, 64), "f16": (2, 16), "bf16": (4, 16), "f32": (2, 32), "f64": (2, 64), "bool": (6, 8)}
 _KDLCPU = 1
+_KDLCUDA = 2
+# __cuda_array_interface__ type strings (little-endian; bool is b1, bfloat16 has none: raw 2 bytes).
+_TYPESTR = {"u8": "|u1", "i8": "|i1", "u16": "<u2", "i16": "<i2", "u32": "<u4", "i32": "<i4", "u64": "<u8",
+            "i64": "<i8", "f16": "<f2", "bf16": "<V2", "f32": "<f4", "f64": "<f8", "bool": "|b1"}
 
 _SHARED = 0x100
 _HOST = 1
@@ -92,7 +104,8 @@ class _Info(ctypes.Structure):
 
 class _Entry(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * 64), ("bytes", ctypes.c_uint64), ("kind", ctypes.c_int),
-                ("flags", ctypes.c_uint), ("references", ctypes.c_uint32), ("creator", ctypes.c_int64),
+                ("flags", ctypes.c_uint), ("references", ctypes.c_uint32), ("device", ctypes.c_int),
+                ("creator", ctypes.c_int64),
                 ("owner_uid", ctypes.c_uint32), ("created_ns", ctypes.c_uint64)]
 
 
@@ -124,6 +137,9 @@ def _load():
         lib.poolshim_buffer_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, p(ctypes.c_uint64),
                                                ctypes.c_int, ctypes.c_int, ctypes.c_uint, p(ctypes.c_void_p)]
         lib.poolshim_buffer_open.argtypes = [ctypes.c_char_p, ctypes.c_uint, p(ctypes.c_void_p)]
+        lib.poolshim_buffer_open_on.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_int, p(ctypes.c_void_p)]
+        lib.poolshim_buffer_record.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.poolshim_buffer_wait.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.poolshim_buffer_data.argtypes = [ctypes.c_void_p]
         lib.poolshim_buffer_data.restype = ctypes.c_void_p
         lib.poolshim_buffer_bytes.argtypes = [ctypes.c_void_p]
@@ -152,6 +168,30 @@ def _name(name):
         raise InvalidArgument(-1, f"name {name!r}: only printable ASCII") from None
 
 
+def _device(device):
+    """-1 for "cpu", N for "cuda:N" (or an int N, or a torch.device-like object)."""
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return device
+    text = str(device)
+    if text == "cpu":
+        return -1
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return int(text[5:])
+    raise InvalidArgument(-1, f"device {device!r}: 'cpu' or 'cuda:N'")
+
+
+def _stream_handle(stream):
+    if stream is None:
+        return None
+    for attr in ("cuda_stream", "ptr", "handle"):  # torch.cuda.Stream, cupy.cuda.Stream, others
+        value = getattr(stream, attr, None)
+        if isinstance(value, int):
+            return value or None
+    if isinstance(stream, int):
+        return stream or None
+    raise InvalidArgument(-1, f"stream {stream!r}: an int handle or a stream object with .cuda_stream or .ptr")
+
+
 def _dtype(dtype):
     text = getattr(dtype, "name", None) or str(dtype)  # numpy dtypes and types, or strings
     if text in _NUMPY:
@@ -163,7 +203,7 @@ def _dtype(dtype):
     raise InvalidArgument(-1, f"unknown dtype {dtype!r} (one of: {', '.join(sorted(_DTYPES))})")
 
 
-# ---- DLPack (host buffers): the structs of dlpack.h, a capsule named "dltensor" ----
+# ---- DLPack: the structs of dlpack.h, a capsule named "dltensor" ----
 
 class _DLDevice(ctypes.Structure):
     _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
@@ -234,12 +274,8 @@ class Buffer:
         shape = tuple(shape)
         if len(shape) > 8 or any((not isinstance(d, int)) or d < 0 for d in shape):
             raise InvalidArgument(-1, f"shape {shape!r}: at most 8 non-negative ints")
-        if device == "cpu":
-            kind, dev = _HOST, -1
-        elif isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
-            kind, dev = _DEVICE, int(device[5:])
-        else:
-            raise InvalidArgument(-1, f"device {device!r}: 'cpu' or 'cuda:N'")
+        dev = _device(device)
+        kind = _HOST if dev < 0 else _DEVICE
         lib = _load()
         dims = (ctypes.c_uint64 * max(1, len(shape)))(*shape)
         h = ctypes.c_void_p()
@@ -248,11 +284,23 @@ class Buffer:
         return cls(h.value)
 
     @classmethod
-    def open(cls, name, shared=False):
-        """The buffer of an existing name."""
+    def open(cls, name, shared=False, device=None):
+        """The buffer of an existing name; with device ("cpu", "cuda:N"), it must live there."""
         lib = _load()
         h = ctypes.c_void_p()
-        _check(lib.poolshim_buffer_open(_name(name), _SHARED if shared else 0, ctypes.byref(h)))
+        flags = _SHARED if shared else 0
+        if device is None:
+            _check(lib.poolshim_buffer_open(_name(name), flags, ctypes.byref(h)))
+        elif _device(device) < 0:
+            _check(lib.poolshim_buffer_open(_name(name), flags, ctypes.byref(h)))
+            b = cls(h.value)
+            if b.kind != "host":
+                where = b.device
+                b.close()
+                raise InvalidArgument(-1, f"open {name!r}: it lives on {where}, not on cpu")
+            return b
+        else:
+            _check(lib.poolshim_buffer_open_on(_name(name), flags, _device(device), ctypes.byref(h)))
         return cls(h.value)
 
     @staticmethod
@@ -297,20 +345,29 @@ class Buffer:
             raise AttributeError("__array_interface__: a device buffer")
         return self.numpy().__array_interface__
 
+    @property
+    def __cuda_array_interface__(self):
+        """Version 3, for device buffers (torch.as_tensor, cupy.asarray, numba): no copy. The
+        consumer holds no reference: keep this Buffer open while it uses the memory."""
+        if self.kind != "device":
+            raise AttributeError("__cuda_array_interface__: a host buffer (use numpy() or __array_interface__)")
+        return {"shape": self.shape, "typestr": _TYPESTR[_DTYPES[self.dtype]], "data": (self._address(), False),
+                "strides": None, "version": 3, "stream": None}
+
     def __dlpack_device__(self):
-        if self.kind != "host":
-            raise Unsupported(-8, "device buffers are not served yet")
-        return (_KDLCPU, 0)
+        if self.kind == "host":
+            return (_KDLCPU, 0)
+        return (_KDLCUDA, int(self.device[5:]))
 
     def __dlpack__(self, stream=None):
-        if self.kind != "host":
-            raise Unsupported(-8, "device buffers are not served yet")
+        # stream: the consumer's; the memory has no pending work of this process on any stream
+        # (order across processes with record()/wait()), so there is nothing to synchronise.
         code, bits = _DL[_DTYPES[self.dtype]]
         managed = _DLManagedTensor()
         shape = (ctypes.c_int64 * max(1, len(self.shape)))(*self.shape)
         t = managed.dl_tensor
         t.data = self._address()
-        t.device = _DLDevice(_KDLCPU, 0)
+        t.device = _DLDevice(*self.__dlpack_device__())
         t.ndim = len(self.shape)
         t.dtype = _DLDataType(code, bits, 1)
         t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
@@ -324,6 +381,22 @@ class Buffer:
         # tensor deleted, so the view it holds ends.
         destructor = ctypes.cast(self._lib.poolshim_buffer_dlpack_capsule_destructor, ctypes.c_void_p)
         return _pyapi.PyCapsule_New(ctypes.addressof(managed), b"dltensor", destructor)
+
+    # ---- ordering across processes (device buffers) ----
+    def record(self, stream=0):
+        """Records the buffer's interprocess event on stream (an int handle, or an object with
+        .cuda_stream or .ptr as torch and cupy streams have; 0: the legacy default stream), after
+        the writes readers must see."""
+        _check(self._lib.poolshim_buffer_record(self._live(), _stream_handle(stream)))
+
+    def wait(self, stream=0):
+        """Makes stream wait for the newest record of the buffer's event, by any process."""
+        _check(self._lib.poolshim_buffer_wait(self._live(), _stream_handle(stream)))
+
+    def _live(self):
+        if self._h is None or self._closing:
+            raise PoolshimError(-9, f"buffer {self.name!r} is closed")
+        return self._h
 
     # ---- its reference ----
     def close(self):
@@ -365,8 +438,9 @@ class Buffer:
 
 
 def list_buffers():
-    """The buffers this uid may see: a list of dicts (name, bytes, kind, shared, references,
-    creator_pid, owner_uid, created_ns)."""
+    """The buffers this uid may see: a list of dicts (name, bytes, kind, daemon_device (the daemon's
+    index of a device buffer's device; -1 for host), shared, references, creator_pid, owner_uid,
+    created_ns)."""
     lib = _load()
     count = ctypes.c_size_t()
     cap = 16
@@ -377,5 +451,6 @@ def list_buffers():
             break
         cap = count.value + 16
     return [{"name": e.name.decode(), "bytes": e.bytes, "kind": "host" if e.kind == _HOST else "device",
+             "daemon_device": e.device,
              "shared": bool(e.flags & _SHARED), "references": e.references, "creator_pid": e.creator,
              "owner_uid": e.owner_uid, "created_ns": e.created_ns} for e in entries[:count.value]]

@@ -697,7 +697,13 @@ TEST_F(Buffers, BadRequestsAreRefusedWithNothingCreated) {
   EXPECT_EQ(send(create_request("t", 8, false, 1, {~0ull, ~0ull}), &r), proto::status::bad_argument) << "overflow";
   proto::request dev = create_request("t", 1 << 21);
   dev.arg[1] = static_cast<std::uint64_t>(proto::buffer_kind::device);
-  EXPECT_EQ(send(dev, &r), proto::status::unsupported) << "device buffers come later";
+  EXPECT_EQ(send(dev, &r), proto::status::bad_argument) << "a device buffer names its device's UUID";
+  std::memset(dev.device_uuid, 0x5a, sizeof dev.device_uuid);
+  // No device has that UUID (the simulator's, or none: no driver at all).
+  EXPECT_EQ(send(dev, &r), proto::status::no_device) << "a device that does not exist";
+  proto::request host_on_device = create_request("t", 16);
+  std::memset(host_on_device.device_uuid, 0x5a, sizeof host_on_device.device_uuid);
+  EXPECT_EQ(send(host_on_device, &r), proto::status::bad_argument) << "a host buffer names no device";
   EXPECT_EQ(send(create_request("big", 3 * kSlab), &r), proto::status::quota) << "over the uid quota";
   EXPECT_EQ(send(create_request("huge", 5 * kSlab), &r), proto::status::quota);
   EXPECT_EQ(named(), 0u) << "nothing was created by a refused request";

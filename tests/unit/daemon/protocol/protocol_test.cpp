@@ -67,7 +67,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{18}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{19}, std::uint16_t{0xffff}}) {
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
@@ -78,6 +78,12 @@ TEST(Protocol, EveryReservedByteMustBeZero) {
   for (std::size_t i = 0; i < sizeof(request::reserved); ++i) {
     request q = make_request(op::stats, 1);
     q.reserved[i] = 1;
+    EXPECT_EQ(check(q), status::bad_reserved) << i;
+  }
+  // The device UUID field is buffer_create's only.
+  for (std::size_t i = 0; i < sizeof(request::device_uuid); ++i) {
+    request q = make_request(op::stats, 1);
+    q.device_uuid[i] = 1;
     EXPECT_EQ(check(q), status::bad_reserved) << i;
   }
 }

@@ -1,0 +1,225 @@
+// Device named buffers end to end (issue #14), through libpoolshim_buffers with no shim, on the
+// simulator here and unchanged on a GPU (gpu-check.sh): the daemon allocates the memory and holds
+// it; a second process opens it by name and reads what the first wrote, ordered by the buffer's
+// interprocess event (record in the writer, wait in the reader), with no device-wide
+// synchronisation. Modes:
+//   check            bad input, create, a reader process ordered after a held-back write, open_on
+//                    another device, list, record/wait on a host buffer, close and unlink
+//   reader NAME FD   (started by check) opens NAME, waits on its event, reads it back; tells the
+//                    writer through FD when its wait is queued
+//   hold NAME        creates a device buffer NAME, unlinks the name, says "ready", sleeps (a
+//                    holder for buffers_test.sh to kill -9)
+// Prints "device_buffer_pair: OK" or FAIL lines; exit 0 only when everything held.
+#include <cuda_runtime_api.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "poolshim/buffers.h"
+
+extern char** environ;
+
+namespace {
+
+int failures = 0;
+
+#define EXPECT(cond, ...)                                                   \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      ++failures;                                                           \
+      std::printf("device_buffer_pair: FAIL (line %d): %s: ", __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                             \
+      std::printf(" [%s]\n", poolshim_buffer_error());                      \
+    }                                                                       \
+  } while (0)
+
+constexpr std::uint64_t k_rows = 256, k_cols = 1024;  // float32: 1 MiB
+constexpr std::size_t k_bytes = k_rows * k_cols * sizeof(float);
+
+float pattern(std::size_t i) { return static_cast<float>(i % 977) * 0.5f + 1.0f; }
+
+// The writer's stream is held here until the reader says its wait is queued: the read must then
+// come after the write although it was queued while the write could not run.
+struct gate_arg {
+  int fd;
+};
+void CUDART_CB hold_until_reader(void* p) {
+  auto* g = static_cast<gate_arg*>(p);
+  pollfd f{g->fd, POLLIN, 0};
+  char c = 0;
+  if (poll(&f, 1, 20000) == 1) (void)!read(g->fd, &c, 1);
+}
+
+pid_t spawn_self(const std::vector<std::string>& args) {
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return -1;
+  exe[n] = '\0';
+  std::vector<char*> argv{exe};
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  return posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), environ) == 0 ? pid : -1;
+}
+
+int reader(const char* name, int tell_writer) {
+  poolshim_buffer* b = nullptr;
+  EXPECT(poolshim_buffer_open(name, 0, &b) == POOLSHIM_OK, "open '%s'", name);
+  if (b == nullptr) return 1;
+  poolshim_buffer_info info{};
+  EXPECT(poolshim_buffer_get_info(b, &info) == 0 && info.kind == POOLSHIM_BUFFER_DEVICE && info.device == 0 &&
+             info.ndim == 2 && info.shape[0] == k_rows && info.shape[1] == k_cols &&
+             std::strcmp(info.dtype, "f32") == 0 && info.bytes == k_bytes,
+         "its description (kind %d device %d ndim %d dtype %s bytes %llu)", info.kind, info.device, info.ndim,
+         info.dtype, static_cast<unsigned long long>(info.bytes));
+  cudaPointerAttributes a{};
+  EXPECT(cudaPointerGetAttributes(&a, poolshim_buffer_data(b)) == cudaSuccess && a.type == cudaMemoryTypeDevice,
+         "the pointer is device memory here");
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  std::vector<float> out(k_rows * k_cols, -1.0f);
+  float* host = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&host), k_bytes);
+  EXPECT(poolshim_buffer_wait(b, s) == POOLSHIM_OK, "wait");
+  cudaMemcpyAsync(host, poolshim_buffer_data(b), k_bytes, cudaMemcpyDeviceToHost, s);
+  // The writer's gate is closed: its record cannot have completed, so this stream waits.
+  EXPECT(cudaStreamQuery(s) == cudaErrorNotReady, "the reader's stream waits for the writer's record");
+  (void)!write(tell_writer, "r", 1);
+  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the reader's stream");
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < k_rows * k_cols; ++i) wrong += host[i] != pattern(i);
+  EXPECT(wrong == 0, "%zu of %zu floats differ from what the writer wrote before its record", wrong,
+         static_cast<std::size_t>(k_rows * k_cols));
+  cudaFreeHost(host);
+  cudaStreamDestroy(s);
+  EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close in the reader");
+  return failures == 0 ? 0 : 1;
+}
+
+int hold(const char* name) {
+  const std::uint64_t shape[1] = {std::uint64_t{64} << 20};
+  poolshim_buffer* b = nullptr;
+  if (poolshim_buffer_create(name, "u8", 1, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &b) != POOLSHIM_OK) {
+    std::printf("device_buffer_pair: FAIL: hold: create '%s': %s\n", name, poolshim_buffer_error());
+    return 1;
+  }
+  poolshim_buffer_unlink(name, 0);  // only this process's reference keeps it now
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (;;) pause();
+}
+
+int check() {
+  const std::uint64_t shape[2] = {k_rows, k_cols};
+  poolshim_buffer* b = nullptr;
+  // Bad input: each refused with its reason, nothing created.
+  EXPECT(poolshim_buffer_create("dev.bad", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, -1, 0, &b) == POOLSHIM_EINVAL,
+         "a device buffer without a device");
+  EXPECT(poolshim_buffer_create("dev.bad", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, 99, 0, &b) == POOLSHIM_EINVAL &&
+             std::strstr(poolshim_buffer_error(), "does not exist") != nullptr,
+         "device 99");
+  EXPECT(poolshim_buffer_create("dev.bad", "f32", 2, shape, POOLSHIM_BUFFER_HOST, 0, 0, &b) == POOLSHIM_EINVAL,
+         "a host buffer naming a device");
+  EXPECT(poolshim_buffer_open("dev.bad", 0, &b) == POOLSHIM_ENOENT, "nothing was created by the refusals");
+
+  EXPECT(poolshim_buffer_create("dev.a", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &b) == POOLSHIM_OK, "create");
+  if (b == nullptr) return 1;
+  poolshim_buffer* again = nullptr;
+  EXPECT(poolshim_buffer_create("dev.a", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &again) == POOLSHIM_EEXIST,
+         "a second create of the name");
+  cudaPointerAttributes a{};
+  EXPECT(cudaPointerGetAttributes(&a, poolshim_buffer_data(b)) == cudaSuccess && a.type == cudaMemoryTypeDevice &&
+             a.device == 0,
+         "the creator's pointer is device memory on device 0");
+
+  // The writer: its copy held back behind a gate the reader opens once its wait is queued.
+  int pipe_fds[2];
+  EXPECT(pipe(pipe_fds) == 0, "pipe");
+  std::vector<float> src(k_rows * k_cols);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = pattern(i);
+  float* pinned = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&pinned), k_bytes);
+  std::memcpy(pinned, src.data(), k_bytes);
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  gate_arg g{pipe_fds[0]};
+  EXPECT(cudaLaunchHostFunc(s, hold_until_reader, &g) == cudaSuccess, "the gate");
+  EXPECT(cudaMemcpyAsync(poolshim_buffer_data(b), pinned, k_bytes, cudaMemcpyHostToDevice, s) == cudaSuccess,
+         "the write");
+  EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
+  const pid_t r = spawn_self({"reader", "dev.a", std::to_string(pipe_fds[1])});
+  EXPECT(r > 0, "spawn the reader");
+  int st = 0;
+  if (r > 0) waitpid(r, &st, 0);
+  EXPECT(r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader (its FAIL lines above)");
+  (void)!write(pipe_fds[1], "x", 1);  // the gate opens whatever the reader did
+  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the writer's stream");
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+
+  // Open on another device: refused, with where it lives.
+  poolshim_buffer* other = nullptr;
+  EXPECT(poolshim_buffer_open_on("dev.a", 0, 1, &other) == POOLSHIM_EINVAL &&
+             std::strstr(poolshim_buffer_error(), "lives on device 0") != nullptr,
+         "open_on device 1");
+  poolshim_buffer* same = nullptr;
+  EXPECT(poolshim_buffer_open_on("dev.a", 0, 0, &same) == POOLSHIM_OK, "open_on device 0");
+  if (same != nullptr) {
+    EXPECT(poolshim_buffer_data(same) == poolshim_buffer_data(b), "a second open in one context is the same pointer");
+    EXPECT(poolshim_buffer_close(same) == POOLSHIM_OK, "close the second reference");
+  }
+  // The creator's mapping survives the second reference's close (CUDA counts IPC opens).
+  std::vector<float> back(k_rows * k_cols);
+  EXPECT(cudaMemcpy(back.data(), poolshim_buffer_data(b), k_bytes, cudaMemcpyDeviceToHost) == cudaSuccess &&
+             std::memcmp(back.data(), src.data(), k_bytes) == 0,
+         "the creator reads its buffer after another reference closed");
+
+  poolshim_buffer_entry entries[16];
+  std::size_t n = 0;
+  EXPECT(poolshim_buffer_list(entries, 16, &n) == POOLSHIM_OK, "list");
+  bool listed = false;
+  for (std::size_t i = 0; i < n && i < 16; ++i)
+    listed |= std::strcmp(entries[i].name, "dev.a") == 0 && entries[i].kind == POOLSHIM_BUFFER_DEVICE &&
+              entries[i].device == 0 && entries[i].bytes == k_bytes && entries[i].references == 1;
+  EXPECT(listed, "dev.a listed as a device buffer on device 0 with one reference");
+
+  // Host buffers have no event.
+  poolshim_buffer* h = nullptr;
+  const std::uint64_t small[1] = {4096};
+  EXPECT(poolshim_buffer_create("host.a", "u8", 1, small, POOLSHIM_BUFFER_HOST, -1, 0, &h) == POOLSHIM_OK,
+         "a host buffer");
+  if (h != nullptr) {
+    EXPECT(poolshim_buffer_record(h, s) == POOLSHIM_EINVAL, "record on a host buffer");
+    EXPECT(poolshim_buffer_open_on("host.a", 0, 0, &other) == POOLSHIM_EINVAL, "open_on a device: a host buffer");
+    EXPECT(poolshim_buffer_close(h) == POOLSHIM_OK && poolshim_buffer_unlink("host.a", 0) == POOLSHIM_OK,
+           "the host buffer goes");
+  }
+  cudaStreamDestroy(s);
+  cudaFreeHost(pinned);
+  EXPECT(poolshim_buffer_unlink("dev.a", 0) == POOLSHIM_OK, "unlink");
+  EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close");
+  EXPECT(poolshim_buffer_open("dev.a", 0, &b) == POOLSHIM_ENOENT, "gone after unlink and close");
+  if (failures == 0) std::printf("device_buffer_pair: OK\n");
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "check") == 0) return check();
+  if (argc == 4 && std::strcmp(argv[1], "reader") == 0) return reader(argv[2], std::atoi(argv[3]));
+  if (argc == 3 && std::strcmp(argv[1], "hold") == 0) return hold(argv[2]);
+  std::fprintf(stderr,
+               "usage: device_buffer_pair check | reader NAME FD | hold NAME\n"
+               "  (device named buffers through libpoolshim_buffers; POOLSHIM_SOCKET names the daemon)\n");
+  return argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) ? 0 : 2;
+}
