@@ -28,6 +28,8 @@ packages=(
   python3-numpy  # the poolshim Python package's tests (zero-copy views, numpy.from_dlpack)
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
+  libhiredis-dev  # poolshimd's Redis control plane (poolshimd --redis)
+  redis-server  # its tests start a redis-server of their own (daemon.redis_plane)
   valgrind binutils util-linux
   clang  # libFuzzer for the protocol fuzz target
   lld  # links the test programs (tests/CMakeLists.txt): a third of GNU ld's time

@@ -234,8 +234,13 @@ void device_lender::free_named(const named_allocation& a) noexcept {
   devices_[a.device].lent -= a.bytes;
 }
 
-bool device_lender::device_uuid(int index, unsigned char (&uuid)[16]) const noexcept {
-  if (!loaded_ || index < 0 || index >= device_count_) return false;
+bool device_lender::device_uuid(int index, unsigned char (&uuid)[16], std::string* why) {
+  if (!load(why)) return false;
+  if (index < 0 || index >= device_count_) {
+    *why = "the daemon sees " + std::to_string(device_count_) + " device" + (device_count_ == 1 ? "" : "s") +
+           ", not a device " + std::to_string(index);
+    return false;
+  }
   std::memcpy(uuid, devices_[index].uuid, sizeof uuid);
   return true;
 }

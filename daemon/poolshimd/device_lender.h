@@ -39,8 +39,9 @@ class device_lender {
   enum class result { ok, no_device, no_memory, failed };
   result allocate_named(const unsigned char (&uuid)[16], std::uint64_t bytes, named_allocation* out, std::string* why);
   void free_named(const named_allocation& a) noexcept;
-  // The UUID of the daemon's device `index` (false: no such device, or the driver is not loaded).
-  bool device_uuid(int index, unsigned char (&uuid)[16]) const noexcept;
+  // The UUID of the daemon's device `index`, the driver loaded if need be (false with *why: no such
+  // device, or no driver).
+  bool device_uuid(int index, unsigned char (&uuid)[16], std::string* why);
 
  private:
   bool load(std::string* why);

@@ -102,6 +102,8 @@ server_options server_options_of(const daemon_options& o) {
   s.uid_connections = static_cast<unsigned>(o.uid_connections);
   s.idle_timeout = std::chrono::seconds(o.idle_timeout);
   s.metrics_clients = o.metrics_clients != 0;
+  s.redis_url = o.redis != nullptr ? o.redis : "";
+  s.redis_prefix = o.redis_prefix != nullptr ? o.redis_prefix : "tensor:";
   return s;
 }
 

@@ -30,6 +30,11 @@
     "open connections one uid may hold at most; more are refused (0: no limit)")                                     \
   X(idle_timeout, "POOLSHIMD_IDLE_TIMEOUT", count(0, 0x7fffffff), 30,                                                \
     "close a connection that holds nothing (no lease, no IPC registration) after this many idle seconds (0: never)") \
+  X(redis, "POOLSHIMD_REDIS", string, "",                                                                            \
+    "the Redis control plane: mirror shared named buffers into hashes and take tensor:cmd commands, at "             \
+    "redis://host[:port][/db] or unix:///path[?db=N] (empty: off)")                                                  \
+  X(redis_prefix, "POOLSHIMD_REDIS_PREFIX", string,                                                                  \
+    "tensor:", "the Redis keys: PREFIX<name> hashes, the PREFIXcmd command list")                                    \
   X(log_level, "POOLSHIMD_LOG_LEVEL", level, 2, "log level: trace, debug, info, warn, error, critical, off (or 0-6)")
 
 namespace poolshim::daemon {

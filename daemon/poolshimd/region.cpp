@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,15 +62,38 @@ int slab_region::make_filled_memfd(std::uint64_t* serial) const {
 }
 
 void slab_region::filler_loop() {
+  // Filling ahead is background work: at a lower priority (nice 10) than the event loop, so that on
+  // a busy machine a client's reply does not wait behind a slab's fallocate. A lend that finds no
+  // ready slab fills one itself, on the loop.
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_.wait(lock, [this] {
+    // Spare slabs held long enough become empty (to be filled); the wait wakes to look at them.
+    const auto expire_spares = [this] {
+      const auto now = std::chrono::steady_clock::now();
+      bool held = false;
+      for (slab& s : slabs_) {
+        if (s.st != state::spare) continue;
+        if (now - s.spare_since >= k_spare_hold)
+          s.st = state::empty;
+        else
+          held = true;
+      }
+      return held;
+    };
+    const bool held = expire_spares();
+    const auto ready_to_work = [this] {
       if (stopping_ || !closing_.empty()) return true;
       for (const slab& s : slabs_)
         if (s.st == state::empty) return true;
       return false;
-    });
+    };
+    if (held)
+      work_.wait_for(lock, k_spare_hold / 4, ready_to_work);
+    else
+      work_.wait(lock, ready_to_work);
     if (stopping_) return;
+    if (!ready_to_work()) continue;  // woken to expire spares
     if (!closing_.empty()) {
       const int fd = closing_.back();
       closing_.pop_back();
@@ -112,7 +136,8 @@ int slab_region::lend(std::uint64_t owner, int* fd_for_client) {
   if (pick < 0) {
     // None filled yet: fill an empty one (or one a filler is on) here rather than refuse.
     for (std::size_t i = 0; i < slabs_.size() && pick < 0; ++i)
-      if (slabs_[i].st == state::empty || slabs_[i].st == state::filling) pick = static_cast<int>(i);
+      if (slabs_[i].st == state::empty || slabs_[i].st == state::filling || slabs_[i].st == state::spare)
+        pick = static_cast<int>(i);
     if (pick < 0) return -1;
     slab& s = slabs_[static_cast<std::size_t>(pick)];
     s.st = state::lent;  // claimed: a filler that finishes it closes its own memfd
@@ -166,9 +191,9 @@ int slab_region::adopt(std::uint64_t owner, int fd, std::size_t bytes, std::uint
   if (bytes != options_.slab_bytes || fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != bytes) return -1;
   if ((fcntl(fd, F_GET_SEALS) & k_seals) != k_seals) return -1;
   std::lock_guard lock(mutex_);
-  // Replace a slab that holds no client's memory: an empty one first, else a ready one.
+  // Replace a slab that holds no client's memory: a spare or empty one first, else a ready one.
   int pick = -1;
-  for (state want : {state::empty, state::ready}) {
+  for (state want : {state::spare, state::empty, state::ready}) {
     for (std::size_t i = 0; i < slabs_.size() && pick < 0; ++i)
       if (slabs_[i].st == want) pick = static_cast<int>(i);
     if (pick >= 0) break;
@@ -213,13 +238,14 @@ bool slab_region::reserve(std::size_t n) {
   // A slab a filler is on counts as free: the filler closes what it made when it sees the slab
   // taken meanwhile (as when a lend fills one itself).
   const auto is_free = [](const slab& s) {
-    return s.st == state::empty || s.st == state::filling || s.st == state::ready;
+    return s.st == state::spare || s.st == state::empty || s.st == state::filling || s.st == state::ready;
   };
   std::size_t free = 0;
   for (const slab& s : slabs_) free += is_free(s);
   if (free < n) return false;
-  // Empty slabs first, then those being filled, ready ones last (they cost a fill to replace).
-  for (const state want : {state::empty, state::filling, state::ready}) {
+  // Spare and empty slabs first, then those being filled, ready ones last (they cost a fill to
+  // replace).
+  for (const state want : {state::spare, state::empty, state::filling, state::ready}) {
     for (slab& s : slabs_) {
       if (n == 0) break;
       if (s.st != want) continue;
@@ -239,7 +265,8 @@ void slab_region::release(std::size_t n) {
     for (slab& s : slabs_) {
       if (n == 0) break;
       if (s.st != state::reserved) continue;
-      s.st = state::empty;
+      s.st = state::spare;  // filled again only if no reserve takes it back soon (k_spare_hold)
+      s.spare_since = std::chrono::steady_clock::now();
       --n;
     }
   }

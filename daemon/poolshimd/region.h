@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -84,7 +85,12 @@ class slab_region {
   region_figures figures() const;
 
  private:
-  enum class state : std::uint8_t { empty, filling, ready, lent, reserved };
+  // spare: given back by named buffers (release), free and empty, but not filled again for
+  // k_spare_hold: the next reserve takes it first. Without it, a named buffer created and freed in
+  // a loop made every round free one filled slab and fill another (4 KiB buffers: create and last
+  // close p99 2 to 5 ms on 2 cores, 0.1 ms with it).
+  enum class state : std::uint8_t { empty, filling, ready, lent, reserved, spare };
+  static constexpr std::chrono::milliseconds k_spare_hold{1000};
   struct slab {
     int fd = -1;
     ino_t ino = 0;  // the memfd's inode: what identifies it in a descriptor a client sends back
@@ -92,6 +98,7 @@ class slab_region {
     std::uint64_t serial = 0;  // in its name (slab_identity.h)
     state st = state::empty;
     std::uint64_t owner = 0;
+    std::chrono::steady_clock::time_point spare_since{};  // spare: when it was given back
   };
   int make_filled_memfd(std::uint64_t* serial) const;  // -1 on failure
   void filler_loop();

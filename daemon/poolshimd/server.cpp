@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -38,7 +39,9 @@ enum kind : std::uint64_t {
   k_wake = 4,
   k_metrics = 5,
   k_metrics_conn = 6,
-  k_filled = 7
+  k_filled = 7,
+  k_redis = 8,
+  k_redis_pid = 9
 };
 constexpr std::uint64_t tag(kind k, std::uint64_t id = 0) { return (std::uint64_t{k} << 56) | id; }
 constexpr kind kind_of(std::uint64_t t) { return static_cast<kind>(t >> 56); }
@@ -216,18 +219,34 @@ server::server(server_options o)
       throw std::runtime_error("metrics port " + std::to_string(options_.metrics_port) + ": " + std::strerror(errno));
     add(epoll_, metrics_, tag(k_metrics));
   }
+  if (!options_.redis_url.empty()) {
+    redis_url u;
+    if (!parse_redis_url(options_.redis_url, &u, &why)) throw std::runtime_error(why);
+    const std::string& p = options_.redis_prefix;
+    if (p.empty() || p.size() > 64 || !std::all_of(p.begin(), p.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+      throw std::runtime_error("the Redis key prefix must be 1 to 64 printable bytes, not '" + p + "'");
+    redis_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (redis_wake_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    add(epoll_, redis_wake_, tag(k_redis));
+    redis_ = std::make_unique<redis_bridge>(u, p, redis_wake_);
+    log::info("poolshimd: Redis control plane at {}: hashes {}<name>, commands from {}cmd", options_.redis_url, p, p);
+  }
   const region_figures f = region_.figures();
   log::info("poolshimd {} listening on {}: region {} MiB in {} slabs of {} MiB", getpid(), options_.socket_path,
             f.region_bytes >> 20, f.slabs, options_.region.slab_bytes >> 20);
 }
 
 server::~server() {
+  redis_.reset();  // its threads stop first (they write redis_wake_)
+  if (redis_wake_ >= 0) close(redis_wake_);
+  for (auto& [pid, fd] : redis_pidfds_) close(fd);
   for (auto& [id, c] : clients_) {
     if (c->sock >= 0) retire_socket(c->sock);
     if (c->pidfd >= 0) close(c->pidfd);
   }
   for (auto& [id, m] : metrics_conns_) close(m.fd);
-  for (auto& [id, b] : buffers_) closer_->put(b.fd);
+  for (auto& [id, b] : buffers_)
+    if (b.fd >= 0) closer_->put(b.fd);
   closer_->stop();
   if (filler_) filler_->stop();
   for (auto& [job, f] : fills_) close(f.fd);
@@ -275,6 +294,12 @@ int server::run() {
         case k_filled:
           on_filled();
           break;
+        case k_redis:
+          on_redis();
+          break;
+        case k_redis_pid:
+          on_redis_pid_exited(static_cast<long>(id_of(t)));
+          break;
         case k_pidfd:
           on_client_exited(id_of(t));
           break;
@@ -286,6 +311,7 @@ int server::run() {
       }
     }
     sweep(now());
+    if (redis_ && mirror_dirty_) sync_mirror();
     if (!idle()) {
       idle_since = std::chrono::steady_clock::now();
     } else if (options_.idle_exit.count() > 0 && std::chrono::steady_clock::now() - idle_since >= options_.idle_exit) {
@@ -705,6 +731,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       const std::uint64_t id = it->second;
       names_.erase(it);
       b.unlinked = true;
+      mirror_dirty_ = true;
       if (b.refs == 0) free_buffer(id);
       return proto::make_reply(q, status::ok);
     }
@@ -1064,6 +1091,7 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   clock_gettime(CLOCK_REALTIME, &t);
   b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
   names_[key] = id;
+  mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, id};
   c.refs.push_back(ref);
   if (!now_filled) {
@@ -1128,6 +1156,7 @@ proto::reply server::create_device_buffer(client& c, const proto::request& q) {
   clock_gettime(CLOCK_REALTIME, &t);
   b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
   names_[key] = id;
+  mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, id};
   c.refs.push_back(ref);
   log::debug("poolshimd: client {} (pid {} uid {}) created device buffer '{}' of {} bytes on device {}", c.id, c.pid,
@@ -1150,6 +1179,7 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   const int dup = device ? -1 : fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
   if (!device && dup < 0) return proto::make_reply(q, status::internal);
   ++b.refs;
+  mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, it->second};
   c.refs.push_back(ref);
   *fd_out = dup;  // a device buffer's reply carries none (op_gives_fd: only on a host buffer's)
@@ -1168,8 +1198,14 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
 void server::drop_reference(std::uint64_t buffer) {
   auto it = buffers_.find(buffer);
   if (it == buffers_.end()) return;
-  if (it->second.refs > 0) --it->second.refs;
-  if (it->second.refs == 0 && it->second.unlinked) free_buffer(buffer);
+  mirror_dirty_ = true;
+  named_buffer& b = it->second;
+  if (b.refs > 0) --b.refs;
+  if (b.refs == 0 && b.from_redis && !b.unlinked) {  // Redis's rule: freed at a refcount of zero
+    names_.erase({k_shared_namespace, b.name});
+    b.unlinked = true;
+  }
+  if (b.refs == 0 && b.unlinked) free_buffer(buffer);
 }
 
 void server::drop_references(client& c) {
@@ -1184,6 +1220,8 @@ void server::free_buffer(std::uint64_t id) {
   auto it = buffers_.find(id);
   if (it == buffers_.end()) return;
   log::debug("poolshimd: buffer '{}' of {} bytes freed", it->second.name, it->second.bytes);
+  mirror_dirty_ = true;
+  std::erase_if(redis_refs_, [&](const redis_ref& r) { return r.buffer == id; });
   if (it->second.fd < 0) {  // device memory: no process holds a mapping any more
     devices_.free_named(it->second.device);
     buffers_.erase(it);
@@ -1212,6 +1250,7 @@ void server::on_filled() {
     fills_.erase(pf);
     auto bt = buffers_.find(f.buffer);
     if (bt != buffers_.end()) bt->second.filling = false;
+    mirror_dirty_ = true;
     proto::reply r = proto::make_reply(f.request, proto::status::ok);
     int fd_out = f.fd;
     if (!ok) {
@@ -1310,6 +1349,232 @@ std::uint64_t server::test_lent_by_clients() const {
   for (const auto& [id, c] : clients_)
     for (const lease& l : c->leases) n += l.slab >= 0 ? region_.slab_bytes() : 0;
   return n;
+}
+
+// ---- the Redis control plane (redis_plane.h) ----
+
+namespace {
+std::string seconds_text(std::uint64_t ns) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%llu.%03llu", static_cast<unsigned long long>(ns / 1000000000u),
+                static_cast<unsigned long long>(ns / 1000000u % 1000u));
+  return b;
+}
+std::uint64_t now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+}
+}  // namespace
+
+void server::on_redis() {
+  std::uint64_t n = 0;
+  (void)!read(redis_wake_, &n, sizeof n);
+  if (redis_->snapshot_wanted()) {
+    mirrored_.clear();
+    sync_mirror(/*whole=*/true);  // with nothing mirrored, every entry is new: the whole set
+  }
+  for (const std::string& json : redis_->take_commands()) {
+    const redis_command c = parse_redis_command(json);
+    std::string reply;
+    if (!c.error.empty()) {
+      log::info("poolshimd: redis command refused: {}", c.error);
+      reply = "{\"ok\":false,\"error\":" + json_string(c.error) + "}";
+    } else {
+      reply = run_redis_command(c);
+    }
+    sync_mirror();  // the hash is written before the reply, so a reader of the reply finds it
+    if (!c.reply_to.empty()) redis_->reply(c.reply_to, reply);
+  }
+}
+
+bool server::watch_redis_pid(long pid) {
+  if (pid == 0 || redis_pidfds_.count(pid) != 0) return true;
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (fd < 0) return false;
+  redis_pidfds_[pid] = fd;
+  add(epoll_, fd, tag(k_redis_pid, static_cast<std::uint64_t>(pid)));
+  return true;
+}
+
+// A pid named by Redis commands exited: its references go, and the names it created.
+void server::on_redis_pid_exited(long pid) {
+  auto it = redis_pidfds_.find(pid);
+  if (it == redis_pidfds_.end()) return;
+  epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second, nullptr);
+  close(it->second);
+  redis_pidfds_.erase(it);
+  std::vector<std::uint64_t> dropped;
+  std::erase_if(redis_refs_, [&](const redis_ref& r) {
+    if (r.pid != pid) return false;
+    dropped.push_back(r.buffer);
+    return true;
+  });
+  for (auto& [id, b] : buffers_) {
+    if (b.redis_owner != pid || b.unlinked) continue;
+    names_.erase({k_shared_namespace, b.name});
+    b.unlinked = true;
+    log::info("poolshimd: buffer '{}': its creating pid {} exited; the name is gone", b.name, pid);
+  }
+  for (const std::uint64_t id : dropped) drop_reference(id);
+  for (auto it2 = buffers_.begin(); it2 != buffers_.end();) {
+    const auto next = std::next(it2);
+    if (it2->second.refs == 0 && it2->second.unlinked) free_buffer(it2->first);
+    it2 = next;
+  }
+  mirror_dirty_ = true;
+}
+
+std::string server::run_redis_command(const redis_command& c) {
+  auto error = [&](const std::string& why) {
+    log::info("poolshimd: redis {} '{}' refused: {}", c.op, c.name, why);
+    return "{\"ok\":false,\"op\":" + json_string(c.op) + ",\"name\":" + json_string(c.name) +
+           ",\"error\":" + json_string(why) + "}";
+  };
+  proto::request q = proto::make_request(proto::op::buffer_create, 0);
+  if (c.name.size() > proto::k_name_size) return error("the name is longer than 63 bytes");
+  std::memcpy(q.payload, c.name.data(), c.name.size());
+  if (const char* p = proto::buffer_name_problem(q.payload)) return error(p);
+  if (c.name == "cmd") return error("the name 'cmd' is the command list's");
+  const std::pair<std::uint64_t, std::string> key{k_shared_namespace, c.name};
+  if (c.pid != 0 && !watch_redis_pid(c.pid)) return error("pid " + std::to_string(c.pid) + " is not running");
+  std::uint64_t id = 0;
+  if (c.op == "create") {
+    if (c.device < 0)
+      return error(
+          "a create through Redis makes a device buffer: give \"device\": N (host buffers are made "
+          "through libpoolshim_buffers or the Python package, in the shared namespace)");
+    const std::uint32_t code = proto::dtype_code(c.dtype.c_str());
+    if (code == 0) return error("unknown dtype '" + c.dtype + "'");
+    std::uint64_t elements = 1;
+    for (std::size_t d = 0; d < c.shape.size(); ++d) {
+      if (c.shape[d] != 0 && elements > proto::k_max_lease_bytes / c.shape[d])
+        return error("the shape's product overflows");
+      elements *= c.shape[d];
+      std::memcpy(q.payload + proto::k_name_size + d * sizeof(std::uint64_t), &c.shape[d], sizeof(std::uint64_t));
+    }
+    if (elements > proto::k_max_lease_bytes / proto::dtype_size(code)) return error("the buffer is larger than 1 TiB");
+    q.arg[0] = elements * proto::dtype_size(code);
+    q.arg[1] = static_cast<std::uint64_t>(proto::buffer_kind::device) | proto::k_buffer_shared;
+    q.arg[2] = code | (static_cast<std::uint64_t>(c.shape.size()) << 16);
+    std::string why;
+    unsigned char uuid[16];
+    if (!devices_.device_uuid(c.device, uuid, &why)) return error(why);
+    std::memcpy(q.device_uuid, uuid, sizeof uuid);
+    if (const char* p = proto::buffer_create_problem(q)) return error(p);
+    if (names_.count(key) != 0) return error("the name exists");
+    device_lender::named_allocation a;
+    if (devices_.allocate_named(uuid, q.arg[0], &a, &why) != device_lender::result::ok) return error(why);
+    id = next_buffer_++;
+    named_buffer& b = buffers_[id];
+    b.name = c.name;
+    b.shared = true;
+    b.uid = geteuid();
+    b.creator_pid = static_cast<pid_t>(c.pid);
+    b.bytes = b.mapped = b.reserved = q.arg[0];
+    b.kind_flags = q.arg[1];
+    b.dtype_ndim = q.arg[2];
+    std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
+    b.refs = 1;
+    b.device = a;
+    std::memcpy(b.device_uuid, uuid, sizeof uuid);
+    b.ctime_ns = now_ns();
+    b.redis_owner = c.pid;
+    b.from_redis = true;
+    names_[key] = id;
+    redis_refs_.push_back({id, c.pid});
+  } else {
+    auto it = names_.find(key);
+    if (it == names_.end() || buffers_.at(it->second).filling) return error("no such name");
+    id = it->second;
+    named_buffer& b = buffers_.at(id);
+    if (c.op == "get") {
+      ++b.refs;
+      redis_refs_.push_back({id, c.pid});
+    } else {  // delete: the pid's reference, else one that names no pid, else any of the plane's
+      auto pick = redis_refs_.end();
+      for (auto r = redis_refs_.begin(); r != redis_refs_.end(); ++r) {
+        if (r->buffer != id) continue;
+        if (c.pid != 0 && r->pid == c.pid) {
+          pick = r;
+          break;
+        }
+        if (pick == redis_refs_.end() || (r->pid == 0 && pick->pid != 0)) pick = r;
+      }
+      if (pick == redis_refs_.end()) return error("the control plane holds no reference to drop");
+      redis_refs_.erase(pick);
+      if (b.refs > 0) --b.refs;
+      if (b.refs == 0) {  // the last reference: the name and the memory go
+        names_.erase(it);
+        b.unlinked = true;
+      }
+    }
+  }
+  mirror_dirty_ = true;
+  named_buffer& b = buffers_.at(id);
+  std::string out = "{\"ok\":true,\"op\":" + json_string(c.op) + ",\"name\":" + json_string(c.name);
+  const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));
+  out += ",\"dtype\":" + json_string(dtype != nullptr ? dtype : "u8");
+  out += ",\"shape\":[";
+  const std::size_t ndim = (b.dtype_ndim >> 16) & 0xffff;
+  for (std::size_t d = 0; d < ndim && d < proto::k_max_dims; ++d) out += (d ? "," : "") + std::to_string(b.shape[d]);
+  out += "],\"device\":" + (b.fd < 0 ? std::to_string(b.device.device) : std::string("\"cpu\""));
+  out += ",\"bytes\":" + std::to_string(b.bytes);
+  out += ",\"ipc_handle\":" + json_string(b.fd < 0 ? base64(b.device.mem_handle, sizeof b.device.mem_handle) : "");
+  out += ",\"owner_pid\":" + std::to_string(b.redis_owner != 0 ? b.redis_owner : b.creator_pid);
+  out += ",\"refcount\":" + std::to_string(b.refs) + "}";
+  if (b.refs == 0 && b.unlinked) free_buffer(id);
+  return out;
+}
+
+// The mirror brought up to date: each shared, named, filled buffer's hash written when it changed,
+// each gone one's deleted. The first call after (re)connecting sends them all as one snapshot.
+void server::sync_mirror(bool whole) {
+  mirror_dirty_ = false;
+  std::map<std::string, redis_entry> now;
+  for (const auto& [id, b] : buffers_) {
+    if (!b.shared || b.unlinked || b.filling || b.name == "cmd") continue;
+    redis_entry e;
+    e.name = b.name;
+    const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));
+    std::string shape = "[";
+    const std::size_t ndim = (b.dtype_ndim >> 16) & 0xffff;
+    for (std::size_t d = 0; d < ndim && d < proto::k_max_dims; ++d)
+      shape += (d ? ", " : "") + std::to_string(b.shape[d]);
+    shape += "]";
+    e.fields = {{"name", b.name},
+                {"dtype", dtype != nullptr ? dtype : "u8"},
+                {"shape", shape},
+                {"device", b.fd < 0 ? std::to_string(b.device.device) : "cpu"},
+                {"bytes", std::to_string(b.bytes)},
+                {"ipc_handle", b.fd < 0 ? base64(b.device.mem_handle, sizeof b.device.mem_handle) : ""},
+                {"owner_pid", std::to_string(b.redis_owner != 0 ? b.redis_owner : b.creator_pid)},
+                {"refcount", std::to_string(b.refs)},
+                {"ctime", seconds_text(b.ctime_ns)}};
+    now.emplace(b.name, std::move(e));
+  }
+  std::vector<redis_entry> snapshot;
+  for (auto& [name, e] : now) {
+    auto it = mirrored_.find(name);
+    if (it != mirrored_.end() && it->second.entry == e) continue;
+    mirrored m{e, seconds_text(now_ns())};
+    redis_entry out = e;
+    out.fields.emplace_back("mtime", m.mtime);
+    mirrored_[name] = std::move(m);
+    if (whole)
+      snapshot.push_back(std::move(out));
+    else
+      redis_->put(std::move(out));
+  }
+  for (auto it = mirrored_.begin(); it != mirrored_.end();) {
+    if (now.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    if (!whole) redis_->remove(it->first);
+    it = mirrored_.erase(it);
+  }
+  if (whole) redis_->snapshot(std::move(snapshot));
 }
 
 }  // namespace poolshim::daemon

@@ -38,6 +38,7 @@
 #include "poolshim/protocol.h"
 #include "poolshimd/device_lender.h"
 #include "poolshimd/job_thread.h"
+#include "poolshimd/redis_plane.h"
 #include "poolshimd/region.h"
 
 namespace poolshim::daemon {
@@ -53,6 +54,8 @@ struct server_options {
   unsigned uid_connections = 64;          // open connections per uid at most (0: no limit)
   std::chrono::seconds idle_timeout{30};  // close a connection holding nothing after this (0: never)
   bool metrics_clients = false;           // per-client lines (pid, uid, bytes) on the metrics page
+  std::string redis_url;                  // the Redis control plane (redis_plane.h); empty: off
+  std::string redis_prefix = "tensor:";   // its keys: PREFIX<name> hashes, the PREFIX"cmd" list
 };
 
 struct fill_results;
@@ -121,6 +124,8 @@ class server {
     std::uint64_t ctime_ns = 0;
     device_lender::named_allocation device;  // a device buffer's memory and event (fd is -1)
     unsigned char device_uuid[16] = {};
+    long redis_owner = 0;     // created by a Redis command naming this pid: its exit takes the name
+    bool from_redis = false;  // created by a Redis command: freed when its refcount reaches zero
   };
   struct client {
     std::uint64_t id;
@@ -199,6 +204,12 @@ class server {
   void free_buffer(std::uint64_t id);
   bool resize_named(std::uint64_t total);
   void on_filled();
+  // The Redis control plane (redis_plane.h): commands in, the mirror out.
+  void on_redis();
+  std::string run_redis_command(const redis_command& c);
+  void sync_mirror(bool whole = false);
+  void on_redis_pid_exited(long pid);
+  bool watch_redis_pid(long pid);
   struct pending_fill {
     std::uint64_t client, buffer;
     proto::request request;
@@ -236,6 +247,20 @@ class server {
   std::map<std::uint64_t, named_buffer> buffers_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> names_;  // (uid or shared, name) -> buffer
   std::uint64_t next_buffer_ = 1;
+  std::unique_ptr<redis_bridge> redis_;
+  int redis_wake_ = -1;
+  bool mirror_dirty_ = false;  // a named buffer changed since the mirror was last brought up to date
+  struct mirrored {
+    redis_entry entry;  // as last written, without its mtime
+    std::string mtime;
+  };
+  std::map<std::string, mirrored> mirrored_;
+  struct redis_ref {
+    std::uint64_t buffer;
+    long pid;  // 0: none named (only a delete drops it)
+  };
+  std::vector<redis_ref> redis_refs_;            // references the Redis plane holds
+  std::map<long, int> redis_pidfds_;             // the pids they name, watched
   std::map<std::uint64_t, pending_fill> fills_;  // by fill job
   std::uint64_t next_fill_ = 1;
   int filled_ = -1;  // eventfd: the fill thread finished a job

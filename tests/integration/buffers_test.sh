@@ -63,5 +63,6 @@ if [[ -n "$device_pair" ]]; then
   wait "$hold_pid" 2>/dev/null
   [[ -n "$freed" ]] || { "$daemon" --status; fail "the killed holder's device buffer was not freed"; }
   echo "device buffer: kill -9 of its last holder to freed (seen by --status): $(( (freed - t0) / 1000 )) us"
+  "$device_pair" roundtrip 1000 || fail "device_buffer_pair roundtrip"
 fi
 echo "buffers_test: OK"

@@ -9,6 +9,7 @@
 //                    writer through FD when its wait is queued
 //   hold NAME        creates a device buffer NAME, unlinks the name, says "ready", sleeps (a
 //                    holder for buffers_test.sh to kill -9)
+//   roundtrip N      times create, open, close, unlink, close of a 4 KiB device buffer, N rounds
 // Prints "device_buffer_pair: OK" or FAIL lines; exit 0 only when everything held.
 #include <cuda_runtime_api.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,14 +34,14 @@ namespace {
 
 int failures = 0;
 
-#define EXPECT(cond, ...)                                                   \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      ++failures;                                                           \
+#define EXPECT(cond, ...)                                                       \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      ++failures;                                                               \
       std::printf("device_buffer_pair: FAIL (line %d): %s: ", __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                             \
-      std::printf(" [%s]\n", poolshim_buffer_error());                      \
-    }                                                                       \
+      std::printf(__VA_ARGS__);                                                 \
+      std::printf(" [%s]\n", poolshim_buffer_error());                          \
+    }                                                                           \
   } while (0)
 
 constexpr std::uint64_t k_rows = 256, k_cols = 1024;  // float32: 1 MiB
@@ -212,14 +214,54 @@ int check() {
   return failures == 0 ? 0 : 1;
 }
 
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Each call's time over n rounds of create, open, close, unlink, close of a 4 KiB device buffer
+// (a create or open includes opening its IPC handles in this process): p50 and p99 per call.
+int roundtrip(int n) {
+  static const char* names[6] = {"create", "open", "close", "unlink", "close (last)", "round"};
+  std::vector<double> t[6];
+  const std::uint64_t shape[1] = {4096};
+  for (int i = 0; i < n; ++i) {
+    poolshim_buffer *c = nullptr, *o = nullptr;
+    double at[6];
+    at[0] = now_ms();
+    int r = poolshim_buffer_create("rt.dev", "u8", 1, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &c);
+    at[1] = now_ms();
+    if (r == 0) r = poolshim_buffer_open("rt.dev", 0, &o);
+    at[2] = now_ms();
+    if (o != nullptr) poolshim_buffer_close(o);
+    at[3] = now_ms();
+    if (r == 0) r = poolshim_buffer_unlink("rt.dev", 0);
+    at[4] = now_ms();
+    if (c != nullptr) poolshim_buffer_close(c);
+    at[5] = now_ms();
+    if (r != 0) {
+      std::printf("device_buffer_pair: FAIL: round %d: %s\n", i, poolshim_buffer_error());
+      return 1;
+    }
+    for (int k = 0; k < 5; ++k) t[k].push_back(at[k + 1] - at[k]);
+    t[5].push_back(at[5] - at[0]);
+  }
+  for (int k = 0; k < 6 && n > 0; ++k) {
+    std::sort(t[k].begin(), t[k].end());
+    std::printf("4 KiB device buffer through the socket, %d rounds: %-12s p50 %.3f ms, p99 %.3f ms\n", n, names[k],
+                t[k][t[k].size() / 2], t[k][t[k].size() * 99 / 100]);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "check") == 0) return check();
   if (argc == 4 && std::strcmp(argv[1], "reader") == 0) return reader(argv[2], std::atoi(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "hold") == 0) return hold(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "roundtrip") == 0) return roundtrip(std::atoi(argv[2]));
   std::fprintf(stderr,
-               "usage: device_buffer_pair check | reader NAME FD | hold NAME\n"
+               "usage: device_buffer_pair check | reader NAME FD | hold NAME | roundtrip N\n"
                "  (device named buffers through libpoolshim_buffers; POOLSHIM_SOCKET names the daemon)\n");
   return argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) ? 0 : 2;
 }
