@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -29,6 +30,7 @@ struct poolshim_buffer {
   std::uint64_t mapped = 0;  // host: the mapping's (a page multiple)
   std::uint64_t ref = 0;     // the daemon's reference id
   void* event = nullptr;     // device: its interprocess event, opened here (a CUevent)
+  bool registered = false;   // host: page-locked for CUDA here (cuMemHostRegister)
   poolshim_buffer_info info{};
 };
 
@@ -166,6 +168,10 @@ struct cuda_driver {
   CUresult (*event_destroy)(CUevent);
   CUresult (*event_record)(CUevent, CUstream);
   CUresult (*stream_wait_event)(CUstream, CUevent, unsigned);
+  CUresult (*ctx_get_current)(CUcontext*);
+  CUresult (*primary_get_state)(CUdevice, unsigned*, int*);
+  CUresult (*host_register)(void*, size_t, unsigned);
+  CUresult (*host_unregister)(void*);
   CUcontext contexts[64] = {};  // each device's primary context, retained once
 };
 
@@ -194,7 +200,11 @@ int cuda(cuda_driver** out) {
              !cu_sym(lib, "cuIpcCloseMemHandle", &d->ipc_close_mem) ||
              !cu_sym(lib, "cuIpcOpenEventHandle", &d->ipc_open_event) ||
              !cu_sym(lib, "cuEventDestroy_v2", &d->event_destroy) || !cu_sym(lib, "cuEventRecord", &d->event_record) ||
-             !cu_sym(lib, "cuStreamWaitEvent", &d->stream_wait_event)) {
+             !cu_sym(lib, "cuStreamWaitEvent", &d->stream_wait_event) ||
+             !cu_sym(lib, "cuCtxGetCurrent", &d->ctx_get_current) ||
+             !cu_sym(lib, "cuDevicePrimaryCtxGetState", &d->primary_get_state) ||
+             !cu_sym(lib, "cuMemHostRegister_v2", &d->host_register) ||
+             !cu_sym(lib, "cuMemHostUnregister", &d->host_unregister)) {
     d->failure = "the CUDA driver (libcuda.so.1) lacks an entry point device buffers need";
   } else if (const CUresult r = d->init(0); r != CUDA_SUCCESS) {
     d->failure = "cuInit failed (CUresult " + std::to_string(r) + ")";
@@ -247,6 +257,58 @@ class device_scope {
   CUresult r_ = CUDA_SUCCESS;
   bool pushed_ = false;
 };
+
+// A context to call in for a host buffer's registration: the thread's current one (nothing pushed,
+// -1), else the first device whose primary context is active (its ordinal, to push), else none
+// (-2: this process has not started CUDA on any device).
+int registration_context(cuda_driver& d) {
+  CUcontext cur = nullptr;
+  if (d.ctx_get_current(&cur) == CUDA_SUCCESS && cur != nullptr) return -1;
+  int n = 0;
+  if (d.device_get_count(&n) != CUDA_SUCCESS) return -2;
+  for (int i = 0; i < n && i < 64; ++i) {
+    CUdevice dev = 0;
+    unsigned flags = 0;
+    int active = 0;
+    if (d.device_get(&dev, i) == CUDA_SUCCESS && d.primary_get_state(dev, &flags, &active) == CUDA_SUCCESS &&
+        active != 0)
+      return i;
+  }
+  return -2;
+}
+
+// A host buffer mapped into a process that uses CUDA (the driver loaded and a context started) is
+// registered there once: page-locked, device-mapped, portable to every context, so copies to and
+// from it run at pinned speed. A process without CUDA is left alone (the driver is not loaded for
+// it). A failed registration leaves an ordinary mapping (the bytes are the same).
+void register_host(poolshim_buffer* b) {
+  void* loaded = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (loaded == nullptr) return;
+  dlclose(loaded);
+  cuda_driver* d = nullptr;
+  const std::string keep = t_error;
+  if (cuda(&d) != 0) {
+    t_error = keep;
+    return;
+  }
+  const int ctx = registration_context(*d);
+  if (ctx == -2) return;
+  std::unique_ptr<device_scope> scope;
+  if (ctx >= 0) scope = std::make_unique<device_scope>(*d, ctx);
+  if (scope && scope->result() != CUDA_SUCCESS) return;
+  b->registered =
+      d->host_register(b->data, b->mapped, CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP) == CUDA_SUCCESS;
+}
+
+void unregister_host(poolshim_buffer* b) {
+  cuda_driver* d = nullptr;
+  if (!b->registered || cuda(&d) != 0) return;
+  const int ctx = registration_context(*d);
+  std::unique_ptr<device_scope> scope;
+  if (ctx >= 0) scope = std::make_unique<device_scope>(*d, ctx);
+  (void)d->host_unregister(b->data);
+  b->registered = false;
+}
 
 // A created or opened device buffer: its handles from the daemon, opened in this process on the
 // device's primary context. *err and the text on failure (the caller ends the reference).
@@ -318,6 +380,7 @@ poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto
     delete b;
     return nullptr;
   }
+  register_host(b);
   return b;
 }
 
@@ -489,8 +552,10 @@ int poolshim_buffer_close(poolshim_buffer* b) {
   if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
   if (b->info.kind == POOLSHIM_BUFFER_DEVICE)
     close_device_handles(b);  // before the daemon may free it (the last reference)
-  else if (b->data != nullptr)
+  else if (b->data != nullptr) {
+    unregister_host(b);
     munmap(b->data, b->mapped);
+  }
   proto::request q = proto::make_request(proto::op::buffer_close, 0);
   q.arg[0] = b->ref;
   proto::reply r{};

@@ -9,8 +9,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace poolshim::daemon {
 
@@ -31,6 +33,13 @@ class job_thread {
     jobs_.push_back(std::move(j));
     cv_.notify_one();
   }
+  // The jobs not finished yet: queued, and the one running (e.g. the descriptors still open).
+  std::vector<Job> pending() const {
+    std::lock_guard lock(mutex_);
+    std::vector<Job> out(jobs_.begin(), jobs_.end());
+    if (running_) out.push_back(*running_);
+    return out;
+  }
   void stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -49,18 +58,21 @@ class job_thread {
         if (at_end_) at_end_();
         return;
       }
-      const Job j = std::move(jobs_.front());
+      running_ = std::move(jobs_.front());
       jobs_.pop_front();
+      const Job j = *running_;
       lock.unlock();
       run_(j);
       lock.lock();
+      running_.reset();
     }
   }
   job_fn run_, abandon_;
   std::function<void()> at_end_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;
+  std::optional<Job> running_;
   bool stopping_ = false;
 };
 

@@ -95,9 +95,9 @@ struct json_reader {
 
 const char* numpy_to_wire(const std::string& d) {
   static const std::pair<const char*, const char*> names[] = {
-      {"uint8", "u8"},     {"int8", "i8"},       {"uint16", "u16"},   {"int16", "i16"},  {"uint32", "u32"},
-      {"int32", "i32"},    {"uint64", "u64"},    {"int64", "i64"},    {"float16", "f16"}, {"bfloat16", "bf16"},
-      {"float32", "f32"},  {"float64", "f64"},   {"half", "f16"},     {"float", "f32"},   {"double", "f64"}};
+      {"uint8", "u8"},    {"int8", "i8"},     {"uint16", "u16"}, {"int16", "i16"},   {"uint32", "u32"},
+      {"int32", "i32"},   {"uint64", "u64"},  {"int64", "i64"},  {"float16", "f16"}, {"bfloat16", "bf16"},
+      {"float32", "f32"}, {"float64", "f64"}, {"half", "f16"},   {"float", "f32"},   {"double", "f64"}};
   for (const auto& [numpy, wire] : names)
     if (d == numpy) return wire;
   return nullptr;
@@ -146,8 +146,10 @@ bool transaction(redisContext* c, const std::vector<std::vector<std::string>>& c
     void* raw = nullptr;
     if (redisGetReply(c, &raw) != REDIS_OK) return false;
     reply_ptr r(raw);
-    if (k == commands.size() + 1) ok = r.ok() && r.r->type == REDIS_REPLY_ARRAY;
-    else if (!r.ok()) ok = false;
+    if (k == commands.size() + 1)
+      ok = r.ok() && r.r->type == REDIS_REPLY_ARRAY;
+    else if (!r.ok())
+      ok = false;
   }
   return ok;
 }
@@ -229,11 +231,14 @@ redis_command parse_redis_command(const std::string& json) {
     } else if (key == "device") {
       if (x.kind == value::text) {
         const std::string& t = x.s;
-        if (t == "cpu") c.device = -1;
+        if (t == "cpu")
+          c.device = -1;
         else if (t.rfind("cuda:", 0) == 0 && t.size() > 5 && t.size() < 9 &&
-                 std::all_of(t.begin() + 5, t.end(), [](char d) { return std::isdigit(static_cast<unsigned char>(d)); }))
+                 std::all_of(t.begin() + 5, t.end(),
+                             [](char d) { return std::isdigit(static_cast<unsigned char>(d)); }))
           c.device = std::atoi(t.c_str() + 5);
-        else return done("device: a number, \"cuda:N\" or \"cpu\", not '" + t + "'");
+        else
+          return done("device: a number, \"cuda:N\" or \"cpu\", not '" + t + "'");
       } else if (x.kind == value::number && x.n >= -1 && x.n <= 1023) {
         c.device = static_cast<int>(x.n);
       } else {

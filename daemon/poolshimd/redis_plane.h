@@ -85,8 +85,8 @@ class redis_bridge {
  private:
   struct write_op {
     enum { put, remove, reply, snapshot } kind;
-    redis_entry entry;            // put
-    std::string key, value;       // remove: key; reply: list and JSON
+    redis_entry entry;             // put
+    std::string key, value;        // remove: key; reply: list and JSON
     std::vector<redis_entry> all;  // snapshot
     std::uint64_t id = 0;
   };

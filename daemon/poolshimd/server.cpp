@@ -130,11 +130,14 @@ std::set<std::pair<dev_t, ino_t>> files_held_by(uid_t uid, const std::set<std::p
       }
       closedir(fds);
     }
-    // maps: "start-end perms offset major:minor inode path"; only the slabs' memfds are wanted.
+    // maps: "start-end perms offset major:minor inode path"; only the slabs' and named buffers'
+    // memfds are wanted.
     if (FILE* maps = std::fopen((base + "/maps").c_str(), "re")) {
       char line[512];
       while (std::fgets(line, sizeof line, maps) != nullptr) {
-        if (std::strstr(line, "/memfd:poolshim-slab.") == nullptr) continue;
+        if (std::strstr(line, "/memfd:poolshim-slab.") == nullptr &&
+            std::strstr(line, "/memfd:poolshim-buffer:") == nullptr)
+          continue;
         unsigned major = 0, minor = 0;
         unsigned long long ino = 0;
         if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) != 3) continue;
@@ -788,7 +791,7 @@ void server::end_lease(client& c, const lease& l, bool retain) {
     retire(id.serial);
     // Tracked only where a quota can refuse: without one, nothing would be decided by it.
     if (retain && id.ino != 0 && (options_.client_quota != 0 || options_.uid_quota != 0)) {
-      c.retained.push_back(id);
+      c.retained.push_back({id, region_.slab_bytes()});
       c.retained_bytes += region_.slab_bytes();
     }
   } else {
@@ -843,21 +846,24 @@ bool server::forget_unheld(uid_t uid) {
   std::set<std::pair<dev_t, ino_t>> wanted;
   for (const auto& [id, c] : clients_)
     if (c->uid == uid)
-      for (const slab_id& s : c->retained) wanted.insert({s.dev, s.ino});
+      for (const retained_file& s : c->retained) wanted.insert({s.id.dev, s.id.ino});
   if (wanted.empty()) return false;
   const clock::time_point now = this->now();
   auto [at, fresh] = scanned_.try_emplace(uid, now);
   if (!fresh && now - at->second < std::chrono::seconds(1)) return false;
   at->second = now;
-  const std::set<std::pair<dev_t, ino_t>> held_now = files_held_by(uid, wanted, region_.closing_fds());
+  std::vector<int> own_closing = region_.closing_fds();  // the daemon's own, still being closed
+  for (const int fd : closer_->pending()) own_closing.push_back(fd);
+  const std::set<std::pair<dev_t, ino_t>> held_now = files_held_by(uid, wanted, own_closing);
   bool forgot = false;
   for (auto& [id, c] : clients_) {
     if (c->uid != uid) continue;
-    const std::size_t before = c->retained.size();
-    std::erase_if(c->retained, [&](const slab_id& s) { return held_now.count({s.dev, s.ino}) == 0; });
-    const std::size_t gone = before - c->retained.size();
-    c->retained_bytes -= gone * region_.slab_bytes();
-    forgot = forgot || gone != 0;
+    std::erase_if(c->retained, [&](const retained_file& s) {
+      if (held_now.count({s.id.dev, s.id.ino}) != 0) return false;
+      c->retained_bytes -= s.bytes;
+      forgot = true;
+      return true;
+    });
   }
   return forgot;
 }
@@ -943,7 +949,8 @@ std::string server::metrics_text() const {
   for (const auto& [id, c] : clients_) retained += c->retained_bytes;
   line("poolshimd_named_buffers", "Named buffers (issue #14), unlinked ones still referenced included.",
        buffers_.size());
-  line("poolshimd_retained_bytes", "Returned slabs their processes may still hold (counted against their quotas).",
+  line("poolshimd_retained_bytes",
+       "Returned slabs and freed named buffers their processes may still hold (counted against their quotas).",
        retained);
   // Anyone on the node can read this page: which process holds what only when asked for
   // (--metrics-clients).
@@ -1087,6 +1094,11 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
   b.fd = fd;
   b.refs = 1;
+  b.fd_clients.insert(c.id);
+  if (struct stat st{}; fstat(fd, &st) == 0) {
+    b.dev = st.st_dev;
+    b.ino = st.st_ino;
+  }
   timespec t{};
   clock_gettime(CLOCK_REALTIME, &t);
   b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
@@ -1183,6 +1195,7 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   const buffer_ref ref{next_ref_++, it->second};
   c.refs.push_back(ref);
   *fd_out = dup;  // a device buffer's reply carries none (op_gives_fd: only on a host buffer's)
+  if (!device) b.fd_clients.insert(c.id);
   proto::reply r = proto::make_reply(q, status::ok);
   r.val[0] = ref.id;
   r.val[1] = b.bytes;
@@ -1227,6 +1240,15 @@ void server::free_buffer(std::uint64_t id) {
     buffers_.erase(it);
     return;
   }
+  // A process it was handed to may keep its memfd or a mapping past its reference: the bytes count
+  // for it until a look at /proc finds it let go (as for returned slabs; only where a quota can
+  // refuse).
+  if (it->second.ino != 0 && (options_.client_quota != 0 || options_.uid_quota != 0))
+    for (const std::uint64_t cid : it->second.fd_clients)
+      if (auto ct = clients_.find(cid); ct != clients_.end()) {
+        ct->second->retained.push_back({slab_id{it->second.dev, it->second.ino, 0}, it->second.mapped});
+        ct->second->retained_bytes += it->second.mapped;
+      }
   closer_->put(it->second.fd);
   named_total_ -= it->second.mapped;
   buffers_.erase(it);

@@ -14,8 +14,9 @@
 // closed after idle_timeout; refusals are logged once per interval with a count.
 //
 // Quotas (client_quota per process, uid_quota per uid) count what is held: pinned slabs, device
-// memory, and returned slabs the process may still hold (a returned slab's memfd outlives the
-// return in any process that kept a descriptor or a mapping of it). A returned slab stops counting
+// memory, named buffers (for their owner uid, and their creating process while it lives), and
+// returned slabs and freed named buffers the process may still hold (a memfd outlives the return
+// or the free in any process that kept a descriptor or a mapping of it). A returned slab stops counting
 // when its process exits, or when a look at /proc (that uid's processes' descriptors and mappings,
 // at most once a second per uid, and only when a request would be refused) finds no one holding
 // it. A re-declared slab must be one a daemon with this key lent (slab_identity.h) to this uid (its
@@ -126,6 +127,13 @@ class server {
     unsigned char device_uuid[16] = {};
     long redis_owner = 0;     // created by a Redis command naming this pid: its exit takes the name
     bool from_redis = false;  // created by a Redis command: freed when its refcount reaches zero
+    dev_t dev = 0;            // a host buffer's memfd, as /proc shows it
+    ino_t ino = 0;
+    std::set<std::uint64_t> fd_clients;  // the clients it was handed to (they may keep it when it is freed)
+  };
+  struct retained_file {
+    slab_id id;  // dev and ino: what /proc shows of it
+    std::uint64_t bytes;
   };
   struct client {
     std::uint64_t id;
@@ -138,11 +146,11 @@ class server {
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
     std::chrono::steady_clock::time_point last_active{};  // the last record received
-    std::uint64_t filling = 0;         // a create waiting for its fill (the job): its socket is not read
-    std::vector<buffer_ref> refs;      // its references to named buffers
-    std::vector<slab_id> retained;     // slabs it returned that it may still hold
-    std::uint64_t retained_bytes = 0;  // their bytes
-    std::uint64_t exports = 0;         // its IPC registrations
+    std::uint64_t filling = 0;            // a create waiting for its fill (the job): its socket is not read
+    std::vector<buffer_ref> refs;         // its references to named buffers
+    std::vector<retained_file> retained;  // slabs it returned, named buffers freed, that it may still hold
+    std::uint64_t retained_bytes = 0;     // their bytes
+    std::uint64_t exports = 0;            // its IPC registrations
   };
   struct metrics_conn {
     int fd = -1;
@@ -171,7 +179,7 @@ class server {
   static std::uint64_t held(const client& c) { return c.lent_bytes + c.device_bytes + c.retained_bytes; }
   bool fits_quota(const client& c, std::uint64_t more) const;
   bool within_quota(client& c, std::uint64_t more);  // fits_quota, after letting go of what no one holds
-  bool forget_unheld(uid_t uid);                     // true when a retained slab stopped counting
+  bool forget_unheld(uid_t uid);                     // true when a retained slab or named buffer stopped counting
   void retire(std::uint64_t serial);
   std::uint32_t pressure_mib() const;
   void serve_metrics();

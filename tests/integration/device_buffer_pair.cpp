@@ -200,6 +200,15 @@ int check() {
   EXPECT(poolshim_buffer_create("host.a", "u8", 1, small, POOLSHIM_BUFFER_HOST, -1, 0, &h) == POOLSHIM_OK,
          "a host buffer");
   if (h != nullptr) {
+    // This process uses CUDA: its host buffers are registered (page-locked, device-mapped).
+    cudaPointerAttributes ha{};
+    EXPECT(cudaPointerGetAttributes(&ha, poolshim_buffer_data(h)) == cudaSuccess && ha.type == cudaMemoryTypeHost &&
+               ha.devicePointer != nullptr,
+           "a host buffer is registered with CUDA in a process that uses it (type %d)", static_cast<int>(ha.type));
+    std::vector<unsigned char> bytes_in(4096, 0x6b);
+    EXPECT(cudaMemcpy(ha.devicePointer, bytes_in.data(), 4096, cudaMemcpyHostToDevice) == cudaSuccess &&
+               std::memcmp(poolshim_buffer_data(h), bytes_in.data(), 4096) == 0,
+           "a copy through its device mapping lands in the buffer");
     EXPECT(poolshim_buffer_record(h, s) == POOLSHIM_EINVAL, "record on a host buffer");
     EXPECT(poolshim_buffer_open_on("host.a", 0, 0, &other) == POOLSHIM_EINVAL, "open_on a device: a host buffer");
     EXPECT(poolshim_buffer_close(h) == POOLSHIM_OK && poolshim_buffer_unlink("host.a", 0) == POOLSHIM_OK,

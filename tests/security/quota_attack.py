@@ -6,6 +6,8 @@ records (include/poolshim/protocol.h).
 usage: quota_attack.py SCENARIO --daemon PATH/poolshimd
   f2_keep_returned_slabs   lease, keep the memfd, return, again: the memory held through kept
                            memfds beyond the uid quota must be 0
+  f2_keep_named_buffers    the same with named buffers (issue #14): create, keep the memfd,
+                           unlink and close (the buffer is freed), again
   f3_redeclare_any_memfd   re-declare memfds the daemon never lent (slab-sized, sealed or not) and
                            a slab returned to it: none may take a slot of the region
   f8_quota_per_connection  one process, four connections: the client quota is the process's
@@ -33,7 +35,7 @@ import daemon_loop_attack as dl
 
 MIB = 1 << 20
 OPS = {"hello": 1, "lease_slab": 2, "return_slab": 3, "redeclare_slab": 4, "stats": 5, "client_stats": 6,
-       "ipc_register": 9}
+       "ipc_register": 9, "buffer_create": 13, "buffer_close": 15, "buffer_unlink": 16}
 STATUS = {0: "ok", 6: "bad_argument", 7: "missing_fd", 8: "quota", 9: "no_memory", 10: "not_found",
           11: "not_permitted"}
 
@@ -52,9 +54,9 @@ class Client:
         self.s.connect(d.sock)
         self.seq = 0
 
-    def ask(self, op, arg0=0, arg1=0, payload=b"", fd=None):
+    def ask(self, op, arg0=0, arg1=0, payload=b"", fd=None, arg2=0):
         self.seq += 1
-        rec = struct.pack("<IHHII4Q", 0x44485350, 1, OPS[op], 256, self.seq, arg0, arg1, 0, 0)
+        rec = struct.pack("<IHHII4Q", 0x44485350, 1, OPS[op], 256, self.seq, arg0, arg1, arg2, 0)
         rec += payload.ljust(128, b"\0") + bytes(80)
         if fd is None:
             self.s.send(rec)
@@ -128,6 +130,49 @@ def f2():
         print("after closing the kept memfds: a lease is served again", flush=True)
         d.figures("after")
         print("quota_attack f2_keep_returned_slabs: OK", flush=True)
+    finally:
+        d.stop()
+
+
+def f2_named():
+    size, quota = 16 * MIB, 64 * MIB
+    d = dl.Daemon(extra=["--uid-quota", str(quota), "--region", "256M"])
+    try:
+        d.figures("before")
+        c = Client(d)
+        kept = []
+        refused = 0
+        for i in range(24):  # 384 MiB of memfds if nothing stops it
+            name = f"kept{i}".encode()
+            shape = struct.pack("<Q", size)
+            # a host buffer of `size` u8 (dtype 1, one dimension)
+            st, v, fd = c.ask("buffer_create", size, 1, name.ljust(64, b"\0") + shape, arg2=1 | (1 << 16))
+            if st != 0:
+                refused += 1
+                continue
+            kept.append(fd)
+            st_u, _, _ = c.ask("buffer_unlink", 0, 0, name)
+            st_c, _, _ = c.ask("buffer_close", v[0])
+            if st_u != 0 or st_c != 0:
+                fail(f"unlink/close: {STATUS.get(st_u, st_u)}/{STATUS.get(st_c, st_c)}")
+        held = len(kept) * size
+        beyond = max(0, held - quota)
+        print(f"attack: 24 rounds of create, keep the memfd, unlink, close: {len(kept)} buffers kept "
+              f"({held // MIB} MiB), {refused} refused", flush=True)
+        print(f"memory held beyond the uid quota of {quota // MIB} MiB: {beyond // MIB} MiB (goal: 0)", flush=True)
+        if beyond != 0:
+            fail(f"{beyond // MIB} MiB held through freed named buffers beyond the quota")
+        for fd in kept:
+            os.close(fd)
+        time.sleep(1.2)
+        st, v, fd = c.ask("buffer_create", size, 1, b"again".ljust(64, b"\0") + struct.pack("<Q", size),
+                          arg2=1 | (1 << 16))
+        if st != 0:
+            fail(f"after every kept memfd was closed, a create was refused: {STATUS.get(st, st)}")
+        os.close(fd)
+        print("after closing the kept memfds: a create is served again", flush=True)
+        d.figures("after")
+        print("quota_attack f2_keep_named_buffers: OK", flush=True)
     finally:
         d.stop()
 
@@ -307,7 +352,7 @@ def f14():
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["f2_keep_returned_slabs", "f3_redeclare_any_memfd",
+    ap.add_argument("scenario", choices=["f2_keep_returned_slabs", "f2_keep_named_buffers", "f3_redeclare_any_memfd",
                                          "f8_quota_per_connection", "f12_client_detail", "f13_ipc_register_flood",
                                          "f14_device_quota"])
     ap.add_argument("--daemon", required=True)
@@ -315,5 +360,5 @@ if __name__ == "__main__":
     ap.add_argument("--shim", help="libpoolshim.so (f14)")
     ARGS = ap.parse_args()
     dl.ARGS = ARGS
-    {"f2_keep_returned_slabs": f2, "f3_redeclare_any_memfd": f3, "f8_quota_per_connection": f8,
+    {"f2_keep_returned_slabs": f2, "f2_keep_named_buffers": f2_named, "f3_redeclare_any_memfd": f3, "f8_quota_per_connection": f8,
      "f12_client_detail": f12, "f13_ipc_register_flood": f13, "f14_device_quota": f14}[ARGS.scenario]()
