@@ -1,6 +1,6 @@
 // poolshimd: the node-local daemon (server.h). Its options are a table (options.h): POOLSHIMD_*
-// variables and the flags of the same names; --status asks a running daemon for its figures (as a
-// client would, trust checks included, every step with a timeout).
+// variables and the flags of the same names; --status asks a running daemon for its figures, --list
+// for its named buffers (as a client would, trust checks included, every step with a timeout).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -24,8 +24,8 @@ extern "C" void on_signal(int) {
   if (g_server != nullptr) g_server->stop();
 }
 
-// --status: a client's view of the daemon.
-int print_status(const std::string& path) {
+// --status: a client's view of the daemon; --list (list_only): its named buffers alone, a table.
+int print_status(const std::string& path, bool list_only) {
   namespace proto = poolshim::proto;
   std::string why;
   if (!proto::trusted_directory(path, getuid(), &why)) {
@@ -55,6 +55,21 @@ int print_status(const std::string& path) {
     std::fprintf(stderr, "poolshimd --status: the daemon did not answer\n");
     close(s);
     return 1;
+  }
+  if (list_only) {
+    std::printf("%-32s %-6s %6s %14s %5s %8s %6s %s\n", "NAME", "KIND", "DEVICE", "BYTES", "REFS", "CREATOR", "OWNER",
+                "NAMESPACE");
+    for (std::uint64_t i = 0; ask(proto::op::buffer_list, i, &r); ++i) {
+      const proto::buffer_entry b = proto::decode_buffer_entry(r);
+      std::printf("%-32s %-6s %6s %14llu %5llu %8llu %6llu %s\n", b.name,
+                  (b.kind_flags & proto::k_buffer_kind_mask) == 2 ? "device" : "host",
+                  b.device >= 0 ? std::to_string(b.device).c_str() : "-", static_cast<unsigned long long>(b.bytes),
+                  static_cast<unsigned long long>(b.references), static_cast<unsigned long long>(b.creator_pid),
+                  static_cast<unsigned long long>(b.owner_uid),
+                  (b.kind_flags & proto::k_buffer_shared) != 0 ? "shared" : "uid");
+    }
+    close(s);
+    return 0;
   }
   proto::daemon_status st = proto::decode_status(r);
   if (st.clients > 0) --st.clients;  // this query is a client too: left out of what it prints
@@ -112,7 +127,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const pd::server_options o = pd::server_options_of(cl.options);
-  if (cl.status) return print_status(o.socket_path);
+  if (cl.status || cl.list) return print_status(o.socket_path, cl.list);
   pd::log::start(cl.options.log_level);
   raise_descriptor_limit();
   try {

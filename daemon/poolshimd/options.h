@@ -47,6 +47,7 @@ struct daemon_options {
 struct command_line {
   daemon_options options;  // the environment's, then the flags'
   bool status = false;     // --status
+  bool list = false;       // --list
   bool help = false;       // -h, --help (the flags after it are not looked at)
   std::string error;       // not empty: a bad flag, said in full
 };

@@ -233,6 +233,10 @@ try:
     # ---- Redis restarts (its database empty): reconnect and write the mirror again ----
     rep = command(r, "reply:4", op="create", name="survivor", dtype="u8", shape=[4096], device=0)
     check(rep and rep["ok"], f"create survivor: {rep}")
+    listing = subprocess.run([args.daemon, "--list"], capture_output=True, text=True).stdout.splitlines()
+    check(len(listing) >= 2 and listing[0].split()[:4] == ["NAME", "KIND", "DEVICE", "BYTES"] and
+          any(l.split()[:4] == ["survivor", "device", "0", "4096"] and l.split()[-1] == "shared" for l in listing[1:]),
+          f"poolshimd --list shows it: {listing}")
     r.close()
     procs["redis"].send_signal(signal.SIGKILL)
     procs["redis"].wait()
