@@ -952,8 +952,34 @@ std::string server::metrics_text() const {
   line("poolshimd_retained_bytes",
        "Returned slabs and freed named buffers their processes may still hold (counted against their quotas).",
        retained);
-  // Anyone on the node can read this page: which process holds what only when asked for
-  // (--metrics-clients).
+  // Each named buffer: its bytes and references, labelled with its name, kind, device, owner and
+  // namespace. Anyone on the node can read this page: the shared namespace's buffers always (any
+  // uid may open them), a uid's own only with --metrics-clients.
+  auto label = [](const std::string& v) {
+    std::string o;
+    for (const char c : v) {
+      if (c == '"' || c == '\\') o.push_back('\\');
+      o.push_back(c);
+    }
+    return o;
+  };
+  std::string bytes_lines, refs_lines;
+  for (const auto& [id, b] : buffers_) {
+    if (b.unlinked || b.filling || (!b.shared && !options_.metrics_clients)) continue;
+    const std::string labels = "{name=\"" + label(b.name) + "\",kind=\"" + (b.fd < 0 ? "device" : "host") +
+                               "\",device=\"" + (b.fd < 0 ? std::to_string(b.device.device) : "cpu") +
+                               "\",owner_uid=\"" + std::to_string(b.uid) + "\",namespace=\"" +
+                               (b.shared ? "shared" : "uid") + "\"} ";
+    bytes_lines += "poolshimd_named_buffer_bytes" + labels + std::to_string(b.bytes) + "\n";
+    refs_lines += "poolshimd_named_buffer_references" + labels + std::to_string(b.refs) + "\n";
+  }
+  t += "# HELP poolshimd_named_buffer_bytes A named buffer's size (shared ones; every one with --metrics-clients).\n"
+       "# TYPE poolshimd_named_buffer_bytes gauge\n" +
+       bytes_lines +
+       "# HELP poolshimd_named_buffer_references A named buffer's references.\n"
+       "# TYPE poolshimd_named_buffer_references gauge\n" +
+       refs_lines;
+  // Which process holds what only when asked for (--metrics-clients).
   if (!options_.metrics_clients) return t;
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
   for (const auto& [id, c] : clients_)

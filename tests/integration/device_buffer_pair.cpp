@@ -10,6 +10,8 @@
 //   hold NAME        creates a device buffer NAME, unlinks the name, says "ready", sleeps (a
 //                    holder for buffers_test.sh to kill -9)
 //   roundtrip N      times create, open, close, unlink, close of a 4 KiB device buffer, N rounds
+//   ipc-open B64 BYTES write|check VALUE
+//                    a Redis-mirrored handle opened with plain cudaIpcOpenMemHandle
 // Prints "device_buffer_pair: OK" or FAIL lines; exit 0 only when everything held.
 #include <cuda_runtime_api.h>
 #include <poll.h>
@@ -223,6 +225,49 @@ int check() {
   return failures == 0 ? 0 : 1;
 }
 
+// A plain CUDA program's view of a handle from the Redis mirror (base64 of a cudaIpcMemHandle_t):
+// opened with cudaIpcOpenMemHandle as PyTorch or CuPy would, no poolshim library involved; `write`
+// fills the first `bytes` with `value`, `check` verifies them.
+int ipc_open(const char* b64, std::size_t bytes, const char* what, int value) {
+  auto sextet = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+  };
+  std::vector<unsigned char> raw;
+  unsigned acc = 0;
+  int bits = 0;
+  for (const char* p = b64; *p != '\0' && *p != '='; ++p) {
+    const int v = sextet(*p);
+    if (v < 0) break;
+    acc = (acc << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      raw.push_back(static_cast<unsigned char>((acc >> bits) & 0xff));
+    }
+  }
+  cudaIpcMemHandle_t h{};
+  EXPECT(raw.size() == sizeof h, "the handle decodes to %zu bytes, not %zu", raw.size(), sizeof h);
+  if (raw.size() != sizeof h) return 1;
+  std::memcpy(&h, raw.data(), sizeof h);
+  void* p = nullptr;
+  EXPECT(cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess) == cudaSuccess, "cudaIpcOpenMemHandle");
+  if (p == nullptr) return 1;
+  std::vector<unsigned char> host(bytes, static_cast<unsigned char>(value));
+  if (std::strcmp(what, "write") == 0) {
+    EXPECT(cudaMemcpy(p, host.data(), bytes, cudaMemcpyHostToDevice) == cudaSuccess, "write");
+  } else {
+    std::vector<unsigned char> got(bytes, 0);
+    EXPECT(cudaMemcpy(got.data(), p, bytes, cudaMemcpyDeviceToHost) == cudaSuccess && got == host,
+           "the bytes another process wrote through the same handle");
+  }
+  EXPECT(cudaIpcCloseMemHandle(p) == cudaSuccess, "cudaIpcCloseMemHandle");
+  if (failures == 0) std::printf("device_buffer_pair: ipc-open %s OK\n", what);
+  return failures == 0 ? 0 : 1;
+}
+
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -269,8 +314,11 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::strcmp(argv[1], "reader") == 0) return reader(argv[2], std::atoi(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "hold") == 0) return hold(argv[2]);
   if (argc == 3 && std::strcmp(argv[1], "roundtrip") == 0) return roundtrip(std::atoi(argv[2]));
+  if (argc == 6 && std::strcmp(argv[1], "ipc-open") == 0)
+    return ipc_open(argv[2], std::strtoull(argv[3], nullptr, 10), argv[4], std::atoi(argv[5]));
   std::fprintf(stderr,
-               "usage: device_buffer_pair check | reader NAME FD | hold NAME | roundtrip N\n"
+               "usage: device_buffer_pair check | reader NAME FD | hold NAME | roundtrip N |\n"
+               "       ipc-open BASE64_HANDLE BYTES write|check VALUE\n"
                "  (device named buffers through libpoolshim_buffers; POOLSHIM_SOCKET names the daemon)\n");
   return argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) ? 0 : 2;
 }

@@ -14,6 +14,7 @@ simulator's driver: device buffers are simulated device memory):
 - create/get/delete round trips through Redis, p50 and p99.
 
 usage: redis_plane_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR [--rounds N]
+                          [--ipc-program device_buffer_pair]
 "FAIL: ..." and exit 1 on a failed check; exit 77 (skipped) when redis-server is not installed.
 """
 import argparse
@@ -33,6 +34,7 @@ ap.add_argument("--daemon", required=True)
 ap.add_argument("--lib", required=True)
 ap.add_argument("--package", required=True)
 ap.add_argument("--rounds", type=int, default=300)
+ap.add_argument("--ipc-program", help="device_buffer_pair: opens a mirrored handle with plain cudaIpcOpenMemHandle")
 args = ap.parse_args()
 
 redis_server = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server")
@@ -118,10 +120,20 @@ def start_redis():
     raise SystemExit("FAIL: redis-server did not start")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+metrics_port = free_port()
+
+
 def start_daemon(log_name):
     log = open(os.path.join(tmp, log_name), "w")
     procs["daemon"] = subprocess.Popen([args.daemon, "--socket", dsock, "--region", "256M", "--slab", "16M",
-                                        "--redis", "unix://" + rsock, "--log-level", "debug"],
+                                        "--redis", "unix://" + rsock, "--log-level", "debug",
+                                        "--metrics-port", str(metrics_port)],
                                        stdout=log, stderr=subprocess.STDOUT)
     for _ in range(500):
         if subprocess.run([args.daemon, "--status"], capture_output=True).returncode == 0:
@@ -233,10 +245,23 @@ try:
     # ---- Redis restarts (its database empty): reconnect and write the mirror again ----
     rep = command(r, "reply:4", op="create", name="survivor", dtype="u8", shape=[4096], device=0)
     check(rep and rep["ok"], f"create survivor: {rep}")
+    if args.ipc_program:
+        # Two plain CUDA processes (no poolshim library) share the buffer through the mirrored handle.
+        handle = r.hash("tensor:survivor").get("ipc_handle", "")
+        w = subprocess.run([args.ipc_program, "ipc-open", handle, "4096", "write", "90"], capture_output=True, text=True)
+        c = subprocess.run([args.ipc_program, "ipc-open", handle, "4096", "check", "90"], capture_output=True, text=True)
+        check(w.returncode == 0 and c.returncode == 0,
+              f"the mirrored ipc_handle opens with cudaIpcOpenMemHandle in two processes, writes seen: "
+              f"{w.stdout.strip()} {c.stdout.strip()} {w.stderr.strip()} {c.stderr.strip()}")
     listing = subprocess.run([args.daemon, "--list"], capture_output=True, text=True).stdout.splitlines()
     check(len(listing) >= 2 and listing[0].split()[:4] == ["NAME", "KIND", "DEVICE", "BYTES"] and
           any(l.split()[:4] == ["survivor", "device", "0", "4096"] and l.split()[-1] == "shared" for l in listing[1:]),
           f"poolshimd --list shows it: {listing}")
+    import urllib.request
+    page = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    want = 'poolshimd_named_buffer_bytes{name="survivor",kind="device",device="0",owner_uid="%d",namespace="shared"} 4096'
+    check(want % os.geteuid() in page and 'poolshimd_named_buffer_references{name="survivor"' in page,
+          "the metrics page shows it (bytes, references, labelled)")
     r.close()
     procs["redis"].send_signal(signal.SIGKILL)
     procs["redis"].wait()
