@@ -3,7 +3,8 @@
 # Included by the top-level CMakeLists it defines the targets; run with `cmake -P` (by those
 # targets) it assembles the bundle (POOLSHIM_BUNDLE_ACTION=assemble) or checks it (=check).
 #
-#   bundle/lib/    libpoolshim.so, libunwind.so.8 and what it needs (liblzma.so.5), the call logger
+#   bundle/lib/    libpoolshim.so, libpoolshim_buffers.so, libunwind.so.8 and what it needs
+#                  (liblzma.so.5), the call logger
 #   bundle/bin/    poolshimd, poolshim-stats
 #   bundle/tests/  every executable of a ctest labelled gpu, the probes, the logger, call_map.py,
 #                  fixtures/ (the simulator's libraries are never included)
@@ -54,6 +55,7 @@ if(NOT CMAKE_SCRIPT_MODE_FILE)
   endmacro()
   _poolshim_bundle_file(POOLSHIM_SHIM poolshim)
   _poolshim_bundle_file(POOLSHIM_DAEMON poolshimd)
+  _poolshim_bundle_file(POOLSHIM_BUFFERS poolshim_buffers)
   _poolshim_bundle_file(POOLSHIM_STATS poolshim-stats)
   _poolshim_bundle_file(POOLSHIM_CALLLOG poolshim_calllog)
   _poolshim_bundle_file(POOLSHIM_PROBE_SHARED driver_call_probe_shared)
@@ -168,6 +170,9 @@ if(POOLSHIM_BUNDLE_ACTION STREQUAL "assemble")
   # lib/: the shim, libunwind and the libraries it needs that a bare machine may lack.
   if(POOLSHIM_SHIM)
     _bundle_copy("${POOLSHIM_SHIM}" "${B}/lib")
+  endif()
+  if(POOLSHIM_BUFFERS)  # named buffers' library (daemon.named_buffers' programs link it)
+    _bundle_copy("${POOLSHIM_BUFFERS}" "${B}/lib")
   endif()
   _bundle_copy("${POOLSHIM_LIBUNWIND_SO}" "${B}/lib" libunwind.so.8)
   # What libunwind and poolshim-stats (libdw and its compression libraries) need from a machine
