@@ -172,6 +172,7 @@ struct cuda_driver {
   CUresult (*primary_get_state)(CUdevice, unsigned*, int*);
   CUresult (*host_register)(void*, size_t, unsigned);
   CUresult (*host_unregister)(void*);
+  std::mutex contexts_mutex;    // guards contexts (several threads may open buffers at once)
   CUcontext contexts[64] = {};  // each device's primary context, retained once
 };
 
@@ -243,8 +244,13 @@ class device_scope {
     }
     CUdevice dev = 0;
     if ((r_ = d.device_get(&dev, ordinal)) != CUDA_SUCCESS) return;
-    if (d.contexts[ordinal] == nullptr && (r_ = d.primary_retain(&d.contexts[ordinal], dev)) != CUDA_SUCCESS) return;
-    pushed_ = (r_ = d.ctx_push(d.contexts[ordinal])) == CUDA_SUCCESS;
+    CUcontext ctx = nullptr;
+    {
+      std::lock_guard lock(d.contexts_mutex);
+      if (d.contexts[ordinal] == nullptr && (r_ = d.primary_retain(&d.contexts[ordinal], dev)) != CUDA_SUCCESS) return;
+      ctx = d.contexts[ordinal];
+    }
+    pushed_ = (r_ = d.ctx_push(ctx)) == CUDA_SUCCESS;
   }
   ~device_scope() {
     CUcontext c = nullptr;
@@ -342,8 +348,11 @@ void close_device_handles(poolshim_buffer* b) {
   cuda_driver* d = nullptr;
   if (b->data == nullptr || cuda(&d) != 0) return;
   device_scope scope(*d, b->info.device);
-  if (b->event != nullptr) (void)d->event_destroy(static_cast<CUevent>(b->event));
-  (void)d->ipc_close_mem(static_cast<CUdeviceptr>(reinterpret_cast<std::uintptr_t>(b->data)));
+  // Not in another context than the one they were opened in (then they stay until the process ends).
+  if (scope.result() == CUDA_SUCCESS) {
+    if (b->event != nullptr) (void)d->event_destroy(static_cast<CUevent>(b->event));
+    (void)d->ipc_close_mem(static_cast<CUdeviceptr>(reinterpret_cast<std::uintptr_t>(b->data)));
+  }
   b->data = nullptr;
   b->event = nullptr;
 }
@@ -526,6 +535,10 @@ int poolshim_buffer_open_on(const char* name, unsigned flags, int device, poolsh
     }
   }
   if (e != 0) {
+    if (i.kind != POOLSHIM_BUFFER_DEVICE && b->data != nullptr) {  // mapped (and maybe registered) already
+      unregister_host(b);
+      munmap(b->data, b->mapped);
+    }
     end_reference(b->ref);
     delete b;
     return e;

@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "poolshimd/log.h"
+
 namespace poolshim::daemon {
 namespace {
 
@@ -227,10 +229,13 @@ device_lender::result device_lender::allocate_named(const unsigned char (&uuid)[
 void device_lender::free_named(const named_allocation& a) noexcept {
   if (!loaded_ || a.device < 0 || a.device >= device_count_) return;
   std::string why;
-  if (!make_current(a.device, &why)) return;
-  (void)g_cu.event_destroy(reinterpret_cast<CUevent>(a.event));
-  (void)g_cu.mem_free(static_cast<CUdeviceptr>(a.ptr));
-  lent_ -= a.bytes;
+  if (make_current(a.device, &why)) {
+    (void)g_cu.event_destroy(reinterpret_cast<CUevent>(a.event));
+    (void)g_cu.mem_free(static_cast<CUdeviceptr>(a.ptr));
+  } else {
+    log::warn("poolshimd: a device buffer of {} bytes could not be freed: {}", a.bytes, why);
+  }
+  lent_ -= a.bytes;  // counted off either way: the limit must not stay used up for good
   devices_[a.device].lent -= a.bytes;
 }
 

@@ -61,7 +61,10 @@ struct json_reader {
             c = '\t';
             break;
           case 'u': {  // ASCII only: names and dtypes are ASCII
-            if (i + 4 > s.size()) return fail("a short \\u escape");
+            if (i + 4 > s.size() ||
+                !std::all_of(s.begin() + static_cast<std::ptrdiff_t>(i), s.begin() + static_cast<std::ptrdiff_t>(i + 4),
+                             [](char h) { return std::isxdigit(static_cast<unsigned char>(h)) != 0; }))
+              return fail("a \\u escape is four hex digits");
             const unsigned long v = std::strtoul(s.substr(i, 4).c_str(), nullptr, 16);
             i += 4;
             if (v == 0 || v > 0x7f) return fail("a \\u escape outside ASCII");
@@ -385,6 +388,7 @@ void redis_bridge::intake_loop() {
   const std::string key = prefix_ + "cmd";
   redisContext* c = nullptr;
   auto backoff = std::chrono::milliseconds(100);
+  auto last_complaint = std::chrono::steady_clock::time_point{};
   for (;;) {
     {
       std::lock_guard lock(mutex_);
@@ -399,7 +403,6 @@ void redis_bridge::intake_loop() {
         backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
         continue;
       }
-      backoff = std::chrono::milliseconds(100);
     }
     reply_ptr r(redisCommand(c, "BLPOP %b 1", key.data(), key.size()));
     if (r.r == nullptr) {  // the connection failed: again, after a pause
@@ -407,6 +410,20 @@ void redis_bridge::intake_loop() {
       c = nullptr;
       continue;
     }
+    if (r.r->type == REDIS_REPLY_ERROR) {
+      // Redis refuses (the key is not a list, authentication, a read-only replica...): said at
+      // most every 30 s, and asked again after a pause, never in a loop.
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_complaint > std::chrono::seconds(30)) {
+        log::warn("poolshimd: redis refuses BLPOP {}: {} (retrying)", key, std::string(r.r->str, r.r->len));
+        last_complaint = now;
+      }
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, backoff, [this] { return stop_; });
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      continue;
+    }
+    backoff = std::chrono::milliseconds(100);
     if (r.r->type == REDIS_REPLY_ARRAY && r.r->elements == 2 && r.r->element[1]->type == REDIS_REPLY_STRING) {
       {
         std::lock_guard lock(mutex_);
@@ -444,16 +461,24 @@ void redis_bridge::writer_loop() {
       // What was queued for the old connection is superseded by a fresh snapshot (replies are kept).
       std::erase_if(writes_, [](const write_op& w) { return w.kind != write_op::reply; });
       want_snapshot_ = true;
+      awaiting_snapshot_ = true;  // replies wait for it: a reply's hash is written before it
       lock.unlock();
       log::info("poolshimd: redis connected; rebuilding the mirror");
       wake();
     }
     std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || !writes_.empty(); });
+    const auto next = [this] {
+      return awaiting_snapshot_ ? std::find_if(writes_.begin(), writes_.end(),
+                                               [](const write_op& w) { return w.kind == write_op::snapshot; })
+                                : writes_.begin();
+    };
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || next() != writes_.end(); });
     if (stop_) break;
-    if (writes_.empty()) {
+    if (next() == writes_.end()) {
       lock.unlock();
-      if (!command(c, {"PING"})) {  // notice a Redis that went away while nothing was written
+      // Notice a Redis that went away while nothing was written (an error reply is an answer:
+      // the connection is there).
+      if (!command(c, {"PING"}) && c->err != 0) {
         redisFree(c);
         c = nullptr;
         std::lock_guard relock(mutex_);
@@ -461,7 +486,7 @@ void redis_bridge::writer_loop() {
       }
       continue;
     }
-    const write_op op = writes_.front();  // stays queued until written (a reply survives a reconnect)
+    const write_op op = *next();  // stays queued until written (a reply survives a reconnect)
     lock.unlock();
     bool ok = true;
     switch (op.kind) {
@@ -521,6 +546,7 @@ void redis_bridge::writer_loop() {
     }
     if (!ok) log::warn("poolshimd: redis refused a mirror update (kind {})", static_cast<int>(op.kind));
     std::lock_guard relock(mutex_);
+    if (op.kind == write_op::snapshot) awaiting_snapshot_ = false;
     std::erase_if(writes_, [&](const write_op& w) { return w.id == op.id; });  // the loop may have dropped it
   }
   if (c != nullptr) redisFree(c);

@@ -103,6 +103,7 @@ class redis_bridge {
   std::condition_variable cv_;
   bool stop_ = false;
   bool want_snapshot_ = false;
+  bool awaiting_snapshot_ = false;  // (re)connected: nothing but the snapshot is written until it is
   bool connected_ = false;
   std::uint64_t next_id_ = 0;
   std::vector<std::string> commands_;

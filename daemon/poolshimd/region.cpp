@@ -88,10 +88,15 @@ void slab_region::filler_loop() {
         if (s.st == state::empty) return true;
       return false;
     };
+    // With spares held: wake for work, else when a quarter of the hold has passed (to expire them).
+    // Without: wake for work or for a new spare (release() notifies), which starts that clock.
     if (held)
       work_.wait_for(lock, k_spare_hold / 4, ready_to_work);
     else
-      work_.wait(lock, ready_to_work);
+      work_.wait(lock, [&] {
+        return ready_to_work() ||
+               std::any_of(slabs_.begin(), slabs_.end(), [](const slab& x) { return x.st == state::spare; });
+      });
     if (stopping_) return;
     if (!ready_to_work()) continue;  // woken to expire spares
     if (!closing_.empty()) {

@@ -46,6 +46,8 @@ struct region_figures {
 
 class slab_region {
  public:
+  // How long a slab given back by named buffers stays spare before it is filled again (region.h).
+  static constexpr std::chrono::milliseconds k_spare_hold{1000};
   explicit slab_region(region_options o);
   ~slab_region();  // stops the fillers, closes every memfd
   slab_region(const slab_region&) = delete;
@@ -90,7 +92,6 @@ class slab_region {
   // a loop made every round free one filled slab and fill another (4 KiB buffers: create and last
   // close p99 2 to 5 ms on 2 cores, 0.1 ms with it).
   enum class state : std::uint8_t { empty, filling, ready, lent, reserved, spare };
-  static constexpr std::chrono::milliseconds k_spare_hold{1000};
   struct slab {
     int fd = -1;
     ino_t ino = 0;  // the memfd's inode: what identifies it in a descriptor a client sends back

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -818,10 +819,18 @@ void server::retire(std::uint64_t serial) {
 // What one process (all its connections) and one uid hold, with `more`, against the quotas.
 bool server::fits_quota(const client& c, std::uint64_t more) const {
   std::uint64_t process = 0, uid = 0;
+  // A retained memfd counts once for the uid and once for the process, however many of their
+  // connections were handed it.
+  std::set<std::pair<dev_t, ino_t>> uid_files, process_files;
   for (const auto& [id, other] : clients_) {
     if (other->uid != c.uid) continue;
-    uid += held(*other);
-    if (other->pid == c.pid) process += held(*other);
+    const std::uint64_t lent = other->lent_bytes + other->device_bytes;
+    uid += lent;
+    if (other->pid == c.pid) process += lent;
+    for (const retained_file& f : other->retained) {
+      if (uid_files.insert({f.id.dev, f.id.ino}).second) uid += f.bytes;
+      if (other->pid == c.pid && process_files.insert({f.id.dev, f.id.ino}).second) process += f.bytes;
+    }
   }
   // Named buffers count for the uid that owns them while they exist, and for the process that
   // made them while it lives (it may be gone: the name outlives it).
@@ -1307,8 +1316,11 @@ void server::on_filled() {
       close(fd_out);
       fd_out = -1;
       if (bt != buffers_.end()) {
-        names_.erase({bt->second.shared ? k_shared_namespace : std::uint64_t{bt->second.uid}, bt->second.name});
+        // The name is this buffer's unless it was unlinked meanwhile (and perhaps taken again).
+        if (!bt->second.unlinked)
+          names_.erase({bt->second.shared ? k_shared_namespace : std::uint64_t{bt->second.uid}, bt->second.name});
         bt->second.unlinked = true;
+        bt->second.fd_clients.erase(f.client);  // its creator never got the memfd
       }
       auto ct = clients_.find(f.client);
       if (ct != clients_.end()) std::erase_if(ct->second->refs, [&](const buffer_ref& x) { return x.id == f.ref; });
@@ -1436,22 +1448,41 @@ void server::on_redis() {
   }
 }
 
+// A pid a Redis command named, watched from its first reference (or name) to its last. False when
+// it cannot be (it exited; no descriptor or poll slot left): the caller treats it as exited.
 bool server::watch_redis_pid(long pid) {
   if (pid == 0 || redis_pidfds_.count(pid) != 0) return true;
   const int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
   if (fd < 0) return false;
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.u64 = tag(k_redis_pid, static_cast<std::uint64_t>(pid));
+  if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &e) != 0) {
+    close(fd);
+    return false;
+  }
   redis_pidfds_[pid] = fd;
-  add(epoll_, fd, tag(k_redis_pid, static_cast<std::uint64_t>(pid)));
   return true;
+}
+
+void server::unwatch_redis_pid_if_unused(long pid) {
+  auto it = redis_pidfds_.find(pid);
+  if (it == redis_pidfds_.end()) return;
+  if (std::any_of(redis_refs_.begin(), redis_refs_.end(), [&](const redis_ref& r) { return r.pid == pid; })) return;
+  for (const auto& [id, b] : buffers_)
+    if (b.redis_owner == pid && !b.unlinked) return;
+  epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second, nullptr);
+  close(it->second);
+  redis_pidfds_.erase(it);
 }
 
 // A pid named by Redis commands exited: its references go, and the names it created.
 void server::on_redis_pid_exited(long pid) {
-  auto it = redis_pidfds_.find(pid);
-  if (it == redis_pidfds_.end()) return;
-  epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second, nullptr);
-  close(it->second);
-  redis_pidfds_.erase(it);
+  if (auto it = redis_pidfds_.find(pid); it != redis_pidfds_.end()) {
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second, nullptr);
+    close(it->second);
+    redis_pidfds_.erase(it);
+  }
   std::vector<std::uint64_t> dropped;
   std::erase_if(redis_refs_, [&](const redis_ref& r) {
     if (r.pid != pid) return false;
@@ -1485,7 +1516,11 @@ std::string server::run_redis_command(const redis_command& c) {
   if (const char* p = proto::buffer_name_problem(q.payload)) return error(p);
   if (c.name == "cmd") return error("the name 'cmd' is the command list's");
   const std::pair<std::uint64_t, std::string> key{k_shared_namespace, c.name};
-  if (c.pid != 0 && !watch_redis_pid(c.pid)) return error("pid " + std::to_string(c.pid) + " is not running");
+  // The pid is watched only once the command has done something for it (below).
+  if (c.pid != 0 && kill(static_cast<pid_t>(c.pid), 0) != 0 && errno == ESRCH)
+    return error("pid " + std::to_string(c.pid) + " is not running");
+  if (c.pid != 0 && c.op != "delete" && redis_pidfds_.count(c.pid) == 0 && redis_pidfds_.size() >= k_max_redis_pids)
+    return error("the control plane already watches " + std::to_string(k_max_redis_pids) + " pids");
   std::uint64_t id = 0;
   if (c.op == "create") {
     if (c.device < 0)
@@ -1550,15 +1585,23 @@ std::string server::run_redis_command(const redis_command& c) {
         if (pick == redis_refs_.end() || (r->pid == 0 && pick->pid != 0)) pick = r;
       }
       if (pick == redis_refs_.end()) return error("the control plane holds no reference to drop");
+      const long dropped_pid = pick->pid;
       redis_refs_.erase(pick);
       if (b.refs > 0) --b.refs;
-      if (b.refs == 0) {  // the last reference: the name and the memory go
+      // Redis's rule for what Redis made: at a refcount of zero the name and the memory go. A
+      // buffer a client made keeps its name (only its owner or root unlinks it, through the socket).
+      if (b.refs == 0 && b.from_redis) {
         names_.erase(it);
         b.unlinked = true;
       }
+      if (dropped_pid != 0) unwatch_redis_pid_if_unused(dropped_pid);
     }
   }
   mirror_dirty_ = true;
+  if (c.pid != 0 && c.op != "delete" && !watch_redis_pid(c.pid)) {
+    on_redis_pid_exited(c.pid);  // it exited meanwhile (or cannot be watched): as if at once
+    return error("pid " + std::to_string(c.pid) + " exited or cannot be watched: its reference was dropped");
+  }
   named_buffer& b = buffers_.at(id);
   std::string out = "{\"ok\":true,\"op\":" + json_string(c.op) + ",\"name\":" + json_string(c.name);
   const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));

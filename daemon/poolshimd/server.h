@@ -176,7 +176,6 @@ class server {
   clock::time_point now() const { return test_clock_ ? test_now_ : clock::now(); }
   void release_all(client& c);
   std::uint64_t uid_lent(uid_t uid) const;
-  static std::uint64_t held(const client& c) { return c.lent_bytes + c.device_bytes + c.retained_bytes; }
   bool fits_quota(const client& c, std::uint64_t more) const;
   bool within_quota(client& c, std::uint64_t more);  // fits_quota, after letting go of what no one holds
   bool forget_unheld(uid_t uid);                     // true when a retained slab or named buffer stopped counting
@@ -218,6 +217,8 @@ class server {
   void sync_mirror(bool whole = false);
   void on_redis_pid_exited(long pid);
   bool watch_redis_pid(long pid);
+  void unwatch_redis_pid_if_unused(long pid);
+  static constexpr std::size_t k_max_redis_pids = 4096;  // pids the Redis plane watches at most
   struct pending_fill {
     std::uint64_t client, buffer;
     proto::request request;

@@ -232,6 +232,41 @@ try:
         Buffer.unlink("private")
         check(wait_for(lambda: r.cmd("EXISTS", "tensor:from-socket") == 0), "unlinked: its hash is gone")
 
+    # ---- a client's shared buffer is not the plane's to destroy: get + delete leave it named ----
+    with Buffer.create("client-made", 64, "uint8", shared=True):
+        pass  # closed: no reference left, the name holds it
+    rep1 = command(r, "reply:3", op="get", name="client-made")
+    rep2 = command(r, "reply:3", op="delete", name="client-made")
+    check(rep1 and rep1["ok"] and rep2 and rep2["ok"] and rep2["refcount"] == 0, f"get/delete: {rep1} {rep2}")
+    check(r.cmd("EXISTS", "tensor:client-made") == 1, "a client-made buffer keeps its name after the plane's delete")
+    with Buffer.open("client-made", shared=True) as again:
+        check(again.nbytes == 64, "and opens still")
+    Buffer.unlink("client-made", shared=True)
+
+    # ---- refused commands naming a live pid leave nothing watched (no descriptor kept) ----
+    dpid = procs["daemon"].pid
+    fds_before = len(os.listdir(f"/proc/{dpid}/fd"))
+    for _ in range(50):
+        rep = command(r, "reply:5", op="get", name="no-such", pid=holder.pid)
+    fds_after = len(os.listdir(f"/proc/{dpid}/fd"))
+    check(rep and rep["ok"] is False and fds_after <= fds_before,
+          f"50 refused commands naming a live pid: daemon descriptors {fds_before} -> {fds_after}")
+
+    # ---- the command list holding the wrong type: refused without a busy loop ----
+    def cpu_seconds(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    r.cmd("SET", "tensor:cmd", "not a list")
+    c0 = cpu_seconds(dpid)
+    time.sleep(2)
+    c1 = cpu_seconds(dpid)
+    r.cmd("DEL", "tensor:cmd")
+    check(c1 - c0 < 0.5, f"tensor:cmd not a list for 2 s: the daemon used {c1 - c0:.2f} s of CPU (goal: no busy loop)")
+    rep = command(r, "reply:5", op="get", name="x")
+    check(rep and rep["ok"], f"commands are taken again once tensor:cmd is a list: {rep}")
+    if rep and rep["ok"]:
+        command(r, "reply:5", op="delete", name="x")
+
     # ---- the owner pid dies: its entry disappears at once ----
     t0 = time.monotonic()
     holder.kill()

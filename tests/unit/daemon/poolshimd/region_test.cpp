@@ -82,6 +82,33 @@ TEST(SlabRegion, BackgroundFillersPrepareSlabsAhead) {
   EXPECT_EQ(r.figures().ready_slabs, 4u);
 }
 
+// A slab named buffers give back stays spare (free, not refilled) for the hold, is taken first by
+// the next reserve (no refill churn), and is filled again once the hold has passed.
+TEST(SlabRegion, ReleasedSlabsAreSpareThenFilledAgain) {
+  slab_region r(small(2));
+  auto wait_ready = [&](std::size_t n, std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (r.figures().ready_slabs < n && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return r.figures().ready_slabs;
+  };
+  ASSERT_EQ(wait_ready(2, std::chrono::seconds(5)), 2u);
+  ASSERT_TRUE(r.reserve(1));
+  EXPECT_EQ(r.figures().ready_slabs, 1u);
+  r.release(1);
+  EXPECT_EQ(r.figures().named_bytes, 0u) << "a spare slab is free";
+  EXPECT_EQ(r.figures().free_bytes, r.figures().region_bytes);
+  std::this_thread::sleep_for(slab_region::k_spare_hold / 4);
+  EXPECT_EQ(r.figures().ready_slabs, 1u) << "not filled again within the hold";
+  ASSERT_TRUE(r.reserve(1));
+  EXPECT_EQ(r.figures().ready_slabs, 1u) << "the spare was taken, not the ready slab";
+  // The fillers idle (nothing to close, nothing empty) when the slab comes back: the release must
+  // wake them all the same.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  r.release(1);
+  EXPECT_EQ(wait_ready(2, slab_region::k_spare_hold * 4), 2u) << "filled again after the hold";
+}
+
 // A memfd of `bytes`, sealed as the region seals its slabs (or not).
 int memfd_of(const char* name, std::size_t bytes, bool sealed = true) {
   const int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
