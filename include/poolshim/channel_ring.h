@@ -1,0 +1,216 @@
+// A channel's ring (issue #15): one writer, any number of readers (broadcast: a message is read by
+// every reader attached when it was sent), in a shared mapping poolshimd makes and owns. Used by
+// libpoolshim_buffers (send, receive) and by poolshimd (it attaches readers and marks a dead
+// process's slot). Header-only; the layout is the wire: fixed for version 1.
+//
+// The mapping: a header (page-rounded), then `capacity` bytes of data (a power of two). Positions
+// are 64-bit byte counts that only grow; a record sits at position % capacity and never wraps: a
+// record that would cross the end is preceded by a wrap record that fills the rest. A record is an
+// 8-byte head (payload bytes, kind) and the payload, padded to 8 bytes.
+//
+// Ordering: the writer copies a record, then publishes `head` (release) and bumps `data_seq`; a
+// reader reads `head` (acquire), reads the record in place (zero copy), and releases it by moving
+// its `tail` (release) and bumping `space_seq`. The writer never overwrites a byte some attached
+// reader's tail has not passed: it waits (back-pressure), with a timeout, never drops. Waits spin
+// briefly, then sleep on the 32-bit sequence word with a shared futex.
+#pragma once
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace poolshim::channel {
+
+inline constexpr std::uint64_t k_magic = 0x314c4e4843535050ull;  // "PPSCHNL1"
+inline constexpr std::uint32_t k_version = 1;
+inline constexpr std::uint32_t k_max_readers = 64;
+inline constexpr std::uint64_t k_min_capacity = 4096;
+inline constexpr std::uint64_t k_max_capacity = std::uint64_t{1} << 32;
+
+enum slot_state : std::uint32_t { slot_free = 0, slot_attached = 1 };
+enum writer_state : std::uint32_t { writer_none = 0, writer_attached = 1, writer_dead = 2, writer_closed = 3 };
+enum record_kind : std::uint32_t { record_data = 1, record_wrap = 2 };
+
+struct alignas(64) reader_slot {
+  std::atomic<std::uint32_t> state;  // slot_state
+  std::uint32_t pid;
+  std::atomic<std::uint64_t> tail;  // the next position this reader reads
+};
+
+struct header {
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t max_readers;
+  std::uint64_t capacity;
+  std::uint64_t data_offset;  // from the mapping's start
+  alignas(64) std::atomic<std::uint64_t> head;  // the next position the writer writes
+  std::atomic<std::uint32_t> data_seq;          // futex: bumped by a publish, a close, a death
+  std::atomic<std::uint32_t> space_seq;         // futex: bumped by a release, a detach, a death
+  std::atomic<std::uint32_t> writer;            // writer_state
+  std::uint32_t writer_pid;
+  std::atomic<std::uint64_t> messages;  // sent so far
+  reader_slot readers[k_max_readers];
+};
+static_assert(sizeof(reader_slot) == 64);
+
+struct record_head {
+  std::uint32_t bytes;  // payload
+  std::uint32_t kind;   // record_kind
+};
+
+inline std::uint64_t round8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
+inline std::uint64_t data_offset_for() { return (sizeof(header) + 4095) & ~std::uint64_t{4095}; }
+inline std::uint64_t mapping_bytes(std::uint64_t capacity) { return data_offset_for() + capacity; }
+inline bool valid_capacity(std::uint64_t c) {
+  return c >= k_min_capacity && c <= k_max_capacity && (c & (c - 1)) == 0;
+}
+
+// A fresh header (poolshimd, on a new mapping of mapping_bytes(capacity) zero bytes).
+inline void init(header* h, std::uint64_t capacity, std::uint32_t max_readers) {
+  h->magic = k_magic;
+  h->version = k_version;
+  h->max_readers = max_readers;
+  h->capacity = capacity;
+  h->data_offset = data_offset_for();
+}
+
+// The header of a mapping someone else made, checked (false: not a channel of this version).
+inline bool valid(const header* h, std::uint64_t mapped) {
+  return h->magic == k_magic && h->version == k_version && h->max_readers >= 1 && h->max_readers <= k_max_readers &&
+         valid_capacity(h->capacity) && h->data_offset == data_offset_for() && mapping_bytes(h->capacity) <= mapped;
+}
+
+inline void wake_all(std::atomic<std::uint32_t>* word) {
+  word->fetch_add(1, std::memory_order_acq_rel);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// Sleeps while *word == seen, until `until` (false: the time is up). Spurious returns are fine.
+inline bool wait_change(std::atomic<std::uint32_t>* word, std::uint32_t seen,
+                        std::chrono::steady_clock::time_point until) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= until) return false;
+  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - now);
+  timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  return true;
+}
+
+enum class result { ok, timeout, no_reader, too_large, closed, writer_gone };
+
+// The lowest tail of the attached readers, or false when none is attached.
+inline bool lowest_tail(const header* h, std::uint64_t* out) {
+  bool any = false;
+  std::uint64_t low = 0;
+  for (std::uint32_t i = 0; i < h->max_readers; ++i) {
+    if (h->readers[i].state.load(std::memory_order_seq_cst) != slot_attached) continue;
+    const std::uint64_t t = h->readers[i].tail.load(std::memory_order_acquire);
+    if (!any || t < low) low = t;
+    any = true;
+  }
+  *out = low;
+  return any;
+}
+
+// The writer's send: `parts` pieces gathered into one record. With no reader attached it refuses
+// (no_reader: nothing is sent, nothing is lost).
+inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
+                   std::size_t nparts, std::chrono::steady_clock::time_point until) {
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < nparts; ++i) bytes += sizes[i];
+  const std::uint64_t cap = h->capacity;
+  const std::uint64_t rec = sizeof(record_head) + round8(bytes);
+  if (rec > cap / 2 || bytes > UINT32_MAX) return result::too_large;
+  const std::uint64_t head = h->head.load(std::memory_order_relaxed);  // only the writer moves it
+  const std::uint64_t pos = head % cap;
+  const std::uint64_t room_to_end = cap - pos;
+  const std::uint64_t wrap = rec > room_to_end ? room_to_end : 0;
+  for (int spin = 0;; ++spin) {
+    const std::uint32_t seen = h->space_seq.load(std::memory_order_acquire);
+    std::uint64_t low = 0;
+    if (!lowest_tail(h, &low)) return result::no_reader;
+    if (head + wrap + rec - low <= cap) break;
+    if (spin < 64) continue;
+    if (!wait_change(&h->space_seq, seen, until)) return result::timeout;
+  }
+  std::uint64_t at = pos;
+  if (wrap != 0) {
+    const record_head w{0, record_wrap};
+    std::memcpy(data + pos, &w, sizeof w);
+    at = 0;
+  }
+  const record_head r{static_cast<std::uint32_t>(bytes), record_data};
+  std::memcpy(data + at, &r, sizeof r);
+  unsigned char* out = data + at + sizeof r;
+  for (std::size_t i = 0; i < nparts; ++i) {
+    std::memcpy(out, parts[i], sizes[i]);
+    out += sizes[i];
+  }
+  h->head.store(head + wrap + rec, std::memory_order_release);
+  h->messages.fetch_add(1, std::memory_order_relaxed);
+  wake_all(&h->data_seq);
+  return result::ok;
+}
+
+// A reader's receive: the next record in place (*payload, *bytes), valid until release(). Skips
+// wrap records. closed / writer_gone once the writer closed or died and everything sent was read.
+inline result receive(header* h, const unsigned char* data, std::uint32_t slot, const unsigned char** payload,
+                      std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until) {
+  reader_slot& me = h->readers[slot];
+  const std::uint64_t cap = h->capacity;
+  for (int spin = 0;; ++spin) {
+    const std::uint32_t seen = h->data_seq.load(std::memory_order_acquire);
+    std::uint64_t tail = me.tail.load(std::memory_order_relaxed);
+    const std::uint64_t head = h->head.load(std::memory_order_acquire);
+    if (tail != head) {
+      const std::uint64_t pos = tail % cap;
+      record_head r;
+      std::memcpy(&r, data + pos, sizeof r);
+      if (r.kind == record_wrap) {
+        me.tail.store(tail + (cap - pos), std::memory_order_release);
+        wake_all(&h->space_seq);
+        continue;
+      }
+      *payload = data + pos + sizeof r;
+      *bytes = r.bytes;
+      *next = tail + sizeof r + round8(r.bytes);
+      return result::ok;
+    }
+    const std::uint32_t w = h->writer.load(std::memory_order_acquire);
+    if (w == writer_closed) return result::closed;
+    if (w == writer_dead) return result::writer_gone;
+    if (spin < 64) continue;
+    if (!wait_change(&h->data_seq, seen, until)) return result::timeout;
+  }
+}
+
+inline void release(header* h, std::uint32_t slot, std::uint64_t next) {
+  h->readers[slot].tail.store(next, std::memory_order_release);
+  wake_all(&h->space_seq);
+}
+
+// Attaches a reader in slot `slot` at the current head (it reads what is sent from now on). The
+// daemon assigns slots; this is its step (and a test's).
+inline void attach(header* h, std::uint32_t slot, std::uint32_t pid) {
+  reader_slot& s = h->readers[slot];
+  s.pid = pid;
+  s.tail.store(h->head.load(std::memory_order_acquire), std::memory_order_release);
+  s.state.store(slot_attached, std::memory_order_seq_cst);
+  // A writer that looked before the state was set may have moved on: start at the head it has now.
+  s.tail.store(h->head.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+}
+
+inline void detach(header* h, std::uint32_t slot) {
+  h->readers[slot].state.store(slot_free, std::memory_order_seq_cst);
+  wake_all(&h->space_seq);
+}
+
+}  // namespace poolshim::channel

@@ -1,0 +1,177 @@
+// The channel ring (include/poolshim/channel_ring.h, issue #15) on a shared mapping, without the
+// daemon: broadcast to every attached reader in order across many wraps, back-pressure and its
+// timeout, a receive's timeout, what a late reader sees, the writer's close, a reader's detach
+// freeing a blocked writer, and a reader in another process (shared futexes).
+#include "poolshim/channel_ring.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace poolshim::channel {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct ring {
+  explicit ring(std::uint64_t capacity, std::uint32_t readers = 8) : bytes(mapping_bytes(capacity)) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    EXPECT_NE(p, MAP_FAILED);
+    h = static_cast<header*>(p);
+    init(h, capacity, readers);
+    data = static_cast<unsigned char*>(p) + h->data_offset;
+    h->writer.store(writer_attached);
+  }
+  ~ring() { munmap(h, bytes); }
+  result send_bytes(const std::vector<unsigned char>& v, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    const void* parts[1] = {v.data()};
+    const std::size_t sizes[1] = {v.size()};
+    return send(h, data, parts, sizes, 1, clock_type::now() + limit);
+  }
+  std::size_t bytes;
+  header* h;
+  unsigned char* data;
+};
+
+std::vector<unsigned char> message(std::uint32_t n) {
+  const std::uint32_t size = 1 + (n * 7919u) % 3000u;  // 1 to 3000 bytes
+  std::vector<unsigned char> v(size);
+  for (std::uint32_t i = 0; i < size; ++i) v[i] = static_cast<unsigned char>(n * 31u + i);
+  return v;
+}
+
+TEST(ChannelRing, EveryAttachedReaderGetsEveryMessageInOrderAcrossWraps) {
+  ring r(64 * 1024);
+  constexpr std::uint32_t k_messages = 20000, k_readers = 3;
+  for (std::uint32_t s = 0; s < k_readers; ++s) attach(r.h, s, 1);
+  std::atomic<std::uint32_t> bad{0};
+  std::vector<std::thread> readers;
+  for (std::uint32_t s = 0; s < k_readers; ++s)
+    readers.emplace_back([&, s] {
+      for (std::uint32_t n = 0; n < k_messages; ++n) {
+        const unsigned char* p = nullptr;
+        std::uint32_t bytes = 0;
+        std::uint64_t next = 0;
+        if (receive(r.h, r.data, s, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(20)) != result::ok) {
+          ++bad;
+          return;
+        }
+        const std::vector<unsigned char> want = message(n);
+        if (bytes != want.size() || std::memcmp(p, want.data(), bytes) != 0) ++bad;
+        release(r.h, s, next);
+      }
+    });
+  for (std::uint32_t n = 0; n < k_messages; ++n) ASSERT_EQ(r.send_bytes(message(n)), result::ok) << n;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(r.h->messages.load(), k_messages);
+  EXPECT_GT(r.h->head.load(), 10 * r.h->capacity) << "the ring wrapped many times";
+}
+
+TEST(ChannelRing, RefusalsAndTimeouts) {
+  ring r(4096);
+  EXPECT_EQ(r.send_bytes(message(1)), result::no_reader) << "nobody attached: refused, nothing lost";
+  attach(r.h, 0, 1);
+  EXPECT_EQ(r.send_bytes(std::vector<unsigned char>(4096)), result::too_large);
+  const unsigned char* p = nullptr;
+  std::uint32_t bytes = 0;
+  std::uint64_t next = 0;
+  auto t0 = clock_type::now();
+  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, t0 + std::chrono::milliseconds(50)), result::timeout);
+  EXPECT_GE(clock_type::now() - t0, std::chrono::milliseconds(50));
+  // A reader that never releases: the ring fills, and the next send waits, then times out.
+  const std::vector<unsigned char> kb(1000);
+  int sent = 0;
+  while (r.send_bytes(kb, std::chrono::milliseconds(30)) == result::ok) ++sent;
+  EXPECT_EQ(sent, 4) << "4 records of 1008 bytes fit in 4096";
+  t0 = clock_type::now();
+  EXPECT_EQ(r.send_bytes(kb, std::chrono::milliseconds(50)), result::timeout);
+  EXPECT_GE(clock_type::now() - t0, std::chrono::milliseconds(50));
+  // Releasing one frees room for one.
+  ASSERT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  release(r.h, 0, next);
+  EXPECT_EQ(r.send_bytes(kb, std::chrono::milliseconds(50)), result::ok);
+}
+
+TEST(ChannelRing, ALateReaderSeesOnlyWhatIsSentAfterItAttached) {
+  ring r(16 * 1024);
+  attach(r.h, 0, 1);
+  ASSERT_EQ(r.send_bytes(message(1)), result::ok);
+  attach(r.h, 1, 1);
+  ASSERT_EQ(r.send_bytes(message(2)), result::ok);
+  const unsigned char* p = nullptr;
+  std::uint32_t bytes = 0;
+  std::uint64_t next = 0;
+  ASSERT_EQ(receive(r.h, r.data, 1, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  EXPECT_EQ(bytes, message(2).size());
+  EXPECT_EQ(0, std::memcmp(p, message(2).data(), bytes));
+}
+
+TEST(ChannelRing, CloseIsSeenAfterTheBacklogAndADetachFreesABlockedWriter) {
+  ring r(4096);
+  attach(r.h, 0, 1);
+  attach(r.h, 1, 1);
+  const std::vector<unsigned char> kb(1000);
+  while (r.send_bytes(kb, std::chrono::milliseconds(20)) == result::ok) {
+  }
+  // Reader 1 is gone: the writer no longer waits for it (reader 0 drains).
+  std::thread drain([&] {
+    for (int i = 0; i < 6; ++i) {
+      const unsigned char* p = nullptr;
+      std::uint32_t bytes = 0;
+      std::uint64_t next = 0;
+      if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(5)) != result::ok) return;
+      release(r.h, 0, next);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  detach(r.h, 1);
+  EXPECT_EQ(r.send_bytes(kb, std::chrono::seconds(5)), result::ok);
+  EXPECT_EQ(r.send_bytes(kb, std::chrono::seconds(5)), result::ok);
+  drain.join();
+  r.h->writer.store(writer_closed);
+  wake_all(&r.h->data_seq);
+  const unsigned char* p = nullptr;
+  std::uint32_t bytes = 0;
+  std::uint64_t next = 0;
+  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::closed);
+}
+
+TEST(ChannelRing, AReaderInAnotherProcessWakesOnTheSharedFutex) {
+  ring r(64 * 1024);
+  attach(r.h, 0, 1);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    for (std::uint32_t n = 0; n < 2000 && code == 0; ++n) {
+      const unsigned char* p = nullptr;
+      std::uint32_t bytes = 0;
+      std::uint64_t next = 0;
+      if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10)) != result::ok)
+        code = 2;
+      else if (bytes != message(n).size() || std::memcmp(p, message(n).data(), bytes) != 0)
+        code = 3;
+      else
+        release(r.h, 0, next);
+    }
+    _exit(code);
+  }
+  for (std::uint32_t n = 0; n < 2000; ++n) {
+    ASSERT_EQ(r.send_bytes(message(n)), result::ok) << n;
+    if (n % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the reader sleeps
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+}  // namespace
+}  // namespace poolshim::channel
