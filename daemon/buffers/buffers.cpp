@@ -8,9 +8,11 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +21,8 @@
 #include <new>
 #include <string>
 
+#include "poolshim/channel.h"
+#include "poolshim/channel_ring.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -95,6 +99,8 @@ int status_code(proto::status s) {
       return POOLSHIM_EQUOTA;
     case proto::status::not_permitted:
       return POOLSHIM_EPERM;
+    case proto::status::busy:
+      return POOLSHIM_EQUOTA;
     case proto::status::unsupported:
       return POOLSHIM_EUNSUPPORTED;
     case proto::status::bad_argument:
@@ -615,6 +621,185 @@ int poolshim_buffer_list(poolshim_buffer_entry* out, std::size_t cap, std::size_
 }
 
 const char* poolshim_buffer_error(void) { return t_error.c_str(); }
+
+// ---- channels (poolshim/channel.h) ----
+
+}  // extern "C"
+
+struct poolshim_channel {
+  poolshim::channel::header* h = nullptr;
+  unsigned char* data = nullptr;
+  std::size_t mapped = 0;
+  std::uint64_t ref = 0;
+  int slot = -1;           // reader slot; -1: the writer
+  std::uint64_t next = 0;  // a reader's position after the message it holds (0: none held)
+  std::string name;
+};
+
+namespace {
+
+int map_channel(int fd, poolshim_channel* c) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+    close(fd);
+    return fail(POOLSHIM_EIO, "the channel's memfd has no size");
+  }
+  void* p = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return fail(POOLSHIM_EIO, std::string("mmap: ") + std::strerror(errno));
+  c->h = static_cast<poolshim::channel::header*>(p);
+  c->mapped = static_cast<std::size_t>(st.st_size);
+  if (!poolshim::channel::valid(c->h, c->mapped)) {
+    munmap(p, c->mapped);
+    return fail(POOLSHIM_EIO, "the channel's memory is not a channel of this version");
+  }
+  c->data = static_cast<unsigned char*>(p) + c->h->data_offset;
+  return 0;
+}
+
+std::chrono::steady_clock::time_point deadline(int timeout_ms) {
+  return timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
+                        : std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+}
+
+poolshim_channel* channel_request(const proto::request& q, const std::string& what, int* err) {
+  auto* c = new (std::nothrow) poolshim_channel();
+  if (c == nullptr) {
+    *err = fail(POOLSHIM_EIO, "out of memory");
+    return nullptr;
+  }
+  proto::reply r{};
+  int fd = -1;
+  if ((*err = exchange(q, &r, &fd, what)) != 0) {
+    delete c;
+    return nullptr;
+  }
+  c->ref = r.val[0];
+  if (fd < 0) {
+    *err = fail(POOLSHIM_EIO, what + ": the daemon sent no memfd");
+  } else {
+    *err = map_channel(fd, c);
+  }
+  if (*err != 0) {
+    proto::request close_q = proto::make_request(proto::op::channel_close, 0);
+    close_q.arg[0] = c->ref;
+    proto::reply ignored{};
+    (void)exchange(close_q, &ignored, nullptr, "close");
+    delete c;
+    return nullptr;
+  }
+  if (q.op == static_cast<std::uint16_t>(proto::op::channel_open)) c->slot = static_cast<int>(r.val[1]);
+  return c;
+}
+
+}  // namespace
+
+extern "C" {
+
+int poolshim_channel_create(const char* name, std::uint64_t capacity, int max_readers, unsigned flags,
+                            poolshim_channel** out) {
+  if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the channel (out is null)");
+  *out = nullptr;
+  if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
+  if (!poolshim::channel::valid_capacity(capacity))
+    return fail(POOLSHIM_EINVAL, "the capacity must be a power of two from 4 KiB to 4 GiB");
+  if (max_readers < 1 || max_readers > static_cast<int>(poolshim::channel::k_max_readers))
+    return fail(POOLSHIM_EINVAL, "max_readers must be 1 to 64");
+  proto::request q = proto::make_request(proto::op::channel_create, 0);
+  if (const int e = put_name(name, &q); e != 0) return e;
+  q.arg[0] = capacity;
+  q.arg[1] = static_cast<std::uint64_t>(max_readers) | flags;
+  int err = 0;
+  poolshim_channel* c = channel_request(q, std::string("create channel '") + name + "'", &err);
+  if (c == nullptr) return err;
+  c->name = name;
+  *out = c;
+  return 0;
+}
+
+int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** out) {
+  if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the channel (out is null)");
+  *out = nullptr;
+  if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
+  proto::request q = proto::make_request(proto::op::channel_open, 0);
+  if (const int e = put_name(name, &q); e != 0) return e;
+  q.arg[1] = flags;
+  int err = 0;
+  poolshim_channel* c = channel_request(q, std::string("open channel '") + name + "'", &err);
+  if (c == nullptr) return err;
+  if (c->slot < 0 || c->slot >= static_cast<int>(c->h->max_readers)) {
+    (void)poolshim_channel_close(c);
+    return fail(POOLSHIM_EIO, "the daemon gave a reader slot out of range");
+  }
+  c->name = name;
+  *out = c;
+  return 0;
+}
+
+int poolshim_channel_send(poolshim_channel* c, const void* data, std::size_t bytes, int timeout_ms) {
+  namespace ch = poolshim::channel;
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (data == nullptr && bytes != 0) return fail(POOLSHIM_EINVAL, "no data");
+  const void* parts[1] = {data};
+  const std::size_t sizes[1] = {bytes};
+  switch (ch::send(c->h, c->data, parts, sizes, 1, deadline(timeout_ms))) {
+    case ch::result::ok:
+      return 0;
+    case ch::result::no_reader:
+      return fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
+    case ch::result::too_large:
+      return fail(POOLSHIM_EINVAL, "send on '" + c->name + "': " + std::to_string(bytes) +
+                                       " bytes is more than half the ring (" + std::to_string(c->h->capacity) + ")");
+    case ch::result::timeout:
+      return fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': no room in time (a reader is behind)");
+    default:
+      return fail(POOLSHIM_EIO, "send on '" + c->name + "'");
+  }
+}
+
+int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* bytes, int timeout_ms) {
+  namespace ch = poolshim::channel;
+  if (c == nullptr || c->slot < 0) return fail(POOLSHIM_EINVAL, "not a channel's reader");
+  if (data == nullptr || bytes == nullptr) return fail(POOLSHIM_EINVAL, "no place for the message");
+  if (c->next != 0) return fail(POOLSHIM_EINVAL, "release the message held before receiving the next");
+  const unsigned char* p = nullptr;
+  std::uint32_t n = 0;
+  std::uint64_t next = 0;
+  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms))) {
+    case ch::result::ok:
+      *data = p;
+      *bytes = n;
+      c->next = next;
+      return 0;
+    case ch::result::timeout:
+      return fail(POOLSHIM_ETIMEDOUT, "recv on '" + c->name + "': no message in time");
+    case ch::result::closed:
+      return fail(POOLSHIM_ECLOSED, "recv on '" + c->name + "': the writer closed the channel");
+    case ch::result::writer_gone:
+      return fail(POOLSHIM_ECLOSED, "recv on '" + c->name + "': the writer's process died");
+    default:
+      return fail(POOLSHIM_EIO, "recv on '" + c->name + "'");
+  }
+}
+
+int poolshim_channel_release(poolshim_channel* c) {
+  if (c == nullptr || c->slot < 0) return fail(POOLSHIM_EINVAL, "not a channel's reader");
+  if (c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
+  poolshim::channel::release(c->h, static_cast<std::uint32_t>(c->slot), c->next);
+  c->next = 0;
+  return 0;
+}
+
+int poolshim_channel_close(poolshim_channel* c) {
+  if (c == nullptr) return fail(POOLSHIM_EINVAL, "no channel");
+  proto::request q = proto::make_request(proto::op::channel_close, 0);
+  q.arg[0] = c->ref;
+  proto::reply r{};
+  const int e = exchange(q, &r, nullptr, "close channel '" + c->name + "'");
+  munmap(c->h, c->mapped);
+  delete c;
+  return e;
+}
 
 // DLPack's DLManagedTensor, as far as its deleter (dlpack.h, ABI of versions 0.x).
 struct dl_managed_tensor {

@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "poolshim/channel_ring.h"
 #include "poolshim/transport.h"
 #include "poolshimd/log.h"
 #include "poolshimd/peer.h"
@@ -242,6 +243,10 @@ server::server(server_options o)
 
 server::~server() {
   redis_.reset();  // its threads stop first (they write redis_wake_)
+  for (auto& [id, ch] : channels_) {
+    munmap(ch.map, ch.bytes);
+    close(ch.fd);
+  }
   if (redis_wake_ >= 0) close(redis_wake_);
   for (auto& [pid, fd] : redis_pidfds_) close(fd);
   for (auto& [id, c] : clients_) {
@@ -270,7 +275,9 @@ void server::stop() noexcept {
 }
 
 // Nothing lent, no client, no named buffer (a name outlives its clients: the daemon stays for it).
-bool server::idle() const { return clients_.empty() && buffers_.empty() && region_.figures().lent_bytes == 0; }
+bool server::idle() const {
+  return clients_.empty() && buffers_.empty() && channels_.empty() && region_.figures().lent_bytes == 0;
+}
 
 int server::run() {
   auto idle_since = std::chrono::steady_clock::now();
@@ -434,11 +441,11 @@ void server::drop_socket(client& c) {
   // Nothing to keep for the process: no lease, no named buffer's reference, and no returned slab it
   // may still hold (those count against its quotas until it exits: a goodbye and a new connection
   // do not wipe them).
-  if (c.leases.empty() && c.refs.empty() && c.retained.empty()) on_client_exited(c.id);
+  if (c.leases.empty() && c.refs.empty() && c.retained.empty() && c.channel_refs.empty()) on_client_exited(c.id);
 }
 
 bool server::holds_nothing(const client& c) const {
-  if (!c.leases.empty() || !c.refs.empty()) return false;
+  if (!c.leases.empty() || !c.refs.empty() || !c.channel_refs.empty()) return false;
   for (const auto& [t, e] : exports_)
     if (e.client == c.id) return false;
   return true;
@@ -690,7 +697,21 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::goodbye:
       release_all(c);
       drop_references(c);
+      leave_channels(c, /*died=*/false);
       return proto::make_reply(q, status::ok);
+    case proto::op::channel_create:
+      return create_channel(c, q, fd_out);
+    case proto::op::channel_open:
+      return open_channel(c, q, fd_out);
+    case proto::op::channel_close: {
+      auto it = std::find_if(c.channel_refs.begin(), c.channel_refs.end(),
+                             [&](const channel_ref& r) { return r.id == q.arg[0]; });
+      if (it == c.channel_refs.end()) return proto::make_reply(q, status::not_found);
+      const channel_ref r = *it;
+      c.channel_refs.erase(it);
+      leave_channel(r, /*died=*/false);
+      return proto::make_reply(q, status::ok);
+    }
     case proto::op::ipc_register: {
       if (c.exports >= k_max_exports) return proto::make_reply(q, status::quota);
       token t{};
@@ -887,8 +908,9 @@ void server::on_client_exited(std::uint64_t id) {
     ++reclaimed_clients_;
   }
   release_all(c);
-  drop_references(c);  // its named buffers' references: the last one frees an unlinked buffer
-  c.retained.clear();  // the process is gone: what it kept is let go (by it, at least)
+  drop_references(c);                // its named buffers' references: the last one frees an unlinked buffer
+  leave_channels(c, /*died=*/true);  // its slots freed, or its channel's writer marked dead, at once
+  c.retained.clear();                // the process is gone: what it kept is let go (by it, at least)
   c.retained_bytes = 0;
   std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
   if (c.sock >= 0) {
@@ -1666,6 +1688,107 @@ void server::sync_mirror(bool whole) {
     it = mirrored_.erase(it);
   }
   if (whole) redis_->snapshot(std::move(snapshot));
+}
+
+// ---- channels (issue #15; channel_ring.h) ----
+
+proto::reply server::create_channel(client& c, const proto::request& q, int* fd_out) {
+  using proto::status;
+  const auto key = name_key(c, q);
+  if (channel_names_.count(key) != 0) return proto::make_reply(q, status::exists);
+  const std::uint64_t capacity = q.arg[0];
+  const auto readers = static_cast<std::uint32_t>(q.arg[1] & 0xff);
+  const std::size_t bytes = channel::mapping_bytes(capacity);
+  if (!within_quota(c, bytes)) return proto::make_reply(q, status::quota);
+  const int fd = memfd_create(("poolshim-channel:" + key.second).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  void* map = MAP_FAILED;
+  if (fd >= 0 && ftruncate(fd, static_cast<off_t>(bytes)) == 0 &&
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+    map = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int dup = map != MAP_FAILED ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (dup < 0) {
+    if (map != MAP_FAILED) munmap(map, bytes);
+    if (fd >= 0) close(fd);
+    return proto::make_reply(q, status::no_memory);
+  }
+  auto* h = static_cast<channel::header*>(map);
+  channel::init(h, capacity, readers);
+  h->writer_pid = static_cast<std::uint32_t>(c.pid);
+  h->writer.store(channel::writer_attached, std::memory_order_release);
+  const std::uint64_t id = next_channel_++;
+  channel_entry& e = channels_[id];
+  e.name = key.second;
+  e.shared = key.first == k_shared_namespace;
+  e.uid = c.uid;
+  e.fd = fd;
+  e.map = map;
+  e.bytes = bytes;
+  e.refs = 1;
+  channel_names_[key] = id;
+  const channel_ref ref{next_ref_++, id, -1};
+  c.channel_refs.push_back(ref);
+  *fd_out = dup;
+  log::debug("poolshimd: client {} (pid {}) created channel '{}' ({} bytes, {} readers at most)", c.id, c.pid, e.name,
+             capacity, readers);
+  proto::reply r = proto::make_reply(q, status::ok);
+  r.val[0] = ref.id;
+  return r;
+}
+
+proto::reply server::open_channel(client& c, const proto::request& q, int* fd_out) {
+  using proto::status;
+  auto it = channel_names_.find(name_key(c, q));
+  if (it == channel_names_.end()) return proto::make_reply(q, status::not_found);
+  channel_entry& e = channels_.at(it->second);
+  auto* h = static_cast<channel::header*>(e.map);
+  std::uint32_t slot = h->max_readers;
+  for (std::uint32_t i = 0; i < h->max_readers && slot == h->max_readers; ++i)
+    if (h->readers[i].state.load(std::memory_order_acquire) == channel::slot_free) slot = i;
+  if (slot == h->max_readers) return proto::make_reply(q, status::busy);
+  const int dup = fcntl(e.fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return proto::make_reply(q, status::internal);
+  channel::attach(h, slot, static_cast<std::uint32_t>(c.pid));
+  ++e.refs;
+  const channel_ref ref{next_ref_++, it->second, static_cast<int>(slot)};
+  c.channel_refs.push_back(ref);
+  *fd_out = dup;
+  proto::reply r = proto::make_reply(q, status::ok);
+  r.val[0] = ref.id;
+  r.val[1] = slot;
+  return r;
+}
+
+// A participant leaves (a close, or its process died): a reader's slot is freed (a writer waiting
+// for it goes on), a writer marks the channel closed or dead (readers drain it, then are told) and
+// takes the name with it. The last one to leave frees the ring.
+void server::leave_channel(const channel_ref& r, bool died) {
+  auto it = channels_.find(r.channel);
+  if (it == channels_.end()) return;
+  channel_entry& e = it->second;
+  auto* h = static_cast<channel::header*>(e.map);
+  if (r.slot < 0) {
+    h->writer.store(died ? channel::writer_dead : channel::writer_closed, std::memory_order_release);
+    channel::wake_all(&h->data_seq);
+    if (e.named) {
+      channel_names_.erase({e.shared ? k_shared_namespace : std::uint64_t{e.uid}, e.name});
+      e.named = false;
+    }
+  } else {
+    channel::detach(h, static_cast<std::uint32_t>(r.slot));
+  }
+  if (died)
+    log::info("poolshimd: a {} of channel '{}' died; the others were told", r.slot < 0 ? "writer" : "reader", e.name);
+  if (--e.refs > 0) return;
+  if (e.named) channel_names_.erase({e.shared ? k_shared_namespace : std::uint64_t{e.uid}, e.name});
+  munmap(e.map, e.bytes);
+  closer_->put(e.fd);
+  channels_.erase(it);
+}
+
+void server::leave_channels(client& c, bool died) {
+  const std::vector<channel_ref> refs = std::move(c.channel_refs);
+  c.channel_refs.clear();
+  for (const channel_ref& r : refs) leave_channel(r, died);
 }
 
 }  // namespace poolshim::daemon

@@ -135,6 +135,23 @@ class server {
     slab_id id;  // dev and ino: what /proc shows of it
     std::uint64_t bytes;
   };
+  struct channel_ref {
+    std::uint64_t id;       // what the client names it by (channel_close)
+    std::uint64_t channel;  // channels_' key
+    int slot;               // its reader slot; -1: the writer
+  };
+  // A channel (issue #15): a ring in a memfd of its own (channel_ring.h), mapped here too, so that
+  // a participant's death is marked in it at once (its slot freed, or the writer dead).
+  struct channel_entry {
+    std::string name;
+    bool shared = false;
+    uid_t uid = 0;
+    int fd = -1;
+    void* map = nullptr;
+    std::size_t bytes = 0;
+    std::uint32_t refs = 0;
+    bool named = true;  // the name goes with the writer
+  };
   struct client {
     std::uint64_t id;
     int sock = -1;   // -1 once the socket closed (the process may still hold its leases)
@@ -146,11 +163,12 @@ class server {
     std::uint64_t device_bytes = 0;  // device memory
     std::uint64_t bad_records = 0;
     std::chrono::steady_clock::time_point last_active{};  // the last record received
-    std::uint64_t filling = 0;            // a create waiting for its fill (the job): its socket is not read
-    std::vector<buffer_ref> refs;         // its references to named buffers
-    std::vector<retained_file> retained;  // slabs it returned, named buffers freed, that it may still hold
-    std::uint64_t retained_bytes = 0;     // their bytes
-    std::uint64_t exports = 0;            // its IPC registrations
+    std::uint64_t filling = 0;              // a create waiting for its fill (the job): its socket is not read
+    std::vector<buffer_ref> refs;           // its references to named buffers
+    std::vector<channel_ref> channel_refs;  // the channels it writes or reads
+    std::vector<retained_file> retained;    // slabs it returned, named buffers freed, that it may still hold
+    std::uint64_t retained_bytes = 0;       // their bytes
+    std::uint64_t exports = 0;              // its IPC registrations
   };
   struct metrics_conn {
     int fd = -1;
@@ -256,6 +274,13 @@ class server {
   std::map<std::uint64_t, named_buffer> buffers_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> names_;  // (uid or shared, name) -> buffer
   std::uint64_t next_buffer_ = 1;
+  std::map<std::uint64_t, channel_entry> channels_;
+  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> channel_names_;
+  std::uint64_t next_channel_ = 1;
+  proto::reply create_channel(client& c, const proto::request& q, int* fd_out);
+  proto::reply open_channel(client& c, const proto::request& q, int* fd_out);
+  void leave_channel(const channel_ref& r, bool died);
+  void leave_channels(client& c, bool died);
   std::unique_ptr<redis_bridge> redis_;
   int redis_wake_ = -1;
   bool mirror_dirty_ = false;  // a named buffer changed since the mirror was last brought up to date

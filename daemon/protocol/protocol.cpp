@@ -76,7 +76,22 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
                  : status::bad_argument;
     case op::buffer_close:
     case op::buffer_handles:
+    case op::channel_close:
       return r.arg[0] != 0 && unused_from(1) ? status::ok : status::bad_argument;
+    case op::channel_create: {
+      const std::uint64_t readers = r.arg[1] & 0xff;
+      const std::uint64_t c = r.arg[0];
+      return c >= 4096 && c <= (std::uint64_t{1} << 32) && (c & (c - 1)) == 0 && readers >= 1 && readers <= 64 &&
+                     (r.arg[1] & ~(std::uint64_t{0xff} | k_buffer_shared)) == 0 && unused_from(2) &&
+                     buffer_name_problem(r.payload) == nullptr
+                 ? status::ok
+                 : status::bad_argument;
+    }
+    case op::channel_open:
+      return r.arg[0] == 0 && (r.arg[1] & ~k_buffer_shared) == 0 && unused_from(2) &&
+                     buffer_name_problem(r.payload) == nullptr
+                 ? status::ok
+                 : status::bad_argument;
     case op::buffer_list:
       return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
   }
@@ -208,6 +223,8 @@ const char* status_name(status s) noexcept {
       return "unsupported";
     case status::no_device:
       return "no_device";
+    case status::busy:
+      return "busy";
   }
   return "unknown";
 }
@@ -225,6 +242,8 @@ std::size_t request_payload_bytes(op o) noexcept {
       return k_payload_size;
     case op::buffer_open:
     case op::buffer_unlink:
+    case op::channel_create:
+    case op::channel_open:
       return k_name_size;
     default:
       return 0;
@@ -320,7 +339,7 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   if (r.op != asked.op || r.seq != asked.seq) return status::bad_argument;
   if (!all_zero(r.reserved) || !all_zero(r.payload, reply_payload_bytes(static_cast<op>(r.op))))
     return status::bad_reserved;
-  if (r.status < 0 || r.status > static_cast<std::int32_t>(status::unsupported)) return status::bad_argument;
+  if (r.status < 0 || r.status > static_cast<std::int32_t>(k_last_status)) return status::bad_argument;
   *out = r;
   return status::ok;
 }

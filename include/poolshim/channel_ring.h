@@ -50,7 +50,7 @@ struct header {
   std::uint32_t version;
   std::uint32_t max_readers;
   std::uint64_t capacity;
-  std::uint64_t data_offset;  // from the mapping's start
+  std::uint64_t data_offset;                    // from the mapping's start
   alignas(64) std::atomic<std::uint64_t> head;  // the next position the writer writes
   std::atomic<std::uint32_t> data_seq;          // futex: bumped by a publish, a close, a death
   std::atomic<std::uint32_t> space_seq;         // futex: bumped by a release, a detach, a death
@@ -69,9 +69,7 @@ struct record_head {
 inline std::uint64_t round8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
 inline std::uint64_t data_offset_for() { return (sizeof(header) + 4095) & ~std::uint64_t{4095}; }
 inline std::uint64_t mapping_bytes(std::uint64_t capacity) { return data_offset_for() + capacity; }
-inline bool valid_capacity(std::uint64_t c) {
-  return c >= k_min_capacity && c <= k_max_capacity && (c & (c - 1)) == 0;
-}
+inline bool valid_capacity(std::uint64_t c) { return c >= k_min_capacity && c <= k_max_capacity && (c & (c - 1)) == 0; }
 
 // A fresh header (poolshimd, on a new mapping of mapping_bytes(capacity) zero bytes).
 inline void init(header* h, std::uint64_t capacity, std::uint32_t max_readers) {

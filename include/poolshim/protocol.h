@@ -101,7 +101,16 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
   X(buffer_handles, 18, false, false) /* a device buffer's CUDA IPC handles: arg0 a reference id of   */   \
                                       /* this client; reply: payload[0,64) the memory's legacy IPC    */   \
                                       /* handle (cuIpcGetMemHandle), [64,128) its interprocess event's */  \
-                                      /* (cuIpcGetEventHandle)                                        */
+                                      /* (cuIpcGetEventHandle)                                        */   \
+  X(channel_create, 19, false, true)  /* a channel (issue #15; channel_ring.h), the asker its writer: */   \
+                                      /* payload[0,64) its name; arg0 the ring's capacity (a power of */   \
+                                      /* two); arg1 readers at most (1-64) | k_buffer_shared; reply:  */   \
+                                      /* val0 a reference id, the ring's memfd                         */  \
+  X(channel_open, 20, false, true)    /* a reader of the named channel: payload[0,64) the name; arg1  */   \
+                                      /* k_buffer_shared or 0; reply: val0 a reference id, val1 its    */  \
+                                      /* reader slot, the ring's memfd (it reads from the send after)  */  \
+  X(channel_close, 21, false, false)  /* arg0 a channel reference id of this client: a writer closes  */   \
+                                      /* the channel (readers drain it), a reader leaves its slot     */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -126,7 +135,9 @@ enum class status : std::int32_t {
   exists = 13,       // buffer_create: the name is taken
   unsupported = 14,  // a kind this daemon does not serve
   no_device = 15,    // buffer_create: no device with that UUID here, or no CUDA driver
+  busy = 16,         // channel_open: every reader slot is taken
 };
+inline constexpr status k_last_status = status::busy;  // a reply's status is at most this
 
 const char* op_name(op o) noexcept;          // "lease_slab", or "unknown"
 const char* status_name(status s) noexcept;  // "quota", or "unknown"

@@ -67,7 +67,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{19}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{22}, std::uint16_t{0xffff}}) {
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
@@ -154,6 +154,16 @@ TEST(Protocol, ReplyMustAnswerTheRequestAndBeWellFormed) {
   r = make_reply(q, status::ok);
   r.status = 1000;
   EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_argument) << "unknown status";
+  // Every status the daemon may answer is one a client takes (a new one refused by the client
+  // would turn a clear refusal into a dropped connection).
+  for (std::int32_t st = 0; st <= static_cast<std::int32_t>(k_last_status); ++st) {
+    r = make_reply(q, static_cast<status>(st));
+    EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::ok) << status_name(static_cast<status>(st));
+    EXPECT_STRNE(status_name(static_cast<status>(st)), "unknown") << st;
+  }
+  r = make_reply(q, status::ok);
+  r.status = static_cast<std::int32_t>(k_last_status) + 1;
+  EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_argument) << "one past the last status";
   r = make_reply(q, status::ok);
   r.reserved[55] = 1;
   EXPECT_EQ(validate_reply(&r, sizeof r, q, &out), status::bad_reserved);

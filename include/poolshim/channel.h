@@ -1,0 +1,53 @@
+/* Channels on poolshimd (issue #15): a named ring, one writer, any number of readers (broadcast:
+ * each message is read by every reader attached when it was sent), in shared memory the daemon
+ * makes and owns. In libpoolshim_buffers.so beside the named buffers (poolshim/buffers.h: the
+ * same daemon, connection, namespaces and error codes).
+ *
+ * First part (this header): messages travel inline in the ring, up to half its capacity; a
+ * message is received in place (no copy) and stays valid until poolshim_channel_release.
+ * Back-pressure: a send waits (up to its timeout) while the slowest attached reader has not
+ * released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex.
+ * A reader that dies frees its slot at once (the daemon sees the exit); a writer that closes or
+ * dies is seen by its readers once they have read what it sent.
+ *
+ * Every call returns 0 or a negative POOLSHIM_E* code; poolshim_buffer_error() says why. */
+#ifndef POOLSHIM_CHANNEL_H
+#define POOLSHIM_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "poolshim/buffers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define POOLSHIM_ETIMEDOUT -10 /* a send found no room, or a receive no message, in time */
+#define POOLSHIM_ENOREADER -11 /* a send with no reader attached: refused, nothing sent */
+#define POOLSHIM_ECLOSED -12   /* a receive after the writer closed or died and all was read */
+
+typedef struct poolshim_channel poolshim_channel;
+
+/* A new channel, the caller its writer. capacity: the ring's bytes, a power of two from 4 KiB to
+ * 4 GiB (a message takes its size plus 8 bytes, rounded to 8; at most half the ring); max_readers:
+ * 1 to 64; flags: POOLSHIM_BUFFER_SHARED for the node-wide namespace. */
+POOLSHIM_BUFFERS_API int poolshim_channel_create(const char* name, uint64_t capacity, int max_readers, unsigned flags,
+                                                 poolshim_channel** out);
+/* Attaches the caller as a reader: it receives what is sent from now on. POOLSHIM_EQUOTA when every
+ * reader slot is taken. */
+POOLSHIM_BUFFERS_API int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** out);
+/* The writer's send of `bytes` bytes, waiting up to timeout_ms (-1: no limit) for room. */
+POOLSHIM_BUFFERS_API int poolshim_channel_send(poolshim_channel* c, const void* data, size_t bytes, int timeout_ms);
+/* A reader's next message, in place: *data and *bytes, valid until poolshim_channel_release (one
+ * message at a time per reader). */
+POOLSHIM_BUFFERS_API int poolshim_channel_recv(poolshim_channel* c, const void** data, size_t* bytes, int timeout_ms);
+POOLSHIM_BUFFERS_API int poolshim_channel_release(poolshim_channel* c);
+/* Leaves the channel (a writer closes it for its readers) and frees *c. */
+POOLSHIM_BUFFERS_API int poolshim_channel_close(poolshim_channel* c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POOLSHIM_CHANNEL_H */

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Channels end to end (issue #15, first part): a daemon of its own on a private socket; channel_pair
+# checks bad input, broadcast to reader processes, back-pressure, close, and a writer's and a
+# reader's kill -9 (timed), then measures one-way latency beside a Unix socket and memcpy.
+# usage: channel_test.sh --daemon poolshimd --pair channel_pair
+set -u
+daemon="" pair=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --daemon) daemon=$2; shift 2 ;;
+    --pair) pair=$2; shift 2 ;;
+    *) echo "channel_test: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+fail() { echo "channel_test: FAIL: $*" >&2; exit 1; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/poolshim-channels-XXXXXX")
+chmod 700 "$dir"
+export POOLSHIM_SOCKET=$dir/poolshimd.sock
+dpid=""
+cleanup() {
+  [[ -n "$dpid" ]] && kill -9 "$dpid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+"$daemon" --socket "$POOLSHIM_SOCKET" --region 256M --slab 16M >>"$dir/daemon.log" 2>&1 &
+dpid=$!
+for _ in $(seq 250); do
+  [[ -S "$POOLSHIM_SOCKET" ]] && "$daemon" --status >/dev/null 2>&1 && break
+  sleep 0.02
+done
+"$daemon" --status >/dev/null 2>&1 || { cat "$dir/daemon.log"; fail "the daemon did not come up"; }
+"$pair" check || { cat "$dir/daemon.log"; fail "channel_pair check"; }
+"$pair" death || { cat "$dir/daemon.log"; fail "channel_pair death"; }
+"$pair" bench || fail "channel_pair bench"
+echo "channel_test: OK"
