@@ -737,12 +737,23 @@ int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** o
 }
 
 int poolshim_channel_send(poolshim_channel* c, const void* data, std::size_t bytes, int timeout_ms) {
-  namespace ch = poolshim::channel;
-  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
-  if (data == nullptr && bytes != 0) return fail(POOLSHIM_EINVAL, "no data");
   const void* parts[1] = {data};
   const std::size_t sizes[1] = {bytes};
-  switch (ch::send(c->h, c->data, parts, sizes, 1, deadline(timeout_ms))) {
+  if (data == nullptr && bytes != 0) return fail(POOLSHIM_EINVAL, "no data");
+  return poolshim_channel_sendv(c, parts, sizes, 1, timeout_ms);
+}
+
+int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
+                           int timeout_ms) {
+  namespace ch = poolshim::channel;
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (n > 0 && (parts == nullptr || sizes == nullptr)) return fail(POOLSHIM_EINVAL, "no pieces");
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (parts[i] == nullptr && sizes[i] != 0) return fail(POOLSHIM_EINVAL, "a piece with no data");
+    bytes += sizes[i];
+  }
+  switch (ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms))) {
     case ch::result::ok:
       return 0;
     case ch::result::no_reader:

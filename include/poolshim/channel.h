@@ -39,6 +39,9 @@ POOLSHIM_BUFFERS_API int poolshim_channel_create(const char* name, uint64_t capa
 POOLSHIM_BUFFERS_API int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** out);
 /* The writer's send of `bytes` bytes, waiting up to timeout_ms (-1: no limit) for room. */
 POOLSHIM_BUFFERS_API int poolshim_channel_send(poolshim_channel* c, const void* data, size_t bytes, int timeout_ms);
+/* The same with the message gathered from `n` pieces (a header and a payload, say): one record. */
+POOLSHIM_BUFFERS_API int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const size_t* sizes,
+                                                size_t n, int timeout_ms);
 /* A reader's next message, in place: *data and *bytes, valid until poolshim_channel_release (one
  * message at a time per reader). */
 POOLSHIM_BUFFERS_API int poolshim_channel_recv(poolshim_channel* c, const void** data, size_t* bytes, int timeout_ms);

@@ -32,14 +32,14 @@ extern char** environ;
 namespace {
 
 int failures = 0;
-#define EXPECT(cond, ...)                                                    \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      ++failures;                                                            \
-      std::printf("channel_pair: FAIL (line %d): %s: ", __LINE__, #cond);    \
-      std::printf(__VA_ARGS__);                                              \
-      std::printf(" [%s]\n", poolshim_buffer_error());                       \
-    }                                                                        \
+#define EXPECT(cond, ...)                                                 \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      ++failures;                                                         \
+      std::printf("channel_pair: FAIL (line %d): %s: ", __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                           \
+      std::printf(" [%s]\n", poolshim_buffer_error());                    \
+    }                                                                     \
   } while (0)
 
 double now_us() {
@@ -178,8 +178,9 @@ int check() {
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "reader %zu: %s", i, n > 0 ? buf : "");
     close(outs[i]);
   }
-  std::printf("channel: %u messages of 8 B to 5 KB to 3 reader processes through a 64 KiB ring: %.0f ms (%.1f us each)\n",
-              k_messages, (t1 - t0) / 1e3, (t1 - t0) / k_messages);
+  std::printf(
+      "channel: %u messages of 8 B to 5 KB to 3 reader processes through a 64 KiB ring: %.0f ms (%.1f us each)\n",
+      k_messages, (t1 - t0) / 1e3, (t1 - t0) / k_messages);
   poolshim_channel* reuse = nullptr;
   EXPECT(poolshim_channel_create("ch.test", 4096, 1, 0, &reuse) == POOLSHIM_OK,
          "the name is free again once the writer closed");
@@ -354,8 +355,9 @@ int bench() {
     std::sort(mc.begin(), mc.end());
     double cp50 = 0, cp99 = 0;
     EXPECT(std::sscanf(line.c_str(), "%lf %lf", &cp50, &cp99) == 2, "the reader's figures: '%s'", line.c_str());
-    std::printf("one-way %7zu B: channel p50/p99 %.1f/%.1f us; unix socket p50/p99 %.1f/%.1f us; one memcpy p50 %.1f us\n",
-                size, cp50, cp99, sr[0], sr[1], mc[mc.size() / 2]);
+    std::printf(
+        "one-way %7zu B: channel p50/p99 %.1f/%.1f us; unix socket p50/p99 %.1f/%.1f us; one memcpy p50 %.1f us\n",
+        size, cp50, cp99, sr[0], sr[1], mc[mc.size() / 2]);
   }
   return failures == 0 ? 0 : 1;
 }

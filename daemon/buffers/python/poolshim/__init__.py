@@ -27,11 +27,13 @@ this package and on the loader's path). numpy is needed only for numpy() and fro
 import ctypes
 import ctypes.util
 import os
+import struct
 import threading
 import weakref
 
-__all__ = ["Buffer", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory", "QuotaExceeded",
-           "NotPermitted", "NoDaemon", "Unsupported", "list_buffers"]
+__all__ = ["Buffer", "Channel", "Message", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory",
+           "QuotaExceeded", "NotPermitted", "NoDaemon", "Unsupported", "TimedOut", "NoReader", "ChannelClosed",
+           "list_buffers"]
 
 
 class PoolshimError(Exception):
@@ -75,8 +77,20 @@ class Unsupported(PoolshimError, NotImplementedError):
     pass
 
 
+class TimedOut(PoolshimError, TimeoutError):
+    pass
+
+
+class NoReader(PoolshimError):
+    """A send with no reader attached: nothing was sent."""
+
+
+class ChannelClosed(PoolshimError, EOFError):
+    """The writer closed the channel (or its process died) and everything it sent was read."""
+
+
 _ERRORS = {-1: InvalidArgument, -2: NotFound, -3: NameExists, -4: OutOfMemory, -5: QuotaExceeded, -6: NotPermitted,
-           -7: NoDaemon, -8: Unsupported, -9: PoolshimError}
+           -7: NoDaemon, -8: Unsupported, -9: PoolshimError, -10: TimedOut, -11: NoReader, -12: ChannelClosed}
 
 # numpy's names of the wire's element types; DLPack's (code, bits) for each.
 _DTYPES = {"uint8": "u8", "int8": "i8", "uint16": "u16", "int16": "i16", "uint32": "u32", "int32": "i32",
@@ -149,6 +163,14 @@ def _load():
         lib.poolshim_buffer_unlink.argtypes = [ctypes.c_char_p, ctypes.c_uint]
         lib.poolshim_buffer_list.argtypes = [p(_Entry), ctypes.c_size_t, p(ctypes.c_size_t)]
         lib.poolshim_buffer_error.restype = ctypes.c_char_p
+        lib.poolshim_channel_create.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint,
+                                                p(ctypes.c_void_p)]
+        lib.poolshim_channel_open.argtypes = [ctypes.c_char_p, ctypes.c_uint, p(ctypes.c_void_p)]
+        lib.poolshim_channel_sendv.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p), p(ctypes.c_size_t), ctypes.c_size_t,
+                                               ctypes.c_int]
+        lib.poolshim_channel_recv.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p), p(ctypes.c_size_t), ctypes.c_int]
+        lib.poolshim_channel_release.argtypes = [ctypes.c_void_p]
+        lib.poolshim_channel_close.argtypes = [ctypes.c_void_p]
         _lib = lib
         return lib
 
@@ -454,3 +476,165 @@ def list_buffers():
              "daemon_device": e.device,
              "shared": bool(e.flags & _SHARED), "references": e.references, "creator_pid": e.creator,
              "owner_uid": e.owner_uid, "created_ns": e.created_ns} for e in entries[:count.value]]
+
+
+# ---- channels (issue #15): a named ring, one writer, broadcast to every attached reader ----
+
+_MSG_MAGIC = 0x4d435350  # "PSCM": a message this package framed (kind, dtype, shape), then the payload
+_MSG_RAW, _MSG_ARRAY = 1, 2
+_MSG_HEAD = struct.Struct("<IHHI4x8Q")  # magic, kind, ndim, dtype name length, shape; then the name (8 bytes)
+
+
+def _ms(timeout):
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise InvalidArgument(-1, f"timeout {timeout!r}: seconds, at least 0, or None (no limit)")
+    return int(timeout * 1000)
+
+
+class Message:
+    """A received message, in place in the ring (no copy): .array (numpy arrays sent with their
+    dtype and shape) or .data (a memoryview of bytes sent as bytes). Valid until release() (or the
+    end of the with block): after it, the ring's bytes are the writer's again."""
+
+    def __init__(self, channel, address, size):
+        self._channel = channel
+        head = (ctypes.c_ubyte * _MSG_HEAD.size).from_address(address) if size >= _MSG_HEAD.size + 8 else None
+        fields = _MSG_HEAD.unpack(bytes(head)) if head is not None else None
+        if fields is not None and fields[0] == _MSG_MAGIC:
+            _, kind, ndim, name_len, *shape = fields
+            dtype_name = bytes((ctypes.c_ubyte * 8).from_address(address + _MSG_HEAD.size))[:name_len].decode()
+            start = _MSG_HEAD.size + 8
+            self.kind = "array" if kind == _MSG_ARRAY else "bytes"
+            self.dtype = dtype_name or None
+            self.shape = tuple(shape[:ndim]) if kind == _MSG_ARRAY else None
+        else:  # sent by another program: raw bytes
+            start, self.kind, self.dtype, self.shape = 0, "bytes", None, None
+        self._raw = (ctypes.c_ubyte * (size - start)).from_address(address + start)
+        self.nbytes = size - start
+
+    @property
+    def data(self):
+        self._live()
+        return memoryview(self._raw).cast("B")
+
+    @property
+    def array(self):
+        """A numpy view of the message (zero copy; a copy() outlives release())."""
+        import numpy as np
+        self._live()
+        if self.kind != "array":
+            return np.frombuffer(self._raw, dtype=np.uint8)
+        return np.frombuffer(self._raw, dtype=self.dtype).reshape(self.shape)
+
+    def _live(self):
+        if self._channel is None:
+            raise PoolshimError(-9, "the message was released")
+
+    def release(self):
+        if self._channel is not None:
+            ch, self._channel = self._channel, None
+            _check(ch._lib.poolshim_channel_release(ch._h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Channel:
+    """A named channel on the node's poolshimd: Channel.create(name, readers=N) makes it and is its
+    writer; Channel.open(name) attaches a reader, which receives what is sent from then on.
+    send(obj) takes a numpy array (its dtype and shape travel with it), bytes, bytearray or a
+    memoryview; recv() returns a Message read in place. A send waits (up to timeout) while the
+    slowest reader has not released enough room; nothing is dropped."""
+
+    def __init__(self, handle, name, writer):
+        self._lib = _load()
+        self._h = ctypes.c_void_p(handle)
+        self.name = name
+        self.writer = writer
+
+    @classmethod
+    def create(cls, name, readers=1, capacity=16 << 20, shared=False):
+        lib = _load()
+        h = ctypes.c_void_p()
+        _check(lib.poolshim_channel_create(_name(name), int(capacity), int(readers), _SHARED if shared else 0,
+                                           ctypes.byref(h)))
+        return cls(h.value, name, True)
+
+    @classmethod
+    def open(cls, name, shared=False):
+        lib = _load()
+        h = ctypes.c_void_p()
+        _check(lib.poolshim_channel_open(_name(name), _SHARED if shared else 0, ctypes.byref(h)))
+        return cls(h.value, name, False)
+
+    def send(self, obj, timeout=None):
+        self._live()
+        kind, ndim, shape, dtype_name = _MSG_RAW, 0, [0] * 8, b""
+        view = None
+        try:
+            import numpy as np
+            if isinstance(obj, np.ndarray):
+                if obj.ndim > 8:
+                    raise InvalidArgument(-1, f"an array of {obj.ndim} dimensions (8 at most)")
+                if obj.dtype.name not in _DTYPES:
+                    raise InvalidArgument(-1, f"dtype {obj.dtype} (one of: {', '.join(sorted(_DTYPES))})")
+                arr = np.ascontiguousarray(obj)
+                kind, ndim, dtype_name = _MSG_ARRAY, arr.ndim, arr.dtype.name.encode()
+                shape[:arr.ndim] = arr.shape
+                view = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
+        except ImportError:
+            pass
+        if view is None:
+            if isinstance(obj, (bytes, bytearray, memoryview)):
+                view = memoryview(obj).cast("B")
+            else:
+                raise InvalidArgument(-1, f"send takes a numpy array, bytes, bytearray or memoryview, not "
+                                          f"{type(obj).__name__}")
+        head = _MSG_HEAD.pack(_MSG_MAGIC, kind, ndim, len(dtype_name), *shape) + dtype_name.ljust(8, b"\0")
+        if not len(view):
+            payload = None
+        elif isinstance(obj, bytes):
+            payload = ctypes.c_char_p(obj)  # bytes: its own memory, no copy
+        elif not view.readonly:
+            payload = (ctypes.c_char * len(view)).from_buffer(view)
+        else:
+            payload = ctypes.create_string_buffer(bytes(view), len(view))  # another read-only object: one copy
+        parts = (ctypes.c_void_p * 2)(ctypes.cast(ctypes.c_char_p(head), ctypes.c_void_p),
+                                      ctypes.cast(payload, ctypes.c_void_p) if payload is not None else None)
+        sizes = (ctypes.c_size_t * 2)(len(head), len(view))
+        _check(self._lib.poolshim_channel_sendv(self._h, parts, sizes, 2, _ms(timeout)))
+
+    def recv(self, timeout=None):
+        self._live()
+        address, size = ctypes.c_void_p(), ctypes.c_size_t()
+        _check(self._lib.poolshim_channel_recv(self._h, ctypes.byref(address), ctypes.byref(size), _ms(timeout)))
+        return Message(self, address.value or 0, size.value)
+
+    def _live(self):
+        if self._h is None:
+            raise PoolshimError(-9, f"channel {self.name!r} is closed")
+
+    def close(self):
+        h, self._h = self._h, None
+        if h is not None:
+            _check(self._lib.poolshim_channel_close(h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"<poolshim.Channel {self.name!r} {'writer' if self.writer else 'reader'}>"

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""The poolshim Python package's channels (issue #15) against a daemon of its own: numpy arrays
+(dtype and shape travel) and bytes from a writer to two reader processes, messages read in place
+(zero copy), bad input and timeouts, and the writer's close seen by the readers.
+
+usage: channel_python_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
+"FAIL: ..." and exit 1 on a failed check; 77 (skipped) without numpy.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--daemon", required=True)
+ap.add_argument("--lib", required=True)
+ap.add_argument("--package", required=True)
+args = ap.parse_args()
+try:
+    import numpy as np
+except ImportError:
+    print("channel_python_test: no numpy for this python3 (apt-get install python3-numpy): skipped")
+    sys.exit(77)
+
+os.environ["POOLSHIM_BUFFERS_LIB"] = args.lib
+sys.path.insert(0, args.package)
+import poolshim  # noqa: E402
+from poolshim import Channel  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    print(("PASS: " if cond else "FAIL: ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def raises(exc, fn, what):
+    try:
+        fn()
+    except exc as e:
+        print(f"PASS: {what}: {type(e).__name__}: {e}", flush=True)
+        return
+    except Exception as e:
+        check(False, f"{what}: {type(e).__name__} ({e}), not {exc.__name__}")
+        return
+    check(False, f"{what}: no exception")
+
+
+READER = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from poolshim import Channel, ChannelClosed
+with Channel.open("py.ch") as ch:
+    print("ready", flush=True)
+    for k in range(200):
+        with ch.recv(timeout=20) as m:
+            if k % 2 == 0:
+                a = m.array
+                want = (np.arange(k * 10, dtype=np.float32) * 0.5).reshape(k, 10) if k else np.zeros((0, 10), np.float32)
+                assert a.dtype == np.float32 and a.shape == want.shape and np.array_equal(a, want), k
+            else:
+                assert m.kind == "bytes" and bytes(m.data) == b"msg %d" % k, (k, bytes(m.data))
+    try:
+        ch.recv(timeout=20)
+        print("no close seen")
+    except ChannelClosed as e:
+        print("closed:", e)
+"""
+
+tmp = tempfile.mkdtemp(prefix="poolshim-pych-")
+os.chmod(tmp, 0o700)
+sock = os.path.join(tmp, "poolshimd.sock")
+os.environ["POOLSHIM_SOCKET"] = sock
+log = open(os.path.join(tmp, "daemon.log"), "w")
+daemon = subprocess.Popen([args.daemon, "--socket", sock, "--region", "256M", "--slab", "16M"], stdout=log,
+                          stderr=subprocess.STDOUT)
+readers = []
+try:
+    for _ in range(500):
+        if subprocess.run([args.daemon, "--status"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.01)
+    with Channel.create("py.ch", readers=2, capacity=1 << 16) as w:
+        raises(poolshim.NoReader, lambda: w.send(b"nobody"), "a send with no reader attached")
+        raises(poolshim.InvalidArgument, lambda: Channel.create("py/ch"), "a '/' in the name")
+        raises(poolshim.NameExists, lambda: Channel.create("py.ch"), "a taken name")
+        raises(poolshim.NotFound, lambda: Channel.open("py.none"), "a missing channel")
+        for _ in range(2):
+            p = subprocess.Popen([sys.executable, "-c", READER, args.package], stdout=subprocess.PIPE, text=True)
+            check(p.stdout.readline().strip() == "ready", "a reader process attached")
+            readers.append(p)
+        raises(poolshim.QuotaExceeded, lambda: Channel.open("py.ch"), "a third reader of two at most")
+        raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(3, np.complex64)), "an unsupported dtype")
+        raises(poolshim.InvalidArgument, lambda: w.send([1, 2, 3]), "a list")
+        raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(40000, np.uint8)), "more than half the ring")
+        t0 = time.monotonic()
+        for k in range(200):
+            if k % 2 == 0:
+                w.send((np.arange(k * 10, dtype=np.float32) * 0.5).reshape(k, 10) if k else np.zeros((0, 10), np.float32),
+                       timeout=20)
+            else:
+                w.send(b"msg %d" % k, timeout=20)
+        print(f"200 messages (arrays up to 4 KB, bytes) to 2 reader processes: {(time.monotonic() - t0) * 1000:.0f} ms")
+    for i, p in enumerate(readers):
+        out = p.stdout.read()
+        p.wait(timeout=30)
+        check(p.returncode == 0 and "closed:" in out, f"reader {i} got every message in order, then the close: {out!r}")
+    readers = []
+    with Channel.create("py.solo", readers=1, capacity=1 << 16) as w2, Channel.open("py.solo") as r2:
+        raises(poolshim.TimedOut, lambda: r2.recv(timeout=0.05), "a receive with nothing sent")
+        a = np.arange(12, dtype=np.int64).reshape(3, 4)
+        w2.send(a)
+        with r2.recv(timeout=5) as m:
+            v = m.array
+            check(v.shape == (3, 4) and v.dtype == np.int64 and np.array_equal(v, a), f"an int64 array {v.tolist()}")
+            check(not v.flags.owndata, "received in place (a view, no copy)")
+        raises(poolshim.PoolshimError, lambda: m.array, "a message used after its release")
+finally:
+    for p in readers:
+        p.kill()
+    daemon.kill()
+    daemon.wait()
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print("channel_python_test: " + ("OK" if not failures else f"FAILED ({len(failures)})"))
+sys.exit(1 if failures else 0)
