@@ -68,6 +68,21 @@ int print_status(const std::string& path, bool list_only) {
                   static_cast<unsigned long long>(b.owner_uid),
                   (b.kind_flags & proto::k_buffer_shared) != 0 ? "shared" : "uid");
     }
+    bool header = false;
+    for (std::uint64_t i = 0; ask(proto::op::channel_list, i, &r); ++i) {
+      if (!header) {
+        std::printf("\n%-32s %-7s %7s %12s %12s %8s %10s %s\n", "CHANNEL", "WRITER", "READERS", "CAPACITY", "BACKLOG",
+                    "PID", "MESSAGES", "NAMESPACE");
+        header = true;
+      }
+      const proto::channel_entry c = proto::decode_channel_entry(r);
+      static const char* const k_writer[] = {"none", "open", "dead", "closed"};
+      std::printf("%-32s %-7s %3llu/%-3u %12llu %12llu %8llu %10llu %s\n", c.name,
+                  c.writer_state < 4 ? k_writer[c.writer_state] : "?", static_cast<unsigned long long>(c.readers),
+                  c.max_readers, static_cast<unsigned long long>(c.capacity),
+                  static_cast<unsigned long long>(c.backlog), static_cast<unsigned long long>(c.writer_pid),
+                  static_cast<unsigned long long>(c.messages), c.shared ? "shared" : "uid");
+    }
     close(s);
     return 0;
   }
@@ -95,6 +110,16 @@ int print_status(const std::string& path, bool list_only) {
                 (b.kind_flags & proto::k_buffer_shared) != 0 ? " shared=1" : "",
                 static_cast<unsigned long long>(b.bytes), static_cast<unsigned long long>(b.references),
                 static_cast<unsigned long long>(b.creator_pid), static_cast<unsigned long long>(b.owner_uid));
+  }
+  for (std::uint64_t i = 0; ask(proto::op::channel_list, i, &r); ++i) {
+    const proto::channel_entry c = proto::decode_channel_entry(r);
+    std::printf(
+        "channel name=%s writer_state=%u readers=%llu max_readers=%u capacity=%llu backlog=%llu writer_pid=%llu "
+        "messages=%llu%s\n",
+        c.name, c.writer_state, static_cast<unsigned long long>(c.readers), c.max_readers,
+        static_cast<unsigned long long>(c.capacity), static_cast<unsigned long long>(c.backlog),
+        static_cast<unsigned long long>(c.writer_pid), static_cast<unsigned long long>(c.messages),
+        c.shared ? " shared=1" : "");
   }
   close(s);
   return 0;

@@ -27,7 +27,7 @@ ignored with a warning, a bad flag is an error). The socket's directory is creat
 const char* k_commands = R"(  --status
       print a running daemon's figures and exit (1: no trusted daemon answers)
   --list
-      print the named buffers a running daemon lets this uid see, a line each, and exit
+      print the named buffers and channels a running daemon lets this uid see, a line each, and exit
   -h, --help
       this text
 SIZE: bytes, with an optional k, m, g or t suffix (powers of 1024; 64M, 64MiB and 64mb are the same).

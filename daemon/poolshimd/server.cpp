@@ -699,6 +699,31 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       drop_references(c);
       leave_channels(c, /*died=*/false);
       return proto::make_reply(q, status::ok);
+    case proto::op::channel_list: {
+      std::uint64_t n = q.arg[0];
+      for (const auto& [id, ch] : channels_) {
+        if (c.uid != 0 && !ch.shared && ch.uid != c.uid) continue;
+        if (n-- != 0) continue;
+        const auto* h = static_cast<const channel::header*>(ch.map);
+        proto::channel_entry e;
+        std::memcpy(e.name, ch.name.data(), std::min(ch.name.size(), proto::k_name_size));
+        e.capacity = h->capacity;
+        e.max_readers = h->max_readers;
+        e.shared = ch.shared;
+        e.writer_state = h->writer.load(std::memory_order_acquire);
+        std::uint64_t low = 0;
+        for (std::uint32_t i = 0; i < h->max_readers; ++i)
+          e.readers += h->readers[i].state.load(std::memory_order_acquire) == channel::slot_attached;
+        const std::uint64_t head = h->head.load(std::memory_order_acquire);
+        e.backlog = channel::lowest_tail(h, &low) && head > low ? head - low : 0;
+        e.writer_pid = h->writer_pid;
+        e.messages = h->messages.load(std::memory_order_relaxed);
+        proto::reply r = proto::make_reply(q, status::ok);
+        proto::encode_channel_entry(e, &r);
+        return r;
+      }
+      return proto::make_reply(q, status::not_found);
+    }
     case proto::op::channel_create:
       return create_channel(c, q, fd_out);
     case proto::op::channel_open:
@@ -1010,6 +1035,30 @@ std::string server::metrics_text() const {
        "# HELP poolshimd_named_buffer_references A named buffer's references.\n"
        "# TYPE poolshimd_named_buffer_references gauge\n" +
        refs_lines;
+  // Channels alike: readers attached, backlog, messages sent and capacity, labelled by name; each
+  // family's lines together (Prometheus text).
+  static const char* const k_channel_metrics[4][2] = {
+      {"poolshimd_channel_readers", "A channel's readers attached (shared ones; every one with --metrics-clients)."},
+      {"poolshimd_channel_backlog_bytes", "Bytes a channel's writer sent that its slowest reader has not read."},
+      {"poolshimd_channel_messages_total", "Messages sent on a channel."},
+      {"poolshimd_channel_capacity_bytes", "A channel's ring size."}};
+  std::string ch_lines[4];
+  for (const auto& [id, ch] : channels_) {
+    if (!ch.shared && !options_.metrics_clients) continue;
+    const auto* h = static_cast<const channel::header*>(ch.map);
+    std::uint64_t attached = 0, low = 0;
+    for (std::uint32_t i = 0; i < h->max_readers; ++i)
+      attached += h->readers[i].state.load(std::memory_order_acquire) == channel::slot_attached;
+    const std::uint64_t head = h->head.load(std::memory_order_acquire);
+    const std::uint64_t values[4] = {attached, channel::lowest_tail(h, &low) && head > low ? head - low : 0,
+                                     h->messages.load(std::memory_order_relaxed), h->capacity};
+    const std::string labels = "{name=\"" + label(ch.name) + "\",owner_uid=\"" + std::to_string(ch.uid) +
+                               "\",namespace=\"" + (ch.shared ? "shared" : "uid") + "\"} ";
+    for (int k = 0; k < 4; ++k) ch_lines[k] += k_channel_metrics[k][0] + labels + std::to_string(values[k]) + "\n";
+  }
+  for (int k = 0; k < 4; ++k)
+    t += std::string("# HELP ") + k_channel_metrics[k][0] + " " + k_channel_metrics[k][1] + "\n# TYPE " +
+         k_channel_metrics[k][0] + (k == 2 ? " counter\n" : " gauge\n") + ch_lines[k];
   // Which process holds what only when asked for (--metrics-clients).
   if (!options_.metrics_clients) return t;
   t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";

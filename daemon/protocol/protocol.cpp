@@ -93,6 +93,7 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
                  ? status::ok
                  : status::bad_argument;
     case op::buffer_list:
+    case op::channel_list:
       return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
   }
   return status::unknown_op;
@@ -263,6 +264,8 @@ std::size_t reply_payload_bytes(op o) noexcept {
       return k_name_size + k_uuid_size;  // the shape or the name; the device's UUID
     case op::buffer_handles:
       return 2 * k_ipc_handle_size;
+    case op::channel_list:
+      return k_name_size;
     default:
       return 0;
   }
@@ -390,6 +393,30 @@ client_status decode_client_status(const reply& r) noexcept {
 #define POOLSHIM_PROTO_CLIENT_GET(field, slot) c.field = get_slot(r, slot);
   POOLSHIM_PROTO_CLIENT_FIGURES(POOLSHIM_PROTO_CLIENT_GET)
 #undef POOLSHIM_PROTO_CLIENT_GET
+  return c;
+}
+
+void encode_channel_entry(const channel_entry& c, reply* r) noexcept {
+  std::memcpy(r->payload, c.name, strnlen(c.name, k_name_size));
+  r->val[0] = c.capacity;
+  r->val[1] = c.max_readers | (c.shared ? k_buffer_shared : 0) | (std::uint64_t{c.writer_state} << 16);
+  r->val[2] = c.readers;
+  r->val[3] = c.backlog;
+  r->val[4] = c.writer_pid;
+  r->val[5] = c.messages;
+}
+
+channel_entry decode_channel_entry(const reply& r) noexcept {
+  channel_entry c;
+  std::memcpy(c.name, r.payload, k_name_size);
+  c.capacity = r.val[0];
+  c.max_readers = static_cast<std::uint32_t>(r.val[1] & 0xff);
+  c.shared = (r.val[1] & k_buffer_shared) != 0;
+  c.writer_state = static_cast<std::uint32_t>((r.val[1] >> 16) & 0xff);
+  c.readers = r.val[2];
+  c.backlog = r.val[3];
+  c.writer_pid = r.val[4];
+  c.messages = r.val[5];
   return c;
 }
 

@@ -56,6 +56,8 @@ daemon_figures query_daemon(const std::string& socket) {
   }
   for (std::uint64_t i = 0; i < 65536 && ask(proto::op::buffer_list, i, &r); ++i)
     d.buffers.push_back(proto::decode_buffer_entry(r));
+  for (std::uint64_t i = 0; i < 65536 && ask(proto::op::channel_list, i, &r); ++i)
+    d.channels.push_back(proto::decode_channel_entry(r));
   close(s);
   return d;
 }

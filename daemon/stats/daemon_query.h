@@ -19,6 +19,7 @@ struct daemon_figures {
   proto::daemon_status status;  // decoded from the stats reply; clients: this query's connection left out
   std::vector<daemon_client_figures> per_client;  // this query's own connection left out
   std::vector<proto::buffer_entry> buffers;       // the named buffers this uid may see
+  std::vector<proto::channel_entry> channels;     // the channels this uid may see
 };
 
 // SOCKET: empty for the default path (POOLSHIM_SOCKET, read from the shim's option table, else the

@@ -150,6 +150,18 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
           static_cast<unsigned long long>(b.references), static_cast<unsigned long long>(b.creator_pid),
           static_cast<unsigned long long>(b.owner_uid), static_cast<unsigned long long>(b.created_ns));
     }
+    std::printf("],\"channels\":[");
+    for (std::size_t i = 0; i < d.channels.size(); ++i) {
+      const proto::channel_entry& c = d.channels[i];
+      static const char* const k_writer[] = {"none", "open", "dead", "closed"};
+      std::printf(
+          "%s{\"name\":%s,\"writer\":\"%s\",\"writer_pid\":%llu,\"readers\":%llu,\"max_readers\":%u,"
+          "\"capacity\":%llu,\"backlog\":%llu,\"messages\":%llu,\"shared\":%s}",
+          i ? "," : "", cli::json_quote(c.name).c_str(), c.writer_state < 4 ? k_writer[c.writer_state] : "none",
+          static_cast<unsigned long long>(c.writer_pid), static_cast<unsigned long long>(c.readers), c.max_readers,
+          static_cast<unsigned long long>(c.capacity), static_cast<unsigned long long>(c.backlog),
+          static_cast<unsigned long long>(c.messages), c.shared ? "true" : "false");
+    }
     std::printf("]}}\n");
     return 0;
   }
@@ -204,6 +216,15 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
                 cli::bytes_text(static_cast<long double>(b.bytes)).c_str(),
                 static_cast<unsigned long long>(b.references), b.references == 1 ? "" : "s",
                 static_cast<unsigned long long>(b.creator_pid), static_cast<unsigned long long>(b.owner_uid));
+  for (const proto::channel_entry& c : d.channels)
+    std::printf("  channel %-23s %llu/%u readers, %s ring, %s backlog, %llu messages, writer pid %llu%s\n",
+                cli::terminal_text(c.name).c_str(), static_cast<unsigned long long>(c.readers), c.max_readers,
+                cli::bytes_text(static_cast<long double>(c.capacity)).c_str(),
+                cli::bytes_text(static_cast<long double>(c.backlog)).c_str(),
+                static_cast<unsigned long long>(c.messages), static_cast<unsigned long long>(c.writer_pid),
+                c.writer_state == 2   ? " (dead)"
+                : c.writer_state == 3 ? " (closed)"
+                                      : "");
   return 0;
 }
 

@@ -12,7 +12,7 @@
 // reader reads `head` (acquire), reads the record in place (zero copy), and releases it by moving
 // its `tail` (release) and bumping `space_seq`. The writer never overwrites a byte some attached
 // reader's tail has not passed: it waits (back-pressure), with a timeout, never drops. Waits spin
-// briefly, then sleep on the 32-bit sequence word with a shared futex.
+// for k_spin, then sleep on the 32-bit sequence word with a shared futex.
 #pragma once
 
 #include <linux/futex.h>
@@ -104,6 +104,22 @@ inline bool wait_change(std::atomic<std::uint32_t>* word, std::uint32_t seen,
 
 enum class result { ok, timeout, no_reader, too_large, closed, writer_gone };
 
+// How long a wait spins before it sleeps on the futex: a message that comes within it is taken
+// without a wake-up (tens of microseconds on a VM); an idle reader costs this much CPU per wait.
+inline constexpr std::chrono::microseconds k_spin{20};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// True while a wait begun at `start` should keep spinning (checked every 64 rounds).
+inline bool keep_spinning(int round, std::chrono::steady_clock::time_point start) {
+  cpu_relax();
+  return (round & 63) != 63 || std::chrono::steady_clock::now() - start < k_spin;
+}
+
 // The lowest tail of the attached readers, or false when none is attached.
 inline bool lowest_tail(const header* h, std::uint64_t* out) {
   bool any = false;
@@ -131,12 +147,14 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
   const std::uint64_t pos = head % cap;
   const std::uint64_t room_to_end = cap - pos;
   const std::uint64_t wrap = rec > room_to_end ? room_to_end : 0;
-  for (int spin = 0;; ++spin) {
+  const auto start = std::chrono::steady_clock::now();
+  bool spinning = true;
+  for (int round = 0;; ++round) {
     const std::uint32_t seen = h->space_seq.load(std::memory_order_acquire);
     std::uint64_t low = 0;
     if (!lowest_tail(h, &low)) return result::no_reader;
     if (head + wrap + rec - low <= cap) break;
-    if (spin < 64) continue;
+    if (spinning && (spinning = keep_spinning(round, start))) continue;
     if (!wait_change(&h->space_seq, seen, until)) return result::timeout;
   }
   std::uint64_t at = pos;
@@ -164,7 +182,9 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
                       std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until) {
   reader_slot& me = h->readers[slot];
   const std::uint64_t cap = h->capacity;
-  for (int spin = 0;; ++spin) {
+  const auto start = std::chrono::steady_clock::now();
+  bool spinning = true;
+  for (int round = 0;; ++round) {
     const std::uint32_t seen = h->data_seq.load(std::memory_order_acquire);
     std::uint64_t tail = me.tail.load(std::memory_order_relaxed);
     const std::uint64_t head = h->head.load(std::memory_order_acquire);
@@ -185,7 +205,7 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
     const std::uint32_t w = h->writer.load(std::memory_order_acquire);
     if (w == writer_closed) return result::closed;
     if (w == writer_dead) return result::writer_gone;
-    if (spin < 64) continue;
+    if (spinning && (spinning = keep_spinning(round, start))) continue;
     if (!wait_change(&h->data_seq, seen, until)) return result::timeout;
   }
 }

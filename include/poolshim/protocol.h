@@ -110,7 +110,12 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* k_buffer_shared or 0; reply: val0 a reference id, val1 its    */  \
                                       /* reader slot, the ring's memfd (it reads from the send after)  */  \
   X(channel_close, 21, false, false)  /* arg0 a channel reference id of this client: a writer closes  */   \
-                                      /* the channel (readers drain it), a reader leaves its slot     */
+                                      /* the channel (readers drain it), a reader leaves its slot     */   \
+  X(channel_list, 22, false, false)   /* arg0 index among the channels the asker may see (as          */   \
+                                      /* buffer_list); reply: payload[0,64) name; val0 capacity, val1 */   \
+                                      /* readers at most | k_buffer_shared | writer state << 16, val2 */   \
+                                      /* readers attached, val3 backlog bytes (sent, not yet read by  */   \
+                                      /* the slowest reader), val4 writer pid, val5 messages sent     */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -259,6 +264,18 @@ struct buffer_entry {
   std::uint64_t owner_uid = 0;
   std::uint64_t created_ns = 0;  // since the epoch
 };
+// op::channel_list, one channel (the same for every reader of the reply).
+struct channel_entry {
+  char name[k_name_size + 1] = {};
+  std::uint64_t capacity = 0;
+  std::uint32_t max_readers = 0;
+  bool shared = false;
+  std::uint32_t writer_state = 0;  // channel_ring.h's writer_state: 1 attached, 2 dead, 3 closed
+  std::uint64_t readers = 0, backlog = 0, writer_pid = 0, messages = 0;
+};
+void encode_channel_entry(const channel_entry& c, reply* r) noexcept;
+channel_entry decode_channel_entry(const reply& r) noexcept;
+
 void encode_buffer_entry(const buffer_entry& b, reply* r) noexcept;
 buffer_entry decode_buffer_entry(const reply& r) noexcept;
 

@@ -95,6 +95,10 @@ try:
             check(p.stdout.readline().strip() == "ready", "a reader process attached")
             readers.append(p)
         raises(poolshim.QuotaExceeded, lambda: Channel.open("py.ch"), "a third reader of two at most")
+        listing = subprocess.run([args.daemon, "--list"], capture_output=True, text=True).stdout
+        rows = [l.split() for l in listing.splitlines() if l.startswith("py.ch ")]
+        check(rows and rows[0][1:5] == ["open", "2/2", "65536", "0"] and rows[0][5] == str(os.getpid()),
+              f"poolshimd --list shows the channel (writer open, 2/2 readers, 64 KiB, no backlog): {listing!r}")
         raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(3, np.complex64)), "an unsupported dtype")
         raises(poolshim.InvalidArgument, lambda: w.send([1, 2, 3]), "a list")
         raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(40000, np.uint8)), "more than half the ring")

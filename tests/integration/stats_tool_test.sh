@@ -9,7 +9,7 @@
 # Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names
 set -u
 scenario=${1:?scenario}; shift
-shim="" program="" stats="" fake="" daemon="" schema="" pair=""
+shim="" program="" stats="" fake="" daemon="" schema="" pair="" chpair=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shim) shim=$2; shift 2 ;;
@@ -19,6 +19,7 @@ while [[ $# -gt 0 ]]; do
     --daemon) daemon=$2; shift 2 ;;
     --schema) schema=$2; shift 2 ;;
     --pair) pair=$2; shift 2 ;;  # buffer_pair: a named buffer held while node runs
+    --channel-pair) chpair=$2; shift 2 ;;  # channel_pair: a channel's writer held while node runs
     *) echo "stats_tool_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -216,8 +217,14 @@ node)
   exec 7>"$dir/hold.in"
   for _ in $(seq 200); do grep -q "holding node.frames" "$dir/pair.out" && break; sleep 0.01; done
   grep -q "holding node.frames" "$dir/pair.out" || { cat "$dir/pair.out"; fail "no named buffer held"; }
-  # The holder is a client too: the query below waits for 2 clients.
-  for _ in $(seq 200); do "$daemon" --status --socket "$sock" | grep -q " clients=2 " && break; sleep 0.01; done
+  # A channel, its writer a process of its own (issue #15).
+  [[ -x "$chpair" ]] || fail "no --channel-pair channel_pair given"
+  POOLSHIM_SOCKET=$sock "$chpair" writer-hold node.chan >"$dir/chan.out" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 200); do grep -q "ready" "$dir/chan.out" && break; sleep 0.01; done
+  grep -q "ready" "$dir/chan.out" || { cat "$dir/chan.out"; fail "no channel held"; }
+  # The holders are clients too: the query below waits for 3 clients.
+  for _ in $(seq 200); do "$daemon" --status --socket "$sock" | grep -q " clients=3 " && break; sleep 0.01; done
   "$stats" node --dir "$dir" --socket "$sock" | tee "$dir/node.txt"
   "$stats" node --dir "$dir" --socket "$sock" --format json >"$dir/node.json" || fail "node json"
   "$daemon" --status --socket "$sock" | tee "$dir/status.txt"
@@ -251,12 +258,17 @@ lent = {int(re.search(r"pid=(\d+)", l).group(1)): int(re.search(r"lent_bytes=(\d
 assert {p: c["lent_bytes"] for p, c in clients.items()} == lent, (clients, lent)
 assert sum(c["lent_bytes"] for c in dm["per_client"]) == dm["lent_bytes"], dm
 # The held program's pinned block came from a slab the daemon lent it (the exited one's went back).
-assert held in clients and dm["clients"] == 2, (clients, dm)  # and the named buffer's holder
+assert held in clients and dm["clients"] == 3, (clients, dm)  # and the named buffer's and channel's holders
 nb = dm["named_buffers"]
 assert len(nb) == 1 and (nb[0]["name"], nb[0]["kind"], nb[0]["shared"], nb[0]["bytes"], nb[0]["references"]) == \
     ("node.frames", "host", False, 4096, 1), nb
 assert nb[0]["creator_pid"] in clients and dm["named_bytes"] == 64 * MiB, (nb, dm["named_bytes"])
 print(f"named buffer {nb[0]['name']}: {nb[0]['bytes']} bytes, one 64 MiB slab of the region")
+ch = dm["channels"]
+assert len(ch) == 1 and (ch[0]["name"], ch[0]["writer"], ch[0]["readers"], ch[0]["max_readers"], ch[0]["capacity"],
+                         ch[0]["backlog"], ch[0]["messages"], ch[0]["shared"]) == \
+    ("node.chan", "open", 0, 2, 4096, 0, 0, False) and ch[0]["writer_pid"] in clients, ch
+print(f"channel {ch[0]['name']}: writer pid {ch[0]['writer_pid']}, {ch[0]['readers']}/{ch[0]['max_readers']} readers")
 assert h["daemon_lent_bytes"] == clients[held]["lent_bytes"] == 64 * MiB, (h, clients)  # one 64 MiB slab
 print(f"held pid {held}: the daemon lent it {h['daemon_lent_bytes']} bytes")
 assert e["daemon_lent_bytes"] is None, e
@@ -268,6 +280,8 @@ PY
     fail "text: the daemon's lines"
   grep -Eq "^  buffer node\.frames +host +4\.0 KiB, 1 reference, created by pid [0-9]+" "$dir/node.txt" ||
     fail "text: the named buffer's line"
+  grep -Eq "^  channel node\.chan +0/2 readers, 4\.0 KiB ring, 0 B backlog, 0 messages, writer pid [0-9]+$" \
+    "$dir/node.txt" || fail "text: the channel's line"
   exec 7>&-  # the holder lets its buffer go
   # No daemon: one line, status 0, in text and JSON.
   out=$("$stats" node --dir "$dir" --socket "$dir/none.sock") || fail "node failed without a daemon: $out"
