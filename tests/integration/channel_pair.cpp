@@ -7,6 +7,7 @@
 //                  writer blocked on it, each timed (goal: under 100 ms)
 //   bench          one-way latency p50/p99 for 4 KiB, 64 KiB and 1 MiB messages, writer and reader
 //                  in two processes, beside one memcpy of the payload and a Unix socket pair
+//   survive        the daemon killed under an attached writer and reader: messages still flow
 //   reader NAME N  (started by the others) opens NAME, says "ready", checks N messages
 // Prints "channel_pair: OK" or FAIL lines; exit 0 only when everything held.
 #include <fcntl.h>
@@ -241,6 +242,39 @@ int death() {
   return failures == 0 ? 0 : 1;
 }
 
+// The daemon is killed while a writer and a reader are attached: the ring is their own shared
+// mapping, so messages keep flowing (a dead peer is no longer reported until they attach again
+// through a new daemon). Prints "attached" once both are, waits for a line on stdin (the test
+// kills the daemon meanwhile), then checks 1,000 more messages.
+int survive() {
+  poolshim_channel* w = nullptr;
+  poolshim_channel* r = nullptr;
+  EXPECT(poolshim_channel_create("ch.survive", 64 * 1024, 1, 0, &w) == POOLSHIM_OK, "create");
+  EXPECT(poolshim_channel_open("ch.survive", 0, &r) == POOLSHIM_OK, "open");
+  if (w == nullptr || r == nullptr) return 1;
+  std::printf("attached\n");
+  std::fflush(stdout);
+  char line[16];
+  if (std::fgets(line, sizeof line, stdin) == nullptr) return 1;
+  for (std::uint32_t k = 0; k < 1000; ++k) {
+    const std::vector<unsigned char> m = message(k);
+    if (poolshim_channel_send(w, m.data(), m.size(), 5000) != POOLSHIM_OK) {
+      EXPECT(false, "send %u with the daemon gone", k);
+      break;
+    }
+    const void* p = nullptr;
+    std::size_t bytes = 0;
+    if (poolshim_channel_recv(r, &p, &bytes, 5000) != POOLSHIM_OK || bytes != m.size() ||
+        std::memcmp(p, m.data(), bytes) != 0) {
+      EXPECT(false, "message %u with the daemon gone", k);
+      break;
+    }
+    poolshim_channel_release(r);
+  }
+  if (failures == 0) std::printf("channel_pair: survive OK (1,000 messages after the daemon died)\n");
+  return failures == 0 ? 0 : 1;
+}
+
 int hold(const char* name, bool as_writer) {
   poolshim_channel* c = nullptr;
   const int rc = as_writer ? poolshim_channel_create(name, 4096, 2, 0, &c) : poolshim_channel_open(name, 0, &c);
@@ -369,6 +403,7 @@ int main(int argc, char** argv) {
   if (mode == "check" && argc == 2) return check();
   if (mode == "death" && argc == 2) return death();
   if (mode == "bench" && argc == 2) return bench();
+  if (mode == "survive" && argc == 2) return survive();
   if (mode == "reader" && argc == 4) return reader(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])));
   if (mode == "bench-reader" && argc == 4) return bench_reader(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])));
   if (mode == "writer-hold" && argc == 3) return hold(argv[2], true);

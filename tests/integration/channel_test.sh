@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Channels end to end (issue #15, first part): a daemon of its own on a private socket; channel_pair
 # checks bad input, broadcast to reader processes, back-pressure, close, and a writer's and a
-# reader's kill -9 (timed), then measures one-way latency beside a Unix socket and memcpy.
+# reader's kill -9 (timed), then measures one-way latency beside a Unix socket and memcpy; last,
+# the daemon is killed under an attached writer and reader, whose messages keep flowing.
 # usage: channel_test.sh --daemon poolshimd --pair channel_pair
 set -u
 daemon="" pair=""
@@ -34,4 +35,15 @@ done
 "$pair" check || { cat "$dir/daemon.log"; fail "channel_pair check"; }
 "$pair" death || { cat "$dir/daemon.log"; fail "channel_pair death"; }
 "$pair" bench || fail "channel_pair bench"
+# A daemon restart: the processes already attached keep their channel (their shared mapping).
+coproc SURVIVE { exec "$pair" survive; }
+read -r -t 20 line <&"${SURVIVE[0]}" || true
+[[ "$line" == attached ]] || fail "survive: not attached ($line)"
+kill -9 "$dpid"
+wait "$dpid" 2>/dev/null
+dpid=""
+echo go >&"${SURVIVE[1]}"
+result=$(cat <&"${SURVIVE[0]}")
+echo "$result"
+[[ "$result" == *"survive OK"* ]] || fail "survive"
 echo "channel_test: OK"
