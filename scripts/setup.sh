@@ -26,6 +26,7 @@ esac
 packages=(
   build-essential cmake ninja-build pkg-config python3
   python3-numpy  # the poolshim Python package's tests (zero-copy views, numpy.from_dlpack)
+  python3-zmq  # the channel benchmark's baseline (ZeroMQ ipc://, tests/bench/channel_bench.py)
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
   libhiredis-dev  # poolshimd's Redis control plane (poolshimd --redis)
