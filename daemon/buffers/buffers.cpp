@@ -20,6 +20,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "poolshim/channel.h"
 #include "poolshim/channel_ring.h"
@@ -35,6 +36,7 @@ struct poolshim_buffer {
   std::uint64_t ref = 0;     // the daemon's reference id
   void* event = nullptr;     // device: its interprocess event, opened here (a CUevent)
   bool registered = false;   // host: page-locked for CUDA here (cuMemHostRegister)
+  std::uint64_t id = 0;      // the daemon's id of the buffer (a channel sends it by reference)
   poolshim_buffer_info info{};
 };
 
@@ -377,6 +379,10 @@ poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto
     return nullptr;
   }
   b->ref = r->val[0];
+  if (q.op == static_cast<std::uint16_t>(proto::op::buffer_create))
+    b->id = r->val[3];
+  else
+    std::memcpy(&b->id, r->payload + proto::k_name_size + proto::k_uuid_size, sizeof b->id);
   b->bytes = q.op == static_cast<std::uint16_t>(proto::op::buffer_create) ? q.arg[0] : r->val[1];
   const bool create = q.op == static_cast<std::uint16_t>(proto::op::buffer_create);
   const std::uint64_t kind = (create ? q.arg[1] : r->val[2]) & proto::k_buffer_kind_mask;
@@ -420,6 +426,9 @@ int record_or_wait(poolshim_buffer* b, void* stream, bool record) {
         std::string(what) + " '" + b->info.name + "': " + cu_text(record ? "cuEventRecord" : "cuStreamWaitEvent", r));
   return 0;
 }
+
+// An open by name, or by the daemon's id of the buffer of that name (id != 0: it may be unlinked).
+int open_buffer_as(const char* name, unsigned flags, int device, std::uint64_t id, poolshim_buffer** out);
 
 }  // namespace
 
@@ -497,11 +506,20 @@ int poolshim_buffer_open(const char* name, unsigned flags, poolshim_buffer** out
 }
 
 int poolshim_buffer_open_on(const char* name, unsigned flags, int device, poolshim_buffer** out) {
+  return open_buffer_as(name, flags, device, 0, out);
+}
+
+}  // extern "C"
+
+namespace {
+
+int open_buffer_as(const char* name, unsigned flags, int device, std::uint64_t id, poolshim_buffer** out) {
   if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
   *out = nullptr;
   if ((flags & ~POOLSHIM_BUFFER_SHARED) != 0) return fail(POOLSHIM_EINVAL, "unknown flags");
   proto::request q = proto::make_request(proto::op::buffer_open, 0);
   if (const int e = put_name(name, &q); e != 0) return e;
+  q.arg[0] = id;
   q.arg[1] = flags;
   proto::reply r{};
   int err = 0;
@@ -552,6 +570,10 @@ int poolshim_buffer_open_on(const char* name, unsigned flags, int device, poolsh
   *out = b;
   return 0;
 }
+
+}  // namespace
+
+extern "C" {
 
 int poolshim_buffer_record(poolshim_buffer* b, void* stream) { return record_or_wait(b, stream, true); }
 
@@ -634,6 +656,13 @@ struct poolshim_channel {
   int slot = -1;           // reader slot; -1: the writer
   std::uint64_t next = 0;  // a reader's position after the message it holds (0: none held)
   std::string name;
+  // The writer: buffers sent by reference, each held open until every attached reader has passed
+  // its record (end), so that a sender's close or unlink cannot take it from under its readers.
+  std::vector<std::pair<std::uint64_t, poolshim_buffer*>> outstanding;
+  // A reader: the buffer of the message it holds (sent by reference), and that message's head.
+  poolshim_buffer* held = nullptr;
+  const void* head = nullptr;
+  std::size_t head_bytes = 0;
 };
 
 namespace {
@@ -743,10 +772,23 @@ int poolshim_channel_send(poolshim_channel* c, const void* data, std::size_t byt
   return poolshim_channel_sendv(c, parts, sizes, 1, timeout_ms);
 }
 
+// The writer lets go of the buffers every attached reader has passed.
+void reclaim(poolshim_channel* c) {
+  if (c->outstanding.empty()) return;
+  std::uint64_t low = 0;
+  const bool any = poolshim::channel::lowest_tail(c->h, &low);
+  std::erase_if(c->outstanding, [&](const std::pair<std::uint64_t, poolshim_buffer*>& o) {
+    if (any && low < o.first) return false;
+    (void)poolshim_buffer_close(o.second);
+    return true;
+  });
+}
+
 int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
                            int timeout_ms) {
   namespace ch = poolshim::channel;
   if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  reclaim(c);
   if (n > 0 && (parts == nullptr || sizes == nullptr)) return fail(POOLSHIM_EINVAL, "no pieces");
   std::size_t bytes = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -768,6 +810,45 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
   }
 }
 
+int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const void* head, std::size_t head_bytes,
+                                 int timeout_ms) {
+  namespace ch = poolshim::channel;
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
+  if (b->info.kind != POOLSHIM_BUFFER_HOST)
+    return fail(POOLSHIM_EUNSUPPORTED, "send_buffer: device buffers over channels are not served yet");
+  if (head == nullptr && head_bytes != 0) return fail(POOLSHIM_EINVAL, "no head");
+  reclaim(c);
+  // Held open by the writer until every reader has passed the record (reclaim).
+  poolshim_buffer* keep = nullptr;
+  if (const int e = poolshim_buffer_open(b->info.name, b->info.flags, &keep); e != 0) return e;
+  const ch::buffer_ref r{static_cast<std::uint32_t>(std::strlen(b->info.name)), b->info.flags, b->bytes, b->id};
+  const void* parts[3] = {&r, b->info.name, head};
+  const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};
+  std::uint64_t end = 0;
+  int rc = 0;
+  switch (ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end)) {
+    case ch::result::ok:
+      c->outstanding.emplace_back(end, keep);
+      return 0;
+    case ch::result::no_reader:
+      rc = fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
+      break;
+    case ch::result::too_large:
+      rc = fail(POOLSHIM_EINVAL, "send on '" + c->name + "': the head is more than half the ring");
+      break;
+    case ch::result::timeout:
+      rc = fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': no room in time (a reader is behind)");
+      break;
+    default:
+      rc = fail(POOLSHIM_EIO, "send on '" + c->name + "'");
+  }
+  const std::string why = t_error;
+  (void)poolshim_buffer_close(keep);
+  t_error = why;
+  return rc;
+}
+
 int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* bytes, int timeout_ms) {
   namespace ch = poolshim::channel;
   if (c == nullptr || c->slot < 0) return fail(POOLSHIM_EINVAL, "not a channel's reader");
@@ -776,10 +857,36 @@ int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* b
   const unsigned char* p = nullptr;
   std::uint32_t n = 0;
   std::uint64_t next = 0;
-  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms))) {
+  std::uint32_t kind = 0;
+  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms), &kind)) {
     case ch::result::ok:
-      *data = p;
-      *bytes = n;
+      c->head = nullptr;
+      c->head_bytes = 0;
+      if (kind == ch::record_buffer) {
+        ch::buffer_ref r{};
+        if (n >= sizeof r) std::memcpy(&r, p, sizeof r);
+        if (n < sizeof r || r.name_bytes == 0 || r.name_bytes > POOLSHIM_BUFFER_NAME_MAX ||
+            sizeof r + r.name_bytes > n) {
+          ch::release(c->h, static_cast<std::uint32_t>(c->slot), next);  // skipped: it cannot be read
+          return fail(POOLSHIM_EIO, "recv on '" + c->name + "': a malformed buffer reference (skipped)");
+        }
+        const std::string bname(reinterpret_cast<const char*>(p) + sizeof r, r.name_bytes);
+        poolshim_buffer* b = nullptr;
+        if (const int e = open_buffer_as(bname.c_str(), r.flags, -1, r.id, &b); e != 0) {
+          const std::string why = t_error;
+          ch::release(c->h, static_cast<std::uint32_t>(c->slot), next);
+          return fail(POOLSHIM_EIO,
+                      "recv on '" + c->name + "': the buffer '" + bname + "' sent by reference: " + why + " (skipped)");
+        }
+        c->held = b;
+        c->head = p + sizeof r + r.name_bytes;
+        c->head_bytes = n - sizeof r - r.name_bytes;
+        *data = b->data;
+        *bytes = b->bytes;
+      } else {
+        *data = p;
+        *bytes = n;
+      }
       c->next = next;
       return 0;
     case ch::result::timeout:
@@ -796,13 +903,29 @@ int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* b
 int poolshim_channel_release(poolshim_channel* c) {
   if (c == nullptr || c->slot < 0) return fail(POOLSHIM_EINVAL, "not a channel's reader");
   if (c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
+  if (c->held != nullptr) {
+    (void)poolshim_buffer_close(c->held);  // this reader's reference (the mapping goes)
+    c->held = nullptr;
+  }
   poolshim::channel::release(c->h, static_cast<std::uint32_t>(c->slot), c->next);
   c->next = 0;
+  c->head = nullptr;
+  c->head_bytes = 0;
   return 0;
+}
+
+int poolshim_channel_message_head(const poolshim_channel* c, const void** head, std::size_t* bytes) {
+  if (c == nullptr || c->slot < 0 || c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
+  if (head == nullptr || bytes == nullptr) return fail(POOLSHIM_EINVAL, "no place for the head");
+  *head = c->head;
+  *bytes = c->head_bytes;
+  return c->head != nullptr ? 0 : fail(POOLSHIM_ENOENT, "the message was sent inline (no head apart)");
 }
 
 int poolshim_channel_close(poolshim_channel* c) {
   if (c == nullptr) return fail(POOLSHIM_EINVAL, "no channel");
+  if (c->held != nullptr) (void)poolshim_buffer_close(c->held);
+  for (const auto& o : c->outstanding) (void)poolshim_buffer_close(o.second);
   proto::request q = proto::make_request(proto::op::channel_close, 0);
   q.arg[0] = c->ref;
   proto::reply r{};

@@ -1226,6 +1226,7 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
   proto::reply r = proto::make_reply(q, status::ok);
   r.val[0] = ref.id;
   r.val[1] = mapped;
+  r.val[3] = id;
   return r;
 }
 
@@ -1283,22 +1284,35 @@ proto::reply server::create_device_buffer(client& c, const proto::request& q) {
   r.val[0] = ref.id;
   r.val[1] = b.bytes;
   r.val[2] = static_cast<std::uint64_t>(a.device);
+  r.val[3] = id;
   return r;
 }
 
 proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out) {
   using proto::status;
-  auto it = names_.find(name_key(c, q));
+  const auto key = name_key(c, q);
+  std::uint64_t found = 0;
+  if (q.arg[0] == 0) {
+    auto it = names_.find(key);
+    if (it != names_.end()) found = it->second;
+  } else {
+    // By the daemon's id (a channel's buffer sent by reference): the buffer may be unlinked
+    // already, but it must be the named one of the asker's namespace, and still exist.
+    auto bt = buffers_.find(q.arg[0]);
+    if (bt != buffers_.end() && bt->second.name == key.second &&
+        (bt->second.shared ? k_shared_namespace : std::uint64_t{bt->second.uid}) == key.first)
+      found = bt->first;
+  }
   // A buffer still being filled is not there yet for others: its memory does not exist yet.
-  if (it == names_.end() || buffers_.at(it->second).filling) return proto::make_reply(q, status::not_found);
+  if (found == 0 || buffers_.at(found).filling) return proto::make_reply(q, status::not_found);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
-  named_buffer& b = buffers_.at(it->second);
+  named_buffer& b = buffers_.at(found);
   const bool device = b.fd < 0;
   const int dup = device ? -1 : fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
   if (!device && dup < 0) return proto::make_reply(q, status::internal);
   ++b.refs;
   mirror_dirty_ = true;
-  const buffer_ref ref{next_ref_++, it->second};
+  const buffer_ref ref{next_ref_++, found};
   c.refs.push_back(ref);
   *fd_out = dup;  // a device buffer's reply carries none (op_gives_fd: only on a host buffer's)
   if (!device) b.fd_clients.insert(c.id);
@@ -1311,6 +1325,7 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   r.val[5] = static_cast<std::uint64_t>(b.creator_pid);
   std::memcpy(r.payload, b.shape.data(), sizeof b.shape);
   std::memcpy(r.payload + proto::k_name_size, b.device_uuid, sizeof b.device_uuid);
+  std::memcpy(r.payload + proto::k_name_size + proto::k_uuid_size, &found, sizeof found);
   return r;
 }
 
@@ -1402,6 +1417,7 @@ void server::on_filled() {
     } else {
       r.val[0] = f.ref;
       r.val[1] = bt != buffers_.end() ? bt->second.mapped : 0;
+      r.val[3] = f.buffer;
     }
     auto ct = clients_.find(f.client);
     if (ct == clients_.end() || ct->second->sock < 0 || ct->second->filling != job) {

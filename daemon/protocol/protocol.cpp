@@ -68,7 +68,10 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
                  : status::bad_argument;
     case op::buffer_create:
       return buffer_create_problem(r) == nullptr ? status::ok : status::bad_argument;
-    case op::buffer_open:
+    case op::buffer_open:  // arg0: the daemon's buffer id, or 0 (by name)
+      return (r.arg[1] & ~k_buffer_shared) == 0 && unused_from(2) && buffer_name_problem(r.payload) == nullptr
+                 ? status::ok
+                 : status::bad_argument;
     case op::buffer_unlink:
       return r.arg[0] == 0 && (r.arg[1] & ~k_buffer_shared) == 0 && unused_from(2) &&
                      buffer_name_problem(r.payload) == nullptr
@@ -260,8 +263,9 @@ std::size_t reply_payload_bytes(op o) noexcept {
     case op::stats:
       return 2 * sizeof(std::uint64_t);
     case op::buffer_open:
+      return k_name_size + k_uuid_size + sizeof(std::uint64_t);  // the shape; the device's UUID; the buffer's id
     case op::buffer_list:
-      return k_name_size + k_uuid_size;  // the shape or the name; the device's UUID
+      return k_name_size + k_uuid_size;  // the name; the device's UUID
     case op::buffer_handles:
       return 2 * k_ipc_handle_size;
     case op::channel_list:

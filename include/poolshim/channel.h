@@ -44,10 +44,19 @@ POOLSHIM_BUFFERS_API int poolshim_channel_send(poolshim_channel* c, const void* 
 /* The same with the message gathered from `n` pieces (a header and a payload, say): one record. */
 POOLSHIM_BUFFERS_API int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const size_t* sizes,
                                                 size_t n, int timeout_ms);
-/* A reader's next message, in place: *data and *bytes, valid until poolshim_channel_release (one
- * message at a time per reader). */
+/* A named host buffer sent by reference: no byte is copied; each reader opens the same buffer
+ * (POOLSHIM_BUFFER_SHARED buffers for readers of other uids). `head` (optional, up to half the
+ * ring) travels in the ring with it (poolshim_channel_message_head). The writer keeps a reference
+ * to the buffer until every attached reader has released the message (or the writer closes), so
+ * the sender may close or unlink its own at once. Device buffers: not yet (POOLSHIM_EUNSUPPORTED). */
+POOLSHIM_BUFFERS_API int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const void* head,
+                                                      size_t head_bytes, int timeout_ms);
+/* A reader's next message, in place (a buffer sent by reference: its mapping, opened here): *data and *bytes, valid
+ * until poolshim_channel_release (one message at a time per reader). */
 POOLSHIM_BUFFERS_API int poolshim_channel_recv(poolshim_channel* c, const void** data, size_t* bytes, int timeout_ms);
 POOLSHIM_BUFFERS_API int poolshim_channel_release(poolshim_channel* c);
+/* The head sent with a buffer by reference, for the message held (POOLSHIM_ENOENT: sent inline). */
+POOLSHIM_BUFFERS_API int poolshim_channel_message_head(const poolshim_channel* c, const void** head, size_t* bytes);
 /* Leaves the channel (a writer closes it for its readers) and frees *c. */
 POOLSHIM_BUFFERS_API int poolshim_channel_close(poolshim_channel* c);
 

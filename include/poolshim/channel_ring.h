@@ -37,7 +37,16 @@ inline constexpr std::uint64_t k_max_capacity = std::uint64_t{1} << 32;
 
 enum slot_state : std::uint32_t { slot_free = 0, slot_attached = 1 };
 enum writer_state : std::uint32_t { writer_none = 0, writer_attached = 1, writer_dead = 2, writer_closed = 3 };
-enum record_kind : std::uint32_t { record_data = 1, record_wrap = 2 };
+// record_buffer: a reference to a named buffer (channel.h's send_buffer): a buffer_ref, its name,
+// then the sender's head bytes; the bytes themselves are in the buffer (no copy).
+enum record_kind : std::uint32_t { record_data = 1, record_wrap = 2, record_buffer = 3 };
+
+struct buffer_ref {
+  std::uint32_t name_bytes;  // then the name (not terminated)
+  std::uint32_t flags;       // poolshim/buffers.h's flags to open it with (the namespace)
+  std::uint64_t bytes;       // the buffer's size
+  std::uint64_t id;          // the daemon's id of it (opened by id: its name may be gone already)
+};
 
 struct alignas(64) reader_slot {
   std::atomic<std::uint32_t> state;  // slot_state
@@ -137,7 +146,8 @@ inline bool lowest_tail(const header* h, std::uint64_t* out) {
 // The writer's send: `parts` pieces gathered into one record. With no reader attached it refuses
 // (no_reader: nothing is sent, nothing is lost).
 inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
-                   std::size_t nparts, std::chrono::steady_clock::time_point until) {
+                   std::size_t nparts, std::chrono::steady_clock::time_point until, std::uint32_t kind = record_data,
+                   std::uint64_t* end = nullptr) {
   std::uint64_t bytes = 0;
   for (std::size_t i = 0; i < nparts; ++i) bytes += sizes[i];
   const std::uint64_t cap = h->capacity;
@@ -163,13 +173,14 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
     std::memcpy(data + pos, &w, sizeof w);
     at = 0;
   }
-  const record_head r{static_cast<std::uint32_t>(bytes), record_data};
+  const record_head r{static_cast<std::uint32_t>(bytes), kind};
   std::memcpy(data + at, &r, sizeof r);
   unsigned char* out = data + at + sizeof r;
   for (std::size_t i = 0; i < nparts; ++i) {
     std::memcpy(out, parts[i], sizes[i]);
     out += sizes[i];
   }
+  if (end != nullptr) *end = head + wrap + rec;
   h->head.store(head + wrap + rec, std::memory_order_release);
   h->messages.fetch_add(1, std::memory_order_relaxed);
   wake_all(&h->data_seq);
@@ -179,7 +190,8 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
 // A reader's receive: the next record in place (*payload, *bytes), valid until release(). Skips
 // wrap records. closed / writer_gone once the writer closed or died and everything sent was read.
 inline result receive(header* h, const unsigned char* data, std::uint32_t slot, const unsigned char** payload,
-                      std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until) {
+                      std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until,
+                      std::uint32_t* kind = nullptr) {
   reader_slot& me = h->readers[slot];
   const std::uint64_t cap = h->capacity;
   const auto start = std::chrono::steady_clock::now();
@@ -199,6 +211,7 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
       }
       *payload = data + pos + sizeof r;
       *bytes = r.bytes;
+      if (kind != nullptr) *kind = r.kind;
       *next = tail + sizeof r + round8(r.bytes);
       return result::ok;
     }

@@ -83,13 +83,16 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* flags (k_buffer_shared); arg2 dtype | ndim << 16; device     */   \
                                       /* kind: device_uuid the device's UUID; reply: val0 a reference */   \
                                       /* id, val1 the bytes mapped (host: rounded to a page), val2    */   \
-                                      /* the daemon's device index; the host buffer's memfd           */   \
-  X(buffer_open, 14, false, true)     /* payload[0,64) a name; arg1 k_buffer_shared: the shared      */    \
+                                      /* the daemon's device index, val3 the daemon's id of the       */   \
+                                      /* buffer; the host buffer's memfd                              */   \
+  X(buffer_open, 14, false, true)     /* payload[0,64) a name; arg0 0, or the daemon's id of the     */    \
+                                      /* buffer of that name (it may be unlinked: a channel's buffer  */   \
+                                      /* sent by reference); arg1 k_buffer_shared: the shared         */   \
                                       /* namespace, else the asker's uid's; reply: val0 a reference  */    \
                                       /* id, val1 bytes, val2 kind | flags, val3 dtype | ndim << 16,  */   \
                                       /* val4 the daemon's device index, val5 creator pid;            */   \
-                                      /* payload[0,64) the shape, [64,80) the device's UUID; the host */   \
-                                      /* buffer's memfd                                               */   \
+                                      /* payload[0,64) the shape, [64,80) the device's UUID, [80,88)  */   \
+                                      /* the daemon's id of the buffer; the host buffer's memfd       */   \
   X(buffer_close, 15, false, false)   /* arg0 a reference id of this client                          */    \
   X(buffer_unlink, 16, false, false)  /* payload[0,64) a name; arg1 k_buffer_shared (as open): the    */   \
                                       /* name goes now, the memory with its last reference            */   \

@@ -170,6 +170,9 @@ def _load():
                                                ctypes.c_int]
         lib.poolshim_channel_recv.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p), p(ctypes.c_size_t), ctypes.c_int]
         lib.poolshim_channel_release.argtypes = [ctypes.c_void_p]
+        lib.poolshim_channel_send_buffer.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                     ctypes.c_int]
+        lib.poolshim_channel_message_head.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p), p(ctypes.c_size_t)]
         lib.poolshim_channel_close.argtypes = [ctypes.c_void_p]
         _lib = lib
         return lib
@@ -485,6 +488,10 @@ _MSG_RAW, _MSG_ARRAY = 1, 2
 _MSG_HEAD = struct.Struct("<IHHI4x8Q")  # magic, kind, ndim, dtype name length, shape; then the name (8 bytes)
 
 
+def _DTYPES_TO_NUMPY_NAME(dtype):
+    return (dtype if isinstance(dtype, str) else str(dtype)).encode()
+
+
 def _ms(timeout):
     if timeout is None:
         return -1
@@ -498,14 +505,17 @@ class Message:
     dtype and shape) or .data (a memoryview of bytes sent as bytes). Valid until release() (or the
     end of the with block): after it, the ring's bytes are the writer's again."""
 
-    def __init__(self, channel, address, size):
+    def __init__(self, channel, address, size, head_address=None, head_size=0):
         self._channel = channel
-        head = (ctypes.c_ubyte * _MSG_HEAD.size).from_address(address) if size >= _MSG_HEAD.size + 8 else None
+        # A buffer sent by reference: its framing came apart (head); the bytes are the buffer's.
+        where, room = (head_address, head_size) if head_address else (address, size)
+        head = (ctypes.c_ubyte * _MSG_HEAD.size).from_address(where) if room >= _MSG_HEAD.size + 8 else None
         fields = _MSG_HEAD.unpack(bytes(head)) if head is not None else None
+        self.by_reference = bool(head_address)
         if fields is not None and fields[0] == _MSG_MAGIC:
             _, kind, ndim, name_len, *shape = fields
-            dtype_name = bytes((ctypes.c_ubyte * 8).from_address(address + _MSG_HEAD.size))[:name_len].decode()
-            start = _MSG_HEAD.size + 8
+            dtype_name = bytes((ctypes.c_ubyte * 8).from_address(where + _MSG_HEAD.size))[:name_len].decode()
+            start = 0 if head_address else _MSG_HEAD.size + 8
             self.kind = "array" if kind == _MSG_ARRAY else "bytes"
             self.dtype = dtype_name or None
             self.shape = tuple(shape[:ndim]) if kind == _MSG_ARRAY else None
@@ -573,7 +583,17 @@ class Channel:
         return cls(h.value, name, False)
 
     def send(self, obj, timeout=None):
+        """Sends obj: a numpy array or bytes (copied into the ring), or a host Buffer (by reference:
+        no copy; every reader opens the same memory; its dtype and shape travel)."""
         self._live()
+        if isinstance(obj, Buffer):
+            if obj.kind != "host":
+                raise Unsupported(-8, "device buffers over channels are not served yet")
+            shape = list(obj.shape) + [0] * (8 - len(obj.shape))
+            name = _DTYPES_TO_NUMPY_NAME(obj.dtype)
+            head = _MSG_HEAD.pack(_MSG_MAGIC, _MSG_ARRAY, len(obj.shape), len(name), *shape) + name.ljust(8, b"\0")
+            _check(self._lib.poolshim_channel_send_buffer(self._h, obj._live(), head, len(head), _ms(timeout)))
+            return
         kind, ndim, shape, dtype_name = _MSG_RAW, 0, [0] * 8, b""
         view = None
         try:
@@ -613,7 +633,10 @@ class Channel:
         self._live()
         address, size = ctypes.c_void_p(), ctypes.c_size_t()
         _check(self._lib.poolshim_channel_recv(self._h, ctypes.byref(address), ctypes.byref(size), _ms(timeout)))
-        return Message(self, address.value or 0, size.value)
+        head, head_size = ctypes.c_void_p(), ctypes.c_size_t()
+        if self._lib.poolshim_channel_message_head(self._h, ctypes.byref(head), ctypes.byref(head_size)) != 0:
+            head = ctypes.c_void_p()
+        return Message(self, address.value or 0, size.value, head.value, head_size.value)
 
     def _live(self):
         if self._h is None:
