@@ -51,6 +51,18 @@ constexpr std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} <
 
 constexpr std::chrono::seconds k_pressure_hold{5};
 
+std::string seconds_text(std::uint64_t ns) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%llu.%03llu", static_cast<unsigned long long>(ns / 1000000000u),
+                static_cast<unsigned long long>(ns / 1000000u % 1000u));
+  return b;
+}
+std::uint64_t now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
 void add(int ep, int fd, std::uint64_t t, std::uint32_t events = EPOLLIN) {
   epoll_event e{};
   e.events = events;
@@ -1154,6 +1166,30 @@ std::pair<std::uint64_t, std::string> server::name_key(const client& c, const pr
   return {shared ? k_shared_namespace : std::uint64_t{c.uid}, name};
 }
 
+// A new named buffer of a create request `q` under `key`, one reference (its creator's), the name
+// taken: what every kind has in common (the caller adds its memory).
+std::uint64_t server::add_buffer(const std::pair<std::uint64_t, std::string>& key, uid_t uid, pid_t pid,
+                                 std::uint64_t client, const proto::request& q, std::uint64_t reserved) {
+  const std::uint64_t id = next_buffer_++;
+  named_buffer& b = buffers_[id];
+  b.name = key.second;
+  b.shared = key.first == k_shared_namespace;
+  b.uid = uid;
+  b.creator_pid = pid;
+  b.creator_client = client;
+  b.bytes = q.arg[0];
+  b.mapped = reserved;
+  b.reserved = reserved;
+  b.kind_flags = q.arg[1];
+  b.dtype_ndim = q.arg[2];
+  std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
+  b.refs = 1;
+  b.ctime_ns = now_ns();
+  names_[key] = id;
+  mirror_dirty_ = true;
+  return id;
+}
+
 proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_out) {
   using proto::status;
   if ((q.arg[1] & proto::k_buffer_kind_mask) == static_cast<std::uint64_t>(proto::buffer_kind::device))
@@ -1185,31 +1221,14 @@ proto::reply server::create_buffer(client& c, const proto::request& q, int* fd_o
     return proto::make_reply(q, status::no_memory);
   }
   named_total_ += mapped;
-  const std::uint64_t id = next_buffer_++;
-  named_buffer& b = buffers_[id];
-  b.name = key.second;
-  b.shared = key.first == k_shared_namespace;
-  b.uid = c.uid;
-  b.creator_pid = c.pid;
-  b.creator_client = c.id;
-  b.bytes = q.arg[0];
-  b.mapped = mapped;
-  b.reserved = mapped;
-  b.kind_flags = q.arg[1];
-  b.dtype_ndim = q.arg[2];
-  std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
+  const std::uint64_t id = add_buffer(key, c.uid, c.pid, c.id, q, mapped);
+  named_buffer& b = buffers_.at(id);
   b.fd = fd;
-  b.refs = 1;
   b.fd_clients.insert(c.id);
   if (struct stat st{}; fstat(fd, &st) == 0) {
     b.dev = st.st_dev;
     b.ino = st.st_ino;
   }
-  timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
-  names_[key] = id;
-  mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, id};
   c.refs.push_back(ref);
   if (!now_filled) {
@@ -1255,27 +1274,10 @@ proto::reply server::create_device_buffer(client& c, const proto::request& q) {
       log::warn("poolshimd: device buffer '{}' for client {} (pid {}): {}", key.second, c.id, c.pid, why);
       return proto::make_reply(q, status::internal);
   }
-  const std::uint64_t id = next_buffer_++;
-  named_buffer& b = buffers_[id];
-  b.name = key.second;
-  b.shared = key.first == k_shared_namespace;
-  b.uid = c.uid;
-  b.creator_pid = c.pid;
-  b.creator_client = c.id;
-  b.bytes = q.arg[0];
-  b.mapped = q.arg[0];
-  b.reserved = q.arg[0];
-  b.kind_flags = q.arg[1];
-  b.dtype_ndim = q.arg[2];
-  std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
-  b.refs = 1;
+  const std::uint64_t id = add_buffer(key, c.uid, c.pid, c.id, q, q.arg[0]);
+  named_buffer& b = buffers_.at(id);
   b.device = a;
   std::memcpy(b.device_uuid, uuid, sizeof uuid);
-  timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  b.ctime_ns = static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
-  names_[key] = id;
-  mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, id};
   c.refs.push_back(ref);
   log::debug("poolshimd: client {} (pid {} uid {}) created device buffer '{}' of {} bytes on device {}", c.id, c.pid,
@@ -1500,20 +1502,6 @@ std::uint64_t server::test_lent_by_clients() const {
 
 // ---- the Redis control plane (redis_plane.h) ----
 
-namespace {
-std::string seconds_text(std::uint64_t ns) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%llu.%03llu", static_cast<unsigned long long>(ns / 1000000000u),
-                static_cast<unsigned long long>(ns / 1000000u % 1000u));
-  return b;
-}
-std::uint64_t now_ns() {
-  timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
-}
-}  // namespace
-
 void server::on_redis() {
   std::uint64_t n = 0;
   (void)!read(redis_wake_, &n, sizeof n);
@@ -1635,23 +1623,12 @@ std::string server::run_redis_command(const redis_command& c) {
     if (names_.count(key) != 0) return error("the name exists");
     device_lender::named_allocation a;
     if (devices_.allocate_named(uuid, q.arg[0], &a, &why) != device_lender::result::ok) return error(why);
-    id = next_buffer_++;
-    named_buffer& b = buffers_[id];
-    b.name = c.name;
-    b.shared = true;
-    b.uid = geteuid();
-    b.creator_pid = static_cast<pid_t>(c.pid);
-    b.bytes = b.mapped = b.reserved = q.arg[0];
-    b.kind_flags = q.arg[1];
-    b.dtype_ndim = q.arg[2];
-    std::memcpy(b.shape.data(), q.payload + proto::k_name_size, sizeof b.shape);
-    b.refs = 1;
+    id = add_buffer(key, geteuid(), static_cast<pid_t>(c.pid), 0, q, q.arg[0]);
+    named_buffer& b = buffers_.at(id);
     b.device = a;
     std::memcpy(b.device_uuid, uuid, sizeof uuid);
-    b.ctime_ns = now_ns();
     b.redis_owner = c.pid;
     b.from_redis = true;
-    names_[key] = id;
     redis_refs_.push_back({id, c.pid});
   } else {
     auto it = names_.find(key);

@@ -223,6 +223,8 @@ class server {
   static std::pair<std::uint64_t, std::string> name_key(const client& c, const proto::request& q);
   proto::reply create_buffer(client& c, const proto::request& q, int* fd_out);
   proto::reply create_device_buffer(client& c, const proto::request& q);
+  std::uint64_t add_buffer(const std::pair<std::uint64_t, std::string>& key, uid_t uid, pid_t pid, std::uint64_t client,
+                           const proto::request& q, std::uint64_t reserved);
   proto::reply open_buffer(client& c, const proto::request& q, int* fd_out);
   void drop_reference(std::uint64_t buffer);
   void drop_references(client& c);

@@ -20,23 +20,8 @@ while [[ $# -gt 0 ]]; do
 done
 fail() { echo "buffers_test: FAIL: $*" >&2; exit 1; }
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/poolshim-buffers-XXXXXX")
-chmod 700 "$dir"
-export POOLSHIM_SOCKET=$dir/poolshimd.sock
-dpid=""
-cleanup() {
-  [[ -n "$dpid" ]] && kill -9 "$dpid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-"$daemon" --socket "$POOLSHIM_SOCKET" --region 1280M --slab 64M --fill-threads 2 >>"$dir/daemon.log" 2>&1 &
-dpid=$!
-for _ in $(seq 250); do
-  [[ -S "$POOLSHIM_SOCKET" ]] && "$daemon" --status >/dev/null 2>&1 && break
-  sleep 0.02
-done
-"$daemon" --status >/dev/null 2>&1 || { cat "$dir/daemon.log"; fail "the daemon did not come up"; }
+source "$(dirname "$0")/private_daemon.sh"
+start_private_daemon "$daemon" buffers --region 1280M --slab 64M --fill-threads 2
 
 "$pair" check || fail "buffer_pair check"
 "$daemon" --status | grep -q "named_bytes=0" || { "$daemon" --status; fail "named bytes left after the check"; }

@@ -28,20 +28,14 @@
 
 #include "poolshim/channel.h"
 
+#define POOLSHIM_PAIR_PROGRAM "channel_pair"
+#include "pair_checks.h"
+
 extern char** environ;
 
 namespace {
 
-int failures = 0;
-#define EXPECT(cond, ...)                                                 \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      ++failures;                                                         \
-      std::printf("channel_pair: FAIL (line %d): %s: ", __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                           \
-      std::printf(" [%s]\n", poolshim_buffer_error());                    \
-    }                                                                     \
-  } while (0)
+using pair_checks::failures;
 
 double now_us() {
   timespec t{};

@@ -30,25 +30,8 @@ sys.path.insert(0, args.package)
 import poolshim  # noqa: E402
 from poolshim import Channel  # noqa: E402
 
-failures = []
-
-
-def check(cond, what):
-    print(("PASS: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def raises(exc, fn, what):
-    try:
-        fn()
-    except exc as e:
-        print(f"PASS: {what}: {type(e).__name__}: {e}", flush=True)
-        return
-    except Exception as e:
-        check(False, f"{what}: {type(e).__name__} ({e}), not {exc.__name__}")
-        return
-    check(False, f"{what}: no exception")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_helpers import check, failures, raises  # noqa: E402
 
 
 READER = r"""

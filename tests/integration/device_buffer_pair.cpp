@@ -30,21 +30,14 @@
 
 #include "poolshim/buffers.h"
 
+#define POOLSHIM_PAIR_PROGRAM "device_buffer_pair"
+#include "pair_checks.h"
+
 extern char** environ;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond, ...)                                                       \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      ++failures;                                                               \
-      std::printf("device_buffer_pair: FAIL (line %d): %s: ", __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                                 \
-      std::printf(" [%s]\n", poolshim_buffer_error());                          \
-    }                                                                           \
-  } while (0)
+using pair_checks::failures;
 
 constexpr std::uint64_t k_rows = 256, k_cols = 1024;  // float32: 1 MiB
 constexpr std::size_t k_bytes = k_rows * k_cols * sizeof(float);

@@ -48,13 +48,8 @@ sys.path.insert(0, args.package)
 from poolshim import Buffer  # noqa: E402
 
 FIELDS = ["name", "dtype", "shape", "device", "bytes", "ipc_handle", "owner_pid", "refcount", "ctime", "mtime"]
-failures = []
-
-
-def check(cond, what):
-    print(("PASS: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_helpers import check, failures  # noqa: E402
 
 
 class Redis:
