@@ -656,6 +656,8 @@ struct poolshim_channel {
   int slot = -1;           // reader slot; -1: the writer
   std::uint64_t next = 0;  // a reader's position after the message it holds (0: none held)
   std::string name;
+  unsigned flags = 0;          // its namespace (POOLSHIM_BUFFER_SHARED): a promoted message's buffer's too
+  std::uint64_t promoted = 0;  // messages sent through a buffer of their own so far
   // The writer: buffers sent by reference, each held open until every attached reader has passed
   // its record (end), so that a sender's close or unlink cannot take it from under its readers.
   std::vector<std::pair<std::uint64_t, poolshim_buffer*>> outstanding;
@@ -742,6 +744,7 @@ int poolshim_channel_create(const char* name, std::uint64_t capacity, int max_re
   poolshim_channel* c = channel_request(q, std::string("create channel '") + name + "'", &err);
   if (c == nullptr) return err;
   c->name = name;
+  c->flags = flags;
   *out = c;
   return 0;
 }
@@ -756,6 +759,7 @@ int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** o
   int err = 0;
   poolshim_channel* c = channel_request(q, std::string("open channel '") + name + "'", &err);
   if (c == nullptr) return err;
+  c->flags = flags;
   if (c->slot < 0 || c->slot >= static_cast<int>(c->h->max_readers)) {
     (void)poolshim_channel_close(c);
     return fail(POOLSHIM_EIO, "the daemon gave a reader slot out of range");
@@ -770,6 +774,32 @@ int poolshim_channel_send(poolshim_channel* c, const void* data, std::size_t byt
   const std::size_t sizes[1] = {bytes};
   if (data == nullptr && bytes != 0) return fail(POOLSHIM_EINVAL, "no data");
   return poolshim_channel_sendv(c, parts, sizes, 1, timeout_ms);
+}
+
+int send_promoted(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
+                  std::size_t bytes, int timeout_ms) {
+  std::uint64_t low = 0;
+  if (!poolshim::channel::lowest_tail(c->h, &low))  // nobody to read it: no buffer made for nothing
+    return fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
+  const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++c->promoted);
+  const std::uint64_t shape[1] = {bytes};
+  poolshim_buffer* b = nullptr;
+  if (const int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
+      e != 0) {
+    const std::string why = t_error;
+    return fail(e, "send on '" + c->name + "': a message of " + std::to_string(bytes) + " bytes: " + why);
+  }
+  auto* out = static_cast<unsigned char*>(b->data);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (sizes[i] != 0) std::memcpy(out, parts[i], sizes[i]);
+    out += sizes[i];
+  }
+  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
+  const std::string why = t_error;
+  (void)poolshim_buffer_close(b);                        // the writer's hold (send_buffer) keeps it for readers
+  (void)poolshim_buffer_unlink(name.c_str(), c->flags);  // readers open it by id
+  t_error = why;
+  return rc;
 }
 
 // The writer lets go of the buffers every attached reader has passed.
@@ -795,6 +825,10 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
     if (parts[i] == nullptr && sizes[i] != 0) return fail(POOLSHIM_EINVAL, "a piece with no data");
     bytes += sizes[i];
   }
+  // A message larger than half the ring goes into a named buffer of exactly its size, made for it,
+  // and the ring carries the reference: no size limit but the region's.
+  if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2)
+    return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
   switch (ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms))) {
     case ch::result::ok:
       return 0;

@@ -3,8 +3,10 @@
  * makes and owns. In libpoolshim_buffers.so beside the named buffers (poolshim/buffers.h: the
  * same daemon, connection, namespaces and error codes).
  *
- * First part (this header): messages travel inline in the ring, up to half its capacity; a
- * message is received in place (no copy) and stays valid until poolshim_channel_release.
+ * A message up to half the ring's capacity travels inline in the ring; a larger one goes into a
+ * named pinned buffer of exactly its size, made for it (one copy, by the sender), and the ring
+ * carries the reference: no size limit but the daemon's region. A message is received in place
+ * (no copy) and stays valid until poolshim_channel_release.
  * Back-pressure: a send waits (up to its timeout) while the slowest attached reader has not
  * released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex.
  * A reader that dies frees its slot at once (the daemon sees the exit); a writer that closes or

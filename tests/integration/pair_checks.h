@@ -15,12 +15,12 @@ namespace pair_checks {
 inline int failures = 0;
 }  // namespace pair_checks
 
-#define EXPECT(cond, ...)                                                                   \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      ++pair_checks::failures;                                                              \
-      std::printf(POOLSHIM_PAIR_PROGRAM ": FAIL (line %d): %s: ", __LINE__, #cond);         \
-      std::printf(__VA_ARGS__);                                                             \
-      std::printf(" [%s]\n", poolshim_buffer_error());                                      \
-    }                                                                                       \
+#define EXPECT(cond, ...)                                                           \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      ++pair_checks::failures;                                                      \
+      std::printf(POOLSHIM_PAIR_PROGRAM ": FAIL (line %d): %s: ", __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                                     \
+      std::printf(" [%s]\n", poolshim_buffer_error());                              \
+    }                                                                               \
   } while (0)

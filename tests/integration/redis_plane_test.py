@@ -240,12 +240,21 @@ try:
 
     # ---- refused commands naming a live pid leave nothing watched (no descriptor kept) ----
     dpid = procs["daemon"].pid
-    fds_before = len(os.listdir(f"/proc/{dpid}/fd"))
+
+    def pidfds():  # the daemon's pidfds: what a pid watch holds (other descriptors come and go)
+        n = 0
+        for fd in os.listdir(f"/proc/{dpid}/fd"):
+            try:
+                n += "pidfd" in os.readlink(f"/proc/{dpid}/fd/{fd}")
+            except OSError:
+                pass
+        return n
+    fds_before = pidfds()
     for _ in range(50):
-        rep = command(r, "reply:5", op="get", name="no-such", pid=holder.pid)
-    fds_after = len(os.listdir(f"/proc/{dpid}/fd"))
-    check(rep and rep["ok"] is False and fds_after <= fds_before,
-          f"50 refused commands naming a live pid: daemon descriptors {fds_before} -> {fds_after}")
+        rep = command(r, "reply:5", op="get", name="no-such", pid=os.getpid())
+    fds_after = pidfds()
+    check(rep and rep["ok"] is False and fds_after == fds_before,
+          f"50 refused commands naming a live pid not watched before: daemon pidfds {fds_before} -> {fds_after}")
 
     # ---- the command list holding the wrong type: refused without a busy loop ----
     def cpu_seconds(pid):

@@ -508,14 +508,15 @@ class Message:
     def __init__(self, channel, address, size, head_address=None, head_size=0):
         self._channel = channel
         # A buffer sent by reference: its framing came apart (head); the bytes are the buffer's.
-        where, room = (head_address, head_size) if head_address else (address, size)
+        apart = bool(head_address) and head_size > 0  # else the framing leads the bytes (a promoted message)
+        where, room = (head_address, head_size) if apart else (address, size)
         head = (ctypes.c_ubyte * _MSG_HEAD.size).from_address(where) if room >= _MSG_HEAD.size + 8 else None
         fields = _MSG_HEAD.unpack(bytes(head)) if head is not None else None
         self.by_reference = bool(head_address)
         if fields is not None and fields[0] == _MSG_MAGIC:
             _, kind, ndim, name_len, *shape = fields
             dtype_name = bytes((ctypes.c_ubyte * 8).from_address(where + _MSG_HEAD.size))[:name_len].decode()
-            start = 0 if head_address else _MSG_HEAD.size + 8
+            start = 0 if apart else _MSG_HEAD.size + 8
             self.kind = "array" if kind == _MSG_ARRAY else "bytes"
             self.dtype = dtype_name or None
             self.shape = tuple(shape[:ndim]) if kind == _MSG_ARRAY else None
