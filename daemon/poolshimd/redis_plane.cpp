@@ -118,25 +118,28 @@ struct reply_ptr {
   bool ok() const { return r != nullptr && r->type != REDIS_REPLY_ERROR; }
 };
 
-bool command(redisContext* c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
+// A command's words as hiredis takes them (pointers and lengths: binary-safe).
+struct argv_of {
+  explicit argv_of(const std::vector<std::string>& args) {
+    for (const std::string& a : args) {
+      words.push_back(a.data());
+      lens.push_back(a.size());
+    }
   }
-  reply_ptr r(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+  int count() const { return static_cast<int>(words.size()); }
+  std::vector<const char*> words;
+  std::vector<std::size_t> lens;
+};
+
+bool command(redisContext* c, const std::vector<std::string>& args) {
+  argv_of a(args);
+  reply_ptr r(redisCommandArgv(c, a.count(), a.words.data(), a.lens.data()));
   return r.ok();
 }
 
 void append(redisContext* c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  redisAppendCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data());
+  argv_of a(args);
+  redisAppendCommandArgv(c, a.count(), a.words.data(), a.lens.data());
 }
 
 // MULTI, the commands, EXEC: true when EXEC ran them all.
