@@ -776,11 +776,28 @@ int poolshim_channel_send(poolshim_channel* c, const void* data, std::size_t byt
   return poolshim_channel_sendv(c, parts, sizes, 1, timeout_ms);
 }
 
+// A send's result as the API's code, the text set (0: sent). too_large: what was too large.
+int send_outcome(const poolshim_channel* c, poolshim::channel::result r, const std::string& too_large) {
+  namespace ch = poolshim::channel;
+  switch (r) {
+    case ch::result::ok:
+      return 0;
+    case ch::result::no_reader:
+      return fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
+    case ch::result::too_large:
+      return fail(POOLSHIM_EINVAL, "send on '" + c->name + "': " + too_large);
+    case ch::result::timeout:
+      return fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': no room in time (a reader is behind)");
+    default:
+      return fail(POOLSHIM_EIO, "send on '" + c->name + "'");
+  }
+}
+
 int send_promoted(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
                   std::size_t bytes, int timeout_ms) {
   std::uint64_t low = 0;
   if (!poolshim::channel::lowest_tail(c->h, &low))  // nobody to read it: no buffer made for nothing
-    return fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
+    return send_outcome(c, poolshim::channel::result::no_reader, "");
   const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++c->promoted);
   const std::uint64_t shape[1] = {bytes};
   poolshim_buffer* b = nullptr;
@@ -829,19 +846,9 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
   // and the ring carries the reference: no size limit but the region's.
   if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2)
     return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
-  switch (ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms))) {
-    case ch::result::ok:
-      return 0;
-    case ch::result::no_reader:
-      return fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
-    case ch::result::too_large:
-      return fail(POOLSHIM_EINVAL, "send on '" + c->name + "': " + std::to_string(bytes) +
-                                       " bytes is more than half the ring (" + std::to_string(c->h->capacity) + ")");
-    case ch::result::timeout:
-      return fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': no room in time (a reader is behind)");
-    default:
-      return fail(POOLSHIM_EIO, "send on '" + c->name + "'");
-  }
+  return send_outcome(
+      c, ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms)),
+      std::to_string(bytes) + " bytes is more than half the ring (" + std::to_string(c->h->capacity) + ")");
 }
 
 int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const void* head, std::size_t head_bytes,
@@ -860,22 +867,12 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   const void* parts[3] = {&r, b->info.name, head};
   const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};
   std::uint64_t end = 0;
-  int rc = 0;
-  switch (ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end)) {
-    case ch::result::ok:
-      c->outstanding.emplace_back(end, keep);
-      return 0;
-    case ch::result::no_reader:
-      rc = fail(POOLSHIM_ENOREADER, "send on '" + c->name + "': no reader is attached (nothing was sent)");
-      break;
-    case ch::result::too_large:
-      rc = fail(POOLSHIM_EINVAL, "send on '" + c->name + "': the head is more than half the ring");
-      break;
-    case ch::result::timeout:
-      rc = fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': no room in time (a reader is behind)");
-      break;
-    default:
-      rc = fail(POOLSHIM_EIO, "send on '" + c->name + "'");
+  const int rc =
+      send_outcome(c, ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end),
+                   "the head is more than half the ring");
+  if (rc == 0) {
+    c->outstanding.emplace_back(end, keep);
+    return 0;
   }
   const std::string why = t_error;
   (void)poolshim_buffer_close(keep);

@@ -723,11 +723,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         e.max_readers = h->max_readers;
         e.shared = ch.shared;
         e.writer_state = h->writer.load(std::memory_order_acquire);
-        std::uint64_t low = 0;
-        for (std::uint32_t i = 0; i < h->max_readers; ++i)
-          e.readers += h->readers[i].state.load(std::memory_order_acquire) == channel::slot_attached;
-        const std::uint64_t head = h->head.load(std::memory_order_acquire);
-        e.backlog = channel::lowest_tail(h, &low) && head > low ? head - low : 0;
+        e.readers = channel::attached_readers(h);
+        e.backlog = channel::backlog(h);
         e.writer_pid = h->writer_pid;
         e.messages = h->messages.load(std::memory_order_relaxed);
         proto::reply r = proto::make_reply(q, status::ok);
@@ -1058,11 +1055,7 @@ std::string server::metrics_text() const {
   for (const auto& [id, ch] : channels_) {
     if (!ch.shared && !options_.metrics_clients) continue;
     const auto* h = static_cast<const channel::header*>(ch.map);
-    std::uint64_t attached = 0, low = 0;
-    for (std::uint32_t i = 0; i < h->max_readers; ++i)
-      attached += h->readers[i].state.load(std::memory_order_acquire) == channel::slot_attached;
-    const std::uint64_t head = h->head.load(std::memory_order_acquire);
-    const std::uint64_t values[4] = {attached, channel::lowest_tail(h, &low) && head > low ? head - low : 0,
+    const std::uint64_t values[4] = {channel::attached_readers(h), channel::backlog(h),
                                      h->messages.load(std::memory_order_relaxed), h->capacity};
     const std::string labels = "{name=\"" + label(ch.name) + "\",owner_uid=\"" + std::to_string(ch.uid) +
                                "\",namespace=\"" + (ch.shared ? "shared" : "uid") + "\"} ";
@@ -1667,19 +1660,38 @@ std::string server::run_redis_command(const redis_command& c) {
     return error("pid " + std::to_string(c.pid) + " exited or cannot be watched: its reference was dropped");
   }
   named_buffer& b = buffers_.at(id);
-  std::string out = "{\"ok\":true,\"op\":" + json_string(c.op) + ",\"name\":" + json_string(c.name);
-  const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));
-  out += ",\"dtype\":" + json_string(dtype != nullptr ? dtype : "u8");
-  out += ",\"shape\":[";
-  const std::size_t ndim = (b.dtype_ndim >> 16) & 0xffff;
-  for (std::size_t d = 0; d < ndim && d < proto::k_max_dims; ++d) out += (d ? "," : "") + std::to_string(b.shape[d]);
-  out += "],\"device\":" + (b.fd < 0 ? std::to_string(b.device.device) : std::string("\"cpu\""));
-  out += ",\"bytes\":" + std::to_string(b.bytes);
-  out += ",\"ipc_handle\":" + json_string(b.fd < 0 ? base64(b.device.mem_handle, sizeof b.device.mem_handle) : "");
-  out += ",\"owner_pid\":" + std::to_string(b.redis_owner != 0 ? b.redis_owner : b.creator_pid);
-  out += ",\"refcount\":" + std::to_string(b.refs) + "}";
+  // The reply: the buffer as the mirror describes it (numbers and the shape as JSON, text quoted).
+  std::string out = "{\"ok\":true,\"op\":" + json_string(c.op);
+  for (const auto& [field, value] : redis_entry_of(b).fields) {
+    const bool number = field == "bytes" || field == "owner_pid" || field == "refcount" || field == "shape" ||
+                        (field == "device" && value != "cpu");
+    if (field != "ctime") out += ",\"" + field + "\":" + (number ? value : json_string(value));
+  }
+  out += "}";
   if (b.refs == 0 && b.unlinked) free_buffer(id);
   return out;
+}
+
+// A buffer's hash in the mirror, without its mtime (the fields in the documented order; shape as
+// JSON; a host buffer's device "cpu" and its ipc_handle empty).
+redis_entry server::redis_entry_of(const named_buffer& b) {
+  redis_entry e;
+  e.name = b.name;
+  const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));
+  std::string shape = "[";
+  const std::size_t ndim = (b.dtype_ndim >> 16) & 0xffff;
+  for (std::size_t d = 0; d < ndim && d < proto::k_max_dims; ++d) shape += (d ? ", " : "") + std::to_string(b.shape[d]);
+  shape += "]";
+  e.fields = {{"name", b.name},
+              {"dtype", dtype != nullptr ? dtype : "u8"},
+              {"shape", shape},
+              {"device", b.fd < 0 ? std::to_string(b.device.device) : "cpu"},
+              {"bytes", std::to_string(b.bytes)},
+              {"ipc_handle", b.fd < 0 ? base64(b.device.mem_handle, sizeof b.device.mem_handle) : ""},
+              {"owner_pid", std::to_string(b.redis_owner != 0 ? b.redis_owner : b.creator_pid)},
+              {"refcount", std::to_string(b.refs)},
+              {"ctime", seconds_text(b.ctime_ns)}};
+  return e;
 }
 
 // The mirror brought up to date: each shared, named, filled buffer's hash written when it changed,
@@ -1689,24 +1701,7 @@ void server::sync_mirror(bool whole) {
   std::map<std::string, redis_entry> now;
   for (const auto& [id, b] : buffers_) {
     if (!b.shared || b.unlinked || b.filling || b.name == "cmd") continue;
-    redis_entry e;
-    e.name = b.name;
-    const char* dtype = proto::dtype_name(static_cast<std::uint32_t>(b.dtype_ndim & 0xffff));
-    std::string shape = "[";
-    const std::size_t ndim = (b.dtype_ndim >> 16) & 0xffff;
-    for (std::size_t d = 0; d < ndim && d < proto::k_max_dims; ++d)
-      shape += (d ? ", " : "") + std::to_string(b.shape[d]);
-    shape += "]";
-    e.fields = {{"name", b.name},
-                {"dtype", dtype != nullptr ? dtype : "u8"},
-                {"shape", shape},
-                {"device", b.fd < 0 ? std::to_string(b.device.device) : "cpu"},
-                {"bytes", std::to_string(b.bytes)},
-                {"ipc_handle", b.fd < 0 ? base64(b.device.mem_handle, sizeof b.device.mem_handle) : ""},
-                {"owner_pid", std::to_string(b.redis_owner != 0 ? b.redis_owner : b.creator_pid)},
-                {"refcount", std::to_string(b.refs)},
-                {"ctime", seconds_text(b.ctime_ns)}};
-    now.emplace(b.name, std::move(e));
+    now.emplace(b.name, redis_entry_of(b));
   }
   std::vector<redis_entry> snapshot;
   for (auto& [name, e] : now) {

@@ -235,6 +235,7 @@ class server {
   void on_redis();
   std::string run_redis_command(const redis_command& c);
   void sync_mirror(bool whole = false);
+  static redis_entry redis_entry_of(const named_buffer& b);
   void on_redis_pid_exited(long pid);
   bool watch_redis_pid(long pid);
   void unwatch_redis_pid_if_unused(long pid);

@@ -143,6 +143,19 @@ inline bool lowest_tail(const header* h, std::uint64_t* out) {
   return any;
 }
 
+// For the tools: the readers attached now, and the bytes sent that the slowest has not read.
+inline std::uint32_t attached_readers(const header* h) {
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < h->max_readers; ++i)
+    n += h->readers[i].state.load(std::memory_order_acquire) == slot_attached;
+  return n;
+}
+inline std::uint64_t backlog(const header* h) {
+  std::uint64_t low = 0;
+  const std::uint64_t head = h->head.load(std::memory_order_acquire);
+  return lowest_tail(h, &low) && head > low ? head - low : 0;
+}
+
 // The writer's send: `parts` pieces gathered into one record. With no reader attached it refuses
 // (no_reader: nothing is sent, nothing is lost).
 inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
