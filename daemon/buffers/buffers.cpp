@@ -20,6 +20,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "poolshim/channel.h"
@@ -658,9 +659,15 @@ struct poolshim_channel {
   std::string name;
   unsigned flags = 0;          // its namespace (POOLSHIM_BUFFER_SHARED): a promoted message's buffer's too
   std::uint64_t promoted = 0;  // messages sent through a buffer of their own so far
-  // The writer: buffers sent by reference, each held open until every attached reader has passed
-  // its record (end), so that a sender's close or unlink cannot take it from under its readers.
-  std::vector<std::pair<std::uint64_t, poolshim_buffer*>> outstanding;
+  std::chrono::microseconds spin = poolshim::channel::k_spin;  // how long a wait spins before it sleeps
+  // The writer: buffers sent by reference, each held (a reference without the memory: the
+  // daemon's ref id) until every attached reader has passed its record (end), so that a sender's
+  // close or unlink cannot take it from under its readers.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> outstanding;
+  // The writer's open reservation (poolshim_channel_reserve): in the ring, or a buffer made for it.
+  bool reserved = false;
+  poolshim::channel::reservation res;
+  poolshim_buffer* res_buffer = nullptr;
   // A reader: the buffer of the message it holds (sent by reference), and that message's head.
   poolshim_buffer* held = nullptr;
   const void* head = nullptr;
@@ -675,7 +682,10 @@ int map_channel(int fd, poolshim_channel* c) {
     close(fd);
     return fail(POOLSHIM_EIO, "the channel's memfd has no size");
   }
-  void* p = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  // Populated now: a message's bytes then never wait for this process's page faults (a 1 MiB record
+  // on fresh pages would take 256 of them, on each side).
+  void* p =
+      mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   close(fd);
   if (p == MAP_FAILED) return fail(POOLSHIM_EIO, std::string("mmap: ") + std::strerror(errno));
   c->h = static_cast<poolshim::channel::header*>(p);
@@ -793,30 +803,48 @@ int send_outcome(const poolshim_channel* c, poolshim::channel::result r, const s
   }
 }
 
-int send_promoted(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
-                  std::size_t bytes, int timeout_ms) {
+// A message larger than half the ring: a host buffer of exactly its size, made for it, unlinked at
+// once (readers open it by the daemon's id). Null with the text set when there is no reader (no
+// buffer made for nothing) or no memory.
+poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* err) {
   std::uint64_t low = 0;
-  if (!poolshim::channel::lowest_tail(c->h, &low))  // nobody to read it: no buffer made for nothing
-    return send_outcome(c, poolshim::channel::result::no_reader, "");
+  if (!poolshim::channel::lowest_tail(c->h, &low)) {
+    *err = send_outcome(c, poolshim::channel::result::no_reader, "");
+    return nullptr;
+  }
   const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++c->promoted);
   const std::uint64_t shape[1] = {bytes};
   poolshim_buffer* b = nullptr;
   if (const int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
       e != 0) {
     const std::string why = t_error;
-    return fail(e, "send on '" + c->name + "': a message of " + std::to_string(bytes) + " bytes: " + why);
+    *err = fail(e, "send on '" + c->name + "': a message of " + std::to_string(bytes) + " bytes: " + why);
+    return nullptr;
   }
+  (void)poolshim_buffer_unlink(name.c_str(), c->flags);
+  return b;
+}
+
+// Sends a promoted message's buffer by reference and lets go of it (the writer's hold keeps it).
+int send_and_close(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
+  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
+  const std::string why = t_error;
+  (void)poolshim_buffer_close(b);
+  t_error = why;
+  return rc;
+}
+
+int send_promoted(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
+                  std::size_t bytes, int timeout_ms) {
+  int err = 0;
+  poolshim_buffer* b = promoted_buffer(c, bytes, &err);
+  if (b == nullptr) return err;
   auto* out = static_cast<unsigned char*>(b->data);
   for (std::size_t i = 0; i < n; ++i) {
     if (sizes[i] != 0) std::memcpy(out, parts[i], sizes[i]);
     out += sizes[i];
   }
-  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
-  const std::string why = t_error;
-  (void)poolshim_buffer_close(b);                        // the writer's hold (send_buffer) keeps it for readers
-  (void)poolshim_buffer_unlink(name.c_str(), c->flags);  // readers open it by id
-  t_error = why;
-  return rc;
+  return send_and_close(c, b, timeout_ms);
 }
 
 // The writer lets go of the buffers every attached reader has passed.
@@ -824,17 +852,37 @@ void reclaim(poolshim_channel* c) {
   if (c->outstanding.empty()) return;
   std::uint64_t low = 0;
   const bool any = poolshim::channel::lowest_tail(c->h, &low);
-  std::erase_if(c->outstanding, [&](const std::pair<std::uint64_t, poolshim_buffer*>& o) {
+  std::erase_if(c->outstanding, [&](const std::pair<std::uint64_t, std::uint64_t>& o) {
     if (any && low < o.first) return false;
-    (void)poolshim_buffer_close(o.second);
+    end_reference(o.second);
     return true;
   });
+}
+
+// A second reference to a buffer, without its memory (no mapping, no device handles): the
+// writer's hold on what it sent by reference. 0 with *ref, or the code with the text set.
+int hold_reference(const poolshim_buffer* b, std::uint64_t* ref) {
+  proto::request q = proto::make_request(proto::op::buffer_open, 0);
+  if (const int e = put_name(b->info.name, &q); e != 0) return e;
+  q.arg[0] = b->id;
+  q.arg[1] = b->info.flags;
+  q.arg[2] = proto::k_open_reference_only;
+  proto::reply r{};
+  if (const int e = exchange(q, &r, nullptr, std::string("hold '") + b->info.name + "'"); e != 0) return e;
+  *ref = r.val[0];
+  return 0;
+}
+
+int no_reservation(const poolshim_channel* c) {
+  return c->reserved ? fail(POOLSHIM_EINVAL, "send on '" + c->name + "': a reservation is open (commit or cancel it)")
+                     : 0;
 }
 
 int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
                            int timeout_ms) {
   namespace ch = poolshim::channel;
   if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (const int e = no_reservation(c); e != 0) return e;
   reclaim(c);
   if (n > 0 && (parts == nullptr || sizes == nullptr)) return fail(POOLSHIM_EINVAL, "no pieces");
   std::size_t bytes = 0;
@@ -847,8 +895,58 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
   if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2)
     return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
   return send_outcome(
-      c, ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms)),
+      c, ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms), ch::record_data, nullptr, c->spin),
       std::to_string(bytes) + " bytes is more than half the ring (" + std::to_string(c->h->capacity) + ")");
+}
+
+int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** where, int timeout_ms) {
+  namespace ch = poolshim::channel;
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (where == nullptr) return fail(POOLSHIM_EINVAL, "no place for the address");
+  *where = nullptr;
+  if (const int e = no_reservation(c); e != 0) return e;
+  reclaim(c);
+  if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2) {
+    int err = 0;
+    c->res_buffer = promoted_buffer(c, bytes, &err);
+    if (c->res_buffer == nullptr) return err;
+    *where = c->res_buffer->data;
+  } else {
+    if (const int e = send_outcome(
+            c, ch::reserve(c->h, c->data, bytes, deadline(timeout_ms), ch::record_data, &c->res, c->spin), "");
+        e != 0)
+      return e;
+    *where = c->res.payload;
+  }
+  c->reserved = true;
+  return 0;
+}
+
+int poolshim_channel_commit(poolshim_channel* c, int timeout_ms) {
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (!c->reserved) return fail(POOLSHIM_EINVAL, "commit on '" + c->name + "': nothing is reserved");
+  c->reserved = false;
+  if (c->res_buffer == nullptr) {
+    poolshim::channel::publish(c->h, c->res);
+    return 0;
+  }
+  poolshim_buffer* b = std::exchange(c->res_buffer, nullptr);
+  return send_and_close(c, b, timeout_ms);
+}
+
+int poolshim_channel_cancel(poolshim_channel* c) {
+  if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
+  if (!c->reserved) return fail(POOLSHIM_EINVAL, "cancel on '" + c->name + "': nothing is reserved");
+  c->reserved = false;  // an unpublished record: the next reserve writes over it
+  if (c->res_buffer != nullptr) (void)poolshim_buffer_close(std::exchange(c->res_buffer, nullptr));
+  return 0;
+}
+
+int poolshim_channel_set_spin(poolshim_channel* c, int microseconds) {
+  if (c == nullptr) return fail(POOLSHIM_EINVAL, "no channel");
+  if (microseconds < 0 || microseconds > 1000000) return fail(POOLSHIM_EINVAL, "spin: 0 to 1,000,000 microseconds");
+  c->spin = std::chrono::microseconds(microseconds);
+  return 0;
 }
 
 int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const void* head, std::size_t head_bytes,
@@ -856,26 +954,28 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   namespace ch = poolshim::channel;
   if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
   if (b == nullptr) return fail(POOLSHIM_EINVAL, "no buffer");
-  if (b->info.kind != POOLSHIM_BUFFER_HOST)
-    return fail(POOLSHIM_EUNSUPPORTED, "send_buffer: device buffers over channels are not served yet");
   if (head == nullptr && head_bytes != 0) return fail(POOLSHIM_EINVAL, "no head");
+  if (b != c->res_buffer)
+    if (const int e = no_reservation(c); e != 0) return e;
   reclaim(c);
-  // Held open by the writer until every reader has passed the record (reclaim).
-  poolshim_buffer* keep = nullptr;
-  if (const int e = poolshim_buffer_open(b->info.name, b->info.flags, &keep); e != 0) return e;
+  std::uint64_t low = 0;
+  if (!ch::lowest_tail(c->h, &low)) return send_outcome(c, ch::result::no_reader, "");  // no hold for nothing
+  // Held by the writer until every reader has passed the record (reclaim).
+  std::uint64_t keep = 0;
+  if (const int e = hold_reference(b, &keep); e != 0) return e;
   const ch::buffer_ref r{static_cast<std::uint32_t>(std::strlen(b->info.name)), b->info.flags, b->bytes, b->id};
   const void* parts[3] = {&r, b->info.name, head};
   const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};
   std::uint64_t end = 0;
   const int rc =
-      send_outcome(c, ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end),
+      send_outcome(c, ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end, c->spin),
                    "the head is more than half the ring");
   if (rc == 0) {
     c->outstanding.emplace_back(end, keep);
     return 0;
   }
   const std::string why = t_error;
-  (void)poolshim_buffer_close(keep);
+  end_reference(keep);
   t_error = why;
   return rc;
 }
@@ -889,7 +989,8 @@ int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* b
   std::uint32_t n = 0;
   std::uint64_t next = 0;
   std::uint32_t kind = 0;
-  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms), &kind)) {
+  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms), &kind,
+                      c->spin)) {
     case ch::result::ok:
       c->head = nullptr;
       c->head_bytes = 0;
@@ -945,6 +1046,15 @@ int poolshim_channel_release(poolshim_channel* c) {
   return 0;
 }
 
+int poolshim_channel_take_buffer(poolshim_channel* c, poolshim_buffer** out) {
+  if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
+  *out = nullptr;
+  if (c == nullptr || c->slot < 0 || c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
+  if (c->held == nullptr) return fail(POOLSHIM_ENOENT, "the message was sent inline (no buffer)");
+  *out = std::exchange(c->held, nullptr);
+  return 0;
+}
+
 int poolshim_channel_message_head(const poolshim_channel* c, const void** head, std::size_t* bytes) {
   if (c == nullptr || c->slot < 0 || c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
   if (head == nullptr || bytes == nullptr) return fail(POOLSHIM_EINVAL, "no place for the head");
@@ -956,7 +1066,8 @@ int poolshim_channel_message_head(const poolshim_channel* c, const void** head, 
 int poolshim_channel_close(poolshim_channel* c) {
   if (c == nullptr) return fail(POOLSHIM_EINVAL, "no channel");
   if (c->held != nullptr) (void)poolshim_buffer_close(c->held);
-  for (const auto& o : c->outstanding) (void)poolshim_buffer_close(o.second);
+  if (c->res_buffer != nullptr) (void)poolshim_buffer_close(c->res_buffer);
+  for (const auto& o : c->outstanding) end_reference(o.second);
   proto::request q = proto::make_request(proto::op::channel_close, 0);
   q.arg[0] = c->ref;
   proto::reply r{};

@@ -1303,14 +1303,15 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
   named_buffer& b = buffers_.at(found);
   const bool device = b.fd < 0;
-  const int dup = device ? -1 : fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
-  if (!device && dup < 0) return proto::make_reply(q, status::internal);
+  const bool memory = !device && (q.arg[2] & proto::k_open_reference_only) == 0;
+  const int dup = memory ? fcntl(b.fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (memory && dup < 0) return proto::make_reply(q, status::internal);
   ++b.refs;
   mirror_dirty_ = true;
   const buffer_ref ref{next_ref_++, found};
   c.refs.push_back(ref);
-  *fd_out = dup;  // a device buffer's reply carries none (op_gives_fd: only on a host buffer's)
-  if (!device) b.fd_clients.insert(c.id);
+  *fd_out = dup;  // a device buffer's reply carries none, nor a reference-only open's
+  if (memory) b.fd_clients.insert(c.id);
   proto::reply r = proto::make_reply(q, status::ok);
   r.val[0] = ref.id;
   r.val[1] = b.bytes;
@@ -1805,7 +1806,7 @@ void server::leave_channel(const channel_ref& r, bool died) {
   auto* h = static_cast<channel::header*>(e.map);
   if (r.slot < 0) {
     h->writer.store(died ? channel::writer_dead : channel::writer_closed, std::memory_order_release);
-    channel::wake_all(&h->data_seq);
+    channel::wake_readers(h);
     if (e.named) {
       channel_names_.erase({e.shared ? k_shared_namespace : std::uint64_t{e.uid}, e.name});
       e.named = false;

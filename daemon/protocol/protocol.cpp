@@ -69,7 +69,8 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
     case op::buffer_create:
       return buffer_create_problem(r) == nullptr ? status::ok : status::bad_argument;
     case op::buffer_open:  // arg0: the daemon's buffer id, or 0 (by name)
-      return (r.arg[1] & ~k_buffer_shared) == 0 && unused_from(2) && buffer_name_problem(r.payload) == nullptr
+      return (r.arg[1] & ~k_buffer_shared) == 0 && (r.arg[2] & ~k_open_reference_only) == 0 && unused_from(3) &&
+                     buffer_name_problem(r.payload) == nullptr
                  ? status::ok
                  : status::bad_argument;
     case op::buffer_unlink:

@@ -6,7 +6,9 @@
  * A message up to half the ring's capacity travels inline in the ring; a larger one goes into a
  * named pinned buffer of exactly its size, made for it (one copy, by the sender), and the ring
  * carries the reference: no size limit but the daemon's region. A message is received in place
- * (no copy) and stays valid until poolshim_channel_release.
+ * (no copy) and stays valid until poolshim_channel_release. poolshim_channel_reserve gives the
+ * writer the place itself (no copy on either side), and a named buffer, host or device, can be
+ * sent by reference (poolshim_channel_send_buffer).
  * Back-pressure: a send waits (up to its timeout) while the slowest attached reader has not
  * released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex.
  * A reader that dies frees its slot at once (the daemon sees the exit); a writer that closes or
@@ -50,13 +52,32 @@ POOLSHIM_BUFFERS_API int poolshim_channel_sendv(poolshim_channel* c, const void*
  * (POOLSHIM_BUFFER_SHARED buffers for readers of other uids). `head` (optional, up to half the
  * ring) travels in the ring with it (poolshim_channel_message_head). The writer keeps a reference
  * to the buffer until every attached reader has released the message (or the writer closes), so
- * the sender may close or unlink its own at once. Device buffers: not yet (POOLSHIM_EUNSUPPORTED). */
+ * the sender may close or unlink its own at once. A device buffer travels the same way (its
+ * memory never touches the host): record its event on the stream that wrote it first
+ * (poolshim_buffer_record), and have the reader wait on it (poolshim_buffer_wait on the buffer
+ * poolshim_channel_take_buffer gives). */
 POOLSHIM_BUFFERS_API int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const void* head,
                                                       size_t head_bytes, int timeout_ms);
+/* Zero copy on the writer's side: room for a message of `bytes` bytes, waited for as a send waits
+ * (up to timeout_ms), and *where, the place its bytes go: in the ring (up to half of it), else in a
+ * buffer of exactly that size made for it. Nothing is sent until poolshim_channel_commit (its
+ * timeout: for the reference of such a buffer); poolshim_channel_cancel drops it. One reservation at
+ * a time; no other send until it ends. */
+POOLSHIM_BUFFERS_API int poolshim_channel_reserve(poolshim_channel* c, size_t bytes, void** where, int timeout_ms);
+POOLSHIM_BUFFERS_API int poolshim_channel_commit(poolshim_channel* c, int timeout_ms);
+POOLSHIM_BUFFERS_API int poolshim_channel_cancel(poolshim_channel* c);
+/* How long this end's waits spin before they sleep on the futex (default 20): a message or room
+ * that comes within it is seen without a wake-up, at the cost of a busy core while it spins. 0 to
+ * 1,000,000 microseconds. */
+POOLSHIM_BUFFERS_API int poolshim_channel_set_spin(poolshim_channel* c, int microseconds);
 /* A reader's next message, in place (a buffer sent by reference: its mapping, opened here): *data and *bytes, valid
  * until poolshim_channel_release (one message at a time per reader). */
 POOLSHIM_BUFFERS_API int poolshim_channel_recv(poolshim_channel* c, const void** data, size_t* bytes, int timeout_ms);
 POOLSHIM_BUFFERS_API int poolshim_channel_release(poolshim_channel* c);
+/* The buffer of the message held, when it was sent by reference (POOLSHIM_ENOENT: inline): the
+ * reference becomes the caller's (poolshim_buffer_close ends it) and outlives the message's release;
+ * a device buffer's only way to the reader (poolshim_buffer_data is its device pointer). */
+POOLSHIM_BUFFERS_API int poolshim_channel_take_buffer(poolshim_channel* c, poolshim_buffer** out);
 /* The head sent with a buffer by reference, for the message held (POOLSHIM_ENOENT: sent inline). */
 POOLSHIM_BUFFERS_API int poolshim_channel_message_head(const poolshim_channel* c, const void** head, size_t* bytes);
 /* Leaves the channel (a writer closes it for its readers) and frees *c. */

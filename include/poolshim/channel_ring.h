@@ -12,7 +12,12 @@
 // reader reads `head` (acquire), reads the record in place (zero copy), and releases it by moving
 // its `tail` (release) and bumping `space_seq`. The writer never overwrites a byte some attached
 // reader's tail has not passed: it waits (back-pressure), with a timeout, never drops. Waits spin
-// for k_spin, then sleep on the 32-bit sequence word with a shared futex.
+// for a while (k_spin unless the caller says), then sleep on the 32-bit sequence word with a
+// shared futex; a sleeper counts itself in the word's waiter count first, so that a publish or a
+// release makes the wake-up system call only when somebody sleeps.
+//
+// A send is a reserve (room waited for, the record's head written) and a publish; between them the
+// writer fills the payload in place (poolshim_channel_reserve: no copy at all).
 #pragma once
 
 #include <linux/futex.h>
@@ -30,7 +35,7 @@
 namespace poolshim::channel {
 
 inline constexpr std::uint64_t k_magic = 0x314c4e4843535050ull;  // "PPSCHNL1"
-inline constexpr std::uint32_t k_version = 1;
+inline constexpr std::uint32_t k_version = 2;                    // 2: the waiter counts
 inline constexpr std::uint32_t k_max_readers = 64;
 inline constexpr std::uint64_t k_min_capacity = 4096;
 inline constexpr std::uint64_t k_max_capacity = std::uint64_t{1} << 32;
@@ -65,7 +70,9 @@ struct header {
   std::atomic<std::uint32_t> space_seq;         // futex: bumped by a release, a detach, a death
   std::atomic<std::uint32_t> writer;            // writer_state
   std::uint32_t writer_pid;
-  std::atomic<std::uint64_t> messages;  // sent so far
+  std::atomic<std::uint64_t> messages;       // sent so far
+  std::atomic<std::uint32_t> data_waiters;   // readers asleep on data_seq
+  std::atomic<std::uint32_t> space_waiters;  // a writer asleep on space_seq
   reader_slot readers[k_max_readers];
 };
 static_assert(sizeof(reader_slot) == 64);
@@ -95,26 +102,34 @@ inline bool valid(const header* h, std::uint64_t mapped) {
          valid_capacity(h->capacity) && h->data_offset == data_offset_for() && mapping_bytes(h->capacity) <= mapped;
 }
 
-inline void wake_all(std::atomic<std::uint32_t>* word) {
-  word->fetch_add(1, std::memory_order_acq_rel);
+// Bumps the word and wakes its sleepers, if any. Both sides are sequentially consistent: either
+// the sleeper's futex sees the bump (and does not sleep) or the waker sees the sleeper's count.
+inline void wake_all(std::atomic<std::uint32_t>* word, std::atomic<std::uint32_t>* waiters) {
+  word->fetch_add(1, std::memory_order_seq_cst);
+  if (waiters->load(std::memory_order_seq_cst) == 0) return;
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
+inline void wake_readers(header* h) { wake_all(&h->data_seq, &h->data_waiters); }
+inline void wake_writer(header* h) { wake_all(&h->space_seq, &h->space_waiters); }
 
 // Sleeps while *word == seen, until `until` (false: the time is up). Spurious returns are fine.
-inline bool wait_change(std::atomic<std::uint32_t>* word, std::uint32_t seen,
+inline bool wait_change(std::atomic<std::uint32_t>* word, std::atomic<std::uint32_t>* waiters, std::uint32_t seen,
                         std::chrono::steady_clock::time_point until) {
   const auto now = std::chrono::steady_clock::now();
   if (now >= until) return false;
   const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - now);
   timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+  waiters->fetch_add(1, std::memory_order_seq_cst);
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  waiters->fetch_sub(1, std::memory_order_seq_cst);
   return true;
 }
 
 enum class result { ok, timeout, no_reader, too_large, closed, writer_gone };
 
-// How long a wait spins before it sleeps on the futex: a message that comes within it is taken
-// without a wake-up (tens of microseconds on a VM); an idle reader costs this much CPU per wait.
+// How long a wait spins before it sleeps on the futex, unless the caller says: a message that comes
+// within it is taken without a wake-up (tens of microseconds on a VM); an idle reader costs this
+// much CPU per wait.
 inline constexpr std::chrono::microseconds k_spin{20};
 
 inline void cpu_relax() {
@@ -124,9 +139,9 @@ inline void cpu_relax() {
 }
 
 // True while a wait begun at `start` should keep spinning (checked every 64 rounds).
-inline bool keep_spinning(int round, std::chrono::steady_clock::time_point start) {
+inline bool keep_spinning(int round, std::chrono::steady_clock::time_point start, std::chrono::microseconds spin) {
   cpu_relax();
-  return (round & 63) != 63 || std::chrono::steady_clock::now() - start < k_spin;
+  return (round & 63) != 63 || std::chrono::steady_clock::now() - start < spin;
 }
 
 // The lowest tail of the attached readers, or false when none is attached.
@@ -156,13 +171,17 @@ inline std::uint64_t backlog(const header* h) {
   return lowest_tail(h, &low) && head > low ? head - low : 0;
 }
 
-// The writer's send: `parts` pieces gathered into one record. With no reader attached it refuses
-// (no_reader: nothing is sent, nothing is lost).
-inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
-                   std::size_t nparts, std::chrono::steady_clock::time_point until, std::uint32_t kind = record_data,
-                   std::uint64_t* end = nullptr) {
-  std::uint64_t bytes = 0;
-  for (std::size_t i = 0; i < nparts; ++i) bytes += sizes[i];
+// A reservation: where the payload goes, and what publish needs.
+struct reservation {
+  unsigned char* payload = nullptr;
+  std::uint64_t end = 0;  // the head once published
+};
+
+// The writer's reserve of a record of `bytes` payload bytes: waits for room (back-pressure, up to
+// `until`), writes the wrap record and the record's head, and returns where the payload goes. Nothing
+// is visible to readers until publish. With no reader attached it refuses (no_reader).
+inline result reserve(header* h, unsigned char* data, std::uint64_t bytes, std::chrono::steady_clock::time_point until,
+                      std::uint32_t kind, reservation* out, std::chrono::microseconds spin = k_spin) {
   const std::uint64_t cap = h->capacity;
   const std::uint64_t rec = sizeof(record_head) + round8(bytes);
   if (rec > cap / 2 || bytes > UINT32_MAX) return result::too_large;
@@ -177,8 +196,8 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
     std::uint64_t low = 0;
     if (!lowest_tail(h, &low)) return result::no_reader;
     if (head + wrap + rec - low <= cap) break;
-    if (spinning && (spinning = keep_spinning(round, start))) continue;
-    if (!wait_change(&h->space_seq, seen, until)) return result::timeout;
+    if (spinning && (spinning = keep_spinning(round, start, spin))) continue;
+    if (!wait_change(&h->space_seq, &h->space_waiters, seen, until)) return result::timeout;
   }
   std::uint64_t at = pos;
   if (wrap != 0) {
@@ -188,15 +207,33 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
   }
   const record_head r{static_cast<std::uint32_t>(bytes), kind};
   std::memcpy(data + at, &r, sizeof r);
-  unsigned char* out = data + at + sizeof r;
+  out->payload = data + at + sizeof r;
+  out->end = head + wrap + rec;
+  return result::ok;
+}
+
+// Makes a reserved record visible to the readers and wakes them.
+inline void publish(header* h, const reservation& r) {
+  h->head.store(r.end, std::memory_order_release);
+  h->messages.fetch_add(1, std::memory_order_relaxed);
+  wake_readers(h);
+}
+
+// The writer's send: `parts` pieces gathered into one record (a reserve, the copy, a publish).
+inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
+                   std::size_t nparts, std::chrono::steady_clock::time_point until, std::uint32_t kind = record_data,
+                   std::uint64_t* end = nullptr, std::chrono::microseconds spin = k_spin) {
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < nparts; ++i) bytes += sizes[i];
+  reservation res;
+  if (const result r = reserve(h, data, bytes, until, kind, &res, spin); r != result::ok) return r;
+  unsigned char* out = res.payload;
   for (std::size_t i = 0; i < nparts; ++i) {
-    std::memcpy(out, parts[i], sizes[i]);
+    if (sizes[i] != 0) std::memcpy(out, parts[i], sizes[i]);
     out += sizes[i];
   }
-  if (end != nullptr) *end = head + wrap + rec;
-  h->head.store(head + wrap + rec, std::memory_order_release);
-  h->messages.fetch_add(1, std::memory_order_relaxed);
-  wake_all(&h->data_seq);
+  if (end != nullptr) *end = res.end;
+  publish(h, res);
   return result::ok;
 }
 
@@ -204,7 +241,7 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
 // wrap records. closed / writer_gone once the writer closed or died and everything sent was read.
 inline result receive(header* h, const unsigned char* data, std::uint32_t slot, const unsigned char** payload,
                       std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until,
-                      std::uint32_t* kind = nullptr) {
+                      std::uint32_t* kind = nullptr, std::chrono::microseconds spin = k_spin) {
   reader_slot& me = h->readers[slot];
   const std::uint64_t cap = h->capacity;
   const auto start = std::chrono::steady_clock::now();
@@ -219,7 +256,7 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
       std::memcpy(&r, data + pos, sizeof r);
       if (r.kind == record_wrap) {
         me.tail.store(tail + (cap - pos), std::memory_order_release);
-        wake_all(&h->space_seq);
+        wake_writer(h);
         continue;
       }
       *payload = data + pos + sizeof r;
@@ -231,14 +268,14 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
     const std::uint32_t w = h->writer.load(std::memory_order_acquire);
     if (w == writer_closed) return result::closed;
     if (w == writer_dead) return result::writer_gone;
-    if (spinning && (spinning = keep_spinning(round, start))) continue;
-    if (!wait_change(&h->data_seq, seen, until)) return result::timeout;
+    if (spinning && (spinning = keep_spinning(round, start, spin))) continue;
+    if (!wait_change(&h->data_seq, &h->data_waiters, seen, until)) return result::timeout;
   }
 }
 
 inline void release(header* h, std::uint32_t slot, std::uint64_t next) {
   h->readers[slot].tail.store(next, std::memory_order_release);
-  wake_all(&h->space_seq);
+  wake_writer(h);
 }
 
 // Attaches a reader in slot `slot` at the current head (it reads what is sent from now on). The
@@ -254,7 +291,7 @@ inline void attach(header* h, std::uint32_t slot, std::uint32_t pid) {
 
 inline void detach(header* h, std::uint32_t slot) {
   h->readers[slot].state.store(slot_free, std::memory_order_seq_cst);
-  wake_all(&h->space_seq);
+  wake_writer(h);
 }
 
 }  // namespace poolshim::channel

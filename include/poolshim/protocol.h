@@ -31,6 +31,9 @@ inline constexpr std::size_t k_max_dims = 8;
 enum class buffer_kind : std::uint8_t { host = 1, device = 2 };
 inline constexpr std::uint64_t k_buffer_kind_mask = 0xff;
 inline constexpr std::uint64_t k_buffer_shared = std::uint64_t{1} << 8;  // the shared namespace (any uid)
+// buffer_open's arg2: a reference without the memory (no memfd in the reply): a channel's writer
+// holding a buffer it sent by reference until every reader has passed it.
+inline constexpr std::uint64_t k_open_reference_only = 1;
 // Element types: X(name, code, bytes), code as on the wire (arg2's low 16 bits).
 #define POOLSHIM_PROTO_DTYPES(X) \
   X(u8, 1, 1)                    \
@@ -88,8 +91,10 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
   X(buffer_open, 14, false, true)     /* payload[0,64) a name; arg0 0, or the daemon's id of the     */    \
                                       /* buffer of that name (it may be unlinked: a channel's buffer  */   \
                                       /* sent by reference); arg1 k_buffer_shared: the shared         */   \
-                                      /* namespace, else the asker's uid's; reply: val0 a reference  */    \
-                                      /* id, val1 bytes, val2 kind | flags, val3 dtype | ndim << 16,  */   \
+                                      /* namespace, else the asker's uid's; arg2 0, or                */   \
+                                      /* k_open_reference_only (no memfd in the reply); reply: val0 a */   \
+                                      /* reference id, val1 bytes, val2 kind | flags, val3 dtype |    */   \
+                                      /* ndim << 16,                                                  */   \
                                       /* val4 the daemon's device index, val5 creator pid;            */   \
                                       /* payload[0,64) the shape, [64,80) the device's UUID, [80,88)  */   \
                                       /* the daemon's id of the buffer; the host buffer's memfd       */   \

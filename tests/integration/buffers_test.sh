@@ -4,7 +4,8 @@
 # and the bad inputs, then times a 1 GiB buffer's open-to-last-byte in a second process, beside
 # cudaHostAlloc of 1 GiB (host_first_alloc, on the simulator or the GPU). With --device-pair:
 # device buffers (device_buffer_pair check: a reader process ordered after a held-back write by the
-# buffer's IPC event), and a holder's kill -9 timed until the daemon has freed its device memory.
+# buffer's IPC event; device_buffer_pair channel: the same by reference over a channel), and a
+# holder's kill -9 timed until the daemon has freed its device memory.
 # usage: buffers_test.sh --daemon poolshimd --pair buffer_pair [--first host_first_alloc]
 #                        [--device-pair device_buffer_pair]
 set -u
@@ -33,6 +34,9 @@ fi
 if [[ -n "$device_pair" ]]; then
   "$device_pair" check || fail "device_buffer_pair check"
   "$daemon" --status | grep -q "device_lent_bytes=0" || { "$daemon" --status; fail "device bytes left after the check"; }
+  # A device buffer over a channel (issue #15): by reference, ordered by its event, freed after.
+  "$device_pair" channel || fail "device_buffer_pair channel"
+  "$daemon" --status | grep -q "device_lent_bytes=0" || { "$daemon" --status; fail "device bytes left after the channel"; }
   # A holder of an unlinked device buffer dies: its memory goes back at once (pidfd, no scan).
   coproc HOLD { exec "$device_pair" hold dev.held; }
   read -r -t 20 line <&"${HOLD[0]}" || true

@@ -2,11 +2,10 @@
 // (POOLSHIM_SOCKET): processes, not threads. Modes:
 //   check          bad input; a send with no reader; three reader processes each get every
 //                  message in order (wrapping the ring many times, back-pressure included); a late
-//                  reader sees only what follows; too many readers; the writer's close
+//                  reader sees only what follows; too many readers; the writer's close;
+//                  reservations; a buffer by reference taken by its reader
 //   death          a writer's kill -9 seen by a waiting reader, and a reader's kill -9 freeing a
 //                  writer blocked on it, each timed (goal: under 100 ms)
-//   bench          one-way latency p50/p99 for 4 KiB, 64 KiB and 1 MiB messages, writer and reader
-//                  in two processes, beside one memcpy of the payload and a Unix socket pair
 //   survive        the daemon killed under an attached writer and reader: messages still flow
 //   reader NAME N  (started by the others) opens NAME, says "ready", checks N messages
 // Prints "channel_pair: OK" or FAIL lines; exit 0 only when everything held.
@@ -29,19 +28,15 @@
 #include "poolshim/channel.h"
 
 #define POOLSHIM_PAIR_PROGRAM "channel_pair"
+#include "child_process.h"
 #include "pair_checks.h"
-
-extern char** environ;
 
 namespace {
 
+using child_process::now_us;
+using child_process::read_line;
+using child_process::spawn_self;
 using pair_checks::failures;
-
-double now_us() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
-}
 
 std::vector<unsigned char> message(std::uint32_t n) {
   const std::uint32_t size = 8 + (n * 7919u) % 5000u;
@@ -49,41 +44,6 @@ std::vector<unsigned char> message(std::uint32_t n) {
   std::memcpy(v.data(), &n, sizeof n);
   for (std::uint32_t i = 4; i < size; ++i) v[i] = static_cast<unsigned char>(n * 31u + i);
   return v;
-}
-
-// A child running this program with `args`; its stdout comes back through *out_fd.
-pid_t spawn_self(const std::vector<std::string>& args, int* out_fd) {
-  char exe[4096];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return -1;
-  exe[n] = '\0';
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return -1;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-  std::vector<char*> argv{exe};
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, exe, &fa, nullptr, argv.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  close(p[1]);
-  *out_fd = p[0];
-  return pid;
-}
-
-// Waits for a line on fd (a child's "ready"); false after 10 s.
-bool read_line(int fd, std::string* line) {
-  line->clear();
-  for (;;) {
-    pollfd f{fd, POLLIN, 0};
-    if (poll(&f, 1, 10000) != 1) return false;
-    char c = 0;
-    if (read(fd, &c, 1) != 1) return false;
-    if (c == '\n') return true;
-    line->push_back(c);
-  }
 }
 
 int reader(const char* name, std::uint32_t n) {
@@ -118,6 +78,85 @@ int reader(const char* name, std::uint32_t n) {
   }
   poolshim_channel_close(c);
   return 0;
+}
+
+// Reservations (filled in place, inline and in a buffer of their own), their misuse, a buffer sent
+// by reference taken by the reader (it outlives the message's release), the spin's range.
+void check_reserve_and_take() {
+  poolshim_channel* w = nullptr;
+  poolshim_channel* r = nullptr;
+  EXPECT(poolshim_channel_create("ch.res", 64 * 1024, 1, 0, &w) == POOLSHIM_OK, "create ch.res");
+  void* where = nullptr;
+  if (w != nullptr)
+    EXPECT(poolshim_channel_reserve(w, 100, &where, 100) == POOLSHIM_ENOREADER && where == nullptr,
+           "a reserve with no reader");
+  EXPECT(poolshim_channel_open("ch.res", 0, &r) == POOLSHIM_OK, "open ch.res");
+  if (w == nullptr || r == nullptr) return;
+  EXPECT(
+      poolshim_channel_set_spin(w, -1) == POOLSHIM_EINVAL && poolshim_channel_set_spin(w, 2000000) == POOLSHIM_EINVAL,
+      "a spin out of range");
+  EXPECT(poolshim_channel_set_spin(r, 0) == POOLSHIM_OK, "no spin");
+  EXPECT(poolshim_channel_commit(w, 100) == POOLSHIM_EINVAL && poolshim_channel_cancel(w) == POOLSHIM_EINVAL,
+         "commit or cancel with nothing reserved");
+  EXPECT(poolshim_channel_reserve(r, 100, &where, 100) == POOLSHIM_EINVAL, "a reader reserves");
+  const void* p = nullptr;
+  std::size_t bytes = 0;
+  for (const std::size_t size : {std::size_t{1000}, std::size_t{1} << 20}) {  // inline; a buffer of its own
+    EXPECT(poolshim_channel_reserve(w, size, &where, 1000) == POOLSHIM_OK && where != nullptr, "reserve %zu", size);
+    if (where == nullptr) continue;
+    std::memset(where, 0x3c, size);
+    const unsigned char one = 1;
+    EXPECT(poolshim_channel_send(w, &one, 1, 100) == POOLSHIM_EINVAL &&
+               std::strstr(poolshim_buffer_error(), "reservation is open") != nullptr,
+           "a send while a reservation is open");
+    EXPECT(poolshim_channel_reserve(w, 10, &where, 100) == POOLSHIM_EINVAL, "a second reservation");
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 0) == POOLSHIM_ETIMEDOUT, "nothing seen before the commit");
+    EXPECT(poolshim_channel_commit(w, 1000) == POOLSHIM_OK, "commit %zu", size);
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 1000) == POOLSHIM_OK && bytes == size &&
+               static_cast<const unsigned char*>(p)[0] == 0x3c &&
+               static_cast<const unsigned char*>(p)[size - 1] == 0x3c,
+           "the reserved message arrives whole (%zu of %zu bytes)", bytes, size);
+    poolshim_channel_release(r);
+    // A cancelled reservation sends nothing, and the next message takes its place.
+    EXPECT(poolshim_channel_reserve(w, size, &where, 1000) == POOLSHIM_OK, "reserve again");
+    EXPECT(poolshim_channel_cancel(w) == POOLSHIM_OK, "cancel");
+    const unsigned char two[2] = {7, 9};
+    EXPECT(poolshim_channel_send(w, two, 2, 1000) == POOLSHIM_OK, "a send after the cancel");
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 1000) == POOLSHIM_OK && bytes == 2 &&
+               static_cast<const unsigned char*>(p)[1] == 9,
+           "the cancelled reservation was never sent (%zu bytes)", bytes);
+    poolshim_channel_release(r);
+  }
+  // A host buffer by reference: the reader takes it; it stays after the release and the sender's close.
+  const std::uint64_t shape[1] = {8192};
+  poolshim_buffer* b = nullptr;
+  EXPECT(poolshim_buffer_create("ch.res.buf", "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, 0, &b) == POOLSHIM_OK,
+         "a buffer to send");
+  if (b != nullptr) {
+    std::memset(poolshim_buffer_data(b), 0x71, 8192);
+    EXPECT(poolshim_channel_send_buffer(w, b, nullptr, 0, 1000) == POOLSHIM_OK, "send_buffer");
+    poolshim_buffer_close(b);
+    poolshim_buffer_unlink("ch.res.buf", 0);
+    poolshim_buffer* taken = nullptr;
+    EXPECT(poolshim_channel_take_buffer(r, &taken) == POOLSHIM_EINVAL, "take with no message held");
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 1000) == POOLSHIM_OK && bytes == 8192, "recv the reference");
+    EXPECT(poolshim_channel_take_buffer(r, &taken) == POOLSHIM_OK && taken != nullptr, "take_buffer");
+    poolshim_buffer* twice = nullptr;
+    EXPECT(poolshim_channel_take_buffer(r, &twice) == POOLSHIM_ENOENT && twice == nullptr, "taken twice");
+    EXPECT(poolshim_channel_release(r) == POOLSHIM_OK, "release");
+    EXPECT(poolshim_channel_close(w) == POOLSHIM_OK, "the writer closes (its hold ends)");
+    w = nullptr;
+    if (taken != nullptr) {
+      const auto* q = static_cast<const unsigned char*>(poolshim_buffer_data(taken));
+      EXPECT(poolshim_buffer_data(taken) == p && q[0] == 0x71 && q[8191] == 0x71,
+             "the taken buffer is the message's memory, readable after the release and the writer's close");
+      EXPECT(poolshim_buffer_close(taken) == POOLSHIM_OK, "the reader ends its reference");
+    }
+  }
+  const unsigned char one = 1;
+  EXPECT(poolshim_channel_send(w, &one, 1, 100) == POOLSHIM_EINVAL, "a send on no channel");
+  if (w != nullptr) poolshim_channel_close(w);
+  poolshim_channel_close(r);
 }
 
 int check() {
@@ -199,6 +238,7 @@ int check() {
     if (br != nullptr) poolshim_channel_close(br);
     if (bw != nullptr) poolshim_channel_close(bw);
   }
+  check_reserve_and_take();
   poolshim_channel* reuse = nullptr;
   EXPECT(poolshim_channel_create("ch.test", 4096, 1, 0, &reuse) == POOLSHIM_OK,
          "the name is free again once the writer closed");
@@ -304,162 +344,16 @@ int hold(const char* name, bool as_writer) {
   for (;;) pause();
 }
 
-// One-way latency: the writer stamps each message with its send time; the reader takes the
-// difference when it has the message in hand (one clock, two processes).
-int bench_reader(const char* name, std::uint32_t n) {
-  poolshim_channel* c = nullptr;
-  if (poolshim_channel_open(name, 0, &c) != POOLSHIM_OK) return 1;
-  std::printf("ready\n");
-  std::fflush(stdout);
-  std::vector<double> lat;
-  for (std::uint32_t k = 0; k < n; ++k) {
-    const void* p = nullptr;
-    std::size_t bytes = 0;
-    if (poolshim_channel_recv(c, &p, &bytes, 20000) != POOLSHIM_OK) return 1;
-    double sent = 0;
-    std::memcpy(&sent, p, sizeof sent);
-    lat.push_back(now_us() - sent);
-    poolshim_channel_release(c);
-  }
-  std::sort(lat.begin(), lat.end());
-  std::printf("%.2f %.2f\n", lat[lat.size() / 2], lat[lat.size() * 99 / 100]);
-  std::fflush(stdout);
-  poolshim_channel_close(c);
-  return 0;
-}
-
-// One-way latency through a channel of `capacity`: inline when the message fits half the ring,
-// else through a buffer of its own. The reader's "p50 p99" in *line.
-void channel_latency(std::size_t size, std::uint64_t capacity, std::uint32_t n, std::string* line) {
-  const std::string name = "ch.bench." + std::to_string(size) + "." + std::to_string(capacity);
-  poolshim_channel* w = nullptr;
-  EXPECT(poolshim_channel_create(name.c_str(), capacity, 1, 0, &w) == POOLSHIM_OK, "create");
-  if (w == nullptr) return;
-  int out = -1;
-  const pid_t rd = spawn_self({"bench-reader", name, std::to_string(n)}, &out);
-  EXPECT(read_line(out, line) && *line == "ready", "bench reader");
-  std::vector<unsigned char> payload(size, 0x5a);
-  for (std::uint32_t k = 0; k < n; ++k) {
-    const double t = now_us();
-    std::memcpy(payload.data(), &t, sizeof t);
-    if (poolshim_channel_send(w, payload.data(), size, 20000) != POOLSHIM_OK) break;
-    const double until = t + 50 + static_cast<double>(size) / 2000.0;  // one message in flight
-    while (now_us() < until) {
-    }
-  }
-  EXPECT(read_line(out, line), "bench result");
-  waitpid(rd, nullptr, 0);
-  close(out);
-  poolshim_channel_close(w);
-}
-
-int bench() {
-  // The threshold: a 1 MiB message inline (an 8 MiB ring) against the same through a buffer of its
-  // own (a 64 KiB ring, so it cannot go inline). Inline is the faster wherever it fits, so a
-  // message goes by buffer only above half the ring (channel.h).
-  {
-    std::string inline_line, promoted_line;
-    channel_latency(std::size_t{1} << 20, std::uint64_t{8} << 20, 500, &inline_line);
-    channel_latency(std::size_t{1} << 20, 64 * 1024, 500, &promoted_line);
-    std::printf("threshold: 1 MiB one-way p50/p99 us: inline %s; by a buffer of its own %s\n", inline_line.c_str(),
-                promoted_line.c_str());
-  }
-  for (const std::size_t size : {std::size_t{4096}, std::size_t{65536}, std::size_t{1} << 20}) {
-    constexpr std::uint32_t k_n = 2000;
-    const std::string name = "ch.bench." + std::to_string(size);
-    poolshim_channel* w = nullptr;
-    EXPECT(poolshim_channel_create(name.c_str(), std::uint64_t{8} << 20, 1, 0, &w) == POOLSHIM_OK, "create");
-    if (w == nullptr) return 1;
-    int out = -1;
-    const pid_t rd = spawn_self({"bench-reader", name, std::to_string(k_n)}, &out);
-    std::string line;
-    EXPECT(read_line(out, &line) && line == "ready", "bench reader");
-    std::vector<unsigned char> payload(size, 0x5a);
-    for (std::uint32_t k = 0; k < k_n; ++k) {
-      const double t = now_us();
-      std::memcpy(payload.data(), &t, sizeof t);
-      if (poolshim_channel_send(w, payload.data(), size, 20000) != POOLSHIM_OK) break;
-      // Paced: one message in flight at a time measures latency, not queueing.
-      const double until = t + 50 + static_cast<double>(size) / 2000.0;
-      while (now_us() < until) {
-      }
-    }
-    EXPECT(read_line(out, &line), "bench result");
-    waitpid(rd, nullptr, 0);
-    close(out);
-    poolshim_channel_close(w);
-    // The same bytes through a Unix socket pair between two processes, and one memcpy.
-    int sv[2];
-    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-    std::vector<double> sock;
-    const pid_t child = fork();
-    if (child == 0) {
-      close(sv[0]);
-      std::vector<unsigned char> in(size);
-      std::vector<double> lat;
-      for (std::uint32_t k = 0; k < 500; ++k) {
-        std::size_t got = 0;
-        while (got < size) {
-          const ssize_t n = read(sv[1], in.data() + got, size - got);
-          if (n <= 0) _exit(1);
-          got += static_cast<std::size_t>(n);
-        }
-        double sent = 0;
-        std::memcpy(&sent, in.data(), sizeof sent);
-        lat.push_back(now_us() - sent);
-      }
-      std::sort(lat.begin(), lat.end());
-      const double r[2] = {lat[lat.size() / 2], lat[lat.size() * 99 / 100]};
-      (void)!write(sv[1], r, sizeof r);
-      _exit(0);
-    }
-    close(sv[1]);
-    for (std::uint32_t k = 0; k < 500; ++k) {
-      const double t = now_us();
-      std::memcpy(payload.data(), &t, sizeof t);
-      std::size_t put = 0;
-      while (put < size) {
-        const ssize_t n = write(sv[0], payload.data() + put, size - put);
-        if (n <= 0) break;
-        put += static_cast<std::size_t>(n);
-      }
-      const double until = t + 50 + static_cast<double>(size) / 500.0;
-      while (now_us() < until) {
-      }
-    }
-    double sr[2] = {0, 0};
-    (void)!read(sv[0], sr, sizeof sr);
-    waitpid(child, nullptr, 0);
-    close(sv[0]);
-    std::vector<unsigned char> dst(size);
-    std::vector<double> mc;
-    for (int k = 0; k < 200; ++k) {
-      const double t = now_us();
-      std::memcpy(dst.data(), payload.data(), size);
-      mc.push_back(now_us() - t);
-    }
-    std::sort(mc.begin(), mc.end());
-    double cp50 = 0, cp99 = 0;
-    EXPECT(std::sscanf(line.c_str(), "%lf %lf", &cp50, &cp99) == 2, "the reader's figures: '%s'", line.c_str());
-    std::printf(
-        "one-way %7zu B: channel p50/p99 %.1f/%.1f us; unix socket p50/p99 %.1f/%.1f us; one memcpy p50 %.1f us\n",
-        size, cp50, cp99, sr[0], sr[1], mc[mc.size() / 2]);
-  }
-  return failures == 0 ? 0 : 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "check" && argc == 2) return check();
   if (mode == "death" && argc == 2) return death();
-  if (mode == "bench" && argc == 2) return bench();
   if (mode == "survive" && argc == 2) return survive();
   if (mode == "reader" && argc == 4) return reader(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])));
-  if (mode == "bench-reader" && argc == 4) return bench_reader(argv[2], static_cast<std::uint32_t>(std::atoi(argv[3])));
   if (mode == "writer-hold" && argc == 3) return hold(argv[2], true);
   if (mode == "reader-hold" && argc == 3) return hold(argv[2], false);
-  std::fprintf(stderr, "usage: channel_pair check | death | bench   (POOLSHIM_SOCKET names the daemon)\n");
+  std::fprintf(stderr, "usage: channel_pair check | death | survive   (POOLSHIM_SOCKET names the daemon)\n");
   return mode == "--help" || mode == "-h" ? 0 : 2;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The poolshim Python package's channels (issue #15) against a daemon of its own: numpy arrays
 (dtype and shape travel) and bytes from a writer to two reader processes, messages read in place
-(zero copy), bad input and timeouts, and the writer's close seen by the readers.
+(zero copy), bad input and timeouts, the writer's close seen by the readers, buffers by
+reference (host and, on the simulator's device, device ones), and reservations filled in place.
 
 usage: channel_python_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
 "FAIL: ..." and exit 1 on a failed check; 77 (skipped) without numpy.
@@ -133,6 +134,61 @@ try:
         with r4.recv(timeout=5) as m:
             check(m.by_reference and m.array.shape == (1024, 512) and m.array.dtype == np.float64 and
                   np.array_equal(m.array, a), f"a 4 MiB array through a 64 KiB ring: {m.array.shape} {m.array.dtype}")
+    # Reservations: the array filled in place, inline and in a buffer of its own; an exception in
+    # the with block cancels (nothing sent); a buffer by reference taken with .buffer outlives the
+    # message's release.
+    with Channel.create("py.res", readers=1, capacity=1 << 16) as w5, Channel.open("py.res") as r5:
+        for shape in ((16, 16), (1024, 1024)):  # 1 KiB inline; 4 MiB through a buffer of its own
+            with w5.reserve(shape, "float32", timeout=5) as a:
+                check(isinstance(a, np.ndarray) and a.shape == shape and a.dtype == np.float32, f"reserved {a.shape}")
+                a[:] = 2.5
+            with r5.recv(timeout=5) as m:
+                check(m.array.shape == shape and m.array.dtype == np.float32 and float(m.array.sum()) == 2.5 * a.size,
+                      f"a reserved {shape} float32 array arrives whole")
+        try:
+            with w5.reserve((4,), "int32") as a:
+                a[:] = 1
+                raise KeyError("in the block")
+        except KeyError:
+            pass
+        w5.send(b"after")
+        with r5.recv(timeout=5) as m:
+            check(bytes(m.data) == b"after", "an exception in a reservation's block sent nothing")
+        raises(poolshim.InvalidArgument, lambda: r5.reserve((4,)), "a reader reserves")
+        raises(poolshim.InvalidArgument, lambda: w5.reserve((-1,)), "a negative shape")
+        raises(poolshim.InvalidArgument, lambda: w5.set_spin(2), "a spin over a second")
+        w5.set_spin(0)
+        with Buffer.create("py.take", (8,), "int16") as b:
+            b.numpy()[:] = 7
+            w5.send(b)
+        m = r5.recv(timeout=5)
+        taken = m.buffer
+        m.release()
+        check(taken is not None and taken.numpy().tolist() == [7] * 8 and taken.dtype == "int16",
+              f"a buffer by reference taken with .buffer, read after the message's release: {taken!r}")
+        taken.close()
+        Buffer.unlink("py.take")
+    # A device buffer by reference (the simulator's device 0): the reader gets it as .buffer, with
+    # the interfaces torch and cupy read; no numpy view.
+    try:
+        dev = Buffer.create("py.dev", (64, 64), "float16", device="cuda:0")
+    except poolshim.PoolshimError as e:
+        dev = None
+        print(f"device buffers not served here ({e}): the device case is skipped")
+    if dev is not None:
+        with Channel.create("py.devch", readers=1, capacity=1 << 16) as w6, Channel.open("py.devch") as r6:
+            w6.send(dev)  # its event recorded on the legacy default stream first
+            dev.close()
+            Buffer.unlink("py.dev")
+            with r6.recv(timeout=5) as m:
+                raises(poolshim.Unsupported, lambda: m.array, "a numpy view of a device message")
+                b = m.buffer
+                cai = b.__cuda_array_interface__
+                check(m.device == "cuda:0" and m.shape == (64, 64) and m.dtype == "float16" and b.kind == "device"
+                      and cai["shape"] == (64, 64) and cai["typestr"] == "<f2" and cai["data"][0] != 0,
+                      f"a device buffer by reference: {m.device} {m.shape} {m.dtype} {cai}")
+                b.wait(0)
+            b.close()
     st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
     check("named_bytes=0" in st or "named_bytes=0\n" in st, f"the buffer is freed: {st.splitlines()[0]}")
 finally:

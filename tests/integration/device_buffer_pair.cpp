@@ -12,6 +12,10 @@
 //   roundtrip N      times create, open, close, unlink, close of a 4 KiB device buffer, N rounds
 //   ipc-open B64 BYTES write|check VALUE
 //                    a Redis-mirrored handle opened with plain cudaIpcOpenMemHandle
+//   channel          a device buffer sent over a channel by reference (issue #15): a reader
+//                    process takes it and reads what the writer wrote, ordered by the event
+//   channel-reader NAME FD
+//                    (started by channel) the reader of that channel
 // Prints "device_buffer_pair: OK" or FAIL lines; exit 0 only when everything held.
 #include <cuda_runtime_api.h>
 #include <poll.h>
@@ -29,6 +33,7 @@
 #include <vector>
 
 #include "poolshim/buffers.h"
+#include "poolshim/channel.h"
 
 #define POOLSHIM_PAIR_PROGRAM "device_buffer_pair"
 #include "pair_checks.h"
@@ -99,6 +104,105 @@ int reader(const char* name, int tell_writer) {
   cudaFreeHost(host);
   cudaStreamDestroy(s);
   EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close in the reader");
+  return failures == 0 ? 0 : 1;
+}
+
+// The reader's side of a device buffer: its description, a device pointer here, its bytes as the
+// writer wrote them before its record (the writer's gate still shut when the copy is queued).
+void read_device_buffer(poolshim_buffer* b, int tell_writer) {
+  poolshim_buffer_info info{};
+  EXPECT(poolshim_buffer_get_info(b, &info) == 0 && info.kind == POOLSHIM_BUFFER_DEVICE && info.device == 0 &&
+             info.ndim == 2 && info.shape[0] == k_rows && info.shape[1] == k_cols &&
+             std::strcmp(info.dtype, "f32") == 0 && info.bytes == k_bytes,
+         "its description (kind %d device %d ndim %d dtype %s bytes %llu)", info.kind, info.device, info.ndim,
+         info.dtype, static_cast<unsigned long long>(info.bytes));
+  cudaPointerAttributes a{};
+  EXPECT(cudaPointerGetAttributes(&a, poolshim_buffer_data(b)) == cudaSuccess && a.type == cudaMemoryTypeDevice,
+         "the pointer is device memory here");
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  float* host = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&host), k_bytes);
+  EXPECT(poolshim_buffer_wait(b, s) == POOLSHIM_OK, "wait");
+  cudaMemcpyAsync(host, poolshim_buffer_data(b), k_bytes, cudaMemcpyDeviceToHost, s);
+  // The writer's gate is closed: its record cannot have completed, so this stream waits.
+  EXPECT(cudaStreamQuery(s) == cudaErrorNotReady, "the reader's stream waits for the writer's record");
+  (void)!write(tell_writer, "r", 1);
+  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the reader's stream");
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < k_rows * k_cols; ++i) wrong += host[i] != pattern(i);
+  EXPECT(wrong == 0, "%zu of %zu floats differ from what the writer wrote before its record", wrong,
+         static_cast<std::size_t>(k_rows * k_cols));
+  cudaFreeHost(host);
+  cudaStreamDestroy(s);
+}
+
+int channel_reader(const char* name, int tell_writer) {
+  poolshim_channel* c = nullptr;
+  EXPECT(poolshim_channel_open(name, 0, &c) == POOLSHIM_OK, "open channel '%s'", name);
+  if (c == nullptr) return 1;
+  const void* p = nullptr;
+  std::size_t bytes = 0;
+  EXPECT(poolshim_channel_recv(c, &p, &bytes, 20000) == POOLSHIM_OK && bytes == k_bytes, "recv (%zu bytes)", bytes);
+  poolshim_buffer* b = nullptr;
+  EXPECT(poolshim_channel_take_buffer(c, &b) == POOLSHIM_OK && b != nullptr && poolshim_buffer_data(b) == p,
+         "take the device buffer sent by reference");
+  EXPECT(poolshim_channel_release(c) == POOLSHIM_OK, "release the message (the buffer is ours now)");
+  if (b != nullptr) {
+    read_device_buffer(b, tell_writer);
+    EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close in the reader");
+  }
+  poolshim_channel_close(c);
+  return failures == 0 ? 0 : 1;
+}
+
+int channel() {
+  poolshim_channel* w = nullptr;
+  EXPECT(poolshim_channel_create("dev.ch", 64 * 1024, 1, 0, &w) == POOLSHIM_OK, "create a channel");
+  if (w == nullptr) return 1;
+  const std::uint64_t shape[2] = {k_rows, k_cols};
+  poolshim_buffer* b = nullptr;
+  EXPECT(poolshim_buffer_create("dev.ch.buf", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &b) == POOLSHIM_OK,
+         "a device buffer");
+  if (b == nullptr) return 1;
+  int pipe_fds[2];
+  EXPECT(pipe(pipe_fds) == 0, "pipe");
+  std::vector<float> src(k_rows * k_cols);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = pattern(i);
+  float* pinned = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&pinned), k_bytes);
+  std::memcpy(pinned, src.data(), k_bytes);
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  gate_arg g{pipe_fds[0]};
+  EXPECT(cudaLaunchHostFunc(s, hold_until_reader, &g) == cudaSuccess, "the gate");
+  EXPECT(cudaMemcpyAsync(poolshim_buffer_data(b), pinned, k_bytes, cudaMemcpyHostToDevice, s) == cudaSuccess,
+         "the write");
+  EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
+  const pid_t r = spawn_self({"channel-reader", "dev.ch", std::to_string(pipe_fds[1])});
+  EXPECT(r > 0, "spawn the reader");
+  // Sent once the reader is attached (a send with no reader is refused, nothing sent).
+  int rc = POOLSHIM_ENOREADER;
+  for (int i = 0; i < 1000 && rc == POOLSHIM_ENOREADER; ++i) {
+    rc = poolshim_channel_send_buffer(w, b, nullptr, 0, 5000);
+    if (rc == POOLSHIM_ENOREADER) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT(rc == POOLSHIM_OK, "send the device buffer by reference (%s)", poolshim_buffer_error());
+  EXPECT(poolshim_buffer_unlink("dev.ch.buf", 0) == POOLSHIM_OK, "the sender unlinks its name at once");
+  int st = 0;
+  if (r > 0) waitpid(r, &st, 0);
+  EXPECT(r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader (its FAIL lines above)");
+  (void)!write(pipe_fds[1], "x", 1);  // the gate opens whatever the reader did
+  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the writer's stream");
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  cudaStreamDestroy(s);
+  cudaFreeHost(pinned);
+  EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "the sender's close");
+  EXPECT(poolshim_channel_close(w) == POOLSHIM_OK, "the writer closes (its hold ends)");
+  poolshim_buffer* gone = nullptr;
+  EXPECT(poolshim_buffer_open("dev.ch.buf", 0, &gone) == POOLSHIM_ENOENT, "gone with its name and references");
+  if (failures == 0) std::printf("device_buffer_pair: channel OK\n");
   return failures == 0 ? 0 : 1;
 }
 
@@ -306,6 +410,8 @@ int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "check") == 0) return check();
   if (argc == 4 && std::strcmp(argv[1], "reader") == 0) return reader(argv[2], std::atoi(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "hold") == 0) return hold(argv[2]);
+  if (argc == 2 && std::strcmp(argv[1], "channel") == 0) return channel();
+  if (argc == 4 && std::strcmp(argv[1], "channel-reader") == 0) return channel_reader(argv[2], std::atoi(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "roundtrip") == 0) return roundtrip(std::atoi(argv[2]));
   if (argc == 6 && std::strcmp(argv[1], "ipc-open") == 0)
     return ipc_open(argv[2], std::strtoull(argv[3], nullptr, 10), argv[4], std::atoi(argv[5]));

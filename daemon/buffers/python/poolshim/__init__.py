@@ -31,7 +31,7 @@ import struct
 import threading
 import weakref
 
-__all__ = ["Buffer", "Channel", "Message", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory",
+__all__ = ["Buffer", "Channel", "Message", "Reservation", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory",
            "QuotaExceeded", "NotPermitted", "NoDaemon", "Unsupported", "TimedOut", "NoReader", "ChannelClosed",
            "list_buffers"]
 
@@ -173,6 +173,11 @@ def _load():
         lib.poolshim_channel_send_buffer.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                                      ctypes.c_int]
         lib.poolshim_channel_message_head.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p), p(ctypes.c_size_t)]
+        lib.poolshim_channel_take_buffer.argtypes = [ctypes.c_void_p, p(ctypes.c_void_p)]
+        lib.poolshim_channel_reserve.argtypes = [ctypes.c_void_p, ctypes.c_size_t, p(ctypes.c_void_p), ctypes.c_int]
+        lib.poolshim_channel_commit.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.poolshim_channel_cancel.argtypes = [ctypes.c_void_p]
+        lib.poolshim_channel_set_spin.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.poolshim_channel_close.argtypes = [ctypes.c_void_p]
         _lib = lib
         return lib
@@ -500,34 +505,53 @@ def _ms(timeout):
     return int(timeout * 1000)
 
 
-class Message:
-    """A received message, in place in the ring (no copy): .array (numpy arrays sent with their
-    dtype and shape) or .data (a memoryview of bytes sent as bytes). Valid until release() (or the
-    end of the with block): after it, the ring's bytes are the writer's again."""
+def _framing(kind, ndim, shape, dtype_name):
+    dims = list(shape) + [0] * (8 - len(shape))
+    return _MSG_HEAD.pack(_MSG_MAGIC, kind, ndim, len(dtype_name), *dims) + dtype_name.ljust(8, b"\0")
 
-    def __init__(self, channel, address, size, head_address=None, head_size=0):
+
+_FRAMING_BYTES = _MSG_HEAD.size + 8
+
+
+class Message:
+    """A received message, in place (no copy): .array (numpy arrays sent with their dtype and
+    shape) or .data (a memoryview of bytes sent as bytes); a buffer sent by reference also has
+    .buffer (a device buffer has only that). Valid until release() (or the end of the with block):
+    after it, the ring's bytes are the writer's again, and a buffer sent by reference is closed
+    unless .buffer was taken (then it is the caller's to close)."""
+
+    def __init__(self, channel, address, size, head_address=None, head_size=0, buffer=None):
         self._channel = channel
-        # A buffer sent by reference: its framing came apart (head); the bytes are the buffer's.
-        apart = bool(head_address) and head_size > 0  # else the framing leads the bytes (a promoted message)
+        self._buffer = buffer  # a buffer sent by reference, this message's until .buffer takes it
+        self._taken = False
+        self.by_reference = buffer is not None
+        self.device = buffer.device if buffer is not None else "cpu"
+        # A buffer sent by reference has its framing apart (head); else the framing leads the bytes.
+        apart = buffer is not None and head_size > 0
+        on_device = buffer is not None and buffer.kind == "device"
         where, room = (head_address, head_size) if apart else (address, size)
-        head = (ctypes.c_ubyte * _MSG_HEAD.size).from_address(where) if room >= _MSG_HEAD.size + 8 else None
-        fields = _MSG_HEAD.unpack(bytes(head)) if head is not None else None
-        self.by_reference = bool(head_address)
+        fields = None
+        if (apart or not on_device) and room >= _FRAMING_BYTES:
+            fields = _MSG_HEAD.unpack(bytes((ctypes.c_ubyte * _MSG_HEAD.size).from_address(where)))
         if fields is not None and fields[0] == _MSG_MAGIC:
             _, kind, ndim, name_len, *shape = fields
             dtype_name = bytes((ctypes.c_ubyte * 8).from_address(where + _MSG_HEAD.size))[:name_len].decode()
-            start = 0 if apart else _MSG_HEAD.size + 8
+            start = 0 if apart else _FRAMING_BYTES
             self.kind = "array" if kind == _MSG_ARRAY else "bytes"
             self.dtype = dtype_name or None
             self.shape = tuple(shape[:ndim]) if kind == _MSG_ARRAY else None
+        elif on_device:  # a device buffer from another program: its own description
+            start, self.kind, self.dtype, self.shape = 0, "array", buffer.dtype, buffer.shape
         else:  # sent by another program: raw bytes
             start, self.kind, self.dtype, self.shape = 0, "bytes", None, None
-        self._raw = (ctypes.c_ubyte * (size - start)).from_address(address + start)
+        self._raw = None if on_device else (ctypes.c_ubyte * (size - start)).from_address(address + start)
         self.nbytes = size - start
 
     @property
     def data(self):
         self._live()
+        if self._raw is None:
+            raise Unsupported(-8, f"a device buffer ({self.device}): use .buffer")
         return memoryview(self._raw).cast("B")
 
     @property
@@ -535,9 +559,22 @@ class Message:
         """A numpy view of the message (zero copy; a copy() outlives release())."""
         import numpy as np
         self._live()
+        if self._raw is None:
+            raise Unsupported(-8, f"a device buffer ({self.device}) has no numpy view: use .buffer "
+                                  "(__cuda_array_interface__, DLPack) after .buffer.wait(stream)")
         if self.kind != "array":
             return np.frombuffer(self._raw, dtype=np.uint8)
         return np.frombuffer(self._raw, dtype=self.dtype).reshape(self.shape)
+
+    @property
+    def buffer(self):
+        """The Buffer sent by reference (None for a message sent inline), now the caller's: it
+        outlives release() and is closed by its own close() (or with block). For a device buffer,
+        buffer.wait(stream) orders the stream after the sender's record."""
+        self._live()
+        if self._buffer is not None:
+            self._taken = True
+        return self._buffer
 
     def _live(self):
         if self._channel is None:
@@ -546,6 +583,9 @@ class Message:
     def release(self):
         if self._channel is not None:
             ch, self._channel = self._channel, None
+            buffer, self._buffer = self._buffer, None
+            if buffer is not None and not self._taken:
+                buffer.close()
             _check(ch._lib.poolshim_channel_release(ch._h))
 
     def __enter__(self):
@@ -553,6 +593,41 @@ class Message:
 
     def __exit__(self, *exc):
         self.release()
+
+
+class Reservation:
+    """Room for one message, reserved by Channel.reserve: .array is where its bytes go (in the ring,
+    or in a buffer made for it), filled in place; commit() sends it (the with block commits when it
+    ends without an exception, and cancels otherwise)."""
+
+    def __init__(self, channel, address, nbytes, dtype, shape, timeout):
+        import numpy as np
+        self._channel = channel
+        self._timeout = timeout
+        raw = (ctypes.c_ubyte * nbytes).from_address(address)
+        self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def commit(self):
+        ch, self._channel = self._channel, None
+        if ch is None:
+            raise PoolshimError(-9, "the reservation has ended")
+        self.array = None
+        _check(ch._lib.poolshim_channel_commit(ch._h, _ms(self._timeout)))
+
+    def cancel(self):
+        ch, self._channel = self._channel, None
+        if ch is not None:
+            self.array = None
+            _check(ch._lib.poolshim_channel_cancel(ch._h))
+
+    def __enter__(self):
+        return self.array
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.cancel()
 
 
 class Channel:
@@ -569,30 +644,45 @@ class Channel:
         self.writer = writer
 
     @classmethod
-    def create(cls, name, readers=1, capacity=16 << 20, shared=False):
+    def create(cls, name, readers=1, capacity=16 << 20, shared=False, spin=None):
+        """spin: seconds a wait spins before it sleeps (default 20e-6; see set_spin)."""
         lib = _load()
         h = ctypes.c_void_p()
         _check(lib.poolshim_channel_create(_name(name), int(capacity), int(readers), _SHARED if shared else 0,
                                            ctypes.byref(h)))
-        return cls(h.value, name, True)
+        ch = cls(h.value, name, True)
+        if spin is not None:
+            ch.set_spin(spin)
+        return ch
 
     @classmethod
-    def open(cls, name, shared=False):
+    def open(cls, name, shared=False, spin=None):
         lib = _load()
         h = ctypes.c_void_p()
         _check(lib.poolshim_channel_open(_name(name), _SHARED if shared else 0, ctypes.byref(h)))
-        return cls(h.value, name, False)
+        ch = cls(h.value, name, False)
+        if spin is not None:
+            ch.set_spin(spin)
+        return ch
 
-    def send(self, obj, timeout=None):
-        """Sends obj: a numpy array or bytes (copied into the ring), or a host Buffer (by reference:
-        no copy; every reader opens the same memory; its dtype and shape travel)."""
+    def set_spin(self, seconds):
+        """How long this end's waits spin before they sleep on the futex (0 to 1 s): a message (or
+        room) that comes within it is taken without a wake-up, for a busy core meanwhile."""
+        self._live()
+        if not 0 <= seconds <= 1:
+            raise InvalidArgument(-1, f"spin {seconds!r}: seconds, 0 to 1")
+        _check(self._lib.poolshim_channel_set_spin(self._h, int(round(seconds * 1e6))))
+
+    def send(self, obj, timeout=None, stream=0):
+        """Sends obj: a numpy array or bytes (copied into the ring), or a Buffer (by reference: no
+        copy; every reader opens the same memory; its dtype and shape travel). A device Buffer's
+        event is recorded on stream first (what was queued there before is what readers see after
+        their wait; None: no record, ordered by the caller)."""
         self._live()
         if isinstance(obj, Buffer):
-            if obj.kind != "host":
-                raise Unsupported(-8, "device buffers over channels are not served yet")
-            shape = list(obj.shape) + [0] * (8 - len(obj.shape))
-            name = _DTYPES_TO_NUMPY_NAME(obj.dtype)
-            head = _MSG_HEAD.pack(_MSG_MAGIC, _MSG_ARRAY, len(obj.shape), len(name), *shape) + name.ljust(8, b"\0")
+            if obj.kind == "device" and stream is not None:
+                obj.record(stream)
+            head = _framing(_MSG_ARRAY, len(obj.shape), obj.shape, _DTYPES_TO_NUMPY_NAME(obj.dtype))
             _check(self._lib.poolshim_channel_send_buffer(self._h, obj._live(), head, len(head), _ms(timeout)))
             return
         kind, ndim, shape, dtype_name = _MSG_RAW, 0, [0] * 8, b""
@@ -616,7 +706,7 @@ class Channel:
             else:
                 raise InvalidArgument(-1, f"send takes a numpy array, bytes, bytearray or memoryview, not "
                                           f"{type(obj).__name__}")
-        head = _MSG_HEAD.pack(_MSG_MAGIC, kind, ndim, len(dtype_name), *shape) + dtype_name.ljust(8, b"\0")
+        head = _framing(kind, ndim, shape[:ndim], dtype_name)
         if not len(view):
             payload = None
         elif isinstance(obj, bytes):
@@ -630,14 +720,43 @@ class Channel:
         sizes = (ctypes.c_size_t * 2)(len(head), len(view))
         _check(self._lib.poolshim_channel_sendv(self._h, parts, sizes, 2, _ms(timeout)))
 
+    def reserve(self, shape, dtype="uint8", timeout=None):
+        """Room for an array of shape and dtype, reserved (waiting as send waits): fill the view in
+        place, then commit (no copy at all). with ch.reserve((1024, 1024), "float32") as a: a[:] = x"""
+        import numpy as np
+        self._live()
+        if isinstance(shape, int):
+            shape = (shape,)
+        shape = tuple(int(d) for d in shape)
+        if len(shape) > 8 or any(d < 0 for d in shape):
+            raise InvalidArgument(-1, f"shape {shape!r}: at most 8 non-negative ints")
+        dt = np.dtype(_NUMPY.get(_dtype(dtype), "uint8"))
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        where = ctypes.c_void_p()
+        _check(self._lib.poolshim_channel_reserve(self._h, _FRAMING_BYTES + nbytes, ctypes.byref(where),
+                                                  _ms(timeout)))
+        ctypes.memmove(where.value, _framing(_MSG_ARRAY, len(shape), shape, dt.name.encode()), _FRAMING_BYTES)
+        return Reservation(self, where.value + _FRAMING_BYTES, nbytes, dt, shape, timeout)
+
     def recv(self, timeout=None):
         self._live()
         address, size = ctypes.c_void_p(), ctypes.c_size_t()
         _check(self._lib.poolshim_channel_recv(self._h, ctypes.byref(address), ctypes.byref(size), _ms(timeout)))
         head, head_size = ctypes.c_void_p(), ctypes.c_size_t()
         if self._lib.poolshim_channel_message_head(self._h, ctypes.byref(head), ctypes.byref(head_size)) != 0:
-            head = ctypes.c_void_p()
-        return Message(self, address.value or 0, size.value, head.value, head_size.value)
+            return Message(self, address.value or 0, size.value)
+        h, buffer = ctypes.c_void_p(), None
+        try:  # sent by reference: the buffer's reference, the Message's until .buffer takes it
+            _check(self._lib.poolshim_channel_take_buffer(self._h, ctypes.byref(h)))
+            buffer = Buffer(h.value)
+            return Message(self, address.value or 0, size.value, head.value, head_size.value, buffer)
+        except BaseException:
+            if buffer is not None:
+                buffer.close()
+            elif h.value:
+                self._lib.poolshim_buffer_close(h)
+            self._lib.poolshim_channel_release(self._h)
+            raise
 
     def _live(self):
         if self._h is None:

@@ -361,6 +361,7 @@ class sequence {
       case proto::op::buffer_unlink:
         q->arg[0] = 0;
         q->arg[1] = r_.below(4) == 0 ? proto::k_buffer_shared : 0;
+        if (op == proto::op::buffer_open && r_.below(4) == 0) q->arg[2] = proto::k_open_reference_only;
         name_of(q);
         break;
       case proto::op::buffer_close:

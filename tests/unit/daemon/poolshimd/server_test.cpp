@@ -672,6 +672,33 @@ TEST_F(Buffers, CreateOpenShareMemoryAndUnlinkFreesWithTheLastReference) {
   for (int f : {fd, fd2, other}) close(f);
 }
 
+// A reference without the memory (a channel's writer holding what it sent by reference): no
+// memfd comes back, yet it keeps the buffer as any reference does.
+TEST_F(Buffers, AReferenceOnlyOpenHoldsTheBufferWithoutItsMemory) {
+  start();
+  proto::reply r{};
+  int fd = -1;
+  ASSERT_EQ(send(create_request("held", 1 << 20), &r, &fd), proto::status::ok);
+  const std::uint64_t mine = r.val[0];
+  proto::request q = name_request(proto::op::buffer_open, "held");
+  q.arg[2] = proto::k_open_reference_only | 2;
+  EXPECT_EQ(send(q, &r), proto::status::bad_argument) << "an unknown arg2 bit";
+  q.arg[2] = proto::k_open_reference_only;
+  int none = -1;
+  ASSERT_EQ(send(q, &r, &none), proto::status::ok);
+  EXPECT_EQ(none, -1) << "no memfd";
+  const std::uint64_t hold = r.val[0];
+  EXPECT_EQ(r.val[1], 1u << 20);
+  ASSERT_EQ(ask(proto::op::buffer_list, 0, &r), proto::status::ok);
+  EXPECT_EQ(r.val[2], 2u) << "two references";
+  ASSERT_EQ(send(name_request(proto::op::buffer_unlink, "held"), &r), proto::status::ok);
+  ASSERT_EQ(ask(proto::op::buffer_close, mine, &r), proto::status::ok);
+  EXPECT_EQ(named(), kSlab) << "the reference-only hold keeps the memory";
+  ASSERT_EQ(ask(proto::op::buffer_close, hold, &r), proto::status::ok);
+  EXPECT_EQ(named(), 0u) << "its last reference ended: freed";
+  close(fd);
+}
+
 TEST_F(Buffers, NamesAreInTheUidsNamespaceUnlessShared) {
   start();
   proto::reply r{};

@@ -1,7 +1,8 @@
 // The channel ring (include/poolshim/channel_ring.h, issue #15) on a shared mapping, without the
 // daemon: broadcast to every attached reader in order across many wraps, back-pressure and its
 // timeout, a receive's timeout, what a late reader sees, the writer's close, a reader's detach
-// freeing a blocked writer, and a reader in another process (shared futexes).
+// freeing a blocked writer, a reader in another process (shared futexes), a reservation filled in
+// place, and a sleeper counted so that a wake-up is made only for it.
 #include "poolshim/channel_ring.h"
 
 #include <gtest/gtest.h>
@@ -137,7 +138,7 @@ TEST(ChannelRing, CloseIsSeenAfterTheBacklogAndADetachFreesABlockedWriter) {
   EXPECT_EQ(r.send_bytes(kb, std::chrono::seconds(5)), result::ok);
   drain.join();
   r.h->writer.store(writer_closed);
-  wake_all(&r.h->data_seq);
+  wake_readers(r.h);
   const unsigned char* p = nullptr;
   std::uint32_t bytes = 0;
   std::uint64_t next = 0;
@@ -171,6 +172,56 @@ TEST(ChannelRing, AReaderInAnotherProcessWakesOnTheSharedFutex) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// A reservation is invisible to readers until it is published; the payload is written in place.
+TEST(ChannelRing, AReservationIsFilledInPlaceAndSeenOnlyOncePublished) {
+  ring r(4096);
+  attach(r.h, 0, 1);
+  reservation res;
+  EXPECT_EQ(reserve(r.h, r.data, 2049, clock_type::now(), record_data, &res), result::too_large) << "over half";
+  ASSERT_EQ(reserve(r.h, r.data, 100, clock_type::now() + std::chrono::seconds(1), record_data, &res), result::ok);
+  ASSERT_GE(res.payload, r.data);
+  ASSERT_LE(res.payload + 100, r.data + 4096);
+  std::memset(res.payload, 0x42, 100);
+  const unsigned char* p = nullptr;
+  std::uint32_t bytes = 0;
+  std::uint64_t next = 0;
+  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::milliseconds(20)),
+            result::timeout)
+      << "reserved, not published";
+  publish(r.h, res);
+  ASSERT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  EXPECT_EQ(bytes, 100u);
+  EXPECT_EQ(p, res.payload) << "read where it was written";
+  EXPECT_EQ(p[0], 0x42);
+  EXPECT_EQ(p[99], 0x42);
+  EXPECT_EQ(r.h->messages.load(), 1u);
+}
+
+// With no spin a receive sleeps at once: it is counted in data_waiters while asleep (the publish
+// makes its wake-up call for it), and nobody is counted once it has the message.
+TEST(ChannelRing, ASleepingReaderIsCountedAndWoken) {
+  ring r(64 * 1024);
+  attach(r.h, 0, 1);
+  EXPECT_EQ(r.h->data_waiters.load(), 0u);
+  std::atomic<int> got{0};
+  std::thread reader([&] {
+    const unsigned char* p = nullptr;
+    std::uint32_t bytes = 0;
+    std::uint64_t next = 0;
+    if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10), nullptr,
+                std::chrono::microseconds(0)) == result::ok)
+      got = static_cast<int>(bytes);
+  });
+  const auto until = clock_type::now() + std::chrono::seconds(5);
+  while (r.h->data_waiters.load() == 0 && clock_type::now() < until) std::this_thread::yield();
+  EXPECT_EQ(r.h->data_waiters.load(), 1u) << "the reader sleeps, counted";
+  EXPECT_EQ(got.load(), 0);
+  ASSERT_EQ(r.send_bytes(std::vector<unsigned char>(77, 1)), result::ok);
+  reader.join();
+  EXPECT_EQ(got.load(), 77);
+  EXPECT_EQ(r.h->data_waiters.load(), 0u);
 }
 
 }  // namespace
