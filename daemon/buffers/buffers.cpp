@@ -860,13 +860,15 @@ void reclaim(poolshim_channel* c) {
 }
 
 // A second reference to a buffer, without its memory (no mapping, no device handles): the
-// writer's hold on what it sent by reference. 0 with *ref, or the code with the text set.
-int hold_reference(const poolshim_buffer* b, std::uint64_t* ref) {
+// writer's hold on what it sent by reference, counted as the channel's held bytes. 0 with *ref, or
+// the code with the text set.
+int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uint64_t* ref) {
   proto::request q = proto::make_request(proto::op::buffer_open, 0);
   if (const int e = put_name(b->info.name, &q); e != 0) return e;
   q.arg[0] = b->id;
   q.arg[1] = b->info.flags;
   q.arg[2] = proto::k_open_reference_only;
+  q.arg[3] = c->ref;
   proto::reply r{};
   if (const int e = exchange(q, &r, nullptr, std::string("hold '") + b->info.name + "'"); e != 0) return e;
   *ref = r.val[0];
@@ -962,7 +964,7 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   if (!ch::lowest_tail(c->h, &low)) return send_outcome(c, ch::result::no_reader, "");  // no hold for nothing
   // Held by the writer until every reader has passed the record (reclaim).
   std::uint64_t keep = 0;
-  if (const int e = hold_reference(b, &keep); e != 0) return e;
+  if (const int e = hold_reference(c, b, &keep); e != 0) return e;
   const ch::buffer_ref r{static_cast<std::uint32_t>(std::strlen(b->info.name)), b->info.flags, b->bytes, b->id};
   const void* parts[3] = {&r, b->info.name, head};
   const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};

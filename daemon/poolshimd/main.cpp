@@ -71,17 +71,18 @@ int print_status(const std::string& path, bool list_only) {
     bool header = false;
     for (std::uint64_t i = 0; ask(proto::op::channel_list, i, &r); ++i) {
       if (!header) {
-        std::printf("\n%-32s %-7s %7s %12s %12s %8s %10s %s\n", "CHANNEL", "WRITER", "READERS", "CAPACITY", "BACKLOG",
-                    "PID", "MESSAGES", "NAMESPACE");
+        std::printf("\n%-32s %-7s %7s %12s %12s %12s %8s %10s %s\n", "CHANNEL", "WRITER", "READERS", "CAPACITY",
+                    "BACKLOG", "HELD", "PID", "MESSAGES", "NAMESPACE");
         header = true;
       }
       const proto::channel_entry c = proto::decode_channel_entry(r);
       static const char* const k_writer[] = {"none", "open", "dead", "closed"};
-      std::printf("%-32s %-7s %3llu/%-3u %12llu %12llu %8llu %10llu %s\n", c.name,
+      std::printf("%-32s %-7s %3llu/%-3u %12llu %12llu %12llu %8llu %10llu %s\n", c.name,
                   c.writer_state < 4 ? k_writer[c.writer_state] : "?", static_cast<unsigned long long>(c.readers),
                   c.max_readers, static_cast<unsigned long long>(c.capacity),
-                  static_cast<unsigned long long>(c.backlog), static_cast<unsigned long long>(c.writer_pid),
-                  static_cast<unsigned long long>(c.messages), c.shared ? "shared" : "uid");
+                  static_cast<unsigned long long>(c.backlog), static_cast<unsigned long long>(c.held_bytes),
+                  static_cast<unsigned long long>(c.writer_pid), static_cast<unsigned long long>(c.messages),
+                  c.shared ? "shared" : "uid");
     }
     close(s);
     return 0;
@@ -114,12 +115,12 @@ int print_status(const std::string& path, bool list_only) {
   for (std::uint64_t i = 0; ask(proto::op::channel_list, i, &r); ++i) {
     const proto::channel_entry c = proto::decode_channel_entry(r);
     std::printf(
-        "channel name=%s writer_state=%u readers=%llu max_readers=%u capacity=%llu backlog=%llu writer_pid=%llu "
-        "messages=%llu%s\n",
+        "channel name=%s writer_state=%u readers=%llu max_readers=%u capacity=%llu backlog=%llu held_bytes=%llu "
+        "writer_pid=%llu messages=%llu%s\n",
         c.name, c.writer_state, static_cast<unsigned long long>(c.readers), c.max_readers,
         static_cast<unsigned long long>(c.capacity), static_cast<unsigned long long>(c.backlog),
-        static_cast<unsigned long long>(c.writer_pid), static_cast<unsigned long long>(c.messages),
-        c.shared ? " shared=1" : "");
+        static_cast<unsigned long long>(c.held_bytes), static_cast<unsigned long long>(c.writer_pid),
+        static_cast<unsigned long long>(c.messages), c.shared ? " shared=1" : "");
   }
   close(s);
   return 0;

@@ -727,6 +727,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         e.backlog = channel::backlog(h);
         e.writer_pid = h->writer_pid;
         e.messages = h->messages.load(std::memory_order_relaxed);
+        e.held_bytes = ch.held_bytes;
         proto::reply r = proto::make_reply(q, status::ok);
         proto::encode_channel_entry(e, &r);
         return r;
@@ -766,9 +767,9 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::buffer_close: {
       auto it = std::find_if(c.refs.begin(), c.refs.end(), [&](const buffer_ref& r) { return r.id == q.arg[0]; });
       if (it == c.refs.end()) return proto::make_reply(q, status::not_found);
-      const std::uint64_t b = it->buffer;
+      const buffer_ref r = *it;
       c.refs.erase(it);
-      drop_reference(b);
+      end_buffer_ref(r);
       return proto::make_reply(q, status::ok);
     }
     case proto::op::buffer_handles: {
@@ -1044,24 +1045,29 @@ std::string server::metrics_text() const {
        "# HELP poolshimd_named_buffer_references A named buffer's references.\n"
        "# TYPE poolshimd_named_buffer_references gauge\n" +
        refs_lines;
-  // Channels alike: readers attached, backlog, messages sent and capacity, labelled by name; each
-  // family's lines together (Prometheus text).
-  static const char* const k_channel_metrics[4][2] = {
+  // Channels alike: readers attached, backlog, messages sent, capacity and bytes held by reference,
+  // labelled by name; each family's lines together (Prometheus text).
+  constexpr int k_channel_families = 5;
+  static const char* const k_channel_metrics[k_channel_families][2] = {
       {"poolshimd_channel_readers", "A channel's readers attached (shared ones; every one with --metrics-clients)."},
       {"poolshimd_channel_backlog_bytes", "Bytes a channel's writer sent that its slowest reader has not read."},
       {"poolshimd_channel_messages_total", "Messages sent on a channel."},
-      {"poolshimd_channel_capacity_bytes", "A channel's ring size."}};
-  std::string ch_lines[4];
+      {"poolshimd_channel_capacity_bytes", "A channel's ring size."},
+      {"poolshimd_channel_held_bytes",
+       "Bytes of buffers sent by reference that a channel's writer holds for readers."}};
+  std::string ch_lines[k_channel_families];
   for (const auto& [id, ch] : channels_) {
     if (!ch.shared && !options_.metrics_clients) continue;
     const auto* h = static_cast<const channel::header*>(ch.map);
-    const std::uint64_t values[4] = {channel::attached_readers(h), channel::backlog(h),
-                                     h->messages.load(std::memory_order_relaxed), h->capacity};
+    const std::uint64_t values[k_channel_families] = {channel::attached_readers(h), channel::backlog(h),
+                                                      h->messages.load(std::memory_order_relaxed), h->capacity,
+                                                      ch.held_bytes};
     const std::string labels = "{name=\"" + label(ch.name) + "\",owner_uid=\"" + std::to_string(ch.uid) +
                                "\",namespace=\"" + (ch.shared ? "shared" : "uid") + "\"} ";
-    for (int k = 0; k < 4; ++k) ch_lines[k] += k_channel_metrics[k][0] + labels + std::to_string(values[k]) + "\n";
+    for (int k = 0; k < k_channel_families; ++k)
+      ch_lines[k] += k_channel_metrics[k][0] + labels + std::to_string(values[k]) + "\n";
   }
-  for (int k = 0; k < 4; ++k)
+  for (int k = 0; k < k_channel_families; ++k)
     t += std::string("# HELP ") + k_channel_metrics[k][0] + " " + k_channel_metrics[k][1] + "\n# TYPE " +
          k_channel_metrics[k][0] + (k == 2 ? " counter\n" : " gauge\n") + ch_lines[k];
   // Which process holds what only when asked for (--metrics-clients).
@@ -1301,6 +1307,14 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   // A buffer still being filled is not there yet for others: its memory does not exist yet.
   if (found == 0 || buffers_.at(found).filling) return proto::make_reply(q, status::not_found);
   if (c.refs.size() >= k_max_references) return proto::make_reply(q, status::quota);
+  // A channel writer's hold names its channel (by its own writer reference): counted as held there.
+  std::uint64_t channel = 0;
+  if (q.arg[3] != 0) {
+    auto ct = std::find_if(c.channel_refs.begin(), c.channel_refs.end(),
+                           [&](const channel_ref& r) { return r.id == q.arg[3] && r.slot < 0; });
+    if (ct == c.channel_refs.end()) return proto::make_reply(q, status::bad_argument);
+    channel = ct->channel;
+  }
   named_buffer& b = buffers_.at(found);
   const bool device = b.fd < 0;
   const bool memory = !device && (q.arg[2] & proto::k_open_reference_only) == 0;
@@ -1308,8 +1322,9 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   if (memory && dup < 0) return proto::make_reply(q, status::internal);
   ++b.refs;
   mirror_dirty_ = true;
-  const buffer_ref ref{next_ref_++, found};
+  const buffer_ref ref{next_ref_++, found, channel};
   c.refs.push_back(ref);
+  if (channel != 0) channels_.at(channel).held_bytes += b.bytes;
   *fd_out = dup;  // a device buffer's reply carries none, nor a reference-only open's
   if (memory) b.fd_clients.insert(c.id);
   proto::reply r = proto::make_reply(q, status::ok);
@@ -1338,10 +1353,20 @@ void server::drop_reference(std::uint64_t buffer) {
   if (b.refs == 0 && b.unlinked) free_buffer(buffer);
 }
 
+void server::end_buffer_ref(const buffer_ref& r) {
+  if (r.channel != 0) {
+    auto ct = channels_.find(r.channel);
+    auto bt = buffers_.find(r.buffer);
+    if (ct != channels_.end() && bt != buffers_.end())
+      ct->second.held_bytes -= std::min(ct->second.held_bytes, bt->second.bytes);
+  }
+  drop_reference(r.buffer);
+}
+
 void server::drop_references(client& c) {
   const std::vector<buffer_ref> refs = std::move(c.refs);
   c.refs.clear();
-  for (const buffer_ref& r : refs) drop_reference(r.buffer);
+  for (const buffer_ref& r : refs) end_buffer_ref(r);
 }
 
 // The memory goes: the daemon's descriptor closed on the helper thread (the last close of a large

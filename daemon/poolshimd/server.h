@@ -103,8 +103,9 @@ class server {
     int device = -1;           // device memory: the lender's device index
   };
   struct buffer_ref {
-    std::uint64_t id;      // what the client names it by (buffer_close)
-    std::uint64_t buffer;  // buffers_' key
+    std::uint64_t id;           // what the client names it by (buffer_close)
+    std::uint64_t buffer;       // buffers_' key
+    std::uint64_t channel = 0;  // a channel writer's hold on what it sent by reference: channels_' key
   };
   // A named buffer (issue #14): its memory a memfd of its own; all of them together take whole
   // slabs out of the region's budget.
@@ -150,7 +151,8 @@ class server {
     void* map = nullptr;
     std::size_t bytes = 0;
     std::uint32_t refs = 0;
-    bool named = true;  // the name goes with the writer
+    bool named = true;             // the name goes with the writer
+    std::uint64_t held_bytes = 0;  // buffers its writer holds for it (sent by reference, not yet passed)
   };
   struct client {
     std::uint64_t id;
@@ -227,6 +229,7 @@ class server {
                            const proto::request& q, std::uint64_t reserved);
   proto::reply open_buffer(client& c, const proto::request& q, int* fd_out);
   void drop_reference(std::uint64_t buffer);
+  void end_buffer_ref(const buffer_ref& r);  // a channel's held bytes, then drop_reference
   void drop_references(client& c);
   void free_buffer(std::uint64_t id);
   bool resize_named(std::uint64_t total);

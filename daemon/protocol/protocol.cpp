@@ -69,8 +69,8 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
     case op::buffer_create:
       return buffer_create_problem(r) == nullptr ? status::ok : status::bad_argument;
     case op::buffer_open:  // arg0: the daemon's buffer id, or 0 (by name)
-      return (r.arg[1] & ~k_buffer_shared) == 0 && (r.arg[2] & ~k_open_reference_only) == 0 && unused_from(3) &&
-                     buffer_name_problem(r.payload) == nullptr
+      return (r.arg[1] & ~k_buffer_shared) == 0 && (r.arg[2] & ~k_open_reference_only) == 0 &&
+                     (r.arg[3] == 0 || r.arg[2] == k_open_reference_only) && buffer_name_problem(r.payload) == nullptr
                  ? status::ok
                  : status::bad_argument;
     case op::buffer_unlink:
@@ -270,7 +270,7 @@ std::size_t reply_payload_bytes(op o) noexcept {
     case op::buffer_handles:
       return 2 * k_ipc_handle_size;
     case op::channel_list:
-      return k_name_size;
+      return k_name_size + sizeof(std::uint64_t);  // the name; the bytes its writer holds for it
     default:
       return 0;
   }
@@ -409,6 +409,7 @@ void encode_channel_entry(const channel_entry& c, reply* r) noexcept {
   r->val[3] = c.backlog;
   r->val[4] = c.writer_pid;
   r->val[5] = c.messages;
+  std::memcpy(r->payload + k_name_size, &c.held_bytes, sizeof c.held_bytes);
 }
 
 channel_entry decode_channel_entry(const reply& r) noexcept {
@@ -422,6 +423,7 @@ channel_entry decode_channel_entry(const reply& r) noexcept {
   c.backlog = r.val[3];
   c.writer_pid = r.val[4];
   c.messages = r.val[5];
+  std::memcpy(&c.held_bytes, r.payload + k_name_size, sizeof c.held_bytes);
   return c;
 }
 

@@ -156,11 +156,12 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
       static const char* const k_writer[] = {"none", "open", "dead", "closed"};
       std::printf(
           "%s{\"name\":%s,\"writer\":\"%s\",\"writer_pid\":%llu,\"readers\":%llu,\"max_readers\":%u,"
-          "\"capacity\":%llu,\"backlog\":%llu,\"messages\":%llu,\"shared\":%s}",
+          "\"capacity\":%llu,\"backlog\":%llu,\"held_bytes\":%llu,\"messages\":%llu,\"shared\":%s}",
           i ? "," : "", cli::json_quote(c.name).c_str(), c.writer_state < 4 ? k_writer[c.writer_state] : "none",
           static_cast<unsigned long long>(c.writer_pid), static_cast<unsigned long long>(c.readers), c.max_readers,
           static_cast<unsigned long long>(c.capacity), static_cast<unsigned long long>(c.backlog),
-          static_cast<unsigned long long>(c.messages), c.shared ? "true" : "false");
+          static_cast<unsigned long long>(c.held_bytes), static_cast<unsigned long long>(c.messages),
+          c.shared ? "true" : "false");
     }
     std::printf("]}}\n");
     return 0;
@@ -217,10 +218,11 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
                 static_cast<unsigned long long>(b.references), b.references == 1 ? "" : "s",
                 static_cast<unsigned long long>(b.creator_pid), static_cast<unsigned long long>(b.owner_uid));
   for (const proto::channel_entry& c : d.channels)
-    std::printf("  channel %-23s %llu/%u readers, %s ring, %s backlog, %llu messages, writer pid %llu%s\n",
+    std::printf("  channel %-23s %llu/%u readers, %s ring, %s backlog, %s held, %llu messages, writer pid %llu%s\n",
                 cli::terminal_text(c.name).c_str(), static_cast<unsigned long long>(c.readers), c.max_readers,
                 cli::bytes_text(static_cast<long double>(c.capacity)).c_str(),
                 cli::bytes_text(static_cast<long double>(c.backlog)).c_str(),
+                cli::bytes_text(static_cast<long double>(c.held_bytes)).c_str(),
                 static_cast<unsigned long long>(c.messages), static_cast<unsigned long long>(c.writer_pid),
                 c.writer_state == 2   ? " (dead)"
                 : c.writer_state == 3 ? " (closed)"

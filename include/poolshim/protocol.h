@@ -92,7 +92,10 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* buffer of that name (it may be unlinked: a channel's buffer  */   \
                                       /* sent by reference); arg1 k_buffer_shared: the shared         */   \
                                       /* namespace, else the asker's uid's; arg2 0, or                */   \
-                                      /* k_open_reference_only (no memfd in the reply); reply: val0 a */   \
+                                      /* k_open_reference_only (no memfd in the reply); arg3 0, or    */   \
+                                      /* with it the asker's writer reference of the channel that    */    \
+                                      /* holds the buffer (counted as the channel's held bytes);     */    \
+                                      /* reply: val0 a                                                */   \
                                       /* reference id, val1 bytes, val2 kind | flags, val3 dtype |    */   \
                                       /* ndim << 16,                                                  */   \
                                       /* val4 the daemon's device index, val5 creator pid;            */   \
@@ -123,7 +126,9 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* buffer_list); reply: payload[0,64) name; val0 capacity, val1 */   \
                                       /* readers at most | k_buffer_shared | writer state << 16, val2 */   \
                                       /* readers attached, val3 backlog bytes (sent, not yet read by  */   \
-                                      /* the slowest reader), val4 writer pid, val5 messages sent     */
+                                      /* the slowest reader), val4 writer pid, val5 messages sent;    */   \
+                                      /* payload[64,72) bytes of the buffers its writer holds for it  */   \
+                                      /* (sent by reference, not yet passed by every reader)          */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -280,6 +285,7 @@ struct channel_entry {
   bool shared = false;
   std::uint32_t writer_state = 0;  // channel_ring.h's writer_state: 1 attached, 2 dead, 3 closed
   std::uint64_t readers = 0, backlog = 0, writer_pid = 0, messages = 0;
+  std::uint64_t held_bytes = 0;  // buffers sent by reference that the writer still holds for readers
 };
 void encode_channel_entry(const channel_entry& c, reply* r) noexcept;
 channel_entry decode_channel_entry(const reply& r) noexcept;

@@ -421,11 +421,12 @@ int run(const char* daemon) {
       std::printf("(no libzmq.so.5 here: apt-get install libzmq5 for the ZeroMQ row)\n");
     }
     std::printf("%-30s", "channel send / one memcpy");
-    for (std::size_t i = 0; i < rows[0].second.size(); ++i) std::printf(" %16.1fx", rows[0].second[i].p50 / copy[i].p50);
+    for (std::size_t i = 0; i < rows[0].second.size(); ++i)
+      std::printf(" %16.1fx", rows[0].second[i].p50 / copy[i].p50);
     std::printf("\n\nthroughput, %d messages per size back to back (messages/s):\n", g_count);
     const std::vector<double> ct = channel_throughput();
-    const std::vector<double> zt = z.ok ? zmq_throughput(z, std::string("ipc://") + dir + "/zmq-tp.ipc")
-                                        : std::vector<double>{};
+    const std::vector<double> zt =
+        z.ok ? zmq_throughput(z, std::string("ipc://") + dir + "/zmq-tp.ipc") : std::vector<double>{};
     failures += ct.size() != k_sizes.size();
     for (std::size_t i = 0; i < ct.size(); ++i)
       std::printf("  %8zu KiB: channel %9.0f/s (%6.2f GB/s)   zmq %9.0f/s (%6.2f GB/s)\n", k_sizes[i] >> 10, ct[i],

@@ -81,8 +81,9 @@ try:
         raises(poolshim.QuotaExceeded, lambda: Channel.open("py.ch"), "a third reader of two at most")
         listing = subprocess.run([args.daemon, "--list"], capture_output=True, text=True).stdout
         rows = [l.split() for l in listing.splitlines() if l.startswith("py.ch ")]
-        check(rows and rows[0][1:5] == ["open", "2/2", "65536", "0"] and rows[0][5] == str(os.getpid()),
-              f"poolshimd --list shows the channel (writer open, 2/2 readers, 64 KiB, no backlog): {listing!r}")
+        check(rows and rows[0][1:6] == ["open", "2/2", "65536", "0", "0"] and rows[0][6] == str(os.getpid()),
+              f"poolshimd --list shows the channel (writer open, 2/2 readers, 64 KiB, no backlog, nothing held): "
+              f"{listing!r}")
         raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(3, np.complex64)), "an unsupported dtype")
         raises(poolshim.InvalidArgument, lambda: w.send([1, 2, 3]), "a list")
         t0 = time.monotonic()
@@ -124,7 +125,15 @@ try:
                   and float(a.sum()) == 3.0 * 4096 * 4096, f"a 64 MiB buffer by reference: {a.shape} {a.dtype}")
             check(not a.flags.owndata, "read in the buffer's own mapping (no copy)")
         print(f"64 MiB buffer handed from writer to reader by reference (send, recv, first view): {handoff:.3f} ms")
+
+        def held():
+            st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+            line = [l for l in st.splitlines() if l.startswith("channel name=py.ref ")]
+            return line[0].split("held_bytes=")[1].split()[0] if line else None
+
+        check(held() == str(64 << 20), f"--status: the writer holds the 64 MiB buffer for its reader ({held()})")
         w3.send(b"next")  # the writer lets go of what its reader has passed
+        check(held() == "0", f"--status: nothing held once the reader passed it ({held()})")
         with r3.recv(timeout=5) as m:
             check(bytes(m.data) == b"next", "an inline message after it")
     # An array larger than half the ring: sent through a buffer of its own, dtype and shape kept.

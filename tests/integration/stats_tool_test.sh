@@ -266,8 +266,8 @@ assert nb[0]["creator_pid"] in clients and dm["named_bytes"] == 64 * MiB, (nb, d
 print(f"named buffer {nb[0]['name']}: {nb[0]['bytes']} bytes, one 64 MiB slab of the region")
 ch = dm["channels"]
 assert len(ch) == 1 and (ch[0]["name"], ch[0]["writer"], ch[0]["readers"], ch[0]["max_readers"], ch[0]["capacity"],
-                         ch[0]["backlog"], ch[0]["messages"], ch[0]["shared"]) == \
-    ("node.chan", "open", 0, 2, 4096, 0, 0, False) and ch[0]["writer_pid"] in clients, ch
+                         ch[0]["backlog"], ch[0]["held_bytes"], ch[0]["messages"], ch[0]["shared"]) == \
+    ("node.chan", "open", 0, 2, 4096, 0, 0, 0, False) and ch[0]["writer_pid"] in clients, ch
 print(f"channel {ch[0]['name']}: writer pid {ch[0]['writer_pid']}, {ch[0]['readers']}/{ch[0]['max_readers']} readers")
 assert h["daemon_lent_bytes"] == clients[held]["lent_bytes"] == 64 * MiB, (h, clients)  # one 64 MiB slab
 print(f"held pid {held}: the daemon lent it {h['daemon_lent_bytes']} bytes")
@@ -280,7 +280,7 @@ PY
     fail "text: the daemon's lines"
   grep -Eq "^  buffer node\.frames +host +4\.0 KiB, 1 reference, created by pid [0-9]+" "$dir/node.txt" ||
     fail "text: the named buffer's line"
-  grep -Eq "^  channel node\.chan +0/2 readers, 4\.0 KiB ring, 0 B backlog, 0 messages, writer pid [0-9]+$" \
+  grep -Eq "^  channel node\.chan +0/2 readers, 4\.0 KiB ring, 0 B backlog, 0 B held, 0 messages, writer pid [0-9]+$" \
     "$dir/node.txt" || fail "text: the channel's line"
   exec 7>&-  # the holder lets its buffer go
   # No daemon: one line, status 0, in text and JSON.
