@@ -753,6 +753,12 @@ int poolshim_channel_create(const char* name, std::uint64_t capacity, int max_re
   int err = 0;
   poolshim_channel* c = channel_request(q, std::string("create channel '") + name + "'", &err);
   if (c == nullptr) return err;
+  // The ring's pages written once now, while they are all zero: the first write to a fresh page
+  // costs microseconds (a fault; in a VM, often the host's too), which the messages would pay
+  // otherwise: measured here, 5 us for each 4 KiB page the first time round the ring, even after
+  // MAP_POPULATE or MADV_POPULATE_WRITE (which map the pages without touching them).
+  auto* zero = static_cast<volatile unsigned char*>(c->data);
+  for (std::uint64_t off = 0; off < c->h->capacity; off += 4096) zero[off] = 0;
   c->name = name;
   c->flags = flags;
   *out = c;

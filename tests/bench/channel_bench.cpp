@@ -4,7 +4,7 @@
 // sleeps, a reservation filled in place (no copy), ZeroMQ ipc:// PUSH/PULL (Debian's libzmq5,
 // loaded at run time; skipped without it) and a Unix stream socket, beside one memcpy; then
 // throughput (messages back to back), and the threshold: 1 MiB inline against the same through
-// a buffer of its own.
+// a buffer of its own. Each size has a channel of its own, its ring four times the message.
 //
 // usage: channel_bench --daemon poolshimd [--count N]
 #include <dlfcn.h>
@@ -84,7 +84,8 @@ void pace(double t0, std::size_t size) {
 }
 
 // ---- readers (children) ----
-int channel_reader(const char* name, int spin_us, bool paced) {
+// g_count messages from channel NAME; prints "p50 p99" of their one-way latency.
+int channel_reader(const char* name, int spin_us) {
   poolshim_channel* c = nullptr;
   if (poolshim_channel_open(name, 0, &c) != POOLSHIM_OK || poolshim_channel_set_spin(c, spin_us) != POOLSHIM_OK) {
     std::printf("open: %s\n", poolshim_buffer_error());
@@ -92,22 +93,19 @@ int channel_reader(const char* name, int spin_us, bool paced) {
   }
   std::printf("ready\n");
   std::fflush(stdout);
-  for (std::size_t s = 0; s < k_sizes.size(); ++s) {
-    std::vector<double> lat;
-    for (int k = 0; k < g_count; ++k) {
-      const void* p = nullptr;
-      std::size_t bytes = 0;
-      if (poolshim_channel_recv(c, &p, &bytes, 30000) != POOLSHIM_OK) return 1;
-      double sent = 0;
-      std::memcpy(&sent, p, sizeof sent);
-      lat.push_back(now_us() - sent);
-      poolshim_channel_release(c);
-    }
-    const p50_p99 r = percentiles(lat);
-    std::printf("%.2f %.2f%s", r.p50, r.p99, s + 1 < k_sizes.size() ? " " : "\n");
-    if (!paced) std::printf("\n");  // throughput: a line per size (the sender times to it)
-    std::fflush(stdout);
+  std::vector<double> lat;
+  for (int k = 0; k < g_count; ++k) {
+    const void* p = nullptr;
+    std::size_t bytes = 0;
+    if (poolshim_channel_recv(c, &p, &bytes, 30000) != POOLSHIM_OK) return 1;
+    double sent = 0;
+    std::memcpy(&sent, p, sizeof sent);
+    lat.push_back(now_us() - sent);
+    poolshim_channel_release(c);
   }
+  const p50_p99 r = percentiles(lat);
+  std::printf("%.2f %.2f\n", r.p50, r.p99);
+  std::fflush(stdout);
   poolshim_channel_close(c);
   return 0;
 }
@@ -160,40 +158,78 @@ std::vector<p50_p99> parse(const std::string& line) {
   return out;
 }
 
-// A channel's latency: `reserve` fills the message in place, else it is copied in by send.
-std::vector<p50_p99> channel_latency(const std::string& name, int reader_spin_us, bool reserve) {
+// The ring for messages of `size` bytes: four times the message (half the ring is the largest
+// inline one), at least 64 KiB: sized to the message, as a user would, so that it stays in cache.
+std::uint64_t ring_for(std::size_t size) {
+  std::uint64_t c = 64 * 1024;
+  while (c < 4 * static_cast<std::uint64_t>(size)) c *= 2;
+  return c;
+}
+
+// A channel of `capacity` and its reader process (spinning `spin_us` before it sleeps).
+struct channel_run {
   poolshim_channel* w = nullptr;
-  if (poolshim_channel_create(name.c_str(), std::uint64_t{64} << 20, 1, 0, &w) != POOLSHIM_OK) {
-    std::printf("channel_bench: FAIL: create: %s\n", poolshim_buffer_error());
-    return {};
-  }
+  pid_t reader = -1;
   int out = -1;
-  const pid_t rd = spawn_self({"channel-reader", name, std::to_string(reader_spin_us), "paced"}, &out);
-  std::string line;
-  if (rd < 0 || !read_line(out, &line) || line != "ready") return {};
-  std::vector<unsigned char> payload(k_sizes.back(), 0x5a);
-  bool ok = true;
-  for (const std::size_t size : k_sizes) {
-    for (int k = 0; k < g_count && ok; ++k) {
-      const double t = now_us();
-      if (reserve) {
-        void* where = nullptr;
-        ok = poolshim_channel_reserve(w, size, &where, 30000) == POOLSHIM_OK;
-        if (ok) std::memcpy(where, &t, sizeof t);  // the payload is made in place: nothing else to copy
-        ok = ok && poolshim_channel_commit(w, 30000) == POOLSHIM_OK;
-      } else {
-        std::memcpy(payload.data(), &t, sizeof t);
-        ok = poolshim_channel_send(w, payload.data(), size, 30000) == POOLSHIM_OK;
-      }
-      pace(t, size);
+  bool start(const std::string& name, std::uint64_t capacity, int spin_us) {
+    if (poolshim_channel_create(name.c_str(), capacity, 1, 0, &w) != POOLSHIM_OK) {
+      std::printf("channel_bench: FAIL: create %s: %s\n", name.c_str(), poolshim_buffer_error());
+      return false;
     }
+    reader = spawn_self({"channel-reader", name, std::to_string(spin_us)}, &out);
+    std::string line;
+    return reader > 0 && read_line(out, &line) && line == "ready";
   }
-  const bool got = ok && read_line(out, &line, 60000);
-  waitpid(rd, nullptr, 0);
-  close(out);
-  poolshim_channel_close(w);
+  // The reader's line once it has every message; false if it failed.
+  bool finish(std::string* line) {
+    const bool got = read_line(out, line, 60000);
+    if (reader > 0) waitpid(reader, nullptr, 0);
+    if (out >= 0) close(out);
+    if (w != nullptr) poolshim_channel_close(w);
+    return got;
+  }
+};
+
+// One message of `size` bytes stamped with the time `t`: reserved and filled in place, or copied
+// in by send.
+bool send_one(poolshim_channel* w, std::vector<unsigned char>& payload, std::size_t size, double t, bool reserve) {
+  if (reserve) {
+    void* where = nullptr;
+    if (poolshim_channel_reserve(w, size, &where, 30000) != POOLSHIM_OK) return false;
+    std::memcpy(where, &t, sizeof t);  // the payload is made in place: nothing else to copy
+    return poolshim_channel_commit(w, 30000) == POOLSHIM_OK;
+  }
+  std::memcpy(payload.data(), &t, sizeof t);
+  return poolshim_channel_send(w, payload.data(), size, 30000) == POOLSHIM_OK;
+}
+
+// One size's latency through a channel of `capacity`, paced.
+p50_p99 channel_size_latency(const std::string& name, std::size_t size, std::uint64_t capacity, int reader_spin_us,
+                             bool reserve) {
+  channel_run run;
+  std::string line;
+  bool ok = run.start(name, capacity, reader_spin_us);
+  std::vector<unsigned char> payload(size, 0x5a);
+  for (int k = 0; k < g_count && ok; ++k) {
+    const double t = now_us();
+    ok = send_one(run.w, payload, size, t, reserve);
+    pace(t, size);
+  }
+  const bool got = run.finish(&line) && ok;
   if (!got) std::printf("channel_bench: FAIL: %s: %s\n", name.c_str(), poolshim_buffer_error());
-  return got ? parse(line) : std::vector<p50_p99>{};
+  const std::vector<p50_p99> r = got ? parse(line) : std::vector<p50_p99>{};
+  return r.empty() ? p50_p99{} : r[0];
+}
+
+std::vector<p50_p99> channel_latency(const std::string& name, int reader_spin_us, bool reserve) {
+  std::vector<p50_p99> out;
+  for (const std::size_t size : k_sizes) {
+    const p50_p99 r =
+        channel_size_latency(name + "." + std::to_string(size), size, ring_for(size), reader_spin_us, reserve);
+    if (r.p50 == 0) return {};
+    out.push_back(r);
+  }
+  return out;
 }
 
 std::vector<p50_p99> zmq_latency(const zmq_api& z, const std::string& endpoint) {
@@ -274,29 +310,20 @@ std::vector<p50_p99> unix_latency() {
 }
 
 // Throughput: g_count messages of each size back to back; the time from the first send to the
-// reader's line for that size.
+// reader's line (it has them all).
 std::vector<double> channel_throughput() {
-  poolshim_channel* w = nullptr;
-  if (poolshim_channel_create("bench.tp", std::uint64_t{64} << 20, 1, 0, &w) != POOLSHIM_OK) return {};
-  int out = -1;
-  const pid_t rd = spawn_self({"channel-reader", "bench.tp", "20", "unpaced"}, &out);
-  std::string line;
-  if (rd < 0 || !read_line(out, &line) || line != "ready") return {};
-  std::vector<unsigned char> payload(k_sizes.back(), 0x5a);
   std::vector<double> rate;
   for (const std::size_t size : k_sizes) {
+    channel_run run;
+    std::string line;
+    if (!run.start("bench.tp." + std::to_string(size), ring_for(size), 20)) return {};
+    std::vector<unsigned char> payload(size, 0x5a);
     const double t0 = now_us();
-    for (int k = 0; k < g_count; ++k) {
-      const double t = now_us();
-      std::memcpy(payload.data(), &t, sizeof t);
-      if (poolshim_channel_send(w, payload.data(), size, 30000) != POOLSHIM_OK) return {};
-    }
-    if (!read_line(out, &line, 60000)) return {};
+    for (int k = 0; k < g_count; ++k)
+      if (!send_one(run.w, payload, size, now_us(), false)) return {};
+    if (!run.finish(&line)) return {};
     rate.push_back(g_count / ((now_us() - t0) / 1e6));
   }
-  waitpid(rd, nullptr, 0);
-  close(out);
-  poolshim_channel_close(w);
   return rate;
 }
 
@@ -325,31 +352,6 @@ std::vector<double> zmq_throughput(const zmq_api& z, const std::string& endpoint
   close(out);
   z.close(s);
   return rate;
-}
-
-// 1 MiB one-way, inline (an 8 MiB ring) against a buffer of its own (a 64 KiB ring).
-p50_p99 one_mib(std::uint64_t capacity) {
-  const std::string name = "bench.mib." + std::to_string(capacity);
-  poolshim_channel* w = nullptr;
-  if (poolshim_channel_create(name.c_str(), capacity, 1, 0, &w) != POOLSHIM_OK) return {};
-  int out = -1;
-  const pid_t rd = spawn_self({"channel-reader", name, "20", "paced"}, &out);
-  std::string line;
-  if (rd < 0 || !read_line(out, &line) || line != "ready") return {};
-  std::vector<unsigned char> payload(std::size_t{1} << 20, 0x5a);
-  for (std::size_t s = 0; s < k_sizes.size(); ++s)  // the reader expects every size: 1 MiB each time
-    for (int k = 0; k < g_count; ++k) {
-      const double t = now_us();
-      std::memcpy(payload.data(), &t, sizeof t);
-      if (poolshim_channel_send(w, payload.data(), payload.size(), 30000) != POOLSHIM_OK) return {};
-      pace(t, payload.size());
-    }
-  const bool got = read_line(out, &line, 60000);
-  waitpid(rd, nullptr, 0);
-  close(out);
-  poolshim_channel_close(w);
-  const std::vector<p50_p99> r = got ? parse(line) : std::vector<p50_p99>{};
-  return r.empty() ? p50_p99{} : r[2];
 }
 
 void print_row(const char* name, const std::vector<p50_p99>& r) {
@@ -388,15 +390,20 @@ int run(const char* daemon) {
     rows.emplace_back("channel reserve (in place)", channel_latency("bench.res", 2000, true));
     if (z.ok) rows.emplace_back("zmq ipc (PUSH/PULL)", zmq_latency(z, std::string("ipc://") + dir + "/zmq.ipc"));
     rows.emplace_back("unix socket", unix_latency());
+    // One memcpy of the payload under the same conditions as a channel's send: paced the same way
+    // (the caches cool while the sender sleeps), into a destination that cycles as the ring does
+    // (four times the message).
     std::vector<p50_p99> copy;
     for (const std::size_t size : k_sizes) {
-      std::vector<unsigned char> a(size, 1), b(size);
+      std::vector<unsigned char> a(size, 1), ring(4 * size, 0);
       std::vector<double> t;
-      for (int k = 0; k < 50; ++k) {
+      for (int k = 0; k < g_count; ++k) {
+        unsigned char* dst = ring.data() + (k % 4) * size;
         const double t0 = now_us();
-        std::memcpy(b.data(), a.data(), size);
+        std::memcpy(dst, a.data(), size);
         t.push_back(now_us() - t0);
-        a[k % size] = static_cast<unsigned char>(b[(k * 7) % size] + 1);  // the copies are used
+        a[k % size] = static_cast<unsigned char>(dst[(k * 7) % size] + 1);  // the copies are used
+        pace(t0, size);
       }
       copy.push_back(percentiles(t));
     }
@@ -408,7 +415,7 @@ int run(const char* daemon) {
       print_row(name.c_str(), r);
       failures += r.size() != k_sizes.size();
     }
-    print_row("one memcpy", copy);
+    print_row("one memcpy (paced alike)", copy);
     if (z.ok) {
       const auto& zq = rows[3].second;
       for (std::size_t w = 0; w < 3; ++w) {
@@ -432,8 +439,11 @@ int run(const char* daemon) {
       std::printf("  %8zu KiB: channel %9.0f/s (%6.2f GB/s)   zmq %9.0f/s (%6.2f GB/s)\n", k_sizes[i] >> 10, ct[i],
                   ct[i] * static_cast<double>(k_sizes[i]) / 1e9, i < zt.size() ? zt[i] : 0.0,
                   i < zt.size() ? zt[i] * static_cast<double>(k_sizes[i]) / 1e9 : 0.0);
-    const p50_p99 in_ring = one_mib(std::uint64_t{8} << 20);
-    const p50_p99 own = one_mib(64 * 1024);
+    // The threshold: 1 MiB inline (a 4 MiB ring) against the same through a buffer of its own (a
+    // 64 KiB ring, where it cannot go inline).
+    const std::size_t mib = std::size_t{1} << 20;
+    const p50_p99 in_ring = channel_size_latency("bench.mib.inline", mib, ring_for(mib), 20, false);
+    const p50_p99 own = channel_size_latency("bench.mib.own", mib, 64 * 1024, 20, false);
     std::printf("\nthreshold: 1 MiB one-way p50/p99: inline %.1f/%.1f us; through a buffer of its own %.1f/%.1f us\n",
                 in_ring.p50, in_ring.p99, own.p50, own.p99);
     failures += in_ring.p50 == 0 || own.p50 == 0;
@@ -455,8 +465,7 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i + 1 < a.size(); ++i)
     if (a[i] == "--count") setenv("POOLSHIM_BENCH_COUNT", a[i + 1].c_str(), 1);
   if (const char* c = std::getenv("POOLSHIM_BENCH_COUNT")) g_count = std::max(10, std::atoi(c));
-  if (a.size() >= 4 && a[0] == "channel-reader")
-    return channel_reader(a[1].c_str(), std::atoi(a[2].c_str()), a[3] == "paced");
+  if (a.size() >= 3 && a[0] == "channel-reader") return channel_reader(a[1].c_str(), std::atoi(a[2].c_str()));
   if (a.size() >= 3 && a[0] == "zmq-reader") return zmq_reader(a[1].c_str(), a[2] == "paced");
   if (a.size() >= 2 && a[0] == "--daemon") return run(a[1].c_str());
   std::fprintf(stderr,

@@ -50,6 +50,16 @@ sys.path.insert(0, args.package)
 from poolshim import Buffer, Channel  # noqa: E402
 
 SIZES = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
+
+
+def ring_for(size):
+    """A ring of four times the message (half the ring is the largest inline one), at least 64 KiB:
+    sized to the message, as a user would, so that it stays in cache."""
+    c = 64 << 10
+    while c < 4 * size:
+        c *= 2
+    return c
+HANDOFFS = 5  # per way of the handoff
 REQ_SHAPES = [(256, 1024), (512, 1024), (768, 1024), (1024, 1024), (1280, 1024)]  # float32: 1 to 5 MiB
 
 
@@ -77,17 +87,14 @@ def recv_exact(s, view):
 
 # ---- the reader / server processes ----
 def child(role, where):
-    if role in ("channel", "channel-spin"):
+    if role in ("channel", "channel-spin"):  # one size: a channel of its own
         with Channel.open(where, spin=0.002 if role == "channel-spin" else None) as ch:
             print("ready", flush=True)
-            out = []
-            for _ in SIZES:
-                lat = []
-                for _ in range(args.count):
-                    with ch.recv(timeout=30) as m:
-                        lat.append(now_us() - stamp_of(m.array))
-                out.append(stats(lat))
-            return out
+            lat = []
+            for _ in range(args.count):
+                with ch.recv(timeout=30) as m:
+                    lat.append(now_us() - stamp_of(m.array))
+            return [stats(lat)]
     if role == "zmq":
         s = zmq.Context().socket(zmq.PULL)
         s.connect(where)
@@ -116,12 +123,12 @@ def child(role, where):
         return out
     if role in ("tp-channel", "tp-zmq"):
         n = int(os.environ["BENCH_N"])
-        if role == "tp-channel":
+        if role == "tp-channel":  # one size: a channel of its own
             ch = Channel.open(where)
             print("ready", flush=True)
-            for _ in SIZES:
-                for _ in range(n):
-                    ch.recv(timeout=30).release()
+            for _ in range(n):
+                ch.recv(timeout=30).release()
+            print("done", flush=True)
         else:
             s = zmq.Context().socket(zmq.PULL)
             s.connect(where)
@@ -129,34 +136,40 @@ def child(role, where):
             for _ in SIZES:
                 for _ in range(n):
                     s.recv(copy=False)
+                print("done", flush=True)
         return []
     if role in ("handoff-channel", "handoff-npy", "handoff-slot"):
         print("ready", flush=True)
         res = []
         if role == "handoff-channel":
             with Channel.open(where) as ch:
-                for _ in range(3):
+                for _ in range(HANDOFFS):
                     with ch.recv(timeout=60) as m:
                         a = m.array
                         res.append(now_us() - stamp_of(a))
                         assert a.nbytes == args.handoff_mib << 20
+                        del a
+                    print("got", flush=True)
         elif role == "handoff-npy":
-            for _ in range(3):
+            for _ in range(HANDOFFS):
                 line = sys.stdin.readline()
                 a = np.load(where, mmap_mode=None)
                 res.append(now_us() - float(line))
                 assert a.nbytes == args.handoff_mib << 20
+                del a
+                print("got", flush=True)
         else:
             fd = os.open(where, os.O_RDWR)
             slot = mmap.mmap(fd, args.handoff_mib << 20)
             os.close(fd)
-            for _ in range(3):
+            for _ in range(HANDOFFS):
                 line = sys.stdin.readline()
                 a = np.frombuffer(slot, dtype=np.uint8)
                 res.append(now_us() - float(line))
                 assert a[-1] == 7
                 del a
-        return [(sorted(res)[1], max(res))]
+                print("got", flush=True)
+        return [(sorted(res)[len(res) // 2], max(res))]
     if role in ("rr-channel", "rr-zmq"):  # the server: answers each tensor with one of its shape
         if role == "rr-channel":
             req = Channel.open(where + ".req", spin=0.002)
@@ -213,7 +226,7 @@ def finish(p):
 tmp = tempfile.mkdtemp(prefix="poolshim-chbench-")
 os.chmod(tmp, 0o700)
 os.environ["POOLSHIM_SOCKET"] = os.path.join(tmp, "poolshimd.sock")
-region = max(1024, 2 * args.handoff_mib + 256)
+region = max(1024, args.handoff_mib + 256)
 daemon = subprocess.Popen([args.daemon, "--socket", os.environ["POOLSHIM_SOCKET"], "--region", f"{region}M",
                            "--slab", "16M"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 parts = args.parts.split(",")
@@ -246,20 +259,31 @@ try:
         a[:8].view(np.float64)[0] = t0
         return a
 
+    def reserved(w, n, t):
+        with w.reserve((n,), "uint8", timeout=30) as a:
+            a[:8].view(np.float64)[0] = t  # the payload is made in place: nothing to copy
+
+    def channel_row(name, role, reserve):
+        """Each size through a channel of its own (its ring four times the message), paced."""
+        out = []
+        for size in SIZES:
+            with Channel.create(f"{name}.{size}", readers=1, capacity=ring_for(size)) as w:
+                p = spawn(role, f"{name}.{size}")
+                time.sleep(0.05)
+                for _ in range(args.count):
+                    t0 = now_us()
+                    if reserve:
+                        reserved(w, size, t0)
+                    else:
+                        w.send(stamped(size, t0), timeout=30)
+                    pace(size, t0)
+                out += finish(p)
+        return out
+
     if "latency" in parts:
-        rows = {}
-        with Channel.create("bench", readers=1, capacity=64 << 20) as w:
-            rows["channel send"] = paced("channel", "bench", lambda n, t: w.send(stamped(n, t), timeout=30))
-        with Channel.create("bench.spin", readers=1, capacity=64 << 20) as w:
-            rows["channel, reader spins 2 ms"] = paced("channel-spin", "bench.spin",
-                                                       lambda n, t: w.send(stamped(n, t), timeout=30))
-
-        def reserved(w, n, t):
-            with w.reserve((n,), "uint8", timeout=30) as a:
-                a[:8].view(np.float64)[0] = t  # the payload is made in place: nothing to copy
-
-        with Channel.create("bench.res", readers=1, capacity=64 << 20) as w:
-            rows["channel reserve (in place)"] = paced("channel-spin", "bench.res", lambda n, t: reserved(w, n, t))
+        rows = {"channel send": channel_row("bench", "channel", False),
+                "channel, reader spins 2 ms": channel_row("bench.spin", "channel-spin", False),
+                "channel reserve (in place)": channel_row("bench.res", "channel-spin", True)}
         ctx = zmq.Context()
         push = ctx.socket(zmq.PUSH)
         endpoint = "ipc://" + os.path.join(tmp, "zmq.ipc")
@@ -284,21 +308,24 @@ try:
         rows["unix socket"] = finish(p)
         conn.close()
         listener.close()
+        # One numpy copy of the payload under a send's conditions: paced alike (the caches cool while
+        # the sender sleeps), into a destination that cycles as the ring does.
         copies = {}
         for size in SIZES:
-            dst = np.empty(size, np.uint8)
+            ring = np.zeros(4 * size, np.uint8)
             c = []
-            for _ in range(50):
+            for k in range(args.count):
                 t0 = now_us()
-                np.copyto(dst, payloads[size])
+                np.copyto(ring[(k % 4) * size:(k % 4 + 1) * size], payloads[size])
                 c.append(now_us() - t0)
+                pace(size, t0)
             copies[size] = stats(c)[0]
         print(f"one-way latency, numpy uint8 arrays, {args.count} per size and way, two processes, "
               f"p50 / p99 in microseconds:")
         print(f"{'way':<28}" + "".join(f"{s >> 10:>14} KiB" for s in SIZES))
         for name, r in rows.items():
             print(f"{name:<28}" + "".join(f"{p50:>9.0f} /{p99:>7.0f}" for p50, p99 in r))
-        print(f"{'one numpy copy (p50)':<28}" + "".join(f"{copies[s]:>18.0f}" for s in SIZES))
+        print(f"{'one numpy copy (p50, paced)':<28}" + "".join(f"{copies[s]:>18.0f}" for s in SIZES))
         z = rows["zmq ipc (PUSH/PULL)"]
         for name in ("channel send", "channel, reader spins 2 ms", "channel reserve (in place)"):
             print(f"{'zmq / ' + name:<40}" + "".join(f"{z[i][0] / rows[name][i][0]:>8.1f}x" for i in range(len(SIZES))))
@@ -308,14 +335,15 @@ try:
     if "throughput" in parts:
         n = 100
         res = {}
-        with Channel.create("bench.tp", readers=1, capacity=64 << 20) as w:
-            p = spawn("tp-channel", "bench.tp", {"BENCH_N": str(n)})
-            for size in SIZES:
+        for size in SIZES:
+            with Channel.create(f"bench.tp.{size}", readers=1, capacity=ring_for(size)) as w:
+                p = spawn("tp-channel", f"bench.tp.{size}", {"BENCH_N": str(n)})
                 t0 = time.perf_counter()
                 for _ in range(n):
                     w.send(payloads[size], timeout=30)
+                p.stdout.readline()  # the reader has them all
                 res.setdefault("channel", []).append(time.perf_counter() - t0)
-            finish(p)
+                finish(p)
         ctx = zmq.Context()
         push = ctx.socket(zmq.PUSH)
         endpoint = "ipc://" + os.path.join(tmp, "zmq-tp.ipc")
@@ -325,10 +353,12 @@ try:
             t0 = time.perf_counter()
             for _ in range(n):
                 push.send(payloads[size], copy=False)
+            p.stdout.readline()  # the reader has them all
             res.setdefault("zmq", []).append(time.perf_counter() - t0)
         finish(p)
         push.close(linger=1000)
-        print(f"throughput, {n} messages per size sent back to back (the sender's time; messages/s and GB/s):")
+        print(f"throughput, {n} messages per size sent back to back (until the reader has them all; messages/s "
+              f"and GB/s):")
         print(f"{'way':<10}" + "".join(f"{s >> 10:>21} KiB" for s in SIZES))
         for name, t in res.items():
             print(f"{name:<10}" + "".join(f"{n / t[i]:>12.0f}/s {SIZES[i] * n / t[i] / 1e9:>5.2f} GB/s"
@@ -338,31 +368,32 @@ try:
         nbytes = args.handoff_mib << 20
         data = np.full(nbytes, 7, np.uint8)
         rows = {}
-        # The channel: the tensor is made in a named buffer (the producer's work, not timed), then
-        # sent by reference.
+        # The channel: the tensor is made in a named buffer beforehand (the producer's work, not
+        # timed), then sent by reference, HANDOFFS times (the producer reuses it, as a pool of
+        # tensors would be: no 512 MiB is being made or freed while one is handed over).
         with Channel.create("bench.hand", readers=1, capacity=1 << 20) as w:
             p = spawn("handoff-channel", "bench.hand")
-            time.sleep(0.1)
-            for i in range(3):
-                b = Buffer.create(f"bench.hand.{i}", (nbytes,), "uint8")
+            b = Buffer.create("bench.hand", (nbytes,), "uint8")
+            b.numpy()[:] = 7
+            time.sleep(0.5)
+            for _ in range(HANDOFFS):
                 a = b.numpy()
-                a[:] = 7
                 t0 = now_us()
                 a[:8].view(np.float64)[0] = t0
                 w.send(b, timeout=60)
                 del a
-                b.close()
-                Buffer.unlink(f"bench.hand.{i}")
-                time.sleep(0.2)
+                assert p.stdout.readline().strip() == "got"
             rows["channel, a Buffer by reference"] = finish(p)[0]
+            b.close()
+            Buffer.unlink("bench.hand")
         path = os.path.join(tmp, "handoff.npy")
         p = spawn("handoff-npy", path)
-        for _ in range(3):
+        for _ in range(HANDOFFS):
             t0 = now_us()
             np.save(path, data)
             p.stdin.write(f"{t0}\n")
             p.stdin.flush()
-            time.sleep(0.2)
+            assert p.stdout.readline().strip() == "got"
         p.stdin.close()
         rows[".npy file (np.save, np.load)"] = finish(p)[0]
         os.unlink(path)
@@ -374,17 +405,18 @@ try:
         view = np.frombuffer(slot, dtype=np.uint8)
         view[:] = 0  # the slot exists before (as the users' pool of slots does)
         p = spawn("handoff-slot", slot_path)
-        for _ in range(3):
+        for _ in range(HANDOFFS):
             t0 = now_us()
             np.copyto(view, data)
             p.stdin.write(f"{t0}\n")
             p.stdin.flush()
-            time.sleep(0.2)
+            assert p.stdout.readline().strip() == "got"
         p.stdin.close()
         rows["shared-memory slot (one copy)"] = finish(p)[0]
         del view
         slot.close()
-        print(f"{args.handoff_mib} MiB handed from one process to another, median / worst of 3, milliseconds:")
+        print(f"{args.handoff_mib} MiB handed from one process to another, median / worst of {HANDOFFS}, "
+              f"milliseconds:")
         for name, (med, worst) in rows.items():
             print(f"  {name:<34} {med / 1000:>10.3f} / {worst / 1000:>10.3f}")
         ch = rows["channel, a Buffer by reference"][0]

@@ -691,6 +691,26 @@ TEST_F(Buffers, AReferenceOnlyOpenHoldsTheBufferWithoutItsMemory) {
   EXPECT_EQ(r.val[1], 1u << 20);
   ASSERT_EQ(ask(proto::op::buffer_list, 0, &r), proto::status::ok);
   EXPECT_EQ(r.val[2], 2u) << "two references";
+
+  // A channel writer's hold names its channel: counted there as held bytes until it ends.
+  proto::request cq = name_request(proto::op::channel_create, "ch");
+  cq.arg[0] = 4096;
+  cq.arg[1] = 1;
+  int ring = -1;
+  ASSERT_EQ(send(cq, &r, &ring), proto::status::ok);
+  const std::uint64_t writer = r.val[0];
+  q.arg[3] = writer + 100;
+  EXPECT_EQ(send(q, &r), proto::status::bad_argument) << "a hold naming a channel this client does not write";
+  q.arg[3] = writer;
+  ASSERT_EQ(send(q, &r), proto::status::ok);
+  const std::uint64_t channel_hold = r.val[0];
+  ASSERT_EQ(ask(proto::op::channel_list, 0, &r), proto::status::ok);
+  EXPECT_EQ(proto::decode_channel_entry(r).held_bytes, 1u << 20) << "the channel holds the buffer's bytes";
+  ASSERT_EQ(ask(proto::op::buffer_close, channel_hold, &r), proto::status::ok);
+  ASSERT_EQ(ask(proto::op::channel_list, 0, &r), proto::status::ok);
+  EXPECT_EQ(proto::decode_channel_entry(r).held_bytes, 0u) << "its hold ended";
+  ASSERT_EQ(ask(proto::op::channel_close, writer, &r), proto::status::ok);
+  close(ring);
   ASSERT_EQ(send(name_request(proto::op::buffer_unlink, "held"), &r), proto::status::ok);
   ASSERT_EQ(ask(proto::op::buffer_close, mine, &r), proto::status::ok);
   EXPECT_EQ(named(), kSlab) << "the reference-only hold keeps the memory";
