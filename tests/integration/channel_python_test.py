@@ -86,6 +86,8 @@ try:
               f"{listing!r}")
         raises(poolshim.InvalidArgument, lambda: w.send(np.zeros(3, np.complex64)), "an unsupported dtype")
         raises(poolshim.InvalidArgument, lambda: w.send([1, 2, 3]), "a list")
+        raises(poolshim.InvalidArgument, lambda: w.send(np.zeros((1,) * 9, np.float32)), "an array of 9 dimensions")
+        raises(poolshim.InvalidArgument, lambda: w.reserve((2, 2), "complex64"), "a reservation of an unknown dtype")
         t0 = time.monotonic()
         for k in range(200):
             if k % 2 == 0:
