@@ -1,8 +1,8 @@
 // Channels from C (issue #15), writer and reader in two processes, in one run against a daemon of
 // its own: one-way latency p50/p99 for 4 KiB to 16 MiB, paced (one message in flight), of a
-// channel's send (one copy into the ring), the same with the reader spinning up to 2 ms before it
-// sleeps, a reservation filled in place (no copy), ZeroMQ ipc:// PUSH/PULL (Debian's libzmq5,
-// loaded at run time; skipped without it) and a Unix stream socket, beside one memcpy; then
+// channel's send (one copy into the ring), the same with the reader spinning up to 50 ms before it
+// sleeps (busy-polling), a reservation filled in place (no copy; the reader busy-polling), ZeroMQ ipc:// PUSH/PULL
+// (Debian's libzmq5, loaded at run time; skipped without it) and a Unix stream socket, beside one memcpy; then
 // throughput (messages back to back), and the threshold: 1 MiB inline against the same through
 // a buffer of its own. Each size has a channel of its own, its ring four times the message.
 //
@@ -84,8 +84,8 @@ void pace(double t0, std::size_t size) {
 }
 
 // ---- readers (children) ----
-// g_count messages from channel NAME; prints "p50 p99" of their one-way latency.
-int channel_reader(const char* name, int spin_us) {
+// `count` messages from channel NAME; prints "p50 p99" of their one-way latency.
+int channel_reader(const char* name, int spin_us, int count) {
   poolshim_channel* c = nullptr;
   if (poolshim_channel_open(name, 0, &c) != POOLSHIM_OK || poolshim_channel_set_spin(c, spin_us) != POOLSHIM_OK) {
     std::printf("open: %s\n", poolshim_buffer_error());
@@ -94,7 +94,7 @@ int channel_reader(const char* name, int spin_us) {
   std::printf("ready\n");
   std::fflush(stdout);
   std::vector<double> lat;
-  for (int k = 0; k < g_count; ++k) {
+  for (int k = 0; k < count; ++k) {
     const void* p = nullptr;
     std::size_t bytes = 0;
     if (poolshim_channel_recv(c, &p, &bytes, 30000) != POOLSHIM_OK) return 1;
@@ -110,7 +110,7 @@ int channel_reader(const char* name, int spin_us) {
   return 0;
 }
 
-int zmq_reader(const char* endpoint, bool paced) {
+int zmq_reader(const char* endpoint, bool paced, int count) {
   const zmq_api z = load_zmq();
   void* s = z.socket(z.ctx_new(), k_zmq_pull);
   const int hwm = 4;
@@ -121,7 +121,7 @@ int zmq_reader(const char* endpoint, bool paced) {
   alignas(8) unsigned char msg[64];  // zmq_msg_t: received in place, as the channel's reader does
   for (std::size_t s_i = 0; s_i < k_sizes.size(); ++s_i) {
     std::vector<double> lat;
-    for (int k = 0; k < g_count; ++k) {
+    for (int k = 0; k < count; ++k) {
       z.msg_init(msg);
       if (z.msg_recv(msg, s, 0) < 0) return 1;
       double sent = 0;
@@ -171,12 +171,12 @@ struct channel_run {
   poolshim_channel* w = nullptr;
   pid_t reader = -1;
   int out = -1;
-  bool start(const std::string& name, std::uint64_t capacity, int spin_us) {
+  bool start(const std::string& name, std::uint64_t capacity, int spin_us, int count = g_count) {
     if (poolshim_channel_create(name.c_str(), capacity, 1, 0, &w) != POOLSHIM_OK) {
       std::printf("channel_bench: FAIL: create %s: %s\n", name.c_str(), poolshim_buffer_error());
       return false;
     }
-    reader = spawn_self({"channel-reader", name, std::to_string(spin_us)}, &out);
+    reader = spawn_self({"channel-reader", name, std::to_string(spin_us), std::to_string(count)}, &out);
     std::string line;
     return reader > 0 && read_line(out, &line) && line == "ready";
   }
@@ -236,7 +236,7 @@ std::vector<p50_p99> zmq_latency(const zmq_api& z, const std::string& endpoint) 
   void* s = z.socket(z.ctx_new(), k_zmq_push);
   if (z.bind(s, endpoint.c_str()) != 0) return {};
   int out = -1;
-  const pid_t rd = spawn_self({"zmq-reader", endpoint, "paced"}, &out);
+  const pid_t rd = spawn_self({"zmq-reader", endpoint, "paced", std::to_string(g_count)}, &out);
   std::string line;
   if (rd < 0 || !read_line(out, &line) || line != "ready") return {};
   std::vector<unsigned char> payload(k_sizes.back(), 0x5a);
@@ -309,20 +309,25 @@ std::vector<p50_p99> unix_latency() {
   return got ? parse(line) : std::vector<p50_p99>{};
 }
 
-// Throughput: g_count messages of each size back to back; the time from the first send to the
+// Throughput: k_tp_count messages of each size back to back; the time from the first send to the
 // reader's line (it has them all).
+constexpr int k_tp_count = 1000;
+
 std::vector<double> channel_throughput() {
   std::vector<double> rate;
   for (const std::size_t size : k_sizes) {
     channel_run run;
     std::string line;
-    if (!run.start("bench.tp." + std::to_string(size), ring_for(size), 20)) return {};
+    // A ring of the Python package's default (16 MiB) or four messages: room to run ahead.
+    if (!run.start("bench.tp." + std::to_string(size), std::max<std::uint64_t>(ring_for(size), 16u << 20), 20,
+                   k_tp_count))
+      return {};
     std::vector<unsigned char> payload(size, 0x5a);
     const double t0 = now_us();
-    for (int k = 0; k < g_count; ++k)
+    for (int k = 0; k < k_tp_count; ++k)
       if (!send_one(run.w, payload, size, now_us(), false)) return {};
     if (!run.finish(&line)) return {};
-    rate.push_back(g_count / ((now_us() - t0) / 1e6));
+    rate.push_back(k_tp_count / ((now_us() - t0) / 1e6));
   }
   return rate;
 }
@@ -333,20 +338,20 @@ std::vector<double> zmq_throughput(const zmq_api& z, const std::string& endpoint
   z.setsockopt(s, k_zmq_sndhwm, &hwm, sizeof hwm);
   if (z.bind(s, endpoint.c_str()) != 0) return {};
   int out = -1;
-  const pid_t rd = spawn_self({"zmq-reader", endpoint, "unpaced"}, &out);
+  const pid_t rd = spawn_self({"zmq-reader", endpoint, "unpaced", std::to_string(k_tp_count)}, &out);
   std::string line;
   if (rd < 0 || !read_line(out, &line) || line != "ready") return {};
   std::vector<unsigned char> payload(k_sizes.back(), 0x5a);
   std::vector<double> rate;
   for (const std::size_t size : k_sizes) {
     const double t0 = now_us();
-    for (int k = 0; k < g_count; ++k) {
+    for (int k = 0; k < k_tp_count; ++k) {
       const double t = now_us();
       std::memcpy(payload.data(), &t, sizeof t);
       z.send(s, payload.data(), size, 0);
     }
     if (!read_line(out, &line, 60000)) return {};
-    rate.push_back(g_count / ((now_us() - t0) / 1e6));
+    rate.push_back(k_tp_count / ((now_us() - t0) / 1e6));
   }
   waitpid(rd, nullptr, 0);
   close(out);
@@ -386,8 +391,8 @@ int run(const char* daemon) {
     const zmq_api z = load_zmq();
     std::vector<std::pair<std::string, std::vector<p50_p99>>> rows;
     rows.emplace_back("channel send", channel_latency("bench.send", 20, false));
-    rows.emplace_back("channel, reader spins 2 ms", channel_latency("bench.spin", 2000, false));
-    rows.emplace_back("channel reserve (in place)", channel_latency("bench.res", 2000, true));
+    rows.emplace_back("channel, reader busy-polls", channel_latency("bench.spin", 50000, false));
+    rows.emplace_back("channel reserve (in place)", channel_latency("bench.res", 50000, true));
     if (z.ok) rows.emplace_back("zmq ipc (PUSH/PULL)", zmq_latency(z, std::string("ipc://") + dir + "/zmq.ipc"));
     rows.emplace_back("unix socket", unix_latency());
     // One memcpy of the payload under the same conditions as a channel's send: paced the same way
@@ -430,7 +435,7 @@ int run(const char* daemon) {
     std::printf("%-30s", "channel send / one memcpy");
     for (std::size_t i = 0; i < rows[0].second.size(); ++i)
       std::printf(" %16.1fx", rows[0].second[i].p50 / copy[i].p50);
-    std::printf("\n\nthroughput, %d messages per size back to back (messages/s):\n", g_count);
+    std::printf("\n\nthroughput, %d messages per size back to back (messages/s):\n", k_tp_count);
     const std::vector<double> ct = channel_throughput();
     const std::vector<double> zt =
         z.ok ? zmq_throughput(z, std::string("ipc://") + dir + "/zmq-tp.ipc") : std::vector<double>{};
@@ -465,8 +470,9 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i + 1 < a.size(); ++i)
     if (a[i] == "--count") setenv("POOLSHIM_BENCH_COUNT", a[i + 1].c_str(), 1);
   if (const char* c = std::getenv("POOLSHIM_BENCH_COUNT")) g_count = std::max(10, std::atoi(c));
-  if (a.size() >= 3 && a[0] == "channel-reader") return channel_reader(a[1].c_str(), std::atoi(a[2].c_str()));
-  if (a.size() >= 3 && a[0] == "zmq-reader") return zmq_reader(a[1].c_str(), a[2] == "paced");
+  if (a.size() >= 4 && a[0] == "channel-reader")
+    return channel_reader(a[1].c_str(), std::atoi(a[2].c_str()), std::atoi(a[3].c_str()));
+  if (a.size() >= 4 && a[0] == "zmq-reader") return zmq_reader(a[1].c_str(), a[2] == "paced", std::atoi(a[3].c_str()));
   if (a.size() >= 2 && a[0] == "--daemon") return run(a[1].c_str());
   std::fprintf(stderr,
                "usage: channel_bench --daemon poolshimd [--count N]\n"

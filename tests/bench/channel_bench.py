@@ -4,7 +4,8 @@ one run, with a daemon of its own on a private socket:
 
   latency     one-way latency p50/p99 of numpy uint8 arrays, 4 KiB to 16 MiB, paced (one message in
               flight): a Channel's send (one copy into the ring), the same with the reader spinning
-              up to 2 ms before it sleeps, a reservation filled in place (no copy), ZeroMQ ipc://
+              up to 50 ms before it sleeps (busy-polling), a reservation filled in place (no copy, the
+              reader busy-polling), ZeroMQ ipc://
               (PUSH/PULL, zero-copy send; Debian's python3-zmq) and a Unix stream socket; beside one
               numpy copy of the payload
   throughput  messages per second and GB/s, unpaced (the ring and the socket's buffers full):
@@ -63,6 +64,11 @@ HANDOFFS = 5  # per way of the handoff
 REQ_SHAPES = [(256, 1024), (512, 1024), (768, 1024), (1024, 1024), (1280, 1024)]  # float32: 1 to 5 MiB
 
 
+def tp_count(size):
+    """Messages of a size in the throughput part: enough to amortise the start, few of the large."""
+    return 1000 if size <= 64 << 10 else 200
+
+
 def now_us():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1000.0
 
@@ -88,7 +94,7 @@ def recv_exact(s, view):
 # ---- the reader / server processes ----
 def child(role, where):
     if role in ("channel", "channel-spin"):  # one size: a channel of its own
-        with Channel.open(where, spin=0.002 if role == "channel-spin" else None) as ch:
+        with Channel.open(where, spin=0.05 if role == "channel-spin" else None) as ch:
             print("ready", flush=True)
             lat = []
             for _ in range(args.count):
@@ -122,19 +128,18 @@ def child(role, where):
             out.append(stats(lat))
         return out
     if role in ("tp-channel", "tp-zmq"):
-        n = int(os.environ["BENCH_N"])
         if role == "tp-channel":  # one size: a channel of its own
             ch = Channel.open(where)
             print("ready", flush=True)
-            for _ in range(n):
+            for _ in range(int(os.environ["BENCH_N"])):
                 ch.recv(timeout=30).release()
             print("done", flush=True)
         else:
             s = zmq.Context().socket(zmq.PULL)
             s.connect(where)
             print("ready", flush=True)
-            for _ in SIZES:
-                for _ in range(n):
+            for size in SIZES:
+                for _ in range(tp_count(size)):
                     s.recv(copy=False)
                 print("done", flush=True)
         return []
@@ -282,7 +287,7 @@ try:
 
     if "latency" in parts:
         rows = {"channel send": channel_row("bench", "channel", False),
-                "channel, reader spins 2 ms": channel_row("bench.spin", "channel-spin", False),
+                "channel, reader busy-polls": channel_row("bench.spin", "channel-spin", False),
                 "channel reserve (in place)": channel_row("bench.res", "channel-spin", True)}
         ctx = zmq.Context()
         push = ctx.socket(zmq.PUSH)
@@ -327,19 +332,19 @@ try:
             print(f"{name:<28}" + "".join(f"{p50:>9.0f} /{p99:>7.0f}" for p50, p99 in r))
         print(f"{'one numpy copy (p50, paced)':<28}" + "".join(f"{copies[s]:>18.0f}" for s in SIZES))
         z = rows["zmq ipc (PUSH/PULL)"]
-        for name in ("channel send", "channel, reader spins 2 ms", "channel reserve (in place)"):
+        for name in ("channel send", "channel, reader busy-polls", "channel reserve (in place)"):
             print(f"{'zmq / ' + name:<40}" + "".join(f"{z[i][0] / rows[name][i][0]:>8.1f}x" for i in range(len(SIZES))))
         print(f"{'channel send / one copy':<40}" +
               "".join(f"{rows['channel send'][i][0] / copies[s]:>8.1f}x" for i, s in enumerate(SIZES)))
 
     if "throughput" in parts:
-        n = 100
         res = {}
         for size in SIZES:
-            with Channel.create(f"bench.tp.{size}", readers=1, capacity=ring_for(size)) as w:
-                p = spawn("tp-channel", f"bench.tp.{size}", {"BENCH_N": str(n)})
+            # The package's default ring (16 MiB) or four messages: room to run ahead.
+            with Channel.create(f"bench.tp.{size}", readers=1, capacity=max(16 << 20, ring_for(size))) as w:
+                p = spawn("tp-channel", f"bench.tp.{size}", {"BENCH_N": str(tp_count(size))})
                 t0 = time.perf_counter()
-                for _ in range(n):
+                for _ in range(tp_count(size)):
                     w.send(payloads[size], timeout=30)
                 p.stdout.readline()  # the reader has them all
                 res.setdefault("channel", []).append(time.perf_counter() - t0)
@@ -348,21 +353,21 @@ try:
         push = ctx.socket(zmq.PUSH)
         endpoint = "ipc://" + os.path.join(tmp, "zmq-tp.ipc")
         push.bind(endpoint)
-        p = spawn("tp-zmq", endpoint, {"BENCH_N": str(n)})
+        p = spawn("tp-zmq", endpoint)
         for size in SIZES:
             t0 = time.perf_counter()
-            for _ in range(n):
+            for _ in range(tp_count(size)):
                 push.send(payloads[size], copy=False)
             p.stdout.readline()  # the reader has them all
             res.setdefault("zmq", []).append(time.perf_counter() - t0)
         finish(p)
         push.close(linger=1000)
-        print(f"throughput, {n} messages per size sent back to back (until the reader has them all; messages/s "
-              f"and GB/s):")
+        print("throughput, 1000 messages per size up to 64 KiB and 200 above, sent back to back (until the reader "
+              "has them all; messages/s and GB/s):")
         print(f"{'way':<10}" + "".join(f"{s >> 10:>21} KiB" for s in SIZES))
         for name, t in res.items():
-            print(f"{name:<10}" + "".join(f"{n / t[i]:>12.0f}/s {SIZES[i] * n / t[i] / 1e9:>5.2f} GB/s"
-                                          for i in range(len(SIZES))))
+            print(f"{name:<10}" + "".join(f"{tp_count(z) / t[i]:>12.0f}/s {z * tp_count(z) / t[i] / 1e9:>5.2f} GB/s"
+                                          for i, z in enumerate(SIZES)))
 
     if "handoff" in parts:
         nbytes = args.handoff_mib << 20
@@ -458,7 +463,7 @@ try:
         p.wait(timeout=60)
         s.close()
         print(f"request/response, {rounds} round trips of float32 tensors of 1 to 5 MiB (mean {mb:.1f} MB each way; "
-              f"the server answers 2*x):")
+              f"the server answers 2*x into a reservation; both ends spin 2 ms before they sleep):")
         for name, r in res.items():
             print(f"  {name:<8} {r:>8.0f} round trips/s")
         print(f"  channel / zmq: {res['channel'] / res['zmq']:.1f}x")

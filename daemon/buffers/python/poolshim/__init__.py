@@ -511,6 +511,17 @@ def _framing(kind, ndim, shape, dtype_name):
 
 
 _FRAMING_BYTES = _MSG_HEAD.size + 8
+_NAME_OF_DTYPE = {}  # numpy dtype -> its name as framed (bytes), or None: not a wire type
+
+
+def _numpy_name(dtype):
+    """The framed name of a numpy dtype (dtype.name is a slow property: looked up once per dtype)."""
+    try:
+        return _NAME_OF_DTYPE[dtype]
+    except KeyError:
+        name = dtype.name
+        _NAME_OF_DTYPE[dtype] = name.encode() if name in _DTYPES else None
+        return _NAME_OF_DTYPE[dtype]
 
 
 class Message:
@@ -635,13 +646,18 @@ class Channel:
     writer; Channel.open(name) attaches a reader, which receives what is sent from then on.
     send(obj) takes a numpy array (its dtype and shape travel with it), bytes, bytearray or a
     memoryview; recv() returns a Message read in place. A send waits (up to timeout) while the
-    slowest reader has not released enough room; nothing is dropped."""
+    slowest reader has not released enough room; nothing is dropped. One thread at a time uses a
+    Channel (a ring has one writer; give each reading thread a Channel.open of its own)."""
 
     def __init__(self, handle, name, writer):
         self._lib = _load()
         self._h = ctypes.c_void_p(handle)
         self.name = name
         self.writer = writer
+        # A send's two pieces: the framing (in this buffer) and the payload (where it is).
+        self._head = ctypes.create_string_buffer(_FRAMING_BYTES)
+        self._parts = (ctypes.c_void_p * 2)(ctypes.addressof(self._head), None)
+        self._sizes = (ctypes.c_size_t * 2)(_FRAMING_BYTES, 0)
 
     @classmethod
     def create(cls, name, readers=1, capacity=16 << 20, shared=False, spin=None):
@@ -692,10 +708,11 @@ class Channel:
             if isinstance(obj, np.ndarray):
                 if obj.ndim > 8:
                     raise InvalidArgument(-1, f"an array of {obj.ndim} dimensions (8 at most)")
-                if obj.dtype.name not in _DTYPES:
+                dtype_name = _numpy_name(obj.dtype)
+                if dtype_name is None:
                     raise InvalidArgument(-1, f"dtype {obj.dtype} (one of: {', '.join(sorted(_DTYPES))})")
-                arr = np.ascontiguousarray(obj)
-                kind, ndim, dtype_name = _MSG_ARRAY, arr.ndim, arr.dtype.name.encode()
+                arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+                kind, ndim = _MSG_ARRAY, arr.ndim
                 shape[:arr.ndim] = arr.shape
                 view = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
         except ImportError:
@@ -706,19 +723,22 @@ class Channel:
             else:
                 raise InvalidArgument(-1, f"send takes a numpy array, bytes, bytearray or memoryview, not "
                                           f"{type(obj).__name__}")
-        head = _framing(kind, ndim, shape[:ndim], dtype_name)
+        # The framing in this channel's own head buffer, the payload where it is: one gathered record.
+        ctypes.memmove(self._head, _framing(kind, ndim, shape[:ndim], dtype_name), _FRAMING_BYTES)
+        payload = None
         if not len(view):
-            payload = None
+            address = None
         elif isinstance(obj, bytes):
-            payload = ctypes.c_char_p(obj)  # bytes: its own memory, no copy
+            address = ctypes.cast(ctypes.c_char_p(obj), ctypes.c_void_p).value  # bytes: its own memory, no copy
         elif not view.readonly:
             payload = (ctypes.c_char * len(view)).from_buffer(view)
+            address = ctypes.addressof(payload)
         else:
             payload = ctypes.create_string_buffer(bytes(view), len(view))  # another read-only object: one copy
-        parts = (ctypes.c_void_p * 2)(ctypes.cast(ctypes.c_char_p(head), ctypes.c_void_p),
-                                      ctypes.cast(payload, ctypes.c_void_p) if payload is not None else None)
-        sizes = (ctypes.c_size_t * 2)(len(head), len(view))
-        _check(self._lib.poolshim_channel_sendv(self._h, parts, sizes, 2, _ms(timeout)))
+            address = ctypes.addressof(payload)
+        self._parts[1] = address
+        self._sizes[1] = len(view)
+        _check(self._lib.poolshim_channel_sendv(self._h, self._parts, self._sizes, 2, _ms(timeout)))
 
     def reserve(self, shape, dtype="uint8", timeout=None):
         """Room for an array of shape and dtype, reserved (waiting as send waits): fill the view in
