@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -664,6 +665,17 @@ struct poolshim_channel {
   // daemon's ref id) until every attached reader has passed its record (end), so that a sender's
   // close or unlink cannot take it from under its readers.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> outstanding;
+  // The writer's buffers for messages larger than half the ring, kept mapped for the next message of
+  // the same size once every reader has passed the one it carried (end: the position after its
+  // record; 0 while it is being filled): a fresh buffer's pages cost far more than the copy.
+  struct pooled {
+    poolshim_buffer* b;
+    std::uint64_t end;
+    bool busy;
+  };
+  std::vector<pooled> pool;
+  std::uint64_t pre_hold = 0;  // the hold a pooled buffer's reuse check made, for its send
+  const poolshim_buffer* pre_hold_for = nullptr;
   // The writer's open reservation (poolshim_channel_reserve): in the ring, or a buffer made for it.
   bool reserved = false;
   poolshim::channel::reservation res;
@@ -809,14 +821,54 @@ int send_outcome(const poolshim_channel* c, poolshim::channel::result r, const s
   }
 }
 
-// A message larger than half the ring: a host buffer of exactly its size, made for it, unlinked at
-// once (readers open it by the daemon's id). Null with the text set when there is no reader (no
-// buffer made for nothing) or no memory.
+// A second reference to a buffer, without its memory (no mapping, no device handles): the
+// writer's hold on what it sent by reference, counted as the channel's held bytes. 0 with *ref, or
+// the code with the text set.
+int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uint64_t* ref,
+                   std::uint64_t* refs = nullptr) {
+  proto::request q = proto::make_request(proto::op::buffer_open, 0);
+  if (const int e = put_name(b->info.name, &q); e != 0) return e;
+  q.arg[0] = b->id;
+  q.arg[1] = b->info.flags;
+  q.arg[2] = proto::k_open_reference_only;
+  q.arg[3] = c->ref;
+  proto::reply r{};
+  if (const int e = exchange(q, &r, nullptr, std::string("hold '") + b->info.name + "'"); e != 0) return e;
+  *ref = r.val[0];
+  if (refs != nullptr)
+    std::memcpy(refs, r.payload + proto::k_name_size + proto::k_uuid_size + sizeof(std::uint64_t), sizeof *refs);
+  return 0;
+}
+
+constexpr std::size_t k_pooled_buffers = 4;  // a writer's large-message buffers kept for reuse
+
+// A message larger than half the ring: a host buffer of exactly its size: one of the writer's pool
+// that every reader has passed, or one made for it, unlinked at once (readers open it by the
+// daemon's id). Null with the text set when there is no reader (no buffer made for nothing) or no
+// memory.
 poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* err) {
   std::uint64_t low = 0;
   if (!poolshim::channel::lowest_tail(c->h, &low)) {
     *err = send_outcome(c, poolshim::channel::result::no_reader, "");
     return nullptr;
+  }
+  // A pooled buffer every reader has passed is reused only if nobody else holds it any more (a
+  // reader that took it keeps its bytes): the hold its send needs tells (the writer's reference and
+  // this hold: 2).
+  for (auto it = c->pool.begin(); it != c->pool.end(); ++it) {
+    if (it->busy || it->b->bytes != bytes || it->end > low) continue;
+    std::uint64_t hold = 0, refs = 0;
+    if (hold_reference(c, it->b, &hold, &refs) != 0) continue;
+    if (refs == 2) {
+      it->busy = true;
+      c->pre_hold = hold;
+      c->pre_hold_for = it->b;
+      return it->b;
+    }
+    end_reference(hold);
+    (void)poolshim_buffer_close(it->b);  // a reader's reference keeps it for that reader
+    c->pool.erase(it);
+    break;
   }
   const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++c->promoted);
   const std::uint64_t shape[1] = {bytes};
@@ -828,15 +880,32 @@ poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* er
     return nullptr;
   }
   (void)poolshim_buffer_unlink(name.c_str(), c->flags);
+  if (c->pool.size() < k_pooled_buffers) c->pool.push_back({b, 0, true});
   return b;
 }
 
-// Sends a promoted message's buffer by reference and lets go of it (the writer's hold keeps it).
-int send_and_close(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
-  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
+// A promoted message's buffer is done with (sent, or its reservation cancelled): kept in the pool
+// until every reader has passed `end` (0: now), or closed (the writer's hold keeps a sent one).
+void put_back(poolshim_channel* c, poolshim_buffer* b, std::uint64_t end) {
+  if (c->pre_hold_for == b) {  // unsent: its reuse check's hold ends
+    end_reference(std::exchange(c->pre_hold, 0));
+    c->pre_hold_for = nullptr;
+  }
+  for (poolshim_channel::pooled& p : c->pool)
+    if (p.b == b) {
+      p.busy = false;
+      p.end = end;
+      return;
+    }
   const std::string why = t_error;
   (void)poolshim_buffer_close(b);
   t_error = why;
+}
+
+// Sends a promoted message's buffer by reference, then puts it back.
+int send_and_close(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
+  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
+  put_back(c, b, rc == 0 && !c->outstanding.empty() ? c->outstanding.back().first : 0);
   return rc;
 }
 
@@ -863,22 +932,6 @@ void reclaim(poolshim_channel* c) {
     end_reference(o.second);
     return true;
   });
-}
-
-// A second reference to a buffer, without its memory (no mapping, no device handles): the
-// writer's hold on what it sent by reference, counted as the channel's held bytes. 0 with *ref, or
-// the code with the text set.
-int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uint64_t* ref) {
-  proto::request q = proto::make_request(proto::op::buffer_open, 0);
-  if (const int e = put_name(b->info.name, &q); e != 0) return e;
-  q.arg[0] = b->id;
-  q.arg[1] = b->info.flags;
-  q.arg[2] = proto::k_open_reference_only;
-  q.arg[3] = c->ref;
-  proto::reply r{};
-  if (const int e = exchange(q, &r, nullptr, std::string("hold '") + b->info.name + "'"); e != 0) return e;
-  *ref = r.val[0];
-  return 0;
 }
 
 int no_reservation(const poolshim_channel* c) {
@@ -946,7 +999,7 @@ int poolshim_channel_cancel(poolshim_channel* c) {
   if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
   if (!c->reserved) return fail(POOLSHIM_EINVAL, "cancel on '" + c->name + "': nothing is reserved");
   c->reserved = false;  // an unpublished record: the next reserve writes over it
-  if (c->res_buffer != nullptr) (void)poolshim_buffer_close(std::exchange(c->res_buffer, nullptr));
+  if (c->res_buffer != nullptr) put_back(c, std::exchange(c->res_buffer, nullptr), 0);
   return 0;
 }
 
@@ -965,12 +1018,21 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   if (head == nullptr && head_bytes != 0) return fail(POOLSHIM_EINVAL, "no head");
   if (b != c->res_buffer)
     if (const int e = no_reservation(c); e != 0) return e;
+  // Held by the writer until every reader has passed the record (reclaim): a pooled buffer's reuse
+  // check made the hold already.
+  std::uint64_t keep = 0;
+  if (c->pre_hold_for == b) {
+    keep = std::exchange(c->pre_hold, 0);
+    c->pre_hold_for = nullptr;
+  }
   reclaim(c);
   std::uint64_t low = 0;
-  if (!ch::lowest_tail(c->h, &low)) return send_outcome(c, ch::result::no_reader, "");  // no hold for nothing
-  // Held by the writer until every reader has passed the record (reclaim).
-  std::uint64_t keep = 0;
-  if (const int e = hold_reference(c, b, &keep); e != 0) return e;
+  if (!ch::lowest_tail(c->h, &low)) {  // no hold for nothing
+    if (keep != 0) end_reference(keep);
+    return send_outcome(c, ch::result::no_reader, "");
+  }
+  if (keep == 0)
+    if (const int e = hold_reference(c, b, &keep); e != 0) return e;
   const ch::buffer_ref r{static_cast<std::uint32_t>(std::strlen(b->info.name)), b->info.flags, b->bytes, b->id};
   const void* parts[3] = {&r, b->info.name, head};
   const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};
@@ -1074,7 +1136,11 @@ int poolshim_channel_message_head(const poolshim_channel* c, const void** head, 
 int poolshim_channel_close(poolshim_channel* c) {
   if (c == nullptr) return fail(POOLSHIM_EINVAL, "no channel");
   if (c->held != nullptr) (void)poolshim_buffer_close(c->held);
-  if (c->res_buffer != nullptr) (void)poolshim_buffer_close(c->res_buffer);
+  if (c->res_buffer != nullptr &&
+      std::none_of(c->pool.begin(), c->pool.end(), [&](const auto& p) { return p.b == c->res_buffer; }))
+    (void)poolshim_buffer_close(c->res_buffer);
+  for (const auto& p : c->pool) (void)poolshim_buffer_close(p.b);
+  if (c->pre_hold != 0) end_reference(c->pre_hold);
   for (const auto& o : c->outstanding) end_reference(o.second);
   proto::request q = proto::make_request(proto::op::channel_close, 0);
   q.arg[0] = c->ref;

@@ -1337,6 +1337,8 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   std::memcpy(r.payload, b.shape.data(), sizeof b.shape);
   std::memcpy(r.payload + proto::k_name_size, b.device_uuid, sizeof b.device_uuid);
   std::memcpy(r.payload + proto::k_name_size + proto::k_uuid_size, &found, sizeof found);
+  const std::uint64_t refs = b.refs;
+  std::memcpy(r.payload + proto::k_name_size + proto::k_uuid_size + sizeof found, &refs, sizeof refs);
   return r;
 }
 

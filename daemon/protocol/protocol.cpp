@@ -264,7 +264,8 @@ std::size_t reply_payload_bytes(op o) noexcept {
     case op::stats:
       return 2 * sizeof(std::uint64_t);
     case op::buffer_open:
-      return k_name_size + k_uuid_size + sizeof(std::uint64_t);  // the shape; the device's UUID; the buffer's id
+      // The shape; the device's UUID; the buffer's id; its references.
+      return k_name_size + k_uuid_size + 2 * sizeof(std::uint64_t);
     case op::buffer_list:
       return k_name_size + k_uuid_size;  // the name; the device's UUID
     case op::buffer_handles:

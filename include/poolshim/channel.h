@@ -4,17 +4,17 @@
  * same daemon, connection, namespaces and error codes).
  *
  * A message up to half the ring's capacity travels inline in the ring; a larger one goes into a
- * named pinned buffer of exactly its size, made for it (one copy, by the sender), and the ring
- * carries the reference: no size limit but the daemon's region. A message is received in place
- * (no copy) and stays valid until poolshim_channel_release. poolshim_channel_reserve gives the
- * writer the place itself (no copy on either side), and a named buffer, host or device, can be
- * sent by reference (poolshim_channel_send_buffer).
- * Back-pressure: a send waits (up to its timeout) while the slowest attached reader has not
- * released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex.
- * A reader that dies frees its slot at once (the daemon sees the exit); a writer that closes or
- * dies is seen by its readers once they have read what it sent. A daemon restart: the processes
- * already attached keep their channel (the ring is their shared mapping) and go on, but a peer's
- * death is no longer reported to them, and the new daemon does not know the name.
+ * named pinned buffer of exactly its size (one copy, by the sender), and the ring carries the
+ * reference: no size limit but the daemon's region. The writer keeps up to four such buffers
+ * mapped and reuses one for a message of its size once every reader has passed it and no reader
+ * took it (poolshim_channel_take_buffer); they count in the region until the writer closes. A message is received in
+ * place (no copy) and stays valid until poolshim_channel_release. poolshim_channel_reserve gives the writer the place
+ * itself (no copy on either side), and a named buffer, host or device, can be sent by reference
+ * (poolshim_channel_send_buffer). Back-pressure: a send waits (up to its timeout) while the slowest attached reader has
+ * not released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex. A reader that dies
+ * frees its slot at once (the daemon sees the exit); a writer that closes or dies is seen by its readers once they have
+ * read what it sent. A daemon restart: the processes already attached keep their channel (the ring is their shared
+ * mapping) and go on, but a peer's death is no longer reported to them, and the new daemon does not know the name.
  *
  * Every call returns 0 or a negative POOLSHIM_E* code; poolshim_buffer_error() says why. */
 #ifndef POOLSHIM_CHANNEL_H

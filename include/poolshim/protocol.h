@@ -100,7 +100,8 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* ndim << 16,                                                  */   \
                                       /* val4 the daemon's device index, val5 creator pid;            */   \
                                       /* payload[0,64) the shape, [64,80) the device's UUID, [80,88)  */   \
-                                      /* the daemon's id of the buffer; the host buffer's memfd       */   \
+                                      /* the daemon's id of the buffer, [88,96) its references now;   */   \
+                                      /* the host buffer's memfd                                      */   \
   X(buffer_close, 15, false, false)   /* arg0 a reference id of this client                          */    \
   X(buffer_unlink, 16, false, false)  /* payload[0,64) a name; arg1 k_buffer_shared (as open): the    */   \
                                       /* name goes now, the memory with its last reference            */   \

@@ -127,6 +127,32 @@ void check_reserve_and_take() {
            "the cancelled reservation was never sent (%zu bytes)", bytes);
     poolshim_channel_release(r);
   }
+  // Messages larger than half the ring through the writer's pool of buffers: the same size again
+  // reuses a buffer every reader has passed, but never one a reader took (its bytes stay the
+  // reader's).
+  {
+    const std::vector<unsigned char> first(std::size_t{1} << 20, 0x11), second(std::size_t{1} << 20, 0x22);
+    poolshim_buffer* kept = nullptr;
+    EXPECT(poolshim_channel_send(w, first.data(), first.size(), 1000) == POOLSHIM_OK, "a 1 MiB message");
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 1000) == POOLSHIM_OK && bytes == first.size() &&
+               std::memcmp(p, first.data(), bytes) == 0,
+           "it arrives whole");
+    EXPECT(poolshim_channel_take_buffer(r, &kept) == POOLSHIM_OK, "the reader takes its buffer");
+    poolshim_channel_release(r);
+    for (int round = 0; round < 3; ++round) {
+      const std::vector<unsigned char>& m = round % 2 == 0 ? second : first;
+      EXPECT(poolshim_channel_send(w, m.data(), m.size(), 1000) == POOLSHIM_OK, "1 MiB message %d", round);
+      EXPECT(poolshim_channel_recv(r, &p, &bytes, 1000) == POOLSHIM_OK && bytes == m.size() &&
+                 std::memcmp(p, m.data(), bytes) == 0,
+             "1 MiB message %d arrives whole (a reused buffer carries the new bytes)", round);
+      poolshim_channel_release(r);
+    }
+    if (kept != nullptr) {
+      EXPECT(std::memcmp(poolshim_buffer_data(kept), first.data(), first.size()) == 0,
+             "the buffer the reader took still holds the first message (the writer did not reuse it)");
+      poolshim_buffer_close(kept);
+    }
+  }
   // A host buffer by reference: the reader takes it; it stays after the release and the sender's close.
   const std::uint64_t shape[1] = {8192};
   poolshim_buffer* b = nullptr;

@@ -22,13 +22,15 @@ start_private_daemon "$daemon" channels --region 256M --slab 16M
 "$pair" death || { cat "$dir/daemon.log"; fail "channel_pair death"; }
 # A daemon restart: the processes already attached keep their channel (their shared mapping).
 coproc SURVIVE { exec "$pair" survive; }
-read -r -t 20 line <&"${SURVIVE[0]}" || true
+# Its descriptors copied now: bash unsets SURVIVE once the process has exited.
+exec {from_survive}<&"${SURVIVE[0]}" {to_survive}>&"${SURVIVE[1]}"
+read -r -t 20 line <&"$from_survive" || true
 [[ "$line" == attached ]] || fail "survive: not attached ($line)"
 kill -9 "$dpid"
 wait "$dpid" 2>/dev/null
 dpid=""
-echo go >&"${SURVIVE[1]}"
-result=$(cat <&"${SURVIVE[0]}")
+echo go >&"$to_survive"
+result=$(cat <&"$from_survive")
 echo "$result"
 [[ "$result" == *"survive OK"* ]] || fail "survive"
 echo "channel_test: OK"
