@@ -38,8 +38,9 @@ typedef struct poolshim_channel poolshim_channel;
 /* A new channel, the caller its writer. capacity: the ring's bytes, a power of two from 4 KiB to
  * 4 GiB (a message takes its size plus 8 bytes, rounded to 8; at most half the ring); max_readers:
  * 1 to 64; flags: POOLSHIM_BUFFER_SHARED for the node-wide namespace. The ring's pages are touched
- * here, once (resident from now on, so that no message pays a first-touch fault): about 5 us per
- * 4 KiB page on a VM, 80 ms for 64 MiB. A ring four times the usual message keeps it in cache. */
+ * here, once (resident from now on, so that no message pays a first-touch fault): measured on a
+ * 2-core VM, 190 ms for a 64 MiB ring, 690 ms for 256 MiB. A ring four times the usual message
+ * keeps it in cache. */
 POOLSHIM_BUFFERS_API int poolshim_channel_create(const char* name, uint64_t capacity, int max_readers, unsigned flags,
                                                  poolshim_channel** out);
 /* Attaches the caller as a reader: it receives what is sent from now on. POOLSHIM_EQUOTA when every
