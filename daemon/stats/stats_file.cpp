@@ -122,7 +122,11 @@ class symboliser {
     const Dwarf_Addr pc = f->pc - 1;
     Dwfl_Module* mod = dwfl_addrmodule(dwfl_, pc);
     if (mod == nullptr || std::find(changed_.begin(), changed_.end(), mod) != changed_.end()) return;
-    f->function = demangle(dwfl_module_addrname(mod, pc));
+    if (const char* symbol = dwfl_module_addrname(mod, pc)) {
+      // A versioned symbol (__libc_start_main@@GLIBC_2.34): the version is no part of the name.
+      const std::string name(symbol, std::strcspn(symbol, "@"));
+      f->function = demangle(name.c_str());
+    }
     if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
       int lineno = 0;
       const char* src = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
@@ -132,8 +136,19 @@ class symboliser {
     Dwarf_Addr bias = 0;
     Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias);
     if (cu == nullptr) return;
+    Dwarf_Die* found = nullptr;
+    const int nfound = dwarf_getscopes(cu, pc - bias, &found);
+    if (nfound <= 0) return;
+    // dwarf_getscopes goes on past the innermost inlined subroutine with the scopes of that
+    // function's abstract definition, not with the code it was inlined into: a walk of its answer
+    // stops at the first subprogram and loses every level between (inner inlined into middle
+    // inlined into outer read "inner, outer at middle's line"). The chain of DIEs that really
+    // encloses the innermost scope, up to the real function, is its parents (dwarf_getscopes_die),
+    // as eu-addr2line -i walks it.
+    Dwarf_Die innermost = found[0];
+    std::free(found);
     Dwarf_Die* scopes = nullptr;
-    const int n = dwarf_getscopes(cu, pc - bias, &scopes);
+    const int n = dwarf_getscopes_die(&innermost, &scopes);
     if (n <= 0) return;
     Dwarf_Files* files = nullptr;
     std::size_t nfiles = 0;
