@@ -163,6 +163,7 @@ struct block {
   std::uint64_t addr = 0, size = 0;
   std::uint32_t stack = 0;
   int device = 0;
+  std::uint64_t stream = 0;  // its allocation's, when the ring saw it
 };
 
 }  // namespace
@@ -180,7 +181,7 @@ std::string memory_viz_pickle(const stats_file& f, bool symbols, std::string* no
   std::size_t pinned = 0;
   for (const poolshim_stats_live& l : live) {
     if (l.kind == k_pinned) continue;
-    end_state[l.ptr] = block{l.ptr, l.bytes, l.stack, l.device};
+    end_state[l.ptr] = block{l.ptr, l.bytes, l.stack, l.device, 0};
   }
   std::map<std::uint64_t, block> open_in_ring;  // ptr -> the ring's last allocation of it
   int devices = 1;
@@ -191,12 +192,17 @@ std::string memory_viz_pickle(const stats_file& f, bool symbols, std::string* no
     }
     devices = std::max(devices, static_cast<int>(e.device) + 1);
     if (e.action == 1)
-      open_in_ring[e.ptr] = block{e.ptr, e.bytes, e.stack, e.device};
+      open_in_ring[e.ptr] = block{e.ptr, e.bytes, e.stack, e.device, e.stream};
     else if (e.action == 2)
       open_in_ring.erase(e.ptr);
   }
-  for (const auto& [ptr, b] : open_in_ring)
-    if (end_state.find(ptr) == end_state.end()) end_state[ptr] = b;
+  for (const auto& [ptr, b] : open_in_ring) {
+    const auto it = end_state.find(ptr);
+    if (it == end_state.end())
+      end_state[ptr] = b;
+    else if (it->second.size == b.size)
+      it->second.stream = b.stream;  // the live table has no stream: the ring's allocation of it does
+  }
   for (const auto& [ptr, b] : end_state) devices = std::max(devices, b.device + 1);
   devices = std::min(devices, POOLSHIM_STATS_DEVICES);
 
@@ -246,7 +252,7 @@ std::string memory_viz_pickle(const stats_file& f, bool symbols, std::string* no
     p.key("requested_size");
     p.integer(size);
     p.key("stream");
-    p.integer(0);
+    p.unsigned_integer(b.stream);
     p.key("segment_type");
     p.str(b.size > (1u << 20) ? "large" : "small");
     p.key("is_expandable");
@@ -290,7 +296,7 @@ std::string memory_viz_pickle(const stats_file& f, bool symbols, std::string* no
       p.key("size");
       p.unsigned_integer(bytes);
       p.key("stream");
-      p.integer(0);
+      p.unsigned_integer(e.stream);
       p.key("time_us");
       p.unsigned_integer(e.ns / 1000);
       p.key("frames");

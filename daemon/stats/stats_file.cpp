@@ -186,6 +186,25 @@ class symboliser {
   std::vector<Dwfl_Module*> changed_;  // reported, but not the file the process ran
 };
 
+// Whether pid is a zombie (exited or killed, its parent has not reaped it yet) or being torn down:
+// the state letter after the command name in /proc/PID/stat (the name may hold ')' itself, so the
+// last one ends it). Unknown (no /proc): not a zombie.
+bool zombie(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* close_paren = std::strrchr(buf, ')');
+  if (close_paren == nullptr || close_paren[1] != ' ') return false;
+  const char state = close_paren[2];
+  return state == 'Z' || state == 'X' || state == 'x';
+}
+
 template <class T>
 const T* at(const void* base, std::uint64_t offset) {
   return reinterpret_cast<const T*>(static_cast<const unsigned char*>(base) + offset);
@@ -385,7 +404,10 @@ stats_file::~stats_file() {
 bool stats_file::running() const {
   // kill(0 or a negative pid) would ask about a process group or every process, not one process.
   const pid_t pid = header_->pid;
-  return header_->end_ns == 0 && pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+  if (header_->end_ns != 0 || pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return false;
+  // A process killed but not yet reaped by its parent (a zombie) still answers kill(pid, 0): it
+  // runs no more and its file will not change again.
+  return !zombie(pid);
 }
 
 // The threads' shards in use (their counters add to the shared ones).

@@ -4,7 +4,7 @@
  * SIGBUS later), mapped shared by the shim and written in place, so it stays readable after the
  * process exits, crashes or is killed. poolshim-stats reads it; the shim never symbolises.
  *
- * Layout, version 2 (host byte order; every offset from the start of the file; every array fixed
+ * Layout, version 3 (host byte order; every offset from the start of the file; every array fixed
  * at creation):
  *   header                      struct poolshim_stats_header
  *   modules[module_capacity]    struct poolshim_stats_module: what a frame address belongs to
@@ -35,7 +35,8 @@
 #include <stdint.h>
 
 #define POOLSHIM_STATS_MAGIC "PSHSTAT"
-#define POOLSHIM_STATS_VERSION 2
+/* 3: events carry their stream */
+#define POOLSHIM_STATS_VERSION 3
 #define POOLSHIM_STATS_PYFRAME_TAG 0xfffeull /* top 16 bits of a Python frame value */
 #define POOLSHIM_STATS_SHARD_SITES 64        /* site entries per thread shard (direct-mapped) */
 #define POOLSHIM_STATS_DEVICES 16
@@ -185,6 +186,7 @@ struct poolshim_stats_event {
   uint64_t ns; /* CLOCK_REALTIME */
   uint64_t ptr;
   uint64_t bytes;
+  uint64_t stream; /* the CUstream of a stream-ordered allocation or free (async), else 0 */
   uint32_t stack;
   uint16_t device;
   uint8_t kind;

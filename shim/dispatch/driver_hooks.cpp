@@ -38,19 +38,21 @@ constexpr bool ok(CUresult r) noexcept { return r == CUDA_SUCCESS; }
 // 256 (and at exit): a short program that is killed, or one read while it runs, shows them too.
 [[gnu::tls_model("initial-exec")]] thread_local unsigned tl_until_pool_figures = 0;
 [[gnu::tls_model("initial-exec")]] thread_local unsigned tl_pool_figures_sent = 0;
-// `device`: the pool's, when it served the allocation (else asked of the driver).
-void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device = -1) noexcept {
+// `device`: the pool's, when it served the allocation (else asked of the driver). `stream`: a
+// stream-ordered allocation's (the memory_viz snapshot shows it).
+void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device = -1,
+                CUstream stream = nullptr) noexcept {
   if (!stats::recording()) return;
   CUdevice dev = device;
   if (dev < 0 && real().cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
-  stats::record_alloc(k, dev, ptr, bytes);
+  stats::record_alloc(k, dev, ptr, bytes, reinterpret_cast<std::uintptr_t>(stream));
   if (tl_until_pool_figures-- == 0) {
     tl_until_pool_figures = ++tl_pool_figures_sent < 16 ? 0 : 255;
     dispatch::mirror_pool_figures();
   }
 }
-void note_free(stats::kind k, std::uint64_t ptr) noexcept {
-  if (stats::recording()) stats::record_free(k, ptr);
+void note_free(stats::kind k, std::uint64_t ptr, CUstream stream = nullptr) noexcept {
+  if (stats::recording()) stats::record_free(k, ptr, reinterpret_cast<std::uintptr_t>(stream));
 }
 std::uint64_t as_u64(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 }  // namespace
@@ -193,7 +195,7 @@ CUresult mem_alloc_async(CUdeviceptr* dptr, std::size_t bytes, CUstream stream, 
   count_call(s == default_stream::per_thread ? hook_id::mem_alloc_async_ptsz : hook_id::mem_alloc_async);
   CUresult r = fn(dptr, bytes, stream);
   if (ok(r)) bump(g_counters.async_allocs), bump(g_counters.async_alloc_bytes, bytes);
-  if (ok(r)) note_alloc(stats::kind::async, *dptr, bytes);
+  if (ok(r)) note_alloc(stats::kind::async, *dptr, bytes, -1, stream);
   return r;
 }
 
@@ -205,7 +207,7 @@ CUresult mem_free_async(CUdeviceptr dptr, CUstream stream, default_stream s) noe
   // A pooled block freed stream-ordered goes back to its pool under the free semantics of
   // POOLSHIM_FREE_SYNC (both at least as strong as the stream order); the driver never sees it.
   ipc_router::forget_export(dptr);
-  note_free(stats::kind::async, dptr);
+  note_free(stats::kind::async, dptr, stream);
   CUresult r = CUDA_SUCCESS;
   if (!device_router::try_free(dptr, &r)) r = fn(dptr, stream);
   if (ok(r)) bump(g_counters.async_frees);

@@ -33,7 +33,8 @@ static_assert(POOLSHIM_COUNTERS_VERSION != 4 || sizeof(poolshim_counters) == 944
 void mirror_pool_figures() noexcept {
   const device_router::totals d = device_router::sum_of_pools();
   const host_router::totals h = host_router::sum_of_pools();
-  stats::record_pool_figures(d.pool_hits, d.requests, h.pool_hits, h.requests);
+  // Of the allocations the pools served: a request they failed (out of memory) is no allocation.
+  stats::record_pool_figures(d.pool_hits, d.requests - d.failures, h.pool_hits, h.requests - h.failures);
 }
 
 layer_figures read_layer_figures() noexcept {

@@ -231,9 +231,12 @@ status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexce
     }
   }
   slow_requests_.fetch_add(1, std::memory_order_relaxed);
-  if (bytes <= options_.small_limit) return allocate_small(round_small(bytes), out);
-  if (bytes > kMaxLargeRequest) return status::out_of_memory;
-  return allocate_large(bytes, out);
+  const status st = bytes <= options_.small_limit ? allocate_small(round_small(bytes), out)
+                    : bytes > kMaxLargeRequest    ? status::out_of_memory
+                                                  : allocate_large(bytes, out);
+  // Counted apart from the requests, so that a hit rate is of the allocations served.
+  if (st != status::ok) failures_.fetch_add(1, std::memory_order_relaxed);
+  return st;
 }
 
 status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept {
@@ -551,6 +554,7 @@ pool_stats device_pool::stats() const noexcept {
   unlock_cache_registry();
   pool_stats r;
   r.requests = slow_requests_.load(std::memory_order_relaxed) + hits;
+  r.failures = failures_.load(std::memory_order_relaxed);
   r.pool_hits = slow_hits_.load(std::memory_order_relaxed) + hits;
   r.bytes_in_use = static_cast<std::uint64_t>(std::max<std::int64_t>(in_use, 0));
   r.bytes_reserved = reserved_.load(std::memory_order_relaxed);

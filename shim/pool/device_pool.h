@@ -36,6 +36,7 @@ struct device_pool_options {
 // include/poolshim/poolshim.h) name their sources in this list.
 #define POOLSHIM_POOL_FIGURES(BOTH, DEVICE, HOST)                                              \
   BOTH(requests)       /* allocate calls that reached the pool with a valid size */            \
+  BOTH(failures)       /* of those, the ones not served (out of memory, a source error) */     \
   BOTH(pool_hits)      /* served from memory the pool already held (no new segment or slab) */ \
   BOTH(bytes_in_use)   /* bytes of live blocks (block sizes, after rounding) */                \
   BOTH(bytes_reserved) /* bytes of segments or slabs held from the source */                   \
@@ -133,6 +134,7 @@ class device_pool final : private thread_cache_owner {
 
   thread_cache* caches_ = nullptr;  // under the registry lock
   std::atomic<std::uint64_t> slow_requests_{0};
+  std::atomic<std::uint64_t> failures_{0};
   std::atomic<std::uint64_t> slow_hits_{0};
   std::atomic<std::uint64_t> retired_hits_{0};
   std::atomic<std::int64_t> slow_in_use_{0};  // in use changed on slow paths and by retired caches

@@ -63,7 +63,10 @@ status host_pool::allocate(std::size_t bytes, unsigned flags, std::uintptr_t* ou
     segment_info* fresh = nullptr;
     if (attempt != 0) {
       const status st = new_slab(std::max(options_.slab_size, round_up(size + kPage, kSlabGranule)), &fresh);
-      if (st != status::ok) return st;
+      if (st != status::ok) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        return st;
+      }
     }
     std::lock_guard lock(mutex_);
     block* b = fresh != nullptr ? fit_.allocate_from(fresh, size) : fit_.allocate(size);
@@ -72,11 +75,13 @@ status host_pool::allocate(std::size_t bytes, unsigned flags, std::uintptr_t* ou
       live_.emplace(b->addr, live_block{b, flags});
     } catch (...) {
       fit_.deallocate(b);
+      failures_.fetch_add(1, std::memory_order_relaxed);
       return status::out_of_memory;
     }
     hand_out_locked(b, fresh == nullptr, out);
     return status::ok;
   }
+  failures_.fetch_add(1, std::memory_order_relaxed);
   return status::out_of_memory;
 }
 
@@ -194,6 +199,7 @@ std::size_t host_pool::release_idle(std::size_t keep_slabs) noexcept {
 host_pool_stats host_pool::stats() const noexcept {
   host_pool_stats r;
   r.requests = requests_.load(std::memory_order_relaxed);
+  r.failures = failures_.load(std::memory_order_relaxed);
   r.pool_hits = hits_.load(std::memory_order_relaxed);
   r.bytes_in_use = in_use_.load(std::memory_order_relaxed);
   r.bytes_reserved = reserved_.load(std::memory_order_relaxed);

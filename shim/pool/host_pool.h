@@ -102,6 +102,7 @@ class host_pool {
   std::map<std::uintptr_t, live_block> live_;  // by block start
 
   std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> failures_{0};  // requests not served (a hit rate is of those served)
   std::atomic<std::uint64_t> hits_{0};
   std::atomic<std::uint64_t> in_use_{0};
   std::atomic<std::uint64_t> reserved_{0};

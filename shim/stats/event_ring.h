@@ -31,8 +31,8 @@ class event_ring {
 
   // Writes one event (action POOLSHIM_STATS_EVENT_*); false when it was dropped (no ring, or a
   // writer the ring overtook) — the figures elsewhere still count it.
-  bool push(std::uint8_t action, std::uint64_t ptr, std::uint64_t bytes, std::uint32_t stack, int device,
-            int kind) noexcept {
+  bool push(std::uint8_t action, std::uint64_t ptr, std::uint64_t bytes, std::uint32_t stack, int device, int kind,
+            std::uint64_t stream = 0) noexcept {
     if (capacity_ == 0) return false;
     const std::uint64_t i = atomic_at(*next_).fetch_add(1, std::memory_order_relaxed);
     poolshim_stats_event& e = events_[slot_of(i, capacity_)];
@@ -53,6 +53,7 @@ class event_ring {
     e.ns = now_ns();
     e.ptr = ptr;
     e.bytes = bytes;
+    e.stream = stream;
     e.stack = stack;
     e.device = static_cast<std::uint16_t>(device);
     e.kind = static_cast<std::uint8_t>(kind);

@@ -284,7 +284,7 @@ struct recorder_scope {
   recorder_scope& operator=(const recorder_scope&) = delete;
 };
 
-void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept {
+void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, std::uint64_t stream) noexcept {
   recorder* r = active();
   if (r == nullptr || ptr <= live_table::k_claimed) return;
   const recorder_scope scope;
@@ -292,8 +292,13 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
   const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr);
   tl_last_alloc = ptr;
   poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
-  if (r->sites->on_alloc(id, bytes, r->shards.local_site(sh, id)))
-    atomic_at(r->header->peak_ns).store(now_ns(), std::memory_order_relaxed);
+  // One clock reading for every peak this event reaches: the process's and its kind's are the same
+  // moment, and two readings would put them tens of nanoseconds apart.
+  std::uint64_t peak_at = 0;
+  if (r->sites->on_alloc(id, bytes, r->shards.local_site(sh, id))) {
+    peak_at = now_ns();
+    atomic_at(r->header->peak_ns).store(peak_at, std::memory_order_relaxed);
+  }
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
   const int slot = dev * POOLSHIM_STATS_KINDS + static_cast<int>(k);
   poolshim_stats_kind& kc = r->kinds[slot];
@@ -310,16 +315,16 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) no
   std::int64_t peak = atomic_at(kc.peak_bytes).load(std::memory_order_relaxed);
   while (now > peak) {
     if (atomic_at(kc.peak_bytes).compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-      atomic_at(kc.peak_ns).store(now_ns(), std::memory_order_relaxed);
+      atomic_at(kc.peak_ns).store(peak_at != 0 ? peak_at : now_ns(), std::memory_order_relaxed);
       break;
     }
   }
   r->shards.note_event(sh);
-  (void)r->ring.push(POOLSHIM_STATS_EVENT_ALLOC, ptr, bytes, id, dev, static_cast<int>(k));
+  (void)r->ring.push(POOLSHIM_STATS_EVENT_ALLOC, ptr, bytes, id, dev, static_cast<int>(k), stream);
   (void)r->live.insert(ptr, bytes, id, static_cast<std::uint16_t>(dev), static_cast<std::uint16_t>(k));
 }
 
-void record_free(kind k, std::uint64_t ptr) noexcept {
+void record_free(kind k, std::uint64_t ptr, std::uint64_t stream) noexcept {
   (void)k;
   recorder* r = active();
   if (r == nullptr || ptr <= live_table::k_claimed) return;
@@ -342,7 +347,7 @@ void record_free(kind k, std::uint64_t ptr) noexcept {
     atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
   atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);
   r->shards.note_event(sh);
-  (void)r->ring.push(POOLSHIM_STATS_EVENT_FREE, ptr, copy.bytes, copy.stack, copy.device, copy.kind);
+  (void)r->ring.push(POOLSHIM_STATS_EVENT_FREE, ptr, copy.bytes, copy.stack, copy.device, copy.kind, stream);
 }
 
 void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,

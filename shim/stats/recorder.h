@@ -14,8 +14,10 @@ namespace poolshim::stats {
 enum class kind : std::uint16_t { device = 0, pinned = 1, managed = 2, async = 3, vmm = 4 };
 
 bool recording() noexcept;
-void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes) noexcept;
-void record_free(kind k, std::uint64_t ptr) noexcept;
+// `stream`: the CUstream of a stream-ordered allocation or free (cuMemAllocAsync), for the event
+// ring; 0 for the others.
+void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, std::uint64_t stream = 0) noexcept;
+void record_free(kind k, std::uint64_t ptr, std::uint64_t stream = 0) noexcept;
 // The pools' process-wide hit figures (poolshim.h counters), mirrored into the file's header.
 void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,
                          std::uint64_t host_allocs) noexcept;

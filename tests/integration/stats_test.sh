@@ -20,7 +20,7 @@ while [[ $# -gt 0 ]]; do
 done
 fail() { echo "stats_test: FAIL: $*" >&2; exit 1; }
 dir=$(mktemp -d /tmp/poolshim-stats-XXXXXX)
-trap 'pkill -9 -f -- "$program --hold" 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'pkill -9 -f -- "$program --hold" 2>/dev/null; [[ -n ${holder:-} ]] && kill "$holder" 2>/dev/null; rm -rf "$dir"' EXIT
 # exec: run is only called in subshells ($(...) and &), so a background pid is the program itself.
 run() { exec env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$dir" "$@"; }
 
@@ -66,6 +66,10 @@ assert frames[i + 1]["line"] == mark("site_leak's call"), (frames[i + 1], mark("
 assert frames[i]["pc"] == frames[i + 1]["pc"]
 print(f"inline frames: leak_block:{frames[i]['line']} <- site_leak:{frames[i + 1]['line']}")
 assert report["peak_bytes"] == 64 * KiB + 7 * MiB, report["peak_bytes"]
+# site_peak's allocation reaches the process peak and the device kind's at once: one moment.
+device = next(k for k in report["kinds"] if k["kind"] == "device")
+assert device["peak_ns"] == report["peak_ns"], \
+    f"kinds[device].peak_ns {device['peak_ns']} is {device['peak_ns'] - report['peak_ns']} ns off peak_ns"
 assert report["state"] == state, report["state"]
 leaked = 64 * KiB + 3 * MiB + peak_site_live * MiB
 assert report["live_bytes"] == leaked, (report["live_bytes"], leaked)
@@ -83,7 +87,9 @@ awk 'length > 100 { bad = 1 } END { exit bad }' "$dir/clean.txt" || echo "stats_
 "$stats" report --dir "$dir" --format collapsed --top 0 | grep -q "main;.*site_peak().*;cudaMalloc.* 4194304" ||
   fail "collapsed stacks"
 # Several processes in one report (JSON Lines, one object each), and report --diff (the diff command).
-run "$program" >/dev/null || fail "second run"
+# In a subshell, as every run: run execs (a plain call here replaced this script with the program,
+# which exited 0, and nothing below ever ran).
+out=$(run "$program") || fail "second run: $out"
 pids=$("$stats" list --dir "$dir" | awk 'NR > 1 { print $1 }')
 [[ $(wc -w <<<"$pids") == 2 ]] || fail "list: $pids"
 "$stats" report $pids --dir "$dir" --format json --top 0 >"$dir/two.json" || fail "report of two pids"
@@ -96,11 +102,21 @@ PY
 "$stats" report --diff --dir "$dir" | grep -q "4 unchanged" || fail "report --diff of two identical runs"
 rm -f "$dir"/*.stats
 
-# kill -9 mid-run: site_peak's block is still allocated when the process dies.
-run "$program" --hold >"$dir/hold.out" 2>&1 &
-pid=$!
-for _ in $(seq 500); do grep -q ready "$dir/hold.out" && break; sleep 0.01; done
-kill -9 $pid; wait $pid 2>/dev/null
+# kill -9 mid-run: site_peak's block is still allocated when the process dies. Its parent (sh, then
+# sleep) never reaps it: a zombie, which answers kill(pid, 0), is killed all the same, not running.
+# (bash would reap its own child at once.)
+sh -c 'LD_PRELOAD="$1" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$2" "$3" --hold >"$2/hold.out" 2>&1 &
+       echo $! >"$2/hold.pid"; exec sleep 60' sh "$shim" "$dir" "$program" &
+holder=$!
+for _ in $(seq 500); do grep -q ready "$dir/hold.out" 2>/dev/null && break; sleep 0.01; done
+pid=$(cat "$dir/hold.pid")
+kill -9 "$pid"
+for _ in $(seq 500); do [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break; sleep 0.01; done
+[[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] || fail "the killed program is not a zombie"
+line=$("$stats" list --dir "$dir" | grep "^$pid ")
+[[ $line == *killed* ]] || fail "list shows a killed process not yet reaped as: $line"
+"$stats" report "$pid" --dir "$dir" --format json | grep -q '"state":"killed"' || fail "report: the zombie is not killed"
+kill "$holder"; wait "$holder" 2>/dev/null
 "$stats" list --dir "$dir" | grep -q "^$pid .*killed" || fail "list does not show the killed process"
 "$stats" report "$pid" --dir "$dir" --format json --top 0 >"$dir/killed.json" || fail "report of the killed process"
 check "$dir/killed.json" killed 4 || fail "killed run"

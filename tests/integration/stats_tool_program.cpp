@@ -8,10 +8,15 @@
 //                 cache)
 //   site_grow     64 KiB device, kept, every 20 ms with --grow (after "ready"), for at most 60 s
 //   site_small    4 KiB device, --small N times (default 0), kept
+//   site_fail     1 TiB device with --fail: more than the device has, so it fails (no allocation)
+//   site_async    96 KiB with cudaMallocAsync on a stream it creates, freed on it, with --async
+//                 (prints "stream N", the stream's handle as a number)
 // --hold: prints "ready" after the allocations above and waits to be killed.
 #include <cuda_runtime.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,6 +53,20 @@ namespace {
   cudaMalloc(&p, 4 << 10);
   return p;
 }
+[[gnu::noinline]] bool site_fail() {
+  void* p = nullptr;
+  const bool failed = cudaMalloc(&p, std::size_t{1} << 40) != cudaSuccess;
+  (void)cudaGetLastError();  // not sticky: later calls must not see it
+  return failed;
+}
+[[gnu::noinline]] bool site_async() {
+  cudaStream_t stream = nullptr;
+  void* p = nullptr;
+  if (cudaStreamCreate(&stream) != cudaSuccess || cudaMallocAsync(&p, 96 << 10, stream) != cudaSuccess) return false;
+  std::printf("stream %llu\n", static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(stream)));
+  return cudaFreeAsync(p, stream) == cudaSuccess && cudaStreamSynchronize(stream) == cudaSuccess &&
+         cudaStreamDestroy(stream) == cudaSuccess;
+}
 [[gnu::noinline]] void* site_grow() {
   void* p = nullptr;
   cudaMalloc(&p, 64 << 10);
@@ -58,7 +77,7 @@ namespace {
 
 int main(int argc, char** argv) {
   int leaks = 3, small = 0;
-  bool only_a = false, only_b = false, hold = false, grow = false;
+  bool only_a = false, only_b = false, hold = false, grow = false, fail = false, async = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--leaks") == 0 && i + 1 < argc)
       leaks = std::atoi(argv[++i]);
@@ -72,15 +91,22 @@ int main(int argc, char** argv) {
       hold = true;
     else if (std::strcmp(argv[i], "--grow") == 0)
       grow = true;
+    else if (std::strcmp(argv[i], "--fail") == 0)
+      fail = true;
+    else if (std::strcmp(argv[i], "--async") == 0)
+      async = true;
     else {
       std::fprintf(stderr,
-                   "usage: stats_tool_program [--leaks N] [--small N] [--only-a] [--only-b] [--hold | --grow]\n");
+                   "usage: stats_tool_program [--leaks N] [--small N] [--only-a] [--only-b] [--fail] [--async] [--hold "
+                   "| --grow]\n");
       return 2;
     }
   }
   if (site_pinned() == nullptr) return 3;
   for (int i = 0; i < leaks; ++i)
     if (site_leak() == nullptr) return 3;
+  if (fail && !site_fail()) return 4;
+  if (async && !site_async()) return 5;
   if (only_a && site_only_a() == nullptr) return 3;
   if (only_b && site_only_b() == nullptr) return 3;
   for (int i = 0; i < 4; ++i) site_reuse();

@@ -155,8 +155,8 @@ PY
   # reason, not passed over as if there were none.
   mkdir "$dir/newer"
   cp "$new" "$dir/newer/"
-  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=3 || fail "patching the version"
-  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 3" \
+  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=4 || fail "patching the version"
+  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 4" \
     "$stats" report --dir "$dir/newer"
   expect_error 1 "no stats file of pid $new_pid in $dir/newer; not read: $dir/newer/$(basename "$new"): written by a newer" \
     "$stats" report "$new_pid" --dir "$dir/newer"
@@ -392,6 +392,21 @@ memory_viz)
   cat "$dir/real.err"
   [[ $rc -eq 0 ]] || fail "memory_viz of a real run with POOLSHIM_STATS_EVENTS=4096"
   python3 "$(dirname "$0")/memory_viz_check.py" "$dir/real.pickle" --program 1200 || fail "the real run's snapshot"
+  # An allocation on a created stream (cudaMallocAsync): its events carry that stream, not 0.
+  rm -f "$dir"/*.stats
+  out=$(POOLSHIM_STATS_EVENTS=64 run "$program" --leaks 1 --async) || fail "the program failed (--async): $out"
+  stream=$(sed -n 's/^stream \([0-9]*\)$/\1/p' <<<"$out")
+  [[ -n $stream && $stream != 0 ]] || fail "the program printed no stream: $out"
+  "$stats" report --dir "$dir" --format memory_viz --output "$dir/async.pickle" 2>/dev/null || fail "memory_viz (--async)"
+  python3 - "$dir/async.pickle" "$stream" <<'PY' || fail "the stream of an allocation on a created stream"
+import pickle, sys
+snap, stream = pickle.load(open(sys.argv[1], "rb")), int(sys.argv[2])
+mine = [e for t in snap["device_traces"] for e in t if e["size"] == 96 << 10]
+assert mine and all(e["stream"] == stream for e in mine), [(e["action"], e["stream"]) for e in mine]
+others = [e for t in snap["device_traces"] for e in t if e["size"] != 96 << 10]
+assert others and all(e["stream"] == 0 for e in others), "cudaMalloc's events on a stream"
+print(f"{len(mine)} events of the stream-ordered allocation on stream {stream:#x}")
+PY
   # Without POOLSHIM_STATS_EVENTS, the clear error.
   rm -f "$dir"/*.stats
   out=$(run "$program" --leaks 1) || fail "the program failed: $out"
@@ -422,16 +437,20 @@ import json, sys; r = json.load(sys.stdin); assert r["live_table_full"] is True,
   grep -E '^\| `untracked_frees` \|' "$schema" | grep -q 'before the stats file existed.*`live_table_full`' ||
     fail "$schema: untracked_frees does not name the frees of allocations that did not fit the live table"
   # A real run in pool mode: 3 + 4 device allocations (site_reuse's last 3 come from the cache),
-  # one pinned.
-  out=$(POOLSHIM_MODE=pool run "$program" --leaks 3) || fail "the program failed: $out"
+  # one pinned, and one of 1 TiB that fails: no allocation, so not one the pool served.
+  out=$(POOLSHIM_MODE=pool run "$program" --leaks 3 --fail) || fail "the program failed: $out"
   "$stats" report --dir "$dir" --format json >"$dir/real.json" || fail "report"
   "$stats" report --dir "$dir" | grep "pool hit rate"
   python3 - "$dir/real.json" <<'PY' || fail "the real run's hit rate"
 import json, sys
-r = json.load(open(sys.argv[1]))["pool_hit_rate"]
+report = json.load(open(sys.argv[1]))
+r = report["pool_hit_rate"]
 print(r)
 d, p = r["device"], r["pinned"]
-assert d["allocs"] == 7 and 3 <= d["hits"] <= 7 and abs(d["rate"] - d["hits"] / 7) < 1e-6, d
+device = sum(k["allocs"] for k in report["kinds"] if k["kind"] == "device")
+assert device == 7, f"{device} device allocations in the kinds table, not 7"
+assert d["allocs"] == 7, f"the hit rate counts {d['allocs']} device allocations, the kinds table {device}"
+assert 3 <= d["hits"] <= 7 and abs(d["rate"] - d["hits"] / 7) < 1e-6, d
 assert p["allocs"] == 1 and p["hits"] <= 1, p
 PY
   # Killed before it exited: the hit figures of its first allocations are in the file all the same.

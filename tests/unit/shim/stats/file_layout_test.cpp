@@ -1,6 +1,6 @@
 // The stats file's plan and header (shim/stats/file_layout.h, poolshim_stats_plan in
 // include/poolshim/stats_file.h): regions in file order, aligned, not overlapping, inside the file;
-// the sizes the README gives (13 MiB up front, 40 bytes per ring event, 8 MiB for Python, under
+// the sizes the README gives (13 MiB up front, 48 bytes per ring event, 8 MiB for Python, under
 // 1 MiB without stacks); a header written for a layout says that layout and this process.
 #include "stats/file_layout.h"
 
@@ -63,7 +63,7 @@ TEST(FileLayout, RegionsAreInOrderAlignedAndDoNotOverlap) {
   expect_well_formed(poolshim_stats_plan(0, 0, 0, 0, 0, 0, 0));
 }
 
-// README.md, "Call-site statistics": 13 MiB reserved up front, plus 40 bytes per event of the
+// README.md, "Call-site statistics": 13 MiB reserved up front, plus 48 bytes per event of the
 // optional ring and 8 MiB for Python code; a file of under 1 MiB without stacks.
 TEST(FileLayout, SizesAreTheDocumentedOnes) {
   const poolshim_stats_layout base = full_layout(0, false);
@@ -74,8 +74,8 @@ TEST(FileLayout, SizesAreTheDocumentedOnes) {
   EXPECT_EQ(base.module_capacity, k_modules);
   EXPECT_EQ(base.event_capacity, 0u);
   EXPECT_EQ(base.python_size, 0u);
-  EXPECT_EQ(sizeof(poolshim_stats_event), 40u);
-  EXPECT_EQ(full_layout(1u << 16, false).file_size - base.file_size, (std::uint64_t{1} << 16) * 40);
+  EXPECT_EQ(sizeof(poolshim_stats_event), 48u);
+  EXPECT_EQ(full_layout(1u << 16, false).file_size - base.file_size, (std::uint64_t{1} << 16) * 48);
   EXPECT_EQ(full_layout(0, true).file_size - base.file_size, 8 * MiB);
   EXPECT_EQ(full_layout(0, true).python_size, 8 * MiB);
   const poolshim_stats_layout small = small_layout();
