@@ -30,6 +30,7 @@ html_input html_input_of(const stats_file& f, std::vector<site> sites, std::size
   in.untracked_frees = h.untracked_frees;
   in.stacks_dropped = (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) != 0;
   in.stacks_off = (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) != 0;
+  in.depth_cap = h.depth_cap;
   in.kinds = f.kinds();
   in.sites = std::move(sites);
   in.top = top;

@@ -11,6 +11,7 @@
 
 #include "stats/labels.h"
 #include "stats/report_text.h"
+#include "stats/site_text.h"
 
 namespace poolshim::stats_tool {
 namespace {
@@ -57,7 +58,8 @@ std::string frame_name(const frame& f) {
   return hex(f.pc);
 }
 std::string frame_where(const frame& f) {
-  if (f.file.empty()) return f.module.empty() || !f.function.empty() ? base_name(f.module) : "";
+  // Without a line, the offset: two places in one function of a library without -g differ by it.
+  if (f.file.empty()) return f.module.empty() || f.function.empty() ? "" : base_name(f.module) + "+" + hex(f.offset);
   return base_name(f.file) + ":" + std::to_string(f.line);
 }
 
@@ -211,6 +213,7 @@ const char* k_script = R"JS(
         continue;
       }
       let n = r;
+      if (s.cut) n = child(n, s.cut, null, w);  // its outermost frames are missing: not a root of its own
       for (let i = s.st.length - 1; i >= 0; --i) { const fr = D.frames[s.st[i]]; n = child(n, frameName(fr), fr, w); }
     }
     place(r);
@@ -405,7 +408,9 @@ std::string data_json(const html_input& in) {
         std::string(sites.size() > 1 ? "," : "") + "{\"id\":" + std::to_string(s.id) +
         ",\"w\":{\"peak\":" + std::to_string(s.at_process_peak) + ",\"live\":" + std::to_string(s.counters.live_bytes) +
         ",\"total\":" + std::to_string(s.counters.bytes_allocated) + ",\"count\":" + std::to_string(s.counters.allocs) +
-        "},\"fw\":" + (fw != nullptr ? json_quote(fw->name, true) : "null") + ",\"st\":[" + st + "]}";
+        "},\"fw\":" + (fw != nullptr ? json_quote(fw->name, true) : "null") + ",\"cut\":" +
+        (s.cut ? json_quote("[stack cut at " + std::to_string(in.depth_cap) + " frames]", true) : "null") +
+        ",\"st\":[" + st + "]}";
   }
   const std::string live_label = in.state == "exited"    ? "bytes still allocated at exit"
                                  : in.state == "running" ? "bytes allocated now"
@@ -473,6 +478,22 @@ bool write_html(std::FILE* out, const html_input& in) {
   if (in.stacks_off)
     p << "<p class=\"note\" id=\"stacks-off\">No call stacks: the stats folder had no room for the full file "
          "(POOLSHIM_STATS_DIR); only the figures per device and kind were counted.</p>\n";
+  const std::size_t cut =
+      static_cast<std::size_t>(std::count_if(in.sites.begin(), in.sites.end(), [](const site& s) { return s.cut; }));
+  if (cut != 0) {
+    bool more = false;
+    const std::uint32_t needed = depth_needed(in.sites, &more);
+    p << "<p class=\"note\" id=\"stacks-cut\">" << std::to_string(cut) << (cut == 1 ? " stack was" : " stacks were")
+      << " cut at the depth cap of " << std::to_string(in.depth_cap)
+      << " frames: their outermost frames are missing (they hang under [stack cut] in the flame graph). "
+      << (needed == 0 ? "Raise POOLSHIM_STATS_DEPTH to keep more."
+          : more || needed > POOLSHIM_STATS_MAX_DEPTH
+              ? "The deepest has " + std::string(more ? "more than " : "") + std::to_string(needed) +
+                    " frames, more than POOLSHIM_STATS_DEPTH can keep (" + std::to_string(POOLSHIM_STATS_MAX_DEPTH) +
+                    ")."
+              : "POOLSHIM_STATS_DEPTH=" + std::to_string(needed) + " keeps " + (cut == 1 ? "it" : "them") + " whole.")
+      << "</p>\n";
+  }
 
   p << "<h2>Per device and kind</h2>\n<table class=\"grid\" id=\"kinds\">\n<tr><th class=\"left\">device</th>"
        "<th class=\"left\">kind</th><th>allocations</th><th>frees</th><th>allocations/s</th><th>bytes allocated</th>"
@@ -524,14 +545,22 @@ bool write_html(std::FILE* out, const html_input& in) {
 
   // Top call sites.
   const std::size_t rows = in.top == 0 ? in.sites.size() : std::min(in.top, in.sites.size());
-  const char* by = in.sort == "live"    ? "live bytes"
-                   : in.sort == "total" ? "bytes allocated"
-                   : in.sort == "count" ? "allocations"
-                                        : "bytes held at the process peak";
+  const char* by = in.sort == "live"       ? "live bytes"
+                   : in.sort == "total"    ? "bytes allocated"
+                   : in.sort == "count"    ? "allocations"
+                   : in.sort == "own-peak" ? "own peak (the most each held at once)"
+                                           : "bytes held at the process peak";
+  // Each row names its call site by file:line, and by as many callers as it takes for no two rows
+  // to read alike (two sites in one function; one helper called from two places).
+  std::vector<std::size_t> from(rows, 0);
+  const std::vector<site> shown(in.sites.begin(), in.sites.begin() + static_cast<std::ptrdiff_t>(rows));
+  for (std::size_t i = 0; i < rows; ++i)
+    if (const frame* f = call_site_frame(shown[i])) from[i] = static_cast<std::size_t>(f - shown[i].frames.data());
+  const std::vector<std::size_t> label = label_lengths(shown, from);
   p << "<section id=\"sites\">\n<h2>Top " << std::to_string(rows) << " call sites by " << by << " (of "
     << std::to_string(in.sites.size()) << ")</h2>\n<table class=\"grid\" id=\"site-table\">\n"
     << "<tr><th>#</th><th>at peak</th><th>share</th><th>" << live_head
-    << "</th><th>allocations</th><th>bytes allocated</th><th>largest</th><th>temporary</th>"
+    << "</th><th>own peak</th><th>allocations</th><th>bytes allocated</th><th>largest</th><th>temporary</th>"
        "<th class=\"left\">call site</th></tr>\n";
   for (std::size_t i = 0; i < rows; ++i) {
     const site& s = in.sites[i];
@@ -545,18 +574,23 @@ bool write_html(std::FILE* out, const html_input& in) {
       << std::to_string(i + 1) << "</td><td>" << bytes_text(static_cast<long double>(s.at_process_peak)) << "</td><td>"
       << share << "</td><td class=\"leaked\">" << bytes_text(static_cast<long double>(c.live_bytes))
       << (c.live_count > 0 ? " in " + count_text(static_cast<std::uint64_t>(c.live_count)) : "") << "</td><td>"
-      << count_text(c.allocs) << "</td><td>" << bytes_text(static_cast<long double>(c.bytes_allocated)) << "</td><td>"
+      << bytes_text(static_cast<long double>(c.own_peak)) << "</td><td>" << count_text(c.allocs) << "</td><td>"
+      << bytes_text(static_cast<long double>(c.bytes_allocated)) << "</td><td>"
       << bytes_text(static_cast<long double>(c.largest)) << "</td><td>" << count_text(c.temporary)
       << "</td><td class=\"left\">";
     const frame* f = call_site_frame(s);
     if (f == nullptr) {
       p << (s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
     } else {
-      p << "<code>" << html_escape(frame_name(*f)) << "</code>";
-      const std::string where = frame_where(*f);
-      if (!where.empty())
-        p << " <span class=\"where\" title=\"" << html_escape(f->file.empty() ? f->module : f->file) << "\">"
-          << html_escape(where) << "</span>";
+      for (std::size_t k = 0; k < std::max<std::size_t>(label[i], 1); ++k) {
+        const frame& fr = s.frames[from[i] + k];
+        if (k != 0) p << " <span class=\"where\">\u2190 called from</span> ";
+        p << "<code>" << html_escape(frame_name(fr)) << "</code>";
+        const std::string where = frame_where(fr);
+        if (!where.empty())
+          p << " <span class=\"where\" title=\"" << html_escape(fr.file.empty() ? fr.module : fr.file) << "\">"
+            << html_escape(where) << "</span>";
+      }
     }
     if (const framework* fw = framework_of(s))
       p << "<span class=\"badge\">" << html_escape(fw->name) << " cache</span>";
@@ -571,11 +605,12 @@ bool write_html(std::FILE* out, const html_input& in) {
           p << " <span class=\"where\">(" << html_escape(base_name(fr.module)) << ")</span>";
         p << "</li>";
       }
+      if (s.cut) p << "<li class=\"cut\">" << html_escape(cut_text(s, in.depth_cap)) << "</li>";
       p << "</ol></details>";
     }
     p << "</td></tr>\n";
   }
-  if (rows == 0) p << "<tr><td class=\"left\" colspan=\"9\">no call sites recorded</td></tr>\n";
+  if (rows == 0) p << "<tr><td class=\"left\" colspan=\"10\">no call sites recorded</td></tr>\n";
   p << "</table>\n</section>\n";
 
   p << "<footer>poolshim-stats report of <code>" << html_escape(in.file) << "</code>, uid " << std::to_string(in.uid)

@@ -35,7 +35,8 @@ struct html_input {
   std::size_t live_count = 0;
   std::uint64_t events = 0, untracked_frees = 0;
   bool stacks_dropped = false;
-  bool stacks_off = false;  // no call stacks at all: the stats folder had no room for the full file
+  bool stacks_off = false;       // no call stacks at all: the stats folder had no room for the full file
+  std::uint32_t depth_cap = 32;  // frames kept per stack (a site's `cut`: it had more)
   std::vector<kind_figures> kinds;
   std::vector<site> sites;    // every site (the flame graph), sorted by `sort`, largest first
   std::size_t top = 10;       // rows of the call-site table (0: all)

@@ -1,7 +1,7 @@
 // poolshim-stats: reports the call-site statistics that POOLSHIM_STATS=native writes, for one
 // process (running, exited or killed) — per device and kind, the top call sites by bytes at the
 // process peak, live bytes, total bytes or count, and what was still allocated at exit — as text,
-// JSON (schema version 2, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
+// JSON (schema version 3, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
 // speedscope, or a self-contained HTML page with a flame graph (html_report.h). Sites whose stack
 // passes through a caching framework's allocator are labelled with it (labels.h).
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <new>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "stats/memory_viz.h"
 #include "stats/node.h"
 #include "stats/pool_hit_rate.h"
+#include "stats/site_text.h"
 #include "stats/stats_file.h"
 #include "stats/tool_util.h"
 #include "stats/top.h"
@@ -71,8 +73,9 @@ Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10, collapsed all; 0: all)
   --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated),
-                 count
-  --format FMT   text (default), json (schema version 2: daemon/stats/REPORT_SCHEMA.md), html (a
+                 count, own-peak (report: the most each site held at once); a tie goes to the
+                 next figure (peak: live, own peak, total, count)
+  --format FMT   text (default), json (schema version 3: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
                  key's value; every site unless --top is given; in names ';' becomes ':', a space
@@ -95,6 +98,77 @@ Options:
 Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad usage.
 )";
 
+// The options that take a value: "--name=value" is read as "--name value" (the form many tools
+// accept) for these; any other option given a value that way is a usage error.
+constexpr const char* k_valued_options[] = {"--dir",    "--top",      "--sort",  "--format",     "--output",
+                                            "--socket", "--interval", "--sites", "--iterations", "--older-than"};
+
+// The options each command takes, for its own --help (the rest of k_usage is other commands').
+struct command_options {
+  const char* command;
+  std::vector<std::string> options;
+};
+const command_options k_command_options[] = {
+    {"list", {"--dir"}},
+    {"report", {"--dir", "--top", "--sort", "--format", "--output", "--no-symbols"}},
+    {"diff", {"--dir", "--top", "--sort", "--format", "--no-symbols"}},
+    {"node", {"--dir", "--socket", "--format"}},
+    {"top", {"--dir", "--interval", "--iterations", "--sites", "--no-symbols"}},
+    {"clean", {"--dir", "--older-than", "--dry-run"}},
+};
+
+// `poolshim-stats CMD --help`: k_usage cut to CMD — its usage lines, its paragraph and its options
+// (each with its continuation lines) — so that the one text stays the one source of the help.
+std::string command_help(const std::string& cmd) {
+  const command_options* opts = nullptr;
+  for (const command_options& c : k_command_options)
+    if (cmd == c.command) opts = &c;
+  if (opts == nullptr) return k_usage;
+  std::vector<std::string> lines;
+  for (const char* p = k_usage; *p != '\0';) {
+    const char* end = std::strchr(p, '\n');
+    if (end == nullptr) end = p + std::strlen(p);
+    lines.emplace_back(p, end);
+    p = *end == '\n' ? end + 1 : end;
+  }
+  std::string usage, about, options;
+  enum { none, usage_part, about_part, option_part } keep = none;
+  bool in_options = false;
+  for (const std::string& l : lines) {
+    const bool continued = l.size() > 4 && l.compare(0, 4, "    ") == 0;  // a continuation line
+    if (l.rfind("Options:", 0) == 0) {
+      in_options = true;
+      keep = none;
+      continue;
+    }
+    if (l.rfind("Exit status:", 0) == 0) break;
+    if (l.rfind("Usage: ", 0) == 0 || l.rfind("       poolshim-stats ", 0) == 0) {
+      const std::size_t at = l.find("poolshim-stats ") + 15;
+      const bool mine = l.compare(at, cmd.size() + 1, cmd + " ") == 0 || l.substr(at) == cmd;
+      keep = mine ? usage_part : none;
+      if (mine) usage += (usage.empty() ? "Usage: " : "       ") + l.substr(at - 15) + "\n";
+      continue;
+    }
+    if (continued && keep != none) {
+      (keep == usage_part ? usage : keep == about_part ? about : options) += l + "\n";
+      continue;
+    }
+    keep = none;
+    if (!in_options && l.rfind("  " + cmd + " ", 0) == 0) {
+      keep = about_part;
+      about += l + "\n";
+    } else if (in_options) {
+      const std::size_t start = l.find_first_not_of(' ');
+      const std::string name = start == std::string::npos ? "" : l.substr(start, l.find(' ', start) - start);
+      if (name == "-h," || std::find(opts->options.begin(), opts->options.end(), name) != opts->options.end()) {
+        keep = option_part;
+        options += l + "\n";
+      }
+    }
+  }
+  return usage + "\n" + about + "Options:\n" + options;
+}
+
 [[noreturn]] void usage_error(const std::string& what) {
   std::fprintf(stderr, "poolshim-stats: %s (see --help)\n", what.c_str());
   std::exit(2);
@@ -110,12 +184,7 @@ std::string json_string(const std::string& s) { return tool::cli::json_quote(s);
 // Text from a file or a folder, for the terminal (tool_util.h).
 std::string term(const std::string& s) { return tool::cli::terminal_text(s); }
 
-std::int64_t key_of(const tool::site& s, const std::string& sort) {
-  if (sort == "live") return s.counters.live_bytes;
-  if (sort == "total") return static_cast<std::int64_t>(s.counters.bytes_allocated);
-  if (sort == "count") return static_cast<std::int64_t>(s.counters.allocs);
-  return s.at_process_peak;
-}
+std::int64_t key_of(const tool::site& s, const std::string& sort) { return tool::sort_value(s, sort); }
 
 // A frame's name in a collapsed-stacks line, whose format has ';' between frames, ' ' before the
 // figure and a newline after it: a name with any of them (or a tab, which tools split on too) would
@@ -133,6 +202,30 @@ std::string collapsed_name(std::string t) {
   return t;
 }
 
+// `report` with no process named, when DIR holds files of several: which one it picked (the newest)
+// and what else is there, on stderr (the report itself may be JSON or a page), so that nobody reads
+// another run's figures for the one they meant.
+void note_other_files(const tool::stats_file& picked, const std::string& dir) {
+  std::vector<std::string> others;
+  for (const std::string& p : tool::find_files(dir, nullptr)) {
+    if (p == picked.path()) continue;
+    try {
+      const tool::stats_file f(p, true);
+      others.push_back("pid " + std::to_string(f.header().pid) + " (" + state(f) + ", started " +
+                       when(f.header().start_ns) + ", " + tool::cli::brief_command(f, 40) + ")");
+    } catch (const tool::file_error&) {  // removed since: not there any more
+    }
+  }
+  if (others.empty()) return;
+  std::fprintf(stderr, "poolshim-stats: reporting pid %d (%s, started %s, %s), the newest of %zu processes in %s\n",
+               picked.header().pid, state(picked).c_str(), when(picked.header().start_ns).c_str(),
+               tool::cli::brief_command(picked, 40).c_str(), others.size() + 1, term(dir).c_str());
+  const std::size_t shown = std::min<std::size_t>(others.size(), 5);
+  for (std::size_t i = 0; i < shown; ++i) std::fprintf(stderr, "  also: %s\n", term(others[i]).c_str());
+  if (others.size() > shown) std::fprintf(stderr, "  and %zu more\n", others.size() - shown);
+  std::fprintf(stderr, "  (report PID names one; poolshim-stats list shows them all)\n");
+}
+
 // `root`: for collapsed stacks of several processes, the outermost frame naming the process ("" for
 // one process).
 int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format, bool symbols,
@@ -143,12 +236,17 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   // keyed as diff keys them (tool_util.h's site_key), so report and diff count sites alike.
   std::vector<tool::site> sites = tool::cli::merge_by_key(f.sites(symbols));
   std::stable_sort(sites.begin(), sites.end(),
-                   [&](const tool::site& a, const tool::site& b) { return key_of(a, sort) > key_of(b, sort); });
+                   [&](const tool::site& a, const tool::site& b) { return tool::ranks_before(a, b, sort); });
   if (format == "html") {
     if (tool::write_html(stdout, tool::html_input_of(f, std::move(sites), top, sort))) return 0;
     std::fprintf(stderr, "poolshim-stats: writing the HTML report failed: %s\n", std::strerror(errno));
     return 1;
   }
+  // Of every site, not only those shown: the depth that would keep them all whole.
+  bool needed_more = false;
+  const std::uint32_t needed = tool::depth_needed(sites, &needed_more);
+  const std::size_t cut =
+      static_cast<std::size_t>(std::count_if(sites.begin(), sites.end(), [](const tool::site& s) { return s.cut; }));
   if (top != 0 && sites.size() > top) sites.resize(top);
   const std::vector<tool::kind_figures> kinds = f.kinds();
   const std::vector<poolshim_stats_live> live = f.live();
@@ -156,31 +254,57 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   for (const auto& l : live) live_bytes += static_cast<std::int64_t>(l.bytes);
 
   if (format == "collapsed") {
-    for (const tool::site& s : sites) {
+    // Frames are named by function, so that a flame graph merges a function's calls — except the
+    // call site (the program's call of cudaMalloc), named with its file:line, and as many of its
+    // callers as it takes for two sites never to read alike (two sites in one function, a helper
+    // called from two places). Lines that would still be equal name every frame's place.
+    std::vector<std::size_t> from(sites.size(), 0);
+    for (std::size_t i = 0; i < sites.size(); ++i)
+      if (const tool::frame* c = tool::cli::caller_frame(sites[i]))
+        from[i] = static_cast<std::size_t>(c - sites[i].frames.data());
+    const std::vector<std::size_t> located = tool::label_lengths(sites, from);
+    const auto line_of = [&](std::size_t i, bool every_place) {
+      const tool::site& s = sites[i];
       std::string line = root;
-      for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
-        line += (line.empty() ? "" : ";") + collapsed_name(it->function.empty() ? it->text() : it->function);
+      // A cut stack's outermost frames are missing: it starts under a frame that says so, not as a
+      // root of its own that looks like the program's entry.
+      if (s.cut)
+        line += (line.empty() ? "" : ";") + collapsed_name("[stack cut at " + std::to_string(h.depth_cap) + " frames]");
+      for (std::size_t k = s.frames.size(); k-- > 0;) {
+        const tool::frame& fr = s.frames[k];
+        const bool place = every_place || (k >= from[i] && k < from[i] + std::max<std::size_t>(located[i], 1));
+        line += (line.empty() ? "" : ";") +
+                collapsed_name(fr.function.empty() || (place && (every_place || !fr.file.empty())) ? fr.text()
+                                                                                                   : fr.function);
       }
       if (line == root) line += std::string(root.empty() ? "" : ";") + (s.id == 0 ? "[untracked]" : "[no frames]");
-      std::printf("%s %lld\n", line.c_str(), static_cast<long long>(key_of(s, sort)));
+      return line;
+    };
+    std::vector<std::string> lines;
+    std::map<std::string, std::size_t> seen;
+    for (std::size_t i = 0; i < sites.size(); ++i) ++seen[lines.emplace_back(line_of(i, false))];
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+      if (seen[lines[i]] > 1) lines[i] = line_of(i, true);
+      std::printf("%s %lld\n", lines[i].c_str(), static_cast<long long>(key_of(sites[i], sort)));
     }
     return 0;
   }
   if (format == "json") {
-    std::printf("{\"schema_version\":2,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
+    std::printf("{\"schema_version\":3,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
                 json_string(f.cmdline()).c_str());
     std::printf(
         "\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
         "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"live_table_full\":%s,"
-        "\"depth_cap\":%u,",
+        "\"depth_cap\":%u,\"depth_needed\":%s,",
         static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
         static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
         static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
         static_cast<unsigned long long>(h.untracked_frees),
         (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) ? "true" : "false",
         (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) ? "true" : "false",
-        (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap);
+        (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap,
+        needed != 0 ? std::to_string(needed).c_str() : "null");
     std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
@@ -199,13 +323,14 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       std::printf(
           "%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
           "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-          "\"temporary\":%llu,\"framework\":%s,\"frames\":[",
+          "\"temporary\":%llu,\"framework\":%s,\"cut\":%s,\"whole_depth\":%s,\"frames\":[",
           i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
           static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
           static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
           static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
           static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
-          tool::framework_json(s).c_str());
+          tool::framework_json(s).c_str(), s.cut ? "true" : "false",
+          s.cut && s.whole_depth != 0 ? std::to_string(s.whole_depth).c_str() : "null");
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
         std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
@@ -244,6 +369,17 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     std::printf(
         "  note: some allocations did not fit the live-pointer table: their frees count as untracked\n"
         "        and their bytes stay in the live figures\n");
+  if (cut != 0) {
+    std::printf("  note: %zu stack%s cut at the depth cap of %u frames (their outermost frames are missing);\n", cut,
+                cut == 1 ? "" : "s", h.depth_cap);
+    if (needed == 0)
+      std::printf("        raise POOLSHIM_STATS_DEPTH (at most %d) to keep more\n", POOLSHIM_STATS_MAX_DEPTH);
+    else if (needed_more || needed > POOLSHIM_STATS_MAX_DEPTH)
+      std::printf("        the deepest has %s%u frames, more than POOLSHIM_STATS_DEPTH can keep (%d)\n",
+                  needed_more ? "more than " : "", needed, POOLSHIM_STATS_MAX_DEPTH);
+    else
+      std::printf("        POOLSHIM_STATS_DEPTH=%u keeps %s whole\n", needed, cut == 1 ? "it" : "them");
+  }
   // Per device and kind: allocations per second over the run so far, the peak and when (seconds
   // after the start), what is live (leaked, after an exit). A killed process recorded no end: its
   // run time is unknown, and one counted up to now would give a rate that falls the longer the
@@ -271,17 +407,19 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   }
   std::fputs(tool::pool_hit_rate_text(h).c_str(), stdout);
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
-              sort == "live"    ? "live bytes"
-              : sort == "total" ? "bytes allocated"
-              : sort == "count" ? "allocations"
-                                : "bytes held at the peak");
+              sort == "live"       ? "live bytes"
+              : sort == "total"    ? "bytes allocated"
+              : sort == "count"    ? "allocations"
+              : sort == "own-peak" ? "own peak (the most each held at once)"
+                                   : "bytes held at the peak");
   for (std::size_t i = 0; i < sites.size(); ++i) {
     const tool::site& s = sites[i];
     const auto& c = s.counters;
-    std::printf("  #%-3zu at peak %s, live %s in %lld, %llu allocs of %s total (largest %s)\n", i + 1,
+    std::printf("  #%-3zu at peak %s, own peak %s, live %s in %lld\n", i + 1,
                 bytes_text(static_cast<long double>(s.at_process_peak)).c_str(),
-                bytes_text(static_cast<long double>(c.live_bytes)).c_str(), static_cast<long long>(c.live_count),
-                static_cast<unsigned long long>(c.allocs),
+                bytes_text(static_cast<long double>(c.own_peak)).c_str(),
+                bytes_text(static_cast<long double>(c.live_bytes)).c_str(), static_cast<long long>(c.live_count));
+    std::printf("       %llu allocs of %s total (largest %s)\n", static_cast<unsigned long long>(c.allocs),
                 bytes_text(static_cast<long double>(c.bytes_allocated)).c_str(),
                 bytes_text(static_cast<long double>(c.largest)).c_str());
     if (c.temporary != 0)
@@ -291,18 +429,41 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       std::printf("       [%s] the framework's cache growing (see the note at the end)\n", fw->name);
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
     for (const tool::frame& fr : s.frames) std::printf("       %s\n", term(fr.text()).c_str());
+    if (s.cut) std::printf("       %s\n", tool::cut_text(s, h.depth_cap).c_str());
   }
   if (const std::string notes = tool::framework_notes_text(sites); !notes.empty()) std::printf("\n%s", notes.c_str());
   return 0;
 }
 
-int run(int argc, char** argv) {
-  if (argc < 2) usage_error("no command");
+int run(int argc_given, char** argv_given) {
+  if (argc_given < 2) usage_error("no command");
+  // "--top=3" as "--top 3": the rest of the tool sees the split form only.
+  std::vector<std::string> split;
+  for (int i = 0; i < argc_given; ++i) {
+    const std::string a = argv_given[i];
+    const std::size_t eq = a.find('=');
+    if (i < 2 || a.rfind("--", 0) != 0 || eq == std::string::npos) {
+      split.push_back(a);
+      continue;
+    }
+    const std::string name = a.substr(0, eq);
+    if (std::find_if(std::begin(k_valued_options), std::end(k_valued_options),
+                     [&](const char* o) { return name == o; }) == std::end(k_valued_options))
+      usage_error("option '" + name + "' takes no value ('" + a + "')");
+    split.push_back(name);
+    split.push_back(a.substr(eq + 1));
+  }
+  std::vector<char*> split_argv;
+  for (std::string& s : split) split_argv.push_back(s.data());
+  const int argc = static_cast<int>(split_argv.size());
+  char** argv = split_argv.data();
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help") {
     std::fputs(k_usage, stdout);
     return 0;
   }
+  // A command's --help is that command's part of the text.
+  const std::string help = command_help(cmd);
   // The folder the shim writes to: its own option row (POOLSHIM_STATS_DIR, default /dev/shm).
   std::string dir = poolshim::opt::read_one(&poolshim::config::stats_dir);
   if (cmd == "report" && std::find(argv + 2, argv + argc, std::string("--diff")) != argv + argc) {
@@ -310,14 +471,14 @@ int run(int argc, char** argv) {
     std::vector<std::string> rest;
     for (int i = 2; i < argc; ++i)
       if (std::string(argv[i]) != "--diff") rest.emplace_back(argv[i]);
-    return tool::diff_main(rest, dir, k_usage);
+    return tool::diff_main(rest, dir, command_help("diff").c_str());
   }
   if (cmd == "diff" || cmd == "node" || cmd == "top" || cmd == "clean") {  // each parses its own options
     const std::vector<std::string> rest(argv + 2, argv + argc);
-    if (cmd == "diff") return tool::diff_main(rest, dir, k_usage);
-    if (cmd == "node") return tool::node_main(rest, dir, k_usage);
-    if (cmd == "clean") return tool::clean_main(rest, dir, k_usage);
-    return tool::top_main(rest, dir, k_usage);
+    if (cmd == "diff") return tool::diff_main(rest, dir, help.c_str());
+    if (cmd == "node") return tool::node_main(rest, dir, help.c_str());
+    if (cmd == "clean") return tool::clean_main(rest, dir, help.c_str());
+    return tool::top_main(rest, dir, help.c_str());
   }
   std::string output;
   std::vector<std::string> which;  // processes named (none: the newest)
@@ -334,7 +495,7 @@ int run(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "-h" || a == "--help") {
-      std::fputs(k_usage, stdout);
+      std::fputs(help.c_str(), stdout);
       return 0;
     }
     if (a == "--dir")
@@ -347,7 +508,7 @@ int run(int argc, char** argv) {
       top_given = true;
     } else if (a == "--sort") {
       sort = value();
-      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count")
+      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count" && sort != "own-peak")
         usage_error("bad --sort '" + sort + "'");
     } else if (a == "--format") {
       format = value();
@@ -394,7 +555,8 @@ int run(int argc, char** argv) {
     if (format == "collapsed" && !top_given) top = 0;
     if (which.size() > 1 && (format == "html" || format == "memory_viz"))
       usage_error("--format " + format + " shows one process (several: text, json or collapsed; all: node)");
-    if (which.empty()) which.emplace_back();  // the newest
+    const bool newest = which.empty();
+    if (newest) which.emplace_back();  // the newest
     // Every process named is opened first: a bad name fails before anything is written.
     std::vector<std::unique_ptr<tool::stats_file>> files;
     for (const std::string& w : which) {
@@ -402,6 +564,7 @@ int run(int argc, char** argv) {
       files.push_back(tool::cli::open_named(w, dir, &notes));  // FILE, PID, latest, previous, or the newest
       for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(n).c_str());
     }
+    if (newest) note_other_files(*files.front(), dir);
     if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
       std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));

@@ -11,6 +11,8 @@
 #include <map>
 #include <vector>
 
+#include "stats/site_text.h"
+
 namespace poolshim::stats_tool {
 namespace {
 
@@ -171,7 +173,14 @@ struct block {
 std::string memory_viz_pickle(const stats_file& f, bool symbols, std::string* note) {
   // Frames per stack id (raw stacks: the viewer shows each event's own).
   std::map<std::uint32_t, std::vector<frame>> frames_of;
-  for (site& s : f.sites(symbols)) frames_of[s.id] = std::move(s.frames);
+  for (site& s : f.sites(symbols)) {
+    if (s.cut) {  // its outermost frames are missing: the last one says so
+      frame mark;
+      mark.function = cut_text(s, f.header().depth_cap);
+      s.frames.push_back(std::move(mark));
+    }
+    frames_of[s.id] = std::move(s.frames);
+  }
   const std::vector<poolshim_stats_event> ring = f.event_ring();
   const std::vector<poolshim_stats_live> live = f.live();
 

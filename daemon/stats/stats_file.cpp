@@ -457,6 +457,12 @@ std::vector<site> stats_file::sites(bool symbolise) const {
         for (std::uint32_t i = 0; i < depth; ++i) {
           frame f;
           f.pc = arena[slot.frames_at + i];
+          if ((f.pc >> 48) == POOLSHIM_STATS_CUT_TAG) {  // not a frame: the stack was cut here
+            s.cut = true;
+            s.whole_depth = static_cast<std::uint32_t>(f.pc);
+            s.whole_depth_more = (f.pc & POOLSHIM_STATS_CUT_MORE) != 0;
+            continue;
+          }
           for (std::uint32_t m = 0; m < nmod; ++m)
             if (f.pc >= modules[m].start && f.pc < modules[m].end) {
               f.module = field_text(modules[m].path);

@@ -56,6 +56,12 @@ struct site {
   std::vector<frame> frames;  // innermost first
   poolshim_stats_site counters{};
   std::int64_t at_process_peak = 0;
+  // The stack was cut at the file's depth cap (POOLSHIM_STATS_CUT_TAG): its outermost frames are
+  // missing. whole_depth: how many frames the whole stack had (0: unknown); whole_depth_more: at
+  // least that many (the shim stopped counting).
+  bool cut = false;
+  std::uint32_t whole_depth = 0;
+  bool whole_depth_more = false;
 };
 
 struct kind_figures {

@@ -150,7 +150,9 @@ std::unique_ptr<stats_file> open_named(const std::string& spec, const std::strin
                : opened++ == want)
       return f;
   }
-  if (by_pid) throw file_error("no stats file of pid " + spec + " in " + dir + others());
+  if (by_pid)
+    throw file_error("no stats file of pid " + spec + " in " + dir + others() + " (poolshim-stats list --dir " + dir +
+                     " shows the processes that have one)");
   if (spec.empty()) throw file_error("no stats file in " + dir + others());
   throw file_error("no " + std::string(want == 0 ? "" : "second ") + "stats file in " + dir + " for '" + spec + "' (" +
                    std::to_string(opened) + " found)" + others());
@@ -172,6 +174,7 @@ std::string site_key(const site& s) {
     }
     key += '\n';
   }
+  if (s.cut) key += "#cut\n";  // a cut stack is not the whole one that ends where it was cut
   return key;
 }
 
@@ -200,6 +203,10 @@ std::vector<site> merge_by_key(std::vector<site> in) {
     a.own_peak = std::max(a.own_peak, b.own_peak);
     a.temporary += b.temporary;
     m.at_process_peak += s.at_process_peak;
+    if (s.whole_depth > m.whole_depth || (s.whole_depth == m.whole_depth && s.whole_depth_more)) {
+      m.whole_depth = s.whole_depth;  // the same frames cut from stacks of several depths: the deepest
+      m.whole_depth_more = s.whole_depth_more;
+    }
   }
   return out;
 }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "stats/site_text.h"
 #include "stats/stats_file.h"
 #include "stats/tool_util.h"
 
@@ -213,7 +214,7 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
       sites.erase(std::remove_if(sites.begin(), sites.end(), [](const site& s) { return s.counters.live_bytes <= 0; }),
                   sites.end());
       std::stable_sort(sites.begin(), sites.end(),
-                       [](const site& a, const site& b) { return a.counters.live_bytes > b.counters.live_bytes; });
+                       [](const site& a, const site& b) { return ranks_before(a, b, "live"); });
       if (sites.size() > nsites) sites.resize(nsites);
       bool missing = false;
       for (const site& s : sites) missing = missing || w.frames.find(s.id) == w.frames.end();
@@ -221,9 +222,10 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
         for (site& s : w.file->sites(symbols)) w.frames[s.id] = std::move(s.frames);
       for (const site& s : sites) {
         const auto& c = s.counters;
-        const std::string what = line("%s live in %lld (%llu allocs)", cli::bytes_text(c.live_bytes).c_str(),
-                                      static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs));
-        const std::string head = line("  %-8s %-33s ", "", what.c_str());
+        const std::string what = line("%s live in %lld (%llu allocs), own peak %s",
+                                      cli::bytes_text(c.live_bytes).c_str(), static_cast<long long>(c.live_count),
+                                      static_cast<unsigned long long>(c.allocs), cli::bytes_text(c.own_peak).c_str());
+        const std::string head = line("    %-44s ", what.c_str());
         const std::size_t room = cols > columns(head) ? cols - columns(head) : 0;
         screen.push_back(head + (s.id == 0 ? "[untracked stacks]" : site_text(w.frames[s.id], room)));
       }

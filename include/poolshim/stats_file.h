@@ -26,7 +26,8 @@
  * Every region starts on a POOLSHIM_STATS_ALIGN boundary; poolshim_stats_plan() below computes the
  * offsets (the shim and the test fakes lay files out with it; a reader checks the header instead).
  * A frame value whose top 16 bits are POOLSHIM_STATS_PYFRAME_TAG is a Python frame (its low 48
- * bits are decoded with the Python code table), never a native address.
+ * bits are decoded with the Python code table), never a native address. One whose top 16 bits are
+ * POOLSHIM_STATS_CUT_TAG is the last frame of a stack cut at depth_cap (below), never an address.
  * C-compatible: the tool and other readers include it. Writers use 64-bit atomic operations on the
  * counters; readers of a live file may see a counter mid-update, never a torn 64-bit value. */
 #ifndef POOLSHIM_STATS_FILE_H
@@ -35,10 +36,17 @@
 #include <stdint.h>
 
 #define POOLSHIM_STATS_MAGIC "PSHSTAT"
-/* 3: events carry their stream */
+/* 3: events carry their stream; a stack cut at depth_cap ends with a POOLSHIM_STATS_CUT_TAG mark */
 #define POOLSHIM_STATS_VERSION 3
 #define POOLSHIM_STATS_PYFRAME_TAG 0xfffeull /* top 16 bits of a Python frame value */
-#define POOLSHIM_STATS_SHARD_SITES 64        /* site entries per thread shard (direct-mapped) */
+/* A stack deeper than depth_cap keeps its depth_cap - 1 innermost frames and, as its last (outermost)
+ * frame, this marker: top 16 bits POOLSHIM_STATS_CUT_TAG; bits 0-31 how many frames the whole stack
+ * had past the shim's own (0: not counted, under POOLSHIM_STATS=python); bit 32 set: at least that
+ * many (the count stopped at POOLSHIM_STATS_CUT_COUNT_LIMIT). A depth cap of that many keeps it whole. */
+#define POOLSHIM_STATS_CUT_TAG 0xfffdull
+#define POOLSHIM_STATS_CUT_MORE (1ull << 32)
+#define POOLSHIM_STATS_CUT_COUNT_LIMIT 255
+#define POOLSHIM_STATS_SHARD_SITES 64 /* site entries per thread shard (direct-mapped) */
 #define POOLSHIM_STATS_DEVICES 16
 #define POOLSHIM_STATS_KINDS 5  /* device, pinned, managed, async, vmm */
 #define POOLSHIM_STATS_ALIGN 64 /* every region starts on a cache line */

@@ -57,6 +57,16 @@ std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
   bool python = false;
   if (python_) n = first + python_expand(frames + first, n - first, k_max_frames - first, &python);
   const int depth = std::min(n - first, static_cast<int>(depth_));
+  // Deeper than the depth kept: the outermost frame kept gives way to a marker that says so, and
+  // how deep the whole stack is (stats_file.h), so that the report can mark the stack as cut and
+  // say what POOLSHIM_STATS_DEPTH would keep it whole. Counted on misses only (an unwind more).
+  const bool cut = n - first > depth && depth > 0;
+  if (cut) {
+    bool more = false;
+    const int whole = python ? 0 : stack_depth(shim_begin_, shim_end_, POOLSHIM_STATS_CUT_COUNT_LIMIT, &more);
+    frames[first + depth - 1] = reinterpret_cast<void*>(
+        (POOLSHIM_STATS_CUT_TAG << 48) | (more ? POOLSHIM_STATS_CUT_MORE : 0) | static_cast<std::uint32_t>(whole));
+  }
   const std::size_t before = table_->size();
   const std::uint32_t id = table_->intern(frames + first, depth);
   if (hit != 0) return cache->checked(hit, id);
@@ -65,12 +75,15 @@ std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
   if (table_->size() != before)  // a new stack: make sure its modules are listed
     for (int i = first; i < first + depth; ++i)
       if ((reinterpret_cast<std::uintptr_t>(frames[i]) >> 48) != POOLSHIM_STATS_PYFRAME_TAG &&
+          (reinterpret_cast<std::uintptr_t>(frames[i]) >> 48) != POOLSHIM_STATS_CUT_TAG &&
           !modules_->knows(reinterpret_cast<std::uintptr_t>(frames[i]))) {
         modules_->refresh();
         break;
       }
+  // A cut stack's marker is no return address on the stack: the cache checks the frames before it.
   if (cacheable && id != 0 && depth > 0 && !python && cache->take_capture())
-    cache->capture(sp, frames + first, depth, id, static_cast<int>(depth_) + 16, shim_begin_, shim_end_);
+    cache->capture(sp, frames + first, cut ? depth - 1 : depth, id, static_cast<int>(depth_) + 16, shim_begin_,
+                   shim_end_);
   return id;
 }
 

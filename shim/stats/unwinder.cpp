@@ -98,6 +98,25 @@ backtrace_fn get() noexcept {
   return keep;
 }
 
+[[gnu::noinline]] int stack_depth(std::uintptr_t own_lo, std::uintptr_t own_hi, int limit, bool* more) noexcept {
+  *more = false;
+  backtrace_fn fn = get();
+  constexpr int k_room = 256;
+  if (fn == nullptr || limit <= 0) return 0;
+  void* all[k_room];
+  const int n = fn(all, k_room);
+  int first = 1;  // this function's own frame
+  while (first < n && reinterpret_cast<std::uintptr_t>(all[first]) >= own_lo &&
+         reinterpret_cast<std::uintptr_t>(all[first]) < own_hi)
+    ++first;
+  const int depth = n - first;
+  if (depth > limit || n == k_room) {
+    *more = true;
+    return depth < limit ? depth : limit;
+  }
+  return depth;
+}
+
 [[gnu::noinline]] int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int skip) noexcept {
 #if defined(__x86_64__)
   if (get() == nullptr || g_step.getcontext == nullptr || g_step.init_local == nullptr || g_step.step == nullptr ||

@@ -23,6 +23,11 @@ int capture_stack(void** frames, int max, int skip) noexcept;
 // capture_stack; 0 frames where unavailable (other architectures, no libunwind).
 int capture_stack_with_slots(void** frames, std::uintptr_t* slots, int max, int skip) noexcept;
 
+// Frames of the calling thread past the leading ones in [own_lo, own_hi) (the shim's own), counted
+// up to `limit`; *more is set when the stack had more than that. 0 without libunwind. For a stack
+// cut at the depth kept: how deep it really is.
+int stack_depth(std::uintptr_t own_lo, std::uintptr_t own_hi, int limit, bool* more) noexcept;
+
 // True once libunwind is loaded (loads it on first use; false for good when it cannot be found).
 bool unwinder_available() noexcept;
 

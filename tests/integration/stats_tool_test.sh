@@ -6,7 +6,7 @@
 # usage: stats_tool_test.sh SCENARIO --shim libpoolshim.so --program stats_tool_program
 #                           --stats poolshim-stats --fake stats_fake_file --daemon poolshimd
 #                           --schema REPORT_SCHEMA.md (diff and node: their JSON checked against it)
-# Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names
+# Scenarios: diff, node, top, memory_viz, pool_hit_rate, clean, collapsed_names, cli
 set -u
 scenario=${1:?scenario}; shift
 shim="" program="" stats="" fake="" daemon="" schema="" pair="" chpair=""
@@ -51,7 +51,7 @@ expect_error() {  # expect_error STATUS TEXT COMMAND...: fails with STATUS and s
 }
 check_schema() {  # check_schema KIND JSON...: exactly the keys and types REPORT_SCHEMA.md's part for KIND has
   [[ -f "$schema" ]] || fail "no --schema REPORT_SCHEMA.md given"
-  python3 "$(dirname "$0")/check_report_schema.py" --kind "$@" || fail "the $1 JSON does not match $schema"
+  python3 "$(dirname "$0")/check_report_schema.py" --all-paths --kind "$@" || fail "the $1 JSON does not match $schema"
 }
 
 case "$scenario" in
@@ -365,6 +365,63 @@ PY
   expect_error 2 "bad --interval" "$stats" top --dir "$dir" --interval 0
   expect_error 2 "bad --iterations" "$stats" top --dir "$dir" --iterations x
   expect_error 1 "No such file" "$stats" top --dir "$dir/missing" --iterations 1
+  ;;
+
+cli)
+  # The command line (issue #16): --name=value forms, each command's own --help, which process a
+  # report without a name picked, a missing pid's error, and the schema check of one user's report.
+  out=$(run "$program" --leaks 2) || fail "first run: $out"
+  first_pid=$(basename "$(ls "$dir"/*.stats)" | cut -d- -f3)
+  sleep 0.01
+  out=$(run "$program" --leaks 3) || fail "second run: $out"
+  second_pid=$(basename "$(ls "$dir"/*.stats | grep -v -- "-$first_pid-")" | cut -d- -f3)
+  "$stats" report --dir "$dir" --top 3 --format json >"$dir/spaced.json" 2>/dev/null || fail "report --top 3"
+  "$stats" report --dir="$dir" --top=3 --format=json --sort=live >"$dir/equals.json" 2>/dev/null ||
+    fail "report --dir=DIR --top=3 --format=json --sort=live"
+  "$stats" report --dir "$dir" --top 3 --format json --sort live >"$dir/spaced_live.json" 2>/dev/null || fail "--sort live"
+  cmp -s "$dir/spaced_live.json" "$dir/equals.json" || fail "--top=3 --format=json differs from --top 3 --format json"
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); assert len(r["sites"]) == 3, len(r["sites"])' \
+    "$dir/equals.json" || fail "--top=3: not 3 sites"
+  "$stats" diff --dir="$dir" --format=json --top=2 | python3 -c 'import json, sys; assert len(json.load(sys.stdin)["sites"]) <= 2' ||
+    fail "diff --format=json --top=2"
+  expect_error 2 "takes no value" "$stats" report --dir "$dir" --no-symbols=yes
+  expect_error 2 "bad --top" "$stats" report --dir "$dir" --top=
+  # report --help: report's usage and options only; likewise clean's and node's.
+  "$stats" report --help >"$dir/report-help.txt" || fail "report --help"
+  cat "$dir/report-help.txt"
+  help_has() {  # help_has FILE yes|no TEXT
+    if grep -qF -- "$3" "$1"; then [[ $2 == yes ]] || fail "$1 has '$3'"; else [[ $2 == no ]] || fail "$1 lacks '$3'"; fi
+  }
+  for t in "poolshim-stats report [PID|FILE...]" "report     one process" "--sort KEY" "--format FMT" "--output FILE" \
+           "--no-symbols" "-h, --help"; do help_has "$dir/report-help.txt" yes "$t"; done
+  for t in "poolshim-stats node" "poolshim-stats clean" "--older-than" "--socket" "--interval" "top        a live"; do
+    help_has "$dir/report-help.txt" no "$t"
+  done
+  "$stats" clean --help >"$dir/clean-help.txt" || fail "clean --help"
+  help_has "$dir/clean-help.txt" yes "--older-than"; help_has "$dir/clean-help.txt" no "--sort"
+  "$stats" node --help >"$dir/node-help.txt" || fail "node --help"
+  help_has "$dir/node-help.txt" yes "--socket"; help_has "$dir/node-help.txt" no "--top N"
+  "$stats" diff --help >"$dir/diff-help.txt" || fail "diff --help"
+  help_has "$dir/diff-help.txt" yes "poolshim-stats diff [OLD NEW]"; help_has "$dir/diff-help.txt" no "--output FILE"
+  # No process named while the folder holds two: the newest, said on stderr with the other one.
+  "$stats" report --dir "$dir" --top 1 2>"$dir/picked.err" >/dev/null || fail "report of the newest"
+  cat "$dir/picked.err"
+  grep -q "^poolshim-stats: reporting pid $second_pid (exited, .*the newest of 2 processes in $dir" "$dir/picked.err" ||
+    fail "report does not say which process it picked"
+  grep -q "also: pid $first_pid (exited" "$dir/picked.err" || fail "report does not name the other process"
+  "$stats" report "$second_pid" --dir "$dir" --top 1 2>"$dir/named.err" >/dev/null || fail "report PID"
+  [[ ! -s "$dir/named.err" ]] || fail "a note although the process was named: $(cat "$dir/named.err")"
+  # A pid without a file: the error says where to look.
+  expect_error 1 "(poolshim-stats list --dir $dir shows the processes that have one)" "$stats" report 999999999 --dir "$dir"
+  # One user's report (no framework, only some sites) passes the schema check; a key not in the
+  # document still fails it.
+  python3 "$(dirname "$0")/check_report_schema.py" "$schema" "$dir/equals.json" || fail "one user's report"
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); r["bogus"] = 1; json.dump(r, open(sys.argv[2], "w"))' \
+    "$dir/equals.json" "$dir/bogus.json"
+  msg=$(python3 "$(dirname "$0")/check_report_schema.py" "$schema" "$dir/bogus.json" 2>&1) &&
+    fail "an undocumented key passed"
+  [[ $msg == *'$.bogus: in the report but not documented'* ]] || fail "an undocumented key: ${msg//FAIL/fail}"
+  echo "an undocumented key: refused by the schema check"
   ;;
 
 memory_viz)

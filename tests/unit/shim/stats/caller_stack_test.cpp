@@ -87,6 +87,33 @@ TEST(CallerStack, TheShimsOwnFramesAreLeftOut) {
   EXPECT_FALSE(frames[0] >= lo && frames[0] < hi) << "the first frame is the first outside";
 }
 
+TEST(CallerStack, AStackDeeperThanTheDepthKeptEndsWithTheCutMarkAndItsWholeDepth) {
+  if (!unwinder_available()) GTEST_SKIP() << "libunwind.so.8 not found";
+  // This binary as "the shim" (as above): the stack is what lies outside it, the C library's
+  // start-up frames and the binary's _start, a few frames whatever the test runner does.
+  std::uintptr_t lo = 0, hi = 0;
+  module_range(reinterpret_cast<std::uintptr_t>(&site_a), &lo, &hi);
+  ASSERT_NE(hi, 0u);
+  stacks_in_memory cut;
+  caller_stack one = cut.finder(lo, hi, 1);
+  int depth = 0;
+  const std::uintptr_t* frames = cut.table.frames_of(from(true, one, nullptr), &depth);
+  ASSERT_NE(frames, nullptr);
+  ASSERT_EQ(depth, 1) << "the depth kept, the mark included";
+  ASSERT_EQ(frames[0] >> 48, POOLSHIM_STATS_CUT_TAG) << "the outermost frame kept gives way to the mark";
+  EXPECT_EQ(frames[0] & POOLSHIM_STATS_CUT_MORE, 0u);
+  const auto whole = static_cast<std::uint32_t>(frames[0]);
+  ASSERT_GT(whole, 1u) << "the whole stack's depth";
+  ASSERT_LE(whole, 64u);
+  // That many frames kept: the whole stack, no mark.
+  stacks_in_memory enough;
+  caller_stack all = enough.finder(lo, hi, whole);
+  frames = enough.table.frames_of(from(true, all, nullptr), &depth);
+  ASSERT_NE(frames, nullptr);
+  EXPECT_EQ(depth, static_cast<int>(whole));
+  for (int i = 0; i < depth; ++i) EXPECT_NE(frames[i] >> 48, POOLSHIM_STATS_CUT_TAG) << i;
+}
+
 TEST(CallerStack, AFullTableCountsUnderIdZeroAndSaysSo) {
   if (!unwinder_available()) GTEST_SKIP() << "libunwind.so.8 not found";
   stacks_in_memory m(1);  // takes stacks up to 3/4 full: none
