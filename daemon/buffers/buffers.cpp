@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -652,6 +653,7 @@ const char* poolshim_buffer_error(void) { return t_error.c_str(); }
 
 struct poolshim_channel {
   poolshim::channel::header* h = nullptr;
+  poolshim::channel::shape shape{};  // checked at map time: the shared header's copy is not trusted
   unsigned char* data = nullptr;
   std::size_t mapped = 0;
   std::uint64_t ref = 0;
@@ -706,7 +708,8 @@ int map_channel(int fd, poolshim_channel* c) {
     munmap(p, c->mapped);
     return fail(POOLSHIM_EIO, "the channel's memory is not a channel of this version");
   }
-  c->data = static_cast<unsigned char*>(p) + c->h->data_offset;
+  c->shape = poolshim::channel::shape_of(c->h);
+  c->data = static_cast<unsigned char*>(p) + poolshim::channel::data_offset_for();
   return 0;
 }
 
@@ -770,7 +773,7 @@ int poolshim_channel_create(const char* name, std::uint64_t capacity, int max_re
   // otherwise: measured here, 5 us for each 4 KiB page the first time round the ring, even after
   // MAP_POPULATE or MADV_POPULATE_WRITE (which map the pages without touching them).
   auto* zero = static_cast<volatile unsigned char*>(c->data);
-  for (std::uint64_t off = 0; off < c->h->capacity; off += 4096) zero[off] = 0;
+  for (std::uint64_t off = 0; off < c->shape.capacity; off += 4096) zero[off] = 0;
   c->name = name;
   c->flags = flags;
   *out = c;
@@ -788,7 +791,7 @@ int poolshim_channel_open(const char* name, unsigned flags, poolshim_channel** o
   poolshim_channel* c = channel_request(q, std::string("open channel '") + name + "'", &err);
   if (c == nullptr) return err;
   c->flags = flags;
-  if (c->slot < 0 || c->slot >= static_cast<int>(c->h->max_readers)) {
+  if (c->slot < 0 || c->slot >= static_cast<int>(c->shape.max_readers)) {
     (void)poolshim_channel_close(c);
     return fail(POOLSHIM_EIO, "the daemon gave a reader slot out of range");
   }
@@ -842,13 +845,31 @@ int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uin
 
 constexpr std::size_t k_pooled_buffers = 4;  // a writer's large-message buffers kept for reuse
 
+// The writer lets go of idle pooled buffers (not being filled): the oldest one, or all of them.
+// Those still in flight stay alive through their holds until every reader has passed them. True if
+// any went.
+bool drop_pooled(poolshim_channel* c, bool all) {
+  bool any = false;
+  for (auto it = c->pool.begin(); it != c->pool.end();) {
+    if (it->busy) {
+      ++it;
+      continue;
+    }
+    (void)poolshim_buffer_close(it->b);
+    it = c->pool.erase(it);
+    any = true;
+    if (!all) break;
+  }
+  return any;
+}
+
 // A message larger than half the ring: a host buffer of exactly its size: one of the writer's pool
 // that every reader has passed, or one made for it, unlinked at once (readers open it by the
 // daemon's id). Null with the text set when there is no reader (no buffer made for nothing) or no
 // memory.
 poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* err) {
   std::uint64_t low = 0;
-  if (!poolshim::channel::lowest_tail(c->h, &low)) {
+  if (!poolshim::channel::lowest_tail(c->h, c->shape.max_readers, &low)) {
     *err = send_outcome(c, poolshim::channel::result::no_reader, "");
     return nullptr;
   }
@@ -870,16 +891,22 @@ poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* er
     c->pool.erase(it);
     break;
   }
-  const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++c->promoted);
+  // One counter for the process: two channels' buffers never meet under one name.
+  static std::atomic<std::uint64_t> made{0};
+  const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++made);
+  ++c->promoted;
   const std::uint64_t shape[1] = {bytes};
   poolshim_buffer* b = nullptr;
-  if (const int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
-      e != 0) {
+  int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
+  if (e == POOLSHIM_ENOMEM && drop_pooled(c, /*all=*/true))  // the pool's idle buffers go first
+    e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
+  if (e != 0) {
     const std::string why = t_error;
     *err = fail(e, "send on '" + c->name + "': a message of " + std::to_string(bytes) + " bytes: " + why);
     return nullptr;
   }
   (void)poolshim_buffer_unlink(name.c_str(), c->flags);
+  if (c->pool.size() >= k_pooled_buffers) drop_pooled(c, /*all=*/false);  // the oldest idle one makes room
   if (c->pool.size() < k_pooled_buffers) c->pool.push_back({b, 0, true});
   return b;
 }
@@ -926,7 +953,7 @@ int send_promoted(poolshim_channel* c, const void* const* parts, const std::size
 void reclaim(poolshim_channel* c) {
   if (c->outstanding.empty()) return;
   std::uint64_t low = 0;
-  const bool any = poolshim::channel::lowest_tail(c->h, &low);
+  const bool any = poolshim::channel::lowest_tail(c->h, c->shape.max_readers, &low);
   std::erase_if(c->outstanding, [&](const std::pair<std::uint64_t, std::uint64_t>& o) {
     if (any && low < o.first) return false;
     end_reference(o.second);
@@ -949,15 +976,16 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
   std::size_t bytes = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (parts[i] == nullptr && sizes[i] != 0) return fail(POOLSHIM_EINVAL, "a piece with no data");
+    if (sizes[i] > SIZE_MAX / 2 - bytes) return fail(POOLSHIM_EINVAL, "the pieces' sizes add up past any memory");
     bytes += sizes[i];
   }
   // A message larger than half the ring goes into a named buffer of exactly its size, made for it,
   // and the ring carries the reference: no size limit but the region's.
-  if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2)
+  if (sizeof(ch::record_head) + ch::round8(bytes) > c->shape.capacity / 2)
     return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
   return send_outcome(
-      c, ch::send(c->h, c->data, parts, sizes, n, deadline(timeout_ms), ch::record_data, nullptr, c->spin),
-      std::to_string(bytes) + " bytes is more than half the ring (" + std::to_string(c->h->capacity) + ")");
+      c, ch::send(c->h, c->shape, c->data, parts, sizes, n, deadline(timeout_ms), ch::record_data, nullptr, c->spin),
+      std::to_string(bytes) + " bytes is more than half the ring (" + std::to_string(c->shape.capacity) + ")");
 }
 
 int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** where, int timeout_ms) {
@@ -967,14 +995,15 @@ int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** wher
   *where = nullptr;
   if (const int e = no_reservation(c); e != 0) return e;
   reclaim(c);
-  if (sizeof(ch::record_head) + ch::round8(bytes) > c->h->capacity / 2) {
+  if (sizeof(ch::record_head) + ch::round8(bytes) > c->shape.capacity / 2) {
     int err = 0;
     c->res_buffer = promoted_buffer(c, bytes, &err);
     if (c->res_buffer == nullptr) return err;
     *where = c->res_buffer->data;
   } else {
     if (const int e = send_outcome(
-            c, ch::reserve(c->h, c->data, bytes, deadline(timeout_ms), ch::record_data, &c->res, c->spin), "");
+            c, ch::reserve(c->h, c->shape, c->data, bytes, deadline(timeout_ms), ch::record_data, &c->res, c->spin),
+            "");
         e != 0)
       return e;
     *where = c->res.payload;
@@ -986,13 +1015,23 @@ int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** wher
 int poolshim_channel_commit(poolshim_channel* c, int timeout_ms) {
   if (c == nullptr || c->slot >= 0) return fail(POOLSHIM_EINVAL, "not a channel's writer");
   if (!c->reserved) return fail(POOLSHIM_EINVAL, "commit on '" + c->name + "': nothing is reserved");
-  c->reserved = false;
   if (c->res_buffer == nullptr) {
+    c->reserved = false;
     poolshim::channel::publish(c->h, c->res);
     return 0;
   }
-  poolshim_buffer* b = std::exchange(c->res_buffer, nullptr);
-  return send_and_close(c, b, timeout_ms);
+  // A buffer of its own: its reference goes into the ring. If that fails (no room in time, no
+  // reader left), the reservation stays, filled: commit again, or cancel.
+  poolshim_buffer* b = c->res_buffer;
+  c->reserved = false;
+  const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
+  if (rc != 0) {
+    c->reserved = true;
+    return rc;
+  }
+  c->res_buffer = nullptr;
+  put_back(c, b, c->outstanding.empty() ? 0 : c->outstanding.back().first);
+  return 0;
 }
 
 int poolshim_channel_cancel(poolshim_channel* c) {
@@ -1027,7 +1066,7 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   }
   reclaim(c);
   std::uint64_t low = 0;
-  if (!ch::lowest_tail(c->h, &low)) {  // no hold for nothing
+  if (!ch::lowest_tail(c->h, c->shape.max_readers, &low)) {  // no hold for nothing
     if (keep != 0) end_reference(keep);
     return send_outcome(c, ch::result::no_reader, "");
   }
@@ -1037,9 +1076,9 @@ int poolshim_channel_send_buffer(poolshim_channel* c, poolshim_buffer* b, const 
   const void* parts[3] = {&r, b->info.name, head};
   const std::size_t sizes[3] = {sizeof r, r.name_bytes, head_bytes};
   std::uint64_t end = 0;
-  const int rc =
-      send_outcome(c, ch::send(c->h, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end, c->spin),
-                   "the head is more than half the ring");
+  const int rc = send_outcome(
+      c, ch::send(c->h, c->shape, c->data, parts, sizes, 3, deadline(timeout_ms), ch::record_buffer, &end, c->spin),
+      "the head is more than half the ring");
   if (rc == 0) {
     c->outstanding.emplace_back(end, keep);
     return 0;
@@ -1059,8 +1098,8 @@ int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* b
   std::uint32_t n = 0;
   std::uint64_t next = 0;
   std::uint32_t kind = 0;
-  switch (ch::receive(c->h, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms), &kind,
-                      c->spin)) {
+  switch (ch::receive(c->h, c->shape, c->data, static_cast<std::uint32_t>(c->slot), &p, &n, &next, deadline(timeout_ms),
+                      &kind, c->spin)) {
     case ch::result::ok:
       c->head = nullptr;
       c->head_bytes = 0;
@@ -1097,6 +1136,8 @@ int poolshim_channel_recv(poolshim_channel* c, const void** data, std::size_t* b
       return fail(POOLSHIM_ECLOSED, "recv on '" + c->name + "': the writer closed the channel");
     case ch::result::writer_gone:
       return fail(POOLSHIM_ECLOSED, "recv on '" + c->name + "': the writer's process died");
+    case ch::result::corrupt:
+      return fail(POOLSHIM_EIO, "recv on '" + c->name + "': the ring is corrupt (a record past its end or its head)");
     default:
       return fail(POOLSHIM_EIO, "recv on '" + c->name + "'");
   }
@@ -1120,7 +1161,9 @@ int poolshim_channel_take_buffer(poolshim_channel* c, poolshim_buffer** out) {
   if (out == nullptr) return fail(POOLSHIM_EINVAL, "no place for the buffer (out is null)");
   *out = nullptr;
   if (c == nullptr || c->slot < 0 || c->next == 0) return fail(POOLSHIM_EINVAL, "no message is held");
-  if (c->held == nullptr) return fail(POOLSHIM_ENOENT, "the message was sent inline (no buffer)");
+  if (c->held == nullptr)
+    return fail(POOLSHIM_ENOENT, c->head != nullptr ? "the message's buffer was taken already"
+                                                    : "the message was sent inline (no buffer)");
   *out = std::exchange(c->held, nullptr);
   return 0;
 }
@@ -1141,7 +1184,9 @@ int poolshim_channel_close(poolshim_channel* c) {
     (void)poolshim_buffer_close(c->res_buffer);
   for (const auto& p : c->pool) (void)poolshim_buffer_close(p.b);
   if (c->pre_hold != 0) end_reference(c->pre_hold);
-  for (const auto& o : c->outstanding) end_reference(o.second);
+  // The writer's holds on what its readers have not passed yet stay with the channel (the daemon
+  // keeps them until the ring goes), so that the readers drain those messages too.
+  if (c->slot < 0) reclaim(c);
   proto::request q = proto::make_request(proto::op::channel_close, 0);
   q.arg[0] = c->ref;
   proto::reply r{};

@@ -708,8 +708,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     }
     case proto::op::goodbye:
       release_all(c);
-      drop_references(c);
       leave_channels(c, /*died=*/false);
+      drop_references(c);
       return proto::make_reply(q, status::ok);
     case proto::op::channel_list: {
       std::uint64_t n = q.arg[0];
@@ -719,12 +719,12 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         const auto* h = static_cast<const channel::header*>(ch.map);
         proto::channel_entry e;
         std::memcpy(e.name, ch.name.data(), std::min(ch.name.size(), proto::k_name_size));
-        e.capacity = h->capacity;
-        e.max_readers = h->max_readers;
+        e.capacity = ch.capacity;
+        e.max_readers = ch.max_readers;
         e.shared = ch.shared;
         e.writer_state = h->writer.load(std::memory_order_acquire);
-        e.readers = channel::attached_readers(h);
-        e.backlog = channel::backlog(h);
+        e.readers = channel::attached_readers(h, ch.max_readers);
+        e.backlog = channel::backlog(h, ch.max_readers);
         e.writer_pid = h->writer_pid;
         e.messages = h->messages.load(std::memory_order_relaxed);
         e.held_bytes = ch.held_bytes;
@@ -744,7 +744,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       if (it == c.channel_refs.end()) return proto::make_reply(q, status::not_found);
       const channel_ref r = *it;
       c.channel_refs.erase(it);
-      leave_channel(r, /*died=*/false);
+      leave_channel(c, r, /*died=*/false);
       return proto::make_reply(q, status::ok);
     }
     case proto::op::ipc_register: {
@@ -943,9 +943,11 @@ void server::on_client_exited(std::uint64_t id) {
     ++reclaimed_clients_;
   }
   release_all(c);
-  drop_references(c);                // its named buffers' references: the last one frees an unlinked buffer
-  leave_channels(c, /*died=*/true);  // its slots freed, or its channel's writer marked dead, at once
-  c.retained.clear();                // the process is gone: what it kept is let go (by it, at least)
+  // Its slots freed, or its channels' writer marked dead (what it held for their readers stays with
+  // them), at once; then its named buffers' references: the last one frees an unlinked buffer.
+  leave_channels(c, /*died=*/true);
+  drop_references(c);
+  c.retained.clear();  // the process is gone: what it kept is let go (by it, at least)
   c.retained_bytes = 0;
   std::erase_if(exports_, [&](const auto& kv) { return kv.second.client == c.id; });  // its blocks are gone
   if (c.sock >= 0) {
@@ -1059,9 +1061,9 @@ std::string server::metrics_text() const {
   for (const auto& [id, ch] : channels_) {
     if (!ch.shared && !options_.metrics_clients) continue;
     const auto* h = static_cast<const channel::header*>(ch.map);
-    const std::uint64_t values[k_channel_families] = {channel::attached_readers(h), channel::backlog(h),
-                                                      h->messages.load(std::memory_order_relaxed), h->capacity,
-                                                      ch.held_bytes};
+    const std::uint64_t values[k_channel_families] = {
+        channel::attached_readers(h, ch.max_readers), channel::backlog(h, ch.max_readers),
+        h->messages.load(std::memory_order_relaxed), ch.capacity, ch.held_bytes};
     const std::string labels = "{name=\"" + label(ch.name) + "\",owner_uid=\"" + std::to_string(ch.uid) +
                                "\",namespace=\"" + (ch.shared ? "shared" : "uid") + "\"} ";
     for (int k = 0; k < k_channel_families; ++k)
@@ -1789,6 +1791,8 @@ proto::reply server::create_channel(client& c, const proto::request& q, int* fd_
   e.map = map;
   e.bytes = bytes;
   e.refs = 1;
+  e.capacity = capacity;
+  e.max_readers = readers;
   channel_names_[key] = id;
   const channel_ref ref{next_ref_++, id, -1};
   c.channel_refs.push_back(ref);
@@ -1806,10 +1810,11 @@ proto::reply server::open_channel(client& c, const proto::request& q, int* fd_ou
   if (it == channel_names_.end()) return proto::make_reply(q, status::not_found);
   channel_entry& e = channels_.at(it->second);
   auto* h = static_cast<channel::header*>(e.map);
-  std::uint32_t slot = h->max_readers;
-  for (std::uint32_t i = 0; i < h->max_readers && slot == h->max_readers; ++i)
+  const std::uint32_t n = e.max_readers;
+  std::uint32_t slot = n;
+  for (std::uint32_t i = 0; i < n && slot == n; ++i)
     if (h->readers[i].state.load(std::memory_order_acquire) == channel::slot_free) slot = i;
-  if (slot == h->max_readers) return proto::make_reply(q, status::busy);
+  if (slot == n) return proto::make_reply(q, status::busy);
   const int dup = fcntl(e.fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return proto::make_reply(q, status::internal);
   channel::attach(h, slot, static_cast<std::uint32_t>(c.pid));
@@ -1825,13 +1830,19 @@ proto::reply server::open_channel(client& c, const proto::request& q, int* fd_ou
 
 // A participant leaves (a close, or its process died): a reader's slot is freed (a writer waiting
 // for it goes on), a writer marks the channel closed or dead (readers drain it, then are told) and
-// takes the name with it. The last one to leave frees the ring.
-void server::leave_channel(const channel_ref& r, bool died) {
+// takes the name with it; the buffers it held for its readers (sent by reference) stay with the
+// channel, so that they can drain those too. The last one to leave frees the ring, and them.
+void server::leave_channel(client& c, const channel_ref& r, bool died) {
   auto it = channels_.find(r.channel);
   if (it == channels_.end()) return;
   channel_entry& e = it->second;
   auto* h = static_cast<channel::header*>(e.map);
   if (r.slot < 0) {
+    std::erase_if(c.refs, [&](const buffer_ref& b) {
+      if (b.channel != r.channel) return false;
+      e.kept.push_back(b.buffer);
+      return true;
+    });
     h->writer.store(died ? channel::writer_dead : channel::writer_closed, std::memory_order_release);
     channel::wake_readers(h);
     if (e.named) {
@@ -1847,13 +1858,15 @@ void server::leave_channel(const channel_ref& r, bool died) {
   if (e.named) channel_names_.erase({e.shared ? k_shared_namespace : std::uint64_t{e.uid}, e.name});
   munmap(e.map, e.bytes);
   closer_->put(e.fd);
+  const std::vector<std::uint64_t> kept = std::move(e.kept);
   channels_.erase(it);
+  for (const std::uint64_t b : kept) drop_reference(b);
 }
 
 void server::leave_channels(client& c, bool died) {
   const std::vector<channel_ref> refs = std::move(c.channel_refs);
   c.channel_refs.clear();
-  for (const channel_ref& r : refs) leave_channel(r, died);
+  for (const channel_ref& r : refs) leave_channel(c, r, died);
 }
 
 }  // namespace poolshim::daemon

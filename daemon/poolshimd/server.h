@@ -153,6 +153,9 @@ class server {
     std::uint32_t refs = 0;
     bool named = true;             // the name goes with the writer
     std::uint64_t held_bytes = 0;  // buffers its writer holds for it (sent by reference, not yet passed)
+    std::uint64_t capacity = 0;    // as created: the shared header's copy is every participant's to write
+    std::uint32_t max_readers = 0;
+    std::vector<std::uint64_t> kept;  // buffers a closed or dead writer held for readers: dropped with the ring
   };
   struct client {
     std::uint64_t id;
@@ -285,7 +288,7 @@ class server {
   std::uint64_t next_channel_ = 1;
   proto::reply create_channel(client& c, const proto::request& q, int* fd_out);
   proto::reply open_channel(client& c, const proto::request& q, int* fd_out);
-  void leave_channel(const channel_ref& r, bool died);
+  void leave_channel(client& c, const channel_ref& r, bool died);
   void leave_channels(client& c, bool died);
   std::unique_ptr<redis_bridge> redis_;
   int redis_wake_ = -1;

@@ -51,7 +51,7 @@ POOLSHIM_BUFFERS_API int poolshim_channel_send(poolshim_channel* c, const void* 
 /* The same with the message gathered from `n` pieces (a header and a payload, say): one record. */
 POOLSHIM_BUFFERS_API int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const size_t* sizes,
                                                 size_t n, int timeout_ms);
-/* A named host buffer sent by reference: no byte is copied; each reader opens the same buffer
+/* A named buffer (host or device) sent by reference: no byte is copied; each reader opens the same buffer
  * (POOLSHIM_BUFFER_SHARED buffers for readers of other uids). `head` (optional, up to half the
  * ring) travels in the ring with it (poolshim_channel_message_head). The writer keeps a reference
  * to the buffer until every attached reader has released the message (or the writer closes), so
@@ -64,8 +64,9 @@ POOLSHIM_BUFFERS_API int poolshim_channel_send_buffer(poolshim_channel* c, pools
 /* Zero copy on the writer's side: room for a message of `bytes` bytes, waited for as a send waits
  * (up to timeout_ms), and *where, the place its bytes go: in the ring (up to half of it), else in a
  * buffer of exactly that size made for it. Nothing is sent until poolshim_channel_commit (its
- * timeout: for the reference of such a buffer); poolshim_channel_cancel drops it. One reservation at
- * a time; no other send until it ends. */
+ * timeout: for the reference of such a buffer; when that fails, the reservation stays, filled:
+ * commit again or cancel); poolshim_channel_cancel drops it. One reservation at a time; no other
+ * send until it ends. */
 POOLSHIM_BUFFERS_API int poolshim_channel_reserve(poolshim_channel* c, size_t bytes, void** where, int timeout_ms);
 POOLSHIM_BUFFERS_API int poolshim_channel_commit(poolshim_channel* c, int timeout_ms);
 POOLSHIM_BUFFERS_API int poolshim_channel_cancel(poolshim_channel* c);
@@ -73,8 +74,9 @@ POOLSHIM_BUFFERS_API int poolshim_channel_cancel(poolshim_channel* c);
  * that comes within it is seen without a wake-up, at the cost of a busy core while it spins. 0 to
  * 1,000,000 microseconds. */
 POOLSHIM_BUFFERS_API int poolshim_channel_set_spin(poolshim_channel* c, int microseconds);
-/* A reader's next message, in place (a buffer sent by reference: its mapping, opened here): *data and *bytes, valid
- * until poolshim_channel_release (one message at a time per reader). */
+/* A reader's next message, in place: *data and *bytes, valid until poolshim_channel_release (one
+ * message at a time per reader). A host buffer sent by reference: its mapping, opened here; a device
+ * buffer: its device pointer in the device's primary context, not for the CPU to read. */
 POOLSHIM_BUFFERS_API int poolshim_channel_recv(poolshim_channel* c, const void** data, size_t* bytes, int timeout_ms);
 POOLSHIM_BUFFERS_API int poolshim_channel_release(poolshim_channel* c);
 /* The buffer of the message held, when it was sent by reference (POOLSHIM_ENOENT: inline): the

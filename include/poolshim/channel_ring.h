@@ -1,7 +1,12 @@
 // A channel's ring (issue #15): one writer, any number of readers (broadcast: a message is read by
 // every reader attached when it was sent), in a shared mapping poolshimd makes and owns. Used by
 // libpoolshim_buffers (send, receive) and by poolshimd (it attaches readers and marks a dead
-// process's slot). Header-only; the layout is the wire: fixed for version 1.
+// process's slot). Header-only; the layout is the wire: fixed for each k_version.
+//
+// Every participant maps the header writable, so nothing in it is trusted for memory safety: the
+// capacity and the reader count are the ones checked when the mapping was made (the daemon's own,
+// or valid()'s), passed in as a `shape`, and a record's size is checked against the ring before it
+// is read.
 //
 // The mapping: a header (page-rounded), then `capacity` bytes of data (a power of two). Positions
 // are 64-bit byte counts that only grow; a record sits at position % capacity and never wraps: a
@@ -25,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -125,7 +131,14 @@ inline bool wait_change(std::atomic<std::uint32_t>* word, std::atomic<std::uint3
   return true;
 }
 
-enum class result { ok, timeout, no_reader, too_large, closed, writer_gone };
+enum class result { ok, timeout, no_reader, too_large, closed, writer_gone, corrupt };
+
+// The ring's size and reader slots as checked once (never re-read from the shared header).
+struct shape {
+  std::uint64_t capacity;
+  std::uint32_t max_readers;
+};
+inline shape shape_of(const header* h) { return {h->capacity, h->max_readers}; }
 
 // How long a wait spins before it sleeps on the futex, unless the caller says: a message that comes
 // within it is taken without a wake-up (tens of microseconds on a VM); an idle reader costs this
@@ -145,10 +158,10 @@ inline bool keep_spinning(int round, std::chrono::steady_clock::time_point start
 }
 
 // The lowest tail of the attached readers, or false when none is attached.
-inline bool lowest_tail(const header* h, std::uint64_t* out) {
+inline bool lowest_tail(const header* h, std::uint32_t max_readers, std::uint64_t* out) {
   bool any = false;
   std::uint64_t low = 0;
-  for (std::uint32_t i = 0; i < h->max_readers; ++i) {
+  for (std::uint32_t i = 0; i < max_readers && i < k_max_readers; ++i) {
     if (h->readers[i].state.load(std::memory_order_seq_cst) != slot_attached) continue;
     const std::uint64_t t = h->readers[i].tail.load(std::memory_order_acquire);
     if (!any || t < low) low = t;
@@ -159,16 +172,16 @@ inline bool lowest_tail(const header* h, std::uint64_t* out) {
 }
 
 // For the tools: the readers attached now, and the bytes sent that the slowest has not read.
-inline std::uint32_t attached_readers(const header* h) {
+inline std::uint32_t attached_readers(const header* h, std::uint32_t max_readers) {
   std::uint32_t n = 0;
-  for (std::uint32_t i = 0; i < h->max_readers; ++i)
+  for (std::uint32_t i = 0; i < max_readers && i < k_max_readers; ++i)
     n += h->readers[i].state.load(std::memory_order_acquire) == slot_attached;
   return n;
 }
-inline std::uint64_t backlog(const header* h) {
+inline std::uint64_t backlog(const header* h, std::uint32_t max_readers) {
   std::uint64_t low = 0;
   const std::uint64_t head = h->head.load(std::memory_order_acquire);
-  return lowest_tail(h, &low) && head > low ? head - low : 0;
+  return lowest_tail(h, max_readers, &low) && head > low ? head - low : 0;
 }
 
 // A reservation: where the payload goes, and what publish needs.
@@ -180,9 +193,10 @@ struct reservation {
 // The writer's reserve of a record of `bytes` payload bytes: waits for room (back-pressure, up to
 // `until`), writes the wrap record and the record's head, and returns where the payload goes. Nothing
 // is visible to readers until publish. With no reader attached it refuses (no_reader).
-inline result reserve(header* h, unsigned char* data, std::uint64_t bytes, std::chrono::steady_clock::time_point until,
-                      std::uint32_t kind, reservation* out, std::chrono::microseconds spin = k_spin) {
-  const std::uint64_t cap = h->capacity;
+inline result reserve(header* h, shape sh, unsigned char* data, std::uint64_t bytes,
+                      std::chrono::steady_clock::time_point until, std::uint32_t kind, reservation* out,
+                      std::chrono::microseconds spin = k_spin) {
+  const std::uint64_t cap = sh.capacity;
   const std::uint64_t rec = sizeof(record_head) + round8(bytes);
   if (rec > cap / 2 || bytes > UINT32_MAX) return result::too_large;
   const std::uint64_t head = h->head.load(std::memory_order_relaxed);  // only the writer moves it
@@ -194,8 +208,8 @@ inline result reserve(header* h, unsigned char* data, std::uint64_t bytes, std::
   for (int round = 0;; ++round) {
     const std::uint32_t seen = h->space_seq.load(std::memory_order_acquire);
     std::uint64_t low = 0;
-    if (!lowest_tail(h, &low)) return result::no_reader;
-    if (head + wrap + rec - low <= cap) break;
+    if (!lowest_tail(h, sh.max_readers, &low)) return result::no_reader;
+    if (low > head || head + wrap + rec - low <= cap) break;  // (a tail past the head: a peer wrote it)
     if (spinning && (spinning = keep_spinning(round, start, spin))) continue;
     if (!wait_change(&h->space_seq, &h->space_waiters, seen, until)) return result::timeout;
   }
@@ -220,13 +234,16 @@ inline void publish(header* h, const reservation& r) {
 }
 
 // The writer's send: `parts` pieces gathered into one record (a reserve, the copy, a publish).
-inline result send(header* h, unsigned char* data, const void* const* parts, const std::size_t* sizes,
+inline result send(header* h, shape sh, unsigned char* data, const void* const* parts, const std::size_t* sizes,
                    std::size_t nparts, std::chrono::steady_clock::time_point until, std::uint32_t kind = record_data,
                    std::uint64_t* end = nullptr, std::chrono::microseconds spin = k_spin) {
   std::uint64_t bytes = 0;
-  for (std::size_t i = 0; i < nparts; ++i) bytes += sizes[i];
+  for (std::size_t i = 0; i < nparts; ++i) {
+    if (sizes[i] > UINT32_MAX - bytes) return result::too_large;  // no sum that wraps
+    bytes += sizes[i];
+  }
   reservation res;
-  if (const result r = reserve(h, data, bytes, until, kind, &res, spin); r != result::ok) return r;
+  if (const result r = reserve(h, sh, data, bytes, until, kind, &res, spin); r != result::ok) return r;
   unsigned char* out = res.payload;
   for (std::size_t i = 0; i < nparts; ++i) {
     if (sizes[i] != 0) std::memcpy(out, parts[i], sizes[i]);
@@ -239,11 +256,11 @@ inline result send(header* h, unsigned char* data, const void* const* parts, con
 
 // A reader's receive: the next record in place (*payload, *bytes), valid until release(). Skips
 // wrap records. closed / writer_gone once the writer closed or died and everything sent was read.
-inline result receive(header* h, const unsigned char* data, std::uint32_t slot, const unsigned char** payload,
+inline result receive(header* h, shape sh, const unsigned char* data, std::uint32_t slot, const unsigned char** payload,
                       std::uint32_t* bytes, std::uint64_t* next, std::chrono::steady_clock::time_point until,
                       std::uint32_t* kind = nullptr, std::chrono::microseconds spin = k_spin) {
   reader_slot& me = h->readers[slot];
-  const std::uint64_t cap = h->capacity;
+  const std::uint64_t cap = sh.capacity;
   const auto start = std::chrono::steady_clock::now();
   bool spinning = true;
   for (int round = 0;; ++round) {
@@ -254,6 +271,11 @@ inline result receive(header* h, const unsigned char* data, std::uint32_t slot, 
       const std::uint64_t pos = tail % cap;
       record_head r;
       std::memcpy(&r, data + pos, sizeof r);
+      // A record runs past the ring's end, or past what was published: not the writer's (or not
+      // the same ring's) doing; nothing of it is read.
+      if (tail > head || cap - pos < sizeof r ||
+          (r.kind != record_wrap && sizeof r + round8(r.bytes) > std::min(cap - pos, head - tail)))
+        return result::corrupt;
       if (r.kind == record_wrap) {
         me.tail.store(tail + (cap - pos), std::memory_order_release);
         wake_writer(h);

@@ -14,7 +14,9 @@
 namespace poolshim::proto {
 
 inline constexpr std::uint32_t k_magic = 0x44485350;  // "PSHD"
-inline constexpr std::uint16_t k_version = 1;
+// 2: buffer_open took arg2 and arg3 and answers with references; channel_list with held bytes
+// (issue #15). A client and a daemon of different versions refuse each other (bad_version).
+inline constexpr std::uint16_t k_version = 2;
 inline constexpr std::size_t k_record_size = 256;
 inline constexpr std::size_t k_payload_size = 128;
 inline constexpr std::size_t k_token_size = 16;       // an IPC token: 128 random bits

@@ -153,6 +153,30 @@ void check_reserve_and_take() {
       poolshim_buffer_close(kept);
     }
   }
+  // The writer closes with messages by reference still unread: its holds stay with the channel, so
+  // the reader drains them whole, then is told of the close.
+  {
+    poolshim_channel* dw = nullptr;
+    poolshim_channel* dr = nullptr;
+    EXPECT(poolshim_channel_create("ch.drain", 64 * 1024, 1, 0, &dw) == POOLSHIM_OK, "create ch.drain");
+    EXPECT(poolshim_channel_open("ch.drain", 0, &dr) == POOLSHIM_OK, "open ch.drain");
+    if (dw != nullptr && dr != nullptr) {
+      const std::vector<unsigned char> big(std::size_t{1} << 20, 0x44);
+      for (int k = 0; k < 3; ++k)
+        EXPECT(poolshim_channel_send(dw, big.data(), big.size(), 1000) == POOLSHIM_OK, "1 MiB by reference %d", k);
+      EXPECT(poolshim_channel_close(dw) == POOLSHIM_OK, "the writer closes before its reader read anything");
+      dw = nullptr;
+      for (int k = 0; k < 3; ++k) {
+        EXPECT(poolshim_channel_recv(dr, &p, &bytes, 1000) == POOLSHIM_OK && bytes == big.size() &&
+                   std::memcmp(p, big.data(), bytes) == 0,
+               "message %d arrives whole after the writer's close", k);
+        poolshim_channel_release(dr);
+      }
+      EXPECT(poolshim_channel_recv(dr, &p, &bytes, 1000) == POOLSHIM_ECLOSED, "then the close");
+    }
+    if (dr != nullptr) poolshim_channel_close(dr);
+    if (dw != nullptr) poolshim_channel_close(dw);
+  }
   // A host buffer by reference: the reader takes it; it stays after the release and the sender's close.
   const std::uint64_t shape[1] = {8192};
   poolshim_buffer* b = nullptr;

@@ -167,6 +167,7 @@ try:
             check(bytes(m.data) == b"after", "an exception in a reservation's block sent nothing")
         raises(poolshim.InvalidArgument, lambda: r5.reserve((4,)), "a reader reserves")
         raises(poolshim.InvalidArgument, lambda: w5.reserve((-1,)), "a negative shape")
+        raises(poolshim.InvalidArgument, lambda: w5.reserve((1 << 40, 1 << 20)), "a reservation past any memory")
         raises(poolshim.InvalidArgument, lambda: w5.set_spin(2), "a spin over a second")
         w5.set_spin(0)
         with Buffer.create("py.take", (8,), "int16") as b:

@@ -28,6 +28,8 @@ import tempfile
 import threading
 import time
 
+PROTO_VERSION = 2  # include/poolshim/protocol.h's k_version
+
 STATUS_TIMEOUT_S = 5.0  # one --status query; the linger the attack asks for is 30 s
 P99_BOUND_S = 3.0       # generous: a loaded 2-core machine; the attacks without the fixes hang it
 
@@ -39,7 +41,7 @@ def fail(msg):
 
 def record(op, seq=1):
     """A request record (include/poolshim/protocol.h): magic, version, op, size, seq, args, zeros."""
-    rec = struct.pack("<IHHII4Q", 0x44485350, 1, op, 256, seq, 0, 0, 0, 0)
+    rec = struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, op, 256, seq, 0, 0, 0, 0)
     return rec + bytes(256 - len(rec))
 
 
@@ -461,7 +463,7 @@ def f5():
 
 def buffer_record(op, seq, name, arg0=0, arg1=0, arg2=0, shape=()):
     """A named-buffer request (ops 13-17): the name NUL-padded in payload[0,64), the shape after it."""
-    rec = struct.pack("<IHHII4Q", 0x44485350, 1, op, 256, seq, arg0, arg1, arg2, 0)
+    rec = struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, op, 256, seq, arg0, arg1, arg2, 0)
     payload = name.encode().ljust(64, b"\0") + b"".join(struct.pack("<Q", d) for d in shape)
     return rec + payload.ljust(128, b"\0") + bytes(80)
 
@@ -493,7 +495,7 @@ def named_fill():
                 c.send(buffer_record(16, seq, "big"))
                 c.recv(256)
                 seq += 1
-                c.send(struct.pack("<IHHII4Q", 0x44485350, 1, 15, 256, seq, ref, 0, 0, 0) + bytes(208))
+                c.send(struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, 15, 256, seq, ref, 0, 0, 0) + bytes(208))
                 c.recv(256)
                 creates[0] += 1
             c.close()

@@ -32,6 +32,7 @@ import sys
 import time
 
 import daemon_loop_attack as dl
+from daemon_loop_attack import PROTO_VERSION
 
 MIB = 1 << 20
 OPS = {"hello": 1, "lease_slab": 2, "return_slab": 3, "redeclare_slab": 4, "stats": 5, "client_stats": 6,
@@ -56,7 +57,7 @@ class Client:
 
     def ask(self, op, arg0=0, arg1=0, payload=b"", fd=None, arg2=0):
         self.seq += 1
-        rec = struct.pack("<IHHII4Q", 0x44485350, 1, OPS[op], 256, self.seq, arg0, arg1, arg2, 0)
+        rec = struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, OPS[op], 256, self.seq, arg0, arg1, arg2, 0)
         rec += payload.ljust(128, b"\0") + bytes(80)
         if fd is None:
             self.s.send(rec)
@@ -88,7 +89,7 @@ def stats(c):
 def device_lent(c):
     """The stats reply's device bytes lent (payload[0,8))."""
     c.seq += 1
-    rec = struct.pack("<IHHII4Q", 0x44485350, 1, OPS["stats"], 256, c.seq, 0, 0, 0, 0) + bytes(208)
+    rec = struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, OPS["stats"], 256, c.seq, 0, 0, 0, 0) + bytes(208)
     c.s.send(rec)
     msg = c.s.recv(256)
     return struct.unpack_from("<Q", msg, 72)[0]
@@ -236,7 +237,7 @@ s.settimeout(5)
 s.connect(sys.argv[1])
 seen = []
 for i in range(64):
-    s.send(struct.pack("<IHHII4Q", 0x44485350, 1, 6, 256, i + 1, i, 0, 0, 0) + bytes(208))
+    s.send(struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, 6, 256, i + 1, i, 0, 0, 0) + bytes(208))
     msg = s.recv(256)
     status = struct.unpack_from("<i", msg, 16)[0]
     if status != 0:
@@ -245,6 +246,7 @@ for i in range(64):
     seen.append((v[0], v[1]))
 print(" ".join(f"{p}:{u}" for p, u in seen))
 """
+NOBODY_PROBE = NOBODY_PROBE.replace("PROTO_VERSION", str(PROTO_VERSION))  # a program of its own
 
 
 def f12():

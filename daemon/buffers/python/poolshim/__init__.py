@@ -26,6 +26,7 @@ this package and on the loader's path). numpy is needed only for numpy() and fro
 """
 import ctypes
 import ctypes.util
+import math
 import os
 import struct
 import threading
@@ -546,7 +547,8 @@ class Message:
             fields = _MSG_HEAD.unpack(bytes((ctypes.c_ubyte * _MSG_HEAD.size).from_address(where)))
         if fields is not None and fields[0] == _MSG_MAGIC:
             _, kind, ndim, name_len, *shape = fields
-            dtype_name = bytes((ctypes.c_ubyte * 8).from_address(where + _MSG_HEAD.size))[:name_len].decode()
+            dtype_name = bytes((ctypes.c_ubyte * 8).from_address(where + _MSG_HEAD.size))[:name_len].decode(
+                errors="replace")
             start = 0 if apart else _FRAMING_BYTES
             self.kind = "array" if kind == _MSG_ARRAY else "bytes"
             self.dtype = dtype_name or None
@@ -590,14 +592,20 @@ class Message:
     def _live(self):
         if self._channel is None:
             raise PoolshimError(-9, "the message was released")
+        if self._channel._h is None:
+            raise PoolshimError(-9, f"channel {self._channel.name!r} is closed (its ring is unmapped)")
 
     def release(self):
+        """Gives the message's place back to the writer; views of it (.array, .data) end here."""
         if self._channel is not None:
             ch, self._channel = self._channel, None
             buffer, self._buffer = self._buffer, None
-            if buffer is not None and not self._taken:
-                buffer.close()
-            _check(ch._lib.poolshim_channel_release(ch._h))
+            try:
+                if buffer is not None and not self._taken:
+                    buffer.close()
+            finally:
+                if ch._h is not None:
+                    _check(ch._lib.poolshim_channel_release(ch._h))
 
     def __enter__(self):
         return self
@@ -609,7 +617,9 @@ class Message:
 class Reservation:
     """Room for one message, reserved by Channel.reserve: .array is where its bytes go (in the ring,
     or in a buffer made for it), filled in place; commit() sends it (the with block commits when it
-    ends without an exception, and cancels otherwise)."""
+    ends without an exception, and cancels otherwise). The array is the message's memory: do not
+    write it after the commit (readers may be reading it). A commit that fails (no room in time, no
+    reader left) keeps the reservation: commit again, or cancel."""
 
     def __init__(self, channel, address, nbytes, dtype, shape, timeout):
         import numpy as np
@@ -619,11 +629,12 @@ class Reservation:
         self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
 
     def commit(self):
-        ch, self._channel = self._channel, None
+        ch = self._channel
         if ch is None:
             raise PoolshimError(-9, "the reservation has ended")
-        self.array = None
         _check(ch._lib.poolshim_channel_commit(ch._h, _ms(self._timeout)))
+        self._channel = None
+        self.array = None
 
     def cancel(self):
         ch, self._channel = self._channel, None
@@ -635,10 +646,14 @@ class Reservation:
         return self.array
 
     def __exit__(self, exc_type, *exc):
-        if exc_type is None:
-            self.commit()
-        else:
+        if exc_type is not None:
             self.cancel()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.cancel()  # the with block is over: nothing stays reserved
+            raise
 
 
 class Channel:
@@ -690,8 +705,9 @@ class Channel:
         _check(self._lib.poolshim_channel_set_spin(self._h, int(round(seconds * 1e6))))
 
     def send(self, obj, timeout=None, stream=0):
-        """Sends obj: a numpy array or bytes (copied into the ring), or a Buffer (by reference: no
-        copy; every reader opens the same memory; its dtype and shape travel). A device Buffer's
+        """Sends obj: a numpy array or bytes (copied once: into the ring, or above half the ring
+        into a buffer of its own), or a Buffer (by reference: no copy; every reader opens the same
+        memory; its dtype and shape travel). A device Buffer's
         event is recorded on stream first (what was queued there before is what readers see after
         their wait; None: no record, ordered by the caller)."""
         self._live()
@@ -751,22 +767,29 @@ class Channel:
         if len(shape) > 8 or any(d < 0 for d in shape):
             raise InvalidArgument(-1, f"shape {shape!r}: at most 8 non-negative ints")
         dt = np.dtype(_NUMPY.get(_dtype(dtype), "uint8"))
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        nbytes = math.prod(shape) * dt.itemsize
+        if nbytes > 1 << 48:
+            raise InvalidArgument(-1, f"shape {shape!r} of {dt.name}: {nbytes} bytes, more than any memory")
         where = ctypes.c_void_p()
         _check(self._lib.poolshim_channel_reserve(self._h, _FRAMING_BYTES + nbytes, ctypes.byref(where),
                                                   _ms(timeout)))
-        ctypes.memmove(where.value, _framing(_MSG_ARRAY, len(shape), shape, dt.name.encode()), _FRAMING_BYTES)
-        return Reservation(self, where.value + _FRAMING_BYTES, nbytes, dt, shape, timeout)
+        try:
+            ctypes.memmove(where.value, _framing(_MSG_ARRAY, len(shape), shape, dt.name.encode()), _FRAMING_BYTES)
+            return Reservation(self, where.value + _FRAMING_BYTES, nbytes, dt, shape, timeout)
+        except BaseException:
+            self._lib.poolshim_channel_cancel(self._h)
+            raise
 
     def recv(self, timeout=None):
         self._live()
         address, size = ctypes.c_void_p(), ctypes.c_size_t()
         _check(self._lib.poolshim_channel_recv(self._h, ctypes.byref(address), ctypes.byref(size), _ms(timeout)))
         head, head_size = ctypes.c_void_p(), ctypes.c_size_t()
-        if self._lib.poolshim_channel_message_head(self._h, ctypes.byref(head), ctypes.byref(head_size)) != 0:
-            return Message(self, address.value or 0, size.value)
         h, buffer = ctypes.c_void_p(), None
-        try:  # sent by reference: the buffer's reference, the Message's until .buffer takes it
+        try:
+            if self._lib.poolshim_channel_message_head(self._h, ctypes.byref(head), ctypes.byref(head_size)) != 0:
+                return Message(self, address.value or 0, size.value)
+            # Sent by reference: the buffer's reference, the Message's until .buffer takes it.
             _check(self._lib.poolshim_channel_take_buffer(self._h, ctypes.byref(h)))
             buffer = Buffer(h.value)
             return Message(self, address.value or 0, size.value, head.value, head_size.value, buffer)

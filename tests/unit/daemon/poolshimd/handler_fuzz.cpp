@@ -361,7 +361,10 @@ class sequence {
       case proto::op::buffer_unlink:
         q->arg[0] = 0;
         q->arg[1] = r_.below(4) == 0 ? proto::k_buffer_shared : 0;
-        if (op == proto::op::buffer_open && r_.below(4) == 0) q->arg[2] = proto::k_open_reference_only;
+        if (op == proto::op::buffer_open && r_.below(4) == 0) {
+          q->arg[2] = proto::k_open_reference_only;
+          q->arg[3] = r_.below(8);  // a channel reference of this client's, or not
+        }
         name_of(q);
         break;
       case proto::op::buffer_close:

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "open_fds.h"
+#include "poolshim/channel_ring.h"
 #include "poolshim/protocol.h"
 #include "poolshim/transport.h"
 
@@ -184,7 +185,7 @@ TEST_F(Server, HostileRecordsGetErrorsAndNothingLeaks) {
   unsigned char big[1000] = {};
   EXPECT_EQ(raw(big, sizeof big, -1, &r), proto::status::bad_size) << "oversized";
   proto::request q = proto::make_request(proto::op::stats, 1);
-  q.version = 2;
+  q.version = proto::k_version + 1;
   EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::bad_version);
   q = proto::make_request(proto::op::stats, 1);
   q.op = 77;
@@ -709,6 +710,23 @@ TEST_F(Buffers, AReferenceOnlyOpenHoldsTheBufferWithoutItsMemory) {
   ASSERT_EQ(ask(proto::op::buffer_close, channel_hold, &r), proto::status::ok);
   ASSERT_EQ(ask(proto::op::channel_list, 0, &r), proto::status::ok);
   EXPECT_EQ(proto::decode_channel_entry(r).held_bytes, 0u) << "its hold ended";
+  // Every participant maps the header writable: a reader that scribbles on it changes nothing the
+  // daemon reports or indexes with (the ring's shape is the daemon's own copy).
+  auto* h = static_cast<channel::header*>(
+      mmap(nullptr, channel::mapping_bytes(4096), PROT_READ | PROT_WRITE, MAP_SHARED, ring, 0));
+  ASSERT_NE(h, MAP_FAILED);
+  h->capacity = std::uint64_t{1} << 40;
+  h->max_readers = 0xffffffffu;
+  ASSERT_EQ(ask(proto::op::channel_list, 0, &r), proto::status::ok);
+  const proto::channel_entry listed = proto::decode_channel_entry(r);
+  EXPECT_EQ(listed.capacity, 4096u);
+  EXPECT_EQ(listed.max_readers, 1u);
+  int slot_fd = -1;
+  ASSERT_EQ(send(name_request(proto::op::channel_open, "ch"), &r, &slot_fd), proto::status::ok) << "the one slot";
+  EXPECT_EQ(send(name_request(proto::op::channel_open, "ch"), &r), proto::status::busy)
+      << "a second reader of one at most, whatever the header says";
+  munmap(h, channel::mapping_bytes(4096));
+  close(slot_fd);
   ASSERT_EQ(ask(proto::op::channel_close, writer, &r), proto::status::ok);
   close(ring);
   ASSERT_EQ(send(name_request(proto::op::buffer_unlink, "held"), &r), proto::status::ok);

@@ -34,7 +34,7 @@ struct ring {
   result send_bytes(const std::vector<unsigned char>& v, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     const void* parts[1] = {v.data()};
     const std::size_t sizes[1] = {v.size()};
-    return send(h, data, parts, sizes, 1, clock_type::now() + limit);
+    return send(h, shape_of(h), data, parts, sizes, 1, clock_type::now() + limit);
   }
   std::size_t bytes;
   header* h;
@@ -60,7 +60,8 @@ TEST(ChannelRing, EveryAttachedReaderGetsEveryMessageInOrderAcrossWraps) {
         const unsigned char* p = nullptr;
         std::uint32_t bytes = 0;
         std::uint64_t next = 0;
-        if (receive(r.h, r.data, s, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(20)) != result::ok) {
+        if (receive(r.h, shape_of(r.h), r.data, s, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(20)) !=
+            result::ok) {
           ++bad;
           return;
         }
@@ -85,7 +86,8 @@ TEST(ChannelRing, RefusalsAndTimeouts) {
   std::uint32_t bytes = 0;
   std::uint64_t next = 0;
   auto t0 = clock_type::now();
-  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, t0 + std::chrono::milliseconds(50)), result::timeout);
+  EXPECT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, t0 + std::chrono::milliseconds(50)),
+            result::timeout);
   EXPECT_GE(clock_type::now() - t0, std::chrono::milliseconds(50));
   // A reader that never releases: the ring fills, and the next send waits, then times out.
   const std::vector<unsigned char> kb(1000);
@@ -96,7 +98,8 @@ TEST(ChannelRing, RefusalsAndTimeouts) {
   EXPECT_EQ(r.send_bytes(kb, std::chrono::milliseconds(50)), result::timeout);
   EXPECT_GE(clock_type::now() - t0, std::chrono::milliseconds(50));
   // Releasing one frees room for one.
-  ASSERT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  ASSERT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::ok);
   release(r.h, 0, next);
   EXPECT_EQ(r.send_bytes(kb, std::chrono::milliseconds(50)), result::ok);
 }
@@ -110,7 +113,8 @@ TEST(ChannelRing, ALateReaderSeesOnlyWhatIsSentAfterItAttached) {
   const unsigned char* p = nullptr;
   std::uint32_t bytes = 0;
   std::uint64_t next = 0;
-  ASSERT_EQ(receive(r.h, r.data, 1, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  ASSERT_EQ(receive(r.h, shape_of(r.h), r.data, 1, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::ok);
   EXPECT_EQ(bytes, message(2).size());
   EXPECT_EQ(0, std::memcmp(p, message(2).data(), bytes));
 }
@@ -128,7 +132,9 @@ TEST(ChannelRing, CloseIsSeenAfterTheBacklogAndADetachFreesABlockedWriter) {
       const unsigned char* p = nullptr;
       std::uint32_t bytes = 0;
       std::uint64_t next = 0;
-      if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(5)) != result::ok) return;
+      if (receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(5)) !=
+          result::ok)
+        return;
       release(r.h, 0, next);
     }
   });
@@ -142,7 +148,8 @@ TEST(ChannelRing, CloseIsSeenAfterTheBacklogAndADetachFreesABlockedWriter) {
   const unsigned char* p = nullptr;
   std::uint32_t bytes = 0;
   std::uint64_t next = 0;
-  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::closed);
+  EXPECT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::closed);
 }
 
 TEST(ChannelRing, AReaderInAnotherProcessWakesOnTheSharedFutex) {
@@ -156,7 +163,8 @@ TEST(ChannelRing, AReaderInAnotherProcessWakesOnTheSharedFutex) {
       const unsigned char* p = nullptr;
       std::uint32_t bytes = 0;
       std::uint64_t next = 0;
-      if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10)) != result::ok)
+      if (receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10)) !=
+          result::ok)
         code = 2;
       else if (bytes != message(n).size() || std::memcmp(p, message(n).data(), bytes) != 0)
         code = 3;
@@ -179,19 +187,23 @@ TEST(ChannelRing, AReservationIsFilledInPlaceAndSeenOnlyOncePublished) {
   ring r(4096);
   attach(r.h, 0, 1);
   reservation res;
-  EXPECT_EQ(reserve(r.h, r.data, 2049, clock_type::now(), record_data, &res), result::too_large) << "over half";
-  ASSERT_EQ(reserve(r.h, r.data, 100, clock_type::now() + std::chrono::seconds(1), record_data, &res), result::ok);
+  EXPECT_EQ(reserve(r.h, shape_of(r.h), r.data, 2049, clock_type::now(), record_data, &res), result::too_large)
+      << "over half";
+  ASSERT_EQ(reserve(r.h, shape_of(r.h), r.data, 100, clock_type::now() + std::chrono::seconds(1), record_data, &res),
+            result::ok);
   ASSERT_GE(res.payload, r.data);
   ASSERT_LE(res.payload + 100, r.data + 4096);
   std::memset(res.payload, 0x42, 100);
   const unsigned char* p = nullptr;
   std::uint32_t bytes = 0;
   std::uint64_t next = 0;
-  EXPECT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::milliseconds(20)),
-            result::timeout)
+  EXPECT_EQ(
+      receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::milliseconds(20)),
+      result::timeout)
       << "reserved, not published";
   publish(r.h, res);
-  ASSERT_EQ(receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)), result::ok);
+  ASSERT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::ok);
   EXPECT_EQ(bytes, 100u);
   EXPECT_EQ(p, res.payload) << "read where it was written";
   EXPECT_EQ(p[0], 0x42);
@@ -199,8 +211,34 @@ TEST(ChannelRing, AReservationIsFilledInPlaceAndSeenOnlyOncePublished) {
   EXPECT_EQ(r.h->messages.load(), 1u);
 }
 
-// With no spin a receive sleeps at once: it is counted in data_waiters while asleep (the publish
-// makes its wake-up call for it), and nobody is counted once it has the message.
+// A record that runs past the ring's end or past the head (a peer wrote the shared header or the
+// ring) is refused, nothing of it read.
+TEST(ChannelRing, ACorruptRecordIsRefusedNotRead) {
+  ring r(4096);
+  attach(r.h, 0, 1);
+  ASSERT_EQ(r.send_bytes(std::vector<unsigned char>(100, 7)), result::ok);
+  record_head bad{1u << 30, record_data};  // a gigabyte in a 4 KiB ring
+  std::memcpy(r.data, &bad, sizeof bad);
+  const unsigned char* p = nullptr;
+  std::uint32_t bytes = 0;
+  std::uint64_t next = 0;
+  EXPECT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::corrupt);
+  bad.bytes = 200;  // fits the ring, but runs past what was published (108 bytes)
+  std::memcpy(r.data, &bad, sizeof bad);
+  EXPECT_EQ(receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::corrupt);
+  // A capacity written into the header later changes nothing: the shape is the one checked first.
+  const shape checked = shape_of(r.h);
+  r.h->capacity = std::uint64_t{1} << 40;
+  r.h->max_readers = 0xffffffffu;
+  EXPECT_EQ(attached_readers(r.h, checked.max_readers), 1u);
+  EXPECT_EQ(receive(r.h, checked, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(1)),
+            result::corrupt);
+}
+
+// With no spin a receive sleeps after its first look (a few rounds): it is counted in data_waiters while asleep (the
+// publish makes its wake-up call for it), and nobody is counted once it has the message.
 TEST(ChannelRing, ASleepingReaderIsCountedAndWoken) {
   ring r(64 * 1024);
   attach(r.h, 0, 1);
@@ -210,7 +248,7 @@ TEST(ChannelRing, ASleepingReaderIsCountedAndWoken) {
     const unsigned char* p = nullptr;
     std::uint32_t bytes = 0;
     std::uint64_t next = 0;
-    if (receive(r.h, r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10), nullptr,
+    if (receive(r.h, shape_of(r.h), r.data, 0, &p, &bytes, &next, clock_type::now() + std::chrono::seconds(10), nullptr,
                 std::chrono::microseconds(0)) == result::ok)
       got = static_cast<int>(bytes);
   });

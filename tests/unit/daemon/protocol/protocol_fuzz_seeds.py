@@ -4,7 +4,7 @@ that libFuzzer starts past the magic and version checks (protocol.h's layout).""
 import struct
 import sys
 
-MAGIC, VERSION, SIZE = 0x44485350, 1, 256
+MAGIC, VERSION, SIZE = 0x44485350, 2, 256  # include/poolshim/protocol.h's k_magic, k_version
 SLAB = 64 << 20
 ops = {1: 0, 2: SLAB, 3: 7, 4: SLAB, 5: 0, 6: 2, 7: 0, 8: 0, 9: 4096, 10: 0, 11: 0, 12: 2 << 20}  # op -> arg0
 folder = sys.argv[1]
