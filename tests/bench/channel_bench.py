@@ -391,16 +391,20 @@ try:
             rows["channel, a Buffer by reference"] = finish(p)[0]
             b.close()
             Buffer.unlink("bench.hand")
+        def handed(role, where, hand):
+            """HANDOFFS times: hand() puts the array there, then the reader is told the start."""
+            p = spawn(role, where)
+            for _ in range(HANDOFFS):
+                t0 = now_us()
+                hand()
+                p.stdin.write(f"{t0}\n")
+                p.stdin.flush()
+                assert p.stdout.readline().strip() == "got"
+            p.stdin.close()
+            return finish(p)[0]
+
         path = os.path.join(tmp, "handoff.npy")
-        p = spawn("handoff-npy", path)
-        for _ in range(HANDOFFS):
-            t0 = now_us()
-            np.save(path, data)
-            p.stdin.write(f"{t0}\n")
-            p.stdin.flush()
-            assert p.stdout.readline().strip() == "got"
-        p.stdin.close()
-        rows[".npy file (np.save, np.load)"] = finish(p)[0]
+        rows[".npy file (np.save, np.load)"] = handed("handoff-npy", path, lambda: np.save(path, data))
         os.unlink(path)
         slot_path = os.path.join(tmp, "slot")
         fd = os.open(slot_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -409,15 +413,7 @@ try:
         os.close(fd)
         view = np.frombuffer(slot, dtype=np.uint8)
         view[:] = 0  # the slot exists before (as the users' pool of slots does)
-        p = spawn("handoff-slot", slot_path)
-        for _ in range(HANDOFFS):
-            t0 = now_us()
-            np.copyto(view, data)
-            p.stdin.write(f"{t0}\n")
-            p.stdin.flush()
-            assert p.stdout.readline().strip() == "got"
-        p.stdin.close()
-        rows["shared-memory slot (one copy)"] = finish(p)[0]
+        rows["shared-memory slot (one copy)"] = handed("handoff-slot", slot_path, lambda: np.copyto(view, data))
         del view
         slot.close()
         print(f"{args.handoff_mib} MiB handed from one process to another, median / worst of {HANDOFFS}, "

@@ -73,40 +73,6 @@ pid_t spawn_self(const std::vector<std::string>& args) {
   return posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), environ) == 0 ? pid : -1;
 }
 
-int reader(const char* name, int tell_writer) {
-  poolshim_buffer* b = nullptr;
-  EXPECT(poolshim_buffer_open(name, 0, &b) == POOLSHIM_OK, "open '%s'", name);
-  if (b == nullptr) return 1;
-  poolshim_buffer_info info{};
-  EXPECT(poolshim_buffer_get_info(b, &info) == 0 && info.kind == POOLSHIM_BUFFER_DEVICE && info.device == 0 &&
-             info.ndim == 2 && info.shape[0] == k_rows && info.shape[1] == k_cols &&
-             std::strcmp(info.dtype, "f32") == 0 && info.bytes == k_bytes,
-         "its description (kind %d device %d ndim %d dtype %s bytes %llu)", info.kind, info.device, info.ndim,
-         info.dtype, static_cast<unsigned long long>(info.bytes));
-  cudaPointerAttributes a{};
-  EXPECT(cudaPointerGetAttributes(&a, poolshim_buffer_data(b)) == cudaSuccess && a.type == cudaMemoryTypeDevice,
-         "the pointer is device memory here");
-  cudaStream_t s = nullptr;
-  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-  std::vector<float> out(k_rows * k_cols, -1.0f);
-  float* host = nullptr;
-  cudaMallocHost(reinterpret_cast<void**>(&host), k_bytes);
-  EXPECT(poolshim_buffer_wait(b, s) == POOLSHIM_OK, "wait");
-  cudaMemcpyAsync(host, poolshim_buffer_data(b), k_bytes, cudaMemcpyDeviceToHost, s);
-  // The writer's gate is closed: its record cannot have completed, so this stream waits.
-  EXPECT(cudaStreamQuery(s) == cudaErrorNotReady, "the reader's stream waits for the writer's record");
-  (void)!write(tell_writer, "r", 1);
-  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the reader's stream");
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < k_rows * k_cols; ++i) wrong += host[i] != pattern(i);
-  EXPECT(wrong == 0, "%zu of %zu floats differ from what the writer wrote before its record", wrong,
-         static_cast<std::size_t>(k_rows * k_cols));
-  cudaFreeHost(host);
-  cudaStreamDestroy(s);
-  EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close in the reader");
-  return failures == 0 ? 0 : 1;
-}
-
 // The reader's side of a device buffer: its description, a device pointer here, its bytes as the
 // writer wrote them before its record (the writer's gate still shut when the copy is queued).
 void read_device_buffer(poolshim_buffer* b, int tell_writer) {
@@ -135,6 +101,15 @@ void read_device_buffer(poolshim_buffer* b, int tell_writer) {
          static_cast<std::size_t>(k_rows * k_cols));
   cudaFreeHost(host);
   cudaStreamDestroy(s);
+}
+
+int reader(const char* name, int tell_writer) {
+  poolshim_buffer* b = nullptr;
+  EXPECT(poolshim_buffer_open(name, 0, &b) == POOLSHIM_OK, "open '%s'", name);
+  if (b == nullptr) return 1;
+  read_device_buffer(b, tell_writer);
+  EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close in the reader");
+  return failures == 0 ? 0 : 1;
 }
 
 int channel_reader(const char* name, int tell_writer) {

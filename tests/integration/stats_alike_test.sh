@@ -7,16 +7,8 @@
 # which the text, HTML and top show.
 # usage: stats_alike_test.sh --shim libpoolshim.so --program stats_alike_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_alike_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_alike_test: FAIL: $*" >&2; exit 1; }
+name=stats_alike_test
+source "$(dirname "$0")/stats_script_start.sh"
 dir=$(mktemp -d /tmp/poolshim-stats-alike-XXXXXX)
 held=""
 trap '[[ -n $held ]] && kill -9 "$held" 2>/dev/null; rm -rf "$dir"' EXIT

@@ -7,16 +7,8 @@
 # deeper than the most POOLSHIM_STATS_DEPTH keeps says so. The shallow site is never marked.
 # usage: stats_depth_test.sh --shim libpoolshim.so --program stats_deep_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_depth_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_depth_test: FAIL: $*" >&2; exit 1; }
+name=stats_depth_test
+source "$(dirname "$0")/stats_script_start.sh"
 dir=$(mktemp -d /tmp/poolshim-stats-depth-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 run() {  # run SUBDIR ENV... -- ARGS: the program with its stats file in $dir/SUBDIR

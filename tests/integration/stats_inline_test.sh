@@ -7,16 +7,8 @@
 # latter (2.40) names the innermost inlined frame by the enclosing symbol. Skipped (77) without it.
 # usage: stats_inline_test.sh --shim libpoolshim.so --program stats_inline_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_inline_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_inline_test: FAIL: $*" >&2; exit 1; }
+name=stats_inline_test
+source "$(dirname "$0")/stats_script_start.sh"
 addr2line=$(command -v llvm-addr2line || compgen -c llvm-addr2line- | sort -V | tail -1)
 if [[ -z $addr2line ]]; then
   echo "stats_inline_test: SKIP: no llvm-addr2line to compare with"

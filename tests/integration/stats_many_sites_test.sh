@@ -4,16 +4,8 @@
 # entries that collide fold into the shared counters without losing or doubling a count.
 # usage: stats_many_sites_test.sh --shim libpoolshim.so --program stats_many_sites_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_many_sites_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_many_sites_test: FAIL: $*" >&2; exit 1; }
+name=stats_many_sites_test
+source "$(dirname "$0")/stats_script_start.sh"
 dir=$(mktemp -d /tmp/poolshim-many-sites-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 out=$(env LD_PRELOAD="$shim" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$dir" "$program" 2>&1) || fail "program: $out"

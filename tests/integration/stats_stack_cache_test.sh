@@ -8,16 +8,8 @@
 #   the same stack pointer on what is left: the program must exit cleanly (no SIGSEGV).
 # usage: stats_stack_cache_test.sh --shim libpoolshim.so --program stats_stack_cache_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_stack_cache_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_stack_cache_test: FAIL: $*" >&2; exit 1; }
+name=stats_stack_cache_test
+source "$(dirname "$0")/stats_script_start.sh"
 dir=$(mktemp -d /tmp/poolshim-stats-cache-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 

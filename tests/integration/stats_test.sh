@@ -9,16 +9,8 @@
 # no stacks) and bad numbers; valid JSON from a program whose path is not UTF-8.
 # usage: stats_test.sh --shim libpoolshim.so --program stats_sites_program --stats poolshim-stats
 set -u
-shim="" program="" stats=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --shim) shim=$2; shift 2 ;;
-    --program) program=$2; shift 2 ;;
-    --stats) stats=$2; shift 2 ;;
-    *) echo "stats_test: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-fail() { echo "stats_test: FAIL: $*" >&2; exit 1; }
+name=stats_test
+source "$(dirname "$0")/stats_script_start.sh"
 dir=$(mktemp -d /tmp/poolshim-stats-XXXXXX)
 trap 'pkill -9 -f -- "$program --hold" 2>/dev/null; [[ -n ${holder:-} ]] && kill "$holder" 2>/dev/null; rm -rf "$dir"' EXIT
 # exec: run is only called in subshells ($(...) and &), so a background pid is the program itself.
