@@ -73,6 +73,28 @@ pid_t spawn_self(const std::vector<std::string>& args) {
   return posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), environ) == 0 ? pid : -1;
 }
 
+// The writer's side: the pattern copied into b on a stream held back behind a gate (the reader
+// opens it through fds[1] once its wait is queued), then the buffer's event recorded there.
+struct gated_write {
+  int fds[2] = {-1, -1};
+  float* pinned = nullptr;
+  cudaStream_t s = nullptr;
+  gate_arg g{-1};
+  void start(poolshim_buffer* b) {
+    EXPECT(pipe(fds) == 0, "pipe");
+    g.fd = fds[0];
+    std::vector<float> src(k_rows * k_cols);
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = pattern(i);
+    cudaMallocHost(reinterpret_cast<void**>(&pinned), k_bytes);
+    std::memcpy(pinned, src.data(), k_bytes);
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    EXPECT(cudaLaunchHostFunc(s, hold_until_reader, &g) == cudaSuccess, "the gate");
+    EXPECT(cudaMemcpyAsync(poolshim_buffer_data(b), pinned, k_bytes, cudaMemcpyHostToDevice, s) == cudaSuccess,
+           "the write");
+    EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
+  }
+};
+
 // The reader's side of a device buffer: its description, a device pointer here, its bytes as the
 // writer wrote them before its record (the writer's gate still shut when the copy is queued).
 void read_device_buffer(poolshim_buffer* b, int tell_writer) {
@@ -140,20 +162,10 @@ int channel() {
   EXPECT(poolshim_buffer_create("dev.ch.buf", "f32", 2, shape, POOLSHIM_BUFFER_DEVICE, 0, 0, &b) == POOLSHIM_OK,
          "a device buffer");
   if (b == nullptr) return 1;
-  int pipe_fds[2];
-  EXPECT(pipe(pipe_fds) == 0, "pipe");
-  std::vector<float> src(k_rows * k_cols);
-  for (std::size_t i = 0; i < src.size(); ++i) src[i] = pattern(i);
-  float* pinned = nullptr;
-  cudaMallocHost(reinterpret_cast<void**>(&pinned), k_bytes);
-  std::memcpy(pinned, src.data(), k_bytes);
-  cudaStream_t s = nullptr;
-  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-  gate_arg g{pipe_fds[0]};
-  EXPECT(cudaLaunchHostFunc(s, hold_until_reader, &g) == cudaSuccess, "the gate");
-  EXPECT(cudaMemcpyAsync(poolshim_buffer_data(b), pinned, k_bytes, cudaMemcpyHostToDevice, s) == cudaSuccess,
-         "the write");
-  EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
+  gated_write gw;
+  gw.start(b);
+  const int(&pipe_fds)[2] = gw.fds;
+  cudaStream_t s = gw.s;
   const pid_t r = spawn_self({"channel-reader", "dev.ch", std::to_string(pipe_fds[1])});
   EXPECT(r > 0, "spawn the reader");
   // Sent once the reader is attached (a send with no reader is refused, nothing sent).
@@ -172,7 +184,7 @@ int channel() {
   close(pipe_fds[0]);
   close(pipe_fds[1]);
   cudaStreamDestroy(s);
-  cudaFreeHost(pinned);
+  cudaFreeHost(gw.pinned);
   EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "the sender's close");
   EXPECT(poolshim_channel_close(w) == POOLSHIM_OK, "the writer closes (its hold ends)");
   poolshim_buffer* gone = nullptr;
@@ -218,20 +230,10 @@ int check() {
          "the creator's pointer is device memory on device 0");
 
   // The writer: its copy held back behind a gate the reader opens once its wait is queued.
-  int pipe_fds[2];
-  EXPECT(pipe(pipe_fds) == 0, "pipe");
-  std::vector<float> src(k_rows * k_cols);
-  for (std::size_t i = 0; i < src.size(); ++i) src[i] = pattern(i);
-  float* pinned = nullptr;
-  cudaMallocHost(reinterpret_cast<void**>(&pinned), k_bytes);
-  std::memcpy(pinned, src.data(), k_bytes);
-  cudaStream_t s = nullptr;
-  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-  gate_arg g{pipe_fds[0]};
-  EXPECT(cudaLaunchHostFunc(s, hold_until_reader, &g) == cudaSuccess, "the gate");
-  EXPECT(cudaMemcpyAsync(poolshim_buffer_data(b), pinned, k_bytes, cudaMemcpyHostToDevice, s) == cudaSuccess,
-         "the write");
-  EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
+  gated_write gw;
+  gw.start(b);
+  const int(&pipe_fds)[2] = gw.fds;
+  cudaStream_t s = gw.s;
   const pid_t r = spawn_self({"reader", "dev.a", std::to_string(pipe_fds[1])});
   EXPECT(r > 0, "spawn the reader");
   int st = 0;
@@ -256,7 +258,7 @@ int check() {
   // The creator's mapping survives the second reference's close (CUDA counts IPC opens).
   std::vector<float> back(k_rows * k_cols);
   EXPECT(cudaMemcpy(back.data(), poolshim_buffer_data(b), k_bytes, cudaMemcpyDeviceToHost) == cudaSuccess &&
-             std::memcmp(back.data(), src.data(), k_bytes) == 0,
+             std::memcmp(back.data(), gw.pinned, k_bytes) == 0,
          "the creator reads its buffer after another reference closed");
 
   poolshim_buffer_entry entries[16];
@@ -289,7 +291,7 @@ int check() {
            "the host buffer goes");
   }
   cudaStreamDestroy(s);
-  cudaFreeHost(pinned);
+  cudaFreeHost(gw.pinned);
   EXPECT(poolshim_buffer_unlink("dev.a", 0) == POOLSHIM_OK, "unlink");
   EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close");
   EXPECT(poolshim_buffer_open("dev.a", 0, &b) == POOLSHIM_ENOENT, "gone after unlink and close");
