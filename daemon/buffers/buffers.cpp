@@ -22,6 +22,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -845,6 +846,18 @@ int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uin
 
 constexpr std::size_t k_pooled_buffers = 4;  // a writer's large-message buffers kept for reuse
 
+void reclaim(poolshim_channel* c);
+
+// The daemon's region, in bytes (what no named buffer can exceed); 0 when it does not say.
+std::uint64_t region_bytes() {
+  proto::request q = proto::make_request(proto::op::stats, 0);
+  proto::reply r{};
+  const std::string keep = t_error;
+  const bool ok = exchange(q, &r, nullptr, "stats") == 0;
+  t_error = keep;
+  return ok ? proto::decode_status(r).region_bytes : 0;
+}
+
 // The writer lets go of idle pooled buffers (not being filled): the oldest one, or all of them.
 // Those still in flight stay alive through their holds until every reader has passed them. True if
 // any went.
@@ -867,7 +880,7 @@ bool drop_pooled(poolshim_channel* c, bool all) {
 // that every reader has passed, or one made for it, unlinked at once (readers open it by the
 // daemon's id). Null with the text set when there is no reader (no buffer made for nothing) or no
 // memory.
-poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* err) {
+poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int timeout_ms, int* err) {
   std::uint64_t low = 0;
   if (!poolshim::channel::lowest_tail(c->h, c->shape.max_readers, &low)) {
     *err = send_outcome(c, poolshim::channel::result::no_reader, "");
@@ -898,8 +911,25 @@ poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int* er
   const std::uint64_t shape[1] = {bytes};
   poolshim_buffer* b = nullptr;
   int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
-  if (e == POOLSHIM_ENOMEM && drop_pooled(c, /*all=*/true))  // the pool's idle buffers go first
-    e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
+  if (e == POOLSHIM_ENOMEM) {
+    // Back-pressure from the region: wait (up to the timeout) for memory to come back, as readers
+    // pass what was sent before; the pool's idle buffers go first. A message larger than the whole
+    // region never fits: refused at once.
+    const auto until = deadline(timeout_ms);
+    const bool could_fit = bytes <= region_bytes();
+    for (int round = 0; e == POOLSHIM_ENOMEM && could_fit; ++round) {
+      reclaim(c);
+      drop_pooled(c, /*all=*/true);
+      e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
+      if (e != POOLSHIM_ENOMEM) break;
+      if (std::chrono::steady_clock::now() >= until) {
+        *err = fail(POOLSHIM_ETIMEDOUT, "send on '" + c->name + "': a message of " + std::to_string(bytes) +
+                                            " bytes: no room in the daemon's region in time (readers are behind)");
+        return nullptr;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(round < 10 ? 1 : 10));
+    }
+  }
   if (e != 0) {
     const std::string why = t_error;
     *err = fail(e, "send on '" + c->name + "': a message of " + std::to_string(bytes) + " bytes: " + why);
@@ -939,7 +969,7 @@ int send_and_close(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
 int send_promoted(poolshim_channel* c, const void* const* parts, const std::size_t* sizes, std::size_t n,
                   std::size_t bytes, int timeout_ms) {
   int err = 0;
-  poolshim_buffer* b = promoted_buffer(c, bytes, &err);
+  poolshim_buffer* b = promoted_buffer(c, bytes, timeout_ms, &err);
   if (b == nullptr) return err;
   auto* out = static_cast<unsigned char*>(b->data);
   for (std::size_t i = 0; i < n; ++i) {
@@ -997,7 +1027,7 @@ int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** wher
   reclaim(c);
   if (sizeof(ch::record_head) + ch::round8(bytes) > c->shape.capacity / 2) {
     int err = 0;
-    c->res_buffer = promoted_buffer(c, bytes, &err);
+    c->res_buffer = promoted_buffer(c, bytes, timeout_ms, &err);
     if (c->res_buffer == nullptr) return err;
     *where = c->res_buffer->data;
   } else {

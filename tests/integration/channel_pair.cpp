@@ -13,16 +13,19 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "poolshim/channel.h"
@@ -209,6 +212,50 @@ void check_reserve_and_take() {
   poolshim_channel_close(r);
 }
 
+// Back-pressure from the daemon's region (128 MiB here): a large message waits for room, up to
+// its timeout, while readers hold what was sent before, and goes once a reader lets go.
+void check_region_full() {
+  poolshim_channel* w = nullptr;
+  poolshim_channel* r = nullptr;
+  EXPECT(poolshim_channel_create("ch.full", 64 * 1024, 1, 0, &w) == POOLSHIM_OK, "create ch.full");
+  EXPECT(poolshim_channel_open("ch.full", 0, &r) == POOLSHIM_OK, "open ch.full");
+  if (w == nullptr || r == nullptr) return;
+  const std::size_t big = std::size_t{48} << 20;  // 6 slabs of 8 MiB: two fit in 128 MiB, three do not
+  std::vector<unsigned char> a(big, 0xa1), b(big, 0xb2), c(big, 0xc3);
+  const void* p = nullptr;
+  std::size_t bytes = 0;
+  EXPECT(poolshim_channel_send(w, a.data(), big, 5000) == POOLSHIM_OK, "the first 48 MiB");
+  EXPECT(poolshim_channel_recv(r, &p, &bytes, 5000) == POOLSHIM_OK && bytes == big, "received, held");
+  EXPECT(poolshim_channel_send(w, b.data(), big, 5000) == POOLSHIM_OK, "the second 48 MiB");
+  double t0 = now_us();
+  EXPECT(poolshim_channel_send(w, c.data(), big, 300) == POOLSHIM_ETIMEDOUT &&
+             std::strstr(poolshim_buffer_error(), "no room in the daemon's region") != nullptr,
+         "a third, with the region full: it waits, then times out (nothing sent)");
+  const double waited = (now_us() - t0) / 1e3;
+  EXPECT(waited >= 250, "it waited for room (%.0f ms of a 300 ms timeout)", waited);
+  t0 = now_us();
+  std::thread reader([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    poolshim_channel_release(r);  // the first message's memory can go now
+  });
+  EXPECT(poolshim_channel_send(w, c.data(), big, 10000) == POOLSHIM_OK, "a third, once the reader let go");
+  const double ms = (now_us() - t0) / 1e3;
+  reader.join();
+  EXPECT(ms >= 150, "it went when the reader let go (after %.0f ms)", ms);
+  std::printf(
+      "channel: a 48 MiB message into a full region went %.0f ms after its start, when a reader let go "
+      "(200 ms)\n",
+      ms);
+  for (const std::vector<unsigned char>* m : {&b, &c}) {
+    EXPECT(poolshim_channel_recv(r, &p, &bytes, 5000) == POOLSHIM_OK && bytes == big &&
+               std::memcmp(p, m->data(), big) == 0,
+           "the waiting messages arrive whole, in order");
+    poolshim_channel_release(r);
+  }
+  poolshim_channel_close(r);
+  poolshim_channel_close(w);
+}
+
 int check() {
   poolshim_channel* w = nullptr;
   EXPECT(poolshim_channel_create("ch.bad", 5000, 2, 0, &w) == POOLSHIM_EINVAL, "a capacity not a power of two");
@@ -280,15 +327,19 @@ int check() {
                  std::memcmp(p, big.data(), bytes) == 0,
              "it arrives whole (%zu bytes)", bytes);
       poolshim_channel_release(br);
-      std::vector<unsigned char> huge(std::size_t{300} << 20);
-      EXPECT(poolshim_channel_send(bw, huge.data(), huge.size(), 1000) == POOLSHIM_ENOMEM &&
+      // 300 MiB never touched (mapped, not written: it is refused before a byte is read).
+      const std::size_t huge = std::size_t{300} << 20;
+      void* untouched = mmap(nullptr, huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      EXPECT(untouched != MAP_FAILED && poolshim_channel_send(bw, untouched, huge, 1000) == POOLSHIM_ENOMEM &&
                  std::strstr(poolshim_buffer_error(), "314572800 bytes") != nullptr,
-             "a message larger than the region (256 MiB)");
+             "a message larger than the region (128 MiB)");
+      if (untouched != MAP_FAILED) munmap(untouched, huge);
     }
     if (br != nullptr) poolshim_channel_close(br);
     if (bw != nullptr) poolshim_channel_close(bw);
   }
   check_reserve_and_take();
+  check_region_full();
   poolshim_channel* reuse = nullptr;
   EXPECT(poolshim_channel_create("ch.test", 4096, 1, 0, &reuse) == POOLSHIM_OK,
          "the name is free again once the writer closed");

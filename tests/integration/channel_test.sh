@@ -17,7 +17,7 @@ done
 fail() { echo "channel_test: FAIL: $*" >&2; exit 1; }
 
 source "$(dirname "$0")/private_daemon.sh"
-start_private_daemon "$daemon" channels --region 256M --slab 16M
+start_private_daemon "$daemon" channels --region 128M --slab 8M
 "$pair" check || { cat "$dir/daemon.log"; fail "channel_pair check"; }
 "$pair" death || { cat "$dir/daemon.log"; fail "channel_pair death"; }
 # A daemon restart: the processes already attached keep their channel (their shared mapping).
