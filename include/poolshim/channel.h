@@ -11,10 +11,12 @@
  * place (no copy) and stays valid until poolshim_channel_release. poolshim_channel_reserve gives the writer the place
  * itself (no copy on either side), and a named buffer, host or device, can be sent by reference
  * (poolshim_channel_send_buffer). Back-pressure: a send waits (up to its timeout) while the slowest attached reader has
- * not released enough room; nothing is ever dropped. Waits spin briefly, then sleep on a futex. A reader that dies
- * frees its slot at once (the daemon sees the exit); a writer that closes or dies is seen by its readers once they have
- * read what it sent. A daemon restart: the processes already attached keep their channel (the ring is their shared
- * mapping) and go on, but a peer's death is no longer reported to them, and the new daemon does not know the name.
+ * not released enough room in the ring, or, for a large message, while the daemon's region has no room for its buffer;
+ * nothing is ever dropped (a message larger than the whole region is refused at once). Waits spin briefly, then sleep
+ * on a futex. A reader that dies frees its slot at once (the daemon sees the exit); a writer that closes or dies is
+ * seen by its readers once they have read what it sent. A daemon restart: the processes already attached keep their
+ * channel (the ring is their shared mapping) and go on, but a peer's death is no longer reported to them, and the new
+ * daemon does not know the name.
  *
  * Every call returns 0 or a negative POOLSHIM_E* code; poolshim_buffer_error() says why. */
 #ifndef POOLSHIM_CHANNEL_H
