@@ -214,8 +214,10 @@ if(POOLSHIM_BUNDLE_ACTION STREQUAL "assemble")
     endif()
   endforeach()
   _bundle_copy("${POOLSHIM_SOURCE_DIR}/tests/sim/driver_call_logger/call_map.py" "${B}/tests")
-  # Sourced by bundled test scripts (buffers_test.sh): it travels beside them.
+  # Sourced or run by bundled test scripts (buffers_test.sh, stats_test.sh): they travel beside them.
   _bundle_copy("${POOLSHIM_SOURCE_DIR}/tests/integration/private_daemon.sh" "${B}/tests")
+  _bundle_copy("${POOLSHIM_SOURCE_DIR}/tests/integration/stats_script_start.sh" "${B}/tests")
+  _bundle_copy("${POOLSHIM_SOURCE_DIR}/tests/integration/stats_header.py" "${B}/tests")
   _bundle_copy("${POOLSHIM_SOURCE_DIR}/tests/sim/fixtures/driver_call_map.txt" "${B}/tests/fixtures")
 
   # Every ctest labelled gpu, as ctest itself reports it (so tests added anywhere are included).
