@@ -24,11 +24,9 @@ Prints a table per part; exit 77 without numpy or zmq.
 import argparse
 import mmap
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,18 +226,14 @@ def finish(p):
     return [(figures[2 * i], figures[2 * i + 1]) for i in range(len(figures) // 2)]
 
 
-tmp = tempfile.mkdtemp(prefix="poolshim-chbench-")
-os.chmod(tmp, 0o700)
-os.environ["POOLSHIM_SOCKET"] = os.path.join(tmp, "poolshimd.sock")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from check_helpers import PrivateDaemon  # noqa: E402
+
 region = max(1024, args.handoff_mib + 256)
-daemon = subprocess.Popen([args.daemon, "--socket", os.environ["POOLSHIM_SOCKET"], "--region", f"{region}M",
-                           "--slab", "16M"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+daemon = PrivateDaemon(args.daemon, "poolshim-chbench-", "--region", f"{region}M", "--slab", "16M", log=False)
+tmp = daemon.dir  # the ZeroMQ endpoints, the Unix socket, the .npy file and the slot go there too
 parts = args.parts.split(",")
 try:
-    for _ in range(500):
-        if subprocess.run([args.daemon, "--status"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.01)
     payloads = {size: np.zeros(size, np.uint8) for size in SIZES}
 
     def pace(size, t0):
@@ -464,6 +458,4 @@ try:
             print(f"  {name:<8} {r:>8.0f} round trips/s")
         print(f"  channel / zmq: {res['channel'] / res['zmq']:.1f}x")
 finally:
-    daemon.kill()
-    daemon.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+    daemon.stop()

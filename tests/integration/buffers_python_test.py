@@ -8,49 +8,24 @@ holder's kill -9 ending its reference at once (timed).
 usage: buffers_python_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
 Run with Debian's python3 (numpy from python3-numpy). "FAIL: ..." and exit 1 on a failed check.
 """
-import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--daemon", required=True)
-ap.add_argument("--lib", required=True)
-ap.add_argument("--package", required=True)
-args = ap.parse_args()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_helpers import PrivateDaemon, check, failures, package_test, raises  # noqa: E402
 
-try:
-    import numpy as np
-except ImportError:
-    print("buffers_python_test: no numpy for this python3 (apt-get install python3-numpy): skipped")
-    sys.exit(77)
-
-os.environ["POOLSHIM_BUFFERS_LIB"] = args.lib
-sys.path.insert(0, args.package)
+args = package_test("buffers_python_test")
+import numpy as np  # noqa: E402
 import poolshim  # noqa: E402
 from poolshim import Buffer  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_helpers import check, failures, raises  # noqa: E402
 
-
-tmpdir = tempfile.mkdtemp(prefix="poolshim-pybuf-")
-os.chmod(tmpdir, 0o700)
-sock = os.path.join(tmpdir, "poolshimd.sock")
-os.environ["POOLSHIM_SOCKET"] = sock
-log = open(os.path.join(tmpdir, "daemon.log"), "w")
-daemon = subprocess.Popen([args.daemon, "--socket", sock, "--region", "256M", "--slab", "16M", "--fill-threads", "1"],
-                          stdout=log, stderr=subprocess.STDOUT)
+daemon = PrivateDaemon(args.daemon, "poolshim-pybuf-", "--region", "256M", "--slab", "16M", "--fill-threads", "1")
 child = None
 try:
-    for _ in range(250):
-        if os.path.exists(sock) and subprocess.run([args.daemon, "--status"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.02)
 
     # A second process: opens by name, checks through numpy and from_dlpack, writes back.
     reader = f"""
@@ -140,7 +115,7 @@ except InvalidArgument as e:
               "listed as a device buffer on the daemon's device 0")
         raises(poolshim.InvalidArgument, lambda: Buffer.open("kv", device="cpu"), "open a device buffer as cpu")
         Buffer.unlink("kv")
-    st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+    st = daemon.status()
     check("device_lent_bytes=0" in st, "the device buffer is freed after unlink and close")
     raises(poolshim.OutOfMemory, lambda: Buffer.create("t", 1 << 30, "uint8"), "more than the region")
 
@@ -157,12 +132,12 @@ time.sleep(60)
     check(child.stdout.readline().strip() == "held", "a holder process opened it")
     Buffer.unlink("frames")
     check(refs() == [], "unlinked: the name is gone from the list")
-    st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+    st = daemon.status()
     check("named_bytes=16777216" in st, "the memory stays while the holder lives")
     t0 = time.monotonic()
     child.send_signal(signal.SIGKILL)
     child.wait()
-    while "named_bytes=0" not in subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout:
+    while "named_bytes=0" not in daemon.status():
         if time.monotonic() - t0 > 2:
             break
         time.sleep(0.002)
@@ -172,10 +147,7 @@ time.sleep(60)
 finally:
     if child is not None:
         child.kill()
-    daemon.kill()
-    daemon.wait()
-    log.close()
-    shutil.rmtree(tmpdir, ignore_errors=True)
+    daemon.stop()
 
 print("buffers_python_test: " + ("OK" if not failures else f"FAILED ({len(failures)})"))
 sys.exit(1 if failures else 0)

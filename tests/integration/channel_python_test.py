@@ -7,32 +7,18 @@ reference (host and, on the simulator's device, device ones), and reservations f
 usage: channel_python_test.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
 "FAIL: ..." and exit 1 on a failed check; 77 (skipped) without numpy.
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--daemon", required=True)
-ap.add_argument("--lib", required=True)
-ap.add_argument("--package", required=True)
-args = ap.parse_args()
-try:
-    import numpy as np
-except ImportError:
-    print("channel_python_test: no numpy for this python3 (apt-get install python3-numpy): skipped")
-    sys.exit(77)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_helpers import PrivateDaemon, check, failures, package_test, raises  # noqa: E402
 
-os.environ["POOLSHIM_BUFFERS_LIB"] = args.lib
-sys.path.insert(0, args.package)
+args = package_test("channel_python_test")
+import numpy as np  # noqa: E402
 import poolshim  # noqa: E402
 from poolshim import Channel  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_helpers import check, failures, raises  # noqa: E402
 
 
 READER = r"""
@@ -56,19 +42,9 @@ with Channel.open("py.ch") as ch:
         print("closed:", e)
 """
 
-tmp = tempfile.mkdtemp(prefix="poolshim-pych-")
-os.chmod(tmp, 0o700)
-sock = os.path.join(tmp, "poolshimd.sock")
-os.environ["POOLSHIM_SOCKET"] = sock
-log = open(os.path.join(tmp, "daemon.log"), "w")
-daemon = subprocess.Popen([args.daemon, "--socket", sock, "--region", "256M", "--slab", "16M"], stdout=log,
-                          stderr=subprocess.STDOUT)
+daemon = PrivateDaemon(args.daemon, "poolshim-pych-", "--region", "256M", "--slab", "16M")
 readers = []
 try:
-    for _ in range(500):
-        if subprocess.run([args.daemon, "--status"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.01)
     with Channel.create("py.ch", readers=2, capacity=1 << 16) as w:
         raises(poolshim.NoReader, lambda: w.send(b"nobody"), "a send with no reader attached")
         raises(poolshim.InvalidArgument, lambda: Channel.create("py/ch"), "a '/' in the name")
@@ -79,7 +55,7 @@ try:
             check(p.stdout.readline().strip() == "ready", "a reader process attached")
             readers.append(p)
         raises(poolshim.QuotaExceeded, lambda: Channel.open("py.ch"), "a third reader of two at most")
-        listing = subprocess.run([args.daemon, "--list"], capture_output=True, text=True).stdout
+        listing = daemon.run("--list").stdout
         rows = [l.split() for l in listing.splitlines() if l.startswith("py.ch ")]
         check(rows and rows[0][1:6] == ["open", "2/2", "65536", "0", "0"] and rows[0][6] == str(os.getpid()),
               f"poolshimd --list shows the channel (writer open, 2/2 readers, 64 KiB, no backlog, nothing held): "
@@ -129,7 +105,7 @@ try:
         print(f"64 MiB buffer handed from writer to reader by reference (send, recv, first view): {handoff:.3f} ms")
 
         def held():
-            st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+            st = daemon.status()
             line = [l for l in st.splitlines() if l.startswith("channel name=py.ref ")]
             return line[0].split("held_bytes=")[1].split()[0] if line else None
 
@@ -201,15 +177,12 @@ try:
                       f"a device buffer by reference: {m.device} {m.shape} {m.dtype} {cai}")
                 b.wait(0)
             b.close()
-    st = subprocess.run([args.daemon, "--status"], capture_output=True, text=True).stdout
+    st = daemon.status()
     check("named_bytes=0" in st or "named_bytes=0\n" in st, f"the buffer is freed: {st.splitlines()[0]}")
 finally:
     for p in readers:
         p.kill()
-    daemon.kill()
-    daemon.wait()
-    log.close()
-    shutil.rmtree(tmp, ignore_errors=True)
+    daemon.stop()
 
 print("channel_python_test: " + ("OK" if not failures else f"FAILED ({len(failures)})"))
 sys.exit(1 if failures else 0)
