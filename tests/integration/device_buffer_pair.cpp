@@ -93,6 +93,16 @@ struct gated_write {
            "the write");
     EXPECT(poolshim_buffer_record(b, s) == POOLSHIM_OK, "record");
   }
+  // Waits for the reader process, then opens the gate whatever it did and lets the write finish.
+  void finish(pid_t reader) {
+    int st = 0;
+    if (reader > 0) waitpid(reader, &st, 0);
+    EXPECT(reader > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader (its FAIL lines above)");
+    (void)!write(fds[1], "x", 1);
+    EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the writer's stream");
+    close(fds[0]);
+    close(fds[1]);
+  }
 };
 
 // The reader's side of a device buffer: its description, a device pointer here, its bytes as the
@@ -164,9 +174,7 @@ int channel() {
   if (b == nullptr) return 1;
   gated_write gw;
   gw.start(b);
-  const int(&pipe_fds)[2] = gw.fds;
-  cudaStream_t s = gw.s;
-  const pid_t r = spawn_self({"channel-reader", "dev.ch", std::to_string(pipe_fds[1])});
+  const pid_t r = spawn_self({"channel-reader", "dev.ch", std::to_string(gw.fds[1])});
   EXPECT(r > 0, "spawn the reader");
   // Sent once the reader is attached (a send with no reader is refused, nothing sent).
   int rc = POOLSHIM_ENOREADER;
@@ -176,14 +184,8 @@ int channel() {
   }
   EXPECT(rc == POOLSHIM_OK, "send the device buffer by reference (%s)", poolshim_buffer_error());
   EXPECT(poolshim_buffer_unlink("dev.ch.buf", 0) == POOLSHIM_OK, "the sender unlinks its name at once");
-  int st = 0;
-  if (r > 0) waitpid(r, &st, 0);
-  EXPECT(r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader (its FAIL lines above)");
-  (void)!write(pipe_fds[1], "x", 1);  // the gate opens whatever the reader did
-  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the writer's stream");
-  close(pipe_fds[0]);
-  close(pipe_fds[1]);
-  cudaStreamDestroy(s);
+  gw.finish(r);
+  cudaStreamDestroy(gw.s);
   cudaFreeHost(gw.pinned);
   EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "the sender's close");
   EXPECT(poolshim_channel_close(w) == POOLSHIM_OK, "the writer closes (its hold ends)");
@@ -232,17 +234,9 @@ int check() {
   // The writer: its copy held back behind a gate the reader opens once its wait is queued.
   gated_write gw;
   gw.start(b);
-  const int(&pipe_fds)[2] = gw.fds;
-  cudaStream_t s = gw.s;
-  const pid_t r = spawn_self({"reader", "dev.a", std::to_string(pipe_fds[1])});
+  const pid_t r = spawn_self({"reader", "dev.a", std::to_string(gw.fds[1])});
   EXPECT(r > 0, "spawn the reader");
-  int st = 0;
-  if (r > 0) waitpid(r, &st, 0);
-  EXPECT(r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader (its FAIL lines above)");
-  (void)!write(pipe_fds[1], "x", 1);  // the gate opens whatever the reader did
-  EXPECT(cudaStreamSynchronize(s) == cudaSuccess, "the writer's stream");
-  close(pipe_fds[0]);
-  close(pipe_fds[1]);
+  gw.finish(r);
 
   // Open on another device: refused, with where it lives.
   poolshim_buffer* other = nullptr;
@@ -285,12 +279,12 @@ int check() {
     EXPECT(cudaMemcpy(ha.devicePointer, bytes_in.data(), 4096, cudaMemcpyHostToDevice) == cudaSuccess &&
                std::memcmp(poolshim_buffer_data(h), bytes_in.data(), 4096) == 0,
            "a copy through its device mapping lands in the buffer");
-    EXPECT(poolshim_buffer_record(h, s) == POOLSHIM_EINVAL, "record on a host buffer");
+    EXPECT(poolshim_buffer_record(h, gw.s) == POOLSHIM_EINVAL, "record on a host buffer");
     EXPECT(poolshim_buffer_open_on("host.a", 0, 0, &other) == POOLSHIM_EINVAL, "open_on a device: a host buffer");
     EXPECT(poolshim_buffer_close(h) == POOLSHIM_OK && poolshim_buffer_unlink("host.a", 0) == POOLSHIM_OK,
            "the host buffer goes");
   }
-  cudaStreamDestroy(s);
+  cudaStreamDestroy(gw.s);
   cudaFreeHost(gw.pinned);
   EXPECT(poolshim_buffer_unlink("dev.a", 0) == POOLSHIM_OK, "unlink");
   EXPECT(poolshim_buffer_close(b) == POOLSHIM_OK, "close");
