@@ -386,7 +386,7 @@ poolshim_buffer* acquire(const proto::request& q, const std::string& what, proto
   if (q.op == static_cast<std::uint16_t>(proto::op::buffer_create))
     b->id = r->val[3];
   else
-    std::memcpy(&b->id, r->payload + proto::k_name_size + proto::k_uuid_size, sizeof b->id);
+    std::memcpy(&b->id, r->payload + proto::k_open_reply_id, sizeof b->id);
   b->bytes = q.op == static_cast<std::uint16_t>(proto::op::buffer_create) ? q.arg[0] : r->val[1];
   const bool create = q.op == static_cast<std::uint16_t>(proto::op::buffer_create);
   const std::uint64_t kind = (create ? q.arg[1] : r->val[2]) & proto::k_buffer_kind_mask;
@@ -661,8 +661,7 @@ struct poolshim_channel {
   int slot = -1;           // reader slot; -1: the writer
   std::uint64_t next = 0;  // a reader's position after the message it holds (0: none held)
   std::string name;
-  unsigned flags = 0;          // its namespace (POOLSHIM_BUFFER_SHARED): a promoted message's buffer's too
-  std::uint64_t promoted = 0;  // messages sent through a buffer of their own so far
+  unsigned flags = 0;  // its namespace (POOLSHIM_BUFFER_SHARED): a promoted message's buffer's too
   std::chrono::microseconds spin = poolshim::channel::k_spin;  // how long a wait spins before it sleeps
   // The writer: buffers sent by reference, each held (a reference without the memory: the
   // daemon's ref id) until every attached reader has passed its record (end), so that a sender's
@@ -697,8 +696,8 @@ int map_channel(int fd, poolshim_channel* c) {
     close(fd);
     return fail(POOLSHIM_EIO, "the channel's memfd has no size");
   }
-  // Populated now: a message's bytes then never wait for this process's page faults (a 1 MiB record
-  // on fresh pages would take 256 of them, on each side).
+  // Its page tables filled now: reading a record never faults here (a 1 MiB record spans 256 pages).
+  // The first write to each page still costs; the writer's create pays that once (below).
   void* p =
       mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   close(fd);
@@ -839,8 +838,7 @@ int hold_reference(const poolshim_channel* c, const poolshim_buffer* b, std::uin
   proto::reply r{};
   if (const int e = exchange(q, &r, nullptr, std::string("hold '") + b->info.name + "'"); e != 0) return e;
   *ref = r.val[0];
-  if (refs != nullptr)
-    std::memcpy(refs, r.payload + proto::k_name_size + proto::k_uuid_size + sizeof(std::uint64_t), sizeof *refs);
+  if (refs != nullptr) std::memcpy(refs, r.payload + proto::k_open_reply_refs, sizeof *refs);
   return 0;
 }
 
@@ -907,7 +905,6 @@ poolshim_buffer* promoted_buffer(poolshim_channel* c, std::size_t bytes, int tim
   // One counter for the process: two channels' buffers never meet under one name.
   static std::atomic<std::uint64_t> made{0};
   const std::string name = "poolshim.ch." + std::to_string(getpid()) + "." + std::to_string(++made);
-  ++c->promoted;
   const std::uint64_t shape[1] = {bytes};
   poolshim_buffer* b = nullptr;
   int e = poolshim_buffer_create(name.c_str(), "u8", 1, shape, POOLSHIM_BUFFER_HOST, -1, c->flags, &b);
@@ -960,7 +957,7 @@ void put_back(poolshim_channel* c, poolshim_buffer* b, std::uint64_t end) {
 }
 
 // Sends a promoted message's buffer by reference, then puts it back.
-int send_and_close(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
+int send_and_put_back(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
   const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
   put_back(c, b, rc == 0 && !c->outstanding.empty() ? c->outstanding.back().first : 0);
   return rc;
@@ -976,7 +973,7 @@ int send_promoted(poolshim_channel* c, const void* const* parts, const std::size
     if (sizes[i] != 0) std::memcpy(out, parts[i], sizes[i]);
     out += sizes[i];
   }
-  return send_and_close(c, b, timeout_ms);
+  return send_and_put_back(c, b, timeout_ms);
 }
 
 // The writer lets go of the buffers every attached reader has passed.

@@ -1338,9 +1338,9 @@ proto::reply server::open_buffer(client& c, const proto::request& q, int* fd_out
   r.val[5] = static_cast<std::uint64_t>(b.creator_pid);
   std::memcpy(r.payload, b.shape.data(), sizeof b.shape);
   std::memcpy(r.payload + proto::k_name_size, b.device_uuid, sizeof b.device_uuid);
-  std::memcpy(r.payload + proto::k_name_size + proto::k_uuid_size, &found, sizeof found);
+  std::memcpy(r.payload + proto::k_open_reply_id, &found, sizeof found);
   const std::uint64_t refs = b.refs;
-  std::memcpy(r.payload + proto::k_name_size + proto::k_uuid_size + sizeof found, &refs, sizeof refs);
+  std::memcpy(r.payload + proto::k_open_reply_refs, &refs, sizeof refs);
   return r;
 }
 

@@ -265,7 +265,7 @@ std::size_t reply_payload_bytes(op o) noexcept {
       return 2 * sizeof(std::uint64_t);
     case op::buffer_open:
       // The shape; the device's UUID; the buffer's id; its references.
-      return k_name_size + k_uuid_size + 2 * sizeof(std::uint64_t);
+      return k_open_reply_refs + sizeof(std::uint64_t);
     case op::buffer_list:
       return k_name_size + k_uuid_size;  // the name; the device's UUID
     case op::buffer_handles:

@@ -30,6 +30,10 @@ inline constexpr std::uint64_t k_max_lease_bytes = std::uint64_t{1} << 40;  // s
 // element's size is the buffer's bytes (no overflow). Kinds and flags share arg1.
 inline constexpr std::size_t k_name_size = 64;
 inline constexpr std::size_t k_max_dims = 8;
+// buffer_open's reply payload: [0,64) the shape, [64,80) the device's UUID, then the daemon's id of
+// the buffer and its references now (each a u64).
+inline constexpr std::size_t k_open_reply_id = k_name_size + k_uuid_size;
+inline constexpr std::size_t k_open_reply_refs = k_open_reply_id + sizeof(std::uint64_t);
 enum class buffer_kind : std::uint8_t { host = 1, device = 2 };
 inline constexpr std::uint64_t k_buffer_kind_mask = 0xff;
 inline constexpr std::uint64_t k_buffer_shared = std::uint64_t{1} << 8;  // the shared namespace (any uid)
