@@ -959,7 +959,7 @@ void put_back(poolshim_channel* c, poolshim_buffer* b, std::uint64_t end) {
 // Sends a promoted message's buffer by reference, then puts it back.
 int send_and_put_back(poolshim_channel* c, poolshim_buffer* b, int timeout_ms) {
   const int rc = poolshim_channel_send_buffer(c, b, nullptr, 0, timeout_ms);
-  put_back(c, b, rc == 0 && !c->outstanding.empty() ? c->outstanding.back().first : 0);
+  put_back(c, b, rc == 0 ? c->outstanding.back().first : 0);  // a send leaves its hold last
   return rc;
 }
 
@@ -1008,8 +1008,7 @@ int poolshim_channel_sendv(poolshim_channel* c, const void* const* parts, const 
   }
   // A message larger than half the ring goes into a named buffer of exactly its size, made for it,
   // and the ring carries the reference: no size limit but the region's.
-  if (sizeof(ch::record_head) + ch::round8(bytes) > c->shape.capacity / 2)
-    return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
+  if (!ch::fits_inline(c->shape, bytes)) return send_promoted(c, parts, sizes, n, bytes, timeout_ms);
   return send_outcome(
       c, ch::send(c->h, c->shape, c->data, parts, sizes, n, deadline(timeout_ms), ch::record_data, nullptr, c->spin),
       std::to_string(bytes) + " bytes is more than half the ring (" + std::to_string(c->shape.capacity) + ")");
@@ -1022,7 +1021,7 @@ int poolshim_channel_reserve(poolshim_channel* c, std::size_t bytes, void** wher
   *where = nullptr;
   if (const int e = no_reservation(c); e != 0) return e;
   reclaim(c);
-  if (sizeof(ch::record_head) + ch::round8(bytes) > c->shape.capacity / 2) {
+  if (!ch::fits_inline(c->shape, bytes)) {
     int err = 0;
     c->res_buffer = promoted_buffer(c, bytes, timeout_ms, &err);
     if (c->res_buffer == nullptr) return err;
@@ -1057,7 +1056,7 @@ int poolshim_channel_commit(poolshim_channel* c, int timeout_ms) {
     return rc;
   }
   c->res_buffer = nullptr;
-  put_back(c, b, c->outstanding.empty() ? 0 : c->outstanding.back().first);
+  put_back(c, b, c->outstanding.back().first);  // a send leaves its hold last
   return 0;
 }
 

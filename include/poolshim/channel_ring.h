@@ -184,6 +184,12 @@ inline std::uint64_t backlog(const header* h, std::uint32_t max_readers) {
   return lowest_tail(h, max_readers, &low) && head > low ? head - low : 0;
 }
 
+// Whether a message of `bytes` goes inline: its record (head and padded payload) takes at most half
+// the ring. A larger one travels apart (a buffer of its own, by reference).
+inline bool fits_inline(shape sh, std::uint64_t bytes) {
+  return bytes <= UINT32_MAX && sizeof(record_head) + round8(bytes) <= sh.capacity / 2;
+}
+
 // A reservation: where the payload goes, and what publish needs.
 struct reservation {
   unsigned char* payload = nullptr;
@@ -198,7 +204,7 @@ inline result reserve(header* h, shape sh, unsigned char* data, std::uint64_t by
                       std::chrono::microseconds spin = k_spin) {
   const std::uint64_t cap = sh.capacity;
   const std::uint64_t rec = sizeof(record_head) + round8(bytes);
-  if (rec > cap / 2 || bytes > UINT32_MAX) return result::too_large;
+  if (!fits_inline(sh, bytes)) return result::too_large;
   const std::uint64_t head = h->head.load(std::memory_order_relaxed);  // only the writer moves it
   const std::uint64_t pos = head % cap;
   const std::uint64_t room_to_end = cap - pos;
