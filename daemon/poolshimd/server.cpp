@@ -716,20 +716,8 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       for (const auto& [id, ch] : channels_) {
         if (c.uid != 0 && !ch.shared && ch.uid != c.uid) continue;
         if (n-- != 0) continue;
-        const auto* h = static_cast<const channel::header*>(ch.map);
-        proto::channel_entry e;
-        std::memcpy(e.name, ch.name.data(), std::min(ch.name.size(), proto::k_name_size));
-        e.capacity = ch.capacity;
-        e.max_readers = ch.max_readers;
-        e.shared = ch.shared;
-        e.writer_state = h->writer.load(std::memory_order_acquire);
-        e.readers = channel::attached_readers(h, ch.max_readers);
-        e.backlog = channel::backlog(h, ch.max_readers);
-        e.writer_pid = h->writer_pid;
-        e.messages = h->messages.load(std::memory_order_relaxed);
-        e.held_bytes = ch.held_bytes;
         proto::reply r = proto::make_reply(q, status::ok);
-        proto::encode_channel_entry(e, &r);
+        proto::encode_channel_entry(listing_of(ch), &r);
         return r;
       }
       return proto::make_reply(q, status::not_found);
@@ -1060,10 +1048,8 @@ std::string server::metrics_text() const {
   std::string ch_lines[k_channel_families];
   for (const auto& [id, ch] : channels_) {
     if (!ch.shared && !options_.metrics_clients) continue;
-    const auto* h = static_cast<const channel::header*>(ch.map);
-    const std::uint64_t values[k_channel_families] = {
-        channel::attached_readers(h, ch.max_readers), channel::backlog(h, ch.max_readers),
-        h->messages.load(std::memory_order_relaxed), ch.capacity, ch.held_bytes};
+    const proto::channel_entry e = listing_of(ch);
+    const std::uint64_t values[k_channel_families] = {e.readers, e.backlog, e.messages, e.capacity, e.held_bytes};
     const std::string labels = "{name=\"" + label(ch.name) + "\",owner_uid=\"" + std::to_string(ch.uid) +
                                "\",namespace=\"" + (ch.shared ? "shared" : "uid") + "\"} ";
     for (int k = 0; k < k_channel_families; ++k)
@@ -1355,6 +1341,22 @@ void server::drop_reference(std::uint64_t buffer) {
     b.unlinked = true;
   }
   if (b.refs == 0 && b.unlinked) free_buffer(buffer);
+}
+
+proto::channel_entry server::listing_of(const channel_entry& ch) {
+  const auto* h = static_cast<const channel::header*>(ch.map);
+  proto::channel_entry e;
+  std::memcpy(e.name, ch.name.data(), std::min(ch.name.size(), proto::k_name_size));
+  e.capacity = ch.capacity;
+  e.max_readers = ch.max_readers;
+  e.shared = ch.shared;
+  e.writer_state = h->writer.load(std::memory_order_acquire);
+  e.readers = channel::attached_readers(h, ch.max_readers);
+  e.backlog = channel::backlog(h, ch.max_readers);
+  e.writer_pid = h->writer_pid;
+  e.messages = h->messages.load(std::memory_order_relaxed);
+  e.held_bytes = ch.held_bytes;
+  return e;
 }
 
 void server::end_buffer_ref(const buffer_ref& r) {

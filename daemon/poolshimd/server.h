@@ -242,6 +242,8 @@ class server {
   std::string run_redis_command(const redis_command& c);
   void sync_mirror(bool whole = false);
   static redis_entry redis_entry_of(const named_buffer& b);
+  // A channel's figures as channel_list sends them (its shape the daemon's own; the rest read now).
+  static proto::channel_entry listing_of(const channel_entry& ch);
   void on_redis_pid_exited(long pid);
   bool watch_redis_pid(long pid);
   void unwatch_redis_pid_if_unused(long pid);
