@@ -95,47 +95,11 @@ def device_lent(c):
     return struct.unpack_from("<Q", msg, 72)[0]
 
 
-def f2():
-    slab, quota = 16 * MIB, 64 * MIB
-    d = dl.Daemon(extra=["--uid-quota", str(quota), "--region", "256M"])
-    try:
-        d.figures("before")
-        c = Client(d)
-        kept = []
-        refused = 0
-        for _ in range(24):  # 384 MiB of memfds if nothing stops it
-            st, v, fd = c.ask("lease_slab", slab)
-            if st != 0:
-                refused += 1
-                continue
-            kept.append(fd)
-            st, _, _ = c.ask("return_slab", v[0])
-            if st != 0:
-                fail(f"return_slab: {STATUS.get(st, st)}")
-        held = len(kept) * slab
-        beyond = max(0, held - quota)
-        s = stats(c)
-        print(f"attack: 24 rounds of lease, keep the memfd, return: {len(kept)} slabs kept ({held // MIB} MiB), "
-              f"{refused} refused; the daemon reports lent={s['lent'] // MIB} MiB", flush=True)
-        print(f"memory held beyond the uid quota of {quota // MIB} MiB: {beyond // MIB} MiB (goal: 0)", flush=True)
-        if beyond != 0:
-            fail(f"{beyond // MIB} MiB held through returned slabs beyond the quota")
-        # Letting them go gives the quota back (the daemon looks at /proc at most once a second).
-        for fd in kept:
-            os.close(fd)
-        time.sleep(1.2)
-        st, v, fd = c.ask("lease_slab", slab)
-        if st != 0:
-            fail(f"after every kept memfd was closed, a lease was refused: {STATUS.get(st, st)}")
-        os.close(fd)
-        print("after closing the kept memfds: a lease is served again", flush=True)
-        d.figures("after")
-        print("quota_attack f2_keep_returned_slabs: OK", flush=True)
-    finally:
-        d.stop()
-
-
-def f2_named():
+def keep_memfds(test, attack, kept_as, held_through, take, let_go, again_what, figures=lambda c: ""):
+    """The f2 scenarios: 24 rounds of take(c, i) -> (status, values, memfd) of 16 MiB, keeping the
+    memfd and giving the memory back (let_go(c, i, values) -> a failure's text or None). What the
+    kept memfds hold must count against the 64 MiB uid quota, and once they are closed the daemon
+    serves take() again (it looks at /proc at most once a second). figures(c): more for the report."""
     size, quota = 16 * MIB, 64 * MIB
     d = dl.Daemon(extra=["--uid-quota", str(quota), "--region", "256M"])
     try:
@@ -144,38 +108,59 @@ def f2_named():
         kept = []
         refused = 0
         for i in range(24):  # 384 MiB of memfds if nothing stops it
-            name = f"kept{i}".encode()
-            shape = struct.pack("<Q", size)
-            # a host buffer of `size` u8 (dtype 1, one dimension)
-            st, v, fd = c.ask("buffer_create", size, 1, name.ljust(64, b"\0") + shape, arg2=1 | (1 << 16))
+            st, v, fd = take(c, i)
             if st != 0:
                 refused += 1
                 continue
             kept.append(fd)
-            st_u, _, _ = c.ask("buffer_unlink", 0, 0, name)
-            st_c, _, _ = c.ask("buffer_close", v[0])
-            if st_u != 0 or st_c != 0:
-                fail(f"unlink/close: {STATUS.get(st_u, st_u)}/{STATUS.get(st_c, st_c)}")
+            problem = let_go(c, i, v)
+            if problem:
+                fail(problem)
         held = len(kept) * size
         beyond = max(0, held - quota)
-        print(f"attack: 24 rounds of create, keep the memfd, unlink, close: {len(kept)} buffers kept "
-              f"({held // MIB} MiB), {refused} refused", flush=True)
+        print(f"attack: 24 rounds of {attack}: {len(kept)} {kept_as} kept ({held // MIB} MiB), {refused} refused"
+              f"{figures(c)}", flush=True)
         print(f"memory held beyond the uid quota of {quota // MIB} MiB: {beyond // MIB} MiB (goal: 0)", flush=True)
         if beyond != 0:
-            fail(f"{beyond // MIB} MiB held through freed named buffers beyond the quota")
+            fail(f"{beyond // MIB} MiB held through {held_through} beyond the quota")
         for fd in kept:
             os.close(fd)
         time.sleep(1.2)
-        st, v, fd = c.ask("buffer_create", size, 1, b"again".ljust(64, b"\0") + struct.pack("<Q", size),
-                          arg2=1 | (1 << 16))
+        st, v, fd = take(c, "again")
         if st != 0:
-            fail(f"after every kept memfd was closed, a create was refused: {STATUS.get(st, st)}")
+            fail(f"after every kept memfd was closed, a {again_what} was refused: {STATUS.get(st, st)}")
         os.close(fd)
-        print("after closing the kept memfds: a create is served again", flush=True)
+        print(f"after closing the kept memfds: a {again_what} is served again", flush=True)
         d.figures("after")
-        print("quota_attack f2_keep_named_buffers: OK", flush=True)
+        print(f"quota_attack {test}: OK", flush=True)
     finally:
         d.stop()
+
+
+def f2():
+    def let_go(c, i, v):
+        st, _, _ = c.ask("return_slab", v[0])
+        return f"return_slab: {STATUS.get(st, st)}" if st != 0 else None
+
+    keep_memfds("f2_keep_returned_slabs", "lease, keep the memfd, return", "slabs", "returned slabs",
+                lambda c, i: c.ask("lease_slab", 16 * MIB), let_go, "lease",
+                figures=lambda c: f"; the daemon reports lent={stats(c)['lent'] // MIB} MiB")
+
+
+def f2_named():
+    size = 16 * MIB
+
+    def create(c, i):  # a host buffer of `size` u8 (dtype 1, one dimension)
+        return c.ask("buffer_create", size, 1, f"kept{i}".encode().ljust(64, b"\0") + struct.pack("<Q", size),
+                     arg2=1 | (1 << 16))
+
+    def let_go(c, i, v):
+        st_u, _, _ = c.ask("buffer_unlink", 0, 0, f"kept{i}".encode())
+        st_c, _, _ = c.ask("buffer_close", v[0])
+        return f"unlink/close: {STATUS.get(st_u, st_u)}/{STATUS.get(st_c, st_c)}" if st_u != 0 or st_c != 0 else None
+
+    keep_memfds("f2_keep_named_buffers", "create, keep the memfd, unlink, close", "buffers", "freed named buffers",
+                create, let_go, "create")
 
 
 def f3():
