@@ -909,7 +909,8 @@ bool server::forget_unheld(uid_t uid) {
   for (const int fd : closer_->pending()) own_closing.push_back(fd);
   const std::set<std::pair<dev_t, ino_t>> held_now = files_held_by(uid, wanted, own_closing);
   bool forgot = false;
-  for (auto& [id, c] : clients_) {
+  for (auto& entry : clients_) {
+    auto& c = entry.second;  // not a structured binding: clang 14 cannot capture one
     if (c->uid != uid) continue;
     std::erase_if(c->retained, [&](const retained_file& s) {
       if (held_now.count({s.id.dev, s.id.ino}) != 0) return false;

@@ -77,7 +77,7 @@ consteval std::size_t count_placeholders(const char* s) noexcept {
 template <class... A>
 struct format_string {
   template <std::size_t N>
-  consteval format_string(const char (&s)[N]) noexcept : text(s) {  // NOLINT(google-explicit-constructor)
+  consteval format_string(const char (&s)[N]) : text(s) {  // NOLINT(google-explicit-constructor)
     if (count_placeholders(s) != sizeof...(A)) throw "poolshim log: the {} count differs from the argument count";
   }
   const char* text;

@@ -22,6 +22,15 @@ if(_poolshim_san_flags)
   target_link_options(poolshim_sanitize INTERFACE ${_poolshim_san_flags})
 endif()
 
+# --no-undefined on the shared libraries (the simulator's, the call logger): every symbol they use
+# must come from a library they name. Clang's sanitizers put their runtime in the executable only,
+# so a sanitized library built by clang leaves the runtime's symbols to it: such a build links its
+# libraries without the flag (the unsanitized builds still check).
+set(POOLSHIM_LINK_NO_UNDEFINED "LINKER:--no-undefined")
+if(_poolshim_san_flags AND CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  set(POOLSHIM_LINK_NO_UNDEFINED "")
+endif()
+
 # A portable build links the C++ runtime statically so the bundle runs on a machine that has only
 # the NVIDIA driver and the CUDA runtime (another distribution's libstdc++ may be older).
 add_library(poolshim_runtime_linkage INTERFACE)

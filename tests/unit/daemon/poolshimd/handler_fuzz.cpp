@@ -88,7 +88,7 @@ struct figures {
 
 class sequence {
  public:
-  sequence(rng& r, figures& f, const std::string& dir, std::uint64_t index) : r_(r), f_(f), dir_(dir), index_(index) {}
+  sequence(rng& r, figures& f, const std::string& dir) : r_(r), f_(f), dir_(dir) {}
 
   // False (and *why) on the first broken invariant.
   bool run(int steps, std::string* why) {
@@ -423,7 +423,6 @@ class sequence {
   rng& r_;
   figures& f_;
   std::string dir_;
-  std::uint64_t index_;
   pd::identity_key key_;
   std::unique_ptr<pd::server> server_;
   std::map<std::uint64_t, int> clients_;  // id -> the client's end of its socketpair
@@ -452,7 +451,7 @@ int main(int argc, char** argv) {
   while (std::chrono::steady_clock::now() < end) {
     const std::uint64_t index = f.sequences++;
     std::string why;
-    sequence s(r, f, dir, index);
+    sequence s(r, f, dir);
     if (!s.run(40 + static_cast<int>(r.below(80)), &why)) {
       std::printf("handler_fuzz: FAIL: seed %llu, sequence %llu, %s\n", static_cast<unsigned long long>(seed),
                   static_cast<unsigned long long>(index), why.c_str());
