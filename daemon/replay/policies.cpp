@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::uint64_t k_mib = std::uint64_t{1} << 20;
 constexpr std::uint64_t k_huge_page = 2 * k_mib;
+constexpr std::uint64_t k_block_align = 512;  // what cuMemAlloc_v2 gives; the region's blocks keep it
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { return (v + to - 1) / to * to; }
 
@@ -58,7 +59,7 @@ void no_caching_policy::do_deallocate(std::uint64_t handle) {
 // ---- (b) first-fit region ----
 
 std::uint64_t first_fit_region_policy::do_allocate(std::uint64_t bytes) {
-  const std::uint64_t size = device_.round(bytes);
+  const std::uint64_t size = round_up(bytes, k_block_align);  // the region's own blocks, not the driver's
   auto fit = std::find_if(free_.begin(), free_.end(), [size](const auto& f) { return f.second >= size; });
   if (fit == free_.end()) {
     // Grow: the free block at the region's end (if any) runs on into the new chunks.
