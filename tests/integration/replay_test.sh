@@ -8,11 +8,16 @@
 #             replays to the very figures of the committed legacy_inference.trace (the program's
 #             allocations do not depend on the run), through `poolshim-stats replay` too, and
 #             --export writes that trace again, event for event
+#   ring      a synthetic stats file (stats_fake_file: ring of 8 holding the newest of 10 events,
+#             three devices' and kinds' events mixed): only device memory of the device asked for,
+#             frees of allocations older than the ring skipped and said, a file without a ring or a
+#             device without events refused
 # usage: replay_test.sh SCENARIO --replay poolshim-replay --traces DIR
 #                       [--stats poolshim-stats --shim libpoolshim.so --program legacy_inference_shared]
+#                       [--fake stats_fake_file]
 set -u
 scenario=${1:?scenario}; shift
-replay="" traces="" stats="" shim="" program=""
+replay="" traces="" stats="" shim="" program="" fake=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --replay) replay=$2; shift 2 ;;
@@ -20,6 +25,7 @@ while [[ $# -gt 0 ]]; do
     --stats) stats=$2; shift 2 ;;
     --shim) shim=$2; shift 2 ;;
     --program) program=$2; shift 2 ;;
+    --fake) fake=$2; shift 2 ;;
     *) echo "replay_test: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -75,6 +81,32 @@ EOF
     "$replay" --export "$dir/again.trace" "$file" || fail "--export"
     diff <(grep -v '^[#t]' "$dir/again.trace") <(grep -v '^[#t]' "$traces/legacy_inference.trace") >/dev/null ||
       fail "--export of a fresh recording differs from legacy_inference.trace (events or names)"
+    ;;
+  ring)
+    [[ -n "$fake" ]] || fail "ring needs --fake"
+    "$fake" "$dir/fake.stats" >/dev/null || fail "stats_fake_file"
+    "$fake" "$dir/noring.stats" --no-ring >/dev/null || fail "stats_fake_file --no-ring"
+    "$replay" --format json "$dir/fake.stats" >"$dir/d0.json" || fail "replay of device 0"
+    "$replay" --format json --device 1 "$dir/fake.stats" >"$dir/d1.json" || fail "replay of device 1"
+    python3 - "$dir/d0.json" "$dir/d1.json" <<'EOF' || fail "the synthetic ring's traces"
+import json, sys
+d0, d1 = (json.load(open(p))["traces"][0] for p in sys.argv[1:3])
+# Device 0 keeps: free A1 (allocated before the ring: skipped), alloc A3, free A3, alloc A4, free of
+# an address never allocated (skipped). Pinned P and device 1's B1 are not device 0's.
+assert (d0["allocations"], d0["frees"], d0["peak_live"]) == (2, 1, 1 << 20), d0
+notes = " | ".join(d0["notes"])
+assert "the event ring kept the newest 8 of 10 events" in notes, notes
+assert "2 frees of allocations older than the ring skipped" in notes, notes
+assert (d1["allocations"], d1["frees"], d1["peak_live"]) == (1, 0, 3 << 20), d1
+print("replay_test ring: device 0 and device 1 as the file holds them")
+EOF
+    "$replay" --export - "$dir/fake.stats" >"$dir/d0.trace" || fail "--export -"
+    [[ "$(grep -v '^[#t]' "$dir/d0.trace" | tr '\n' ' ')" == "a 0 1048576 f 0 a 0 1048576 " ]] ||
+      fail "--export: $(cat "$dir/d0.trace")"
+    "$replay" "$dir/noring.stats" >/dev/null 2>"$dir/err.txt" && fail "a file without a ring was replayed"
+    grep -q "no event ring" "$dir/err.txt" || fail "no ring: $(cat "$dir/err.txt")"
+    "$replay" --device 2 "$dir/fake.stats" >/dev/null 2>"$dir/err.txt" && fail "device 2 has no events"
+    grep -q "no device allocation of device 2" "$dir/err.txt" || fail "device 2: $(cat "$dir/err.txt")"
     ;;
   *) fail "unknown scenario" ;;
 esac
