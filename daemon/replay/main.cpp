@@ -85,10 +85,11 @@ replay::trace load(const std::string& path, int device) {
   if (replay::is_stats_file(path)) return replay::trace_from_stats_file(path, device);
   std::ifstream in(path);
   if (!in) throw replay::trace_error(path + ": " + std::strerror(errno));
-  std::string name = path;
+  replay::trace t = replay::parse_text_trace(in, path);  // errors name the file as given
+  std::string& name = t.name;
   if (const auto slash = name.rfind('/'); slash != std::string::npos) name.erase(0, slash + 1);
   if (name.size() > 6 && name.compare(name.size() - 6, 6, ".trace") == 0) name.resize(name.size() - 6);
-  return replay::parse_text_trace(in, name);
+  return t;
 }
 
 // A note for a comment line of the text format: one line, printable.

@@ -36,6 +36,18 @@ trap 'rm -rf "$dir"' EXIT
 case "$scenario" in
   table)
     "$replay" "$traces" || fail "poolshim-replay on $traces"
+    # Bad usage is exit 2 with a reason; an unreadable trace exit 1.
+    for bad in "--policies none,lru" "--cache-limit 12q" "--format xml" "--device 99" "--granule 0" "--bogus 1"; do
+      # shellcheck disable=SC2086
+      "$replay" $bad "$traces" >/dev/null 2>"$dir/err.txt"
+      rc=$?
+      [[ $rc -eq 2 && -s "$dir/err.txt" ]] || fail "$bad: exit $rc, $(cat "$dir/err.txt")"
+    done
+    printf '# poolshim-trace 1\na 1 512\nf 2\n' >"$dir/broken.trace"
+    "$replay" "$dir/broken.trace" >/dev/null 2>"$dir/err.txt"
+    rc=$?
+    [[ $rc -eq 1 ]] && grep -q "broken.trace:3: free of a name that is not live" "$dir/err.txt" ||
+      fail "a broken trace: exit $rc, $(cat "$dir/err.txt")"
     "$replay" "$traces" --format json >"$dir/table.json" || fail "poolshim-replay --format json"
     python3 - "$dir/table.json" "$traces" <<'EOF' || fail "the JSON table"
 import glob, json, os, sys
