@@ -1,9 +1,8 @@
-// The allocation policies poolshim-replay compares on one trace: no caching (every allocation a
-// driver call), a first-fit-and-coalesce region (the classic server-side pinned pool), a model of
-// PyTorch's CUDA caching allocator written from its documentation, and poolshim's own pool core
-// (shim/pool) over a counting segment source. Every policy takes memory from one device_model,
-// which counts driver calls and reserved bytes and never touches memory, so traces of any size
-// replay in host RAM proportional to their blocks, not their bytes.
+// The policies poolshim-replay compares on a trace: no caching, a first-fit-and-coalesce region (the
+// classic server-side pinned pool), a model of PyTorch's caching allocator written from its
+// documentation, and poolshim's own pool core (shim/pool). All take memory from a device_model that
+// counts driver calls and bytes and never touches memory: a trace of any size replays in host RAM
+// proportional to its blocks, not its bytes.
 #pragma once
 
 #include <cstddef>
