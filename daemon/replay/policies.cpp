@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::uint64_t k_mib = std::uint64_t{1} << 20;
 constexpr std::uint64_t k_huge_page = 2 * k_mib;
+constexpr std::uint64_t k_address_end = std::uint64_t{1} << 47;
 constexpr std::uint64_t k_block_align = 512;  // what cuMemAlloc_v2 gives; the region's blocks keep it
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { return (v + to - 1) / to * to; }
@@ -25,20 +26,36 @@ std::uint64_t device_model::allocate(std::uint64_t bytes) noexcept {
     ++refusals_;
     return 0;
   }
-  // 2 MiB-aligned from 2 MiB up (the driver's large pages), else 4 KiB (more than the 512 B the
-  // pools assume); a gap after each, so that no two allocations are ever contiguous.
-  next_ = round_up(next_, size >= k_huge_page ? k_huge_page : 4096);
-  const std::uint64_t base = next_;
-  next_ += size + 4096;
+  std::uint64_t base = 0;
+  if (auto spare = spare_.find(size); spare != spare_.end() && !spare->second.empty()) {
+    base = spare->second.back();  // a freed range of this very size: address space stays bounded
+    spare->second.pop_back();
+  } else {
+    // Addresses stay below 2^47 (the pool's pointer map takes 48 bits): a trace that needs more
+    // address space than that is refused like a full device, never wrapped.
+    if (size > k_address_end || next_ > k_address_end - size - k_huge_page) {
+      ++refusals_;
+      return 0;
+    }
+    // 2 MiB-aligned from 2 MiB up (the driver's large pages), else 4 KiB (more than the 512 B the
+    // pools assume); a gap after each, so that no two allocations are ever contiguous.
+    next_ = round_up(next_, size >= k_huge_page ? k_huge_page : 4096);
+    base = next_;
+    next_ += size + 4096;
+  }
   reserved_ += size;
   peak_reserved_ = std::max(peak_reserved_, reserved_);
   ++allocations_;
   return base;
 }
 
-void device_model::deallocate(std::uint64_t, std::uint64_t bytes) noexcept {
+void device_model::deallocate(std::uint64_t base, std::uint64_t bytes) noexcept {
   reserved_ -= round(bytes);
   ++deallocations_;
+  try {
+    spare_[round(bytes)].push_back(base);
+  } catch (...) {  // host out of memory: the range is simply not reused
+  }
 }
 
 // ---- (a) no caching ----

@@ -19,8 +19,8 @@
 namespace poolshim::replay {
 
 // The driver as a policy sees it: allocations are rounded up to `granule` (cuMemAlloc's
-// alignment), addresses are handed out bump-style (2 MiB-aligned from 2 MiB up, never reused, so
-// a stale handle can never alias a new allocation), and `limit` (0: none) is the device's size.
+// alignment), addresses are handed out bump-style (2 MiB-aligned from 2 MiB up) or reused from a
+// freed range of the same size, as a driver would, and `limit` (0: none) is the device's size.
 class device_model {
  public:
   device_model(std::uint64_t granule, std::uint64_t limit) noexcept : granule_(granule), limit_(limit) {}
@@ -44,6 +44,7 @@ class device_model {
   std::uint64_t allocations_ = 0;
   std::uint64_t deallocations_ = 0;
   std::uint64_t refusals_ = 0;
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> spare_;  // size -> freed bases
 };
 
 struct policy_options {

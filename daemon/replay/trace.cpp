@@ -51,6 +51,7 @@ trace trace_builder::take() { return std::move(t_); }
 namespace {
 
 constexpr const char* k_magic = "# poolshim-trace 1";
+constexpr std::uint64_t k_max_bytes = std::uint64_t{1} << 46;  // the pool's largest request; no device is larger
 
 bool parse_number(const std::string& token, std::uint64_t* out) {
   if (token.empty() || token[0] == '-' || token[0] == '+') return false;
@@ -93,6 +94,7 @@ trace parse_text_trace(std::istream& in, const std::string& name) {
       fields >> c;
       if (!parse_number(a, &id) || !parse_number(c, &value)) fail("expected: a NAME BYTES");
       if (value == 0) fail("an allocation of 0 bytes");
+      if (value > k_max_bytes) fail("an allocation over 64 TiB");
       if (!b.alloc(id, value)) fail("allocation of a name that is live (freed never)");
     } else if (op == "f") {
       if (!parse_number(a, &id)) fail("expected: f NAME");

@@ -176,14 +176,27 @@ TEST(ReplayPolicies, TorchReleasesWholeCachedSegmentsWhenTheDriverRefuses) {
   EXPECT_EQ(r.peak_reserved, 26 * kMiB);  // 25 MiB rounded up to 2 MiB
 }
 
+// The device model reuses a freed range of the same size: four 64 TiB allocations one after the
+// other need 64 TiB of address space, not 256 (the pool's pointer map takes 48 bits of address).
+TEST(ReplayPolicies, AddressSpaceOfFreedDriverAllocationsIsReused) {
+  std::string text = "# poolshim-trace 1\n";
+  for (int i = 0; i < 4; ++i) text += "a 1 70368744177664\nf 1\n";
+  for (const std::string& name : policy_names()) {
+    const policy_result r = run(parse(text), name);
+    EXPECT_EQ(r.failures, 0u) << name;
+    EXPECT_EQ(r.peak_reserved, std::uint64_t{1} << 46) << name;
+  }
+}
+
 TEST(ReplayTrace, RefusesBrokenTraces) {
-  EXPECT_THROW(parse("a 1 10\n"), trace_error);                              // no header
-  EXPECT_THROW(parse("# poolshim-trace 1\nf 1\n"), trace_error);             // free of nothing
-  EXPECT_THROW(parse("# poolshim-trace 1\na 1 10\na 1 10\n"), trace_error);  // live name again
-  EXPECT_THROW(parse("# poolshim-trace 1\na 1 0\n"), trace_error);           // 0 bytes
-  EXPECT_THROW(parse("# poolshim-trace 1\na 1 -5\n"), trace_error);          // a sign
-  EXPECT_THROW(parse("# poolshim-trace 1\na 1 10 extra\n"), trace_error);    // trailing text
-  EXPECT_THROW(parse("# poolshim-trace 1\nx 1\n"), trace_error);             // unknown event
+  EXPECT_THROW(parse("a 1 10\n"), trace_error);                                  // no header
+  EXPECT_THROW(parse("# poolshim-trace 1\nf 1\n"), trace_error);                 // free of nothing
+  EXPECT_THROW(parse("# poolshim-trace 1\na 1 10\na 1 10\n"), trace_error);      // live name again
+  EXPECT_THROW(parse("# poolshim-trace 1\na 1 0\n"), trace_error);               // 0 bytes
+  EXPECT_THROW(parse("# poolshim-trace 1\na 1 70368744177665\n"), trace_error);  // 2^46 + 1
+  EXPECT_THROW(parse("# poolshim-trace 1\na 1 -5\n"), trace_error);              // a sign
+  EXPECT_THROW(parse("# poolshim-trace 1\na 1 10 extra\n"), trace_error);        // trailing text
+  EXPECT_THROW(parse("# poolshim-trace 1\nx 1\n"), trace_error);                 // unknown event
   try {
     parse("# poolshim-trace 1\na 1 10\n\nf 2\n");
     FAIL() << "no error";
