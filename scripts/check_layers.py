@@ -26,11 +26,14 @@ SHIM_ARROWS = {
     "pool": {"pool"},
     "base": {"base", "public"},
 }
-# The daemon's folders each use their own folder and the public headers, nothing of the shim.
+# The daemon's folders each use their own folder and the public headers, nothing of the shim;
+# replay (poolshim-replay) runs the pool core on traces, so it may use the pool (pure C++, no CUDA)
+# and poolshim-stats' reader of the stats file's event ring.
 DAEMON_ARROWS = {
     "poolshimd": {"poolshimd", "public"},
     "protocol": {"protocol", "public"},
     "stats": {"daemon-stats", "public"},
+    "replay": {"replay", "pool", "daemon-stats", "public"},
 }
 # The only files that compile spdlog (header-only, the slowest headers of the build).
 SPDLOG_FILES = ("shim/base/log.cpp", "daemon/poolshimd/log.cpp")
@@ -58,7 +61,7 @@ def roots_of(rel):
     if top == "shim":
         return ["shim", "include"]
     if top == "daemon":
-        return ["daemon", "include"]
+        return ["daemon", "shim", "include"] if rel.startswith("daemon/replay/") else ["daemon", "include"]
     return ["include"]
 
 
@@ -142,6 +145,7 @@ def plant(root):
         ("shim/source/daemon_client.h", '#include "poolshimd/server.h"', "not under an include root"),
         ("shim/pool/segment_resource.h", "#include <cuda.h>", "no CUDA header"),
         ("daemon/poolshimd/server.h", "#include <spdlog/spdlog.h>", "spdlog/fmt only in"),
+        ("daemon/replay/policies.h", '#include "source/daemon_client.h"', "replay may not include source"),
     ]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:

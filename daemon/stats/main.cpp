@@ -44,6 +44,7 @@ const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
        poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
        poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N] [--no-symbols]
        poolshim-stats clean [--dir DIR] [--older-than DURATION] [--dry-run]
+       poolshim-stats replay [OPTIONS] TRACE...   (poolshim-replay: see poolshim-replay --help)
 
 Reads the per-process files that programs run with POOLSHIM_STATS=native write (libpoolshim.so
 preloaded), live or after the process ended (a clean exit, a crash or kill -9).
@@ -69,6 +70,9 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
              or killed): they stay in RAM (/dev/shm) until removed, about 13 MiB each. A running
              process's file and other users' files are never touched; prints each file removed
              or kept and the bytes freed
+  replay     allocation traces (a stats file's event ring, POOLSHIM_STATS_EVENTS, or text traces)
+             replayed against poolshim's pool core and three other policies: peak reserved against
+             peak live, segments, hit rate, driver calls saved. Runs poolshim-replay, beside this program
 Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10, collapsed all; 0: all)
@@ -435,8 +439,25 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   return 0;
 }
 
+// `replay`: poolshim-replay, installed beside this program, with the rest of the command line. It
+// is a program of its own because it links the pool core (shim/pool), which this tool may not
+// (scripts/check_layers.py).
+int exec_replay(int argc, char** argv) {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string path = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : std::string();
+  path = path.substr(0, path.rfind('/') + 1) + "poolshim-replay";
+  std::vector<char*> args{path.data()};
+  for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  ::execv(path.c_str(), args.data());
+  std::fprintf(stderr, "poolshim-stats: replay: cannot run %s: %s\n", path.c_str(), std::strerror(errno));
+  return 1;
+}
+
 int run(int argc_given, char** argv_given) {
   if (argc_given < 2) usage_error("no command");
+  if (std::string(argv_given[1]) == "replay") return exec_replay(argc_given, argv_given);
   // "--top=3" as "--top 3": the rest of the tool sees the split form only.
   std::vector<std::string> split;
   for (int i = 0; i < argc_given; ++i) {
