@@ -54,7 +54,10 @@ configure() {  # build-dir cmake-args...
 run_ctest() {  # name build-dir ctest-label-args
   local name=$1 dir=$2 labels=$3
   echo "== $name: ctest"
-  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
+  # CPU seconds (user+sys of every process the pass ran) beside the wall time: on a shared or
+  # 2-core machine the CPU work is what a change to the suite moves.
+  local TIMEFORMAT="== $name: ctest CPU %U s user + %S s sys"
+  time (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
 }
 
 start=$SECONDS
@@ -65,15 +68,22 @@ main_labels=""
 # documentation asks for at least); ASan+UBSan at -O0.
 san_debug="-g1"
 san_release="-O1 -g1 -DNDEBUG"
+# The sanitizer builds are compiled by clang where it is installed (setup.sh installs it): it
+# compiles this tree about 40% faster than GCC at these flags, and the sanitizers are its own. The
+# main build keeps the default compiler, the one the product ships with.
+san_compiler=()
+if command -v clang >/dev/null && command -v clang++ >/dev/null; then
+  san_compiler=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+fi
 echo "== main: configure ($build)"
 configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 if ((sanitize)); then
   # Tests that preload a library into an uninstrumented program are not registered in these
   # builds: a sanitizer runtime cannot be preloaded.
   echo "== asan+ubsan, tsan: configure ($build-asan, $build-tsan)"
-  configure "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+  configure "$build-asan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
     "-DCMAKE_C_FLAGS_DEBUG=$san_debug" "-DCMAKE_CXX_FLAGS_DEBUG=$san_debug" || status=1
-  configure "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
+  configure "$build-tsan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$san_release" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$san_release" || status=1
 fi
 ((status == 0)) || { echo "== test.sh: configure FAILED"; exit 1; }
@@ -92,7 +102,8 @@ if ((sanitize)); then
     echo 19 2>/dev/null >/proc/self/autogroup || true
     for dir; do
       rc=0
-      nice -n 19 cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 || rc=$?
+      TIMEFORMAT="%U s user + %S s sys"
+      { time nice -n 19 cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 || rc=$?; } 2>"$dir/build.cpu"
       echo "$rc" >"$dir/build.rc.tmp" && mv "$dir/build.rc.tmp" "$dir/build.rc"
     done' _ "$jobs" "$build-asan" "$build-tsan" &
   bg_pid=$!
@@ -101,7 +112,8 @@ fi
 
 phase=$SECONDS
 echo "== main: build"
-if cmake --build "$build" -j "$jobs"; then
+TIMEFORMAT="== main: build CPU %U s user + %S s sys"
+if time cmake --build "$build" -j "$jobs"; then
   echo "== main: built in $((SECONDS - phase)) s"
   phase=$SECONDS
   run_ctest "main" "$build" "$main_labels" || status=1
@@ -124,7 +136,7 @@ wait_build() {
     cat "$dir/build.log"
     return 1
   fi
-  echo "== $name: built ($(grep -c '^\[' "$dir/build.log") steps; waited $((SECONDS - waited)) s for it)"
+  echo "== $name: built ($(grep -c '^\[' "$dir/build.log") steps, CPU $(cat "$dir/build.cpu" 2>/dev/null); waited $((SECONDS - waited)) s for it)"
 }
 if ((sanitize)); then
   (export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
