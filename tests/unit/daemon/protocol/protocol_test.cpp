@@ -227,7 +227,7 @@ TEST(Protocol, ClientFiguresRoundTripInTheirFixedSlots) {
   EXPECT_EQ(out.val[2], std::uint64_t{3} << 30);
   EXPECT_EQ(out.val[3], 3u);
   EXPECT_EQ(out.val[4], std::uint64_t{1} << 21);
-  EXPECT_EQ(out.val[5], 0u);
+  EXPECT_EQ(out.val[5], 0u);  // idle_device_bytes, not set here
   EXPECT_TRUE(std::all_of(std::begin(out.payload), std::end(out.payload), [](std::uint8_t b) { return b == 0; }));
 }
 
