@@ -67,7 +67,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{23}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{24}, std::uint16_t{0xffff}}) {  // 23: trim_clients
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
