@@ -32,9 +32,15 @@ void nap_ms(std::uint64_t ms) noexcept {
 }
 
 // The daemon's part of a round: report, then give back what it asks. True when a daemon answered.
+// A process with nothing idle has nothing to be asked for: it stays quiet (once it has said so), so
+// that the daemon's idle-connection timeout still closes a connection that holds nothing.
 bool report(std::size_t* released) noexcept {
+  static bool said_idle = false;  // this thread only
+  const std::size_t idle_device = device_router::idle_bytes(), idle_pinned = host_router::idle_bytes();
+  if (idle_device == 0 && idle_pinned == 0 && !said_idle) return daemon_client::get_figures().connects != 0;
   daemon_client::idle_request asked;
-  if (!daemon_client::report_idle(device_router::idle_bytes(), host_router::idle_bytes(), &asked)) return false;
+  if (!daemon_client::report_idle(idle_device, idle_pinned, &asked)) return false;
+  said_idle = idle_device != 0 || idle_pinned != 0;
   if (asked.device != 0) {
     const std::size_t got = device_router::trim(asked.device, /*keep_preallocated=*/true);
     *released += got;
