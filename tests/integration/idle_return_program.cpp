@@ -130,20 +130,24 @@ int need(const args& a) {
 }
 
 int unasked(const args& a) {
-  void *live = nullptr, *idle = nullptr;
-  if (!ok(cudaMalloc(&live, 4 * k_mib), "cudaMalloc") || !ok(cudaMalloc(&idle, a.mib * k_mib), "cudaMalloc")) return 1;
+  void *live = nullptr, *idle = nullptr, *pinned = nullptr;
+  if (!ok(cudaMalloc(&live, 4 * k_mib), "cudaMalloc") || !ok(cudaMalloc(&idle, a.mib * k_mib), "cudaMalloc") ||
+      !ok(cudaMallocHost(&pinned, k_mib), "cudaMallocHost"))
+    return 1;
   fill(live, 4 * k_mib, 0x33);
   ok(cudaFree(idle), "cudaFree");
+  ok(cudaFreeHost(pinned), "cudaFreeHost");
   const std::uint64_t before = reserved();
+  if (shim_probe::counters().host_pool_bytes_reserved == 0) fail("no pinned slab held after the free");
   const long long t0 = now_ms();
-  long long t1 = -1;
-  while (now_ms() - t0 < 10000) {
-    if (reserved() < before) {
-      t1 = now_ms();
-      break;
-    }
+  long long t1 = -1, t_pinned = -1;
+  while (now_ms() - t0 < 10000 && (t1 < 0 || t_pinned < 0)) {
+    if (t1 < 0 && reserved() < before) t1 = now_ms();
+    if (t_pinned < 0 && shim_probe::counters().host_pool_bytes_reserved == 0) t_pinned = now_ms();
     usleep(1000);
   }
+  if (t_pinned < 0) fail("the idle pinned slab was not released unasked within 10 s");
+  std::printf("timeout: pinned_released_after_ms=%lld\n", t_pinned < 0 ? -1 : t_pinned - t0);
   if (t1 < 0) fail("the idle memory was not released unasked within 10 s");
   if (!intact(live, 4 * k_mib, 0x33)) fail("the live block lost its bytes");
   const std::uint64_t kept = reserved();

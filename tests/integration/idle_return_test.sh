@@ -9,7 +9,8 @@
 #                back whole free segments at its next report, B's allocation succeeds; A's live
 #                block is intact. Prints the time from the pressure (B's request) to A's memory
 #                being returned and to B being served.
-#   timeout      POOLSHIM_IDLE_RELEASE_MS=300: freed memory goes back unasked, the live block stays.
+#   timeout      POOLSHIM_IDLE_RELEASE_MS=300: freed memory goes back unasked (device memory and a
+#                pinned slab), the live block stays.
 #   api          poolshim_trim / poolshim_release_all / poolshim_preallocate report their bytes.
 #   trim_status  poolshimd --status (and poolshim-stats node) show what A holds idle, device and
 #                pinned; poolshimd --trim makes A give both back.
