@@ -27,6 +27,7 @@ packages=(
   build-essential cmake ninja-build pkg-config python3
   python3-numpy  # the poolshim Python package's tests (zero-copy views, numpy.from_dlpack)
   python3-zmq  # the channel benchmark's baseline (ZeroMQ ipc://, tests/bench/channel_bench.py)
+  python3-matplotlib  # the footprint benchmark's plot (tests/bench/footprint.py)
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libunwind-dev liblzma-dev libdw-dev libelf-dev
   libhiredis-dev  # poolshimd's Redis control plane (poolshimd --redis)

@@ -24,8 +24,9 @@ extern "C" void on_signal(int) {
   if (g_server != nullptr) g_server->stop();
 }
 
-// --status: a client's view of the daemon; --list (list_only): its named buffers alone, a table.
-int print_status(const std::string& path, bool list_only) {
+// --status: a client's view of the daemon; --list (list_only): its named buffers alone, a table;
+// --trim (trim): first asks the clients to give back their idle memory (trim_clients).
+int print_status(const std::string& path, bool list_only, bool trim = false) {
   namespace proto = poolshim::proto;
   std::string why;
   if (!proto::trusted_directory(path, getuid(), &why)) {
@@ -51,6 +52,16 @@ int print_status(const std::string& path, bool list_only) {
            r->status == static_cast<std::int32_t>(proto::status::ok);
   };
   proto::reply r{};
+  if (trim) {
+    if (!ask(proto::op::trim_clients, 0, &r)) {
+      std::fprintf(stderr, "poolshimd --trim: the daemon did not answer (or is older than --trim)\n");
+      close(s);
+      return 1;
+    }
+    std::printf("trim asked=%llu idle_device_bytes=%llu idle_pinned_bytes=%llu\n",
+                static_cast<unsigned long long>(r.val[0]), static_cast<unsigned long long>(r.val[1]),
+                static_cast<unsigned long long>(r.val[2]));
+  }
   if (!ask(proto::op::stats, 0, &r)) {
     std::fprintf(stderr, "poolshimd --status: the daemon did not answer\n");
     close(s);
@@ -153,7 +164,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const pd::server_options o = pd::server_options_of(cl.options);
-  if (cl.status || cl.list) return print_status(o.socket_path, cl.list);
+  if (cl.status || cl.list || cl.trim) return print_status(o.socket_path, cl.list, cl.trim);
   pd::log::start(cl.options.log_level);
   raise_descriptor_limit();
   try {

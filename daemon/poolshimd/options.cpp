@@ -13,7 +13,7 @@ static_assert(daemon_options{}.region == region_options{}.total_bytes &&
               daemon_options{}.huge_pages == region_options{}.huge_pages);
 
 const char* k_usage = R"(Usage: poolshimd [options]
-       poolshimd --status | --list [--socket PATH]
+       poolshimd --status | --list | --trim [--socket PATH]
 
 The poolshim daemon: owns a pinned-host region of memfd slabs, filled in the background, and lends
 them to processes running libpoolshim.so over a Unix socket. A client's slabs come back when its
@@ -28,6 +28,10 @@ const char* k_commands = R"(  --status
       print a running daemon's figures and exit (1: no trusted daemon answers)
   --list
       print the named buffers and channels a running daemon lets this uid see, a line each, and exit
+  --trim
+      ask a running daemon's clients (this uid's; root: all) to give back every idle byte of their
+      pools at their next report (within POOLSHIM_IDLE_REPORT_MS), print how many were asked, then
+      the --status figures
   -h, --help
       this text
 SIZE: bytes, with an optional k, m, g or t suffix (powers of 1024; 64M, 64MiB and 64mb are the same).
@@ -61,6 +65,10 @@ command_line parse_command_line(int argc, char** argv, opt::issue_fn on_issue) {
     }
     if (a == "--list") {
       cl.list = true;
+      continue;
+    }
+    if (a == "--trim") {
+      cl.trim = true;
       continue;
     }
     const opt::row* r = nullptr;

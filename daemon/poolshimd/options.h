@@ -48,6 +48,7 @@ struct command_line {
   daemon_options options;  // the environment's, then the flags'
   bool status = false;     // --status
   bool list = false;       // --list
+  bool trim = false;       // --trim (then --status)
   bool help = false;       // -h, --help (the flags after it are not looked at)
   std::string error;       // not empty: a bad flag, said in full
 };

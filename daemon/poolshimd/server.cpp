@@ -613,8 +613,15 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       std::string why;
       if (devices_.enabled() && !within_quota(c, q.arg[0])) return proto::make_reply(q, status::quota);
       if (!devices_.lend(uuid, q.arg[0], &l.handle, &l.device, &fd, &why)) {
-        if (c.bad_records++ < 3) log::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
-        return proto::make_reply(q, devices_.enabled() ? status::no_memory : status::not_permitted);
+        if (!devices_.enabled()) return proto::make_reply(q, status::not_permitted);
+        // Pressure: the limit or the device is spent; idle memory of other clients flows back to
+        // the daemon (their next report, within the shim's report period) and the asker retries.
+        const std::uint64_t asked = ask_device_back(c, q.arg[0]);
+        if (asked == 0 && c.bad_records++ < 3)
+          log::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
+        proto::reply r = proto::make_reply(q, status::no_memory);
+        r.val[0] = asked;
+        return r;
       }
       ++next_lease_;
       l.bytes = q.arg[0];
@@ -704,6 +711,27 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
     case proto::op::return_idle: {
       proto::reply r = proto::make_reply(q, status::ok);
       r.val[0] = std::uint64_t{pressure_mib()} << 20;
+      if (q.arg[2] == proto::k_idle_report) {
+        c.idle_device = q.arg[0];
+        c.idle_pinned = q.arg[1];
+        r.val[1] = std::exchange(c.asked_device, 0);
+        r.val[2] = std::exchange(c.asked_pinned, 0);
+      }
+      return r;
+    }
+    case proto::op::trim_clients: {
+      // Every client this uid may see (root: all), as client_stats: asked at its next report.
+      const std::uint64_t each = q.arg[0] == 0 ? ~std::uint64_t{0} : q.arg[0];
+      proto::reply r = proto::make_reply(q, status::ok);
+      for (auto& [id, other] : clients_) {
+        if ((c.uid != 0 && other->uid != c.uid) || other.get() == &c) continue;
+        other->asked_device = each;
+        other->asked_pinned = each;
+        ++r.val[0];
+        r.val[1] += other->idle_device;
+        r.val[2] += other->idle_pinned;
+      }
+      log::info("poolshimd: client {} (pid {}) asked {} client(s) to trim", c.id, c.pid, r.val[0]);
       return r;
     }
     case proto::op::goodbye:
@@ -962,6 +990,27 @@ std::uint32_t server::pressure_mib() const {
   return static_cast<std::uint32_t>(region_.slab_bytes() >> 20);
 }
 
+std::uint64_t server::ask_device_back(const client& needy, std::uint64_t bytes) {
+  std::vector<client*> holders;
+  for (auto& [id, other] : clients_)
+    if (other.get() != &needy && other->sock >= 0 && other->idle_device > other->asked_device)
+      holders.push_back(other.get());
+  std::sort(holders.begin(), holders.end(), [](const client* a, const client* b) {
+    return a->idle_device - a->asked_device > b->idle_device - b->asked_device;
+  });
+  // What earlier refusals asked already counts: a retry does not ask twice for one need.
+  std::uint64_t asked = 0;
+  for (const auto& [id, other] : clients_)
+    if (other.get() != &needy && other->sock >= 0) asked += std::min(other->asked_device, other->idle_device);
+  for (client* h : holders) {
+    if (asked >= bytes) break;
+    const std::uint64_t more = std::min(h->idle_device - h->asked_device, bytes - asked);
+    h->asked_device += more;
+    asked += more;
+  }
+  return asked;
+}
+
 proto::daemon_status server::status_figures() const {
   const region_figures f = region_.figures();
   proto::daemon_status s;
@@ -983,6 +1032,8 @@ proto::client_status server::client_figures(const client& c) {
   s.lent_bytes = c.lent_bytes;
   s.leases = c.leases.size();
   s.device_bytes = c.device_bytes;
+  s.idle_device_bytes = c.idle_device;
+  s.idle_pinned_bytes = c.idle_pinned;
   return s;
 }
 
@@ -1061,10 +1112,17 @@ std::string server::metrics_text() const {
          k_channel_metrics[k][0] + (k == 2 ? " counter\n" : " gauge\n") + ch_lines[k];
   // Which process holds what only when asked for (--metrics-clients).
   if (!options_.metrics_clients) return t;
-  t += "# HELP poolshimd_client_lent_bytes Bytes lent, per client process.\n# TYPE poolshimd_client_lent_bytes gauge\n";
-  for (const auto& [id, c] : clients_)
-    t += "poolshimd_client_lent_bytes{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) + "\"} " +
-         std::to_string(c->lent_bytes) + "\n";
+  // Per client: the client_stats reply's figures (one typed description), each its own family.
+  for (const proto::client_figure& f : proto::k_client_figures) {
+    if (f.member == &proto::client_status::pid || f.member == &proto::client_status::uid) continue;
+    const std::string name = std::string("poolshimd_client_") + f.name;
+    t += "# HELP " + name + " Per client process (client_stats' " + f.name + ").\n# TYPE " + name + " gauge\n";
+    for (const auto& [id, c] : clients_) {
+      const proto::client_status cs = client_figures(*c);
+      t += name + "{pid=\"" + std::to_string(c->pid) + "\",uid=\"" + std::to_string(c->uid) + "\"} " +
+           std::to_string(cs.*f.member) + "\n";
+    }
+  }
   return t;
 }
 

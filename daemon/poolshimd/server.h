@@ -174,6 +174,10 @@ class server {
     std::vector<retained_file> retained;    // slabs it returned, named buffers freed, that it may still hold
     std::uint64_t retained_bytes = 0;       // their bytes
     std::uint64_t exports = 0;              // its IPC registrations
+    // What it holds idle, as it last reported (return_idle with k_idle_report), and what the daemon
+    // asks it to give back at its next report (a refused lease_device, trim_clients).
+    std::uint64_t idle_device = 0, idle_pinned = 0;
+    std::uint64_t asked_device = 0, asked_pinned = 0;
   };
   struct metrics_conn {
     int fd = -1;
@@ -204,6 +208,10 @@ class server {
   bool forget_unheld(uid_t uid);                     // true when a retained slab or named buffer stopped counting
   void retire(std::uint64_t serial);
   std::uint32_t pressure_mib() const;
+  // A device lease of `bytes` was refused for want of memory: the idle device memory other clients
+  // reported is asked back from them, the largest holders first, until `bytes` are covered.
+  // Returns the bytes asked (0: no one holds enough idle, waiting will not help).
+  std::uint64_t ask_device_back(const client& needy, std::uint64_t bytes);
   void serve_metrics();
   void on_metrics_event(std::uint64_t id, std::uint32_t events);
   void end_metrics(std::uint64_t id, bool abort);

@@ -48,8 +48,14 @@ status check_args(const request& r, std::uint64_t slab_bytes) noexcept {
       return r.arg[0] != 0 && r.arg[0] <= k_max_lease_bytes && unused_from(1) ? status::ok : status::bad_argument;
     case op::client_stats:
       return r.arg[0] < (std::uint64_t{1} << 32) && unused_from(1) ? status::ok : status::bad_argument;
-    case op::stats:
     case op::return_idle:
+      return (r.arg[2] == k_idle_report || (r.arg[2] == 0 && r.arg[0] == 0 && r.arg[1] == 0)) &&
+                     r.arg[0] <= k_max_lease_bytes * 64 && r.arg[1] <= k_max_lease_bytes * 64 && unused_from(3)
+                 ? status::ok
+                 : status::bad_argument;
+    case op::trim_clients:
+      return r.arg[0] <= k_max_lease_bytes * 64 && unused_from(1) ? status::ok : status::bad_argument;
+    case op::stats:
     case op::goodbye:
       return unused_from(0) ? status::ok : status::bad_argument;
     case op::ipc_register:
@@ -263,6 +269,8 @@ std::size_t reply_payload_bytes(op o) noexcept {
       return k_ipc_handle_size;
     case op::stats:
       return 2 * sizeof(std::uint64_t);
+    case op::client_stats:
+      return sizeof(std::uint64_t);  // slot 6
     case op::buffer_open:
       // The shape; the device's UUID; the buffer's id; its references.
       return k_open_reply_refs + sizeof(std::uint64_t);

@@ -201,11 +201,13 @@ int node_main(const std::vector<std::string>& args, const std::string& default_d
       st.clients == 1 ? "" : "s", static_cast<unsigned long long>(st.leases), st.leases == 1 ? "" : "s",
       cli::bytes_text(static_cast<long double>(st.device_lent_bytes)).c_str());
   for (const daemon_client_figures& c : d.per_client)
-    std::printf("  client pid %-8llu uid %-6llu lent %s in %llu lease%s, device %s\n",
+    std::printf("  client pid %-8llu uid %-6llu lent %s in %llu lease%s, device %s; idle device %s, pinned %s\n",
                 static_cast<unsigned long long>(c.pid), static_cast<unsigned long long>(c.uid),
                 cli::bytes_text(static_cast<long double>(c.lent_bytes)).c_str(),
                 static_cast<unsigned long long>(c.leases), c.leases == 1 ? "" : "s",
-                cli::bytes_text(static_cast<long double>(c.device_bytes)).c_str());
+                cli::bytes_text(static_cast<long double>(c.device_bytes)).c_str(),
+                cli::bytes_text(static_cast<long double>(c.idle_device_bytes)).c_str(),
+                cli::bytes_text(static_cast<long double>(c.idle_pinned_bytes)).c_str());
   if (!d.buffers.empty())
     std::printf("  named buffers: %zu, %s of the region\n", d.buffers.size(),
                 cli::bytes_text(static_cast<long double>(st.named_bytes)).c_str());

@@ -33,6 +33,15 @@
     "bytes of small blocks each thread may keep for itself (0 disables the per-thread caches)")                      \
   X(device_cache_limit, "POOLSHIM_DEVICE_CACHE_LIMIT", size, std::size_t{0},                                         \
     "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")                       \
+  X(idle_release_ms, "POOLSHIM_IDLE_RELEASE_MS", count(0, 86400000), 30000,                                          \
+    "a pool's memory that stayed idle (not needed) this many milliseconds goes back to the driver or the "           \
+    "daemon, unasked: whole free segments only, never one with a block in use (0: never)")                           \
+  X(idle_report_ms, "POOLSHIM_IDLE_REPORT_MS", count(10, 60000), 100,                                                \
+    "while connected to poolshimd, how often the process tells it what it holds idle and gives back what "           \
+    "the daemon asks for (another process needs the memory, or poolshimd --trim)")                                   \
+  X(preallocate, "POOLSHIM_PREALLOCATE", string, "",                                                                 \
+    "DEVICE:SIZE[,DEVICE:SIZE...]: device memory each listed device's pool takes at its first use and keeps "        \
+    "(as free small segments; idle release and the daemon's requests leave it, poolshim_release_all does not)")      \
   POOLSHIM_SOCKET_OPTION(X)                                                                                          \
   X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                                       \
     "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")                          \

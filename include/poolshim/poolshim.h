@@ -168,6 +168,26 @@ typedef size_t (*poolshim_get_counters_fn)(struct poolshim_counters*, size_t);
 const char* poolshim_hook_name(unsigned index);
 typedef const char* (*poolshim_hook_name_fn)(unsigned);
 
+/* Idle memory, on purpose (issue #17). The pools give idle memory back by themselves (after
+ * POOLSHIM_IDLE_RELEASE_MS unneeded, or when poolshimd asks for another process); these do it now.
+ * Only whole free segments and slabs go back, never one holding a block in use (nor a freed block
+ * whose fence has not passed, POOLSHIM_FREE_SYNC=fence); blocks in another thread's cache stay
+ * until that thread next reaches the pool. Each returns bytes (0 outside POOLSHIM_MODE=pool).
+ * Reach them without linking the shim through dlsym(RTLD_DEFAULT, "poolshim_trim") (null when the
+ * shim is not loaded). */
+/* Gives back at least `bytes` of idle memory if the pools hold that much (device first, then
+ * pinned; whole segments, so possibly more); returns the bytes given back. */
+size_t poolshim_trim(size_t bytes);
+typedef size_t (*poolshim_trim_fn)(size_t);
+/* Gives back every idle byte, preallocated memory included; returns the bytes. */
+size_t poolshim_release_all(void);
+typedef size_t (*poolshim_release_all_fn)(void);
+/* The pool of `device` (an ordinal as the program sees it; its primary context) takes `bytes` of
+ * device memory now and keeps it (as free small segments: it serves requests up to
+ * POOLSHIM_SMALL_LIMIT) through idle release and the daemon's requests; returns the bytes taken. */
+size_t poolshim_preallocate(int device, size_t bytes);
+typedef size_t (*poolshim_preallocate_fn)(int, size_t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,6 +40,8 @@ inline constexpr std::uint64_t k_buffer_shared = std::uint64_t{1} << 8;  // the 
 // buffer_open's arg2: a reference without the memory (no memfd in the reply): a channel's writer
 // holding a buffer it sent by reference until every reader has passed it.
 inline constexpr std::uint64_t k_open_reference_only = 1;
+// return_idle's arg2: arg0 and arg1 report the client's idle device and pinned bytes.
+inline constexpr std::uint64_t k_idle_report = 1;
 // Element types: X(name, code, bytes), code as on the wire (arg2's low 16 bits).
 #define POOLSHIM_PROTO_DTYPES(X) \
   X(u8, 1, 1)                    \
@@ -75,8 +77,11 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* others: their uid's); reply: a client_status: val0 pid, val1 */   \
                                       /* uid, val2 lent bytes, val3 leases, val4 device bytes;        */   \
                                       /* not_found past the last one                                  */   \
-  X(return_idle, 7, false, false)     /* reply: val0 bytes the daemon asks this client to give back  */    \
-                                      /* (every reply also carries the pressure, in MiB)              */   \
+  X(return_idle, 7, false, false)     /* arg2 0, or k_idle_report: then arg0 device and arg1 pinned  */    \
+                                      /* bytes this client holds idle; reply: val0 pinned bytes the   */   \
+                                      /* daemon wants back (every reply also carries that pressure,   */   \
+                                      /* in MiB), val1 device and val2 pinned bytes it asks of this   */   \
+                                      /* client (UINT64_MAX: all idle), asked once                    */   \
   X(goodbye, 8, false, false)         /* the client returns every lease and closes                    */   \
   X(ipc_register, 9, false, false)    /* a small pooled block exported: payload[0,64) the real IPC  */     \
                                       /* handle of its segment, arg0 offset in it, arg1 bytes; reply: */   \
@@ -86,7 +91,9 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
   X(ipc_unregister, 11, false, false) /* payload[0,16) a token of this client (the block was freed) */     \
   X(lease_device, 12, false, true)    /* device memory (VMM, opt-in): payload[0,16) the device's UUID, */  \
                                       /* arg0 bytes (a multiple of 2 MiB); reply: val0 lease id, val1  */  \
-                                      /* bytes, the allocation's POSIX-fd handle. return_slab ends it   */ \
+                                      /* bytes, the allocation's POSIX-fd handle. return_slab ends it.  */ \
+                                      /* Refused with no_memory: val0 the idle bytes the daemon asked   */ \
+                                      /* other clients to give back for it (0: waiting will not help)   */ \
   X(buffer_create, 13, false, true)   /* a named buffer (issue #14): payload[0,64) its name,          */   \
                                       /* [64,128) its shape (ndim u64 dims); arg0 bytes; arg1 kind |  */   \
                                       /* flags (k_buffer_shared); arg2 dtype | ndim << 16; device     */   \
@@ -135,7 +142,11 @@ std::uint32_t dtype_code(const char* name) noexcept;  // 0: not an element type
                                       /* readers attached, val3 backlog bytes (sent, not yet read by  */   \
                                       /* the slowest reader), val4 writer pid, val5 messages sent;    */   \
                                       /* payload[64,72) bytes of the buffers its writer holds for it  */   \
-                                      /* (sent by reference, not yet passed by every reader)          */
+                                      /* (sent by reference, not yet passed by every reader)          */   \
+  X(trim_clients, 23, false, false)   /* ask clients to give back idle memory (poolshimd --trim):    */    \
+                                      /* every client the asker may see (root: all; others: their     */   \
+                                      /* uid's); arg0 bytes of each (0: all idle); reply: val0 clients */  \
+                                      /* asked, val1 device and val2 pinned bytes they reported idle  */
 
 enum class op : std::uint16_t {
 #define POOLSHIM_PROTO_OP_ENUM(name, value, fd_in, fd_out) name = value,
@@ -234,8 +245,10 @@ status validate_reply(const void* bytes, std::size_t len, const request& asked, 
   X(device_lent_bytes, 6, "poolshimd_device_lent_bytes", "Device bytes held: leases, device buffers.") \
   X(named_bytes, 7, "poolshimd_named_bytes", "Region bytes held by named buffers.")
 
-// op::client_stats, one client: X(field, slot), slots as above.
-#define POOLSHIM_PROTO_CLIENT_FIGURES(X) X(pid, 0) X(uid, 1) X(lent_bytes, 2) X(leases, 3) X(device_bytes, 4)
+// op::client_stats, one client: X(field, slot), slots as above. The idle figures are what the
+// client last reported (return_idle with k_idle_report; 0 for a client that never did).
+#define POOLSHIM_PROTO_CLIENT_FIGURES(X) \
+  X(pid, 0) X(uid, 1) X(lent_bytes, 2) X(leases, 3) X(device_bytes, 4) X(idle_device_bytes, 5) X(idle_pinned_bytes, 6)
 
 struct daemon_status {
 #define POOLSHIM_PROTO_STATUS_MEMBER(field, slot, metric, help) std::uint64_t field = 0;

@@ -509,6 +509,35 @@ std::size_t device_pool::release_idle() noexcept {
   return release_segments();
 }
 
+std::size_t device_pool::trim(std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  flush_thread_cache();
+  request_flushes();
+  std::size_t keep = 0;
+  {
+    std::lock_guard lock(mutex_);
+    process_pending_locked();
+    const std::size_t idle = reserved_.load(std::memory_order_relaxed) - out_of_shared_;
+    keep = idle > bytes ? idle - bytes : 0;
+  }
+  return release_segments(keep);
+}
+
+std::size_t device_pool::preallocate(std::size_t bytes) noexcept {
+  std::size_t got = 0;
+  while (got < bytes) {
+    segment_info* s = nullptr;
+    if (new_segment(options_.segment_size, false, &s) != status::ok) break;
+    got += s->seg.size;
+  }
+  return got;
+}
+
+std::size_t device_pool::idle_bytes() const noexcept {
+  std::lock_guard lock(mutex_);
+  return reserved_.load(std::memory_order_relaxed) - out_of_shared_;
+}
+
 bool device_pool::recover_from_oom() noexcept {
   oom_recoveries_.fetch_add(1, std::memory_order_relaxed);
   std::size_t released = release_idle();

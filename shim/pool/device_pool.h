@@ -85,6 +85,16 @@ class device_pool final : private thread_cache_owner {
   // Returns idle memory to the source: this thread's cache, ready free segments and cached large
   // blocks; other threads flush their caches on their next slow path. Returns the bytes released.
   std::size_t release_idle() noexcept;
+  // Returns idle memory to the source until at least `bytes` went back, or all that can go
+  // (SIZE_MAX: everything idle). Only wholly free segments go: never one with a live block, a block
+  // still waiting for its fence, or a block another thread's cache keeps (those threads flush on
+  // their next slow path). Returns the bytes released (whole segments: may exceed `bytes`).
+  std::size_t trim(std::size_t bytes) noexcept;
+  // Takes small segments (options().segment_size each) from the source until `bytes` more are held,
+  // kept as free memory of the pool; returns the bytes taken (less when the source ran out).
+  std::size_t preallocate(std::size_t bytes) noexcept;
+  // Bytes held from the source and not out of the shared pool (free, or waiting for a fence).
+  std::size_t idle_bytes() const noexcept;
   // Moves this thread's cached blocks back to the shared pool.
   void flush_thread_cache() noexcept;
   pool_stats stats() const noexcept;

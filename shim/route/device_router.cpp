@@ -3,8 +3,11 @@
 // first use and never destroyed (a forgotten context's pool is retired, its memory gone with it).
 #include "route/device_router.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -17,6 +20,7 @@
 #include "pool/fence.h"
 #include "route/capture_state.h"
 #include "route/fence_tracker.h"
+#include "route/idle_trimmer.h"
 #include "source/cuda_segment_resource.h"
 #include "source/daemon_fallback_adaptor.h"
 
@@ -31,6 +35,10 @@ struct entry {
   char uuid[48] = {};  // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi names it
   cuda_segment_resource* source = nullptr;
   pool::device_pool* pool = nullptr;
+  std::atomic<std::size_t> preallocated{0};  // kept by trims that respect it
+  // The idle release's last samples of what a trim could take (idle_tick; its thread only).
+  std::size_t samples[k_idle_samples + 1] = {};
+  unsigned sampled = 0;
 };
 
 entry g_entries[k_max_pools];
@@ -64,6 +72,42 @@ entry* find_entry(CUcontext ctx) noexcept {
   for (int i = 0; i < n; ++i)
     if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx) return &g_entries[i];
   return nullptr;
+}
+
+// POOLSHIM_PREALLOCATE's bytes for `device` ("0:2G,1:512M"), 0 when it is not listed. A malformed
+// list warns once and preallocates nothing.
+std::size_t preallocation_of(int device) noexcept {
+  const char* list = base::current_config().preallocate;
+  std::size_t found = 0;
+  for (const char* p = list; p != nullptr && *p != '\0';) {
+    const char* comma = std::strchr(p, ',');
+    const std::size_t len = comma != nullptr ? static_cast<std::size_t>(comma - p) : std::strlen(p);
+    char item[64];
+    const char* colon = static_cast<const char*>(std::memchr(p, ':', len));
+    std::size_t bytes = 0;
+    char* end = nullptr;
+    const long dev = std::strtol(p, &end, 10);
+    bool ok = len < sizeof item && colon != nullptr && end == colon && dev >= 0;
+    if (ok) {
+      std::memcpy(item, colon + 1, len - static_cast<std::size_t>(colon + 1 - p));
+      item[len - static_cast<std::size_t>(colon + 1 - p)] = '\0';
+      ok = parse_size(item, &bytes);
+    }
+    if (!ok) {
+      POOLSHIM_LOG_WARN_ONCE("POOLSHIM_PREALLOCATE={}: want DEVICE:SIZE[,DEVICE:SIZE...]; nothing preallocated", list);
+      return 0;
+    }
+    if (dev == device) found = bytes;
+    p = comma != nullptr ? comma + 1 : p + len;
+  }
+  return found;
+}
+
+void preallocate_entry(entry& e, std::size_t bytes) noexcept {
+  const std::size_t got = e.pool->preallocate(bytes);
+  e.preallocated.fetch_add(got, std::memory_order_relaxed);
+  if (got < bytes)
+    POOLSHIM_LOG_WARN("preallocation on device {}: {} of {} bytes (out of memory)", e.device, got, bytes);
 }
 
 entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
@@ -101,6 +145,8 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   e.pool = p;
   e.ctx.store(ctx, std::memory_order_release);
   g_used.store(n + 1, std::memory_order_release);
+  if (const std::size_t bytes = preallocation_of(dev); bytes != 0) preallocate_entry(e, bytes);
+  idle_trimmer::start();
   return &e;
 }
 
@@ -240,6 +286,77 @@ void forget_context(CUcontext ctx) noexcept {
     // thread may still be inside it; a new pool is created if the context comes back.
     g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   }
+}
+
+std::size_t idle_bytes() noexcept {
+  std::size_t idle = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (g_entries[i].ctx.load(std::memory_order_acquire) != nullptr) idle += g_entries[i].pool->idle_bytes();
+  return idle;
+}
+
+namespace {
+// What a trim may take from a pool: its idle bytes, less its preallocation (kept idle for the
+// program; a trim gives back cached large blocks before small segments, so those go first).
+std::size_t trimmable(entry& e, bool keep_preallocated) noexcept {
+  const std::size_t idle = e.pool->idle_bytes();
+  const std::size_t floor = keep_preallocated ? e.preallocated.load(std::memory_order_relaxed) : 0;
+  return idle > floor ? idle - floor : 0;
+}
+}  // namespace
+
+std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
+  if (!pooling()) return 0;
+  std::size_t released = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n && released < bytes; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    if (!keep_preallocated) e.preallocated.store(0, std::memory_order_relaxed);
+    const std::size_t room = trimmable(e, keep_preallocated);
+    if (room == 0) continue;
+    released += e.pool->trim(std::min(room, bytes - released));
+  }
+  return released;
+}
+
+std::size_t idle_tick() noexcept {
+  if (!pooling()) return 0;
+  std::size_t released = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    // A sliding window: the last k_idle_samples + 1 samples span the release time, and their
+    // minimum is what stayed idle through all of it (a dip between two samples goes unseen).
+    std::memmove(e.samples, e.samples + 1, sizeof e.samples - sizeof e.samples[0]);
+    e.samples[k_idle_samples] = trimmable(e, true);
+    if (++e.sampled <= k_idle_samples) continue;
+    e.sampled = k_idle_samples + 1;
+    const std::size_t unneeded = *std::min_element(std::begin(e.samples), std::end(e.samples));
+    if (unneeded == 0) continue;
+    // Whole segments only: a little less (or, a segment's worth, more) than that may go.
+    const std::size_t got = e.pool->trim(unneeded);
+    for (std::size_t& v : e.samples) v = v > got ? v - got : 0;
+    released += got;
+  }
+  return released;
+}
+
+std::size_t preallocate(int device, std::size_t bytes) noexcept {
+  if (!pooling() || bytes == 0) return 0;
+  const real_driver& d = real_driver::get();
+  CUdevice dev = -1;
+  CUcontext ctx = nullptr;
+  if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return 0;
+  scoped_context in(d, ctx);
+  if (in.status() != CUDA_SUCCESS) return 0;
+  entry* e = find_entry(ctx);
+  if (e == nullptr && (e = create_entry(d, ctx)) == nullptr) return 0;
+  const std::size_t before = e->preallocated.load(std::memory_order_relaxed);
+  preallocate_entry(*e, bytes);
+  return e->preallocated.load(std::memory_order_relaxed) - before;
 }
 
 totals sum_of_pools() noexcept {

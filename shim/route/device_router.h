@@ -32,6 +32,22 @@ std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
 void forget_context(CUcontext ctx) noexcept;
 
+// Idle memory flowing back (issue #17). Bytes held by every pool and not handed out.
+std::size_t idle_bytes() noexcept;
+// Returns idle memory of the pools to their sources until at least `bytes` went back (SIZE_MAX:
+// everything idle): whole free segments only (device_pool::trim). keep_preallocated: each pool
+// keeps what POOLSHIM_PREALLOCATE or poolshim_preallocate gave it (the daemon's requests and the
+// idle release); otherwise that is forgotten too (poolshim_trim, poolshim_release_all).
+std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept;
+// One step of the unasked idle release (POOLSHIM_IDLE_RELEASE_MS), taken k_idle_samples times per
+// release time: each pool's idle bytes (above what was preallocated) are sampled, and what stayed
+// idle in every sample of the last release time goes back. Returns the bytes.
+inline constexpr unsigned k_idle_samples = 8;
+std::size_t idle_tick() noexcept;
+// The pool of `device`'s primary context (retained; made current for the call) takes `bytes` of
+// small segments it keeps; returns the bytes taken (0: no such device, or no memory).
+std::size_t preallocate(int device, std::size_t bytes) noexcept;
+
 // Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
 using totals = pool::pool_stats;
 totals sum_of_pools() noexcept;

@@ -31,6 +31,7 @@
 #include "route/capture_state.h"
 #include "route/device_router.h"
 #include "route/fence_tracker.h"
+#include "route/idle_trimmer.h"
 #include "source/daemon_client.h"
 #include "source/host_slab_resource.h"
 
@@ -58,6 +59,7 @@ struct entry {
   host_slab_resource* source = nullptr;
   pool::host_pool* pool = nullptr;
   deferred_frees* deferred = nullptr;
+  std::uint64_t window_requests = ~std::uint64_t{0};  // the idle release's window (idle_tick; its thread only)
 };
 
 entry g_entries[k_max_pools];
@@ -105,6 +107,7 @@ pool::host_pool* create_pool(CUcontext ctx) noexcept {
   e.deferred = deferred;
   e.ctx.store(ctx, std::memory_order_release);
   g_used.store(n + 1, std::memory_order_release);
+  idle_trimmer::start();
   return p;
 }
 
@@ -320,6 +323,47 @@ bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept {
   *flags = info.flags | CU_MEMHOSTALLOC_DEVICEMAP;
   *result = CUDA_SUCCESS;
   return true;
+}
+
+std::size_t idle_bytes() noexcept {
+  std::size_t idle = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr) continue;
+    const pool::host_pool_stats s = g_entries[i].pool->stats();
+    if (s.bytes_reserved > s.bytes_in_use) idle += s.bytes_reserved - s.bytes_in_use;
+  }
+  return idle;
+}
+
+std::size_t trim(std::size_t bytes) noexcept {
+  if (!pooling() || bytes == 0) return 0;
+  std::size_t released = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    drain(e);  // deferred frees whose fence passed are free memory: their slabs may go too
+    released += e.pool->release_idle(0);
+  }
+  return released;
+}
+
+std::size_t idle_tick(bool window_end) noexcept {
+  if (!pooling() || !window_end) return 0;
+  std::size_t released = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    const std::uint64_t requests = e.pool->stats().requests;
+    if (requests == e.window_requests) {
+      drain(e);
+      released += e.pool->release_idle(0);
+    }
+    e.window_requests = requests;
+  }
+  return released;
 }
 
 totals sum_of_pools() noexcept {

@@ -22,6 +22,15 @@ bool try_free(void* p, CUresult* result) noexcept;
 bool try_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags, CUresult* result) noexcept;
 bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept;
 
+// Idle memory flowing back (issue #17): bytes of pinned slabs held and not handed out; every idle
+// slab back to its source (the daemon, or the driver), never one with a live or deferred block
+// (returns the bytes; pinned slabs go whole, so `bytes` only says whether to: 0 releases nothing);
+// one step of the unasked release: at a window's end, the slabs of a pool that served no request
+// through the whole window go back.
+std::size_t idle_bytes() noexcept;
+std::size_t trim(std::size_t bytes) noexcept;
+std::size_t idle_tick(bool window_end) noexcept;
+
 // Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
 // bytes_in_use leaves out blocks whose free is deferred (they are free to the program).
 using totals = pool::host_pool_stats;

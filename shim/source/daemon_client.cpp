@@ -349,7 +349,9 @@ void ipc_unregister(const unsigned char (&token)[16]) noexcept {
   (void)exchange(c, q, -1, &r, nullptr);
 }
 
-bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out) noexcept {
+bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out,
+                  std::uint64_t* reclaiming) noexcept {
+  if (reclaiming != nullptr) *reclaiming = 0;
   connection& c = conn();
   std::lock_guard lock(c.mutex);
   if (!ensure_connected(c)) return false;
@@ -358,9 +360,11 @@ bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lea
   std::memcpy(q.payload, uuid, sizeof uuid);
   proto::reply r{};
   int fd = -1;
-  if (!exchange(c, q, -1, &r, &fd) || r.status != static_cast<std::int32_t>(proto::status::ok) || fd < 0 ||
-      r.val[1] < bytes) {
+  const bool answered = exchange(c, q, -1, &r, &fd);
+  if (!answered || r.status != static_cast<std::int32_t>(proto::status::ok) || fd < 0 || r.val[1] < bytes) {
     if (fd >= 0) close(fd);
+    if (answered && reclaiming != nullptr && r.status == static_cast<std::int32_t>(proto::status::no_memory))
+      *reclaiming = r.val[0];
     return false;
   }
   out->fd = fd;
@@ -395,6 +399,23 @@ bool daemon_wants_memory() noexcept {
   proto::reply r{};
   if (!exchange(c, proto::make_request(proto::op::return_idle, 0), -1, &r, nullptr)) return false;
   return r.status == static_cast<std::int32_t>(proto::status::ok) && r.val[0] != 0;
+}
+
+bool report_idle(std::uint64_t idle_device, std::uint64_t idle_pinned, idle_request* asked) noexcept {
+  *asked = idle_request{};
+  connection& c = conn();
+  std::unique_lock lock(c.mutex, std::try_to_lock);
+  if (!lock.owns_lock() || c.sock < 0 || hung_up(c.sock)) return false;
+  proto::request q = proto::make_request(proto::op::return_idle, 0);
+  q.arg[0] = std::min<std::uint64_t>(idle_device, proto::k_max_lease_bytes * 64);
+  q.arg[1] = std::min<std::uint64_t>(idle_pinned, proto::k_max_lease_bytes * 64);
+  q.arg[2] = proto::k_idle_report;
+  proto::reply r{};
+  // A daemon older than the report refuses it (bad_argument): no request comes back, as before.
+  if (!exchange(c, q, -1, &r, nullptr) || r.status != static_cast<std::int32_t>(proto::status::ok)) return false;
+  asked->device = r.val[1];
+  asked->pinned = r.val[2] != 0 ? r.val[2] : r.val[0];
+  return true;
 }
 
 figures get_figures() noexcept {

@@ -49,8 +49,21 @@ struct device_lease {
   std::size_t bytes;
   std::uint64_t id;
 };
-bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out) noexcept;
+// *reclaiming (when given): on a refusal for want of memory, the idle bytes the daemon asked other
+// clients to give back for this request (0: none; retrying will not help).
+bool lease_device(const unsigned char (&uuid)[16], std::size_t bytes, device_lease* out,
+                  std::uint64_t* reclaiming = nullptr) noexcept;
 void return_device(std::uint64_t id) noexcept;
+
+// Idle memory flowing back (issue #17): tells a connected daemon what this process holds idle
+// and takes what it asks back, device and pinned bytes (UINT64_MAX: everything idle). Never
+// connects (a process the daemon never served has nothing of it to give back) and never waits
+// for a request in flight (false then, as without a connection).
+struct idle_request {
+  std::uint64_t device = 0;
+  std::uint64_t pinned = 0;
+};
+bool report_idle(std::uint64_t idle_device, std::uint64_t idle_pinned, idle_request* asked) noexcept;
 
 // What the client did since process start: the DAEMON rows of POOLSHIM_COUNTER_TABLE
 // (include/poolshim/poolshim.h), by their `from` names (what each counts is said there).

@@ -2,7 +2,8 @@
 // GPU): a VMM allocation the daemon made with cuMemCreate on this context's device (named by UUID),
 // received as a POSIX fd, imported, mapped at an address reserved here and made accessible to the
 // device. When the daemon cannot lend (none, refused, limit), the upstream resource — the local
-// cuMemAlloc_v2 source — serves, so the pool never fails for want of a daemon. Segments remember
+// cuMemAlloc_v2 source — serves, so the pool never fails for want of a daemon; it also serves the
+// segments the daemon's 2 MiB granule would inflate by more than an eighth. Segments remember
 // which source made them (cookie), and go back there. Legacy IPC handles do not exist for VMM
 // memory: a pool on this source answers cudaIpcGetMemHandle of its blocks with the driver's error.
 #pragma once

@@ -126,6 +126,58 @@ TEST(MemoryLimitChild, SixtyFourMebibytesHoldOneFortyEightMebibyteBlock) {
   }
 }
 
+// POOLSHIM_SIM_NODE_FILE: processes naming one file share one device, as processes of a GPU do.
+// A holds 48 of 64 MiB and starts B, which sees 16 MiB free and cannot take 48 MiB more; once A
+// has exited (without freeing), its bytes leave the node and a third process gets them.
+TEST(MemoryLimit, NodeFileSharesOneDeviceBetweenProcesses) {
+  POOLSHIM_SKIP_UNLESS_SIMULATOR("node-wide accounting is POOLSHIM_SIM_NODE_FILE's");
+  char tmpl[] = "/tmp/poolshim-sim-node-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  const std::vector<std::string> env = {"POOLSHIM_SIM_DEVICE_MEMORY=64M", std::string("POOLSHIM_SIM_NODE_FILE=") + tmpl,
+                                        std::string(child_env) + "=1"};
+  const std::string holder = "MemoryLimitChild.NodeHolderStartsAnotherProcess";
+  auto r = run_child_test(holder, env);
+  EXPECT_TRUE(r.passed(holder)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
+  const std::string last = "MemoryLimitChild.NodeSecondProcess";
+  std::vector<std::string> e = env;
+  e.push_back("POOLSHIM_CONF_NODE_ROLE=last");
+  r = run_child_test(last, e);
+  EXPECT_TRUE(r.passed(last)) << "exit " << r.exit_code << " signal " << r.term_signal << "\n" << r.output;
+  unlink(tmpl);
+}
+
+TEST(MemoryLimitChild, NodeHolderStartsAnotherProcess) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of MemoryLimit";
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  void* a = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaMalloc(&a, 48 * MiB));
+  const std::string child = "MemoryLimitChild.NodeSecondProcess";
+  auto r = run_child_test(child, {"POOLSHIM_CONF_NODE_ROLE=beside-holder"});
+  EXPECT_TRUE(r.passed(child)) << r.output;
+  // Exits holding the 48 MiB: the next process finds them back on the node.
+}
+
+TEST(MemoryLimitChild, NodeSecondProcess) {
+  if (parent_env(child_env) == nullptr) GTEST_SKIP() << "runs as the child of MemoryLimit";
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  const std::string role =
+      parent_env("POOLSHIM_CONF_NODE_ROLE") != nullptr ? parent_env("POOLSHIM_CONF_NODE_ROLE") : "";
+  const bool beside = role == "beside-holder";
+  std::size_t free_bytes = 0, total = 0;
+  ASSERT_EQ(cudaSuccess, cudaMemGetInfo(&free_bytes, &total));
+  EXPECT_EQ(64 * MiB, total);
+  EXPECT_EQ(beside ? 16 * MiB : 64 * MiB, free_bytes) << role;
+  void* b = nullptr;
+  if (beside) {
+    EXPECT_EQ(cudaErrorMemoryAllocation, cudaMalloc(&b, 48 * MiB)) << "the other process holds 48 of 64 MiB";
+    clear_last_error();
+  }
+  ASSERT_EQ(cudaSuccess, cudaMalloc(&b, (beside ? 8 : 48) * MiB)) << role;
+  EXPECT_EQ(cudaSuccess, cudaFree(b));
+}
+
 // ---- device reset ----------------------------------------------------------------------------------
 
 TEST(DeviceReset, FreesAllocationsAndTheNextCallReinitialises) {

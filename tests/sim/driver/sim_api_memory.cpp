@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "sim_node.h"
 #include "sim_state.h"
 
 using namespace sim;
@@ -339,7 +340,10 @@ CUresult mem_get_info(const char* name, size_t* free_bytes, size_t* total_bytes)
   CUcontext c = nullptr;
   if (CUresult r = require_ctx(&c); r != CUDA_SUCCESS) return r;
   const arena& a = get().arenas[static_cast<size_t>(c->device)];
-  if (free_bytes != nullptr) *free_bytes = a.size - a.used;
+  // The node's figure when processes share one (sim_node.h), as a GPU's free memory is.
+  size_t used = a.used;
+  if (size_t node = 0; node_used(c->device, &node)) used = node < a.size ? node : a.size;
+  if (free_bytes != nullptr) *free_bytes = a.size - used;
   if (total_bytes != nullptr) *total_bytes = a.size;
   return CUDA_SUCCESS;
 }

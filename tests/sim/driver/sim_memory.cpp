@@ -10,6 +10,7 @@
 
 #include <cstdio>
 
+#include "sim_node.h"
 #include "sim_state.h"
 
 namespace sim {
@@ -75,6 +76,7 @@ CUresult arena_alloc(int device, size_t size, size_t* offset, size_t* span) {
     size_t start = round_up(it->first, align);
     size_t end = it->first + it->second;
     if (start + need > end) continue;
+    if (!node_reserve(device, need, a.size)) return CUDA_ERROR_OUT_OF_MEMORY;  // the node is full
     size_t range_off = it->first;
     a.free_ranges.erase(it);
     if (start > range_off) a.free_ranges.emplace(range_off, start - range_off);
@@ -98,6 +100,7 @@ void arena_release(int device, size_t offset, size_t span) {
                       : 0,
                   MADV_REMOVE);
   a.used -= span;
+  node_release(device, span);
   auto next = a.free_ranges.lower_bound(offset);
   size_t start = offset, len = span;
   if (next != a.free_ranges.begin()) {

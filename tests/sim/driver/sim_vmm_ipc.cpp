@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 
+#include "sim_node.h"
 #include "sim_state.h"
 
 using namespace sim;
@@ -44,7 +45,10 @@ void destroy_if_unused(const std::shared_ptr<vmm_allocation>& a) {
   if (a->handle_refs > 0 || a->mapping_refs > 0 || a->fd < 0) return;
   close(a->fd);
   a->fd = -1;
-  if (a->counted) get().arenas[static_cast<size_t>(a->device)].used -= a->size;
+  if (a->counted) {
+    get().arenas[static_cast<size_t>(a->device)].used -= a->size;
+    node_release(a->device, a->size);
+  }
 }
 
 CUmemGenericAllocationHandle add_handle(std::shared_ptr<vmm_allocation> a) {
@@ -113,11 +117,13 @@ POOLSHIM_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size
   if (!count_device_alloc()) return CUDA_ERROR_OUT_OF_MEMORY;
   arena& ar = g.arenas[static_cast<size_t>(prop->location.id)];
   if (ar.used + size > ar.size) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (!node_reserve(prop->location.id, size, ar.size)) return CUDA_ERROR_OUT_OF_MEMORY;  // the node is full
   char name[64];
   std::snprintf(name, sizeof name, "poolshim-sim-vmm-dev%d", prop->location.id);
   int fd = memfd_create(name, MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
     if (fd >= 0) close(fd);
+    node_release(prop->location.id, size);
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   auto a = std::make_shared<vmm_allocation>();

@@ -32,9 +32,11 @@ import struct
 import threading
 import weakref
 
+from .memory import ShimNotLoaded, preallocate, release_all, shim_loaded, trim  # the shim's pool controls
+
 __all__ = ["Buffer", "Channel", "Message", "Reservation", "PoolshimError", "InvalidArgument", "NotFound", "NameExists", "OutOfMemory",
            "QuotaExceeded", "NotPermitted", "NoDaemon", "Unsupported", "TimedOut", "NoReader", "ChannelClosed",
-           "list_buffers"]
+           "list_buffers", "ShimNotLoaded", "trim", "release_all", "preallocate", "shim_loaded"]
 
 
 class PoolshimError(Exception):

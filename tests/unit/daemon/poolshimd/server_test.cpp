@@ -173,6 +173,45 @@ TEST_F(Server, FullRegionRefusesAndRaisesPressure) {
   for (int fd : fds) close(fd);
 }
 
+// Issue #17: what a client reports idle shows in client_stats (--status, poolshim-stats node, the
+// metrics page), and trim_clients asks every other client of the uid for it at its next report.
+TEST_F(Server, IdleReportsShowInClientStatsAndTrimClientsAsksForThem) {
+  start();
+  proto::reply r{};
+  auto report = [&](std::uint64_t device, std::uint64_t pinned) {
+    proto::request q = proto::make_request(proto::op::return_idle, ++seq_);
+    q.arg[0] = device;
+    q.arg[1] = pinned;
+    q.arg[2] = proto::k_idle_report;
+    EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::ok);
+  };
+  report(std::uint64_t{96} << 20, std::uint64_t{16} << 20);
+  EXPECT_EQ(r.val[1], 0u) << "nothing asked yet";
+  ASSERT_EQ(ask(proto::op::client_stats, 0, &r), proto::status::ok);
+  const proto::client_status c = proto::decode_client_status(r);
+  EXPECT_EQ(c.idle_device_bytes, std::uint64_t{96} << 20);
+  EXPECT_EQ(c.idle_pinned_bytes, std::uint64_t{16} << 20);
+  // Another connection of this uid asks everyone else to trim.
+  std::string why;
+  int other = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+  ASSERT_GE(other, 0) << why;
+  std::swap(sock_, other);
+  ASSERT_EQ(ask(proto::op::trim_clients, 0, &r), proto::status::ok);
+  EXPECT_EQ(r.val[0], 1u) << "one client asked (not the asker)";
+  EXPECT_EQ(r.val[1], std::uint64_t{96} << 20);
+  EXPECT_EQ(r.val[2], std::uint64_t{16} << 20);
+  std::swap(sock_, other);
+  close(other);
+  report(0, 0);
+  EXPECT_EQ(r.val[1], ~std::uint64_t{0}) << "every idle device byte";
+  EXPECT_EQ(r.val[2], ~std::uint64_t{0});
+  report(0, 0);
+  EXPECT_EQ(r.val[1], 0u) << "asked once";
+  proto::request q = proto::make_request(proto::op::return_idle, ++seq_);
+  q.arg[0] = 1;  // figures without the report flag are refused, as before
+  EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::bad_argument);
+}
+
 TEST_F(Server, HostileRecordsGetErrorsAndNothingLeaks) {
   start();
   proto::reply r{};

@@ -67,7 +67,7 @@ TEST(Protocol, EachHeaderFieldIsChecked) {
   q = make_request(op::hello, 1);
   q.size = 64;
   EXPECT_EQ(check(q), status::bad_size);
-  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{23}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t bad_op : {std::uint16_t{0}, std::uint16_t{24}, std::uint16_t{0xffff}}) {  // 23: trim_clients
     q = make_request(op::hello, 1);
     q.op = bad_op;
     EXPECT_EQ(check(q), status::unknown_op) << bad_op;
@@ -227,7 +227,7 @@ TEST(Protocol, ClientFiguresRoundTripInTheirFixedSlots) {
   EXPECT_EQ(out.val[2], std::uint64_t{3} << 30);
   EXPECT_EQ(out.val[3], 3u);
   EXPECT_EQ(out.val[4], std::uint64_t{1} << 21);
-  EXPECT_EQ(out.val[5], 0u);
+  EXPECT_EQ(out.val[5], 0u);  // idle_device_bytes, not set here
   EXPECT_TRUE(std::all_of(std::begin(out.payload), std::end(out.payload), [](std::uint8_t b) { return b == 0; }));
 }
 
