@@ -210,8 +210,9 @@ recorder* active() noexcept {
 }
 
 // What a thread keeps for the recorder, allocated on its first event and freed at its exit: TLS
-// holds only a pointer (the stack cache's 8.7 KB as initial-exec TLS would be carved out of every
-// thread's stack in every preloaded process, statistics on or off).
+// holds only a pointer (the stack cache, ~4.5 KB here and a 196 KiB mapping of its own, as
+// initial-exec TLS would be carved out of every thread's stack in every preloaded process,
+// statistics on or off).
 struct thread_state {
   std::uint32_t generation;     // g_generation when set up; another value: stale (a fork child)
   poolshim_stats_shard* shard;  // null: this thread counts in the shared counters
@@ -256,7 +257,7 @@ thread_state* my_state(recorder& r) noexcept {
     }
     tl_state = ts;
   } else {
-    *ts = thread_state{};  // a fork child: the parent's shard and stack ids are not this file's
+    ts->cache.reset();  // a fork child: the parent's shard and stack ids are not this file's
   }
   ts->generation = gen;
   ts->shard = r.shards.claim();
@@ -265,7 +266,7 @@ thread_state* my_state(recorder& r) noexcept {
     void* lo = nullptr;
     std::size_t size = 0;
     if (pthread_attr_getstack(&attr, &lo, &size) == 0 && lo != nullptr)
-      ts->cache.set_stack(reinterpret_cast<std::uintptr_t>(lo), reinterpret_cast<std::uintptr_t>(lo) + size);
+      (void)ts->cache.set_stack(reinterpret_cast<std::uintptr_t>(lo), reinterpret_cast<std::uintptr_t>(lo) + size);
     pthread_attr_destroy(&attr);
   }
   return ts;
