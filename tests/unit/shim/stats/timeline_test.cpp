@@ -105,14 +105,6 @@ TEST(Timeline, AThreadFindingAnotherAtItSkips) {
   EXPECT_EQ(f.t()->busy, 0u);
 }
 
-TEST(Timeline, NoTimelineMeansNoWork) {
-  timeline_writer none;
-  none.sample(1);
-  none.on_peak(1);
-  none.on_event(k_timeline_check_every);
-  SUCCEED() << "a file without a timeline region (capacity 0) is never written";
-}
-
 TEST(SizeBuckets, ArePowersOfTwoUpToTheirUpperEnd) {
   EXPECT_EQ(poolshim_stats_size_bucket(0), 0u);
   EXPECT_EQ(poolshim_stats_size_bucket(1), 0u);
