@@ -159,9 +159,11 @@ std::string timeline_html(const timeline& t, std::uint64_t start_ns) {
     }
     return d;
   };
-  std::string svg = "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(k_w, 0) +
-                    "\" height=\"" + fixed(k_h, 0) + "\" viewBox=\"0 0 " + fixed(k_w, 0) + " " + fixed(k_h, 0) +
-                    "\" role=\"img\" aria-label=\"live bytes over time\">\n";
+  // As wide as the page allows, up to its drawn size (the viewBox scales it).
+  std::string svg =
+      "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" style=\"width:100%;max-width:" + fixed(k_w, 0) +
+      "px;height:auto\" viewBox=\"0 0 " + fixed(k_w, 0) + " " + fixed(k_h, 0) +
+      "\" role=\"img\" aria-label=\"live bytes over time\">\n";
   for (int i = 0; i <= 4; ++i) {  // the scale: 0, 1/4, ... of the most live
     const std::int64_t v = most * i / 4;
     svg += "<line x1=\"" + fixed(k_left, 0) + "\" x2=\"" + fixed(k_w - 10, 0) + "\" y1=\"" + fixed(y(v), 1) +
@@ -172,8 +174,9 @@ std::string timeline_html(const timeline& t, std::uint64_t start_ns) {
   for (int i = 0; i <= 4; ++i) {
     const double s = span * i / 4;
     const double px = k_left + (k_w - k_left - 10) * i / 4;
-    svg += "<text x=\"" + fixed(px, 1) + "\" y=\"" + fixed(k_h - 6, 0) +
-           "\" text-anchor=\"middle\" font-size=\"11\">+" + fixed(s, s < 10 ? 2 : 0) + " s</text>\n";
+    const char* anchor = i == 0 ? "start" : i == 4 ? "end" : "middle";  // the ends stay inside the chart
+    svg += "<text x=\"" + fixed(px, 1) + "\" y=\"" + fixed(k_h - 6, 0) + "\" text-anchor=\"" + anchor +
+           "\" font-size=\"11\">+" + fixed(s, s < 10 ? 2 : 0) + " s</text>\n";
   }
   svg += "<path d=\"" + path([](const timeline::sample& s) { return s.total; }) +
          "\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"><title>all kinds</title></path>\n";
