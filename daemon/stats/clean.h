@@ -1,6 +1,6 @@
 // poolshim-stats clean [--dir DIR] [--older-than DURATION] [--dry-run]: removes the stats files
 // of processes that are no longer running. The files live in a RAM-backed folder (/dev/shm by
-// default, about 13 MiB each) and nothing else removes them.
+// default, about 17 MiB each) and nothing else removes them.
 //
 // A file is removed only when all of these hold: it is a regular file named poolshim-*.stats that
 // the effective user owns, it reads as a stats file, its pid is not alive (a process of that pid,

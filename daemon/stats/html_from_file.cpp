@@ -35,6 +35,8 @@ html_input html_input_of(const stats_file& f, std::vector<site> sites, std::size
   in.sites = std::move(sites);
   in.top = top;
   in.sort = sort;
+  in.series = f.timeline();
+  in.kind_sizes = f.kind_sizes();
   return in;
 }
 

@@ -12,6 +12,7 @@
 #include "stats/labels.h"
 #include "stats/report_text.h"
 #include "stats/site_text.h"
+#include "stats/timeline.h"
 
 namespace poolshim::stats_tool {
 namespace {
@@ -512,6 +513,7 @@ bool write_html(std::FILE* out, const html_input& in) {
   }
   if (in.kinds.empty()) p << "<tr><td class=\"left\" colspan=\"9\">no allocations recorded</td></tr>\n";
   p << "</table>\n</section>\n";
+  p << timeline_html(in.series, in.start_ns);  // memory over time (timeline.h)
 
   // Framework caches.
   const std::vector<framework_use> uses = frameworks_used(in.sites);
@@ -545,11 +547,12 @@ bool write_html(std::FILE* out, const html_input& in) {
 
   // Top call sites.
   const std::size_t rows = in.top == 0 ? in.sites.size() : std::min(in.top, in.sites.size());
-  const char* by = in.sort == "live"       ? "live bytes"
-                   : in.sort == "total"    ? "bytes allocated"
-                   : in.sort == "count"    ? "allocations"
-                   : in.sort == "own-peak" ? "own peak (the most each held at once)"
-                                           : "bytes held at the process peak";
+  const char* by = in.sort == "live"        ? "live bytes"
+                   : in.sort == "total"     ? "bytes allocated"
+                   : in.sort == "count"     ? "allocations"
+                   : in.sort == "own-peak"  ? "own peak (the most each held at once)"
+                   : in.sort == "temporary" ? "temporary allocations"
+                                            : "bytes held at the process peak";
   // Each row names its call site by file:line, and by as many callers as it takes for no two rows
   // to read alike (two sites in one function; one helper called from two places).
   std::vector<std::size_t> from(rows, 0);
@@ -612,6 +615,7 @@ bool write_html(std::FILE* out, const html_input& in) {
   }
   if (rows == 0) p << "<tr><td class=\"left\" colspan=\"10\">no call sites recorded</td></tr>\n";
   p << "</table>\n</section>\n";
+  p << sizes_html(in.kind_sizes, in.sites, in.top);  // size histograms (timeline.h)
 
   p << "<footer>poolshim-stats report of <code>" << html_escape(in.file) << "</code>, uid " << std::to_string(in.uid)
     << ", made " << time_text(in.now_ns) << ".</footer>\n";

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "stats/stats_file.h"
+#include "stats/timeline.h"
 
 namespace poolshim::stats_tool {
 
@@ -41,6 +42,8 @@ struct html_input {
   std::vector<site> sites;    // every site (the flame graph), sorted by `sort`, largest first
   std::size_t top = 10;       // rows of the call-site table (0: all)
   std::string sort = "peak";  // peak | live | total | count: the table's order, the graph's first weight
+  timeline series;            // live bytes over time (timeline.h)
+  std::array<size_counts, POOLSHIM_STATS_KINDS> kind_sizes{};  // allocations by size, per kind
 };
 
 // `sites`: every site of f (merged as the other formats merge them), sorted by `sort`.

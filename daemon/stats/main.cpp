@@ -1,7 +1,7 @@
 // poolshim-stats: reports the call-site statistics that POOLSHIM_STATS=native writes, for one
 // process (running, exited or killed) — per device and kind, the top call sites by bytes at the
 // process peak, live bytes, total bytes or count, and what was still allocated at exit — as text,
-// JSON (schema version 3, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
+// JSON (schema version 4, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
 // speedscope, or a self-contained HTML page with a flame graph (html_report.h). Sites whose stack
 // passes through a caching framework's allocator are labelled with it (labels.h).
 #include <unistd.h>
@@ -28,6 +28,7 @@
 #include "stats/pool_hit_rate.h"
 #include "stats/site_text.h"
 #include "stats/stats_file.h"
+#include "stats/timeline.h"
 #include "stats/tool_util.h"
 #include "stats/top.h"
 
@@ -67,7 +68,7 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
   top        a live view: DIR's running processes (live, peak, allocations/s since the last
              refresh) and each one's call sites holding the most live bytes, redrawn every interval
   clean      removes your files in DIR of processes that are no longer running (exited, crashed
-             or killed): they stay in RAM (/dev/shm) until removed, about 13 MiB each. A running
+             or killed): they stay in RAM (/dev/shm) until removed, about 17 MiB each. A running
              process's file and other users' files are never touched; prints each file removed
              or kept and the bytes freed
   replay     allocation traces (a stats file's event ring, POOLSHIM_STATS_EVENTS, or text traces)
@@ -77,9 +78,11 @@ Options:
   --dir DIR      where the files are (default: $POOLSHIM_STATS_DIR, else /dev/shm)
   --top N        call sites to show (default 10, collapsed all; 0: all)
   --sort KEY     peak (bytes held at the process peak, default), live, total (bytes allocated),
-                 count, own-peak (report: the most each site held at once); a tie goes to the
-                 next figure (peak: live, own peak, total, count)
-  --format FMT   text (default), json (schema version 3: daemon/stats/REPORT_SCHEMA.md), html (a
+                 count, own-peak (report: the most each site held at once), temporary (report:
+                 allocations freed before their thread allocated again; with --format collapsed
+                 the flame graph's weight); a tie goes to the next figure (peak: live, own
+                 peak, total, count)
+  --format FMT   text (default), json (schema version 4: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
                  key's value; every site unless --top is given; in names ';' becomes ':', a space
@@ -294,7 +297,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     return 0;
   }
   if (format == "json") {
-    std::printf("{\"schema_version\":3,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
+    std::printf("{\"schema_version\":4,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
                 json_string(f.cmdline()).c_str());
     std::printf(
@@ -320,20 +323,21 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
           static_cast<unsigned long long>(k.counters.bytes_allocated), static_cast<long long>(k.counters.live_bytes),
           static_cast<long long>(k.counters.peak_bytes), static_cast<unsigned long long>(k.counters.peak_ns));
     }
-    std::printf("],\"sites\":[");
+    std::printf("],\"kind_sizes\":%s,\"timeline\":%s,\"sites\":[", tool::kind_sizes_json(f.kind_sizes()).c_str(),
+                tool::timeline_json(f.timeline()).c_str());
     for (std::size_t i = 0; i < sites.size(); ++i) {
       const tool::site& s = sites[i];
       const auto& c = s.counters;
       std::printf(
           "%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
           "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-          "\"temporary\":%llu,\"framework\":%s,\"cut\":%s,\"whole_depth\":%s,\"frames\":[",
+          "\"temporary\":%llu,\"sizes\":%s,\"framework\":%s,\"cut\":%s,\"whole_depth\":%s,\"frames\":[",
           i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
           static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
           static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
           static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
           static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
-          tool::framework_json(s).c_str(), s.cut ? "true" : "false",
+          tool::sizes_json(tool::sizes_of(c)).c_str(), tool::framework_json(s).c_str(), s.cut ? "true" : "false",
           s.cut && s.whole_depth != 0 ? std::to_string(s.whole_depth).c_str() : "null");
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
@@ -410,12 +414,18 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
                 bytes_text(static_cast<long double>(k.counters.live_bytes)).c_str());
   }
   std::fputs(tool::pool_hit_rate_text(h).c_str(), stdout);
+  const std::array<tool::size_counts, POOLSHIM_STATS_KINDS> kind_sizes = f.kind_sizes();
+  for (int k = 0; k < POOLSHIM_STATS_KINDS; ++k)
+    if (const std::string t = tool::sizes_text(kind_sizes[static_cast<std::size_t>(k)]); !t.empty())
+      std::printf("  %s sizes: %s\n", tool::kind_name(k), t.c_str());
+  if (const std::string t = tool::timeline_text(f.timeline(), 40); !t.empty()) std::printf("  %s\n", t.c_str());
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
-              sort == "live"       ? "live bytes"
-              : sort == "total"    ? "bytes allocated"
-              : sort == "count"    ? "allocations"
-              : sort == "own-peak" ? "own peak (the most each held at once)"
-                                   : "bytes held at the peak");
+              sort == "live"        ? "live bytes"
+              : sort == "total"     ? "bytes allocated"
+              : sort == "count"     ? "allocations"
+              : sort == "own-peak"  ? "own peak (the most each held at once)"
+              : sort == "temporary" ? "temporary allocations"
+                                    : "bytes held at the peak");
   for (std::size_t i = 0; i < sites.size(); ++i) {
     const tool::site& s = sites[i];
     const auto& c = s.counters;
@@ -429,6 +439,8 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     if (c.temporary != 0)
       std::printf("       %llu of them temporary (freed before the thread allocated anything else)\n",
                   static_cast<unsigned long long>(c.temporary));
+    if (const std::string t = tool::sizes_text(tool::sizes_of(c)); !t.empty())
+      std::printf("       sizes %s\n", t.c_str());
     if (const tool::framework* fw = tool::framework_of(s))
       std::printf("       [%s] the framework's cache growing (see the note at the end)\n", fw->name);
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
@@ -529,7 +541,8 @@ int run(int argc_given, char** argv_given) {
       top_given = true;
     } else if (a == "--sort") {
       sort = value();
-      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count" && sort != "own-peak")
+      if (sort != "peak" && sort != "live" && sort != "total" && sort != "count" && sort != "own-peak" &&
+          sort != "temporary")
         usage_error("bad --sort '" + sort + "'");
     } else if (a == "--format") {
       format = value();

@@ -21,6 +21,7 @@ std::vector<std::int64_t> sort_values(const site& s, const std::string& sort) {
   if (sort == "total") return {total, count, own, peak, live};
   if (sort == "count") return {count, total, own, peak, live};
   if (sort == "own-peak") return {own, peak, live, total, count};
+  if (sort == "temporary") return {static_cast<std::int64_t>(c.temporary), count, total, own, peak};
   return {peak, live, own, total, count};
 }
 

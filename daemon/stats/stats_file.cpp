@@ -386,7 +386,10 @@ void stats_file::check_layout() {
                               !inside(h.shards_offset, h.shard_count, sizeof(poolshim_stats_shard)))) ||
       (h.event_capacity & (h.event_capacity - 1)) != 0 ||
       (h.event_capacity != 0 && !inside(h.events_offset, h.event_capacity, sizeof(poolshim_stats_event))) ||
-      (h.python_size != 0 && !inside(h.python_offset, h.python_size, 1)))
+      (h.python_size != 0 && !inside(h.python_offset, h.python_size, 1)) ||
+      (h.timeline_capacity != 0 &&
+       !inside(h.timeline_offset, 1,
+               sizeof(poolshim_stats_timeline) + std::uint64_t{h.timeline_capacity} * sizeof(poolshim_stats_sample))))
     throw file_error(path + ": corrupt (a region lies outside the file or is not 8-byte aligned)");
   if (h.depth_cap > POOLSHIM_STATS_MAX_DEPTH)
     throw file_error(path + ": corrupt (field depth_cap: " + std::to_string(h.depth_cap) + " frames, more than " +
@@ -516,6 +519,46 @@ std::vector<poolshim_stats_event> stats_file::event_ring() const {
 #endif
     if (__atomic_load_n(&e.seq, __ATOMIC_RELAXED) == i + 1) out.push_back(copy);  // not rewritten meanwhile
   }
+  return out;
+}
+
+stats_tool::timeline stats_file::timeline() const {
+  stats_tool::timeline out;
+  const std::uint32_t cap = layout_.timeline_capacity;
+  if (cap == 0) return out;
+  const auto* t = at<poolshim_stats_timeline>(map_, layout_.timeline_offset);
+  const auto* samples = reinterpret_cast<const poolshim_stats_sample*>(t + 1);
+  out.interval_ns = t->interval_ns;
+  int columns = 0;
+  while (columns < POOLSHIM_STATS_TIMELINE_COLUMNS && t->columns[columns] != 0 &&
+         t->columns[columns] <= POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS) {
+    const int p = t->columns[columns] - 1;
+    out.columns.push_back({p / POOLSHIM_STATS_KINDS, p % POOLSHIM_STATS_KINDS});
+    ++columns;
+  }
+  const std::uint32_t n = std::min(t->count, cap);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const poolshim_stats_sample& s = samples[i];
+    // A sample being written or moved while the file was copied (a running process) is left out:
+    // times only rise.
+    if (s.ns == 0 || (!out.samples.empty() && s.ns < out.samples.back().ns)) continue;
+    stats_tool::timeline::sample x;
+    x.ns = s.ns;
+    x.total = s.total;
+    x.live.assign(s.live, s.live + columns);
+    out.samples.push_back(std::move(x));
+  }
+  return out;
+}
+
+std::array<size_counts, POOLSHIM_STATS_KINDS> stats_file::kind_sizes() const {
+  std::array<size_counts, POOLSHIM_STATS_KINDS> out{};
+  std::uint64_t sizes[POOLSHIM_STATS_KINDS][POOLSHIM_STATS_SIZE_BUCKETS];
+  std::memcpy(sizes, header_->kind_sizes, sizeof sizes);
+  for (const poolshim_stats_shard* sh : shards()) poolshim_stats_fold_kind_sizes(sizes, sh->kind_sizes, 0);
+  for (int k = 0; k < POOLSHIM_STATS_KINDS; ++k)
+    for (int b = 0; b < POOLSHIM_STATS_SIZE_BUCKETS; ++b)
+      out[static_cast<std::size_t>(k)][static_cast<std::size_t>(b)] = sizes[k][b];
   return out;
 }
 

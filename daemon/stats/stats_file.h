@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -70,6 +71,24 @@ struct kind_figures {
   poolshim_stats_kind counters{};
 };
 
+// Allocations by size bucket (poolshim_stats_size_bucket), per kind over every device.
+using size_counts = std::array<std::uint64_t, POOLSHIM_STATS_SIZE_BUCKETS>;
+
+// The file's timeline (struct poolshim_stats_timeline): live bytes sampled over time.
+struct timeline {
+  struct column {
+    int device = 0, kind = 0;
+  };
+  struct sample {
+    std::uint64_t ns = 0;
+    std::int64_t total = 0;          // every kind
+    std::vector<std::int64_t> live;  // one per column
+  };
+  std::uint64_t interval_ns = 0;  // between samples at the end (it doubles each time the file is full)
+  std::vector<column> columns;
+  std::vector<sample> samples;  // oldest first, times rising
+};
+
 class stats_file {
  public:
   // Throws file_error; with only_mine, not_mine_error for a file the effective user does not own
@@ -100,6 +119,10 @@ class stats_file {
   std::uint64_t events() const;                   // allocations and frees recorded
   // The event ring's events still held, oldest first (empty without POOLSHIM_STATS_EVENTS).
   std::vector<poolshim_stats_event> event_ring() const;
+  // Live bytes over time (empty samples: none yet).
+  stats_tool::timeline timeline() const;
+  // Allocations by size bucket, per kind (index: 0 device ... 4 vmm), every device together.
+  std::array<size_counts, POOLSHIM_STATS_KINDS> kind_sizes() const;
 
  private:
   std::string path_;

@@ -202,6 +202,7 @@ std::vector<site> merge_by_key(std::vector<site> in) {
     a.live_count += b.live_count;
     a.own_peak = std::max(a.own_peak, b.own_peak);
     a.temporary += b.temporary;
+    for (int k = 0; k < POOLSHIM_STATS_SIZE_BUCKETS; ++k) a.sizes[k] += b.sizes[k];
     m.at_process_peak += s.at_process_peak;
     if (s.whole_depth > m.whole_depth || (s.whole_depth == m.whole_depth && s.whole_depth_more)) {
       m.whole_depth = s.whole_depth;  // the same frames cut from stacks of several depths: the deepest

@@ -18,6 +18,7 @@
 
 #include "stats/site_text.h"
 #include "stats/stats_file.h"
+#include "stats/timeline.h"
 #include "stats/tool_util.h"
 
 namespace poolshim::stats_tool {
@@ -209,6 +210,11 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
       const std::string cmd = cli::brief_command(*w.file, 50);
       screen.push_back(line("  %-8d %11s %11s %10s  %s", h.pid, cli::bytes_text(live_now).c_str(),
                             cli::bytes_text(h.process_peak).c_str(), rate.c_str(), cmd.c_str()));
+      // Live bytes over the run so far (the file's timeline), as wide as the screen allows.
+      if (const std::string t =
+              timeline_text(w.file->timeline(), cols > 70 ? std::min<std::size_t>(cols - 60, 60) : 10);
+          !t.empty())
+        screen.push_back("    " + t);
       if (nsites == 0) continue;
       std::vector<site> sites = w.file->sites(false);
       sites.erase(std::remove_if(sites.begin(), sites.end(), [](const site& s) { return s.counters.live_bytes <= 0; }),

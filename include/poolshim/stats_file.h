@@ -4,7 +4,7 @@
  * SIGBUS later), mapped shared by the shim and written in place, so it stays readable after the
  * process exits, crashes or is killed. poolshim-stats reads it; the shim never symbolises.
  *
- * Layout, version 3 (host byte order; every offset from the start of the file; every array fixed
+ * Layout, version 4 (host byte order; every offset from the start of the file; every array fixed
  * at creation):
  *   header                      struct poolshim_stats_header
  *   modules[module_capacity]    struct poolshim_stats_module: what a frame address belongs to
@@ -23,6 +23,8 @@
  *                               (POOLSHIM_STATS_EVENTS, 0 = none), oldest overwritten
  *   python[python_size bytes]   the Python code table (include/poolshim/stats_python.h) when
  *                               POOLSHIM_STATS=python, else python_size = 0
+ *   timeline                    struct poolshim_stats_timeline, then timeline_capacity samples
+ *                               (struct poolshim_stats_sample): live bytes over time
  * Every region starts on a POOLSHIM_STATS_ALIGN boundary; poolshim_stats_plan() below computes the
  * offsets (the shim and the test fakes lay files out with it; a reader checks the header instead).
  * A frame value whose top 16 bits are POOLSHIM_STATS_PYFRAME_TAG is a Python frame (its low 48
@@ -36,8 +38,9 @@
 #include <stdint.h>
 
 #define POOLSHIM_STATS_MAGIC "PSHSTAT"
-/* 3: events carry their stream; a stack cut at depth_cap ends with a POOLSHIM_STATS_CUT_TAG mark */
-#define POOLSHIM_STATS_VERSION 3
+/* 3: events carry their stream; a stack cut at depth_cap ends with a POOLSHIM_STATS_CUT_TAG mark.
+ * 4: size histograms per site and per kind; the timeline of live bytes */
+#define POOLSHIM_STATS_VERSION 4
 #define POOLSHIM_STATS_PYFRAME_TAG 0xfffeull /* top 16 bits of a Python frame value */
 /* A stack deeper than depth_cap keeps its depth_cap - 1 innermost frames and, as its last (outermost)
  * frame, this marker: top 16 bits POOLSHIM_STATS_CUT_TAG; bits 0-31 how many frames the whole stack
@@ -46,10 +49,16 @@
 #define POOLSHIM_STATS_CUT_TAG 0xfffdull
 #define POOLSHIM_STATS_CUT_MORE (1ull << 32)
 #define POOLSHIM_STATS_CUT_COUNT_LIMIT 255
-#define POOLSHIM_STATS_SHARD_SITES 64 /* site entries per thread shard (direct-mapped) */
+#define POOLSHIM_STATS_SHARD_SITES 256 /* site entries per thread shard (two places per stack id) */
 #define POOLSHIM_STATS_DEVICES 16
 #define POOLSHIM_STATS_KINDS 5  /* device, pinned, managed, async, vmm */
 #define POOLSHIM_STATS_ALIGN 64 /* every region starts on a cache line */
+/* Allocation sizes in power-of-two buckets: bucket 0 holds sizes up to 1 KiB, bucket i (1 to 22)
+ * sizes in (2^(9+i), 2^(10+i)] (up to 4 GiB), bucket 23 anything larger. */
+#define POOLSHIM_STATS_SIZE_BUCKETS 24
+/* Columns of the timeline: the first (device, kind) pairs to hold memory get one each; the others
+ * count in the sample's total only. */
+#define POOLSHIM_STATS_TIMELINE_COLUMNS 8
 
 /* The most frames a stack keeps: the header's depth_cap and each slot's depth are at most this
  * (the shim's POOLSHIM_STATS_DEPTH is clamped to it; a reader rejects a file that says more). */
@@ -128,6 +137,12 @@ struct poolshim_stats_header {
    * hit rate: allocations the pools served from memory they already held, of all they served. */
   uint64_t device_pool_hits, device_pool_allocs;
   uint64_t host_pool_hits, host_pool_allocs;
+  /* version 4 */
+  uint64_t timeline_offset;
+  uint32_t timeline_capacity; /* samples (0: no timeline) */
+  uint32_t reserved2;
+  /* Allocations per kind (all devices) by size bucket, plus each in-use shard's kind_sizes. */
+  uint64_t kind_sizes[POOLSHIM_STATS_KINDS][POOLSHIM_STATS_SIZE_BUCKETS];
 };
 
 struct poolshim_stats_module {
@@ -152,7 +167,8 @@ struct poolshim_stats_site {
   int64_t own_peak;
   int64_t at_peak; /* bytes live at the process peak, valid when seen_epoch == peak_epoch */
   uint64_t seen_epoch;
-  uint64_t temporary; /* allocations freed before their thread allocated anything else */
+  uint64_t temporary;                          /* allocations freed before their thread allocated anything else */
+  uint64_t sizes[POOLSHIM_STATS_SIZE_BUCKETS]; /* allocations by size bucket (plus the shards') */
 };
 
 struct poolshim_stats_kind {
@@ -162,9 +178,10 @@ struct poolshim_stats_kind {
 };
 
 /* A thread's private counters, written with plain stores by that thread only (no atomic
- * read-modify-write on the hot path). Entry i holds site `stack` for stack ids with
- * id % POOLSHIM_STATS_SHARD_SITES == i (an entry with allocs and frees both 0 is empty; site 0 may
- * have frees only); a colliding site folds the old entry into the shared counters first. Live
+ * read-modify-write on the hot path). Stack id `id` may be in entry poolshim_stats_shard_place(id, 0)
+ * or poolshim_stats_shard_place(id, 1) (an entry with allocs, frees and temporary 0 is empty; site
+ * 0 may have frees only); a site finding both taken by others folds the first into the shared
+ * counters and takes it (two places: 64 sites in turn rarely evict each other). Live
  * bytes and peaks stay in the shared counters. A reader sums shared + shards (poolshim_stats_fold_*
  * below); while a shard is being folded it may see an entry twice or not at all for an instant (a
  * kill -9 exactly then leaves that one entry's counts doubled). */
@@ -172,6 +189,7 @@ struct poolshim_stats_shard_site {
   uint32_t stack;
   uint32_t reserved;
   uint64_t allocs, frees, bytes_allocated, bytes_freed, temporary;
+  uint32_t sizes[POOLSHIM_STATS_SIZE_BUCKETS]; /* folded before any reaches 2^31 */
 };
 
 struct poolshim_stats_shard_kind {
@@ -184,7 +202,35 @@ struct poolshim_stats_shard {
   uint64_t events;
   struct poolshim_stats_shard_site sites[POOLSHIM_STATS_SHARD_SITES];
   struct poolshim_stats_shard_kind kinds[POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS];
+  uint32_t kind_sizes[POOLSHIM_STATS_KINDS][POOLSHIM_STATS_SIZE_BUCKETS]; /* folded before 2^31 */
 };
+
+/* Live bytes over time, sampled by the thread of an event when the interval has passed (checked
+ * at every 8th event of a thread, with the coarse clock, and at each new process peak), and at a
+ * clean exit. When all capacity samples are taken, each pair of neighbours becomes the one of the
+ * two with more bytes live and the interval doubles: the whole run stays in the file, at a
+ * coarser grain. A sample is written while `busy` is 1 (a reader may see one torn sample). */
+struct poolshim_stats_timeline {
+  uint64_t interval_ns; /* between samples now (10 ms at the start) */
+  uint64_t next_ns;     /* CLOCK_REALTIME when the next sample is due */
+  uint32_t count;       /* samples held, the oldest first */
+  uint32_t busy;
+  /* column i holds (device * POOLSHIM_STATS_KINDS + kind + 1); 0: unused */
+  uint16_t columns[POOLSHIM_STATS_TIMELINE_COLUMNS];
+};
+
+struct poolshim_stats_sample {
+  uint64_t ns;   /* CLOCK_REALTIME */
+  int64_t total; /* bytes live over all kinds (the header's process_live) */
+  int64_t live[POOLSHIM_STATS_TIMELINE_COLUMNS];
+};
+
+/* The size bucket of an allocation of `bytes`. */
+static inline unsigned poolshim_stats_size_bucket(uint64_t bytes) {
+  unsigned width = 0;
+  if (bytes > 1024) width = 64u - (unsigned)__builtin_clzll(bytes - 1); /* 2^(w-1) < bytes <= 2^w */
+  return width <= 10 ? 0 : width - 10 >= POOLSHIM_STATS_SIZE_BUCKETS ? POOLSHIM_STATS_SIZE_BUCKETS - 1 : width - 10;
+}
 
 /* One allocation or free in the event ring (for timelines and the memory_viz snapshot). Written
  * after its slot is claimed with seq last (release): a reader takes slot i % capacity as event i
@@ -216,6 +262,8 @@ struct poolshim_stats_layout {
   uint64_t python_size;
   uint64_t modules_offset, slots_offset, arena_offset, sites_offset, kinds_offset, live_offset;
   uint64_t shards_offset, events_offset, python_offset, file_size;
+  uint32_t timeline_capacity;
+  uint64_t timeline_offset;
 };
 
 static inline uint64_t poolshim_stats_align(uint64_t v) {
@@ -227,7 +275,7 @@ static inline uint64_t poolshim_stats_align(uint64_t v) {
 static inline struct poolshim_stats_layout poolshim_stats_plan(uint32_t module_capacity, uint32_t slot_count,
                                                                uint32_t arena_frames, uint32_t live_capacity,
                                                                uint32_t shard_count, uint32_t event_capacity,
-                                                               uint64_t python_size) {
+                                                               uint64_t python_size, uint32_t timeline_capacity) {
   struct poolshim_stats_layout l;
   uint64_t off = poolshim_stats_align(sizeof(struct poolshim_stats_header));
   l.module_capacity = module_capacity;
@@ -254,7 +302,12 @@ static inline struct poolshim_stats_layout poolshim_stats_plan(uint32_t module_c
   l.events_offset = off;
   off = poolshim_stats_align(off + (uint64_t)event_capacity * sizeof(struct poolshim_stats_event));
   l.python_offset = off;
-  l.file_size = poolshim_stats_align(off + python_size);
+  off = poolshim_stats_align(off + python_size);
+  l.timeline_capacity = timeline_capacity;
+  l.timeline_offset = off;
+  off = poolshim_stats_align(off + sizeof(struct poolshim_stats_timeline) +
+                             (uint64_t)timeline_capacity * sizeof(struct poolshim_stats_sample));
+  l.file_size = off;
   return l;
 }
 
@@ -283,6 +336,8 @@ static inline void poolshim_stats_init_header(struct poolshim_stats_header* h, c
   h->event_capacity = l->event_capacity;
   h->python_offset = l->python_size != 0 ? l->python_offset : 0;
   h->python_size = l->python_size;
+  h->timeline_offset = l->timeline_offset;
+  h->timeline_capacity = l->timeline_capacity;
 }
 
 /* Shard folding (see struct poolshim_stats_shard): a site's or kind's whole figure is its shared
@@ -303,6 +358,14 @@ static inline void poolshim_stats_fold_site(struct poolshim_stats_site* to, cons
   poolshim_stats_add_count(&to->bytes_allocated, e->bytes_allocated, shared);
   poolshim_stats_add_count(&to->bytes_freed, e->bytes_freed, shared);
   poolshim_stats_add_count(&to->temporary, e->temporary, shared);
+  for (int b = 0; b < POOLSHIM_STATS_SIZE_BUCKETS; ++b) poolshim_stats_add_count(&to->sizes[b], e->sizes[b], shared);
+}
+
+/* A shard's per-kind size counts into the header's (same rule as the sites'). */
+static inline void poolshim_stats_fold_kind_sizes(uint64_t (*to)[POOLSHIM_STATS_SIZE_BUCKETS],
+                                                  const uint32_t (*from)[POOLSHIM_STATS_SIZE_BUCKETS], int shared) {
+  for (int k = 0; k < POOLSHIM_STATS_KINDS; ++k)
+    for (int b = 0; b < POOLSHIM_STATS_SIZE_BUCKETS; ++b) poolshim_stats_add_count(&to[k][b], from[k][b], shared);
 }
 
 static inline void poolshim_stats_fold_kind(struct poolshim_stats_kind* to, const struct poolshim_stats_shard_kind* e,
@@ -312,11 +375,20 @@ static inline void poolshim_stats_fold_kind(struct poolshim_stats_kind* to, cons
   poolshim_stats_add_count(&to->bytes_allocated, e->bytes_allocated, shared);
 }
 
+/* The two entries of a shard stack id `id` may be in (which = 0 or 1; they may be the same). */
+static inline uint32_t poolshim_stats_shard_place(uint32_t id, int which) {
+  return which == 0 ? id % POOLSHIM_STATS_SHARD_SITES : (id * 0x9e3779b1u) >> 24;
+}
+
 /* The shard's entry for stack id `id` when it holds counts of that site, else NULL. */
 static inline const struct poolshim_stats_shard_site* poolshim_stats_shard_entry(const struct poolshim_stats_shard* sh,
                                                                                  uint32_t id) {
-  const struct poolshim_stats_shard_site* e = &sh->sites[id % POOLSHIM_STATS_SHARD_SITES];
-  return e->stack == id && (e->allocs != 0 || e->frees != 0) ? e : 0;
+  int which;
+  for (which = 0; which < 2; ++which) {
+    const struct poolshim_stats_shard_site* e = &sh->sites[poolshim_stats_shard_place(id, which)];
+    if (e->stack == id && (e->allocs != 0 || e->frees != 0)) return e;
+  }
+  return 0;
 }
 
 #ifdef __cplusplus

@@ -81,7 +81,7 @@ std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
         break;
       }
   // A cut stack's marker is no return address on the stack: the cache checks the frames before it.
-  if (cacheable && id != 0 && depth > 0 && !python && cache->take_capture())
+  if (cacheable && id != 0 && depth > 0 && !python && cache->take_capture(sp))
     cache->capture(sp, frames + first, cut ? depth - 1 : depth, id, static_cast<int>(depth_) + 16, shim_begin_,
                    shim_end_);
   return id;

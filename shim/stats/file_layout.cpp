@@ -26,11 +26,12 @@ void read_cmdline(char* out, std::size_t cap) noexcept {
 }  // namespace
 
 poolshim_stats_layout full_layout(std::uint32_t ring, bool python) noexcept {
-  return poolshim_stats_plan(k_modules, k_slots, k_arena_frames, k_live, k_shards, ring, python ? k_python_bytes : 0);
+  return poolshim_stats_plan(k_modules, k_slots, k_arena_frames, k_live, k_shards, ring, python ? k_python_bytes : 0,
+                             k_timeline_samples);
 }
 
 poolshim_stats_layout small_layout() noexcept {
-  return poolshim_stats_plan(k_modules, 0, 0, k_small_live, k_small_shards, 0, 0);
+  return poolshim_stats_plan(k_modules, 0, 0, k_small_live, k_small_shards, 0, 0, k_timeline_samples);
 }
 
 void* create_file(const char* path, std::size_t size, int* err) noexcept {

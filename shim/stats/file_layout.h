@@ -1,6 +1,6 @@
 // The shim's stats file (include/poolshim/stats_file.h): how big each region is, where it lies
 // (poolshim_stats_plan), creating the file with all of it reserved, and its header. The full file
-// is ~13 MiB plus the event ring and the Python table; the small one (under 1 MiB) counts per device
+// is ~17.3 MiB plus the event ring and the Python table; the small one (under 1 MiB) counts per device
 // and kind without stacks, for a folder with no room for the full one.
 #pragma once
 
@@ -15,10 +15,11 @@ constexpr std::uint32_t k_modules = 512;
 constexpr std::uint32_t k_slots = 1u << 14;         // stacks
 constexpr std::uint32_t k_arena_frames = 1u << 19;  // 32 frames per stack on average
 constexpr std::uint32_t k_live = 1u << 18;          // live allocations tracked at once
-constexpr std::uint32_t k_shards = 256;             // threads with their own counters at once; others share
+constexpr std::uint32_t k_shards = 64;              // threads with their own counters at once; others share
 constexpr std::size_t k_python_bytes = std::size_t{8} << 20;
 constexpr std::uint32_t k_small_live = 1u << 14;
-constexpr std::uint32_t k_small_shards = 16;
+constexpr std::uint32_t k_small_shards = 8;
+constexpr std::uint32_t k_timeline_samples = 1024;  // 80 KiB, in both files
 
 // The full file: stacks, `ring` events (a power of two, or 0: no ring) and, with `python`, the
 // Python code table.

@@ -35,6 +35,7 @@
 #include "stats/stack_cache.h"
 #include "stats/stack_table.h"
 #include "stats/thread_shard.h"
+#include "stats/timeline.h"
 #include "stats/unwinder.h"
 
 namespace poolshim::stats {
@@ -54,6 +55,7 @@ struct recorder {
   shard_set shards;
   live_table live;
   event_ring ring;
+  timeline_writer timeline;
   std::size_t mapped = 0;
   char path[512] = {};
   std::uint32_t depth = 32;
@@ -137,7 +139,9 @@ bool start(recorder& r) noexcept {
                  reinterpret_cast<process_figures*>(&h->process_live));
   if (r.sites == nullptr) return false;
   r.shards = shard_set(reinterpret_cast<poolshim_stats_shard*>(base + l.shards_offset), l.shard_count, r.sites, r.kinds,
-                       &h->events);
+                       &h->events, h->kind_sizes);
+  r.timeline = timeline_writer(reinterpret_cast<poolshim_stats_timeline*>(base + l.timeline_offset),
+                               l.timeline_capacity, r.kinds, &h->process_live);
   r.mapped = l.file_size;
   // The address range of libpoolshim.so (or of the binary holding this code, in tests): frames in
   // it are the shim's own.
@@ -210,8 +214,9 @@ recorder* active() noexcept {
 }
 
 // What a thread keeps for the recorder, allocated on its first event and freed at its exit: TLS
-// holds only a pointer (the stack cache's 8.7 KB as initial-exec TLS would be carved out of every
-// thread's stack in every preloaded process, statistics on or off).
+// holds only a pointer (the stack cache, ~4.5 KB here and a 196 KiB mapping of its own, as
+// initial-exec TLS would be carved out of every thread's stack in every preloaded process,
+// statistics on or off).
 struct thread_state {
   std::uint32_t generation;     // g_generation when set up; another value: stale (a fork child)
   poolshim_stats_shard* shard;  // null: this thread counts in the shared counters
@@ -256,7 +261,7 @@ thread_state* my_state(recorder& r) noexcept {
     }
     tl_state = ts;
   } else {
-    *ts = thread_state{};  // a fork child: the parent's shard and stack ids are not this file's
+    ts->cache.reset();  // a fork child: the parent's shard and stack ids are not this file's
   }
   ts->generation = gen;
   ts->shard = r.shards.claim();
@@ -265,7 +270,7 @@ thread_state* my_state(recorder& r) noexcept {
     void* lo = nullptr;
     std::size_t size = 0;
     if (pthread_attr_getstack(&attr, &lo, &size) == 0 && lo != nullptr)
-      ts->cache.set_stack(reinterpret_cast<std::uintptr_t>(lo), reinterpret_cast<std::uintptr_t>(lo) + size);
+      (void)ts->cache.set_stack(reinterpret_cast<std::uintptr_t>(lo), reinterpret_cast<std::uintptr_t>(lo) + size);
     pthread_attr_destroy(&attr);
   }
   return ts;
@@ -299,6 +304,7 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, st
     peak_at = now_ns();
     atomic_at(r->header->peak_ns).store(peak_at, std::memory_order_relaxed);
   }
+  r->shards.note_size(sh, static_cast<int>(k), poolshim_stats_size_bucket(bytes));
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
   const int slot = dev * POOLSHIM_STATS_KINDS + static_cast<int>(k);
   poolshim_stats_kind& kc = r->kinds[slot];
@@ -319,9 +325,13 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, st
       break;
     }
   }
-  r->shards.note_event(sh);
+  const std::uint64_t n = r->shards.note_event(sh);
   (void)r->ring.push(POOLSHIM_STATS_EVENT_ALLOC, ptr, bytes, id, dev, static_cast<int>(k), stream);
   (void)r->live.insert(ptr, bytes, id, static_cast<std::uint16_t>(dev), static_cast<std::uint16_t>(k));
+  if (peak_at != 0)
+    r->timeline.on_peak(peak_at);
+  else
+    r->timeline.on_event(n);
 }
 
 void record_free(kind k, std::uint64_t ptr, std::uint64_t stream) noexcept {
@@ -346,7 +356,7 @@ void record_free(kind k, std::uint64_t ptr, std::uint64_t stream) noexcept {
   else
     atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
   atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);
-  r->shards.note_event(sh);
+  r->timeline.on_event(r->shards.note_event(sh));
   (void)r->ring.push(POOLSHIM_STATS_EVENT_FREE, ptr, copy.bytes, copy.stack, copy.device, copy.kind, stream);
 }
 
@@ -362,7 +372,9 @@ void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs,
 
 void record_exit() noexcept {
   if (g_state.load(std::memory_order_acquire) != 2) return;
-  atomic_at(g_rec.header->end_ns).store(now_ns(), std::memory_order_release);
+  const std::uint64_t now = now_ns();
+  g_rec.timeline.sample(now);  // the end of the line: what was still live at exit
+  atomic_at(g_rec.header->end_ns).store(now, std::memory_order_release);
 }
 
 const char* stats_path() noexcept { return g_state.load(std::memory_order_acquire) == 2 ? g_rec.path : ""; }

@@ -12,10 +12,15 @@ namespace {
 // site_counters and site_local are the file's site and shard entry, seen as atomics or as one
 // thread's plain counters.
 static_assert(sizeof(site_counters) == sizeof(poolshim_stats_site) &&
-              offsetof(site_counters, temporary) == offsetof(poolshim_stats_site, temporary));
+              offsetof(site_counters, temporary) == offsetof(poolshim_stats_site, temporary) &&
+              offsetof(site_counters, sizes) == offsetof(poolshim_stats_site, sizes));
 static_assert(sizeof(site_local) == sizeof(poolshim_stats_shard_site) &&
               offsetof(site_local, allocs) == offsetof(poolshim_stats_shard_site, allocs) &&
-              offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary));
+              offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary) &&
+              offsetof(site_local, sizes) == offsetof(poolshim_stats_shard_site, sizes));
+
+// A local size count this large is folded into the shared counters (the local ones are 32-bit).
+constexpr std::uint32_t k_fold_sizes_at = std::uint32_t{1} << 31;
 
 template <class T>
 void add(std::atomic<T>& c, T v) noexcept {
@@ -52,12 +57,21 @@ bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* loc
   site_counters& s = at(id);
   settle(s);
   const auto b = static_cast<std::int64_t>(bytes);
+  const unsigned bucket = poolshim_stats_size_bucket(bytes);
   if (local != nullptr) {
     bump(local->allocs, 1);
     bump(local->bytes_allocated, bytes);
+    std::atomic_ref<std::uint32_t> n(local->sizes[bucket]);
+    const std::uint32_t now = n.load(std::memory_order_relaxed) + 1;
+    n.store(now, std::memory_order_relaxed);
+    if (now >= k_fold_sizes_at) [[unlikely]] {  // before it could wrap: into the shared counters
+      s.sizes[bucket].fetch_add(now, std::memory_order_relaxed);
+      n.store(0, std::memory_order_relaxed);
+    }
   } else {
     add<std::uint64_t>(s.allocs, 1);
     add<std::uint64_t>(s.bytes_allocated, bytes);
+    add<std::uint64_t>(s.sizes[bucket], 1);
   }
   raise_to<std::uint64_t>(s.largest, bytes);
   const std::int64_t mine = s.live_bytes.fetch_add(b, std::memory_order_relaxed) + b;
@@ -112,6 +126,7 @@ site_report site_stats::report(std::uint32_t id) const noexcept {
   r.live_count = static_cast<std::int64_t>(r.allocs) - static_cast<std::int64_t>(r.frees);
   r.own_peak = s.own_peak.load(std::memory_order_relaxed);
   r.temporary = s.temporary.load(std::memory_order_relaxed);
+  for (int b = 0; b < POOLSHIM_STATS_SIZE_BUCKETS; ++b) r.sizes[b] = s.sizes[b].load(std::memory_order_relaxed);
   const bool current = s.seen_epoch.load(std::memory_order_relaxed) == process_->epoch.load(std::memory_order_relaxed);
   r.at_process_peak = current ? s.at_peak.load(std::memory_order_relaxed) : r.live_bytes;
   return r;

@@ -7,12 +7,15 @@
 // read-modify-write: ~6 ns each saved), folded into the shared counters later; live bytes and the
 // peaks are always shared relaxed atomics. Counts and byte totals are exact under any number of
 // threads (shared + locals); the peak attribution is exact with one thread and approximate when
-// threads race on a peak. live_count is not kept: it is allocs - frees.
+// threads race on a peak. live_count is not kept: it is allocs - frees. Each allocation also counts
+// in its size bucket (poolshim_stats_size_bucket), in the local entry when there is one.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "poolshim/stats_file.h"
 
 namespace poolshim::stats {
 
@@ -22,18 +25,21 @@ struct site_counters {
   std::atomic<std::int64_t> at_peak;      // live bytes at the process peak, valid when seen_epoch is current
   std::atomic<std::uint64_t> seen_epoch;  // the peak epoch at_peak belongs to
   std::atomic<std::uint64_t> temporary;   // allocations freed before their thread allocated again
+  std::atomic<std::uint64_t> sizes[POOLSHIM_STATS_SIZE_BUCKETS];  // allocations by size bucket
 };
 
 // One thread's counts for one site, written by that thread only (the stats file's shard entries).
 struct site_local {
   std::uint32_t stack, reserved;
   std::uint64_t allocs, frees, bytes_allocated, bytes_freed, temporary;
+  std::uint32_t sizes[POOLSHIM_STATS_SIZE_BUCKETS];  // folded into the shared counters before 2^31
 };
 
 struct site_report {
   std::uint64_t allocs, frees, bytes_allocated, bytes_freed, largest;
   std::int64_t live_bytes, live_count, own_peak, at_process_peak;
   std::uint64_t temporary;
+  std::uint64_t sizes[POOLSHIM_STATS_SIZE_BUCKETS];
 };
 
 // The process-wide figures the sites are measured against (in the stats file's header, or local).

@@ -1,11 +1,14 @@
 // The per-thread shortcut of the call-site statistics (DESIGN.md): a program allocates from the
-// same stack again and again, so each thread remembers its last stacks with the stack addresses
+// same stacks again and again, so each thread remembers up to 256 stacks with the stack addresses
 // that hold their return addresses. When the recorder's own frame is where it was then and every
 // remembered slot still holds the same return address, the call chain is the same (to the depth
 // kept): the stack id is reused without unwinding — a few dozen loads instead of ~7 ns per frame.
 #pragma once
 
 #include <cstdint>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace poolshim::stats {
 
@@ -16,53 +19,66 @@ namespace poolshim::stats {
 // slot moves and the old place still holds the old return address. A wrong hit turns the
 // thread's cache off, so a misattribution lasts at most ~k_recheck events of one thread.
 constexpr std::uint32_t k_recheck = 64;
-// Captures with slots (unw_step: about 25 sigprocmask calls per event with the system libunwind,
-// ~15 us) are rate-limited: the first k_free_captures of a thread, then one per k_capture_every
-// misses. A loop over more sites than the cache holds then keeps most of them cached (a cache
-// that took every miss would evict the next site each time, LRU on a cycle), and the others cost
-// an unw_backtrace (~7 ns per frame) instead of a capture.
-constexpr std::uint32_t k_free_captures = 16;
+// A capture with slots (unw_step: about 25 sigprocmask calls per event with the system libunwind,
+// ~15 us) is taken on a miss whose stack would go into an empty place of the cache; one that
+// would evict a stack is rate-limited to one per k_capture_every misses (a loop over more stacks
+// than a set holds would otherwise evict the next one each time and capture on every event), and
+// after k_failed_captures captures that could not be remembered (frames that differ between the
+// two unwinders, slots off the stack) only the rate-limited ones are left. The rest cost an
+// unw_backtrace (~7 ns per frame).
 constexpr std::uint32_t k_capture_every = 256;
-constexpr int k_cached_stacks = 8;  // a loop over a few call sites stays in the cache
+constexpr std::uint32_t k_failed_captures = 16;
 constexpr int k_cached_depth = 64;  // the recorder keeps at most 64 frames
+// 16 sets of 16 stacks, a set chosen by a hash of the recorder's frame address and the return
+// addresses at up to k_key_slots places of the stack (where the first stack remembered at that
+// frame address had them: its "shape"). 64 call sites in turn overfill one of 16 sets of 16 with
+// a chance of about 1e-5 (8 ways of 32 sets: ~1%); the ways' tags are compared four at a time. A
+// full set replaces a stack not hit since the clock hand last passed it.
+constexpr int k_cache_ways = 16;
+constexpr int k_cache_sets = 16;
+constexpr int k_cache_entries = k_cache_ways * k_cache_sets;
+constexpr int k_shapes = 64;  // frame addresses with a shape at once (pairs of two by hash)
+constexpr int k_key_slots = 8;
 
-// One thread's cache (~8.7 KB: the recorder allocates it with the thread's state, never in TLS).
-// Zero-initialised it is empty and unusable until set_stack. Used by its thread only.
+// One thread's cache. The object itself is ~4.5 KB (sets' tags, shapes) and lives in the thread's
+// state, allocated by the recorder on the thread's first event (never in TLS); the 256 stacks are
+// one anonymous mapping of 196 KiB made by set_stack (784 bytes a stack: 64 slots of 4-byte offset
+// and 8-byte return address and a 16-byte head), resident only where stacks were stored (one page
+// per ~5 stacks). Zero-initialised it is empty and unusable until set_stack. Used by its thread only.
 class stack_cache {
  public:
+  stack_cache() noexcept = default;
+  ~stack_cache();
+  stack_cache(const stack_cache&) = delete;
+  stack_cache& operator=(const stack_cache&) = delete;
+
   // The thread's own stack, mapped for as long as the thread lives: the cache is used only while
   // the stack pointer and every remembered slot lie in it, so reading a slot can never fault (a
-  // coroutine or fiber stack, or a sigaltstack, may be unmapped by the next event).
-  void set_stack(std::uintptr_t lo, std::uintptr_t hi) noexcept {
-    stack_lo_ = lo;
-    stack_hi_ = hi;
-  }
+  // coroutine or fiber stack, or a sigaltstack, may be unmapped by the next event). Maps the
+  // stacks' storage the first time; false (and no cache) when it cannot.
+  bool set_stack(std::uintptr_t lo, std::uintptr_t hi) noexcept;
+  // Forgets every stack, the rate limits and a turned-off state (a fork child's new file).
+  void reset() noexcept;
   bool on_own_stack(std::uintptr_t a) const noexcept {
     return a >= stack_lo_ && a + sizeof(std::uintptr_t) <= stack_hi_;
   }
   // Whether an event whose recorder frame is at `sp` may use the cache.
-  bool usable(std::uintptr_t sp) const noexcept { return !off_ && on_own_stack(sp); }
+  bool usable(std::uintptr_t sp) const noexcept { return !off_ && entries_ != nullptr && on_own_stack(sp); }
   bool off() const noexcept { return off_; }
 
   // The id remembered for `sp` whose slots all still hold their return addresses; 0: a miss.
   // Forced inline: on every event that may use the cache (a call here would be a call more per
   // event than before the recorder was split into parts).
   [[gnu::always_inline]] std::uint32_t lookup(std::uintptr_t sp) noexcept {
-    for (int pos = 0; pos < k_cached_stacks && order_at(pos) != 0; ++pos) {
-      const entry& c = entry_[order_at(pos) - 1];
-      if (c.sp != sp || c.id == 0) continue;
-      // Four frames at a time, without a branch per frame. Stacks that differ mostly differ near
-      // the inside (another call site, a few frames past the CUDA runtime's own) or near the
-      // outside (the same loop reached from another place in main): those groups first, the
-      // middle last.
-      const int groups = (c.depth + 3) / 4;
-      if (group_diff(c, 0) != 0 || (groups > 1 && group_diff(c, 1) != 0) ||
-          (groups > 2 && group_diff(c, groups - 1) != 0))
-        continue;
-      std::uintptr_t diff = 0;
-      for (int g = 2; g < groups - 1 && diff == 0; ++g) diff = group_diff(c, g);
-      if (diff == 0) {
-        if (pos != 0) move_to_front(pos);
+    const shape* s = shape_of(sp);
+    if (s == nullptr) return 0;
+    const std::uint64_t k = key(*s, sp);
+    set_meta& m = sets_[set_of(k)];
+    for (std::uint32_t ways = ways_tagged(m, tag_of(k)); ways != 0; ways &= ways - 1) {
+      const int w = __builtin_ctz(ways);
+      const entry& c = entry_at(set_of(k), w);
+      if (c.sp == sp && matches(c, sp)) {
+        m.used = static_cast<std::uint16_t>(m.used | (1u << w));
         return c.id;
       }
     }
@@ -88,17 +104,12 @@ class stack_cache {
     return id;
   }
 
-  // After a miss: whether this one may take a capture with slots (see k_capture_every).
-  bool take_capture() noexcept {
-    ++misses_;
-    if (captures_ >= k_free_captures && misses_ < k_capture_every) return false;
-    ++captures_;
-    misses_ = 0;
-    return true;
-  }
+  // After a miss at `sp`: whether this one may take a capture with slots (see k_capture_every).
+  bool take_capture(std::uintptr_t sp) noexcept;
 
   // Remembers stack `id` for `sp`: `frames[i]`'s return address lies at `slots[i]` (depth of
-  // them, at most k_cached_depth). Nothing, and false, when a slot lies off the thread's stack.
+  // them, at most k_cached_depth), and the stack holds them now. Nothing, and false, when a slot
+  // lies off the thread's stack (or below `sp`).
   bool remember(std::uintptr_t sp, const void* const* frames, const std::uintptr_t* slots, int depth,
                 std::uint32_t id) noexcept;
   // Captures the calling chain with slots (unw_step) and remembers `frames` (depth of them, the
@@ -107,42 +118,107 @@ class stack_cache {
   [[gnu::noinline]] void capture(std::uintptr_t sp, void* const* frames, int depth, std::uint32_t id, int max,
                                  std::uintptr_t shim_begin, std::uintptr_t shim_end) noexcept;
 
+  // For tests: the hash that places the stack now at `sp` (0 without a shape for `sp`), and its set.
+  std::uint64_t key_now(std::uintptr_t sp) const noexcept {
+    const shape* s = const_cast<stack_cache*>(this)->shape_of(sp);
+    return s != nullptr ? key(*s, sp) : 0;
+  }
+  static int set_of(std::uint64_t k) noexcept { return static_cast<int>(k & (k_cache_sets - 1)); }
+  // The pair of shapes `sp`'s may be in (its index, even).
+  static int shape_pair(std::uintptr_t sp) noexcept {
+    return static_cast<int>(((sp >> 4) * 0x9e3779b97f4a7c15ull) >> 59) * 2;  // k_shapes / 2 = 32 pairs
+  }
+
  private:
+  // A stack: slots as offsets from the recorder's frame address (4 bytes, not 8: the stacks fit
+  // twice as many in the same pages), padded to whole groups of four with copies of the last one.
   struct entry {
     std::uintptr_t sp;  // the recorder's frame address when this was recorded
-    int depth;
     std::uint32_t id;
-    struct {
-      std::uintptr_t slot, ip;  // where a return address lives on the stack, and what it was
-    } frames[k_cached_depth];
+    std::uint32_t depth;
+    std::uint32_t off[k_cached_depth];  // where a return address lives: sp + off
+    std::uintptr_t ip[k_cached_depth];  // and what it was
   };
-
-  [[gnu::always_inline]] static std::uintptr_t group_diff(const entry& c, int g) noexcept {
-    const auto* f = c.frames + 4 * g;
-    return (*reinterpret_cast<const std::uintptr_t*>(f[0].slot) ^ f[0].ip) |
-           (*reinterpret_cast<const std::uintptr_t*>(f[1].slot) ^ f[1].ip) |
-           (*reinterpret_cast<const std::uintptr_t*>(f[2].slot) ^ f[2].ip) |
-           (*reinterpret_cast<const std::uintptr_t*>(f[3].slot) ^ f[3].ip);
+  // Where, from a frame address, the key's return addresses are read: the slots of the first
+  // stack remembered there (its first six frames, its middle and its last: stacks that differ
+  // mostly differ near the inside, or near the outside).
+  struct shape {
+    std::uintptr_t sp;               // 0: none
+    std::uint32_t off[k_key_slots];  // a stack of fewer frames repeats its last (a fixed count unrolls)
+  };
+  struct alignas(16) set_meta {
+    std::uint32_t tag[k_cache_ways];  // 0: empty
+    std::uint16_t used;               // bit w: way w was hit since the hand last passed it
+    std::uint8_t hand;                // the next way the clock looks at
+  };
+  // Bit w set: way w has tag `t`.
+  [[gnu::always_inline]] static std::uint32_t ways_tagged(const set_meta& m, std::uint32_t t) noexcept {
+#if defined(__SSE2__)
+    const __m128i x = _mm_set1_epi32(static_cast<int>(t));
+    std::uint32_t bits = 0;
+    for (int q = 0; q < k_cache_ways / 4; ++q) {
+      const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(m.tag + 4 * q));
+      bits |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, x)))) << (4 * q);
+    }
+    return bits;
+#else
+    std::uint32_t bits = 0;
+    for (int w = 0; w < k_cache_ways; ++w) bits |= static_cast<std::uint32_t>(m.tag[w] == t) << w;
+    return bits;
+#endif
   }
-  int order_at(int pos) const noexcept { return static_cast<int>((order_ >> (8 * pos)) & 0xff); }
-  void move_to_front(int pos) noexcept {
-    const std::uint64_t hit = (order_ >> (8 * pos)) & 0xff;
-    const std::uint64_t below = order_ & ((std::uint64_t{1} << (8 * pos)) - 1);  // pos < 8
-    const std::uint64_t above = pos == 7 ? 0 : order_ & ~((std::uint64_t{1} << (8 * (pos + 1))) - 1);
-    order_ = above | (below << 8) | hit;
+
+  static std::uintptr_t word(std::uintptr_t a) noexcept { return *reinterpret_cast<const std::uintptr_t*>(a); }
+  // The shape that is `sp`'s, or null.
+  [[gnu::always_inline]] shape* shape_of(std::uintptr_t sp) noexcept {
+    shape* s = shapes_ + shape_pair(sp);
+    return s[0].sp == sp ? s : s[1].sp == sp ? s + 1 : nullptr;
+  }
+  // The key's words are multiplied in parallel, not chained: the hash costs a few cycles more
+  // than its loads.
+  [[gnu::always_inline]] static std::uint64_t key(const shape& s, std::uintptr_t sp) noexcept {
+    constexpr std::uint64_t k_odd[k_key_slots] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull,
+                                                  0xd6e8feb86659fd93ull, 0xff51afd7ed558ccdull, 0xc4ceb9fe1a85ec53ull,
+                                                  0x27d4eb2f165667c5ull, 0x94d049bb133111ebull};
+    std::uint64_t h = sp * 0xbf58476d1ce4e5b9ull;
+#pragma GCC unroll 8
+    for (int i = 0; i < k_key_slots; ++i) h += word(sp + s.off[i]) * k_odd[i];
+    h ^= h >> 31;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+  }
+  static std::uint32_t tag_of(std::uint64_t k) noexcept { return static_cast<std::uint32_t>(k >> 32) | 1u; }
+  entry& entry_at(int set, int way) noexcept { return entries_[set * k_cache_ways + way]; }
+
+  [[gnu::always_inline]] static std::uintptr_t group_diff(const entry& c, std::uintptr_t sp, int g) noexcept {
+    const int i = 4 * g;
+    return (word(sp + c.off[i]) ^ c.ip[i]) | (word(sp + c.off[i + 1]) ^ c.ip[i + 1]) |
+           (word(sp + c.off[i + 2]) ^ c.ip[i + 2]) | (word(sp + c.off[i + 3]) ^ c.ip[i + 3]);
+  }
+  // Four frames at a time, without a branch per frame: the first groups, the last, then the middle.
+  [[gnu::always_inline]] static bool matches(const entry& c, std::uintptr_t sp) noexcept {
+    const int groups = static_cast<int>(c.depth + 3) / 4;
+    if (group_diff(c, sp, 0) != 0 || (groups > 1 && group_diff(c, sp, 1) != 0) ||
+        (groups > 2 && group_diff(c, sp, groups - 1) != 0))
+      return false;
+    std::uintptr_t diff = 0;
+    for (int g = 2; g < groups - 1 && diff == 0; ++g) diff = group_diff(c, sp, g);
+    return diff == 0;
   }
 
-  std::uintptr_t stack_lo_{}, stack_hi_{};  // 0, 0: unknown, no cache
-  std::uint32_t rng_{};                     // xorshift state for the sampled re-check (0: not seeded yet)
-  std::uint32_t misses_{};                  // cache misses and captures with slots, for their rate limit
-  std::uint32_t captures_{};
-  bool off_{};  // a re-check found a wrong hit: this thread's stacks are not what
-                // the cache's premise needs (frames of varying size), unwind always
-  entry entry_[k_cached_stacks]{};
-  // Entries most recently used first (order byte i - 1 is an index; 0: not used yet): a hit stops
-  // the scan, so stacks no longer in use (a warm-up reached from elsewhere) sink to the end and
-  // cost nothing until they are replaced.
-  std::uint64_t order_{};  // byte i: the entry used i-th most recently
+  // Whether the stack now at `sp` would go into an empty place (nothing evicted).
+  bool has_room(std::uintptr_t sp) noexcept;
+
+  std::uintptr_t stack_lo_{}, stack_hi_{};   // 0, 0: unknown, no cache
+  entry* entries_{};                         // k_cache_entries of them, mapped by set_stack
+  std::uint32_t rng_{};                      // xorshift state for the sampled re-check (0: not seeded yet)
+  std::uint32_t misses_{};                   // misses since the last evicting capture, up to k_capture_every
+  std::uint32_t failed_{};                   // captures that could not be remembered
+  bool off_{};                               // a re-check found a wrong hit: this thread's stacks are not what
+                                             // the cache's premise needs (frames of varying size), unwind always
+  std::uint8_t shape_next_[k_shapes / 2]{};  // which of a pair of shapes a new one replaces
+  shape shapes_[k_shapes]{};
+  set_meta sets_[k_cache_sets]{};
 };
 
 }  // namespace poolshim::stats

@@ -23,6 +23,11 @@ void shard_set::release(poolshim_stats_shard* sh) noexcept {
     poolshim_stats_fold_kind(&kinds_[i], &sh->kinds[i], 1);
     sh->kinds[i] = {};
   }
+  if (kind_sizes_ != nullptr) {
+    poolshim_stats_fold_kind_sizes(kind_sizes_, sh->kind_sizes, 1);
+    for (auto& k : sh->kind_sizes)
+      for (std::uint32_t& b : k) b = 0;
+  }
   atomic_at(*events_).fetch_add(sh->events, std::memory_order_relaxed);
   sh->events = 0;
   sh->tid = 0;

@@ -1,7 +1,7 @@
 // Allocation+free pairs from a chosen call depth, for the call-site statistics overhead
 // (stats_overhead.sh): `cuda` pairs are cudaMalloc+cudaFree (what poolshim records), `malloc` pairs
 // malloc+free (what heaptrack records), both from SITES call sites at DEPTH frames below main.
-// Prints "ns_per_pair=X". usage: stack_depth_pairs cuda|malloc DEPTH PAIRS [SITES (1-32, default 4)]
+// Prints "ns_per_pair=X". usage: stack_depth_pairs cuda|malloc DEPTH PAIRS [SITES (1-64, default 4)]
 #include <cuda_runtime_api.h>
 
 #include <array>
@@ -34,7 +34,7 @@ template <int... Sites>
 constexpr auto pair_table(std::integer_sequence<int, Sites...>) {
   return std::array<int (*)(), sizeof...(Sites)>{&pair<Sites>...};
 }
-constexpr auto k_pairs = pair_table(std::make_integer_sequence<int, 32>{});
+constexpr auto k_pairs = pair_table(std::make_integer_sequence<int, 64>{});
 
 [[gnu::noinline]] int loop() {
   for (long i = 0; i < g_pairs; ++i)
@@ -53,7 +53,7 @@ constexpr auto k_pairs = pair_table(std::make_integer_sequence<int, 32>{});
 
 int main(int argc, char** argv) {
   if (argc < 4 || (std::strcmp(argv[1], "cuda") != 0 && std::strcmp(argv[1], "malloc") != 0)) {
-    std::fprintf(stderr, "usage: %s cuda|malloc DEPTH PAIRS [SITES (1-32)]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s cuda|malloc DEPTH PAIRS [SITES (1-64)]\n", argv[0]);
     return 2;
   }
   g_cuda = std::strcmp(argv[1], "cuda") == 0;

@@ -8,28 +8,35 @@
 # worker threads add CPU time of their own, which makes the shim's CPU figures the noisier ones).
 # --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs)
 # for the shim with stats off and on.
-# --sites K: the pairs come from K call sites in turn (default 4; the stack cache holds 8).
-# usage: tests/bench/stats_overhead.sh [--build DIR] [--pairs N] [--depths "8 20 32 64"] [--runs K]
-#                                      [--sites K] [--callgrind]
+# --sites K: the pairs come from K call sites in turn (default 4; 1 to 64); a list (4,16,64) runs
+# each. --depths takes a list too, with spaces or commas. --shim FILE measures another
+# libpoolshim.so (an older build) with this build's program.
+# usage: tests/bench/stats_overhead.sh [--build DIR] [--shim FILE] [--pairs N] [--depths "8 20 32 64"]
+#                                      [--runs K] [--sites K[,K...]] [--callgrind]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build=$here/../../build pairs=1000000 depths="8 20 32 64" runs=3 sites=4 callgrind=0
+build=$here/../../build shim="" pairs=1000000 depths="8 20 32 64" runs=3 site_list=4 callgrind=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
+    --shim) shim=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
-    --depths) depths=$2; shift 2 ;;
+    --depths) depths=${2//,/ }; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    --sites) sites=$2; shift 2 ;;
+    --sites) site_list=${2//,/ }; shift 2 ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "stats_overhead: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
-[[ "$pairs" =~ ^[1-9][0-9]*$ && "$runs" =~ ^[1-9][0-9]*$ && "$sites" =~ ^[1-9][0-9]*$ && $sites -le 32 ]] ||
-  { echo "stats_overhead: --pairs and --runs take positive whole numbers, --sites 1 to 32" >&2; exit 2; }
+[[ "$pairs" =~ ^[1-9][0-9]*$ && "$runs" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "stats_overhead: --pairs and --runs take positive whole numbers" >&2; exit 2; }
+for sites in $site_list $depths; do
+  [[ "$sites" =~ ^[1-9][0-9]*$ && $sites -le 64 ]] ||
+    { echo "stats_overhead: --sites and --depths take whole numbers from 1 to 64" >&2; exit 2; }
+done
 prog=$build/tests/bench/stack_depth_pairs
-shim=$build/shim/libpoolshim.so
+[[ -n "$shim" ]] || shim=$build/shim/libpoolshim.so
 [[ -x "$prog" && -f "$shim" ]] || { echo "stats_overhead: build first ($prog, $shim)" >&2; exit 2; }
 export LD_LIBRARY_PATH=$build/tests/sim/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -63,9 +70,10 @@ shim_env=(env LD_PRELOAD="$shim" POOLSHIM_SOCKET=/nonexistent/x)
 stats_env=("${shim_env[@]}" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64)
 off_env=("${shim_env[@]}" POOLSHIM_STATS=off)
 
-echo "$pairs pairs, $sites call sites in turn, best of $runs; ns per allocation+free pair"
-echo "      |                 wall time in the loop                  |        CPU time of the process tree"
-echo "depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
+echo "$pairs pairs, best of $runs; ns per allocation+free pair; shim: $shim"
+echo "            |                 wall time in the loop                  |        CPU time of the process tree"
+echo "sites depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
+for sites in $site_list; do
 for d in $depths; do
   off=$(wall "${off_env[@]}" "$prog" cuda "$d")
   on=$(wall "${stats_env[@]}" "$prog" cuda "$d"); rm -f "$tmp"/*.stats
@@ -78,17 +86,18 @@ for d in $depths; do
     ht=$(wall heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
     c_ht=$(cpu heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
   fi
-  awk -v d="$d" -v off="$off" -v on="$on" -v bare="$bare" -v ht="$ht" \
+  awk -v k="$sites" -v d="$d" -v off="$off" -v on="$on" -v bare="$bare" -v ht="$ht" \
       -v coff="$c_off" -v con="$c_on" -v cbare="$c_bare" -v cht="$c_ht" 'BEGIN {
     s = on - off; cs = con - coff
     if (ht == "") {
-      printf "%5d | %8.0f | %6.0f | %5.0f | %6.0f | %9s | %4s | %5s | %5.0f | %9s | %s\n", d, off, on, s, bare, "-", "-", "-", cs, "-", "-"
+      printf "%5d %5d | %8.0f | %6.0f | %5.0f | %6.0f | %9s | %4s | %5s | %5.0f | %9s | %s\n", k, d, off, on, s, bare, "-", "-", "-", cs, "-", "-"
     } else {
       h = ht - bare; ch = cht - cbare
       r = s > 0 ? sprintf("%.1fx", h / s) : "n/a"; cr = cs > 0 ? sprintf("%.1fx", ch / cs) : "n/a"
-      printf "%5d | %8.0f | %6.0f | %5.0f | %6.0f | %9.0f | %4.0f | %5s | %5.0f | %9.0f | %s\n", d, off, on, s, bare, ht, h, r, cs, ch, cr
+      printf "%5d %5d | %8.0f | %6.0f | %5.0f | %6.0f | %9.0f | %4.0f | %5s | %5.0f | %9.0f | %s\n", k, d, off, on, s, bare, ht, h, r, cs, ch, cr
     }
   }'
+done
 done
 echo "(stats = shim with stats - shim with stats off; ht = heaptrack - plain malloc; ratio = heaptrack's cost / stats's cost)"
 ((have_heaptrack)) || echo "(heaptrack is not installed: apt-get install heaptrack)"
@@ -105,10 +114,12 @@ per_pair() {  # per_pair ENV...: instructions per pair, start-up cancelled out
   awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / (1.1 * n) }'
 }
 echo
-echo "depth | shim off Ir | shim stats Ir | stats Ir | (instructions per cudaMalloc+cudaFree pair, callgrind)"
+echo "sites depth | shim off Ir | shim stats Ir | stats Ir | (instructions per cudaMalloc+cudaFree pair, callgrind)"
+for sites in $site_list; do
 for d in $depths; do
   off=$(per_pair "${off_env[@]}")
   on=$(per_pair "${stats_env[@]}")
-  printf "%5d | %11d | %13d | %8d\n" "$d" "$off" "$on" $((on - off))
+  printf "%5d %5d | %11d | %13d | %8d\n" "$sites" "$d" "$off" "$on" $((on - off))
   rm -f "$tmp"/*.stats
+done
 done

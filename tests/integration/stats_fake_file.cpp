@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   const bool ring = !(argc > 2 && std::strcmp(argv[2], "--no-ring") == 0);
   constexpr std::uint32_t k_modules = 4, k_slots = 4, k_arena = 16, k_live = 8, k_events = 8;
   // The shim's own layout (no shards: nothing is running; no Python table).
-  const poolshim_stats_layout l = poolshim_stats_plan(k_modules, k_slots, k_arena, k_live, 0, ring ? k_events : 0, 0);
+  const poolshim_stats_layout l =
+      poolshim_stats_plan(k_modules, k_slots, k_arena, k_live, 0, ring ? k_events : 0, 0, 0);
   const std::size_t size = l.file_size;
   std::vector<unsigned char> file(size, 0);
   auto* base = file.data();

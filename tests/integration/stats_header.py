@@ -38,6 +38,8 @@ class Header(ctypes.Structure):
         ("python_offset", u64), ("python_size", u64),
         ("device_pool_hits", u64), ("device_pool_allocs", u64),
         ("host_pool_hits", u64), ("host_pool_allocs", u64),
+        ("timeline_offset", u64), ("timeline_capacity", u32), ("reserved2", u32),
+        ("kind_sizes", u64 * (5 * 24)),
     ]
 
 

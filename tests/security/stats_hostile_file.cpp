@@ -43,7 +43,7 @@ struct file {
   poolshim_stats_header* h = nullptr;
 
   file(std::uint32_t slots, std::uint32_t arena, std::uint32_t live) {
-    l = poolshim_stats_plan(4, slots, arena, live, 0, 0, 0);
+    l = poolshim_stats_plan(4, slots, arena, live, 0, 0, 0, 0);
     bytes.assign(l.file_size, 0);
     h = reinterpret_cast<poolshim_stats_header*>(bytes.data());
     poolshim_stats_init_header(h, &l);

@@ -1,6 +1,6 @@
 // The stats file's plan and header (shim/stats/file_layout.h, poolshim_stats_plan in
 // include/poolshim/stats_file.h): regions in file order, aligned, not overlapping, inside the file;
-// the sizes the README gives (13 MiB up front, 48 bytes per ring event, 8 MiB for Python, under
+// the sizes the README gives (17.3 MiB up front, 48 bytes per ring event, 8 MiB for Python, under
 // 1 MiB without stacks); a header written for a layout says that layout and this process.
 #include "stats/file_layout.h"
 
@@ -37,6 +37,8 @@ std::vector<region> regions_of(const poolshim_stats_layout& l) {
       {"shards", l.shards_offset, std::uint64_t{l.shard_count} * sizeof(poolshim_stats_shard)},
       {"events", l.events_offset, std::uint64_t{l.event_capacity} * sizeof(poolshim_stats_event)},
       {"python", l.python_offset, l.python_size},
+      {"timeline", l.timeline_offset,
+       sizeof(poolshim_stats_timeline) + std::uint64_t{l.timeline_capacity} * sizeof(poolshim_stats_sample)},
   };
 }
 
@@ -59,16 +61,18 @@ TEST(FileLayout, RegionsAreInOrderAlignedAndDoNotOverlap) {
     }
   }
   expect_well_formed(small_layout());
-  expect_well_formed(poolshim_stats_plan(4, 4, 16, 8, 0, 8, 0));  // stats_fake_file's
-  expect_well_formed(poolshim_stats_plan(0, 0, 0, 0, 0, 0, 0));
+  expect_well_formed(poolshim_stats_plan(4, 4, 16, 8, 0, 8, 0, 4));  // stats_fake_file's
+  expect_well_formed(poolshim_stats_plan(0, 0, 0, 0, 0, 0, 0, 0));
 }
 
-// README.md, "Call-site statistics": 13 MiB reserved up front, plus 48 bytes per event of the
+// README.md, "Call-site statistics": 17.3 MiB reserved up front, plus 48 bytes per event of the
 // optional ring and 8 MiB for Python code; a file of under 1 MiB without stacks.
 TEST(FileLayout, SizesAreTheDocumentedOnes) {
   const poolshim_stats_layout base = full_layout(0, false);
-  EXPECT_GE(base.file_size, 13 * MiB);
-  EXPECT_LT(base.file_size, 13 * MiB + MiB / 10);
+  EXPECT_GE(base.file_size, 17 * MiB + 2 * MiB / 10);
+  EXPECT_LT(base.file_size, 17 * MiB + 3 * MiB / 10);
+  EXPECT_EQ(base.timeline_capacity, k_timeline_samples);
+  EXPECT_EQ(small_layout().timeline_capacity, k_timeline_samples);
   EXPECT_EQ(base.slot_count, k_slots);
   EXPECT_EQ(base.live_capacity, k_live);
   EXPECT_EQ(base.module_capacity, k_modules);

@@ -56,7 +56,21 @@ TEST(ThreadShard, ASiteTakingAnotherSitesEntryFoldsItFirst) {
   s.stats.on_alloc(5, 100, s.set.local_site(sh, 5));
   s.stats.on_free(5, 100, true, s.set.local_site(sh, 5));
   EXPECT_EQ(s.stats.report(5).allocs, 0u) << "still in the shard";
-  const std::uint32_t other = 5 + POOLSHIM_STATS_SHARD_SITES;  // the same entry
+  // Two other sites whose first place is site 5's: the first takes its second place (empty), the
+  // next, whose second place is the first's, finds both taken and folds site 5 out of its place.
+  std::uint32_t second = 0;  // a site with site 5's first place and another second place, empty
+  for (std::uint32_t id = 5 + POOLSHIM_STATS_SHARD_SITES;; id += POOLSHIM_STATS_SHARD_SITES)
+    if (poolshim_stats_shard_place(id, 1) != poolshim_stats_shard_place(id, 0)) {
+      second = id;
+      break;
+    }
+  site_local* in_second = s.set.local_site(sh, second);
+  EXPECT_EQ(in_second, reinterpret_cast<site_local*>(&sh->sites[poolshim_stats_shard_place(second, 1)]))
+      << "its first place is taken by site 5: the second, empty";
+  s.stats.on_alloc(second, 1, in_second);
+  std::uint32_t other = 0;  // one whose two places are site 5's and `second`'s
+  for (std::uint32_t id = second + POOLSHIM_STATS_SHARD_SITES; other == 0; id += POOLSHIM_STATS_SHARD_SITES)
+    if (poolshim_stats_shard_place(id, 1) == poolshim_stats_shard_place(second, 1)) other = id;
   site_local* e = s.set.local_site(sh, other);
   ASSERT_EQ(e, reinterpret_cast<site_local*>(&sh->sites[5]));
   EXPECT_EQ(e->stack, other);
