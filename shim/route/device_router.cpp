@@ -36,6 +36,7 @@ struct entry {
 entry g_entries[k_max_pools];
 std::atomic<int> g_used{0};
 std::mutex g_create_mutex;
+std::atomic<segment_listener> g_segment_listener{nullptr};
 
 // POOLSHIM_FREE_SYNC=device and unsafe: a free synchronises first (or, unsafe, not at all), so
 // every block is ready for reuse at once. fence: the tracker's epochs (fence_tracker.h).
@@ -90,6 +91,8 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
       if (auto* lent = new (std::nothrow) daemon_fallback_adaptor(ctx, dev, uuid, *source)) segments = lent;
   }
+  if (const segment_listener heard = g_segment_listener.load(std::memory_order_acquire); heard && source != nullptr)
+    if (auto* observed = new (std::nothrow) observed_segment_adaptor(*segments, dev, heard)) segments = observed;
   auto* p = source ? new (std::nothrow) pool::device_pool(*segments, reuse_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
   fence_tracker::note_context(ctx);
@@ -240,6 +243,10 @@ void forget_context(CUcontext ctx) noexcept {
     // thread may still be inside it; a new pool is created if the context comes back.
     g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   }
+}
+
+void set_segment_listener(segment_listener listener) noexcept {
+  g_segment_listener.store(listener, std::memory_order_release);
 }
 
 totals sum_of_pools() noexcept {

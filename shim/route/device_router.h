@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "pool/device_pool.h"
+#include "source/observed_segment_adaptor.h"
 
 namespace poolshim::device_router {
 
@@ -31,6 +32,11 @@ bool small_block(CUdeviceptr dptr, CUdeviceptr* segment_base, std::size_t* bytes
 std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
 void forget_context(CUcontext ctx) noexcept;
+
+// Who hears of the segments the pools made from now on take from their source and give back (the
+// call-site statistics' segment events); set when the driver is first resolved, before any pool.
+// nullptr: nobody (pools then use their source directly).
+void set_segment_listener(segment_listener listener) noexcept;
 
 // Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
 using totals = pool::pool_stats;
