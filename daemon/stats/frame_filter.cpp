@@ -73,7 +73,9 @@ bool static_cudart_name(const std::string& core) {
 
 bool cuda_runtime_frame(const frame& f) {
   const std::string m = base_name(f.module);
-  if (starts(m, "libcudart") || starts(m, "libcuda.so") || starts(m, "libpoolshim")) return true;
+  // libpoolshim.so itself (its frames are dropped when captured; one that slipped through is the
+  // allocator's), not the libpoolshim_buffers.so or test libraries named after it.
+  if (starts(m, "libcudart") || starts(m, "libcuda.so") || m == "libpoolshim.so") return true;
   if (f.module == "[python]") return false;
   const bool toolkit = !f.file.empty() && toolkit_file(f.file);
   // The runtime's own inline wrappers (cudaMalloc<T> in cuda_runtime.h), inlined into the caller.
