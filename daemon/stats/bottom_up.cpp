@@ -57,16 +57,15 @@ std::string value_text(std::int64_t v, bool bytes) {
 }
 
 void print(const bottom_up_node& n, std::size_t depth, bool bytes, std::string (*clean)(const std::string&),
-           std::size_t width, std::string* out) {
+           std::string* out) {
   // Two columns per level, up to a limit: a deep chain of callers must not run off a 100-column line.
   const std::size_t indent = 7 + 2 * std::min<std::size_t>(depth, 16);
   std::string line(indent, ' ');
   line += value_text(n.value, bytes);
   line.resize(std::max(line.size(), indent + 10), ' ');
   line += " " + clean(n.name);
-  (void)width;
   *out += line + "\n";
-  for (const bottom_up_node& c : n.callers) print(c, depth + 1, bytes, clean, width, out);
+  for (const bottom_up_node& c : n.callers) print(c, depth + 1, bytes, clean, out);
 }
 
 }  // namespace
@@ -111,7 +110,7 @@ std::vector<bottom_up_node> bottom_up(const std::vector<site>& sites, const std:
 }
 
 std::string bottom_up_text(const std::vector<bottom_up_node>& roots, std::size_t top, bool bytes,
-                           std::string (*clean)(const std::string&), std::size_t width) {
+                           std::string (*clean)(const std::string&)) {
   std::string out;
   const std::size_t n = top == 0 ? roots.size() : std::min(top, roots.size());
   for (std::size_t i = 0; i < n; ++i) {
@@ -127,7 +126,7 @@ std::string bottom_up_text(const std::vector<bottom_up_node>& roots, std::size_t
     head += ", " + std::to_string(r.allocs) + (r.allocs == 1 ? " allocation" : " allocations");
     if (r.sites > 1) head += " from " + std::to_string(r.sites) + " call sites";
     out += head + "\n";
-    for (const bottom_up_node& c : r.callers) print(c, 0, bytes, clean, width, &out);
+    for (const bottom_up_node& c : r.callers) print(c, 0, bytes, clean, &out);
   }
   return out;
 }

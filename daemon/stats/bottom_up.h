@@ -29,10 +29,11 @@ struct bottom_up_node {
 std::vector<bottom_up_node> bottom_up(const std::vector<site>& sites, const std::string& sort,
                                       std::uint32_t depth_cap = 0);
 
-// The text view: the first `top` roots (0: all), each with its callers indented below, for
-// `width` columns; `bytes`: values are bytes (else allocations). `clean` makes a name safe for
-// where the text goes (the terminal: tool_util.h's terminal_text).
+// The text view: the first `top` roots (0: all), each with its callers below, two columns further
+// in per level (up to 16 levels; names are never cut, as in the text report's stacks). `bytes`:
+// values are bytes (else allocations). `clean` makes a name safe where the text goes (the
+// terminal: tool_util.h's terminal_text).
 std::string bottom_up_text(const std::vector<bottom_up_node>& roots, std::size_t top, bool bytes,
-                           std::string (*clean)(const std::string&), std::size_t width = 100);
+                           std::string (*clean)(const std::string&));
 
 }  // namespace poolshim::stats_tool

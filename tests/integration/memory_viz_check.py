@@ -6,12 +6,14 @@ not needed):
   * the pickle uses only opcodes the viewer's own JavaScript unpickler reads, with list and dict
     batches of at most 1000 items (it spreads a batch into a call's arguments);
   * {"segments": [...], "device_traces": [[...] per device]}; each segment's blocks tile it exactly
-    (segsum's assertion); each trace entry has action, addr, size, stream, time_us and frames
-    [{"filename": str, "line": int, "name": str}]; free_requested is followed by its free_completed;
+    (segsum's assertion); each trace entry has action, addr (an oom: device_free), size, stream,
+    time_us and frames [{"filename": str, "line": int, "name": str}]; free_requested is followed by
+    its free_completed;
   * replayed backwards from the segments, as the viewer's "Allocator State History" does, every
     alloc meets its block, every segment_alloc its segment, and every block lies in a segment;
-  * --synthetic: exactly the timeline stats_fake_file.cpp writes; --program: stats_tool_program's
-    known call sites and sizes (run with --leaks 3 --small N).
+  * --synthetic: exactly the timeline stats_fake_file.cpp writes (no segment events: each
+    allocation its own segment); --program: stats_tool_program's known call sites and sizes (run
+    with --leaks 3 --small N), its live blocks packed in fewer pool segments than blocks.
 
 usage: memory_viz_check.py SNAPSHOT (--synthetic | --program N)
 """
