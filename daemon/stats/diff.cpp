@@ -56,10 +56,10 @@ struct run {
   std::int64_t live_bytes = 0;
 };
 
-run load(std::unique_ptr<stats_file> file, bool symbols) {
+run load(std::unique_ptr<stats_file> file, bool symbols, const frame_filter& filter) {
   run r;
   r.file = std::move(file);
-  r.sites = cli::merge_by_key(r.file->sites(symbols));
+  r.sites = cli::visible_sites(r.file->sites(symbols), filter);  // matched by the frames the reports show
   for (const auto& l : r.file->live()) r.live_bytes += static_cast<std::int64_t>(l.bytes);
   return r;
 }
@@ -96,12 +96,19 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
   std::uint64_t top = 10;
   bool symbols = true;
   std::vector<std::string> named;
+  frame_filter filter;
   auto bad = [](const std::string& what) {
     std::fprintf(stderr, "poolshim-stats diff: %s (see --help)\n", what.c_str());
     return 2;
   };
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    std::string filter_error;
+    if (const int took = filter.parse(args, i, &filter_error); took != 0) {
+      if (took < 0) return bad(filter_error);
+      i += static_cast<std::size_t>(took) - 1;
+      continue;
+    }
     const bool has_value = i + 1 < args.size();
     if (a == "-h" || a == "--help") {
       std::fputs(usage, stdout);
@@ -141,8 +148,8 @@ int diff_main(const std::vector<std::string>& args, const std::string& default_d
     std::unique_ptr<stats_file> new_file = cli::open_named(named[1], dir, &notes);
     for (const std::string& n : notes)
       std::fprintf(stderr, "poolshim-stats diff: skipped %s\n", cli::terminal_text(n).c_str());
-    older = load(std::move(old_file), symbols);
-    newer = load(std::move(new_file), symbols);
+    older = load(std::move(old_file), symbols, filter);
+    newer = load(std::move(new_file), symbols, filter);
   } catch (const file_error& e) {
     std::fprintf(stderr, "poolshim-stats diff: %s\n", cli::terminal_text(e.what()).c_str());
     return 1;

@@ -128,9 +128,11 @@ table { border-collapse: collapse; }
 details summary { cursor: pointer; color: var(--accent); font-size: 12.5px; }
 ol.stack { margin: 4px 0 0; padding-left: 28px; }
 ol.stack li { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-all; }
-#controls { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; margin: 6px 0 8px; }
-#controls label { white-space: nowrap; }
+#controls, .controls { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; margin: 6px 0 8px; }
+#controls label, .controls label { white-space: nowrap; }
 #flame-search { padding: 3px 6px; width: 220px; }
+#flame-filter { padding: 3px 6px; width: 260px; }
+#flame-filter.bad { outline: 2px solid #d2452b; }
 #flame-status { color: var(--muted); font-size: 12.5px; margin-bottom: 6px; }
 #flame { position: relative; width: 100%; border: 1px solid var(--line); border-radius: 4px; overflow: hidden;
          background: #fcfcfd; min-height: 40px; }
@@ -165,10 +167,17 @@ const char* k_script = R"JS(
   const tip = document.getElementById('flame-tip');
   const status = document.getElementById('flame-status');
   const search = document.getElementById('flame-search');
+  const filterBox = document.getElementById('flame-filter');
+  const filterMode = document.getElementById('filter-mode');
   let metric = Object.hasOwn(NAMES, D.sort) ? D.sort : 'peak';
-  const asked = /(?:^#|&)metric=(\w+)/.exec(location.hash);  // a link may name the weight: #metric=live
-  if (asked && Object.hasOwn(NAMES, asked[1])) metric = asked[1];
-  let root = null, focus = null, drawn = [];
+  let view = D.view === 'bottom-up' ? 'bottom-up' : 'top-down';
+  // A link may name the state: #metric=live&view=bottom-up&filter=REGEX&mode=keep|drop|hide.
+  const asked = new URLSearchParams(location.hash.replace(/^#/, ''));
+  if (Object.hasOwn(NAMES, asked.get('metric') || '')) metric = asked.get('metric');
+  if (asked.get('view') === 'bottom-up' || asked.get('view') === 'top-down') view = asked.get('view');
+  if (asked.has('filter')) filterBox.value = asked.get('filter');
+  if (['keep', 'drop', 'hide'].includes(asked.get('mode'))) filterMode.value = asked.get('mode');
+  let root = null, focus = null, drawn = [], shownSites = 0, filterError = '';
 
   const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   const bytes = b => {
@@ -203,22 +212,77 @@ const char* k_script = R"JS(
     n.list = [...n.kids.values()].sort((a, b) => b.v - a.v || (a.name < b.name ? -1 : 1));
     for (const c of n.list) { c.x0 = x; x += c.v; place(c); }
   }
+  // The filter: a regular expression (case-insensitive) over each frame's function, module and
+  // file:line. keep: only sites with a matching frame; drop: only sites without one; hide: every
+  // site, without its matching frames. It applies to the flame graph and the table alike.
+  function pattern() {
+    filterError = '';
+    filterBox.classList.remove('bad');
+    if (filterBox.value === '') return null;
+    try {
+      return new RegExp(filterBox.value, 'i');
+    } catch (e) {
+      filterError = 'The filter is not a regular expression (' + e.message + '): nothing is filtered.';
+      filterBox.classList.add('bad');
+      return null;
+    }
+  }
+  const frameMatches = (re, fr) =>
+    re.test(fr.f || '') || re.test(fr.m || '') || re.test(fr.s ? fr.s + ':' + fr.l : '') || re.test(frameName(fr));
+  function siteShown(s, re) {
+    if (!re || filterMode.value === 'hide') return true;
+    const any = s.st.some(i => frameMatches(re, D.frames[i]));
+    return filterMode.value === 'drop' ? !any : any;
+  }
+  // Top-down: from the program's entry (the root's children) to the allocation; bottom-up: from the
+  // function that allocates (the root's children) out to its callers, heaptrack's bottom-up view.
   function build() {
+    const re = pattern();
     const r = node(null, 'all');
+    shownSites = 0;
     for (const s of D.sites) {
+      if (!siteShown(s, re)) continue;
+      ++shownSites;
       const w = s.w[metric];
       if (!(w > 0)) continue;
+      let st = s.st.map(i => D.frames[i]);  // innermost first
+      if (re && filterMode.value === 'hide') st = st.filter(fr => !frameMatches(re, fr));
       r.v += w; r.sites += 1;
-      if (s.st.length === 0) {
-        child(r, s.id === 0 ? '[untracked stacks]' : '[stack kept without frames]', null, w);
+      if (st.length === 0) {
+        child(r, s.id === 0 ? '[untracked stacks]' : s.st.length ? '[every frame filtered out]' : '[stack kept without frames]',
+              null, w);
         continue;
       }
       let n = r;
-      if (s.cut) n = child(n, s.cut, null, w);  // its outermost frames are missing: not a root of its own
-      for (let i = s.st.length - 1; i >= 0; --i) { const fr = D.frames[s.st[i]]; n = child(n, frameName(fr), fr, w); }
+      if (view === 'bottom-up') {
+        for (const fr of st) n = child(n, frameName(fr), fr, w);
+        if (s.cut) n = child(n, s.cut, null, w);  // where the callers end: the stack was cut
+      } else {
+        if (s.cut) n = child(n, s.cut, null, w);  // its outermost frames are missing: not a root of its own
+        for (let i = st.length - 1; i >= 0; --i) n = child(n, frameName(st[i]), st[i], w);
+      }
     }
     place(r);
     return r;
+  }
+  function filterRows() {
+    const re = pattern();
+    let shown = 0;
+    for (const tr of document.querySelectorAll('#site-table tr[data-site]')) {
+      tr.hidden = !siteShown(D.sites[+tr.getAttribute('data-site')], re);
+      if (!tr.hidden) ++shown;
+    }
+    document.body.setAttribute('data-rows-shown', shown);
+  }
+  function remember() {  // the state in the URL, so that a link shows the same view
+    const p = new URLSearchParams();
+    p.set('metric', metric);
+    if (view !== 'top-down') p.set('view', view);
+    if (filterBox.value !== '') {
+      p.set('filter', filterBox.value);
+      if (filterMode.value !== 'keep') p.set('mode', filterMode.value);
+    }
+    try { history.replaceState(null, '', '#' + p.toString()); } catch (e) { /* a sandboxed page */ }
   }
 
   function hash(s) {  // FNV-1a: a frame's colour stays the same from page to page
@@ -256,6 +320,8 @@ const char* k_script = R"JS(
     svg.setAttribute('data-rects', count);
     document.body.setAttribute('data-flame-rects', count);
     document.body.setAttribute('data-flame-metric', metric);
+    document.body.setAttribute('data-flame-view', view);
+    document.body.setAttribute('data-sites-shown', shownSites);
   }
   function draw(frag, n, x, w, dim, match) {
     const g = document.createElementNS(NS, 'g');
@@ -286,9 +352,14 @@ const char* k_script = R"JS(
     tip.hidden = true;
     const W = Math.max(box.clientWidth, 320);
     svg.setAttribute('width', W);
+    const filtered = filterBox.value !== '' && !filterError
+        ? ' Filter: ' + shownSites + ' of ' + D.sites.length + ' call sites' +
+          (filterMode.value === 'hide' ? ', matching frames hidden.' : '.')
+        : ' ' + filterError;
     if (!root || !(root.v > 0)) {
       svg.setAttribute('height', 0);
-      status.textContent = 'No call site has any ' + NAMES[metric] + '.';
+      status.textContent = 'No call site' + (filterBox.value !== '' ? ' left by the filter' : '') + ' has any ' +
+                           NAMES[metric] + '.' + filtered;
       mark(0);
       return;
     }
@@ -309,13 +380,14 @@ const char* k_script = R"JS(
     walk(focus, false);
     svg.appendChild(frag);
     svg.setAttribute('height', (depth + 1) * ROW);
-    let text = NAMES[metric] + ': ' + amount(root.v) + ' over ' + root.sites +
+    let text = (view === 'bottom-up' ? 'Bottom-up (allocating functions on top, their callers below), ' : '') +
+               NAMES[metric] + ': ' + amount(root.v) + ' over ' + root.sites +
                (root.sites === 1 ? ' call site' : ' call sites');
     text += focus === root ? '. Click a frame to zoom, hover for details.'
                            : '. Zoomed into ' + focus.name + ' (' + amount(focus.v) + ', ' + pct(focus.v, root.v) +
                              '); click a dimmed frame or press Escape to zoom out.';
     if (q !== '') text += ' "' + q + '" matches ' + amount(matched) + ' (' + pct(matched, root.v) + ').';
-    status.textContent = text;
+    status.textContent = text + filtered;
     mark(drawn.length);
   }
 
@@ -356,10 +428,22 @@ const char* k_script = R"JS(
     input.checked = input.value === metric;
     input.addEventListener('change', () => {
       metric = input.value;
-      try { history.replaceState(null, '', '#metric=' + metric); } catch (e) { /* a sandboxed page */ }
+      remember();
       root = build(); focus = root; render();
     });
   }
+  for (const input of document.querySelectorAll('input[name=view]')) {
+    input.checked = input.value === view;
+    input.addEventListener('change', () => {
+      view = input.value;
+      remember();
+      root = build(); focus = root; render();
+    });
+  }
+  const refilter = () => { remember(); filterRows(); root = build(); focus = root; render(); };
+  filterBox.addEventListener('input', refilter);
+  filterMode.addEventListener('change', refilter);
+  filterRows();
   document.getElementById('flame-reset').addEventListener('click', () => { focus = root; render(); });
   search.addEventListener('input', render);
   document.addEventListener('keydown', ev => { if (ev.key === 'Escape') { focus = root; render(); } });
@@ -416,8 +500,8 @@ std::string data_json(const html_input& in) {
   const std::string live_label = in.state == "exited"    ? "bytes still allocated at exit"
                                  : in.state == "running" ? "bytes allocated now"
                                                          : "bytes allocated when it died";
-  return "{\"sort\":" + json_quote(in.sort, true) + ",\"live_label\":" + json_quote(live_label, true) +
-         ",\"frames\":" + frames + "],\"sites\":" + sites + "]}";
+  return "{\"sort\":" + json_quote(in.sort, true) + ",\"view\":" + (in.bottom_up ? "\"bottom-up\"" : "\"top-down\"") +
+         ",\"live_label\":" + json_quote(live_label, true) + ",\"frames\":" + frames + "],\"sites\":" + sites + "]}";
 }
 
 }  // namespace
@@ -538,12 +622,26 @@ bool write_html(std::FILE* out, const html_input& in) {
     << "<label><input type=\"radio\" name=\"metric\" value=\"count\"> allocations</label>\n"
     << "<input type=\"search\" id=\"flame-search\" placeholder=\"highlight frames containing\u2026\">\n"
     << "<button type=\"button\" id=\"flame-reset\">reset zoom</button>\n</div>\n"
+    << "<div id=\"controls-view\" class=\"controls\">\n<span>view:</span>\n"
+    << "<label><input type=\"radio\" name=\"view\" value=\"top-down\"> top-down (callers above)</label>\n"
+    << "<label><input type=\"radio\" name=\"view\" value=\"bottom-up\"> bottom-up (allocating functions above, "
+       "callers below)</label>\n"
+    << "<span>filter:</span>\n<select id=\"filter-mode\"><option value=\"keep\">sites with a frame matching"
+       "</option><option value=\"drop\">sites without a frame matching</option><option value=\"hide\">every site, "
+       "hiding frames matching</option></select>\n"
+    << "<input type=\"search\" id=\"flame-filter\" placeholder=\"function, module or file (regex)\">\n</div>\n"
     << "<div id=\"flame-status\">The flame graph needs JavaScript.</div>\n"
     << "<div id=\"flame\"><svg id=\"flame-svg\" xmlns=\"http://www.w3.org/2000/svg\" width=\"0\" height=\"0\" "
        "role=\"img\" aria-label=\"call stacks\"></svg><div id=\"flame-tip\" hidden></div></div>\n"
     << "<p class=\"where\">Icicle graph: each call stack from the program's entry (top) to the allocation (bottom); a "
        "frame's width is its share of the weight. Blue frames are a framework's cache, green ones Python, grey ones "
-       "unknown.</p>\n</section>\n";
+       "unknown. The filter applies to the graph and to the table below.</p>\n"
+    << (in.frames_hidden
+            ? "<p class=\"where\" id=\"frames-hidden\">The CUDA runtime's and libc's frames (and the Python "
+              "interpreter's) are hidden, and sites that differ only in them are folded into one: "
+              "<code>poolshim-stats report --all-frames</code> shows every frame.</p>\n"
+            : "")
+    << "</section>\n";
 
   // Top call sites.
   const std::size_t rows = in.top == 0 ? in.sites.size() : std::min(in.top, in.sites.size());
@@ -573,9 +671,10 @@ bool write_html(std::FILE* out, const html_input& in) {
     if (in.peak_bytes > 0)
       std::snprintf(share, sizeof share, share_fmt,
                     100.0 * static_cast<double>(s.at_process_peak) / static_cast<double>(in.peak_bytes));
-    p << "<tr" << (in.state == "exited" && c.live_bytes > 0 ? " class=\"leak\"" : "") << "><td>"
-      << std::to_string(i + 1) << "</td><td>" << bytes_text(static_cast<long double>(s.at_process_peak)) << "</td><td>"
-      << share << "</td><td class=\"leaked\">" << bytes_text(static_cast<long double>(c.live_bytes))
+    p << "<tr data-site=\"" << std::to_string(i) << "\""
+      << (in.state == "exited" && c.live_bytes > 0 ? " class=\"leak\"" : "") << "><td>" << std::to_string(i + 1)
+      << "</td><td>" << bytes_text(static_cast<long double>(s.at_process_peak)) << "</td><td>" << share
+      << "</td><td class=\"leaked\">" << bytes_text(static_cast<long double>(c.live_bytes))
       << (c.live_count > 0 ? " in " + count_text(static_cast<std::uint64_t>(c.live_count)) : "") << "</td><td>"
       << bytes_text(static_cast<long double>(c.own_peak)) << "</td><td>" << count_text(c.allocs) << "</td><td>"
       << bytes_text(static_cast<long double>(c.bytes_allocated)) << "</td><td>"

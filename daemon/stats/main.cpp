@@ -19,8 +19,10 @@
 #include <vector>
 
 #include "poolshim/config.h"
+#include "stats/bottom_up.h"
 #include "stats/clean.h"
 #include "stats/diff.h"
+#include "stats/frame_filter.h"
 #include "stats/html_report.h"
 #include "stats/labels.h"
 #include "stats/memory_viz.h"
@@ -38,12 +40,14 @@ namespace {
 
 const char* k_usage = R"(Usage: poolshim-stats list [--dir DIR]
        poolshim-stats report [PID|FILE...] [--dir DIR] [--top N] [--sort KEY] [--format FMT]
+                             [--bottom-up] [--all-frames] [--hide-module RE] [--hide-function RE]
                              [--no-symbols] [--output FILE]
        poolshim-stats report --diff [OLD NEW] ...   (the same as diff)
        poolshim-stats diff [OLD NEW] [--dir DIR] [--top N] [--sort KEY] [--format text|json]
-                           [--no-symbols]
+                           [--all-frames] [--hide-module RE] [--hide-function RE] [--no-symbols]
        poolshim-stats node [--dir DIR] [--socket PATH] [--format text|json]
        poolshim-stats top [--dir DIR] [--interval S] [--iterations N] [--sites N] [--no-symbols]
+                          [--all-frames] [--hide-module RE] [--hide-function RE]
        poolshim-stats clean [--dir DIR] [--older-than DURATION] [--dry-run]
        poolshim-stats replay [OPTIONS] TRACE...   (poolshim-replay: see poolshim-replay --help)
 
@@ -88,8 +92,17 @@ Options:
                  key's value; every site unless --top is given; in names ';' becomes ':', a space
                  '_', a control character '?'), memory_viz (a PyTorch memory snapshot pickle for
                  https://pytorch.org/memory_viz, made from the event ring: run the program with
-                 POOLSHIM_STATS_EVENTS=N; device memory only, each allocation its own segment;
-                 use --output)
+                 POOLSHIM_STATS_EVENTS=N; device memory only: the pool's segments with their
+                 blocks, streams and failed allocations (oom); use --output)
+  --bottom-up    report, text: call sites by the function that allocates, its callers below
+                 (html: the page opens on its bottom-up flame graph)
+  --all-frames   show every frame. By default the CUDA runtime's and driver's frames (libcudart,
+                 libcuda, a static cudart's cuda* functions), libc's start (_start,
+                 __libc_start_main, start_thread) and, in stacks with Python frames, the
+                 interpreter's and ctypes/libffi's are hidden, and sites whose shown frames are
+                 the same are folded into one (the report says how many stacks each folds)
+  --hide-module RE    also hide frames whose module path matches RE (ECMAScript regex, searched)
+  --hide-function RE  also hide frames whose function matches RE (each may be given again)
   --output FILE  report: write to FILE instead of stdout
   --socket PATH  node: the daemon's socket (default: $POOLSHIM_SOCKET, else the standard places);
                  when no trusted daemon answers, node says so in one line
@@ -107,8 +120,9 @@ Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad us
 
 // The options that take a value: "--name=value" is read as "--name value" (the form many tools
 // accept) for these; any other option given a value that way is a usage error.
-constexpr const char* k_valued_options[] = {"--dir",    "--top",      "--sort",  "--format",     "--output",
-                                            "--socket", "--interval", "--sites", "--iterations", "--older-than"};
+constexpr const char* k_valued_options[] = {"--dir",        "--top",        "--sort",        "--format",
+                                            "--output",     "--socket",     "--interval",    "--sites",
+                                            "--iterations", "--older-than", "--hide-module", "--hide-function"};
 
 // The options each command takes, for its own --help (the rest of k_usage is other commands').
 struct command_options {
@@ -117,10 +131,15 @@ struct command_options {
 };
 const command_options k_command_options[] = {
     {"list", {"--dir"}},
-    {"report", {"--dir", "--top", "--sort", "--format", "--output", "--no-symbols"}},
-    {"diff", {"--dir", "--top", "--sort", "--format", "--no-symbols"}},
+    {"report",
+     {"--dir", "--top", "--sort", "--format", "--output", "--bottom-up", "--all-frames", "--hide-module",
+      "--hide-function", "--no-symbols"}},
+    {"diff",
+     {"--dir", "--top", "--sort", "--format", "--all-frames", "--hide-module", "--hide-function", "--no-symbols"}},
     {"node", {"--dir", "--socket", "--format"}},
-    {"top", {"--dir", "--interval", "--iterations", "--sites", "--no-symbols"}},
+    {"top",
+     {"--dir", "--interval", "--iterations", "--sites", "--all-frames", "--hide-module", "--hide-function",
+      "--no-symbols"}},
     {"clean", {"--dir", "--older-than", "--dry-run"}},
 };
 
@@ -233,19 +252,34 @@ void note_other_files(const tool::stats_file& picked, const std::string& dir) {
   std::fprintf(stderr, "  (report PID names one; poolshim-stats list shows them all)\n");
 }
 
+// What report shows of each stack: the frame filter (--all-frames, --hide-*) and the view.
+struct view_options {
+  tool::frame_filter filter;
+  bool bottom_up = false;
+};
+
 // `root`: for collapsed stacks of several processes, the outermost frame naming the process ("" for
 // one process).
 int report(const tool::stats_file& f, std::size_t top, const std::string& sort, const std::string& format, bool symbols,
-           const std::string& root = "") {
+           const view_options& view, const std::string& root = "") {
   const poolshim_stats_header& h = f.header();
   // Stacks that differ only in return addresses the source does not tell apart (an unrolled loop,
   // two calls on one line) are one call site to the reader: merged by their symbolised frames,
-  // keyed as diff keys them (tool_util.h's site_key), so report and diff count sites alike.
-  std::vector<tool::site> sites = tool::cli::merge_by_key(f.sites(symbols));
+  // keyed as diff keys them (tool_util.h's site_key), so report and diff count sites alike; then
+  // cut to the frames shown (the runtime's and libc's hidden) and merged where those are the same.
+  std::vector<tool::site> sites = tool::cli::visible_sites(f.sites(symbols), view.filter);
   std::stable_sort(sites.begin(), sites.end(),
                    [&](const tool::site& a, const tool::site& b) { return tool::ranks_before(a, b, sort); });
+  std::size_t hidden_frames = 0, folded = 0;
+  for (const tool::site& s : sites) {
+    hidden_frames += s.hidden;
+    folded += s.folded > 1;
+  }
   if (format == "html") {
-    if (tool::write_html(stdout, tool::html_input_of(f, std::move(sites), top, sort))) return 0;
+    tool::html_input in = tool::html_input_of(f, std::move(sites), top, sort);
+    in.bottom_up = view.bottom_up;
+    in.frames_hidden = hidden_frames != 0;
+    if (tool::write_html(stdout, in)) return 0;
     std::fprintf(stderr, "poolshim-stats: writing the HTML report failed: %s\n", std::strerror(errno));
     return 1;
   }
@@ -254,6 +288,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   const std::uint32_t needed = tool::depth_needed(sites, &needed_more);
   const std::size_t cut =
       static_cast<std::size_t>(std::count_if(sites.begin(), sites.end(), [](const tool::site& s) { return s.cut; }));
+  // Of every site too: the allocating functions the bottom-up view ranks.
+  const std::vector<tool::bottom_up_node> tree =
+      view.bottom_up ? tool::bottom_up(sites, sort, h.depth_cap) : std::vector<tool::bottom_up_node>{};
   if (top != 0 && sites.size() > top) sites.resize(top);
   const std::vector<tool::kind_figures> kinds = f.kinds();
   const std::vector<poolshim_stats_live> live = f.live();
@@ -303,7 +340,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     std::printf(
         "\"start_ns\":%llu,\"end_ns\":%llu,\"peak_bytes\":%lld,\"peak_ns\":%llu,\"live_bytes\":%lld,"
         "\"events\":%llu,\"untracked_frees\":%llu,\"stacks_dropped\":%s,\"stacks_off\":%s,\"live_table_full\":%s,"
-        "\"depth_cap\":%u,\"depth_needed\":%s,",
+        "\"depth_cap\":%u,\"depth_needed\":%s,\"all_frames\":%s,",
         static_cast<unsigned long long>(h.start_ns), static_cast<unsigned long long>(h.end_ns),
         static_cast<long long>(h.process_peak), static_cast<unsigned long long>(h.peak_ns),
         static_cast<long long>(live_bytes), static_cast<unsigned long long>(f.events()),
@@ -311,7 +348,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
         (h.flags & POOLSHIM_STATS_FLAG_STACKS_DROPPED) ? "true" : "false",
         (h.flags & POOLSHIM_STATS_FLAG_STACKS_OFF) ? "true" : "false",
         (h.flags & POOLSHIM_STATS_FLAG_LIVE_TABLE_FULL) ? "true" : "false", h.depth_cap,
-        needed != 0 ? std::to_string(needed).c_str() : "null");
+        needed != 0 ? std::to_string(needed).c_str() : "null", view.filter.builtin ? "false" : "true");
     std::printf("%s\"kinds\":[", tool::pool_hit_rate_json(h).c_str());
     for (std::size_t i = 0; i < kinds.size(); ++i) {
       const auto& k = kinds[i];
@@ -331,14 +368,15 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
       std::printf(
           "%s{\"id\":%u,\"bytes_at_peak\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,\"allocs\":%llu,"
           "\"frees\":%llu,\"bytes_allocated\":%llu,\"bytes_freed\":%llu,\"own_peak\":%lld,\"largest\":%llu,"
-          "\"temporary\":%llu,\"sizes\":%s,\"framework\":%s,\"cut\":%s,\"whole_depth\":%s,\"frames\":[",
+          "\"temporary\":%llu,\"sizes\":%s,\"framework\":%s,\"cut\":%s,\"whole_depth\":%s,\"hidden_frames\":%u,"
+          "\"folded_stacks\":%u,\"frames\":[",
           i ? "," : "", s.id, static_cast<long long>(s.at_process_peak), static_cast<long long>(c.live_bytes),
           static_cast<long long>(c.live_count), static_cast<unsigned long long>(c.allocs),
           static_cast<unsigned long long>(c.frees), static_cast<unsigned long long>(c.bytes_allocated),
           static_cast<unsigned long long>(c.bytes_freed), static_cast<long long>(c.own_peak),
           static_cast<unsigned long long>(c.largest), static_cast<unsigned long long>(c.temporary),
           tool::sizes_json(tool::sizes_of(c)).c_str(), tool::framework_json(s).c_str(), s.cut ? "true" : "false",
-          s.cut && s.whole_depth != 0 ? std::to_string(s.whole_depth).c_str() : "null");
+          s.cut && s.whole_depth != 0 ? std::to_string(s.whole_depth).c_str() : "null", s.hidden, s.folded);
       for (std::size_t j = 0; j < s.frames.size(); ++j) {
         const tool::frame& fr = s.frames[j];
         std::printf("%s{\"pc\":%llu,\"function\":%s,\"file\":%s,\"line\":%d,\"module\":%s,\"offset\":%llu}",
@@ -419,6 +457,28 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     if (const std::string t = tool::sizes_text(kind_sizes[static_cast<std::size_t>(k)]); !t.empty())
       std::printf("  %s sizes: %s\n", tool::kind_name(k), t.c_str());
   if (const std::string t = tool::timeline_text(f.timeline(), 40); !t.empty()) std::printf("  %s\n", t.c_str());
+  if (hidden_frames != 0) {
+    std::printf("  note: the CUDA runtime's and libc's frames (and the Python interpreter's) are hidden;\n");
+    if (folded != 0)
+      std::printf("        %zu site%s fold%s stacks that differ only in them; ", folded, folded == 1 ? "" : "s",
+                  folded == 1 ? "s" : "");
+    else
+      std::printf("        ");
+    std::printf("--all-frames shows every frame\n");
+  }
+  if (view.bottom_up) {
+    const bool bytes = sort != "count";
+    std::printf("\n  bottom-up: the %zu functions that allocate the most %s, their callers below\n",
+                top == 0 ? tree.size() : std::min(top, tree.size()),
+                sort == "live"       ? "live bytes"
+                : sort == "total"    ? "bytes"
+                : sort == "count"    ? "often"
+                : sort == "own-peak" ? "bytes at their sites' own peaks"
+                                     : "bytes held at the peak");
+    std::fputs(tool::bottom_up_text(tree, top, bytes, term).c_str(), stdout);
+    if (const std::string notes = tool::framework_notes_text(sites); !notes.empty()) std::printf("\n%s", notes.c_str());
+    return 0;
+  }
   std::printf("\n  top %zu call sites by %s\n", sites.size(),
               sort == "live"        ? "live bytes"
               : sort == "total"     ? "bytes allocated"
@@ -444,6 +504,8 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     if (const tool::framework* fw = tool::framework_of(s))
       std::printf("       [%s] the framework's cache growing (see the note at the end)\n", fw->name);
     if (s.frames.empty()) std::printf("       %s\n", s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
+    if (s.folded > 1)
+      std::printf("       (%u stacks that differ only in hidden frames, folded: --all-frames parts them)\n", s.folded);
     for (const tool::frame& fr : s.frames) std::printf("       %s\n", term(fr.text()).c_str());
     if (s.cut) std::printf("       %s\n", tool::cut_text(s, h.depth_cap).c_str());
   }
@@ -519,9 +581,18 @@ int run(int argc_given, char** argv_given) {
   std::size_t top = 10;
   bool top_given = false;
   bool symbols = true;
+  view_options view;
+  const std::vector<std::string> args(argv, argv + argc);
   std::string report_option;  // the first option only report takes (list takes --dir alone)
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
+    std::string filter_error;
+    if (const int took = view.filter.parse(args, static_cast<std::size_t>(i), &filter_error); took != 0) {
+      if (took < 0) usage_error(filter_error);
+      if (report_option.empty()) report_option = a;
+      i += took - 1;
+      continue;
+    }
     if (report_option.empty() && a != "--dir" && !a.empty() && a[0] == '-') report_option = a;
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) usage_error(a + " needs a value");
@@ -552,6 +623,8 @@ int run(int argc_given, char** argv_given) {
       output = value();
     else if (a == "--no-symbols")
       symbols = false;
+    else if (a == "--bottom-up")
+      view.bottom_up = true;
     else if (!a.empty() && a[0] == '-')
       usage_error("unknown option '" + a + "'");
     else
@@ -599,7 +672,9 @@ int run(int argc_given, char** argv_given) {
       for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(n).c_str());
     }
     if (newest) note_other_files(*files.front(), dir);
-    if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, output);
+    if (view.bottom_up && format != "text" && format != "html")
+      usage_error("--bottom-up is a view of the text report and the HTML page, not of " + format);
+    if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, view.filter, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
       std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));
       return 1;
@@ -614,7 +689,7 @@ int run(int argc_given, char** argv_given) {
         root = "pid_" + std::to_string(files[i]->header().pid);
         std::replace(root.begin(), root.end(), ';', ':');
       }
-      status = std::max(status, report(*files[i], top, sort, format, symbols, root));
+      status = std::max(status, report(*files[i], top, sort, format, symbols, view, root));
     }
     return status;
   } catch (const tool::file_error& e) {

@@ -429,7 +429,7 @@ std::uint64_t stats_file::events() const {
   return n;
 }
 
-std::vector<site> stats_file::sites(bool symbolise) const {
+std::vector<site> stats_file::sites(bool symbolise, bool every_stack) const {
   const poolshim_stats_header& h = layout_;  // offsets and counts: the checked copy
   const std::uint64_t peak_epoch = header_->peak_epoch;
   const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
@@ -446,7 +446,7 @@ std::vector<site> stats_file::sites(bool symbolise) const {
     for (const poolshim_stats_shard* sh : shards_in_use)
       if (const poolshim_stats_shard_site* e = poolshim_stats_shard_entry(sh, id))
         poolshim_stats_fold_site(&c, e, 0);  // stats_file.h: the one list of what a shard holds
-    if (c.allocs == 0 && c.frees == 0) continue;
+    if (c.allocs == 0 && c.frees == 0 && (!every_stack || id == 0 || slots[id - 1].key == 0)) continue;
     c.live_count = static_cast<std::int64_t>(c.allocs) - static_cast<std::int64_t>(c.frees);
     site s;
     s.id = id;

@@ -63,6 +63,10 @@ struct site {
   bool cut = false;
   std::uint32_t whole_depth = 0;
   bool whole_depth_more = false;
+  // Set by the report's frame filter (frame_filter.h): frames left out of `frames`, and how many
+  // stacks that differ only in those were folded into this site (1: none).
+  std::uint32_t hidden = 0;
+  std::uint32_t folded = 1;
 };
 
 struct kind_figures {
@@ -112,8 +116,10 @@ class stats_file {
   // Reads the file again (a running process's figures change): same size, same layout, stacks
   // checked again. Throws file_error (truncated, replaced, corrupt); the old data is kept then.
   void refresh();
-  bool running() const;                           // no clean exit recorded and the process (pid > 0) is alive
-  std::vector<site> sites(bool symbolise) const;  // every site with events
+  bool running() const;  // no clean exit recorded and the process (pid > 0) is alive
+  // Every site with events; with every_stack, also stacks that counted none (a failed allocation's,
+  // which only the event ring names).
+  std::vector<site> sites(bool symbolise, bool every_stack = false) const;
   std::vector<kind_figures> kinds() const;        // every device and kind with events
   std::vector<poolshim_stats_live> live() const;  // live allocations (leaks, after exit)
   std::uint64_t events() const;                   // allocations and frees recorded

@@ -204,12 +204,22 @@ std::vector<site> merge_by_key(std::vector<site> in) {
     a.temporary += b.temporary;
     for (int k = 0; k < POOLSHIM_STATS_SIZE_BUCKETS; ++k) a.sizes[k] += b.sizes[k];
     m.at_process_peak += s.at_process_peak;
+    m.folded += s.folded;
+    m.hidden = std::max(m.hidden, s.hidden);
     if (s.whole_depth > m.whole_depth || (s.whole_depth == m.whole_depth && s.whole_depth_more)) {
       m.whole_depth = s.whole_depth;  // the same frames cut from stacks of several depths: the deepest
       m.whole_depth_more = s.whole_depth_more;
     }
   }
   return out;
+}
+
+std::vector<site> visible_sites(std::vector<site> raw, const frame_filter& filter) {
+  std::vector<site> whole = merge_by_key(std::move(raw));
+  for (site& s : whole) s.folded = 1;  // stacks alike but for return addresses are one site already
+  if (!filter.active()) return whole;
+  hide_frames(&whole, filter);
+  return merge_by_key(std::move(whole));
 }
 
 const frame* caller_frame(const site& s) {

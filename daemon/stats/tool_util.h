@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "stats/frame_filter.h"
 #include "stats/stats_file.h"
 
 namespace poolshim::stats_tool::cli {
@@ -45,6 +46,11 @@ std::string site_key(const site& s);
 // Sites merged by site_key (a stack that differs only in return addresses the source does not
 // tell apart is one site to the reader). Counters add; own peak and largest take the maximum.
 std::vector<site> merge_by_key(std::vector<site> in);
+// The sites a report shows: merged by site_key over every frame, then cut to the frames `filter`
+// shows and merged again where those are the same — each site's `folded` says how many of the
+// first merge's sites went into it (two call sites that differ only in hidden frames, such as
+// cudaMalloc and cudaMallocManaged called on one line, are one row; --all-frames parts them).
+std::vector<site> visible_sites(std::vector<site> raw, const frame_filter& filter);
 
 // The frame a reader recognises a site by: the first one outside the CUDA libraries and the shim
 // (the program's call of cudaMalloc, not cudaMalloc itself), else the innermost.

@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "stats/frame_filter.h"
 #include "stats/site_text.h"
 #include "stats/stats_file.h"
 #include "stats/timeline.h"
@@ -97,12 +98,19 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
   double interval = 2.0;
   std::uint64_t iterations = 0, nsites = 3;
   bool symbols = true;
+  frame_filter filter;
   auto bad = [](const std::string& what) {
     std::fprintf(stderr, "poolshim-stats top: %s (see --help)\n", what.c_str());
     return 2;
   };
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    std::string filter_error;
+    if (const int took = filter.parse(args, i, &filter_error); took != 0) {
+      if (took < 0) return bad(filter_error);
+      i += static_cast<std::size_t>(took) - 1;
+      continue;
+    }
     if (a == "-h" || a == "--help") {
       std::fputs(usage, stdout);
       return 0;
@@ -225,7 +233,7 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
       bool missing = false;
       for (const site& s : sites) missing = missing || w.frames.find(s.id) == w.frames.end();
       if (missing)
-        for (site& s : w.file->sites(symbols)) w.frames[s.id] = std::move(s.frames);
+        for (site& s : w.file->sites(symbols)) w.frames[s.id] = visible_frames(s.frames, filter);
       for (const site& s : sites) {
         const auto& c = s.counters;
         const std::string what = line("%s live in %lld (%llu allocs), own peak %s",

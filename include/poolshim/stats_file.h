@@ -77,6 +77,13 @@
 /* poolshim_stats_event.action */
 #define POOLSHIM_STATS_EVENT_ALLOC 1u
 #define POOLSHIM_STATS_EVENT_FREE 2u
+/* A device pool took a segment from its source (ptr: its base, bytes: its size; stack 0), or gave
+ * one back: the blocks of later allocations lie in it (the memory_viz snapshot's segments). */
+#define POOLSHIM_STATS_EVENT_SEGMENT_ALLOC 3u
+#define POOLSHIM_STATS_EVENT_SEGMENT_FREE 4u
+/* An allocation failed for want of memory (bytes: asked; ptr: the device's free bytes then, as the
+ * driver said; stack: the caller's). Counted nowhere else: no site figure changes. */
+#define POOLSHIM_STATS_EVENT_OOM 5u
 
 #ifdef __cplusplus
 extern "C" {
@@ -244,7 +251,7 @@ struct poolshim_stats_event {
   uint32_t stack;
   uint16_t device;
   uint8_t kind;
-  uint8_t action; /* POOLSHIM_STATS_EVENT_ALLOC (1), POOLSHIM_STATS_EVENT_FREE (2) */
+  uint8_t action; /* POOLSHIM_STATS_EVENT_*: alloc 1, free 2, segment alloc 3 and free 4, oom 5 */
 };
 
 struct poolshim_stats_live {

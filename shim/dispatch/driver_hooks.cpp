@@ -54,6 +54,17 @@ void note_alloc(stats::kind k, std::uint64_t ptr, std::size_t bytes, int device 
 void note_free(stats::kind k, std::uint64_t ptr, CUstream stream = nullptr) noexcept {
   if (stats::recording()) stats::record_free(k, ptr, reinterpret_cast<std::uintptr_t>(stream));
 }
+// An allocation that failed for want of memory: its stack and size for the memory_viz timeline
+// ("oom"), with the driver's free bytes then. Out of line: never on the path of one that succeeds.
+[[gnu::noinline]] void note_oom(stats::kind k, std::size_t bytes, CUstream stream = nullptr) noexcept {
+  if (!stats::recording()) return;
+  const real_driver& d = real();
+  CUdevice dev = 0;
+  if (d.cuCtxGetDevice(&dev) != CUDA_SUCCESS) dev = 0;
+  std::size_t free = 0, total = 0;
+  if (d.cuMemGetInfo_v2(&free, &total) != CUDA_SUCCESS) free = 0;
+  stats::record_oom(k, dev, bytes, free, reinterpret_cast<std::uintptr_t>(stream));
+}
 std::uint64_t as_u64(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 }  // namespace
 
@@ -66,6 +77,8 @@ CUresult mem_alloc(CUdeviceptr* dptr, std::size_t bytes) noexcept {
   if (!device_router::try_alloc(dptr, bytes, &r, &dev)) r = d.cuMemAlloc_v2(dptr, bytes);
   if (ok(r)) bump(g_counters.device_allocs), bump(g_counters.device_alloc_bytes, bytes);
   if (ok(r)) note_alloc(stats::kind::device, *dptr, bytes, dev);
+  if (r == CUDA_ERROR_OUT_OF_MEMORY) [[unlikely]]
+    note_oom(stats::kind::device, bytes);
   return r;
 }
 
@@ -185,6 +198,8 @@ CUresult mem_alloc_managed(CUdeviceptr* dptr, std::size_t bytes, unsigned flags)
   CUresult r = d.cuMemAllocManaged(dptr, bytes, flags);
   if (ok(r)) bump(g_counters.managed_allocs), bump(g_counters.managed_alloc_bytes, bytes);
   if (ok(r)) note_alloc(stats::kind::managed, *dptr, bytes);
+  if (r == CUDA_ERROR_OUT_OF_MEMORY) [[unlikely]]
+    note_oom(stats::kind::managed, bytes);
   return r;
 }
 
@@ -196,6 +211,8 @@ CUresult mem_alloc_async(CUdeviceptr* dptr, std::size_t bytes, CUstream stream, 
   CUresult r = fn(dptr, bytes, stream);
   if (ok(r)) bump(g_counters.async_allocs), bump(g_counters.async_alloc_bytes, bytes);
   if (ok(r)) note_alloc(stats::kind::async, *dptr, bytes, -1, stream);
+  if (r == CUDA_ERROR_OUT_OF_MEMORY) [[unlikely]]
+    note_oom(stats::kind::async, bytes, stream);
   return r;
 }
 

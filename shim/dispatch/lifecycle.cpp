@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "base/log.h"
 #include "base/process.h"
@@ -16,10 +17,16 @@
 #include "dispatch/summary.h"
 #include "intercept/counters.h"
 #include "intercept/hook_list.h"
+#include "route/device_router.h"
 #include "stats/recorder.h"
 
 namespace poolshim::dispatch {
 namespace {
+
+// A device pool took a segment from its source or gave one back: the statistics' segment events.
+void note_segment(int device, std::uintptr_t base, std::size_t bytes, bool taken) noexcept {
+  stats::record_segment(device, base, bytes, taken);
+}
 
 // At exit, for a process that loaded the CUDA driver although no CUDA call ever reached the shim:
 // if another library's dlsym stands ahead of ours, that is why, and the user should hear it rather
@@ -75,6 +82,10 @@ void on_driver_resolved(const real_driver& driver) noexcept {
   (void)base::current_config();
   if (!base::tracking()) return;  // off: pure passthrough, nothing registered, nothing logged
   pthread_atfork(nullptr, nullptr, [] { dispatch::after_fork_in_child(); });
+  // With call-site statistics on, the pools made from now on report their segments (memory_viz).
+  const char* stats_mode = base::current_config().stats;
+  if (stats_mode != nullptr && (std::strcmp(stats_mode, "native") == 0 || std::strcmp(stats_mode, "python") == 0))
+    device_router::set_segment_listener(&dispatch::note_segment);
   // The process's `dlsym` must be ours, or runtime lookups bypass us.
   void* resolved = real_dlsym()(RTLD_DEFAULT, "dlsym");
   if (resolved != nullptr && resolved != reinterpret_cast<void*>(&::dlsym))

@@ -44,6 +44,7 @@ struct entry {
 entry g_entries[k_max_pools];
 std::atomic<int> g_used{0};
 std::mutex g_create_mutex;
+std::atomic<segment_listener> g_segment_listener{nullptr};
 
 // POOLSHIM_FREE_SYNC=device and unsafe: a free synchronises first (or, unsafe, not at all), so
 // every block is ready for reuse at once. fence: the tracker's epochs (fence_tracker.h).
@@ -134,6 +135,8 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
       if (auto* lent = new (std::nothrow) daemon_fallback_adaptor(ctx, dev, uuid, *source)) segments = lent;
   }
+  if (const segment_listener heard = g_segment_listener.load(std::memory_order_acquire); heard && source != nullptr)
+    if (auto* observed = new (std::nothrow) observed_segment_adaptor(*segments, dev, heard)) segments = observed;
   auto* p = source ? new (std::nothrow) pool::device_pool(*segments, reuse_fence(), opt) : nullptr;
   if (p == nullptr) return nullptr;
   fence_tracker::note_context(ctx);
@@ -357,19 +360,22 @@ std::size_t preallocate(int device, std::size_t bytes) noexcept {
   const std::size_t before = e->preallocated.load(std::memory_order_relaxed);
   preallocate_entry(*e, bytes);
   return e->preallocated.load(std::memory_order_relaxed) - before;
-}
-
-totals sum_of_pools() noexcept {
-  totals t{};
-  int n = g_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i) {
-    pool::pool_stats s = g_entries[i].pool->stats();
-    // A forgotten context's memory died with it: what its pool did still counts (requests, hits,
-    // peaks), what it seems to hold does not.
-    if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr) s.bytes_in_use = s.bytes_reserved = s.segments = 0;
-    t += s;
+  void set_segment_listener(segment_listener listener) noexcept {
+    g_segment_listener.store(listener, std::memory_order_release);
   }
-  return t;
-}
+
+  totals sum_of_pools() noexcept {
+    totals t{};
+    int n = g_used.load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i) {
+      pool::pool_stats s = g_entries[i].pool->stats();
+      // A forgotten context's memory died with it: what its pool did still counts (requests, hits,
+      // peaks), what it seems to hold does not.
+      if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr)
+        s.bytes_in_use = s.bytes_reserved = s.segments = 0;
+      t += s;
+    }
+    return t;
+  }
 
 }  // namespace poolshim::device_router

@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "pool/device_pool.h"
+#include "source/observed_segment_adaptor.h"
 
 namespace poolshim::device_router {
 
@@ -47,6 +48,10 @@ std::size_t idle_tick() noexcept;
 // The pool of `device`'s primary context (retained; made current for the call) takes `bytes` of
 // small segments it keeps; returns the bytes taken (0: no such device, or no memory).
 std::size_t preallocate(int device, std::size_t bytes) noexcept;
+// Who hears of the segments the pools made from now on take from their source and give back (the
+// call-site statistics' segment events); set when the driver is first resolved, before any pool.
+// nullptr: nobody (pools then use their source directly).
+void set_segment_listener(segment_listener listener) noexcept;
 
 // Every pool's figures added up (peaks too: the sum of each pool's peak), from the pools' one list.
 using totals = pool::pool_stats;

@@ -360,6 +360,25 @@ void record_free(kind k, std::uint64_t ptr, std::uint64_t stream) noexcept {
   (void)r->ring.push(POOLSHIM_STATS_EVENT_FREE, ptr, copy.bytes, copy.stack, copy.device, copy.kind, stream);
 }
 
+void record_segment(int device, std::uint64_t base, std::uint64_t bytes, bool taken) noexcept {
+  // A segment given back while the recorder is not running has no event to pair with.
+  recorder* r = taken ? active() : g_state.load(std::memory_order_acquire) == 2 ? &g_rec : nullptr;
+  if (r == nullptr) return;
+  const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
+  (void)r->ring.push(taken ? POOLSHIM_STATS_EVENT_SEGMENT_ALLOC : POOLSHIM_STATS_EVENT_SEGMENT_FREE, base, bytes, 0,
+                     dev, static_cast<int>(kind::device));
+}
+
+void record_oom(kind k, int device, std::uint64_t bytes, std::uint64_t device_free, std::uint64_t stream) noexcept {
+  recorder* r = active();
+  if (r == nullptr || r->ring.capacity() == 0) return;  // only the ring shows it: no unwind for nothing
+  const recorder_scope scope;
+  thread_state* ts = scope.nested ? nullptr : my_state(*r);
+  const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr);
+  const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
+  (void)r->ring.push(POOLSHIM_STATS_EVENT_OOM, device_free, bytes, id, dev, static_cast<int>(k), stream);
+}
+
 void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,
                          std::uint64_t host_allocs) noexcept {
   if (g_state.load(std::memory_order_acquire) != 2) return;

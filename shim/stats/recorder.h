@@ -18,6 +18,13 @@ bool recording() noexcept;
 // ring; 0 for the others.
 void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, std::uint64_t stream = 0) noexcept;
 void record_free(kind k, std::uint64_t ptr, std::uint64_t stream = 0) noexcept;
+// A device pool took a segment from its source (`taken`) or gave one back: segment events in the
+// event ring (the memory_viz snapshot's segments), without a stack. Safe where the pool holds no
+// lock; a give-back never starts the recorder.
+void record_segment(int device, std::uint64_t base, std::uint64_t bytes, bool taken) noexcept;
+// An allocation that failed for want of memory: the caller's stack and the bytes asked, in the event
+// ring only (no figure counts it). `device_free`: the driver's free bytes at the failure.
+void record_oom(kind k, int device, std::uint64_t bytes, std::uint64_t device_free, std::uint64_t stream = 0) noexcept;
 // The pools' process-wide hit figures (poolshim.h counters), mirrored into the file's header.
 void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs, std::uint64_t host_hits,
                          std::uint64_t host_allocs) noexcept;

@@ -6,12 +6,14 @@ not needed):
   * the pickle uses only opcodes the viewer's own JavaScript unpickler reads, with list and dict
     batches of at most 1000 items (it spreads a batch into a call's arguments);
   * {"segments": [...], "device_traces": [[...] per device]}; each segment's blocks tile it exactly
-    (segsum's assertion); each trace entry has action, addr, size, stream, time_us and frames
-    [{"filename": str, "line": int, "name": str}]; free_requested is followed by its free_completed;
+    (segsum's assertion); each trace entry has action, addr (an oom: device_free), size, stream,
+    time_us and frames [{"filename": str, "line": int, "name": str}]; free_requested is followed by
+    its free_completed;
   * replayed backwards from the segments, as the viewer's "Allocator State History" does, every
     alloc meets its block, every segment_alloc its segment, and every block lies in a segment;
-  * --synthetic: exactly the timeline stats_fake_file.cpp writes; --program: stats_tool_program's
-    known call sites and sizes (run with --leaks 3 --small N).
+  * --synthetic: exactly the timeline stats_fake_file.cpp writes (no segment events: each
+    allocation its own segment); --program: stats_tool_program's known call sites and sizes (run
+    with --leaks 3 --small N), its live blocks packed in fewer pool segments than blocks.
 
 usage: memory_viz_check.py SNAPSHOT (--synthetic | --program N)
 """
@@ -29,7 +31,7 @@ VIEWER_OPCODES = {
     "BINPUT", "LONG_BINPUT", "SETITEMS", "SETITEM", "DICT", "SHORT_BINUNICODE", "BINUNICODE", "STOP",
     "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "BINFLOAT",
 }
-ACTIONS = {"alloc", "free_requested", "free_completed", "segment_alloc", "segment_free"}
+ACTIONS = {"alloc", "free_requested", "free_completed", "segment_alloc", "segment_free", "oom"}
 
 
 def check_opcodes(data):
@@ -83,7 +85,8 @@ def check_structure(snap):
         last = 0
         for i, e in enumerate(trace):
             assert e["action"] in ACTIONS, e
-            for key in ("addr", "size", "stream", "time_us"):
+            # An oom has device_free (the driver's free bytes) where the others have addr.
+            for key in ("device_free" if e["action"] == "oom" else "addr", "size", "stream", "time_us"):
                 assert isinstance(e[key], int), (key, e)
             assert e["size"] > 0 and e["time_us"] >= last, e
             last = e["time_us"]
@@ -115,6 +118,8 @@ def replay_backwards(snap):
         for a, n in blocks.items():
             assert inside(a, n), f"device {d}: block {a:#x} lies in no segment"
         for e in reversed(trace):
+            if e["action"] == "oom":  # nothing was allocated
+                continue
             a, n = e["addr"], e["size"]
             if e["action"] == "free_completed":
                 assert a not in blocks, f"device {d}: {a:#x} freed twice"
@@ -184,10 +189,12 @@ def check_program(snap, small):
     assert len(allocs) == 7 + small, allocs
     reuse_addrs = {e["addr"] for e in trace if e["action"] == "alloc" and site(e) == "site_reuse"}
     assert len(frees) == 4 and all(f["size"] == 64 * KiB and f["addr"] in reuse_addrs for f in frees), frees
-    segs = [(site(s["blocks"][0]), s["total_size"]) for s in snap["segments"]]
-    assert sorted(segs) == [("site_leak", MiB)] * 3 + [("site_small", 4 * KiB)] * small, segs
-    print(f"program: 3 x 1 MiB from site_leak and {small} x 4 KiB from site_small live, 4 x 64 KiB from "
-          "site_reuse freed, no pinned memory")
+    # The live blocks, in the pool's segments (many small blocks share one: its packing).
+    live = [(site(b), b["size"]) for s in snap["segments"] for b in s["blocks"] if b["state"] == "active_allocated"]
+    assert sorted(live) == [("site_leak", MiB)] * 3 + [("site_small", 4 * KiB)] * small, live
+    assert len(snap["segments"]) < len(live), f"{len(snap['segments'])} segments for {len(live)} blocks"
+    print(f"program: 3 x 1 MiB from site_leak and {small} x 4 KiB from site_small live in "
+          f"{len(snap['segments'])} segments, 4 x 64 KiB from site_reuse freed, no pinned memory")
 
 
 def main():

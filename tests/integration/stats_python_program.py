@@ -173,6 +173,11 @@ def check(report_path, with_thread, hold):
         py = python_frames(s)
         assert all(f["line"] > 0 and f["file"].endswith(".py") for f in py), py
         assert not any("_PyEval_EvalFrameDefault" in f["function"] for f in s["frames"]), name
+        # The interpreter's, ctypes', libffi's, the CUDA runtime's and libc's frames are hidden: what
+        # is left is the script's (a native extension's own frames would stay; ctypes has none).
+        native = [f"{f['function']} ({f['module'].rsplit('/', 1)[-1]})" for f in s["frames"] if f["module"] != "[python]"]
+        assert not native, f"{name}: native frames shown: {native}"
+        assert s["hidden_frames"] > 0, name
         found_ids.add(s["id"])
         print(f"{name}: {allocs} allocations, {total} bytes, {live} live at "
               + " <- ".join(f"{f['function']} ({f['file'].rsplit('/', 1)[-1]}:{f['line']})" for f in py))
@@ -180,6 +185,22 @@ def check(report_path, with_thread, hold):
     assert not stray, "sites nobody made: " + json.dumps(stray)[:2000]
     assert report["live_bytes"] == 7 * MiB, report["live_bytes"]
     print("python frames: as the program promises")
+
+
+def check_all_frames(report_path):
+    """report --all-frames: the frames hidden by default are there, interleaved with the script's."""
+    report = json.load(open(report_path, encoding="utf-8"))
+    assert report["all_frames"] is True
+    base = lambda f: f["module"].rsplit("/", 1)[-1]
+    for s in report["sites"]:
+        if s["allocs"] == 0 or not python_frames(s):
+            continue
+        mods = [base(f) for f in s["frames"]]
+        assert mods[0].startswith("libcudart"), f"innermost frame {s['frames'][0]}: not the runtime's"
+        assert any(m.startswith("libffi") or m.startswith("_ctypes") for m in mods), mods
+        assert any(m.startswith("python") or m.startswith("libpython") for m in mods), mods
+        assert s["hidden_frames"] == 0 and s["folded_stacks"] == 1
+    print("--all-frames: the runtime's, ctypes', libffi's and the interpreter's frames are back")
 
 
 def check_native(report_path):
@@ -197,6 +218,8 @@ def check_native(report_path):
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--check":
         check(sys.argv[2], "--thread" in sys.argv[3:], "--hold" in sys.argv[3:])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--check-all-frames":
+        check_all_frames(sys.argv[2])
     elif len(sys.argv) > 2 and sys.argv[1] == "--check-native":
         check_native(sys.argv[2])
     else:

@@ -5,7 +5,8 @@
 # main thread and on a threading.Thread, under every supported CPython found here (Debian's
 # python3.11 at least; 3.12 and 3.13 too where pyenv or PATH has them). A CPython that poolshim does
 # not support (3.10 or older, or newer than 3.13, where one is found) must fall back to native frames
-# with one warning. Also: a run killed with kill -9 (the code table is in the file, so its frames
+# with one warning. By default only the script's frames are shown (the interpreter's, ctypes',
+# libffi's, the runtime's and libc's hidden); --all-frames brings them back. Also: a run killed with kill -9 (the code table is in the file, so its frames
 # are still named), and reports of many copies of a file whose code table was damaged on purpose.
 # usage: stats_python_test.sh --shim libpoolshim.so --stats poolshim-stats --program stats_python_program.py
 # POOLSHIM_TEST_PYTHONS (optional): the interpreters to try, separated by spaces, instead of a search.
@@ -64,6 +65,8 @@ for py in "${supported[@]}"; do
   run "$py" "$tag"
   grep -q "not supported" "$dir/$tag.err" && { cat "$dir/$tag.err" >&2; fail "$tag: refused a supported version"; }
   "$py" "$program" --check "$dir/$tag.json" || fail "$tag: the main thread's sites"
+  "$stats" report --dir "$dir/$tag" --format json --top 0 --all-frames >"$dir/$tag-all.json" || fail "$tag: --all-frames"
+  "$py" "$program" --check-all-frames "$dir/$tag-all.json" || fail "$tag: --all-frames shows the hidden frames"
   run "$py" "$tag-thread" --thread
   "$py" "$program" --check "$dir/$tag-thread.json" --thread || fail "$tag: the sites with a thread"
   "$stats" report --dir "$dir/$tag-thread" --top 3 | tee "$dir/$tag.txt"

@@ -129,11 +129,12 @@ c = d["counts"]
 assert (c["changed"], c["new"], c["gone"]) == (0, 0, 0) and c["unchanged"] == len(r["sites"]), (c, len(r["sites"]))
 print(f"diff of a run with itself: {c['unchanged']} sites unchanged, as many as the report's")
 PY
-  # A symbol without line information (here _start, from crt1.o, built without -g) keeps its
-  # module in the text: "_start (stats_tool_program+0x...)", not the name alone; the JSON has
-  # module and offset apart, unchanged.
-  "$stats" report "$new" --top 0 >"$dir/new.txt" || fail "text report of the new run"
-  python3 - "$dir/new.json" "$dir/new.txt" <<'PY' || fail "frames without line information"
+  # A symbol without line information (here _start, from crt1.o, built without -g; shown with
+  # --all-frames) keeps its module in the text: "_start (stats_tool_program+0x...)", not the name
+  # alone; the JSON has module and offset apart, unchanged.
+  "$stats" report "$new" --top 0 --all-frames >"$dir/new.txt" || fail "text report of the new run"
+  "$stats" report "$new" --top 0 --all-frames --format json >"$dir/new-all.json" || fail "report --all-frames"
+  python3 - "$dir/new-all.json" "$dir/new.txt" <<'PY' || fail "frames without line information"
 import json, os, sys
 r, text = json.load(open(sys.argv[1])), open(sys.argv[2]).read().splitlines()
 bare = {(f["function"], os.path.basename(f["module"]), f["offset"]) for s in r["sites"] for f in s["frames"]
@@ -667,7 +668,7 @@ lines = lines[:-1]
 assert len(lines) == len(r["sites"]), f"{len(lines)} lines for {len(r['sites'])} sites:\n{text!r}"
 for l in lines:
     assert re.fullmatch(r"[^\x00-\x20\x7f]+ [0-9]+", l), f"a broken line: {l!r}"
-odd = [l for l in lines if ";odd?name?with?ctl?:_end;" in l]
+odd = [l for l in lines if ";odd?name?with?ctl?:_end" in l]  # the innermost frame shown: the call site
 assert len(odd) == 1 and odd[0].endswith(f" {2 << 20}"), f"no line of the oddly named function: {text!r}"
 raw = [f for s in r["sites"] for f in s["frames"] if f["module"] == "[python]" and f["line"] == 6]
 assert raw and raw[0]["function"] == "odd\tname\nwith\x1bctl\x7f; end" and raw[0]["file"].endswith("alloc\tfile.py"), raw

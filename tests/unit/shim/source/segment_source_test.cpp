@@ -1,8 +1,9 @@
 // The real segment sources (shim/source) on the simulated driver: the conformance suite for
-// cuda_segment_resource, a local host_slab_resource and daemon_fallback_adaptor with no daemon, then
-// what only a real source can show: its memory is what the driver says (device memory of its
-// context, pinned slabs), the device's limit gives out_of_memory, a dead context is a source error
-// that frees nothing else. The ctest entries give each device 256 MiB (POOLSHIM_SIM_DEVICE_MEMORY).
+// cuda_segment_resource, a local host_slab_resource, daemon_fallback_adaptor with no daemon and the
+// statistics' observed_segment_adaptor over the driver source, then what only a real source can
+// show: its memory is what the driver says (device memory of its context, pinned slabs), the
+// device's limit gives out_of_memory, a dead context is a source error that frees nothing else. The
+// ctest entries give each device 256 MiB (POOLSHIM_SIM_DEVICE_MEMORY).
 #include <cuda.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,6 +23,7 @@
 #include "source/daemon_client.h"
 #include "source/daemon_fallback_adaptor.h"
 #include "source/host_slab_resource.h"
+#include "source/observed_segment_adaptor.h"
 #include "support/segment_resource_suite.h"
 
 namespace poolshim {
@@ -126,7 +128,38 @@ struct host_slab_case {
   host_slab_resource resource_{primary_context(), 2, /*use_daemon=*/false};
 };
 
-using real_sources = ::testing::Types<cuda_case, host_slab_case, daemon_fallback_case>;
+// What the statistics' listener heard (observed_segment_adaptor): segments taken and given back.
+struct heard {
+  std::atomic<int> taken{0}, given{0};
+  std::atomic<std::size_t> bytes_taken{0}, bytes_given{0};
+  std::atomic<int> last_device{-1};
+};
+heard g_heard;
+void hear(int device, std::uintptr_t base, std::size_t bytes, bool taken) noexcept {
+  (void)base;
+  (taken ? g_heard.taken : g_heard.given).fetch_add(1);
+  (taken ? g_heard.bytes_taken : g_heard.bytes_given).fetch_add(bytes);
+  g_heard.last_device.store(device);
+}
+
+// The driver's source under the listener: conforms like its upstream, and every segment the suite
+// took was heard of once taken and once given back, with its size.
+struct observed_case : device_case_base {
+  static constexpr const char* name = "observed_over_cuda";
+  static constexpr std::size_t granule = 1;
+  static constexpr std::size_t large_alignment = k_driver_alignment;
+  observed_case() { g_heard.taken = g_heard.given = 0, g_heard.bytes_taken = g_heard.bytes_given = 0; }
+  ~observed_case() {
+    EXPECT_EQ(g_heard.taken.load(), g_heard.given.load()) << "segments heard taken but not given back";
+    EXPECT_EQ(g_heard.bytes_taken.load(), g_heard.bytes_given.load());
+  }
+  bool ready() const { return primary_context() != nullptr && limit() != 0; }
+  pool::segment_resource& resource() { return resource_; }
+  cuda_segment_resource upstream_{primary_context()};
+  observed_segment_adaptor resource_{upstream_, 0, &hear};
+};
+
+using real_sources = ::testing::Types<cuda_case, host_slab_case, daemon_fallback_case, observed_case>;
 
 }  // namespace
 }  // namespace poolshim
@@ -164,6 +197,27 @@ class SourceOnSimulator : public ::testing::Test {
 using CudaSegmentResource = SourceOnSimulator;
 using HostSlabResource = SourceOnSimulator;
 using DaemonFallbackAdaptor = SourceOnSimulator;
+using ObservedSegmentAdaptor = SourceOnSimulator;
+
+TEST_F(ObservedSegmentAdaptor, HearsEachSegmentTakenAndGivenBackWithItsDeviceAndSize) {
+  g_heard.taken = g_heard.given = 0, g_heard.bytes_taken = g_heard.bytes_given = 0;
+  cuda_segment_resource upstream(ctx_);
+  observed_segment_adaptor r(upstream, 3, &hear);
+  segment a, b;
+  ASSERT_EQ(r.allocate(2 * kMiB, &a), status::ok);
+  ASSERT_EQ(r.allocate(kMiB + 512, &b), status::ok);
+  EXPECT_EQ(g_heard.taken.load(), 2);
+  EXPECT_EQ(g_heard.bytes_taken.load(), a.size + b.size);
+  EXPECT_EQ(g_heard.last_device.load(), 3) << "the device the router named, not the driver's guess";
+  segment none;
+  EXPECT_EQ(r.allocate(std::size_t{1} << 40, &none), status::out_of_memory);
+  EXPECT_EQ(g_heard.taken.load(), 2) << "a failed allocation was heard as a segment";
+  r.deallocate(a);
+  r.deallocate(b);
+  EXPECT_EQ(g_heard.given.load(), 2);
+  EXPECT_EQ(g_heard.bytes_given.load(), a.size + b.size);
+  EXPECT_STREQ(r.name(), upstream.name());
+}
 
 TEST_F(CudaSegmentResource, SegmentIsOneDriverAllocationOfDeviceMemoryInItsContext) {
   cuda_segment_resource r(ctx_);
