@@ -360,22 +360,23 @@ std::size_t preallocate(int device, std::size_t bytes) noexcept {
   const std::size_t before = e->preallocated.load(std::memory_order_relaxed);
   preallocate_entry(*e, bytes);
   return e->preallocated.load(std::memory_order_relaxed) - before;
-  void set_segment_listener(segment_listener listener) noexcept {
-    g_segment_listener.store(listener, std::memory_order_release);
-  }
+}
 
-  totals sum_of_pools() noexcept {
-    totals t{};
-    int n = g_used.load(std::memory_order_acquire);
-    for (int i = 0; i < n; ++i) {
-      pool::pool_stats s = g_entries[i].pool->stats();
-      // A forgotten context's memory died with it: what its pool did still counts (requests, hits,
-      // peaks), what it seems to hold does not.
-      if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr)
-        s.bytes_in_use = s.bytes_reserved = s.segments = 0;
-      t += s;
-    }
-    return t;
+void set_segment_listener(segment_listener listener) noexcept {
+  g_segment_listener.store(listener, std::memory_order_release);
+}
+
+totals sum_of_pools() noexcept {
+  totals t{};
+  int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    pool::pool_stats s = g_entries[i].pool->stats();
+    // A forgotten context's memory died with it: what its pool did still counts (requests, hits,
+    // peaks), what it seems to hold does not.
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr) s.bytes_in_use = s.bytes_reserved = s.segments = 0;
+    t += s;
   }
+  return t;
+}
 
 }  // namespace poolshim::device_router
