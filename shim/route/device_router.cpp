@@ -288,14 +288,6 @@ void forget_context(CUcontext ctx) noexcept {
   }
 }
 
-std::size_t idle_bytes() noexcept {
-  std::size_t idle = 0;
-  const int n = g_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i)
-    if (g_entries[i].ctx.load(std::memory_order_acquire) != nullptr) idle += g_entries[i].pool->idle_bytes();
-  return idle;
-}
-
 namespace {
 // What a trim may take from a pool: its idle bytes, less its preallocation (kept idle for the
 // program; a trim gives back cached large blocks before small segments, so those go first).
@@ -305,6 +297,20 @@ std::size_t trimmable(entry& e, bool keep_preallocated) noexcept {
   return idle > floor ? idle - floor : 0;
 }
 }  // namespace
+
+std::size_t reclaimable_bytes() noexcept {
+  std::size_t idle = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    // Whole free segments only (the free part of a segment in use cannot go back), less the
+    // preallocation the pool keeps.
+    const std::size_t free = e.pool->releasable_bytes(), kept = e.preallocated.load(std::memory_order_relaxed);
+    idle += free > kept ? free - kept : 0;
+  }
+  return idle;
+}
 
 std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
   if (!pooling()) return 0;

@@ -14,6 +14,10 @@
 #   api          poolshim_trim / poolshim_release_all / poolshim_preallocate report their bytes.
 #   trim_status  poolshimd --status (and poolshim-stats node) show what A holds idle, device and
 #                pinned; poolshimd --trim makes A give both back.
+#   preallocated A's POOLSHIM_PREALLOCATE memory is kept through the daemon's requests, so A does not
+#                report it idle (the daemon would ask for memory that never comes).
+#   partial      A holds a small block (its 2 MiB segment) and a pinned block (its slab) in use:
+#                nothing of them can go back, so A reports nothing idle.
 set -u
 scenario=${1:?scenario}; shift
 daemon="" program="" shim="" stats=""
@@ -134,6 +138,39 @@ trim_status)
   wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
   cat "$dir/a.out"
   echo "idle_return_test trim_status: OK"
+  ;;
+preallocated)
+  start_daemon --device-limit 256M
+  POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 POOLSHIM_PREALLOCATE=0:64M under_shim "$program" hold \
+    --blocks 1 --mib 32 --keep 1 --ready "$dir/a.ready" --go "$dir/a.go" >"$dir/a.out" 2>&1 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  lent_a() { [[ $(client_line $a | field device_bytes) -ge $((96 * mib)) ]]; }
+  wait_for 5 lent_a || { status; fail "A's preallocation and block should be lent by the daemon"; }
+  sleep 0.5  # several report periods
+  status
+  idle=$(client_line $a | field idle_device_bytes)
+  [[ $idle -eq 0 ]] || fail "A reports its preallocation as idle ($idle bytes), which it will not give back"
+  touch "$dir/a.go"
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  echo "idle_return_test preallocated: OK"
+  ;;
+partial)
+  start_daemon --device-limit 256M
+  POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 under_shim "$program" hold --blocks 1 --mib 1 --keep 1 \
+    --pinned-mib 1 --pinned-keep --ready "$dir/a.ready" --go "$dir/a.go" >"$dir/a.out" 2>&1 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  sleep 0.5  # several report periods
+  status
+  l=$(client_line $a)
+  [[ $(echo "$l" | field device_bytes) -gt 0 ]] || fail "A's segment should be lent by the daemon"
+  # A 1 MiB block lives in a 2 MiB segment and a 1 MiB pinned block in a slab: neither can go back.
+  [[ $(echo "$l" | field idle_device_bytes) -eq 0 && $(echo "$l" | field idle_pinned_bytes) -eq 0 ]] ||
+    fail "A reports the free part of a segment or slab in use as idle: the daemon would ask for it in vain"
+  touch "$dir/a.go"
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  echo "idle_return_test partial: OK"
   ;;
 *) fail "unknown scenario" ;;
 esac
