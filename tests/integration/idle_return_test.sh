@@ -18,6 +18,8 @@
 #                report it idle (the daemon would ask for memory that never comes).
 #   partial      A holds a small block (its 2 MiB segment) and a pinned block (its slab) in use:
 #                nothing of them can go back, so A reports nothing idle.
+#   stale_ask    A was asked (poolshimd --trim) and is stopped: its ask no longer counts after a
+#                second, so B's need is asked of C, who is idle and answers, and B is served.
 set -u
 scenario=${1:?scenario}; shift
 daemon="" program="" shim="" stats=""
@@ -171,6 +173,36 @@ partial)
   touch "$dir/a.go"
   wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
   echo "idle_return_test partial: OK"
+  ;;
+stale_ask)
+  start_daemon --device-limit 256M
+  holder() {  # holder NAME BLOCKS: BLOCKS blocks of 32 MiB, all but one freed (idle), lent by the daemon
+    POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 under_shim "$program" hold --blocks "$2" --mib 32 \
+      --keep 1 --ready "$dir/$1.ready" --go "$dir/$1.go" >"$dir/$1.out" 2>&1
+  }
+  holder a 5 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  idle_of() { [[ $(client_line $1 | field idle_device_bytes) -eq $2 ]]; }
+  wait_for 5 idle_of $a $((128 * mib)) || { status; fail "A's idle memory was not reported"; }
+  kill -STOP $a
+  "$daemon" --trim --socket "$sock" >"$dir/trim.out" 2>&1 || { cat "$dir/trim.out"; fail "poolshimd --trim"; }
+  holder c 2 &
+  c=$!
+  wait_for 30 test -e "$dir/c.ready" || { cat "$dir/c.out"; fail "C did not get ready"; }
+  wait_for 5 idle_of $c $((32 * mib)) || { status; fail "C's idle memory was not reported"; }
+  sleep 1.2  # A has not answered the ask for more than a second
+  status
+  # 224 MiB lent of 256: B's 64 MiB needs C's idle 32 MiB; A (stopped) will give nothing.
+  (POOLSHIM_DEVICE_SOURCE=daemon under_shim "$program" need --mib 64) >"$dir/b.out" 2>&1
+  b_rc=$?
+  kill -CONT $a
+  touch "$dir/a.go" "$dir/c.go"
+  cat "$dir/b.out"
+  [[ $b_rc -eq 0 ]] || { status; fail "B was not served: the daemon counted on a stopped process's ask"; }
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  wait $c || { cat "$dir/c.out"; fail "C's check failed"; }
+  echo "idle_return_test stale_ask: OK"
   ;;
 *) fail "unknown scenario" ;;
 esac
