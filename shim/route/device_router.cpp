@@ -319,10 +319,18 @@ std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
   for (int i = 0; i < n && released < bytes; ++i) {
     entry& e = g_entries[i];
     if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
-    if (!keep_preallocated) e.preallocated.store(0, std::memory_order_relaxed);
     const std::size_t room = trimmable(e, keep_preallocated);
     if (room == 0) continue;
-    released += e.pool->trim(std::min(room, bytes - released));
+    const std::size_t above = trimmable(e, true);  // idle memory beyond the preallocation
+    const std::size_t got = e.pool->trim(std::min(room, bytes - released));
+    released += got;
+    if (keep_preallocated) continue;
+    // Everything (poolshim_release_all) forgets the preallocation; a smaller trim forgets only the
+    // part it took beyond the pool's other idle memory, and the rest stays kept.
+    std::size_t pre = e.preallocated.load(std::memory_order_relaxed), left = 0;
+    do {
+      left = bytes == SIZE_MAX || got >= above + pre ? 0 : pre - (got > above ? got - above : 0);
+    } while (!e.preallocated.compare_exchange_weak(pre, left, std::memory_order_relaxed));
   }
   return released;
 }

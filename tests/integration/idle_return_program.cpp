@@ -197,6 +197,13 @@ int api() {
   std::printf("api: preallocate(0, 8 MiB)=%zu reserved=%llu\n", pre, static_cast<unsigned long long>(reserved()));
   if (pre != 8 * k_mib || reserved() != r1 + pre) fail("poolshim_preallocate");
   if (preallocate(99, k_mib) != 0) fail("poolshim_preallocate of a device that does not exist");
+  // A trim covered by the pool's other idle memory leaves the preallocation kept (below).
+  void* c = nullptr;
+  ok(cudaMalloc(&c, 16 * k_mib), "cudaMalloc");
+  ok(cudaFree(c), "cudaFree");
+  const std::size_t t2 = trim(1);
+  std::printf("api: trim(1) beside a preallocation=%zu\n", t2);
+  if (t2 != 16 * k_mib) fail("poolshim_trim(1) should give back the idle 16 MiB block");
   // The idle release (POOLSHIM_IDLE_RELEASE_MS, short here) keeps what was preallocated.
   usleep(600 * 1000);
   std::printf("api: after idle release reserved=%llu\n", static_cast<unsigned long long>(reserved()));
