@@ -361,6 +361,11 @@ std::size_t idle_tick() noexcept {
 std::size_t preallocate(int device, std::size_t bytes) noexcept {
   if (!pooling() || bytes == 0) return 0;
   const real_driver& d = real_driver::get();
+  // It may be the program's first CUDA call (Python, before the framework initialised CUDA):
+  // without cuInit (idempotent, not hooked) cuDeviceGet answers CUDA_ERROR_NOT_INITIALIZED.
+  using init_fn = CUresult (*)(unsigned);
+  const auto init = d.handle != nullptr ? reinterpret_cast<init_fn>(real_dlsym()(d.handle, "cuInit")) : nullptr;
+  if (init == nullptr || init(0) != CUDA_SUCCESS) return 0;
   CUdevice dev = -1;
   CUcontext ctx = nullptr;
   if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return 0;
