@@ -87,7 +87,8 @@ std::size_t preallocation_of(int device) noexcept {
     std::size_t bytes = 0;
     char* end = nullptr;
     const long dev = std::strtol(p, &end, 10);
-    bool ok = len < sizeof item && colon != nullptr && end == colon && dev >= 0;
+    // The device is a plain ordinal: strtol alone would take ":2G" as device 0 (no digits).
+    bool ok = len < sizeof item && colon != nullptr && end == colon && *p >= '0' && *p <= '9' && dev >= 0;
     if (ok) {
       std::memcpy(item, colon + 1, len - static_cast<std::size_t>(colon + 1 - p));
       item[len - static_cast<std::size_t>(colon + 1 - p)] = '\0';

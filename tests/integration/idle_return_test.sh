@@ -16,6 +16,8 @@
 #                pinned; poolshimd --trim makes A give both back.
 #   preallocated A's POOLSHIM_PREALLOCATE memory is kept through the daemon's requests, so A does not
 #                report it idle (the daemon would ask for memory that never comes).
+#   preallocate_syntax  malformed POOLSHIM_PREALLOCATE lists warn (and preallocate nothing), a good
+#                one does not.
 #   partial      A holds a small block (its 2 MiB segment) and a pinned block (its slab) in use:
 #                nothing of them can go back, so A reports nothing idle.
 #   stale_ask    A was asked (poolshimd --trim) and is stopped: its ask no longer counts after a
@@ -173,6 +175,17 @@ partial)
   touch "$dir/a.go"
   wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
   echo "idle_return_test partial: OK"
+  ;;
+preallocate_syntax)
+  for bad in ":64M" " 0:64M" "0:" "0:64Q" "x:1M" "0:1M,,1:1M" "0=1M"; do
+    (POOLSHIM_PREALLOCATE=$bad POOLSHIM_DAEMON=0 under_shim "$program" need --mib 1) >"$dir/p.out" 2>&1 ||
+      { cat "$dir/p.out"; fail "the program under POOLSHIM_PREALLOCATE='$bad'"; }
+    grep -q "POOLSHIM_PREALLOCATE" "$dir/p.out" || { cat "$dir/p.out"; fail "POOLSHIM_PREALLOCATE='$bad' taken without a warning"; }
+  done
+  (POOLSHIM_PREALLOCATE=0:4M,1:2M POOLSHIM_DAEMON=0 under_shim "$program" need --mib 1) >"$dir/p.out" 2>&1 ||
+    { cat "$dir/p.out"; fail "the program under a good POOLSHIM_PREALLOCATE"; }
+  ! grep -q "POOLSHIM_PREALLOCATE" "$dir/p.out" || { cat "$dir/p.out"; fail "a good POOLSHIM_PREALLOCATE warned"; }
+  echo "idle_return_test preallocate_syntax: OK"
   ;;
 stale_ask)
   start_daemon --device-limit 256M
