@@ -725,6 +725,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       proto::reply r = proto::make_reply(q, status::ok);
       for (auto& [id, other] : clients_) {
         if ((c.uid != 0 && other->uid != c.uid) || other.get() == &c) continue;
+        if (other->asked_device == 0) other->asked_since = clock::now();
         other->asked_device = each;
         other->asked_pinned = each;
         ++r.val[0];
@@ -991,9 +992,16 @@ std::uint32_t server::pressure_mib() const {
 }
 
 std::uint64_t server::ask_device_back(const client& needy, std::uint64_t bytes) {
+  const auto now = clock::now();
+  // A client asked earlier that has not reported since (stopped, hung, or it stopped reporting)
+  // gives nothing back: its ask is not memory on its way, and it is asked for nothing more, or
+  // one such process would make every later refusal wait for memory that never comes.
+  auto responsive = [&](const client& o) {
+    return o.sock >= 0 && (o.asked_device == 0 || now - o.asked_since < k_ask_expiry);
+  };
   std::vector<client*> holders;
   for (auto& [id, other] : clients_)
-    if (other.get() != &needy && other->sock >= 0 && other->idle_device > other->asked_device)
+    if (other.get() != &needy && responsive(*other) && other->idle_device > other->asked_device)
       holders.push_back(other.get());
   std::sort(holders.begin(), holders.end(), [](const client* a, const client* b) {
     return a->idle_device - a->asked_device > b->idle_device - b->asked_device;
@@ -1001,10 +1009,11 @@ std::uint64_t server::ask_device_back(const client& needy, std::uint64_t bytes) 
   // What earlier refusals asked already counts: a retry does not ask twice for one need.
   std::uint64_t asked = 0;
   for (const auto& [id, other] : clients_)
-    if (other.get() != &needy && other->sock >= 0) asked += std::min(other->asked_device, other->idle_device);
+    if (other.get() != &needy && responsive(*other)) asked += std::min(other->asked_device, other->idle_device);
   for (client* h : holders) {
     if (asked >= bytes) break;
     const std::uint64_t more = std::min(h->idle_device - h->asked_device, bytes - asked);
+    if (h->asked_device == 0) h->asked_since = now;
     h->asked_device += more;
     asked += more;
   }

@@ -178,6 +178,9 @@ class server {
     // asks it to give back at its next report (a refused lease_device, trim_clients).
     std::uint64_t idle_device = 0, idle_pinned = 0;
     std::uint64_t asked_device = 0, asked_pinned = 0;
+    // When asked_device last went from 0 to more: an ask its report has not taken within
+    // k_ask_expiry (a stopped or hung process, one that stopped reporting) no longer counts.
+    std::chrono::steady_clock::time_point asked_since{};
   };
   struct metrics_conn {
     int fd = -1;
@@ -212,6 +215,9 @@ class server {
   // reported is asked back from them, the largest holders first, until `bytes` are covered.
   // Returns the bytes asked (0: no one holds enough idle, waiting will not help).
   std::uint64_t ask_device_back(const client& needy, std::uint64_t bytes);
+  // A healthy client takes an ask at its next report (POOLSHIM_IDLE_REPORT_MS, 100 ms): one that
+  // has not after this long is not counted on, neither as memory on its way nor as a holder.
+  static constexpr std::chrono::milliseconds k_ask_expiry{1000};
   void serve_metrics();
   void on_metrics_event(std::uint64_t id, std::uint32_t events);
   void end_metrics(std::uint64_t id, bool abort);

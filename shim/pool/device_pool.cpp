@@ -538,6 +538,19 @@ std::size_t device_pool::idle_bytes() const noexcept {
   return reserved_.load(std::memory_order_relaxed) - out_of_shared_;
 }
 
+std::size_t device_pool::releasable_bytes() noexcept {
+  std::lock_guard lock(mutex_);
+  process_pending_locked();
+  const std::uint64_t done = completed_->load(std::memory_order_acquire);
+  std::size_t bytes = 0;
+  for (unsigned cls = 0; cls < kLargeClasses; ++cls)
+    for (const block* b = large_head_[cls]; b != nullptr; b = b->link)
+      if (b->ready_epoch <= done) bytes += b->seg->seg.size;
+  for (const segment_info* s = segments_; s != nullptr; s = s->next)
+    if (!s->large && best_fit_allocator::idle(s)) bytes += s->seg.size;
+  return bytes;
+}
+
 bool device_pool::recover_from_oom() noexcept {
   oom_recoveries_.fetch_add(1, std::memory_order_relaxed);
   std::size_t released = release_idle();

@@ -95,6 +95,10 @@ class device_pool final : private thread_cache_owner {
   std::size_t preallocate(std::size_t bytes) noexcept;
   // Bytes held from the source and not out of the shared pool (free, or waiting for a fence).
   std::size_t idle_bytes() const noexcept;
+  // What of that a trim could give back now: wholly free small segments and cached large blocks
+  // whose fence has passed (the free part of a segment that holds a live block cannot go). Freed
+  // small blocks whose fence passed are returned to their segments first, as a trim would.
+  std::size_t releasable_bytes() noexcept;
   // Moves this thread's cached blocks back to the shared pool.
   void flush_thread_cache() noexcept;
   pool_stats stats() const noexcept;

@@ -163,6 +163,14 @@ bool host_pool::owns(std::uintptr_t p) const noexcept {
   return slab_of_locked(p) != nullptr;
 }
 
+std::size_t host_pool::idle_slab_bytes() const noexcept {
+  std::lock_guard lock(mutex_);
+  std::size_t bytes = 0;
+  for (const auto& [base, sl] : slabs_)
+    if (sl.info->used == kPage) bytes += sl.info->seg.size;
+  return bytes;
+}
+
 std::size_t host_pool::release_idle(std::size_t keep_slabs) noexcept {
   std::vector<segment_info*> doomed;
   {

@@ -77,6 +77,8 @@ class host_pool {
   // (a process that still works keeps a slab to work in); returns the bytes released.
   std::size_t release_idle(std::size_t keep_slabs = 0) noexcept;
   host_pool_stats stats() const noexcept;
+  // Bytes of the slabs release_idle would give back now (every byte free but the guard page).
+  std::size_t idle_slab_bytes() const noexcept;
   const host_pool_options& options() const noexcept { return options_; }
 
  private:

@@ -88,7 +88,8 @@ std::size_t preallocation_of(int device) noexcept {
     std::size_t bytes = 0;
     char* end = nullptr;
     const long dev = std::strtol(p, &end, 10);
-    bool ok = len < sizeof item && colon != nullptr && end == colon && dev >= 0;
+    // The device is a plain ordinal: strtol alone would take ":2G" as device 0 (no digits).
+    bool ok = len < sizeof item && colon != nullptr && end == colon && *p >= '0' && *p <= '9' && dev >= 0;
     if (ok) {
       std::memcpy(item, colon + 1, len - static_cast<std::size_t>(colon + 1 - p));
       item[len - static_cast<std::size_t>(colon + 1 - p)] = '\0';
@@ -291,14 +292,6 @@ void forget_context(CUcontext ctx) noexcept {
   }
 }
 
-std::size_t idle_bytes() noexcept {
-  std::size_t idle = 0;
-  const int n = g_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i)
-    if (g_entries[i].ctx.load(std::memory_order_acquire) != nullptr) idle += g_entries[i].pool->idle_bytes();
-  return idle;
-}
-
 namespace {
 // What a trim may take from a pool: its idle bytes, less its preallocation (kept idle for the
 // program; a trim gives back cached large blocks before small segments, so those go first).
@@ -309,6 +302,20 @@ std::size_t trimmable(entry& e, bool keep_preallocated) noexcept {
 }
 }  // namespace
 
+std::size_t reclaimable_bytes() noexcept {
+  std::size_t idle = 0;
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    // Whole free segments only (the free part of a segment in use cannot go back), less the
+    // preallocation the pool keeps.
+    const std::size_t free = e.pool->releasable_bytes(), kept = e.preallocated.load(std::memory_order_relaxed);
+    idle += free > kept ? free - kept : 0;
+  }
+  return idle;
+}
+
 std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
   if (!pooling()) return 0;
   std::size_t released = 0;
@@ -316,10 +323,18 @@ std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
   for (int i = 0; i < n && released < bytes; ++i) {
     entry& e = g_entries[i];
     if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
-    if (!keep_preallocated) e.preallocated.store(0, std::memory_order_relaxed);
     const std::size_t room = trimmable(e, keep_preallocated);
     if (room == 0) continue;
-    released += e.pool->trim(std::min(room, bytes - released));
+    const std::size_t above = trimmable(e, true);  // idle memory beyond the preallocation
+    const std::size_t got = e.pool->trim(std::min(room, bytes - released));
+    released += got;
+    if (keep_preallocated) continue;
+    // Everything (poolshim_release_all) forgets the preallocation; a smaller trim forgets only the
+    // part it took beyond the pool's other idle memory, and the rest stays kept.
+    std::size_t pre = e.preallocated.load(std::memory_order_relaxed), left = 0;
+    do {
+      left = bytes == SIZE_MAX || got >= above + pre ? 0 : pre - (got > above ? got - above : 0);
+    } while (!e.preallocated.compare_exchange_weak(pre, left, std::memory_order_relaxed));
   }
   return released;
 }
@@ -350,6 +365,11 @@ std::size_t idle_tick() noexcept {
 std::size_t preallocate(int device, std::size_t bytes) noexcept {
   if (!pooling() || bytes == 0) return 0;
   const real_driver& d = real_driver::get();
+  // It may be the program's first CUDA call (Python, before the framework initialised CUDA):
+  // without cuInit (idempotent, not hooked) cuDeviceGet answers CUDA_ERROR_NOT_INITIALIZED.
+  using init_fn = CUresult (*)(unsigned);
+  const auto init = d.handle != nullptr ? reinterpret_cast<init_fn>(real_dlsym()(d.handle, "cuInit")) : nullptr;
+  if (init == nullptr || init(0) != CUDA_SUCCESS) return 0;
   CUdevice dev = -1;
   CUcontext ctx = nullptr;
   if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return 0;

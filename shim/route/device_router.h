@@ -33,8 +33,10 @@ std::size_t idle_bytes_of_current_device() noexcept;
 // A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
 void forget_context(CUcontext ctx) noexcept;
 
-// Idle memory flowing back (issue #17). Bytes held by every pool and not handed out.
-std::size_t idle_bytes() noexcept;
+// Idle memory flowing back (issue #17). Bytes of every pool's wholly free segments, less each
+// pool's preallocation: what a request of poolshimd's can take (trim with keep_preallocated), and
+// so what the idle report says (the daemon must not count on memory that cannot come back).
+std::size_t reclaimable_bytes() noexcept;
 // Returns idle memory of the pools to their sources until at least `bytes` went back (SIZE_MAX:
 // everything idle): whole free segments only (device_pool::trim). keep_preallocated: each pool
 // keeps what POOLSHIM_PREALLOCATE or poolshim_preallocate gave it (the daemon's requests and the

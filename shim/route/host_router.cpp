@@ -330,8 +330,7 @@ std::size_t idle_bytes() noexcept {
   const int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     if (g_entries[i].ctx.load(std::memory_order_acquire) == nullptr) continue;
-    const pool::host_pool_stats s = g_entries[i].pool->stats();
-    if (s.bytes_reserved > s.bytes_in_use) idle += s.bytes_reserved - s.bytes_in_use;
+    idle += g_entries[i].pool->idle_slab_bytes();  // slabs go whole: a slab in use is not idle
   }
   return idle;
 }

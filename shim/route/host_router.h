@@ -22,7 +22,7 @@ bool try_free(void* p, CUresult* result) noexcept;
 bool try_get_device_pointer(CUdeviceptr* dptr, void* p, unsigned flags, CUresult* result) noexcept;
 bool try_get_flags(unsigned* flags, void* p, CUresult* result) noexcept;
 
-// Idle memory flowing back (issue #17): bytes of pinned slabs held and not handed out; every idle
+// Idle memory flowing back (issue #17): bytes of the pinned slabs nothing is handed out of; every idle
 // slab back to its source (the daemon, or the driver), never one with a live or deferred block
 // (returns the bytes; pinned slabs go whole, so `bytes` only says whether to: 0 releases nothing);
 // one step of the unasked release: at a window's end, the slabs of a pool that served no request

@@ -36,7 +36,7 @@ void nap_ms(std::uint64_t ms) noexcept {
 // that the daemon's idle-connection timeout still closes a connection that holds nothing.
 bool report(std::size_t* released) noexcept {
   static bool said_idle = false;  // this thread only
-  const std::size_t idle_device = device_router::idle_bytes(), idle_pinned = host_router::idle_bytes();
+  const std::size_t idle_device = device_router::reclaimable_bytes(), idle_pinned = host_router::idle_bytes();
   if (idle_device == 0 && idle_pinned == 0 && !said_idle) return daemon_client::get_figures().connects != 0;
   daemon_client::idle_request asked;
   if (!daemon_client::report_idle(idle_device, idle_pinned, &asked)) return false;

@@ -49,15 +49,32 @@ def under_shim():
     print("idle_python_test: OK")
 
 
+def fresh_process():
+    """preallocate as a program's first CUDA-related call (before any framework initialised CUDA):
+    the pool takes the memory then, rather than answering 0 for want of cuInit."""
+    import poolshim
+    pre = poolshim.preallocate(0, 4 * MIB)
+    print(f"first call: poolshim.preallocate(0, 4 MiB) = {pre}")
+    if pre != 4 * MIB:
+        fail(f"preallocate before any CUDA call took {pre} bytes, want 4 MiB")
+    if poolshim.release_all() != 4 * MIB:
+        fail("release_all should give the preallocation back")
+    print("idle_python_test fresh: OK")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim")
     ap.add_argument("--package", required=True)
     ap.add_argument("--child", action="store_true")
+    ap.add_argument("--fresh", action="store_true")
     a = ap.parse_args()
     sys.path.insert(0, a.package)
     if a.child:
         under_shim()
+        return
+    if a.fresh:
+        fresh_process()
         return
     import poolshim
     if poolshim.shim_loaded():
@@ -69,6 +86,9 @@ def main():
         pass
     env = dict(os.environ, LD_PRELOAD=a.shim, POOLSHIM_DAEMON="0", POOLSHIM_IDLE_RELEASE_MS="0")
     r = subprocess.run([sys.executable, __file__, "--child", "--package", a.package], env=env)
+    if r.returncode != 0:
+        sys.exit(r.returncode)
+    r = subprocess.run([sys.executable, __file__, "--fresh", "--package", a.package], env=env)
     sys.exit(r.returncode)
 
 

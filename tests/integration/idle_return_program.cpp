@@ -1,8 +1,9 @@
 // A CUDA program for the idle-memory tests (idle_return_test.sh, issue #17), run under the shim on
 // the simulator with a node-wide device (POOLSHIM_SIM_NODE_FILE). One role per run:
-//   hold --blocks N --mib M [--keep K] [--pinned-mib P] --ready FILE [--go FILE] [--watch]
+//   hold --blocks N --mib M [--keep K] [--pinned-mib P [--pinned-keep]] --ready FILE [--go FILE] [--watch]
 //        allocates N blocks of M MiB (each filled with its own byte), frees all but the first K
-//        (their memory is then the pool's idle cache) and P MiB of pinned memory likewise; writes
+//        (their memory is then the pool's idle cache) and P MiB of pinned memory likewise (kept live
+//        to the end with --pinned-keep); writes
 //        "ready=1" to FILE, then waits for FILE --go; --watch notes (CLOCK_MONOTONIC, ms) when its
 //        pool's reserved bytes first fell ("returned_ms=T"). At the end the kept blocks are read back
 //        and checked: a block in use is never taken, whatever was given back meanwhile.
@@ -78,6 +79,7 @@ struct args {
   int blocks = 4, keep = 0;
   std::size_t mib = 32, pinned_mib = 0;
   bool watch = false;
+  bool pinned_keep = false;
 };
 
 int hold(const args& a) {
@@ -90,9 +92,10 @@ int hold(const args& a) {
     v.push_back(d);
   }
   for (int i = a.keep; i < a.blocks; ++i) ok(cudaFree(v[static_cast<std::size_t>(i)]), "cudaFree");
-  if (a.pinned_mib != 0) {
-    void* h = nullptr;
-    if (ok(cudaMallocHost(&h, a.pinned_mib * k_mib), "cudaMallocHost")) ok(cudaFreeHost(h), "cudaFreeHost");
+  void* pinned = nullptr;
+  if (a.pinned_mib != 0 && ok(cudaMallocHost(&pinned, a.pinned_mib * k_mib), "cudaMallocHost") && !a.pinned_keep) {
+    ok(cudaFreeHost(pinned), "cudaFreeHost");
+    pinned = nullptr;
   }
   const std::uint64_t before = reserved();
   char line[160];
@@ -112,6 +115,7 @@ int hold(const args& a) {
   std::printf("hold: reserved_before=%llu reserved_after=%llu returned_ms=%lld errors=%d\n",
               static_cast<unsigned long long>(before), static_cast<unsigned long long>(after), returned_ms, g_errors);
   for (int i = 0; i < a.keep; ++i) ok(cudaFree(v[static_cast<std::size_t>(i)]), "cudaFree");
+  if (pinned != nullptr) ok(cudaFreeHost(pinned), "cudaFreeHost");
   return g_errors == 0 ? 0 : 1;
 }
 
@@ -193,6 +197,13 @@ int api() {
   std::printf("api: preallocate(0, 8 MiB)=%zu reserved=%llu\n", pre, static_cast<unsigned long long>(reserved()));
   if (pre != 8 * k_mib || reserved() != r1 + pre) fail("poolshim_preallocate");
   if (preallocate(99, k_mib) != 0) fail("poolshim_preallocate of a device that does not exist");
+  // A trim covered by the pool's other idle memory leaves the preallocation kept (below).
+  void* c = nullptr;
+  ok(cudaMalloc(&c, 16 * k_mib), "cudaMalloc");
+  ok(cudaFree(c), "cudaFree");
+  const std::size_t t2 = trim(1);
+  std::printf("api: trim(1) beside a preallocation=%zu\n", t2);
+  if (t2 != 16 * k_mib) fail("poolshim_trim(1) should give back the idle 16 MiB block");
   // The idle release (POOLSHIM_IDLE_RELEASE_MS, short here) keeps what was preallocated.
   usleep(600 * 1000);
   std::printf("api: after idle release reserved=%llu\n", static_cast<unsigned long long>(reserved()));
@@ -230,6 +241,8 @@ int main(int argc, char** argv) {
       a.go = next();
     else if (k == "--watch")
       a.watch = true;
+    else if (k == "--pinned-keep")
+      a.pinned_keep = true;
   }
   if (shim_probe::expected() == shim_probe::expect::shim && shim_probe::counters_fn() == nullptr) {
     std::fprintf(stderr, "idle_return: the shim is not loaded\n");

@@ -14,6 +14,14 @@
 #   api          poolshim_trim / poolshim_release_all / poolshim_preallocate report their bytes.
 #   trim_status  poolshimd --status (and poolshim-stats node) show what A holds idle, device and
 #                pinned; poolshimd --trim makes A give both back.
+#   preallocated A's POOLSHIM_PREALLOCATE memory is kept through the daemon's requests, so A does not
+#                report it idle (the daemon would ask for memory that never comes).
+#   preallocate_syntax  malformed POOLSHIM_PREALLOCATE lists warn (and preallocate nothing), a good
+#                one does not.
+#   partial      A holds a small block (its 2 MiB segment) and a pinned block (its slab) in use:
+#                nothing of them can go back, so A reports nothing idle.
+#   stale_ask    A was asked (poolshimd --trim) and is stopped: its ask no longer counts after a
+#                second, so B's need is asked of C, who is idle and answers, and B is served.
 set -u
 scenario=${1:?scenario}; shift
 daemon="" program="" shim="" stats=""
@@ -134,6 +142,80 @@ trim_status)
   wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
   cat "$dir/a.out"
   echo "idle_return_test trim_status: OK"
+  ;;
+preallocated)
+  start_daemon --device-limit 256M
+  POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 POOLSHIM_PREALLOCATE=0:64M under_shim "$program" hold \
+    --blocks 1 --mib 32 --keep 1 --ready "$dir/a.ready" --go "$dir/a.go" >"$dir/a.out" 2>&1 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  lent_a() { [[ $(client_line $a | field device_bytes) -ge $((96 * mib)) ]]; }
+  wait_for 5 lent_a || { status; fail "A's preallocation and block should be lent by the daemon"; }
+  sleep 0.5  # several report periods
+  status
+  idle=$(client_line $a | field idle_device_bytes)
+  [[ $idle -eq 0 ]] || fail "A reports its preallocation as idle ($idle bytes), which it will not give back"
+  touch "$dir/a.go"
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  echo "idle_return_test preallocated: OK"
+  ;;
+partial)
+  start_daemon --device-limit 256M
+  POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 under_shim "$program" hold --blocks 1 --mib 1 --keep 1 \
+    --pinned-mib 1 --pinned-keep --ready "$dir/a.ready" --go "$dir/a.go" >"$dir/a.out" 2>&1 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  sleep 0.5  # several report periods
+  status
+  l=$(client_line $a)
+  [[ $(echo "$l" | field device_bytes) -gt 0 ]] || fail "A's segment should be lent by the daemon"
+  # A 1 MiB block lives in a 2 MiB segment and a 1 MiB pinned block in a slab: neither can go back.
+  [[ $(echo "$l" | field idle_device_bytes) -eq 0 && $(echo "$l" | field idle_pinned_bytes) -eq 0 ]] ||
+    fail "A reports the free part of a segment or slab in use as idle: the daemon would ask for it in vain"
+  touch "$dir/a.go"
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  echo "idle_return_test partial: OK"
+  ;;
+preallocate_syntax)
+  for bad in ":64M" " 0:64M" "0:" "0:64Q" "x:1M" "0:1M,,1:1M" "0=1M"; do
+    (POOLSHIM_PREALLOCATE=$bad POOLSHIM_DAEMON=0 under_shim "$program" need --mib 1) >"$dir/p.out" 2>&1 ||
+      { cat "$dir/p.out"; fail "the program under POOLSHIM_PREALLOCATE='$bad'"; }
+    grep -q "POOLSHIM_PREALLOCATE" "$dir/p.out" || { cat "$dir/p.out"; fail "POOLSHIM_PREALLOCATE='$bad' taken without a warning"; }
+  done
+  (POOLSHIM_PREALLOCATE=0:4M,1:2M POOLSHIM_DAEMON=0 under_shim "$program" need --mib 1) >"$dir/p.out" 2>&1 ||
+    { cat "$dir/p.out"; fail "the program under a good POOLSHIM_PREALLOCATE"; }
+  ! grep -q "POOLSHIM_PREALLOCATE" "$dir/p.out" || { cat "$dir/p.out"; fail "a good POOLSHIM_PREALLOCATE warned"; }
+  echo "idle_return_test preallocate_syntax: OK"
+  ;;
+stale_ask)
+  start_daemon --device-limit 256M
+  holder() {  # holder NAME BLOCKS: BLOCKS blocks of 32 MiB, all but one freed (idle), lent by the daemon
+    POOLSHIM_DEVICE_SOURCE=daemon POOLSHIM_IDLE_RELEASE_MS=0 under_shim "$program" hold --blocks "$2" --mib 32 \
+      --keep 1 --ready "$dir/$1.ready" --go "$dir/$1.go" >"$dir/$1.out" 2>&1
+  }
+  holder a 5 &
+  a=$!
+  wait_for 30 test -e "$dir/a.ready" || { cat "$dir/a.out"; fail "A did not get ready"; }
+  idle_of() { [[ $(client_line $1 | field idle_device_bytes) -eq $2 ]]; }
+  wait_for 5 idle_of $a $((128 * mib)) || { status; fail "A's idle memory was not reported"; }
+  kill -STOP $a
+  "$daemon" --trim --socket "$sock" >"$dir/trim.out" 2>&1 || { cat "$dir/trim.out"; fail "poolshimd --trim"; }
+  holder c 2 &
+  c=$!
+  wait_for 30 test -e "$dir/c.ready" || { cat "$dir/c.out"; fail "C did not get ready"; }
+  wait_for 5 idle_of $c $((32 * mib)) || { status; fail "C's idle memory was not reported"; }
+  sleep 1.2  # A has not answered the ask for more than a second
+  status
+  # 224 MiB lent of 256: B's 64 MiB needs C's idle 32 MiB; A (stopped) will give nothing.
+  (POOLSHIM_DEVICE_SOURCE=daemon under_shim "$program" need --mib 64) >"$dir/b.out" 2>&1
+  b_rc=$?
+  kill -CONT $a
+  touch "$dir/a.go" "$dir/c.go"
+  cat "$dir/b.out"
+  [[ $b_rc -eq 0 ]] || { status; fail "B was not served: the daemon counted on a stopped process's ask"; }
+  wait $a || { cat "$dir/a.out"; fail "A's check failed"; }
+  wait $c || { cat "$dir/c.out"; fail "C's check failed"; }
+  echo "idle_return_test stale_ask: OK"
   ;;
 *) fail "unknown scenario" ;;
 esac

@@ -8,13 +8,14 @@
 #   f12_client_detail        another uid's view of client_stats and the metrics page (root; 77 else)
 #   f13_ipc_register_flood   200,000 IPC registrations from one client
 #   f14_device_quota         a CUDA program's device memory from the daemon under a client quota
+#   f17_trim_other_uid       trim_clients of another uid reaches none of root's clients (#17; root)
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(NOT Python3_Interpreter_FOUND)
   message(STATUS "poolshim: no python3: the daemon quota security tests are not registered")
   return()
 endif()
 foreach(_finding IN ITEMS f2_keep_returned_slabs f2_keep_named_buffers f3_redeclare_any_memfd f8_quota_per_connection f12_client_detail
-                          f13_ipc_register_flood f14_device_quota)
+                          f13_ipc_register_flood f14_device_quota f17_trim_other_uid)
   poolshim_add_sim_test(security.daemon.${_finding}
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/quota_attack.py ${_finding}
             --daemon $<TARGET_FILE:poolshimd> --client $<TARGET_FILE:daemon_client_program>

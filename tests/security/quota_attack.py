@@ -16,6 +16,10 @@ usage: quota_attack.py SCENARIO --daemon PATH/poolshimd
                            77, otherwise)
   f13_ipc_register_flood   200,000 IPC registrations from one client: capped, the daemon's RSS
                            stays bounded
+  f17_trim_other_uid       (issue #17) uid 65534's trim_clients asks none of root's clients for
+                           their idle memory (only its own uid's: none), while another root
+                           connection's does; an idle report beyond the bound is refused (root
+                           only: skipped, 77, otherwise)
   f14_device_quota         (--client, --shim) a CUDA program whose device pool takes its segments
                            from the daemon (POOLSHIM_DEVICE_SOURCE=daemon) and needs 40 MiB of
                            device memory holds none of it from the daemon under a 32 MiB client
@@ -36,7 +40,9 @@ from daemon_loop_attack import PROTO_VERSION
 
 MIB = 1 << 20
 OPS = {"hello": 1, "lease_slab": 2, "return_slab": 3, "redeclare_slab": 4, "stats": 5, "client_stats": 6,
-       "ipc_register": 9, "buffer_create": 13, "buffer_close": 15, "buffer_unlink": 16}
+       "return_idle": 7, "ipc_register": 9, "buffer_create": 13, "buffer_close": 15, "buffer_unlink": 16,
+       "trim_clients": 23}
+K_IDLE_REPORT = 1  # return_idle's arg2: arg0 and arg1 are the idle device and pinned bytes
 STATUS = {0: "ok", 6: "bad_argument", 7: "missing_fd", 8: "quota", 9: "no_memory", 10: "not_found",
           11: "not_permitted"}
 
@@ -265,6 +271,63 @@ def f12():
         d.stop()
 
 
+TRIM_PROBE = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.send(struct.pack("<IHHII4Q", 0x44485350, PROTO_VERSION, 23, 256, 1, 0, 0, 0, 0) + bytes(208))
+msg = s.recv(256)
+status = struct.unpack_from("<i", msg, 16)[0]
+v = struct.unpack_from("<6Q", msg, 24)
+print(status, v[0], v[1], v[2])
+""".replace("PROTO_VERSION", str(PROTO_VERSION))
+
+
+def f17():
+    if os.geteuid() != 0:
+        print("quota_attack f17_trim_other_uid: needs root (a second uid): skipped", flush=True)
+        sys.exit(77)
+    d = dl.Daemon(dir_mode=0o755)
+    try:
+        c = Client(d)
+        c.ask("hello")
+        idle = 64 * MIB
+        st, v, _ = c.ask("return_idle", idle, 8 * MIB, arg2=K_IDLE_REPORT)
+        if st != 0:
+            fail(f"root's idle report refused: {STATUS.get(st, st)}")
+        py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+        r = subprocess.run([py, "-c", TRIM_PROBE, d.sock], capture_output=True, text=True, timeout=20,
+                           user=65534, group=65534)
+        if r.returncode != 0:
+            fail(f"the uid 65534 probe failed: {r.stderr.strip()}")
+        status, asked, idle_dev, idle_pin = (int(x) for x in r.stdout.split())
+        print(f"uid 65534 trim_clients: status {status}, {asked} client(s) asked, their idle {idle_dev} + "
+              f"{idle_pin} bytes (goal: 0 asked, 0 bytes seen)", flush=True)
+        if asked != 0 or idle_dev != 0 or idle_pin != 0:
+            fail("uid 65534 reached (or saw) another uid's clients through trim_clients")
+        st, v, _ = c.ask("return_idle", idle, 8 * MIB, arg2=K_IDLE_REPORT)
+        if st != 0 or v[1] != 0 or v[2] != 0:
+            fail(f"root's client was asked for {v[1]} device and {v[2]} pinned bytes after another uid's trim")
+        other = Client(d)
+        st, v, _ = other.ask("trim_clients")
+        if st != 0 or v[0] != 1 or v[1] != idle:
+            fail(f"a root connection's trim_clients: status {STATUS.get(st, st)}, {v[0]} asked, {v[1]} idle")
+        st, v, _ = c.ask("return_idle", 0, 0, arg2=K_IDLE_REPORT)
+        if st != 0 or v[1] != (1 << 64) - 1:
+            fail(f"the same uid's trim did not reach root's client (asked {v[1]})")
+        for args in [((1 << 46) + 1, 0, K_IDLE_REPORT), (0, (1 << 46) + 1, K_IDLE_REPORT), (1, 0, 0), (0, 0, 2)]:
+            st, _, _ = c.ask("return_idle", args[0], args[1], arg2=args[2])
+            if STATUS.get(st) != "bad_argument":
+                fail(f"return_idle {args} answered {STATUS.get(st, st)}, want bad_argument")
+        st, _, _ = other.ask("trim_clients", (1 << 46) + 1)
+        if STATUS.get(st) != "bad_argument":
+            fail(f"trim_clients past the bound answered {STATUS.get(st, st)}, want bad_argument")
+        print("quota_attack f17_trim_other_uid: OK", flush=True)
+    finally:
+        d.stop()
+
+
 def f13():
     d = dl.Daemon()
     try:
@@ -341,11 +404,12 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["f2_keep_returned_slabs", "f2_keep_named_buffers", "f3_redeclare_any_memfd",
                                          "f8_quota_per_connection", "f12_client_detail", "f13_ipc_register_flood",
-                                         "f14_device_quota"])
+                                         "f14_device_quota", "f17_trim_other_uid"])
     ap.add_argument("--daemon", required=True)
     ap.add_argument("--client", help="daemon_client_program (f14)")
     ap.add_argument("--shim", help="libpoolshim.so (f14)")
     ARGS = ap.parse_args()
     dl.ARGS = ARGS
     {"f2_keep_returned_slabs": f2, "f2_keep_named_buffers": f2_named, "f3_redeclare_any_memfd": f3, "f8_quota_per_connection": f8,
-     "f12_client_detail": f12, "f13_ipc_register_flood": f13, "f14_device_quota": f14}[ARGS.scenario]()
+     "f12_client_detail": f12, "f13_ipc_register_flood": f13, "f14_device_quota": f14,
+     "f17_trim_other_uid": f17}[ARGS.scenario]()

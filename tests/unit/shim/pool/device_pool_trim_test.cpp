@@ -82,6 +82,26 @@ TEST(DevicePoolTrim, GivesBackAtLeastTheBytesAskedAndKeepsTheRest) {
   EXPECT_EQ(f.pool.idle_bytes(), 0u);
 }
 
+// What the idle report says (issue #17): only what a trim could give back, so the daemon never
+// asks for the free part of a segment that holds a live block, nor a block waiting for its fence.
+TEST(DevicePoolTrim, ReleasableBytesAreWhatATrimCouldGiveBack) {
+  fixture f;
+  const std::uintptr_t live = must_allocate(f.pool, 512 * 1024);
+  const std::uintptr_t big = must_allocate(f.pool, 8 * kMiB);
+  EXPECT_EQ(f.pool.idle_bytes(), 2 * kMiB - 512 * 1024) << "the free part of the small segment";
+  EXPECT_EQ(f.pool.releasable_bytes(), 0u) << "that segment holds a live block";
+  ASSERT_EQ(f.pool.deallocate(big), status::ok);
+  EXPECT_EQ(f.pool.releasable_bytes(), 0u) << "the freed block's fence has not passed";
+  f.fence.advance();
+  EXPECT_EQ(f.pool.releasable_bytes(), large_class_size(8 * kMiB));
+  ASSERT_EQ(f.pool.deallocate(live), status::ok);
+  f.fence.advance();
+  const std::size_t all = f.pool.releasable_bytes();
+  EXPECT_EQ(all, large_class_size(8 * kMiB) + 2 * kMiB);
+  EXPECT_EQ(f.pool.trim(SIZE_MAX), all);
+  EXPECT_EQ(f.pool.releasable_bytes(), 0u);
+}
+
 TEST(DevicePoolTrim, PreallocatedSegmentsServeSmallRequestsWithoutTheSource) {
   fixture f;
   EXPECT_EQ(f.pool.preallocate(7 * kMiB), 8 * kMiB) << "four 2 MiB segments";
