@@ -117,7 +117,7 @@ def check_text(source, path):
     blocks = site_blocks(text)
     assert blocks, text
     for b in blocks:
-        frames = [l for l in b if not l[0].isdigit() and not re.match(r"^(\(\d+ stacks|\[)", l)]
+        frames = [l for l in b if not l[0].isdigit() and not re.match(r"^(\(\d+ stacks|\[|sizes )", l)]
         assert frames, b
         got = re.search(r"\(" + re.escape(ME) + r":(\d+)\)$", frames[0])
         assert got and int(got.group(1)) in lines, f"first frame {frames[0]!r} is not a marked line"
