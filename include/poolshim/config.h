@@ -33,6 +33,9 @@
     "bytes of small blocks each thread may keep for itself (0 disables the per-thread caches)")                      \
   X(device_cache_limit, "POOLSHIM_DEVICE_CACHE_LIMIT", size, std::size_t{0},                                         \
     "idle device bytes the pool keeps before it returns segments to the driver (0: no limit)")                       \
+  X(device_idle_percent, "POOLSHIM_DEVICE_IDLE_PERCENT", count(0, 1000), 10,                                         \
+    "before the device pool takes a new segment, it returns idle ones until it holds at most this "                  \
+    "percentage more than is in use (1000: no bound)")                                                               \
   POOLSHIM_SOCKET_OPTION(X)                                                                                          \
   X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                                       \
     "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")                          \
