@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <set>
 
 #include "pool/best_fit_allocator.h"
@@ -78,6 +79,47 @@ inline pool_stats& operator+=(pool_stats& sum, const pool_stats& s) noexcept {
 #undef POOLSHIM_POOL_STATS_ADD
   return sum;
 }
+
+// Allocator of the idle index's nodes that keeps freed nodes for the next insert: caching a freed
+// large block then costs no malloc (callers hold the pool's lock). All nodes are one size.
+struct node_cache {
+  node_cache() noexcept = default;
+  node_cache(const node_cache&) = delete;
+  node_cache& operator=(const node_cache&) = delete;
+  ~node_cache() {
+    while (void* n = free) {
+      free = *static_cast<void**>(n);
+      ::operator delete(n);
+    }
+  }
+  void* free = nullptr;
+};
+
+template <class T>
+struct recycling_allocator {
+  using value_type = T;
+  explicit recycling_allocator(node_cache* c) noexcept : cache(c) {}
+  template <class U>
+  recycling_allocator(const recycling_allocator<U>& o) noexcept : cache(o.cache) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    if (n == 1 && cache->free != nullptr) {
+      void* p = cache->free;
+      cache->free = *static_cast<void**>(p);
+      return static_cast<T*>(p);
+    }
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    static_assert(sizeof(T) >= sizeof(void*));
+    if (n != 1) return ::operator delete(p);
+    *reinterpret_cast<void**>(p) = cache->free;
+    cache->free = p;
+  }
+  friend bool operator==(const recycling_allocator& a, const recycling_allocator& b) noexcept {
+    return a.cache == b.cache;
+  }
+  node_cache* cache;
+};
 
 class device_pool final : private thread_cache_owner {
  public:
@@ -155,7 +197,9 @@ class device_pool final : private thread_cache_owner {
   };
   // Idle (cached) large blocks: by size for best fit (nodes allocated off the hit path only; a
   // block the set could not take stays in the list, releasable but not reused), and in free order.
-  std::set<block*, by_size_then_address> idle_large_;
+  node_cache idle_nodes_;  // before the index: it outlives the index's nodes
+  std::set<block*, by_size_then_address, recycling_allocator<block*>> idle_large_{
+      by_size_then_address{}, recycling_allocator<block*>(&idle_nodes_)};
   block* idle_oldest_ = nullptr;  // through block::next
   block* idle_newest_ = nullptr;
   std::size_t large_slack_ = 0;     // sum of size - requested over live large blocks
