@@ -49,7 +49,16 @@ Options:
   --small-limit SIZE     poolshim: POOLSHIM_SMALL_LIMIT (default 1M)
   --thread-cache SIZE    poolshim: POOLSHIM_THREAD_CACHE (default 4M; 0: no thread cache)
   --cache-limit SIZE     poolshim: POOLSHIM_DEVICE_CACHE_LIMIT, idle bytes kept (default 0: all)
-  --segment-size SIZE    poolshim: its small segments (default 2M)
+  --segment-size SIZE    poolshim: its largest small segments (default 2M)
+  --grow-segments 0|1    poolshim: 1: small segments start at 256 KiB and double with the small
+                         bytes reserved, up to --segment-size (default 0: all --segment-size)
+  --idle-percent N|off   poolshim: POOLSHIM_DEVICE_IDLE_PERCENT, before a new segment idle ones go
+                         back until reserved <= (100 + N)% of the most in use (default off, as
+                         the shim's default; 10: the footprint mode)
+  --reuse-bits N         poolshim: a large request takes an idle block of any class up to 1/2^N
+                         larger than its rounded size (default 2: a quarter)
+  --class-bits N         poolshim: large requests round up to 2^N classes per power of two
+                         (1 to 6, default 6)
   --device-limit SIZE    the device's memory for every policy (default 0: unlimited); a policy
                          that reaches it releases what it caches, as on a full GPU
   --granule SIZE         the driver's allocation granularity (default 512)
@@ -106,6 +115,7 @@ int main(int argc, char** argv) {
   std::string format = "text", export_to;
   std::vector<std::string> policies = replay::policy_names();
   replay::policy_options o;
+  o.pool.idle_percent = poolshim::pool::kNoIdleBound;  // the shim's default (POOLSHIM_DEVICE_IDLE_PERCENT)
   int device = 0;
   bool exporting = false;
   for (int i = 1; i < argc; ++i) {
@@ -149,6 +159,25 @@ int main(int argc, char** argv) {
         std::uint64_t d = 0;
         if (!poolshim::opt::parse_count(value.c_str(), 0, 63, &d)) return usage_error("--device: 0 to 63");
         device = static_cast<int>(d);
+      } else if (key == "--idle-percent") {
+        std::uint64_t n = 0;
+        if (value == "off")
+          o.pool.idle_percent = poolshim::pool::kNoIdleBound;
+        else if (poolshim::opt::parse_count(value.c_str(), 0, 1000, &n))
+          o.pool.idle_percent = n;
+        else
+          return usage_error("--idle-percent: 0 to 1000 or off, not " + value);
+      } else if (key == "--reuse-bits" || key == "--class-bits" || key == "--grow-segments") {
+        std::uint64_t n = 0;
+        const std::uint64_t hi = key == "--reuse-bits" ? 20 : key == "--class-bits" ? 6 : 1;
+        if (!poolshim::opt::parse_count(value.c_str(), key == "--grow-segments" ? 0 : 1, hi, &n))
+          return usage_error(key + ": a number up to " + std::to_string(hi) + ", not " + value);
+        if (key == "--reuse-bits")
+          o.pool.reuse_bits = static_cast<unsigned>(n);
+        else if (key == "--class-bits")
+          o.pool.large_class_bits = static_cast<unsigned>(n);
+        else
+          o.pool.grow_small_segments = n == 1;
       } else if (key == "--export") {
         exporting = true;
         export_to = value;

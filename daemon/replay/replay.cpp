@@ -139,8 +139,11 @@ void write_text(std::ostream& out, const std::vector<trace_result>& results, con
   out << "poolshim-replay: driver granule " << bytes_text(o.driver_granule) << ", device limit "
       << limit_text(o.device_limit) << ", region chunk " << bytes_text(o.region_chunk) << "; poolshim: small limit "
       << bytes_text(o.pool.small_limit) << ", thread cache " << limit_text(o.pool.thread_cache_bytes)
-      << ", cache limit " << limit_text(o.pool.idle_limit) << ", small segments " << bytes_text(o.pool.segment_size)
-      << " (one thread, device-sync frees)\n";
+      << ", cache limit " << limit_text(o.pool.idle_limit) << ", idle bound "
+      << (o.pool.idle_percent == pool::kNoIdleBound ? std::string("none") : std::to_string(o.pool.idle_percent) + "%")
+      << ", reuse up to 1/" << (1u << o.pool.reuse_bits) << " larger, " << (1u << o.pool.large_class_bits)
+      << " classes per power of two, small segments " << (o.pool.grow_small_segments ? "256 KiB doubling to " : "")
+      << bytes_text(o.pool.segment_size) << " (one thread, device-sync frees)\n";
   for (const trace_result& r : results) {
     out << '\n'
         << r.name << (r.adversarial ? " (adversarial)" : "") << ": " << r.allocations << " allocations, " << r.frees
@@ -171,7 +174,10 @@ void write_json(std::ostream& out, const std::vector<trace_result>& results, con
       << ", \"device_limit\": " << o.device_limit << ", \"region_chunk\": " << o.region_chunk
       << ", \"small_limit\": " << o.pool.small_limit << ", \"thread_cache\": " << o.pool.thread_cache_bytes
       << ", \"cache_limit\": " << o.pool.idle_limit << ", \"segment_size\": " << o.pool.segment_size
-      << "}, \"traces\": [";
+      << ", \"idle_percent\": "
+      << (o.pool.idle_percent == pool::kNoIdleBound ? std::string("null") : std::to_string(o.pool.idle_percent))
+      << ", \"reuse_bits\": " << o.pool.reuse_bits << ", \"class_bits\": " << o.pool.large_class_bits
+      << ", \"grow_small_segments\": " << (o.pool.grow_small_segments ? "true" : "false") << "}, \"traces\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const trace_result& r = results[i];
     out << (i != 0 ? ", " : "") << "{\"trace\": " << json_string(r.name) << ", \"class\": \""

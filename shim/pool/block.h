@@ -18,7 +18,7 @@ enum class block_state : std::uint8_t {
   cached,           // in a thread cache (carries its epoch there)
   small_allocated,  // handed out, split from a shared segment
   large_allocated,  // handed out, owns its whole segment
-  large_cached,     // in the pool's per-class cache of whole segments (may be pending)
+  large_cached,     // in the pool's idle cache of whole segments (may be pending)
   retired,          // record on the recycle list
 };
 
@@ -27,11 +27,14 @@ struct segment_info;
 struct block {
   std::uintptr_t addr = 0;
   std::size_t size = 0;
-  block* prev = nullptr;  // address-order neighbours inside the segment (never across segments)
+  // Address-order neighbours inside a small segment (never across segments); for a cached large
+  // block, its neighbours in the pool's idle list (oldest first).
+  block* prev = nullptr;
   block* next = nullptr;
   segment_info* seg = nullptr;
-  block* link = nullptr;  // pending list, per-class cache, recycle list
+  block* link = nullptr;  // pending list, recycle list
   std::uint64_t ready_epoch = 0;
+  std::size_t requested = 0;  // a live large block: the bytes asked for (size - requested is slack)
   std::atomic<block_state> state{block_state::retired};
 };
 

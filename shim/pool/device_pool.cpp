@@ -1,5 +1,6 @@
-// device_pool's slow paths: thread-cache set-up and flushes, the shared best-fit allocator, large
-// per-class caches, new segments, fence-pending blocks, release of idle segments and the OOM path.
+// device_pool's slow paths: thread-cache set-up and flushes, the shared best-fit allocator, the
+// idle cache of large blocks (best fit within a bound), new segments and the idle bound kept before
+// each, fence-pending blocks, release of idle segments and the OOM path.
 // One mutex guards the shared state; the source is never called with it held on the way up (a
 // cuMemAlloc_v2 may take milliseconds), only on rare failure clean-ups.
 #include "pool/device_pool.h"
@@ -17,6 +18,8 @@ device_pool_options normalise(device_pool_options o) noexcept {
   o.small_limit = std::clamp<std::size_t>(o.small_limit, pointer_map::kMinSegment, std::size_t{1} << 20);
   o.small_limit &= ~(kSmallGranule - 1);
   o.segment_size = std::max(round_small(o.segment_size), 2 * o.small_limit);
+  o.reuse_bits = std::clamp(o.reuse_bits, 1u, 20u);
+  o.large_class_bits = std::clamp(o.large_class_bits, 1u, kLargeClassBits);
   return o;
 }
 
@@ -186,7 +189,7 @@ void device_pool::process_pending_locked() noexcept {
   }
 }
 
-segment_info* device_pool::make_segment_info(bool large) noexcept {
+segment_info* device_pool::make_segment_info(bool large, std::size_t bytes) noexcept {
   segment_info* s = spare_infos_;
   if (s != nullptr) {
     spare_infos_ = s->next;
@@ -202,9 +205,12 @@ segment_info* device_pool::make_segment_info(bool large) noexcept {
     s->table_len = 1;
     return s;
   }
-  const std::size_t len = small_.table_len(options_.segment_size);
+  // Every owned table covers segment_size (tables are never freed while the pool lives: a lookup
+  // racing with a bad free may read one); a smaller segment uses its first entries.
+  const std::size_t cap = small_.table_len(options_.segment_size);
+  const std::size_t len = std::min(cap, small_.table_len(bytes));
   if (s->owned_table == nullptr) {
-    s->owned_table = new (std::nothrow) std::atomic<block*>[len]();
+    s->owned_table = new (std::nothrow) std::atomic<block*>[cap]();
     if (s->owned_table == nullptr) {
       s->next = spare_infos_;
       spare_infos_ = s;
@@ -241,12 +247,17 @@ status device_pool::allocate_slow(std::size_t bytes, std::uintptr_t* out) noexce
 
 status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept {
   local_cache();  // installs this thread's cache and honours a flush request
-  bool polled = false, recovered = false;
+  bool polled = false, recovered = false, flushed = false;
   for (int attempt = 0;; ++attempt) {
     std::uint64_t waiting_for = 0;  // the oldest epoch a pending block waits for, if any
+    std::size_t grow = options_.segment_size;
     {
       std::lock_guard lock(mutex_);
       process_pending_locked();
+      if (options_.grow_small_segments) {
+        grow = std::min(options_.segment_size,
+                        std::max({pointer_map::kMinSegment, std::bit_ceil(small_reserved_ + bytes)}));
+      }
       if (block* b = small_.allocate(bytes)) {
         hand_out_locked(b, block_state::small_allocated, true);
         *out = b->addr;
@@ -261,8 +272,20 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
       --attempt;
       continue;
     }
+    // Blocks that thread caches hold for other sizes may be what fills the segments: before a new
+    // one, this thread's go back to the shared pool (others' on their next slow path).
+    if (!flushed) {
+      flushed = true;
+      if (cache_slot_ != kNoCacheSlot && tl_thread_caches[cache_slot_]->bytes != 0) {
+        flush_thread_cache();
+        request_flushes();
+        --attempt;
+        continue;
+      }
+    }
+    keep_idle_bound(grow, bytes);
     segment_info* s = nullptr;
-    status st = new_segment(options_.segment_size, false, &s);
+    status st = new_segment(grow, false, &s);
     if (st == status::ok) {
       std::lock_guard lock(mutex_);
       // Another thread may have taken part of the new segment already; a 2 * small_limit segment
@@ -281,23 +304,27 @@ status device_pool::allocate_small(std::size_t bytes, std::uintptr_t* out) noexc
 }
 
 status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept {
-  const std::size_t size = large_class_size(bytes);
-  const unsigned cls = large_class_index(size);
+  const std::size_t size = large_class_size(bytes, options_.large_class_bits);
+  // Best fit within the bound: the smallest ready idle block of at least `size` bytes and at most
+  // size + size / 2^reuse_bits, of any class. The block stays whole: the pointer is its base.
+  const std::size_t bound = size + (size >> options_.reuse_bits);
+  block key;
+  key.size = size;
   bool polled = false, recovered = false;
   for (int attempt = 0;; ++attempt) {
     std::uint64_t waiting_for = 0;
     {
       std::lock_guard lock(mutex_);
       const std::uint64_t done = completed_->load(std::memory_order_acquire);
-      block* prev = nullptr;
-      for (block* b = large_head_[cls]; b != nullptr; prev = b, b = b->link) {
+      for (auto it = idle_large_.lower_bound(&key); it != idle_large_.end() && (*it)->size <= bound; ++it) {
+        block* b = *it;
         if (b->ready_epoch > done) {
           if (waiting_for == 0 || b->ready_epoch < waiting_for) waiting_for = b->ready_epoch;
           continue;
         }
-        (prev != nullptr ? prev->link : large_head_[cls]) = b->link;
-        if (large_tail_[cls] == b) large_tail_[cls] = prev;
-        b->link = nullptr;
+        unlink_idle_large_locked(b);
+        b->requested = bytes;
+        large_slack_ += b->size - bytes;
         hand_out_locked(b, block_state::large_allocated, true);
         *out = b->addr;
         return status::ok;
@@ -309,11 +336,14 @@ status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexc
       --attempt;
       continue;
     }
+    keep_idle_bound(size, bytes);
     segment_info* s = nullptr;
     status st = new_segment(size, true, &s);
     if (st == status::ok) {
       std::lock_guard lock(mutex_);
       block* b = s->single.load(std::memory_order_relaxed);
+      b->requested = std::min(bytes, b->size);
+      large_slack_ += b->size - b->requested;
       hand_out_locked(b, block_state::large_allocated, false);
       *out = b->addr;
       return status::ok;
@@ -324,17 +354,62 @@ status device_pool::allocate_large(std::size_t bytes, std::uintptr_t* out) noexc
   }
 }
 
+void device_pool::unlink_idle_large_locked(block* b) noexcept {
+  idle_large_.erase(b);  // absent when the set could not take it: nothing erased
+  (b->prev != nullptr ? b->prev->next : idle_oldest_) = b->next;
+  (b->next != nullptr ? b->next->prev : idle_newest_) = b->prev;
+  b->prev = b->next = nullptr;
+}
+
+std::size_t device_pool::in_use_bytes() const noexcept {
+  std::int64_t in_use = slow_in_use_.load(std::memory_order_relaxed);
+  lock_cache_registry();
+  for (const thread_cache* tc = caches_; tc != nullptr; tc = tc->next)
+    in_use += tc->in_use.load(std::memory_order_relaxed);
+  unlock_cache_registry();
+  return static_cast<std::size_t>(std::max<std::int64_t>(in_use, 0));
+}
+
+// The footprint bound: a new segment of `grow` bytes for a request of `request` must leave reserved
+// <= (1 + idle_percent / 100) x the high-water mark of bytes in use (+ request), large blocks
+// counted as requested (their slack is not in use); idle segments go back, largest first, until it
+// holds or none is left. Reserved memory peaks only here, so this bounds the peak by the peak in use.
+bool device_pool::over_idle_bound(std::size_t grow, std::size_t request, std::size_t* keep_idle) noexcept {
+  if (options_.idle_percent == kNoIdleBound) return false;
+  const std::size_t in_use = in_use_bytes();
+  std::lock_guard lock(mutex_);
+  const std::size_t reserved = reserved_.load(std::memory_order_relaxed);
+  // Against the most in use seen at a growth since the last release_idle(), not the bytes in use
+  // now: the figure that matters is the peak, and memory kept idle below it is what the next
+  // iteration of a loop reuses (returning idle memory over time is release_idle's job).
+  high_water_ = std::max(high_water_, in_use - std::min(in_use, large_slack_) + request);
+  const std::size_t live = high_water_;
+  const std::size_t allowed = live + live / 100 * options_.idle_percent;
+  const std::size_t idle = reserved - std::min(reserved, out_of_shared_);
+  if (reserved + grow <= allowed || idle == 0) return false;
+  const std::size_t excess = reserved + grow - allowed;
+  *keep_idle = idle > excess ? idle - excess : 0;
+  return true;
+}
+
+void device_pool::keep_idle_bound(std::size_t grow, std::size_t request) noexcept {
+  std::size_t keep = 0;
+  if (!over_idle_bound(grow, request, &keep)) return;
+  std::uint64_t count = 0;
+  release_segments(keep, &count);
+  if (count != 0) bound_releases_.fetch_add(count, std::memory_order_relaxed);
+}
+
 status device_pool::new_segment(std::size_t bytes, bool large, segment_info** out) noexcept {
   segment seg;
   const status st = source_.allocate(bytes, &seg);
   if (st != status::ok) return st;
   std::lock_guard lock(mutex_);
-  segment_info* s = make_segment_info(large);
+  segment_info* s = make_segment_info(large, seg.size);
   block* b = large && s != nullptr ? arena_.make() : nullptr;
   bool ok = s != nullptr && (!large || b != nullptr);
   if (ok) {
     s->seg = seg;
-    s->size_class = large ? large_class_index(bytes) : 0;
     s->used = large ? seg.size : 0;  // a large segment is idle only once released from its class cache
     if (large) {
       b->addr = seg.base;
@@ -364,6 +439,7 @@ status device_pool::new_segment(std::size_t bytes, bool large, segment_info** ou
   if (segments_ != nullptr) segments_->prev = s;
   segments_ = s;
   locked_add<std::uint64_t>(reserved_, seg.size);
+  if (!large) small_reserved_ += seg.size;
   locked_peak(peak_reserved_, reserved_.load(std::memory_order_relaxed));
   locked_add<std::uint64_t>(segment_count_, 1);
   *out = s;
@@ -420,10 +496,15 @@ status device_pool::deallocate_slow(std::uintptr_t p, std::size_t* freed_bytes) 
         return status::invalid_pointer;
       }
       b->ready_epoch = epoch;
-      const unsigned cls = b->seg->size_class;
-      b->link = nullptr;
-      (large_tail_[cls] != nullptr ? large_tail_[cls]->link : large_head_[cls]) = b;
-      large_tail_[cls] = b;
+      large_slack_ -= b->size - b->requested;
+      b->prev = idle_newest_;
+      b->next = nullptr;
+      (idle_newest_ != nullptr ? idle_newest_->next : idle_oldest_) = b;
+      idle_newest_ = b;
+      try {
+        idle_large_.insert(b);
+      } catch (...) {  // host out of memory: the block stays in the list, released by the next trim
+      }
       out_of_shared_ -= b->size;
       locked_add(slow_in_use_, -static_cast<std::int64_t>(b->size));
       trim = over_idle_limit_locked();
@@ -440,34 +521,43 @@ bool device_pool::over_idle_limit_locked() const noexcept {
   return options_.idle_limit != 0 && reserved_.load(std::memory_order_relaxed) - out_of_shared_ > options_.idle_limit;
 }
 
-std::size_t device_pool::release_segments(std::size_t keep_idle) noexcept {
+std::size_t device_pool::release_segments(std::size_t keep_idle, std::uint64_t* count_out) noexcept {
   segment_info* doomed = nullptr;
   {
     std::lock_guard lock(mutex_);
     process_pending_locked();
     const std::uint64_t done = completed_->load(std::memory_order_acquire);
     std::size_t idle = reserved_.load(std::memory_order_relaxed) - out_of_shared_;
-    for (unsigned cls = 0; cls < kLargeClasses; ++cls) {
-      block* prev = nullptr;
-      for (block* b = large_head_[cls]; b != nullptr;) {
-        block* next = b->link;
-        if (b->ready_epoch <= done && idle > keep_idle) {
-          (prev != nullptr ? prev->link : large_head_[cls]) = next;
-          if (large_tail_[cls] == b) large_tail_[cls] = prev;
-          b->seg->used = 0;
-          idle -= b->size;
-        } else {
-          prev = b;
-        }
-        b = next;
+    // Largest first: fewest driver calls for the bytes, and the blocks least often asked for (the
+    // replay measured it against oldest first: higher hit rates on adversarial_mix and training_loop). Then, oldest
+    // first, blocks the index could not take (host out of memory).
+    for (auto it = idle_large_.end(); it != idle_large_.begin() && idle > keep_idle;) {
+      block* b = *--it;
+      if (b->ready_epoch <= done) {
+        it = idle_large_.erase(it);
+        unlink_idle_large_locked(b);
+        b->seg->used = 0;
+        idle -= b->size;
       }
+    }
+    for (block* b = idle_oldest_; b != nullptr && idle > keep_idle;) {
+      block* next = b->next;
+      if (b->ready_epoch <= done) {
+        unlink_idle_large_locked(b);
+        b->seg->used = 0;
+        idle -= b->size;
+      }
+      b = next;
     }
     for (segment_info* s = segments_; s != nullptr;) {
       segment_info* next = s->next;
       // Large segments marked above go whatever the budget; small ones while it is exceeded.
       const bool go = s->large ? s->used == 0 : best_fit_allocator::idle(s) && idle > keep_idle;
       if (go) {
-        if (!s->large) idle -= s->seg.size;
+        if (!s->large) {
+          idle -= s->seg.size;
+          small_reserved_ -= s->seg.size;
+        }
         if (s->large) {
           arena_.recycle(s->single.load(std::memory_order_relaxed));
           s->single.store(nullptr, std::memory_order_release);
@@ -500,12 +590,17 @@ std::size_t device_pool::release_segments(std::size_t keep_idle) noexcept {
     locked_add<std::uint64_t>(reserved_, 0 - std::uint64_t{bytes});
     locked_add<std::uint64_t>(segment_count_, 0 - count);
   }
+  if (count_out != nullptr) *count_out = count;
   return bytes;
 }
 
 std::size_t device_pool::release_idle() noexcept {
   flush_thread_cache();
   request_flushes();
+  {
+    std::lock_guard lock(mutex_);
+    high_water_ = 0;  // the idle bound starts again from what is in use
+  }
   return release_segments();
 }
 
@@ -543,9 +638,8 @@ std::size_t device_pool::releasable_bytes() noexcept {
   process_pending_locked();
   const std::uint64_t done = completed_->load(std::memory_order_acquire);
   std::size_t bytes = 0;
-  for (unsigned cls = 0; cls < kLargeClasses; ++cls)
-    for (const block* b = large_head_[cls]; b != nullptr; b = b->link)
-      if (b->ready_epoch <= done) bytes += b->seg->seg.size;
+  for (const block* b : idle_large_)
+    if (b->ready_epoch <= done) bytes += b->seg->seg.size;
   for (const segment_info* s = segments_; s != nullptr; s = s->next)
     if (!s->large && best_fit_allocator::idle(s)) bytes += s->seg.size;
   return bytes;
@@ -558,9 +652,7 @@ bool device_pool::recover_from_oom() noexcept {
   {
     std::lock_guard lock(mutex_);
     for (block* b = pending_; b != nullptr; b = b->link) needed = std::max(needed, b->ready_epoch);
-    for (unsigned cls = 0; cls < kLargeClasses; ++cls) {
-      for (block* b = large_head_[cls]; b != nullptr; b = b->link) needed = std::max(needed, b->ready_epoch);
-    }
+    for (block* b = idle_oldest_; b != nullptr; b = b->next) needed = std::max(needed, b->ready_epoch);
   }
   if (needed > completed_->load(std::memory_order_acquire)) {
     fence_.wait_for(needed);
@@ -604,6 +696,7 @@ pool_stats device_pool::stats() const noexcept {
   r.peak_reserved = peak_reserved_.load(std::memory_order_relaxed);
   r.segments = segment_count_.load(std::memory_order_relaxed);
   r.oom_recoveries = oom_recoveries_.load(std::memory_order_relaxed);
+  r.bound_releases = bound_releases_.load(std::memory_order_relaxed);
   return r;
 }
 

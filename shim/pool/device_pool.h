@@ -1,5 +1,6 @@
 // The device pool: small requests (<= small_limit) from shared segments through per-thread caches
-// and a best-fit allocator, large ones in dedicated segments cached whole per size class.
+// and a best-fit allocator, large ones in dedicated segments cached whole and reused by best fit
+// within a bound; before it grows, idle memory beyond a fraction of what is in use goes back.
 // Hit-path budget (allocate+free pair, small block, thread cache warm): <= 100 ns and a few dozen
 // instructions — a TLS load, a pointer-map lookup (two dependent loads), a ring pop/push, one
 // acquire load of the completed epoch and one of the fence's current epoch; no locks, syscalls, allocation, logging,
@@ -10,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <new>
+#include <set>
 
 #include "pool/best_fit_allocator.h"
 #include "pool/block.h"
@@ -21,11 +24,25 @@
 
 namespace poolshim::pool {
 
+inline constexpr std::size_t kNoIdleBound = ~std::size_t{0};
+
 struct device_pool_options {
   std::size_t small_limit = std::size_t{1} << 20;         // clamped to [256 KiB, 1 MiB]
   std::size_t segment_size = std::size_t{2} << 20;        // small segments; at least 2 * small_limit
   std::size_t thread_cache_bytes = std::size_t{4} << 20;  // per thread and pool; 0 disables the caches
   std::size_t idle_limit = 0;  // idle bytes kept before a free returns segments (POOLSHIM_DEVICE_CACHE_LIMIT)
+  // Before the pool takes a new segment it returns idle ones (largest first) until its reserved
+  // bytes would be at most (100 + idle_percent)% of the most bytes in use since the last
+  // release_idle() (large blocks: as requested); kNoIdleBound: never (POOLSHIM_DEVICE_IDLE_PERCENT).
+  std::size_t idle_percent = 10;
+  // A request takes the smallest ready idle large block of its rounded size up to 2^-reuse_bits
+  // more, of any class (default: up to a quarter larger).
+  unsigned reuse_bits = 2;
+  unsigned large_class_bits = kLargeClassBits;  // large requests round up to 2^bits classes per power of two
+  // Small segments start at 256 KiB and double with the small bytes reserved, up to segment_size.
+  // Off by default: the replay measured it worse with thread caches (cached blocks of drifting
+  // sizes fragment the smaller segments).
+  bool grow_small_segments = false;
 };
 
 // Statistics of both pools, generated from one list (mimalloc's model): BOTH rows are figures of
@@ -44,6 +61,7 @@ struct device_pool_options {
   BOTH(peak_reserved)                                                                          \
   DEVICE(segments)       /* segments held from the source */                                   \
   DEVICE(oom_recoveries) /* times the out-of-memory path ran */                                \
+  DEVICE(bound_releases) /* segments returned before growing, to keep the idle bound */        \
   HOST(slabs)            /* slabs held from the source */
 #define POOLSHIM_POOL_FIGURE_SKIP(name)
 
@@ -61,6 +79,47 @@ inline pool_stats& operator+=(pool_stats& sum, const pool_stats& s) noexcept {
 #undef POOLSHIM_POOL_STATS_ADD
   return sum;
 }
+
+// Allocator of the idle index's nodes that keeps freed nodes for the next insert: caching a freed
+// large block then costs no malloc (callers hold the pool's lock). All nodes are one size.
+struct node_cache {
+  node_cache() noexcept = default;
+  node_cache(const node_cache&) = delete;
+  node_cache& operator=(const node_cache&) = delete;
+  ~node_cache() {
+    while (void* n = free) {
+      free = *static_cast<void**>(n);
+      ::operator delete(n);
+    }
+  }
+  void* free = nullptr;
+};
+
+template <class T>
+struct recycling_allocator {
+  using value_type = T;
+  explicit recycling_allocator(node_cache* c) noexcept : cache(c) {}
+  template <class U>
+  recycling_allocator(const recycling_allocator<U>& o) noexcept : cache(o.cache) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    if (n == 1 && cache->free != nullptr) {
+      void* p = cache->free;
+      cache->free = *static_cast<void**>(p);
+      return static_cast<T*>(p);
+    }
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    static_assert(sizeof(T) >= sizeof(void*));
+    if (n != 1) return ::operator delete(p);
+    *reinterpret_cast<void**>(p) = cache->free;
+    cache->free = p;
+  }
+  friend bool operator==(const recycling_allocator& a, const recycling_allocator& b) noexcept {
+    return a.cache == b.cache;
+  }
+  node_cache* cache;
+};
 
 class device_pool final : private thread_cache_owner {
  public:
@@ -112,18 +171,23 @@ class device_pool final : private thread_cache_owner {
   status allocate_small(std::size_t bytes, std::uintptr_t* out) noexcept;
   status allocate_large(std::size_t bytes, std::uintptr_t* out) noexcept;
   status new_segment(std::size_t bytes, bool large, segment_info** out) noexcept;
+  bool over_idle_bound(std::size_t grow, std::size_t request, std::size_t* keep_idle) noexcept;
+  void keep_idle_bound(std::size_t grow, std::size_t request) noexcept;  // before a new segment
+  std::size_t in_use_bytes() const noexcept;                             // exact: thread caches read too
+  void unlink_idle_large_locked(block* b) noexcept;
   void hand_out_locked(block* b, block_state state, bool hit) noexcept;
   void return_small_locked(block* b, std::uint64_t epoch) noexcept;
   void process_pending_locked() noexcept;
-  std::size_t release_segments(std::size_t keep_idle = 0) noexcept;  // until idle <= keep_idle
-  bool recover_from_oom() noexcept;                                  // true when it returned memory to the source
+  // Until idle <= keep_idle; *count (when given) = the segments returned.
+  std::size_t release_segments(std::size_t keep_idle = 0, std::uint64_t* count = nullptr) noexcept;
+  bool recover_from_oom() noexcept;  // true when it returned memory to the source
   thread_cache* local_cache() noexcept;
   thread_cache* adopt_cache() noexcept;
   bool make_bin(thread_cache* tc, tcache_bin& bin, std::size_t block_bytes) noexcept;
   void flush_cache(thread_cache* tc) noexcept;
   void request_flushes() noexcept;
   void retire_cache(thread_cache* tc) noexcept override;
-  segment_info* make_segment_info(bool large) noexcept;
+  segment_info* make_segment_info(bool large, std::size_t bytes) noexcept;
   bool over_idle_limit_locked() const noexcept;
 
   segment_resource& source_;
@@ -140,8 +204,21 @@ class device_pool final : private thread_cache_owner {
   best_fit_allocator small_;
   block* pending_ = nullptr;              // small blocks waiting for their epoch (via block::link)
   std::uint64_t pending_scanned_at_ = 0;  // the completed epoch at the last scan of pending_
-  block* large_head_[kLargeClasses]{};    // per-class FIFO of whole cached large blocks
-  block* large_tail_[kLargeClasses]{};
+  struct by_size_then_address {
+    bool operator()(const block* a, const block* b) const noexcept {
+      return a->size != b->size ? a->size < b->size : a->addr < b->addr;
+    }
+  };
+  // Idle (cached) large blocks: by size for best fit (nodes allocated off the hit path only; a
+  // block the set could not take stays in the list, releasable but not reused), and in free order.
+  node_cache idle_nodes_;  // before the index: it outlives the index's nodes
+  std::set<block*, by_size_then_address, recycling_allocator<block*>> idle_large_{
+      by_size_then_address{}, recycling_allocator<block*>(&idle_nodes_)};
+  block* idle_oldest_ = nullptr;  // through block::next
+  block* idle_newest_ = nullptr;
+  std::size_t large_slack_ = 0;     // sum of size - requested over live large blocks
+  std::size_t small_reserved_ = 0;  // bytes of small segments
+  std::size_t high_water_ = 0;      // the idle bound's in-use figure (device_pool.cpp)
   segment_info* segments_ = nullptr;
   segment_info* spare_infos_ = nullptr;
   std::size_t out_of_shared_ = 0;  // bytes in use or in thread caches
@@ -157,6 +234,7 @@ class device_pool final : private thread_cache_owner {
   std::atomic<std::uint64_t> peak_reserved_{0};
   std::atomic<std::uint64_t> segment_count_{0};
   std::atomic<std::uint64_t> oom_recoveries_{0};
+  std::atomic<std::uint64_t> bound_releases_{0};
 };
 
 inline status device_pool::allocate(std::size_t bytes, std::uintptr_t* out) noexcept {

@@ -128,6 +128,7 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.small_limit = cfg.small_limit;
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
   opt.idle_limit = cfg.device_cache_limit;
+  opt.idle_percent = cfg.device_idle_percent >= 1000 ? pool::kNoIdleBound : cfg.device_idle_percent;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
   pool::segment_resource* segments = source;
   const bool from_daemon = cfg.device_source == segment_source::daemon;  // a bad value warned, as "local"

@@ -6,12 +6,16 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <new>
 
 #include "base/log.h"
 #include "base/process.h"
@@ -23,6 +27,16 @@ namespace poolshim::idle_trimmer {
 namespace {
 
 std::atomic<bool> g_started{false};
+// Held by the thread through each round (never while it sleeps). A fork waits for the round to end
+// (bounded), so that the child does not inherit a pool or cache lock the thread held; exit waits
+// the same way and then keeps it, so that the thread is never inside a pool, the driver or the
+// daemon client while the process tears them down. Bounded: another fork handler may hold a lock
+// the round waits for (the daemon client's), and then the fork goes on as it would without this.
+std::timed_mutex g_round;
+std::atomic<bool> g_round_held_for_fork{false};
+std::atomic<bool> g_stopped{false};
+constexpr std::chrono::milliseconds k_fork_wait{500};
+constexpr std::chrono::milliseconds k_exit_wait{2000};
 constexpr std::uint64_t k_unconnected_nap_ms = 1000;  // how often a process without a daemon looks again
 
 void nap_ms(std::uint64_t ms) noexcept {
@@ -62,6 +76,11 @@ void* run(void*) noexcept {
   const std::uint64_t sample_ms = std::max<std::uint64_t>(cfg.idle_release_ms / device_router::k_idle_samples, 1);
   auto window_start = clock::now(), last_sample = window_start;
   for (;;) {
+    std::unique_lock<std::timed_mutex> round(g_round);
+    if (g_stopped.load(std::memory_order_acquire)) {
+      round.unlock();
+      for (;;) pause();  // the process is exiting: nothing more to do
+    }
     std::size_t released = 0;
     const bool connected = report(&released);
     const auto now = clock::now();
@@ -73,6 +92,7 @@ void* run(void*) noexcept {
       last_sample = now;
     }
     if (released != 0) POOLSHIM_LOG_DEBUG("idle memory given back: {} bytes", released);
+    round.unlock();
     std::uint64_t nap = release.count() != 0 ? sample_ms : k_unconnected_nap_ms;
     if (connected) nap = std::min(nap, report_ms);
     nap_ms(nap);
@@ -85,8 +105,25 @@ void* run(void*) noexcept {
 void start() noexcept {
   if (g_started.load(std::memory_order_relaxed) || g_started.exchange(true)) return;
   static std::atomic<bool> fork_handler{false};
-  if (!fork_handler.exchange(true))  // threads do not survive fork: a child starts its own
-    pthread_atfork(nullptr, nullptr, [] { g_started.store(false, std::memory_order_relaxed); });
+  if (!fork_handler.exchange(true)) {  // threads do not survive fork: a child starts its own
+    pthread_atfork([] { g_round_held_for_fork.store(g_round.try_lock_for(k_fork_wait), std::memory_order_relaxed); },
+                   [] {
+                     if (g_round_held_for_fork.exchange(false, std::memory_order_relaxed)) g_round.unlock();
+                   },
+                   [] {
+                     // The child's only thread is the one that forked: it unlocks what it took, or, when the
+                     // wait ran out, starts the lock afresh (the parent's trimmer held it; it has no thread here).
+                     if (g_round_held_for_fork.exchange(false, std::memory_order_relaxed))
+                       g_round.unlock();
+                     else
+                       new (&g_round) std::timed_mutex;
+                     g_started.store(false, std::memory_order_relaxed);
+                   });
+    std::atexit([] {
+      (void)g_round.try_lock_for(k_exit_wait);  // kept: no round starts after this
+      g_stopped.store(true, std::memory_order_release);
+    });
+  }
   const config& cfg = base::current_config();
   const bool daemon = cfg.use_daemon || cfg.device_source == segment_source::daemon;
   if (cfg.idle_release_ms == 0 && !daemon) return;

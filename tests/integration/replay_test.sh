@@ -37,7 +37,8 @@ case "$scenario" in
   table)
     "$replay" "$traces" || fail "poolshim-replay on $traces"
     # Bad usage is exit 2 with a reason; an unreadable trace exit 1.
-    for bad in "--policies none,lru" "--cache-limit 12q" "--format xml" "--device 99" "--granule 0" "--bogus 1"; do
+    for bad in "--policies none,lru" "--cache-limit 12q" "--format xml" "--device 99" "--granule 0" "--bogus 1" \
+      "--idle-percent 2000" "--idle-percent none" "--reuse-bits 0" "--class-bits 7" "--grow-segments 2"; do
       # shellcheck disable=SC2086
       "$replay" $bad "$traces" >/dev/null 2>"$dir/err.txt"
       rc=$?

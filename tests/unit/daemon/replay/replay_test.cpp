@@ -97,24 +97,43 @@ TEST(ReplayPolicies, TorchModelFollowsItsDocumentedRules) {
   EXPECT_NEAR(r.ratio, 22.0 / 7.5, 1e-12);
 }
 
-// Poolshim defaults. A: a 2 MiB small segment. B: a dedicated 3 MiB segment (its class). C: the
-// small segment's free 1 MiB, split (a hit). free A: into the thread cache. D: a 4 MiB segment.
-// free B: cached whole in the 3 MiB class. E 2 MiB: its own class is empty, a 2 MiB segment.
-// Peak 2 + 3 + 4 + 2 = 11 MiB.
-TEST(ReplayPolicies, PoolshimPoolUsesDedicatedClassesForLargeBlocks) {
+// Poolshim defaults (idle bound 10% of the most in use, reuse up to a quarter larger). A: a 2 MiB
+// small segment (nothing idle to return). B: a dedicated 3 MiB segment (3 MiB is a class); the
+// bound (4 MiB in use at most: 4.4 allowed, 5 wanted) finds only A's segment's free half, not
+// releasable. C: the small segment's free 1 MiB, split (a hit). free A: into the thread cache. D:
+// a 4 MiB segment (7.5 MiB in use at most, 8.25 allowed, 9 wanted; nothing releasable): the peak,
+// 9 MiB. free B: idle, whole. E 2 MiB: B (3 MiB) is more than a quarter larger, so a new segment;
+// 9 + 2 exceeds 8.25 with 3.5 MiB idle, so B goes back first (largest first, down to 0.5 MiB idle),
+// then 2 MiB: 8 MiB. Four segments, one driver free, one hit.
+TEST(ReplayPolicies, PoolshimPoolReturnsIdleBlocksBeforeGrowingPastTheBound) {
   const trace t = parse(kTiny);
   poolshim_policy p{policy_options{}};
   const policy_result r = replay(t, p);
-  EXPECT_EQ(r.peak_reserved, 11 * kMiB);
+  EXPECT_EQ(r.peak_reserved, 9 * kMiB);
   EXPECT_EQ(r.segments, 4u);
+  EXPECT_EQ(r.driver_frees, 1u);
   EXPECT_EQ(r.hits, 1u);
-  EXPECT_DOUBLE_EQ(r.calls_saved, 0.6);
+  EXPECT_DOUBLE_EQ(r.calls_saved, 0.5);  // 1 - (4 + 1) / 10
+  EXPECT_EQ(r.end_reserved, 8 * kMiB);
   // The pool's own figures agree with the counting source's.
   const pool::pool_stats s = p.pool_stats();
   EXPECT_EQ(s.peak_reserved, r.peak_reserved);
   EXPECT_EQ(s.pool_hits, r.hits);
   EXPECT_EQ(s.requests, 5u);
-  EXPECT_EQ(s.segments, 4u);
+  EXPECT_EQ(s.segments, 3u);  // held now: A's small segment, D's and E's
+  EXPECT_EQ(s.bound_releases, 1u);
+}
+
+// Without the bound (--idle-percent off), the old behaviour: B stays cached and E takes a segment
+// beside it. Peak 2 + 3 + 4 + 2 = 11 MiB, no driver free.
+TEST(ReplayPolicies, PoolshimWithoutTheIdleBoundKeepsEveryIdleBlock) {
+  policy_options o;
+  o.pool.idle_percent = pool::kNoIdleBound;
+  const policy_result r = run(parse(kTiny), "poolshim", o);
+  EXPECT_EQ(r.peak_reserved, 11 * kMiB);
+  EXPECT_EQ(r.segments, 4u);
+  EXPECT_EQ(r.driver_frees, 0u);
+  EXPECT_EQ(r.hits, 1u);
 }
 
 // A cache limit of 1 byte keeps nothing idle: each free of a large block returns segments at once
@@ -155,8 +174,8 @@ TEST(ReplayPolicies, DeviceLimitMakesPoliciesReleaseOrFail) {
   EXPECT_EQ(r.failures, 2u);
   EXPECT_EQ(r.served, 0u);
   EXPECT_EQ(r.peak_reserved, 0u);
-  // Poolshim: A's 3 MiB segment is cached; B's 5 MiB segment does not fit beside it; the OOM path
-  // returns A's and the retry succeeds.
+  // Poolshim: A's 3 MiB segment is idle; before B's 5 MiB segment the idle bound (5.5 MiB allowed,
+  // 8 wanted) returns it, so the device never refuses.
   r = run(t, "poolshim", o);
   EXPECT_EQ(r.failures, 0u);
   EXPECT_EQ(r.peak_reserved, 5 * kMiB);
@@ -229,9 +248,9 @@ TEST(ReplayReport, JsonAndTextCarryEveryPolicy) {
   write_json(json, {r}, policy_options{});
   write_text(text, {r}, policy_options{});
   EXPECT_NE(json.str().find("\"policy\": \"torch\", \"peak_reserved\": 23068672"), std::string::npos) << json.str();
-  EXPECT_NE(json.str().find("\"goal\": {\"ratio_ok\": false, \"lowest\": false}"), std::string::npos) << json.str();
-  EXPECT_NE(text.str().find("goal: poolshim 1.467 x live (<= 1.10: no), lowest of the caching policies: no (region "
-                            "1.333)"),
+  // poolshim 9 MiB (above) against region's 10 and torch's 22: the lowest, 9 / 7.5 = 1.2.
+  EXPECT_NE(json.str().find("\"goal\": {\"ratio_ok\": false, \"lowest\": true}"), std::string::npos) << json.str();
+  EXPECT_NE(text.str().find("goal: poolshim 1.200 x live (<= 1.10: no), lowest of the caching policies: yes\n"),
             std::string::npos)
       << text.str();
 }

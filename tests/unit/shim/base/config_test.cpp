@@ -47,6 +47,7 @@ TEST_F(Config, DefaultsApplyWhenNothingIsSet) {
   EXPECT_EQ(c.small_limit, std::size_t{1} << 20);
   EXPECT_EQ(c.thread_cache_bytes, std::size_t{4} << 20);
   EXPECT_EQ(c.device_cache_limit, 0u);
+  EXPECT_EQ(c.device_idle_percent, 1000u);  // no bound: caching first
   EXPECT_STREQ(c.socket, "");
   EXPECT_TRUE(c.use_daemon);
   EXPECT_EQ(c.device_source, poolshim::segment_source::local);
@@ -64,6 +65,7 @@ TEST_F(Config, AcceptedValuesAreParsed) {
   setenv("POOLSHIM_SUMMARY", "1", 1);
   setenv("POOLSHIM_SMALL_LIMIT", "512KiB", 1);
   setenv("POOLSHIM_DEVICE_CACHE_LIMIT", "2G", 1);
+  setenv("POOLSHIM_DEVICE_IDLE_PERCENT", "25", 1);
   setenv("POOLSHIM_SOCKET", "/run/x/d.sock", 1);
   setenv("POOLSHIM_DAEMON", "off", 1);
   setenv("POOLSHIM_DEVICE_SOURCE", "daemon", 1);
@@ -76,6 +78,7 @@ TEST_F(Config, AcceptedValuesAreParsed) {
   EXPECT_TRUE(c.summary);
   EXPECT_EQ(c.small_limit, std::size_t{512} << 10);
   EXPECT_EQ(c.device_cache_limit, std::size_t{2} << 30);
+  EXPECT_EQ(c.device_idle_percent, 25u);
   EXPECT_STREQ(c.socket, "/run/x/d.sock");
   EXPECT_FALSE(c.use_daemon);
   EXPECT_EQ(c.device_source, poolshim::segment_source::daemon);

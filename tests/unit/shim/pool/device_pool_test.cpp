@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -81,34 +82,129 @@ TEST(DevicePool, LargeRequestsGetADedicatedSegmentOfTheirSizeClass) {
   }
 }
 
-TEST(DevicePool, LargeClassesAreEightPerPowerOfTwoWithAtMostAnEighthWasted) {
+TEST(DevicePool, LargeClassesAreSixtyFourPerPowerOfTwoWithAtMostASixtyFourthWasted) {
   std::mt19937_64 rng(5);
   for (int i = 0; i < 100000; ++i) {
     const std::size_t bytes = kMiB + 1 + rng() % (std::size_t{1} << (21 + rng() % 20));
     const std::size_t c = large_class_size(bytes);
     ASSERT_GE(c, bytes);
-    ASSERT_LE((c - bytes) * 8, bytes);
+    ASSERT_LE((c - bytes) * 64, bytes);
     ASSERT_EQ(large_class_size(c), c);
     ASSERT_LT(large_class_index(c), kLargeClasses);
   }
   unsigned classes = 0;
   for (std::size_t s = kMiB + 1; s <= 2 * kMiB; s = large_class_size(s) + 1) ++classes;
-  EXPECT_EQ(classes, 8u);
+  EXPECT_EQ(classes, 64u);
 }
 
 TEST(DevicePool, LargeBlocksAreReusedWholeAndNeverSplit) {
-  fixture f;
+  fixture f({.idle_percent = kNoIdleBound});  // the idle bound would return the cached block
   const std::uintptr_t a = must_allocate(f.pool, 5 * kMiB);
   ASSERT_EQ(f.pool.deallocate(a), status::ok);
   f.fence.advance();
   const std::uintptr_t small = must_allocate(f.pool, 4 * kKiB);
   EXPECT_FALSE(small >= a && small < a + 5 * kMiB) << "a cached large block is never split";
   const std::uintptr_t other = must_allocate(f.pool, 3 * kMiB);
-  EXPECT_NE(other, a) << "another class never takes it";
+  EXPECT_NE(other, a) << "a block more than a quarter larger than the request is not taken";
   const std::uint64_t calls = f.resource.allocate_calls();
-  EXPECT_EQ(must_allocate(f.pool, 4 * kMiB + 600 * kKiB), a) << "same class: reused whole";
+  EXPECT_EQ(must_allocate(f.pool, 4 * kMiB + 600 * kKiB), a) << "within a quarter: reused whole";
   EXPECT_EQ(f.pool.block_size(a), 5 * kMiB);
   EXPECT_EQ(f.resource.allocate_calls(), calls);
+}
+
+TEST(DevicePool, IdleLargeBlockOfAnotherClassIsReusedWithinBound) {
+  fixture f({.idle_percent = kNoIdleBound});
+  const std::uintptr_t a = must_allocate(f.pool, 5 * kMiB);
+  ASSERT_EQ(f.pool.deallocate(a), status::ok);
+  f.fence.advance();
+  const std::uint64_t calls = f.resource.allocate_calls();
+  // 4.5 MiB is a class of its own; 5 MiB is within a quarter of it: the same block, whole.
+  ASSERT_NE(large_class_size(4 * kMiB + 512 * kKiB), 5 * kMiB);
+  const std::uintptr_t b = must_allocate(f.pool, 4 * kMiB + 512 * kKiB);
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(f.pool.block_size(b), 5 * kMiB);
+  EXPECT_EQ(f.pool.segment_base(b), a) << "the pointer is the allocation's base";
+  EXPECT_EQ(f.resource.allocate_calls(), calls);
+  ASSERT_EQ(f.pool.deallocate(b), status::ok);
+  f.fence.advance();
+  // 3.9 MiB: 5 MiB is more than a quarter larger; a segment of its own, the idle block untouched.
+  const std::uintptr_t c = must_allocate(f.pool, 3 * kMiB + 900 * kKiB);
+  EXPECT_NE(c, a);
+  EXPECT_EQ(f.pool.block_size(c), large_class_size(3 * kMiB + 900 * kKiB));
+  EXPECT_EQ(f.resource.allocate_calls(), calls + 1);
+  // Best fit: of two idle blocks within the bound, the smaller.
+  const std::uintptr_t d = must_allocate(f.pool, 4 * kMiB + 768 * kKiB);
+  EXPECT_EQ(d, a);
+  ASSERT_EQ(f.pool.deallocate(c), status::ok);
+  ASSERT_EQ(f.pool.deallocate(d), status::ok);
+  f.fence.advance();
+  EXPECT_EQ(must_allocate(f.pool, 3 * kMiB + 800 * kKiB), c) << "3.9 MiB fits; 5 MiB would too";
+}
+
+TEST(DevicePool, ReleasesIdleBlocksBeforeGrowingPastTheFootprintBound) {
+  fake_segment_resource resource;
+  always_ready_fence ready;
+  device_pool pool(resource, ready, {.thread_cache_bytes = 0});  // idle bound: the default 10%
+  const std::uintptr_t a = must_allocate(pool, 8 * kMiB);
+  const std::uintptr_t b = must_allocate(pool, 16 * kMiB);
+  ASSERT_EQ(pool.deallocate(a), status::ok);
+  ASSERT_EQ(pool.deallocate(b), status::ok);
+  // 24 MiB were in use at most: 26.4 may be reserved. 24 + 3 exceeds it: the largest idle block
+  // (16 MiB) goes back first, and that is enough.
+  const std::uintptr_t c = must_allocate(pool, 3 * kMiB);
+  EXPECT_EQ(resource.deallocate_calls(), 1u);
+  EXPECT_EQ(pool.stats().bound_releases, 1u);
+  EXPECT_EQ(pool.stats().bytes_reserved, 8 * kMiB + 3 * kMiB);
+  EXPECT_EQ(resource.bytes_in_use(), pool.stats().bytes_reserved);
+  // Below the bound idle memory stays: 11 + 12 <= 26.4, the 8 MiB block is kept for a later 8 MiB.
+  const std::uintptr_t d = must_allocate(pool, 12 * kMiB);
+  EXPECT_EQ(resource.deallocate_calls(), 1u);
+  const std::uint64_t calls = resource.allocate_calls();
+  EXPECT_EQ(must_allocate(pool, 8 * kMiB), a);
+  EXPECT_EQ(resource.allocate_calls(), calls);
+  EXPECT_EQ(pool.stats().peak_reserved, 24 * kMiB);
+  for (std::uintptr_t p : {a, c, d}) ASSERT_EQ(pool.deallocate(p), status::ok);
+  // release_idle starts the bound again from what is in use. Then 4 MiB is the most in use: a
+  // 2 MiB request may leave 4.4 MiB reserved, so the idle 4 MiB block goes first (with the old
+  // 24 MiB mark it would have stayed).
+  pool.release_idle();
+  ASSERT_EQ(pool.stats().bytes_reserved, 0u);
+  ASSERT_EQ(pool.deallocate(must_allocate(pool, 4 * kMiB)), status::ok);
+  const std::uint64_t frees = resource.deallocate_calls();
+  const std::uintptr_t e = must_allocate(pool, 2 * kMiB);
+  EXPECT_EQ(resource.deallocate_calls(), frees + 1);
+  EXPECT_EQ(pool.stats().bytes_reserved, 2 * kMiB);
+  ASSERT_EQ(pool.deallocate(e), status::ok);
+}
+
+TEST(DevicePool, PeakReservedStaysWithinTheBoundOfPeakInUseUnderRandomLargeSizes) {
+  fake_segment_resource resource;
+  always_ready_fence ready;
+  // Exact reuse only (no slack in live blocks): what the bound alone guarantees.
+  device_pool pool(resource, ready, {.thread_cache_bytes = 0, .idle_percent = 10, .reuse_bits = 20});
+  std::mt19937_64 rng(29);
+  std::vector<std::pair<std::uintptr_t, std::size_t>> live;
+  std::size_t in_use = 0, peak = 0;
+  for (int i = 0; i < 3000; ++i) {
+    if (!live.empty() && (rng() % 2 == 0 || live.size() > 40)) {
+      const std::size_t k = rng() % live.size();
+      ASSERT_EQ(pool.deallocate(live[k].first), status::ok);
+      in_use -= live[k].second;
+      live[k] = live.back();
+      live.pop_back();
+      continue;
+    }
+    const std::size_t bytes = (2 + rng() % 24) * kMiB / (rng() % 2 + 1);  // classes exactly
+    live.emplace_back(must_allocate(pool, bytes), bytes);
+    in_use += bytes;
+    peak = std::max(peak, in_use);
+    ASSERT_EQ(pool.block_size(live.back().first), bytes);
+  }
+  const pool_stats s = pool.stats();
+  EXPECT_LE(s.peak_reserved, peak + peak / 10);
+  EXPECT_GT(s.pool_hits, s.requests / 4) << "idle blocks are still reused";
+  EXPECT_GT(s.bound_releases, 0u);
+  for (const auto& l : live) ASSERT_EQ(pool.deallocate(l.first), status::ok);
 }
 
 // Allocates, frees and re-allocates `rounds` times, and counts the times a block came back while
@@ -248,7 +344,12 @@ TEST(DevicePool, NoOverlapUnderRandomStressAgainstAShadowModel) {
     std::uintptr_t a = 0;
     ASSERT_EQ(f.pool.allocate(bytes, &a), status::ok);
     const std::size_t size = f.pool.block_size(a);
-    ASSERT_EQ(size, bytes <= kMiB ? round_small(bytes) : large_class_size(bytes));
+    if (bytes <= kMiB) {
+      ASSERT_EQ(size, round_small(bytes));
+    } else {  // its class, or an idle block of up to a quarter more
+      ASSERT_GE(size, large_class_size(bytes));
+      ASSERT_LE(size, large_class_size(bytes) + large_class_size(bytes) / 4);
+    }
     auto next = shadow.lower_bound(a);
     ASSERT_TRUE(next == shadow.end() || a + size <= next->first) << "overlaps the next live block";
     ASSERT_TRUE(next == shadow.begin() || std::prev(next)->first + std::prev(next)->second.size <= a);
@@ -356,7 +457,7 @@ TEST(DevicePool, FreesBeyondTheIdleLimitReturnSegmentsToTheSource) {
 }
 
 TEST(DevicePool, OutOfMemoryPathReleasesIdleSegmentsAndRetries) {
-  fixture f({}, 8 * kMiB);
+  fixture f({.idle_percent = kNoIdleBound}, 8 * kMiB);  // the idle bound would return it before
   const std::uintptr_t a = must_allocate(f.pool, 6 * kMiB);
   ASSERT_EQ(f.pool.deallocate(a), status::ok);
   f.fence.advance();
