@@ -30,6 +30,7 @@ getent group poolshim >/dev/null && skip "a poolshim group exists here; this tes
 [[ -e /run/poolshim ]] && skip "/run/poolshim exists (a node daemon?); this test would remove it"
 
 start=$(date +%s%N)
+took() { echo "  ($1: $((($(date +%s%N) - ${2:-$start}) / 1000000)) ms since the start)"; }
 tmp=$(mktemp -d)
 dpid=""
 installed=0
@@ -46,6 +47,7 @@ cpack -G DEB --config "$build/CPackConfig.cmake" -B "$tmp/pkg" >"$tmp/cpack.log"
 deb=$tmp/pkg/poolshim_${version}_$(dpkg --print-architecture).deb
 [[ -f "$deb" ]] || { ls "$tmp/pkg"; fail "no $deb"; }
 echo "package: $(basename "$deb"), $(stat -c %s "$deb") bytes"
+took cpack
 info=$(dpkg-deb -f "$deb" Package Version Depends Recommends Installed-Size)
 echo "$info" | sed 's/^/  /'
 depends=$(dpkg-deb -f "$deb" Depends)
@@ -70,6 +72,7 @@ done
 installed=1
 dpkg -i "$deb" >"$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; fail "dpkg -i failed"; }
 echo "dpkg -i: $(dpkg-query -W -f='${Package} ${Version} ${Status}' poolshim)"
+took "dpkg -i"
 getent group poolshim >/dev/null || fail "no poolshim group after install"
 [[ "$(stat -c '%U:%G %a' /run/poolshim)" == "root:poolshim 750" ]] ||
   fail "/run/poolshim is $(stat -c '%U:%G %a' /run/poolshim), want root:poolshim 750"
@@ -116,6 +119,7 @@ reclaimed=$(sed -n 's/.*reclaimed_slabs=\([0-9]*\).*/\1/p' <<<"$status")
 report=$(run /usr/bin/poolshim-stats report --dir "$tmp/stats" --top 3 2>&1) || { echo "$report"; fail "poolshim-stats report"; }
 grep -q 'legacy_inference' <<<"$report" || { echo "$report"; fail "the report names no site of the example"; }
 echo "poolshim-stats report: $(grep -c 'legacy_inference' <<<"$report") line(s) naming the example's call sites"
+took "the run"
 # Root importing the installed Python package leaves __pycache__ behind: the purge must take it.
 /usr/bin/python3 -c 'import poolshim' || fail "the installed Python package does not import"
 kill "$dpid" && wait "$dpid" 2>/dev/null || true
@@ -124,6 +128,7 @@ dpid=""
 # ---- purge: nothing left -----------------------------------------------------------------------
 dpkg --purge poolshim >"$tmp/dpkg-purge.log" 2>&1 || { cat "$tmp/dpkg-purge.log"; fail "dpkg --purge failed"; }
 installed=0
+took "dpkg --purge"
 dpkg-query -W -f='${Status}' poolshim 2>/dev/null | grep -q 'installed' && fail "poolshim is still installed"
 left=()
 while IFS= read -r f; do
