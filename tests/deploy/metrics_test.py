@@ -40,16 +40,21 @@ sys.path.insert(0, args.package)
 from poolshim import Buffer, Channel  # noqa: E402
 
 
+# The page is served on a loopback address other than the default 127.0.0.1 (--metrics-address),
+# so that the test also shows the option is honoured and the default address is not listened on.
+ADDRESS = "127.0.0.2"
+
+
 def free_port():
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    s.bind((ADDRESS, 0))
     port = s.getsockname()[1]
     s.close()
     return port
 
 
-def metrics_page(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+def metrics_page(port, address=ADDRESS):
+    s = socket.create_connection((address, port), timeout=5)
     s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
     data = b""
     while chunk := s.recv(65536):
@@ -171,13 +176,22 @@ def check_dashboard(page):
 
 port = free_port()
 daemon = PrivateDaemon(args.daemon, "poolshim-metrics-", "--region", "128M", "--slab", "16M", "--metrics-port",
-                       str(port), "--metrics-clients", "1")
+                       str(port), "--metrics-address", ADDRESS, "--metrics-clients", "1")
 try:
     with Buffer.create("deploy.own", (4, 4), "float32") as b1, \
             Buffer.create("deploy.shared", (16,), "uint8", shared=True) as b2, \
             Channel.create("deploy.channel", readers=1, capacity=1 << 16) as ch:
         page = metrics_page(port)
-    print(f"the metrics page: {len(families(page))} families, {len(page.splitlines())} lines")
+    print(f"the metrics page on {ADDRESS}:{port}: {len(families(page))} families, {len(page.splitlines())} lines")
+    try:
+        metrics_page(port, "127.0.0.1")
+        check(False, f"--metrics-address {ADDRESS}: 127.0.0.1:{port} answers too")
+    except OSError as e:
+        check(True, f"--metrics-address {ADDRESS}: 127.0.0.1:{port} is not listened on ({e.__class__.__name__})")
+    bad = subprocess.run([args.daemon, "--metrics-port", str(port), "--metrics-address", "localhost", "--socket",
+                          os.path.join(daemon.dir, "other.sock")], capture_output=True, text=True, timeout=20)
+    check(bad.returncode != 0 and "is not an IPv4 address" in bad.stderr,
+          f"--metrics-address localhost is refused: {bad.stderr.strip()!r}")
     for family in ("poolshimd_named_buffer_bytes{", "poolshimd_channel_readers{", "poolshimd_client_lent_bytes{",
                    "poolshimd_build_info{"):
         check(family in page, f"the page has labelled lines of {family[:-1]}")
