@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what poolshim needs to build and test on Debian 12: compilers, CMake, GoogleTest,
 # Google Benchmark, spdlog/fmt, libunwind, elfutils, valgrind, Chromium (headless, for the HTML
-# report's browser test). Idempotent and non-interactive:
-# it installs only what is missing. The CUDA Toolkit 13 is not a Debian package; it is checked.
+# report's browser test), and the shipping checks' tools (help2man, promtool, systemd-analyze,
+# dpkg-dev; npm packages for the Kubernetes schema, in POOLSHIM_NPM_DIR). Idempotent and
+# non-interactive: it installs only what is missing. The CUDA Toolkit 13 is not a Debian package;
+# it is checked.
 set -euo pipefail
 
 usage() {
@@ -37,6 +39,11 @@ packages=(
   lld  # links the test programs (tests/CMakeLists.txt): a third of GNU ld's time
   clang-format  # scripts/check_format.sh (ctest structure.format)
   chromium  # headless: poolshim-stats' HTML report rendered offline (stats.html_report_in_chromium)
+  help2man  # the man pages, from each program's --help (scripts/cmake/poolshim_install.cmake)
+  dpkg-dev  # cpack -G DEB's dpkg-shlibdeps (Depends), and the package test (ctest deploy.*)
+  systemd man-db  # systemd-analyze verify/security of the unit (it checks man: links too)
+  prometheus  # promtool: the metrics page's lint, the dashboard's queries (ctest deploy.*)
+  nodejs  # the Kubernetes manifests' schema check (scripts/deploy/validate)
 )
 
 missing=()
@@ -54,6 +61,27 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# The Kubernetes schema checkers (scripts/deploy/validate/package.json, locked): installed once into
+# POOLSHIM_NPM_DIR, again only when the lock file changes; the tests never reach the network.
+npm_dir=${POOLSHIM_NPM_DIR:-/opt/poolshim-dev/npm}
+validate_src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/deploy/validate
+if ! cmp -s "$validate_src/package-lock.json" "$npm_dir/package-lock.json" 2>/dev/null ||
+  [[ ! -d "$npm_dir/node_modules/kubernetes-models" ]]; then
+  if ((check_only)); then
+    echo "setup.sh: the npm checkers are not installed in $npm_dir"
+    missing+=(npm-checkers)
+  else
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    command -v npm >/dev/null 2>&1 || $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null || true
+    echo "setup.sh: installing the npm checkers into $npm_dir"
+    $sudo mkdir -p "$npm_dir"
+    $sudo cp "$validate_src/package.json" "$validate_src/package-lock.json" "$npm_dir/"
+    (cd "$npm_dir" && $sudo npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+      echo "setup.sh: npm ci in $npm_dir failed: ctest deploy.kubernetes_manifests will fail" >&2
   fi
 fi
 

@@ -1,6 +1,7 @@
 // poolshimd: the node-local daemon (server.h). Its options are a table (options.h): POOLSHIMD_*
 // variables and the flags of the same names; --status asks a running daemon for its figures, --list
 // for its named buffers (as a client would, trust checks included, every step with a timeout).
+#include <poolshim/version.h>  // generated (include/CMakeLists.txt)
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -157,6 +158,10 @@ int main(int argc, char** argv) {
   const pd::command_line cl = pd::parse_command_line(argc, argv, poolshim::opt::warn_raw);
   if (cl.help) {
     std::fputs(pd::help_text().c_str(), stdout);
+    return 0;
+  }
+  if (cl.version) {
+    std::printf("poolshimd %s\n", POOLSHIM_VERSION);
     return 0;
   }
   if (!cl.error.empty()) {

@@ -18,7 +18,7 @@ const char* k_usage = R"(Usage: poolshimd [options]
 The poolshim daemon: owns a pinned-host region of memfd slabs, filled in the background, and lends
 them to processes running libpoolshim.so over a Unix socket. A client's slabs come back when its
 process exits (kill -9 included) or returns them. One daemon per user (started by
-`scripts/poolshim run`, exits when idle) or one per node (scripts/poolshimd.service).
+`poolshim run`, exits when idle) or one per node (the systemd unit poolshimd.service).
 
 Options, each also read from the environment variable in brackets (a flag wins; a bad variable is
 ignored with a warning, a bad flag is an error). The socket's directory is created with mode 0700.
@@ -34,6 +34,8 @@ const char* k_commands = R"(  --status
       the --status figures
   -h, --help
       this text
+  --version
+      print the version and exit
 SIZE: bytes, with an optional k, m, g or t suffix (powers of 1024; 64M, 64MiB and 64mb are the same).
 
 The shim's options: libpoolshim.so reads them from the environment of the program it runs in.
@@ -57,6 +59,10 @@ command_line parse_command_line(int argc, char** argv, opt::issue_fn on_issue) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       cl.help = true;
+      return cl;
+    }
+    if (a == "--version") {
+      cl.version = true;
       return cl;
     }
     if (a == "--status") {
@@ -113,6 +119,7 @@ server_options server_options_of(const daemon_options& o) {
   s.device_limit = o.device_limit;
   s.idle_exit = std::chrono::seconds(o.idle_exit);
   s.metrics_port = static_cast<int>(o.metrics_port);
+  s.metrics_address = o.metrics_address != nullptr ? o.metrics_address : "127.0.0.1";
   s.uid_connections = static_cast<unsigned>(o.uid_connections);
   s.idle_timeout = std::chrono::seconds(o.idle_timeout);
   s.metrics_clients = o.metrics_clients != 0;

@@ -23,7 +23,9 @@
     "POOLSHIM_DEVICE_SOURCE=daemon (0: off; the CUDA driver is loaded on the first such request)")                   \
   X(idle_exit, "POOLSHIMD_IDLE_EXIT", count(0, 0x7fffffff), 0,                                                       \
     "exit after this many seconds with no client and nothing lent (0: never)")                                       \
-  X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on 127.0.0.1:N (0: off)")     \
+  X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on port N (0: off)")          \
+  X(metrics_address, "POOLSHIMD_METRICS_ADDRESS", string, "127.0.0.1",                                               \
+    "the IPv4 address the metrics port listens on (0.0.0.0: every interface, e.g. in a pod)")                        \
   X(metrics_clients, "POOLSHIMD_METRICS_CLIENTS", count(0, 1), 0,                                                    \
     "1: the metrics page lists every client's pid, uid and bytes (readable by any local user)")                      \
   X(uid_connections, "POOLSHIMD_UID_CONNECTIONS", count(0, 1000000), 64,                                             \
@@ -50,6 +52,7 @@ struct command_line {
   bool list = false;       // --list
   bool trim = false;       // --trim (then --status)
   bool help = false;       // -h, --help (the flags after it are not looked at)
+  bool version = false;    // --version (likewise)
   std::string error;       // not empty: a bad flag, said in full
 };
 

@@ -1,10 +1,12 @@
 // poolshimd's event loop (server.h).
 #include "poolshimd/server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <poolshim/version.h>  // generated (include/CMakeLists.txt)
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -23,6 +25,7 @@
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 
 #include "poolshim/channel_ring.h"
@@ -229,11 +232,13 @@ server::server(server_options o)
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<std::uint16_t>(options_.metrics_port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, options_.metrics_address.c_str(), &a.sin_addr) != 1)
+      throw std::runtime_error("metrics address '" + options_.metrics_address + "' is not an IPv4 address");
     const int one = 1;
     setsockopt(metrics_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (metrics_ < 0 || bind(metrics_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(metrics_, 16) != 0)
-      throw std::runtime_error("metrics port " + std::to_string(options_.metrics_port) + ": " + std::strerror(errno));
+      throw std::runtime_error("metrics port " + options_.metrics_address + ":" +
+                               std::to_string(options_.metrics_port) + ": " + std::strerror(errno));
     add(epoll_, metrics_, tag(k_metrics));
   }
   if (!options_.redis_url.empty()) {
@@ -1047,13 +1052,19 @@ proto::client_status server::client_figures(const client& c) {
 }
 
 // The figures of the stats reply (their metric names from the protocol's list), then the daemon's
-// own that are not on the wire.
+// own that are not on the wire. Prometheus' conventions (promtool check metrics, ctest
+// deploy.prometheus_metrics): a name ending in _total is a counter and nothing else is; units are
+// base units (bytes, seconds) named in the suffix.
 std::string server::metrics_text() const {
   std::string t;
   auto line = [&](const char* name, const char* help, std::uint64_t v) {
-    t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " + std::to_string(v) +
-         "\n";
+    const std::string_view n = name;
+    const bool counter = n.size() > 6 && n.substr(n.size() - 6) == "_total";
+    t += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + (counter ? " counter\n" : " gauge\n") +
+         name + " " + std::to_string(v) + "\n";
   };
+  t += "# HELP poolshimd_build_info The daemon's version; always 1.\n# TYPE poolshimd_build_info gauge\n"
+       "poolshimd_build_info{version=\"" POOLSHIM_VERSION "\"} 1\n";
   const proto::daemon_status s = status_figures();
   for (const proto::status_figure& f : proto::k_status_figures)
     if (f.metric != nullptr) line(f.metric, f.help, s.*f.member);

@@ -51,12 +51,14 @@ struct server_options {
   std::uint64_t uid_quota = 0;            // bytes lent to one uid at most (0: no limit)
   std::uint64_t device_limit = 0;         // device bytes lent per device at most (0: no device lending)
   std::chrono::seconds idle_exit{0};      // exit after this long with no client and no lease (0: never)
-  int metrics_port = 0;                   // Prometheus text on 127.0.0.1:port (0: off)
+  int metrics_port = 0;                   // Prometheus text on metrics_address:port (0: off)
   unsigned uid_connections = 64;          // open connections per uid at most (0: no limit)
   std::chrono::seconds idle_timeout{30};  // close a connection holding nothing after this (0: never)
   bool metrics_clients = false;           // per-client lines (pid, uid, bytes) on the metrics page
   std::string redis_url;                  // the Redis control plane (redis_plane.h); empty: off
   std::string redis_prefix = "tensor:";   // its keys: PREFIX<name> hashes, the PREFIX"cmd" list
+  // The metrics port's IPv4 address (0.0.0.0: every interface, as in a pod; the default: this node).
+  std::string metrics_address = "127.0.0.1";
 };
 
 struct fill_results;

@@ -4,6 +4,7 @@
 // JSON (schema version 4, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
 // speedscope, or a self-contained HTML page with a flame graph (html_report.h). Sites whose stack
 // passes through a caching framework's allocator are labelled with it (labels.h).
+#include <poolshim/version.h>  // generated (include/CMakeLists.txt)
 #include <unistd.h>
 
 #include <algorithm>
@@ -115,6 +116,7 @@ Options:
                  s, m, h, d or w, e.g. 30m, 12h, 7d; a killed process by its start time)
   --dry-run      clean: print what would be removed, remove nothing
   -h, --help     this text
+  --version      the version
 Exit status: 0, 1 when no file was found or a file is not readable, 2 for bad usage.
 )";
 
@@ -555,6 +557,10 @@ int run(int argc_given, char** argv_given) {
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help") {
     std::fputs(k_usage, stdout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::printf("poolshim-stats %s\n", POOLSHIM_VERSION);
     return 0;
   }
   // A command's --help is that command's part of the text.

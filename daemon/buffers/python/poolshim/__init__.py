@@ -137,7 +137,9 @@ def _load():
             return _lib
         here = os.path.dirname(os.path.abspath(__file__))
         candidates = [os.environ.get("POOLSHIM_BUFFERS_LIB"), os.path.join(here, "libpoolshim_buffers.so"),
-                      os.path.join(here, "..", "..", "lib", "libpoolshim_buffers.so"), "libpoolshim_buffers.so",
+                      os.path.join(here, "..", "..", "lib", "libpoolshim_buffers.so"),
+                      # installed: PREFIX/lib/python3/dist-packages/poolshim -> PREFIX/lib
+                      os.path.join(here, "..", "..", "..", "libpoolshim_buffers.so"), "libpoolshim_buffers.so",
                       ctypes.util.find_library("poolshim_buffers")]
         errors = []
         for c in candidates:

@@ -155,6 +155,18 @@ TEST_F(DaemonOptions, ABadFlagIsAnErrorThatSaysWhy) {
   EXPECT_TRUE(cl.error.empty()) << "nothing after --help is looked at";
 }
 
+TEST_F(DaemonOptions, VersionStopsParsingAndMetricsAddressDefaultsToLoopback) {
+  command_line cl = parse({"--version", "--bogus"});
+  EXPECT_TRUE(cl.version);
+  EXPECT_TRUE(cl.error.empty()) << "nothing after --version is looked at";
+  EXPECT_EQ(server_options_of(parse({}).options).metrics_address, "127.0.0.1") << "node-local unless asked";
+  setenv("POOLSHIMD_METRICS_ADDRESS", "0.0.0.0", 1);
+  EXPECT_EQ(server_options_of(parse({}).options).metrics_address, "0.0.0.0");
+  cl = parse({"--metrics-address", "10.1.2.3"});
+  ASSERT_TRUE(cl.error.empty()) << cl.error;
+  EXPECT_EQ(server_options_of(cl.options).metrics_address, "10.1.2.3") << "a flag wins";
+}
+
 TEST_F(DaemonOptions, HelpListsEveryRowOfBothTables) {
   const std::string help = help_text();
   for (const opt::row& r : daemon_options::rows) {
@@ -171,6 +183,7 @@ TEST_F(DaemonOptions, HelpListsEveryRowOfBothTables) {
   EXPECT_NE(help.find("--huge-pages  [POOLSHIMD_HUGE_PAGES=0|1]  default 0"), std::string::npos);
   EXPECT_NE(help.find("--log-level LEVEL  [POOLSHIMD_LOG_LEVEL]  default info"), std::string::npos);
   EXPECT_NE(help.find("--status"), std::string::npos);
+  EXPECT_NE(help.find("--version"), std::string::npos);
   EXPECT_NE(help.find("POOLSHIM_STATS=off|native|python  default off"), std::string::npos);
 }
 
