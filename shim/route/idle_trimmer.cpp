@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <utility>
 
 #include "base/log.h"
 #include "base/process.h"
@@ -33,7 +34,9 @@ std::atomic<bool> g_started{false};
 // daemon client while the process tears them down. Bounded: another fork handler may hold a lock
 // the round waits for (the daemon client's), and then the fork goes on as it would without this.
 std::timed_mutex g_round;
-std::atomic<bool> g_round_held_for_fork{false};
+// Whether this thread's fork took g_round: per thread, since two threads may fork at once (the
+// second then waits out its bound and must not unlock what the first took).
+[[gnu::tls_model("initial-exec")]] constinit thread_local bool tl_round_held_for_fork = false;
 std::atomic<bool> g_stopped{false};
 constexpr std::chrono::milliseconds k_fork_wait{500};
 constexpr std::chrono::milliseconds k_exit_wait{2000};
@@ -106,14 +109,14 @@ void start() noexcept {
   if (g_started.load(std::memory_order_relaxed) || g_started.exchange(true)) return;
   static std::atomic<bool> fork_handler{false};
   if (!fork_handler.exchange(true)) {  // threads do not survive fork: a child starts its own
-    pthread_atfork([] { g_round_held_for_fork.store(g_round.try_lock_for(k_fork_wait), std::memory_order_relaxed); },
+    pthread_atfork([] { tl_round_held_for_fork = g_round.try_lock_for(k_fork_wait); },
                    [] {
-                     if (g_round_held_for_fork.exchange(false, std::memory_order_relaxed)) g_round.unlock();
+                     if (std::exchange(tl_round_held_for_fork, false)) g_round.unlock();
                    },
                    [] {
                      // The child's only thread is the one that forked: it unlocks what it took, or, when the
                      // wait ran out, starts the lock afresh (the parent's trimmer held it; it has no thread here).
-                     if (g_round_held_for_fork.exchange(false, std::memory_order_relaxed))
+                     if (std::exchange(tl_round_held_for_fork, false))
                        g_round.unlock();
                      else
                        new (&g_round) std::timed_mutex;
