@@ -5,6 +5,7 @@
 #include "base/process.h"
 
 #include <atomic>
+#include <cstring>
 
 #include "base/log.h"
 #include "base/reentry_guard.h"
@@ -46,6 +47,11 @@ run_mode mode() noexcept {
     g_mode.store(m, std::memory_order_relaxed);
   }
   return static_cast<run_mode>(m);
+}
+
+bool stats_requested() noexcept {
+  const char* s = current_config().stats;
+  return s != nullptr && (std::strcmp(s, "native") == 0 || std::strcmp(s, "python") == 0);
 }
 
 const config& current_config() noexcept {

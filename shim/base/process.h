@@ -15,6 +15,8 @@ inline bool tracking() noexcept { return mode() != run_mode::off; }
 // The whole configuration, read once; a bad value is reported once (write(2), so even from a
 // static constructor that runs before ours).
 const config& current_config() noexcept;
+// POOLSHIM_STATS asks for call-site statistics (native or python frames).
+bool stats_requested() noexcept;
 
 // Another library hooks what we hook. Noting is safe inside dlsym (one atomic or); reporting logs
 // each kind once and must not run inside dlsym.

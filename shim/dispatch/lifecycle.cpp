@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 
 #include "base/log.h"
 #include "base/process.h"
@@ -83,9 +82,7 @@ void on_driver_resolved(const real_driver& driver) noexcept {
   if (!base::tracking()) return;  // off: pure passthrough, nothing registered, nothing logged
   pthread_atfork(nullptr, nullptr, [] { dispatch::after_fork_in_child(); });
   // With call-site statistics on, the pools made from now on report their segments (memory_viz).
-  const char* stats_mode = base::current_config().stats;
-  if (stats_mode != nullptr && (std::strcmp(stats_mode, "native") == 0 || std::strcmp(stats_mode, "python") == 0))
-    device_router::set_segment_listener(&dispatch::note_segment);
+  if (base::stats_requested()) device_router::set_segment_listener(&dispatch::note_segment);
   // The process's `dlsym` must be ours, or runtime lookups bypass us.
   void* resolved = real_dlsym()(RTLD_DEFAULT, "dlsym");
   if (resolved != nullptr && resolved != reinterpret_cast<void*>(&::dlsym))

@@ -194,8 +194,7 @@ recorder* active() noexcept {
     return &g_rec;
   if (s == 1) return wait_for_start();
   if (s != 0) return nullptr;
-  const config& cfg = base::current_config();
-  if (cfg.stats == nullptr || (std::strcmp(cfg.stats, "native") != 0 && std::strcmp(cfg.stats, "python") != 0)) {
+  if (!base::stats_requested()) {
     int expected = 0;
     g_state.compare_exchange_strong(expected, 3, std::memory_order_acq_rel);
     return nullptr;
