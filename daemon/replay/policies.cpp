@@ -11,7 +11,6 @@ namespace {
 
 constexpr std::uint64_t k_mib = std::uint64_t{1} << 20;
 constexpr std::uint64_t k_huge_page = 2 * k_mib;
-constexpr std::uint64_t k_address_end = std::uint64_t{1} << 47;
 constexpr std::uint64_t k_block_align = 512;  // what cuMemAlloc_v2 gives; the region's blocks keep it
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { return (v + to - 1) / to * to; }
@@ -31,9 +30,8 @@ std::uint64_t device_model::allocate(std::uint64_t bytes) noexcept {
     base = spare->second.back();  // a freed range of this very size: address space stays bounded
     spare->second.pop_back();
   } else {
-    // Addresses stay below 2^47 (the pool's pointer map takes 48 bits): a trace that needs more
-    // address space than that is refused like a full device, never wrapped.
-    if (size > k_address_end || next_ > k_address_end - size - k_huge_page) {
+    // Beyond the address space: refused like a full device, never wrapped.
+    if (size > address_end_ || next_ > address_end_ - size - k_huge_page) {
       ++refusals_;
       return 0;
     }

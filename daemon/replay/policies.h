@@ -21,9 +21,14 @@ namespace poolshim::replay {
 // The driver as a policy sees it: allocations are rounded up to `granule` (cuMemAlloc's
 // alignment), addresses are handed out bump-style (2 MiB-aligned from 2 MiB up) or reused from a
 // freed range of the same size, as a driver would, and `limit` (0: none) is the device's size.
+// Addresses stay below `address_end` (at most 2^47: the pool's pointer map takes 48 bits); a trace
+// that needs more address space is refused like a full device, never wrapped.
 class device_model {
  public:
-  device_model(std::uint64_t granule, std::uint64_t limit) noexcept : granule_(granule), limit_(limit) {}
+  static constexpr std::uint64_t k_first_address = std::uint64_t{1} << 32;
+  static constexpr std::uint64_t k_address_end = std::uint64_t{1} << 47;
+  device_model(std::uint64_t granule, std::uint64_t limit, std::uint64_t address_end = k_address_end) noexcept
+      : granule_(granule), limit_(limit), address_end_(address_end < k_address_end ? address_end : k_address_end) {}
   // 0 when the limit does not allow it.
   std::uint64_t allocate(std::uint64_t bytes) noexcept;
   void deallocate(std::uint64_t base, std::uint64_t bytes) noexcept;
@@ -38,7 +43,8 @@ class device_model {
  private:
   std::uint64_t granule_;
   std::uint64_t limit_;
-  std::uint64_t next_ = std::uint64_t{1} << 32;
+  std::uint64_t address_end_;
+  std::uint64_t next_ = k_first_address;
   std::uint64_t reserved_ = 0;
   std::uint64_t peak_reserved_ = 0;
   std::uint64_t allocations_ = 0;
@@ -48,9 +54,10 @@ class device_model {
 };
 
 struct policy_options {
-  std::uint64_t driver_granule = 512;                   // no caching: reserved = live rounded to this
-  std::uint64_t device_limit = 0;                       // 0: unlimited (nothing is ever released for lack of room)
-  std::uint64_t region_chunk = std::uint64_t{2} << 20;  // first-fit region: growth step (VMM granularity)
+  std::uint64_t driver_granule = 512;                       // no caching: reserved = live rounded to this
+  std::uint64_t device_limit = 0;                           // 0: unlimited (nothing is ever released for lack of room)
+  std::uint64_t region_chunk = std::uint64_t{2} << 20;      // first-fit region: growth step (VMM granularity)
+  std::uint64_t address_end = device_model::k_address_end;  // the device's address space (tests shrink it)
   pool::device_pool_options pool;  // poolshim: POOLSHIM_SMALL_LIMIT, _THREAD_CACHE, _DEVICE_CACHE_LIMIT
 };
 
@@ -58,7 +65,7 @@ struct policy_options {
 // allocation was not served (the device limit).
 class allocation_policy {
  public:
-  explicit allocation_policy(const policy_options& o) : device_(o.driver_granule, o.device_limit) {}
+  explicit allocation_policy(const policy_options& o) : device_(o.driver_granule, o.device_limit, o.address_end) {}
   allocation_policy(const allocation_policy&) = delete;
   allocation_policy& operator=(const allocation_policy&) = delete;
   virtual ~allocation_policy() = default;

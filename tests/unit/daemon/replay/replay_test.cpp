@@ -195,16 +195,31 @@ TEST(ReplayPolicies, TorchReleasesWholeCachedSegmentsWhenTheDriverRefuses) {
   EXPECT_EQ(r.peak_reserved, 26 * kMiB);  // 25 MiB rounded up to 2 MiB
 }
 
-// The device model reuses a freed range of the same size: four 64 TiB allocations one after the
-// other need 64 TiB of address space, not 256 (the pool's pointer map takes 48 bits of address).
+// The device model reuses a freed range of the same size: four 4 GiB allocations one after the
+// other need 4 GiB of address space, not 16. The device's address space is shrunk to 6 GiB here
+// (the real one ends at 2^47, the pool's pointer map taking 48 bits of address), so that a model
+// that never reuses runs out at the second allocation. The same test at 2^46 bytes a block took a
+// minute under TSan: the pointer map publishes a 64 TiB segment in each of its 32 M chunks.
 TEST(ReplayPolicies, AddressSpaceOfFreedDriverAllocationsIsReused) {
+  constexpr std::uint64_t kBlock = std::uint64_t{4} << 30;
   std::string text = "# poolshim-trace 1\n";
-  for (int i = 0; i < 4; ++i) text += "a 1 70368744177664\nf 1\n";
+  for (int i = 0; i < 4; ++i) text += "a 1 " + std::to_string(kBlock) + "\nf 1\n";
+  policy_options o;
+  o.address_end = device_model::k_first_address + kBlock + (kBlock / 2);
   for (const std::string& name : policy_names()) {
-    const policy_result r = run(parse(text), name);
+    const policy_result r = run(parse(text), name, o);
     EXPECT_EQ(r.failures, 0u) << name;
-    EXPECT_EQ(r.peak_reserved, std::uint64_t{1} << 46) << name;
+    EXPECT_EQ(r.peak_reserved, kBlock) << name;
   }
+}
+
+// Without reuse (sizes that differ by a page each time) the same space runs out: the bound holds.
+TEST(ReplayPolicies, AddressSpaceBeyondTheDeviceIsRefusedNotWrapped) {
+  constexpr std::uint64_t kBlock = std::uint64_t{4} << 30;
+  device_model device(512, 0, device_model::k_first_address + kBlock + (kBlock / 2));
+  EXPECT_NE(device.allocate(kBlock), 0u);
+  EXPECT_EQ(device.allocate(kBlock + 4096), 0u);
+  EXPECT_EQ(device.refusals(), 1u);
 }
 
 TEST(ReplayTrace, RefusesBrokenTraces) {
