@@ -6,7 +6,7 @@
 // throughput (messages back to back), and the threshold: 1 MiB inline against the same through
 // a buffer of its own. Each size has a channel of its own, its ring four times the message.
 //
-// usage: channel_bench --daemon poolshimd [--count N]
+// usage: channel_bench --daemon poolshimd [--count N] [--tp-count N]
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -309,9 +309,9 @@ std::vector<p50_p99> unix_latency() {
   return got ? parse(line) : std::vector<p50_p99>{};
 }
 
-// Throughput: k_tp_count messages of each size back to back; the time from the first send to the
-// reader's line (it has them all).
-constexpr int k_tp_count = 1000;
+// Throughput: k_tp_count messages of each size back to back (--tp-count; 1000 by default); the time
+// from the first send to the reader's line (it has them all).
+int k_tp_count = 1000;
 
 std::vector<double> channel_throughput() {
   std::vector<double> rate;
@@ -469,14 +469,17 @@ int main(int argc, char** argv) {
   // The count reaches the readers (children) through the environment.
   for (std::size_t i = 0; i + 1 < a.size(); ++i)
     if (a[i] == "--count") setenv("POOLSHIM_BENCH_COUNT", a[i + 1].c_str(), 1);
+  for (std::size_t i = 0; i + 1 < a.size(); ++i)
+    if (a[i] == "--tp-count") k_tp_count = std::max(10, std::atoi(a[i + 1].c_str()));
   if (const char* c = std::getenv("POOLSHIM_BENCH_COUNT")) g_count = std::max(10, std::atoi(c));
   if (a.size() >= 4 && a[0] == "channel-reader")
     return channel_reader(a[1].c_str(), std::atoi(a[2].c_str()), std::atoi(a[3].c_str()));
   if (a.size() >= 4 && a[0] == "zmq-reader") return zmq_reader(a[1].c_str(), a[2] == "paced", std::atoi(a[3].c_str()));
   if (a.size() >= 2 && a[0] == "--daemon") return run(a[1].c_str());
   std::fprintf(stderr,
-               "usage: channel_bench --daemon poolshimd [--count N]\n"
-               "  one-way latency, throughput and the inline threshold of channels, against ZeroMQ and a Unix "
-               "socket\n");
+               "usage: channel_bench --daemon poolshimd [--count N] [--tp-count N]\n"
+               "  one-way latency (--count messages a size and way, default 200), throughput (--tp-count\n"
+               "  messages a size, default 1000) and the inline threshold of channels, against ZeroMQ and a\n"
+               "  Unix socket\n");
   return a.size() == 1 && (a[0] == "--help" || a[0] == "-h") ? 0 : 2;
 }
