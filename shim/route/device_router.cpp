@@ -28,6 +28,8 @@ namespace poolshim::device_router {
 namespace {
 
 constexpr int k_max_pools = 64;
+constexpr std::uint64_t k_idle_percent_auto = 1001;  // POOLSHIM_DEVICE_IDLE_PERCENT's default
+constexpr std::size_t k_daemon_idle_percent = 10;    // ... with POOLSHIM_DEVICE_SOURCE=daemon
 
 struct entry {
   std::atomic<CUcontext> ctx{nullptr};  // null: free slot or retired
@@ -107,7 +109,7 @@ std::size_t preallocation_of(int device) noexcept {
 
 void preallocate_entry(entry& e, std::size_t bytes) noexcept {
   const std::size_t got = e.pool->preallocate(bytes);
-  e.preallocated.fetch_add(got, std::memory_order_relaxed);
+  e.pool->set_kept_idle(e.preallocated.fetch_add(got, std::memory_order_relaxed) + got);
   if (got < bytes)
     POOLSHIM_LOG_WARN("preallocation on device {}: {} of {} bytes (out of memory)", e.device, got, bytes);
 }
@@ -128,10 +130,18 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.small_limit = cfg.small_limit;
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
   opt.idle_limit = cfg.device_cache_limit;
-  opt.idle_percent = cfg.device_idle_percent >= 1000 ? pool::kNoIdleBound : cfg.device_idle_percent;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
   pool::segment_resource* segments = source;
   const bool from_daemon = cfg.device_source == segment_source::daemon;  // a bad value warned, as "local"
+  // With the daemon's segments, idle memory is the node's: what this process keeps idle no other can
+  // use, and a segment given back returns to the daemon at once (a lease brings it back). So the idle
+  // bound is on by default there, against the bytes in use now (footprint benchmark); with local
+  // segments, caching comes first (the per-process way, as PyTorch's allocator behaves).
+  opt.idle_bound_now = from_daemon;
+  opt.idle_percent = cfg.device_idle_percent == k_idle_percent_auto
+                         ? (from_daemon ? k_daemon_idle_percent : pool::kNoIdleBound)
+                     : cfg.device_idle_percent >= 1000 ? pool::kNoIdleBound
+                                                       : cfg.device_idle_percent;
   if (source != nullptr && from_daemon) {
     CUuuid uuid{};
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
@@ -336,6 +346,7 @@ std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
     do {
       left = bytes == SIZE_MAX || got >= above + pre ? 0 : pre - (got > above ? got - above : 0);
     } while (!e.preallocated.compare_exchange_weak(pre, left, std::memory_order_relaxed));
+    e.pool->set_kept_idle(left);
   }
   return released;
 }
