@@ -46,7 +46,7 @@
     "before the device pool takes a new segment, it returns idle ones until it holds at most this "                  \
     "percentage more than is in use: with POOLSHIM_DEVICE_SOURCE=daemon more than is in use now (what one "          \
     "process keeps idle no other can use), with local segments more than the most in use since memory was "          \
-    "last released (a loop reuses it). 1001, the default: 10 with the daemon's segments, no bound with local ones "  \
+    "last released (a loop reuses it). 1001, the default: 5 with the daemon's segments, no bound with local ones  "  \
     "(caching first: every freed block stays cached); 1000: no bound")                                               \
   POOLSHIM_SOCKET_OPTION(X)                                                                                          \
   X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                                       \

@@ -31,7 +31,7 @@ namespace {
 
 constexpr int k_max_pools = 64;
 constexpr std::uint64_t k_idle_percent_auto = 1001;  // POOLSHIM_DEVICE_IDLE_PERCENT's default
-constexpr std::size_t k_daemon_idle_percent = 10;    // ... with POOLSHIM_DEVICE_SOURCE=daemon
+constexpr std::size_t k_daemon_idle_percent = 5;     // ... with POOLSHIM_DEVICE_SOURCE=daemon
 
 struct entry {
   std::atomic<CUcontext> ctx{nullptr};  // null: free slot or retired
