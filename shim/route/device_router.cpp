@@ -3,6 +3,7 @@
 // first use and never destroyed (a forgotten context's pool is retired, its memory gone with it).
 #include "route/device_router.h"
 
+#include <pthread.h>
 #include <time.h>
 
 #include <algorithm>
@@ -154,12 +155,22 @@ void preallocate_entry(entry& e, std::size_t bytes) noexcept {
     POOLSHIM_LOG_WARN("preallocation on device {}: {} of {} bytes (out of memory)", e.device, got, bytes);
 }
 
+// A fork child has only the thread that forked, which was not inside any maintenance: counts that
+// other threads held (the idle thread's round may not have ended in the fork's bounded wait) would
+// make a reset or destroy in the child wait forever.
+void zero_maintenance_in_child() noexcept {
+  const int n = g_used.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) g_entries[i].maintaining.store(0, std::memory_order_relaxed);
+}
+
 // *fresh: the entry was made by this call (its POOLSHIM_PREALLOCATE is then the caller's to take,
 // outside the creation lock).
 entry* create_entry(const real_driver& d, CUcontext ctx, bool* fresh) noexcept {
   *fresh = false;
   std::lock_guard<std::mutex> lk(g_create_mutex);
   if (entry* e = find_entry(ctx)) return e;
+  static const bool fork_handler = pthread_atfork(nullptr, nullptr, zero_maintenance_in_child) == 0;
+  (void)fork_handler;
   int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) {
     POOLSHIM_LOG_WARN_ONCE("more than 64 CUDA contexts: allocations of further contexts bypass the pool");
