@@ -721,11 +721,16 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         // Believed up to what it was lent. What it takes an ask for now is on its way back (its
         // leases return within the round): counted as asked until they do, so that neither the
         // next lease asks for the same bytes again nor a waiting asker is told nothing is coming.
-        c.idle_device = trusted_idle(q.arg[0], c.device_bytes);
+        // A client that took an ask and gave none of it back by its next report (no device lease
+        // returned) kept it; after k_unkept_asks in a row, what it says it holds idle is not
+        // believed until it returns a device lease (a client that calls memory in use idle would
+        // otherwise take every ask from the real holders, and make askers wait in vain).
+        if (c.taken_device != 0) c.unkept_asks = c.giving_device == c.taken_device ? c.unkept_asks + 1 : 0;
+        c.idle_device = c.unkept_asks < k_unkept_asks ? trusted_idle(q.arg[0], c.device_bytes) : 0;
         c.idle_pinned = trusted_idle(q.arg[1], c.lent_bytes);
         r.val[1] = std::exchange(c.asked_device, 0);
         r.val[2] = std::exchange(c.asked_pinned, 0);
-        c.giving_device = std::min(r.val[1], c.idle_device);
+        c.giving_device = c.taken_device = std::min(r.val[1], c.idle_device);
         c.giving_since = clock::now();
       }
       return r;
@@ -885,6 +890,7 @@ void server::end_lease(client& c, const lease& l, bool retain) {
     // A segment goes back only when idle (or with the process): it was part of what it reported.
     c.idle_device -= std::min(c.idle_device, l.bytes);
     c.giving_device -= std::min(c.giving_device, l.bytes);
+    c.unkept_asks = 0;
   }
 }
 

@@ -937,6 +937,30 @@ TEST_F(ServerDevice, AClientOverReportingIdleBytesDoesNotTakeTheAskFromTheRealHo
   close(honest);
 }
 
+// A client that calls memory in use idle (within what it was lent) takes the asks and gives
+// nothing back: after three asks in a row kept so, its reports are not believed, and a refused
+// lease asks the client that really holds idle memory.
+TEST_F(ServerDevice, AClientThatKeepsWhatItWasAskedForIsNoLongerAsked) {
+  start_lending(8 * kMiB, server_options::k_no_idle_bound);
+  proto::reply r{};
+  const int honest = connect(), liar = connect();
+  ASSERT_EQ(lease(liar, 4 * kMiB, &r), proto::status::ok) << "needs the simulator's libcuda.so.1";
+  ASSERT_EQ(lease(honest, 2 * kMiB, &r), proto::status::ok);
+  EXPECT_EQ(report(honest, 2 * kMiB), 0u);
+  EXPECT_EQ(report(liar, 4 * kMiB), 0u);
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(lease(sock_, 4 * kMiB, &r), proto::status::no_memory) << round;
+    EXPECT_EQ(report(liar, 4 * kMiB), 4 * kMiB) << "the largest idle holder, by its word; round " << round;
+    EXPECT_EQ(report(liar, 4 * kMiB), 0u) << "it gave nothing back; round " << round;
+  }
+  ASSERT_EQ(lease(sock_, 4 * kMiB, &r), proto::status::no_memory);
+  EXPECT_EQ(r.val[0], 2 * kMiB) << "all the idle memory there is: the honest client's";
+  EXPECT_EQ(report(liar, 4 * kMiB), 0u) << "three asks kept: not believed";
+  EXPECT_EQ(report(honest, 2 * kMiB), 2 * kMiB);
+  close(liar);
+  close(honest);
+}
+
 // The node's footprint bound: a lease that leaves more lent than idle_percent above what clients
 // use (lent less reported idle) asks the idle holders for the excess; off, nobody is asked.
 TEST_F(ServerDevice, ALeaseBeyondTheNodeIdleBoundAsksIdleHoldersForTheExcess) {
