@@ -117,6 +117,7 @@ server_options server_options_of(const daemon_options& o) {
   s.client_quota = o.client_quota;
   s.uid_quota = o.uid_quota;
   s.device_limit = o.device_limit;
+  s.idle_percent = static_cast<unsigned>(o.idle_percent);
   s.idle_exit = std::chrono::seconds(o.idle_exit);
   s.metrics_port = static_cast<int>(o.metrics_port);
   s.metrics_address = o.metrics_address != nullptr ? o.metrics_address : "127.0.0.1";

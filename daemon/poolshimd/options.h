@@ -21,6 +21,10 @@
   X(device_limit, "POOLSHIMD_DEVICE_LIMIT", size, std::size_t{0},                                                    \
     "lend device memory (VMM, cuMemCreate), at most this much per device, to clients with "                          \
     "POOLSHIM_DEVICE_SOURCE=daemon (0: off; the CUDA driver is loaded on the first such request)")                   \
+  X(idle_percent, "POOLSHIMD_IDLE_PERCENT", count(0, 1000), 5,                                                       \
+    "the node's footprint bound on lent device memory: when a lease leaves more lent than this percentage "          \
+    "above what clients hold in use (lent less what they report idle), the largest idle holders are asked "          \
+    "for the excess at their next report (1000: off, idle memory then flows back only when asked for or unasked)")   \
   X(idle_exit, "POOLSHIMD_IDLE_EXIT", count(0, 0x7fffffff), 0,                                                       \
     "exit after this many seconds with no client and nothing lent (0: never)")                                       \
   X(metrics_port, "POOLSHIMD_METRICS_PORT", count(0, 65535), 0, "serve Prometheus text on port N (0: off)")          \

@@ -621,7 +621,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         if (!devices_.enabled()) return proto::make_reply(q, status::not_permitted);
         // Pressure: the limit or the device is spent; idle memory of other clients flows back to
         // the daemon (their next report, within the shim's report period) and the asker retries.
-        const std::uint64_t asked = ask_device_back(c, q.arg[0]);
+        const std::uint64_t asked = ask_device_back(&c, q.arg[0]);
         if (asked == 0 && c.bad_records++ < 3)
           log::info("poolshimd: client {} (pid {}): no device memory: {}", c.id, c.pid, why);
         proto::reply r = proto::make_reply(q, status::no_memory);
@@ -633,6 +633,7 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       c.leases.push_back(l);
       c.device_bytes += l.bytes;
       *fd_out = fd;
+      keep_node_idle_bound();
       proto::reply r = proto::make_reply(q, status::ok);
       r.val[0] = l.id;
       r.val[1] = l.bytes;
@@ -717,10 +718,20 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
       proto::reply r = proto::make_reply(q, status::ok);
       r.val[0] = std::uint64_t{pressure_mib()} << 20;
       if (q.arg[2] == proto::k_idle_report) {
-        c.idle_device = q.arg[0];
-        c.idle_pinned = q.arg[1];
+        // Believed up to what it was lent. What it takes an ask for now is on its way back (its
+        // leases return within the round): counted as asked until they do, so that neither the
+        // next lease asks for the same bytes again nor a waiting asker is told nothing is coming.
+        // A client that took an ask and gave none of it back by its next report (no device lease
+        // returned) kept it; after k_unkept_asks in a row, what it says it holds idle is not
+        // believed until it returns a device lease (a client that calls memory in use idle would
+        // otherwise take every ask from the real holders, and make askers wait in vain).
+        if (c.taken_device != 0) c.unkept_asks = c.giving_device == c.taken_device ? c.unkept_asks + 1 : 0;
+        c.idle_device = c.unkept_asks < k_unkept_asks ? trusted_idle(q.arg[0], c.device_bytes) : 0;
+        c.idle_pinned = trusted_idle(q.arg[1], c.lent_bytes);
         r.val[1] = std::exchange(c.asked_device, 0);
         r.val[2] = std::exchange(c.asked_pinned, 0);
+        c.giving_device = c.taken_device = std::min(r.val[1], c.idle_device);
+        c.giving_since = clock::now();
       }
       return r;
     }
@@ -876,6 +887,10 @@ void server::end_lease(client& c, const lease& l, bool retain) {
   } else {
     devices_.give_back(l.handle, l.bytes, l.device);
     c.device_bytes -= l.bytes;
+    // A segment goes back only when idle (or with the process): it was part of what it reported.
+    c.idle_device -= std::min(c.idle_device, l.bytes);
+    c.giving_device -= std::min(c.giving_device, l.bytes);
+    c.unkept_asks = 0;
   }
 }
 
@@ -996,7 +1011,7 @@ std::uint32_t server::pressure_mib() const {
   return static_cast<std::uint32_t>(region_.slab_bytes() >> 20);
 }
 
-std::uint64_t server::ask_device_back(const client& needy, std::uint64_t bytes) {
+std::uint64_t server::ask_device_back(const client* needy, std::uint64_t bytes) {
   const auto now = clock::now();
   // A client asked earlier that has not reported since (stopped, hung, or it stopped reporting)
   // gives nothing back: its ask is not memory on its way, and it is asked for nothing more, or
@@ -1004,25 +1019,43 @@ std::uint64_t server::ask_device_back(const client& needy, std::uint64_t bytes) 
   auto responsive = [&](const client& o) {
     return o.sock >= 0 && (o.asked_device == 0 || now - o.asked_since < k_ask_expiry);
   };
+  // Asked, or taken at its last report and not given back yet (for as long as an ask counts).
+  auto pending = [&](const client& o) {
+    return o.asked_device + (now - o.giving_since < k_ask_expiry ? o.giving_device : 0);
+  };
   std::vector<client*> holders;
   for (auto& [id, other] : clients_)
-    if (other.get() != &needy && responsive(*other) && other->idle_device > other->asked_device)
+    if (other.get() != needy && responsive(*other) && other->idle_device > pending(*other))
       holders.push_back(other.get());
-  std::sort(holders.begin(), holders.end(), [](const client* a, const client* b) {
-    return a->idle_device - a->asked_device > b->idle_device - b->asked_device;
+  std::sort(holders.begin(), holders.end(), [&](const client* a, const client* b) {
+    return a->idle_device - pending(*a) > b->idle_device - pending(*b);
   });
   // What earlier refusals asked already counts: a retry does not ask twice for one need.
   std::uint64_t asked = 0;
   for (const auto& [id, other] : clients_)
-    if (other.get() != &needy && responsive(*other)) asked += std::min(other->asked_device, other->idle_device);
+    if (other.get() != needy && responsive(*other)) asked += std::min(pending(*other), other->idle_device);
   for (client* h : holders) {
     if (asked >= bytes) break;
-    const std::uint64_t more = std::min(h->idle_device - h->asked_device, bytes - asked);
+    const std::uint64_t more = std::min(h->idle_device - pending(*h), bytes - asked);
     if (h->asked_device == 0) h->asked_since = now;
     h->asked_device += more;
     asked += more;
   }
   return asked;
+}
+
+void server::keep_node_idle_bound() {
+  if (options_.idle_percent >= server_options::k_no_idle_bound) return;
+  std::uint64_t lent = 0, idle = 0;
+  for (const auto& [id, c] : clients_) {
+    lent += c->device_bytes;
+    idle += c->idle_device;  // at most its device_bytes (trusted_idle)
+  }
+  // Reserved memory only grows at a lease, so bounding it here bounds the node's peak (give or
+  // take what is still on its way back: asks are taken at the holders' next report).
+  const std::uint64_t in_use = lent - std::min(lent, idle);
+  const std::uint64_t allowed = in_use + in_use / 100 * options_.idle_percent;
+  if (lent > allowed) (void)ask_device_back(nullptr, lent - allowed);
 }
 
 proto::daemon_status server::status_figures() const {

@@ -47,9 +47,14 @@ namespace poolshim::daemon {
 struct server_options {
   std::string socket_path;
   region_options region;
-  std::uint64_t client_quota = 0;         // bytes lent to one client at most (0: no limit)
-  std::uint64_t uid_quota = 0;            // bytes lent to one uid at most (0: no limit)
-  std::uint64_t device_limit = 0;         // device bytes lent per device at most (0: no device lending)
+  std::uint64_t client_quota = 0;  // bytes lent to one client at most (0: no limit)
+  std::uint64_t uid_quota = 0;     // bytes lent to one uid at most (0: no limit)
+  std::uint64_t device_limit = 0;  // device bytes lent per device at most (0: no device lending)
+  // The node's footprint bound on lent device memory: when a lease leaves more lent than this
+  // percentage above what the clients hold in use (lent less what they report idle), the largest
+  // idle holders are asked for the excess (at their next report). k_no_idle_bound or more: off.
+  unsigned idle_percent = 5;
+  static constexpr unsigned k_no_idle_bound = 1000;
   std::chrono::seconds idle_exit{0};      // exit after this long with no client and no lease (0: never)
   int metrics_port = 0;                   // Prometheus text on metrics_address:port (0: off)
   unsigned uid_connections = 64;          // open connections per uid at most (0: no limit)
@@ -176,13 +181,19 @@ class server {
     std::vector<retained_file> retained;    // slabs it returned, named buffers freed, that it may still hold
     std::uint64_t retained_bytes = 0;       // their bytes
     std::uint64_t exports = 0;              // its IPC registrations
-    // What it holds idle, as it last reported (return_idle with k_idle_report), and what the daemon
-    // asks it to give back at its next report (a refused lease_device, trim_clients).
+    // What it holds idle, as it last reported (return_idle with k_idle_report; at most what it was
+    // lent, less what it took an ask for since), and what the daemon asks it to give back at its
+    // next report (a refused lease_device, the node's idle bound, trim_clients).
     std::uint64_t idle_device = 0, idle_pinned = 0;
     std::uint64_t asked_device = 0, asked_pinned = 0;
     // When asked_device last went from 0 to more: an ask its report has not taken within
     // k_ask_expiry (a stopped or hung process, one that stopped reporting) no longer counts.
     std::chrono::steady_clock::time_point asked_since{};
+    // What its last report took an ask for and it has not given back yet (its returns lower it).
+    std::uint64_t giving_device = 0;
+    std::chrono::steady_clock::time_point giving_since{};
+    std::uint64_t taken_device = 0;  // what its last report took (giving_device before any return)
+    unsigned unkept_asks = 0;        // asks in a row it gave nothing of (reset by a returned lease)
   };
   struct metrics_conn {
     int fd = -1;
@@ -214,12 +225,22 @@ class server {
   void retire(std::uint64_t serial);
   std::uint32_t pressure_mib() const;
   // A device lease of `bytes` was refused for want of memory: the idle device memory other clients
-  // reported is asked back from them, the largest holders first, until `bytes` are covered.
-  // Returns the bytes asked (0: no one holds enough idle, waiting will not help).
-  std::uint64_t ask_device_back(const client& needy, std::uint64_t bytes);
+  // reported is asked back from them (every client's when needy is null), the largest holders
+  // first, until `bytes` are covered, asks not yet taken included. Returns the bytes asked (0: no
+  // one holds enough idle, waiting will not help).
+  std::uint64_t ask_device_back(const client* needy, std::uint64_t bytes);
+  // After a device lease: the node's footprint bound (server_options::idle_percent).
+  void keep_node_idle_bound();
+  // What a client's report of idle bytes is believed up to: what the daemon lent it (a client that
+  // says more, by mistake or to make others wait for memory that never comes, is held to that).
+  static std::uint64_t trusted_idle(std::uint64_t reported, std::uint64_t lent) noexcept {
+    return reported < lent ? reported : lent;
+  }
   // A healthy client takes an ask at its next report (POOLSHIM_IDLE_REPORT_MS, 100 ms): one that
   // has not after this long is not counted on, neither as memory on its way nor as a holder.
   static constexpr std::chrono::milliseconds k_ask_expiry{1000};
+  // Asks in a row a client took and gave nothing of, after which its idle reports are not believed.
+  static constexpr unsigned k_unkept_asks = 3;
   void serve_metrics();
   void on_metrics_event(std::uint64_t id, std::uint32_t events);
   void end_metrics(std::uint64_t id, bool abort);

@@ -54,7 +54,10 @@ Options:
                          bytes reserved, up to --segment-size (default 0: all --segment-size)
   --idle-percent N|off   poolshim: POOLSHIM_DEVICE_IDLE_PERCENT, before a new segment idle ones go
                          back until reserved <= (100 + N)% of the most in use (default off, as
-                         the shim's default; 10: the footprint mode)
+                         the shim's default with local segments; 10: the footprint mode)
+  --idle-against peak|now  poolshim: what the idle bound measures against: the most in use since
+                         idle memory was last released (default, local segments) or the bytes in
+                         use now (the shim's way with POOLSHIM_DEVICE_SOURCE=daemon, 5% there)
   --reuse-bits N         poolshim: a large request takes an idle block of any class up to 1/2^N
                          larger than its rounded size (default 2: a quarter)
   --class-bits N         poolshim: large requests round up to 2^N classes per power of two
@@ -167,6 +170,9 @@ int main(int argc, char** argv) {
           o.pool.idle_percent = n;
         else
           return usage_error("--idle-percent: 0 to 1000 or off, not " + value);
+      } else if (key == "--idle-against") {
+        if (value != "peak" && value != "now") return usage_error("--idle-against: peak or now, not " + value);
+        o.pool.idle_bound_now = value == "now";
       } else if (key == "--reuse-bits" || key == "--class-bits" || key == "--grow-segments") {
         std::uint64_t n = 0;
         const std::uint64_t hi = key == "--reuse-bits" ? 20 : key == "--class-bits" ? 6 : 1;

@@ -140,7 +140,9 @@ void write_text(std::ostream& out, const std::vector<trace_result>& results, con
       << limit_text(o.device_limit) << ", region chunk " << bytes_text(o.region_chunk) << "; poolshim: small limit "
       << bytes_text(o.pool.small_limit) << ", thread cache " << limit_text(o.pool.thread_cache_bytes)
       << ", cache limit " << limit_text(o.pool.idle_limit) << ", idle bound "
-      << (o.pool.idle_percent == pool::kNoIdleBound ? std::string("none") : std::to_string(o.pool.idle_percent) + "%")
+      << (o.pool.idle_percent == pool::kNoIdleBound
+              ? std::string("none")
+              : std::to_string(o.pool.idle_percent) + (o.pool.idle_bound_now ? "% of in use now" : "% of the peak"))
       << ", reuse up to 1/" << (1u << o.pool.reuse_bits) << " larger, " << (1u << o.pool.large_class_bits)
       << " classes per power of two, small segments " << (o.pool.grow_small_segments ? "256 KiB doubling to " : "")
       << bytes_text(o.pool.segment_size) << " (one thread, device-sync frees)\n";
@@ -176,6 +178,7 @@ void write_json(std::ostream& out, const std::vector<trace_result>& results, con
       << ", \"cache_limit\": " << o.pool.idle_limit << ", \"segment_size\": " << o.pool.segment_size
       << ", \"idle_percent\": "
       << (o.pool.idle_percent == pool::kNoIdleBound ? std::string("null") : std::to_string(o.pool.idle_percent))
+      << ", \"idle_against\": \"" << (o.pool.idle_bound_now ? "now" : "peak") << "\""
       << ", \"reuse_bits\": " << o.pool.reuse_bits << ", \"class_bits\": " << o.pool.large_class_bits
       << ", \"grow_small_segments\": " << (o.pool.grow_small_segments ? "true" : "false") << "}, \"traces\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {

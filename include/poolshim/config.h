@@ -42,10 +42,12 @@
   X(preallocate, "POOLSHIM_PREALLOCATE", string, "",                                                                 \
     "DEVICE:SIZE[,DEVICE:SIZE...]: device memory each listed device's pool takes at its first use and keeps "        \
     "(as free small segments; idle release and the daemon's requests leave it, poolshim_release_all does not)")      \
-  X(device_idle_percent, "POOLSHIM_DEVICE_IDLE_PERCENT", count(0, 1000), 1000,                                       \
+  X(device_idle_percent, "POOLSHIM_DEVICE_IDLE_PERCENT", count(0, 1001), 1001,                                       \
     "before the device pool takes a new segment, it returns idle ones until it holds at most this "                  \
-    "percentage more than is in use (1000, the default: no bound, every freed block stays cached; 10: the "          \
-    "footprint mode, about one allocation in five of a training loop then pays a driver call)")                      \
+    "percentage more than is in use: with POOLSHIM_DEVICE_SOURCE=daemon more than is in use now (what one "          \
+    "process keeps idle no other can use), with local segments more than the most in use since memory was "          \
+    "last released (a loop reuses it). 1001, the default: 5 with the daemon's segments, no bound with local ones  "  \
+    "(caching first: every freed block stays cached); 1000: no bound")                                               \
   POOLSHIM_SOCKET_OPTION(X)                                                                                          \
   X(use_daemon, "POOLSHIM_DAEMON", flag, true,                                                                       \
     "1: lease pinned slabs from a trusted poolshimd when one answers; 0: local slabs only")                          \

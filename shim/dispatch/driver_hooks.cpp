@@ -359,8 +359,12 @@ CUresult ctx_destroy(CUcontext ctx, abi a) noexcept {
   auto fn = a == abi::v1 ? d.cuCtxDestroy_v1 : d.cuCtxDestroy_v2;
   if (!tracking()) return fn(ctx);
   count_call(a == abi::v1 ? hook_id::ctx_destroy_v1 : hook_id::ctx_destroy);
+  device_router::pause_maintenance(ctx);  // no trim frees its memory while (or after) it goes
   CUresult r = fn(ctx);
-  if (ok(r)) device_router::forget_context(ctx), fence_tracker::forget_context(ctx);  // its memory went with it
+  if (ok(r))
+    device_router::forget_context(ctx), fence_tracker::forget_context(ctx);  // its memory went with it
+  else
+    device_router::resume_maintenance(ctx);
   if (ok(r)) bump(g_counters.contexts_destroyed);
   return r;
 }
@@ -381,12 +385,15 @@ CUresult primary_ctx_release(CUdevice dev, abi a) noexcept {
   if (!tracking()) return fn(dev);
   count_call(a == abi::v1 ? hook_id::primary_ctx_release_v1 : hook_id::primary_ctx_release);
   CUcontext ctx = primary_of(d, dev);
+  if (ctx != nullptr) device_router::pause_maintenance(ctx);  // it may be the last release
   CUresult r = fn(dev);
   // The last release destroys the primary context and every allocation in it.
   unsigned flags = 0;
   int active = 1;
   if (ok(r) && ctx != nullptr && d.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
     device_router::forget_context(ctx), fence_tracker::forget_context(ctx);
+  else if (ctx != nullptr)
+    device_router::resume_maintenance(ctx);
   return r;
 }
 

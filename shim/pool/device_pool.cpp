@@ -382,9 +382,10 @@ bool device_pool::over_idle_bound(std::size_t grow, std::size_t request, std::si
   // Against the most in use seen at a growth since the last release_idle(), not the bytes in use
   // now: the figure that matters is the peak, and memory kept idle below it is what the next
   // iteration of a loop reuses (returning idle memory over time is release_idle's job).
-  high_water_ = std::max(high_water_, in_use - std::min(in_use, large_slack_) + request);
+  const std::size_t now = in_use - std::min(in_use, large_slack_) + request;
+  high_water_ = options_.idle_bound_now ? now : std::max(high_water_, now);
   const std::size_t live = high_water_;
-  const std::size_t allowed = live + live / 100 * options_.idle_percent;
+  const std::size_t allowed = live + live / 100 * options_.idle_percent + kept_idle_.load(std::memory_order_relaxed);
   const std::size_t idle = reserved - std::min(reserved, out_of_shared_);
   if (reserved + grow <= allowed || idle == 0) return false;
   const std::size_t excess = reserved + grow - allowed;

@@ -35,6 +35,10 @@ struct device_pool_options {
   // bytes would be at most (100 + idle_percent)% of the most bytes in use since the last
   // release_idle() (large blocks: as requested); kNoIdleBound: never (POOLSHIM_DEVICE_IDLE_PERCENT).
   std::size_t idle_percent = 10;
+  // What the idle bound measures against: false, the high-water mark since the last release_idle()
+  // (memory a loop reuses stays); true, the bytes in use now (a process that lends its idle memory
+  // to the node: poolshimd's source, where what one process keeps idle another cannot use).
+  bool idle_bound_now = false;
   // A request takes the smallest ready idle large block of its rounded size up to 2^-reuse_bits
   // more, of any class (default: up to a quarter larger).
   unsigned reuse_bits = 2;
@@ -152,6 +156,8 @@ class device_pool final : private thread_cache_owner {
   // Takes small segments (options().segment_size each) from the source until `bytes` more are held,
   // kept as free memory of the pool; returns the bytes taken (less when the source ran out).
   std::size_t preallocate(std::size_t bytes) noexcept;
+  // Idle bytes the idle bound leaves alone (the router's preallocation: kept for the program).
+  void set_kept_idle(std::size_t bytes) noexcept { kept_idle_.store(bytes, std::memory_order_relaxed); }
   // Bytes held from the source and not out of the shared pool (free, or waiting for a fence).
   std::size_t idle_bytes() const noexcept;
   // What of that a trim could give back now: wholly free small segments and cached large blocks
@@ -235,6 +241,7 @@ class device_pool final : private thread_cache_owner {
   std::atomic<std::uint64_t> segment_count_{0};
   std::atomic<std::uint64_t> oom_recoveries_{0};
   std::atomic<std::uint64_t> bound_releases_{0};
+  std::atomic<std::size_t> kept_idle_{0};
 };
 
 inline status device_pool::allocate(std::size_t bytes, std::uintptr_t* out) noexcept {

@@ -3,6 +3,9 @@
 // first use and never destroyed (a forgotten context's pool is retired, its memory gone with it).
 #include "route/device_router.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -28,6 +31,8 @@ namespace poolshim::device_router {
 namespace {
 
 constexpr int k_max_pools = 64;
+constexpr std::uint64_t k_idle_percent_auto = 1001;  // POOLSHIM_DEVICE_IDLE_PERCENT's default
+constexpr std::size_t k_daemon_idle_percent = 5;     // ... with POOLSHIM_DEVICE_SOURCE=daemon
 
 struct entry {
   std::atomic<CUcontext> ctx{nullptr};  // null: free slot or retired
@@ -36,6 +41,13 @@ struct entry {
   cuda_segment_resource* source = nullptr;
   pool::device_pool* pool = nullptr;
   std::atomic<std::size_t> preallocated{0};  // kept by trims that respect it
+  // Threads inside the pool's maintenance (trims, the idle release, preallocation: each may give
+  // segments back or take them through the driver), and whether it is paused (a context being
+  // destroyed). forget_context waits for them to leave: once it returns, nothing frees or maps
+  // memory of the context any more (a late cuMemFree could free another allocation that a reset
+  // context's address now holds).
+  std::atomic<int> maintaining{0};
+  std::atomic<bool> paused{false};
   // The idle release's last samples of what a trim could take (idle_tick; its thread only).
   std::size_t samples[k_idle_samples + 1] = {};
   unsigned sampled = 0;
@@ -105,16 +117,60 @@ std::size_t preallocation_of(int device) noexcept {
   return found;
 }
 
+// Maintenance of one entry's pool (trims, the idle release, preallocation) from any thread: enters
+// unless the context is forgotten or paused. Sequentially consistent on both sides (the count here,
+// the context in forget_context): either forget_context sees this thread in, and waits for it, or
+// this thread sees the context gone.
+class maintenance {
+ public:
+  explicit maintenance(entry& e) noexcept : e_(e) {
+    e_.maintaining.fetch_add(1, std::memory_order_seq_cst);
+    in_ = e_.ctx.load(std::memory_order_seq_cst) != nullptr && !e_.paused.load(std::memory_order_seq_cst);
+  }
+  ~maintenance() { e_.maintaining.fetch_sub(1, std::memory_order_release); }
+  maintenance(const maintenance&) = delete;
+  maintenance& operator=(const maintenance&) = delete;
+  bool in() const noexcept { return in_; }
+
+ private:
+  entry& e_;
+  bool in_ = false;
+};
+
+// Until no thread is inside the entry's maintenance. A trim in flight finishes the segment it is
+// giving back (a driver call, or a round trip to poolshimd) and stops; new ones do not enter.
+void wait_for_maintenance(const entry& e) noexcept {
+  while (e.maintaining.load(std::memory_order_seq_cst) != 0) {
+    timespec nap{0, 200'000};
+    nanosleep(&nap, nullptr);
+  }
+}
+
 void preallocate_entry(entry& e, std::size_t bytes) noexcept {
+  const maintenance m(e);
+  if (!m.in()) return;
   const std::size_t got = e.pool->preallocate(bytes);
-  e.preallocated.fetch_add(got, std::memory_order_relaxed);
+  e.pool->set_kept_idle(e.preallocated.fetch_add(got, std::memory_order_relaxed) + got);
   if (got < bytes)
     POOLSHIM_LOG_WARN("preallocation on device {}: {} of {} bytes (out of memory)", e.device, got, bytes);
 }
 
-entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
+// A fork child has only the thread that forked, which was not inside any maintenance: counts that
+// other threads held (the idle thread's round may not have ended in the fork's bounded wait) would
+// make a reset or destroy in the child wait forever.
+void zero_maintenance_in_child() noexcept {
+  const int n = g_used.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) g_entries[i].maintaining.store(0, std::memory_order_relaxed);
+}
+
+// *fresh: the entry was made by this call (its POOLSHIM_PREALLOCATE is then the caller's to take,
+// outside the creation lock).
+entry* create_entry(const real_driver& d, CUcontext ctx, bool* fresh) noexcept {
+  *fresh = false;
   std::lock_guard<std::mutex> lk(g_create_mutex);
   if (entry* e = find_entry(ctx)) return e;
+  static const bool fork_handler = pthread_atfork(nullptr, nullptr, zero_maintenance_in_child) == 0;
+  (void)fork_handler;
   int n = g_used.load(std::memory_order_relaxed);
   if (n == k_max_pools) {
     POOLSHIM_LOG_WARN_ONCE("more than 64 CUDA contexts: allocations of further contexts bypass the pool");
@@ -128,10 +184,18 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   opt.small_limit = cfg.small_limit;
   opt.thread_cache_bytes = cfg.thread_cache_bytes;
   opt.idle_limit = cfg.device_cache_limit;
-  opt.idle_percent = cfg.device_idle_percent >= 1000 ? pool::kNoIdleBound : cfg.device_idle_percent;
   auto* source = new (std::nothrow) cuda_segment_resource(ctx);
   pool::segment_resource* segments = source;
   const bool from_daemon = cfg.device_source == segment_source::daemon;  // a bad value warned, as "local"
+  // With the daemon's segments, idle memory is the node's: what this process keeps idle no other can
+  // use, and a segment given back returns to the daemon at once (a lease brings it back). So the idle
+  // bound is on by default there, against the bytes in use now (footprint benchmark); with local
+  // segments, caching comes first (the per-process way, as PyTorch's allocator behaves).
+  opt.idle_bound_now = from_daemon;
+  opt.idle_percent = cfg.device_idle_percent == k_idle_percent_auto
+                         ? (from_daemon ? k_daemon_idle_percent : pool::kNoIdleBound)
+                     : cfg.device_idle_percent >= 1000 ? pool::kNoIdleBound
+                                                       : cfg.device_idle_percent;
   if (source != nullptr && from_daemon) {
     CUuuid uuid{};
     if (d.cuDeviceGetUuid_v2(&uuid, dev) == CUDA_SUCCESS)
@@ -150,9 +214,23 @@ entry* create_entry(const real_driver& d, CUcontext ctx) noexcept {
   e.pool = p;
   e.ctx.store(ctx, std::memory_order_release);
   g_used.store(n + 1, std::memory_order_release);
-  if (const std::size_t bytes = preallocation_of(dev); bytes != 0) preallocate_entry(e, bytes);
-  idle_trimmer::start();
+  *fresh = true;
   return &e;
+}
+
+// A pool made for `ctx` (current) when it has none. The creation lock is held only while the pool is
+// made and published: POOLSHIM_PREALLOCATE's driver calls (or a lease from poolshimd, which may wait
+// for memory other processes give back) and the idle thread's start come after it, so that another
+// context's first allocation never waits for them, and a driver call that re-enters a hook (another
+// thread's allocation made while the driver holds its own lock) cannot wait for this one.
+entry* pool_of(const real_driver& d, CUcontext ctx) noexcept {
+  if (entry* e = find_entry(ctx)) return e;
+  bool fresh = false;
+  entry* e = create_entry(d, ctx, &fresh);
+  if (e == nullptr || !fresh) return e;
+  if (const std::size_t bytes = preallocation_of(e->device); bytes != 0) preallocate_entry(*e, bytes);
+  idle_trimmer::start();
+  return e;
 }
 
 entry* owner_of(CUdeviceptr p) noexcept {
@@ -180,8 +258,8 @@ bool try_alloc(CUdeviceptr* dptr, std::size_t bytes, CUresult* result, int* devi
   const real_driver& d = real_driver::get();
   CUcontext ctx = nullptr;
   if (d.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == nullptr) return false;
-  entry* e = find_entry(ctx);
-  if (e == nullptr && (e = create_entry(d, ctx)) == nullptr) return false;
+  entry* e = pool_of(d, ctx);
+  if (e == nullptr) return false;
   std::uintptr_t addr = 0;
   switch (e->pool->allocate(bytes, &addr)) {
     case pool::status::ok:
@@ -289,8 +367,27 @@ void forget_context(CUcontext ctx) noexcept {
     CUcontext expected = ctx;
     // The pool object is leaked on purpose: its segments died with the context, and another
     // thread may still be inside it; a new pool is created if the context comes back.
-    g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
+    if (!g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst)) continue;
+    wait_for_maintenance(g_entries[i]);
+    g_entries[i].paused.store(false, std::memory_order_relaxed);
   }
+}
+
+void pause_maintenance(CUcontext ctx) noexcept {
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    entry& e = g_entries[i];
+    if (e.ctx.load(std::memory_order_acquire) != ctx) continue;
+    e.paused.store(true, std::memory_order_seq_cst);
+    wait_for_maintenance(e);
+  }
+}
+
+void resume_maintenance(CUcontext ctx) noexcept {
+  const int n = g_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx)
+      g_entries[i].paused.store(false, std::memory_order_seq_cst);
 }
 
 namespace {
@@ -323,7 +420,8 @@ std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
   const int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n && released < bytes; ++i) {
     entry& e = g_entries[i];
-    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    const maintenance m(e);
+    if (!m.in()) continue;
     const std::size_t room = trimmable(e, keep_preallocated);
     if (room == 0) continue;
     const std::size_t above = trimmable(e, true);  // idle memory beyond the preallocation
@@ -336,6 +434,7 @@ std::size_t trim(std::size_t bytes, bool keep_preallocated) noexcept {
     do {
       left = bytes == SIZE_MAX || got >= above + pre ? 0 : pre - (got > above ? got - above : 0);
     } while (!e.preallocated.compare_exchange_weak(pre, left, std::memory_order_relaxed));
+    e.pool->set_kept_idle(left);
   }
   return released;
 }
@@ -346,7 +445,8 @@ std::size_t idle_tick() noexcept {
   const int n = g_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     entry& e = g_entries[i];
-    if (e.ctx.load(std::memory_order_acquire) == nullptr) continue;
+    const maintenance m(e);
+    if (!m.in()) continue;
     // A sliding window: the last k_idle_samples + 1 samples span the release time, and their
     // minimum is what stayed idle through all of it (a dip between two samples goes unseen).
     std::memmove(e.samples, e.samples + 1, sizeof e.samples - sizeof e.samples[0]);
@@ -376,8 +476,8 @@ std::size_t preallocate(int device, std::size_t bytes) noexcept {
   if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return 0;
   scoped_context in(d, ctx);
   if (in.status() != CUDA_SUCCESS) return 0;
-  entry* e = find_entry(ctx);
-  if (e == nullptr && (e = create_entry(d, ctx)) == nullptr) return 0;
+  entry* e = pool_of(d, ctx);
+  if (e == nullptr) return 0;
   const std::size_t before = e->preallocated.load(std::memory_order_relaxed);
   preallocate_entry(*e, bytes);
   return e->preallocated.load(std::memory_order_relaxed) - before;

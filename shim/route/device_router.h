@@ -30,8 +30,16 @@ bool refuses_ipc(CUdeviceptr dptr) noexcept;
 bool small_block(CUdeviceptr dptr, CUdeviceptr* segment_base, std::size_t* bytes) noexcept;
 // Bytes the pools of the current context's device hold idle (reserved, not handed out).
 std::size_t idle_bytes_of_current_device() noexcept;
-// A context is being destroyed or reset: its memory goes with it, so its pool is forgotten.
+// A context is being destroyed or reset: its memory goes with it, so its pool is forgotten. Returns
+// once no thread is inside the pool's maintenance (a trim of the idle thread, poolshimd's request,
+// a preallocation) and none will enter: called before a reset, nothing then frees the context's
+// memory after it.
 void forget_context(CUcontext ctx) noexcept;
+// Around a call that may destroy the context (cuCtxDestroy, the last primary release): trims and
+// preallocation stop (pause waits for those in flight), then forget_context if it was destroyed,
+// else resume.
+void pause_maintenance(CUcontext ctx) noexcept;
+void resume_maintenance(CUcontext ctx) noexcept;
 
 // Idle memory flowing back (issue #17). Bytes of every pool's wholly free segments, less each
 // pool's preallocation: what a request of poolshimd's can take (trim with keep_preallocated), and

@@ -6,18 +6,21 @@ POOLSHIM_SIM_NODE_FILE: every process's cuMemAlloc and cuMemCreate bytes against
 Each replays an allocation schedule (footprint_replay; generated here, seeded: model weights held
 throughout, a steady churn of activations, and one burst of large tensors at its own time) and
 publishes its live bytes. The same schedules run three ways:
-  none     no shim: cudaMalloc/cudaFree straight to the driver (what is held is what is live);
+  none         no shim: cudaMalloc/cudaFree straight to the driver (what is held is what is live);
   local        the shim, segments from cuMemAlloc, no idle release (per-process caching: each
                process keeps its peak, as PyTorch's caching allocator does);
-  daemon_idle  the shim, segments lent by poolshimd (VMM), memory idle for POOLSHIM_IDLE_RELEASE_MS
-               (--idle-release-ms, 100) given back to the daemon, which gives it back to the device;
-  daemon       the same with POOLSHIM_DEVICE_CACHE_LIMIT (--cache-limit, 4M): a free past that much
-               idle memory gives segments back at once (the goal is checked on this way).
+  daemon       the shim, segments lent by poolshimd (VMM), otherwise the defaults of both (the
+               shim's idle bound against the bytes in use now, the daemon's node bound; idle release
+               after 30 s): the goal is checked on this way;
+  daemon_idle  the same, and memory idle for POOLSHIM_IDLE_RELEASE_MS (--idle-release-ms, 100) given
+               back unasked;
+  daemon_cap   (only when named in --ways) daemon_idle with POOLSHIM_DEVICE_CACHE_LIMIT (--cache-limit):
+               a free past that much idle memory gives segments back at once.
 A sampler adds up, every few ms, the device bytes every process holds (the node file's slots of
 live processes: the daemon's lent memory is the daemon's) and the live bytes the schedules hold.
 Writes footprint.md (the table), footprint.csv (the samples) and footprint.png (memory held over
-time, one line per way) into --out. With --check, exits 1 unless the daemon way's peak held is at
-most 1.1 x the largest concurrent live total and no allocation failed.
+time, one line per way) into --out. With --check, exits 1 unless the daemon way's peak held (the
+defaults) is at most 1.1 x the largest concurrent live total and no allocation failed.
 Other schedules (e.g. traces recorded with POOLSHIM_STATS_EVENTS and converted to "T_MS a ID BYTES"
 / "T_MS f ID" lines) run through --schedules DIR (proc0.txt ... proc7.txt).
 """
@@ -141,7 +144,7 @@ def run_way(way, args, schedules, work):
         env.update(LD_PRELOAD=args.shim, POOLSHIM_MODE="pool")
     if way == "local":
         env.update(POOLSHIM_DEVICE_SOURCE="local", POOLSHIM_IDLE_RELEASE_MS="0", POOLSHIM_DAEMON="0")
-    if way in ("daemon", "daemon_idle"):
+    if way in ("daemon", "daemon_idle", "daemon_cap"):
         sock = os.path.join(work, f"poolshimd-{way}.sock")
         denv = dict(env)
         denv.pop("LD_PRELOAD")
@@ -152,9 +155,11 @@ def run_way(way, args, schedules, work):
             if os.path.exists(sock):
                 break
             time.sleep(0.02)
-        env.update(POOLSHIM_SOCKET=sock, POOLSHIM_DEVICE_SOURCE="daemon",
-                   POOLSHIM_IDLE_RELEASE_MS=str(args.idle_release_ms), POOLSHIM_IDLE_REPORT_MS="100",
-                   POOLSHIM_DEVICE_CACHE_LIMIT=args.cache_limit if way == "daemon" else "0")
+        env.update(POOLSHIM_SOCKET=sock, POOLSHIM_DEVICE_SOURCE="daemon")
+        if way != "daemon":
+            env.update(POOLSHIM_IDLE_RELEASE_MS=str(args.idle_release_ms))
+        if way == "daemon_cap":
+            env.update(POOLSHIM_DEVICE_CACHE_LIMIT=args.cache_limit)
     s = sampler(node_path, live_path, args.period_ms / 1000)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     s.start()
@@ -172,7 +177,7 @@ def run_way(way, args, schedules, work):
         daemon.wait(timeout=10)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    failures, peaks = 0, []
+    failures, peaks, requests, hits = 0, [], 0, 0
     for p, out in zip(procs, outs):
         fields = dict(kv.split("=") for kv in out.split() if "=" in kv)
         if p.returncode != 0 or "failures" not in fields:
@@ -181,9 +186,12 @@ def run_way(way, args, schedules, work):
         else:
             failures += int(fields["failures"])
             peaks.append(int(fields["peak_live"]))
+            requests += int(fields.get("pool_requests", 0))
+            hits += int(fields.get("pool_hits", 0))
     return dict(way=way, samples=s.samples, wall=wall, cpu=cpu, failures=failures,
                 peak_held=max((h for _, h, _ in s.samples), default=0),
-                max_live=max((l for _, _, l in s.samples), default=0), sum_peaks=sum(peaks))
+                max_live=max((l for _, _, l in s.samples), default=0), sum_peaks=sum(peaks),
+                hit_rate=hits / requests if requests else None)
 
 
 def main():
@@ -198,9 +206,9 @@ def main():
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--capacity", default="8G")
     ap.add_argument("--idle-release-ms", type=int, default=100)
-    ap.add_argument("--cache-limit", default="4M", help="POOLSHIM_DEVICE_CACHE_LIMIT of the daemon way")
+    ap.add_argument("--cache-limit", default="4M", help="POOLSHIM_DEVICE_CACHE_LIMIT of the daemon_cap way")
     ap.add_argument("--period-ms", type=float, default=10)
-    ap.add_argument("--ways", default="none,local,daemon_idle,daemon")
+    ap.add_argument("--ways", default="none,local,daemon,daemon_idle")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -229,23 +237,28 @@ def main():
             return 1
         ratio = daemon["peak_held"] / max(daemon["max_live"], 1)
         if ratio > 1.1:
-            print(f"footprint: FAIL: with the daemon the peak held is {ratio:.3f} x the largest live total (goal 1.1)",
+            print(f"footprint: FAIL: with the daemon (its defaults) the peak held is {ratio:.3f} x the largest live total (goal 1.1)",
                   file=sys.stderr)
             return 1
         print(f"footprint: goal met: daemon peak held = {ratio:.3f} x the largest concurrent live total")
     return 0
 
 
+def percent(rate):
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
 def report(results, args):
     names = {"none": "no shim (cudaMalloc/cudaFree)", "local": "shim, local segments (per-process caching)",
-             "daemon_idle": f"shim, daemon lending, idle release after {args.idle_release_ms} ms",
-             "daemon": f"shim, daemon lending, idle release after {args.idle_release_ms} ms, "
-                       f"{args.cache_limit} idle cap per process"}
+             "daemon": "shim, daemon lending, default settings (idle bound 5% of in use, node bound 5%)",
+             "daemon_idle": f"the same, and idle release after {args.idle_release_ms} ms",
+             "daemon_cap": f"the same, and a {args.cache_limit} idle cap per process"}
     lines = ["| way | peak held (MiB) | largest live total (MiB) | held / live | sum of per-process peaks (MiB) "
-             "| wall (s) | CPU user+sys (s) | failed allocations |", "|---|---|---|---|---|---|---|---|"]
+             "| pool hit rate | wall (s) | CPU user+sys (s) | failed allocations |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {names[r['way']]} | {r['peak_held'] / MIB:.0f} | {r['max_live'] / MIB:.0f} | "
-                     f"{r['peak_held'] / max(r['max_live'], 1):.3f} | {r['sum_peaks'] / MIB:.0f} | {r['wall']:.2f} | "
+                     f"{r['peak_held'] / max(r['max_live'], 1):.3f} | {r['sum_peaks'] / MIB:.0f} | "
+                     f"{percent(r['hit_rate'])} | {r['wall']:.2f} | "
                      f"{r['cpu']:.2f} | {r['failures']} |")
     table = "\n".join(lines)
     print(table)

@@ -4,9 +4,12 @@
 // the sampler can add up the live bytes of every process beside the device memory they hold.
 // Schedule: one event per line, "T_MS a ID BYTES" (allocate) or "T_MS f ID" (free), times from
 // the process's start; lines starting with '#' are comments. A plain CUDA program (no shim
-// headers): the same binary runs without the shim, under it, and on a GPU.
-// Prints "replay: events=N failures=F peak_live=B elapsed_ms=T"; exit 1 when an allocation failed.
+// headers to link against): the same binary runs without the shim, under it, and on a GPU.
+// Prints "replay: events=N failures=F peak_live=B elapsed_ms=T", and under the shim
+// "pool_requests=R pool_hits=H" (its device pools' figures, from poolshim_get_counters found with
+// dlsym: the header only, nothing linked); exit 1 when an allocation failed.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -20,6 +23,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "poolshim/poolshim.h"
 
 namespace {
 
@@ -114,7 +119,15 @@ int main(int argc, char** argv) {
   }
   for (auto& [id, b] : held) (void)cudaFree(b.first);
   if (live != nullptr) live->store(0, std::memory_order_relaxed);
-  std::printf("replay: events=%zu failures=%lld peak_live=%llu elapsed_ms=%lld\n", events.size(), failures,
-              static_cast<unsigned long long>(peak_live), now_ms(start));
+  const long long elapsed = now_ms(start);
+  std::printf("replay: events=%zu failures=%lld peak_live=%llu elapsed_ms=%lld", events.size(), failures,
+              static_cast<unsigned long long>(peak_live), elapsed);
+  if (auto get = reinterpret_cast<poolshim_get_counters_fn>(dlsym(RTLD_DEFAULT, "poolshim_get_counters"))) {
+    poolshim_counters c{};
+    if (get(&c, sizeof c) != 0 && c.version >= 2)
+      std::printf(" pool_requests=%llu pool_hits=%llu", static_cast<unsigned long long>(c.pool_requests),
+                  static_cast<unsigned long long>(c.pool_hits));
+  }
+  std::printf("\n");
   return failures == 0 ? 0 : 1;
 }

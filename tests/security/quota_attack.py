@@ -311,7 +311,8 @@ def f17():
             fail(f"root's client was asked for {v[1]} device and {v[2]} pinned bytes after another uid's trim")
         other = Client(d)
         st, v, _ = other.ask("trim_clients")
-        if st != 0 or v[0] != 1 or v[1] != idle:
+        # Its idle figure is believed up to what the daemon lent it (review of issue #17): nothing.
+        if st != 0 or v[0] != 1 or v[1] != 0:
             fail(f"a root connection's trim_clients: status {STATUS.get(st, st)}, {v[0]} asked, {v[1]} idle")
         st, v, _ = c.ask("return_idle", 0, 0, arg2=K_IDLE_REPORT)
         if st != 0 or v[1] != (1 << 64) - 1:

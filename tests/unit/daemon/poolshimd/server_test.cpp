@@ -174,10 +174,13 @@ TEST_F(Server, FullRegionRefusesAndRaisesPressure) {
 }
 
 // Issue #17: what a client reports idle shows in client_stats (--status, poolshim-stats node, the
-// metrics page), and trim_clients asks every other client of the uid for it at its next report.
+// metrics page), believed up to what the daemon lent it, and trim_clients asks every other client
+// of the uid for it at its next report.
 TEST_F(Server, IdleReportsShowInClientStatsAndTrimClientsAsksForThem) {
   start();
   proto::reply r{};
+  int slabs[2];
+  for (int& fd : slabs) ASSERT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok);
   auto report = [&](std::uint64_t device, std::uint64_t pinned) {
     proto::request q = proto::make_request(proto::op::return_idle, ++seq_);
     q.arg[0] = device;
@@ -185,12 +188,16 @@ TEST_F(Server, IdleReportsShowInClientStatsAndTrimClientsAsksForThem) {
     q.arg[2] = proto::k_idle_report;
     EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::ok);
   };
-  report(std::uint64_t{96} << 20, std::uint64_t{16} << 20);
+  report(std::uint64_t{96} << 20, 3 * kSlab / 2);
   EXPECT_EQ(r.val[1], 0u) << "nothing asked yet";
   ASSERT_EQ(ask(proto::op::client_stats, 0, &r), proto::status::ok);
-  const proto::client_status c = proto::decode_client_status(r);
-  EXPECT_EQ(c.idle_device_bytes, std::uint64_t{96} << 20);
-  EXPECT_EQ(c.idle_pinned_bytes, std::uint64_t{16} << 20);
+  proto::client_status c = proto::decode_client_status(r);
+  EXPECT_EQ(c.idle_device_bytes, 0u) << "no device memory lent: 96 MiB idle is not believed";
+  EXPECT_EQ(c.idle_pinned_bytes, 3 * kSlab / 2);
+  report(0, 64 * kSlab);
+  ASSERT_EQ(ask(proto::op::client_stats, 0, &r), proto::status::ok);
+  c = proto::decode_client_status(r);
+  EXPECT_EQ(c.idle_pinned_bytes, 2 * kSlab) << "at most the two slabs it holds";
   // Another connection of this uid asks everyone else to trim.
   std::string why;
   int other = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
@@ -198,8 +205,8 @@ TEST_F(Server, IdleReportsShowInClientStatsAndTrimClientsAsksForThem) {
   std::swap(sock_, other);
   ASSERT_EQ(ask(proto::op::trim_clients, 0, &r), proto::status::ok);
   EXPECT_EQ(r.val[0], 1u) << "one client asked (not the asker)";
-  EXPECT_EQ(r.val[1], std::uint64_t{96} << 20);
-  EXPECT_EQ(r.val[2], std::uint64_t{16} << 20);
+  EXPECT_EQ(r.val[1], 0u);
+  EXPECT_EQ(r.val[2], 2 * kSlab);
   std::swap(sock_, other);
   close(other);
   report(0, 0);
@@ -210,6 +217,7 @@ TEST_F(Server, IdleReportsShowInClientStatsAndTrimClientsAsksForThem) {
   proto::request q = proto::make_request(proto::op::return_idle, ++seq_);
   q.arg[0] = 1;  // figures without the report flag are refused, as before
   EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::bad_argument);
+  for (int fd : slabs) close(fd);
 }
 
 TEST_F(Server, HostileRecordsGetErrorsAndNothingLeaks) {
@@ -865,6 +873,112 @@ TEST_F(Buffers, AHolderKilledGivesItsReferenceBackAtOnce) {
   close(ready[0]);
   close(ready[1]);
   close(fd);
+}
+
+// Device memory lent on the simulator's device 0 (ctest unit.daemon.device; the driver is the
+// simulator's libcuda.so.1): clients are connections of this process, each its own client.
+class ServerDevice : public Server {
+ protected:
+  static constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+  void start_lending(std::uint64_t limit, unsigned idle_percent) {
+    start(0, 0, [&](server_options& o) {
+      o.device_limit = limit;
+      o.idle_percent = idle_percent;
+    });
+  }
+  int connect() {
+    std::string why;
+    const int s = proto::connect_seqpacket(dir_ + "/poolshimd.sock", &why);
+    EXPECT_GE(s, 0) << why;
+    return s;
+  }
+  // A device lease of `bytes` by the client on socket s (its fd closed: the daemon keeps its handle).
+  proto::status lease(int s, std::uint64_t bytes, proto::reply* r) {
+    std::swap(sock_, s);
+    proto::request q = proto::make_request(proto::op::lease_device, ++seq_);
+    q.arg[0] = bytes;
+    static constexpr unsigned char uuid[16] = {0x70, 0x6f, 0x6f, 0x6c, 0x73, 0x68, 0x69, 0x6d, 0x2d, 0x73, 0x69, 0x6d};
+    std::memcpy(q.payload, uuid, sizeof uuid);  // "poolshim-sim": the simulator's device 0
+    int fd = -1;
+    const proto::status st = raw(&q, sizeof q, -1, r, &fd);
+    if (fd >= 0) close(fd);
+    std::swap(sock_, s);
+    return st;
+  }
+  // The client on socket s reports idle device bytes; returns what the daemon asks of it.
+  std::uint64_t report(int s, std::uint64_t idle_device) {
+    std::swap(sock_, s);
+    proto::request q = proto::make_request(proto::op::return_idle, ++seq_);
+    q.arg[0] = idle_device;
+    q.arg[2] = proto::k_idle_report;
+    proto::reply r{};
+    EXPECT_EQ(raw(&q, sizeof q, -1, &r), proto::status::ok);
+    std::swap(sock_, s);
+    return r.val[1];
+  }
+};
+
+// Review of issue #17: a client that says it holds idle more than it was lent (by mistake, or to
+// make others wait for memory that never comes) is held to what it was lent, so a refused lease
+// asks the clients that really hold idle memory.
+TEST_F(ServerDevice, AClientOverReportingIdleBytesDoesNotTakeTheAskFromTheRealHolders) {
+  start_lending(8 * kMiB, server_options::k_no_idle_bound);
+  proto::reply r{};
+  const int honest = connect(), liar = connect();
+  ASSERT_EQ(lease(honest, 4 * kMiB, &r), proto::status::ok) << "needs the simulator's libcuda.so.1";
+  ASSERT_EQ(lease(liar, 2 * kMiB, &r), proto::status::ok);
+  EXPECT_EQ(report(honest, 4 * kMiB), 0u);
+  EXPECT_EQ(report(liar, std::uint64_t{1} << 40), 0u);  // 1 TiB idle, of 2 MiB lent
+  ASSERT_EQ(lease(sock_, 4 * kMiB, &r), proto::status::no_memory) << "6 of 8 MiB lent";
+  EXPECT_EQ(r.val[0], 4 * kMiB) << "asked on its behalf";
+  EXPECT_EQ(report(honest, 4 * kMiB), 4 * kMiB) << "asked of the client that holds it";
+  EXPECT_EQ(report(liar, std::uint64_t{1} << 40), 0u) << "the liar holds 2 MiB at most: less than the other";
+  close(liar);
+  close(honest);
+}
+
+// A client that calls memory in use idle (within what it was lent) takes the asks and gives
+// nothing back: after three asks in a row kept so, its reports are not believed, and a refused
+// lease asks the client that really holds idle memory.
+TEST_F(ServerDevice, AClientThatKeepsWhatItWasAskedForIsNoLongerAsked) {
+  start_lending(8 * kMiB, server_options::k_no_idle_bound);
+  proto::reply r{};
+  const int honest = connect(), liar = connect();
+  ASSERT_EQ(lease(liar, 4 * kMiB, &r), proto::status::ok) << "needs the simulator's libcuda.so.1";
+  ASSERT_EQ(lease(honest, 2 * kMiB, &r), proto::status::ok);
+  EXPECT_EQ(report(honest, 2 * kMiB), 0u);
+  EXPECT_EQ(report(liar, 4 * kMiB), 0u);
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(lease(sock_, 4 * kMiB, &r), proto::status::no_memory) << round;
+    EXPECT_EQ(report(liar, 4 * kMiB), 4 * kMiB) << "the largest idle holder, by its word; round " << round;
+    EXPECT_EQ(report(liar, 4 * kMiB), 0u) << "it gave nothing back; round " << round;
+  }
+  ASSERT_EQ(lease(sock_, 4 * kMiB, &r), proto::status::no_memory);
+  EXPECT_EQ(r.val[0], 2 * kMiB) << "all the idle memory there is: the honest client's";
+  EXPECT_EQ(report(liar, 4 * kMiB), 0u) << "three asks kept: not believed";
+  EXPECT_EQ(report(honest, 2 * kMiB), 2 * kMiB);
+  close(liar);
+  close(honest);
+}
+
+// The node's footprint bound: a lease that leaves more lent than idle_percent above what clients
+// use (lent less reported idle) asks the idle holders for the excess; off, nobody is asked.
+TEST_F(ServerDevice, ALeaseBeyondTheNodeIdleBoundAsksIdleHoldersForTheExcess) {
+  for (const unsigned percent : {10u, server_options::k_no_idle_bound}) {
+    start_lending(256 * kMiB, percent);
+    proto::reply r{};
+    const int holder = connect();
+    ASSERT_EQ(lease(holder, 32 * kMiB, &r), proto::status::ok) << "needs the simulator's libcuda.so.1";
+    ASSERT_EQ(lease(holder, 32 * kMiB, &r), proto::status::ok);
+    EXPECT_EQ(report(holder, 40 * kMiB), 0u) << "no lease since: nothing asked";
+    ASSERT_EQ(lease(sock_, 16 * kMiB, &r), proto::status::ok);  // 80 MiB lent, 40 MiB in use
+    const std::uint64_t excess = 80 * kMiB - (40 * kMiB + 40 * kMiB / 100 * 10);
+    EXPECT_EQ(report(holder, 40 * kMiB), percent == 10 ? excess : 0u) << percent;
+    close(holder);
+    TearDown();
+    server_.reset();
+    sock_ = -1;
+  }
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ TEST_F(Config, DefaultsApplyWhenNothingIsSet) {
   EXPECT_EQ(c.small_limit, std::size_t{1} << 20);
   EXPECT_EQ(c.thread_cache_bytes, std::size_t{4} << 20);
   EXPECT_EQ(c.device_cache_limit, 0u);
-  EXPECT_EQ(c.device_idle_percent, 1000u);  // no bound: caching first
+  EXPECT_EQ(c.device_idle_percent, 1001u);  // auto: no bound with local segments (caching first), 5 with the daemon's
   EXPECT_STREQ(c.socket, "");
   EXPECT_TRUE(c.use_daemon);
   EXPECT_EQ(c.device_source, poolshim::segment_source::local);

@@ -207,6 +207,34 @@ TEST(DevicePool, PeakReservedStaysWithinTheBoundOfPeakInUseUnderRandomLargeSizes
   for (const auto& l : live) ASSERT_EQ(pool.deallocate(l.first), status::ok);
 }
 
+// The daemon's source (idle_bound_now): a process whose use fell keeps idle at most the bound's
+// share of what it uses now when it grows again, not of its earlier peak (a high-water bound keeps
+// the whole burst: the last check shows the difference).
+TEST(DevicePool, IdleBoundAgainstTheBytesInUseNowReturnsAnEarlierPeaksBlocksBeforeGrowing) {
+  for (const bool now : {true, false}) {
+    fake_segment_resource resource;
+    always_ready_fence ready;
+    device_pool pool(resource, ready,
+                     {.thread_cache_bytes = 0, .idle_percent = 10, .idle_bound_now = now, .reuse_bits = 20});
+    std::vector<std::uintptr_t> burst;
+    for (int i = 0; i < 10; ++i) burst.push_back(must_allocate(pool, 16 * kMiB));  // a peak of 160 MiB
+    const std::uintptr_t kept = must_allocate(pool, 4 * kMiB);
+    for (const std::uintptr_t b : burst) ASSERT_EQ(pool.deallocate(b), status::ok);
+    EXPECT_EQ(pool.stats().bytes_reserved, 164 * kMiB) << "freed large blocks stay cached until the pool grows";
+    const std::uintptr_t grown = must_allocate(pool, 2 * kMiB);  // no cached block fits: a new segment
+    const pool_stats s = pool.stats();
+    if (now) {
+      EXPECT_LE(s.bytes_reserved, (6 * kMiB) + (6 * kMiB) / 10) << "only 6 MiB in use now";
+      EXPECT_EQ(s.bound_releases, 10u);
+    } else {
+      EXPECT_EQ(s.bytes_reserved, 166 * kMiB) << "within 10% of the 164 MiB high-water mark";
+      EXPECT_EQ(s.bound_releases, 0u);
+    }
+    ASSERT_EQ(pool.deallocate(kept), status::ok);
+    ASSERT_EQ(pool.deallocate(grown), status::ok);
+  }
+}
+
 // Allocates, frees and re-allocates `rounds` times, and counts the times a block came back while
 // the truth fence had not completed the epoch of its free.
 int early_reuses(device_pool& pool, manual_fence& truth, std::size_t bytes, int rounds) {

@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
 
 #include "base/process.h"
 #include "pool/size_classes.h"
@@ -21,6 +24,7 @@ namespace {
 
 using route_test::attribute;
 using route_test::delayed_opener;
+using route_test::delayed_opener_fn;
 using route_test::gate;
 using route_test::k_untouched;
 using route_test::primary_context;
@@ -383,6 +387,117 @@ TEST(DeviceRouterUnderInjectedDriverFailures, OneFailureIsRetriedAndTwoInARowAre
   EXPECT_NE(q, 0u);
   EXPECT_TRUE(try_free(q, &r));
   EXPECT_EQ(r, CUDA_SUCCESS);
+}
+
+// Its own ctest entry, POOLSHIM_PREALLOCATE=0:2M: the pools' maintenance (trims, preallocation)
+// against other threads (issue #17 review). A segment listener (heard before a segment is given
+// back, after one is taken) holds the thread it is armed for until the test opens it, or a
+// watchdog does after 10 s: a call that only returned because the watchdog opened did wait for the
+// held thread.
+class DeviceRouterMaintenance : public RouterTest {
+ protected:
+  static void SetUpTestSuite() { set_segment_listener(&DeviceRouterMaintenance::heard); }
+  static void TearDownTestSuite() { set_segment_listener(nullptr); }
+  void SetUp() override {
+    RouterTest::SetUp();
+    ASSERT_EQ(cuDeviceGet(&dev0_, 0), CUDA_SUCCESS);
+    armed_thread_.store(std::thread::id{});
+    armed_base_ = 0;
+    armed_taken_ = false;
+    held_ = open_ = by_watchdog_ = false;
+  }
+  // Holds the next event of `taken` (and of the segment at `base`, when not 0) on thread t.
+  static void arm(std::thread::id t, bool taken, std::uintptr_t base = 0) {
+    armed_base_ = base;
+    armed_taken_ = taken;
+    armed_thread_.store(t);
+  }
+  static bool wait_until_held() {
+    for (int i = 0; i < 10000 && !held_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return held_.load();
+  }
+  static void open() { open_.store(true); }
+  static void heard(int, std::uintptr_t base, std::size_t, bool taken) noexcept {
+    if (std::this_thread::get_id() != armed_thread_.load() || taken != armed_taken_.load() ||
+        (armed_base_.load() != 0 && base != armed_base_.load()))
+      return;
+    armed_thread_.store(std::thread::id{});  // once
+    held_.store(true);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!open_.load()) {
+      if (std::chrono::steady_clock::now() > end) {
+        by_watchdog_.store(true);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  CUdevice dev0_ = 0;
+  static inline std::atomic<std::thread::id> armed_thread_{};
+  static inline std::atomic<std::uintptr_t> armed_base_{0};
+  static inline std::atomic<bool> armed_taken_{false}, held_{false}, open_{false}, by_watchdog_{false};
+};
+
+// A context reset (cudaDeviceReset: the hook forgets the pool, then the driver frees every
+// allocation of the context) racing with an idle trim: forget_context must not return while the
+// trim is still giving one of the context's segments back, or that cuMemFree would come after the
+// reset (and could free another allocation at the same address).
+TEST_F(DeviceRouterMaintenance, ForgettingAContextWaitsForATrimGivingItsMemoryBack) {
+  CUcontext other = nullptr;
+  ASSERT_EQ(cuCtxCreate(&other, nullptr, 0, dev0_), CUDA_SUCCESS);  // current from here
+  const CUdeviceptr p = alloc(3 * kMiB);                            // a segment of its own, cached whole once freed
+  release(p);
+  std::thread trimmer([&] {
+    arm(std::this_thread::get_id(), /*taken=*/false, static_cast<std::uintptr_t>(p));
+    (void)trim(SIZE_MAX, /*keep_preallocated=*/false);  // gives the segment back: held in the listener
+  });
+  if (!wait_until_held()) {
+    open();
+    trimmer.join();
+    FAIL() << "the trim did not give the segment back";
+  }
+  {
+    delayed_opener_fn opener(&DeviceRouterMaintenance::open);
+    forget_context(other);  // what the reset hook does before the driver's reset
+    EXPECT_TRUE(opener.opened()) << "forget_context returned while a trim was giving the context's segment back";
+  }
+  trimmer.join();
+  EXPECT_FALSE(by_watchdog_.load());
+  EXPECT_EQ(cuCtxDestroy(other), CUDA_SUCCESS);
+}
+
+// POOLSHIM_PREALLOCATE runs at a pool's creation: while it takes its segments (driver calls, or a
+// lease from poolshimd that may wait for memory), another context's first allocation must not wait
+// for it (it did: the preallocation ran under the pool-creation lock).
+TEST_F(DeviceRouterMaintenance, APreallocationDoesNotHoldAnotherContextsFirstAllocation) {
+  CUcontext first = nullptr, second = nullptr;
+  ASSERT_EQ(cuCtxCreate(&first, nullptr, 0, dev0_), CUDA_SUCCESS);
+  ASSERT_EQ(cuCtxCreate(&second, nullptr, 0, dev0_), CUDA_SUCCESS);
+  CUdeviceptr a = 0;
+  std::thread preallocating([&] {
+    ASSERT_EQ(cuCtxSetCurrent(first), CUDA_SUCCESS);
+    arm(std::this_thread::get_id(), /*taken=*/true);  // its pool's preallocated segment: held
+    a = alloc(4096);
+  });
+  if (!wait_until_held()) {
+    open();
+    preallocating.join();
+    FAIL() << "no preallocation (POOLSHIM_PREALLOCATE=0:2M)";
+  }
+  std::thread other([&] {
+    ASSERT_EQ(cuCtxSetCurrent(second), CUDA_SUCCESS);
+    release(alloc(4096));
+  });
+  other.join();  // before the preallocation is let go: unless the watchdog let it go
+  EXPECT_FALSE(by_watchdog_.load()) << "the other context's first allocation waited for the preallocation";
+  open();
+  preallocating.join();
+  ASSERT_EQ(cuCtxSetCurrent(first), CUDA_SUCCESS);
+  release(a);
+  EXPECT_EQ(cuCtxDestroy(first), CUDA_SUCCESS);
+  forget_context(first);
+  EXPECT_EQ(cuCtxDestroy(second), CUDA_SUCCESS);
+  forget_context(second);
 }
 
 }  // namespace

@@ -98,4 +98,24 @@ class delayed_opener {
   std::thread thread_;
 };
 
+// The same for anything a function opens.
+class delayed_opener_fn {
+ public:
+  explicit delayed_opener_fn(void (*open)(), std::chrono::milliseconds delay = std::chrono::milliseconds(50))
+      : thread_([this, open, delay] {
+          std::this_thread::sleep_for(delay);
+          opened_.store(true, std::memory_order_release);
+          open();
+        }) {}
+  ~delayed_opener_fn() { thread_.join(); }
+  delayed_opener_fn(const delayed_opener_fn&) = delete;
+  delayed_opener_fn& operator=(const delayed_opener_fn&) = delete;
+
+  bool opened() const { return opened_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> opened_{false};
+  std::thread thread_;
+};
+
 }  // namespace poolshim::route_test
