@@ -156,8 +156,8 @@ PY
   # reason, not passed over as if there were none.
   mkdir "$dir/newer"
   cp "$new" "$dir/newer/"
-  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=5 || fail "patching the version"
-  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 5" \
+  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=99 || fail "patching the version"
+  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 99" \
     "$stats" report --dir "$dir/newer"
   expect_error 1 "no stats file of pid $new_pid in $dir/newer; not read: $dir/newer/$(basename "$new"): written by a newer" \
     "$stats" report "$new_pid" --dir "$dir/newer"
