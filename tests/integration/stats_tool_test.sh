@@ -326,8 +326,11 @@ for n, f in enumerate(frames):
     assert len(row) == 1, f"pid {pid} not shown once:\n{f}"
     cols = lines[row[0]].split()
     rates.append(cols[5])
-    site = [l for l in lines[row[0] + 1:] if "site_grow" in l]
-    assert len(site) == 1, f"not one site_grow line:\n{f}"
+    site = [l for l in lines[row[0] + 1:] if "site_grow" in l and " live in " in l]
+    assert len(site) == 1, f"not one site_grow row:\n{f}"
+    # Its line over time, under the process's (the sites with the largest own peaks, --sites 3).
+    over_time = [l for l in lines[row[0] + 1:] if re.match(r"^ +site_grow\S*  \[.*\] max ", l)]
+    assert len(over_time) == 1, f"not one site_grow line over time:\n{f}"
     m = re.search(r"live in (\d+) \((\d+) allocs\)", site[0])
     assert m and "stats_tool_program.cpp:" in site[0], site[0]
     counts.append(int(m.group(1)))
