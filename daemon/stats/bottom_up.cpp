@@ -68,7 +68,31 @@ void print(const bottom_up_node& n, std::size_t depth, bool bytes, std::string (
   for (const bottom_up_node& c : n.callers) print(c, depth + 1, bytes, clean, out);
 }
 
+void callers_json(const bottom_up_node& n, std::size_t depth, std::string* out) {
+  for (const bottom_up_node& c : n.callers) {
+    *out += std::string(out->back() == '[' ? "" : ",") + "{\"depth\":" + std::to_string(depth) +
+            ",\"frame\":" + json_quote(c.name) + ",\"value\":" + std::to_string(c.value) +
+            ",\"allocs\":" + std::to_string(c.allocs) + ",\"sites\":" + std::to_string(c.sites) + "}";
+    callers_json(c, depth + 1, out);
+  }
+}
+
 }  // namespace
+
+std::string bottom_up_json(const std::vector<bottom_up_node>& roots, std::size_t top, const std::string& weight) {
+  std::string out = "{\"weight\":" + json_quote(weight) + ",\"functions\":[";
+  const std::size_t n = top == 0 ? roots.size() : std::min(top, roots.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const bottom_up_node& r = roots[i];
+    out += std::string(i ? "," : "") + "{\"function\":" + json_quote(r.name) + ",\"places\":[";
+    for (std::size_t k = 0; k < r.places.size(); ++k) out += (k ? "," : "") + json_quote(r.places[k]);
+    out += "],\"value\":" + std::to_string(r.value) + ",\"allocs\":" + std::to_string(r.allocs) +
+           ",\"sites\":" + std::to_string(r.sites) + ",\"callers\":[";
+    callers_json(r, 1, &out);
+    out += "]}";
+  }
+  return out + "]}";
+}
 
 std::vector<bottom_up_node> bottom_up(const std::vector<site>& sites, const std::string& sort,
                                       std::uint32_t depth_cap) {

@@ -36,4 +36,10 @@ std::vector<bottom_up_node> bottom_up(const std::vector<site>& sites, const std:
 std::string bottom_up_text(const std::vector<bottom_up_node>& roots, std::size_t top, bool bytes,
                            std::string (*clean)(const std::string&));
 
+// The JSON view (REPORT_SCHEMA.md, `$.bottom_up`): {"weight":SORT,"functions":[{"function":...,
+// "places":[...],"value":N,"allocs":N,"sites":N,"callers":[{"depth":1,"frame":...,"value":N,
+// "allocs":N,"sites":N},...]},...]}, the first `top` roots (0: all), each one's callers flattened
+// depth first (a caller's own callers follow it, one deeper) in the text view's order.
+std::string bottom_up_json(const std::vector<bottom_up_node>& roots, std::size_t top, const std::string& weight);
+
 }  // namespace poolshim::stats_tool

@@ -64,23 +64,6 @@ std::string frame_where(const frame& f) {
   return base_name(f.file) + ":" + std::to_string(f.line);
 }
 
-// The CUDA runtime and driver and the shim: what every allocation passes through.
-bool cuda_or_shim(const frame& f) {
-  const std::string m = base_name(f.module);
-  return m.rfind("libcudart.so", 0) == 0 || m.rfind("libcuda.so", 0) == 0 || m.rfind("libpoolshim", 0) == 0;
-}
-
-// The frame that names the call site in the table: the innermost one outside the CUDA libraries
-// and the shim that has a source file (the program's call of cudaMalloc), else the innermost one
-// outside them, else the innermost.
-const frame* call_site_frame(const site& s) {
-  for (const frame& f : s.frames)
-    if (!cuda_or_shim(f) && !f.file.empty()) return &f;
-  for (const frame& f : s.frames)
-    if (!cuda_or_shim(f)) return &f;
-  return s.frames.empty() ? nullptr : &s.frames.front();
-}
-
 // The page's script carries this nonce; its Content-Security-Policy runs no other script, so even
 // markup that escaping missed could not run code.
 std::string nonce() {
@@ -152,14 +135,16 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; word-break: bre
 )CSS";
 
 // The flame graph. Reads the embedded JSON (frames: {f function, s file, l line, m module,
-// o offset, fw framework}; sites: {id, w: {peak, live, total, count}, st: frame indexes innermost
+// o offset, fw framework}; sites: {id, w: {peak, live, total, count, temporary}, st: frame indexes innermost
 // first}) and draws an icicle (callers above callees) as SVG. Names go into the DOM through
 // textContent only. data-flame-rects on <body> and the <svg> counts the rectangles drawn.
 const char* k_script = R"JS(
 'use strict';
 (() => {
   const D = JSON.parse(document.getElementById('poolshim-data').textContent);
-  const NAMES = {peak: 'bytes at the process peak', live: D.live_label, total: 'bytes allocated', count: 'allocations'};
+  const NAMES = {peak: 'bytes at the process peak', live: D.live_label, total: 'bytes allocated', count: 'allocations',
+                 temporary: 'temporary allocations'};
+  const COUNTS = {count: ['allocation', 'allocations'], temporary: ['temporary allocation', 'temporary allocations']};
   const NS = 'http://www.w3.org/2000/svg';
   const ROW = 18, CHAR = 7, PAD = 4;
   const box = document.getElementById('flame');
@@ -186,7 +171,7 @@ const char* k_script = R"JS(
     return (u ? b.toFixed(1) : String(Math.round(b))) + ' ' + UNITS[u];
   };
   const amount = v =>
-    metric === 'count' ? v.toLocaleString('en-US') + (v === 1 ? ' allocation' : ' allocations') : bytes(v);
+    COUNTS[metric] ? v.toLocaleString('en-US') + ' ' + COUNTS[metric][v === 1 ? 0 : 1] : bytes(v);
   const pct = (a, b) => b > 0 ? (100 * a / b).toFixed(1) + '%' : '-';
   const base = p => { const i = p.lastIndexOf('/'); return i < 0 ? p : p.slice(i + 1); };
   const frameName = fr => fr.f || (fr.m ? base(fr.m) + '+' + fr.o : fr.o);
@@ -493,6 +478,7 @@ std::string data_json(const html_input& in) {
         std::string(sites.size() > 1 ? "," : "") + "{\"id\":" + std::to_string(s.id) +
         ",\"w\":{\"peak\":" + std::to_string(s.at_process_peak) + ",\"live\":" + std::to_string(s.counters.live_bytes) +
         ",\"total\":" + std::to_string(s.counters.bytes_allocated) + ",\"count\":" + std::to_string(s.counters.allocs) +
+        ",\"temporary\":" + std::to_string(s.counters.temporary) +
         "},\"fw\":" + (fw != nullptr ? json_quote(fw->name, true) : "null") + ",\"cut\":" +
         (s.cut ? json_quote("[stack cut at " + std::to_string(in.depth_cap) + " frames]", true) : "null") +
         ",\"st\":[" + st + "]}";
@@ -597,7 +583,8 @@ bool write_html(std::FILE* out, const html_input& in) {
   }
   if (in.kinds.empty()) p << "<tr><td class=\"left\" colspan=\"9\">no allocations recorded</td></tr>\n";
   p << "</table>\n</section>\n";
-  p << timeline_html(in.series, in.start_ns);  // memory over time (timeline.h)
+  // Memory over time (timeline.h), with the lines of the sites with the largest own peaks.
+  p << timeline_html(in.series, in.start_ns, site_lines_of(in.series, in.sites, k_site_lines));
 
   // Framework caches.
   const std::vector<framework_use> uses = frameworks_used(in.sites);
@@ -620,6 +607,8 @@ bool write_html(std::FILE* out, const html_input& in) {
     << "<label><input type=\"radio\" name=\"metric\" value=\"live\"> " << live_head << "</label>\n"
     << "<label><input type=\"radio\" name=\"metric\" value=\"total\"> bytes allocated</label>\n"
     << "<label><input type=\"radio\" name=\"metric\" value=\"count\"> allocations</label>\n"
+    << "<label title=\"allocations freed before their thread allocated anything else\"><input type=\"radio\" "
+       "name=\"metric\" value=\"temporary\"> temporary allocations</label>\n"
     << "<input type=\"search\" id=\"flame-search\" placeholder=\"highlight frames containing\u2026\">\n"
     << "<button type=\"button\" id=\"flame-reset\">reset zoom</button>\n</div>\n"
     << "<div id=\"controls-view\" class=\"controls\">\n<span>view:</span>\n"
@@ -653,11 +642,8 @@ bool write_html(std::FILE* out, const html_input& in) {
                                             : "bytes held at the process peak";
   // Each row names its call site by file:line, and by as many callers as it takes for no two rows
   // to read alike (two sites in one function; one helper called from two places).
-  std::vector<std::size_t> from(rows, 0);
-  const std::vector<site> shown(in.sites.begin(), in.sites.begin() + static_cast<std::ptrdiff_t>(rows));
-  for (std::size_t i = 0; i < rows; ++i)
-    if (const frame* f = call_site_frame(shown[i])) from[i] = static_cast<std::size_t>(f - shown[i].frames.data());
-  const std::vector<std::size_t> label = label_lengths(shown, from);
+  const std::vector<label_span> label =
+      label_spans(std::vector<site>(in.sites.begin(), in.sites.begin() + static_cast<std::ptrdiff_t>(rows)));
   p << "<section id=\"sites\">\n<h2>Top " << std::to_string(rows) << " call sites by " << by << " (of "
     << std::to_string(in.sites.size()) << ")</h2>\n<table class=\"grid\" id=\"site-table\">\n"
     << "<tr><th>#</th><th>at peak</th><th>share</th><th>" << live_head
@@ -680,18 +666,23 @@ bool write_html(std::FILE* out, const html_input& in) {
       << bytes_text(static_cast<long double>(c.bytes_allocated)) << "</td><td>"
       << bytes_text(static_cast<long double>(c.largest)) << "</td><td>" << count_text(c.temporary)
       << "</td><td class=\"left\">";
-    const frame* f = call_site_frame(s);
-    if (f == nullptr) {
+    if (label[i].count == 0) {
       p << (s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
     } else {
-      for (std::size_t k = 0; k < std::max<std::size_t>(label[i], 1); ++k) {
-        const frame& fr = s.frames[from[i] + k];
+      for (std::size_t k = 0; k < label[i].count; ++k) {
+        const frame& fr = s.frames[label[i].first + k];
         if (k != 0) p << " <span class=\"where\">\u2190 called from</span> ";
         p << "<code>" << html_escape(frame_name(fr)) << "</code>";
         const std::string where = frame_where(fr);
         if (!where.empty())
           p << " <span class=\"where\" title=\"" << html_escape(fr.file.empty() ? fr.module : fr.file) << "\">"
             << html_escape(where) << "</span>";
+      }
+      if (label[i].via != label_span::none) {  // two sites that differ only inside the call site
+        const frame& fr = s.frames[label[i].via];
+        p << " <span class=\"where\">via</span> <code>" << html_escape(frame_name(fr)) << "</code>";
+        if (const std::string where = frame_where(fr); !where.empty())
+          p << " <span class=\"where\">" << html_escape(where) << "</span>";
       }
     }
     if (const framework* fw = framework_of(s))

@@ -2,10 +2,11 @@
 // JavaScript, a Content-Security-Policy that forbids every outside load, the data as embedded
 // JSON) with the process summary per device and kind, the top call sites table, framework cache
 // notes (labels.h), and an interactive icicle flame graph of every call stack weighted by bytes at
-// the process peak (switchable to live bytes, bytes allocated, allocations; click to zoom, hover
-// for function, file:line and bytes, search to highlight; a bottom-up view, allocating functions on
-// top and their callers below; a filter by function, module or file that keeps or drops sites, or
-// hides frames, in the graph and the table alike).
+// the process peak (switchable to live bytes, bytes allocated, allocations, temporary allocations;
+// click to zoom, hover for function, file:line and bytes, search to highlight; a bottom-up view,
+// allocating functions on top and their callers below; a filter by function, module or file that
+// keeps or drops sites, or hides frames, in the graph and the table alike), and memory over time
+// with the lines of the call sites with the largest own peaks (timeline.h).
 //
 // Every string from the stats file (command line, paths, function and file names) is escaped for
 // where it lands: HTML text and attributes with html_escape, the embedded JSON with json_quote's
@@ -43,7 +44,8 @@ struct html_input {
   std::vector<kind_figures> kinds;
   std::vector<site> sites;     // every site (the flame graph), sorted by `sort`, largest first
   std::size_t top = 10;        // rows of the call-site table (0: all)
-  std::string sort = "peak";   // peak | live | total | count: the table's order, the graph's first weight
+  std::string sort = "peak";   // peak | live | total | count | own-peak | temporary: the table's order, and
+                               // the graph's first weight (own-peak: peak)
   bool bottom_up = false;      // the flame graph opens bottom-up (report --bottom-up)
   bool frames_hidden = false;  // the sites' frames were cut by the frame filter (frame_filter.h)
   timeline series;             // live bytes over time (timeline.h)

@@ -1,7 +1,7 @@
 // poolshim-stats: reports the call-site statistics that POOLSHIM_STATS=native writes, for one
 // process (running, exited or killed) — per device and kind, the top call sites by bytes at the
 // process peak, live bytes, total bytes or count, and what was still allocated at exit — as text,
-// JSON (schema version 4, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
+// JSON (schema version 5, documented in REPORT_SCHEMA.md), collapsed stacks for flamegraph.pl and
 // speedscope, or a self-contained HTML page with a flame graph (html_report.h). Sites whose stack
 // passes through a caching framework's allocator are labelled with it (labels.h).
 #include <poolshim/version.h>  // generated (include/CMakeLists.txt)
@@ -71,7 +71,8 @@ preloaded), live or after the process ended (a clean exit, a crash or kill -9).
              summed per device and kind, and the daemon's (pinned region, lent, free, clients,
              device memory lent) when a trusted poolshimd answers on its socket
   top        a live view: DIR's running processes (live, peak, allocations/s since the last
-             refresh) and each one's call sites holding the most live bytes, redrawn every interval
+             refresh, live bytes over time with the lines of the sites with the largest own
+             peaks) and each one's call sites holding the most live bytes, redrawn every interval
   clean      removes your files in DIR of processes that are no longer running (exited, crashed
              or killed): they stay in RAM (/dev/shm) until removed, about 17 MiB each. A running
              process's file and other users' files are never touched; prints each file removed
@@ -87,7 +88,7 @@ Options:
                  allocations freed before their thread allocated again; with --format collapsed
                  the flame graph's weight); a tie goes to the next figure (peak: live, own
                  peak, total, count)
-  --format FMT   text (default), json (schema version 4: daemon/stats/REPORT_SCHEMA.md), html (a
+  --format FMT   text (default), json (schema version 5: daemon/stats/REPORT_SCHEMA.md), html (a
                  self-contained page: summary, top sites, an interactive flame graph; use --output),
                  collapsed (one line per site: outermost;...;innermost BYTES, with BYTES the sort
                  key's value; every site unless --top is given; in names ';' becomes ':', a space
@@ -96,7 +97,7 @@ Options:
                  POOLSHIM_STATS_EVENTS=N; device memory only: the pool's segments with their
                  blocks, streams and failed allocations (oom); use --output)
   --bottom-up    report, text: call sites by the function that allocates, its callers below
-                 (html: the page opens on its bottom-up flame graph)
+                 (json: adds it as bottom_up; html: the page opens on its bottom-up flame graph)
   --all-frames   show every frame. By default the CUDA runtime's and driver's frames (libcudart,
                  libcuda, a static cudart's cuda* functions), libc's start (_start,
                  __libc_start_main, start_thread) and, in stacks with Python frames, the
@@ -110,7 +111,7 @@ Options:
   --interval S   top: seconds between refreshes (default 2)
   --iterations N top: refresh N times, then exit (default 0: until interrupted); the screen is
                  cleared only when stdout is a terminal (lines fit its width; else 100 columns)
-  --sites N      top: call sites shown per process (default 3)
+  --sites N      top: call sites shown per process, and site lines over time (default 3)
   --no-symbols   show module+offset instead of function and line (no libdw)
   --older-than D clean: only files of processes that ended at least D ago (a number and a unit:
                  s, m, h, d or w, e.g. 30m, 12h, 7d; a killed process by its start time)
@@ -293,6 +294,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   // Of every site too: the allocating functions the bottom-up view ranks.
   const std::vector<tool::bottom_up_node> tree =
       view.bottom_up ? tool::bottom_up(sites, sort, h.depth_cap) : std::vector<tool::bottom_up_node>{};
+  // Memory over time, with the lines of the sites with the largest own peaks (of every site too).
+  const tool::timeline series = format == "collapsed" ? tool::timeline{} : f.timeline();
+  const tool::site_lines lines = tool::site_lines_of(series, sites, tool::k_site_lines);
   if (top != 0 && sites.size() > top) sites.resize(top);
   const std::vector<tool::kind_figures> kinds = f.kinds();
   const std::vector<poolshim_stats_live> live = f.live();
@@ -336,7 +340,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
     return 0;
   }
   if (format == "json") {
-    std::printf("{\"schema_version\":4,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
+    std::printf("{\"schema_version\":5,\"file\":%s,\"pid\":%d,\"uid\":%u,\"state\":\"%s\",\"exe\":%s,\"cmdline\":%s,",
                 json_string(f.path()).c_str(), h.pid, h.uid, state(f).c_str(), json_string(f.exe()).c_str(),
                 json_string(f.cmdline()).c_str());
     std::printf(
@@ -362,8 +366,9 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
           static_cast<unsigned long long>(k.counters.bytes_allocated), static_cast<long long>(k.counters.live_bytes),
           static_cast<long long>(k.counters.peak_bytes), static_cast<unsigned long long>(k.counters.peak_ns));
     }
-    std::printf("],\"kind_sizes\":%s,\"timeline\":%s,\"sites\":[", tool::kind_sizes_json(f.kind_sizes()).c_str(),
-                tool::timeline_json(f.timeline()).c_str());
+    std::printf("],\"kind_sizes\":%s,\"timeline\":%s,\"bottom_up\":%s,\"sites\":[",
+                tool::kind_sizes_json(f.kind_sizes()).c_str(), tool::timeline_json(series, lines).c_str(),
+                view.bottom_up ? tool::bottom_up_json(tree, top, sort).c_str() : "null");
     for (std::size_t i = 0; i < sites.size(); ++i) {
       const tool::site& s = sites[i];
       const auto& c = s.counters;
@@ -458,7 +463,7 @@ int report(const tool::stats_file& f, std::size_t top, const std::string& sort, 
   for (int k = 0; k < POOLSHIM_STATS_KINDS; ++k)
     if (const std::string t = tool::sizes_text(kind_sizes[static_cast<std::size_t>(k)]); !t.empty())
       std::printf("  %s sizes: %s\n", tool::kind_name(k), t.c_str());
-  if (const std::string t = tool::timeline_text(f.timeline(), 40); !t.empty()) std::printf("  %s\n", t.c_str());
+  for (const std::string& l : tool::timeline_lines(series, lines, 40)) std::printf("  %s\n", term(l).c_str());
   if (hidden_frames != 0) {
     std::printf("  note: the CUDA runtime's and libc's frames (and the Python interpreter's) are hidden;\n");
     if (folded != 0)
@@ -678,8 +683,8 @@ int run(int argc_given, char** argv_given) {
       for (const std::string& n : notes) std::fprintf(stderr, "poolshim-stats: skipped %s\n", term(n).c_str());
     }
     if (newest) note_other_files(*files.front(), dir);
-    if (view.bottom_up && format != "text" && format != "html")
-      usage_error("--bottom-up is a view of the text report and the HTML page, not of " + format);
+    if (view.bottom_up && format != "text" && format != "html" && format != "json")
+      usage_error("--bottom-up is a view of the text and JSON reports and the HTML page, not of " + format);
     if (format == "memory_viz") return tool::write_memory_viz(*files.front(), symbols, view.filter, output);
     if (!output.empty() && output != "-" && std::freopen(output.c_str(), "w", stdout) == nullptr) {
       std::fprintf(stderr, "poolshim-stats: %s: %s\n", output.c_str(), std::strerror(errno));

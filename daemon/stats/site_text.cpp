@@ -2,6 +2,8 @@
 #include "stats/site_text.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
 #include <numeric>
 
 namespace poolshim::stats_tool {
@@ -25,7 +27,31 @@ std::vector<std::int64_t> sort_values(const site& s, const std::string& sort) {
   return {peak, live, own, total, count};
 }
 
+std::string hex(std::uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
 }  // namespace
+
+// frame::text (stats_file.h) lives here, with the other ways a site reads, so that the report
+// library stands without the file reader (a test's hand-made page).
+std::string frame::text() const {
+  const auto base = [](const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+  };
+  if (!function.empty()) {
+    if (!file.empty()) return function + " (" + base(file) + ":" + std::to_string(line) + ")";
+    // A symbol without line information (a library built without -g): the name alone would lose
+    // which file it is in (two libraries may export one name) and where to point addr2line.
+    if (!module.empty()) return function + " (" + base(module) + "+" + hex(offset) + ")";
+    return function;
+  }
+  if (!module.empty()) return base(module) + "+" + hex(offset);
+  return hex(pc);
+}
 
 std::int64_t sort_value(const site& s, const std::string& sort) { return sort_values(s, sort).front(); }
 
@@ -53,6 +79,73 @@ std::vector<std::size_t> label_lengths(const std::vector<site>& sites, const std
     if (j > 0) longest = std::max(longest, shared(i, order[j - 1]));
     if (j + 1 < order.size()) longest = std::max(longest, shared(i, order[j + 1]));
     out[i] = std::min(longest + 1, keys[i].size());
+  }
+  return out;
+}
+
+const frame* call_site_frame(const site& s) {
+  const auto cuda_or_shim = [](const frame& f) {
+    const std::string m = f.module.substr(f.module.find_last_of('/') + 1);
+    return m.rfind("libcudart", 0) == 0 || m.rfind("libcuda.", 0) == 0 || m.rfind("libpoolshim", 0) == 0;
+  };
+  for (const frame& f : s.frames)
+    if (!cuda_or_shim(f) && !f.file.empty()) return &f;
+  for (const frame& f : s.frames)
+    if (!cuda_or_shim(f)) return &f;
+  return s.frames.empty() ? nullptr : &s.frames.front();
+}
+
+std::vector<label_span> label_spans(const std::vector<site>& sites) {
+  std::vector<std::size_t> from(sites.size(), 0);
+  for (std::size_t i = 0; i < sites.size(); ++i)
+    if (const frame* f = call_site_frame(sites[i])) from[i] = static_cast<std::size_t>(f - sites[i].frames.data());
+  const std::vector<std::size_t> length = label_lengths(sites, from);
+  std::vector<label_span> out(sites.size());
+  // Labels still alike run to their stacks' ends: the sites differ inside their call sites.
+  std::map<std::vector<std::string>, std::vector<std::size_t>> alike;
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    if (sites[i].frames.empty()) continue;
+    out[i] = {from[i], std::max<std::size_t>(length[i], 1)};
+    std::vector<std::string> k{sites[i].cut ? "#cut" : ""};
+    for (std::size_t f = from[i]; f < from[i] + out[i].count; ++f) k.push_back(frame_key(sites[i].frames[f]));
+    alike[k].push_back(i);
+  }
+  // The inner frame of site i that is j frames inside its call site (none past its innermost).
+  const auto inner = [&](std::size_t i, std::size_t j) -> std::string {
+    return j < from[i] ? frame_key(sites[i].frames[from[i] - 1 - j]) : "#none";
+  };
+  for (const auto& [key, group] : alike) {
+    if (group.size() < 2) continue;
+    for (std::size_t i : group) {
+      // How far inside the call site it takes to tell i from each other site of the group.
+      std::size_t depth = 0;
+      for (std::size_t o : group) {
+        if (o == i) continue;
+        std::size_t j = 0;
+        while (j < std::max(from[i], from[o]) && inner(i, j) == inner(o, j)) ++j;
+        depth = std::max(depth, j);
+      }
+      if (depth < from[i]) out[i] = {from[i], 1, from[i] - 1 - depth};  // its callers tell nothing apart
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> site_labels(const std::vector<site>& sites) {
+  const std::vector<label_span> spans = label_spans(sites);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const site& s = sites[i];
+    if (spans[i].count == 0) {
+      out.emplace_back(s.id == 0 ? "[untracked stacks]" : "[stack kept without frames]");
+      continue;
+    }
+    std::string label;
+    for (std::size_t f = spans[i].first; f < spans[i].first + spans[i].count; ++f)
+      label += (label.empty() ? "" : " < ") + s.frames[f].text();
+    if (s.cut && spans[i].first + spans[i].count >= s.frames.size()) label += " < [stack cut]";
+    if (spans[i].via != label_span::none) label += " via " + s.frames[spans[i].via].text();
+    out.push_back(std::move(label));
   }
   return out;
 }

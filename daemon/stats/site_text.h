@@ -27,6 +27,31 @@ std::uint32_t depth_needed(const std::vector<site>& sites, bool* more = nullptr)
 // without frames from there. sites and from have the same size.
 std::vector<std::size_t> label_lengths(const std::vector<site>& sites, const std::vector<std::size_t>& from);
 
+// The frame that names a call site: the innermost one outside the CUDA runtime, the driver and the
+// shim that has a source file (the program's call of cudaMalloc), else the innermost one outside
+// them, else the innermost; null for a site without frames.
+const frame* call_site_frame(const site& s);
+
+// The frames each site's label shows, [first, first + count) of its frames, so that no two sites
+// of `sites` read alike: from its call site (call_site_frame) outward, as many as label_lengths
+// says. Sites alike from their call sites on (they differ only in frames inside them, such as the
+// runtime's entry points that --all-frames shows) name their call site alone (their callers are
+// the same) and, as `via`, the frame inside it closest to it in which each differs from the others
+// (cudaMallocManaged beside cudaMalloc).
+// count 0: a site without frames.
+struct label_span {
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t first = 0, count = 0;
+  std::size_t via = none;  // the index of the inner frame that tells the site apart, or none
+};
+std::vector<label_span> label_spans(const std::vector<site>& sites);
+
+// Each site's label as text: the frames of its span (frame::text(), "function (file:line)")
+// joined by " < " (the caller after the callee), "[stack cut]" after a cut stack's when the span
+// reaches its end, then " via " and its `via` frame; "[untracked stacks]" (id 0) or "[stack kept without frames]"
+// without frames.
+std::vector<std::string> site_labels(const std::vector<site>& sites);
+
 // The sort keys of `report --sort` and what breaks a tie of each: the next most meaningful figure,
 // then the next (a site with nothing live never ranks above one with bytes at the peak because
 // the stack table happened to hold it first). `sort`: peak, live, total, count or own-peak.

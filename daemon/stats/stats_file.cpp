@@ -24,12 +24,6 @@ namespace {
 
 constexpr const char* k_kind_names[] = {"device", "pinned", "managed", "async", "vmm"};
 
-std::string hex(std::uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 std::string demangle(const char* name) {
   if (name == nullptr) return {};
   int status = 0;
@@ -211,22 +205,6 @@ const T* at(const void* base, std::uint64_t offset) {
 }
 
 }  // namespace
-
-std::string frame::text() const {
-  const auto base = [](const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-  };
-  if (!function.empty()) {
-    if (!file.empty()) return function + " (" + base(file) + ":" + std::to_string(line) + ")";
-    // A symbol without line information (a library built without -g): the name alone would lose
-    // which file it is in (two libraries may export one name) and where to point addr2line.
-    if (!module.empty()) return function + " (" + base(module) + "+" + hex(offset) + ")";
-    return function;
-  }
-  if (!module.empty()) return base(module) + "+" + hex(offset);
-  return hex(pc);
-}
 
 stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
   const auto not_mine = [&](uid_t uid) {
@@ -546,6 +524,8 @@ stats_tool::timeline stats_file::timeline() const {
     x.ns = s.ns;
     x.total = s.total;
     x.live.assign(s.live, s.live + columns);
+    for (int c = 0; c < POOLSHIM_STATS_TIMELINE_SITES; ++c)
+      if (s.site[c] != 0 && s.site[c] <= layout_.slot_count) x.sites.push_back({s.site[c], s.site_live[c]});
     out.samples.push_back(std::move(x));
   }
   return out;

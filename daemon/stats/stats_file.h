@@ -67,6 +67,9 @@ struct site {
   // stacks that differ only in those were folded into this site (1: none).
   std::uint32_t hidden = 0;
   std::uint32_t folded = 1;
+  // Set when sites are merged (tool_util.h's merge_by_key): the other stacks' ids this site stands
+  // for besides `id` (their lines over time add to its own).
+  std::vector<std::uint32_t> merged;
 };
 
 struct kind_figures {
@@ -83,10 +86,15 @@ struct timeline {
   struct column {
     int device = 0, kind = 0;
   };
+  struct site_live {
+    std::uint32_t stack = 0;  // a stack id the shim followed at this sample
+    std::int64_t live = 0;    // its live bytes then
+  };
   struct sample {
     std::uint64_t ns = 0;
     std::int64_t total = 0;          // every kind
     std::vector<std::int64_t> live;  // one per column
+    std::vector<site_live> sites;    // the call sites followed then (the largest own peaks found)
   };
   std::uint64_t interval_ns = 0;  // between samples at the end (it doubles each time the file is full)
   std::vector<column> columns;

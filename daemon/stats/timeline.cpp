@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "stats/report_text.h"
+#include "stats/site_text.h"
 
 namespace poolshim::stats_tool {
 namespace {
@@ -21,21 +22,40 @@ std::string fixed(double v, int digits) {
   return b;
 }
 
-// A frame as a person names it: "function (file.cpp:12)", the module's name without a function.
-std::string frame_name(const frame& f) {
-  const std::string file = f.file.substr(f.file.find_last_of('/') + 1);
-  const std::string fn = f.function.empty() ? f.module.substr(f.module.find_last_of('/') + 1) : f.function;
-  return file.empty() ? fn : fn + " (" + file + ":" + std::to_string(f.line) + ")";
-}
-
-// The first frame outside the CUDA runtime, the driver and the shim: the program's call.
-const frame* call_of(const site& s) {
-  for (const frame& f : s.frames) {
-    const std::string base = f.module.substr(f.module.find_last_of('/') + 1);
-    if (base.rfind("libcudart", 0) != 0 && base.rfind("libcuda.", 0) != 0 && base.rfind("libpoolshim", 0) != 0)
-      return &f;
+// `value(i)` (sample i's figure; none: unknown) as `width` characters over t's time span (see
+// sparkline()); a span with no known figure is blank.
+template <class Value>
+std::string spark_of(const timeline& t, std::size_t width, Value value) {
+  if (t.samples.empty() || width == 0) return "";
+  static constexpr char k_levels[] = " .:-=+*#%@";
+  constexpr int k_top = sizeof k_levels - 2;
+  const std::uint64_t t0 = t.samples.front().ns, t1 = t.samples.back().ns;
+  std::vector<std::int64_t> most(width, -1);
+  std::vector<bool> sampled(width, false);
+  for (std::size_t i = 0; i < t.samples.size(); ++i) {
+    const std::uint64_t ns = t.samples[i].ns;
+    const std::size_t at =
+        t1 > t0 ? std::min<std::size_t>(width - 1, static_cast<std::size_t>(static_cast<long double>(ns - t0) /
+                                                                            static_cast<long double>(t1 - t0) *
+                                                                            static_cast<long double>(width)))
+                : width - 1;
+    sampled[at] = true;
+    if (const std::optional<std::int64_t> v = value(i)) most[at] = std::max(most[at], std::max<std::int64_t>(*v, 0));
   }
-  return s.frames.empty() ? nullptr : &s.frames.front();
+  // A span no sample fell in holds what the one before it ended with.
+  for (std::size_t i = 1; i < width; ++i)
+    if (!sampled[i]) most[i] = most[i - 1];
+  const std::int64_t top = *std::max_element(most.begin(), most.end());
+  std::string out;
+  for (std::int64_t v : most) {
+    const int level =
+        v <= 0 || top <= 0
+            ? 0
+            : std::max(1, static_cast<int>((static_cast<long double>(v) * k_top + static_cast<long double>(top) - 1) /
+                                           static_cast<long double>(top)));
+    out += k_levels[std::min(level, k_top)];
+  }
+  return out;
 }
 
 }  // namespace
@@ -80,7 +100,7 @@ std::string kind_sizes_json(const std::array<size_counts, POOLSHIM_STATS_KINDS>&
   return out + "]";
 }
 
-std::string timeline_json(const timeline& t) {
+std::string timeline_json(const timeline& t, const site_lines& lines) {
   std::string out = "{\"interval_ns\":" + num(t.interval_ns) + ",\"columns\":[";
   for (std::size_t i = 0; i < t.columns.size(); ++i)
     out += std::string(i ? "," : "") + "{\"device\":" + std::to_string(t.columns[i].device) + ",\"kind\":\"" +
@@ -92,35 +112,46 @@ std::string timeline_json(const timeline& t) {
     for (std::int64_t v : s.live) out += "," + num(v);
     out += "]";
   }
+  out += "],\"sites\":[";
+  const std::vector<std::string> labels = site_labels(lines.sites);
+  for (std::size_t i = 0; i < lines.sites.size(); ++i) {
+    const site& s = lines.sites[i];
+    out += std::string(i ? "," : "") + "{\"id\":" + std::to_string(s.id) + ",\"call_site\":" + json_quote(labels[i]) +
+           ",\"own_peak\":" + num(s.counters.own_peak) + ",\"live\":[";
+    for (std::size_t k = 0; k < lines.live[i].size(); ++k)
+      out += std::string(k ? "," : "") + (lines.live[i][k] ? num(*lines.live[i][k]) : std::string("null"));
+    out += "]}";
+  }
   return out + "]}";
 }
 
 std::string sparkline(const timeline& t, std::size_t width) {
-  if (t.samples.empty() || width == 0) return "";
-  static constexpr char k_levels[] = " .:-=+*#%@";
-  constexpr int k_top = sizeof k_levels - 2;
-  const std::uint64_t t0 = t.samples.front().ns, t1 = t.samples.back().ns;
-  std::vector<std::int64_t> most(width, -1);
-  for (const timeline::sample& s : t.samples) {
-    const std::size_t at =
-        t1 > t0 ? std::min<std::size_t>(width - 1, static_cast<std::size_t>(static_cast<long double>(s.ns - t0) /
-                                                                            static_cast<long double>(t1 - t0) *
-                                                                            static_cast<long double>(width)))
-                : width - 1;
-    most[at] = std::max(most[at], std::max<std::int64_t>(s.total, 0));
-  }
-  // A span no sample fell in holds what the one before it ended with.
-  for (std::size_t i = 1; i < width; ++i)
-    if (most[i] < 0) most[i] = most[i - 1];
-  const std::int64_t top = *std::max_element(most.begin(), most.end());
-  std::string out;
-  for (std::int64_t v : most) {
-    const int level =
-        v <= 0 || top <= 0
-            ? 0
-            : std::max(1, static_cast<int>((static_cast<long double>(v) * k_top + static_cast<long double>(top) - 1) /
-                                           static_cast<long double>(top)));
-    out += k_levels[std::min(level, k_top)];
+  return spark_of(t, width, [&](std::size_t i) { return std::optional<std::int64_t>(t.samples[i].total); });
+}
+
+site_lines site_lines_of(const timeline& t, const std::vector<site>& sites, std::size_t n) {
+  std::vector<std::size_t> order(sites.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return ranks_before(sites[a], sites[b], "own-peak"); });
+  site_lines out;
+  for (std::size_t i : order) {
+    if (out.sites.size() >= n) break;
+    const site& s = sites[i];
+    if (s.id == 0) continue;  // untracked stacks: no stack the shim could follow
+    std::vector<std::optional<std::int64_t>> live;
+    bool known = false;
+    for (const timeline::sample& x : t.samples) {
+      std::optional<std::int64_t> v;
+      for (const timeline::site_live& f : x.sites)
+        if (f.stack == s.id || std::find(s.merged.begin(), s.merged.end(), f.stack) != s.merged.end())
+          v = v.value_or(0) + f.live;
+      known = known || v.has_value();
+      live.push_back(v);
+    }
+    if (!known) continue;
+    out.sites.push_back(s);
+    out.live.push_back(std::move(live));
   }
   return out;
 }
@@ -134,7 +165,45 @@ std::string timeline_text(const timeline& t, std::size_t width) {
          sparkline(t, width) + "] max " + bytes_text(static_cast<long double>(top));
 }
 
-std::string timeline_html(const timeline& t, std::uint64_t start_ns) {
+std::vector<std::string> site_sparklines(const timeline& t, const site_lines& lines, std::size_t width) {
+  std::vector<std::string> out;
+  for (const std::vector<std::optional<std::int64_t>>& live : lines.live) {
+    std::int64_t top = 0;
+    for (const std::optional<std::int64_t>& v : live) top = std::max(top, v.value_or(0));
+    out.push_back("[" + spark_of(t, width, [&](std::size_t k) { return live[k]; }) + "] max " +
+                  bytes_text(static_cast<long double>(top)));
+  }
+  return out;
+}
+
+std::vector<std::string> timeline_lines(const timeline& t, const site_lines& lines, std::size_t width) {
+  if (t.samples.empty()) return {};
+  std::vector<std::string> out{timeline_text(t, width)};
+  const std::size_t at = out[0].find('[');  // the sparklines start in one column
+  const std::vector<std::string> labels = site_labels(lines.sites);
+  const std::vector<std::string> sparks = site_sparklines(t, lines, width);
+  const std::uint64_t t0 = t.samples.front().ns;
+  const auto since = [&](std::size_t k) {
+    return "+" + fixed(static_cast<double>(t.samples[k].ns - t0) / 1e9, 2) + " s";
+  };
+  for (std::size_t i = 0; i < lines.sites.size(); ++i) {
+    const std::vector<std::optional<std::int64_t>>& live = lines.live[i];
+    std::size_t first = live.size(), last = 0;
+    for (std::size_t k = 0; k < live.size(); ++k)
+      if (live[k]) first = std::min(first, k), last = k;
+    std::string head = "site #" + std::to_string(i + 1) + ": ";
+    head.insert(0, at > head.size() ? at - head.size() : 0, ' ');
+    std::string line = head + sparks[i] + "  " + labels[i];
+    if (first != 0 || last + 1 != live.size())
+      line += " (followed " + (first != 0 ? "from " + since(first) : std::string()) +
+              (first != 0 && last + 1 != live.size() ? " " : "") +
+              (last + 1 != live.size() ? "until " + since(last) : std::string()) + ")";
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+std::string timeline_html(const timeline& t, std::uint64_t start_ns, const site_lines& lines) {
   if (t.samples.empty()) return "";
   constexpr double k_w = 900, k_h = 220, k_left = 70, k_bottom = 24, k_top = 8;
   const std::uint64_t t0 = std::min(start_ns != 0 ? start_ns : t.samples.front().ns, t.samples.front().ns);
@@ -190,11 +259,48 @@ std::string timeline_html(const timeline& t, std::uint64_t start_ns) {
              "</title></path>\n";
       legend += " <span style=\"color:" + std::string(colour) + "\">&#9644; " + html_escape(name) + "</span>";
     }
+  // The call sites' lines, dashed: drawn only where the shim followed the site (a gap elsewhere).
+  static constexpr const char* k_site_colours[] = {"#c23b3b", "#2e9e5b", "#9c4dcc", "#d9822b",
+                                                   "#2aa4b0", "#7a7a2e", "#b0527a", "#1f6fb5"};
+  const std::vector<std::string> labels = site_labels(lines.sites);
+  std::string site_legend;
+  for (std::size_t i = 0; i < lines.sites.size(); ++i) {
+    std::string d;
+    bool open = false;
+    for (std::size_t k = 0; k < lines.live[i].size() && k < t.samples.size(); ++k) {
+      if (!lines.live[i][k]) {
+        open = false;
+        continue;
+      }
+      const double px = x(t.samples[k].ns), py = y(*lines.live[i][k]);
+      d += open ? " H" + fixed(px, 1) + " V" + fixed(py, 1)
+                : (d.empty() ? "M" : " M") + fixed(px, 1) + "," + fixed(py, 1);
+      open = true;
+    }
+    const char* colour = k_site_colours[i % 8];
+    const std::string name = "site #" + std::to_string(i + 1) + ": " + labels[i];
+    svg += "<path class=\"site-line\" data-site-id=\"" + std::to_string(lines.sites[i].id) + "\" d=\"" + d +
+           "\" fill=\"none\" stroke=\"" + colour +
+           "\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\" stroke-linecap=\"round\"><title>" + html_escape(name) +
+           "</title></path>\n";
+    site_legend += "<li style=\"color:" + std::string(colour) + "\">&#9476; " + html_escape(name) + "</li>";
+  }
   svg += "</svg>\n";
-  return "<section id=\"timeline\">\n<h2>Memory over time</h2>\n<p class=\"note\">Live bytes sampled every " +
-         fixed(static_cast<double>(t.interval_ns) / 1e6, 0) + " ms or more (" + std::to_string(t.samples.size()) +
-         " samples; a full series keeps the larger of each pair of neighbours).</p>\n" + svg + "<div>" + legend +
-         "</div>\n</section>\n";
+  std::string out =
+      "<section id=\"timeline\">\n<h2>Memory over time</h2>\n<p class=\"note\">Live bytes sampled every " +
+      fixed(static_cast<double>(t.interval_ns) / 1e6, 0) + " ms or more (" + std::to_string(t.samples.size()) +
+      " samples; a full series keeps the larger of each pair of neighbours).</p>\n" + svg + "<div>" + legend +
+      "</div>\n";
+  if (!lines.sites.empty())
+    out += "<p class=\"note\">Dashed: the " + std::to_string(lines.sites.size()) + " call site" +
+           (lines.sites.size() == 1 ? "" : "s") +
+           " with the largest own peaks, as the shim sampled them (it follows the " +
+           std::to_string(POOLSHIM_STATS_TIMELINE_SITES) +
+           " stacks with the largest own peaks it has found; a gap: it did not follow the site then).</p>\n<ul "
+           "class=\"site-lines\" "
+           "style=\"list-style:none;padding-left:0\">" +
+           site_legend + "</ul>\n";
+  return out + "</section>\n";
 }
 
 std::string sizes_html(const std::array<size_counts, POOLSHIM_STATS_KINDS>& kinds, const std::vector<site>& sites,
@@ -228,11 +334,10 @@ std::string sizes_html(const std::array<size_counts, POOLSHIM_STATS_KINDS>& kind
     const size_counts& c = kinds[static_cast<std::size_t>(k)];
     if (std::any_of(c.begin(), c.end(), [](std::uint64_t v) { return v != 0; })) out += row(kind_of(k), c);
   }
-  for (std::size_t i = 0; i < shown; ++i) {
-    const frame* f = call_of(sites[i]);
-    out += row("#" + std::to_string(i + 1) + " " + (f != nullptr ? frame_name(*f) : std::string("[untracked]")),
-               sizes_of(sites[i].counters));
-  }
+  const std::vector<std::string> labels =
+      site_labels(std::vector<site>(sites.begin(), sites.begin() + static_cast<std::ptrdiff_t>(shown)));
+  for (std::size_t i = 0; i < shown; ++i)
+    out += row("#" + std::to_string(i + 1) + " " + labels[i], sizes_of(sites[i].counters));
   return out +
          "</table>\n<p class=\"note\">Allocations by size, each column up to its power of two; rows: each kind, "
          "then the top call sites.</p>\n</section>\n";

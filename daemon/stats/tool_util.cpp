@@ -205,6 +205,8 @@ std::vector<site> merge_by_key(std::vector<site> in) {
     for (int k = 0; k < POOLSHIM_STATS_SIZE_BUCKETS; ++k) a.sizes[k] += b.sizes[k];
     m.at_process_peak += s.at_process_peak;
     m.folded += s.folded;
+    m.merged.push_back(s.id);
+    m.merged.insert(m.merged.end(), s.merged.begin(), s.merged.end());
     m.hidden = std::max(m.hidden, s.hidden);
     if (s.whole_depth > m.whole_depth || (s.whole_depth == m.whole_depth && s.whole_depth_more)) {
       m.whole_depth = s.whole_depth;  // the same frames cut from stacks of several depths: the deepest

@@ -32,7 +32,11 @@ struct watched {
   bool sampled = false;
   std::uint64_t allocs = 0;  // at the previous refresh
   clock_type::time_point at;
-  std::map<std::uint32_t, std::vector<frame>> frames;  // symbolised once per stack id
+  struct stack_frames {
+    std::vector<frame> all, shown;  // every frame; those the filter shows
+    std::uint32_t hidden = 0;
+  };
+  std::map<std::uint32_t, stack_frames> frames;  // symbolised and filtered once per stack id
 };
 
 std::uint64_t allocations(const stats_file& f, std::int64_t* live) {
@@ -73,22 +77,75 @@ std::string fit(const std::string& s, std::size_t cols) {
   return s.substr(0, i) + std::string("...").substr(0, cols - keep);
 }
 
-// The site as the frame a reader knows it by, and its caller when that fits in `room` columns.
-std::string site_text(const std::vector<frame>& frames, std::size_t room) {
-  site s;
-  s.frames = frames;
-  const frame* f = cli::caller_frame(s);
-  if (f == nullptr) return "[no frames]";
-  // A narrow screen: C++'s anonymous namespace says nothing the file and line do not.
-  const auto brief = [](std::string t) {
-    for (std::size_t at; (at = t.find("(anonymous namespace)::")) != std::string::npos;) t.erase(at, 23);
-    return cli::terminal_text(t);
-  };
-  const std::string t = brief(f->text());
-  const std::size_t i = static_cast<std::size_t>(f - s.frames.data());
-  if (i + 1 >= s.frames.size()) return t;
-  const std::string with_caller = t + " < " + brief(s.frames[i + 1].text());
-  return columns(with_caller) <= room ? with_caller : t;
+// C++'s anonymous namespace says nothing on a narrow screen that the file and line do not.
+std::string brief(std::string t) {
+  for (std::size_t at; (at = t.find("(anonymous namespace)::")) != std::string::npos;) t.erase(at, 23);
+  return cli::terminal_text(t);
+}
+
+// A function's name without its parameter list.
+std::string bare_function(std::string fn) {
+  if (!fn.empty() && fn.back() == ')') {  // the parameters: from the '(' that matches the last ')'
+    int depth = 0;
+    for (std::size_t i = fn.size(); i-- > 0;) {
+      depth += fn[i] == ')' ? 1 : fn[i] == '(' ? -1 : 0;
+      if (depth == 0) {
+        fn.resize(i);
+        break;
+      }
+    }
+  }
+  return fn;
+}
+
+// The sites as top names them, in `room` columns each where they fit: the frames of their label
+// (site_text.h's label_spans: no two alike — two sites in one function by file:line, one helper
+// called from two places by its caller), then one caller more when that fits. Where the whole
+// names do not fit, shorter forms that keep each frame's function and line: no parameter lists,
+// and a caller in the same file as its callee without the file ("helper (a.cpp:25) < one:28");
+// then no file at all ("helper:25 < one:28"). Two sites that differ only inside their call site
+// (--all-frames) end with the inner frame that tells them apart ("f:5 via cudaMallocManaged").
+std::vector<std::string> site_names(const std::vector<site>& sites, std::size_t room) {
+  const std::vector<label_span> spans = label_spans(sites);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const site& s = sites[i];
+    if (spans[i].count == 0) {
+      out.emplace_back(s.id == 0 ? "[untracked stacks]" : "[no frames]");
+      continue;
+    }
+    // level 0: every frame's text; 1: shorter; 2: shortest.
+    const auto name = [&](std::size_t count, int level) {
+      std::string t, file;
+      for (std::size_t k = spans[i].first; k < spans[i].first + count && k < s.frames.size(); ++k) {
+        const frame& f = s.frames[k];
+        const std::string fn = bare_function(f.function);
+        const std::string base = f.file.substr(f.file.find_last_of('/') + 1);
+        std::string one;
+        if (level == 0 || fn.empty() || base.empty())
+          one = level == 0 || fn.empty() ? f.text() : fn;
+        else if (level == 2 || (k != spans[i].first && base == file))
+          one = fn + ":" + std::to_string(f.line);
+        else
+          one = fn + " (" + base + ":" + std::to_string(f.line) + ")";
+        file = base;
+        t += (t.empty() ? "" : " < ") + brief(one);
+      }
+      if (spans[i].via != label_span::none) {
+        const frame& f = s.frames[spans[i].via];
+        const std::string fn = bare_function(f.function);
+        t += " via " + brief(level == 0 || fn.empty() ? f.text() : fn);
+      }
+      if (s.folded > 1) t += " [" + std::to_string(s.folded) + " stacks]";
+      return t;
+    };
+    std::string t = name(spans[i].count, 0);
+    for (int level = 1; level <= 2 && columns(t) > room; ++level) t = name(spans[i].count, level);
+    const std::string more = name(spans[i].count + 1, 0);
+    if (spans[i].first + spans[i].count < s.frames.size() && columns(more) <= room) t = more;
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 }  // namespace
@@ -218,31 +275,66 @@ int top_main(const std::vector<std::string>& args, const std::string& default_di
       const std::string cmd = cli::brief_command(*w.file, 50);
       screen.push_back(line("  %-8d %11s %11s %10s  %s", h.pid, cli::bytes_text(live_now).c_str(),
                             cli::bytes_text(h.process_peak).c_str(), rate.c_str(), cmd.c_str()));
-      // Live bytes over the run so far (the file's timeline), as wide as the screen allows.
-      if (const std::string t =
-              timeline_text(w.file->timeline(), cols > 70 ? std::min<std::size_t>(cols - 60, 60) : 10);
-          !t.empty())
+      // Every site, its stacks merged as the report merges them (tool_util.h's visible_sites): alike
+      // in every frame, then in the frames shown. Stacks that differ only in hidden frames are one
+      // row, never two that read alike. Frames are symbolised and filtered once per stack id.
+      std::vector<site> raw = w.file->sites(false);
+      bool missing = false;
+      for (const site& s : raw) missing = missing || w.frames.find(s.id) == w.frames.end();
+      if (missing)
+        for (site& s : w.file->sites(symbols)) {
+          watched::stack_frames& f = w.frames[s.id];
+          std::size_t hidden = 0;
+          f.shown = visible_frames(s.frames, filter, &hidden);
+          f.hidden = static_cast<std::uint32_t>(hidden);
+          f.all = std::move(s.frames);
+        }
+      for (site& s : raw) s.frames = w.frames[s.id].all;
+      std::vector<site> sites = cli::merge_by_key(std::move(raw));
+      for (site& s : sites) {
+        const watched::stack_frames& f = w.frames[s.id];
+        s.frames = f.shown;
+        s.hidden = f.hidden;
+        s.folded = 1;
+      }
+      sites = cli::merge_by_key(std::move(sites));
+      // Live bytes over the run so far (the file's timeline), as wide as the screen allows, with
+      // the lines of the sites with the largest own peaks under it.
+      const timeline series = w.file->timeline();
+      const site_lines lines =
+          site_lines_of(series, sites, std::min<std::size_t>(nsites, POOLSHIM_STATS_TIMELINE_SITES));
+      const std::size_t width = cols > 70 ? std::min<std::size_t>(cols - 60, 60) : 10;
+      if (const std::string t = timeline_text(series, width); !t.empty()) {
         screen.push_back("    " + t);
+        // Each site's name right-aligned before its sparkline (in the process line's columns).
+        const std::size_t area = t.find('[') > 2 ? t.find('[') - 2 : 0;
+        const std::vector<std::string> names = site_names(lines.sites, area);
+        const std::vector<std::string> sparks = site_sparklines(series, lines, width);
+        for (std::size_t i = 0; i < lines.sites.size(); ++i) {
+          const std::string name = fit(names[i], area);
+          screen.push_back("    " + std::string(area - columns(name), ' ') + name + "  " + sparks[i]);
+        }
+      }
       if (nsites == 0) continue;
-      std::vector<site> sites = w.file->sites(false);
       sites.erase(std::remove_if(sites.begin(), sites.end(), [](const site& s) { return s.counters.live_bytes <= 0; }),
                   sites.end());
       std::stable_sort(sites.begin(), sites.end(),
                        [](const site& a, const site& b) { return ranks_before(a, b, "live"); });
       if (sites.size() > nsites) sites.resize(nsites);
-      bool missing = false;
-      for (const site& s : sites) missing = missing || w.frames.find(s.id) == w.frames.end();
-      if (missing)
-        for (site& s : w.file->sites(symbols)) w.frames[s.id] = visible_frames(s.frames, filter);
+      std::vector<std::string> heads;
+      std::size_t widest = 0;
       for (const site& s : sites) {
         const auto& c = s.counters;
         const std::string what = line("%s live in %lld (%llu allocs), own peak %s",
                                       cli::bytes_text(c.live_bytes).c_str(), static_cast<long long>(c.live_count),
                                       static_cast<unsigned long long>(c.allocs), cli::bytes_text(c.own_peak).c_str());
-        const std::string head = line("    %-44s ", what.c_str());
-        const std::size_t room = cols > columns(head) ? cols - columns(head) : 0;
-        screen.push_back(head + (s.id == 0 ? "[untracked stacks]" : site_text(w.frames[s.id], room)));
+        heads.push_back(line("    %-44s ", what.c_str()));
+        widest = std::max(widest, columns(heads.back()));
       }
+      // The names in one column, after the widest figures.
+      const std::vector<std::string> names = site_names(sites, cols > widest ? cols - widest : 0);
+      for (std::size_t i = 0; i < sites.size(); ++i)
+        screen.push_back(heads[i] + std::string(widest - columns(heads[i]), ' ') + names[i]);
     }
     if (seen.empty()) screen.push_back("  (no running process has a stats file here)");
     if (ended != 0) screen.push_back(line("  %zu exited or killed not shown (poolshim-stats node lists them)", ended));

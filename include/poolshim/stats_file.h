@@ -4,7 +4,7 @@
  * SIGBUS later), mapped shared by the shim and written in place, so it stays readable after the
  * process exits, crashes or is killed. poolshim-stats reads it; the shim never symbolises.
  *
- * Layout, version 4 (host byte order; every offset from the start of the file; every array fixed
+ * Layout, version 5 (host byte order; every offset from the start of the file; every array fixed
  * at creation):
  *   header                      struct poolshim_stats_header
  *   modules[module_capacity]    struct poolshim_stats_module: what a frame address belongs to
@@ -24,7 +24,8 @@
  *   python[python_size bytes]   the Python code table (include/poolshim/stats_python.h) when
  *                               POOLSHIM_STATS=python, else python_size = 0
  *   timeline                    struct poolshim_stats_timeline, then timeline_capacity samples
- *                               (struct poolshim_stats_sample): live bytes over time
+ *                               (struct poolshim_stats_sample): live bytes over time, of the
+ *                               process, of up to 8 (device, kind) pairs and of up to 8 call sites
  * Every region starts on a POOLSHIM_STATS_ALIGN boundary; poolshim_stats_plan() below computes the
  * offsets (the shim and the test fakes lay files out with it; a reader checks the header instead).
  * A frame value whose top 16 bits are POOLSHIM_STATS_PYFRAME_TAG is a Python frame (its low 48
@@ -39,8 +40,9 @@
 
 #define POOLSHIM_STATS_MAGIC "PSHSTAT"
 /* 3: events carry their stream; a stack cut at depth_cap ends with a POOLSHIM_STATS_CUT_TAG mark.
- * 4: size histograms per site and per kind; the timeline of live bytes */
-#define POOLSHIM_STATS_VERSION 4
+ * 4: size histograms per site and per kind; the timeline of live bytes.
+ * 5: each timeline sample also holds the live bytes of up to 8 call sites (site, site_live) */
+#define POOLSHIM_STATS_VERSION 5
 #define POOLSHIM_STATS_PYFRAME_TAG 0xfffeull /* top 16 bits of a Python frame value */
 /* A stack deeper than depth_cap keeps its depth_cap - 1 innermost frames and, as its last (outermost)
  * frame, this marker: top 16 bits POOLSHIM_STATS_CUT_TAG; bits 0-31 how many frames the whole stack
@@ -59,6 +61,9 @@
 /* Columns of the timeline: the first (device, kind) pairs to hold memory get one each; the others
  * count in the sample's total only. */
 #define POOLSHIM_STATS_TIMELINE_COLUMNS 8
+/* Call sites a timeline sample holds the live bytes of: those with the largest own peaks that the
+ * sampler has found (see struct poolshim_stats_timeline). */
+#define POOLSHIM_STATS_TIMELINE_SITES 8
 
 /* The most frames a stack keeps: the header's depth_cap and each slot's depth are at most this
  * (the shim's POOLSHIM_STATS_DEPTH is clamped to it; a reader rejects a file that says more). */
@@ -216,7 +221,14 @@ struct poolshim_stats_shard {
  * at every 8th event of a thread, with the coarse clock, and at each new process peak), and at a
  * clean exit. When all capacity samples are taken, each pair of neighbours becomes the one of the
  * two with more bytes live and the interval doubles: the whole run stays in the file, at a
- * coarser grain. A sample is written while `busy` is 1 (a reader may see one torn sample). */
+ * coarser grain. A sample is written while `busy` is 1 (a reader may see one torn sample).
+ * Call sites (version 5): each new sample first looks at the next 4096 slots of the stack table
+ * per 10 ms since the sample before, round robin (the whole table at the first sample, at a clean
+ * exit, and once that many 10 ms have passed: 40 ms for 16384 slots), and follows the 8 stacks
+ * with the largest own peak it has found so far; a stack whose own peak passes the smallest of
+ * those takes that one's place. A sample names the stacks it holds (site[], stack ids, 0: none)
+ * beside their live bytes, so a site's line is known from the first sample after it was picked,
+ * and only while it is followed. */
 struct poolshim_stats_timeline {
   uint64_t interval_ns; /* between samples now (10 ms at the start) */
   uint64_t next_ns;     /* CLOCK_REALTIME when the next sample is due */
@@ -230,6 +242,8 @@ struct poolshim_stats_sample {
   uint64_t ns;   /* CLOCK_REALTIME */
   int64_t total; /* bytes live over all kinds (the header's process_live) */
   int64_t live[POOLSHIM_STATS_TIMELINE_COLUMNS];
+  int64_t site_live[POOLSHIM_STATS_TIMELINE_SITES]; /* the live bytes of stack site[i] (version 5) */
+  uint32_t site[POOLSHIM_STATS_TIMELINE_SITES];     /* stack ids followed then; 0: none */
 };
 
 /* The size bucket of an allocation of `bytes`. */

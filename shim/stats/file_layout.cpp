@@ -31,7 +31,7 @@ poolshim_stats_layout full_layout(std::uint32_t ring, bool python) noexcept {
 }
 
 poolshim_stats_layout small_layout() noexcept {
-  return poolshim_stats_plan(k_modules, 0, 0, k_small_live, k_small_shards, 0, 0, k_timeline_samples);
+  return poolshim_stats_plan(k_modules, 0, 0, k_small_live, k_small_shards, 0, 0, k_small_timeline_samples);
 }
 
 void* create_file(const char* path, std::size_t size, int* err) noexcept {

@@ -1,6 +1,6 @@
 // The shim's stats file (include/poolshim/stats_file.h): how big each region is, where it lies
 // (poolshim_stats_plan), creating the file with all of it reserved, and its header. The full file
-// is ~17.3 MiB plus the event ring and the Python table; the small one (under 1 MiB) counts per device
+// is ~17.4 MiB plus the event ring and the Python table; the small one (under 1 MiB) counts per device
 // and kind without stacks, for a folder with no room for the full one.
 #pragma once
 
@@ -19,7 +19,10 @@ constexpr std::uint32_t k_shards = 64;              // threads with their own co
 constexpr std::size_t k_python_bytes = std::size_t{8} << 20;
 constexpr std::uint32_t k_small_live = 1u << 14;
 constexpr std::uint32_t k_small_shards = 8;
-constexpr std::uint32_t k_timeline_samples = 1024;  // 80 KiB, in both files
+constexpr std::uint32_t k_timeline_samples = 1024;  // 176 KiB
+// The small file's timeline: 88 KiB (it has no stacks, so its samples' site columns stay empty; 1024
+// samples would take it past 1 MiB).
+constexpr std::uint32_t k_small_timeline_samples = 512;
 
 // The full file: stacks, `ring` events (a power of two, or 0: no ring) and, with `python`, the
 // Python code table.

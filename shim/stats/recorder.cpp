@@ -140,8 +140,10 @@ bool start(recorder& r) noexcept {
   if (r.sites == nullptr) return false;
   r.shards = shard_set(reinterpret_cast<poolshim_stats_shard*>(base + l.shards_offset), l.shard_count, r.sites, r.kinds,
                        &h->events, h->kind_sizes);
-  r.timeline = timeline_writer(reinterpret_cast<poolshim_stats_timeline*>(base + l.timeline_offset),
-                               l.timeline_capacity, r.kinds, &h->process_live);
+  r.timeline =
+      timeline_writer(reinterpret_cast<poolshim_stats_timeline*>(base + l.timeline_offset), l.timeline_capacity,
+                      r.kinds, &h->process_live, reinterpret_cast<const poolshim_stats_slot*>(base + l.slots_offset),
+                      stacks ? l.slot_count : 0, reinterpret_cast<const poolshim_stats_site*>(base + l.sites_offset));
   r.mapped = l.file_size;
   // The address range of libpoolshim.so (or of the binary holding this code, in tests): frames in
   // it are the shim's own.
@@ -391,7 +393,7 @@ void record_pool_figures(std::uint64_t device_hits, std::uint64_t device_allocs,
 void record_exit() noexcept {
   if (g_state.load(std::memory_order_acquire) != 2) return;
   const std::uint64_t now = now_ns();
-  g_rec.timeline.sample(now);  // the end of the line: what was still live at exit
+  g_rec.timeline.sample(now, false, true);  // the end of the line: what was still live at exit
   atomic_at(g_rec.header->end_ns).store(now, std::memory_order_release);
 }
 

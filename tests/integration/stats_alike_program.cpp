@@ -5,7 +5,9 @@
 //   held_1..held_4  1, 2, 3 and 4 MiB, all live at the process peak, all freed after it: live 0,
 //                 bytes at the peak 1 to 4 MiB (a tie on live broken by the bytes at the peak)
 //   tiny          4 KiB, freed at once before anything else: live 0, nothing at the peak
-// --hold: prints "ready" after all of it and waits to be killed.
+// --hold: then also same_line (128 KiB with cudaMalloc and 128 KiB with cudaMallocManaged on one
+// line, kept: two stacks that differ only in the runtime's frames), prints "ready" after all of it
+// and waits to be killed.
 #include <cuda_runtime.h>
 #include <unistd.h>
 
@@ -51,6 +53,10 @@ namespace {
   return p;
 }
 
+[[gnu::noinline]] bool same_line(void** a, void** b) {
+  return cudaMalloc(a, 128 << 10) == cudaSuccess && cudaMallocManaged(b, 128 << 10) == cudaSuccess;  // mark: same line
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +68,8 @@ int main(int argc, char** argv) {
   void *a = nullptr, *b = nullptr;
   two_sites(&a, &b);
   if (a == nullptr || b == nullptr || caller_a() == nullptr || caller_b() == nullptr) return 2;
+  void *c = nullptr, *d = nullptr;
+  if (hold && !same_line(&c, &d)) return 2;
   std::printf("ready\n");
   std::fflush(stdout);
   if (hold)

@@ -4,7 +4,10 @@
 # two calls of one helper must have distinct labels in the HTML table and distinct collapsed
 # stacks (the call site's file:line, a caller where needed); --sort live puts the sites that hold
 # nothing in the order of their bytes at the peak; --sort own-peak sorts by each site's own peak,
-# which the text, HTML and top show.
+# which the text, HTML and top show. The text report names each of the two sites in one function by
+# its own line; top's rows never read alike either: by file:line, by the caller where needed, two
+# stacks that differ only in hidden frames folded into one row (and with --all-frames two rows that
+# name the runtime's entry point).
 # usage: stats_alike_test.sh --shim libpoolshim.so --program stats_alike_program --stats poolshim-stats
 set -u
 name=stats_alike_test
@@ -41,6 +44,19 @@ PY
 "$stats" report --dir "$dir" --top 0 >"$dir/report.txt" || fail "text"
 [[ $(grep -c "own peak" "$dir/report.txt") -eq 9 ]] || fail "text: not one own peak per site: $(cat "$dir/report.txt")"
 grep -q "#1   at peak 4.0 MiB, own peak 4.0 MiB, live 0 B in 0" "$dir/report.txt" || fail "text: held_4's own peak"
+
+# The text report: each of the two sites in one function names its own line first.
+python3 - "$dir/report.txt" "$(mark "two_sites first")" "$(mark "two_sites second")" <<'PY' || fail "text: two_sites' lines"
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.split(r"\n  #\d+ +at peak", text)[1:]
+firsts = [next(l.strip() for l in b.splitlines()[1:] if not re.match(r"\s+(\d+ allocs|sizes|\d+ of them)", l))
+          for b in blocks]
+two = sorted(f for f in firsts if "two_sites" in f)
+want = sorted(f"(anonymous namespace)::two_sites(void**, void**) (stats_alike_program.cpp:{l})" for l in sys.argv[2:4])
+assert two == want, (two, want)
+print("text: two_sites' two sites each by its own line:", two)
+PY
 
 # The HTML table: every call-site cell its own, by file:line and the caller where needed.
 "$stats" report --dir "$dir" --format html --top 0 >"$dir/report.html" || fail "html"
@@ -86,4 +102,39 @@ for _ in $(seq 500); do grep -q ready "$dir/hold.out" && break; sleep 0.01; done
 "$stats" top --dir "$dir" --iterations 1 --sites 10 >"$dir/top.txt" || fail "top"
 cat "$dir/top.txt"
 grep -q "1.0 MiB live in 1 (1 allocs), own peak 1.0 MiB" "$dir/top.txt" || fail "top: no own peak"
+# top's rows never read alike: five sites live (two_sites' two lines, helper's two callers, and the
+# one line of same_line, its two stacks folded into one row), each named apart.
+"$stats" top --dir "$dir" --iterations 1 --sites 10 --all-frames >"$dir/top-all.txt" || fail "top --all-frames"
+cat "$dir/top-all.txt"
+python3 - "$dir/top.txt" "$dir/top-all.txt" "$(mark "two_sites first")" "$(mark "two_sites second")" \
+  "$(mark "same line")" <<'PY' || fail "top: rows that read alike"
+import re, sys
+first, second, same = sys.argv[3:6]
+def rows(path):
+    out = []
+    for l in open(path):
+        m = re.match(r"^    \S+ \S+ live in \d+ \(\d+ allocs\), own peak \S+ \S+\s+(.*)$", l.rstrip("\n"))
+        if m:
+            out.append(m.group(1))
+    return out
+top, every = rows(sys.argv[1]), rows(sys.argv[2])
+for r in top:
+    print("  top row:", r)
+assert len(top) == 5 and len(set(top)) == 5, f"top: rows that read alike: {top}"
+# Each named by function and line, in whichever form fits the 100 columns.
+def at(r, fn, line):
+    return re.match(rf"^{fn}\S* \(stats_alike_program\.cpp:{line}\)|^{fn}:{line}\b", r) is not None
+for line in (first, second):
+    assert sum(at(r, "two_sites", line) for r in top) == 1, (line, top)
+helpers = [r for r in top if r.startswith("helper")]
+assert len(helpers) == 2 and sorted(re.search(r"< (caller_\w)", r).group(1) for r in helpers) == ["caller_a", "caller_b"], helpers
+folded = [r for r in top if at(r, "same_line", same)]
+assert len(folded) == 1 and folded[0].endswith("[2 stacks]"), folded
+for r in every:
+    print("  top --all-frames row:", r)
+assert len(every) == 6 and len(set(every)) == 6, f"top --all-frames: rows that read alike: {every}"
+parted = [r for r in every if at(r, "same_line", same)]
+assert len(parted) == 2 and all(" via " in r for r in parted), f"the same line's two stacks, each a row of its own: {every}"
+print("top: every row its own (by line, by caller); the same line's two stacks one row, two with --all-frames")
+PY
 echo "stats_alike_test: OK"

@@ -64,7 +64,11 @@ assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1" in torch["hint"], torch["hint"]
 assert "XLA_PYTHON_CLIENT_ALLOCATOR=platform" in report["frameworks"][1]["hint"]
 print("frameworks:", names)
 PY
-python3 "$checker" --all-paths "$schema" "$dir/report.json" || fail "the JSON report does not match $schema"
+# With --bottom-up too: the schema's bottom_up part (and every other) is exercised.
+"$stats" report --dir "$dir" --format json --top 0 --bottom-up --output "$dir/bottom-up.json" ||
+  fail "report --format json --bottom-up"
+python3 "$checker" --all-paths "$schema" "$dir/report.json" "$dir/bottom-up.json" ||
+  fail "the JSON report does not match $schema"
 
 # Text: each labelled site marked, each hint once, the notes within 100 columns.
 "$stats" report --dir "$dir" --top 0 >"$dir/report.txt" || fail "report (text)"

@@ -5,7 +5,8 @@
 # the browser gets no proxy or DNS). The rendered DOM must hold the flame graph the page's script
 # drew — as many rectangles as it says, site_leak and site_peak as rectangle labels — and nothing
 # injected may have run; hover, click-to-zoom, Escape and the weight buttons must work (a test
-# script in a copy of the page drives them). The screenshot must exist and not be blank. A second
+# script in a copy of the page drives them), temporary allocations among them. The screenshot must
+# exist and not be blank. A second
 # page, from stats_html_fixture, has function and file names made to break it ("</script><script>",
 # quotes, "<!--", U+2028, a byte that is not UTF-8): its data must still parse and the names show
 # as text.
@@ -148,6 +149,21 @@ assert int(attrs["zoom-dim"]) >= 2, "no dimmed callers above the zoomed frame"
 assert abs(float(attrs["zoom-width"]) - 1) < 0.01, "the zoomed frame does not span the graph"
 assert attrs["unzoom-dim"] == "0", "Escape did not zoom out"
 assert attrs["hash"] == "#metric=count", attrs["hash"]
+PY
+# Temporary allocations as the flame graph's weight (site_temp's and site_peak's one each; the
+# sites that free nothing at once are not drawn), chosen by the URL as a link would.
+browse "file://$dir/report.html#metric=temporary" --dump-dom >"$dir/temporary.dom" || fail "chromium (temporary)"
+python3 - "$dir/temporary.dom" <<'PY' || fail "flame graph (temporary allocations)"
+import html, re, sys
+dom = open(sys.argv[1], encoding="utf-8").read()
+attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+assert attrs["flame-metric"] == "temporary", attrs
+labels = [html.unescape(t) for t in re.findall(r'<text class="flame-label"[^>]*>([^<]*)</text>', dom)]
+assert any("site_temp" in l for l in labels) and any("site_peak" in l for l in labels), labels
+assert not any("site_leak" in l or "leak_block" in l for l in labels), labels
+status = html.unescape(re.search(r'<div id="flame-status">([^<]*)</div>', dom).group(1))
+assert status.startswith("temporary allocations: 2 temporary allocations over 2 call sites"), status
+print(f"temporary: {attrs['flame-rects']} rectangles, labels {labels}")
 PY
 [[ -s $dir/report.png ]] || fail "chromium wrote no screenshot: $(tail -5 "$dir/chromium.log")"
 python3 - "$dir/report.png" <<'PY' || fail "the screenshot"

@@ -3,8 +3,9 @@
 # POOLSHIM_STATS=native): the JSON report's size histograms per kind and per site hold exactly the
 # program's allocations in their power-of-two buckets, the temporary counts are exact and weigh the
 # collapsed output with --sort temporary, and the timeline shows the program's phases: the peak,
-# the drop after the spike's free, what was left at exit; the text report, the HTML page (an inline
-# SVG, no script added) and `top` show them too.
+# the drop after the spike's free, what was left at exit, and the lines of the sites with the
+# largest own peaks (site_spike's 16 MiB at the peak, site_hold's 4 MiB from the first sample on);
+# the text report, the HTML page (an inline SVG, no script added) and `top` show them too.
 # usage: stats_series_test.sh --shim libpoolshim.so --program stats_series_program --stats poolshim-stats
 set -u
 name=stats_series_test
@@ -65,6 +66,24 @@ assert samples[-1][1] == 6 * KiB and samples[-1][3] == 6 * KiB, f"the end: {samp
 before = [s[1] for s in samples[:at_peak]]
 assert before and before[0] >= MiB and all(v <= 4 * MiB + 8 * KiB + 6 * KiB for v in before), before
 print(f"timeline: {len(samples)} samples, peak {peak} at sample {at_peak}, ends at {samples[-1][1]}")
+# The call sites' lines: the 5 largest own peaks, from the samples alone (no event ring here).
+lines = t["sites"]
+assert 1 <= len(lines) <= 5 and all(len(l["live"]) == len(samples) for l in lines), lines
+peaks = [l["own_peak"] for l in lines]
+assert peaks == sorted(peaks, reverse=True), peaks
+def line(fn):
+    (l,) = [l for l in lines if l["call_site"].startswith(f"(anonymous namespace)::{fn}()")]
+    site = next(s for s in r["sites"] if s["id"] == l["id"])
+    assert l["own_peak"] == site["own_peak"], (l, site["own_peak"])
+    return l["live"]
+spike, hold = line("site_spike"), line("site_hold")
+assert lines[0]["call_site"].startswith("(anonymous namespace)::site_spike()"), "the largest own peak first"
+assert spike[at_peak] == 16 * MiB and hold[at_peak] == 4 * MiB, (spike[at_peak], hold[at_peak])
+assert hold[0] is not None and hold[0] >= MiB, f"site_hold followed from the first sample: {hold[:3]}"
+assert spike[-1] == 0 and hold[-1] == 0, "both freed before the exit"
+assert all(v is None or v <= s[1] for l in lines for v, s in zip(l["live"], samples)), "a site within the total"
+assert all(v is None for v in spike[:1]), f"site_spike did not exist at the first sample: {spike[:1]}"
+print("site lines:", [(l["call_site"].split("(")[1].split("::")[-1], l["own_peak"]) for l in lines])
 PY
 "$stats" report --dir "$dir" --format collapsed --sort temporary >"$dir/c.txt" || fail "collapsed --sort temporary"
 [[ $(grep -c "site_pad.* 16$" "$dir/c.txt") == 2 ]] || fail "site_pad's two sites weigh 16 temporaries each: $(cat "$dir/c.txt")"
@@ -77,8 +96,19 @@ grep -q "pinned sizes: 4K:2" "$dir/r.txt" || fail "the text report's pinned size
 grep -q "sizes 8K:16" "$dir/r.txt" || fail "site_pad's sizes in the text report"
 grep -Eq "live over [0-9.]+ s \([0-9]+ samples\): \[.*@.*\] max 20.0 MiB" "$dir/r.txt" ||
   fail "the text report's timeline: $(grep 'live over' "$dir/r.txt")"
+grep -Eq "^ +site #1: \[.*@.*\] max 16.0 MiB  \(anonymous namespace\)::site_spike\(\) \(stats_series_program.cpp:[0-9]+\)" \
+  "$dir/r.txt" || fail "the text report's site lines: $(grep 'site #' "$dir/r.txt")"
+[[ $(grep -c "^ *site #[0-9]: \[" "$dir/r.txt") -le 5 ]] || fail "more than 5 site lines"
 "$stats" report --dir "$dir" --format html --output "$dir/r.html" || fail "report --format html"
 grep -q '<svg class="timeline"' "$dir/r.html" || fail "the HTML page has no timeline chart"
+python3 - "$dir/r.html" "$dir/r.json" <<'PY' || fail "the HTML chart's site lines"
+import json, re, sys
+page, report = open(sys.argv[1], encoding="utf-8").read(), json.load(open(sys.argv[2]))
+drawn = re.findall(r'<path class="site-line" data-site-id="(\d+)" d="M[^"]+"', page)
+assert drawn == [str(l["id"]) for l in report["timeline"]["sites"]], (drawn, report["timeline"]["sites"])
+assert "site #1: (anonymous namespace)::site_spike()" in page
+print(f"HTML: {len(drawn)} site lines in the chart, as in the JSON")
+PY
 grep -q '<section id="sizes">' "$dir/r.html" || fail "the HTML page has no size table"
 [[ $(grep -c '<script' "$dir/r.html") == 2 ]] || fail "the HTML page's scripts: only its own two"
 cat "$dir/r.txt" | head -20
@@ -92,4 +122,17 @@ read -r -t 20 ready <&"${prog[0]}" || fail "the held program did not start"
 "$stats" top --dir "$dir" --iterations 1 >"$dir/top.txt" || fail "top"
 grep -Eq "^    live over [0-9.]+ s \([0-9]+ samples\): \[.*\] max 20.0 MiB" "$dir/top.txt" ||
   fail "top shows no timeline: $(cat "$dir/top.txt")"
+# Under it, the lines of the 3 sites (--sites) with the largest own peaks, their sparklines in the
+# process line's columns.
+python3 - "$dir/top.txt" <<'PY' || fail "top's site lines: $(cat "$dir/top.txt")"
+import re, sys
+text = open(sys.argv[1]).read().splitlines()
+(i,) = [k for k, l in enumerate(text) if l.startswith("    live over ")]
+lines = [l for l in text[i + 1:i + 4] if re.match(r"^ +\S.*  \[.*\] max ", l)]
+assert len(lines) == 3, text[i:i + 4]
+assert all(l.index("[") == text[i].index("[") for l in lines), "sparklines in one column"
+assert re.match(r"^ +site_spike\S*  \[.*@.*\] max 16.0 MiB$", lines[0]), lines[0]
+assert re.match(r"^ +site_hold\S*  \[.*@.*\] max 4.0 MiB$", lines[1]), lines[1]
+print("top:", *lines, sep="\n  ")
+PY
 echo "stats_series_test: OK"

@@ -156,8 +156,8 @@ PY
   # reason, not passed over as if there were none.
   mkdir "$dir/newer"
   cp "$new" "$dir/newer/"
-  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=5 || fail "patching the version"
-  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 5" \
+  python3 "$(dirname "$0")/stats_header.py" "$dir/newer/$(basename "$new")" version=99 || fail "patching the version"
+  expect_error 1 "not read: $dir/newer/$(basename "$new"): written by a newer poolshim (stats file version 99" \
     "$stats" report --dir "$dir/newer"
   expect_error 1 "no stats file of pid $new_pid in $dir/newer; not read: $dir/newer/$(basename "$new"): written by a newer" \
     "$stats" report "$new_pid" --dir "$dir/newer"
@@ -326,8 +326,11 @@ for n, f in enumerate(frames):
     assert len(row) == 1, f"pid {pid} not shown once:\n{f}"
     cols = lines[row[0]].split()
     rates.append(cols[5])
-    site = [l for l in lines[row[0] + 1:] if "site_grow" in l]
-    assert len(site) == 1, f"not one site_grow line:\n{f}"
+    site = [l for l in lines[row[0] + 1:] if "site_grow" in l and " live in " in l]
+    assert len(site) == 1, f"not one site_grow row:\n{f}"
+    # Its line over time, under the process's (the sites with the largest own peaks, --sites 3).
+    over_time = [l for l in lines[row[0] + 1:] if re.match(r"^ +site_grow\S*  \[.*\] max ", l)]
+    assert len(over_time) == 1, f"not one site_grow line over time:\n{f}"
     m = re.search(r"live in (\d+) \((\d+) allocs\)", site[0])
     assert m and "stats_tool_program.cpp:" in site[0], site[0]
     counts.append(int(m.group(1)))

@@ -10,6 +10,10 @@ usage: stats_views_check.py MODE SOURCE ARGS...
   collapsed SOURCE REPORT.txt        each line from main to the program's call, no runtime or libc frame
   collapsed-all SOURCE REPORT.txt    --all-frames: the runtime's cudaMalloc and libc's start are there
   bottom-up SOURCE REPORT.txt        helper's callers below it
+  bottom-up-json SOURCE REPORT.json REPORT.txt
+                                     the JSON's bottom_up: helper's callers below it, depth first,
+                                     and the same roots, in the same order, with as many callers,
+                                     as the text view
   memory_viz SOURCE SNAPSHOT OUTPUT  the pool's segments hold the printed blocks at their addresses;
                                      the failed allocation is an oom event with its frames
 """
@@ -163,6 +167,35 @@ def check_bottom_up(source, path):
     print("bottom-up: helper() with caller_one and caller_two below it, main below each")
 
 
+def check_bottom_up_json(source, path, text_path):
+    m = marks(source)
+    report = json.load(open(path, encoding="utf-8"))
+    bu = report["bottom_up"]
+    assert bu["weight"] == "peak", bu["weight"]
+    roots = bu["functions"]
+    helper = [r for r in roots if short(r["function"]) == "helper"]
+    assert len(helper) == 1, [r["function"] for r in roots]
+    h = helper[0]
+    assert h["places"] == [f"{ME}:{m['helper']}"] and h["allocs"] == 2 and h["sites"] == 2, h
+    assert [c["depth"] for c in h["callers"]] == [1, 2, 1, 2], h["callers"]
+    names = [c["frame"] for c in h["callers"]]
+    assert sorted(short(n) for n in names[0::2]) == ["caller_one", "caller_two"], names
+    assert all(n.startswith("main (") for n in names[1::2]), names
+    assert h["callers"][0]["value"] >= h["callers"][2]["value"], "callers largest first"
+    assert sum(c["value"] for c in h["callers"] if c["depth"] == 1) == h["value"], h
+    # The text view of the same report: the same roots in the same order, each with as many callers.
+    text = open(text_path, encoding="utf-8").read().splitlines()
+    starts = [i for i, l in enumerate(text) if re.match(r"^  #\d+ ", l)]
+    assert len(starts) == len(roots), (len(starts), len(roots))
+    for k, (i, r) in enumerate(zip(starts, roots)):
+        assert f" {r['function']}" in text[i], (text[i], r["function"])
+        end = starts[k + 1] if k + 1 < len(starts) else len(text)
+        below = [l for l in text[i + 1:end] if l.strip() and not l.startswith("  note") and l.startswith("       ")]
+        assert len(below) == len(r["callers"]), (r["function"], below, r["callers"])
+    print(f"bottom-up JSON: {len(roots)} functions as in the text view; helper() with caller_one and "
+          f"caller_two below it, main below each")
+
+
 def check_memory_viz(source, path, program_output):
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     import memory_viz_check as mv
@@ -223,6 +256,8 @@ def main():
         check_collapsed(source, sys.argv[3], True)
     elif mode == "bottom-up":
         check_bottom_up(source, sys.argv[3])
+    elif mode == "bottom-up-json":
+        check_bottom_up_json(source, sys.argv[3], sys.argv[4])
     elif mode == "memory_viz":
         check_memory_viz(source, sys.argv[3], sys.argv[4])
     else:

@@ -5,7 +5,8 @@
 # site's first frame is the program's call, its two lambdas two sites); --all-frames brings them
 # back and parts the two stacks that differ only in them (cudaMalloc and cudaMallocManaged on one
 # line, folded by default and said so); --hide-function folds more; a bad pattern is a usage error;
-# report --bottom-up shows helper() above its two callers; the HTML page has the bottom-up view and
+# report --bottom-up shows helper() above its two callers, in text and in JSON (the same tree, the
+# same figures); the HTML page has the bottom-up view and
 # the filter, driven in headless Chromium when there is one; memory_viz has the pool's segments
 # holding the blocks at the addresses cuMemGetAddressRange gave the program, and the failed
 # allocation as an oom event (stats_views_check.py checks each).
@@ -65,8 +66,12 @@ PY
 "$stats" report --dir "$dir" --bottom-up --top 0 >"$dir/bottom-up.txt" || fail "report --bottom-up"
 cat "$dir/bottom-up.txt"
 check bottom-up "$dir/bottom-up.txt" || fail "bottom-up"
-"$stats" report --dir "$dir" --bottom-up --format json >/dev/null 2>&1
-[[ $? -eq 2 ]] || fail "--bottom-up --format json is not a usage error"
+"$stats" report --dir "$dir" --bottom-up --top 0 --format json >"$dir/bottom-up.json" || fail "report --bottom-up --format json"
+check bottom-up-json "$dir/bottom-up.json" "$dir/bottom-up.txt" || fail "bottom-up in JSON"
+"$stats" report --dir "$dir" --format json | python3 -c 'import json, sys; assert json.load(sys.stdin)["bottom_up"] is None' ||
+  fail "bottom_up is not null without --bottom-up"
+"$stats" report --dir "$dir" --bottom-up --format collapsed >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "--bottom-up --format collapsed is not a usage error"
 
 # The HTML page: the bottom-up view and the filter, frames hidden in its data.
 "$stats" report --dir "$dir" --format html --output "$dir/report.html" || fail "report --format html"

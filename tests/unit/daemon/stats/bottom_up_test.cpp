@@ -87,5 +87,27 @@ TEST(BottomUp, TextShowsTopRootsWithIndentedCallers) {
   EXPECT_EQ(indent(main), indent(one) + 2) << text;
 }
 
+TEST(BottomUp, JsonHasTheTreeDepthFirstWithTheTextsFigures) {
+  const std::vector<site> sites = {
+      make(1, 300, 3, {fr("helper()", "/s/a.cpp", 10), fr("one()", "/s/a.cpp", 20), fr("main", "/s/m.cpp", 5)}),
+      make(2, 500, 1, {fr("helper()", "/s/a.cpp", 11), fr("two()", "/s/a.cpp", 30), fr("main", "/s/m.cpp", 6)}),
+      make(3, 700, 2, {fr("big()", "/s/b.cpp", 4), fr("main", "/s/m.cpp", 7)}),
+  };
+  const std::string json = bottom_up_json(bottom_up(sites, "peak"), 0, "peak");
+  EXPECT_EQ(json,
+            "{\"weight\":\"peak\",\"functions\":["
+            "{\"function\":\"helper()\",\"places\":[\"a.cpp:11\",\"a.cpp:10\"],\"value\":800,\"allocs\":4,\"sites\":2,"
+            "\"callers\":[{\"depth\":1,\"frame\":\"two() (a.cpp:30)\",\"value\":500,\"allocs\":1,\"sites\":1},"
+            "{\"depth\":2,\"frame\":\"main (m.cpp:6)\",\"value\":500,\"allocs\":1,\"sites\":1},"
+            "{\"depth\":1,\"frame\":\"one() (a.cpp:20)\",\"value\":300,\"allocs\":3,\"sites\":1},"
+            "{\"depth\":2,\"frame\":\"main (m.cpp:5)\",\"value\":300,\"allocs\":3,\"sites\":1}]},"
+            "{\"function\":\"big()\",\"places\":[\"b.cpp:4\"],\"value\":700,\"allocs\":2,\"sites\":1,"
+            "\"callers\":[{\"depth\":1,\"frame\":\"main (m.cpp:7)\",\"value\":700,\"allocs\":2,\"sites\":1}]}]}");
+  // --top 1: the first root only; a name is a JSON string, whatever it holds.
+  EXPECT_EQ(bottom_up_json(bottom_up(sites, "count"), 1, "count").find("big()"), std::string::npos);
+  const std::string odd = bottom_up_json(bottom_up({make(4, 1, 1, {fr("f\"\n", "/s/a.cpp", 1)})}, "peak"), 0, "peak");
+  EXPECT_NE(odd.find("\"function\":\"f\\\"\\u000a\""), std::string::npos) << odd;
+}
+
 }  // namespace
 }  // namespace poolshim::stats_tool

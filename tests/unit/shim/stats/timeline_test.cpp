@@ -1,12 +1,15 @@
 // The timeline of live bytes (shim/stats/timeline.h) on a hand-made file region: a sample reads
 // the process's and each used (device, kind)'s live bytes, a sample is taken only when due, a full
 // timeline keeps the larger of each pair and doubles its interval, a thread finding another at it
-// skips, and the size buckets are the documented powers of two.
+// skips, a sample follows the call sites with the largest own peaks (looking at a bounded part of
+// the stack table per 10 ms), and the size buckets are the documented powers of two.
 #include "stats/timeline.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace poolshim::stats {
@@ -16,10 +19,14 @@ struct fake_file {
   std::vector<unsigned char> region;
   poolshim_stats_kind kinds[POOLSHIM_STATS_DEVICES * POOLSHIM_STATS_KINDS]{};
   std::int64_t live = 0;
+  std::vector<poolshim_stats_slot> slots;  // the stack table: a key for each stack id in use
+  std::vector<poolshim_stats_site> sites;  // by stack id (slot + 1)
   timeline_writer w;
-  explicit fake_file(std::uint32_t capacity)
+  explicit fake_file(std::uint32_t capacity, std::uint32_t slot_count = 16)
       : region(sizeof(poolshim_stats_timeline) + capacity * sizeof(poolshim_stats_sample)),
-        w(t(), capacity, kinds, &live) {}
+        slots(slot_count),
+        sites(slot_count + 1),
+        w(t(), capacity, kinds, &live, slots.data(), slot_count, sites.data()) {}
   poolshim_stats_timeline* t() { return reinterpret_cast<poolshim_stats_timeline*>(region.data()); }
   poolshim_stats_sample* samples() { return reinterpret_cast<poolshim_stats_sample*>(t() + 1); }
   void set(int device, int kind, std::int64_t bytes) {
@@ -28,7 +35,23 @@ struct fake_file {
     k.live_bytes = bytes;
     if (bytes > k.peak_bytes) k.peak_bytes = bytes;
   }
+  // Stack `id` (its slot in use) holds `bytes` now; its own peak follows.
+  void site(std::uint32_t id, std::int64_t bytes) {
+    slots[id - 1].key = 0x1234 + id;
+    sites[id].live_bytes = bytes;
+    if (bytes > sites[id].own_peak) sites[id].own_peak = bytes;
+  }
+  // The stack ids sample i follows, with their live bytes.
+  std::vector<std::pair<std::uint32_t, std::int64_t>> followed(std::uint32_t i) {
+    std::vector<std::pair<std::uint32_t, std::int64_t>> out;
+    for (int c = 0; c < POOLSHIM_STATS_TIMELINE_SITES; ++c)
+      if (samples()[i].site[c] != 0) out.emplace_back(samples()[i].site[c], samples()[i].site_live[c]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
 };
+
+using followed_t = std::vector<std::pair<std::uint32_t, std::int64_t>>;
 
 TEST(Timeline, ASampleReadsTheProcessAndEachUsedDeviceAndKind) {
   fake_file f(16);
@@ -103,6 +126,63 @@ TEST(Timeline, AThreadFindingAnotherAtItSkips) {
   f.w.sample(1000);
   EXPECT_EQ(f.t()->count, 1u);
   EXPECT_EQ(f.t()->busy, 0u);
+}
+
+TEST(Timeline, ASampleFollowsTheSitesWithTheLargestOwnPeaks) {
+  fake_file f(16);
+  for (std::uint32_t id = 1; id <= 10; ++id) f.site(id, 100 * id);  // own peaks 100 ... 1000
+  f.site(4, 0);  // stack 4 held 400 once, nothing now: its own peak still counts
+  f.w.sample(1'000'000'000);
+  EXPECT_EQ(f.followed(0), (followed_t{{3, 300}, {4, 0}, {5, 500}, {6, 600}, {7, 700}, {8, 800}, {9, 900}, {10, 1000}}))
+      << "the 8 largest own peaks: not stacks 1 and 2";
+  // Stack 1 grows past the smallest followed own peak (300): it takes stack 3's place at the next
+  // new sample; a peak's replacement of the last sample reads the same sites again.
+  f.site(1, 350);
+  f.site(5, 550);
+  f.w.on_peak(1'000'000'000 + 1);
+  EXPECT_EQ(f.t()->count, 1u);
+  EXPECT_EQ(f.followed(0)[2], (std::pair<std::uint32_t, std::int64_t>{5, 550})) << "live bytes read again";
+  EXPECT_EQ(f.followed(0)[0].first, 3u) << "no new site at a peak's replacement";
+  f.w.sample(1'000'000'000 + k_timeline_interval_ns);
+  EXPECT_EQ(f.followed(1),
+            (followed_t{{1, 350}, {4, 0}, {5, 550}, {6, 600}, {7, 700}, {8, 800}, {9, 900}, {10, 1000}}));
+  // A stack with no own peak (its slot taken, nothing allocated yet) is never followed.
+  fake_file g(4);
+  g.slots[0].key = 1;
+  g.w.sample(1'000'000'000);
+  EXPECT_TRUE(g.followed(0).empty());
+  // Without a stack table (the small file) a sample follows none.
+  fake_file h(4, 0);
+  h.w.sample(1'000'000'000);
+  EXPECT_TRUE(h.followed(0).empty());
+}
+
+TEST(Timeline, ABusyProgramsSampleLooksAtABoundedPartOfTheStackTable) {
+  constexpr std::uint32_t k_slots = 8 * k_timeline_site_scan;
+  fake_file f(64, k_slots);
+  std::uint64_t ns = 1'000'000'000;
+  f.w.sample(ns);                                           // the first sample looks at every slot (nothing there yet)
+  const std::uint32_t far = 3 * k_timeline_site_scan + 10;  // in the 4th part of the table
+  f.site(far, 4096);
+  int seen_at = 0;
+  for (int i = 1; i <= 8 && seen_at == 0; ++i) {
+    f.w.sample(ns += k_timeline_interval_ns);  // 10 ms apart: one part each
+    if (!f.followed(static_cast<std::uint32_t>(i)).empty()) seen_at = i;
+  }
+  EXPECT_EQ(seen_at, 4) << "found at the 4th sample 10 ms apart, after 3 parts of the table without it";
+  // A program with few events samples seldom: a sample 80 ms or more after the last one looks at
+  // the whole table.
+  fake_file g(64, k_slots);
+  g.w.sample(ns);
+  g.site(far, 4096);
+  g.w.sample(ns + 8 * k_timeline_interval_ns);
+  EXPECT_EQ(g.followed(1), (followed_t{{far, 4096}}));
+  // A clean exit's sample looks at the whole table too.
+  fake_file h(64, k_slots);
+  h.w.sample(ns);
+  h.site(far, 4096);
+  h.w.sample(ns + 1, false, true);
+  EXPECT_EQ(h.followed(1), (followed_t{{far, 4096}}));
 }
 
 TEST(SizeBuckets, ArePowersOfTwoUpToTheirUpperEnd) {
