@@ -42,12 +42,13 @@ struct entry {
   pool::device_pool* pool = nullptr;
   std::atomic<std::size_t> preallocated{0};  // kept by trims that respect it
   // Threads inside the pool's maintenance (trims, the idle release, preallocation: each may give
-  // segments back or take them through the driver), and whether it is paused (a context being
-  // destroyed). forget_context waits for them to leave: once it returns, nothing frees or maps
-  // memory of the context any more (a late cuMemFree could free another allocation that a reset
-  // context's address now holds).
+  // segments back or take them through the driver), and the calls that may destroy the context in
+  // flight (each pauses it: a count, as two threads may release a primary context at once and the
+  // first, not the last, resumes while the second destroys it). forget_context waits for them to
+  // leave: once it returns, nothing frees or maps memory of the context any more (a late cuMemFree
+  // could free another allocation that a reset context's address now holds).
   std::atomic<int> maintaining{0};
-  std::atomic<bool> paused{false};
+  std::atomic<int> pauses{0};
   // The idle release's last samples of what a trim could take (idle_tick; its thread only).
   std::size_t samples[k_idle_samples + 1] = {};
   unsigned sampled = 0;
@@ -125,7 +126,7 @@ class maintenance {
  public:
   explicit maintenance(entry& e) noexcept : e_(e) {
     e_.maintaining.fetch_add(1, std::memory_order_seq_cst);
-    in_ = e_.ctx.load(std::memory_order_seq_cst) != nullptr && !e_.paused.load(std::memory_order_seq_cst);
+    in_ = e_.ctx.load(std::memory_order_seq_cst) != nullptr && e_.pauses.load(std::memory_order_seq_cst) == 0;
   }
   ~maintenance() { e_.maintaining.fetch_sub(1, std::memory_order_release); }
   maintenance(const maintenance&) = delete;
@@ -369,7 +370,7 @@ void forget_context(CUcontext ctx) noexcept {
     // thread may still be inside it; a new pool is created if the context comes back.
     if (!g_entries[i].ctx.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst)) continue;
     wait_for_maintenance(g_entries[i]);
-    g_entries[i].paused.store(false, std::memory_order_relaxed);
+    g_entries[i].pauses.store(0, std::memory_order_relaxed);
   }
 }
 
@@ -378,16 +379,21 @@ void pause_maintenance(CUcontext ctx) noexcept {
   for (int i = 0; i < n; ++i) {
     entry& e = g_entries[i];
     if (e.ctx.load(std::memory_order_acquire) != ctx) continue;
-    e.paused.store(true, std::memory_order_seq_cst);
+    e.pauses.fetch_add(1, std::memory_order_seq_cst);
     wait_for_maintenance(e);
   }
 }
 
 void resume_maintenance(CUcontext ctx) noexcept {
   const int n = g_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i)
-    if (g_entries[i].ctx.load(std::memory_order_acquire) == ctx)
-      g_entries[i].paused.store(false, std::memory_order_seq_cst);
+  for (int i = 0; i < n; ++i) {
+    if (g_entries[i].ctx.load(std::memory_order_acquire) != ctx) continue;
+    // Its own pause only: never below 0 (a pause taken before the context was forgotten and made
+    // again is not this entry's).
+    int p = g_entries[i].pauses.load(std::memory_order_seq_cst);
+    while (p > 0 && !g_entries[i].pauses.compare_exchange_weak(p, p - 1, std::memory_order_seq_cst)) {
+    }
+  }
 }
 
 namespace {

@@ -37,7 +37,8 @@ std::size_t idle_bytes_of_current_device() noexcept;
 void forget_context(CUcontext ctx) noexcept;
 // Around a call that may destroy the context (cuCtxDestroy, the last primary release): trims and
 // preallocation stop (pause waits for those in flight), then forget_context if it was destroyed,
-// else resume.
+// else resume. Pauses count: one stays until its own resume (two threads releasing a primary
+// context at once), and forget_context ends them all.
 void pause_maintenance(CUcontext ctx) noexcept;
 void resume_maintenance(CUcontext ctx) noexcept;
 

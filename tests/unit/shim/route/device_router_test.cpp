@@ -500,5 +500,23 @@ TEST_F(DeviceRouterMaintenance, APreallocationDoesNotHoldAnotherContextsFirstAll
   forget_context(second);
 }
 
+// Two threads release a primary context at once (each hook pauses its maintenance): the first
+// release is not the last and resumes, the second destroys the context. Trims must stay out until
+// every pauser is done, or one frees the context's memory while the driver destroys it.
+TEST_F(DeviceRouterMaintenance, APauseLastsUntilEveryPauserHasResumed) {
+  (void)trim(SIZE_MAX, /*keep_preallocated=*/false);  // the other tests' pools: nothing idle left
+  CUcontext other = nullptr;
+  ASSERT_EQ(cuCtxCreate(&other, nullptr, 0, dev0_), CUDA_SUCCESS);  // current from here
+  release(alloc(3 * kMiB));                                         // idle: a trim would give it back
+  pause_maintenance(other);                                         // the first release's hook
+  pause_maintenance(other);                                         // the second's
+  resume_maintenance(other);                                        // the first was not the last
+  EXPECT_EQ(trim(SIZE_MAX, /*keep_preallocated=*/false), 0U) << "a trim ran while a release was in flight";
+  resume_maintenance(other);
+  EXPECT_GE(trim(SIZE_MAX, /*keep_preallocated=*/false), 3 * kMiB);
+  EXPECT_EQ(cuCtxDestroy(other), CUDA_SUCCESS);
+  forget_context(other);
+}
+
 }  // namespace
 }  // namespace poolshim::device_router
