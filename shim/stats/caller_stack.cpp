@@ -31,16 +31,10 @@ int capture_for_miss(void** frames, int max) noexcept {
 
 }  // namespace
 
-std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
+std::uint32_t caller_stack::find_slow(stack_cache* cache, std::uintptr_t sp, std::uint32_t hit) noexcept {
   if (table_ == nullptr) return 0;  // counting without stacks (the file system was full)
-  const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
   // With Python frames the stack is not cached (the same native frames run other Python lines).
   const bool cacheable = cache != nullptr && !python_ && cache->usable(sp);
-  std::uint32_t hit = 0;
-  if (cacheable) {
-    hit = cache->lookup(sp);
-    if (hit != 0 && !cache->recheck()) return hit;
-  }
   void* frames[k_max_frames];
   // Unwind the depth kept plus the shim's own frames, no more (~7 ns a frame): how many of those
   // there are is learnt (different hooks have different paths); a stack cut short by a guess that
@@ -61,6 +55,9 @@ std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
   // how deep the whole stack is (stats_file.h), so that the report can mark the stack as cut and
   // say what POOLSHIM_STATS_DEPTH would keep it whole. Counted on misses only (an unwind more).
   const bool cut = n - first > depth && depth > 0;
+  // A re-check whose unwind gives the very frames that hit (up to the cut, for a stack cut at the
+  // depth kept: the cache reads none past it) needs no interning, nor a cut stack's whole depth.
+  if (hit != 0 && cache->confirms(frames + first, cut ? depth - 1 : depth, cut)) return hit;
   if (cut) {
     bool more = false;
     const int whole = python ? 0 : stack_depth(shim_begin_, shim_end_, POOLSHIM_STATS_CUT_COUNT_LIMIT, &more);
@@ -82,7 +79,7 @@ std::uint32_t caller_stack::find(stack_cache* cache) noexcept {
       }
   // A cut stack's marker is no return address on the stack: the cache checks the frames before it.
   if (cacheable && id != 0 && depth > 0 && !python && cache->take_capture(sp))
-    cache->capture(sp, frames + first, cut ? depth - 1 : depth, id, static_cast<int>(depth_) + 16, shim_begin_,
+    cache->capture(sp, frames + first, cut ? depth - 1 : depth, cut, id, static_cast<int>(depth_) + 16, shim_begin_,
                    shim_end_);
   return id;
 }

@@ -1,7 +1,8 @@
 // The stack id of the recorder's caller for one event: from the thread's stack cache when it
 // hits, else unwound (unw_backtrace, the depth kept plus the shim's own frames, learnt), Python
 // frames spliced in with POOLSHIM_STATS=python, interned in the stack table; a new stack's modules
-// are listed. Out of line (one call per event, as before the split); its helpers are not.
+// are listed. A hit is inline in the recorder (the cache's lookup and the re-check's countdown);
+// a miss, a re-check and everything else are one call out of line.
 #pragma once
 
 #include <cstdint>
@@ -28,9 +29,21 @@ class caller_stack {
         python_(python) {}
 
   // The caller's stack id (0: untracked). `cache`: the thread's, or null (none: always unwind).
-  [[gnu::noinline]] std::uint32_t find(stack_cache* cache) noexcept;
+  // `sp`: the recorder's frame address (__builtin_frame_address(0) of the record_* function), the
+  // same at every event from the same call chain.
+  [[gnu::always_inline]] std::uint32_t find(stack_cache* cache, std::uintptr_t sp) noexcept {
+    std::uint32_t hit = 0;
+    if (cache != nullptr && !python_ && table_ != nullptr && cache->usable(sp)) {
+      hit = cache->lookup(sp);
+      if (hit != 0 && !cache->recheck()) [[likely]]
+        return hit;
+    }
+    return find_slow(cache, sp, hit);
+  }
 
  private:
+  // A miss (hit 0), or a re-check of `hit`: unwind, intern, and maybe remember in the cache.
+  [[gnu::noinline]] std::uint32_t find_slow(stack_cache* cache, std::uintptr_t sp, std::uint32_t hit) noexcept;
   bool own(const void* pc) const noexcept {
     const auto a = reinterpret_cast<std::uintptr_t>(pc);
     return a >= shim_begin_ && a < shim_end_;

@@ -12,6 +12,7 @@
 
 #include "poolshim/stats_file.h"
 #include "stats/file_atomic.h"
+#include "stats/sole_writer.h"
 
 namespace poolshim::stats {
 
@@ -34,7 +35,9 @@ class live_table {
 
   // Puts ptr (> k_claimed) in the table; false when no slot within k_max_probe of its place was
   // free: it is not tracked (its free will count as untracked and its bytes stay live in the
-  // figures), said once in the file's flags.
+  // figures), said once in the file's flags. `Ops`: how a slot is claimed (sole_ops only inside a
+  // sole_scope that granted it).
+  template <class Ops = locked_ops>
   bool insert(std::uint64_t ptr, std::uint64_t bytes, std::uint32_t stack, std::uint16_t device,
               std::uint16_t kind) noexcept {
     // The size, stack and kind go in first, then the pointer with release order, so a reader that
@@ -42,7 +45,7 @@ class live_table {
     const bool placed = probe(ptr, [&](poolshim_stats_live& e) {
       std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
       if (cur != k_empty && cur != k_deleted) return step::next;
-      if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_claimed, std::memory_order_acq_rel)) return step::next;
+      if (!Ops::compare_exchange(e.ptr, cur, k_claimed)) return step::next;
       e.bytes = bytes;
       e.stack = stack;
       e.device = device;
@@ -56,6 +59,7 @@ class live_table {
   }
 
   // Takes ptr out of the table, its entry in *out; false when it is not there (never tracked).
+  template <class Ops = locked_ops>
   bool remove(std::uint64_t ptr, poolshim_stats_live* out) noexcept {
     return probe(ptr, [&](poolshim_stats_live& e) {
       std::uint64_t cur = atomic_at(e.ptr).load(std::memory_order_acquire);
@@ -64,7 +68,7 @@ class live_table {
       // The entry is read while it is still ours (published, not yet deleted): once deleted,
       // another thread may claim the slot and overwrite it.
       *out = poolshim_stats_live{ptr, e.bytes, e.stack, e.device, e.kind};
-      if (!atomic_at(e.ptr).compare_exchange_strong(cur, k_deleted, std::memory_order_acq_rel)) return step::next;
+      if (!Ops::compare_exchange(e.ptr, cur, k_deleted)) return step::next;
       return step::found;
     });
   }

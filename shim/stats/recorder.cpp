@@ -32,6 +32,7 @@
 #include "stats/module_list.h"
 #include "stats/python_frames.h"
 #include "stats/site_stats.h"
+#include "stats/sole_writer.h"
 #include "stats/stack_cache.h"
 #include "stats/stack_table.h"
 #include "stats/thread_shard.h"
@@ -61,9 +62,9 @@ struct recorder {
   std::uint32_t depth = 32;
 };
 
-// 0: not started; 1: starting; 2: running; 3: off or failed for good.
-std::atomic<int> g_state{0};
+using detail::g_state;
 recorder g_rec;
+sole_writer g_sole;  // not in g_rec: a fork child's g_rec is assigned afresh, this one starts again
 std::atomic<std::uint32_t> g_generation{1};  // bumped in a fork child: the parent's shards are gone
 pthread_key_t g_thread_key;
 bool g_thread_key_ok = false;
@@ -156,6 +157,7 @@ bool start(recorder& r) noexcept {
     python = python_start(base + l.python_offset, l.python_size);  // says why when it cannot
   }
   r.stacks = caller_stack(r.table, &r.modules, &h->flags, r.depth, python, shim_begin, shim_end);
+  g_sole.start();
   POOLSHIM_LOG_INFO("call-site statistics in {}", r.path);
   return true;
 }
@@ -190,10 +192,9 @@ recorder* wait_for_start() noexcept {
   return nullptr;
 }
 
-recorder* active() noexcept {
+[[gnu::noinline]] recorder* start_or_wait() noexcept {
   const int s = g_state.load(std::memory_order_acquire);
-  if (s == 2) [[likely]]
-    return &g_rec;
+  if (s == 2) return &g_rec;
   if (s == 1) return wait_for_start();
   if (s != 0) return nullptr;
   if (!base::stats_requested()) {
@@ -214,8 +215,14 @@ recorder* active() noexcept {
   return ok ? &g_rec : nullptr;
 }
 
+[[gnu::always_inline]] inline recorder* active() noexcept {
+  if (g_state.load(std::memory_order_acquire) == 2) [[likely]]
+    return &g_rec;
+  return start_or_wait();
+}
+
 // What a thread keeps for the recorder, allocated on its first event and freed at its exit: TLS
-// holds only a pointer (the stack cache, ~4.5 KB here and a 196 KiB mapping of its own, as
+// holds only a pointer (the stack cache, 3.9 KB here and a 196 KiB mapping of its own, as
 // initial-exec TLS would be carved out of every thread's stack in every preloaded process,
 // statistics on or off).
 struct thread_state {
@@ -223,17 +230,22 @@ struct thread_state {
   poolshim_stats_shard* shard;  // null: this thread counts in the shared counters
   stack_cache cache;
 };
-[[gnu::tls_model("initial-exec")]] thread_local thread_state* tl_state = nullptr;
-// Set once the thread's state was released at its exit: later events (from other destructors)
-// count in the shared counters without a cache instead of allocating a state nobody frees.
-[[gnu::tls_model("initial-exec")]] thread_local bool tl_exiting = false;
-// Set while this thread is inside record_alloc/record_free: an event that comes in the middle of
-// one (a signal handler that allocates, or a malloc that grows with cudaHostAlloc while the
-// recorder allocates the thread's state) counts in the shared counters with atomics, without the
-// thread's cache or shard, which the interrupted event may be halfway through changing.
-[[gnu::tls_model("initial-exec")]] thread_local bool tl_in_recorder = false;
-// The last pointer this thread allocated, until it allocates again: a free of it is temporary.
-[[gnu::tls_model("initial-exec")]] thread_local std::uint64_t tl_last_alloc = 0;
+// The recorder's thread-local variables, in one initial-exec block (one offset from the thread
+// pointer for all of them: an event reads or writes each).
+struct thread_locals {
+  thread_state* state = nullptr;
+  // The last pointer this thread allocated, until it allocates again: a free of it is temporary.
+  std::uint64_t last_alloc = 0;
+  // Set once the thread's state was released at its exit: later events (from other destructors)
+  // count in the shared counters without a cache instead of allocating a state nobody frees.
+  bool exiting = false;
+  // Set while this thread is inside record_alloc/record_free: an event that comes in the middle of
+  // one (a signal handler that allocates, or a malloc that grows with cudaHostAlloc while the
+  // recorder allocates the thread's state) counts in the shared counters with atomics, without the
+  // thread's cache or shard, which the interrupted event may be halfway through changing.
+  bool in_recorder = false;
+};
+[[gnu::tls_model("initial-exec")]] thread_local thread_locals tl;
 
 void release_thread(void* p) noexcept {
   auto* ts = static_cast<thread_state*>(p);
@@ -241,18 +253,17 @@ void release_thread(void* p) noexcept {
   if (ts->shard != nullptr && g_state.load(std::memory_order_acquire) == 2 &&
       ts->generation == g_generation.load(std::memory_order_relaxed))
     g_rec.shards.release(ts->shard);
-  if (tl_state == ts) tl_state = nullptr;
-  tl_exiting = true;
+  if (tl.state == ts) tl.state = nullptr;
+  tl.exiting = true;
   delete ts;
 }
 
 // The calling thread's state, set up on its first event (null: none, count without it).
-thread_state* my_state(recorder& r) noexcept {
-  thread_state* ts = tl_state;
+[[gnu::noinline]] thread_state* set_up_state(recorder& r) noexcept {
+  thread_state* ts = tl.state;
   const std::uint32_t gen = g_generation.load(std::memory_order_relaxed);
-  if (ts != nullptr && ts->generation == gen) [[likely]]
-    return ts;
-  if (tl_exiting || !g_thread_key_ok) return nullptr;
+  if (ts != nullptr && ts->generation == gen) return ts;
+  if (tl.exiting || !g_thread_key_ok) return nullptr;
   if (ts == nullptr) {
     ts = new (std::nothrow) thread_state{};
     if (ts == nullptr) return nullptr;
@@ -260,7 +271,7 @@ thread_state* my_state(recorder& r) noexcept {
       delete ts;
       return nullptr;
     }
-    tl_state = ts;
+    tl.state = ts;
   } else {
     ts->cache.reset();  // a fork child: the parent's shard and stack ids are not this file's
   }
@@ -276,16 +287,78 @@ thread_state* my_state(recorder& r) noexcept {
   }
   return ts;
 }
+[[gnu::always_inline]] inline thread_state* my_state(recorder& r) noexcept {
+  thread_state* ts = tl.state;
+  if (ts != nullptr && ts->generation == g_generation.load(std::memory_order_relaxed)) [[likely]]
+    return ts;
+  return set_up_state(r);
+}
+
+// One allocation's counts, per site, per device and kind, and its live entry; the time of the new
+// process peak it made (0: none). `Ops`: sole_ops only where a sole_scope granted it.
+template <class Ops>
+[[gnu::always_inline]] inline std::uint64_t count_alloc(recorder& r, poolshim_stats_shard* sh, std::uint32_t id, int k,
+                                                        int dev, std::uint64_t ptr, std::uint64_t bytes) noexcept {
+  // One clock reading for every peak this event reaches: the process's and its kind's are the same
+  // moment, and two readings would put them tens of nanoseconds apart.
+  std::uint64_t peak_at = 0;
+  if (r.sites->on_alloc<Ops>(id, bytes, r.shards.local_site(sh, id))) {
+    peak_at = now_ns();
+    atomic_at(r.header->peak_ns).store(peak_at, std::memory_order_relaxed);
+  }
+  r.shards.note_size(sh, k, poolshim_stats_size_bucket(bytes));
+  const int slot = dev * POOLSHIM_STATS_KINDS + k;
+  poolshim_stats_kind& kc = r.kinds[slot];
+  if (sh != nullptr) {
+    bump(sh->kinds[slot].allocs, 1);
+    bump(sh->kinds[slot].bytes_allocated, bytes);
+  } else {
+    Ops::fetch_add(kc.allocs, std::uint64_t{1});
+    Ops::fetch_add(kc.bytes_allocated, bytes);
+  }
+  const auto b = static_cast<std::int64_t>(bytes);
+  const std::int64_t now = Ops::fetch_add(kc.live_bytes, b) + b;
+  std::int64_t peak = atomic_at(kc.peak_bytes).load(std::memory_order_relaxed);
+  while (now > peak) {
+    if (Ops::compare_exchange(kc.peak_bytes, peak, now)) {
+      atomic_at(kc.peak_ns).store(peak_at != 0 ? peak_at : now_ns(), std::memory_order_relaxed);
+      break;
+    }
+  }
+  (void)r.live.insert<Ops>(ptr, bytes, id, static_cast<std::uint16_t>(dev), static_cast<std::uint16_t>(k));
+  return peak_at;
+}
+
+// One free's counts (the block's entry in *copy); false when the pointer was never tracked.
+template <class Ops>
+[[gnu::always_inline]] inline bool count_free(recorder& r, poolshim_stats_shard* sh, std::uint64_t ptr,
+                                              poolshim_stats_live* copy) noexcept {
+  if (!r.live.remove<Ops>(ptr, copy)) return false;
+  const bool temporary = tl.last_alloc == ptr;
+  if (temporary) tl.last_alloc = 0;
+  r.sites->on_free<Ops>(copy->stack, copy->bytes, temporary, r.shards.local_site(sh, copy->stack));
+  const int slot = copy->device * POOLSHIM_STATS_KINDS + copy->kind;
+  poolshim_stats_kind& kc = r.kinds[slot];
+  if (sh != nullptr)
+    bump(sh->kinds[slot].frees, 1);
+  else
+    Ops::fetch_add(kc.frees, std::uint64_t{1});
+  Ops::fetch_add(kc.live_bytes, -static_cast<std::int64_t>(copy->bytes));
+  return true;
+}
 
 }  // namespace
 
-bool recording() noexcept { return active() != nullptr; }
+namespace detail {
+std::atomic<int> g_state{0};
+bool recording_slow() noexcept { return start_or_wait() != nullptr; }
+}  // namespace detail
 
-// Marks this thread as inside the recorder for one event (tl_in_recorder); `nested` when it was.
+// Marks this thread as inside the recorder for one event (tl.in_recorder); `nested` when it was.
 struct recorder_scope {
-  bool nested = tl_in_recorder;
-  recorder_scope() noexcept { tl_in_recorder = true; }
-  ~recorder_scope() { tl_in_recorder = nested; }
+  bool nested = tl.in_recorder;
+  recorder_scope() noexcept { tl.in_recorder = true; }
+  ~recorder_scope() { tl.in_recorder = nested; }
   recorder_scope(const recorder_scope&) = delete;
   recorder_scope& operator=(const recorder_scope&) = delete;
 };
@@ -295,40 +368,19 @@ void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, st
   if (r == nullptr || ptr <= live_table::k_claimed) return;
   const recorder_scope scope;
   thread_state* ts = scope.nested ? nullptr : my_state(*r);
-  const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr);
-  tl_last_alloc = ptr;
+  const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr,
+                                          reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)));
+  tl.last_alloc = ptr;
   poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
-  // One clock reading for every peak this event reaches: the process's and its kind's are the same
-  // moment, and two readings would put them tens of nanoseconds apart.
-  std::uint64_t peak_at = 0;
-  if (r->sites->on_alloc(id, bytes, r->shards.local_site(sh, id))) {
-    peak_at = now_ns();
-    atomic_at(r->header->peak_ns).store(peak_at, std::memory_order_relaxed);
-  }
-  r->shards.note_size(sh, static_cast<int>(k), poolshim_stats_size_bucket(bytes));
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
-  const int slot = dev * POOLSHIM_STATS_KINDS + static_cast<int>(k);
-  poolshim_stats_kind& kc = r->kinds[slot];
-  if (sh != nullptr) {
-    bump(sh->kinds[slot].allocs, 1);
-    bump(sh->kinds[slot].bytes_allocated, bytes);
-  } else {
-    atomic_at(kc.allocs).fetch_add(1, std::memory_order_relaxed);
-    atomic_at(kc.bytes_allocated).fetch_add(bytes, std::memory_order_relaxed);
-  }
-  const std::int64_t now =
-      atomic_at(kc.live_bytes).fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed) +
-      static_cast<std::int64_t>(bytes);
-  std::int64_t peak = atomic_at(kc.peak_bytes).load(std::memory_order_relaxed);
-  while (now > peak) {
-    if (atomic_at(kc.peak_bytes).compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-      atomic_at(kc.peak_ns).store(peak_at != 0 ? peak_at : now_ns(), std::memory_order_relaxed);
-      break;
-    }
+  std::uint64_t peak_at = 0;
+  {
+    const sole_scope sole(g_sole);
+    peak_at = sole.sole() ? count_alloc<sole_ops>(*r, sh, id, static_cast<int>(k), dev, ptr, bytes)
+                          : count_alloc<locked_ops>(*r, sh, id, static_cast<int>(k), dev, ptr, bytes);
   }
   const std::uint64_t n = r->shards.note_event(sh);
   (void)r->ring.push(POOLSHIM_STATS_EVENT_ALLOC, ptr, bytes, id, dev, static_cast<int>(k), stream);
-  (void)r->live.insert(ptr, bytes, id, static_cast<std::uint16_t>(dev), static_cast<std::uint16_t>(k));
   if (peak_at != 0)
     r->timeline.on_peak(peak_at);
   else
@@ -340,23 +392,20 @@ void record_free(kind k, std::uint64_t ptr, std::uint64_t stream) noexcept {
   recorder* r = active();
   if (r == nullptr || ptr <= live_table::k_claimed) return;
   const recorder_scope scope;
+  // Before the counts: setting up a thread's state allocates, which must not happen inside a
+  // sole_scope (a revoking thread would wait for it).
+  thread_state* ts = scope.nested ? nullptr : my_state(*r);
+  poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
   poolshim_stats_live copy;
-  if (!r->live.remove(ptr, &copy)) {
+  bool tracked = false;
+  {
+    const sole_scope sole(g_sole);
+    tracked = sole.sole() ? count_free<sole_ops>(*r, sh, ptr, &copy) : count_free<locked_ops>(*r, sh, ptr, &copy);
+  }
+  if (!tracked) {
     atomic_at(r->header->untracked_frees).fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const bool temporary = tl_last_alloc == ptr;
-  if (temporary) tl_last_alloc = 0;
-  thread_state* ts = scope.nested ? nullptr : my_state(*r);
-  poolshim_stats_shard* sh = ts != nullptr ? ts->shard : nullptr;
-  r->sites->on_free(copy.stack, copy.bytes, temporary, r->shards.local_site(sh, copy.stack));
-  const int slot = copy.device * POOLSHIM_STATS_KINDS + copy.kind;
-  poolshim_stats_kind& kc = r->kinds[slot];
-  if (sh != nullptr)
-    bump(sh->kinds[slot].frees, 1);
-  else
-    atomic_at(kc.frees).fetch_add(1, std::memory_order_relaxed);
-  atomic_at(kc.live_bytes).fetch_sub(static_cast<std::int64_t>(copy.bytes), std::memory_order_relaxed);
   r->timeline.on_event(r->shards.note_event(sh));
   (void)r->ring.push(POOLSHIM_STATS_EVENT_FREE, ptr, copy.bytes, copy.stack, copy.device, copy.kind, stream);
 }
@@ -375,7 +424,8 @@ void record_oom(kind k, int device, std::uint64_t bytes, std::uint64_t device_fr
   if (r == nullptr || r->ring.capacity() == 0) return;  // only the ring shows it: no unwind for nothing
   const recorder_scope scope;
   thread_state* ts = scope.nested ? nullptr : my_state(*r);
-  const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr);
+  const std::uint32_t id = r->stacks.find(ts != nullptr ? &ts->cache : nullptr,
+                                          reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)));
   const int dev = device >= 0 && device < POOLSHIM_STATS_DEVICES ? device : 0;
   (void)r->ring.push(POOLSHIM_STATS_EVENT_OOM, device_free, bytes, id, dev, static_cast<int>(k), stream);
 }

@@ -6,6 +6,7 @@
 // POOLSHIM_STATS=off (the default): one relaxed load per event.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -13,7 +14,17 @@ namespace poolshim::stats {
 
 enum class kind : std::uint16_t { device = 0, pinned = 1, managed = 2, async = 3, vmm = 4 };
 
-bool recording() noexcept;
+namespace detail {
+// 0: not started; 1: starting; 2: running; 3: off or failed for good.
+extern std::atomic<int> g_state;
+bool recording_slow() noexcept;  // starts the recorder on the first event, or waits for its start
+}  // namespace detail
+// Whether events are recorded (the first call starts the recorder). Inline: twice per pair, and
+// with statistics off one load.
+inline bool recording() noexcept {
+  const int s = detail::g_state.load(std::memory_order_acquire);
+  return s == 2 || (s != 3 && detail::recording_slow());
+}
 // `stream`: the CUstream of a stream-ordered allocation or free (cuMemAllocAsync), for the event
 // ring; 0 for the others.
 void record_alloc(kind k, int device, std::uint64_t ptr, std::uint64_t bytes, std::uint64_t stream = 0) noexcept;

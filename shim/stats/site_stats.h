@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "poolshim/stats_file.h"
+#include "stats/sole_writer.h"
 
 namespace poolshim::stats {
 
@@ -59,10 +60,14 @@ class site_stats {
   site_stats& operator=(const site_stats&) = delete;
 
   // Returns true when this allocation made a new process-wide peak. With `local` (this thread's
-  // entry for id), the counts go there instead of the shared counters.
-  bool on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* local = nullptr) noexcept;
+  // entry for id), the counts go there instead of the shared counters. `Ops`: how the shared
+  // counters are updated (sole_ops only inside a sole_scope that granted it). Inline: once per event.
+  template <class Ops = locked_ops>
+  [[gnu::always_inline]] bool on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* local = nullptr) noexcept;
   // `temporary`: the block was the last thing its thread allocated (nothing allocated since).
-  void on_free(std::uint32_t id, std::uint64_t bytes, bool temporary = false, site_local* local = nullptr) noexcept;
+  template <class Ops = locked_ops>
+  [[gnu::always_inline]] void on_free(std::uint32_t id, std::uint64_t bytes, bool temporary = false,
+                                      site_local* local = nullptr) noexcept;
   // Adds a thread's counts for l.stack to the shared counters (the caller then clears l).
   void fold(const site_local& l) noexcept;
 
@@ -74,11 +79,92 @@ class site_stats {
  private:
   site_counters& at(std::uint32_t id) noexcept { return sites_[id < count_ ? id : 0]; }
   void settle(site_counters& s) noexcept;
+  template <class Ops, class T>
+  static void raise_to(std::atomic<T>& c, T v) noexcept {
+    T cur = c.load(std::memory_order_relaxed);
+    while (cur < v && !Ops::compare_exchange(c, cur, v)) {
+    }
+  }
 
   site_counters* sites_;
   std::size_t count_;
   process_figures own_;
   process_figures* process_;
 };
+
+// A counter only this thread writes (its site_local, its shard): a plain load and store, no lock
+// prefix (another process may read it meanwhile, and sees the old or the new value).
+inline void bump(std::uint64_t& c, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t> a(c);
+  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+// Before a site changes: if a process peak happened since it last changed, what it holds now is
+// what it held at that peak.
+inline void site_stats::settle(site_counters& s) noexcept {
+  const std::uint64_t e = process_->epoch.load(std::memory_order_relaxed);
+  if (s.seen_epoch.load(std::memory_order_relaxed) != e) {
+    s.at_peak.store(s.live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    s.seen_epoch.store(e, std::memory_order_relaxed);
+  }
+}
+
+template <class Ops>
+inline bool site_stats::on_alloc(std::uint32_t id, std::uint64_t bytes, site_local* local) noexcept {
+  // A local size count this large is folded into the shared counters (the local ones are 32-bit).
+  constexpr std::uint32_t k_fold_sizes_at = std::uint32_t{1} << 31;
+  site_counters& s = at(id);
+  settle(s);
+  const auto b = static_cast<std::int64_t>(bytes);
+  const unsigned bucket = poolshim_stats_size_bucket(bytes);
+  if (local != nullptr) {
+    bump(local->allocs, 1);
+    bump(local->bytes_allocated, bytes);
+    std::atomic_ref<std::uint32_t> n(local->sizes[bucket]);
+    const std::uint32_t now = n.load(std::memory_order_relaxed) + 1;
+    n.store(now, std::memory_order_relaxed);
+    if (now >= k_fold_sizes_at) [[unlikely]] {  // before it could wrap: into the shared counters
+      Ops::fetch_add(s.sizes[bucket], std::uint64_t{now});
+      n.store(0, std::memory_order_relaxed);
+    }
+  } else {
+    Ops::fetch_add(s.allocs, std::uint64_t{1});
+    Ops::fetch_add(s.bytes_allocated, bytes);
+    Ops::fetch_add(s.sizes[bucket], std::uint64_t{1});
+  }
+  raise_to<Ops>(s.largest, bytes);
+  const std::int64_t mine = Ops::fetch_add(s.live_bytes, b) + b;
+  raise_to<Ops>(s.own_peak, mine);
+  const std::int64_t total = Ops::fetch_add(process_->live, b) + b;
+  std::int64_t p = process_->peak.load(std::memory_order_relaxed);
+  while (total > p) {
+    if (Ops::compare_exchange(process_->peak, p, total)) {
+      // A new process peak: a new epoch, and this site's share of it is what it holds now.
+      const std::uint64_t e = Ops::fetch_add(process_->epoch, std::uint64_t{1}) + 1;
+      s.at_peak.store(mine, std::memory_order_relaxed);
+      s.seen_epoch.store(e, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
+
+template <class Ops>
+inline void site_stats::on_free(std::uint32_t id, std::uint64_t bytes, bool temporary, site_local* local) noexcept {
+  site_counters& s = at(id);
+  settle(s);
+  const auto b = static_cast<std::int64_t>(bytes);
+  if (local != nullptr) {
+    bump(local->frees, 1);
+    if (temporary) bump(local->temporary, 1);
+    bump(local->bytes_freed, bytes);
+  } else {
+    Ops::fetch_add(s.frees, std::uint64_t{1});
+    if (temporary) Ops::fetch_add(s.temporary, std::uint64_t{1});
+    Ops::fetch_add(s.bytes_freed, bytes);
+  }
+  Ops::fetch_add(s.live_bytes, -b);
+  Ops::fetch_add(process_->live, -b);
+}
 
 }  // namespace poolshim::stats

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <utility>
 
 #include "stats/unwinder.h"
 
@@ -34,7 +35,8 @@ bool stack_cache::set_stack(std::uintptr_t lo, std::uintptr_t hi) noexcept {
 }
 
 void stack_cache::reset() noexcept {
-  rng_ = misses_ = failed_ = 0;
+  last_hit_ = nullptr;
+  rng_ = until_recheck_ = misses_ = failed_ = 0;
   off_ = false;
   for (auto& n : shape_next_) n = 0;
   for (auto& s : shapes_) s = shape{};
@@ -53,6 +55,15 @@ bool stack_cache::has_room(std::uintptr_t sp) noexcept {
   return false;
 }
 
+std::uint32_t stack_cache::promote(int set, int w, int front) noexcept {
+  set_meta& m = sets_[set];
+  std::swap(entry_at(set, w), entry_at(set, front));
+  const bool was_used = (m.used & (1u << front)) != 0;  // the other's mark goes with it
+  m.used = static_cast<std::uint16_t>((m.used & ~(1u << w)) | (was_used ? 1u << w : 0u) | (1u << front));
+  last_hit_ = &entry_at(set, front);
+  return last_hit_->id;
+}
+
 bool stack_cache::take_capture(std::uintptr_t sp) noexcept {
   if (misses_ < k_capture_every) ++misses_;
   if (failed_ < k_failed_captures && has_room(sp)) return true;
@@ -62,7 +73,7 @@ bool stack_cache::take_capture(std::uintptr_t sp) noexcept {
 }
 
 bool stack_cache::remember(std::uintptr_t sp, const void* const* frames, const std::uintptr_t* slots, int depth,
-                           std::uint32_t id) noexcept {
+                           std::uint32_t id, bool cut) noexcept {
   if (entries_ == nullptr || depth <= 0 || depth > k_cached_depth) return false;
   for (int i = 0; i < depth; ++i)
     if (!on_own_stack(slots[i]) || slots[i] < sp || slots[i] - sp > UINT32_MAX) {
@@ -112,7 +123,8 @@ bool stack_cache::remember(std::uintptr_t sp, const void* const* frames, const s
   entry& c = entry_at(set, way);
   c.sp = sp;
   c.id = id;
-  c.depth = static_cast<std::uint32_t>(depth);
+  c.depth = static_cast<std::uint16_t>(depth);
+  c.cut = cut ? 1 : 0;
   for (int i = 0; i < depth; ++i) {
     c.off[i] = static_cast<std::uint32_t>(slots[i] - sp);
     c.ip[i] = reinterpret_cast<std::uintptr_t>(frames[i]);
@@ -126,7 +138,7 @@ bool stack_cache::remember(std::uintptr_t sp, const void* const* frames, const s
   return true;
 }
 
-void stack_cache::capture(std::uintptr_t sp, void* const* frames, int depth, std::uint32_t id, int max,
+void stack_cache::capture(std::uintptr_t sp, void* const* frames, int depth, bool cut, std::uint32_t id, int max,
                           std::uintptr_t shim_begin, std::uintptr_t shim_end) noexcept {
   void* again[k_cached_depth + 16];
   std::uintptr_t slots[k_cached_depth + 16];
@@ -141,7 +153,7 @@ void stack_cache::capture(std::uintptr_t sp, void* const* frames, int depth, std
     ++failed_;
     return;
   }
-  (void)remember(sp, frames, slots + first, depth, id);  // counts its own failure
+  (void)remember(sp, frames, slots + first, depth, id, cut);  // counts its own failure
 }
 
 }  // namespace poolshim::stats

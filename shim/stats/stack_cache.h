@@ -12,8 +12,10 @@
 
 namespace poolshim::stats {
 
-// Cache-hit re-check: one hit in k_recheck, drawn at random (a fixed stride would alias with a
-// program that alternates a right and a wrong hit), is unwound anyway and compared with the id.
+// Cache-hit re-check: one hit in k_recheck on average, at random gaps (a fixed stride would alias
+// with a program that alternates a right and a wrong hit; gaps drawn uniformly from 1 to
+// 2 * k_recheck - 1 land on any periodic pattern's wrong hits as often as they occur), is unwound
+// anyway and compared with the id.
 // The premise (same stack pointer and the same return address in every remembered slot means the
 // same call chain) fails for frames whose size varies (alloca, dynamic realignment): a caller's
 // slot moves and the old place still holds the old return address. A wrong hit turns the
@@ -40,11 +42,12 @@ constexpr int k_cache_entries = k_cache_ways * k_cache_sets;
 constexpr int k_shapes = 64;  // frame addresses with a shape at once (pairs of two by hash)
 constexpr int k_key_slots = 8;
 
-// One thread's cache. The object itself is ~4.5 KB (sets' tags, shapes) and lives in the thread's
+// One thread's cache. The object itself is 3.9 KB (sets' tags, shapes) and lives in the thread's
 // state, allocated by the recorder on the thread's first event (never in TLS); the 256 stacks are
 // one anonymous mapping of 196 KiB made by set_stack (784 bytes a stack: 64 slots of 4-byte offset
-// and 8-byte return address and a 16-byte head), resident only where stacks were stored (one page
-// per ~5 stacks). Zero-initialised it is empty and unusable until set_stack. Used by its thread only.
+// and 8-byte return address and a 16-byte head), resident only where stacks were stored (16 KiB
+// for 4 stacks, 52 KiB for 16, 104 KiB for 64: a set's stacks lie together). Zero-initialised it is
+// empty and unusable until set_stack. Used by its thread only.
 class stack_cache {
  public:
   stack_cache() noexcept = default;
@@ -68,32 +71,58 @@ class stack_cache {
 
   // The id remembered for `sp` whose slots all still hold their return addresses; 0: a miss.
   // Forced inline: on every event that may use the cache (a call here would be a call more per
-  // event than before the recorder was split into parts).
+  // event than before the recorder was split into parts). Stacks with one key are compared in
+  // the order of their ways; a hit behind another one's trades places with it, so that of two
+  // such stacks the one in use is compared first (two compares of ~4 instructions a frame
+  // otherwise, the first failing late when the stacks differ far from the inside).
   [[gnu::always_inline]] std::uint32_t lookup(std::uintptr_t sp) noexcept {
     const shape* s = shape_of(sp);
     if (s == nullptr) return 0;
     const std::uint64_t k = key(*s, sp);
-    set_meta& m = sets_[set_of(k)];
+    const int set = set_of(k);
+    set_meta& m = sets_[set];
+    std::uint32_t passed = 0;  // ways with the tag whose stack was another
     for (std::uint32_t ways = ways_tagged(m, tag_of(k)); ways != 0; ways &= ways - 1) {
       const int w = __builtin_ctz(ways);
-      const entry& c = entry_at(set_of(k), w);
+      entry& c = entry_at(set, w);
       if (c.sp == sp && matches(c, sp)) {
+        if (passed != 0) [[unlikely]]
+          return promote(set, w, __builtin_ctz(passed));
         m.used = static_cast<std::uint16_t>(m.used | (1u << w));
+        last_hit_ = &c;
         return c.id;
       }
+      passed |= 1u << w;
     }
     return 0;
   }
 
-  // After a hit: whether to unwind anyway, to check it (see k_recheck). Seeded alike in every
-  // thread, so that runs repeat exactly.
+  // At a re-check of the last hit: whether the unwound stack (`frames`, depth of them, and
+  // whether it was `cut` at the depth kept) is the one that hit, frame for frame (then the unwind
+  // needs no interning to confirm it, nor a cut stack's whole depth, which the cache never reads).
+  bool confirms(const void* const* frames, int depth, bool cut) const noexcept {
+    const entry* c = last_hit_;
+    if (c == nullptr || c->depth != depth || (c->cut != 0) != cut) return false;
+    for (int i = 0; i < depth; ++i)
+      if (c->ip[i] != reinterpret_cast<std::uintptr_t>(frames[i])) return false;
+    return true;
+  }
+
+  // After a hit: whether to unwind anyway, to check it (see k_recheck): a countdown, so that a
+  // hit costs a decrement; the next gap is drawn at a re-check. Seeded alike in every thread, so
+  // that runs repeat exactly.
   bool recheck() noexcept {
+    if (until_recheck_ > 1) [[likely]] {
+      --until_recheck_;
+      return false;
+    }
     std::uint32_t x = rng_ != 0 ? rng_ : 0x9e3779b9u;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
     rng_ = x;
-    return x % k_recheck == 0;
+    until_recheck_ = 1 + x % (2 * k_recheck - 1);
+    return true;
   }
 
   // The re-check of `hit` unwound `id` (0: the table is full, nothing to tell): the id to count
@@ -108,14 +137,15 @@ class stack_cache {
   bool take_capture(std::uintptr_t sp) noexcept;
 
   // Remembers stack `id` for `sp`: `frames[i]`'s return address lies at `slots[i]` (depth of
-  // them, at most k_cached_depth), and the stack holds them now. Nothing, and false, when a slot
-  // lies off the thread's stack (or below `sp`).
-  bool remember(std::uintptr_t sp, const void* const* frames, const std::uintptr_t* slots, int depth,
-                std::uint32_t id) noexcept;
+  // them, at most k_cached_depth), and the stack holds them now; `cut`: the stack went on past
+  // them (its id ends in the cut marker). Nothing, and false, when a slot lies off the thread's
+  // stack (or below `sp`).
+  bool remember(std::uintptr_t sp, const void* const* frames, const std::uintptr_t* slots, int depth, std::uint32_t id,
+                bool cut = false) noexcept;
   // Captures the calling chain with slots (unw_step) and remembers `frames` (depth of them, the
   // recorder's caller first, unwound at `sp` with `max` frames asked) when that capture gives the
   // same frames past the shim's own (those in [shim_begin, shim_end)).
-  [[gnu::noinline]] void capture(std::uintptr_t sp, void* const* frames, int depth, std::uint32_t id, int max,
+  [[gnu::noinline]] void capture(std::uintptr_t sp, void* const* frames, int depth, bool cut, std::uint32_t id, int max,
                                  std::uintptr_t shim_begin, std::uintptr_t shim_end) noexcept;
 
   // For tests: the hash that places the stack now at `sp` (0 without a shape for `sp`), and its set.
@@ -135,7 +165,8 @@ class stack_cache {
   struct entry {
     std::uintptr_t sp;  // the recorder's frame address when this was recorded
     std::uint32_t id;
-    std::uint32_t depth;
+    std::uint16_t depth;
+    std::uint16_t cut;                  // 1: the stack went on past these frames (cut at the depth kept)
     std::uint32_t off[k_cached_depth];  // where a return address lives: sp + off
     std::uintptr_t ip[k_cached_depth];  // and what it was
   };
@@ -156,6 +187,7 @@ class stack_cache {
 #if defined(__SSE2__)
     const __m128i x = _mm_set1_epi32(static_cast<int>(t));
     std::uint32_t bits = 0;
+#pragma GCC unroll 4
     for (int q = 0; q < k_cache_ways / 4; ++q) {
       const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(m.tag + 4 * q));
       bits |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, x)))) << (4 * q);
@@ -208,10 +240,15 @@ class stack_cache {
 
   // Whether the stack now at `sp` would go into an empty place (nothing evicted).
   bool has_room(std::uintptr_t sp) noexcept;
+  // A hit in way `w` of `set` behind way `front` (same tag): the two trade places (and clock
+  // marks); the hit's id.
+  [[gnu::noinline]] std::uint32_t promote(int set, int w, int front) noexcept;
 
   std::uintptr_t stack_lo_{}, stack_hi_{};   // 0, 0: unknown, no cache
   entry* entries_{};                         // k_cache_entries of them, mapped by set_stack
-  std::uint32_t rng_{};                      // xorshift state for the sampled re-check (0: not seeded yet)
+  const entry* last_hit_{};                  // the stack of the last hit (for a re-check)
+  std::uint32_t rng_{};                      // xorshift state for the re-checks' gaps (0: not seeded yet)
+  std::uint32_t until_recheck_{};            // hits until the next re-check (0 or 1: this one)
   std::uint32_t misses_{};                   // misses since the last evicting capture, up to k_capture_every
   std::uint32_t failed_{};                   // captures that could not be remembered
   bool off_{};                               // a re-check found a wrong hit: this thread's stacks are not what

@@ -21,12 +21,6 @@ static_assert(sizeof(site_local) == sizeof(poolshim_stats_shard_site) &&
               offsetof(site_local, temporary) == offsetof(poolshim_stats_shard_site, temporary) &&
               offsetof(site_local, sizes) == offsetof(poolshim_stats_shard_site, sizes));
 
-// A counter only this thread writes (its shard): a plain load and store, no lock prefix.
-inline void bump(std::uint64_t& c, std::uint64_t v) noexcept {
-  std::atomic_ref<std::uint64_t> a(c);
-  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
-}
-
 class shard_set {
  public:
   shard_set() noexcept = default;

@@ -8,14 +8,18 @@
 # worker threads add CPU time of their own, which makes the shim's CPU figures the noisier ones).
 # --callgrind adds instructions per pair (valgrind: the difference between runs of N and 2N pairs)
 # for the shim with stats off and on.
-# --sites K: the pairs come from K call sites in turn (default 4; 1 to 64); a list (4,16,64) runs
-# each. --depths takes a list too, with spaces or commas. --shim FILE measures another
-# libpoolshim.so (an older build) with this build's program.
+# --sites K: the pairs come from K call sites in turn (default 4; 1 to 64; always of four sizes, so
+# that only the stacks change with K); a list (4,16,64) runs each. --depths takes a list too, with
+# spaces or commas. --shim FILE measures another libpoolshim.so (an older build) with this build's
+# program. --shared: another thread makes one pair first, so that statistics count as in a program
+# that allocates from several threads (locked atomics instead of the sole writer's plain ones).
+# --best-batch: the wall figures are each loop's fastest batch of 1000 pairs instead of the whole
+# loop (on a machine others load, the batches no other process interrupted).
 # usage: tests/bench/stats_overhead.sh [--build DIR] [--shim FILE] [--pairs N] [--depths "8 20 32 64"]
-#                                      [--runs K] [--sites K[,K...]] [--callgrind]
+#                                      [--runs K] [--sites K[,K...]] [--shared] [--best-batch] [--callgrind]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build=$here/../../build shim="" pairs=1000000 depths="8 20 32 64" runs=3 site_list=4 callgrind=0
+build=$here/../../build shim="" pairs=1000000 depths="8 20 32 64" runs=3 site_list=4 callgrind=0 shared=() figure=ns_per_pair
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -24,8 +28,10 @@ while [[ $# -gt 0 ]]; do
     --depths) depths=${2//,/ }; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --sites) site_list=${2//,/ }; shift 2 ;;
+    --shared) shared=(shared); shift ;;
+    --best-batch) figure=ns_per_pair_best_batch; shift ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "stats_overhead: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
@@ -43,10 +49,10 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 have_heaptrack=1; command -v heaptrack >/dev/null || have_heaptrack=0
 
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
-wall() {  # wall CMD...: the loop's ns per pair, best of $runs
+wall() {  # wall CMD...: the loop's ns per pair (or its best batch's), best of $runs
   local b="" v
   for ((k = 0; k < runs; ++k)); do
-    v=$("$@" "$pairs" "$sites" 2>/dev/null | sed -n 's/^ns_per_pair=//p')
+    v=$("$@" "$pairs" "$sites" "${shared[@]}" 2>/dev/null | sed -n "s/^$figure=//p")
     [[ -n "$v" ]] || { echo "stats_overhead: no figure from: $*" >&2; exit 1; }
     b=$(min "$v" "$b")
   done
@@ -55,7 +61,7 @@ wall() {  # wall CMD...: the loop's ns per pair, best of $runs
 cpu_s() {  # cpu_s N CMD...: user+system seconds of the whole process tree for N pairs
   local n=$1 t; shift
   TIMEFORMAT='%3U %3S'
-  t=$( { time "$@" "$n" "$sites" >/dev/null 2>&1; } 2>&1 )
+  t=$( { time "$@" "$n" "$sites" "${shared[@]}" >/dev/null 2>&1; } 2>&1 )
   awk '{ print $1 + $2 }' <<<"$t"
 }
 cpu() {  # cpu CMD...: CPU ns per pair (2N pairs minus N pairs, each the best of $runs)
@@ -70,8 +76,9 @@ shim_env=(env LD_PRELOAD="$shim" POOLSHIM_SOCKET=/nonexistent/x)
 stats_env=("${shim_env[@]}" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64)
 off_env=("${shim_env[@]}" POOLSHIM_STATS=off)
 
-echo "$pairs pairs, best of $runs; ns per allocation+free pair; shim: $shim"
-echo "            |                 wall time in the loop                  |        CPU time of the process tree"
+echo "$pairs pairs, best of $runs; ns per allocation+free pair; shim: $shim${shared:+; shared (a second thread allocated first)}"
+[[ $figure == ns_per_pair ]] && where="in the loop" || where="best batch "
+echo "            |                 wall time $where                  |        CPU time of the process tree"
 echo "sites depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
 for sites in $site_list; do
 for d in $depths; do
@@ -105,7 +112,8 @@ echo "(stats = shim with stats - shim with stats off; ht = heaptrack - plain mal
 command -v valgrind >/dev/null || { echo "stats_overhead: valgrind not installed: no instruction counts"; exit 0; }
 ir() {  # ir N CMD...: instructions of a run of N pairs
   local n=$1; shift
-  "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$prog" cuda "$d" "$n" "$sites" >/dev/null 2>&1
+  "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$prog" cuda "$d" "$n" "$sites" "${shared[@]}" \
+    >/dev/null 2>&1
   sed -n 's/^summary: //p; s/^totals: //p' "$tmp/cg.out" | head -1 | awk '{ print $1 }'
 }
 per_pair() {  # per_pair ENV...: instructions per pair, start-up cancelled out

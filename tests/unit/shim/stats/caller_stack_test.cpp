@@ -36,12 +36,12 @@ struct stacks_in_memory {
 };
 
 [[gnu::noinline]] std::uint32_t site_a(caller_stack& s, stack_cache* c) {
-  const std::uint32_t id = s.find(c);
+  const std::uint32_t id = s.find(c, reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)));
   asm volatile("" ::: "memory");  // not a tail call: this frame stays on the stack
   return id;
 }
 [[gnu::noinline]] std::uint32_t site_b(caller_stack& s, stack_cache* c) {
-  const std::uint32_t id = s.find(c);
+  const std::uint32_t id = s.find(c, reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)));
   asm volatile("" ::: "memory");
   return id;
 }

@@ -1,8 +1,9 @@
 // The per-thread stack cache (shim/stats/stack_cache.h) on hand-made stacks: return addresses in
 // arrays on this thread's own stack stand for the slots an unw_step capture would find. A hit gives
 // the remembered id, any changed return address misses, slots off the thread's stack are never
-// cached, a wrong hit turns the cache off, 64 call sites in turn all stay hits, stacks of one key
-// live side by side, a full set evicts by the clock, and re-checks and captures come at their rates.
+// cached, a wrong hit turns the cache off, a re-check confirms only the frames that hit, 64 call
+// sites in turn all stay hits, stacks of one key live side by side, a full set evicts by the clock,
+// and re-checks and captures come at their rates.
 #include "stats/stack_cache.h"
 
 #include <gtest/gtest.h>
@@ -131,6 +132,30 @@ TEST(StackCache, AWrongHitIsCaughtByTheRecheckAndTurnsTheCacheOff) {
   EXPECT_FALSE(c->usable(sp));
 }
 
+// A re-check confirms a hit without interning when the unwound frames are the ones that hit,
+// cut at the depth kept or not as they were.
+TEST(StackCache, ARecheckConfirmsTheFramesThatHitAndNothingElse) {
+  auto c = own_cache();
+  fake_stack s(10);
+  const std::uintptr_t sp = here();
+  EXPECT_FALSE(c->confirms(s.frames, s.depth, false)) << "no hit yet";
+  ASSERT_TRUE(c->remember(sp, s.frames, s.slots, s.depth, 31));
+  ASSERT_EQ(c->lookup(sp), 31u);
+  EXPECT_TRUE(c->confirms(s.frames, s.depth, false));
+  EXPECT_FALSE(c->confirms(s.frames, s.depth, true)) << "the stack that hit was not cut";
+  EXPECT_FALSE(c->confirms(s.frames, s.depth - 1, false)) << "a frame fewer";
+  void* other[k_cached_depth];
+  for (int i = 0; i < s.depth; ++i) other[i] = s.frames[i];
+  other[7] = reinterpret_cast<void*>(0x123450);
+  EXPECT_FALSE(c->confirms(other, s.depth, false)) << "another frame";
+  // A stack cut at the depth kept: its frames before the cut, and cut again.
+  fake_stack deep(12, 0x500000);
+  ASSERT_TRUE(c->remember(sp, deep.frames, deep.slots, deep.depth, 32, true));
+  ASSERT_EQ(c->lookup(sp), 32u);
+  EXPECT_TRUE(c->confirms(deep.frames, deep.depth, true));
+  EXPECT_FALSE(c->confirms(deep.frames, deep.depth, false)) << "it ends there now: not the stack that hit";
+}
+
 TEST(StackCache, AboutOneHitIn64IsRecheckedTheSameWayInEveryThread) {
   auto a = own_cache();
   auto b = own_cache();
@@ -209,14 +234,23 @@ TEST(StackCache, StacksThatDifferOutsideTheKeyShareASetAndStayApart) {
   ASSERT_EQ(c->key_now(sp), k) << "the same key: one set, one tag";
   EXPECT_EQ(c->lookup(sp), 0u) << "the key matches, the stack does not";
   ASSERT_TRUE(c->remember(sp, s.frames, s.slots, s.depth, 12));
+  // Each hit on the one behind puts it in front (they trade places): the ids stay right.
   for (int i = 0; i < 3; ++i) {
     s.at(1, 0, 0);
     EXPECT_EQ(c->lookup(sp), 11u);
+    EXPECT_TRUE(c->confirms(s.frames, s.depth, false));
     s.at(1, 0, 1);
     EXPECT_EQ(c->lookup(sp), 12u);
+    EXPECT_TRUE(c->confirms(s.frames, s.depth, false)) << "the stack that hit, where it is now";
     s.at(1, 0, 2);
     EXPECT_EQ(c->lookup(sp), 0u);
   }
+  for (int i = 0; i < 3; ++i) {
+    s.at(1, 0, 1);
+    EXPECT_EQ(c->lookup(sp), 12u);
+  }
+  s.at(1, 0, 0);
+  EXPECT_EQ(c->lookup(sp), 11u);
 }
 
 // Sites whose stacks fall into set `set`, found by trying sites (the key is a hash).
