@@ -139,7 +139,12 @@ wait_build() {
   echo "== $name: built ($(grep -c '^\[' "$dir/build.log") steps, CPU $(cat "$dir/build.cpu" 2>/dev/null); waited $((SECONDS - waited)) s for it)"
 }
 if ((sanitize)); then
-  (export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+  # intercept_tls_get_addr=0: LeakSanitizer's tracking of dynamic TLS misreads the blocks of a library
+  # loaded with dlmopen (the shim's private libunwind: "DTLS at 0x24a-0x100000134c", then its tracer
+  # faults and the pass fails on a program whose tests all passed, depending on memory layout).
+  # Untracked, dynamic TLS is simply not a root of the leak scan: a leak can only be over-reported,
+  # never hidden.
+  (export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0 UBSAN_OPTIONS=print_stacktrace=1
    wait_build "asan+ubsan" "$build-asan" && run_ctest "asan+ubsan" "$build-asan" "-LE long") || status=1
   (export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
    wait_build "tsan" "$build-tsan" && run_ctest "tsan" "$build-tsan" "-LE long") || status=1
