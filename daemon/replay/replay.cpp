@@ -7,6 +7,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "stats/report_text.h"
+
 namespace poolshim::replay {
 
 policy_result replay(const trace& t, allocation_policy& policy) {
@@ -74,23 +76,6 @@ std::string bytes_text(std::uint64_t b) {
 }
 
 std::string limit_text(std::uint64_t b) { return b == 0 ? "none" : bytes_text(b); }
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {  // names are file names: anything unusual is escaped
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 struct goal {
   bool present = false, ratio_ok = false, lowest = false;
@@ -183,10 +168,10 @@ void write_json(std::ostream& out, const std::vector<trace_result>& results, con
       << ", \"grow_small_segments\": " << (o.pool.grow_small_segments ? "true" : "false") << "}, \"traces\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const trace_result& r = results[i];
-    out << (i != 0 ? ", " : "") << "{\"trace\": " << json_string(r.name) << ", \"class\": \""
+    out << (i != 0 ? ", " : "") << "{\"trace\": " << stats_tool::json_quote(r.name) << ", \"class\": \""
         << (r.adversarial ? "adversarial" : "realistic") << "\", \"allocations\": " << r.allocations
         << ", \"frees\": " << r.frees << ", \"peak_live\": " << r.peak_live << ", \"notes\": [";
-    for (std::size_t n = 0; n < r.notes.size(); ++n) out << (n != 0 ? ", " : "") << json_string(r.notes[n]);
+    for (std::size_t n = 0; n < r.notes.size(); ++n) out << (n != 0 ? ", " : "") << stats_tool::json_quote(r.notes[n]);
     out << "], \"policies\": [";
     for (std::size_t k = 0; k < r.policies.size(); ++k) {
       const policy_result& p = r.policies[k];

@@ -270,5 +270,16 @@ TEST(ReplayReport, JsonAndTextCarryEveryPolicy) {
       << text.str();
 }
 
+// A trace's name (a file name) keeps its UTF-8 characters in JSON; a quote, a backslash and a
+// control character are escaped, and a byte that is not UTF-8 becomes U+FFFD.
+TEST(ReplayReport, JsonQuotesTraceNamesAsUtf8) {
+  trace_result r = replay_all(parse(kTiny), {"none"}, policy_options{});
+  r.name = "caf\xc3\xa9 \"x\"\\\x01\xff.trace";
+  std::ostringstream json;
+  write_json(json, {r}, policy_options{});
+  EXPECT_NE(json.str().find("\"trace\": \"caf\xc3\xa9 \\\"x\\\"\\\\\\u0001\\ufffd.trace\""), std::string::npos)
+      << json.str();
+}
+
 }  // namespace
 }  // namespace poolshim::replay
