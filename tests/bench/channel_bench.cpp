@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -457,8 +458,8 @@ int run(const char* daemon) {
   }
   kill(d, SIGTERM);
   waitpid(d, nullptr, 0);
-  unlink(sock.c_str());
-  rmdir(dir);
+  std::error_code ignored;  // the socket, the daemon's identity key and the ZeroMQ endpoints
+  std::filesystem::remove_all(dir, ignored);
   return failures == 0 ? 0 : 1;
 }
 

@@ -2,7 +2,8 @@
 # Call-site statistics overhead per allocation+free pair at call depths 8, 20, 32 and 64, against
 # heaptrack on the same call pattern made of malloc/free (same pairs, depth and number of sites);
 # each tool's cost is the difference to its own run without it (stack_depth_pairs).
-# Two figures per tool: wall time in the program's loop (best of --runs), and CPU time of the whole
+# Two figures per tool: wall time in the program's loop (best of --runs rounds; the tools take turns in
+# each round, so that a slow period of the machine falls on all of them), and CPU time of the whole
 # process tree (heaptrack's interpreter process included), the difference between runs of N and
 # 2N pairs so that start-up and the tools' exit work cancel out (on the simulator its stream
 # worker threads add CPU time of their own, which makes the shim's CPU figures the noisier ones).
@@ -31,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --shared) shared=(shared); shift ;;
     --best-batch) figure=ns_per_pair_best_batch; shift ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "stats_overhead: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
@@ -49,14 +50,11 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 have_heaptrack=1; command -v heaptrack >/dev/null || have_heaptrack=0
 
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
-wall() {  # wall CMD...: the loop's ns per pair (or its best batch's), best of $runs
-  local b="" v
-  for ((k = 0; k < runs; ++k)); do
-    v=$("$@" "$pairs" "$sites" "${shared[@]}" 2>/dev/null | sed -n "s/^$figure=//p")
-    [[ -n "$v" ]] || { echo "stats_overhead: no figure from: $*" >&2; exit 1; }
-    b=$(min "$v" "$b")
-  done
-  echo "$b"
+one_wall() {  # one_wall CMD...: the loop's ns per pair (or its best batch's), one run
+  local v
+  v=$("$@" "$pairs" "$sites" "${shared[@]}" 2>/dev/null | sed -n "s/^$figure=//p")
+  [[ -n "$v" ]] || { echo "stats_overhead: no figure from: $*" >&2; exit 1; }
+  echo "$v"
 }
 cpu_s() {  # cpu_s N CMD...: user+system seconds of the whole process tree for N pairs
   local n=$1 t; shift
@@ -64,13 +62,15 @@ cpu_s() {  # cpu_s N CMD...: user+system seconds of the whole process tree for N
   t=$( { time "$@" "$n" "$sites" "${shared[@]}" >/dev/null 2>&1; } 2>&1 )
   awk '{ print $1 + $2 }' <<<"$t"
 }
-cpu() {  # cpu CMD...: CPU ns per pair (2N pairs minus N pairs, each the best of $runs)
-  local a="" c=""
-  for ((k = 0; k < runs; ++k)); do
-    a=$(min "$(cpu_s "$pairs" "$@")" "$a"); c=$(min "$(cpu_s $((2 * pairs)) "$@")" "$c")
-  done
+declare -A cpu_n cpu_2n
+cpu_round() {  # cpu_round TOOL CMD...: one run of N and one of 2N pairs, the lowest of each kept
+  local tool=$1; shift
+  cpu_n[$tool]=$(min "$(cpu_s "$pairs" "$@")" "${cpu_n[$tool]:-}")
+  cpu_2n[$tool]=$(min "$(cpu_s $((2 * pairs)) "$@")" "${cpu_2n[$tool]:-}")
+}
+cpu_of() {  # cpu_of TOOL: CPU ns per pair, (best 2N run - best N run) / pairs
   # The program runs a warm-up of a tenth of its pairs first: 1.1 N more pairs in the second run.
-  awk -v a="$a" -v c="$c" -v n="$pairs" 'BEGIN { printf "%.1f", (c - a) / (1.1 * n) * 1e9 }'
+  awk -v a="${cpu_n[$1]}" -v c="${cpu_2n[$1]}" -v n="$pairs" 'BEGIN { printf "%.1f", (c - a) / (1.1 * n) * 1e9 }'
 }
 shim_env=(env LD_PRELOAD="$shim" POOLSHIM_SOCKET=/nonexistent/x)
 stats_env=("${shim_env[@]}" POOLSHIM_STATS=native POOLSHIM_STATS_DIR="$tmp" POOLSHIM_STATS_DEPTH=64)
@@ -82,17 +82,25 @@ echo "            |                 wall time $where                  |        C
 echo "sites depth | shim off | +stats | stats | malloc | heaptrack | ht   | ratio | stats | heaptrack | ratio"
 for sites in $site_list; do
 for d in $depths; do
-  off=$(wall "${off_env[@]}" "$prog" cuda "$d")
-  on=$(wall "${stats_env[@]}" "$prog" cuda "$d"); rm -f "$tmp"/*.stats
-  bare=$(wall "$prog" malloc "$d")
-  c_off=$(cpu "${off_env[@]}" "$prog" cuda "$d")
-  c_on=$(cpu "${stats_env[@]}" "$prog" cuda "$d"); rm -f "$tmp"/*.stats
-  c_bare=$(cpu "$prog" malloc "$d")
-  ht="" c_ht=""
-  if ((have_heaptrack)); then
-    ht=$(wall heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
-    c_ht=$(cpu heaptrack -o "$tmp/ht" "$prog" malloc "$d"); rm -f "$tmp"/ht*
-  fi
+  # The tools take turns within each round (best of $runs rounds per tool): a slow period of the
+  # machine (another tenant, a frequency step) then falls on every tool alike instead of on the
+  # $runs runs of one of them.
+  off="" on="" bare="" ht=""
+  cpu_n=() cpu_2n=()
+  for ((round = 0; round < runs; ++round)); do
+    off=$(min "$(one_wall "${off_env[@]}" "$prog" cuda "$d")" "$off")
+    on=$(min "$(one_wall "${stats_env[@]}" "$prog" cuda "$d")" "$on"); rm -f "$tmp"/*.stats
+    bare=$(min "$(one_wall "$prog" malloc "$d")" "$bare")
+    cpu_round off "${off_env[@]}" "$prog" cuda "$d"
+    cpu_round on "${stats_env[@]}" "$prog" cuda "$d"; rm -f "$tmp"/*.stats
+    cpu_round bare "$prog" malloc "$d"
+    if ((have_heaptrack)); then
+      ht=$(min "$(one_wall heaptrack -o "$tmp/ht" "$prog" malloc "$d")" "$ht"); rm -f "$tmp"/ht*
+      cpu_round ht heaptrack -o "$tmp/ht" "$prog" malloc "$d"; rm -f "$tmp"/ht*
+    fi
+  done
+  c_off=$(cpu_of off) c_on=$(cpu_of on) c_bare=$(cpu_of bare) c_ht=""
+  ((have_heaptrack)) && c_ht=$(cpu_of ht)
   awk -v k="$sites" -v d="$d" -v off="$off" -v on="$on" -v bare="$bare" -v ht="$ht" \
       -v coff="$c_off" -v con="$c_on" -v cbare="$c_bare" -v cht="$c_ht" 'BEGIN {
     s = on - off; cs = con - coff

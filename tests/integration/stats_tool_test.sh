@@ -192,7 +192,7 @@ assert others, "the other modules' frames lost their names too"
 print(f"{len(mine)} frames of the replaced program as module+offset; {len(others)} others named")
 PY
   rm -f "$dir"/*.stats
-  run "$program" >/dev/null || fail "third run"
+  (run "$program") >/dev/null || fail "third run"  # a subshell: run execs
   expect_error 1 "no second stats file" "$stats" diff --dir "$dir"
   ;;
 

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,7 +62,11 @@ class Server : public ::testing::Test {
       thread_.join();
       server_.reset();
     }
-    rmdir(dir_.c_str());
+    // The daemon keeps its identity key (poolshimd.key) beside the socket across restarts.
+    if (!dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir_, ignored);
+    }
   }
   // Sends raw bytes (and a descriptor) and returns the reply's status; *r gets the reply.
   proto::status raw(const void* bytes, std::size_t len, int fd_in, proto::reply* r, int* fd_out = nullptr) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,7 +46,8 @@ class DaemonClient : public ::testing::Test {
     thread_->join();
     delete thread_;
     delete server_;
-    rmdir(dir_->c_str());
+    std::error_code ignored;  // the daemon's identity key (poolshimd.key) stays beside its socket
+    std::filesystem::remove_all(*dir_, ignored);
     delete dir_;
   }
   static daemon_client::figures figures() { return daemon_client::get_figures(); }
