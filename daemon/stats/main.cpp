@@ -239,7 +239,7 @@ void note_other_files(const tool::stats_file& picked, const std::string& dir) {
   for (const std::string& p : tool::find_files(dir, nullptr)) {
     if (p == picked.path()) continue;
     try {
-      const tool::stats_file f(p, true);
+      const tool::stats_file f(p, true, tool::stats_file::part::header_only);
       others.push_back("pid " + std::to_string(f.header().pid) + " (" + state(f) + ", started " +
                        when(f.header().start_ns) + ", " + tool::cli::brief_command(f, 40) + ")");
     } catch (const tool::file_error&) {  // removed since: not there any more
@@ -657,7 +657,7 @@ int run(int argc_given, char** argv_given) {
       std::printf("%-8s %-8s %-19s %10s  %s\n", "pid", "state", "started", "peak", "command");
       for (const std::string& p : files) {
         try {
-          tool::stats_file f(p, true);
+          tool::stats_file f(p, true);  // whole: a file with corrupt stacks is skipped here
           std::printf("%-8d %-8s %-19s %10s  %s\n", f.header().pid, state(f).c_str(), when(f.header().start_ns).c_str(),
                       bytes_text(static_cast<long double>(f.header().process_peak)).c_str(), term(f.cmdline()).c_str());
         } catch (const tool::file_error& e) {  // removed or replaced since it was found: the others still

@@ -206,7 +206,7 @@ const T* at(const void* base, std::uint64_t offset) {
 
 }  // namespace
 
-stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
+stats_file::stats_file(const std::string& path, bool only_mine, part what) : path_(path), whole_(what == part::whole) {
   const auto not_mine = [&](uid_t uid) {
     return not_mine_error(path + ": another user's file (uid " + std::to_string(uid) +
                           "): not read (name its path to read it)");
@@ -258,15 +258,16 @@ stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
   try {
     // A copy, not a mapping: its owner may truncate the file meanwhile (a mapping would raise
     // SIGBUS then); the size is the one checked above, whatever the file does later.
-    data_.reset(new std::uint64_t[(size_ + 7) / 8]);
+    const std::size_t n = whole_ ? size_ : sizeof(poolshim_stats_header);  // the size checked above
+    data_.reset(new std::uint64_t[(n + 7) / 8]);
     map_ = data_.get();
-    read_into(static_cast<unsigned char*>(static_cast<void*>(data_.get())));
+    read_into(static_cast<unsigned char*>(static_cast<void*>(data_.get())), n);
     header_ = static_cast<const poolshim_stats_header*>(map_);
     // The checks and every later index use this copy: a writer changing the header meanwhile (the
     // process itself, or whoever owns the file) cannot move a checked region.
     std::memcpy(&layout_, map_, sizeof layout_);
     check_layout();
-    check_stacks(static_cast<const unsigned char*>(map_));
+    if (whole_) check_stacks(static_cast<const unsigned char*>(map_));
   } catch (...) {  // no destructor runs for a constructor that throws
     python_.reset();
     close(fd_);
@@ -275,10 +276,10 @@ stats_file::stats_file(const std::string& path, bool only_mine) : path_(path) {
   }
 }
 
-void stats_file::read_into(unsigned char* to) const {
+void stats_file::read_into(unsigned char* to, std::size_t bytes) const {
   std::size_t done = 0;
-  while (done < size_) {
-    const ssize_t n = pread(fd_, to + done, size_ - done, static_cast<off_t>(done));
+  while (done < bytes) {
+    const ssize_t n = pread(fd_, to + done, bytes - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw file_error(path_ + ": " + std::strerror(errno));
     if (n == 0)
@@ -288,7 +289,12 @@ void stats_file::read_into(unsigned char* to) const {
   }
 }
 
+void stats_file::need_whole() const {
+  if (!whole_) throw std::logic_error(path_ + ": opened for its header only");
+}
+
 void stats_file::refresh() {
+  need_whole();
   struct stat st {};
   if (fstat(fd_, &st) != 0) throw file_error(path_ + ": " + std::strerror(errno));
   if (static_cast<std::uint64_t>(st.st_size) != size_)
@@ -296,7 +302,7 @@ void stats_file::refresh() {
                      " while read (" + std::to_string(size_) + " bytes, now " + std::to_string(st.st_size) + ")");
   std::unique_ptr<std::uint64_t[]> fresh(new std::uint64_t[(size_ + 7) / 8]);
   auto* bytes = static_cast<unsigned char*>(static_cast<void*>(fresh.get()));
-  read_into(bytes);
+  read_into(bytes, size_);
   check_stacks(bytes);  // the layout is the one checked at open (layout_): only the slots change
   std::unique_ptr<python_symbols> python;
   if (layout_.python_size != 0)
@@ -393,6 +399,7 @@ bool stats_file::running() const {
 
 // The threads' shards in use (their counters add to the shared ones).
 std::vector<const poolshim_stats_shard*> stats_file::shards() const {
+  need_whole();
   std::vector<const poolshim_stats_shard*> out;
   if (layout_.shard_count == 0) return out;
   const auto* sh = at<poolshim_stats_shard>(map_, layout_.shards_offset);
@@ -402,12 +409,14 @@ std::vector<const poolshim_stats_shard*> stats_file::shards() const {
 }
 
 std::uint64_t stats_file::events() const {
+  need_whole();
   std::uint64_t n = header_->events;
   for (const poolshim_stats_shard* s : shards()) n += s->events;
   return n;
 }
 
 std::vector<site> stats_file::sites(bool symbolise, bool every_stack) const {
+  need_whole();
   const poolshim_stats_header& h = layout_;  // offsets and counts: the checked copy
   const std::uint64_t peak_epoch = header_->peak_epoch;
   const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
@@ -469,6 +478,7 @@ std::vector<site> stats_file::sites(bool symbolise, bool every_stack) const {
 }
 
 std::vector<kind_figures> stats_file::kinds() const {
+  need_whole();
   const auto* k = at<poolshim_stats_kind>(map_, layout_.kinds_offset);
   const std::vector<const poolshim_stats_shard*> shards_in_use = shards();
   std::vector<kind_figures> out;
@@ -483,6 +493,7 @@ std::vector<kind_figures> stats_file::kinds() const {
 }
 
 std::vector<poolshim_stats_event> stats_file::event_ring() const {
+  need_whole();
   std::vector<poolshim_stats_event> out;
   const std::uint32_t cap = layout_.event_capacity;
   if (cap == 0) return out;
@@ -501,6 +512,7 @@ std::vector<poolshim_stats_event> stats_file::event_ring() const {
 }
 
 stats_tool::timeline stats_file::timeline() const {
+  need_whole();
   stats_tool::timeline out;
   const std::uint32_t cap = layout_.timeline_capacity;
   if (cap == 0) return out;
@@ -532,6 +544,7 @@ stats_tool::timeline stats_file::timeline() const {
 }
 
 std::array<size_counts, POOLSHIM_STATS_KINDS> stats_file::kind_sizes() const {
+  need_whole();
   std::array<size_counts, POOLSHIM_STATS_KINDS> out{};
   std::uint64_t sizes[POOLSHIM_STATS_KINDS][POOLSHIM_STATS_SIZE_BUCKETS];
   std::memcpy(sizes, header_->kind_sizes, sizeof sizes);
@@ -543,6 +556,7 @@ std::array<size_counts, POOLSHIM_STATS_KINDS> stats_file::kind_sizes() const {
 }
 
 std::vector<poolshim_stats_live> stats_file::live() const {
+  need_whole();
   const auto* l = at<poolshim_stats_live>(map_, layout_.live_offset);
   std::vector<poolshim_stats_live> out;
   for (std::uint32_t i = 0; i < layout_.live_capacity; ++i)
@@ -559,7 +573,7 @@ std::vector<std::string> find_files(const std::string& dir, std::vector<std::str
     if (name.rfind("poolshim-", 0) != 0 || name.size() < 7 || name.substr(name.size() - 6) != ".stats") continue;
     const std::string path = dir + "/" + name;
     try {
-      stats_file f(path, true);
+      const stats_file f(path, true, stats_file::part::header_only);
       found.emplace_back(f.header().start_ns, path);
     } catch (const file_error& err) {
       if (skipped != nullptr) skipped->push_back(err.what());

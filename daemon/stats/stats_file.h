@@ -106,7 +106,11 @@ class stats_file {
   // Throws file_error; with only_mine, not_mine_error for a file the effective user does not own
   // (files found in a folder: /dev/shm is writable by everyone, and another user's file could
   // pose as the newest or as any pid's). A path the user names may be anyone's file.
-  explicit stats_file(const std::string& path, bool only_mine = false);
+  // With what == header_only, only the header is read and checked (the regions' bounds, not the
+  // stacks): enough for header(), exe(), cmdline(), running() and the file's identity, and a
+  // fraction of the cost (a file is ~18 MB); every other accessor then throws std::logic_error.
+  enum class part { whole, header_only };
+  explicit stats_file(const std::string& path, bool only_mine = false, part what = part::whole);
   ~stats_file();
   stats_file(const stats_file&) = delete;
   stats_file& operator=(const stats_file&) = delete;
@@ -152,9 +156,11 @@ class stats_file {
   ino_t ino_ = 0;
   std::unique_ptr<python_symbols> python_;
   std::vector<const poolshim_stats_shard*> shards() const;
-  void check_layout();                                 // throws file_error
-  void check_stacks(const unsigned char* data) const;  // every stack's depth and frames; throws file_error
-  void read_into(unsigned char* to) const;             // size_ bytes from fd_; throws file_error
+  void check_layout();                                     // throws file_error
+  void check_stacks(const unsigned char* data) const;      // every stack's depth and frames; throws file_error
+  void read_into(unsigned char* to, std::size_t n) const;  // n bytes from fd_; throws file_error
+  void need_whole() const;                                 // throws std::logic_error for a header_only one
+  bool whole_ = true;
 };
 
 // The largest file read (a file of the shim's full layout with the largest event ring is ~700 MiB).

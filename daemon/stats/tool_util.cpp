@@ -138,17 +138,20 @@ std::unique_ptr<stats_file> open_named(const std::string& spec, const std::strin
   };
   const std::size_t want = spec == "previous" ? 1 : 0;  // the how-manyth of the files that open
   std::size_t opened = 0;
+  const auto pid_of = [](const stats_file& f) {
+    return f.header().pid > 0 ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(f.header().pid)) : 0;
+  };
   for (const std::string& p : files) {
     std::unique_ptr<stats_file> f;
     try {
+      // Another pid's file is known by its header: only the one asked for is read whole.
+      if (by_pid && pid_of(stats_file(p, true, stats_file::part::header_only)) != pid) continue;
       f = std::make_unique<stats_file>(p, true);
-    } catch (const file_error& e) {  // removed or replaced since the folder was read
+    } catch (const file_error& e) {  // removed or replaced since the folder was read, or corrupt
       if (notes != nullptr) notes->push_back(e.what());
       continue;
     }
-    if (by_pid ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(f->header().pid)) == pid && f->header().pid > 0
-               : opened++ == want)
-      return f;
+    if (by_pid ? pid_of(*f) == pid && pid != 0 : opened++ == want) return f;
   }
   if (by_pid)
     throw file_error("no stats file of pid " + spec + " in " + dir + others() + " (poolshim-stats list --dir " + dir +
