@@ -4,7 +4,7 @@
 #include "conformance.h"
 
 namespace conformance {
-namespace {
+namespace capture_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::size_t n = std::size_t{64} << 10;
 
@@ -210,5 +210,5 @@ TEST(Capture, CapturedMemsetDoesNotRunWhenTheGraphIsDestroyedUnlaunched) {
   EXPECT_TRUE(device_bytes_are(d.get(), 0x00, n));
 }
 
-}  // namespace
+}  // namespace capture_test
 }  // namespace conformance

@@ -9,7 +9,7 @@
 #include "conformance.h"
 
 namespace conformance {
-namespace {
+namespace reuse_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 using namespace std::chrono_literals;
 constexpr std::size_t n = std::size_t{256} << 10;
@@ -176,5 +176,5 @@ TEST(TooEarlyReuse, FreeThenMallocCannotCorruptAPendingRead) {
   EXPECT_TRUE(all_bytes_are(out.get(), reader_bytes, n));
 }
 
-}  // namespace
+}  // namespace reuse_test
 }  // namespace conformance

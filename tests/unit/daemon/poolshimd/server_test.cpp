@@ -30,7 +30,7 @@
 #include "poolshim/transport.h"
 
 namespace poolshim::daemon {
-namespace {
+namespace server_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::uint64_t kSlab = std::uint64_t{2} << 20;
 
@@ -986,5 +986,5 @@ TEST_F(ServerDevice, ALeaseBeyondTheNodeIdleBoundAsksIdleHoldersForTheExcess) {
   }
 }
 
-}  // namespace
+}  // namespace server_test
 }  // namespace poolshim::daemon

@@ -17,7 +17,7 @@
 #include "stats/timeline.h"
 
 namespace poolshim::stats_tool {
-namespace {
+namespace site_views_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 frame fr(std::string function, std::string file, int line, std::string module = "/app") {
   frame f;
@@ -209,5 +209,5 @@ TEST(HtmlPage, TemporaryAllocationsAreAFlameGraphWeight) {
   EXPECT_NE(page.find("temporary: 'temporary allocations'"), std::string::npos) << "the script knows its name";
 }
 
-}  // namespace
+}  // namespace site_views_test
 }  // namespace poolshim::stats_tool

@@ -13,7 +13,7 @@
 #include "support/manual_fence.h"
 
 namespace poolshim::pool {
-namespace {
+namespace device_pool_trim_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
@@ -119,5 +119,5 @@ TEST(DevicePoolTrim, PreallocationStopsWhereTheSourceRunsOut) {
   EXPECT_EQ(pool.preallocate(64 * kMiB), 6 * kMiB);
 }
 
-}  // namespace
+}  // namespace device_pool_trim_test
 }  // namespace poolshim::pool

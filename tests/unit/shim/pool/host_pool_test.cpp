@@ -18,7 +18,7 @@
 #include "support/fake_segment_resource.h"
 
 namespace poolshim::pool {
-namespace {
+namespace host_pool_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::size_t kKiB = 1024;
 constexpr std::size_t kMiB = kKiB * kKiB;
@@ -259,5 +259,5 @@ TEST(HostPool, RandomStressFromFourThreadsNeverOverlapsAndKeepsContents) {
   EXPECT_EQ(f.resource.live_segments(), 0u);
 }
 
-}  // namespace
+}  // namespace host_pool_test
 }  // namespace poolshim::pool

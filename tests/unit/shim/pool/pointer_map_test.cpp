@@ -9,7 +9,7 @@
 #include <vector>
 
 namespace poolshim::pool {
-namespace {
+namespace pointer_map_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::uintptr_t kBase = (std::uintptr_t{1} << 40) + 4096;  // not 2 MiB-aligned
 
@@ -68,5 +68,5 @@ TEST(PointerMap, LargeSegmentsAreFoundFromEveryChunkTheyCover) {
   }
 }
 
-}  // namespace
+}  // namespace pointer_map_test
 }  // namespace poolshim::pool

@@ -8,7 +8,7 @@
 #include "support/segment_resource_suite.h"
 
 namespace poolshim::pool {
-namespace {
+namespace segment_resource_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 using suite::kMiB;
 
@@ -77,10 +77,10 @@ TEST(LimitResourceAdaptor, AFailedUpstreamAllocationGivesItsBytesBack) {
 
 using fakes = ::testing::Types<fake_case, limit_adaptor_case>;
 
-}  // namespace
+}  // namespace segment_resource_test
 
 namespace suite {
-INSTANTIATE_TYPED_TEST_SUITE_P(Fakes, SegmentResource, fakes, case_names);
+INSTANTIATE_TYPED_TEST_SUITE_P(Fakes, SegmentResource, segment_resource_test::fakes, case_names);
 }  // namespace suite
 
 }  // namespace poolshim::pool
