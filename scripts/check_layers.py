@@ -3,7 +3,8 @@
 
 Every quoted include of a product file (shim/, daemon/, include/) is resolved against the include
 roots its target has; the folder it lands in must be one its own folder may use. Also: the pool
-includes no CUDA header, and only the two log.cpp files (shim, daemon) include spdlog or fmt.
+includes no CUDA header, and only daemon/protocol/log_sink.cpp (spdlog compiled once, for the shim
+and poolshimd) includes spdlog or fmt.
   scripts/check_layers.py [--root DIR]      check a tree (default: this checkout)
   scripts/check_layers.py --plant           show that a planted include fails, in a temporary copy
 """
@@ -35,8 +36,8 @@ DAEMON_ARROWS = {
     "stats": {"daemon-stats", "public"},
     "replay": {"replay", "pool", "daemon-stats", "public"},
 }
-# The only files that compile spdlog (header-only, the slowest headers of the build).
-SPDLOG_FILES = ("shim/base/log.cpp", "daemon/poolshimd/log.cpp")
+# The only file that compiles spdlog (header-only, the slowest headers of the build).
+SPDLOG_FILES = ("daemon/protocol/log_sink.cpp",)
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 SOURCE_EXT = (".h", ".hpp", ".cpp", ".cc", ".c", ".inc")
 
@@ -106,7 +107,7 @@ def check(root):
                             problems.append(f"{where}: <{target}>: the pool is pure C++, no CUDA header")
                         if target.startswith(("spdlog/", "fmt/")) and rel not in SPDLOG_FILES:
                             problems.append(f"{where}: <{target}>: spdlog/fmt only in {' and '.join(SPDLOG_FILES)} "
-                                            "(log.h is narrow: spdlog compiles once)")
+                                            "(the loggers use poolshim/log_sink.h: spdlog compiles once)")
                         continue
                     hit = None
                     for r in [os.path.dirname(rel)] + roots_of(rel):

@@ -1,6 +1,7 @@
 // poolshimd's logging, narrow on purpose: no spdlog or fmt header here, so that spdlog is compiled
-// once, in log.cpp, and not again in every daemon file that logs. Messages take "{}" placeholders
-// counted against the arguments at compile time (poolshim/log_format.h, the shim's logger's core).
+// once (daemon/protocol/log_sink.cpp, for the shim and poolshimd), and not again in every daemon
+// file that logs. Messages take "{}" placeholders counted against the arguments at compile time
+// (poolshim/log_format.h, the shim's logger's core).
 #pragma once
 
 #include <cstddef>

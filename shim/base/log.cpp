@@ -1,53 +1,33 @@
-// The shim's logger (log.h): the only file that compiles spdlog. A spdlog logger over a sink that
-// formats into spdlog's buffer and writes it with one write(2), so a line is never split between
-// threads or processes and no FILE lock is taken. Messages are formatted from log.h's type-erased
-// arguments into a fixed buffer (poolshim/log_format.h): no allocation before spdlog's own.
+// The shim's logger (log.h): a spdlog logger (poolshim/log_sink.h, where spdlog is compiled, once
+// for the shim and poolshimd) whose sink writes each line with one write(2), so a line is never
+// split between threads or processes and no FILE lock is taken. Messages are formatted from log.h's
+// type-erased arguments into a fixed buffer (poolshim/log_format.h): no allocation before spdlog's.
 #include "base/log.h"
 
-#include <spdlog/details/log_msg.h>
-#include <spdlog/logger.h>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/base_sink.h>
-
+#include <atomic>
 #include <cstring>
-#include <memory>
-#include <mutex>
 
 #include "base/process.h"
+#include "poolshim/log_sink.h"
 #include "poolshim/options.h"
 
 namespace poolshim::log {
 namespace {
 
-class stderr_write_sink final : public spdlog::sinks::base_sink<std::mutex> {
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t buf;
-    formatter_->format(msg, buf);
-    opt::write_fd(2, buf.data(), buf.size());
-  }
-  void flush_() override {}
-};
+std::atomic<log_sink::logger*> g_logger{nullptr};
 
-std::atomic<spdlog::logger*> g_logger{nullptr};
-
-[[gnu::noinline]] spdlog::logger* make_logger() noexcept {
-  try {
-    auto* fresh = new spdlog::logger("poolshim", std::make_shared<stderr_write_sink>());
-    fresh->set_pattern("poolshim[%P] %l: %v");
-    int lv = base::current_config().log_level;  // 0 trace ... 6 off, as spdlog counts
-    fresh->set_level(static_cast<spdlog::level::level_enum>(lv));
-    spdlog::logger* expected = nullptr;
-    if (g_logger.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) return fresh;
-    delete fresh;
-    return expected;
-  } catch (...) {
-    return nullptr;
-  }
+[[gnu::noinline]] log_sink::logger* make_logger() noexcept {
+  int lv = base::current_config().log_level;  // 0 trace ... 6 off, as spdlog counts
+  log_sink::logger* fresh = log_sink::create("poolshim", "poolshim[%P] %l: %v", lv, log_sink::output::stderr_write);
+  if (fresh == nullptr) return nullptr;
+  log_sink::logger* expected = nullptr;
+  if (g_logger.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) return fresh;
+  log_sink::destroy(fresh);  // another thread's won
+  return expected;
 }
 
-spdlog::logger* logger() noexcept {
-  spdlog::logger* l = g_logger.load(std::memory_order_acquire);
+log_sink::logger* logger() noexcept {
+  log_sink::logger* l = g_logger.load(std::memory_order_acquire);
   if (l == nullptr) [[unlikely]]
     l = make_logger();
   return l;
@@ -60,13 +40,7 @@ bool enabled(level lv) noexcept { return static_cast<int>(lv) >= base::current_c
 void emit(level lv, const char* text, const arg* args, std::size_t n) noexcept {
   char line[1024];
   const std::size_t len = log_format::format(line, sizeof line, text, args, n);
-  // spdlog does not throw from a log call with a valid format string, but a sink could; the shim
-  // never lets an exception out of a hook.
-  try {
-    if (spdlog::logger* l = logger())
-      l->log(static_cast<spdlog::level::level_enum>(lv), spdlog::string_view_t(line, len));
-  } catch (...) {
-  }
+  log_sink::log(logger(), static_cast<int>(lv), line, len);  // never throws
 }
 
 void write_raw(const char* text) noexcept { opt::write_fd(2, text, std::strlen(text)); }

@@ -1,9 +1,9 @@
 // The shim's logging, narrow on purpose: no spdlog or fmt header here (spdlog is compiled once, in
-// log.cpp). Messages take "{}" placeholders, counted against the arguments at compile time; an
-// argument is an integer, a pointer, a C string or a floating-point number (poolshim/log_format.h,
-// shared with poolshimd). Off the hit path only; a warning that may repeat goes through
-// POOLSHIM_LOG_WARN_ONCE. Code that may run inside dlsym, in a signal handler or at exit uses
-// write_raw only.
+// daemon/protocol/log_sink.cpp, for the shim and poolshimd). Messages take "{}" placeholders,
+// counted against the arguments at compile time; an argument is an integer, a pointer, a C string
+// or a floating-point number (poolshim/log_format.h, shared with poolshimd). Off the hit path only;
+// a warning that may repeat goes through POOLSHIM_LOG_WARN_ONCE. Code that may run inside dlsym, in
+// a signal handler or at exit uses write_raw only.
 #pragma once
 
 #include <atomic>
