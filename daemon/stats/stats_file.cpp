@@ -8,6 +8,7 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -259,7 +260,7 @@ stats_file::stats_file(const std::string& path, bool only_mine, part what) : pat
     // A copy, not a mapping: its owner may truncate the file meanwhile (a mapping would raise
     // SIGBUS then); the size is the one checked above, whatever the file does later.
     const std::size_t n = whole_ ? size_ : sizeof(poolshim_stats_header);  // the size checked above
-    data_.reset(new std::uint64_t[(n + 7) / 8]);
+    data_ = make_buffer(n);
     map_ = data_.get();
     read_into(static_cast<unsigned char*>(static_cast<void*>(data_.get())), n);
     header_ = static_cast<const poolshim_stats_header*>(map_);
@@ -289,6 +290,32 @@ void stats_file::read_into(unsigned char* to, std::size_t bytes) const {
   }
 }
 
+stats_file::buffer stats_file::make_buffer(std::size_t bytes) {
+  constexpr std::size_t k_huge = std::size_t{2} << 20;
+  const std::size_t want = (bytes + 7) / 8 * 8;
+  if (want < k_huge) return buffer(new std::uint64_t[want / 8], file_buffer_free{0});  // a header, a small file
+  // Mapped with a huge page's room to spare, then trimmed to start on a huge-page boundary.
+  const std::size_t mapped = (want + k_huge - 1) / k_huge * k_huge + k_huge;
+  void* m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::bad_alloc();
+  const auto at = reinterpret_cast<std::uintptr_t>(m);
+  const std::uintptr_t aligned = (at + k_huge - 1) / k_huge * k_huge;
+  if (aligned > at) munmap(m, aligned - at);
+  const std::size_t keep = mapped - (aligned - at);
+  const std::size_t used = (want + k_huge - 1) / k_huge * k_huge;
+  if (keep > used) munmap(reinterpret_cast<void*>(aligned + used), keep - used);
+  (void)madvise(reinterpret_cast<void*>(aligned), used, MADV_HUGEPAGE);  // advice: 4 KiB pages still work
+  return buffer(reinterpret_cast<std::uint64_t*>(aligned), file_buffer_free{used});
+}
+
+void file_buffer_free::operator()(std::uint64_t* p) const noexcept {
+  if (p == nullptr) return;
+  if (bytes == 0)
+    delete[] p;
+  else
+    munmap(p, bytes);
+}
+
 void stats_file::need_whole() const {
   if (!whole_) throw std::logic_error(path_ + ": opened for its header only");
 }
@@ -300,7 +327,7 @@ void stats_file::refresh() {
   if (static_cast<std::uint64_t>(st.st_size) != size_)
     throw file_error(path_ + ": " + (static_cast<std::uint64_t>(st.st_size) < size_ ? "truncated" : "grown") +
                      " while read (" + std::to_string(size_) + " bytes, now " + std::to_string(st.st_size) + ")");
-  std::unique_ptr<std::uint64_t[]> fresh(new std::uint64_t[(size_ + 7) / 8]);
+  buffer fresh = make_buffer(size_);
   auto* bytes = static_cast<unsigned char*>(static_cast<void*>(fresh.get()));
   read_into(bytes, size_);
   check_stacks(bytes);  // the layout is the one checked at open (layout_): only the slots change
