@@ -18,7 +18,8 @@ one run, with a daemon of its own on a private socket:
               Channel (two channels) against ZeroMQ (PAIR)
 
 usage: channel_bench.py --daemon poolshimd --lib libpoolshim_buffers.so --package DIR
-                        [--count N] [--parts latency,throughput,handoff,reqrep]
+                        [--count N] [--tp-count N] [--rounds N] [--handoff-mib N]
+                        [--parts latency,throughput,handoff,reqrep]
 Prints a table per part; exit 77 without numpy or zmq.
 """
 import argparse
@@ -36,6 +37,9 @@ ap.add_argument("--package", required=True)
 ap.add_argument("--count", type=int, default=200, help="messages per size and way (latency)")
 ap.add_argument("--parts", default="latency,throughput,handoff,reqrep")
 ap.add_argument("--handoff-mib", type=int, default=512)
+ap.add_argument("--tp-count", type=int, default=0,
+                help="messages per size in the throughput part (default: 1000 up to 64 KiB, 200 above)")
+ap.add_argument("--rounds", type=int, default=200, help="round trips of the request/response part")
 ap.add_argument("--child", help=argparse.SUPPRESS)
 args = ap.parse_args()
 try:
@@ -64,6 +68,8 @@ REQ_SHAPES = [(256, 1024), (512, 1024), (768, 1024), (1024, 1024), (1280, 1024)]
 
 def tp_count(size):
     """Messages of a size in the throughput part: enough to amortise the start, few of the large."""
+    if args.tp_count > 0:
+        return args.tp_count
     return 1000 if size <= 64 << 10 else 200
 
 
@@ -212,6 +218,7 @@ if args.child:
 def spawn(role, where, env=None):
     p = subprocess.Popen([sys.executable, __file__, "--daemon", args.daemon, "--lib", args.lib, "--package",
                           args.package, "--count", str(args.count), "--handoff-mib", str(args.handoff_mib),
+                          "--tp-count", str(args.tp_count), "--rounds", str(args.rounds),
                           "--child", f"{role} {where}"], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
                          env=dict(os.environ, **(env or {})))
     line = p.stdout.readline().strip()
@@ -356,8 +363,9 @@ try:
             res.setdefault("zmq", []).append(time.perf_counter() - t0)
         finish(p)
         push.close(linger=1000)
-        print("throughput, 1000 messages per size up to 64 KiB and 200 above, sent back to back (until the reader "
-              "has them all; messages/s and GB/s):")
+        counts = (f"{args.tp_count} messages per size" if args.tp_count > 0 else
+                  "1000 messages per size up to 64 KiB and 200 above")
+        print(f"throughput, {counts}, sent back to back (until the reader has them all; messages/s and GB/s):")
         print(f"{'way':<10}" + "".join(f"{s >> 10:>21} KiB" for s in SIZES))
         for name, t in res.items():
             print(f"{name:<10}" + "".join(f"{tp_count(z) / t[i]:>12.0f}/s {z * tp_count(z) / t[i] / 1e9:>5.2f} GB/s"
@@ -419,7 +427,7 @@ try:
               f"slot / channel: {rows['shared-memory slot (one copy)'][0] / ch:.0f}x")
 
     if "reqrep" in parts:
-        rounds = 200
+        rounds = args.rounds
         rng = np.random.default_rng(1)
         tensors = [np.ones(REQ_SHAPES[int(rng.integers(len(REQ_SHAPES)))], np.float32) for _ in range(rounds)]
         mb = sum(t.nbytes for t in tensors) / rounds / 1e6
