@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test entry: installs dependencies, configures, builds, and runs ctest; then builds
 # everything that is not preloaded with ASan+UBSan, and again with TSan, and runs the tests again.
-# The two sanitizer builds run in the background at the lowest priority while the main pass builds
-# and runs its tests. Prints ctest's summary lines and exits non-zero on any failure. CI runs
+# The two sanitizer builds are configured and built in the background at the lowest priority while
+# the main pass configures, builds and runs its tests. Prints ctest's summary lines and exits non-zero on any failure. CI runs
 # exactly this (.ci/run).
 set -euo pipefail
 
@@ -11,9 +11,10 @@ usage() {
 usage: scripts/test.sh [--quick] [--no-sanitize] [--jobs N] [--build-dir DIR] [-- CTEST_ARGS...]
 
 Runs setup, configure, build and ctest (build/), then the same tests built with ASan+UBSan
-(DIR-asan/) and with TSan (DIR-tsan/); those two build in the background, at the lowest priority,
-while the main pass builds and runs (their logs: DIR-asan/build.log, DIR-tsan/build.log). The main pass runs every test, the fixed-length jobs
-labelled `long` included (callgrind counts, the daemon benchmark); the sanitizer passes leave
+(DIR-asan/) and with TSan (DIR-tsan/); those two are configured and built in the background, at
+the lowest priority, while the main pass builds and runs (their logs: DIR-asan/configure.log and
+build.log, the same in DIR-tsan/). The main pass runs every test, the fixed-length jobs labelled
+`long` included (callgrind counts, the daemon benchmark); the sanitizer passes leave
 those out (a benchmark under a sanitizer measures the sanitizer).
   --quick          the main pass only, without the `long` jobs (ctest -LE long)
   --no-sanitize    skip both sanitizer passes
@@ -76,25 +77,28 @@ if command -v clang >/dev/null && command -v clang++ >/dev/null; then
   san_compiler=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 fi
 echo "== main: configure ($build)"
-configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
-if ((sanitize)); then
-  # Tests that preload a library into an uninstrumented program are not registered in these
-  # builds: a sanitizer runtime cannot be preloaded.
-  echo "== asan+ubsan, tsan: configure ($build-asan, $build-tsan)"
-  configure "$build-asan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
-    "-DCMAKE_C_FLAGS_DEBUG=$san_debug" "-DCMAKE_CXX_FLAGS_DEBUG=$san_debug" || status=1
-  configure "$build-tsan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
-    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$san_release" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$san_release" || status=1
-fi
-((status == 0)) || { echo "== test.sh: configure FAILED"; exit 1; }
+configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || { echo "== test.sh: configure FAILED"; exit 1; }
 
-# The two sanitizer builds run in the background at the lowest priority, one after the other,
-# from the start: while the main build keeps every core busy they get almost nothing, and while
-# the main tests run (much of which is waiting on sockets, daemons and child processes) they take
-# the idle cores. Their output goes to DIR/build.log; DIR/build.rc is written when one ends.
+# The two sanitizer builds are configured and built in the background at the lowest priority, one
+# after the other, from the start: configuring (one process) takes the core the main configure
+# leaves idle; while the main build keeps every core busy they get almost nothing, and while the
+# main tests run (much of which is waiting on sockets, daemons and child processes) they take the
+# idle cores. Their output goes to DIR/configure.log and DIR/build.log; DIR/build.rc is written when
+# one ends. Tests that preload a library into an uninstrumented program are not registered in
+# these builds: a sanitizer runtime cannot be preloaded.
 bg_pid=""
 if ((sanitize)); then
-  rm -f "$build-asan/build.rc" "$build-tsan/build.rc"
+  san_args() {  # san_args DIR CMAKE-ARGS...: the background pass's configure arguments for DIR
+    local dir=$1; shift
+    mkdir -p "$dir"
+    rm -f "$dir/build.rc"
+    printf '%s\0' -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir/configure.args"
+  }
+  san_args "$build-asan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=Debug -DPOOLSHIM_SANITIZE=address \
+    "-DCMAKE_C_FLAGS_DEBUG=$san_debug" "-DCMAKE_CXX_FLAGS_DEBUG=$san_debug"
+  san_args "$build-tsan" "${san_compiler[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOLSHIM_SANITIZE=thread \
+    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$san_release" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$san_release"
+  echo "== asan+ubsan, tsan: configured and built in the background ($build-asan, $build-tsan)"
   # A session of its own, so that the whole tree (cmake, ninja, compilers) is stopped with it. With
   # the kernel's autogroups on (a session is a scheduling group, and nice works only inside one),
   # the group itself is given the lowest priority too.
@@ -102,8 +106,15 @@ if ((sanitize)); then
     echo 19 2>/dev/null >/proc/self/autogroup || true
     for dir; do
       rc=0
+      mapfile -d "" -t args <"$dir/configure.args"
       TIMEFORMAT="%U s user + %S s sys"
-      { time nice -n 19 cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 || rc=$?; } 2>"$dir/build.cpu"
+      { time {
+          if nice -n 19 cmake "${args[@]}" >"$dir/configure.log" 2>&1; then
+            nice -n 19 cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1
+          else
+            { echo "(configure failed)"; cat "$dir/configure.log"; } >"$dir/build.log"; false
+          fi
+        } || rc=$?; } 2>"$dir/build.cpu"
       echo "$rc" >"$dir/build.rc.tmp" && mv "$dir/build.rc.tmp" "$dir/build.rc"
     done' _ "$jobs" "$build-asan" "$build-tsan" &
   bg_pid=$!
@@ -136,7 +147,7 @@ wait_build() {
     cat "$dir/build.log"
     return 1
   fi
-  echo "== $name: built ($(grep -c '^\[' "$dir/build.log") steps, CPU $(cat "$dir/build.cpu" 2>/dev/null); waited $((SECONDS - waited)) s for it)"
+  echo "== $name: configured and built ($(grep -c '^\[' "$dir/build.log") steps, CPU $(cat "$dir/build.cpu" 2>/dev/null); waited $((SECONDS - waited)) s for it)"
 }
 if ((sanitize)); then
   # intercept_tls_get_addr=0: LeakSanitizer's tracking of dynamic TLS misreads the blocks of a library
