@@ -10,11 +10,6 @@
 namespace poolshim::stats_tool {
 namespace {
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // What a root groups by: the function (or module+offset for an address without one).
 std::string function_of(const frame& f) {
   if (!f.function.empty()) return f.function;

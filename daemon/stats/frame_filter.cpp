@@ -8,11 +8,6 @@
 namespace poolshim::stats_tool {
 namespace {
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 bool starts(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 // The qualified name of a demangled function without its parameters, template arguments or return

@@ -21,17 +21,6 @@ constexpr const char* k_kind_names[] = {"device", "pinned", "managed", "async", 
 
 const char* kind_text(int kind) { return kind >= 0 && kind < 5 ? k_kind_names[kind] : "unknown"; }
 
-std::string hex(std::uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 std::string seconds_text(double s) {
   char b[32];
   std::snprintf(b, sizeof b, s < 10 ? "%.2f s" : "%.1f s", s);
@@ -55,12 +44,13 @@ std::string rate_text(std::uint64_t n, double secs) {
 // A frame as people read it, split: the function (or module+offset) and "file:line".
 std::string frame_name(const frame& f) {
   if (!f.function.empty()) return f.function;
-  if (!f.module.empty()) return base_name(f.module) + "+" + hex(f.offset);
-  return hex(f.pc);
+  if (!f.module.empty()) return base_name(f.module) + "+" + hex_text(f.offset);
+  return hex_text(f.pc);
 }
 std::string frame_where(const frame& f) {
   // Without a line, the offset: two places in one function of a library without -g differ by it.
-  if (f.file.empty()) return f.module.empty() || f.function.empty() ? "" : base_name(f.module) + "+" + hex(f.offset);
+  if (f.file.empty())
+    return f.module.empty() || f.function.empty() ? "" : base_name(f.module) + "+" + hex_text(f.offset);
   return base_name(f.file) + ":" + std::to_string(f.line);
 }
 
@@ -70,11 +60,12 @@ std::string nonce() {
   std::string out;
   try {
     std::random_device rd;
-    for (int i = 0; i < 4; ++i) out += hex(rd()).substr(2);
+    for (int i = 0; i < 4; ++i) out += hex_text(rd()).substr(2);
   } catch (const std::exception&) {  // no entropy source: still unguessable enough for a static page
     timespec t{};
     clock_gettime(CLOCK_REALTIME, &t);
-    out = hex(static_cast<std::uint64_t>(t.tv_nsec) * 2654435761u ^ static_cast<std::uint64_t>(t.tv_sec)).substr(2);
+    out =
+        hex_text(static_cast<std::uint64_t>(t.tv_nsec) * 2654435761u ^ static_cast<std::uint64_t>(t.tv_sec)).substr(2);
   }
   return out;
 }
@@ -460,7 +451,7 @@ std::string data_json(const html_input& in) {
   for (const site& s : in.sites) {
     std::string st;
     for (const frame& f : s.frames) {
-      auto key = std::make_tuple(f.function, f.file, f.line, f.module, f.function.empty() ? hex(f.offset) : "");
+      auto key = std::make_tuple(f.function, f.file, f.line, f.module, f.function.empty() ? hex_text(f.offset) : "");
       auto it = index.find(key);
       if (it == index.end()) {
         it = index.emplace(key, index.size()).first;
@@ -468,7 +459,7 @@ std::string data_json(const html_input& in) {
         frames += std::string(frames.size() > 1 ? "," : "") + "{\"f\":" + json_quote(f.function, true) +
                   ",\"s\":" + json_quote(f.file, true) + ",\"l\":" + std::to_string(f.line) +
                   ",\"m\":" + json_quote(f.module, true) +
-                  ",\"o\":" + json_quote(f.module.empty() ? hex(f.pc) : hex(f.offset), true) +
+                  ",\"o\":" + json_quote(f.module.empty() ? hex_text(f.pc) : hex_text(f.offset), true) +
                   ",\"fw\":" + (fw != nullptr ? json_quote(fw->name, true) : "null") + "}";
       }
       st += (st.empty() ? "" : ",") + std::to_string(it->second);

@@ -86,11 +86,6 @@ const exclusion k_exclusions[] = {
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 bool matches(const pattern& p, const frame& f) {
   switch (p.where) {
     case field::function:

@@ -27,12 +27,6 @@ std::vector<std::int64_t> sort_values(const site& s, const std::string& sort) {
   return {peak, live, own, total, count};
 }
 
-std::string hex(std::uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 }  // namespace
 
 // frame::text (stats_file.h) lives here, with the other ways a site reads, so that the report
@@ -46,11 +40,11 @@ std::string frame::text() const {
     if (!file.empty()) return function + " (" + base(file) + ":" + std::to_string(line) + ")";
     // A symbol without line information (a library built without -g): the name alone would lose
     // which file it is in (two libraries may export one name) and where to point addr2line.
-    if (!module.empty()) return function + " (" + base(module) + "+" + hex(offset) + ")";
+    if (!module.empty()) return function + " (" + base(module) + "+" + hex_text(offset) + ")";
     return function;
   }
-  if (!module.empty()) return base(module) + "+" + hex(offset);
-  return hex(pc);
+  if (!module.empty()) return base(module) + "+" + hex_text(offset);
+  return hex_text(pc);
 }
 
 std::int64_t sort_value(const site& s, const std::string& sort) { return sort_values(s, sort).front(); }

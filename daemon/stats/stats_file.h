@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -40,6 +41,19 @@ struct not_mine_error : file_error {
 template <std::size_t N>
 std::string field_text(const char (&field)[N]) {
   return std::string(field, strnlen(field, N));
+}
+
+// A path's last part ("/usr/lib/libc.so.6" -> "libc.so.6"), for the reports' names.
+inline std::string base_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// An address as the reports write one: "0x7f12...".
+inline std::string hex_text(std::uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
 }
 
 struct frame {
