@@ -329,8 +329,11 @@ for n, f in enumerate(frames):
     site = [l for l in lines[row[0] + 1:] if "site_grow" in l and " live in " in l]
     assert len(site) == 1, f"not one site_grow row:\n{f}"
     # Its line over time, under the process's (the sites with the largest own peaks, --sites 3).
+    # The sampler finds a site within some tens of ms of samples (README): the first refresh may
+    # come before that on a loaded machine (it read "live over 0.04 s (3 samples)" in a CI run);
+    # the later ones, 0.5 s apart, must have it.
     over_time = [l for l in lines[row[0] + 1:] if re.match(r"^ +site_grow\S*  \[.*\] max ", l)]
-    assert len(over_time) == 1, f"not one site_grow line over time:\n{f}"
+    assert len(over_time) == 1 or (n == 0 and not over_time), f"not one site_grow line over time:\n{f}"
     m = re.search(r"live in (\d+) \((\d+) allocs\)", site[0])
     assert m and "stats_tool_program.cpp:" in site[0], site[0]
     counts.append(int(m.group(1)))
