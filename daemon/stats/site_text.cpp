@@ -32,18 +32,14 @@ std::vector<std::int64_t> sort_values(const site& s, const std::string& sort) {
 // frame::text (stats_file.h) lives here, with the other ways a site reads, so that the report
 // library stands without the file reader (a test's hand-made page).
 std::string frame::text() const {
-  const auto base = [](const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-  };
   if (!function.empty()) {
-    if (!file.empty()) return function + " (" + base(file) + ":" + std::to_string(line) + ")";
+    if (!file.empty()) return function + " (" + base_name(file) + ":" + std::to_string(line) + ")";
     // A symbol without line information (a library built without -g): the name alone would lose
     // which file it is in (two libraries may export one name) and where to point addr2line.
-    if (!module.empty()) return function + " (" + base(module) + "+" + hex_text(offset) + ")";
+    if (!module.empty()) return function + " (" + base_name(module) + "+" + hex_text(offset) + ")";
     return function;
   }
-  if (!module.empty()) return base(module) + "+" + hex_text(offset);
+  if (!module.empty()) return base_name(module) + "+" + hex_text(offset);
   return hex_text(pc);
 }
 
@@ -77,15 +73,16 @@ std::vector<std::size_t> label_lengths(const std::vector<site>& sites, const std
   return out;
 }
 
+bool in_cuda_or_shim(const frame& f) {
+  const std::string m = base_name(f.module);
+  return m.rfind("libcudart", 0) == 0 || m.rfind("libcuda.", 0) == 0 || m.rfind("libpoolshim", 0) == 0;
+}
+
 const frame* call_site_frame(const site& s) {
-  const auto cuda_or_shim = [](const frame& f) {
-    const std::string m = f.module.substr(f.module.find_last_of('/') + 1);
-    return m.rfind("libcudart", 0) == 0 || m.rfind("libcuda.", 0) == 0 || m.rfind("libpoolshim", 0) == 0;
-  };
   for (const frame& f : s.frames)
-    if (!cuda_or_shim(f) && !f.file.empty()) return &f;
+    if (!in_cuda_or_shim(f) && !f.file.empty()) return &f;
   for (const frame& f : s.frames)
-    if (!cuda_or_shim(f)) return &f;
+    if (!in_cuda_or_shim(f)) return &f;
   return s.frames.empty() ? nullptr : &s.frames.front();
 }
 

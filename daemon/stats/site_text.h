@@ -27,6 +27,9 @@ std::uint32_t depth_needed(const std::vector<site>& sites, bool* more = nullptr)
 // without frames from there. sites and from have the same size.
 std::vector<std::size_t> label_lengths(const std::vector<site>& sites, const std::vector<std::size_t>& from);
 
+// Whether a frame is in the CUDA runtime, the driver or the shim (by its module's file name).
+bool in_cuda_or_shim(const frame& f);
+
 // The frame that names a call site: the innermost one outside the CUDA runtime, the driver and the
 // shim that has a source file (the program's call of cudaMalloc), else the innermost one outside
 // them, else the innermost; null for a site without frames.

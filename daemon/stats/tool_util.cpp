@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "stats/report_text.h"
+#include "stats/site_text.h"
 
 namespace poolshim::stats_tool::cli {
 
@@ -121,8 +122,7 @@ std::unique_ptr<stats_file> open_named(const std::string& spec, const std::strin
       }
       const std::size_t colon = s.find(": ");
       const std::string path = s.substr(0, colon);
-      const std::size_t slash = path.find_last_of('/');
-      const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+      const std::string name = base_name(path);
       if (!by_pid || name.find(pid_part) != std::string::npos) unreadable.push_back(s);
     }
     std::string out;
@@ -169,11 +169,7 @@ std::string site_key(const site& s) {
     if (!f.function.empty()) {
       key += f.function + "|" + f.file + "|" + std::to_string(f.line);
     } else {
-      const auto slash = f.module.find_last_of('/');
-      key += (slash == std::string::npos ? f.module : f.module.substr(slash + 1));
-      char off[32];
-      std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(f.module.empty() ? f.pc : f.offset));
-      key += off;
+      key += base_name(f.module) + "+" + hex_text(f.module.empty() ? f.pc : f.offset);
     }
     key += '\n';
   }
@@ -228,14 +224,8 @@ std::vector<site> visible_sites(std::vector<site> raw, const frame_filter& filte
 }
 
 const frame* caller_frame(const site& s) {
-  for (const frame& f : s.frames) {
-    const std::string& m = f.module;
-    const auto slash = m.find_last_of('/');
-    const std::string base = slash == std::string::npos ? m : m.substr(slash + 1);
-    if (base.rfind("libcudart", 0) == 0 || base.rfind("libcuda.", 0) == 0 || base.rfind("libpoolshim", 0) == 0)
-      continue;
-    return &f;
-  }
+  for (const frame& f : s.frames)
+    if (!in_cuda_or_shim(f)) return &f;
   return s.frames.empty() ? nullptr : &s.frames.front();
 }
 

@@ -120,7 +120,7 @@ std::vector<std::string> site_names(const std::vector<site>& sites, std::size_t 
       for (std::size_t k = spans[i].first; k < spans[i].first + count && k < s.frames.size(); ++k) {
         const frame& f = s.frames[k];
         const std::string fn = bare_function(f.function);
-        const std::string base = f.file.substr(f.file.find_last_of('/') + 1);
+        const std::string base = base_name(f.file);
         std::string one;
         if (level == 0 || fn.empty() || base.empty())
           one = level == 0 || fn.empty() ? f.text() : fn;
