@@ -24,6 +24,9 @@ void locked_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept
 
 host_pool_options normalise(host_pool_options o) noexcept {
   o.slab_size = round_up(std::max<std::size_t>(o.slab_size, host_pool::kSlabGranule), host_pool::kSlabGranule);
+  o.first_slab_size =
+      std::min(round_up(std::max<std::size_t>(o.first_slab_size, host_pool::kSlabGranule), host_pool::kSlabGranule),
+               o.slab_size);
   o.bucket_limit = std::bit_floor(std::clamp<std::size_t>(o.bucket_limit, host_pool::kPage, o.slab_size));
   return o;
 }
@@ -62,7 +65,7 @@ status host_pool::allocate(std::size_t bytes, unsigned flags, std::uintptr_t* ou
   for (int attempt = 0; attempt < 3; ++attempt) {
     segment_info* fresh = nullptr;
     if (attempt != 0) {
-      const status st = new_slab(std::max(options_.slab_size, round_up(size + kPage, kSlabGranule)), &fresh);
+      const status st = new_slab(std::max(next_slab_size(), round_up(size + kPage, kSlabGranule)), &fresh);
       if (st != status::ok) {
         failures_.fetch_add(1, std::memory_order_relaxed);
         return st;
@@ -83,6 +86,11 @@ status host_pool::allocate(std::size_t bytes, unsigned flags, std::uintptr_t* ou
   }
   failures_.fetch_add(1, std::memory_order_relaxed);
   return status::out_of_memory;
+}
+
+std::size_t host_pool::next_slab_size() const noexcept {
+  const std::size_t held = reserved_.load(std::memory_order_relaxed);
+  return round_up(std::clamp<std::size_t>(held, options_.first_slab_size, options_.slab_size), kSlabGranule);
 }
 
 status host_pool::new_slab(std::size_t bytes, segment_info** out) noexcept {

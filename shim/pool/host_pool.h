@@ -22,7 +22,13 @@
 namespace poolshim::pool {
 
 struct host_pool_options {
-  std::size_t slab_size = std::size_t{64} << 20;    // rounded up to 2 MiB; larger requests get larger slabs
+  // Slabs grow with use: a new slab is as large as what the pool holds already (so the total doubles),
+  // at least first_slab_size and at most slab_size (both rounded up to 2 MiB), or larger when one
+  // request needs more. A process that pins 64 KiB holds 2 MiB, not a whole 64 MiB slab (every slab
+  // is pre-touched and pinned at once); one that pins much reaches 64 MiB slabs after five. A source
+  // may hand out larger slabs than asked (the daemon lends its own slab size).
+  std::size_t first_slab_size = std::size_t{2} << 20;
+  std::size_t slab_size = std::size_t{64} << 20;
   std::size_t bucket_limit = std::size_t{1} << 20;  // power-of-two classes up to here
 };
 
@@ -90,6 +96,7 @@ class host_pool {
     segment_info* info;
     block* guard;  // the first page, held for the slab's life
   };
+  std::size_t next_slab_size() const noexcept;  // before the one request's own need
   status new_slab(std::size_t bytes, segment_info** out) noexcept;
   segment_info* slab_of_locked(std::uintptr_t p) const noexcept;
   void hand_out_locked(block* b, bool hit, std::uintptr_t* out) noexcept;

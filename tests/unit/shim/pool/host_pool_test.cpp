@@ -27,7 +27,7 @@ struct fixture {
   explicit fixture(host_pool_options o = small_slabs()) : pool(resource, o) {}
   static host_pool_options small_slabs() {
     host_pool_options o;
-    o.slab_size = 8 * kMiB;
+    o.first_slab_size = o.slab_size = 8 * kMiB;  // every slab 8 MiB (growth: its own test)
     return o;
   }
   std::uintptr_t must_allocate(std::size_t bytes, unsigned flags = 0) {
@@ -115,6 +115,38 @@ TEST(HostPool, RequestsLargerThanASlabGetTheirOwnSlabRoundedTo2MiB) {
   EXPECT_EQ(f.resource.bytes_in_use(), 10 * kMiB);
   EXPECT_EQ(a % (2 * kMiB), host_pool::kPage);  // right after the slab's guard page
   EXPECT_EQ(f.pool.stats().bytes_reserved, 10 * kMiB);
+}
+
+TEST(HostPool, SlabsGrowWithWhatThePoolHoldsUpToTheSlabSize) {
+  host_pool_options o;  // the defaults: 2 MiB first, 64 MiB at most
+  fixture f(o);
+  // A small pinned user holds one 2 MiB slab, not 64 MiB.
+  const std::uintptr_t first = f.must_allocate(64 * kKiB);
+  EXPECT_EQ(f.pool.stats().bytes_reserved, 2 * kMiB);
+  // Each new slab is as large as what the pool holds (the total doubles), up to 64 MiB.
+  std::vector<std::size_t> sizes{2 * kMiB};
+  std::vector<std::uintptr_t> held{first};
+  while (f.pool.stats().bytes_reserved < 200 * kMiB) {
+    const std::uint64_t before = f.pool.stats().bytes_reserved;
+    const std::uint64_t slabs = f.pool.stats().slabs;
+    // 1 MiB blocks until a new slab comes.
+    while (f.pool.stats().slabs == slabs) held.push_back(f.must_allocate(kMiB));
+    sizes.push_back(f.pool.stats().bytes_reserved - before);
+  }
+  const std::vector<std::size_t> want{2 * kMiB,  2 * kMiB,  4 * kMiB,  8 * kMiB, 16 * kMiB,
+                                      32 * kMiB, 64 * kMiB, 64 * kMiB, 64 * kMiB};
+  EXPECT_EQ(sizes, want);
+  // A request larger than the next slab still gets a slab of its own size.
+  const std::uint64_t before = f.pool.stats().bytes_reserved;
+  held.push_back(f.must_allocate(100 * kMiB));
+  EXPECT_EQ(f.pool.stats().bytes_reserved - before, 102 * kMiB);
+  for (std::uintptr_t a : held) EXPECT_EQ(f.pool.deallocate(a), status::ok);
+  // Given back, the pool starts small again.
+  f.pool.release_idle();
+  EXPECT_EQ(f.pool.stats().bytes_reserved, 0u);
+  held = {f.must_allocate(4 * kKiB)};
+  EXPECT_EQ(f.pool.stats().bytes_reserved, 2 * kMiB);
+  EXPECT_EQ(f.pool.deallocate(held[0]), status::ok);
 }
 
 TEST(HostPool, DoubleInteriorAndForeignFreesAreRejected) {
