@@ -52,13 +52,13 @@ configure() {  # build-dir cmake-args...
   cmake -S "$root" -B "$dir" -G Ninja -DPOOLSHIM_BUILD_TESTS=ON "$@" >"$dir/configure.log" 2>&1 ||
     { cat "$dir/configure.log"; return 1; }
 }
-run_ctest() {  # name build-dir ctest-label-args
-  local name=$1 dir=$2 labels=$3
+run_ctest() {  # name build-dir ctest-label-args [parallel-jobs]
+  local name=$1 dir=$2 labels=$3 tests=${4:-$jobs}
   echo "== $name: ctest"
   # CPU seconds (user+sys of every process the pass ran) beside the wall time: on a shared or
   # 2-core machine the CPU work is what a change to the suite moves.
   local TIMEFORMAT="== $name: ctest CPU %U s user + %S s sys"
-  time (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
+  time (cd "$dir" && ctest -j "$tests" --output-on-failure --timeout 600 $labels "${ctest_args[@]}")
 }
 
 start=$SECONDS
@@ -157,17 +157,20 @@ wait_build() {
   echo "== $name: configured and built ($(grep -c '^\[' "$dir/build.log") steps, CPU $(cat "$dir/build.cpu" 2>/dev/null); waited $((SECONDS - waited)) s for it)"
 }
 if ((sanitize)); then
+  # The sanitizer passes run twice as many tests at once as there are cores: their tests wait much
+  # (daemons, timeouts, child processes), and the TSan pass ends the run with nothing beside it
+  # (39 tests: 22 s at -j2, 14 s at -j4 on 2 cores).
   # intercept_tls_get_addr=0: LeakSanitizer's tracking of dynamic TLS misreads the blocks of a library
   # loaded with dlmopen (the shim's private libunwind: "DTLS at 0x24a-0x100000134c", then its tracer
   # faults and the pass fails on a program whose tests all passed, depending on memory layout).
   # Untracked, dynamic TLS is simply not a root of the leak scan: a leak can only be over-reported,
   # never hidden.
   (export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0 UBSAN_OPTIONS=print_stacktrace=1
-   wait_build "asan+ubsan" "$build-asan" && run_ctest "asan+ubsan" "$build-asan" "-LE long") || status=1
+   wait_build "asan+ubsan" "$build-asan" && run_ctest "asan+ubsan" "$build-asan" "-LE long" $((jobs * 2))) || status=1
   # atexit_sleep_ms=100: TSan's default sleeps 1 s in every process's exit (for threads still running
   # to show their races), which was 15 of the pass's 38 s; 100 ms still gives them a slice.
   (export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=100
-   wait_build "tsan" "$build-tsan" && run_ctest "tsan" "$build-tsan" "-LE long") || status=1
+   wait_build "tsan" "$build-tsan" && run_ctest "tsan" "$build-tsan" "-LE long" $((jobs * 2))) || status=1
   wait "$bg_pid" 2>/dev/null || true
   bg_pid=""
 fi
