@@ -721,12 +721,16 @@ proto::reply server::handle(client& c, const proto::request& q, int fd_in, int* 
         // Believed up to what it was lent. What it takes an ask for now is on its way back (its
         // leases return within the round): counted as asked until they do, so that neither the
         // next lease asks for the same bytes again nor a waiting asker is told nothing is coming.
-        // A client that took an ask and gave none of it back by its next report (no device lease
-        // returned) kept it; after k_unkept_asks in a row, what it says it holds idle is not
-        // believed until it returns a device lease (a client that calls memory in use idle would
-        // otherwise take every ask from the real holders, and make askers wait in vain).
-        if (c.taken_device != 0) c.unkept_asks = c.giving_device == c.taken_device ? c.unkept_asks + 1 : 0;
-        c.idle_device = c.unkept_asks < k_unkept_asks ? trusted_idle(q.arg[0], c.device_bytes) : 0;
+        // What a client took an ask for and had not given back by its next report, it kept: from
+        // then on its reports are believed only up to what it holds beyond all it kept, until it
+        // returns leases of as much. A client that calls memory in use idle would otherwise take
+        // every ask from the real holders and make askers wait in vain, and one that gives back a
+        // small lease for each large ask would still be believed (the earlier rule, "three asks in
+        // a row of which it gave nothing", let that through). An honest client that lost a race
+        // (its idle segments were reused before the ask came) is held to it only until its idle
+        // memory goes back unasked.
+        if (c.taken_device != 0) c.kept_device = std::min(c.device_bytes, c.kept_device + c.giving_device);
+        c.idle_device = trusted_idle(q.arg[0], c.device_bytes - c.kept_device);
         c.idle_pinned = trusted_idle(q.arg[1], c.lent_bytes);
         r.val[1] = std::exchange(c.asked_device, 0);
         r.val[2] = std::exchange(c.asked_pinned, 0);
@@ -889,8 +893,10 @@ void server::end_lease(client& c, const lease& l, bool retain) {
     c.device_bytes -= l.bytes;
     // A segment goes back only when idle (or with the process): it was part of what it reported.
     c.idle_device -= std::min(c.idle_device, l.bytes);
-    c.giving_device -= std::min(c.giving_device, l.bytes);
-    c.unkept_asks = 0;
+    // It pays the ask it is giving for first; what is beyond pays off what it kept before.
+    const std::uint64_t toward_ask = std::min(c.giving_device, l.bytes);
+    c.giving_device -= toward_ask;
+    c.kept_device -= std::min(c.kept_device, l.bytes - toward_ask);
   }
 }
 

@@ -193,7 +193,10 @@ class server {
     std::uint64_t giving_device = 0;
     std::chrono::steady_clock::time_point giving_since{};
     std::uint64_t taken_device = 0;  // what its last report took (giving_device before any return)
-    unsigned unkept_asks = 0;        // asks in a row it gave nothing of (reset by a returned lease)
+    // What it kept of the asks it took: memory it called idle and did not give back by its next
+    // report. Its idle reports are believed only up to what it holds beyond this; a returned device
+    // lease lowers both (so what it kept stays unbelieved until it has given back as much).
+    std::uint64_t kept_device = 0;
   };
   struct metrics_conn {
     int fd = -1;
@@ -239,8 +242,6 @@ class server {
   // A healthy client takes an ask at its next report (POOLSHIM_IDLE_REPORT_MS, 100 ms): one that
   // has not after this long is not counted on, neither as memory on its way nor as a holder.
   static constexpr std::chrono::milliseconds k_ask_expiry{1000};
-  // Asks in a row a client took and gave nothing of, after which its idle reports are not believed.
-  static constexpr unsigned k_unkept_asks = 3;
   void serve_metrics();
   void on_metrics_event(std::uint64_t id, std::uint32_t events);
   void end_metrics(std::uint64_t id, bool abort);
