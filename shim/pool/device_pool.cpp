@@ -9,6 +9,8 @@
 #include <bit>
 #include <new>
 
+#include "pool/locked_counter.h"
+
 namespace poolshim::pool {
 
 constexpr int kOomRetries = 3;
@@ -21,16 +23,6 @@ device_pool_options normalise(device_pool_options o) noexcept {
   o.reuse_bits = std::clamp(o.reuse_bits, 1u, 20u);
   o.large_class_bits = std::clamp(o.large_class_bits, 1u, kLargeClassBits);
   return o;
-}
-
-// Counters written only with mutex_ held: a relaxed load and store, no locked instruction (stats()
-// reads them without the lock).
-template <class T>
-void locked_add(std::atomic<T>& c, T delta) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
-}
-void locked_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
-  if (value > peak.load(std::memory_order_relaxed)) peak.store(value, std::memory_order_relaxed);
 }
 
 }  // namespace

@@ -7,20 +7,13 @@
 #include <new>
 #include <vector>
 
+#include "pool/locked_counter.h"
 #include "pool/size_classes.h"
 
 namespace poolshim::pool {
 namespace {
 
 std::size_t round_up(std::size_t v, std::size_t to) noexcept { return (v + to - 1) & ~(to - 1); }
-
-// Counters written only with the lock held: plain relaxed load and store (stats() reads unlocked).
-void locked_add(std::atomic<std::uint64_t>& c, std::uint64_t delta) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
-}
-void locked_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
-  if (value > peak.load(std::memory_order_relaxed)) peak.store(value, std::memory_order_relaxed);
-}
 
 host_pool_options normalise(host_pool_options o) noexcept {
   o.slab_size = round_up(std::max<std::size_t>(o.slab_size, host_pool::kSlabGranule), host_pool::kSlabGranule);

@@ -68,17 +68,17 @@ backtrace_fn load() noexcept {
 }
 
 // 0: not tried; 1: loading; 2: ready (g_fn set) or failed (g_fn null).
-std::atomic<int> g_state{0};
+std::atomic<int> g_load_state{0};
 std::atomic<backtrace_fn> g_fn{nullptr};
 
 backtrace_fn get() noexcept {
-  if (g_state.load(std::memory_order_acquire) == 2) return g_fn.load(std::memory_order_relaxed);
+  if (g_load_state.load(std::memory_order_acquire) == 2) return g_fn.load(std::memory_order_relaxed);
   int expected = 0;
-  if (!g_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+  if (!g_load_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     return nullptr;  // another thread is loading it: this event goes without a stack
   }
   g_fn.store(load(), std::memory_order_relaxed);
-  g_state.store(2, std::memory_order_release);
+  g_load_state.store(2, std::memory_order_release);
   return g_fn.load(std::memory_order_relaxed);
 }
 
