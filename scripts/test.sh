@@ -18,7 +18,8 @@ build.log, the same in DIR-tsan/). The main pass runs every test, the fixed-leng
 those out (a benchmark under a sanitizer measures the sanitizer).
   --quick          the main pass only, without the `long` jobs (ctest -LE long)
   --no-sanitize    skip both sanitizer passes
-  --jobs N         parallel build and test jobs (default: number of cores)
+  --jobs N         parallel build and test jobs (default: number of cores; the sanitizer passes
+                   run twice as many tests at once)
   --build-dir DIR  main build folder (default: build); the sanitizer passes use DIR-asan, DIR-tsan
   -- ARGS          extra arguments for ctest (e.g. -R sim_conformance)
 USAGE
