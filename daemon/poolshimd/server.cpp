@@ -948,8 +948,8 @@ bool server::within_quota(client& c, std::uint64_t more) {
 }
 
 // The returned slabs of `uid`'s clients that no process of that uid holds any more (no descriptor,
-// no mapping) stop counting. /proc is read at most once a second per uid, so a client asking again
-// and again costs the loop nothing more.
+// no mapping) stop counting. /proc is read at most once per proc_scan_interval (a second) per uid,
+// so a client asking again and again costs the loop nothing more.
 bool server::forget_unheld(uid_t uid) {
   std::set<std::pair<dev_t, ino_t>> wanted;
   for (const auto& [id, c] : clients_)
@@ -958,7 +958,7 @@ bool server::forget_unheld(uid_t uid) {
   if (wanted.empty()) return false;
   const clock::time_point now = this->now();
   auto [at, fresh] = scanned_.try_emplace(uid, now);
-  if (!fresh && now - at->second < std::chrono::seconds(1)) return false;
+  if (!fresh && now - at->second < options_.proc_scan_interval) return false;
   at->second = now;
   std::vector<int> own_closing = region_.closing_fds();  // the daemon's own, still being closed
   for (const int fd : closer_->pending()) own_closing.push_back(fd);

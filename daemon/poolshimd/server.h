@@ -64,6 +64,9 @@ struct server_options {
   std::string redis_prefix = "tensor:";   // its keys: PREFIX<name> hashes, the PREFIX"cmd" list
   // The metrics port's IPv4 address (0.0.0.0: every interface, as in a pod; the default: this node).
   std::string metrics_address = "127.0.0.1";
+  // How often, per uid, /proc is read at most to find returned slabs that no process holds any more
+  // (only when a request would be refused): a client asking again and again costs the loop nothing.
+  std::chrono::milliseconds proc_scan_interval{1000};
 };
 
 struct fill_results;

@@ -33,6 +33,8 @@ namespace poolshim::daemon {
 namespace server_test {  // named, not anonymous: a unity build puts several test files in one unit
 
 constexpr std::uint64_t kSlab = std::uint64_t{2} << 20;
+// The servers here read /proc for held slabs at most this often (the daemon: once a second).
+constexpr std::chrono::milliseconds kProcScan{100};
 
 class Server : public ::testing::Test {
  protected:
@@ -48,6 +50,7 @@ class Server : public ::testing::Test {
     o.region.fill_threads = 1;
     o.client_quota = client_quota;
     o.uid_quota = uid_quota;
+    o.proc_scan_interval = kProcScan;
     if (tweak) tweak(o);
     server_ = std::make_unique<server>(o);
     thread_ = std::thread([this] { server_->run(); });
@@ -422,7 +425,7 @@ TEST_F(Server, ReturnedSlabTheClientKeepsCountsAgainstItsQuotaUntilLetGo) {
   EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::quota)
       << "two returned slabs still held: the quota is full";
   close(kept[0]);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // /proc is read at most once a second
+  std::this_thread::sleep_for(kProcScan + std::chrono::milliseconds(50));  // /proc: at most once a kProcScan
   int fd = -1;
   EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &fd), proto::status::ok) << "one let go: room for one";
   EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::quota) << "the other is still held";
@@ -442,7 +445,7 @@ TEST_F(Server, ReturnedSlabMappedButClosedStillCounts) {
   EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r), proto::status::quota)
       << "a mapping holds it as well as a descriptor";
   munmap(p, kSlab);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::this_thread::sleep_for(kProcScan + std::chrono::milliseconds(50));
   int again = -1;
   EXPECT_EQ(ask(proto::op::lease_slab, kSlab, &r, -1, &again), proto::status::ok) << "unmapped: let go";
   close(again);
@@ -477,7 +480,7 @@ TEST_F(Server, SlabClosedBeforeItsReturnStopsCountingAtTheNextLook) {
   EXPECT_EQ(cycle(), proto::status::ok);
   EXPECT_EQ(cycle(), proto::status::ok) << "the returned slab is held by no one: /proc says so";
   // /proc is read at most once a second per uid: until the next look, the last return counts.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::this_thread::sleep_for(kProcScan + std::chrono::milliseconds(50));
   EXPECT_EQ(cycle(), proto::status::ok);
 }
 
