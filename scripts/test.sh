@@ -2,8 +2,8 @@
 # The project's test entry: installs dependencies, configures, builds, and runs ctest; then builds
 # everything that is not preloaded with ASan+UBSan, and again with TSan, and runs the tests again.
 # The two sanitizer builds are configured and built in the background at the lowest priority while
-# the main pass configures, builds and runs its tests. Prints ctest's summary lines and exits non-zero on any failure. CI runs
-# exactly this (.ci/run).
+# the main pass configures, builds and runs its tests. Prints ctest's summary lines and exits
+# non-zero on any failure. CI runs exactly this (.ci/run).
 set -euo pipefail
 
 usage() {
